@@ -1,0 +1,88 @@
+# qpeach - plain GNU make. `make` builds build/qpeach, build/libqpeach.a,
+# build/libqpeach.so and the Python extension. See README.md.
+#
+# BUILD selects the output folder, so sanitizer builds live beside the
+# normal one: `make asan` is `make BUILD=build/asan SAN=1 check`.
+
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+PKGS    := hwloc msgpack openssl cunit inih python3-embed
+NPY_INC := $(shell $(PYTHON) -c 'import numpy; print(numpy.get_include())' 2>/dev/null)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+QP_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread \
+              -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+              $(if $(NPY_INC),-I$(NPY_INC)) -MMD -MP
+QP_LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ifeq ($(SAN),1)
+QP_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+QP_LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/net/*.c src/py/*.c src/sched/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_HLP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+HLP_OBJ  := $(UNIT_HLP:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test check unit integration interop asan fuzz demo clean bench bench-quick valgrind
+
+all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(BUILD)/qpeach $(UNIT_BIN) pyext
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(QP_CFLAGS) -c $< -o $@
+
+$(BUILD)/libqpeach.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libqpeach.so: $(LIB_OBJ)
+	$(CC) -shared $(QP_LDFLAGS) $(LDFLAGS) -o $@ $^ $(QP_LDLIBS)
+
+$(BUILD)/qpeach: $(CLI_OBJ) $(BUILD)/libqpeach.a
+	$(CC) $(QP_LDFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqpeach.a $(QP_LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HLP_OBJ) $(BUILD)/libqpeach.a
+	@mkdir -p $(dir $@)
+	$(CC) $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(HLP_OBJ) $(BUILD)/libqpeach.a $(QP_LDLIBS)
+
+# The Python extension (python/qpeach/_qpeach*.so), built against Debian's
+# python3 by python/setup-free rules in python/Makefile.inc when present.
+-include python/Makefile.inc
+pyext::
+
+deps:
+	@sh scripts/deps.sh
+
+# Every test: CUnit suites, then integration and interop through one runner
+# that ends with "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: all
+	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
+	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
+
+unit: all
+	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 check
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
+demo: deps all
+	@sh scripts/demo.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(HLP_OBJ:.o=.d) $(UNIT_BIN:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.d)

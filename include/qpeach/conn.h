@@ -1,0 +1,55 @@
+/* qpeach/conn.h - a client connection to a kdb+ process (q, or qpeach serve).
+ *
+ * Addresses: "host:port", ":port" (localhost), "unix:/path/to/socket",
+ * "unix://PORT" (q's convention: the socket /tmp/kx.PORT, abstract on Linux
+ * as q does), "@/path" (explicit path, as q's -p @/tmp/kx.5050).
+ *
+ * Memory rules: see value.h. A qp_conn is used by one thread at a time.
+ * Values passed in are borrowed; values returned are new references.
+ */
+#ifndef QPEACH_CONN_H
+#define QPEACH_CONN_H
+
+#include "qpeach/value.h"
+
+typedef struct qp_conn qp_conn;
+
+typedef struct qp_conn_opts {
+    const char *user;          /* NULL or "": anonymous */
+    const char *password;      /* NULL or "" */
+    int connect_timeout_ms;    /* 0: 10 s */
+    int timeout_ms;            /* per call; 0: none */
+    bool tls;                  /* TLS over TCP */
+    const char *tls_ca;        /* CA file to verify the server; NULL: system */
+    bool tls_no_verify;        /* skip certificate verification (tests) */
+    bool no_large;             /* ask for capability 3 instead of 6 */
+} qp_conn_opts;
+
+/* Connects and does the handshake. Returns 0 and *out, or a negative code
+ * with a message in err (QP_EAUTH when the server closes on the handshake,
+ * as q does for bad credentials). opts may be NULL. */
+int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
+                 char *err, size_t errlen);
+void qp_conn_close(qp_conn *c);              /* NULL-safe */
+
+/* Sync call: sends x, waits for the response. Returns a new reference: the
+ * result, or a q error value (-128) when the server answered with one.
+ * Returns NULL on a transport failure (see qp_conn_errstr; the connection
+ * is then unusable). */
+qp_value *qp_conn_call(qp_conn *c, const qp_value *x);
+/* Sends x as msgtype (QP_MSG_ASYNC / SYNC / RESPONSE) without waiting.
+ * Sync messages may be pipelined: responses arrive in order. */
+int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype);
+/* Receives one message: 0 and *out (new reference) and *msgtype, or a
+ * negative code. timeout_ms < 0 uses the connection's call timeout. */
+int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms);
+
+int qp_conn_fd(const qp_conn *c);
+/* Capability the server accepted (the byte it answered). */
+int qp_conn_capability(const qp_conn *c);
+const char *qp_conn_errstr(const qp_conn *c);
+/* Whether the peer is on this machine (loopback or unix): q does not
+ * compress for local peers. */
+bool qp_conn_is_local(const qp_conn *c);
+
+#endif

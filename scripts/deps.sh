@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs what qpeach needs from Debian's packages, only when missing.
+# Does nothing (and needs no root) when everything is present.
+set -u
+need=""
+for pair in hwloc:libhwloc-dev msgpack:libmsgpack-dev openssl:libssl-dev \
+            cunit:libcunit1-dev inih:libinih-dev python3-embed:python3-dev; do
+    pc=${pair%%:*}; pkg=${pair#*:}
+    pkg-config --exists "$pc" 2>/dev/null || need="$need $pkg"
+done
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+command -v cc >/dev/null 2>&1 || need="$need build-essential"
+for pair in numpy:python3-numpy pandas:python3-pandas dill:python3-dill \
+            msgpack:python3-msgpack; do
+    mod=${pair%%:*}; pkg=${pair#*:}
+    /usr/bin/python3 -c "import $mod" 2>/dev/null || need="$need $pkg"
+done
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v node >/dev/null 2>&1 || need="$need nodejs"
+command -v npm >/dev/null 2>&1 || need="$need npm"
+[ -z "$need" ] && exit 0
+echo "deps: installing$need"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq $need >/dev/null || {
+    echo "deps: apt-get install$need failed" >&2; exit 1; }
