@@ -14,10 +14,12 @@
  *   - Symbols are interned (qp_sym_intern) for the life of the process, as in
  *     kdb+: a `const char *` symbol is never freed and two equal symbols have
  *     equal pointers, so symbol comparison is pointer comparison.
- *   - A vector either owns its data (malloc'd, freed with the value) or
- *     borrows it from a refcounted qp_buf (zero-copy decode), holding one
- *     reference to the buffer until the vector is freed. Borrowed vectors are
- *     read-only: qp_vec_append() copies them out first.
+ *   - The items of a vector (types 1..19) always live in a refcounted
+ *     qp_buf: one of its own, or a received message (zero-copy decode), or
+ *     another vector's (a slice). The vector holds one buffer reference.
+ *     Items are shared, read-only, when the buffer has other references:
+ *     qp_vec_append() copies them out first. General lists, dicts and tables
+ *     hold a malloc'd array of child references.
  */
 #ifndef QPEACH_VALUE_H
 #define QPEACH_VALUE_H
@@ -98,12 +100,20 @@ enum qp_attr { QP_ATTR_NONE = 0, QP_ATTR_SORTED = 1, QP_ATTR_UNIQUE = 2,
 /* ---- Refcounted byte buffer: the home of received messages. ---- */
 typedef struct qp_buf {
     atomic_int refs;       /* references; freed at zero */
-    size_t len;            /* bytes in data */
-    uint8_t *data;         /* malloc'd, 16-byte aligned, owned by the buffer */
+    size_t len;            /* usable bytes at data */
+    uint8_t *data;         /* start of the bytes: base + skew */
+    void *base;            /* the malloc'd block, freed with the buffer */
 } qp_buf;
 
-/* A buffer of len bytes (contents undefined); returns a new reference. */
+/* A buffer of len bytes (contents undefined), data 16-byte aligned;
+ * returns a new reference, NULL on OOM. */
 qp_buf *qp_buf_new(size_t len);
+/* Same, with data % 16 == skew % 16: lets a reader place a message so
+ * that the vectors inside it land aligned (zero-copy decode). */
+qp_buf *qp_buf_new_skewed(size_t len, size_t skew);
+/* Grows (or shrinks) a buffer that has one reference; may move data.
+ * Returns 0 or QP_ENOMEM (the buffer is unchanged then). */
+int qp_buf_resize(qp_buf *b, size_t len);
 qp_buf *qp_buf_ref(qp_buf *b);          /* returns b */
 void qp_buf_unref(qp_buf *b);           /* NULL-safe */
 
@@ -132,7 +142,7 @@ struct qp_value {
             int64_t n;     /* item count */
             int64_t cap;   /* items allocated (owned data only) */
             void *data;    /* items: see qp_J() etc.; qp_value ** for 0/98/99 */
-            qp_buf *owner; /* NULL: data is owned; else borrowed from it */
+            qp_buf *owner; /* vectors: the buffer holding data; else NULL */
         } v;
     };
 };
@@ -199,8 +209,14 @@ qp_value *qp_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Vector of type t (0..19) with n items (zeroed; 0-lists get NULLs, which
  * must be filled before use), capacity >= n. */
 qp_value *qp_vector(int type, int64_t n);
-/* Vector of type t borrowing n items at data inside buf (adds a buf ref). */
+/* Vector of type t (1..19) viewing n items at data inside buf (adds a buf
+ * reference; copies nothing). For symbols, data holds const char * items. */
 qp_value *qp_vector_borrow(int type, int64_t n, void *data, qp_buf *buf);
+/* Items [start, start+n) of a vector or list, clamped to its count: a view
+ * for vectors (no copy), new references to the items for lists. */
+qp_value *qp_slice(const qp_value *x, int64_t start, int64_t n);
+/* Rows [start, start+n) of a table: every column sliced as above. */
+qp_value *qp_table_slice(const qp_value *t, int64_t start, int64_t n);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
 int qp_vec_append(qp_value *x, const void *item);

@@ -1,0 +1,82 @@
+/* qpeach/server.h - the worker server: an epoll event loop that speaks kdb+
+ * IPC to many clients, checks each handshake, and dispatches calls to a
+ * table of named functions (the `.qp` namespace).
+ *
+ * Threads: the loop thread owns sockets and never parses or runs user code.
+ * A function runs where it was registered to run: on the loop (trivial,
+ * non-blocking functions only), on the pool of secondary threads (-s N), or
+ * on the one "main" thread (where embedded Python lives: it holds the GIL
+ * and never touches a socket). Results are posted back to the loop through
+ * a wake-up fd. One message per connection is in progress at a time, so a
+ * client sees responses in order, as with q.
+ *
+ * Memory rules: see value.h. A function callback gets its arguments
+ * borrowed and returns a new reference (a q error is a value of type -128,
+ * never NULL; NULL means out of memory and becomes the error 'wsfull').
+ */
+#ifndef QPEACH_SERVER_H
+#define QPEACH_SERVER_H
+
+#include "qpeach/value.h"
+
+typedef struct qp_server qp_server;
+
+/* Where a registered function runs. */
+enum qp_exec {
+    QP_EXEC_LOOP = 0,      /* on the loop thread: must not block */
+    QP_EXEC_POOL = 1,      /* on any secondary thread (or main if -s 0) */
+    QP_EXEC_MAIN = 2,      /* on the single main thread (Python) */
+};
+
+/* args: a general list of the call's arguments (borrowed; `f[]` and
+ * `f[::]` pass one (::) argument, as q does). Returns a new reference. */
+typedef qp_value *(*qp_fn_cb)(qp_server *s, qp_value *args, void *data);
+/* Runs once on a thread as it starts (pinning, interpreter setup). index is
+ * -1 for the main thread, 0..N-1 for secondary threads. */
+typedef void (*qp_thread_start_cb)(int index, void *data);
+
+typedef struct qp_server_opts {
+    const char *listen;        /* "PORT", "HOST:PORT", "unix:/path", "@/path" */
+    int secondary;             /* secondary threads (q's -s N, N >= 0) */
+    const char *passwd_file;   /* -u FILE: salted hashes; NULL: no auth */
+    const char *tls_cert;      /* PEM; with tls_key enables TLS on TCP */
+    const char *tls_key;
+    bool insecure;             /* allow non-loopback without passwd_file */
+    qp_thread_start_cb on_thread_start;
+    void *thread_data;
+} qp_server_opts;
+
+/* Creates a server with the built-in `.qp` functions (echo, ping, info,
+ * set, get, tables, count, meta) and binds its listener. Returns 0 and *out
+ * or a negative code with a message in err. */
+int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t errlen);
+void qp_server_free(qp_server *s);            /* NULL-safe; stops threads */
+
+/* Registers (or replaces) a function callable as `name[args]` by clients.
+ * nargs: exact argument count, or -1 for any. Call before qp_server_run. */
+int qp_server_def(qp_server *s, const char *name, int nargs, int exec,
+                  qp_fn_cb fn, void *data);
+
+/* Runs the loop until qp_server_stop (from any thread or a signal handler)
+ * or a fatal error. Returns 0 or a negative code. */
+int qp_server_run(qp_server *s);
+void qp_server_stop(qp_server *s);            /* async-signal-safe */
+
+/* Runs fn(item, data) for i in [0, n) across the secondary threads (and
+ * the caller), returning when all are done: the building block of peach.
+ * Callable from any server thread. */
+void qp_server_parallel(qp_server *s, int64_t n,
+                        void (*fn)(int64_t i, void *data), void *data);
+int qp_server_secondary(const qp_server *s);  /* secondary thread count */
+
+/* Server-side globals (`.qp.set`, `.qp.get`, tables). Thread-safe. */
+/* Returns a new reference, or NULL when name is not defined. */
+qp_value *qp_server_get(qp_server *s, const char *name);
+/* Defines or replaces name; steals value. Returns 0 or QP_ENOMEM. */
+int qp_server_set(qp_server *s, const char *name, qp_value *value);
+/* Names of globals that are tables, as a symbol vector (new reference). */
+qp_value *qp_server_tables(qp_server *s);
+/* Actual address bound (the port chosen for "0"), e.g. "127.0.0.1:5050". */
+const char *qp_server_address(const qp_server *s);
+
+#endif

@@ -1,0 +1,35 @@
+/* qpeach/table.h - tables in and out of text: the CSV loader, q IPC files
+ * (`-8!`/`set` bytes), and q-console formatting of any value.
+ *
+ * Memory rules: see value.h. Loaders return a new reference: the table, or
+ * an error value (-128) saying what is wrong and where (file, line, column).
+ * Formatting returns a malloc'd NUL-terminated string the caller frees.
+ */
+#ifndef QPEACH_TABLE_H
+#define QPEACH_TABLE_H
+
+#include "qpeach/value.h"
+
+typedef struct qp_csv_opts {
+    const char *types;     /* q type chars per column ("SFJ", " " skips a
+                            * column), or NULL to infer from the data */
+    char delim;            /* 0: ',' */
+    int threads;           /* parser threads; 0: one */
+} qp_csv_opts;
+
+/* Loads a CSV file with a header line as a table. opts may be NULL. */
+qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts);
+/* Writes a table as CSV with a header row. Returns 0 or a negative code. */
+int qp_csv_write(const qp_value *table, const char *path);
+/* Loads a q IPC file: the bytes of -8! (with header) or of `set`. */
+qp_value *qp_ipcfile_load(const char *path);
+/* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */
+int qp_ipcfile_write(const qp_value *x, const char *path);
+/* Loads by extension: .csv or anything else as q IPC. */
+qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
+
+/* x as the q console shows it (console width cols, 0: 80; rows beyond the
+ * console height elided with ".." as q does). malloc'd; NULL on OOM. */
+char *qp_format(const qp_value *x, int cols);
+
+#endif
