@@ -32,7 +32,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test check unit integration interop asan fuzz demo clean bench bench-quick valgrind
 
-all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(BUILD)/qpeach $(UNIT_BIN) pyext
+all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(if $(CLI_SRC),$(BUILD)/qpeach) $(UNIT_BIN) pyext
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
