@@ -54,6 +54,12 @@ int qp_ipc_header_parse(const uint8_t hdr[QP_IPC_HEADER], qp_ipc_header *h);
  * error value (-128) whose text says what is wrong. NULL only on OOM.
  * limits may be NULL (defaults). */
 qp_value *qp_ipc_decode(qp_buf *buf, const qp_ipc_limits *limits);
+/* Same, telling a malformed message from a q error sent on purpose: returns
+ * 0 and *out (a new reference: the value, which may itself be a q error),
+ * or a negative code (QP_ETRUNC, QP_ETYPE, QP_EDEPTH, QP_ETOOBIG,
+ * QP_ECORRUPT, QP_EPROTO) with *out an error value saying what is wrong, or
+ * QP_ENOMEM with *out NULL. A compressed message is decompressed first. */
+int qp_ipc_decode_msg(qp_buf *buf, const qp_ipc_limits *limits, qp_value **out);
 /* Same for a bare body (no header), little-endian unless big is set.
  * Used for q IPC files written by -8! / set. */
 qp_value *qp_ipc_decode_body(qp_buf *buf, size_t off, size_t len, bool big,
