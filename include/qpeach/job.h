@@ -1,0 +1,95 @@
+/* qpeach/job.h - job files: the INI file `qpeach run JOB` reads.
+ *
+ * Every key is documented in jobs/README.md. Parsing is strict: an unknown
+ * section or key, a key before any section, a repeated key, or a value that
+ * does not parse is an error naming the file, the line and the key, e.g.
+ *   vwap.ini:7: [partition] pieces: not a positive integer: 'x'
+ * Paths in the file are relative to the job file's folder and are stored
+ * absolute.
+ *
+ * Memory rules: a qp_job owns every string in it; qp_job_free() frees them
+ * all (NULL-safe). Strings are NULL when the key was not given.
+ */
+#ifndef QPEACH_JOB_H
+#define QPEACH_JOB_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+enum qp_part_by { QP_PART_ROWS = 0, QP_PART_COLUMN = 1, QP_PART_FILE = 2 };
+
+enum qp_merge_how {
+    QP_MERGE_CONCAT = 0, QP_MERGE_SUM, QP_MERGE_MIN, QP_MERGE_MAX,
+    QP_MERGE_COUNT, QP_MERGE_SUM_BY_KEY, QP_MERGE_PYTHON, QP_MERGE_NONE,
+};
+
+/* A Python function named as "file.py:name" in the job file. */
+typedef struct qp_job_fn {
+    char *file;            /* absolute path of the module file */
+    char *name;            /* function name inside it */
+} qp_job_fn;
+
+typedef struct qp_job {
+    char *path;            /* the job file, absolute */
+    char *dir;             /* its folder, absolute */
+    char *base;            /* its file name, for messages ("vwap.ini") */
+
+    /* [job] */
+    char *name;            /* default: the job file's name without .ini */
+    qp_job_fn function;    /* required */
+    int nlibs;             /* libraries: alias=module pairs */
+    char **lib_alias;
+    char **lib_module;
+
+    /* [input] */
+    char *table;           /* resident table name (or the name file loads as) */
+    char *file;            /* CSV or q IPC file the workers load */
+    char *files;           /* glob pattern: one partition per file */
+    char *csv_types;       /* optional q type string for CSV input ("SFJ") */
+
+    /* [partition] */
+    int part_by;           /* enum qp_part_by */
+    char *column;          /* for by = column */
+    int pieces;            /* for by = rows; 0: 4 per worker slot */
+
+    /* [workers] */
+    int local;             /* local worker processes */
+    int nservers;          /* running servers, "host:port" etc. */
+    char **servers;
+    int threads;           /* secondary threads per local worker (-s) */
+    char *user;            /* credentials user (NULL: anonymous) */
+    char *password;
+    int window;            /* sync calls in flight per connection */
+    int connect_timeout_ms;
+
+    /* [merge] */
+    int merge;             /* enum qp_merge_how */
+    qp_job_fn reducer;     /* python: over the partials; else on the merged result */
+    int nkeys;             /* sum-by-key over a plain table: key columns */
+    char **keys;
+
+    /* [output] */
+    char *output;          /* absolute path, or "-" for stdout */
+
+    /* [run] */
+    int retries;           /* extra attempts per task */
+    int64_t task_timeout_ms; /* 0: none */
+    char *state;           /* folder for journal, lock, converted input */
+} qp_job;
+
+/* Reads and checks a job file. Returns 0 and *out, or QP_EARG (bad file,
+ * message in err), -errno (cannot read), or QP_ENOMEM. */
+int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen);
+void qp_job_free(qp_job *job);               /* NULL-safe */
+
+/* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0 or -1 on error. */
+int qp_job_parse_duration(const char *s, int64_t *ms);
+
+/* Names as the job file spells them (static strings). */
+const char *qp_job_part_name(int by);
+const char *qp_job_merge_name(int how);
+
+/* Where state files go: <state>/<name>.<suffix>, malloc'd (NULL on OOM). */
+char *qp_job_state_path(const qp_job *job, const char *suffix);
+
+#endif

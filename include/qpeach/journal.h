@@ -1,0 +1,65 @@
+/* qpeach/journal.h - the job journal: a msgpack file next to the output
+ * holding each finished task's result, so `qpeach run --resume` redoes only
+ * what was not finished and writes the same bytes.
+ *
+ * File format: a stream of msgpack objects.
+ *   header: map {"qpeach_journal": 1, "ids": {what: bin[32], ...},
+ *                "plan": bin}
+ *   record: array [task id (uint), result (bin: the q IPC message bytes)]
+ * Every record is written with one write() and fsync'd before the task
+ * counts as done. After a crash the last record may be torn: opening the
+ * journal drops it (the task simply runs again). A header whose ids or plan
+ * differ from this run's means the job file, its code or its input changed:
+ * the journal is started over and the message says what changed.
+ *
+ * Memory rules: the journal owns the records it read; record bytes are
+ * borrowed, valid until qp_journal_close (NULL-safe).
+ */
+#ifndef QPEACH_JOURNAL_H
+#define QPEACH_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qp_journal qp_journal;
+
+/* One named SHA-256 that must match for a journal to be resumed. */
+typedef struct qp_journal_id {
+    const char *what;      /* "job file", "code", "input", ... */
+    uint8_t sha[32];
+} qp_journal_id;
+
+enum qp_journal_state {
+    QP_JOURNAL_NEW = 0,        /* no journal, or not resuming: started empty */
+    QP_JOURNAL_RESUMED = 1,    /* the records of an earlier run were kept */
+    QP_JOURNAL_RESTARTED = 2,  /* an earlier journal did not match: started over */
+};
+
+/* Opens (creating or truncating) the journal at path. With resume, an
+ * existing journal whose ids and plan match is kept and its records loaded;
+ * one that does not match is started over and msg says why. msg also notes
+ * a dropped torn record. Returns 0 and *out, or -errno / QP_ENOMEM with
+ * msg set. */
+int qp_journal_open(const char *path, const qp_journal_id *ids, int nids,
+                    const void *plan, size_t planlen, bool resume,
+                    qp_journal **out, char *msg, size_t msglen);
+void qp_journal_close(qp_journal *j);            /* NULL-safe */
+
+int qp_journal_state(const qp_journal *j);       /* enum qp_journal_state */
+/* Records loaded on open (a task id may appear once; later ones win). */
+int64_t qp_journal_count(const qp_journal *j);
+/* Record i: its task id, and its bytes (borrowed). */
+void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task,
+                       const uint8_t **bytes, size_t *len);
+
+/* Appends and fsyncs one record. Returns 0 or -errno. Thread-compatible:
+ * one thread appends at a time. */
+int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len);
+
+/* SHA-256 of a file's bytes. Returns 0 or -errno. */
+int qp_sha256_file(const char *path, uint8_t out[32]);
+/* SHA-256 of memory. */
+void qp_sha256(const void *data, size_t len, uint8_t out[32]);
+
+#endif

@@ -1,0 +1,544 @@
+/* job.c - job files (INI, parsed with libinih): strict keys, errors that
+ * name the file, line and key, paths made absolute against the job file. */
+#include "qpeach/job.h"
+#include "qpeach/value.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINE 4096
+
+/* ---- parse state ---- */
+
+typedef struct parse {
+    qp_job *job;
+    FILE *f;
+    int line;              /* line the reader handed inih last */
+    char section[64];      /* current section, checked by the reader */
+    char *err;
+    size_t errlen;
+    bool failed;
+    bool oom;
+    uint32_t seen[8];      /* bit per key index: repeated keys are errors */
+    int pieces_line;
+} parse;
+
+static void fail(parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(parse *p, const char *fmt, ...)
+{
+    if (p->failed) return;
+    p->failed = true;
+    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->job->base, p->line);
+    if (n < 0 || (size_t)n >= p->errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+    va_end(ap);
+}
+
+static const char *sections[] = { "job", "input", "partition", "workers", "merge",
+                                  "output", "run" };
+
+/* fgets-style reader for ini_parse_stream: counts lines, checks section
+ * headers (inih has no callback for a section without keys) and refuses
+ * lines longer than MAX_LINE instead of letting inih split them. */
+static char *reader(char *str, int num, void *stream)
+{
+    parse *p = stream;
+    if (!fgets(str, num, p->f)) return NULL;
+    p->line++;
+    size_t n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(p->f)) {
+        fail(p, "line longer than %d bytes", num - 2);
+        int c;
+        while ((c = fgetc(p->f)) != EOF && c != '\n') {}
+        str[0] = '\0';
+        return str;
+    }
+    const char *s = str;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s == '[') {
+        const char *e = strchr(s, ']');
+        if (!e) return str;        /* inih reports it as a syntax error */
+        size_t len = (size_t)(e - s - 1);
+        bool known = false;
+        for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+            if (strlen(sections[i]) == len && !strncmp(sections[i], s + 1, len)) known = true;
+        if (!known)
+            fail(p, "unknown section [%.*s] (known: job, input, partition, workers, "
+                 "merge, output, run)", (int)len, s + 1);
+    }
+    return str;
+}
+
+/* ---- value helpers ---- */
+
+static char *dup(parse *p, const char *s)
+{
+    char *d = strdup(s);
+    if (!d) p->oom = true;
+    return d;
+}
+
+/* Absolute path of v relative to the job's folder (v itself if absolute). */
+static char *abspath(parse *p, const char *v)
+{
+    if (v[0] == '/' || !strcmp(v, "-")) return dup(p, v);
+    size_t n = strlen(p->job->dir) + strlen(v) + 2;
+    char *s = malloc(n);
+    if (!s) { p->oom = true; return NULL; }
+    snprintf(s, n, "%s/%s", p->job->dir, v);
+    return s;
+}
+
+static bool parse_int(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+int qp_job_parse_duration(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || x < 0 || x != x) return -1;
+    double mult = 1000;
+    if (!*end || !strcmp(end, "s")) mult = 1000;
+    else if (!strcmp(end, "ms")) mult = 1;
+    else if (!strcmp(end, "m")) mult = 60000;
+    else if (!strcmp(end, "h")) mult = 3600000;
+    else return -1;
+    if (x * mult > 1e15) return -1;
+    *ms = (int64_t)(x * mult + 0.5);
+    return 0;
+}
+
+/* Splits a comma-separated list into trimmed, non-empty items. */
+static int split(parse *p, const char *v, char ***out)
+{
+    int n = 0;
+    char **items = NULL;
+    const char *s = v;
+    while (*s) {
+        const char *e = strchr(s, ',');
+        if (!e) e = s + strlen(s);
+        const char *a = s, *b = e;
+        while (a < b && isspace((unsigned char)*a)) a++;
+        while (b > a && isspace((unsigned char)b[-1])) b--;
+        if (b > a) {
+            char **t = realloc(items, (n + 1) * sizeof *t);
+            if (!t) { p->oom = true; break; }
+            items = t;
+            items[n] = strndup(a, (size_t)(b - a));
+            if (!items[n]) { p->oom = true; break; }
+            n++;
+        }
+        s = *e ? e + 1 : e;
+    }
+    *out = items;
+    return n;
+}
+
+static void free_list(char **v, int n)
+{
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* "file.py:name" -> absolute file + name. */
+static bool parse_fn(parse *p, const char *sec, const char *key, const char *v, qp_job_fn *fn)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v || !colon[1]) {
+        fail(p, "[%s] %s: expected file.py:function, got '%s'", sec, key, v);
+        return false;
+    }
+    for (const char *c = colon + 1; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_') {
+            fail(p, "[%s] %s: not a Python function name: '%s'", sec, key, colon + 1);
+            return false;
+        }
+    char *file = strndup(v, (size_t)(colon - v));
+    if (!file) { p->oom = true; return false; }
+    fn->file = abspath(p, file);
+    free(file);
+    fn->name = dup(p, colon + 1);
+    return true;
+}
+
+/* Credentials: "user:password", "user", or "@file" holding one of those. */
+static void parse_user(parse *p, const char *v)
+{
+    qp_job *j = p->job;
+    char buf[1024];
+    const char *cred = v;
+    if (v[0] == '@') {
+        char *path = abspath(p, v + 1);
+        if (!path) return;
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fail(p, "[workers] user: cannot read credentials file '%s': %s", path,
+                 strerror(errno));
+            free(path);
+            return;
+        }
+        free(path);
+        if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
+        fclose(f);
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (!buf[0]) { fail(p, "[workers] user: credentials file '%s' is empty", v + 1); return; }
+        cred = buf;
+    }
+    const char *colon = strchr(cred, ':');
+    j->user = colon ? strndup(cred, (size_t)(colon - cred)) : dup(p, cred);
+    j->password = dup(p, colon ? colon + 1 : "");
+    if (!j->user) p->oom = true;
+    explicit_bzero(buf, sizeof buf);
+}
+
+/* ---- the key table ---- */
+
+enum key_id {
+    K_NAME, K_FUNCTION, K_LIBRARIES,
+    K_TABLE, K_FILE, K_FILES, K_TYPES,
+    K_BY, K_COLUMN, K_PIECES,
+    K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT,
+    K_HOW, K_REDUCER, K_KEY,
+    K_PATH,
+    K_RETRIES, K_TASK_TIMEOUT, K_STATE,
+    K_COUNT
+};
+
+static const struct { const char *sec, *key; } keys[K_COUNT] = {
+    [K_NAME] = {"job", "name"}, [K_FUNCTION] = {"job", "function"},
+    [K_LIBRARIES] = {"job", "libraries"},
+    [K_TABLE] = {"input", "table"}, [K_FILE] = {"input", "file"},
+    [K_FILES] = {"input", "files"}, [K_TYPES] = {"input", "types"},
+    [K_BY] = {"partition", "by"}, [K_COLUMN] = {"partition", "column"},
+    [K_PIECES] = {"partition", "pieces"},
+    [K_LOCAL] = {"workers", "local"}, [K_SERVERS] = {"workers", "servers"},
+    [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
+    [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
+    [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
+    [K_PATH] = {"output", "path"},
+    [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
+    [K_STATE] = {"run", "state"},
+};
+
+static const char *part_names[] = { "rows", "column", "file" };
+static const char *merge_names[] = { "concat", "sum", "min", "max", "count", "sum-by-key",
+                                     "python", "none" };
+
+const char *qp_job_part_name(int by)
+{
+    return by >= 0 && by <= QP_PART_FILE ? part_names[by] : "?";
+}
+
+const char *qp_job_merge_name(int how)
+{
+    return how >= 0 && how <= QP_MERGE_NONE ? merge_names[how] : "?";
+}
+
+static bool valid_name(const char *v)
+{
+    if (!*v || isdigit((unsigned char)*v)) return false;
+    for (; *v; v++)
+        if (!isalnum((unsigned char)*v) && *v != '_' && *v != '.') return false;
+    return true;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    parse *p = user;
+    qp_job *j = p->job;
+    if (p->failed || p->oom) return 0;
+    if (!section[0]) { fail(p, "%s: key before any [section]", name); return 0; }
+    int k = -1;
+    bool sec_known = false;
+    for (int i = 0; i < K_COUNT; i++) {
+        if (!strcmp(keys[i].sec, section)) {
+            sec_known = true;
+            if (!strcmp(keys[i].key, name)) k = i;
+        }
+    }
+    if (!sec_known) { fail(p, "unknown section [%s]", section); return 0; }
+    if (k < 0) {
+        char known[256] = "";
+        for (int i = 0; i < K_COUNT; i++)
+            if (!strcmp(keys[i].sec, section)) {
+                if (known[0]) strncat(known, ", ", sizeof known - strlen(known) - 1);
+                strncat(known, keys[i].key, sizeof known - strlen(known) - 1);
+            }
+        fail(p, "[%s] %s: unknown key (known: %s)", section, name, known);
+        return 0;
+    }
+    if (p->seen[k / 32] & (1u << (k % 32))) {
+        fail(p, "[%s] %s: given twice", section, name);
+        return 0;
+    }
+    p->seen[k / 32] |= 1u << (k % 32);
+    if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
+
+    long x;
+    int64_t ms;
+#define BAD(what) do { fail(p, "[%s] %s: " what ": '%s'", section, name, value); return 0; } while (0)
+    switch (k) {
+    case K_NAME:
+        if (!valid_name(value)) BAD("not a name (letters, digits, _ and .)");
+        free(j->name);
+        j->name = dup(p, value);
+        break;
+    case K_FUNCTION:
+        if (!parse_fn(p, section, name, value, &j->function)) return 0;
+        break;
+    case K_LIBRARIES: {
+        char **items;
+        int n = split(p, value, &items);
+        j->lib_alias = calloc(n ? n : 1, sizeof *j->lib_alias);
+        j->lib_module = calloc(n ? n : 1, sizeof *j->lib_module);
+        if (!j->lib_alias || !j->lib_module) { free_list(items, n); p->oom = true; return 0; }
+        for (int i = 0; i < n; i++) {
+            char *eq = strchr(items[i], '=');
+            const char *alias = items[i], *mod = eq ? eq + 1 : items[i];
+            if (eq) *eq = '\0';
+            while (*mod == ' ') mod++;
+            size_t al = strlen(alias);
+            while (al && alias[al - 1] == ' ') al--;
+            j->lib_alias[i] = strndup(alias, al);
+            j->lib_module[i] = dup(p, mod);
+            j->nlibs = i + 1;
+            if (!j->lib_alias[i] || !valid_name(j->lib_alias[i]) || !valid_name(mod)) {
+                fail(p, "[job] libraries: expected alias=module, comma separated: '%s'", value);
+                free_list(items, n);
+                return 0;
+            }
+        }
+        free_list(items, n);
+        break;
+    }
+    case K_TABLE:
+        if (!valid_name(value)) BAD("not a table name");
+        j->table = dup(p, value);
+        break;
+    case K_FILE: j->file = abspath(p, value); break;
+    case K_FILES: j->files = abspath(p, value); break;
+    case K_TYPES:
+        for (const char *c = value; *c; c++)
+            if (!strchr(" bghijefcspmdznuvtx*BGHIJEFCSPMDZNUVTX", *c)) BAD("not a q type string");
+        j->csv_types = dup(p, value);
+        break;
+    case K_BY:
+        for (x = 0; x <= QP_PART_FILE; x++)
+            if (!strcmp(value, part_names[x])) break;
+        if (x > QP_PART_FILE) BAD("expected rows, column or file");
+        j->part_by = (int)x;
+        break;
+    case K_COLUMN:
+        if (!valid_name(value)) BAD("not a column name");
+        j->column = dup(p, value);
+        break;
+    case K_PIECES:
+        if (!parse_int(value, 1, 1000000, &x)) BAD("not a positive integer");
+        j->pieces = (int)x;
+        break;
+    case K_LOCAL:
+        if (!parse_int(value, 0, 1024, &x)) BAD("not a worker count (0..1024)");
+        j->local = (int)x;
+        break;
+    case K_SERVERS:
+        j->nservers = split(p, value, &j->servers);
+        for (int i = 0; i < j->nservers; i++)
+            if (!strchr(j->servers[i], ':') && j->servers[i][0] != '@')
+                { fail(p, "[%s] %s: not an address (host:port, unix:/path): '%s'",
+                       section, name, j->servers[i]); return 0; }
+        break;
+    case K_THREADS:
+        if (!parse_int(value, 0, 1024, &x)) BAD("not a thread count (0..1024)");
+        j->threads = (int)x;
+        break;
+    case K_USER: parse_user(p, value); break;
+    case K_WINDOW:
+        if (!parse_int(value, 1, 1024, &x)) BAD("not a positive integer");
+        j->window = (int)x;
+        break;
+    case K_CONNECT_TIMEOUT:
+        if (qp_job_parse_duration(value, &ms) || ms <= 0) BAD("not a duration (e.g. 10s, 500ms)");
+        j->connect_timeout_ms = (int)ms;
+        break;
+    case K_HOW:
+        for (x = 0; x <= QP_MERGE_NONE; x++)
+            if (!strcmp(value, merge_names[x])) break;
+        if (x > QP_MERGE_NONE)
+            BAD("expected concat, sum, min, max, count, sum-by-key, python or none");
+        j->merge = (int)x;
+        break;
+    case K_REDUCER:
+        if (!parse_fn(p, section, name, value, &j->reducer)) return 0;
+        break;
+    case K_KEY:
+        j->nkeys = split(p, value, &j->keys);
+        for (int i = 0; i < j->nkeys; i++)
+            if (!valid_name(j->keys[i])) BAD("not a list of column names");
+        break;
+    case K_PATH: {
+        const char *dot = strrchr(value, '.');
+        if (strcmp(value, "-") && (!dot || (strcmp(dot, ".csv") && strcmp(dot, ".msgpack")
+                                            && strcmp(dot, ".qipc"))))
+            BAD("expected a .csv, .msgpack or .qipc file, or -");
+        j->output = abspath(p, value);
+        break;
+    }
+    case K_RETRIES:
+        if (!parse_int(value, 0, 100, &x)) BAD("not a count (0..100)");
+        j->retries = (int)x;
+        break;
+    case K_TASK_TIMEOUT:
+        if (qp_job_parse_duration(value, &ms)) BAD("not a duration (e.g. 60s, 500ms, 2m)");
+        j->task_timeout_ms = ms;
+        break;
+    case K_STATE: j->state = abspath(p, value); break;
+    }
+#undef BAD
+    if (k == K_PIECES) p->pieces_line = p->line;
+    return p->oom ? 0 : 1;
+}
+
+/* Cross-key checks, after the whole file is read. */
+static void check(parse *p)
+{
+    qp_job *j = p->job;
+    p->line = 0;
+    const char *b = j->base;
+#define REQ(...) do { snprintf(p->err, p->errlen, __VA_ARGS__); p->failed = true; return; } while (0)
+    bool has = p->seen[K_BY / 32] & (1u << (K_BY % 32));
+    if (!j->function.file) REQ("%s: [job] function: required (file.py:function)", b);
+    if (!j->table && !j->file && !j->files)
+        REQ("%s: [input]: give table, file or files", b);
+    if (j->file && j->files) REQ("%s: [input]: file and files exclude each other", b);
+    if (j->files && !has) j->part_by = QP_PART_FILE;
+    if (j->part_by == QP_PART_FILE && !j->files)
+        REQ("%s: [partition] by = file needs [input] files", b);
+    if (j->files && j->part_by != QP_PART_FILE)
+        REQ("%s: [input] files needs [partition] by = file", b);
+    if (j->part_by == QP_PART_COLUMN && !j->column)
+        REQ("%s: [partition] by = column needs [partition] column", b);
+    if (j->column && j->part_by != QP_PART_COLUMN)
+        REQ("%s: [partition] column is only for by = column", b);
+    if (j->pieces && j->part_by != QP_PART_ROWS)
+        REQ("%s:%d: [partition] pieces: only for by = rows", b, p->pieces_line);
+    if (j->local == 0 && j->nservers == 0)
+        REQ("%s: [workers]: give local = N or servers = host:port, ...", b);
+    if (j->merge == QP_MERGE_PYTHON && !j->reducer.file)
+        REQ("%s: [merge] how = python needs [merge] reducer (file.py:function)", b);
+    if (j->nkeys && j->merge != QP_MERGE_SUM_BY_KEY)
+        REQ("%s: [merge] key is only for how = sum-by-key", b);
+#undef REQ
+    if (!j->name) {
+        const char *dot = strrchr(b, '.');
+        j->name = strndup(b, dot ? (size_t)(dot - b) : strlen(b));
+        if (!j->name) p->oom = true;
+    }
+    if (!j->table) j->table = dup(p, "qp_input");
+    if (!j->output) j->output = dup(p, "-");
+    if (!j->state && j->output && strcmp(j->output, "-")) {
+        const char *slash = strrchr(j->output, '/');
+        j->state = strndup(j->output, (size_t)(slash - j->output));
+        if (!j->state) p->oom = true;
+    } else if (!j->state) {
+        j->state = dup(p, j->dir);
+    }
+}
+
+int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    qp_job *j = calloc(1, sizeof *j);
+    if (!j) return QP_ENOMEM;
+    j->threads = 0;
+    j->retries = 2;
+    j->task_timeout_ms = 0;
+    j->window = 2;
+    j->connect_timeout_ms = 10000;
+    j->merge = QP_MERGE_CONCAT;
+    parse p = { .job = j, .err = err, .errlen = errlen };
+    int rc = QP_ENOMEM;
+    char *real = realpath(path, NULL);
+    if (!real) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: cannot read job file: %s", path, strerror(errno));
+        goto fail;
+    }
+    j->path = real;
+    const char *slash = strrchr(real, '/');
+    j->dir = strndup(real, slash == real ? 1 : (size_t)(slash - real));
+    j->base = strdup(slash + 1);
+    if (!j->dir || !j->base) goto fail;
+    p.f = fopen(real, "r");
+    if (!p.f) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: cannot read job file: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* inih's runtime switches (Debian builds them as variables): one value
+     * per line, first error stops, lines up to MAX_LINE. */
+    ini_allow_multiline = false;
+    ini_stop_on_first_error = true;
+    ini_use_stack = false;
+    ini_max_line = MAX_LINE + 2;
+    int bad = ini_parse_stream(reader, &p, handler, &p);
+    fclose(p.f);
+    if (p.oom) { rc = QP_ENOMEM; goto fail; }
+    if (bad < 0) { rc = QP_ENOMEM; goto fail; }
+    if (!p.failed && bad > 0) {
+        p.line = bad;
+        fail(&p, "expected 'key = value' or '[section]'");
+    }
+    if (!p.failed) check(&p);
+    if (p.oom) { rc = QP_ENOMEM; goto fail; }
+    if (p.failed) { rc = QP_EARG; goto fail; }
+    *out = j;
+    return 0;
+fail:
+    if (rc == QP_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
+    qp_job_free(j);
+    return rc;
+}
+
+void qp_job_free(qp_job *j)
+{
+    if (!j) return;
+    free(j->path); free(j->dir); free(j->base); free(j->name);
+    free(j->function.file); free(j->function.name);
+    free_list(j->lib_alias, j->nlibs);
+    free_list(j->lib_module, j->nlibs);
+    free(j->table); free(j->file); free(j->files); free(j->csv_types);
+    free(j->column);
+    free_list(j->servers, j->nservers);
+    free(j->user);
+    if (j->password) explicit_bzero(j->password, strlen(j->password));
+    free(j->password);
+    free(j->reducer.file); free(j->reducer.name);
+    free_list(j->keys, j->nkeys);
+    free(j->output); free(j->state);
+    free(j);
+}
+
+char *qp_job_state_path(const qp_job *job, const char *suffix)
+{
+    size_t n = strlen(job->state) + strlen(job->name) + strlen(suffix) + 3;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s.%s", job->state, job->name, suffix);
+    return s;
+}

@@ -1,0 +1,329 @@
+/* journal.c - the msgpack job journal: header, fsync'd records, torn tails. */
+#include "qpeach/journal.h"
+#include "qpeach/value.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "qpeach_journal"
+
+typedef struct record {
+    int64_t task;
+    uint8_t *bytes;
+    size_t len;
+} record;
+
+struct qp_journal {
+    int fd;
+    int state;
+    record *rec;
+    int64_t n, cap;
+};
+
+/* ---- hashing ---- */
+
+void qp_sha256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 32;
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+int qp_sha256_file(const char *path, uint8_t out[32])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx) { close(fd); return QP_ENOMEM; }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    static __thread uint8_t buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { rc = -errno; break; }
+        if (r == 0) break;
+        EVP_DigestUpdate(ctx, buf, (size_t)r);
+    }
+    unsigned int n = 32;
+    if (!rc) EVP_DigestFinal_ex(ctx, out, &n);
+    EVP_MD_CTX_free(ctx);
+    close(fd);
+    return rc;
+}
+
+/* ---- writing ---- */
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -errno;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static int write_header(int fd, const qp_journal_id *ids, int nids, const void *plan,
+                        size_t planlen)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, MAGIC);
+    msgpack_pack_int(&pk, 1);
+    pack_str(&pk, "ids");
+    msgpack_pack_map(&pk, (size_t)nids);
+    for (int i = 0; i < nids; i++) {
+        pack_str(&pk, ids[i].what);
+        msgpack_pack_bin(&pk, 32);
+        msgpack_pack_bin_body(&pk, ids[i].sha, 32);
+    }
+    pack_str(&pk, "plan");
+    msgpack_pack_bin(&pk, planlen);
+    msgpack_pack_bin_body(&pk, plan, planlen);
+    int rc = sb.data ? write_all(fd, sb.data, sb.size) : QP_ENOMEM;
+    msgpack_sbuffer_destroy(&sb);
+    if (!rc && fsync(fd)) rc = -errno;
+    return rc;
+}
+
+int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len)
+{
+    /* Header of the record packed by hand so the payload is not copied:
+     * array(2), uint64, bin32 length; then the bytes, in one writev-like
+     * pair of writes followed by fsync. A crash between them leaves a torn
+     * record, which open() drops. */
+    uint8_t hdr[1 + 9 + 5];
+    size_t h = 0;
+    hdr[h++] = 0x92;
+    hdr[h++] = 0xcf;
+    for (int i = 7; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)task >> (8 * i));
+    hdr[h++] = 0xc6;
+    for (int i = 3; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
+    if (len > UINT32_MAX) return -EFBIG;
+    uint8_t *rec = malloc(h + len);
+    if (!rec) return QP_ENOMEM;
+    memcpy(rec, hdr, h);
+    if (len) memcpy(rec + h, bytes, len);
+    int rc = write_all(j->fd, rec, h + len);
+    free(rec);
+    if (!rc && fdatasync(j->fd)) rc = -errno;
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    if (m->type != MSGPACK_OBJECT_MAP) return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n
+            && !memcmp(k->via.str.ptr, key, n))
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* Compares a header with this run's ids and plan; writes what differs
+ * into why ("" when it matches). */
+static void header_diff(const msgpack_object *hd, const qp_journal_id *ids, int nids,
+                        const void *plan, size_t planlen, char *why, size_t whylen)
+{
+    why[0] = '\0';
+    const msgpack_object *v = map_get(hd, MAGIC), *mids = map_get(hd, "ids"),
+                         *mplan = map_get(hd, "plan");
+    if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 != 1 || !mids
+        || !mplan || mplan->type != MSGPACK_OBJECT_BIN) {
+        snprintf(why, whylen, "not a qpeach journal (version 1)");
+        return;
+    }
+    for (int i = 0; i < nids; i++) {
+        const msgpack_object *s = map_get(mids, ids[i].what);
+        if (!s || s->type != MSGPACK_OBJECT_BIN || s->via.bin.size != 32
+            || memcmp(s->via.bin.ptr, ids[i].sha, 32)) {
+            size_t used = strlen(why);
+            snprintf(why + used, whylen - used, "%s%s changed", used ? ", " : "", ids[i].what);
+        }
+    }
+    if (!why[0] && (mids->via.map.size != (uint32_t)nids || mplan->via.bin.size != planlen
+                    || (planlen && memcmp(mplan->via.bin.ptr, plan, planlen))))
+        snprintf(why, whylen, "partition plan changed");
+}
+
+static int add_record(qp_journal *j, int64_t task, const void *bytes, size_t len)
+{
+    if (j->n == j->cap) {
+        int64_t cap = j->cap ? j->cap * 2 : 64;
+        record *r = realloc(j->rec, (size_t)cap * sizeof *r);
+        if (!r) return QP_ENOMEM;
+        j->rec = r;
+        j->cap = cap;
+    }
+    record *r = &j->rec[j->n];
+    r->bytes = malloc(len ? len : 1);
+    if (!r->bytes) return QP_ENOMEM;
+    if (len) memcpy(r->bytes, bytes, len);
+    r->len = len;
+    r->task = task;
+    j->n++;
+    return 0;
+}
+
+static int read_file(int fd, char **out, size_t *len)
+{
+    struct stat st;
+    if (fstat(fd, &st)) return -errno;
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) return QP_ENOMEM;
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { int e = errno; free(buf); return -e; }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* Loads an existing journal. Returns 0 with the records loaded and *keep
+ * set (the end offset of the last whole record in *good), or 0 with *keep
+ * false and why set (start over), or a negative code. */
+static int load(qp_journal *j, const qp_journal_id *ids, int nids, const void *plan,
+                size_t planlen, bool *keep, size_t *good, char *why, size_t whylen)
+{
+    char *buf = NULL;
+    size_t len = 0, off = 0;
+    *keep = false;
+    int rc = read_file(j->fd, &buf, &len);
+    if (rc) return rc;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int r = msgpack_unpack_next(&u, buf, len, &off);
+    if (r != MSGPACK_UNPACK_SUCCESS) {
+        snprintf(why, whylen, len ? "its header is damaged" : "it is empty");
+        goto done;
+    }
+    header_diff(&u.data, ids, nids, plan, planlen, why, whylen);
+    if (why[0]) goto done;
+    *keep = true;
+    *good = off;
+    for (;;) {
+        size_t at = off;
+        r = msgpack_unpack_next(&u, buf, len, &off);
+        if (r != MSGPACK_UNPACK_SUCCESS) break;
+        const msgpack_object *o = &u.data;
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2
+            || o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER
+            || o->via.array.ptr[1].type != MSGPACK_OBJECT_BIN) {
+            off = at;
+            break;
+        }
+        rc = add_record(j, (int64_t)o->via.array.ptr[0].via.u64, o->via.array.ptr[1].via.bin.ptr,
+                        o->via.array.ptr[1].via.bin.size);
+        if (rc) break;
+        *good = off;
+    }
+    if (!rc && *good < len)
+        snprintf(why, whylen, "dropped a torn last record (%zu bytes)", len - *good);
+done:
+    msgpack_unpacked_destroy(&u);
+    free(buf);
+    return rc;
+}
+
+int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const void *plan,
+                    size_t planlen, bool resume, qp_journal **out, char *msg, size_t msglen)
+{
+    *out = NULL;
+    msg[0] = '\0';
+    qp_journal *j = calloc(1, sizeof *j);
+    if (!j) return QP_ENOMEM;
+    j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int rc;
+    if (j->fd < 0) {
+        rc = -errno;
+        snprintf(msg, msglen, "journal %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    bool keep = false;
+    size_t good = 0;
+    char why[256] = "";
+    struct stat st;
+    if (resume && !fstat(j->fd, &st) && st.st_size > 0) {
+        rc = load(j, ids, nids, plan, planlen, &keep, &good, why, sizeof why);
+        if (rc) { snprintf(msg, msglen, "journal %s: %s", path, qp_strerror(rc)); goto fail; }
+    } else if (resume) {
+        snprintf(why, sizeof why, "there is none");
+    }
+    if (keep) {
+        j->state = QP_JOURNAL_RESUMED;
+        if (why[0]) snprintf(msg, msglen, "journal %s: %s", path, why);
+        if (ftruncate(j->fd, (off_t)good) || lseek(j->fd, 0, SEEK_END) < 0) {
+            rc = -errno;
+            snprintf(msg, msglen, "journal %s: %s", path, strerror(errno));
+            goto fail;
+        }
+    } else {
+        for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
+        j->n = 0;
+        j->state = resume ? QP_JOURNAL_RESTARTED : QP_JOURNAL_NEW;
+        if (resume)
+            snprintf(msg, msglen, "journal %s cannot be resumed (%s): starting over", path, why);
+        if (ftruncate(j->fd, 0) || lseek(j->fd, 0, SEEK_SET) < 0) {
+            rc = -errno;
+            snprintf(msg, msglen, "journal %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        rc = write_header(j->fd, ids, nids, plan, planlen);
+        if (rc) { snprintf(msg, msglen, "journal %s: %s", path, qp_strerror(rc)); goto fail; }
+    }
+    *out = j;
+    return 0;
+fail:
+    qp_journal_close(j);
+    return rc;
+}
+
+void qp_journal_close(qp_journal *j)
+{
+    if (!j) return;
+    if (j->fd >= 0) close(j->fd);
+    for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
+    free(j->rec);
+    free(j);
+}
+
+int qp_journal_state(const qp_journal *j) { return j->state; }
+int64_t qp_journal_count(const qp_journal *j) { return j->n; }
+
+void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task, const uint8_t **bytes,
+                       size_t *len)
+{
+    *task = j->rec[i].task;
+    *bytes = j->rec[i].bytes;
+    *len = j->rec[i].len;
+}

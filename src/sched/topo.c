@@ -1,0 +1,303 @@
+/* topo.c - hwloc topology, placement plans and binding. */
+#include "qpeach/topo.h"
+#include "qpeach/value.h"
+
+#include <errno.h>
+#include <hwloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qp_topo {
+    hwloc_topology_t h;
+    int ncores;            /* cores, or PUs on a machine hwloc shows no cores for */
+    hwloc_obj_type_t core_type;
+    int npus;
+    int nnodes;
+    int *core_node;        /* [ncores] NUMA node of each core */
+};
+
+int qp_topo_load(const char *synthetic, qp_topo **out)
+{
+    *out = NULL;
+    qp_topo *t = calloc(1, sizeof *t);
+    if (!t) return QP_ENOMEM;
+    int rc = QP_ENOMEM;
+    if (hwloc_topology_init(&t->h)) { free(t); return QP_ENOMEM; }
+    if (synthetic && hwloc_topology_set_synthetic(t->h, synthetic)) { rc = QP_EARG; goto fail; }
+    if (hwloc_topology_load(t->h)) { rc = -(errno ? errno : EINVAL); goto fail; }
+    t->core_type = HWLOC_OBJ_CORE;
+    t->ncores = hwloc_get_nbobjs_by_type(t->h, HWLOC_OBJ_CORE);
+    if (t->ncores <= 0) {
+        t->core_type = HWLOC_OBJ_PU;
+        t->ncores = hwloc_get_nbobjs_by_type(t->h, HWLOC_OBJ_PU);
+    }
+    t->npus = hwloc_get_nbobjs_by_type(t->h, HWLOC_OBJ_PU);
+    t->nnodes = hwloc_get_nbobjs_by_type(t->h, HWLOC_OBJ_NUMANODE);
+    if (t->nnodes < 1) t->nnodes = 1;
+    if (t->ncores < 1) { rc = QP_EARG; goto fail; }
+    t->core_node = calloc(t->ncores, sizeof *t->core_node);
+    if (!t->core_node) goto fail;
+    for (int c = 0; c < t->ncores; c++) {
+        hwloc_obj_t core = hwloc_get_obj_by_type(t->h, t->core_type, c);
+        for (int n = 0; n < t->nnodes; n++) {
+            hwloc_obj_t node = hwloc_get_obj_by_type(t->h, HWLOC_OBJ_NUMANODE, n);
+            if (node && core && hwloc_bitmap_isincluded(core->cpuset, node->cpuset)) {
+                t->core_node[c] = n;
+                break;
+            }
+        }
+    }
+    *out = t;
+    return 0;
+fail:
+    hwloc_topology_destroy(t->h);
+    free(t->core_node);
+    free(t);
+    return rc;
+}
+
+void qp_topo_free(qp_topo *t)
+{
+    if (!t) return;
+    hwloc_topology_destroy(t->h);
+    free(t->core_node);
+    free(t);
+}
+
+int qp_topo_cores(const qp_topo *t) { return t->ncores; }
+int qp_topo_pus(const qp_topo *t) { return t->npus; }
+int qp_topo_nodes(const qp_topo *t) { return t->nnodes; }
+
+int qp_topo_core_node(const qp_topo *t, int core)
+{
+    return core >= 0 && core < t->ncores ? t->core_node[core] : -1;
+}
+
+static char *bitmap_list(hwloc_const_bitmap_t set)
+{
+    char *s = NULL;
+    if (hwloc_bitmap_iszero(set)) return strdup("-");
+    if (hwloc_bitmap_list_asprintf(&s, set) < 0) return NULL;
+    return s;
+}
+
+char *qp_topo_core_pus(const qp_topo *t, int core)
+{
+    hwloc_obj_t o = hwloc_get_obj_by_type(t->h, t->core_type, core);
+    return o ? bitmap_list(o->cpuset) : strdup("-");
+}
+
+/* ---- text building ---- */
+
+typedef struct sbuf { char *s; size_t n, cap; bool oom; } sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)n < b->cap) { b->n += (size_t)n; return; }
+        size_t cap = (b->cap + (size_t)n + 64) * 2;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = true; return; }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+static char *sb_done(sbuf *b)
+{
+    if (b->oom) { free(b->s); return NULL; }
+    if (!b->s) return strdup("");
+    return b->s;
+}
+
+char *qp_topo_describe(const qp_topo *t)
+{
+    sbuf b = {0};
+    hwloc_obj_t root = hwloc_get_root_obj(t->h);
+    sb_printf(&b, "machine: %d NUMA node%s, %d core%s, %d PU%s\n", t->nnodes,
+              t->nnodes == 1 ? "" : "s", t->ncores, t->ncores == 1 ? "" : "s",
+              t->npus, t->npus == 1 ? "" : "s");
+    (void)root;
+    for (int n = 0; n < t->nnodes; n++) {
+        hwloc_obj_t node = hwloc_get_obj_by_type(t->h, HWLOC_OBJ_NUMANODE, n);
+        int first = -1, count = 0;
+        for (int c = 0; c < t->ncores; c++)
+            if (t->core_node[c] == n) { if (first < 0) first = c; count++; }
+        char *pus = node ? bitmap_list(node->cpuset) : strdup("-");
+        unsigned long long mb = node ? (unsigned long long)(node->attr->numanode.local_memory >> 20) : 0;
+        sb_printf(&b, "  node %d: %d core%s (cores %d-%d), PUs %s, %llu MB\n", n, count,
+                  count == 1 ? "" : "s", first, first + count - 1, pus ? pus : "?", mb);
+        free(pus);
+    }
+    for (int c = 0; c < t->ncores; c++) {
+        char *pus = qp_topo_core_pus(t, c);
+        sb_printf(&b, "  core %d: node %d, PUs %s\n", c, t->core_node[c], pus ? pus : "?");
+        free(pus);
+    }
+    return sb_done(&b);
+}
+
+/* ---- placement ---- */
+
+void qp_plan_free(qp_plan *p)
+{
+    if (!p) return;
+    if (p->worker)
+        for (int i = 0; i < p->workers; i++) free(p->worker[i].cores);
+    free(p->worker);
+    free(p->sched.cores);
+    free(p);
+}
+
+/* Free cores (load 0) on node n. */
+static int node_free(const qp_topo *t, const int *load, int n)
+{
+    int k = 0;
+    for (int c = 0; c < t->ncores; c++)
+        if (t->core_node[c] == n && load[c] == 0) k++;
+    return k;
+}
+
+/* The core to take next: the least loaded (distinct cores come first),
+ * then one on node n, then the lowest index. */
+static int pick_core(const qp_topo *t, const int *load, const bool *taken, int n)
+{
+    int best = -1;
+    for (int c = 0; c < t->ncores; c++) {
+        if (taken[c]) continue;
+        if (best < 0 || load[c] < load[best]
+            || (load[c] == load[best] && t->core_node[c] == n && t->core_node[best] != n))
+            best = c;
+    }
+    return best;
+}
+
+int qp_topo_plan(const qp_topo *t, int workers, int threads, qp_plan **out)
+{
+    *out = NULL;
+    if (workers < 0 || workers > 4096) return QP_EARG;
+    if (threads < 1) threads = 1;
+    qp_plan *p = calloc(1, sizeof *p);
+    int *load = calloc(t->ncores, sizeof *load);
+    bool *taken = calloc(t->ncores, sizeof *taken);
+    if (!p || !load || !taken) goto oom;
+    p->workers = workers;
+    p->threads = threads;
+    p->worker = calloc(workers ? workers : 1, sizeof *p->worker);
+    if (!p->worker) goto oom;
+    int per = threads < t->ncores ? threads : t->ncores;
+    for (int i = 0; i < workers; i++) {
+        /* Node: round-robin, unless that node cannot hold the worker and
+         * another one can; then the node with the most free cores. */
+        int n = i % t->nnodes;
+        if (node_free(t, load, n) < per) {
+            int best = n;
+            for (int m = 0; m < t->nnodes; m++)
+                if (node_free(t, load, m) > node_free(t, load, best)) best = m;
+            n = best;
+        }
+        qp_place *pl = &p->worker[i];
+        pl->cores = calloc(per, sizeof *pl->cores);
+        if (!pl->cores) goto oom;
+        memset(taken, 0, t->ncores * sizeof *taken);
+        for (int k = 0; k < per; k++) {
+            int c = pick_core(t, load, taken, n);
+            taken[c] = true;
+            load[c]++;
+            pl->cores[pl->ncores++] = c;
+        }
+        pl->node = t->core_node[pl->cores[0]];
+    }
+    /* The scheduler: a free core if one is left (the last one, away from
+     * the workers), else unpinned: it mostly sleeps in poll(), and the OS
+     * places it better than a fixed share of a worker's core would. */
+    p->sched.node = -1;
+    for (int c = t->ncores - 1; c >= 0; c--)
+        if (load[c] == 0) {
+            p->sched.cores = malloc(sizeof *p->sched.cores);
+            if (!p->sched.cores) goto oom;
+            p->sched.cores[0] = c;
+            p->sched.ncores = 1;
+            p->sched.node = t->core_node[c];
+            break;
+        }
+    for (int c = 0; c < t->ncores; c++)
+        if (load[c] > 1) p->oversubscribed = true;
+    if (workers * threads > t->ncores) p->oversubscribed = true;
+    free(load);
+    free(taken);
+    *out = p;
+    return 0;
+oom:
+    free(load);
+    free(taken);
+    qp_plan_free(p);
+    return QP_ENOMEM;
+}
+
+static hwloc_bitmap_t place_set(const qp_topo *t, const qp_place *pl)
+{
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (!set) return NULL;
+    for (int k = 0; k < pl->ncores; k++) {
+        hwloc_obj_t o = hwloc_get_obj_by_type(t->h, t->core_type, pl->cores[k]);
+        if (o) hwloc_bitmap_or(set, set, o->cpuset);
+    }
+    return set;
+}
+
+char *qp_place_pus(const qp_topo *t, const qp_place *pl)
+{
+    hwloc_bitmap_t set = place_set(t, pl);
+    if (!set) return NULL;
+    char *s = bitmap_list(set);
+    hwloc_bitmap_free(set);
+    return s;
+}
+
+char *qp_plan_describe(const qp_topo *t, const qp_plan *p)
+{
+    sbuf b = {0};
+    sb_printf(&b, "plan: %d worker%s x %d thread%s%s\n", p->workers, p->workers == 1 ? "" : "s",
+              p->threads, p->threads == 1 ? "" : "s",
+              p->oversubscribed ? " (oversubscribed: more threads than cores)" : "");
+    for (int i = 0; i < p->workers; i++) {
+        char *pus = qp_place_pus(t, &p->worker[i]);
+        sb_printf(&b, "  worker %d: node %d, core%s ", i, p->worker[i].node,
+                  p->worker[i].ncores == 1 ? "" : "s");
+        for (int k = 0; k < p->worker[i].ncores; k++)
+            sb_printf(&b, "%s%d", k ? "," : "", p->worker[i].cores[k]);
+        sb_printf(&b, ", PUs %s\n", pus ? pus : "?");
+        free(pus);
+    }
+    if (p->sched.ncores) {
+        char *pus = qp_place_pus(t, &p->sched);
+        sb_printf(&b, "  scheduler: node %d, core %d, PUs %s\n", p->sched.node,
+                  p->sched.cores[0], pus ? pus : "?");
+        free(pus);
+    } else {
+        sb_printf(&b, "  scheduler: not pinned (no free core)\n");
+    }
+    return sb_done(&b);
+}
+
+int qp_topo_bind(const qp_topo *t, const qp_place *pl, bool thread_only)
+{
+    if (!pl || pl->ncores == 0) return 0;
+    hwloc_bitmap_t set = place_set(t, pl);
+    if (!set) return QP_ENOMEM;
+    int rc = hwloc_set_cpubind(t->h, set, thread_only ? HWLOC_CPUBIND_THREAD
+                                                       : HWLOC_CPUBIND_PROCESS);
+    int e = errno;
+    hwloc_bitmap_free(set);
+    return rc ? -(e ? e : EINVAL) : 0;
+}

@@ -1,0 +1,456 @@
+/* test_sched.c - the scheduler's pure parts: job files, topology plans,
+ * the journal, partition planning and merging. */
+#include "qpeach/job.h"
+#include "qpeach/journal.h"
+#include "qpeach/topo.h"
+#include "qpeach/value.h"
+
+#include <CUnit/Basic.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp[256];
+
+static int suite_init(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/qp-test-sched-XXXXXX");
+    return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *write_file(const char *name, const char *text)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* ---- job files ---- */
+
+static const char *good_job =
+    "[job]\n"
+    "name = vwap\n"
+    "function = vwap.py:vwap      ; file : function\n"
+    "libraries = np=numpy, pd = pandas\n"
+    "[input]\n"
+    "table = trade\n"
+    "file = ../data/trades.csv\n"
+    "[partition]\n"
+    "by = rows\n"
+    "pieces = 16\n"
+    "[workers]\n"
+    "local = 2\n"
+    "servers = localhost:5001, unix:/tmp/w.sock\n"
+    "threads = 1\n"
+    "user = alice:secret\n"
+    "[merge]\n"
+    "how = sum-by-key\n"
+    "key = sym\n"
+    "reducer = vwap.py:finish\n"
+    "[output]\n"
+    "path = out/vwap.csv\n"
+    "[run]\n"
+    "retries = 3\n"
+    "task_timeout = 90s\n";
+
+static void test_job_good(void)
+{
+    char err[512];
+    qp_job *j = NULL;
+    char *path = write_file("good.ini", good_job);
+    CU_ASSERT_EQUAL_FATAL(qp_job_load(path, &j, err, sizeof err), 0);
+    CU_ASSERT_STRING_EQUAL(j->name, "vwap");
+    CU_ASSERT_STRING_EQUAL(j->function.name, "vwap");
+    char want[600];
+    snprintf(want, sizeof want, "%s/vwap.py", tmp);
+    CU_ASSERT_STRING_EQUAL(j->function.file, want);
+    CU_ASSERT_EQUAL(j->nlibs, 2);
+    CU_ASSERT_STRING_EQUAL(j->lib_alias[1], "pd");
+    CU_ASSERT_STRING_EQUAL(j->lib_module[1], "pandas");
+    CU_ASSERT_STRING_EQUAL(j->table, "trade");
+    snprintf(want, sizeof want, "%s/../data/trades.csv", tmp);
+    CU_ASSERT_STRING_EQUAL(j->file, want);
+    CU_ASSERT_EQUAL(j->part_by, QP_PART_ROWS);
+    CU_ASSERT_EQUAL(j->pieces, 16);
+    CU_ASSERT_EQUAL(j->local, 2);
+    CU_ASSERT_EQUAL(j->nservers, 2);
+    CU_ASSERT_STRING_EQUAL(j->servers[1], "unix:/tmp/w.sock");
+    CU_ASSERT_STRING_EQUAL(j->user, "alice");
+    CU_ASSERT_STRING_EQUAL(j->password, "secret");
+    CU_ASSERT_EQUAL(j->merge, QP_MERGE_SUM_BY_KEY);
+    CU_ASSERT_EQUAL(j->nkeys, 1);
+    CU_ASSERT_STRING_EQUAL(j->reducer.name, "finish");
+    snprintf(want, sizeof want, "%s/out/vwap.csv", tmp);
+    CU_ASSERT_STRING_EQUAL(j->output, want);
+    snprintf(want, sizeof want, "%s/out", tmp);
+    CU_ASSERT_STRING_EQUAL(j->state, want);
+    CU_ASSERT_EQUAL(j->retries, 3);
+    CU_ASSERT_EQUAL(j->task_timeout_ms, 90000);
+    char *jp = qp_job_state_path(j, "journal");
+    snprintf(want, sizeof want, "%s/out/vwap.journal", tmp);
+    CU_ASSERT_STRING_EQUAL(jp, want);
+    free(jp);
+    qp_job_free(j);
+    qp_job_free(NULL);
+}
+
+static void test_job_defaults_and_credentials_file(void)
+{
+    char err[512];
+    qp_job *j = NULL;
+    write_file("creds", "bob:pa:ss\n");
+    char *path = write_file("min.ini", "[job]\nfunction = f.py:g\n[input]\nfiles = d/*.csv\n"
+                                       "[workers]\nservers = :5000\nuser = @creds\n");
+    CU_ASSERT_EQUAL_FATAL(qp_job_load(path, &j, err, sizeof err), 0);
+    CU_ASSERT_STRING_EQUAL(j->name, "min");
+    CU_ASSERT_EQUAL(j->part_by, QP_PART_FILE);
+    CU_ASSERT_STRING_EQUAL(j->user, "bob");
+    CU_ASSERT_STRING_EQUAL(j->password, "pa:ss");
+    CU_ASSERT_STRING_EQUAL(j->output, "-");
+    CU_ASSERT_STRING_EQUAL(j->state, tmp);
+    CU_ASSERT_EQUAL(j->retries, 2);
+    CU_ASSERT_EQUAL(j->window, 2);
+    CU_ASSERT_EQUAL(j->merge, QP_MERGE_CONCAT);
+    qp_job_free(j);
+}
+
+/* Each bad file and the exact message it must give. */
+static void test_job_errors(void)
+{
+    static const struct { const char *text, *want; } cases[] = {
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = rows\npieces = x\n"
+          "[workers]\nlocal = 1\n",
+          "bad.ini:7: [partition] pieces: not a positive integer: 'x'" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\npieces = 0\n",
+          "bad.ini:6: [partition] pieces: not a positive integer: '0'" },
+        { "[job]\nfunction = f.py:g\ncolour = red\n",
+          "bad.ini:3: [job] colour: unknown key (known: name, function, libraries)" },
+        { "[job]\nfunction = f.py:g\n[extra]\n",
+          "bad.ini:3: unknown section [extra] (known: job, input, partition, workers, merge, "
+          "output, run)" },
+        { "name = x\n", "bad.ini:1: name: key before any [section]" },
+        { "[job]\nthis line has no equals sign\n",
+          "bad.ini:2: expected 'key = value' or '[section]'" },
+        { "[job]\nfunction = vwap\n",
+          "bad.ini:2: [job] function: expected file.py:function, got 'vwap'" },
+        { "[job]\nfunction = f.py:g\nfunction = f.py:h\n",
+          "bad.ini:3: [job] function: given twice" },
+        { "[job]\nfunction = f.py:g-h\n",
+          "bad.ini:2: [job] function: not a Python function name: 'g-h'" },
+        { "[job]\nlibraries = numpy=\n",
+          "bad.ini:2: [job] libraries: expected alias=module, comma separated: 'numpy='" },
+        { "[partition]\nby = hash\n",
+          "bad.ini:2: [partition] by: expected rows, column or file: 'hash'" },
+        { "[workers]\nlocal = -1\n",
+          "bad.ini:2: [workers] local: not a worker count (0..1024): '-1'" },
+        { "[workers]\nservers = localhost\n",
+          "bad.ini:2: [workers] servers: not an address (host:port, unix:/path): 'localhost'" },
+        { "[workers]\nthreads = many\n",
+          "bad.ini:2: [workers] threads: not a thread count (0..1024): 'many'" },
+        { "[workers]\nuser = @nope\n",
+          "bad.ini:2: [workers] user: cannot read credentials file '%T/nope': No such file or directory" },
+        { "[merge]\nhow = average\n",
+          "bad.ini:2: [merge] how: expected concat, sum, min, max, count, sum-by-key, python "
+          "or none: 'average'" },
+        { "[output]\npath = out.txt\n",
+          "bad.ini:2: [output] path: expected a .csv, .msgpack or .qipc file, or -: 'out.txt'" },
+        { "[run]\nretries = lots\n", "bad.ini:2: [run] retries: not a count (0..100): 'lots'" },
+        { "[run]\ntask_timeout = soon\n",
+          "bad.ini:2: [run] task_timeout: not a duration (e.g. 60s, 500ms, 2m): 'soon'" },
+        { "[job]\nname =\n", "bad.ini:2: [job] name: empty value" },
+        { "[input]\ntable = t\n", "bad.ini: [job] function: required (file.py:function)" },
+        { "[job]\nfunction = f.py:g\n", "bad.ini: [input]: give table, file or files" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n",
+          "bad.ini: [workers]: give local = N or servers = host:port, ..." },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = column\n"
+          "[workers]\nlocal = 1\n",
+          "bad.ini: [partition] by = column needs [partition] column" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = file\n"
+          "[workers]\nlocal = 1\n",
+          "bad.ini: [partition] by = file needs [input] files" },
+        { "[job]\nfunction = f.py:g\n[input]\nfile = a.csv\nfiles = *.csv\n[workers]\nlocal = 1\n",
+          "bad.ini: [input]: file and files exclude each other" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[workers]\nlocal = 1\n[merge]\nhow = python\n",
+          "bad.ini: [merge] how = python needs [merge] reducer (file.py:function)" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = column\ncolumn = s\n"
+          "pieces = 3\n[workers]\nlocal = 1\n",
+          "bad.ini:8: [partition] pieces: only for by = rows" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[512] = "", want[512];
+        qp_job *j = (qp_job *)1;
+        char *path = write_file("bad.ini", cases[i].text);
+        int rc = qp_job_load(path, &j, err, sizeof err);
+        CU_ASSERT_EQUAL(rc, QP_EARG);
+        CU_ASSERT_PTR_NULL(j);
+        const char *t = strstr(cases[i].want, "%T");
+        if (t) snprintf(want, sizeof want, "%.*s%s%s", (int)(t - cases[i].want), cases[i].want,
+                        tmp, t + 2);
+        else snprintf(want, sizeof want, "%s", cases[i].want);
+        if (strcmp(err, want)) printf("\ncase %zu:\n got: %s\nwant: %s\n", i, err, want);
+        CU_ASSERT_STRING_EQUAL(err, want);
+    }
+    char err[512];
+    qp_job *j;
+    CU_ASSERT(qp_job_load("/nonexistent/x.ini", &j, err, sizeof err) < 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read job file"));
+    /* A line too long for the parser is an error, not a silent split. */
+    char *big = malloc(6000);
+    strcpy(big, "[job]\nname = ");
+    memset(big + strlen(big), 'a', 5000);
+    strcpy(big + 13 + 5000, "\n");
+    char *path = write_file("bad.ini", big);
+    free(big);
+    CU_ASSERT_EQUAL(qp_job_load(path, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad.ini:2: line longer than"));
+}
+
+static void test_durations(void)
+{
+    int64_t ms;
+    CU_ASSERT(!qp_job_parse_duration("60s", &ms) && ms == 60000);
+    CU_ASSERT(!qp_job_parse_duration("250ms", &ms) && ms == 250);
+    CU_ASSERT(!qp_job_parse_duration("2m", &ms) && ms == 120000);
+    CU_ASSERT(!qp_job_parse_duration("1.5", &ms) && ms == 1500);
+    CU_ASSERT(!qp_job_parse_duration("1h", &ms) && ms == 3600000);
+    CU_ASSERT(qp_job_parse_duration("5 days", &ms) < 0);
+    CU_ASSERT(qp_job_parse_duration("-1s", &ms) < 0);
+    CU_ASSERT(qp_job_parse_duration("", &ms) < 0);
+}
+
+/* ---- topology plans ---- */
+
+/* Invariants every plan keeps: each worker gets min(T, cores) distinct
+ * valid cores inside one node when the node is big enough; no core is used
+ * twice while there are enough; workers balanced over nodes; the scheduler
+ * takes a free core when one is left. */
+static void check_plan(qp_topo *t, int n, int th)
+{
+    qp_plan *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_topo_plan(t, n, th, &p), 0);
+    int cores = qp_topo_cores(t), nodes = qp_topo_nodes(t);
+    int per = th < 1 ? 1 : th;
+    if (per > cores) per = cores;
+    int *use = calloc(cores, sizeof *use), *on_node = calloc(nodes, sizeof *on_node);
+    for (int i = 0; i < n; i++) {
+        qp_place *w = &p->worker[i];
+        CU_ASSERT_EQUAL(w->ncores, per);
+        for (int k = 0; k < w->ncores; k++) {
+            CU_ASSERT(w->cores[k] >= 0 && w->cores[k] < cores);
+            for (int m = 0; m < k; m++) CU_ASSERT(w->cores[m] != w->cores[k]);
+            use[w->cores[k]]++;
+            if (n * per <= cores && (cores / nodes) % per == 0)
+                CU_ASSERT_EQUAL(qp_topo_core_node(t, w->cores[k]), w->node);
+        }
+        on_node[w->node]++;
+    }
+    bool fits = n * per <= cores;
+    for (int c = 0; c < cores; c++)
+        if (fits) CU_ASSERT(use[c] <= 1);
+    CU_ASSERT_EQUAL(p->oversubscribed, n * (th < 1 ? 1 : th) > cores);
+    if (fits && (cores / nodes) % per == 0) {
+        int lo = n, hi = 0;
+        for (int m = 0; m < nodes; m++) {
+            if (on_node[m] < lo) lo = on_node[m];
+            if (on_node[m] > hi) hi = on_node[m];
+        }
+        CU_ASSERT(hi - lo <= 1);
+    }
+    if (n * per < cores) {
+        CU_ASSERT_EQUAL(p->sched.ncores, 1);
+        CU_ASSERT_EQUAL(use[p->sched.cores[0]], 0);
+    } else {
+        CU_ASSERT_EQUAL(p->sched.ncores, 0);
+    }
+    char *d = qp_plan_describe(t, p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(d, "worker 0") ? d : (n ? NULL : d));
+    free(d);
+    free(use);
+    free(on_node);
+    qp_plan_free(p);
+}
+
+static void test_topo_machine(void)
+{
+    qp_topo *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_topo_load(NULL, &t), 0);
+    CU_ASSERT(qp_topo_cores(t) >= 1);
+    CU_ASSERT(qp_topo_pus(t) >= qp_topo_cores(t));
+    CU_ASSERT(qp_topo_nodes(t) >= 1);
+    char *d = qp_topo_describe(t);
+    CU_ASSERT_PTR_NOT_NULL(strstr(d, "machine:"));
+    free(d);
+    for (int n = 0; n <= 4; n++)
+        for (int th = 0; th <= 3; th++) check_plan(t, n, th);
+    /* Binding this thread to worker 0's core really changes the affinity. */
+    qp_plan *p;
+    CU_ASSERT_EQUAL_FATAL(qp_topo_plan(t, 1, 1, &p), 0);
+    CU_ASSERT_EQUAL(qp_topo_bind(t, &p->worker[0], true), 0);
+    cpu_set_t set;
+    CU_ASSERT_EQUAL(sched_getaffinity(0, sizeof set, &set), 0);
+    CU_ASSERT_EQUAL(CPU_COUNT(&set), qp_topo_pus(t) / qp_topo_cores(t));
+    /* And back to everything, for the tests that follow. */
+    CPU_ZERO(&set);
+    for (int i = 0; i < CPU_SETSIZE && i < 1024; i++) CPU_SET(i, &set);
+    sched_setaffinity(0, sizeof set, &set);
+    qp_plan_free(p);
+    qp_topo_free(t);
+}
+
+static void test_topo_synthetic(void)
+{
+    static const char *machines[] = { "node:2 core:4 pu:2", "pack:2 node:2 core:3 pu:1",
+                                      "core:1 pu:1", "node:4 core:2 pu:1" };
+    for (size_t i = 0; i < sizeof machines / sizeof *machines; i++) {
+        qp_topo *t = NULL;
+        CU_ASSERT_EQUAL_FATAL(qp_topo_load(machines[i], &t), 0);
+        for (int n = 0; n <= 9; n++)
+            for (int th = 1; th <= 5; th++) check_plan(t, n, th);
+        qp_topo_free(t);
+    }
+    qp_topo *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_topo_load("node:2 core:4 pu:2", &t), 0);
+    CU_ASSERT_EQUAL(qp_topo_cores(t), 8);
+    CU_ASSERT_EQUAL(qp_topo_pus(t), 16);
+    CU_ASSERT_EQUAL(qp_topo_nodes(t), 2);
+    /* Two workers land on different nodes; the scheduler on a free core. */
+    qp_plan *p;
+    CU_ASSERT_EQUAL_FATAL(qp_topo_plan(t, 2, 2, &p), 0);
+    CU_ASSERT_NOT_EQUAL(p->worker[0].node, p->worker[1].node);
+    char *pus = qp_place_pus(t, &p->worker[0]);
+    CU_ASSERT_STRING_EQUAL(pus, "0-3");
+    free(pus);
+    qp_plan_free(p);
+    qp_topo_free(t);
+    CU_ASSERT_EQUAL(qp_topo_load("bogus:7", &t), QP_EARG);
+}
+
+/* ---- journal ---- */
+
+static void ids_for(qp_journal_id *ids, const char *job, const char *input)
+{
+    ids[0].what = "job file";
+    qp_sha256(job, strlen(job), ids[0].sha);
+    ids[1].what = "input";
+    qp_sha256(input, strlen(input), ids[1].sha);
+}
+
+static void test_journal(void)
+{
+    char path[512], msg[512];
+    snprintf(path, sizeof path, "%s/j.journal", tmp);
+    qp_journal_id ids[2];
+    ids_for(ids, "job1", "in1");
+    qp_journal *j = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, false, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_NEW);
+    CU_ASSERT_EQUAL(qp_journal_count(j), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 3, "three", 5), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 0, "", 0), 0);
+    uint8_t big[70000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 7);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 1ll << 40, big, sizeof big), 0);
+    qp_journal_close(j);
+
+    /* Reopen with resume: the records come back, in order. */
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESUMED);
+    CU_ASSERT_STRING_EQUAL(msg, "");
+    CU_ASSERT_EQUAL_FATAL(qp_journal_count(j), 3);
+    int64_t task;
+    const uint8_t *b;
+    size_t len;
+    qp_journal_record(j, 0, &task, &b, &len);
+    CU_ASSERT(task == 3 && len == 5 && !memcmp(b, "three", 5));
+    qp_journal_record(j, 1, &task, &b, &len);
+    CU_ASSERT(task == 0 && len == 0);
+    qp_journal_record(j, 2, &task, &b, &len);
+    CU_ASSERT(task == 1ll << 40 && len == sizeof big && !memcmp(b, big, len));
+    CU_ASSERT_EQUAL(qp_journal_append(j, 4, "four", 4), 0);
+    qp_journal_close(j);
+
+    /* Tear the last record at every length: the whole ones survive, the
+     * torn one is dropped with a note, and appending works after it. */
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    off_t full = st.st_size;
+    for (off_t cut = 1; cut < 1 + 9 + 5 + 4; cut++) {
+        CU_ASSERT_EQUAL(truncate(path, full - cut), 0);
+        CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+        CU_ASSERT_EQUAL(qp_journal_count(j), 3);
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "dropped a torn last record"));
+        CU_ASSERT_EQUAL(qp_journal_append(j, 4, "four", 4), 0);
+        qp_journal_close(j);
+        CU_ASSERT_EQUAL(stat(path, &st), 0);
+        CU_ASSERT_EQUAL(st.st_size, full);
+    }
+
+    /* A changed input: started over, and the message says what changed. */
+    qp_journal_id ids2[2];
+    ids_for(ids2, "job1", "in2");
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
+    CU_ASSERT_EQUAL(qp_journal_count(j), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "cannot be resumed (input changed): starting over"));
+    qp_journal_close(j);
+    /* Now the journal is for ids2: the old job file and input both differ
+     * from nothing, but a changed plan is named too. */
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan2", 5, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "partition plan changed"));
+    qp_journal_close(j);
+    ids_for(ids, "job2", "in3");
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan2", 5, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "job file changed, input changed"));
+    qp_journal_close(j);
+    /* Garbage is not a journal. */
+    FILE *f = fopen(path, "w");
+    fputs("\xc1garbage", f);
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "header is damaged"));
+    qp_journal_close(j);
+    qp_journal_close(NULL);
+
+    uint8_t h[32];
+    write_file("abc", "abc");
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s/abc", tmp);
+    CU_ASSERT_EQUAL(qp_sha256_file(p2, h), 0);
+    CU_ASSERT_EQUAL(h[0], 0xba);
+    CU_ASSERT_EQUAL(h[31], 0xad);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("sched", suite_init, suite_clean);
+    CU_add_test(s, "job file", test_job_good);
+    CU_add_test(s, "job defaults, credentials file", test_job_defaults_and_credentials_file);
+    CU_add_test(s, "job file errors", test_job_errors);
+    CU_add_test(s, "durations", test_durations);
+    CU_add_test(s, "topology: this machine", test_topo_machine);
+    CU_add_test(s, "topology: synthetic", test_topo_synthetic);
+    CU_add_test(s, "journal", test_journal);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
