@@ -1,0 +1,318 @@
+/* builtins.c - the server's function registry, its globals, and the
+ * built-in `.qp` functions that need no Python:
+ *
+ *   .qp.echo x         x unchanged
+ *   .qp.ping[]         1b (a liveness check that costs nothing)
+ *   .qp.info[]         `version`pid`python`secondary`cores`tables!(...);
+ *                      python is the string in the global `.qp.python`,
+ *                      which the Python module sets when it starts, and ""
+ *                      until then
+ *   .qp.set[name;v]    defines the global name (symbol or string); returns name
+ *   .qp.get name       the global's value, or q's error 'name
+ *   .qp.tables[]       names of globals that are tables (symbol vector)
+ *   .qp.count t        rows of table t (a name, or a value)
+ *   .qp.meta t         q's meta: a table c,t,f,a keyed by c
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "srv.h"
+
+#ifndef QPEACH_VERSION
+#define QPEACH_VERSION "0.1.0"
+#endif
+
+/* ====================================================================
+ * Registry
+ * ==================================================================== */
+
+int qp_server_def(qp_server *s, const char *name, int nargs, int exec, qp_fn_cb fn, void *data)
+{
+    if (!name || !*name || !fn || exec < QP_EXEC_LOOP || exec > QP_EXEC_MAIN) return QP_EARG;
+    const char *sym = qp_sym_intern(name, strlen(name));
+    if (!sym) return QP_ENOMEM;
+    qp__fn *f = (qp__fn *)qp__fn_find(s, sym);
+    if (!f) {
+        if (s->nfns == s->capfns) {
+            int cap = s->capfns ? 2 * s->capfns : 16;
+            qp__fn *m = realloc(s->fns, (size_t)cap * sizeof *m);
+            if (!m) return QP_ENOMEM;
+            s->fns = m;
+            s->capfns = cap;
+        }
+        f = &s->fns[s->nfns++];
+    }
+    *f = (qp__fn){ sym, nargs, exec, fn, data };
+    return 0;
+}
+
+const qp__fn *qp__fn_find(const qp_server *s, const char *name)
+{
+    /* symbols are interned: pointer equality is name equality */
+    for (int i = 0; i < s->nfns; i++)
+        if (s->fns[i].name == name) return &s->fns[i];
+    return NULL;
+}
+
+/* ====================================================================
+ * Globals (a small array under a mutex: there are few, and lookups are
+ * dwarfed by the calls that use them)
+ * ==================================================================== */
+
+static int gfind(const qp_server *s, const char *sym)
+{
+    for (int i = 0; i < s->ng; i++)
+        if (s->gnames[i] == sym) return i;
+    return -1;
+}
+
+qp_value *qp_server_get(qp_server *s, const char *name)
+{
+    const char *sym = qp_sym_intern(name, strlen(name));
+    if (!sym) return NULL;
+    pthread_mutex_lock(&s->gmu);
+    int i = gfind(s, sym);
+    qp_value *v = i >= 0 ? qp_ref(s->gvals[i]) : NULL;
+    pthread_mutex_unlock(&s->gmu);
+    return v;
+}
+
+/* Makes room for one more global; call with gmu held. */
+static int ggrow(qp_server *s)
+{
+    if (s->ng < s->capg) return 0;
+    int cap = s->capg ? 2 * s->capg : 16;
+    const char **n = realloc(s->gnames, (size_t)cap * sizeof *n);
+    if (!n) return QP_ENOMEM;
+    s->gnames = n;
+    qp_value **v = realloc(s->gvals, (size_t)cap * sizeof *v);
+    if (!v) return QP_ENOMEM;
+    s->gvals = v;
+    s->capg = cap;
+    return 0;
+}
+
+int qp_server_set(qp_server *s, const char *name, qp_value *value)
+{
+    const char *sym = qp_sym_intern(name, strlen(name));
+    if (!sym || !value) { qp_unref(value); return QP_ENOMEM; }
+    qp_value *old = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&s->gmu);
+    int i = gfind(s, sym);
+    if (i >= 0) {
+        old = s->gvals[i];
+        s->gvals[i] = value;
+    } else if ((rc = ggrow(s))) {
+        old = value;
+    } else {
+        s->gnames[s->ng] = sym;
+        s->gvals[s->ng++] = value;
+    }
+    pthread_mutex_unlock(&s->gmu);
+    qp_unref(old);   /* outside the lock: freeing a big value takes time */
+    return rc;
+}
+
+static bool is_table(const qp_value *v)
+{
+    return v->type == QP_TABLE || qp_is_keyed_table(v);
+}
+
+qp_value *qp_server_tables(qp_server *s)
+{
+    qp_value *r = qp_vector(QP_SYMBOL, 0);
+    pthread_mutex_lock(&s->gmu);
+    for (int i = 0; r && i < s->ng; i++)
+        if (is_table(s->gvals[i]) && qp_vec_append(r, &s->gnames[i])) { qp_unref(r); r = NULL; }
+    pthread_mutex_unlock(&s->gmu);
+    return r;
+}
+
+void qp__globals_free(qp_server *s)
+{
+    for (int i = 0; i < s->ng; i++) qp_unref(s->gvals[i]);
+    free(s->gnames);
+    free(s->gvals);
+    s->gnames = NULL;
+    s->gvals = NULL;
+    s->ng = s->capg = 0;
+}
+
+/* ====================================================================
+ * Built-ins
+ * ==================================================================== */
+
+static qp_value *arg0(qp_value *args) { return qp_K(args)[0]; }
+
+/* A name given as `sym or "string"; NULL if x is neither. */
+static const char *name_of(const qp_value *x)
+{
+    if (x->type == -QP_SYMBOL) return x->s;
+    if (x->type == QP_CHAR) return qp_sym_intern(qp_C(x), (size_t)x->v.n);
+    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
+    return NULL;
+}
+
+static qp_value *fn_echo(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    return qp_ref(arg0(args));
+}
+
+static qp_value *fn_ping(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)args; (void)data;
+    return qp_bool(true);
+}
+
+static qp_value *fn_info(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    static const char *const keys[] = { "version", "pid", "python", "secondary", "cores", "tables" };
+    qp_value *k = qp_vector(QP_SYMBOL, 6);
+    qp_value *py = qp_server_get(s, ".qp.python");
+    if (!py) py = qp_string("", 0);
+    qp_value *v = qp_list(6, qp_cstring(QPEACH_VERSION), qp_long(getpid()), py,
+                          qp_long(s->opts.secondary), qp_long(sysconf(_SC_NPROCESSORS_ONLN)),
+                          qp_server_tables(s));
+    if (!k || !v) goto oom;
+    for (int i = 0; i < 6; i++) {
+        if (!qp_K(v)[i]) goto oom;
+        if (!(qp_S(k)[i] = qp_sym_intern(keys[i], strlen(keys[i])))) goto oom;
+    }
+    return qp_dict(k, v);
+oom:
+    qp_unref(k);
+    qp_unref(v);
+    return NULL;
+}
+
+static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    const char *name = name_of(qp_K(args)[0]);
+    if (!name || !*name) return qp_error("type: .qp.set takes a name (symbol or string) and a value");
+    if (qp_server_set(s, name, qp_ref(qp_K(args)[1]))) return NULL;
+    return qp_symbol(name);
+}
+
+static qp_value *fn_get(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    const char *name = name_of(arg0(args));
+    if (!name) return qp_error("type: .qp.get takes a name (symbol or string)");
+    qp_value *v = qp_server_get(s, name);
+    return v ? v : qp_error("%s", name);
+}
+
+static qp_value *fn_tables(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    return qp_server_tables(s);
+}
+
+/* The table a .qp.count / .qp.meta argument means: a global's name or
+ * the value itself. New reference, or an error value. */
+static qp_value *table_arg(qp_server *s, qp_value *x, const char *fn)
+{
+    if (x->type == -QP_SYMBOL || x->type == QP_CHAR) {
+        const char *name = name_of(x);
+        qp_value *v = name ? qp_server_get(s, name) : NULL;
+        if (!v) return qp_error("%s", name ? name : "wsfull");
+        return v;
+    }
+    if (!is_table(x)) return qp_error("type: %s takes a table or its name", fn);
+    return qp_ref(x);
+}
+
+static qp_value *fn_count(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *t = arg0(args);
+    if (t->type == -QP_SYMBOL || t->type == QP_CHAR) {
+        t = table_arg(s, t, ".qp.count");
+        if (t->type == QP_ERROR) return t;
+    } else {
+        qp_ref(t);
+    }
+    qp_value *r = qp_long(qp_count(t));
+    qp_unref(t);
+    return r;
+}
+
+static char type_char(const qp_value *col)
+{
+    static const char tc[] = " bg xhijefcspmdznuvt";
+    if (col->type >= 1 && col->type <= 19) return tc[col->type];
+    if (col->type != QP_LIST || col->v.n == 0) return ' ';
+    /* a list of vectors of one type is q's "C", "J", ... */
+    int t = qp_K(col)[0]->type;
+    if (t < 1 || t > 19) return ' ';
+    for (int64_t i = 1; i < col->v.n; i++)
+        if (qp_K(col)[i]->type != t) return ' ';
+    return (char)(tc[t] - 'a' + 'A');
+}
+
+static qp_value *fn_meta(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *t = table_arg(s, arg0(args), ".qp.meta");
+    if (t->type == QP_ERROR) return t;
+    /* a keyed table's meta lists the key columns, then the others */
+    const qp_value *parts[2] = { t, NULL };
+    if (t->type == QP_DICT) { parts[0] = qp_dict_keys(t); parts[1] = qp_dict_values(t); }
+    int64_t n = 0;
+    for (int p = 0; p < 2 && parts[p]; p++) n += qp_table_names(parts[p])->v.n;
+    qp_value *c = qp_vector(QP_SYMBOL, n), *ty = qp_vector(QP_CHAR, n);
+    qp_value *f = qp_vector(QP_SYMBOL, n), *a = qp_vector(QP_SYMBOL, n);
+    qp_value *r = NULL;
+    const char *empty = qp_sym_intern("", 0);
+    static const char *const attrs[] = { "", "s", "u", "p", "", "g" };
+    if (!c || !ty || !f || !a || !empty) goto done;
+    int64_t i = 0;
+    for (int p = 0; p < 2 && parts[p]; p++) {
+        qp_value *names = qp_table_names(parts[p]), *cols = qp_table_columns(parts[p]);
+        for (int64_t k = 0; k < names->v.n; k++, i++) {
+            qp_value *col = qp_K(cols)[k];
+            qp_S(c)[i] = qp_S(names)[k];
+            qp_C(ty)[i] = type_char(col);
+            qp_S(f)[i] = empty;
+            const char *at = col->attr < 6 ? attrs[col->attr] : "";
+            if (!(qp_S(a)[i] = qp_sym_intern(at, strlen(at)))) goto done;
+        }
+    }
+    qp_value *kn = qp_vector(QP_SYMBOL, 1), *vn = qp_vector(QP_SYMBOL, 3);
+    if (!kn || !vn) { qp_unref(kn); qp_unref(vn); goto done; }
+    qp_S(kn)[0] = qp_sym_intern("c", 1);
+    qp_S(vn)[0] = qp_sym_intern("t", 1);
+    qp_S(vn)[1] = qp_sym_intern("f", 1);
+    qp_S(vn)[2] = qp_sym_intern("a", 1);
+    qp_value *kt = qp_table(qp_dict(kn, qp_list(1, c)));
+    qp_value *vt = qp_table(qp_dict(vn, qp_list(3, ty, f, a)));
+    c = ty = f = a = NULL;
+    r = kt && vt ? qp_dict(kt, vt) : NULL;
+    if (!r) { qp_unref(kt); qp_unref(vt); }
+done:
+    qp_unref(c); qp_unref(ty); qp_unref(f); qp_unref(a);
+    qp_unref(t);
+    return r;
+}
+
+int qp__builtins_register(qp_server *s)
+{
+    static const struct { const char *name; int nargs; qp_fn_cb fn; } b[] = {
+        { ".qp.echo", 1, fn_echo },   { ".qp.ping", 1, fn_ping },
+        { ".qp.info", 1, fn_info },   { ".qp.set", 2, fn_set },
+        { ".qp.get", 1, fn_get },     { ".qp.tables", 1, fn_tables },
+        { ".qp.count", 1, fn_count }, { ".qp.meta", 1, fn_meta },
+    };
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        /* all cheap and non-blocking: they run on the loop */
+        int rc = qp_server_def(s, b[i].name, b[i].nargs, QP_EXEC_LOOP, b[i].fn, NULL);
+        if (rc) return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,241 @@
+/* conn.c - the client side of kdb+ IPC: connect, handshake, send, receive.
+ *
+ * The socket stays non-blocking; every wait is a poll() bounded by the
+ * connect or call deadline, so a dead peer costs at most the timeout. A
+ * transport failure or a timeout in the middle of a message leaves the
+ * stream at an unknown offset: the connection is then marked broken and
+ * every later call fails fast with the first error.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qpeach/conn.h"
+#include "qpeach/ipc.h"
+#include "net.h"
+
+struct qp_conn {
+    qp__tp tp;             /* socket or TLS session */
+    SSL_CTX *ctx;          /* TLS context, NULL for plain */
+    qp_reader *rd;         /* incoming byte stream -> messages */
+    int cap;               /* capability byte the server answered */
+    int timeout_ms;        /* per-call timeout, 0: none */
+    int broken;            /* 0, or the error that made the stream unusable */
+    char err[256];         /* text of the last error */
+};
+
+static int fail(qp_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(qp_conn *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+    return timeout_ms > 0 ? qp__now_ms() + timeout_ms : -1;
+}
+
+/* Writes all n bytes before the deadline. */
+static int send_all(qp_conn *c, const uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        ssize_t w = qp__tp_write(&c->tp, p, n);
+        if (w > 0) { p += w; n -= (size_t)w; continue; }
+        if (w == QP__WANT_READ || w == QP__WANT_WRITE) {
+            int r = qp__wait_fd(c->tp.fd, (int)w, deadline);
+            if (r < 0) return fail(c, r, "send: %s", qp_strerror(r));
+            continue;
+        }
+        return fail(c, w == QP_ETLS ? QP_ETLS : QP_ECLOSED, "send: %s",
+                    w == 0 ? "connection closed" : qp_strerror((int)w));
+    }
+    return 0;
+}
+
+/* Reads up to n (>= 1) bytes before the deadline; 0 means end of stream. */
+static ssize_t recv_some(qp_conn *c, void *p, size_t n, int64_t deadline)
+{
+    for (;;) {
+        ssize_t r = qp__tp_read(&c->tp, p, n);
+        if (r >= 0) return r;
+        if (r == QP__WANT_READ || r == QP__WANT_WRITE) {
+            int w = qp__wait_fd(c->tp.fd, (int)r, deadline);
+            if (w < 0) return w;
+            continue;
+        }
+        return r;
+    }
+}
+
+int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
+                 char *err, size_t errlen)
+{
+    static const qp_conn_opts defaults;
+    if (!opts) opts = &defaults;
+    *out = NULL;
+    char dummy[8];
+    if (!err) { err = dummy; errlen = sizeof dummy; }
+    err[0] = 0;
+    qp__addr a;
+    if (qp__addr_parse(addr, false, &a)) {
+        snprintf(err, errlen, "bad address: %s (host:port, :port, unix:/path, unix://PORT or @/path)",
+                 addr ? addr : "(null)");
+        return QP_EADDR;
+    }
+    qp_conn *c = calloc(1, sizeof *c);
+    if (!c) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
+    c->tp.fd = -1;
+    c->timeout_ms = opts->timeout_ms;
+    int rc;
+    int64_t deadline = deadline_of(opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000);
+    int fd = qp__connect(&a, (int)(deadline - qp__now_ms()), c->err, sizeof c->err);
+    if (fd < 0) { rc = fd; goto fail; }
+    if (opts->tls) {
+        if (a.kind != QP__ADDR_TCP) {
+            qp__tp_plain(&c->tp, fd);
+            rc = fail(c, QP_EARG, "TLS needs a TCP address");
+            goto fail;
+        }
+        c->ctx = qp__tls_client_ctx(opts->tls_ca, opts->tls_no_verify, c->err, sizeof c->err);
+        if (!c->ctx) { qp__tp_plain(&c->tp, fd); rc = QP_ETLS; goto fail; }
+        if ((rc = qp__tp_tls(&c->tp, fd, c->ctx, false, opts->tls_no_verify ? NULL : a.host))) {
+            fail(c, rc, "TLS setup failed");
+            goto fail;
+        }
+        for (;;) {
+            rc = qp__tp_handshake(&c->tp, c->err, sizeof c->err);
+            if (rc == 0) break;
+            if (rc != QP__WANT_READ && rc != QP__WANT_WRITE) goto fail;
+            int w = qp__wait_fd(c->tp.fd, rc, deadline);
+            if (w < 0) { rc = fail(c, w, "TLS handshake: %s", qp_strerror(w)); goto fail; }
+        }
+    } else {
+        qp__tp_plain(&c->tp, fd);
+    }
+
+    /* Handshake: "user:password", the capability byte, NUL; the server
+     * answers one byte, or closes the socket when it refuses us. */
+    const char *u = opts->user ? opts->user : "", *p = opts->password ? opts->password : "";
+    size_t ul = strlen(u), pl = strlen(p);
+    if (ul + pl > 4096) { rc = fail(c, QP_EARG, "user:password too long"); goto fail; }
+    uint8_t hs[4100];
+    size_t n = 0;
+    memcpy(hs, u, ul); n += ul;
+    if (pl) { hs[n++] = ':'; memcpy(hs + n, p, pl); n += pl; }
+    hs[n++] = opts->no_large ? 3 : 6;
+    hs[n++] = 0;
+    if ((rc = send_all(c, hs, n, deadline))) goto fail;
+    uint8_t ans;
+    ssize_t r = recv_some(c, &ans, 1, deadline);
+    if (r == 0 || r == -ECONNRESET) { rc = fail(c, QP_EAUTH, "access denied"); goto fail; }
+    if (r < 0) { rc = fail(c, (int)r, "handshake: %s", qp_strerror((int)r)); goto fail; }
+    c->cap = ans;
+    c->rd = qp_reader_new(NULL);
+    if (!c->rd) { rc = fail(c, QP_ENOMEM, "out of memory"); goto fail; }
+    *out = c;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", c->err[0] ? c->err : qp_strerror(rc));
+    qp_conn_close(c);
+    return rc;
+}
+
+void qp_conn_close(qp_conn *c)
+{
+    if (!c) return;
+    qp__tp_close(&c->tp);
+    if (c->ctx) SSL_CTX_free(c->ctx);
+    qp_reader_free(c->rd);
+    free(c);
+}
+
+int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype)
+{
+    if (c->broken) return c->broken;
+    uint8_t *msg = NULL, *z = NULL;
+    size_t len = 0, zlen = 0;
+    int rc = qp_ipc_encode(x, msgtype, &msg, &len);
+    if (rc) return fail(c, rc, "encode: %s", qp_strerror(rc));
+    const uint8_t *wire = msg;
+    size_t wlen = len;
+    /* q's rule: large messages to other machines go compressed when that
+     * at least halves them (qp_ipc_compress answers QP_ENOGAIN if not). */
+    if (qp_ipc_should_compress(len, c->tp.local) && qp_ipc_compress(msg, len, &z, &zlen) == 0) {
+        wire = z;
+        wlen = zlen;
+    }
+    rc = send_all(c, wire, wlen, deadline_of(c->timeout_ms));
+    free(msg);
+    free(z);
+    if (rc) c->broken = rc;
+    return rc;
+}
+
+int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
+{
+    *out = NULL;
+    if (c->broken) return c->broken;
+    int64_t deadline = deadline_of(timeout_ms < 0 ? c->timeout_ms : timeout_ms);
+    int rc;
+    for (;;) {
+        qp_buf *m = NULL;
+        qp_ipc_header h;
+        rc = qp_reader_next(c->rd, &m, &h);
+        if (rc == 1) {
+            qp_value *v = qp_ipc_decode(m, NULL);
+            qp_buf_unref(m);
+            if (!v) { rc = fail(c, QP_ENOMEM, "out of memory"); break; }
+            *out = v;
+            if (msgtype) *msgtype = h.msgtype;
+            return 0;
+        }
+        if (rc < 0) { fail(c, rc, "receive: %s", qp_reader_errstr(c->rd)); break; }
+        size_t room = 0;
+        void *sp = qp_reader_space(c->rd, &room);
+        if (!sp) { rc = fail(c, QP_ENOMEM, "out of memory"); break; }
+        ssize_t r = recv_some(c, sp, room, deadline);
+        if (r > 0) {
+            if ((rc = qp_reader_commit(c->rd, (size_t)r)) < 0) {
+                fail(c, rc, "receive: %s", qp_reader_errstr(c->rd));
+                break;
+            }
+            continue;
+        }
+        if (r == 0) { rc = fail(c, QP_ECLOSED, "connection closed by the server"); break; }
+        rc = fail(c, (int)r, "receive: %s", qp_strerror((int)r));
+        break;
+    }
+    c->broken = rc;
+    return rc;
+}
+
+qp_value *qp_conn_call(qp_conn *c, const qp_value *x)
+{
+    if (qp_conn_send(c, x, QP_MSG_SYNC)) return NULL;
+    for (;;) {
+        qp_value *v = NULL;
+        int t = QP_MSG_RESPONSE;
+        if (qp_conn_recv(c, &v, &t, -1)) return NULL;
+        if (t == QP_MSG_RESPONSE) return v;
+        qp_unref(v);
+        /* The server may send us async messages; a sync request from it
+         * would wait forever for us, so answer it with an error. */
+        if (t == QP_MSG_SYNC) {
+            qp_value *e = qp_error("qpeach client: requests not served");
+            int rc = e ? qp_conn_send(c, e, QP_MSG_RESPONSE) : QP_ENOMEM;
+            qp_unref(e);
+            if (rc) return NULL;
+        }
+    }
+}
+
+int qp_conn_fd(const qp_conn *c) { return c->tp.fd; }
+int qp_conn_capability(const qp_conn *c) { return c->cap; }
+const char *qp_conn_errstr(const qp_conn *c) { return c->err; }
+bool qp_conn_is_local(const qp_conn *c) { return c->tp.local; }

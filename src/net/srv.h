@@ -1,0 +1,125 @@
+/* src/net/srv.h - the server's insides, shared by server.c (event loop,
+ * connections, threads), dispatch.c (messages -> calls -> responses) and
+ * builtins.c (function registry, globals, the `.qp` built-ins).
+ *
+ * Memory rules: see value.h. A job owns everything it points to; the
+ * thread that holds a job (by having popped it from a queue) is the only
+ * one touching it.
+ */
+#ifndef QPEACH_SRV_H
+#define QPEACH_SRV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "qpeach/auth.h"
+#include "qpeach/ipc.h"
+#include "qpeach/server.h"
+#include "net.h"
+
+/* Messages (and results) up to this size are decoded, run (when the
+ * function is a loop one) and encoded on the loop thread itself: a thread
+ * hop costs more than the work, and the echo latency target is 1.3x a bare
+ * TCP round trip. Larger ones go to the pool so the loop never stalls. */
+#define QP__SMALL_MSG (64 * 1024)
+
+/* A registered function. */
+typedef struct qp__fn {
+    const char *name;      /* interned */
+    int nargs;             /* exact count, -1 any */
+    int exec;              /* enum qp_exec */
+    qp_fn_cb fn;
+    void *data;
+} qp__fn;
+
+enum qp__job_kind {
+    QP__JOB_MSG = 0,       /* a client message: decode, call, encode */
+    QP__JOB_AUTH = 1,      /* a handshake to verify against the passwd file */
+    QP__JOB_TASK = 2,      /* a qp_server_parallel helper */
+};
+
+/* Where a job stands when qp__job_run returns. */
+enum qp__job_status { QP__JOB_DONE = 0, QP__JOB_MOVED = 1 };
+
+typedef struct qp__job qp__job;
+struct qp__job {
+    qp__job *next;         /* queue link */
+    int kind;              /* enum qp__job_kind */
+    int fd;                /* the connection it came from ... */
+    uint64_t cid;          /* ... and that connection's id (fds are reused) */
+    int msgtype;           /* of the request */
+    bool local;            /* peer on this machine: no compression */
+    qp_buf *msg;           /* the request, until decoded */
+    const qp__fn *fn;      /* resolved function, NULL before / for globals */
+    qp_value *args;        /* its arguments (general list) */
+    qp_value *result;      /* result, until encoded */
+    uint8_t *out;          /* encoded response (malloc'd), NULL for async */
+    size_t outlen;
+    char *cred;            /* AUTH: "user:password" (wiped before free) */
+    bool auth_ok;          /* AUTH: verdict */
+    void (*task)(void *);  /* TASK */
+    void *task_data;
+    char what[80];         /* what was called, for logging async errors */
+};
+
+/* An intrusive FIFO with one mutex + condvar. */
+typedef struct qp__jobq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qp__job *head, *tail;
+    int64_t len;
+} qp__jobq;
+
+typedef struct qp__sconn qp__sconn;   /* server-side connection (server.c) */
+
+struct qp_server {
+    qp_server_opts opts;
+    char address[300];     /* what we bound, for the ready line */
+    int lfd;               /* listening socket */
+    int epfd;              /* epoll */
+    int evfd;              /* eventfd: finished jobs and stop requests */
+    bool unix_sock;        /* listening on a unix socket */
+    char unix_path[108];   /* socket file to remove at exit ("" if none) */
+    SSL_CTX *tls;          /* server TLS context, NULL for plain */
+    qp_auth *auth;         /* password file, NULL: everyone is let in */
+    atomic_bool stopping;  /* set by qp_server_stop */
+
+    qp__sconn **conns;     /* by fd */
+    int nconns;            /* slots in conns */
+    uint64_t next_cid;
+    struct qp__deny *denied, *denied_tail;  /* failed logins waiting to be closed */
+
+    qp__fn *fns;           /* registered functions (fixed once running) */
+    int nfns, capfns;
+
+    pthread_mutex_t gmu;   /* globals */
+    const char **gnames;   /* interned */
+    qp_value **gvals;
+    int ng, capg;
+
+    qp__jobq pool;         /* for secondary threads */
+    qp__jobq mainq;        /* for the main (Python) thread */
+    qp__jobq done;         /* finished jobs for the loop */
+    pthread_t *threads;    /* main thread first, then secondaries */
+    int nthreads;          /* started so far */
+    bool threads_stop;     /* under each queue's mutex: threads exit */
+};
+
+/* ---- server.c ---- */
+void qp__jobq_push(qp__jobq *q, qp__job *j);
+/* Hands a job to the thread kind that must run it next (pool, or main). */
+void qp__job_post(qp_server *s, qp__job *j, int exec);
+void qp__job_free(qp__job *j);
+
+/* ---- dispatch.c ---- */
+/* Advances a job as far as it can on the calling thread (where: the
+ * enum qp_exec kind of this thread). DONE: the response is encoded (or
+ * none is due); MOVED: the job went to another thread's queue. */
+int qp__job_run(qp_server *s, qp__job *j, int where);
+
+/* ---- builtins.c ---- */
+const qp__fn *qp__fn_find(const qp_server *s, const char *name);
+int qp__builtins_register(qp_server *s);
+void qp__globals_free(qp_server *s);
+
+#endif
