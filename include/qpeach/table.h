@@ -14,7 +14,7 @@ typedef struct qp_csv_opts {
     const char *types;     /* q type chars per column ("SFJ", " " skips a
                             * column), or NULL to infer from the data */
     char delim;            /* 0: ',' */
-    int threads;           /* parser threads; 0: one */
+    int threads;           /* parser threads; 0: the online cores */
 } qp_csv_opts;
 
 /* Loads a CSV file with a header line as a table. opts may be NULL. */

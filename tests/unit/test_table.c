@@ -1,0 +1,552 @@
+/* test_table.c - q-console formatting, the CSV loader and writer, q IPC
+ * files. Files go to a fresh directory under /tmp, removed at the end. */
+#include "qpeach/table.h"
+#include "../../src/core/csv_int.h"
+
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static const char *tmp(const char *name)
+{
+    static char path[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
+    return path[k];
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Asserts qp_format(x) == want, then drops x. */
+#define FMT(x, want) fmt_check((x), (want), 0, __LINE__)
+#define FMTW(x, want, w) fmt_check((x), (want), (w), __LINE__)
+static void fmt_check(qp_value *x, const char *want, int cols, int line)
+{
+    char *s = qp_format(x, cols);
+    if (!s || strcmp(s, want) != 0)
+        fprintf(stderr, "\nline %d: got [%s] want [%s]\n", line, s ? s : "(null)", want);
+    CU_ASSERT(s && strcmp(s, want) == 0);
+    free(s);
+    qp_unref(x);
+}
+
+static qp_value *longs(int n, ...)
+{
+    qp_value *v = qp_vector(QP_LONG, n);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) qp_J(v)[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    return v;
+}
+
+static qp_value *syms(int n, ...)
+{
+    qp_value *v = qp_vector(QP_SYMBOL, n);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap, const char *);
+        qp_S(v)[i] = qp_sym_intern(s, strlen(s));
+    }
+    va_end(ap);
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Formatting                                                          */
+/* ------------------------------------------------------------------ */
+
+static void test_format_atoms(void)
+{
+    FMT(qp_long(1), "1\n");
+    FMT(qp_long(-42), "-42\n");
+    FMT(qp_int(1), "1i\n");
+    FMT(qp_short(1), "1h\n");
+    FMT(qp_byte(1), "0x01\n");
+    FMT(qp_bool(true), "1b\n");
+    FMT(qp_float(1.5), "1.5\n");
+    FMT(qp_float(1), "1f\n");
+    FMT(qp_float(3.14159265358979), "3.141593\n");
+    FMT(qp_float(1e10), "1e+10\n");
+    FMT(qp_real(1.5f), "1.5e\n");
+    FMT(qp_char('a'), "\"a\"\n");
+    FMT(qp_symbol("sym"), "`sym\n");
+    FMT(qp_symbol(""), "`\n");
+    FMT(qp_temporal_i(-QP_DATE, 0), "2000.01.01\n");
+    FMT(qp_temporal_i(-QP_DATE, 8766), "2024.01.01\n");
+    FMT(qp_temporal_i(-QP_DATE, -1), "1999.12.31\n");
+    FMT(qp_temporal_i(-QP_MONTH, 0), "2000.01m\n");
+    FMT(qp_temporal_i(-QP_MONTH, 13), "2001.02m\n");
+    FMT(qp_temporal_j(-QP_TIMESTAMP, 0), "2000.01.01D00:00:00.000000000\n");
+    FMT(qp_temporal_j(-QP_TIMESTAMP, -1), "1999.12.31D23:59:59.999999999\n");
+    qp_value *z = qp_atom(-QP_DATETIME);
+    z->f = 1.5;
+    FMT(z, "2000.01.02T12:00:00.000\n");
+    FMT(qp_temporal_j(-QP_TIMESPAN, 0), "0D00:00:00.000000000\n");
+    FMT(qp_temporal_j(-QP_TIMESPAN, -1), "-0D00:00:00.000000001\n");
+    FMT(qp_temporal_j(-QP_TIMESPAN, 90061000000001LL), "1D01:01:01.000000001\n");
+    FMT(qp_temporal_i(-QP_MINUTE, 0), "00:00\n");
+    FMT(qp_temporal_i(-QP_MINUTE, 61), "01:01\n");
+    FMT(qp_temporal_i(-QP_SECOND, 0), "00:00:00\n");
+    FMT(qp_temporal_i(-QP_TIME, 0), "00:00:00.000\n");
+    FMT(qp_temporal_i(-QP_TIME, 34200123), "09:30:00.123\n");
+    uint8_t u[16] = {0x8c, 0x68, 0x0a, 0x01, 0x5a, 0x49, 0x5a, 0xab,
+                     0x5a, 0x65, 0xd4, 0xbf, 0xdd, 0xb6, 0xa6, 0x61};
+    FMT(qp_guid(u), "8c680a01-5a49-5aab-5a65-d4bfddb6a661\n");
+    FMT(qp_error("type"), "'type\n");
+    FMT(qp_identity(), "");
+}
+
+static void test_format_nulls(void)
+{
+    FMT(qp_long(QP_NULL_J), "0N\n");
+    FMT(qp_long(QP_INF_J), "0W\n");
+    FMT(qp_long(-QP_INF_J), "-0W\n");
+    FMT(qp_int(QP_NULL_I), "0Ni\n");
+    FMT(qp_int(QP_INF_I), "0Wi\n");
+    FMT(qp_int(-QP_INF_I), "-0Wi\n");
+    FMT(qp_short(QP_NULL_H), "0Nh\n");
+    FMT(qp_float(QP_NULL_F), "0n\n");
+    FMT(qp_float(QP_INF_F), "0w\n");
+    FMT(qp_float(-QP_INF_F), "-0w\n");
+    FMT(qp_real(QP_NULL_E), "0Ne\n");
+    FMT(qp_temporal_i(-QP_DATE, QP_NULL_I), "0Nd\n");
+    FMT(qp_temporal_i(-QP_DATE, QP_INF_I), "0Wd\n");
+    FMT(qp_temporal_j(-QP_TIMESTAMP, QP_NULL_J), "0Np\n");
+    FMT(qp_temporal_j(-QP_TIMESPAN, QP_NULL_J), "0Nn\n");
+    FMT(qp_temporal_i(-QP_MONTH, QP_NULL_I), "0Nm\n");
+    FMT(qp_temporal_i(-QP_TIME, QP_NULL_I), "0Nt\n");
+    FMT(qp_temporal_i(-QP_MINUTE, QP_NULL_I), "0Nu\n");
+    FMT(qp_temporal_i(-QP_SECOND, QP_NULL_I), "0Nv\n");
+    uint8_t zero[16] = {0};
+    FMT(qp_guid(zero), "00000000-0000-0000-0000-000000000000\n");
+}
+
+static void test_format_vectors(void)
+{
+    FMT(longs(3, (int64_t)1, (int64_t)2, (int64_t)3), "1 2 3\n");
+    FMT(longs(3, (int64_t)1, QP_NULL_J, (int64_t)3), "1 0N 3\n");
+    FMT(longs(1, (int64_t)1), ",1\n");
+    FMT(qp_vector(QP_LONG, 0), "`long$()\n");
+    FMT(qp_vector(QP_SYMBOL, 0), "`symbol$()\n");
+    FMT(qp_vector(QP_CHAR, 0), "\"\"\n");
+    FMT(qp_vector(QP_LIST, 0), "()\n");
+    qp_value *v = qp_vector(QP_INT, 3);
+    for (int i = 0; i < 3; i++) qp_I(v)[i] = i + 1;
+    FMT(v, "1 2 3i\n");
+    v = qp_vector(QP_INT, 2);
+    qp_I(v)[0] = QP_NULL_I;
+    qp_I(v)[1] = 1;
+    FMT(v, "0N 1i\n");
+    v = qp_vector(QP_BOOL, 3);
+    qp_G(v)[0] = 1, qp_G(v)[2] = 1;
+    FMT(v, "101b\n");
+    v = qp_vector(QP_BYTE, 2);
+    qp_G(v)[0] = 1, qp_G(v)[1] = 2;
+    FMT(v, "0x0102\n");
+    FMT(qp_cstring("abc"), "\"abc\"\n");
+    FMT(qp_cstring("a\"b\n"), "\"a\\\"b\\n\"\n");
+    FMT(qp_cstring("a"), ",\"a\"\n");
+    FMT(syms(2, "a", "b"), "`a`b\n");
+    FMT(syms(1, "a"), ",`a\n");
+    v = qp_vector(QP_FLOAT, 3);
+    qp_F(v)[0] = 1, qp_F(v)[1] = 2, qp_F(v)[2] = 3;
+    FMT(v, "1 2 3f\n");
+    v = qp_vector(QP_FLOAT, 2);
+    qp_F(v)[0] = 1.5, qp_F(v)[1] = QP_NULL_F;
+    FMT(v, "1.5 0n\n");
+    v = qp_vector(QP_REAL, 2);
+    qp_E(v)[0] = 1.5f, qp_E(v)[1] = 2;
+    FMT(v, "1.5 2e\n");
+    v = qp_vector(QP_SHORT, 2);
+    qp_H(v)[0] = 1, qp_H(v)[1] = QP_NULL_H;
+    FMT(v, "1 0Nh\n");
+    v = qp_vector(QP_DATE, 2);
+    qp_I(v)[0] = 0, qp_I(v)[1] = QP_NULL_I;
+    FMT(v, "2000.01.01 0N\n");
+    v = qp_vector(QP_MONTH, 2);
+    qp_I(v)[0] = 0, qp_I(v)[1] = 1;
+    FMT(v, "2000.01 2000.02m\n");
+    v = qp_vector(QP_TIME, 2);
+    qp_I(v)[0] = 0, qp_I(v)[1] = 1;
+    FMT(v, "00:00:00.000 00:00:00.001\n");
+    /* long lines are cut to the console width with ".." */
+    v = qp_vector(QP_LONG, 100);
+    for (int i = 0; i < 100; i++) qp_J(v)[i] = i;
+    FMTW(v, "0 1 2 3 4 5 ..\n", 14);
+}
+
+static void test_format_lists_dicts(void)
+{
+    FMT(qp_list(3, qp_long(1), qp_symbol("a"), qp_cstring("abc")), "1\n`a\n\"abc\"\n");
+    FMT(qp_list(2, qp_long(1), qp_list(2, qp_long(2), qp_symbol("a"))), "1\n(2;`a)\n");
+    FMT(qp_list(2, longs(2, (int64_t)1, (int64_t)2), longs(2, (int64_t)3, (int64_t)4)),
+        "1 2\n3 4\n");
+    FMT(qp_list(1, qp_long(1)), "1\n");
+    FMT(qp_dict(syms(2, "a", "bb"), longs(2, (int64_t)1, (int64_t)2)), "a | 1\nbb| 2\n");
+    FMT(qp_dict(syms(2, "a", "b"), qp_list(2, longs(2, (int64_t)1, (int64_t)2), qp_symbol("x"))),
+        "a| 1 2\nb| `x\n");
+    FMT(qp_dict(syms(2, "a", "b"), syms(2, "x", "y")), "a| x\nb| y\n");
+    /* nested in a row: inline forms */
+    FMT(qp_list(2, qp_dict(syms(2, "a", "b"), longs(2, (int64_t)1, (int64_t)2)), qp_long(3)),
+        "`a`b!1 2\n3\n");
+}
+
+static qp_value *small_table(void)
+{
+    qp_value *price = qp_vector(QP_FLOAT, 3);
+    qp_F(price)[0] = 1.5, qp_F(price)[1] = QP_NULL_F, qp_F(price)[2] = 100;
+    return qp_table(qp_dict(syms(3, "sym", "price", "size"),
+                            qp_list(3, syms(3, "ibm", "msft", "a"), price,
+                                    longs(3, (int64_t)10, (int64_t)200, QP_NULL_J))));
+}
+
+static void test_format_tables(void)
+{
+    FMT(small_table(),
+        "sym  price size\n"
+        "---------------\n"
+        "ibm  1.5   10  \n"
+        "msft       200 \n"
+        "a    100       \n");
+    qp_value *t = small_table();
+    qp_value *k = qp_table(qp_dict(syms(1, "sym"), qp_list(1, qp_ref(qp_K(qp_table_columns(t))[0]))));
+    qp_value *v = qp_table(qp_dict(syms(2, "price", "size"),
+                                   qp_list(2, qp_ref(qp_K(qp_table_columns(t))[1]),
+                                           qp_ref(qp_K(qp_table_columns(t))[2]))));
+    qp_unref(t);
+    FMT(qp_dict(k, v),
+        "sym | price size\n"
+        "----| ----------\n"
+        "ibm | 1.5   10  \n"
+        "msft|       200 \n"
+        "a   | 100       \n");
+    /* string column unquoted, symbol-vector cells with backticks */
+    FMT(qp_table(qp_dict(syms(2, "s", "v"), qp_list(2, qp_list(2, qp_cstring("ab"), qp_cstring("c")),
+                                                     qp_list(2, syms(2, "x", "y"), qp_long(1))))),
+        "s  v   \n"
+        "-------\n"
+        "ab `x`y\n"
+        "c  1   \n");
+    /* a long table shows its first rows then ".." */
+    qp_value *big = qp_table(qp_dict(syms(1, "a"), qp_list(1, qp_vector(QP_LONG, 100))));
+    char *s = qp_format(big, 0);
+    int lines = 0;
+    for (char *p = s; *p; p++) lines += *p == '\n';
+    CU_ASSERT_EQUAL(lines, 2 + 20 + 1);
+    CU_ASSERT(strstr(s, "\n..\n") != NULL);
+    free(s);
+    qp_unref(big);
+    /* lambda text; other functions as a placeholder */
+    const char body[] = "{x+1}";
+    uint8_t bytes[32] = {0, QP_CHAR, 0, 5, 0, 0, 0};
+    memcpy(bytes + 7, body, 5);
+    FMT(qp_func(QP_LAMBDA, bytes, 12), "{x+1}\n");
+    uint8_t one = 1;
+    FMT(qp_func(QP_BINARY, &one, 1), "<operator>\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* Field parsers                                                       */
+/* ------------------------------------------------------------------ */
+
+static void test_parse_floats(void)
+{
+    /* The fast path must agree with strtod (correct rounding) bit for bit. */
+    const char *cases[] = {"0", "1", "-1", "1.5", "0.1", "0.3", "123.456", "1e10", "1E-5",
+                           "2.2250738585072014e-308", "1.7976931348623157e308", "3.14159265358979323846",
+                           "9007199254740993", "0.000001", "123456789012345678901234567890",
+                           "1.00000000000000011102230246251565404236316680908203125", ".5", "5.",
+                           "-0.0", "4.35", "99.99", "1e22", "1e23", "8.589973e9"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double got, want = strtod(cases[i], NULL);
+        CU_ASSERT_EQUAL(qp__csv_float(cases[i], strlen(cases[i]), &got), 0);
+        CU_ASSERT(memcmp(&got, &want, 8) == 0);
+    }
+    srand(7);
+    char buf[64];
+    for (int i = 0; i < 200000; i++) {
+        int a = rand() % 1000000, b = rand() % 1000000, e = rand() % 40 - 20;
+        int n = snprintf(buf, sizeof buf, "%d.%06de%d", a, b, e);
+        double got, want = strtod(buf, NULL);
+        if (qp__csv_float(buf, (size_t)n, &got) != 0 || memcmp(&got, &want, 8) != 0) {
+            CU_FAIL("float parse differs from strtod");
+            fprintf(stderr, "\n%s\n", buf);
+            break;
+        }
+    }
+    const char *bad[] = {"", "-", ".", "1.2.3", "1e", "abc", "1x", "--1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double d;
+        CU_ASSERT_EQUAL(qp__csv_float(bad[i], strlen(bad[i]), &d), -1);
+    }
+    int64_t j;
+    CU_ASSERT_EQUAL(qp__csv_long("9223372036854775807", 19, &j), 0);
+    CU_ASSERT_EQUAL(j, INT64_MAX);
+    CU_ASSERT_EQUAL(qp__csv_long("9223372036854775808", 19, &j), -1);
+    CU_ASSERT_EQUAL(qp__csv_long("-12", 3, &j), 0);
+    CU_ASSERT_EQUAL(j, -12);
+    int32_t d;
+    CU_ASSERT_EQUAL(qp__csv_date("2024.02.29", 10, &d), 0);
+    CU_ASSERT_EQUAL(qp__csv_date("2023-02-29", 10, &d), -1);
+    CU_ASSERT_EQUAL(qp__csv_date("2000-01-01", 10, &d), 0);
+    CU_ASSERT_EQUAL(d, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* CSV                                                                 */
+/* ------------------------------------------------------------------ */
+
+static qp_value *load(const char *text, const char *types)
+{
+    const char *p = tmp("t.csv");
+    write_file(p, text);
+    qp_csv_opts o = {.types = types, .threads = 2};
+    return qp_csv_load(p, &o);
+}
+
+static void test_csv_inference(void)
+{
+    qp_value *t = load("a,b,c,d,e,f,g,h,i\r\n"
+                       "1,1.5,2024.01.02,x,2024-01-02T09:30:00.5,09:30:00.123,true,,8c680a01-5a49-5aab-5a65-d4bfddb6a661\r\n"
+                       "-2,3,2024-01-03,y z,2024.01.02D10:00:00,10:00,FALSE,,8c680a01-5a49-5aab-5a65-d4bfddb6a662\r\n",
+                       NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    qp_value *c = qp_table_columns(t);
+    CU_ASSERT_EQUAL(qp_count(t), 2);
+    int want[] = {QP_LONG, QP_FLOAT, QP_DATE, QP_SYMBOL, QP_TIMESTAMP, QP_TIME, QP_BOOL, QP_LONG, QP_GUID};
+    for (int i = 0; i < 9; i++) CU_ASSERT_EQUAL(qp_K(c)[i]->type, want[i]);
+    CU_ASSERT_EQUAL(qp_J(qp_K(c)[0])[1], -2);
+    CU_ASSERT_EQUAL(qp_F(qp_K(c)[1])[0], 1.5);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[2])[1], 8768);
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(c)[3])[1], "y z");
+    CU_ASSERT_EQUAL(qp_J(qp_K(c)[4])[0], 8767LL * 86400000000000LL + 34200500000000LL);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[5])[1], 36000000);
+    CU_ASSERT_EQUAL(qp_G(qp_K(c)[6])[0], 1);
+    CU_ASSERT_EQUAL(qp_J(qp_K(c)[7])[0], QP_NULL_J);
+    CU_ASSERT_EQUAL(qp_U(qp_K(c)[8])[31], 0x62);
+    qp_unref(t);
+
+    /* A misfit after the sample widens the column: long -> float, and
+     * long -> symbol; an empty sample starts at long and finds dates. */
+    const char *p = tmp("wide.csv");
+    FILE *f = fopen(p, "w");
+    fputs("n,m,e,k\n", f);
+    for (int i = 0; i < 5000; i++) fprintf(f, "%d,%d,,%d\n", i, i, i);
+    fputs("2.5,abc,2024.01.01,5\n", f);
+    fclose(f);
+    t = qp_csv_load(p, NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    c = qp_table_columns(t);
+    CU_ASSERT_EQUAL(qp_K(c)[0]->type, QP_FLOAT);
+    CU_ASSERT_EQUAL(qp_F(qp_K(c)[0])[4999], 4999.0);
+    CU_ASSERT_EQUAL(qp_F(qp_K(c)[0])[5000], 2.5);
+    CU_ASSERT_EQUAL(qp_K(c)[1]->type, QP_SYMBOL);
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(c)[1])[7], "7");
+    CU_ASSERT_EQUAL(qp_K(c)[2]->type, QP_DATE);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[2])[0], QP_NULL_I);
+    CU_ASSERT_EQUAL(qp_K(c)[3]->type, QP_LONG);
+    qp_unref(t);
+}
+
+static void test_csv_quotes(void)
+{
+    qp_value *t = load("name,\"note, with comma\",n\n"
+                       "\"a,b\",\"say \"\"hi\"\"\",1\n"
+                       "plain,\"multi\nline\",2\n"
+                       "\"\",,3\n", "S*J");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    qp_value *c = qp_table_columns(t);
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_table_names(t))[1], "note, with comma");
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(c)[0])[0], "a,b");
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(c)[0])[2], "");
+    qp_value *s = qp_K(qp_K(c)[1])[0];
+    CU_ASSERT(s->v.n == 8 && memcmp(s->v.data, "say \"hi\"", 8) == 0);
+    s = qp_K(qp_K(c)[1])[1];
+    CU_ASSERT(s->v.n == 10 && memcmp(s->v.data, "multi\nline", 10) == 0);
+    CU_ASSERT_EQUAL(qp_K(qp_K(c)[1])[2]->v.n, 0);
+    CU_ASSERT_EQUAL(qp_J(qp_K(c)[2])[2], 3);
+    qp_unref(t);
+}
+
+static void test_csv_errors(void)
+{
+    qp_value *t = load("sym,price\nibm,1.5\nmsft,abc\n", "SF");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    char want[256];
+    snprintf(want, sizeof want, "%s:3: column price: `abc` is not a float", tmp("t.csv"));
+    CU_ASSERT_STRING_EQUAL(t->s, want);
+    qp_unref(t);
+    t = load("a,b\n1,2\n3\n", NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT(strstr(t->s, "t.csv:3: 1 fields, expected 2") != NULL);
+    qp_unref(t);
+    t = load("a,b\n1,2\n", "J");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT(strstr(t->s, "1 types given for 2 columns") != NULL);
+    qp_unref(t);
+    t = load("a\n1\n", "Q");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    qp_unref(t);
+    t = qp_csv_load(tmp("missing.csv"), NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT(strstr(t->s, "No such file") != NULL);
+    qp_unref(t);
+    t = load("", NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    qp_unref(t);
+    /* header only: zero rows; skipped column left out */
+    t = load("a,b,c\n", "J S");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    CU_ASSERT_EQUAL(qp_count(t), 0);
+    CU_ASSERT_EQUAL(qp_table_names(t)->v.n, 2);
+    qp_unref(t);
+}
+
+/* Every type: build a table, write it, load it with the same types. */
+static void test_csv_roundtrip_types(void)
+{
+    const char *types = "bgxhijefcspmdznuvt*";
+    int n = 5;
+    qp_value *names = qp_vector(QP_SYMBOL, 19), *cols = qp_vector(QP_LIST, 19);
+    srand(3);
+    for (int c = 0; c < 19; c++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "c%c", types[c] == '*' ? 'S' : types[c]);
+        qp_S(names)[c] = qp_sym_intern(nm, strlen(nm));
+        int t = c < 18 ? (int)(strchr(" bg xhijefcspmdznuvt", types[c]) - " bg xhijefcspmdznuvt") : 0;
+        qp_value *v = qp_vector(t, n);
+        for (int r = 0; r < n; r++) {
+            int64_t x = (int64_t)(rand() % 200000) - 100000;
+            void *d = v->v.data;
+            switch (t) {
+            case QP_BOOL: qp_G(v)[r] = r & 1; break;
+            case QP_GUID: for (int k = 0; k < 16; k++) qp_U(v)[r * 16 + k] = (uint8_t)rand(); break;
+            case QP_BYTE: qp_G(v)[r] = (uint8_t)rand(); break;
+            case QP_SHORT: qp_H(v)[r] = r == 1 ? QP_NULL_H : (int16_t)(x / 10); break;
+            case QP_INT: case QP_DATE: case QP_MONTH: qp_I(v)[r] = r == 1 ? QP_NULL_I : (int32_t)(x / 10); break;
+            case QP_LONG: qp_J(v)[r] = r == 1 ? QP_NULL_J : r == 2 ? QP_INF_J : x * 1000003; break;
+            case QP_REAL: qp_E(v)[r] = r == 1 ? QP_NULL_E : (float)x / 7; break;
+            case QP_FLOAT: qp_F(v)[r] = r == 1 ? QP_NULL_F : r == 2 ? -QP_INF_F : (double)x / 7; break;
+            case QP_CHAR: qp_C(v)[r] = r == 1 ? ',' : (char)('a' + r); break;
+            case QP_SYMBOL: qp_S(v)[r] = r == 1 ? qp_sym_intern("", 0) : r == 2 ? qp_sym_intern("a \"q\",b", 7) : qp_sym_intern("ibm", 3); break;
+            case QP_TIMESTAMP: case QP_TIMESPAN: ((int64_t *)d)[r] = r == 1 ? QP_NULL_J : x * 1000000007LL; break;
+            case QP_DATETIME: qp_F(v)[r] = r == 1 ? QP_NULL_F : (double)(x * 1000) / 86400000.0; break;
+            case QP_MINUTE: qp_I(v)[r] = r == 1 ? QP_NULL_I : (int32_t)(x % 1440 + 1440) % 1440; break;
+            case QP_SECOND: qp_I(v)[r] = r == 1 ? QP_NULL_I : (int32_t)(x % 86400 + 86400) % 86400; break;
+            case QP_TIME: qp_I(v)[r] = r == 1 ? QP_NULL_I : (int32_t)((x * 997) % 86400000 + 86400000) % 86400000; break;
+            case QP_LIST: qp_K(v)[r] = qp_cstring(r == 1 ? "" : r == 2 ? "x,\"y\"\nz" : "text"); break;
+            }
+        }
+        qp_K(cols)[c] = v;
+    }
+    qp_value *t = qp_table(qp_dict(names, cols));
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    const char *p = tmp("all.csv");
+    CU_ASSERT_EQUAL(qp_csv_write(t, p), 0);
+    qp_csv_opts o = {.types = types, .threads = 2};
+    qp_value *back = qp_csv_load(p, &o);
+    if (back->type == QP_ERROR) fprintf(stderr, "\n%s\n", back->s);
+    CU_ASSERT_EQUAL_FATAL(back->type, QP_TABLE);
+    /* Datetimes go through milliseconds in text; compare the rest exactly. */
+    for (int c = 0; c < 19; c++) {
+        qp_value *a = qp_K(qp_table_columns(t))[c], *b = qp_K(qp_table_columns(back))[c];
+        if (a->type == QP_DATETIME) {
+            for (int r = 0; r < n; r++)
+                CU_ASSERT(r == 1 ? isnan(qp_F(b)[r]) : fabs(qp_F(a)[r] - qp_F(b)[r]) < 1e-8);
+            continue;
+        }
+        if (!qp_equal(a, b)) {
+            char *fa = qp_format(a, 0), *fb = qp_format(b, 0);
+            fprintf(stderr, "\ncolumn %c differs: %s vs %s\n", types[c], fa, fb);
+            free(fa);
+            free(fb);
+            CU_FAIL("round trip");
+        }
+    }
+    CU_ASSERT_EQUAL(qp_csv_write(qp_K(cols)[0], p), QP_ETYPE);
+    qp_unref(back);
+    qp_unref(t);
+}
+
+/* A 1M-row file, loaded in parallel (many chunks), every value checked. */
+static void test_csv_million(void)
+{
+    const char *p = tmp("big.csv");
+    FILE *f = fopen(p, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("sym,time,price,size\n", f);
+    const char *names[] = {"AAPL", "MSFT", "IBM", "GOOG", "A"};
+    int n = 1000000;
+    for (int i = 0; i < n; i++) {
+        int ms = i % 86400000;
+        fprintf(f, "%s,%02d:%02d:%02d.%03d,%d.%02d,%d\n", names[i % 5], ms / 3600000,
+                ms / 60000 % 60, ms / 1000 % 60, ms % 1000, i % 1000, i % 100, i);
+    }
+    fclose(f);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        qp_csv_opts o = {.threads = threads};
+        qp_value *t = qp_csv_load(p, &o);
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+        CU_ASSERT_EQUAL_FATAL(qp_count(t), n);
+        qp_value **c = qp_K(qp_table_columns(t));
+        CU_ASSERT_EQUAL(c[0]->type, QP_SYMBOL);
+        CU_ASSERT_EQUAL(c[1]->type, QP_TIME);
+        CU_ASSERT_EQUAL(c[2]->type, QP_FLOAT);
+        CU_ASSERT_EQUAL(c[3]->type, QP_LONG);
+        int bad = 0;
+        for (int i = 0; i < n && bad < 5; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "%d.%02d", i % 1000, i % 100);
+            if (qp_S(c[0])[i] != qp_sym_intern(names[i % 5], strlen(names[i % 5])) ||
+                qp_I(c[1])[i] != i % 86400000 || qp_F(c[2])[i] != strtod(want, NULL) ||
+                qp_J(c[3])[i] != i)
+                bad++;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        qp_unref(t);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/qp_table_XXXXXX");
+    if (!mkdtemp(dir)) return 2;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_pSuite s = CU_add_suite("table", NULL, NULL);
+    CU_add_test(s, "format atoms", test_format_atoms);
+    CU_add_test(s, "format nulls and infinities", test_format_nulls);
+    CU_add_test(s, "format vectors", test_format_vectors);
+    CU_add_test(s, "format lists and dicts", test_format_lists_dicts);
+    CU_add_test(s, "format tables", test_format_tables);
+    CU_add_test(s, "parse numbers and dates", test_parse_floats);
+    CU_add_test(s, "csv inference", test_csv_inference);
+    CU_add_test(s, "csv quotes", test_csv_quotes);
+    CU_add_test(s, "csv errors", test_csv_errors);
+    CU_add_test(s, "csv round trip, every type", test_csv_roundtrip_types);
+    CU_add_test(s, "csv 1M rows", test_csv_million);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) failed++;
+    return failed ? 1 : 0;
+}
