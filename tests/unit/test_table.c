@@ -523,6 +523,85 @@ static void test_csv_million(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* q IPC files                                                         */
+/* ------------------------------------------------------------------ */
+
+static void write_bytes(const char *path, const char *hex)
+{
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (const char *p = hex; p[0] && p[1]; p += 2) {
+        unsigned v;
+        sscanf(p, "%2x", &v);
+        fputc((int)v, f);
+    }
+    fclose(f);
+}
+
+static void test_ipc_files(void)
+{
+    /* q's own bytes for (1 2;3): -8! and `set` (from q sessions quoted on
+     * Stack Overflow, question 72488931). */
+    qp_value *want = qp_list(2, longs(2, (int64_t)1, (int64_t)2), qp_long(3));
+    const char *body = "000002000000070002000000010000000000000002000000000000"
+                       "00f90300000000000000";
+    char hex[256];
+    snprintf(hex, sizeof hex, "010000002d000000%s", body);
+    write_bytes(tmp("m.bin"), hex);
+    qp_value *x = qp_ipcfile_load(tmp("m.bin"));
+    CU_ASSERT(qp_equal(x, want));
+    qp_unref(x);
+    snprintf(hex, sizeof hex, "ff01000000000000%s", body);
+    write_bytes(tmp("m.set"), hex);
+    x = qp_table_load(tmp("m.set"), NULL);
+    CU_ASSERT(qp_equal(x, want));
+    qp_unref(x);
+    qp_unref(want);
+
+    /* A table written and read back, by qp_table_load (not .csv). */
+    qp_value *t = small_table();
+    CU_ASSERT_EQUAL(qp_ipcfile_write(t, tmp("t.qpd")), 0);
+    x = qp_table_load(tmp("t.qpd"), NULL);
+    CU_ASSERT(qp_equal(x, t));
+    qp_unref(x);
+    /* the same table as a `set` file: 0xff 0x01, six zeros, the body */
+    FILE *f = fopen(tmp("t.qpd"), "rb");
+    uint8_t buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    f = fopen(tmp("t.set"), "wb");
+    fwrite("\xff\x01\0\0\0\0\0\0", 1, 8, f);
+    fwrite(buf + 8, 1, n - 8, f);
+    fclose(f);
+    x = qp_ipcfile_load(tmp("t.set"));
+    CU_ASSERT(qp_equal(x, t));
+    qp_unref(x);
+    /* csv by extension */
+    CU_ASSERT_EQUAL(qp_csv_write(t, tmp("t.CSV")), 0);
+    x = qp_table_load(tmp("t.CSV"), &(qp_csv_opts){.types = "SFJ"});
+    CU_ASSERT(qp_equal(x, t));
+    qp_unref(x);
+    qp_unref(t);
+
+    /* Damaged files: clear errors naming the file, never a crash. */
+    write_bytes(tmp("bad.bin"), "0100000040000000000002000000");
+    x = qp_ipcfile_load(tmp("bad.bin"));
+    CU_ASSERT(x->type == QP_ERROR && strstr(x->s, "bad.bin") != NULL);
+    qp_unref(x);
+    write_bytes(tmp("bad.set"), "ff0100000000000000000200000007000200");
+    x = qp_ipcfile_load(tmp("bad.set"));
+    CU_ASSERT(x->type == QP_ERROR && strstr(x->s, "bad.set") != NULL);
+    qp_unref(x);
+    write_file(tmp("text.bin"), "hello, world\n");
+    x = qp_ipcfile_load(tmp("text.bin"));
+    CU_ASSERT(x->type == QP_ERROR && strstr(x->s, "not a q IPC file") != NULL);
+    qp_unref(x);
+    x = qp_ipcfile_load(tmp("none.bin"));
+    CU_ASSERT_EQUAL(x->type, QP_ERROR);
+    qp_unref(x);
+}
+
+/* ------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -541,6 +620,7 @@ int main(void)
     CU_add_test(s, "csv errors", test_csv_errors);
     CU_add_test(s, "csv round trip, every type", test_csv_roundtrip_types);
     CU_add_test(s, "csv 1M rows", test_csv_million);
+    CU_add_test(s, "q IPC files", test_ipc_files);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -1,0 +1,110 @@
+/* ipcfile.c - q values in files: the bytes of -8! (an IPC message with its
+ * 8-byte header, possibly compressed) and of q's `set` for a flat value
+ * (0xff 0x01, six zero bytes, then the IPC body), and qp_table_load, which
+ * picks the CSV loader or this one by extension.
+ *
+ * The file is read whole into one refcounted buffer so the decoder can
+ * leave numeric vectors in place (zero-copy); the buffer lives as long as
+ * any vector borrowing it. Not handled, with a clear error: q's compressed
+ * files (-19!, "kxzipped"), and the 0xfe 0x20 layout q 3.x+ uses for
+ * splayed columns (load a splayed table column by column in q instead).
+ */
+#include "qpeach/ipc.h"
+#include "qpeach/table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Reads the whole file into a new buffer. Returns 0 or -errno. */
+static int slurp(const char *path, qp_buf **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    int rc = 0;
+    qp_buf *b = NULL;
+    if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
+    b = qp_buf_new((size_t)st.st_size);
+    if (!b) { rc = QP_ENOMEM; goto fail; }
+    for (size_t got = 0; got < (size_t)st.st_size;) {
+        ssize_t n = read(fd, b->data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { rc = -errno; goto fail; }
+        if (n == 0) { b->len = got; break; }      /* shrank while reading */
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = b;
+    return 0;
+fail:
+    qp_buf_unref(b);
+    close(fd);
+    return rc;
+}
+
+qp_value *qp_ipcfile_load(const char *path)
+{
+    qp_buf *b;
+    int rc = slurp(path, &b);
+    if (rc < 0) return qp_error("%s: %s", path, qp_strerror(rc));
+    const uint8_t *d = b->data;
+    size_t n = b->len;
+    qp_value *x;
+    if (n >= 8 && d[0] == 0xff && d[1] == 0x01) {
+        x = qp_ipc_decode_body(b, 8, n - 8, false, NULL);
+    } else if (n >= 8 && memcmp(d, "kxzipped", 8) == 0) {
+        x = qp_error("%s: a compressed q file (-19!): not supported, save it uncompressed", path);
+    } else if (n >= 2 && d[0] == 0xfe && d[1] == 0x20) {
+        x = qp_error("%s: a q column file (0xfe20 layout): not supported", path);
+    } else if (n >= QP_IPC_HEADER && d[0] <= 1 && d[1] <= 2 && d[2] <= 2) {
+        qp_ipc_header h = {0};
+        if (qp_ipc_header_parse(d, &h) < 0 || h.len != n)
+            x = qp_error("%s: not a q IPC file: header length %llu, file has %zu bytes", path,
+                         (unsigned long long)h.len, n);
+        else
+            x = qp_ipc_decode(b, NULL);
+    } else {
+        x = qp_error("%s: not a q IPC file (neither -8! bytes nor a `set` file)", path);
+    }
+    qp_buf_unref(b);
+    if (x && x->type == QP_ERROR && strncmp(x->s, path, strlen(path)) != 0) {
+        qp_value *e = qp_error("%s: %s", path, x->s);   /* name the file */
+        qp_unref(x);
+        x = e;
+    }
+    return x;
+}
+
+int qp_ipcfile_write(const qp_value *x, const char *path)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = qp_ipc_encode(x, QP_MSG_ASYNC, &bytes, &len);   /* -8! uses 0 */
+    if (rc < 0) return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) { rc = -errno; goto done; }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, bytes + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) { rc = -errno; break; }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0 && rc == 0) rc = -errno;
+    if (rc < 0) unlink(path);
+done:
+    free(bytes);
+    return rc;
+}
+
+qp_value *qp_table_load(const char *path, const qp_csv_opts *opts)
+{
+    size_t n = strlen(path);
+    if (n >= 4 && strcasecmp(path + n - 4, ".csv") == 0) return qp_csv_load(path, opts);
+    return qp_ipcfile_load(path);
+}
