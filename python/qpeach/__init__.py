@@ -1,0 +1,57 @@
+"""qpeach: PyKX's remote-function API on qpeach workers, q's analytic
+functions in numpy, and fan-out of one function over many workers.
+
+    import qpeach as kx
+    session = kx.remote.session(host='localhost', port=5050,
+                                username='user', password='password')
+
+    @kx.remote.function(session)
+    def single_arg_function(x):
+        return x + 10
+
+    single_arg_function(10)          # 20, computed on the server
+
+``kx.q`` holds q's analytic functions (mavg, msum, wavg, xbar, ...) in numpy
+with q's window and null rules; ``kx.remote.fanout`` runs one function over
+the partitions of a table on several sessions at once and merges the results.
+
+Value mapping (the same C conversion the worker uses, include/qpeach/py.h):
+
+  q                         Python
+  ------------------------  ---------------------------------------------
+  long/int/short atom       int               (a Python int is sent as long)
+  float/real atom           float
+  boolean atom              bool
+  symbol atom               str               (a str is sent as a symbol)
+  char vector               str               (send errors.CharVector)
+  byte vector               bytes / numpy uint8
+  numeric vector            numpy array of the same width, no copy
+  symbol vector             numpy object array of str
+  timestamp, date, month    numpy datetime64 (ns, D, M), epoch shifted
+                            from q's 2000.01.01 to 1970.01.01
+  timespan, minute,         numpy timedelta64 (ns, m, s, ms)
+  second, time
+  general list              list
+  dict                      dict
+  table                     dict of numpy arrays (a pandas DataFrame with
+                            function(..., pandas=True))
+  (::)                      None
+  error                     raises qpeach.QError (remote traceback kept)
+
+Nulls: float nulls are NaN; integer nulls keep q's bit pattern (the dtype's
+minimum: 0N is -9223372036854775808), 0W is the dtype's maximum; temporal
+nulls are NaT; the null symbol is ''.
+"""
+import os as _os
+
+# A sanitizer build keeps its extension beside its objects (build/asan/...)
+# so it never replaces the normal one: QPEACH_EXT_DIR points there.
+if _os.environ.get("QPEACH_EXT_DIR"):
+    __path__.insert(0, _os.environ["QPEACH_EXT_DIR"])
+
+from . import q                                  # noqa: E402
+from .errors import QError, FanoutError          # noqa: E402
+from . import remote                             # noqa: E402
+
+__all__ = ["q", "remote", "QError", "FanoutError"]
+__version__ = "0.1.0"

@@ -1,0 +1,576 @@
+/* _qpeach.c - the Python client's C extension: the C codec and the client
+ * connection (include/qpeach/conn.h) for Python.
+ *
+ * The q <-> Python conversion is not written here: it is the embedded
+ * worker's (include/qpeach/py.h, src/py/conv.c), linked from libqpeach.a,
+ * so the client and the worker map values the same way.
+ *
+ * Memory rules: value.h's and py.h's. Every qp_value made here is unref'd
+ * on the one `goto fail`/exit path of the function that made it. Python
+ * objects follow CPython's rules ("new reference" / "borrowed").
+ *
+ * Threads: a Connection may be shared by Python threads; a per-connection
+ * lock serializes them (a qp_conn is used by one thread at a time). The GIL
+ * is released while waiting for that lock and while on the network, so
+ * calls on different connections (fan-out threads) overlap. Python values
+ * are converted with the GIL held, before sending and after receiving.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pythread.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qpeach/conn.h"
+#include "qpeach/ipc.h"
+#include "qpeach/py.h"
+#include "qpeach/value.h"
+
+/* ---- Module state: exception types and marker classes set from Python. */
+
+static PyObject *QErrorType;    /* qpeach.errors.QError */
+static PyObject *CharVecType;   /* str subclass sent as a q char vector */
+static PyObject *ArgListType;   /* list subclass sent as a general list */
+static PyObject *KwDictType;    /* dict subclass sent as a symbol-keyed dict */
+
+/* Raises the Python exception for a transport/codec failure code. */
+static PyObject *raise_code(int code, const char *msg)
+{
+    PyObject *t = PyExc_ConnectionError;
+    if (code == QP_EAUTH) t = PyExc_PermissionError;
+    else if (code == QP_ETIMEOUT) t = PyExc_TimeoutError;
+    else if (code == QP_EADDR || code == QP_EARG) t = PyExc_ValueError;
+    else if (code == QP_ENOMEM) return PyErr_NoMemory();
+    else if (code == -ECONNREFUSED) t = PyExc_ConnectionRefusedError;
+    PyErr_Format(t, "%s", msg && *msg ? msg : qp_strerror(code));
+    return NULL;
+}
+
+/* A q error value (-128) as a QError (its text: "Type: message" and the
+ * remote traceback, as the worker formats them). */
+static PyObject *raise_qerror(const qp_value *e)
+{
+    PyObject *t = QErrorType ? QErrorType : PyExc_RuntimeError;
+    PyErr_SetString(t, e->s ? e->s : "q error");
+    return NULL;
+}
+
+static qp_value *arg_to_q(PyObject *o);
+
+static bool is_marker(PyObject *o, PyObject *type)
+{
+    return type && PyObject_TypeCheck(o, (PyTypeObject *)type);
+}
+
+/* A general list of arg_to_q(item) for every item of a sequence: never
+ * collapsed into a vector, so each item stays one argument. */
+static qp_value *seq_to_list(PyObject *seq)
+{
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence");
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    qp_value *l = qp_vector(QP_LIST, n);
+    if (!l) { PyErr_NoMemory(); goto fail; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(qp_K(l)[i] = arg_to_q(PySequence_Fast_GET_ITEM(fast, i)))) goto fail;
+    }
+    Py_DECREF(fast);
+    return l;
+fail:
+    qp_unref(l);    /* unfilled items are NULL: skipped */
+    Py_DECREF(fast);
+    return NULL;
+}
+
+/* A q dict with a symbol vector of keys (str keys only) and a general list
+ * of values (keyword arguments, library aliases). */
+static qp_value *dict_to_symdict(PyObject *d)
+{
+    qp_value *keys = NULL, *vals = NULL;
+    PyObject *items = PyDict_Items(d);
+    if (!items) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (!(keys = qp_vector(QP_SYMBOL, n)) || !(vals = qp_vector(QP_LIST, n))) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *kv = PyList_GET_ITEM(items, i);
+        PyObject *k = PyTuple_GET_ITEM(kv, 0);
+        if (!PyUnicode_Check(k)) {
+            PyErr_Format(PyExc_TypeError, "dict keys must be str, got %s",
+                         Py_TYPE(k)->tp_name);
+            goto fail;
+        }
+        Py_ssize_t len;
+        const char *ks = PyUnicode_AsUTF8AndSize(k, &len);
+        if (!ks) goto fail;
+        if (!(qp_S(keys)[i] = qp_sym_intern(ks, (size_t)len))) { PyErr_NoMemory(); goto fail; }
+        if (!(qp_K(vals)[i] = arg_to_q(PyTuple_GET_ITEM(kv, 1)))) goto fail;
+    }
+    Py_DECREF(items);
+    qp_value *out = qp_dict(keys, vals);
+    if (!out) PyErr_NoMemory();
+    return out;
+fail:
+    qp_unref(keys);
+    qp_unref(vals);
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* Python -> q for one argument. The marker types (qpeach.errors) pick a q
+ * shape the generic mapping would not: CharVector -> char vector, ArgList
+ * -> general list, KwDict -> symbol-keyed dict; everything else goes
+ * through py.h. Returns a new reference, or NULL with an exception set. */
+static qp_value *arg_to_q(PyObject *o)
+{
+    if (is_marker(o, CharVecType)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+        if (!s) return NULL;
+        qp_value *v = qp_string(s, (size_t)n);
+        if (!v) PyErr_NoMemory();
+        return v;
+    }
+    if (is_marker(o, ArgListType)) return seq_to_list(o);
+    if (is_marker(o, KwDictType)) return dict_to_symdict(o);
+    qp_value *v = qp_py_to_q(o);
+    if (!v) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    if (qp_is_error(v)) {
+        PyErr_Format(PyExc_TypeError, "cannot send to q: %s", v->s ? v->s : "?");
+        qp_unref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* The message for fn[args...]: a general list (`fn; arg1; ...) as q
+ * clients send a call. fn NULL: the single argument is sent as is.
+ * Returns a new reference or NULL with a Python exception set. */
+static qp_value *build_call(const char *fn, PyObject *args, Py_ssize_t first)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args) - first;
+    if (!fn) {
+        if (n != 1) {
+            PyErr_SetString(PyExc_TypeError, "expected exactly one value to send");
+            return NULL;
+        }
+        return arg_to_q(PyTuple_GET_ITEM(args, first));
+    }
+    qp_value *msg = qp_vector(QP_LIST, 1 + n);
+    if (!msg) { PyErr_NoMemory(); return NULL; }
+    qp_value **k = qp_K(msg);
+    if (!(k[0] = qp_symbol(fn))) { PyErr_NoMemory(); goto fail; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(k[1 + i] = arg_to_q(PyTuple_GET_ITEM(args, first + i)))) goto fail;
+    }
+    return msg;
+fail:
+    /* Items not yet filled are NULL; qp_unref skips them. */
+    qp_unref(msg);
+    return NULL;
+}
+
+/* q -> Python for a result: a q error raises QError. Borrowed x. */
+static PyObject *result_to_py(const qp_value *x, int flags)
+{
+    if (qp_is_error(x)) return raise_qerror(x);
+    return qp_py_from_q(x, flags);
+}
+
+/* ---- Connection ------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    qp_conn *c;                 /* NULL once closed */
+    PyThread_type_lock lock;    /* one thread on the connection at a time */
+    char addr[256];
+} ConnObject;
+
+/* Takes the connection's lock, releasing the GIL while blocked. */
+static void conn_lock(ConnObject *self)
+{
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static int conn_check(ConnObject *self)
+{
+    if (!self->c) {
+        PyErr_Format(PyExc_RuntimeError, "connection to %s is closed", self->addr);
+        return -1;
+    }
+    return 0;
+}
+
+static int Conn_init(ConnObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"addr", "user", "password", "timeout_ms",
+                             "connect_timeout_ms", "tls", "large", "tls_no_verify",
+                             "tls_ca", NULL};
+    const char *addr, *user = NULL, *password = NULL, *tls_ca = NULL;
+    int timeout_ms = 0, connect_ms = 0, tls = 0, large = 1, no_verify = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zziipppz", kwlist, &addr, &user,
+                                     &password, &timeout_ms, &connect_ms, &tls,
+                                     &large, &no_verify, &tls_ca))
+        return -1;
+    if (self->c) { qp_conn_close(self->c); self->c = NULL; }
+    if (!self->lock && !(self->lock = PyThread_allocate_lock())) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    snprintf(self->addr, sizeof self->addr, "%s", addr);
+    qp_conn_opts o = {
+        .user = user, .password = password, .connect_timeout_ms = connect_ms,
+        .timeout_ms = timeout_ms, .tls = tls, .tls_ca = tls_ca,
+        .tls_no_verify = no_verify, .no_large = !large,
+    };
+    char err[256] = "";
+    qp_conn *c = NULL;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = qp_conn_open(addr, &o, &c, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "cannot connect to %s: %s", addr,
+                 *err ? err : qp_strerror(r));
+        raise_code(r, msg);
+        return -1;
+    }
+    self->c = c;
+    return 0;
+}
+
+static void Conn_dealloc(ConnObject *self)
+{
+    qp_conn_close(self->c);
+    if (self->lock) PyThread_free_lock(self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A transport failure: qp_conn keeps the error sticky, so later calls
+ * fail fast with the same ConnectionError, which is what the session's
+ * reconnect logic looks for. Lock held. */
+static PyObject *conn_transport_error(ConnObject *self, int code)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "connection to %s lost: %s", self->addr,
+             qp_conn_errstr(self->c));
+    return raise_code(code == QP_ETIMEOUT ? QP_ETIMEOUT : QP_ECLOSED, msg);
+}
+
+/* call(fn, *args, pandas=False): sync fn[args...]; fn None sends args[0]
+ * as the whole message (a char vector expression, say). */
+static PyObject *Conn_call(ConnObject *self, PyObject *args, PyObject *kw)
+{
+    int flags = 0;
+    if (kw) {
+        PyObject *p = PyDict_GetItemString(kw, "pandas");
+        if (p && PyObject_IsTrue(p)) flags |= QP_PY_PANDAS;
+        if (PyDict_Size(kw) > (p ? 1 : 0)) {
+            PyErr_SetString(PyExc_TypeError, "call() takes only the keyword 'pandas'");
+            return NULL;
+        }
+    }
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "call() needs a function name");
+        return NULL;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(args, 0);
+    const char *name = NULL;
+    if (fn != Py_None) {
+        if (!PyUnicode_Check(fn)) {
+            PyErr_SetString(PyExc_TypeError, "function name must be a str or None");
+            return NULL;
+        }
+        if (!(name = PyUnicode_AsUTF8(fn))) return NULL;
+    }
+    if (conn_check(self) < 0) return NULL;
+    qp_value *msg = build_call(name, args, 1);
+    if (!msg) return NULL;
+    conn_lock(self);
+    PyObject *out = NULL;
+    if (!self->c) {
+        conn_check(self);
+    } else {
+        qp_value *res;
+        qp_conn *c = self->c;
+        Py_BEGIN_ALLOW_THREADS
+        res = qp_conn_call(c, msg);
+        Py_END_ALLOW_THREADS
+        if (!res) {
+            conn_transport_error(self, QP_ECLOSED);
+        } else {
+            out = result_to_py(res, flags);
+            qp_unref(res);
+        }
+    }
+    PyThread_release_lock(self->lock);
+    qp_unref(msg);
+    return out;
+}
+
+/* send(fn, *args, sync=False): sends without waiting (responses to sync
+ * messages are read with recv(), in order). */
+static PyObject *Conn_send(ConnObject *self, PyObject *args, PyObject *kw)
+{
+    int sync = 0;
+    if (kw) {
+        PyObject *p = PyDict_GetItemString(kw, "sync");
+        sync = p && PyObject_IsTrue(p);
+        if (PyDict_Size(kw) > (p ? 1 : 0)) {
+            PyErr_SetString(PyExc_TypeError, "send() takes only the keyword 'sync'");
+            return NULL;
+        }
+    }
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "send() needs a function name");
+        return NULL;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(args, 0);
+    const char *name = NULL;
+    if (fn != Py_None && !(name = PyUnicode_AsUTF8(fn))) return NULL;
+    if (conn_check(self) < 0) return NULL;
+    qp_value *msg = build_call(name, args, 1);
+    if (!msg) return NULL;
+    conn_lock(self);
+    int r = QP_ECLOSED;
+    if (self->c) {
+        qp_conn *c = self->c;
+        Py_BEGIN_ALLOW_THREADS
+        r = qp_conn_send(c, msg, sync ? QP_MSG_SYNC : QP_MSG_ASYNC);
+        Py_END_ALLOW_THREADS
+        if (r < 0) conn_transport_error(self, r);
+    } else {
+        conn_check(self);
+    }
+    PyThread_release_lock(self->lock);
+    qp_unref(msg);
+    if (r < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* recv(timeout_ms=-1, pandas=False) -> (value, msgtype). A q error in a
+ * response raises QError. */
+static PyObject *Conn_recv(ConnObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout_ms", "pandas", NULL};
+    int timeout_ms = -1, pandas = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ip", kwlist, &timeout_ms, &pandas))
+        return NULL;
+    if (conn_check(self) < 0) return NULL;
+    conn_lock(self);
+    PyObject *out = NULL;
+    if (self->c) {
+        qp_value *v = NULL;
+        int mt = 0, r;
+        qp_conn *c = self->c;
+        Py_BEGIN_ALLOW_THREADS
+        r = qp_conn_recv(c, &v, &mt, timeout_ms);
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+            conn_transport_error(self, r);
+        } else {
+            PyObject *py = result_to_py(v, pandas ? QP_PY_PANDAS : 0);
+            if (py) out = Py_BuildValue("(Ni)", py, mt);
+            qp_unref(v);
+        }
+    } else {
+        conn_check(self);
+    }
+    PyThread_release_lock(self->lock);
+    return out;
+}
+
+static PyObject *Conn_close(ConnObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->lock) conn_lock(self);
+    qp_conn *c = self->c;
+    self->c = NULL;
+    if (self->lock) PyThread_release_lock(self->lock);
+    Py_BEGIN_ALLOW_THREADS
+    qp_conn_close(c);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *Conn_fileno(ConnObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (conn_check(self) < 0) return NULL;
+    return PyLong_FromLong(qp_conn_fd(self->c));
+}
+
+static PyObject *Conn_get_closed(ConnObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->c == NULL);
+}
+
+static PyObject *Conn_get_capability(ConnObject *self, void *Py_UNUSED(closure))
+{
+    if (conn_check(self) < 0) return NULL;
+    return PyLong_FromLong(qp_conn_capability(self->c));
+}
+
+static PyObject *Conn_get_addr(ConnObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(self->addr);
+}
+
+static PyMethodDef Conn_methods[] = {
+    {"call", (PyCFunction)(void (*)(void))Conn_call, METH_VARARGS | METH_KEYWORDS,
+     "call(fn, *args, pandas=False): sync call of fn[args...] (fn None: send "
+     "args[0] as the message); returns the result, raises QError for a q error."},
+    {"send", (PyCFunction)(void (*)(void))Conn_send, METH_VARARGS | METH_KEYWORDS,
+     "send(fn, *args, sync=False): send without waiting."},
+    {"recv", (PyCFunction)(void (*)(void))Conn_recv, METH_VARARGS | METH_KEYWORDS,
+     "recv(timeout_ms=-1, pandas=False) -> (value, msgtype)."},
+    {"close", (PyCFunction)Conn_close, METH_NOARGS, "Close the connection."},
+    {"fileno", (PyCFunction)Conn_fileno, METH_NOARGS, "The socket's fd."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Conn_getset[] = {
+    {"closed", (getter)Conn_get_closed, NULL, "True once closed", NULL},
+    {"capability", (getter)Conn_get_capability, NULL, "capability byte accepted", NULL},
+    {"addr", (getter)Conn_get_addr, NULL, "address connected to", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "qpeach._qpeach.Connection",
+    .tp_basicsize = sizeof(ConnObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Connection(addr, user=None, password=None, timeout_ms=0, "
+              "connect_timeout_ms=0, tls=False, large=True, tls_no_verify=False, "
+              "tls_ca=None): a kdb+ IPC client connection (qp_conn).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Conn_init,
+    .tp_dealloc = (destructor)Conn_dealloc,
+    .tp_methods = Conn_methods,
+    .tp_getset = Conn_getset,
+};
+
+/* ---- Codec functions --------------------------------------------------- */
+
+/* dumps(obj) -> bytes: a whole IPC message (header + body), as -8!. */
+static PyObject *mod_dumps(PyObject *Py_UNUSED(m), PyObject *o)
+{
+    qp_value *v = arg_to_q(o);
+    if (!v) return NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = qp_ipc_encode(v, QP_MSG_ASYNC, &buf, &len);
+    qp_unref(v);
+    if (r < 0) return raise_code(r, qp_strerror(r));
+    PyObject *b = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)len);
+    free(buf);
+    return b;
+}
+
+/* loads(bytes, pandas=False) -> obj: decodes a whole IPC message
+ * (compressed ones too). A malformed message raises ValueError. */
+static PyObject *mod_loads(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"data", "pandas", NULL};
+    Py_buffer in;
+    int pandas = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|p", kwlist, &in, &pandas)) return NULL;
+    PyObject *out = NULL;
+    qp_buf *b = NULL;
+    qp_value *v = NULL;
+    const uint8_t *p = in.buf;
+    qp_ipc_header h;
+    if (in.len < QP_IPC_HEADER || qp_ipc_header_parse(p, &h) < 0 ||
+        h.len != (uint64_t)in.len) {
+        PyErr_SetString(PyExc_ValueError, "not a whole kdb+ IPC message");
+        goto done;
+    }
+    if (h.compressed) {
+        int r = qp_ipc_decompress(p, (size_t)in.len, NULL, &b);
+        if (r < 0) {
+            PyErr_Format(PyExc_ValueError, "cannot decompress: %s", qp_strerror(r));
+            goto done;
+        }
+    } else {
+        if (!(b = qp_buf_new((size_t)in.len))) { PyErr_NoMemory(); goto done; }
+        memcpy(b->data, p, (size_t)in.len);
+    }
+    if (!(v = qp_ipc_decode(b, NULL))) { PyErr_NoMemory(); goto done; }
+    if (qp_is_error(v)) {
+        /* A malformed message and an encoded q error both decode to -128;
+         * either way the caller gets the text. */
+        PyErr_Format(PyExc_ValueError, "%s", v->s ? v->s : "bad message");
+        goto done;
+    }
+    out = qp_py_from_q(v, pandas ? QP_PY_PANDAS : 0);
+done:
+    qp_unref(v);
+    qp_buf_unref(b);
+    PyBuffer_Release(&in);
+    return out;
+}
+
+/* _set_types(QError, CharVector, ArgList, KwDict): the Python classes the
+ * extension uses (qpeach.errors). */
+static PyObject *mod_set_types(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    PyObject *qe, *cv, *al, *kd;
+    if (!PyArg_ParseTuple(args, "OOOO", &qe, &cv, &al, &kd)) return NULL;
+    if (!PyType_Check(qe) || !PyType_Check(cv) || !PyType_Check(al) || !PyType_Check(kd)) {
+        PyErr_SetString(PyExc_TypeError, "_set_types expects four classes");
+        return NULL;
+    }
+    Py_XSETREF(QErrorType, Py_NewRef(qe));
+    Py_XSETREF(CharVecType, Py_NewRef(cv));
+    Py_XSETREF(ArgListType, Py_NewRef(al));
+    Py_XSETREF(KwDictType, Py_NewRef(kd));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mod_methods[] = {
+    {"dumps", mod_dumps, METH_O, "dumps(obj) -> bytes: a kdb+ IPC message."},
+    {"loads", (PyCFunction)(void (*)(void))mod_loads, METH_VARARGS | METH_KEYWORDS,
+     "loads(data, pandas=False) -> obj: decode a kdb+ IPC message."},
+    {"_set_types", mod_set_types, METH_VARARGS, "internal"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {
+    PyModuleDef_HEAD_INIT, "_qpeach",
+    "qpeach's C codec and kdb+ IPC connection (see the qpeach package).",
+    -1, mod_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__qpeach(void)
+{
+    /* Sets up py.h's conversion (numpy's C API, cached dtypes) inside this
+     * already-running interpreter: idempotent, it starts nothing new. */
+    char err[256] = "";
+    if (qp_py_init(err, sizeof err) < 0) {
+        PyErr_Format(PyExc_ImportError, "qpeach: conversion setup failed: %s", err);
+        return NULL;
+    }
+    if (PyType_Ready(&ConnType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
+    PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
+    PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);
+    return m;
+}

@@ -1,0 +1,42 @@
+"""Exceptions of the qpeach client, and the marker types the extension
+knows (so a str can travel as a q char vector, a list as a general list of
+arguments, a dict as a symbol-keyed q dict)."""
+
+
+class QError(Exception):
+    """A q error from the server. For an exception raised by a remote
+    Python function the text is "Type: message" followed by the last frames
+    of the remote traceback: ``message`` holds the first line and
+    ``remote_traceback`` the rest ('' when the server sent none)."""
+
+    def __init__(self, text=""):
+        super().__init__(text)
+        first, _, rest = str(text).partition("\n")
+        self.message = first
+        self.remote_traceback = rest
+
+
+class FanoutError(Exception):
+    """A partition of a fan-out failed. ``partition`` is its index,
+    ``description`` says which rows or group, ``address`` the server, and
+    ``__cause__`` the original error."""
+
+    def __init__(self, partition, description, address, cause):
+        super().__init__(f"partition {partition} ({description}) on {address} failed: "
+                         f"{type(cause).__name__}: {cause}")
+        self.partition = partition
+        self.description = description
+        self.address = address
+
+
+class CharVector(str):
+    """A str sent as a q char vector (a plain str is sent as a symbol)."""
+
+
+class ArgList(list):
+    """A list sent as a q general list, item by item (never collapsed into
+    a vector), as `.qp.call` expects its arguments."""
+
+
+class KwDict(dict):
+    """A dict sent as a q dict: symbol keys, a general list of values."""

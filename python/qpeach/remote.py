@@ -1,0 +1,465 @@
+"""PyKX's remote-function API on qpeach workers, and fan-out.
+
+    session = session(host='localhost', port=5050, username='user',
+                      password='password', libraries={'np': 'numpy'})
+
+    @function(session)
+    def f(x, y=1):
+        return np.sum(x) * y
+
+A decorated function is shipped once per connection (dill bytes when dill
+is installed, else its source text), registered on the server under a name
+made of its SHA-256 id, and called by that name afterwards (`.qp.call`, or
+`.qp.callk` with keyword arguments). Libraries are imported on the server
+(`.qp.import`) when given, so a missing one fails at once, naming it and its
+alias.
+
+Reconnection follows PyKX's ``reconnection_attempts``: -1 (the default)
+never reconnects and a lost connection raises ConnectionError; N > 0 tries
+up to N times, waiting 0.5 s and doubling; 0 tries without limit. After a
+reconnect the libraries are imported again, every function is registered
+again when next called, and the call that found the connection lost is
+sent once more.
+"""
+import hashlib
+import inspect
+import queue
+import textwrap
+import threading
+import time
+import types
+
+import numpy as np
+
+from .errors import ArgList, CharVector, FanoutError, KwDict, QError
+
+try:
+    import dill as _dill
+except ImportError:           # dill is optional: source text then
+    _dill = None
+
+__all__ = ["session", "function", "fanout", "Session", "RemoteFunction"]
+
+_ext = None
+
+
+def _extension():
+    """The C extension, imported on first use: `import qpeach` (q.py) must
+    work on a worker before or without the extension being built."""
+    global _ext
+    if _ext is None:
+        from . import _qpeach
+        _qpeach._set_types(QError, CharVector, ArgList, KwDict)
+        _ext = _qpeach
+    return _ext
+
+
+def _check(name, value, types_, what):
+    if isinstance(value, bool) and bool not in types_:
+        raise TypeError(f"{name} must be {what}, got bool")
+    if not isinstance(value, types_):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+# ---- shipping functions --------------------------------------------------
+
+def _globals_used(code, seen=None):
+    """Global names a code object (and the code nested in it) refers to."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _globals_used(c)
+    return names
+
+
+def _by_value(fn, memo):
+    """A copy of fn that dill pickles by value (its module set to
+    __main__), with the plain functions of the same module that it uses
+    (helpers) copied the same way, so the server needs none of the
+    client's modules. Modules stay references (imported on the server)."""
+    if fn in memo:
+        return memo[fn]
+    g = {"__builtins__": fn.__globals__.get("__builtins__", __builtins__)}
+    cp = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+    cp.__kwdefaults__ = fn.__kwdefaults__
+    cp.__qualname__ = fn.__qualname__
+    cp.__module__ = "__main__"
+    cp.__doc__ = fn.__doc__
+    memo[fn] = cp
+    for name in _globals_used(fn.__code__):
+        if name not in fn.__globals__:
+            continue        # a library imported on the server, or a builtin
+        v = fn.__globals__[name]
+        if isinstance(v, types.FunctionType) and v.__module__ == fn.__module__:
+            v = _by_value(v, memo)
+        g[name] = v
+    # Closure cells may hold helpers too.
+    return cp
+
+
+class _Shipped:
+    """What travels to a server for one Python function: its code (dill
+    bytes or source text), id (SHA-256 hex of those bytes) and the name it
+    is registered under."""
+
+    def __init__(self, fn):
+        if not callable(fn) or not isinstance(fn, types.FunctionType):
+            raise TypeError(f"remote function must be a Python function, "
+                            f"got {type(fn).__name__}")
+        self.fn = fn
+        self.code = None
+        if _dill is not None:
+            try:
+                self.code = _dill.dumps(_by_value(fn, {}), recurse=True)
+            except Exception:       # unpicklable closure: fall back to source
+                self.code = None
+        if self.code is None:
+            try:
+                src = textwrap.dedent(inspect.getsource(fn))
+            except (OSError, TypeError) as e:
+                raise TypeError(f"cannot ship {fn.__name__}: no dill and no source ({e})")
+            self.code = CharVector(src)
+        raw = self.code.encode() if isinstance(self.code, str) else self.code
+        self.id = hashlib.sha256(raw).hexdigest()
+        # Registered as name_<id prefix>: readable in server logs, unique by
+        # content, and for source text the server finds the def by name.
+        self.name = f"{fn.__name__}_{self.id[:16]}"
+
+
+# ---- the session ---------------------------------------------------------
+
+class Session:
+    """A connection to a qpeach (or q) server running Python functions.
+    Use ``session(...)`` to make one (PyKX's spelling)."""
+
+    def __init__(self, host="localhost", port=None, libraries=None, *, username="",
+                 password="", timeout=0.0, large_messages=True, tls=False, unix=False,
+                 reconnection_attempts=-1):
+        _check("host", host, (str,), "a str")
+        if port is None:
+            raise TypeError("session() needs port= (an int)")
+        _check("port", port, (int,), "an int")
+        if libraries is not None:
+            _check("libraries", libraries, (dict,), "a dict alias -> module")
+        _check("username", username, (str,), "a str")
+        _check("password", password, (str,), "a str")
+        _check("timeout", timeout, (int, float), "a number of seconds")
+        if timeout < 0:
+            raise ValueError("timeout must be >= 0")
+        for name, v in (("large_messages", large_messages), ("tls", tls), ("unix", unix)):
+            _check(name, v, (bool,), "a bool")
+        _check("reconnection_attempts", reconnection_attempts, (int,), "an int")
+        if reconnection_attempts < -1:
+            raise ValueError("reconnection_attempts must be -1 (never), 0 (no limit) or > 0")
+        self.host, self.port = host, port
+        self.address = f"unix://{port}" if unix else f"{host}:{port}"
+        self._opts = dict(user=username or None, password=password or None,
+                          timeout_ms=int(timeout * 1000), connect_timeout_ms=int(timeout * 1000),
+                          tls=tls, large=large_messages)
+        self.reconnection_attempts = reconnection_attempts
+        self._libs = {}             # alias -> module name, imported on the server
+        self._registered = set()    # ids defined over the current connection
+        self._lock = threading.RLock()
+        self._closed = False
+        self._conn = _extension().Connection(self.address, **self._opts)
+        if libraries is not None:
+            self.libraries(libraries)
+
+    # -- PyKX's API --
+    def libraries(self, libs):
+        """Imports libraries on the server: a dict alias -> module name or
+        module object ({'np': 'numpy'} is `import numpy as np`). A module
+        the server lacks raises QError naming it and its alias."""
+        _check("libraries", libs, (dict,), "a dict alias -> module")
+        clean = {}
+        for alias, mod in libs.items():
+            _check("library alias", alias, (str,), "a str")
+            if isinstance(mod, types.ModuleType):
+                mod = mod.__name__
+            if not isinstance(mod, str):
+                raise TypeError(f"library {alias!r} must be a module name or a module, "
+                                f"got {type(mod).__name__}")
+            clean[alias] = mod
+        if not clean:
+            return
+        self._call(".qp.import", KwDict(clean))
+        self._libs.update(clean)
+
+    def close(self):
+        """Closes the connection; later use raises RuntimeError."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._closed else "open"
+        return f"<qpeach session {self.address} {state}>"
+
+    # -- plumbing --
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError(f"session to {self.address} is closed")
+
+    def _connect_once(self):
+        conn = _extension().Connection(self.address, **self._opts)
+        if self._libs:
+            conn.call(".qp.import", KwDict(self._libs))
+        return conn
+
+    def _reconnect(self, cause):
+        """PyKX's loop: up to reconnection_attempts tries (0: no limit),
+        0.5 s apart and doubling. Raises the last error when all fail."""
+        tries = self.reconnection_attempts
+        delay = 0.5
+        while True:
+            try:
+                conn = self._connect_once()
+                break
+            except (ConnectionError, TimeoutError, OSError) as e:
+                tries -= 1
+                if tries == 0:
+                    raise ConnectionError(
+                        f"could not reconnect to {self.address} within "
+                        f"{self.reconnection_attempts} attempts: {e}") from cause
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        old, self._conn = self._conn, conn
+        if old is not None:
+            old.close()
+        self._registered.clear()
+
+    def _call(self, fn, *args, pandas=False):
+        """fn[args] on the server with the reconnect rule; holds the lock."""
+        with self._lock:
+            self._check_open()
+            try:
+                return self._conn.call(fn, *args, pandas=pandas)
+            except (ConnectionError, TimeoutError) as e:
+                if self.reconnection_attempts == -1 or isinstance(e, TimeoutError):
+                    raise
+                self._reconnect(e)
+                return self._conn.call(fn, *args, pandas=pandas)
+
+    def _ensure(self, shipped):
+        """Registers shipped on the current connection if not yet there."""
+        if shipped.id not in self._registered:
+            sid = self._conn.call(".qp.def", shipped.name, shipped.code)
+            if isinstance(sid, str) and sid and sid != shipped.id:
+                # The server hashes what it received: a mismatch means the
+                # code was altered on the way.
+                raise QError(f"function id mismatch: sent {shipped.id}, server {sid}")
+            self._registered.add(shipped.id)
+
+    def _run(self, shipped, args, kwargs, pandas=False, apply=None):
+        """Calls a shipped function (registering it first when needed);
+        apply=(table, part) runs it with `.qp.apply` on a resident table."""
+        with self._lock:
+            self._check_open()
+            for attempt in (0, 1):
+                try:
+                    self._ensure(shipped)
+                    if apply is not None:
+                        return self._conn.call(".qp.apply", shipped.name, apply[0], apply[1],
+                                               pandas=pandas)
+                    if kwargs:
+                        return self._conn.call(".qp.callk", shipped.name, ArgList(args),
+                                               KwDict(kwargs), pandas=pandas)
+                    return self._conn.call(".qp.call", shipped.name, ArgList(args),
+                                           pandas=pandas)
+                except (ConnectionError, TimeoutError) as e:
+                    if attempt or self.reconnection_attempts == -1 or isinstance(e, TimeoutError):
+                        raise
+                    self._reconnect(e)
+
+
+def session(host="localhost", port=None, libraries=None, *, username="", password="",
+            timeout=0.0, large_messages=True, tls=False, unix=False, reconnection_attempts=-1):
+    """Opens a session: PyKX's ``kx.remote.session``. See Session."""
+    return Session(host, port, libraries, username=username, password=password,
+                   timeout=timeout, large_messages=large_messages, tls=tls, unix=unix,
+                   reconnection_attempts=reconnection_attempts)
+
+
+class RemoteFunction:
+    """A Python function that runs on a session's server when called."""
+
+    def __init__(self, session, fn, pandas=False):
+        self.session = session
+        self.shipped = _Shipped(fn)
+        self.pandas = pandas
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def id(self):
+        return self.shipped.id
+
+    def __call__(self, *args, **kwargs):
+        return self.session._run(self.shipped, args, kwargs, pandas=self.pandas)
+
+    def __repr__(self):
+        return f"<remote function {self.__name__} on {self.session.address}>"
+
+
+def function(session, *, pandas=False):
+    """Decorator: ``@function(session)`` makes the function run on the
+    session's server. pandas=True returns tables as DataFrames and hands
+    them to the function as DataFrames."""
+    if not isinstance(session, Session):
+        raise TypeError(f"function() expects a qpeach session, got {type(session).__name__}")
+    _check("pandas", pandas, (bool,), "a bool")
+
+    def decorate(fn):
+        if not isinstance(fn, types.FunctionType):
+            raise TypeError(f"@function decorates a Python function, got {type(fn).__name__}")
+        return RemoteFunction(session, fn, pandas)
+    return decorate
+
+
+# ---- fan-out -------------------------------------------------------------
+
+def _columns(table):
+    """A local table as (dict name -> numpy array, row count)."""
+    if hasattr(table, "columns") and hasattr(table, "to_numpy"):      # DataFrame
+        cols = {str(c): table[c].to_numpy() for c in table.columns}
+    elif isinstance(table, dict):
+        cols = {str(k): np.asarray(v) for k, v in table.items()}
+    else:
+        raise TypeError(f"table must be a dict of arrays, a DataFrame or the name of a "
+                        f"table on the servers, got {type(table).__name__}")
+    lens = {len(v) for v in cols.values()}
+    if len(lens) > 1:
+        raise ValueError("table columns differ in length")
+    return cols, (lens.pop() if lens else 0)
+
+
+def _merge(results, merge):
+    if callable(merge):
+        return merge(results)
+    if merge == "concat":
+        if not results:
+            return results
+        r0 = results[0]
+        if isinstance(r0, dict):
+            return {k: np.concatenate([np.atleast_1d(r[k]) for r in results]) for k in r0}
+        if hasattr(r0, "columns") and hasattr(r0, "iloc"):
+            import pandas as pd
+            return pd.concat(results, ignore_index=True)
+        if isinstance(r0, np.ndarray) and r0.ndim:
+            return np.concatenate(results)
+        if isinstance(r0, list):
+            return [x for r in results for x in r]
+        return np.array(results)
+    ops = {"sum": np.add, "min": np.minimum, "max": np.maximum}
+    if merge not in ops:
+        raise ValueError(f"merge must be 'concat', 'sum', 'min', 'max' or a callable, got {merge!r}")
+    op = ops[merge]
+    acc = results[0]
+    for r in results[1:]:
+        acc = {k: op(acc[k], r[k]) for k in acc} if isinstance(acc, dict) else op(acc, r)
+    return acc
+
+
+def fanout(fn, sessions, table=None, by="rows", pieces=None, merge="concat", pandas=False):
+    """Runs fn over the partitions of a table on several sessions at once
+    and merges the results. What PyKX's remote functions do not have.
+
+    fn        a remote function (its session is ignored) or a plain Python
+              function; it gets one partition of the table.
+    sessions  the sessions to use: every one is kept busy, partitions are
+              handed out from one queue, so faster servers take more.
+    table     a dict of arrays or a DataFrame held here (each partition is
+              sent with the call), or the name of a table resident on every
+              server (each server runs fn on its partition in place with
+              `.qp.apply`, nothing is sent but the bounds).
+    by        'rows': contiguous row ranges, ``pieces`` of them (default: 4
+              per session); or a column name: one partition per distinct
+              value of that column, in sorted order (local tables).
+    merge     'concat' (tables by column, arrays end to end, scalars into an
+              array, in partition order), 'sum', 'min', 'max', or a callable
+              taking the list of results in partition order.
+
+    Errors in any partition raise FanoutError naming the partition (index,
+    rows or group value, and server) with the original error as its cause;
+    partitions not yet started are then abandoned.
+    """
+    shipped = fn.shipped if isinstance(fn, RemoteFunction) else _Shipped(fn)
+    if isinstance(fn, RemoteFunction):
+        pandas = pandas or fn.pandas
+    sessions = list(sessions)
+    if not sessions or not all(isinstance(s, Session) for s in sessions):
+        raise TypeError("sessions must be a non-empty list of qpeach sessions")
+    if pieces is not None:
+        _check("pieces", pieces, (int,), "an int")
+        if pieces < 1:
+            raise ValueError("pieces must be >= 1")
+    _check("by", by, (str,), "'rows' or a column name")
+
+    # Partitions as (description, args for _run, apply spec)
+    parts = []
+    if isinstance(table, str):
+        if by != "rows":
+            raise ValueError("a resident table is partitioned by='rows'")
+        n = int(sessions[0]._call(".qp.count", table))
+        k = pieces or 4 * len(sessions)
+        bounds = np.linspace(0, n, min(k, max(n, 1)) + 1).astype(np.int64)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            parts.append((f"rows {a}..{b}", (), (table, np.array([a, b], dtype=np.int64))))
+    else:
+        cols, n = _columns(table)
+        if by == "rows":
+            k = pieces or 4 * len(sessions)
+            bounds = np.linspace(0, n, min(k, max(n, 1)) + 1).astype(np.int64)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                piece = {c: v[a:b] for c, v in cols.items()}
+                parts.append((f"rows {a}..{b}", (piece,), None))
+        else:
+            if by not in cols:
+                raise ValueError(f"by: no column {by!r} in the table")
+            key = cols[by]
+            order = np.argsort(key, kind="stable")
+            sk = key[order]
+            cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
+            for idx in np.split(order, cut) if n else []:
+                g = key[idx[0]]
+                piece = {c: v[idx] for c, v in cols.items()}
+                parts.append((f"{by}={g!r}", (piece,), None))
+
+    results = [None] * len(parts)
+    work = queue.Queue()
+    for i in range(len(parts)):
+        work.put(i)
+    failure = []
+    stop = threading.Event()
+
+    def worker(s):
+        while not stop.is_set():
+            try:
+                i = work.get_nowait()
+            except queue.Empty:
+                return
+            desc, args, apply = parts[i]
+            try:
+                results[i] = s._run(shipped, args, None, pandas=pandas, apply=apply)
+            except Exception as e:
+                failure.append(FanoutError(i, desc, s.address, e).with_traceback(None))
+                failure[-1].__cause__ = e
+                stop.set()
+                return
+
+    threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failure:
+        raise failure[0]
+    return _merge(results, merge)
