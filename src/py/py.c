@@ -1,0 +1,528 @@
+/* src/py/py.c - the embedded interpreter: start-up on the main thread, the
+ * registry of functions (.qp.import / .qp.def / .qp.call), Python
+ * exceptions as q errors, and the per-call timeout.
+ *
+ * Namespaces: every function gets its own globals dict, seeded with the
+ * imported libraries (and kept in step by later imports), so two functions
+ * never share module-level names by accident; redefining a name replaces
+ * the function and its namespace.
+ *
+ * Timeout: a timer thread watches the call in progress. When it runs past
+ * its deadline the timer trips a Python signal handler for SIGUSR2
+ * (PyErr_SetInterruptEx, for pure-Python loops) and sends SIGUSR2 to the
+ * main thread (so a blocking call such as time.sleep returns EINTR and
+ * runs the handler). The handler raises qpeach.Timeout, a BaseException
+ * (an `except Exception:` in user code does not swallow it), and the timer
+ * fires again every 100 ms until the call returns. C code that never
+ * checks for signals cannot be interrupted; the server survives the rest.
+ */
+#define QP_PY_IMPORT_ARRAY
+#include "pyint.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#define QP_TIMEOUT_SIGNAL SIGUSR2
+
+static bool ready;
+static PyObject *helpers;      /* dict: the helper functions below */
+static PyObject *libs;         /* dict alias -> module */
+static PyObject *funcs;        /* dict name -> (function, namespace, flags) */
+static PyObject *timeout_exc;  /* qpeach.Timeout */
+
+/* Helpers easier to write in Python than in C; none is on the call path. */
+static const char helper_src[] =
+    "import ast, linecache, sys, textwrap, traceback, types\n"
+    "def compile_source(name, src, ns):\n"
+    "    src = textwrap.dedent(src)\n"
+    "    fn = '<qpeach:%s>' % name\n"
+    "    tree = ast.parse(src, fn)\n"
+    "    defs = []\n"
+    "    for node in tree.body:\n"
+    "        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):\n"
+    "            node.decorator_list = []\n"
+    "            if not isinstance(node, ast.ClassDef):\n"
+    "                defs.append(node.name)\n"
+    "    linecache.cache[fn] = (len(src), None, src.splitlines(True), fn)\n"
+    "    exec(compile(tree, fn, 'exec'), ns)\n"
+    "    f = ns.get(name)\n"
+    "    if not callable(f) and defs:\n"
+    "        f = ns[defs[-1]]\n"
+    "    if not callable(f):\n"
+    "        raise NameError('qpeach: the code for %r defines no function' % name)\n"
+    "    return f\n"
+    "def load_dill(name, data, ns):\n"
+    "    import dill\n"
+    "    f = dill.loads(data)\n"
+    "    if isinstance(f, types.FunctionType):\n"
+    "        g = f.__globals__\n"
+    "        if g is not sys.modules['__main__'].__dict__:\n"
+    "            for k, v in g.items():\n"
+    "                ns.setdefault(k, v)\n"
+    "        nf = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)\n"
+    "        nf.__kwdefaults__ = f.__kwdefaults__\n"
+    "        nf.__annotations__ = dict(f.__annotations__)\n"
+    "        nf.__dict__.update(f.__dict__)\n"
+    "        f = nf\n"
+    "    if not callable(f):\n"
+    "        raise TypeError('qpeach: dill bytes for %r hold a %s, not a function' % (name, type(f).__name__))\n"
+    "    return f\n"
+    "def wants_pandas(f):\n"
+    "    ann = getattr(f, '__annotations__', None) or {}\n"
+    "    for k, a in ann.items():\n"
+    "        s = a if isinstance(a, str) else getattr(a, '__name__', '')\n"
+    "        if k != 'return' and 'DataFrame' in s:\n"
+    "            return True\n"
+    "    return False\n"
+    "def format_exc(t, v, tb):\n"
+    "    head = ''.join(traceback.format_exception_only(t, v)).strip()\n"
+    "    frames = ''.join(traceback.format_tb(tb, limit=-3)) if tb and not issubclass(t, SyntaxError) else ''\n"
+    "    return head + ('\\nTraceback (last frames):\\n' + frames.rstrip() if frames else '')\n";
+
+/* ---- timeout ---- */
+
+static pthread_t main_thread;
+static pthread_t timer_thread;
+static bool timer_started;
+static pthread_mutex_t tm_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tm_cv = PTHREAD_COND_INITIALIZER;
+static int tm_ms;                      /* the timeout; 0: none */
+static int64_t tm_deadline;            /* ns, CLOCK_MONOTONIC; 0: no call armed */
+static uint64_t tm_seq;                /* call being watched */
+static atomic_uint_fast64_t tm_fired;  /* call that ran out of time */
+static atomic_uint_fast64_t tm_active; /* call in progress (0: none) */
+static bool tm_stop;
+static const char *tm_name;            /* function of the call in progress */
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&tm_mu);
+    while (!tm_stop) {
+        if (!tm_deadline) {
+            pthread_cond_wait(&tm_cv, &tm_mu);
+            continue;
+        }
+        int64_t now = now_ns();
+        if (now >= tm_deadline) {
+            atomic_store(&tm_fired, tm_seq);
+            PyErr_SetInterruptEx(QP_TIMEOUT_SIGNAL);   /* async-signal-safe, no GIL */
+            pthread_kill(main_thread, QP_TIMEOUT_SIGNAL);
+            tm_deadline = now + 100000000;             /* again until it returns */
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t wait = tm_deadline - now;
+        until.tv_sec += wait / 1000000000;
+        until.tv_nsec += wait % 1000000000;
+        if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+        pthread_cond_timedwait(&tm_cv, &tm_mu, &until);
+    }
+    pthread_mutex_unlock(&tm_mu);
+    return NULL;
+}
+
+/* Arms the timer for a call on the main thread; returns its sequence. */
+static uint64_t timeout_begin(const char *name)
+{
+    pthread_mutex_lock(&tm_mu);
+    uint64_t seq = ++tm_seq;
+    tm_name = name;
+    atomic_store(&tm_active, seq);
+    if (tm_ms > 0 && pthread_equal(pthread_self(), main_thread)) {
+        tm_deadline = now_ns() + (int64_t)tm_ms * 1000000;
+        pthread_cond_signal(&tm_cv);
+    }
+    pthread_mutex_unlock(&tm_mu);
+    return seq;
+}
+
+static void timeout_end(void)
+{
+    pthread_mutex_lock(&tm_mu);
+    tm_deadline = 0;
+    atomic_store(&tm_active, 0);
+    pthread_mutex_unlock(&tm_mu);
+}
+
+int qp_py_set_timeout(int ms)
+{
+    pthread_mutex_lock(&tm_mu);
+    int old = tm_ms;
+    tm_ms = ms < 0 ? 0 : ms;
+    pthread_mutex_unlock(&tm_mu);
+    return old;
+}
+
+/* The Python-level SIGUSR2 handler: raises only for the call that ran out
+ * of time, so a late signal never hits the next call. */
+static PyObject *on_timeout_signal(PyObject *self, PyObject *args)
+{
+    (void)self; (void)args;
+    uint64_t active = atomic_load(&tm_active);
+    if (active && atomic_load(&tm_fired) == active) {
+        PyErr_Format(timeout_exc, "call exceeded the timeout of %d ms", tm_ms);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timeout_def = {"qpeach_timeout", on_timeout_signal, METH_VARARGS, NULL};
+
+static int install_timeout(void)
+{
+    PyObject *h = PyCFunction_New(&timeout_def, NULL);
+    PyObject *sig = h ? PyImport_ImportModule("signal") : NULL;
+    PyObject *r = sig ? PyObject_CallMethod(sig, "signal", "iO", QP_TIMEOUT_SIGNAL, h) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(sig);
+    Py_XDECREF(h);
+    if (!r) return -1;
+    main_thread = pthread_self();
+    if (!timer_started) {
+        if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) return -1;
+        timer_started = true;
+    }
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int fail_msg(char *err, size_t errlen, const char *what)
+{
+    if (PyErr_Occurred()) {
+        qp_value *e = qp_py_error();
+        snprintf(err, errlen, "python: %s: %s", what, e ? e->s : "?");
+        qp_unref(e);
+    } else {
+        snprintf(err, errlen, "python: %s", what);
+    }
+    return QP_EPYTHON;
+}
+
+int qp_py_init(char *err, size_t errlen)
+{
+    if (ready) return 0;
+    PyConfig c;
+    /* Isolated: PYTHONPATH/PYTHONHOME from a pyenv shell are ignored, and
+     * Debian's interpreter finds its own prefix from its program name. */
+    PyConfig_InitIsolatedConfig(&c);
+    c.site_import = 1;
+    char *argv[] = {"qpeach", NULL};
+    PyStatus st = PyConfig_SetBytesString(&c, &c.program_name, "/usr/bin/python3");
+    if (!PyStatus_Exception(st)) st = PyConfig_SetBytesArgv(&c, 1, argv);
+    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&c);
+    PyConfig_Clear(&c);
+    if (PyStatus_Exception(st)) {
+        snprintf(err, errlen, "python: cannot start: %s", st.err_msg ? st.err_msg : "?");
+        return QP_EPYTHON;
+    }
+    if (_import_array() < 0) return fail_msg(err, errlen, "cannot import numpy");
+    if (qp__conv_init() < 0) return fail_msg(err, errlen, "numpy dtypes");
+    helpers = PyDict_New();
+    libs = PyDict_New();
+    funcs = PyDict_New();
+    if (!helpers || !libs || !funcs) return fail_msg(err, errlen, "out of memory");
+    PyDict_SetItemString(helpers, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String(helper_src, Py_file_input, helpers, helpers);
+    if (!r) return fail_msg(err, errlen, "helpers");
+    Py_DECREF(r);
+    timeout_exc = PyErr_NewExceptionWithDoc("qpeach.Timeout",
+        "A call ran past the server's timeout.", PyExc_BaseException, NULL);
+    if (!timeout_exc) return fail_msg(err, errlen, "Timeout class");
+    if (install_timeout() < 0) return fail_msg(err, errlen, "timeout handler");
+    ready = true;
+    return 0;
+}
+
+bool qp_py_ready(void) { return ready; }
+
+void qp_py_fini(void)
+{
+    if (!ready) return;
+    pthread_mutex_lock(&tm_mu);
+    tm_stop = true;
+    pthread_cond_signal(&tm_cv);
+    pthread_mutex_unlock(&tm_mu);
+    if (timer_started) pthread_join(timer_thread, NULL);
+    timer_started = false;
+    tm_stop = false;
+    Py_CLEAR(helpers);
+    Py_CLEAR(libs);
+    Py_CLEAR(funcs);
+    Py_CLEAR(timeout_exc);
+    qp__conv_fini();
+    Py_FinalizeEx();
+    ready = false;
+}
+
+/* ---- exceptions ---- */
+
+qp_value *qp_py_error(void)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) return qp_error("python: unknown error");
+    PyErr_NormalizeException(&t, &v, &tb);
+    qp_value *e = NULL;
+    if (timeout_exc && PyErr_GivenExceptionMatches(t, timeout_exc)) {
+        e = qp_error("timeout: %s: call exceeded the timeout of %d ms", tm_name ? tm_name : "?", tm_ms);
+        goto done;
+    }
+    PyObject *fmt = helpers ? PyDict_GetItemString(helpers, "format_exc") : NULL;
+    PyObject *s = fmt ? PyObject_CallFunctionObjArgs(fmt, t, v ? v : Py_None, tb ? tb : Py_None, NULL) : NULL;
+    const char *text = s && PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+    if (text) {
+        e = qp_error("%s", text);
+    } else {   /* formatting failed: the type name at least */
+        PyErr_Clear();
+        e = qp_error("%s", ((PyTypeObject *)t)->tp_name);
+    }
+    Py_XDECREF(s);
+done:
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    return e;
+}
+
+/* ---- import ---- */
+
+static qp_value *import_one(const char *alias, const char *mod)
+{
+    PyObject *m = PyImport_ImportModule(mod);
+    if (!m) {
+        qp_value *e = qp_py_error();
+        qp_value *r = qp_error("qp.import: cannot import module '%s' (alias '%s'): %s", mod, alias,
+                               e ? e->s : "?");
+        qp_unref(e);
+        return r;
+    }
+    int rc = PyDict_SetItemString(libs, alias, m);
+    Py_ssize_t pos = 0;
+    PyObject *k, *entry;
+    while (rc == 0 && PyDict_Next(funcs, &pos, &k, &entry))
+        rc = PyDict_SetItemString(PyTuple_GET_ITEM(entry, 1), alias, m);
+    Py_DECREF(m);
+    return rc < 0 ? qp_py_error() : NULL;
+}
+
+static const char *name_of(const qp_value *x)
+{
+    if (x->type == -QP_SYMBOL) return x->s;
+    if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
+    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
+    return NULL;
+}
+
+qp_value *qp_py_import(const qp_value *x)
+{
+    if (!ready) return qp_error("qp.import: python is not running");
+    const qp_value *keys = x, *vals = x;
+    if (qp_is_dict(x)) { keys = qp_dict_keys(x); vals = qp_dict_values(x); }
+    int64_t n = keys->type == -QP_SYMBOL ? 1 : qp_count(keys);
+    if ((keys->type != QP_SYMBOL && keys->type != QP_LIST && keys->type != -QP_SYMBOL) ||
+        (vals->type != QP_SYMBOL && vals->type != QP_LIST && vals->type != -QP_SYMBOL) ||
+        qp_count(vals) != n)
+        return qp_error("qp.import: expects a dict alias -> module name (symbols or strings)");
+    qp_value *aliases = qp_vector(QP_SYMBOL, n);
+    if (!aliases) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        qp_value *k = keys->type == -QP_SYMBOL ? qp_ref((qp_value *)keys) : qp_item(keys, i);
+        qp_value *v = vals->type == -QP_SYMBOL ? qp_ref((qp_value *)vals) : qp_item(vals, i);
+        const char *a = k ? name_of(k) : NULL, *m = v ? name_of(v) : NULL;
+        qp_unref(k);
+        qp_unref(v);
+        if (!a || !m || !*a || !*m) {
+            qp_unref(aliases);
+            return qp_error("qp.import: alias and module must be symbols or strings");
+        }
+        qp_value *e = import_one(a, m);
+        if (e) { qp_unref(aliases); return e; }
+        qp_S(aliases)[i] = a;
+    }
+    return aliases;
+}
+
+/* ---- def ---- */
+
+static qp_value *sha256_hex(const void *p, size_t n)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!EVP_Digest(p, n, md, &len, EVP_sha256(), NULL)) return qp_error("qp.def: sha256 failed");
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return qp_string(hex, 2 * len);
+}
+
+static bool opt_flag(const qp_value *opts, const char *key)
+{
+    if (!opts || !qp_is_dict(opts) || qp_dict_keys(opts)->type != QP_SYMBOL) return false;
+    const qp_value *k = qp_dict_keys(opts), *v = qp_dict_values(opts);
+    const char *s = qp_sym_intern(key, strlen(key));
+    for (int64_t i = 0; i < k->v.n; i++) {
+        if (qp_S(k)[i] != s) continue;
+        qp_value *it = qp_item(v, i);
+        bool on = it && ((it->type == -QP_BOOL && it->g) || (it->type == -QP_LONG && it->j) ||
+                         (it->type == -QP_INT && it->i));
+        qp_unref(it);
+        return on;
+    }
+    return false;
+}
+
+qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts)
+{
+    if (!ready) return qp_error("qp.def: python is not running");
+    if (!name || !*name) return qp_error("qp.def: the name must be a symbol or string");
+    if (code->type != QP_CHAR && code->type != QP_BYTE)
+        return qp_error("qp.def: code must be source text (string) or dill bytes (byte vector), not %s",
+                        qp_type_name(code->type));
+    qp_value *id = sha256_hex(code->v.data, (size_t)code->v.n);
+    if (!id || qp_is_error(id)) return id;
+    PyObject *ns = PyDict_Copy(libs), *f = NULL, *entry = NULL;
+    PyObject *src = NULL, *pname = PyUnicode_FromString(name);
+    if (!ns || !pname) goto fail;
+    if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
+        PyDict_SetItemString(ns, "__name__", pname) < 0)
+        goto fail;
+    if (code->type == QP_CHAR) {
+        src = PyUnicode_DecodeUTF8(code->v.data, (Py_ssize_t)code->v.n, "surrogateescape");
+        f = src ? PyObject_CallFunctionObjArgs(PyDict_GetItemString(helpers, "compile_source"),
+                                               pname, src, ns, NULL) : NULL;
+    } else {
+        src = PyBytes_FromStringAndSize(code->v.data, (Py_ssize_t)code->v.n);
+        f = src ? PyObject_CallFunctionObjArgs(PyDict_GetItemString(helpers, "load_dill"),
+                                               pname, src, ns, NULL) : NULL;
+    }
+    if (!f) goto fail;
+    PyObject *wp = PyObject_CallFunctionObjArgs(PyDict_GetItemString(helpers, "wants_pandas"), f, NULL);
+    if (!wp) goto fail;
+    int flags = (PyObject_IsTrue(wp) == 1 || opt_flag(opts, "pandas")) ? QP_PY_PANDAS : 0;
+    if (opt_flag(opts, "categorical")) flags |= QP_PY_CATEGORICAL;
+    Py_DECREF(wp);
+    entry = Py_BuildValue("(OOi)", f, ns, flags);
+    if (!entry || PyDict_SetItem(funcs, pname, entry) < 0) goto fail;
+    Py_DECREF(entry);
+    Py_DECREF(f);
+    Py_DECREF(src);
+    Py_DECREF(ns);
+    Py_DECREF(pname);
+    return id;
+fail:;
+    qp_value *e = qp_py_error();
+    qp_value *r = qp_error("qp.def: %s: %s", name, e ? e->s : "?");
+    qp_unref(e);
+    qp_unref(id);
+    Py_XDECREF(entry);
+    Py_XDECREF(f);
+    Py_XDECREF(src);
+    Py_XDECREF(ns);
+    Py_XDECREF(pname);
+    return r;
+}
+
+/* ---- call ---- */
+
+static PyObject *lookup(const char *name)   /* borrowed entry or NULL */
+{
+    return funcs ? PyDict_GetItemString(funcs, name) : NULL;
+}
+
+int qp__func_flags(const char *name, int *flags)
+{
+    PyObject *e = lookup(name);
+    if (!e) return QP_EARG;
+    *flags = (int)PyLong_AsLong(PyTuple_GET_ITEM(e, 2));
+    return 0;
+}
+
+qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs)
+{
+    PyObject *e = lookup(name);
+    if (!e) return qp_error("qp.call: no function '%s' (define it with .qp.def)", name);
+    PyObject *f = PyTuple_GET_ITEM(e, 0);
+    Py_INCREF(f);
+    bool on_main = pthread_equal(pthread_self(), main_thread);
+    if (on_main) timeout_begin(name);
+    PyObject *r = PyObject_Call(f, args, kwargs);
+    if (on_main) timeout_end();
+    Py_DECREF(f);
+    if (!r) return qp_py_error();
+    qp_value *v = qp_py_to_q(r);
+    Py_DECREF(r);
+    return v;
+}
+
+/* Arguments of a call as a tuple: q's `.` semantics (items of a list or
+ * vector are the arguments; (::) and () are none; an atom is one). */
+static PyObject *args_tuple(const qp_value *args, int flags)
+{
+    if (!args || (args->type == QP_UNARY && args->v.n == 1 && ((uint8_t *)args->v.data)[0] == 0))
+        return PyTuple_New(0);
+    if (args->type != QP_LIST && !qp_is_vector(args)) {
+        PyObject *a = qp_py_from_q(args, flags);
+        PyObject *t = a ? PyTuple_Pack(1, a) : NULL;
+        Py_XDECREF(a);
+        return t;
+    }
+    PyObject *t = PyTuple_New((Py_ssize_t)args->v.n);
+    for (int64_t i = 0; t && i < args->v.n; i++) {
+        PyObject *a;
+        if (args->type == QP_LIST) {
+            a = qp_py_from_q(qp_K(args)[i], flags);
+        } else {
+            qp_value *it = qp_item(args, i);
+            a = it ? qp_py_from_q(it, flags) : PyErr_NoMemory();
+            qp_unref(it);
+        }
+        if (!a) { Py_CLEAR(t); break; }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, a);
+    }
+    return t;
+}
+
+static PyObject *kwargs_dict(const qp_value *kw, int flags)
+{
+    if (!kw) return NULL;
+    if (!qp_is_dict(kw) || qp_dict_keys(kw)->type != QP_SYMBOL) {
+        PyErr_SetString(PyExc_TypeError, "qpeach: keyword arguments must be a dict with symbol keys");
+        return NULL;
+    }
+    return qp_py_from_q(kw, flags);
+}
+
+qp_value *qp_py_call(const char *name, const qp_value *args, const qp_value *kwargs)
+{
+    if (!ready) return qp_error("qp.call: python is not running");
+    int flags = 0;
+    if (qp__func_flags(name, &flags) < 0)
+        return qp_error("qp.call: no function '%s' (define it with .qp.def)", name);
+    PyObject *t = args_tuple(args, flags);
+    PyObject *kw = t && kwargs ? kwargs_dict(kwargs, flags) : NULL;
+    if (!t || (kwargs && !kw)) {
+        Py_XDECREF(t);
+        qp_value *e = qp_py_error();
+        qp_value *r = qp_error("qp.call: %s: arguments: %s", name, e ? e->s : "?");
+        qp_unref(e);
+        return r;
+    }
+    qp_value *r = qp__call_obj(name, t, kw);
+    Py_DECREF(t);
+    Py_XDECREF(kw);
+    return r;
+}

@@ -1,0 +1,46 @@
+/* src/py/pyint.h - internals shared by the files of src/py. Include first:
+ * Python.h must come before any system header. */
+#ifndef QPEACH_PYINT_H
+#define QPEACH_PYINT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL qp__numpy_api
+#ifndef QP_PY_IMPORT_ARRAY
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include "qpeach/py.h"
+#include "qpeach/server.h"
+
+/* Deepest nesting converted either way (a list holding itself must end). */
+#define QP_PY_MAX_DEPTH 100
+
+/* conv.c: set up / drop the cached numpy dtypes and the symbol cache. */
+int qp__conv_init(void);
+void qp__conv_fini(void);
+/* The general list lst as a vector when every item is an atom of one type
+ * (as q collapses `(1;2;3)`), else lst itself. Steals lst; new reference. */
+qp_value *qp__collapse(qp_value *lst);
+
+/* py.c: run f(args, kwargs) for a registered name under the timeout,
+ * converting the result. fn_out (optional) gets the function's flags. */
+int qp__func_flags(const char *name, int *flags);
+qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
+
+/* procs.c: worker processes for -s -N. */
+int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);
+int qp__procs_count(void);
+/* Sends msg (borrowed) to every worker; returns the first error (new
+ * reference) or NULL when all succeeded. */
+qp_value *qp__procs_broadcast(const qp_value *msg);
+/* Runs `.qp.call[fn; enlist item]` for every item of items across the
+ * workers, handing items out as each finishes. New reference. */
+qp_value *qp__procs_peach(const char *fn, const qp_value *items);
+void qp__procs_stop(void);
+/* Worker side: exit when the parent's pipe closes. */
+int qp__procs_watch_parent(int fd, qp_server *s);
+
+#endif
