@@ -29,10 +29,12 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 HLP_OBJ  := $(UNIT_HLP:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test check unit integration interop asan fuzz demo clean bench bench-quick valgrind
 
-all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(if $(CLI_SRC),$(BUILD)/qpeach) $(UNIT_BIN) pyext
+all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(if $(CLI_SRC),$(BUILD)/qpeach) $(UNIT_BIN) $(BENCH_BIN) pyext
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -51,6 +53,11 @@ $(BUILD)/qpeach: $(CLI_OBJ) $(BUILD)/libqpeach.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(HLP_OBJ) $(BUILD)/libqpeach.a
 	@mkdir -p $(dir $@)
 	$(CC) $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(HLP_OBJ) $(BUILD)/libqpeach.a $(QP_LDLIBS)
+
+# Benchmarks: each bench/*.c is one program linked against the library.
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libqpeach.a
+	@mkdir -p $(dir $@)
+	$(CC) $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libqpeach.a $(QP_LDLIBS)
 
 # The Python extension (python/qpeach/_qpeach*.so), built against Debian's
 # python3 by python/setup-free rules in python/Makefile.inc when present.

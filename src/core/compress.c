@@ -121,6 +121,7 @@ int qp_ipc_decompress(const uint8_t *src, size_t len, const qp_ipc_limits *limit
     if (ulen > max) return QP_ETOOBIG;
     qp_buf *buf = qp_buf_new(ulen);
     if (!buf) return QP_ENOMEM;
+    qp__advise_huge(buf->data, ulen);
     uint8_t *dst = buf->data;
     memcpy(dst, src, 4);
     dst[2] = 0;

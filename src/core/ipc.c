@@ -13,6 +13,7 @@
 
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the codec memcpy's vectors: it assumes a little-endian host");
@@ -47,6 +48,15 @@ void qp__ipc_header_write(uint8_t *dst, int msgtype, uint64_t len)
     dst[2] = 0;
     dst[3] = (uint8_t)(len >> 32);
     memcpy(dst + 4, &lo, 4);
+}
+
+void qp__advise_huge(void *p, size_t len)
+{
+    const uintptr_t huge = 2u << 20;
+    if (len < 4 * huge) return;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t b = ((uintptr_t)p + len) & ~(huge - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -168,6 +178,7 @@ int qp_ipc_encode(const qp_value *x, int msgtype, uint8_t **out, size_t *len)
     if (total >= QP_IPC_MAX_LEN) return QP_ETOOBIG;
     uint8_t *m = malloc(total);
     if (!m) return QP_ENOMEM;
+    qp__advise_huge(m, total);
     qp__ipc_header_write(m, msgtype, total);
     qp_ipc_encode_body(x, m + QP_IPC_HEADER);
     *out = m;

@@ -77,18 +77,33 @@ static void fix_le(dec *d, size_t w, int64_t n)
     if (d->fix) swap_items(d->fix + d->pos - w * (size_t)n, w, n);
 }
 
-/* Byte-swaps n items of width w in place (big-endian bodies). */
+/* Byte-swaps n items of width w in place (big-endian bodies). The items
+ * may be unaligned (inside a function's bytes): memcpy in and out, which
+ * compilers turn into plain loads and stores. */
 static void swap_items(void *data, size_t w, int64_t n)
 {
+    uint8_t *p = data;
     if (w == 2) {
-        uint16_t *x = data;
-        for (int64_t i = 0; i < n; i++) x[i] = __builtin_bswap16(x[i]);
+        for (int64_t i = 0; i < n; i++, p += 2) {
+            uint16_t v;
+            memcpy(&v, p, 2);
+            v = __builtin_bswap16(v);
+            memcpy(p, &v, 2);
+        }
     } else if (w == 4) {
-        uint32_t *x = data;
-        for (int64_t i = 0; i < n; i++) x[i] = __builtin_bswap32(x[i]);
+        for (int64_t i = 0; i < n; i++, p += 4) {
+            uint32_t v;
+            memcpy(&v, p, 4);
+            v = __builtin_bswap32(v);
+            memcpy(p, &v, 4);
+        }
     } else if (w == 8) {
-        uint64_t *x = data;
-        for (int64_t i = 0; i < n; i++) x[i] = __builtin_bswap64(x[i]);
+        for (int64_t i = 0; i < n; i++, p += 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            v = __builtin_bswap64(v);
+            memcpy(p, &v, 8);
+        }
     }
     /* 1-byte items and guids (16 raw bytes) have no byte order. */
 }
@@ -190,9 +205,16 @@ static qp_value *vector(dec *d, int t, int depth)
             x = qp_vector_borrow(t, n, (void *)src, d->buf);
             if (!x) return oom(d);
         } else {
-            if (!(x = qp_vector(t, n))) return oom(d);
-            if (n) memcpy(x->v.data, src, (size_t)n * w);
-            if (d->big) swap_items(x->v.data, w, n);
+            /* A fresh buffer, not qp_vector(): it would zero the items
+             * first, touching every page twice. */
+            qp_buf *b = qp_buf_new(n ? (size_t)n * w : 16);
+            if (!b) return oom(d);
+            qp__advise_huge(b->data, b->len);
+            if (n) memcpy(b->data, src, (size_t)n * w);
+            if (d->big) swap_items(b->data, w, n);
+            x = qp_vector_borrow(t, n, b->data, b);
+            qp_buf_unref(b);
+            if (!x) return oom(d);
         }
         d->pos += (size_t)n * w;
     }
@@ -342,9 +364,10 @@ static qp_value *value(dec *d, int depth)
         qp_value *dict = value(d, depth + 1);
         if (!dict) return NULL;
         if (dict->type != QP_DICT) {
+            fail(d, QP_ECORRUPT, "table at byte %zu holds a %s, not a dict", at,
+                 qp_type_name(dict->type));
             qp_unref(dict);
-            return fail(d, QP_ECORRUPT, "table at byte %zu holds a %s, not a dict", at,
-                        qp_type_name(dict->type));
+            return NULL;
         }
         qp_value *x = qp_table(dict);
         if (!x) return oom(d);

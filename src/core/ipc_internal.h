@@ -13,6 +13,12 @@ extern const uint8_t qp__wire_width[20];
 /* Writes a little-endian, uncompressed header for a message of len bytes. */
 void qp__ipc_header_write(uint8_t *dst, int msgtype, uint64_t len);
 
+/* Asks for transparent huge pages over the 2 MB-aligned interior of a
+ * fresh (untouched) block of len bytes: a 100 MB message then costs ~50
+ * page faults instead of ~25,000. A hint only; does nothing for small
+ * blocks or where the kernel declines. */
+void qp__advise_huge(void *p, size_t len);
+
 /* Offset, within a whole uncompressed message, of the items of the first
  * vector worth aligning (a top-level vector, or the first vector of
  * 2..16-byte items among a top-level list's leading items), judged from

@@ -165,6 +165,7 @@ int qp_reader_feed(qp_reader *r, const void *bytes, size_t n)
         r->cur = qp_buf_new_skewed((size_t)r->h.len, skew);
         if (!r->cur) return set_err(r, QP_ENOMEM, "out of memory for a message of %llu bytes",
                                     (unsigned long long)r->h.len);
+        qp__advise_huge(r->cur->data, r->cur->len);
         memcpy(r->cur->data, r->stage, r->staged);
         r->got = r->staged;
         r->staged = 0;
