@@ -87,10 +87,23 @@ static const char *line_end(const ctx *c, const char *p, const char *end)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         return nl ? nl : end;
     }
-    bool inq = false;
+    /* Only a quote that opens a field starts quoted text (as next_field
+     * reads it), so a stray quote inside a bare field (5" pipe) does not
+     * swallow the following lines. */
+    bool start = true;
     for (; p < end; p++) {
-        if (*p == '"') inq = !inq;
-        else if (*p == '\n' && !inq) return p;
+        if (start && *p == '"') {
+            for (p++; p < end; p++) {
+                if (*p != '"') continue;
+                if (p + 1 < end && p[1] == '"') { p++; continue; }
+                break;
+            }
+            if (p >= end) return end;
+            start = false;
+            continue;
+        }
+        if (*p == '\n') return p;
+        start = *p == c->delim;
     }
     return end;
 }

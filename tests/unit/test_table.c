@@ -381,6 +381,21 @@ static void test_csv_quotes(void)
     CU_ASSERT_EQUAL(qp_K(qp_K(c)[1])[2]->v.n, 0);
     CU_ASSERT_EQUAL(qp_J(qp_K(c)[2])[2], 3);
     qp_unref(t);
+    /* a stray quote inside a bare field is text, not the start of quoting */
+    t = load("what,n\n5\" pipe,1\n\"x\"\"\",2\n", "SJ");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    CU_ASSERT_EQUAL(qp_count(t), 2);
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(qp_table_columns(t))[0])[0], "5\" pipe");
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(qp_table_columns(t))[0])[1], "x\"");
+    qp_unref(t);
+    /* tab-separated, default threads (the online cores) */
+    write_file(tmp("t.tsv"), "a\tb\n1\tx y\n2\t\n");
+    t = qp_csv_load(tmp("t.tsv"), &(qp_csv_opts){.delim = '\t'});
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    CU_ASSERT_EQUAL(qp_K(qp_table_columns(t))[0]->type, QP_LONG);
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(qp_table_columns(t))[1])[0], "x y");
+    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(qp_table_columns(t))[1])[1], "");
+    qp_unref(t);
 }
 
 static void test_csv_errors(void)
