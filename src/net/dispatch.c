@@ -413,6 +413,9 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
     const char *name = NULL;
     qp_value *args = NULL;
     if (x->type == QP_CHAR) {
+        int64_t sp = 0;
+        while (sp < x->v.n && isspace((unsigned char)qp_C(x)[sp])) sp++;
+        if (sp == x->v.n) { j->result = qp_identity(); return; }   /* "" is (::) */
         qp__expr e;
         int rc = qp__expr_parse(qp_C(x), (size_t)x->v.n, &e);
         if (rc == QP_ENOMEM) { j->result = qp_error("wsfull"); return; }
@@ -423,12 +426,6 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
                                  n, qp_C(x), x->v.n > 200 ? "..." : "");
             snprintf(j->what, sizeof j->what, "%.*s", n, qp_C(x));
             return;
-        }
-        if (!e.call) {
-            const char *t = qp_C(x);
-            int64_t i = 0;
-            while (i < x->v.n && isspace((unsigned char)t[i])) i++;
-            if (i == x->v.n) { j->result = qp_identity(); return; }   /* "" is (::) */
         }
         name = e.name;
         args = e.args;

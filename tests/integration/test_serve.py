@@ -1,0 +1,375 @@
+"""`qpeach serve` against real clients: the pure-Python qipc client (which
+shares no code with ours) and our C client through `qpeach call`."""
+import os
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import threading
+import time
+
+import harness
+from harness import Server, qpeach, tmpdir
+from qipc import Conn, Identity, QError, Sym, Table, Vec
+
+
+def expect_qerror(fn, text):
+    try:
+        fn()
+    except QError as e:
+        assert text in str(e), f"error {str(e)!r} does not contain {text!r}"
+        return str(e)
+    raise AssertionError(f"no q error (wanted {text!r})")
+
+
+def passwd_file(d, users):
+    path = os.path.join(d, "passwd")
+    for u, p in users.items():
+        r = qpeach("passwd", path, u, input=p + "\n")
+        assert r.returncode == 0, r.stderr
+    return path
+
+
+# ------------------------------------------------------------ values and calls
+
+def test_echo_round_trips_common_types():
+    values = [42, -7, 1.5, float("-inf"), True, Sym("abc"), Sym(""), "hello", "",
+              b"\x00\x01\xff", Vec("j", [1, 2, -(2**63)]), Vec("f", [1.5, float("nan")]),
+              Vec("i", [1, -2]), Vec("h", [3]), Vec("e", [0.5]), Vec("b", [True, False]),
+              Vec("s", ["a", "bc", ""]), Vec("p", [0, 10**15]), Vec("n", [5]),
+              [1, Sym("a"), "str", [2.5, []]], [], {"a": 1, "b": "x"},
+              Table({"sym": Vec("s", ["a", "b"]), "px": Vec("f", [1.0, 2.0])}), Identity()]
+    with Server("-s", "2") as s, Conn(port=s.port) as c:
+        for v in values:
+            assert c.call([Sym(".qp.echo"), v]) == v, v
+            assert c.call([".qp.echo", v]) == v, v       # name as a char vector
+
+
+def test_char_vector_expressions():
+    with Server() as s, Conn(port=s.port) as c:
+        assert c.call(".qp.echo 42") == 42
+        assert c.call(".qp.echo[1 2 3]") == Vec("j", [1, 2, 3])
+        assert c.call('.qp.echo "a b;c"') == "a b;c"
+        assert c.call(".qp.echo (1;`a;\"xy\";(::))") == [1, Sym("a"), "xy", Identity()]
+        assert c.call(".qp.echo `a`b`c") == Vec("s", ["a", "b", "c"])
+        assert c.call(".qp.echo 1.5 2") == Vec("f", [1.5, 2.0])
+        assert c.call(".qp.echo 1 2 3h") == Vec("h", [1, 2, 3])
+        assert c.call(".qp.echo 0Nj") == -(2**63)
+        assert c.call(".qp.echo 101b") == Vec("b", [True, False, True])
+        assert c.call(".qp.ping[]") is True
+        assert c.call(".qp.set[`x;10 20]") == Sym("x")
+        assert c.call("x") == Vec("j", [10, 20])
+        assert c.call("  x ") == Vec("j", [10, 20])
+        assert c.call(".qp.get `x") == Vec("j", [10, 20])
+        assert c.call(Sym("x")) == Vec("j", [10, 20])                 # `x evaluates x
+        assert c.call(Vec("s", [".qp.get", "x"])) == Vec("j", [10, 20])   # `.qp.get`x
+        assert c.call("") == Identity()
+
+
+def test_errors_are_q_errors():
+    with Server() as s, Conn(port=s.port) as c:
+        msg = expect_qerror(lambda: c.call("1+1"), "qpeach: unsupported expression: 1+1")
+        assert "global names and calls of .qp functions" in msg
+        expect_qerror(lambda: c.call("select from t"), "unsupported expression: select from t")
+        expect_qerror(lambda: c.call("nope[1]"), "unknown function: nope")
+        expect_qerror(lambda: c.call([Sym(".qp.nope"), 1]), "unknown function: .qp.nope")
+        expect_qerror(lambda: c.call(".qp.echo[1;2]"), "rank: .qp.echo")
+        expect_qerror(lambda: c.call([Sym(".qp.set"), 1]), "rank: .qp.set")
+        assert str(expect_qerror(lambda: c.call("undefinedname"), "undefinedname")) == "undefinedname"
+        expect_qerror(lambda: c.call(".qp.get `nothere"), "nothere")
+        expect_qerror(lambda: c.call(42), "unsupported message")
+        # the connection survives errors
+        assert c.call(".qp.echo 1") == 1
+
+
+def test_builtin_info_tables_count_meta():
+    with Server("-s", "3") as s, Conn(port=s.port) as c:
+        t = Table({"sym": Vec("s", ["a", "b", "c"]), "px": Vec("f", [1.0, 2.0, 3.0]),
+                   "n": Vec("j", [1, 2, 3]), "s": ["ab", "cd", "e"]})
+        c.call([Sym(".qp.set"), Sym("trade"), t])
+        c.call([Sym(".qp.set"), Sym("notatable"), 5])
+        info = c.call(".qp.info[]")
+        assert list(info) == ["version", "pid", "python", "secondary", "cores", "tables"]
+        assert info["pid"] == s.proc.pid and info["secondary"] == 3 and info["cores"] >= 1
+        assert info["python"] == ""                    # until the Python module sets it
+        assert info["tables"] == Vec("s", ["trade"])
+        assert c.call(".qp.tables[]") == Vec("s", ["trade"])
+        assert c.call(".qp.count `trade") == 3
+        assert c.call([Sym(".qp.count"), t]) == 3
+        m = c.call(".qp.meta `trade")                  # keyed table: (+c) ! (+t f a)
+        assert m.keys == Table({"c": Vec("s", ["sym", "px", "n", "s"])})
+        assert m.values == Table({"t": "sfjC", "f": Vec("s", [""] * 4), "a": Vec("s", [""] * 4)})
+        expect_qerror(lambda: c.call(".qp.meta `nosuch"), "nosuch")
+        expect_qerror(lambda: c.call([Sym(".qp.meta"), 5]), "type")
+
+
+def test_capability_negotiation():
+    with Server() as s:
+        for cap, want in [(3, 3), (5, 5), (6, 6), (7, 6), (1, 1), (None, 0)]:
+            with Conn(port=s.port, cap=cap) as c:
+                assert c.cap == want, (cap, c.cap)
+                assert c.call(".qp.echo 1") == 1
+
+
+def test_async_messages_keep_order_and_log_errors():
+    with Server() as s, Conn(port=s.port) as c:
+        for i in range(100):
+            c.send([Sym(".qp.set"), Sym("counter"), i], msgtype=0)
+        c.send("nosuchfn[1]", msgtype=0)               # no answer; logged
+        assert c.call("counter") == 99                 # async ones ran first, in order
+        assert harness.wait_for(lambda: any("async nosuchfn" in l for l in s.log))
+
+
+def test_pipelined_sync_calls_answer_in_order():
+    with Server("-s", "2") as s, Conn(port=s.port) as c:
+        big = bytes(range(256)) * 1024                 # 256 KB: goes through the pool
+        for i in range(50):
+            c.send([Sym(".qp.echo"), big if i % 5 == 0 else i])
+        for i in range(50):
+            t, v = c.recv()
+            assert t == 2 and v == (big if i % 5 == 0 else i)
+
+
+def test_large_vector_round_trip():
+    with Server("-s", "2") as s, Conn(port=s.port, timeout=120) as c:
+        data = os.urandom(50 * 1024 * 1024)
+        assert c.call([Sym(".qp.echo"), data]) == data
+        c.call([Sym(".qp.set"), Sym("blob"), data])
+        assert c.call("blob") == data
+    with Server("-s", "0") as s, Conn(port=s.port, timeout=120) as c:   # main thread path
+        data = os.urandom(3 * 1024 * 1024)
+        assert c.call([Sym(".qp.echo"), data]) == data
+
+
+def test_concurrent_clients():
+    nthreads, ncalls = 50, 100
+    errors = []
+    with Server("-s", "2") as s:
+        def client(k):
+            try:
+                with Conn(port=s.port, timeout=60) as c:
+                    for i in range(ncalls):
+                        v = [k, i, Sym(f"t{k}"), "x" * (i % 7)]
+                        r = c.call([Sym(".qp.echo"), v])
+                        if r != v:
+                            errors.append((k, i, r))
+                            return
+            except Exception as e:                      # noqa: BLE001 - reported below
+                errors.append((k, repr(e)))
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(nthreads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        assert not errors, errors[:3]
+        assert s.alive()
+
+
+def test_client_that_never_reads_does_not_block_others():
+    with Server("-s", "2") as s:
+        hog = Conn(port=s.port)
+        hog.call([Sym(".qp.set"), Sym("big"), b"\x01" * (8 << 20)])
+        hog.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for _ in range(40):                            # 320 MB of answers it never reads
+            hog.send("big")
+        with Conn(port=s.port, timeout=20) as c:
+            for i in range(200):
+                assert c.call([Sym(".qp.echo"), i]) == i
+        hog.close()
+        with Conn(port=s.port, timeout=20) as c:       # and the server got over it
+            assert c.call(".qp.ping[]") is True
+
+
+def test_malformed_message_gets_an_error_or_close_and_server_lives():
+    with Server() as s:
+        with Conn(port=s.port) as c:
+            # a char vector claiming a billion items in a tiny message
+            body = bytes([10, 0]) + (10**9).to_bytes(4, "little")
+            c.s.sendall(bytes([1, 1, 0, 0]) + (8 + len(body)).to_bytes(4, "little") + body)
+            try:
+                t, v = c.recv()
+                assert isinstance(v, QError), v
+            except ConnectionError:
+                pass
+        with Conn(port=s.port) as c:
+            c.s.sendall(b"\x01\x01\x00\x00\x04\x00\x00\x00")   # length < header
+            try:
+                c.recv()
+            except (ConnectionError, OSError):
+                pass
+        with Conn(port=s.port) as c:
+            assert c.call(".qp.echo 7") == 7
+
+
+# ------------------------------------------------------------ auth
+
+def test_passwd_file_format_and_mode():
+    d = tmpdir()
+    path = passwd_file(d, {"alice": "s3cret", "bob": "pw2"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    lines = open(path).read().splitlines()
+    assert [l.split(":")[0] for l in lines] == ["alice", "bob"]
+    scheme, iters, salt, h = lines[0].split(":", 1)[1].split("$")
+    assert scheme == "pbkdf2-sha256" and int(iters) >= 100000 and len(salt) == 32 and len(h) == 64
+    assert "s3cret" not in open(path).read()
+    r = qpeach("passwd", path, "alice", input="new\n")
+    assert r.returncode == 0
+    lines2 = open(path).read().splitlines()
+    assert len(lines2) == 2 and lines2[1] == lines[1] and lines2[0] != lines[0]
+    assert qpeach("passwd", path, "a:b", input="x\n").returncode != 0
+    assert qpeach("passwd", path, "carol", input="").returncode != 0
+    assert qpeach("passwd", "--help").returncode == 0
+
+
+def test_auth_accepts_and_rejects():
+    d = tmpdir()
+    path = passwd_file(d, {"alice": "s3cret", "bob": "hunter2"})
+    with Server("-u", path) as s:
+        with Conn(port=s.port, user="alice", password="s3cret") as c:
+            assert c.call(".qp.echo 1") == 1
+        with Conn(port=s.port, user="bob", password="hunter2") as c:
+            assert c.call(".qp.echo 2") == 2
+        for user, pw in [("alice", "wrong"), ("mallory", "s3cret"), ("alice", ""), ("", "")]:
+            try:
+                Conn(port=s.port, user=user, password=pw).close()
+                raise AssertionError(f"{user}:{pw} was let in")
+            except PermissionError:
+                pass
+        assert harness.wait_for(lambda: any("failed login for user 'mallory'" in l for l in s.log))
+        assert not any("s3cret" in l or "wrong" in l for l in s.log)   # no passwords in logs
+        # our C client: the same answers, and its error text
+        r = qpeach("call", "-u", "alice:s3cret", s.addr, ".qp.echo 5")
+        assert r.returncode == 0 and r.stdout.strip() == "5", r
+        r = qpeach("call", "-u", "alice:nope", s.addr, ".qp.echo 5")
+        assert r.returncode == 2 and "access denied" in r.stderr, r
+        r = qpeach("call", s.addr, ".qp.echo 5")
+        assert r.returncode == 2 and "access denied" in r.stderr, r
+
+
+def test_failed_login_does_not_stall_others():
+    d = tmpdir()
+    path = passwd_file(d, {"alice": "pw"})
+    with Server("-u", path, "-s", "2") as s:
+        bad = []
+
+        def brute():
+            for _ in range(4):
+                try:
+                    Conn(port=s.port, user="alice", password="guess").close()
+                except PermissionError:
+                    bad.append(1)
+        t = threading.Thread(target=brute)
+        t.start()
+        with Conn(port=s.port, user="alice", password="pw") as c:
+            for i in range(100):
+                assert c.call([Sym(".qp.echo"), i]) == i
+        t.join(30)
+        assert len(bad) == 4
+
+
+def test_refuses_wide_listen_without_passwords():
+    port = harness.free_port()
+    r = qpeach("serve", "-p", f"0.0.0.0:{port}", timeout=10)
+    assert r.returncode != 0 and "without a password file" in r.stderr and "--insecure" in r.stderr
+    with Server("--insecure", port=f"0.0.0.0:{port}") as s:
+        assert "listening on 0.0.0.0:" in "".join(s.log)
+        with Conn(port=port) as c:
+            assert c.call(".qp.ping[]") is True
+
+
+# ------------------------------------------------------------ unix, TLS
+
+def test_unix_socket():
+    d = tmpdir()
+    path = os.path.join(d, "kx.sock")
+    with Server(unix=path) as s:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with Conn(unix=path) as c:
+            assert c.call(".qp.echo `unix") == Sym("unix")
+        r = qpeach("call", f"unix:{path}", ".qp.echo 1 2")
+        assert r.returncode == 0 and r.stdout.strip() == "1 2", r
+        r = qpeach("call", f"@{path}", ".qp.ping[]")
+        assert r.stdout.strip() == "1b", r
+    assert not os.path.exists(path)                    # removed at exit
+
+
+def _cert(d, name):
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls():
+    d = tmpdir()
+    cert, key = _cert(d, "server")
+    other, _ = _cert(d, "other")
+    pw = passwd_file(d, {"alice": "s3cret"})
+    with Server("-u", pw, "--tls-cert", cert, "--tls-key", key) as s:
+        ok = qpeach("call", "-u", "alice:s3cret", "--tls-ca", cert, s.addr, ".qp.echo `tls")
+        assert ok.returncode == 0 and ok.stdout.strip() == "`tls", ok
+        byname = qpeach("call", "-u", "alice:s3cret", "--tls-ca", cert, f"localhost:{s.port}", ".qp.ping[]")
+        assert byname.returncode == 0, byname
+        wrong = qpeach("call", "-u", "alice:s3cret", "--tls-ca", other, s.addr, ".qp.ping[]")
+        assert wrong.returncode == 2 and "certificate verify failed" in wrong.stderr, wrong
+        system = qpeach("call", "-u", "alice:s3cret", "--tls", s.addr, ".qp.ping[]")
+        assert system.returncode == 2 and "certificate" in system.stderr, system
+        nover = qpeach("call", "-u", "alice:s3cret", "--tls-no-verify", s.addr, ".qp.ping[]")
+        assert nover.returncode == 0, nover
+        bad = qpeach("call", "-u", "alice:nope", "--tls-ca", cert, s.addr, ".qp.ping[]")
+        assert bad.returncode == 2 and "access denied" in bad.stderr, bad
+        plain = qpeach("call", "-u", "alice:s3cret", "--timeout", "3000", s.addr, ".qp.ping[]")
+        assert plain.returncode == 2, plain
+        # Python's ssl module as an independent TLS client
+        ctx = ssl.create_default_context(cafile=cert)
+        raw = socket.create_connection(("127.0.0.1", s.port), 10)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as ts:
+            c = Conn(sock=ts, user="alice", password="s3cret")
+            data = os.urandom(5 << 20)
+            assert c.call([Sym(".qp.echo"), data]) == data
+            assert c.call(".qp.echo 1 2 3") == Vec("j", [1, 2, 3])
+    r = qpeach("serve", "-p", "0", "--tls-cert", cert, timeout=10)
+    assert r.returncode != 0 and "--tls-key" in r.stderr
+
+
+# ------------------------------------------------------------ the CLI
+
+def test_qpeach_call_output_and_exit_codes():
+    with Server() as s:
+        def call(*a):
+            return qpeach("call", s.addr, *a)
+        assert call(".qp.echo 42").stdout == "42\n"
+        assert call(".qp.echo 1 2 3").stdout == "1 2 3\n"
+        assert call(".qp.echo `a`b").stdout == "`a`b\n"
+        assert call(".qp.echo", '"hi"').stdout == '"hi"\n'
+        assert call(".qp.echo", "1.5").stdout == "1.5\n"
+        assert call(".qp.echo", "-3").stdout == "-3\n"                  # not an option
+        assert call(".qp.set", "`v", "(1;`a)").stdout == "`v\n"
+        assert call("v").stdout == "(1;`a)\n"
+        e = call("1+1")
+        assert e.returncode == 1 and e.stderr.startswith("'qpeach: unsupported expression: 1+1")
+        e = call(".qp.echo", "1+")
+        assert e.returncode == 2 and "argument 1" in e.stderr
+    port = harness.free_port()
+    r = qpeach("call", f"127.0.0.1:{port}", ".qp.ping[]")
+    assert r.returncode == 2 and "qpeach call" in r.stderr
+    assert qpeach("call", "--help").returncode == 0
+    assert qpeach("serve", "--help").returncode == 0
+    assert qpeach("help", "call").returncode == 0
+
+
+def test_port_zero_prints_the_port_and_signals_stop_cleanly():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        p = subprocess.Popen([harness.QPEACH, "serve", "-p", "0"], stderr=subprocess.PIPE, text=True)
+        line = p.stderr.readline()
+        assert line.startswith("qpeach serve: listening on 127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+        with Conn(port=port) as c:
+            assert c.call(".qp.ping[]") is True
+        p.send_signal(sig)
+        assert p.wait(10) == 0
+        p.stderr.close()

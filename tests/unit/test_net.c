@@ -1,0 +1,294 @@
+/* test_net.c - CUnit suite for the net module's pure parts: q literals and
+ * expressions (what the server accepts), password hashing and files, and
+ * address parsing. The server and client are tested against a real server
+ * process in tests/integration/test_serve.py.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "qpeach/auth.h"
+#include "qpeach/conn.h"
+#include "../../src/net/net.h"
+
+static qp_value *lit(const char *s)
+{
+    char err[128];
+    return qp__literal_parse(s, strlen(s), err, sizeof err);
+}
+
+/* ---- literals ---- */
+
+static void test_literal_atoms(void)
+{
+    qp_value *v;
+    v = lit("42");    CU_ASSERT(v && v->type == -QP_LONG && v->j == 42); qp_unref(v);
+    v = lit(" -7 ");  CU_ASSERT(v && v->type == -QP_LONG && v->j == -7); qp_unref(v);
+    v = lit("1.5");   CU_ASSERT(v && v->type == -QP_FLOAT && v->f == 1.5); qp_unref(v);
+    v = lit("2e");    CU_ASSERT(v && v->type == -QP_REAL && v->e == 2.0f); qp_unref(v);
+    v = lit("1e3");   CU_ASSERT(v && v->type == -QP_FLOAT && v->f == 1000.0); qp_unref(v);
+    v = lit("3i");    CU_ASSERT(v && v->type == -QP_INT && v->i == 3); qp_unref(v);
+    v = lit("3h");    CU_ASSERT(v && v->type == -QP_SHORT && v->h == 3); qp_unref(v);
+    v = lit("3j");    CU_ASSERT(v && v->type == -QP_LONG && v->j == 3); qp_unref(v);
+    v = lit("3f");    CU_ASSERT(v && v->type == -QP_FLOAT && v->f == 3.0); qp_unref(v);
+    v = lit("1b");    CU_ASSERT(v && v->type == -QP_BOOL && v->g == 1); qp_unref(v);
+    v = lit("0x2a");  CU_ASSERT(v && v->type == -QP_BYTE && v->g == 42); qp_unref(v);
+    v = lit("0N");    CU_ASSERT(v && v->type == -QP_LONG && v->j == QP_NULL_J); qp_unref(v);
+    v = lit("0Ni");   CU_ASSERT(v && v->type == -QP_INT && v->i == QP_NULL_I); qp_unref(v);
+    v = lit("0Wh");   CU_ASSERT(v && v->type == -QP_SHORT && v->h == QP_INF_H); qp_unref(v);
+    v = lit("-0W");   CU_ASSERT(v && v->type == -QP_LONG && v->j == -QP_INF_J); qp_unref(v);
+    v = lit("0n");    CU_ASSERT(v && v->type == -QP_FLOAT && isnan(v->f)); qp_unref(v);
+    v = lit("-0w");   CU_ASSERT(v && v->type == -QP_FLOAT && isinf(v->f) && v->f < 0); qp_unref(v);
+    v = lit("`abc");  CU_ASSERT(v && v->type == -QP_SYMBOL && !strcmp(v->s, "abc")); qp_unref(v);
+    v = lit("`");     CU_ASSERT(v && v->type == -QP_SYMBOL && !strcmp(v->s, "")); qp_unref(v);
+    v = lit("`.qp.x"); CU_ASSERT(v && v->type == -QP_SYMBOL && !strcmp(v->s, ".qp.x")); qp_unref(v);
+    v = lit("\"a\""); CU_ASSERT(v && v->type == -QP_CHAR && v->c == 'a'); qp_unref(v);
+    v = lit("(::)");  CU_ASSERT(v && v->type == QP_UNARY); qp_unref(v);
+}
+
+static void test_literal_vectors_and_lists(void)
+{
+    qp_value *v = lit("1 2 3");
+    CU_ASSERT(v && v->type == QP_LONG && v->v.n == 3 && qp_J(v)[2] == 3);
+    qp_unref(v);
+    v = lit("1 2.5 -3");
+    CU_ASSERT(v && v->type == QP_FLOAT && v->v.n == 3 && qp_F(v)[1] == 2.5 && qp_F(v)[2] == -3);
+    qp_unref(v);
+    v = lit("1 2 3h");
+    CU_ASSERT(v && v->type == QP_SHORT && v->v.n == 3 && qp_H(v)[0] == 1);
+    qp_unref(v);
+    v = lit("1 0N 3i");
+    CU_ASSERT(v && v->type == QP_INT && qp_I(v)[1] == QP_NULL_I);
+    qp_unref(v);
+    v = lit("0101b");
+    CU_ASSERT(v && v->type == QP_BOOL && v->v.n == 4 && qp_G(v)[1] == 1 && qp_G(v)[2] == 0);
+    qp_unref(v);
+    v = lit("0x0102ff");
+    CU_ASSERT(v && v->type == QP_BYTE && v->v.n == 3 && qp_G(v)[2] == 255);
+    qp_unref(v);
+    v = lit("`a`bc`");
+    CU_ASSERT(v && v->type == QP_SYMBOL && v->v.n == 3 && !strcmp(qp_S(v)[1], "bc") && !strcmp(qp_S(v)[2], ""));
+    qp_unref(v);
+    v = lit("\"hello \\\"q\\\"\\n\"");
+    CU_ASSERT(v && v->type == QP_CHAR && v->v.n == 10 && !memcmp(qp_C(v), "hello \"q\"\n", 10));
+    qp_unref(v);
+    v = lit("\"\"");
+    CU_ASSERT(v && v->type == QP_CHAR && v->v.n == 0);
+    qp_unref(v);
+    v = lit("(1;2;3)");                         /* collapses to a vector, as in q */
+    CU_ASSERT(v && v->type == QP_LONG && v->v.n == 3);
+    qp_unref(v);
+    v = lit("(1;`a;\"bc\";(2.5;()))");
+    CU_ASSERT(v && v->type == QP_LIST && v->v.n == 4);
+    if (v && v->v.n == 4) {
+        CU_ASSERT(qp_K(v)[1]->type == -QP_SYMBOL);
+        CU_ASSERT(qp_K(v)[2]->type == QP_CHAR);
+        qp_value *in = qp_K(v)[3];
+        CU_ASSERT(in->type == QP_LIST && in->v.n == 2 && qp_K(in)[1]->type == QP_LIST && qp_K(in)[1]->v.n == 0);
+    }
+    qp_unref(v);
+    v = lit("()");
+    CU_ASSERT(v && v->type == QP_LIST && v->v.n == 0);
+    qp_unref(v);
+    v = lit("(42)");
+    CU_ASSERT(v && v->type == -QP_LONG && v->j == 42);
+    qp_unref(v);
+}
+
+static void test_literal_rejects(void)
+{
+    const char *bad[] = { "", "1+1", "x", "1 2 +", "\"open", "(1;2", "1.5i", "0x", "0x123",
+                          "1 `a", "{x}", "1q", "(1 2", "--1", "`a b" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[128] = "";
+        qp_value *v = qp__literal_parse(bad[i], strlen(bad[i]), err, sizeof err);
+        if (v) printf("\n  accepted bad literal: %s\n", bad[i]);
+        CU_ASSERT_PTR_NULL(v);
+        CU_ASSERT(err[0] != 0);
+        qp_unref(v);
+    }
+    /* deep nesting is refused, not a stack overflow */
+    char deep[4000];
+    memset(deep, '(', 2000);
+    memset(deep + 2000, ')', 2000);
+    CU_ASSERT_PTR_NULL(qp__literal_parse(deep, sizeof deep, NULL, 0));
+}
+
+/* ---- expressions ---- */
+
+static void test_expr(void)
+{
+    qp__expr e;
+    const char *s = ".qp.echo[1;`a]";
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && !strcmp(e.name, ".qp.echo") && e.args && e.args->v.n == 2);
+    CU_ASSERT(e.name == qp_sym_intern(".qp.echo", 8));     /* interned */
+    qp_unref(e.args);
+
+    s = ".qp.ping[]";
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && e.args->v.n == 1 && qp_K(e.args)[0]->type == QP_UNARY);
+    qp_unref(e.args);
+
+    s = "f 1 2 3";
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && e.args->v.n == 1 && qp_K(e.args)[0]->type == QP_LONG);
+    qp_unref(e.args);
+
+    s = "f[\"a;b]\";(1;2)]";                           /* ; and ] inside strings/parens */
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.args && e.args->v.n == 2 && qp_K(e.args)[0]->v.n == 4);
+    qp_unref(e.args);
+
+    s = "  trade  ";
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(!e.call && !strcmp(e.name, "trade") && !e.args);
+
+    const char *bad[] = { "1+1", "f[1;]", "f[;1]", "f[1", "f[1]x", "f 1+", "select from t",
+                          "f[1](2)", "f", "", "`a" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = qp__expr_parse(bad[i], strlen(bad[i]), &e);
+        if (!strcmp(bad[i], "f")) { CU_ASSERT(rc == 0 && !e.call); continue; }
+        if (rc == 0) printf("\n  accepted bad expression: %s\n", bad[i]);
+        CU_ASSERT_EQUAL(rc, QP_EARG);
+        CU_ASSERT_PTR_NULL(e.args);
+    }
+}
+
+/* ---- passwords ---- */
+
+static void test_passwd_hash_verify(void)
+{
+    char h1[QP_PASSWD_MAX], h2[QP_PASSWD_MAX];
+    CU_ASSERT_EQUAL(qp_passwd_hash("s3cret", h1, sizeof h1), 0);
+    CU_ASSERT_EQUAL(qp_passwd_hash("s3cret", h2, sizeof h2), 0);
+    CU_ASSERT(strncmp(h1, "pbkdf2-sha256$100000$", 21) == 0);
+    CU_ASSERT(strcmp(h1, h2) != 0);                       /* salted */
+    CU_ASSERT(strstr(h1, "s3cret") == NULL);
+    CU_ASSERT_EQUAL(qp_passwd_verify(h1, "s3cret"), 1);
+    CU_ASSERT_EQUAL(qp_passwd_verify(h2, "s3cret"), 1);
+    CU_ASSERT_EQUAL(qp_passwd_verify(h1, "s3cres"), 0);
+    CU_ASSERT_EQUAL(qp_passwd_verify(h1, ""), 0);
+    /* a well-formed entry (digest of something else) verifies as 0, not an error */
+    const char *known = "pbkdf2-sha256$1$000102030405060708090a0b0c0d0e0f$"
+                        "7e8a0b3f9a1e30b48f7ea3f7d42f3c1ba8d09a0b8d3bfbeb4a0c1a3f2c5b8a10";
+    CU_ASSERT_EQUAL(qp_passwd_verify(known, "x"), 0);
+    const char *bad[] = { "", "md5$1$00$00", "pbkdf2-sha256$0$000102030405060708090a0b0c0d0e0f$00",
+                          "pbkdf2-sha256$1$0001$7e8a", "pbkdf2-sha256$x$00$00",
+                          "pbkdf2-sha256$99999999999$000102030405060708090a0b0c0d0e0f$"
+                          "7e8a0b3f9a1e30b48f7ea3f7d42f3c1ba8d09a0b8d3bfbeb4a0c1a3f2c5b8a10" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_EQUAL(qp_passwd_verify(bad[i], "x"), QP_EARG);
+}
+
+static void test_passwd_python_vector(void)
+{
+    /* computed independently by Python's hashlib (OpenSSL underneath, but
+     * a different code path: our file format, our hex, our compare) */
+    FILE *p = popen("/usr/bin/python3 -c \"import hashlib;print(hashlib.pbkdf2_hmac("
+                    "'sha256', b'password', bytes(range(16)), 3).hex())\"", "r");
+    char hexd[80] = "";
+    if (!p || !fgets(hexd, sizeof hexd, p)) { if (p) pclose(p); CU_FAIL("python3 not available"); return; }
+    pclose(p);
+    hexd[strcspn(hexd, "\n")] = 0;
+    char entry[200];
+    snprintf(entry, sizeof entry, "pbkdf2-sha256$3$000102030405060708090a0b0c0d0e0f$%s", hexd);
+    CU_ASSERT_EQUAL(qp_passwd_verify(entry, "password"), 1);
+    CU_ASSERT_EQUAL(qp_passwd_verify(entry, "Password"), 0);
+}
+
+static void test_passwd_file_and_auth(void)
+{
+    char dir[] = "/tmp/qpeach-test-net-XXXXXX", path[128], err[256];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    CU_ASSERT_EQUAL(qp_passwd_set(path, "alice", "one", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_passwd_set(path, "bob", "two", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_passwd_set(path, "alice", "three", err, sizeof err), 0);
+    CU_ASSERT(qp_passwd_set(path, "bad:name", "x", err, sizeof err) < 0);
+    CU_ASSERT(qp_passwd_set(path, "", "x", err, sizeof err) < 0);
+    struct stat st;
+    CU_ASSERT(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    qp_auth *a = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_auth_load(path, &a, err, sizeof err), 0);
+    CU_ASSERT(qp_auth_check(a, "alice", "three"));
+    CU_ASSERT(qp_auth_check(a, "alice", "three"));       /* from the cache */
+    CU_ASSERT(!qp_auth_check(a, "alice", "one"));
+    CU_ASSERT(qp_auth_check(a, "bob", "two"));
+    CU_ASSERT(!qp_auth_check(a, "bob", "three"));
+    CU_ASSERT(!qp_auth_check(a, "carol", "two"));
+    CU_ASSERT(!qp_auth_check(a, "", ""));
+    qp_auth_free(a);
+    qp_auth_free(NULL);
+    /* malformed file: an error naming the line */
+    FILE *f = fopen(path, "a");
+    fputs("eve:plaintext\n", f);
+    fclose(f);
+    CU_ASSERT(qp_auth_load(path, &a, err, sizeof err) < 0);
+    CU_ASSERT(strstr(err, "line 3") != NULL);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none", dir);
+    CU_ASSERT(qp_auth_load(missing, &a, err, sizeof err) < 0);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- addresses ---- */
+
+static void test_addresses(void)
+{
+    qp__addr a;
+    CU_ASSERT(qp__addr_parse("localhost:5050", false, &a) == 0 && a.kind == QP__ADDR_TCP &&
+              !strcmp(a.host, "localhost") && a.port == 5050);
+    CU_ASSERT(qp__addr_parse(":5050", false, &a) == 0 && !strcmp(a.host, "127.0.0.1") && a.port == 5050);
+    CU_ASSERT(qp__addr_parse("5050", true, &a) == 0 && !strcmp(a.host, "127.0.0.1") && a.port == 5050);
+    CU_ASSERT(qp__addr_parse("0", true, &a) == 0 && a.port == 0);
+    CU_ASSERT(qp__addr_parse("0.0.0.0:1", true, &a) == 0 && !strcmp(a.host, "0.0.0.0"));
+    CU_ASSERT(qp__addr_parse("*:1", true, &a) == 0 && !strcmp(a.host, "0.0.0.0"));
+    CU_ASSERT(qp__addr_parse("[::1]:7", false, &a) == 0 && !strcmp(a.host, "::1") && a.port == 7);
+    CU_ASSERT(qp__addr_parse("unix:/tmp/x.sock", false, &a) == 0 && a.kind == QP__ADDR_UNIX &&
+              !strcmp(a.path, "/tmp/x.sock") && !a.abstract);
+    CU_ASSERT(qp__addr_parse("@/tmp/kx.5050", true, &a) == 0 && a.kind == QP__ADDR_UNIX &&
+              !strcmp(a.path, "/tmp/kx.5050") && !a.abstract);
+    CU_ASSERT(qp__addr_parse("unix://5050", false, &a) == 0 && a.kind == QP__ADDR_UNIX &&
+              !strcmp(a.path, "/tmp/kx.5050") && a.abstract);
+    const char *bad[] = { "", "host:", "host:99999", "host:12x", "unix:", "@", "unix://x", ":-1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_EQUAL(qp__addr_parse(bad[i], false, &a), QP_EADDR);
+    CU_ASSERT(qp__host_is_loopback("127.0.0.1") && qp__host_is_loopback("localhost") &&
+              qp__host_is_loopback("::1") && !qp__host_is_loopback("0.0.0.0") &&
+              !qp__host_is_loopback("10.0.0.1"));
+
+    /* the client reports a bad address and a refused connection clearly */
+    char err[256];
+    qp_conn *c = NULL;
+    CU_ASSERT_EQUAL(qp_conn_open("nope:", NULL, &c, err, sizeof err), QP_EADDR);
+    CU_ASSERT(strstr(err, "bad address") != NULL && c == NULL);
+    CU_ASSERT(qp_conn_open("unix:/nonexistent/qpeach.sock", NULL, &c, err, sizeof err) < 0);
+    CU_ASSERT(strstr(err, "connect") != NULL && c == NULL);
+    qp_conn_close(NULL);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("net", NULL, NULL);
+    CU_add_test(s, "literal atoms", test_literal_atoms);
+    CU_add_test(s, "literal vectors and lists", test_literal_vectors_and_lists);
+    CU_add_test(s, "literal rejects", test_literal_rejects);
+    CU_add_test(s, "expressions", test_expr);
+    CU_add_test(s, "password hash and verify", test_passwd_hash_verify);
+    CU_add_test(s, "password vs python hashlib", test_passwd_python_vector);
+    CU_add_test(s, "password file and auth", test_passwd_file_and_auth);
+    CU_add_test(s, "addresses", test_addresses);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_tests_failed() + CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
