@@ -480,3 +480,24 @@ def test_fanout_error_names_partition():
         raise AssertionError("a failed partition must raise FanoutError")
     a.close()
     b.close()
+
+
+def test_shipping_by_value():
+    # What .qp.def receives: dill bytes that load and run in a Python that
+    # has none of this test's modules (closure, helper and global copied by
+    # value), and an id that is the SHA-256 of those bytes.
+    import hashlib
+    base = 5
+
+    def shipped(x, *, k=1):
+        return helper_scale(x) * k + base
+
+    sh = remote._Shipped(shipped)
+    assert isinstance(sh.code, bytes), "dill is installed: code must be dill bytes"
+    assert sh.id == hashlib.sha256(sh.code).hexdigest()
+    prog = ("import sys, dill; f = dill.loads(sys.stdin.buffer.read()); "
+            "print(f(2), f(2, k=10))")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-c", prog], input=sh.code,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.split() == [b"11", b"65"], out.stdout
