@@ -537,6 +537,28 @@ static void test_csv_million(void)
     }
 }
 
+/* Random bytes drawn from CSV's alphabet: a table or an error, never a
+ * crash (run under ASan by make asan). */
+static void test_csv_garbage(void)
+{
+    const char alphabet[] = "a1,\"\n\r.-:ED 0N\t";
+    char text[600];
+    srand(11);
+    for (int i = 0; i < 400; i++) {
+        int n = 1 + rand() % (int)(sizeof text - 1);
+        for (int k = 0; k < n; k++) text[k] = alphabet[rand() % (int)(sizeof alphabet - 1)];
+        text[n] = 0;
+        qp_value *t = load(text, NULL);
+        CU_ASSERT(t && (t->type == QP_TABLE || t->type == QP_ERROR));
+        if (t && t->type == QP_TABLE) {
+            char *f = qp_format(t, 40);
+            CU_ASSERT_PTR_NOT_NULL(f);
+            free(f);
+        }
+        qp_unref(t);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* q IPC files                                                         */
 /* ------------------------------------------------------------------ */
@@ -635,6 +657,7 @@ int main(void)
     CU_add_test(s, "csv errors", test_csv_errors);
     CU_add_test(s, "csv round trip, every type", test_csv_roundtrip_types);
     CU_add_test(s, "csv 1M rows", test_csv_million);
+    CU_add_test(s, "csv garbage in, no crash", test_csv_garbage);
     CU_add_test(s, "q IPC files", test_ipc_files);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
