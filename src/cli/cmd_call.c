@@ -3,94 +3,13 @@
  * 'msg to stderr), 2 on bad usage or a transport failure.
  */
 #include <getopt.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "qpeach/conn.h"
+#include "qpeach/table.h"
 #include "../net/net.h"
-
-/* ---- A minimal q-console printer, until table.h's qp_format lands.
- * (TODO: replace by qp_format and delete this section.) ---- */
-
-static void print_atom(FILE *f, int t, const void *p, bool in_vec)
-{
-    switch (t) {
-    case QP_BOOL: fprintf(f, "%d%s", *(const uint8_t *)p, in_vec ? "" : "b"); break;
-    case QP_BYTE: fprintf(f, "%s%02x", in_vec ? "" : "0x", *(const uint8_t *)p); break;
-    case QP_SHORT: {
-        int16_t h = *(const int16_t *)p;
-        if (h == QP_NULL_H) fprintf(f, "0N"); else fprintf(f, "%d", h);
-        if (!in_vec) fputc('h', f);
-        break;
-    }
-    case QP_INT: case QP_MONTH: case QP_DATE: case QP_MINUTE: case QP_SECOND: case QP_TIME: {
-        int32_t i = *(const int32_t *)p;
-        if (i == QP_NULL_I) fprintf(f, "0N"); else fprintf(f, "%d", i);
-        if (!in_vec && t == QP_INT) fputc('i', f);
-        break;
-    }
-    case QP_LONG: case QP_TIMESTAMP: case QP_TIMESPAN: {
-        int64_t j = *(const int64_t *)p;
-        if (j == QP_NULL_J) fprintf(f, "0N"); else fprintf(f, "%" PRId64, j);
-        break;
-    }
-    case QP_REAL: case QP_FLOAT: case QP_DATETIME: {
-        double d = t == QP_REAL ? *(const float *)p : *(const double *)p;
-        if (isnan(d)) fprintf(f, "0n");
-        else if (isinf(d)) fprintf(f, d > 0 ? "0w" : "-0w");
-        else {
-            char b[40];
-            snprintf(b, sizeof b, "%.7g", d);
-            fputs(b, f);
-            if (!in_vec && !strpbrk(b, ".e")) fputc('f', f);
-        }
-        if (!in_vec && t == QP_REAL) fputc('e', f);
-        break;
-    }
-    case QP_CHAR: fprintf(f, in_vec ? "%c" : "\"%c\"", *(const char *)p); break;
-    case QP_SYMBOL: fprintf(f, "`%s", *(const char *const *)p); break;
-    default: fprintf(f, "<%s>", qp_type_name(t)); break;
-    }
-}
-
-static void print_value(FILE *f, const qp_value *x)
-{
-    if (x->type < 0 && x->type != QP_ERROR) {
-        print_atom(f, -x->type, &x->g, false);
-    } else if (x->type == QP_CHAR) {
-        fprintf(f, "%s\"%.*s\"", x->v.n == 1 ? "," : "", (int)x->v.n, qp_C(x));
-    } else if (x->type >= 1 && x->type <= 19) {
-        if (x->v.n == 0) { fprintf(f, "`%s$()", qp_type_name(x->type)); return; }
-        if (x->v.n == 1) fputc(',', f);
-        size_t w = qp_type_width(x->type);
-        for (int64_t i = 0; i < x->v.n; i++) {
-            if (i && x->type != QP_SYMBOL && x->type != QP_BOOL) fputc(' ', f);
-            print_atom(f, x->type, (const char *)x->v.data + i * w, true);
-        }
-        if (x->type == QP_BOOL) fputc('b', f);
-    } else if (x->type == QP_LIST) {
-        fputc('(', f);
-        for (int64_t i = 0; i < x->v.n; i++) {
-            if (i) fputc(';', f);
-            print_value(f, qp_K(x)[i]);
-        }
-        fputc(')', f);
-    } else if (qp_is_dict(x)) {
-        print_value(f, qp_dict_keys(x));
-        fputc('!', f);
-        print_value(f, qp_dict_values(x));
-    } else if (x->type == QP_TABLE) {
-        fputc('+', f);
-        print_value(f, qp_table_dict(x));
-    } else if (x->type == QP_UNARY && x->v.n == 1 && ((const uint8_t *)x->v.data)[0] == 0) {
-        fprintf(f, "::");
-    } else {
-        fprintf(f, "<%s>", qp_type_name(x->type));
-    }
-}
 
 /* ---- the command ---- */
 
@@ -182,8 +101,12 @@ int qp_cmd_call(int argc, char **argv)
         qp_unref(r);
         return 1;
     }
-    print_value(stdout, r);
-    fputc('\n', stdout);
+    char *text = qp_format(r, 0);
     qp_unref(r);
+    if (!text) { fprintf(stderr, "qpeach call: out of memory\n"); return 2; }
+    size_t n = strlen(text);
+    fputs(text, stdout);
+    if (n && text[n - 1] != '\n') fputc('\n', stdout);
+    free(text);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "qpeach/server.h"
+#include "qpeach/table.h"
 
 static qp_server *running;
 
@@ -103,14 +104,26 @@ int qp_cmd_serve(int argc, char **argv)
         free(loads);
         return 1;
     }
-    /* TODO(table/py helpers): --load NAME=FILE -> qp_table_load(FILE) then
-     * qp_server_set(s, NAME, table), once table.c lands; until then it is
-     * refused rather than ignored. */
-    if (nloads) {
-        fprintf(stderr, "qpeach serve: --load is not available yet in this build\n");
-        qp_server_free(s);
-        free(loads);
-        return 2;
+    /* --load NAME=FILE: tables (CSV, or q IPC files) as globals before the
+     * first client can ask for them */
+    for (int i = 0; i < nloads; i++) {
+        char name[256];
+        const char *eq = strchr(loads[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
+        qp_value *t = qp_table_load(eq + 1, NULL);
+        if (!t || t->type == QP_ERROR) {
+            fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
+            qp_unref(t);
+            qp_server_free(s);
+            free(loads);
+            return 1;
+        }
+        if (qp_server_set(s, name, t)) {
+            fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
+            qp_server_free(s);
+            free(loads);
+            return 1;
+        }
     }
     free(loads);
     struct sigaction sa = { .sa_handler = on_signal };

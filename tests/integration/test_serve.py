@@ -338,7 +338,11 @@ def test_tls():
 # ------------------------------------------------------------ the CLI
 
 def test_qpeach_call_output_and_exit_codes():
-    with Server() as s:
+    d = tmpdir()
+    csv = os.path.join(d, "trade.csv")
+    with open(csv, "w") as f:
+        f.write("sym,px\na,1.5\nb,2.5\n")
+    with Server("--load", f"trade={csv}") as s:
         def call(*a):
             return qpeach("call", s.addr, *a)
         assert call(".qp.echo 42").stdout == "42\n"
@@ -348,11 +352,16 @@ def test_qpeach_call_output_and_exit_codes():
         assert call(".qp.echo", "1.5").stdout == "1.5\n"
         assert call(".qp.echo", "-3").stdout == "-3\n"                  # not an option
         assert call(".qp.set", "`v", "(1;`a)").stdout == "`v\n"
-        assert call("v").stdout == "(1;`a)\n"
+        assert call("v").stdout == "1\n`a\n"                  # q shows a list item per line
+        assert call(".qp.echo", "`a`b!1 2").returncode == 2      # not a literal we parse
+        t = call(".qp.meta `trade")
+        assert t.returncode == 0 and t.stdout.splitlines()[:3] == ["c  | t f a", "---| -----", "sym| s    "], t
         e = call("1+1")
         assert e.returncode == 1 and e.stderr.startswith("'qpeach: unsupported expression: 1+1")
         e = call(".qp.echo", "1+")
         assert e.returncode == 2 and "argument 1" in e.stderr
+    r = qpeach("serve", "-p", "0", "--load", f"t={d}/missing.csv", timeout=10)
+    assert r.returncode == 1 and "missing.csv" in r.stderr, r
     port = harness.free_port()
     r = qpeach("call", f"127.0.0.1:{port}", ".qp.ping[]")
     assert r.returncode == 2 and "qpeach call" in r.stderr
