@@ -92,10 +92,16 @@ def fan(sessions):
         print("fanout    skipped: the worker has no Python functions (.qp.def)")
         return
     t = trades(T_ROWS)
-    t0 = time.perf_counter()
-    keys = np.unique(t["sym"])
-    local = [vwap({c: v[t["sym"] == k] for c, v in t.items()}) for k in keys]
-    base = time.perf_counter() - t0
+    # The same numpy code in one process, on the same partitions (grouped
+    # by sym the way fanout groups them: one stable argsort, then slices).
+    base = 1e30
+    for _ in range(1 if QUICK else 3):
+        t0 = time.perf_counter()
+        order = np.argsort(t["sym"], kind="stable")
+        sk = t["sym"][order]
+        cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
+        local = [vwap({c: v[idx] for c, v in t.items()}) for idx in np.split(order, cut)]
+        base = min(base, time.perf_counter() - t0)
     kx.remote.fanout(vwap, sessions, table={c: v[:1000] for c, v in t.items()}, by="sym")
     best = 1e30
     for _ in range(1 if QUICK else 3):

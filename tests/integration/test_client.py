@@ -84,6 +84,21 @@ def need_python(sess):
         raise Skip(f"worker has no Python functions: {e}")
 
 
+def worker_path(sess):
+    """Puts python/ on the worker's sys.path, so its Python can `import
+    qpeach`. The worker runs an isolated interpreter that ignores
+    PYTHONPATH; until `qpeach serve` adds the package's directory itself
+    (asked of the py helper), the test does it through a remote function."""
+    @kx.remote.function(sess)
+    def add_path(p):
+        import sys
+        if p not in sys.path:
+            sys.path.insert(0, p)
+        return len(sys.path)
+
+    add_path(PYDIR)
+
+
 # ---- extension: codec and connection ------------------------------------
 
 def test_codec_roundtrip_local():
@@ -268,6 +283,7 @@ def test_walkthrough():
     assert single_arg_function(10) == 20
     assert multi_arg_function(10, 20) == 30
 
+    worker_path(sess)
     sess.libraries({"np": "numpy", "kx": "qpeach"})
 
     @kx.remote.function(sess)
@@ -282,7 +298,10 @@ def test_walkthrough():
 
 
 def test_libraries_in_constructor_and_body():
-    need_python(open_session(server()))
+    probe = open_session(server())
+    need_python(probe)
+    worker_path(probe)
+    probe.close()
     sess = open_session(server(), libraries={"np": np, "kx": "qpeach"})
 
     @kx.remote.function(sess)
@@ -501,3 +520,29 @@ def test_shipping_by_value():
                          capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.split() == [b"11", b"65"], out.stdout
+
+
+def test_fanout_resident_table():
+    # The table lives on each worker (.qp.load); only row bounds travel and
+    # each worker runs the function on its rows in place (.qp.apply).
+    a, b = open_session(server("a")), open_session(server("b"))
+    need_python(a)
+    t = _trades(5000, seed=3)
+    path = os.path.join(harness.tmpdir(), "trade.csv")
+    with open(path, "w") as f:
+        f.write("sym,price,size\n")
+        for s_, p, z in zip(t["sym"], t["price"], t["size"]):
+            f.write(f"{s_},{p!r},{z}\n")
+    for s in (a, b):
+        s._call(".qp.load", "trade_fan", path)
+
+    def notional(tbl):
+        return float((tbl["price"] * tbl["size"]).sum())
+
+    got = kx.remote.fanout(notional, [a, b], table="trade_fan", pieces=6, merge="sum")
+    assert np.isclose(got, (t["price"] * t["size"]).sum()), got
+    rows = kx.remote.fanout(lambda tbl: len(tbl["size"]), [a, b], table="trade_fan",
+                            pieces=4, merge="sum")
+    assert rows == 5000, rows
+    a.close()
+    b.close()
