@@ -11,7 +11,9 @@
 #define COMMANDS(X) \
     X(serve,  "run a worker server that speaks kdb+ IPC") \
     X(call,   "send one call to a q process and print the result") \
-    X(passwd, "add or replace a user in a password file")
+    X(passwd, "add or replace a user in a password file") \
+    X(run,    "run a job file: partitions, workers, merge, resume") \
+    X(topo,   "print the machine's topology and worker placement")
 
 #define DECLARE(name, help) int qp_cmd_##name(int argc, char **argv);
 COMMANDS(DECLARE)

@@ -1,0 +1,109 @@
+/* qpeach/sched.h - the scheduler: partition plans, dispatch over many
+ * connections, merging partial results, writing the output, and the whole
+ * `qpeach run` of a job.
+ *
+ * Memory rules: see value.h. Plans own their parts (and the values and
+ * strings in them); qp_partplan_free is NULL-safe. Merge functions borrow
+ * the partials and return a new reference (a q error value (-128) when the
+ * partials cannot be merged, NULL only on OOM).
+ */
+#ifndef QPEACH_SCHED_H
+#define QPEACH_SCHED_H
+
+#include "qpeach/job.h"
+#include "qpeach/value.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- Partition plans ---- */
+
+typedef struct qp_part {
+    int kind;              /* enum qp_part_by */
+    int64_t start, end;    /* rows [start, end) for QP_PART_ROWS */
+    qp_value *value;       /* the column's value (an atom) for QP_PART_COLUMN */
+    char *file;            /* the file for QP_PART_FILE */
+    int64_t rows;          /* rows in the partition, -1 when not known */
+} qp_part;
+
+typedef struct qp_partplan {
+    int64_t n;             /* partitions (tasks) */
+    qp_part *parts;
+    char *column;          /* the column for QP_PART_COLUMN */
+} qp_partplan;
+
+/* Rows [0, count) into `pieces` nearly equal ranges (empty ones dropped;
+ * a zero-row table gives one empty range). */
+int qp_partplan_rows(int64_t count, int pieces, qp_partplan **out);
+/* One partition per distinct value of a column: values is a vector of the
+ * column's items (borrowed; duplicates allowed), sorted into a fixed order
+ * so every run plans the same. counts may be NULL. */
+int qp_partplan_column(const char *column, const qp_value *values, qp_partplan **out);
+/* One partition per file matching a glob pattern, in sorted order.
+ * Returns QP_EARG when nothing matches. */
+int qp_partplan_files(const char *pattern, qp_partplan **out);
+void qp_partplan_free(qp_partplan *p);
+
+/* The `part` argument of `.qp.apply[fn; table; part]` for partition i:
+ * rows as a long vector (start; end), a column as (`column; value).
+ * Returns a new reference. */
+qp_value *qp_part_descriptor(const qp_partplan *p, int64_t i);
+/* The whole plan as a q value (a list of descriptors; files as strings):
+ * its IPC bytes identify the plan in the journal. New reference. */
+qp_value *qp_partplan_value(const qp_partplan *p);
+/* "rows 0-1250000", "sym=`IBM", "trades/2024.01.02.csv" (malloc'd). */
+char *qp_part_describe(const qp_partplan *p, int64_t i);
+
+/* Distinct items of a vector in sorted order (symbols by bytes, numbers
+ * numerically). New reference, or an error value for unsupported types. */
+qp_value *qp_distinct_sorted(const qp_value *v);
+
+/* ---- Merging ---- */
+
+/* Merges the partials (borrowed, in partition order) as the job says:
+ * concat, sum, min, max, count, sum-by-key (dicts, keyed tables, or plain
+ * tables with key columns named in keys). QP_MERGE_PYTHON and
+ * QP_MERGE_NONE return the partials as a general list. */
+qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys, int nkeys);
+
+/* ---- Output ---- */
+
+/* Writes x to path by its extension: .csv (a table, header row), .msgpack,
+ * .qipc (q IPC bytes), or "-" (q console text to out). Files are written to
+ * a temporary name beside path, fsync'd and renamed, so a reader never sees
+ * half a result. Returns 0 or a negative code with err set. */
+int qp_output_write(const qp_value *x, const char *path, FILE *out, char *err, size_t errlen);
+/* x as msgpack: atoms as scalars, vectors and lists as arrays, dicts as
+ * maps, tables as a map of column name to array; temporal values as their
+ * q integers (timestamps: ns since 1970). Returns 0, QP_ETYPE or
+ * QP_ENOMEM; *out is malloc'd. */
+int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len);
+
+/* ---- Running a job ---- */
+
+/* Exit codes of `qpeach run`, documented in its --help and jobs/README.md. */
+enum qp_run_exit {
+    QP_RUN_OK = 0,             /* the output was written */
+    QP_RUN_FAILED = 1,         /* a task failed for good, or no worker was usable */
+    QP_RUN_BADJOB = 2,         /* bad job file or command line */
+    QP_RUN_LOCKED = 3,         /* another run of this job holds the lock */
+    QP_RUN_INTERRUPTED = 4,    /* SIGINT/SIGTERM: stopped, journal kept */
+};
+
+enum qp_run_log { QP_LOG_AUTO = 0, QP_LOG_BAR, QP_LOG_LINES, QP_LOG_JSON, QP_LOG_QUIET };
+
+typedef struct qp_run_opts {
+    bool resume;           /* keep the journal's finished tasks */
+    bool dry_run;          /* print the plan and stop */
+    int log;               /* enum qp_run_log */
+    int jobs;              /* -j N: overrides [workers] local when > 0 */
+    const char *self;      /* path of the qpeach binary (to start workers) */
+    FILE *out;             /* where "-" output and the plan go (stdout) */
+    FILE *log_to;          /* progress and log lines (stderr) */
+} qp_run_opts;
+
+/* Runs a loaded job to the end. Returns an enum qp_run_exit code. */
+int qp_run(const qp_job *job, const qp_run_opts *opts);
+
+#endif

@@ -1,0 +1,25 @@
+"""VWAP by sym, in two steps so it can be split over partitions.
+
+vwap_parts runs on each partition and returns, per sym, the two sums VWAP
+needs; the scheduler adds those by sym ([merge] how = sum-by-key), and
+finish turns the totals into the VWAP on one worker.
+"""
+import numpy as np
+
+
+def vwap_parts(t):
+    sym = np.asarray(t['sym']).astype(str)
+    price = np.asarray(t['price'], dtype=float)
+    size = np.asarray(t['size'], dtype=float)
+    names, inv = np.unique(sym, return_inverse=True)
+    return {'sym': names,
+            'pv': np.bincount(inv, weights=price * size, minlength=len(names)),
+            'size': np.bincount(inv, weights=size, minlength=len(names))}
+
+
+def finish(t):
+    sym = np.asarray(t['sym']).astype(str)
+    order = np.argsort(sym, kind='stable')
+    pv = np.asarray(t['pv'], dtype=float)[order]
+    size = np.asarray(t['size'], dtype=float)[order]
+    return {'sym': sym[order], 'vwap': pv / size, 'size': size}

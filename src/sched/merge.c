@@ -1,0 +1,469 @@
+/* merge.c - merging partial results: concat, sum, min, max, count and
+ * sum-by-key. Partials are borrowed and taken in partition order, so the
+ * merged value (and the output bytes) depend only on the plan, never on
+ * which worker finished first. */
+#include "qpeach/sched.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- concat ---- */
+
+/* Concatenates vectors (all of type t) or general lists. */
+static qp_value *concat_vecs(qp_value *const *v, int64_t n, int t)
+{
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += v[i]->v.n;
+    qp_value *r = qp_vector(t, total);
+    if (!r) return NULL;
+    if (t == QP_LIST) {
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < v[i]->v.n; j++) qp_K(r)[k++] = qp_ref(qp_K(v[i])[j]);
+        return r;
+    }
+    size_t w = qp_type_width(t), off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i]->v.n) memcpy((char *)r->v.data + off, v[i]->v.data, (size_t)v[i]->v.n * w);
+        off += (size_t)v[i]->v.n * w;
+    }
+    return r;
+}
+
+/* Atom of type -t to a one-item vector (new reference). */
+static qp_value *enlist_atom(const qp_value *a)
+{
+    qp_value *r = qp_vector(-a->type, 1);
+    if (!r) return NULL;
+    if (a->type == -QP_GUID) memcpy(r->v.data, a->u, 16);
+    else if (a->type == -QP_SYMBOL) qp_S(r)[0] = a->s;
+    else memcpy(r->v.data, &a->g, qp_type_width(-a->type));
+    return r;
+}
+
+static qp_value *concat_tables(qp_value *const *t, int64_t n)
+{
+    qp_value *names = qp_table_names(t[0]);
+    int64_t nc = names->v.n;
+    for (int64_t i = 1; i < n; i++) {
+        qp_value *ni = qp_table_names(t[i]);
+        if (ni->v.n != nc) return qp_error("concat: partials have different columns");
+        for (int64_t c = 0; c < nc; c++)
+            if (qp_S(ni)[c] != qp_S(names)[c])
+                return qp_error("concat: partials have different columns (%s vs %s)",
+                                qp_S(names)[c], qp_S(ni)[c]);
+    }
+    qp_value *cols = qp_vector(QP_LIST, nc);
+    qp_value **tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    if (!cols || !tmp) { qp_unref(cols); free(tmp); return NULL; }
+    for (int64_t c = 0; c < nc; c++) qp_K(cols)[c] = NULL;
+    qp_value *err = NULL;
+    for (int64_t c = 0; c < nc && !err; c++) {
+        int type = qp_K(qp_table_columns(t[0]))[c]->type;
+        for (int64_t i = 0; i < n; i++) {
+            tmp[i] = qp_K(qp_table_columns(t[i]))[c];
+            if (tmp[i]->type != type) {
+                /* An empty general-list column takes any type (numpy's
+                 * empty object arrays), anything else must agree. */
+                err = qp_error("concat: column %s is %s in one partial and %s in another",
+                               qp_S(names)[c], qp_type_name(type), qp_type_name(tmp[i]->type));
+                break;
+            }
+        }
+        if (!err && !(qp_K(cols)[c] = concat_vecs(tmp, n, type))) err = qp_error("wsfull");
+    }
+    free(tmp);
+    if (err) {
+        for (int64_t c = 0; c < nc; c++) if (!qp_K(cols)[c]) qp_K(cols)[c] = qp_identity();
+        qp_unref(cols);
+        return err;
+    }
+    return qp_table(qp_dict(qp_ref(names), cols));
+}
+
+static qp_value *merge_concat(qp_value *const *p, int64_t n)
+{
+    if (n == 0) return qp_vector(QP_LIST, 0);
+    int t = p[0]->type;
+    bool same = true;
+    for (int64_t i = 1; i < n; i++) if (p[i]->type != t) same = false;
+    if (same && t == QP_TABLE) return concat_tables(p, n);
+    if (same && qp_is_keyed_table(p[0])) {
+        qp_value **k = malloc((size_t)n * sizeof *k), **v = malloc((size_t)n * sizeof *v);
+        if (!k || !v) { free(k); free(v); return NULL; }
+        for (int64_t i = 0; i < n; i++) {
+            if (!qp_is_keyed_table(p[i])) { free(k); free(v); goto list; }
+            k[i] = qp_dict_keys(p[i]);
+            v[i] = qp_dict_values(p[i]);
+        }
+        qp_value *kt = concat_tables(k, n), *vt = concat_tables(v, n);
+        free(k);
+        free(v);
+        if (!kt || !vt || qp_is_error(kt) || qp_is_error(vt)) {
+            qp_value *e = kt && qp_is_error(kt) ? qp_ref(kt) : vt && qp_is_error(vt) ? qp_ref(vt) : NULL;
+            qp_unref(kt);
+            qp_unref(vt);
+            return e;
+        }
+        return qp_dict(kt, vt);
+    }
+    if (same && (qp_is_vector(p[0]) || t == QP_LIST)) return concat_vecs(p, n, t);
+    if (same && qp_is_atom(p[0])) {
+        qp_value *r = enlist_atom(p[0]);
+        for (int64_t i = 1; r && i < n; i++) {
+            int rc = p[i]->type == -QP_GUID ? qp_vec_append(r, p[i]->u)
+                   : p[i]->type == -QP_SYMBOL ? qp_vec_append(r, &p[i]->s)
+                   : qp_vec_append(r, &p[i]->g);
+            if (rc) { qp_unref(r); return NULL; }
+        }
+        return r;
+    }
+list:;
+    /* Mixed shapes: a general list of the partials, as q's raze would not
+     * flatten them either. */
+    qp_value *r = qp_vector(QP_LIST, n);
+    if (!r) return NULL;
+    for (int64_t i = 0; i < n; i++) qp_K(r)[i] = qp_ref(p[i]);
+    return r;
+}
+
+/* ---- sum, min, max ---- */
+
+enum { OP_SUM, OP_MIN, OP_MAX };
+
+static bool is_float_type(int t) { return t == QP_REAL || t == QP_FLOAT; }
+static bool is_int_type(int t)
+{
+    return t == QP_BOOL || t == QP_BYTE || t == QP_SHORT || t == QP_INT || t == QP_LONG;
+}
+
+/* Item i of numeric vector data (type t) as int64 or double, with q's
+ * nulls reported. */
+static bool get_num(int t, const void *data, int64_t i, int64_t *j, double *f)
+{
+    switch (t) {
+    case QP_BOOL: case QP_BYTE: *j = ((const uint8_t *)data)[i]; return true;
+    case QP_SHORT: { int16_t h = ((const int16_t *)data)[i]; *j = h; return h != QP_NULL_H; }
+    case QP_INT: { int32_t x = ((const int32_t *)data)[i]; *j = x; return x != QP_NULL_I; }
+    case QP_LONG: *j = ((const int64_t *)data)[i]; return *j != QP_NULL_J;
+    case QP_REAL: *f = ((const float *)data)[i]; return !isnan(*f);
+    default: *f = ((const double *)data)[i]; return !isnan(*f);
+    }
+}
+
+/* Elementwise over numeric atoms or equal-length numeric vectors. Sums
+ * widen (integers to long, reals to float) as q's sum does; min and max
+ * keep the type. Nulls are skipped, as q's aggregations skip them. */
+static qp_value *merge_arith(int op, qp_value *const *p, int64_t n)
+{
+    static const char *names[] = { "sum", "min", "max" };
+    if (n == 0) return qp_error("%s: no partials", names[op]);
+    bool atom = p[0]->type < 0;
+    int t = atom ? -p[0]->type : p[0]->type;
+    if (!is_int_type(t) && !is_float_type(t))
+        return qp_error("%s: partials must be numbers, not %s", names[op], qp_type_name(p[0]->type));
+    int64_t len = atom ? 1 : p[0]->v.n;
+    for (int64_t i = 1; i < n; i++)
+        if (p[i]->type != p[0]->type || (!atom && p[i]->v.n != len))
+            return qp_error("%s: partials differ in type or length", names[op]);
+    bool fl = is_float_type(t);
+    int rt = op == OP_SUM ? (fl ? QP_FLOAT : QP_LONG) : t;
+    qp_value *r = atom ? qp_atom(-rt) : qp_vector(rt, len);
+    if (!r) return NULL;
+    for (int64_t k = 0; k < len; k++) {
+        int64_t aj = 0;
+        double af = 0;
+        bool any = false;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t j = 0;
+            double f = 0;
+            const void *data = atom ? (const void *)&p[i]->g : p[i]->v.data;
+            if (!get_num(t, data, atom ? 0 : k, &j, &f)) continue;
+            if (op == OP_SUM) { aj += j; af += f; }
+            else if (!any || (op == OP_MIN ? (fl ? f < af : j < aj) : (fl ? f > af : j > aj)))
+                { aj = j; af = f; }
+            any = true;
+        }
+        void *dst = atom ? (void *)&r->g : (char *)r->v.data + (size_t)k * qp_type_width(rt);
+        if (op != OP_SUM && !any) {
+            /* All null: the null of the type. */
+            aj = t == QP_SHORT ? QP_NULL_H : t == QP_INT ? QP_NULL_I : QP_NULL_J;
+            af = QP_NULL_F;
+        }
+        switch (rt) {
+        case QP_BOOL: case QP_BYTE: *(uint8_t *)dst = (uint8_t)aj; break;
+        case QP_SHORT: *(int16_t *)dst = (int16_t)aj; break;
+        case QP_INT: *(int32_t *)dst = (int32_t)aj; break;
+        case QP_LONG: *(int64_t *)dst = aj; break;
+        case QP_REAL: *(float *)dst = (float)af; break;
+        default: *(double *)dst = af; break;
+        }
+    }
+    return r;
+}
+
+/* ---- sum-by-key ---- */
+
+/* A partial split into key columns and value columns (borrowed). */
+typedef struct kv {
+    int shape;             /* 0 dict of vectors, 1 dict to a table, 2 keyed table, 3 table */
+    int nk, nv;
+    qp_value *k[16];
+    qp_value *v[64];
+    qp_value *knames, *vnames;
+    int64_t rows;
+} kv;
+
+static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o)
+{
+    memset(o, 0, sizeof *o);
+    if (qp_is_keyed_table(x)) {
+        qp_value *kt = qp_dict_keys(x), *vt = qp_dict_values(x);
+        o->shape = 2;
+        o->knames = qp_table_names(kt);
+        o->vnames = qp_table_names(vt);
+        o->nk = (int)o->knames->v.n;
+        o->nv = (int)o->vnames->v.n;
+        if (o->nk > 16 || o->nv > 64) return qp_error("sum-by-key: too many columns");
+        for (int i = 0; i < o->nk; i++) o->k[i] = qp_K(qp_table_columns(kt))[i];
+        for (int i = 0; i < o->nv; i++) o->v[i] = qp_K(qp_table_columns(vt))[i];
+    } else if (qp_is_dict(x)) {
+        qp_value *k = qp_dict_keys(x), *v = qp_dict_values(x);
+        o->nk = 1;
+        o->k[0] = k;
+        if (v->type == QP_TABLE) {
+            o->shape = 1;
+            o->vnames = qp_table_names(v);
+            o->nv = (int)o->vnames->v.n;
+            if (o->nv > 64) return qp_error("sum-by-key: too many columns");
+            for (int i = 0; i < o->nv; i++) o->v[i] = qp_K(qp_table_columns(v))[i];
+        } else {
+            o->shape = 0;
+            o->nv = 1;
+            o->v[0] = v;
+        }
+    } else if (x->type == QP_TABLE) {
+        if (!nkeys) return qp_error("sum-by-key: a plain table needs [merge] key = column, ...");
+        o->shape = 3;
+        o->knames = qp_vector(QP_SYMBOL, 0);   /* owned: freed by the caller */
+        o->vnames = qp_vector(QP_SYMBOL, 0);
+        if (!o->knames || !o->vnames) return qp_error("wsfull");
+        qp_value *names = qp_table_names(x);
+        for (int i = 0; i < nkeys; i++) {
+            qp_value *c = qp_table_column(x, keys[i]);
+            if (!c) return qp_error("sum-by-key: no key column %s in a partial", keys[i]);
+            if (o->nk == 16) return qp_error("sum-by-key: too many key columns");
+            o->k[o->nk++] = c;
+            const char *s = qp_sym_intern(keys[i], strlen(keys[i]));
+            qp_vec_append(o->knames, &s);
+        }
+        for (int64_t c = 0; c < names->v.n; c++) {
+            bool key = false;
+            for (int i = 0; i < nkeys; i++)
+                if (!strcmp(qp_S(names)[c], keys[i])) key = true;
+            if (key) continue;
+            if (o->nv == 64) return qp_error("sum-by-key: too many columns");
+            o->v[o->nv++] = qp_K(qp_table_columns(x))[c];
+            qp_vec_append(o->vnames, &qp_S(names)[c]);
+        }
+    } else {
+        return qp_error("sum-by-key: partials must be dicts or tables, not %s",
+                        qp_type_name(x->type));
+    }
+    o->rows = qp_count(o->k[0]);
+    for (int i = 0; i < o->nk; i++)
+        if (!qp_is_vector(o->k[i]) || o->k[i]->v.n != o->rows)
+            return qp_error("sum-by-key: keys must be vectors of one length");
+    for (int i = 0; i < o->nv; i++)
+        if (!qp_is_vector(o->v[i]) || o->v[i]->v.n != o->rows
+            || !(is_int_type(o->v[i]->type) || is_float_type(o->v[i]->type)))
+            return qp_error("sum-by-key: values must be numeric vectors as long as the keys");
+    return NULL;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;    /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static qp_value *merge_by_key(qp_value *const *p, int64_t n, char *const *keys, int nkeys)
+{
+    if (n == 0) return qp_error("sum-by-key: no partials");
+    kv first;
+    qp_value *err = NULL, *result = NULL;
+    kv *s = calloc((size_t)n, sizeof *s);
+    if (!s) return NULL;
+    int64_t done = 0;
+    for (; done < n && !err; done++) err = split_kv(p[done], keys, nkeys, &s[done]);
+    if (err) goto out;
+    first = s[0];
+    size_t kw = 0;
+    for (int i = 0; i < first.nk; i++) kw += qp_type_width(first.k[i]->type);
+    for (int64_t i = 1; i < n && !err; i++) {
+        if (s[i].shape != first.shape || s[i].nk != first.nk || s[i].nv != first.nv)
+            err = qp_error("sum-by-key: partials differ in shape");
+        for (int c = 0; !err && c < first.nk; c++)
+            if (s[i].k[c]->type != first.k[c]->type)
+                err = qp_error("sum-by-key: key types differ between partials");
+    }
+    if (err) goto out;
+    bool fl[64];
+    for (int c = 0; c < first.nv; c++) fl[c] = is_float_type(first.v[c]->type);
+
+    /* Open addressing over the distinct keys seen so far, in first-seen
+     * order: rows of key bytes in keyb, sums in acc (a union per column). */
+    int64_t cap = 1024, nrows = 0, rcap = 256;
+    int64_t *slot = malloc((size_t)cap * sizeof *slot);
+    uint8_t *keyb = malloc((size_t)rcap * (kw ? kw : 1));
+    int64_t *acc = calloc((size_t)rcap * (size_t)(first.nv ? first.nv : 1), sizeof *acc);
+    uint8_t row[16 * 16 + 64];
+    if (!slot || !keyb || !acc) { free(slot); free(keyb); free(acc); result = NULL; goto out_oom; }
+    memset(slot, 0xff, (size_t)cap * sizeof *slot);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t r = 0; r < s[i].rows; r++) {
+            size_t off = 0;
+            for (int c = 0; c < first.nk; c++) {
+                size_t w = qp_type_width(first.k[c]->type);
+                memcpy(row + off, (const char *)s[i].k[c]->v.data + (size_t)r * w, w);
+                off += w;
+            }
+            uint64_t h = hash_bytes(row, kw);
+            int64_t at = (int64_t)(h & (uint64_t)(cap - 1));
+            while (slot[at] >= 0 && memcmp(keyb + (size_t)slot[at] * kw, row, kw))
+                at = (at + 1) & (cap - 1);
+            int64_t dst = slot[at];
+            if (dst < 0) {
+                if (nrows == rcap) {
+                    rcap *= 2;
+                    uint8_t *k2 = realloc(keyb, (size_t)rcap * (kw ? kw : 1));
+                    if (k2) keyb = k2;
+                    int64_t *a2 = k2 ? realloc(acc, (size_t)rcap * first.nv * sizeof *acc) : NULL;
+                    if (!a2) { free(slot); free(keyb); free(acc); goto out_oom; }
+                    acc = a2;
+                }
+                dst = slot[at] = nrows++;
+                memcpy(keyb + (size_t)dst * kw, row, kw);
+                memset(acc + (size_t)dst * first.nv, 0, (size_t)first.nv * sizeof *acc);
+                if (nrows * 2 > cap) {
+                    /* Grow and rehash. */
+                    int64_t ncap = cap * 2;
+                    int64_t *ns = malloc((size_t)ncap * sizeof *ns);
+                    if (!ns) { free(slot); free(keyb); free(acc); goto out_oom; }
+                    memset(ns, 0xff, (size_t)ncap * sizeof *ns);
+                    for (int64_t q = 0; q < nrows; q++) {
+                        int64_t a = (int64_t)(hash_bytes(keyb + (size_t)q * kw, kw) & (uint64_t)(ncap - 1));
+                        while (ns[a] >= 0) a = (a + 1) & (ncap - 1);
+                        ns[a] = q;
+                    }
+                    free(slot);
+                    slot = ns;
+                    cap = ncap;
+                }
+            }
+            for (int c = 0; c < first.nv; c++) {
+                int64_t j = 0;
+                double f = 0;
+                if (!get_num(s[i].v[c]->type, s[i].v[c]->v.data, r, &j, &f)) continue;
+                int64_t *a = &acc[(size_t)dst * first.nv + c];
+                if (fl[c]) { double d; memcpy(&d, a, 8); d += f; memcpy(a, &d, 8); }
+                else if (is_float_type(s[i].v[c]->type)) { err = qp_error("sum-by-key: value types differ"); }
+                else *a += j;
+            }
+        }
+    }
+    /* Build the result in the first partial's shape. */
+    qp_value *kcols = qp_vector(QP_LIST, first.nk), *vcols = qp_vector(QP_LIST, first.nv);
+    bool oom = !kcols || !vcols;
+    size_t koff = 0;
+    for (int c = 0; !oom && c < first.nk; c++) {
+        int t = first.k[c]->type;
+        size_t w = qp_type_width(t);
+        qp_value *col = qp_K(kcols)[c] = qp_vector(t, nrows);
+        if (!col) { oom = true; break; }
+        for (int64_t q = 0; q < nrows; q++)
+            memcpy((char *)col->v.data + (size_t)q * w, keyb + (size_t)q * kw + koff, w);
+        koff += w;
+    }
+    for (int c = 0; !oom && c < first.nv; c++) {
+        qp_value *col = qp_K(vcols)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, nrows);
+        if (!col) { oom = true; break; }
+        for (int64_t q = 0; q < nrows; q++) memcpy(qp_J(col) + q, &acc[(size_t)q * first.nv + c], 8);
+    }
+    free(slot);
+    free(keyb);
+    free(acc);
+    if (oom || err) {
+        for (int c = 0; kcols && c < first.nk; c++) if (!qp_K(kcols)[c]) qp_K(kcols)[c] = qp_identity();
+        for (int c = 0; vcols && c < first.nv; c++) if (!qp_K(vcols)[c]) qp_K(vcols)[c] = qp_identity();
+        qp_unref(kcols);
+        qp_unref(vcols);
+        goto out;
+    }
+    switch (first.shape) {
+    case 0: {
+        result = qp_dict(qp_ref(qp_K(kcols)[0]), qp_ref(qp_K(vcols)[0]));
+        qp_unref(kcols);
+        qp_unref(vcols);
+        break;
+    }
+    case 1:
+        result = qp_dict(qp_ref(qp_K(kcols)[0]),
+                         qp_table(qp_dict(qp_ref(first.vnames), vcols)));
+        qp_unref(kcols);
+        break;
+    case 2:
+        result = qp_dict(qp_table(qp_dict(qp_ref(first.knames), kcols)),
+                         qp_table(qp_dict(qp_ref(first.vnames), vcols)));
+        break;
+    default: {
+        /* A plain table: key columns first, then the sums, as q's
+         * `0!select sum v by k from t` lays it out. */
+        qp_value *names = qp_vector(QP_SYMBOL, first.nk + first.nv);
+        qp_value *cols = qp_vector(QP_LIST, first.nk + first.nv);
+        if (!names || !cols) { qp_unref(names); qp_unref(cols); qp_unref(kcols); qp_unref(vcols); break; }
+        for (int c = 0; c < first.nk; c++) {
+            qp_S(names)[c] = qp_S(first.knames)[c];
+            qp_K(cols)[c] = qp_ref(qp_K(kcols)[c]);
+        }
+        for (int c = 0; c < first.nv; c++) {
+            qp_S(names)[first.nk + c] = qp_S(first.vnames)[c];
+            qp_K(cols)[first.nk + c] = qp_ref(qp_K(vcols)[c]);
+        }
+        qp_unref(kcols);
+        qp_unref(vcols);
+        result = qp_table(qp_dict(names, cols));
+    }
+    }
+    goto out;
+out_oom:
+    result = NULL;
+out:
+    for (int64_t i = 0; i < done && i < n; i++)
+        if (s[i].shape == 3) { qp_unref(s[i].knames); qp_unref(s[i].vnames); }
+    free(s);
+    return err ? err : result;
+}
+
+qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys, int nkeys)
+{
+    switch (how) {
+    case QP_MERGE_CONCAT: return merge_concat(parts, n);
+    case QP_MERGE_SUM: return merge_arith(OP_SUM, parts, n);
+    case QP_MERGE_MIN: return merge_arith(OP_MIN, parts, n);
+    case QP_MERGE_MAX: return merge_arith(OP_MAX, parts, n);
+    case QP_MERGE_COUNT: {
+        int64_t c = 0;
+        for (int64_t i = 0; i < n; i++) c += qp_count(parts[i]);
+        return qp_long(c);
+    }
+    case QP_MERGE_SUM_BY_KEY: return merge_by_key(parts, n, keys, nkeys);
+    default: {
+        qp_value *r = qp_vector(QP_LIST, n);
+        if (r) for (int64_t i = 0; i < n; i++) qp_K(r)[i] = qp_ref(parts[i]);
+        return r;
+    }
+    }
+}

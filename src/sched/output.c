@@ -1,0 +1,250 @@
+/* output.c - writing a job's result: CSV, msgpack, q IPC, or the console.
+ * Files go to a temporary name in the same folder, are fsync'd, then
+ * renamed over the target: a reader sees the old file or the whole new one. */
+#include "qpeach/ipc.h"
+#include "qpeach/sched.h"
+#include "qpeach/table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- msgpack ---- */
+
+static int pack(msgpack_packer *pk, const qp_value *x, int depth);
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s ? s : "", n);
+}
+
+/* Item i of a vector as a msgpack scalar; nulls as nil. */
+static int pack_item(msgpack_packer *pk, int t, const void *data, int64_t i)
+{
+    switch (t) {
+    case QP_BOOL: return ((const uint8_t *)data)[i] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case QP_BYTE: return msgpack_pack_uint8(pk, ((const uint8_t *)data)[i]);
+    case QP_SHORT: {
+        int16_t h = ((const int16_t *)data)[i];
+        return h == QP_NULL_H ? msgpack_pack_nil(pk) : msgpack_pack_int16(pk, h);
+    }
+    case QP_INT: case QP_MONTH: case QP_DATE: case QP_MINUTE: case QP_SECOND: case QP_TIME: {
+        int32_t v = ((const int32_t *)data)[i];
+        if (v == QP_NULL_I) return msgpack_pack_nil(pk);
+        /* Dates as days since 1970, the convention of most readers. */
+        return msgpack_pack_int64(pk, t == QP_DATE ? (int64_t)v + QP_EPOCH_DAYS : v);
+    }
+    case QP_LONG: case QP_TIMESPAN: case QP_TIMESTAMP: {
+        int64_t v = ((const int64_t *)data)[i];
+        if (v == QP_NULL_J) return msgpack_pack_nil(pk);
+        return msgpack_pack_int64(pk, t == QP_TIMESTAMP ? v + QP_EPOCH_NANOS : v);
+    }
+    case QP_REAL: return msgpack_pack_float(pk, ((const float *)data)[i]);
+    case QP_FLOAT: case QP_DATETIME: return msgpack_pack_double(pk, ((const double *)data)[i]);
+    case QP_CHAR: return msgpack_pack_str_with_body(pk, (const char *)data + i, 1);
+    case QP_SYMBOL: pack_cstr(pk, ((const char *const *)data)[i]); return 0;
+    case QP_GUID:
+        msgpack_pack_bin(pk, 16);
+        return msgpack_pack_bin_body(pk, (const uint8_t *)data + 16 * i, 16);
+    }
+    return QP_ETYPE;
+}
+
+static int pack(msgpack_packer *pk, const qp_value *x, int depth)
+{
+    if (depth > 64) return QP_EDEPTH;
+    int rc = 0;
+    if (x->type < 0 && x->type != QP_ERROR) {
+        int t = -x->type;
+        const void *data = t == QP_GUID ? (const void *)x->u : t == QP_SYMBOL ? (const void *)&x->s
+                                                                               : (const void *)&x->g;
+        return pack_item(pk, t, data, 0);
+    }
+    if (x->type == QP_CHAR) return msgpack_pack_str_with_body(pk, x->v.data, (size_t)x->v.n);
+    if (qp_is_vector(x) || x->type == QP_LIST) {
+        msgpack_pack_array(pk, (size_t)x->v.n);
+        for (int64_t i = 0; i < x->v.n && !rc; i++)
+            rc = x->type == QP_LIST ? pack(pk, qp_K(x)[i], depth + 1)
+                                    : pack_item(pk, x->type, x->v.data, i);
+        return rc;
+    }
+    if (x->type == QP_TABLE) {
+        qp_value *names = qp_table_names(x), *cols = qp_table_columns(x);
+        msgpack_pack_map(pk, (size_t)names->v.n);
+        for (int64_t c = 0; c < names->v.n && !rc; c++) {
+            pack_cstr(pk, qp_S(names)[c]);
+            rc = pack(pk, qp_K(cols)[c], depth + 1);
+        }
+        return rc;
+    }
+    if (qp_is_dict(x)) {
+        qp_value *k = qp_dict_keys(x), *v = qp_dict_values(x);
+        if (k->type == QP_TABLE && v->type == QP_TABLE) {
+            /* A keyed table: one map of all columns, keys first. */
+            qp_value *kn = qp_table_names(k), *vn = qp_table_names(v);
+            msgpack_pack_map(pk, (size_t)(kn->v.n + vn->v.n));
+            for (int64_t c = 0; c < kn->v.n && !rc; c++) {
+                pack_cstr(pk, qp_S(kn)[c]);
+                rc = pack(pk, qp_K(qp_table_columns(k))[c], depth + 1);
+            }
+            for (int64_t c = 0; c < vn->v.n && !rc; c++) {
+                pack_cstr(pk, qp_S(vn)[c]);
+                rc = pack(pk, qp_K(qp_table_columns(v))[c], depth + 1);
+            }
+            return rc;
+        }
+        int64_t n = qp_count(k);
+        if (n != qp_count(v)) return QP_ETYPE;
+        msgpack_pack_map(pk, (size_t)n);
+        for (int64_t i = 0; i < n && !rc; i++) {
+            qp_value *ki = qp_item(k, i), *vi = qp_item(v, i);
+            rc = !ki || !vi ? QP_ENOMEM : pack(pk, ki, depth + 1);
+            if (!rc) rc = pack(pk, vi, depth + 1);
+            qp_unref(ki);
+            qp_unref(vi);
+        }
+        return rc;
+    }
+    if (x->type == QP_UNARY) return msgpack_pack_nil(pk);    /* (::) */
+    return QP_ETYPE;
+}
+
+int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = pack(&pk, x, 0);
+    if (rc) { msgpack_sbuffer_destroy(&sb); return rc < 0 ? rc : QP_ENOMEM; }
+    *out = (uint8_t *)sb.data;
+    *len = sb.size;
+    if (!sb.data) { *out = malloc(1); if (!*out) return QP_ENOMEM; }
+    return 0;
+}
+
+/* ---- files ---- */
+
+static int write_fd_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A table for CSV: keyed tables unkeyed, dicts as two columns key,value,
+ * vectors as one column "x". New reference or NULL (no table shape). */
+static qp_value *as_table(const qp_value *x)
+{
+    if (x->type == QP_TABLE) return qp_ref((qp_value *)x);
+    if (qp_is_keyed_table(x)) {
+        qp_value *k = qp_dict_keys(x), *v = qp_dict_values(x);
+        qp_value *kn = qp_table_names(k), *vn = qp_table_names(v);
+        int64_t n = kn->v.n + vn->v.n;
+        qp_value *names = qp_vector(QP_SYMBOL, n), *cols = qp_vector(QP_LIST, n);
+        if (!names || !cols) { qp_unref(names); qp_unref(cols); return NULL; }
+        for (int64_t c = 0; c < n; c++) {
+            bool key = c < kn->v.n;
+            qp_S(names)[c] = key ? qp_S(kn)[c] : qp_S(vn)[c - kn->v.n];
+            qp_K(cols)[c] = qp_ref(key ? qp_K(qp_table_columns(k))[c]
+                                       : qp_K(qp_table_columns(v))[c - kn->v.n]);
+        }
+        return qp_table(qp_dict(names, cols));
+    }
+    if (qp_is_dict(x) && qp_is_vector(qp_dict_keys(x))
+        && (qp_is_vector(qp_dict_values(x)) || qp_dict_values(x)->type == QP_LIST)) {
+        qp_value *names = qp_vector(QP_SYMBOL, 2);
+        if (!names) return NULL;
+        qp_S(names)[0] = qp_sym_intern("key", 3);
+        qp_S(names)[1] = qp_sym_intern("value", 5);
+        return qp_table(qp_dict(names, qp_list(2, qp_ref(qp_dict_keys(x)),
+                                               qp_ref(qp_dict_values(x)))));
+    }
+    if (qp_is_vector(x)) {
+        qp_value *names = qp_vector(QP_SYMBOL, 1);
+        if (!names) return NULL;
+        qp_S(names)[0] = qp_sym_intern("x", 1);
+        return qp_table(qp_dict(names, qp_list(1, qp_ref((qp_value *)x))));
+    }
+    if (qp_is_atom(x)) {
+        qp_value *names = qp_vector(QP_SYMBOL, 1);
+        qp_value *col = qp_vector(-x->type, 1);
+        if (!names || !col) { qp_unref(names); qp_unref(col); return NULL; }
+        qp_S(names)[0] = qp_sym_intern("x", 1);
+        memcpy(col->v.data, x->type == -QP_GUID ? (const void *)x->u
+                          : x->type == -QP_SYMBOL ? (const void *)&x->s : (const void *)&x->g,
+               qp_type_width(-x->type));
+        return qp_table(qp_dict(names, qp_list(1, col)));
+    }
+    return NULL;
+}
+
+int qp_output_write(const qp_value *x, const char *path, FILE *out, char *err, size_t errlen)
+{
+    if (!strcmp(path, "-")) {
+        char *s = qp_format(x, 0);
+        if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
+        fputs(s, out);
+        if (s[0] && s[strlen(s) - 1] != '\n') fputc('\n', out);
+        fflush(out);
+        free(s);
+        return 0;
+    }
+    const char *dot = strrchr(path, '.');
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) return QP_ENOMEM;
+    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
+    int rc = 0;
+    if (dot && !strcmp(dot, ".csv")) {
+        qp_value *t = as_table(x);
+        if (!t || qp_is_error(t)) {
+            snprintf(err, errlen, "%s: a %s result cannot be written as CSV", path,
+                     qp_type_name(x->type));
+            qp_unref(t);
+            free(tmp);
+            return QP_ETYPE;
+        }
+        rc = qp_csv_write(t, tmp);
+        qp_unref(t);
+        if (!rc) {
+            /* fsync through a fresh descriptor: the writer closed its own. */
+            int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || fsync(fd)) rc = -errno;
+            if (fd >= 0) close(fd);
+        }
+    } else {
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        if (dot && !strcmp(dot, ".msgpack")) rc = qp_msgpack_encode(x, &bytes, &len);
+        else rc = qp_ipc_encode(x, QP_MSG_ASYNC, &bytes, &len);
+        if (!rc) {
+            int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            if (fd < 0) rc = -errno;
+            else {
+                rc = write_fd_all(fd, bytes, len);
+                if (!rc && fsync(fd)) rc = -errno;
+                close(fd);
+            }
+        }
+        free(bytes);
+    }
+    if (!rc && rename(tmp, path)) rc = -errno;
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, qp_strerror(rc));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}

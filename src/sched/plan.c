@@ -1,0 +1,237 @@
+/* plan.c - partition plans: row ranges, column values, files. Partitions
+ * of a resident table travel as descriptors, never as data. */
+#include "qpeach/sched.h"
+
+#include <glob.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static qp_partplan *plan_new(int64_t n)
+{
+    qp_partplan *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->parts = calloc(n ? (size_t)n : 1, sizeof *p->parts);
+    if (!p->parts) { free(p); return NULL; }
+    p->n = n;
+    return p;
+}
+
+void qp_partplan_free(qp_partplan *p)
+{
+    if (!p) return;
+    for (int64_t i = 0; i < p->n; i++) {
+        qp_unref(p->parts[i].value);
+        free(p->parts[i].file);
+    }
+    free(p->parts);
+    free(p->column);
+    free(p);
+}
+
+int qp_partplan_rows(int64_t count, int pieces, qp_partplan **out)
+{
+    *out = NULL;
+    if (count < 0 || pieces < 1) return QP_EARG;
+    int64_t n = count < pieces ? (count ? count : 1) : pieces;
+    qp_partplan *p = plan_new(n);
+    if (!p) return QP_ENOMEM;
+    for (int64_t i = 0; i < n; i++) {
+        /* i*count/n without overflow for any count below 2^63 / n. */
+        __int128 a = (__int128)count * i / n, b = (__int128)count * (i + 1) / n;
+        p->parts[i] = (qp_part){ .kind = QP_PART_ROWS, .start = (int64_t)a, .end = (int64_t)b,
+                                 .rows = (int64_t)(b - a) };
+    }
+    *out = p;
+    return 0;
+}
+
+/* ---- distinct, sorted ---- */
+
+static int cmp_sym(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+#define CMP_NUM(name, T)                                                   \
+    static int name(const void *a, const void *b)                          \
+    {                                                                      \
+        T x = *(const T *)a, y = *(const T *)b;                            \
+        return (x > y) - (x < y);                                          \
+    }
+CMP_NUM(cmp_u8, uint8_t)
+CMP_NUM(cmp_i16, int16_t)
+CMP_NUM(cmp_i32, int32_t)
+CMP_NUM(cmp_i64, int64_t)
+CMP_NUM(cmp_char, char)
+static int cmp_f64(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    if (x != x) return y != y ? 0 : -1;    /* nulls first, as q sorts */
+    if (y != y) return 1;
+    return (x > y) - (x < y);
+}
+static int cmp_f32(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    if (x != x) return y != y ? 0 : -1;
+    if (y != y) return 1;
+    return (x > y) - (x < y);
+}
+static int cmp_guid(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+qp_value *qp_distinct_sorted(const qp_value *v)
+{
+    int (*cmp)(const void *, const void *) = NULL;
+    switch (v->type) {
+    case QP_BOOL: case QP_BYTE: cmp = cmp_u8; break;
+    case QP_SHORT: cmp = cmp_i16; break;
+    case QP_INT: case QP_MONTH: case QP_DATE: case QP_MINUTE: case QP_SECOND: case QP_TIME:
+        cmp = cmp_i32; break;
+    case QP_LONG: case QP_TIMESTAMP: case QP_TIMESPAN: cmp = cmp_i64; break;
+    case QP_REAL: cmp = cmp_f32; break;
+    case QP_FLOAT: case QP_DATETIME: cmp = cmp_f64; break;
+    case QP_CHAR: cmp = cmp_char; break;
+    case QP_SYMBOL: cmp = cmp_sym; break;
+    case QP_GUID: cmp = cmp_guid; break;
+    default: return qp_error("cannot partition by a column of type %s", qp_type_name(v->type));
+    }
+    size_t w = qp_type_width(v->type);
+    qp_value *r = qp_vector(v->type, v->v.n);
+    if (!r) return NULL;
+    if (v->v.n) memcpy(r->v.data, v->v.data, (size_t)v->v.n * w);
+    qsort(r->v.data, (size_t)r->v.n, w, cmp);
+    int64_t k = 0;
+    char *d = r->v.data;
+    for (int64_t i = 0; i < r->v.n; i++)
+        if (k == 0 || cmp(d + (size_t)(k - 1) * w, d + (size_t)i * w)) {
+            if (k != i) memcpy(d + (size_t)k * w, d + (size_t)i * w, w);
+            k++;
+        }
+    r->v.n = k;
+    return r;
+}
+
+int qp_partplan_column(const char *column, const qp_value *values, qp_partplan **out)
+{
+    *out = NULL;
+    if (!qp_is_vector(values)) return QP_EARG;
+    qp_value *d = qp_distinct_sorted(values);
+    if (!d) return QP_ENOMEM;
+    if (qp_is_error(d)) { qp_unref(d); return QP_ETYPE; }
+    qp_partplan *p = plan_new(d->v.n);
+    if (!p || !(p->column = strdup(column))) { qp_partplan_free(p); qp_unref(d); return QP_ENOMEM; }
+    for (int64_t i = 0; i < d->v.n; i++) {
+        p->parts[i] = (qp_part){ .kind = QP_PART_COLUMN, .value = qp_item(d, i), .rows = -1 };
+        if (!p->parts[i].value) { qp_partplan_free(p); qp_unref(d); return QP_ENOMEM; }
+    }
+    qp_unref(d);
+    *out = p;
+    return 0;
+}
+
+int qp_partplan_files(const char *pattern, qp_partplan **out)
+{
+    *out = NULL;
+    glob_t g;
+    int rc = glob(pattern, GLOB_ERR, NULL, &g);
+    if (rc == GLOB_NOMATCH) { globfree(&g); return QP_EARG; }
+    if (rc) { globfree(&g); return rc == GLOB_NOSPACE ? QP_ENOMEM : QP_EIO; }
+    /* glob sorts by the locale; the plan must not depend on it. */
+    qsort(g.gl_pathv, g.gl_pathc, sizeof *g.gl_pathv, cmp_sym);
+    qp_partplan *p = plan_new((int64_t)g.gl_pathc);
+    if (!p) { globfree(&g); return QP_ENOMEM; }
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        p->parts[i] = (qp_part){ .kind = QP_PART_FILE, .file = strdup(g.gl_pathv[i]), .rows = -1 };
+        if (!p->parts[i].file) { globfree(&g); qp_partplan_free(p); return QP_ENOMEM; }
+    }
+    globfree(&g);
+    *out = p;
+    return 0;
+}
+
+qp_value *qp_part_descriptor(const qp_partplan *p, int64_t i)
+{
+    const qp_part *pt = &p->parts[i];
+    switch (pt->kind) {
+    case QP_PART_ROWS: {
+        qp_value *v = qp_vector(QP_LONG, 2);
+        if (v) { qp_J(v)[0] = pt->start; qp_J(v)[1] = pt->end; }
+        return v;
+    }
+    case QP_PART_COLUMN:
+        return qp_list(2, qp_symbol(p->column), qp_ref(pt->value));
+    default:
+        return qp_cstring(pt->file);
+    }
+}
+
+qp_value *qp_partplan_value(const qp_partplan *p)
+{
+    qp_value *l = qp_vector(QP_LIST, p->n);
+    if (!l) return NULL;
+    for (int64_t i = 0; i < p->n; i++) {
+        qp_K(l)[i] = qp_part_descriptor(p, i);
+        if (!qp_K(l)[i]) {
+            for (int64_t k = i; k < p->n; k++) qp_K(l)[k] = qp_identity();
+            qp_unref(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* An atom as q would print it, for messages ("`IBM", "42", "2024.01.02"). */
+static void atom_text(const qp_value *a, char *buf, size_t n)
+{
+    switch (-a->type) {
+    case QP_SYMBOL: snprintf(buf, n, "`%s", a->s); break;
+    case QP_BOOL: snprintf(buf, n, "%db", a->g); break;
+    case QP_BYTE: snprintf(buf, n, "0x%02x", a->g); break;
+    case QP_SHORT: snprintf(buf, n, "%dh", a->h); break;
+    case QP_INT: snprintf(buf, n, "%di", a->i); break;
+    case QP_LONG: snprintf(buf, n, "%" PRId64, a->j); break;
+    case QP_REAL: snprintf(buf, n, "%ge", (double)a->e); break;
+    case QP_FLOAT: snprintf(buf, n, "%g", a->f); break;
+    case QP_CHAR: snprintf(buf, n, "\"%c\"", a->c); break;
+    case QP_DATE: {
+        /* Civil date from days since 2000.01.01 (Howard Hinnant's algorithm). */
+        int64_t z = (int64_t)a->i + QP_EPOCH_DAYS + 719468;
+        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+        int64_t doe = z - era * 146097;
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+        int64_t m = mp < 10 ? mp + 3 : mp - 9;
+        snprintf(buf, n, "%04" PRId64 ".%02" PRId64 ".%02" PRId64, y + (m <= 2), m, d);
+        break;
+    }
+    default:
+        if (a->type == -QP_TIMESTAMP || a->type == -QP_TIMESPAN)
+            snprintf(buf, n, "%" PRId64, a->j);
+        else
+            snprintf(buf, n, "%d", a->i);
+    }
+}
+
+char *qp_part_describe(const qp_partplan *p, int64_t i)
+{
+    const qp_part *pt = &p->parts[i];
+    char buf[512];
+    switch (pt->kind) {
+    case QP_PART_ROWS:
+        snprintf(buf, sizeof buf, "rows %" PRId64 "-%" PRId64, pt->start, pt->end);
+        break;
+    case QP_PART_COLUMN: {
+        char a[128];
+        atom_text(pt->value, a, sizeof a);
+        snprintf(buf, sizeof buf, "%s=%s", p->column, a);
+        break;
+    }
+    default: {
+        const char *s = strrchr(pt->file, '/');
+        snprintf(buf, sizeof buf, "file %s", s ? s + 1 : pt->file);
+    }
+    }
+    return strdup(buf);
+}

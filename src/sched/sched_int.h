@@ -1,0 +1,69 @@
+/* sched_int.h - internals shared by run.c and workers.c. */
+#ifndef QPEACH_SCHED_INT_H
+#define QPEACH_SCHED_INT_H
+
+#include "qpeach/conn.h"
+#include "qpeach/ipc.h"
+#include "qpeach/sched.h"
+#include "qpeach/topo.h"
+
+#include <sys/types.h>
+
+#define QP__MAX_WINDOW 64
+
+/* One request in flight on a connection, in send order. */
+typedef struct qp__flight {
+    int64_t task;          /* task index */
+    bool final;            /* the message whose response is the result */
+    int attempt;           /* the task's send count when sent: stale answers are dropped */
+    int64_t sent_ms;
+} qp__flight;
+
+typedef struct qp__worker {
+    int id;
+    char addr[300];        /* what we connect to */
+    bool local;            /* a process we started */
+    pid_t pid;             /* local: its pid (0 when not running) */
+    int restarts;
+    qp_conn *c;            /* NULL when down */
+    qp_reader *rd;         /* our own reader on the connection's fd, so
+                            * pipelined responses that arrive together are
+                            * all seen (poll cannot see conn's buffer) */
+    qp__flight fl[QP__MAX_WINDOW * 2];
+    int nfl, flhead;       /* ring of requests in flight */
+    int tasks_in;          /* tasks in flight (file tasks send two messages) */
+    int64_t head_start_ms; /* when the oldest request started running */
+    bool dead_for_good;    /* unreachable server or too many restarts */
+    int64_t done;          /* tasks finished here */
+} qp__worker;
+
+/* ---- workers.c ---- */
+/* Starts local worker i: `qpeach serve -p unix:SOCK [-s T]`, pinned to
+ * place (NULL: not pinned), dying with us (PR_SET_PDEATHSIG). */
+int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threads,
+                     const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
+/* Connects (waiting up to wait_ms for a local worker to come up). */
+int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);
+/* Drops the connection; a local process is killed and reaped. */
+void qp__worker_down(qp__worker *w, bool kill_process);
+/* The setup calls every worker gets (imports, function definitions, the
+ * input load), as a list of messages (new references). */
+int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, int *n,
+                   char *err, size_t errlen);
+/* Sends the setup messages to every connected worker, then reads every
+ * answer: workers that answer an error are dropped, with the reason in
+ * errs[i]. Returns how many are ready. */
+int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeout_ms,
+                  char (*errs)[512]);
+/* Reads what is readable into w's reader. 0, or a negative code when the
+ * connection is gone. */
+int qp__worker_fill(qp__worker *w);
+/* A general list (`name; args...): steals the args. */
+qp_value *qp__call(const char *name, int nargs, ...);
+/* The source of one top-level function (with its decorators) from a
+ * Python file, malloc'd; NULL with err set when not found. */
+char *qp__py_function_source(const char *file, const char *name, char *err, size_t errlen);
+
+int64_t qp__ms(void);
+
+#endif

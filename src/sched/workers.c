@@ -1,0 +1,315 @@
+/* workers.c - worker processes the scheduler starts, connections to them
+ * and to running servers, and the setup every worker gets. */
+#include "sched_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t qp__ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threads,
+                     const qp_topo *topo, const qp_place *place, char *err, size_t errlen)
+{
+    char sock[256], log[256], sarg[16];
+    snprintf(sock, sizeof sock, "unix:%s/w%d.sock", dir, w->id);
+    snprintf(log, sizeof log, "%s/w%d.log", dir, w->id);
+    snprintf(sarg, sizeof sarg, "%d", threads);
+    unlink(sock + 5);
+    snprintf(w->addr, sizeof w->addr, "%s", sock);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return -errno;
+    }
+    if (pid == 0) {
+        /* Die with the scheduler, even on its SIGKILL; and if it died
+         * before prctl took effect, go at once. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
+        if (topo && place) qp_topo_bind(topo, place, false);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) { dup2(fd, 2); }
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
+        char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg, NULL };
+        execv(self, argv);
+        dprintf(2, "exec %s: %s\n", self, strerror(errno));
+        _exit(127);
+    }
+    w->pid = pid;
+    w->local = true;
+    return 0;
+}
+
+int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen)
+{
+    qp_conn_opts o = { .user = job->user, .password = job->password,
+                       .connect_timeout_ms = job->connect_timeout_ms };
+    int64_t end = qp__ms() + wait_ms;
+    for (;;) {
+        int rc = qp_conn_open(w->addr, &o, &w->c, err, errlen);
+        if (!rc) break;
+        /* A local worker may still be starting: wait for its socket,
+         * unless the process has already gone. */
+        if (!w->local || qp__ms() > end || rc == QP_EAUTH) return rc;
+        int st;
+        if (w->pid && waitpid(w->pid, &st, WNOHANG) == w->pid) {
+            w->pid = 0;
+            snprintf(err, errlen, "worker process exited (%s %d) before listening",
+                     WIFSIGNALED(st) ? "signal" : "status",
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            return QP_ECLOSED;
+        }
+        usleep(20000);
+    }
+    w->rd = qp_reader_new(NULL);
+    if (!w->rd) { qp_conn_close(w->c); w->c = NULL; return QP_ENOMEM; }
+    w->nfl = w->flhead = w->tasks_in = 0;
+    return 0;
+}
+
+void qp__worker_down(qp__worker *w, bool kill_process)
+{
+    qp_conn_close(w->c);
+    w->c = NULL;
+    qp_reader_free(w->rd);
+    w->rd = NULL;
+    w->nfl = w->flhead = w->tasks_in = 0;
+    if (w->local && w->pid > 0 && kill_process) {
+        kill(w->pid, SIGTERM);
+        int st;
+        for (int i = 0; i < 100; i++) {
+            if (waitpid(w->pid, &st, WNOHANG) == w->pid) { w->pid = 0; return; }
+            usleep(10000);
+        }
+        kill(w->pid, SIGKILL);
+        waitpid(w->pid, &st, 0);
+        w->pid = 0;
+    }
+}
+
+qp_value *qp__call(const char *name, int nargs, ...)
+{
+    qp_value *l = qp_vector(QP_LIST, nargs + 1);
+    va_list ap;
+    va_start(ap, nargs);
+    if (!l) {
+        for (int i = 0; i < nargs; i++) qp_unref(va_arg(ap, qp_value *));
+        va_end(ap);
+        return NULL;
+    }
+    qp_K(l)[0] = qp_symbol(name);
+    bool oom = !qp_K(l)[0];
+    for (int i = 0; i < nargs; i++) {
+        qp_K(l)[i + 1] = va_arg(ap, qp_value *);
+        if (!qp_K(l)[i + 1]) oom = true;
+    }
+    va_end(ap);
+    if (oom) {
+        for (int i = 0; i <= nargs; i++) if (!qp_K(l)[i]) qp_K(l)[i] = qp_identity();
+        qp_unref(l);
+        return NULL;
+    }
+    return l;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap = (cap + 4096) * 2;
+            char *b = realloc(buf, cap);
+            if (!b) { free(buf); fclose(f); return NULL; }
+            buf = b;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+char *qp__py_function_source(const char *file, const char *name, char *err, size_t errlen)
+{
+    size_t len;
+    char *src = slurp(file, &len);
+    if (!src) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return NULL;
+    }
+    /* Find "def NAME(" at the start of a line; take the decorator lines
+     * right above it and every following line that is blank, a comment or
+     * indented (the body), up to the next top-level statement. */
+    size_t nl = strlen(name);
+    char *start = NULL;
+    for (char *p = src; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        char *q = p;
+        if (!strncmp(q, "async ", 6)) q += 6;
+        if (!strncmp(q, "def ", 4)) {
+            q += 4;
+            while (*q == ' ') q++;
+            if (!strncmp(q, name, nl) && (q[nl] == '(' || q[nl] == ' ')) { start = p; break; }
+        }
+    }
+    if (!start) {
+        snprintf(err, errlen, "%s: no top-level function '%s'", file, name);
+        free(src);
+        return NULL;
+    }
+    char *first = start;
+    while (first > src) {
+        char *prev = first - 1;                /* the '\n' ending the line above */
+        char *ls = prev;
+        while (ls > src && ls[-1] != '\n') ls--;
+        if (*ls != '@') break;
+        first = ls;
+    }
+    char *end = strchr(start, '\n');
+    while (end) {
+        char *line = end + 1;
+        if (!*line) { end = line; break; }
+        if (*line == ' ' || *line == '\t' || *line == '\n' || *line == '\r' || *line == '#') {
+            end = strchr(line, '\n');
+            continue;
+        }
+        end = line;
+        break;
+    }
+    if (!end) end = src + len;
+    char *out = strndup(first, (size_t)(end - first));
+    free(src);
+    if (!out) snprintf(err, errlen, "out of memory");
+    return out;
+}
+
+int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, int *n,
+                   char *err, size_t errlen)
+{
+    qp_value **m = calloc(4, sizeof *m);
+    int k = 0;
+    if (!m) return QP_ENOMEM;
+    if (job->nlibs) {
+        qp_value *keys = qp_vector(QP_SYMBOL, job->nlibs), *vals = qp_vector(QP_SYMBOL, job->nlibs);
+        if (keys && vals)
+            for (int i = 0; i < job->nlibs; i++) {
+                qp_S(keys)[i] = qp_sym_intern(job->lib_alias[i], strlen(job->lib_alias[i]));
+                qp_S(vals)[i] = qp_sym_intern(job->lib_module[i], strlen(job->lib_module[i]));
+            }
+        m[k++] = keys && vals ? qp__call(".qp.import", 1, qp_dict(keys, vals))
+                              : (qp_unref(keys), qp_unref(vals), NULL);
+    }
+    const qp_job_fn *fns[2] = { &job->function, job->reducer.file ? &job->reducer : NULL };
+    for (int i = 0; i < 2; i++) {
+        if (!fns[i]) continue;
+        /* The whole module goes: the worker runs it in the function's own
+         * namespace, so module-level imports and helpers work; checking
+         * for the def here gives a clear error before any worker starts. */
+        char *src = qp__py_function_source(fns[i]->file, fns[i]->name, err, errlen);
+        free(src);
+        char *mod = src ? slurp(fns[i]->file, NULL) : NULL;
+        if (!mod) {
+            if (src) snprintf(err, errlen, "%s: %s", fns[i]->file, strerror(errno));
+            for (int j = 0; j < k; j++) qp_unref(m[j]);
+            free(m);
+            return QP_EARG;
+        }
+        m[k++] = qp__call(".qp.def", 2, qp_symbol(fns[i]->name), qp_cstring(mod));
+        free(mod);
+    }
+    if (input_path)
+        m[k++] = qp__call(".qp.load", 2, qp_symbol(job->table), qp_cstring(input_path));
+    for (int j = 0; j < k; j++)
+        if (!m[j]) {
+            for (int i = 0; i < k; i++) qp_unref(m[i]);
+            free(m);
+            snprintf(err, errlen, "out of memory");
+            return QP_ENOMEM;
+        }
+    *msgs = m;
+    *n = k;
+    return 0;
+}
+
+int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeout_ms,
+                  char (*errs)[512])
+{
+    int ready = 0;
+    for (int i = 0; i < nw; i++) {
+        if (!ws[i].c) continue;
+        for (int k = 0; k < nmsgs; k++)
+            if (qp_conn_send(ws[i].c, msgs[k], QP_MSG_SYNC)) {
+                snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
+                qp__worker_down(&ws[i], true);
+                break;
+            }
+    }
+    for (int i = 0; i < nw; i++) {
+        if (!ws[i].c) continue;
+        bool ok = true;
+        for (int k = 0; k < nmsgs; k++) {
+            qp_value *v = NULL;
+            int t = 0, rc;
+            do {
+                qp_unref(v);
+                rc = qp_conn_recv(ws[i].c, &v, &t, timeout_ms);
+            } while (!rc && t != QP_MSG_RESPONSE);
+            if (rc) {
+                if (ok) snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
+                ok = false;
+                break;
+            }
+            if (qp_is_error(v) && ok) {
+                snprintf(errs[i], 512, "%s: %s", qp_K(msgs[k])[0]->s, v->s);
+                ok = false;
+            }
+            qp_unref(v);
+        }
+        if (ok) ready++;
+        else qp__worker_down(&ws[i], true);
+    }
+    return ready;
+}
+
+int qp__worker_fill(qp__worker *w)
+{
+    int fd = qp_conn_fd(w->c);
+    for (;;) {
+        size_t room = 0;
+        void *sp = qp_reader_space(w->rd, &room);
+        if (!sp) return QP_ENOMEM;
+        ssize_t r = read(fd, sp, room);
+        if (r > 0) {
+            int rc = qp_reader_commit(w->rd, (size_t)r);
+            if (rc < 0) return rc;
+            if ((size_t)r < room) return 0;
+            continue;
+        }
+        if (r == 0) return QP_ECLOSED;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -errno;
+    }
+}
