@@ -1,0 +1,393 @@
+/* src/py/qpfns.c - the `.qp` functions that run Python, registered into a
+ * qp_server: import, def, call, callk, apply, load, peach, timeout.
+ *
+ * All run on the server's main thread (QP_EXEC_MAIN), where Python lives.
+ * With worker processes (-s -N), every call that changes what a worker
+ * knows (import, def, load, timeout) is applied here first and then sent
+ * to each worker, so the workers stay copies of this server.
+ *
+ * Peach, threads mode (-s N): items are handed to the secondary threads
+ * (and this one) through qp_server_parallel; each item takes the GIL for
+ * its conversion and call, so Python bytecode runs one item at a time
+ * while numpy kernels that release the GIL (ufuncs, reductions, sorting on
+ * large arrays) overlap across threads. bench/bench_py.py measures both.
+ * Peach, processes mode (-s -N): see procs.c.
+ */
+#include "pyint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qpeach/table.h"
+
+static qp_server *server;
+static qp_py_opts opts;
+
+/* ---- helpers ---- */
+
+static qp_value *arg(const qp_value *args, int i)   /* borrowed */
+{
+    return qp_K(args)[i];
+}
+
+static int nargs(const qp_value *args)
+{
+    if (args->type != QP_LIST) return 1;
+    if (args->v.n == 1) {   /* f[] arrives as one (::) */
+        const qp_value *a = qp_K(args)[0];
+        if (a->type == QP_UNARY && a->v.n == 1 && ((uint8_t *)a->v.data)[0] == 0) return 0;
+    }
+    return (int)args->v.n;
+}
+
+static const char *sym_arg(const qp_value *x)
+{
+    if (x->type == -QP_SYMBOL) return x->s;
+    if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
+    return NULL;
+}
+
+static qp_value *need_python(void)
+{
+    if (qp_py_ready()) return NULL;
+    char err[512];
+    if (qp_py_init(err, sizeof err) != 0) return qp_error("%s", err);
+    if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
+    return NULL;
+}
+
+/* Forwards `name args...` to the worker processes after a local success. */
+static qp_value *forward(qp_value *result, const char *fn, const qp_value *args)
+{
+    if (!result || qp_is_error(result) || qp__procs_count() == 0) return result;
+    int64_t n = args->v.n;
+    qp_value *msg = qp_vector(QP_LIST, n + 1);
+    if (!msg) { qp_unref(result); return NULL; }
+    qp_K(msg)[0] = qp_symbol(fn);
+    for (int64_t i = 0; i < n; i++) qp_K(msg)[i + 1] = qp_ref(qp_K(args)[i]);
+    qp_value *e = qp__procs_broadcast(msg);
+    qp_unref(msg);
+    if (e) { qp_unref(result); return e; }
+    return result;
+}
+
+/* ---- .qp.import / .qp.def / .qp.call / .qp.callk ---- */
+
+static qp_value *fn_import(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    return forward(qp_py_import(arg(args, 0)), ".qp.import", args);
+}
+
+static qp_value *fn_def(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    int n = nargs(args);
+    if (n != 2 && n != 3) return qp_error("qp.def: takes [name; code] or [name; code; opts]");
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *name = sym_arg(arg(args, 0));
+    if (!name) return qp_error("qp.def: the name must be a symbol or string");
+    return forward(qp_py_def(name, arg(args, 1), n == 3 ? arg(args, 2) : NULL), ".qp.def", args);
+}
+
+static qp_value *fn_call(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    int n = nargs(args);
+    if (n < 1 || n > 2) return qp_error("qp.call: takes [name] or [name; args]");
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *name = sym_arg(arg(args, 0));
+    if (!name) return qp_error("qp.call: the name must be a symbol or string");
+    return qp_py_call(name, n == 2 ? arg(args, 1) : NULL, NULL);
+}
+
+static qp_value *fn_callk(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *name = sym_arg(arg(args, 0));
+    if (!name) return qp_error("qp.callk: the name must be a symbol or string");
+    return qp_py_call(name, arg(args, 1), arg(args, 2));
+}
+
+static qp_value *fn_timeout(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    const qp_value *x = arg(args, 0);
+    int old;
+    if (x->type == QP_UNARY) return qp_long(opts.timeout_ms);   /* .qp.timeout[] reads it */
+    if (x->type != -QP_LONG && x->type != -QP_INT)
+        return qp_error("qp.timeout: takes milliseconds (a long; 0: none)");
+    int64_t ms = x->type == -QP_LONG ? x->j : x->i;
+    if (ms < 0 || ms > 86400000) return qp_error("qp.timeout: 0..86400000 ms");
+    opts.timeout_ms = (int)ms;
+    old = qp_py_set_timeout((int)ms);
+    return forward(qp_long(old), ".qp.timeout", args);
+}
+
+/* ---- .qp.load ---- */
+
+static qp_value *load_table(const char *name, const char *path)
+{
+    qp_value *t = qp_table_load(path, NULL);
+    if (!t) return NULL;
+    if (qp_is_error(t)) {
+        qp_value *e = qp_error("qp.load: %s: %s", path, t->s);
+        qp_unref(t);
+        return e;
+    }
+    if (qp_server_set(server, name, t) < 0) return NULL;   /* steals t */
+    return qp_symbol(name);
+}
+
+static qp_value *fn_load(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    const char *name = sym_arg(arg(args, 0)), *path = sym_arg(arg(args, 1));
+    if (!name || !path) return qp_error("qp.load: takes [name; path] (symbols or strings)");
+    if (*path == ':') path++;   /* q's file symbol `:path */
+    return forward(load_table(name, path), ".qp.load", args);
+}
+
+/* ---- .qp.apply ---- */
+
+static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
+{
+    qp_value *v = qp_vector(col->type, m);
+    if (!v) return NULL;
+    if (col->type == QP_LIST) {
+        for (int64_t i = 0; i < m; i++) qp_K(v)[i] = qp_ref(qp_K(col)[idx[i]]);
+        return v;
+    }
+    size_t w = qp_type_width(col->type);
+    const char *src = col->v.data;
+    char *dst = v->v.data;
+    for (int64_t i = 0; i < m; i++) memcpy(dst + (size_t)i * w, src + (size_t)idx[i] * w, w);
+    return v;
+}
+
+/* Is item i of col equal to atom a (already of the column's item type)? */
+static bool item_eq(const qp_value *col, int64_t i, const qp_value *a)
+{
+    size_t w = qp_type_width(col->type);
+    const void *p = (const char *)col->v.data + (size_t)i * w;
+    const void *q = col->type == QP_GUID ? (const void *)a->u : (const void *)&a->g;
+    return memcmp(p, q, w) == 0;
+}
+
+/* The atom v as an atom of the column's item type, or NULL. */
+static qp_value *as_item(const qp_value *col, const qp_value *v)
+{
+    if (v->type == -col->type) return qp_ref((qp_value *)v);
+    if (col->type == QP_SYMBOL && v->type == QP_CHAR)
+        return qp_symbol(qp_sym_intern(v->v.data, (size_t)v->v.n));
+    int64_t j;
+    if (v->type == -QP_LONG) j = v->j;
+    else if (v->type == -QP_INT) j = v->i;
+    else if (v->type == -QP_SHORT) j = v->h;
+    else return NULL;
+    switch (col->type) {
+    case QP_SHORT: return qp_short((int16_t)j);
+    case QP_INT: return qp_int((int32_t)j);
+    case QP_LONG: return qp_long(j);
+    case QP_FLOAT: return qp_float((double)j);
+    case QP_REAL: return qp_real((float)j);
+    default: return NULL;
+    }
+}
+
+static qp_value *rows_where(const qp_value *t, const char *colname, const qp_value *val)
+{
+    const qp_value *col = qp_table_column(t, colname);
+    if (!col) return qp_error("qp.apply: no column '%s'", colname);
+    if (!qp_is_vector(col)) return qp_error("qp.apply: column '%s' is not a simple vector", colname);
+    qp_value *a = as_item(col, val);
+    if (!a) return qp_error("qp.apply: a %s value cannot match column '%s' of type %s",
+                            qp_type_name(val->type), colname, qp_type_name(col->type));
+    int64_t n = col->v.n, m = 0;
+    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) { qp_unref(a); return NULL; }
+    if (col->type == QP_SYMBOL) {   /* interned: pointer comparison */
+        const char *s = a->s;
+        for (int64_t i = 0; i < n; i++) if (qp_S(col)[i] == s) idx[m++] = i;
+    } else {
+        for (int64_t i = 0; i < n; i++) if (item_eq(col, i, a)) idx[m++] = i;
+    }
+    qp_unref(a);
+    const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
+    qp_value *out = qp_vector(QP_LIST, cols->v.n);
+    for (int64_t c = 0; out && c < cols->v.n; c++) {
+        qp_K(out)[c] = gather(qp_K(cols)[c], idx, m);
+        if (!qp_K(out)[c]) { qp_unref(out); out = NULL; }
+    }
+    free(idx);
+    return out ? qp_table(qp_dict(qp_ref((qp_value *)names), out)) : NULL;
+}
+
+static qp_value *partition(const qp_value *t, const qp_value *part)
+{
+    if (part->type == QP_LONG || part->type == QP_INT) {
+        if (part->v.n != 2) return qp_error("qp.apply: rows are (start; end)");
+        int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
+        int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
+        int64_t n = qp_count(t);
+        if (a < 0 || b < a || a > n) return qp_error("qp.apply: rows %lld..%lld outside 0..%lld",
+                                                     (long long)a, (long long)b, (long long)n);
+        return qp_table_slice(t, a, b - a);    /* views: no copy */
+    }
+    if (part->type == QP_LIST && part->v.n == 2) {
+        const char *col = sym_arg(qp_K(part)[0]);
+        if (col) return rows_where(t, col, qp_K(part)[1]);
+    }
+    return qp_error("qp.apply: part is (start; end) rows or (column; value)");
+}
+
+static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *fn = sym_arg(arg(args, 0));
+    if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
+    const qp_value *tv = arg(args, 1);
+    qp_value *t = NULL;
+    if (tv->type == -QP_SYMBOL) {
+        t = qp_server_get(s, tv->s);
+        if (!t) return qp_error("qp.apply: no table '%s'", tv->s);
+    } else {
+        t = qp_ref((qp_value *)tv);
+    }
+    if (t->type != QP_TABLE) {
+        qp_unref(t);
+        return qp_error("qp.apply: '%s' is not a table", tv->type == -QP_SYMBOL ? tv->s : "argument");
+    }
+    qp_value *p = partition(t, arg(args, 2));
+    qp_unref(t);
+    if (!p || qp_is_error(p)) return p;
+    qp_value *one = qp_list(1, p);
+    qp_value *r = one ? qp_py_call(fn, one, NULL) : NULL;
+    qp_unref(one);
+    return r;
+}
+
+/* ---- .qp.peach ---- */
+
+typedef struct peach {
+    const char *fn;
+    const qp_value *items;
+    qp_value **out;
+    int flags;
+} peach;
+
+static void peach_item(int64_t i, void *data)
+{
+    peach *p = data;
+    PyGILState_STATE st = PyGILState_Ensure();
+    qp_value *it = qp_item(p->items, i);
+    PyObject *a = it ? qp_py_from_q(it, p->flags) : NULL;
+    PyObject *t = a ? PyTuple_Pack(1, a) : NULL;
+    p->out[i] = t ? qp__call_obj(p->fn, t, NULL) : qp_py_error();
+    Py_XDECREF(t);
+    Py_XDECREF(a);
+    qp_unref(it);
+    PyGILState_Release(st);
+}
+
+static qp_value *fn_peach(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *fn = sym_arg(arg(args, 0));
+    const qp_value *items = arg(args, 1);
+    if (!fn) return qp_error("qp.peach: the function name must be a symbol or string");
+    if (items->type != QP_LIST && !qp_is_vector(items))
+        return qp_error("qp.peach: takes [name; list]");
+    if (qp__procs_count() > 0) return qp__procs_peach(fn, items);
+    peach p = {.fn = fn, .items = items};
+    if (qp__func_flags(fn, &p.flags) < 0)
+        return qp_error("qp.peach: no function '%s' (define it with .qp.def)", fn);
+    int64_t n = items->v.n;
+    qp_value *out = qp_vector(QP_LIST, n);
+    if (!out) return NULL;
+    p.out = qp_K(out);
+    if (qp_server_secondary(s) > 0 && n > 1) {
+        PyThreadState *ts = PyEval_SaveThread();   /* the items take the GIL in turn */
+        qp_server_parallel(s, n, peach_item, &p);
+        PyEval_RestoreThread(ts);
+    } else {
+        for (int64_t i = 0; i < n; i++) peach_item(i, &p);
+    }
+    for (int64_t i = 0; i < n; i++) {   /* q's peach signals the first error */
+        if (!p.out[i] || qp_is_error(p.out[i])) {
+            qp_value *err = p.out[i] ? qp_ref(p.out[i]) : NULL;
+            qp_unref(out);
+            return err;
+        }
+    }
+    return qp__collapse(out);
+}
+
+/* ---- registration ---- */
+
+void qp_py_thread_start_cb(int index, void *data)
+{
+    (void)data;
+    if (index != -1 || qp_py_ready()) return;
+    char err[512];
+    if (qp_py_init(err, sizeof err) != 0) fprintf(stderr, "qpeach serve: %s\n", err);
+    else if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
+}
+
+void qp_py_shutdown(void)
+{
+    qp__procs_stop();
+}
+
+int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
+{
+    static const struct { const char *name; int nargs; qp_fn_cb fn; } fns[] = {
+        {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
+        {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", 2, fn_load},
+        {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
+    };
+    server = s;
+    if (o) opts = *o;
+    else opts.parent_fd = -1;
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        int rc = qp_server_def(s, fns[i].name, fns[i].nargs, QP_EXEC_MAIN, fns[i].fn, NULL);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot register %s: %s", fns[i].name, qp_strerror(rc));
+            return rc;
+        }
+    }
+    for (int i = 0; i < opts.nloads; i++) {
+        const char *eq = strchr(opts.loads[i], '=');
+        if (!eq || eq == opts.loads[i]) {
+            snprintf(err, errlen, "--load wants NAME=FILE, not %s", opts.loads[i]);
+            return QP_EARG;
+        }
+        const char *name = qp_sym_intern(opts.loads[i], (size_t)(eq - opts.loads[i]));
+        qp_value *r = load_table(name, eq + 1);
+        if (!r || qp_is_error(r)) {
+            snprintf(err, errlen, "%s", r ? r->s : "out of memory loading a table");
+            qp_unref(r);
+            return r ? QP_EIO : QP_ENOMEM;
+        }
+        qp_unref(r);
+    }
+    if (opts.parent_fd >= 0 && qp__procs_watch_parent(opts.parent_fd, s) < 0) {
+        snprintf(err, errlen, "cannot watch the parent process");
+        return QP_EIO;
+    }
+    int rc = opts.procs > 0 ? qp__procs_start(&opts, err, errlen) : 0;
+    opts.loads = NULL;   /* the caller's array; not needed after start-up */
+    opts.nloads = 0;
+    return rc;
+}
