@@ -93,14 +93,15 @@ int qp_py_set_timeout(int ms);
 typedef struct qp_py_opts {
     int timeout_ms;            /* default per-call timeout; 0: none */
     int procs;                 /* q's -s -N: worker processes to start */
-    const char *const *loads;  /* "NAME=FILE" tables to load at start */
+    const char *const *loads;  /* "NAME=FILE": the --load tables the caller
+                                * loaded, loaded again by each worker */
     int nloads;
     const char *exe;           /* qpeach binary for the workers; NULL: self */
     int parent_fd;             /* in a worker: read end of the parent's pipe
                                 * (EOF: the parent died, exit); -1: none */
 } qp_py_opts;
 
-/* Loads the --load tables, starts the worker processes (o->procs > 0) and
+/* Starts the worker processes (o->procs > 0) and
  * registers .qp.import, .qp.def, .qp.call, .qp.callk, .qp.apply, .qp.load,
  * .qp.peach, .qp.timeout, .qp.py (version). Python itself starts on the
  * main thread: at its start when the server's on_thread_start is

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qpeach/py.h"
 #include "qpeach/server.h"
 #include "qpeach/table.h"
 
@@ -33,13 +34,15 @@ static void usage(FILE *f)
         "  -p ADDR           PORT or :PORT (127.0.0.1 only), HOST:PORT, 0.0.0.0:PORT,\n"
         "                    unix:/path, @/path (socket file mode 0600), unix://PORT\n"
         "                    (abstract /tmp/kx.PORT). Port 0 picks a free port.\n"
-        "  -s N              secondary threads (default 0)\n"
+        "  -s N              secondary threads (default 0); -s -N: N worker\n"
+        "                    processes for .qp.peach, as q's -s -N\n"
         "  -u FILE, -U FILE  password file (see `qpeach passwd`); without one any\n"
         "                    user is let in, so only loopback is allowed\n"
         "  --tls-cert F      PEM certificate (chain): serve TLS\n"
         "  --tls-key F       PEM private key for it\n"
         "  --insecure        allow listening beyond loopback without -u\n"
         "  --load NAME=FILE  load a table at start (.csv, or a q IPC file)\n"
+        "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
         "\n"
         "Prints \"qpeach serve: listening on ADDR\" to stderr when ready.\n");
 }
@@ -52,9 +55,12 @@ int qp_cmd_serve(int argc, char **argv)
         { "tls-key", required_argument, NULL, 2 },
         { "insecure", no_argument, NULL, 3 },
         { "load", required_argument, NULL, 4 },
+        { "timeout", required_argument, NULL, 5 },
+        { "parent-fd", required_argument, NULL, 6 },   /* worker processes (-s -N) */
         { NULL, 0, NULL, 0 },
     };
-    qp_server_opts o = { .listen = NULL };
+    qp_server_opts o = { .listen = NULL, .on_thread_start = qp_py_thread_start_cb };
+    qp_py_opts po = { .parent_fd = -1 };
     const char **loads = calloc((size_t)argc, sizeof *loads);
     int nloads = 0, c;
     if (!loads) return 1;
@@ -66,12 +72,13 @@ int qp_cmd_serve(int argc, char **argv)
         case 's': {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*end || n < 0 || n > 1024) {
+            if (*end || n < -1024 || n > 1024) {
                 fprintf(stderr, "qpeach serve: -s wants a count 0..1024, not %s\n", optarg);
                 free(loads);
                 return 2;
             }
-            o.secondary = (int)n;
+            o.secondary = n > 0 ? (int)n : 0;
+            po.procs = n < 0 ? (int)-n : 0;
             break;
         }
         case 'u': case 'U': o.passwd_file = optarg; break;
@@ -86,6 +93,18 @@ int qp_cmd_serve(int argc, char **argv)
             }
             loads[nloads++] = optarg;
             break;
+        case 5: case 6: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 0 || n > 86400000) {
+                fprintf(stderr, "qpeach serve: --%s wants a number, not %s\n",
+                        c == 5 ? "timeout" : "parent-fd", optarg);
+                free(loads);
+                return 2;
+            }
+            if (c == 5) po.timeout_ms = (int)n; else po.parent_fd = (int)n;
+            break;
+        }
         default: usage(stderr); free(loads); return 2;
         }
     }
@@ -125,6 +144,18 @@ int qp_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    /* Python (.qp.import/def/call/apply/load/peach/timeout) and the -s -N
+     * worker processes, which load the same --load files. */
+    po.loads = loads;
+    po.nloads = nloads;
+    rc = qp_py_register(s, &po, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "qpeach serve: %s\n", err);
+        qp_py_shutdown();
+        qp_server_free(s);
+        free(loads);
+        return 1;
+    }
     free(loads);
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
@@ -134,6 +165,7 @@ int qp_cmd_serve(int argc, char **argv)
     fprintf(stderr, "qpeach serve: listening on %s\n", qp_server_address(s));
     rc = qp_server_run(s);
     running = NULL;
+    qp_py_shutdown();
     qp_server_free(s);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));

@@ -7,7 +7,7 @@
  * --load tables and timeout. Functions and libraries follow as they are
  * defined: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.timeout.
  *
- * Children never outlive the server: PR_SET_PDEATHSIG (SIGKILL) covers a
+ * Children never outlive the server: PR_SET_PDEATHSIG (SIGTERM) covers a
  * crash of the parent, and a pipe whose write end only the parent holds
  * covers the rest (the child watches for EOF on a thread and exits).
  *
@@ -105,7 +105,7 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
         if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); goto fail; }
         if (pid == 0) {
             /* only async-signal-safe calls until exec */
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != parent) _exit(1);
             if (CPU_COUNT(&sets[i]) > 0) sched_setaffinity(0, sizeof sets[i], &sets[i]);
             fcntl(p[0], F_SETFD, 0);    /* the read end survives exec */

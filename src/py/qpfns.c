@@ -367,21 +367,6 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
             return rc;
         }
     }
-    for (int i = 0; i < opts.nloads; i++) {
-        const char *eq = strchr(opts.loads[i], '=');
-        if (!eq || eq == opts.loads[i]) {
-            snprintf(err, errlen, "--load wants NAME=FILE, not %s", opts.loads[i]);
-            return QP_EARG;
-        }
-        const char *name = qp_sym_intern(opts.loads[i], (size_t)(eq - opts.loads[i]));
-        qp_value *r = load_table(name, eq + 1);
-        if (!r || qp_is_error(r)) {
-            snprintf(err, errlen, "%s", r ? r->s : "out of memory loading a table");
-            qp_unref(r);
-            return r ? QP_EIO : QP_ENOMEM;
-        }
-        qp_unref(r);
-    }
     if (opts.parent_fd >= 0 && qp__procs_watch_parent(opts.parent_fd, s) < 0) {
         snprintf(err, errlen, "cannot watch the parent process");
         return QP_EIO;
