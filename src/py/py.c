@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define QP_TIMEOUT_SIGNAL SIGUSR2
 
@@ -213,6 +214,46 @@ static int fail_msg(char *err, size_t errlen, const char *what)
     return QP_EPYTHON;
 }
 
+/* sys.path additions, isolated mode ignoring PYTHONPATH: the entries of
+ * QPEACH_PYTHONPATH, then the qpeach package shipped beside the binary
+ * (python/ in the source tree: build/qpeach or build/asan/qpeach), so that
+ * libraries={'kx': 'qpeach'} works on the server as pykx does. */
+static int add_paths(void)
+{
+    PyObject *path = PySys_GetObject("path");   /* borrowed */
+    if (!path) return -1;
+    const char *env = getenv("QPEACH_PYTHONPATH");
+    if (env && *env) {
+        char *dup = strdup(env), *save = NULL;
+        int pos = 0;
+        for (char *d = dup ? strtok_r(dup, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+            PyObject *u = PyUnicode_DecodeFSDefault(d);
+            if (!u || PyList_Insert(path, pos++, u) < 0) { Py_XDECREF(u); free(dup); return -1; }
+            Py_DECREF(u);
+        }
+        free(dup);
+    }
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
+    if (n <= 0) return 0;
+    exe[n] = 0;
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) break;
+        *slash = 0;
+        char cand[4200];
+        snprintf(cand, sizeof cand, "%s/python/qpeach/__init__.py", exe);
+        if (access(cand, R_OK) == 0) {
+            snprintf(cand, sizeof cand, "%s/python", exe);
+            PyObject *u = PyUnicode_DecodeFSDefault(cand);
+            int rc = u ? PyList_Append(path, u) : -1;
+            Py_XDECREF(u);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int qp_py_init(char *err, size_t errlen)
 {
     if (ready) return 0;
@@ -230,6 +271,7 @@ int qp_py_init(char *err, size_t errlen)
         snprintf(err, errlen, "python: cannot start: %s", st.err_msg ? st.err_msg : "?");
         return QP_EPYTHON;
     }
+    if (add_paths() < 0) return fail_msg(err, errlen, "sys.path");
     if (_import_array() < 0) return fail_msg(err, errlen, "cannot import numpy");
     if (qp__conv_init() < 0) return fail_msg(err, errlen, "numpy dtypes");
     helpers = PyDict_New();
