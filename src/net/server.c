@@ -152,6 +152,10 @@ static void *thread_main(void *p)
     qp_server *s = a.s;
     this_thread = a.index < 0 ? QP_EXEC_MAIN : QP_EXEC_POOL;
     if (s->opts.on_thread_start) s->opts.on_thread_start(a.index, s->opts.thread_data);
+    pthread_mutex_lock(&s->done.mu);
+    s->nready++;
+    pthread_cond_broadcast(&s->ready_cv);
+    pthread_mutex_unlock(&s->done.mu);
     qp__jobq *q = a.index < 0 ? &s->mainq : &s->pool;
     qp__job *j;
     while ((j = jobq_pop(s, q))) {
@@ -182,6 +186,11 @@ static int threads_start(qp_server *s, char *err, size_t errlen)
         }
         s->nthreads++;
     }
+    /* Serve only once every thread is set up (pinned, Python started):
+     * the first calls then find their threads ready. */
+    pthread_mutex_lock(&s->done.mu);
+    while (s->nready < n) pthread_cond_wait(&s->ready_cv, &s->done.mu);
+    pthread_mutex_unlock(&s->done.mu);
     return 0;
 }
 
@@ -626,6 +635,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
     pthread_mutex_init(&s->gmu, NULL);
+    pthread_cond_init(&s->ready_cv, NULL);
     qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };
     for (int i = 0; i < 3; i++) {
         pthread_mutex_init(&qs[i]->mu, NULL);
@@ -751,5 +761,6 @@ void qp_server_free(qp_server *s)
     qp__globals_free(s);
     free(s->fns);
     pthread_mutex_destroy(&s->gmu);
+    pthread_cond_destroy(&s->ready_cv);
     free(s);
 }

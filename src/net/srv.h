@@ -102,6 +102,8 @@ struct qp_server {
     qp__jobq done;         /* finished jobs for the loop */
     pthread_t *threads;    /* main thread first, then secondaries */
     int nthreads;          /* started so far */
+    int nready;            /* threads past on_thread_start (under done.mu) */
+    pthread_cond_t ready_cv;  /* signalled as nready grows */
     bool threads_stop;     /* under each queue's mutex: threads exit */
 };
 

@@ -10,8 +10,20 @@ import threading
 import time
 
 import harness
-from harness import Server, qpeach, tmpdir
+from harness import Server as _Server, qpeach, tmpdir
 from qipc import Conn, Identity, QError, Sym, Table, Vec
+
+
+class Server(_Server):
+    """harness.Server that also checks, on a clean exit, that the server
+    stopped with status 0 and printed no sanitizer report (make asan)."""
+
+    def __exit__(self, exc_type, *exc):
+        rc = self.stop()
+        if exc_type is None:
+            log = "".join(self.log)
+            assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+            assert rc == 0, f"qpeach serve exited {rc}: {log[-2000:]}"
 
 
 def expect_qerror(fn, text):

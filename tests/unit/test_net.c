@@ -4,6 +4,9 @@
  * process in tests/integration/test_serve.py.
  */
 #include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,8 @@
 
 #include "qpeach/auth.h"
 #include "qpeach/conn.h"
+#include "qpeach/ipc.h"
+#include "qpeach/server.h"
 #include "../../src/net/net.h"
 
 static qp_value *lit(const char *s)
@@ -274,6 +279,184 @@ static void test_addresses(void)
     qp_conn_close(NULL);
 }
 
+/* ---- an in-process server: threads, exec kinds, parallel ---- */
+
+static pthread_t thread_ids[8];          /* [0] main, [1..] secondaries */
+static atomic_int threads_started;
+static sem_t release_sem;
+
+static void on_start(int index, void *data)
+{
+    (void)data;
+    thread_ids[index + 1] = pthread_self();
+    atomic_fetch_add(&threads_started, 1);
+}
+
+/* Returns 1b when it runs on the thread its exec kind promises. */
+static qp_value *fn_where(qp_server *s, qp_value *args, void *data)
+{
+    (void)args;
+    int exec = (int)(intptr_t)data;
+    pthread_t me = pthread_self();
+    bool ok = false;
+    if (exec == QP_EXEC_MAIN || (exec == QP_EXEC_POOL && qp_server_secondary(s) == 0)) {
+        ok = pthread_equal(me, thread_ids[0]);
+    } else if (exec == QP_EXEC_POOL) {
+        for (int i = 1; i <= qp_server_secondary(s); i++) ok |= pthread_equal(me, thread_ids[i]);
+    } else {
+        ok = true;
+        for (int i = 0; i <= qp_server_secondary(s); i++) ok &= !pthread_equal(me, thread_ids[i]);
+    }
+    return qp_bool(ok);
+}
+
+static qp_value *fn_block(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)args; (void)data;
+    sem_wait(&release_sem);              /* until another client calls release */
+    return qp_symbol("released");
+}
+
+static qp_value *fn_release(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)args; (void)data;
+    sem_post(&release_sem);
+    return qp_bool(true);
+}
+
+typedef struct par_state { atomic_int hits[10000]; } par_state;
+
+static void par_item(int64_t i, void *data)
+{
+    atomic_fetch_add(&((par_state *)data)->hits[i], 1);
+}
+
+static qp_value *fn_par(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    par_state *p = calloc(1, sizeof *p);
+    qp_server_parallel(s, 10000, par_item, p);
+    int64_t bad = 0;
+    for (int i = 0; i < 10000; i++) bad += atomic_load(&p->hits[i]) != 1;
+    free(p);
+    return qp_long(bad);
+}
+
+static void *loop_thread(void *s)
+{
+    qp_server_run(s);
+    return NULL;
+}
+
+static qp_value *call_sym(qp_conn *c, const char *fn)
+{
+    qp_value *m = qp_list(2, qp_symbol(fn), qp_identity());
+    qp_value *r = qp_conn_call(c, m);
+    qp_unref(m);
+    return r;
+}
+
+static void check_server(int secondary)
+{
+    char err[256];
+    memset(thread_ids, 0, sizeof thread_ids);
+    atomic_store(&threads_started, 0);
+    qp_server_opts o = { .listen = "0", .secondary = secondary, .on_thread_start = on_start };
+    qp_server *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_server_new(&o, &s, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "where_loop", 1, QP_EXEC_LOOP, fn_where, (void *)(intptr_t)QP_EXEC_LOOP), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "where_pool", 1, QP_EXEC_POOL, fn_where, (void *)(intptr_t)QP_EXEC_POOL), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "where_main", 1, QP_EXEC_MAIN, fn_where, (void *)(intptr_t)QP_EXEC_MAIN), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "block", 1, QP_EXEC_MAIN, fn_block, NULL), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "release", 1, QP_EXEC_LOOP, fn_release, NULL), 0);
+    CU_ASSERT_EQUAL(qp_server_def(s, "par", 1, QP_EXEC_POOL, fn_par, NULL), 0);
+    CU_ASSERT(qp_server_def(s, "bad", 1, 7, fn_par, NULL) < 0);
+    CU_ASSERT(strncmp(qp_server_address(s), "127.0.0.1:", 10) == 0);
+    sem_init(&release_sem, 0, 0);
+    pthread_t loop;
+    pthread_create(&loop, NULL, loop_thread, s);
+
+    qp_conn_opts co = { .timeout_ms = 20000 };
+    qp_conn *a = NULL, *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_conn_open(qp_server_address(s), &co, &a, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_conn_open(qp_server_address(s), &co, &b, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_conn_capability(a), 6);
+    CU_ASSERT(qp_conn_is_local(a));
+    const char *fns[] = { "where_loop", "where_pool", "where_main" };
+    for (int i = 0; i < 3; i++) {
+        qp_value *r = call_sym(a, fns[i]);
+        CU_ASSERT(r && r->type == -QP_BOOL && r->g == 1);
+        if (!r || r->type != -QP_BOOL || !r->g) printf("\n  %s ran on the wrong thread\n", fns[i]);
+        qp_unref(r);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&threads_started), 1 + secondary);
+    qp_value *r = call_sym(a, "par");
+    CU_ASSERT(r && r->type == -QP_LONG && r->j == 0);
+    qp_unref(r);
+
+    /* a main-thread call in progress blocks neither the loop nor other
+     * clients: b is answered, and it is b that releases a */
+    qp_value *m = qp_list(2, qp_symbol("block"), qp_identity());
+    CU_ASSERT_EQUAL(qp_conn_send(a, m, QP_MSG_SYNC), 0);
+    qp_unref(m);
+    r = call_sym(b, ".qp.ping");
+    CU_ASSERT(r && r->type == -QP_BOOL && r->g == 1);
+    qp_unref(r);
+    r = call_sym(b, "release");
+    CU_ASSERT(r && r->type == -QP_BOOL);
+    qp_unref(r);
+    int t = -1;
+    r = NULL;
+    CU_ASSERT_EQUAL(qp_conn_recv(a, &r, &t, -1), 0);
+    CU_ASSERT(r && r->type == -QP_SYMBOL && !strcmp(r->s, "released") && t == QP_MSG_RESPONSE);
+    qp_unref(r);
+
+    /* a q error is a value, and the connection stays usable */
+    r = call_sym(a, "nosuch");
+    CU_ASSERT(r && r->type == QP_ERROR && strstr(r->s, "unknown function: nosuch"));
+    qp_unref(r);
+    m = qp_cstring(".qp.echo 1 2 3");
+    r = qp_conn_call(a, m);
+    CU_ASSERT(r && r->type == QP_LONG && r->v.n == 3);
+    qp_unref(r);
+    qp_unref(m);
+
+    /* globals from C */
+    CU_ASSERT_EQUAL(qp_server_set(s, "g", qp_long(5)), 0);
+    qp_value *g = qp_server_get(s, "g");
+    CU_ASSERT(g && g->j == 5);
+    qp_unref(g);
+    CU_ASSERT_PTR_NULL(qp_server_get(s, "nope"));
+
+    qp_conn_close(a);
+    qp_conn_close(b);
+    qp_server_stop(s);
+    pthread_join(loop, NULL);
+    qp_server_free(s);
+    sem_destroy(&release_sem);
+}
+
+static void test_server_threads_s0(void) { check_server(0); }
+static void test_server_threads_s3(void) { check_server(3); }
+
+static void test_server_refuses(void)
+{
+    char err[256];
+    qp_server *s = NULL;
+    qp_server_opts o = { .listen = "0.0.0.0:0" };
+    CU_ASSERT_EQUAL(qp_server_new(&o, &s, err, sizeof err), QP_EARG);
+    CU_ASSERT(strstr(err, "--insecure") != NULL && s == NULL);
+    o.listen = "nonsense:port";
+    CU_ASSERT_EQUAL(qp_server_new(&o, &s, err, sizeof err), QP_EADDR);
+    o.listen = "0";
+    o.tls_cert = "/nonexistent.pem";
+    CU_ASSERT(qp_server_new(&o, &s, err, sizeof err) < 0);
+    o.tls_key = "/nonexistent.key";
+    CU_ASSERT_EQUAL(qp_server_new(&o, &s, err, sizeof err), QP_ETLS);
+    CU_ASSERT(strstr(err, "nonexistent.pem") != NULL);
+    qp_server_free(NULL);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
@@ -286,6 +469,9 @@ int main(void)
     CU_add_test(s, "password vs python hashlib", test_passwd_python_vector);
     CU_add_test(s, "password file and auth", test_passwd_file_and_auth);
     CU_add_test(s, "addresses", test_addresses);
+    CU_add_test(s, "server threads, -s 0", test_server_threads_s0);
+    CU_add_test(s, "server threads, -s 3", test_server_threads_s3);
+    CU_add_test(s, "server refuses bad options", test_server_refuses);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_tests_failed() + CU_get_number_of_failures();
