@@ -214,6 +214,44 @@ def test_malformed_message_gets_an_error_or_close_and_server_lives():
             assert c.call(".qp.echo 7") == 7
 
 
+def _host_ip():
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.connect(("192.0.2.1", 9))               # TEST-NET: nothing is sent
+            ip = u.getsockname()[0]
+    except OSError:
+        ip = None
+    if not ip or ip.startswith("127."):
+        raise harness.Skip("no non-loopback address")
+    return ip
+
+
+def test_compression_to_non_local_peers():
+    """q compresses large messages to peers on other machines only; our
+    server sees a client that connects to this host's own address as not
+    local (its peer address is not loopback), as q would."""
+    ip = _host_ip()
+    port = harness.free_port()
+    with Server("--insecure", port=f"0.0.0.0:{port}") as s:
+        with Conn(port=port) as c:                    # loopback: set a compressible global
+            c.call([Sym(".qp.set"), Sym("zeros"), bytes(1 << 20)])
+            c.send("zeros")
+            h = c._exact(8)
+            assert h[2] == 0                           # local peer: never compressed
+            c._exact(int.from_bytes(h[4:8], "little") - 8)
+        with Conn(host=ip, port=port) as c:
+            c.send("zeros")
+            h = c._exact(8)
+            n = int.from_bytes(h[4:8], "little")
+            assert h[2] == 1 and n < (1 << 19), (h, n)   # compressed, well under half
+            c._exact(n - 8)
+        # our C client: decompresses responses, compresses its large requests
+        r = qpeach("call", f"{ip}:{port}", ".qp.count", "0x" + "00" * 60000)
+        assert r.returncode == 0 and r.stdout.strip() == "60000", r
+        r = qpeach("call", f"{ip}:{port}", "zeros")
+        assert r.returncode == 0 and r.stdout.startswith("0x0000"), r
+
+
 # ------------------------------------------------------------ auth
 
 def test_passwd_file_format_and_mode():
@@ -304,6 +342,44 @@ def test_unix_socket():
         r = qpeach("call", f"@{path}", ".qp.ping[]")
         assert r.stdout.strip() == "1b", r
     assert not os.path.exists(path)                    # removed at exit
+    port = harness.free_port()                         # q's unix://PORT: abstract /tmp/kx.PORT
+    with Server(port=f"unix://{port}") as s:
+        r = qpeach("call", f"unix://{port}", ".qp.echo `abstract")
+        assert r.returncode == 0 and r.stdout.strip() == "`abstract", r
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(f"\0/tmp/kx.{port}")
+        with Conn(sock=sock) as c:
+            assert c.call(".qp.ping[]") is True
+
+
+def test_client_timeouts():
+    """A peer that accepts but never answers: the handshake, then a call,
+    run into our client's timeouts instead of hanging."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    held = []
+
+    def accept_and_hold(answer):
+        c, _ = lst.accept()
+        held.append(c)
+        if answer:
+            c.recv(100)
+            c.sendall(b"\x03")                        # handshake done, then silence
+    t = threading.Thread(target=accept_and_hold, args=(False,))
+    t.start()
+    r = qpeach("call", "--timeout", "300", f"127.0.0.1:{port}", ".qp.ping[]")
+    assert r.returncode == 2 and "timed out" in r.stderr, r
+    t.join()
+    t = threading.Thread(target=accept_and_hold, args=(True,))
+    t.start()
+    r = qpeach("call", "--timeout", "300", f"127.0.0.1:{port}", ".qp.ping[]")
+    assert r.returncode == 2 and "timed out" in r.stderr, r
+    t.join()
+    for c in held:
+        c.close()
+    lst.close()
 
 
 def _cert(d, name):
