@@ -1,0 +1,302 @@
+"""Embedded Python in a real `qpeach serve`: .qp.import/def/call/callk,
+exceptions, timeouts, every conversion over the wire, .qp.apply on a 1M-row
+table checked against numpy, .qp.load/--load, and .qp.peach with threads
+(-s N) and with worker processes (-s -N).
+
+The client is the pure-Python tests/integration/qipc.py, which shares no
+code with qpeach. Types it does not decode (date, month, minute, ...) are
+checked from the raw response bytes (raw_call below)."""
+import os
+import signal
+import struct
+import time
+
+import numpy as np
+
+from harness import Server, tmpdir, wait_for
+from qipc import Conn, Identity, QError, Sym, Table, Vec
+
+DEF = Sym(".qp.def")
+CALL = Sym(".qp.call")
+
+
+def call(c, name, *args):
+    return c.call([CALL, Sym(name), list(args)])
+
+
+def define(c, name, src):
+    r = c.call([DEF, Sym(name), src])
+    assert isinstance(r, str) and len(r) == 64, r
+    return r
+
+
+def expect_error(fn, *texts):
+    try:
+        r = fn()
+    except QError as e:
+        for t in texts:
+            assert t in str(e), f"{t!r} not in error {str(e)!r}"
+        return str(e)
+    raise AssertionError(f"no error (wanted {texts}), got {r!r}")
+
+
+def raw_call(c, x):
+    """(type, attribute-less first item or atom bytes) of the raw response."""
+    c.send(x, 1)
+    h = c._exact(8)
+    n = struct.unpack("<I", h[4:8])[0]
+    body = c._exact(n - 8)
+    t = struct.unpack_from("<b", body, 0)[0]
+    return t, body
+
+
+W = {12: "q", 13: "i", 14: "i", 15: "d", 16: "q", 17: "i", 18: "i", 19: "i"}
+
+
+def raw_vector(c, x):
+    t, body = raw_call(c, x)
+    assert t > 0, (t, body[1:80])
+    n = struct.unpack_from("<i", body, 2)[0]
+    return t, list(struct.unpack_from("<%d%s" % (n, W[t]), body, 6))
+
+
+# ------------------------------------------------------------ functions
+
+def test_walkthrough_zero_one_two_args():
+    with Server() as s, Conn(port=s.port) as c:
+        define(c, "zero_arg_function", "@kx.remote.function(session)\ndef zero_arg_function():\n    return 10\n")
+        define(c, "single_arg_function",
+               "@kx.remote.function(session)\ndef single_arg_function(x):\n    return x + 10\n")
+        define(c, "multi_arg_function",
+               "@kx.remote.function(session)\n@another\ndef multi_arg_function(x, y):\n    return x + y\n")
+        assert call(c, "zero_arg_function") == 10
+        assert call(c, "single_arg_function", 10) == 20
+        assert call(c, "multi_arg_function", 10, 20) == 30
+        # the q-expression form, as a q client would type it
+        assert c.call(".qp.call[`multi_arg_function;(10;20)]") == 30
+        # keyword arguments
+        define(c, "kw", "def kw(a, b=1, *, c=0):\n    return a * 100 + b * 10 + c\n")
+        assert c.call([Sym(".qp.callk"), Sym("kw"), [1], {"b": 2, "c": 3}]) == 123
+        # redefining replaces
+        define(c, "zero_arg_function", "def zero_arg_function():\n    return 11\n")
+        assert call(c, "zero_arg_function") == 11
+        expect_error(lambda: call(c, "missing"), "missing", ".qp.def")
+
+
+def test_libraries_present_missing_and_in_body():
+    with Server() as s, Conn(port=s.port) as c:
+        define(c, "mean", "def mean(x):\n    return float(np.mean(x))\n")
+        expect_error(lambda: call(c, "mean", Vec("f", [1.0, 2.0])), "NameError", "np")
+        assert c.call([Sym(".qp.import"), {"np": Sym("numpy"), "pd": "pandas"}]) == Vec("s", ["np", "pd"])
+        assert call(c, "mean", Vec("f", [1.0, 2.0])) == 1.5
+        expect_error(lambda: c.call([Sym(".qp.import"), {"zz": Sym("no_such_module_xyz")}]),
+                     "no_such_module_xyz", "'zz'")
+        define(c, "body", "def body(n):\n    import math, json\n    return math.factorial(n) + len(json.dumps([]))\n")
+        assert call(c, "body", 5) == 122
+
+
+def test_exceptions_carry_type_message_traceback():
+    with Server() as s, Conn(port=s.port) as c:
+        define(c, "boom", "def helper(d):\n    return d['missing']\n\ndef boom():\n    return helper({})\n")
+        e = expect_error(lambda: call(c, "boom"), "KeyError", "'missing'", "in helper", "return d['missing']")
+        assert e.startswith("KeyError"), e
+        expect_error(lambda: c.call([DEF, Sym("bad"), "def bad(:\n"]), "SyntaxError")
+        define(c, "unconv", "def unconv():\n    return 1+2j\n")
+        expect_error(lambda: call(c, "unconv"), "complex")
+        # the server is still fine
+        define(c, "ok", "def ok():\n    return 1\n")
+        assert call(c, "ok") == 1
+
+
+def test_dill_bytes():
+    import dill
+    with Server() as s, Conn(port=s.port) as c:
+        scale = 3
+        fn = lambda x: x * scale  # noqa: E731 (a closure over a local)
+        r = c.call([DEF, Sym("dl"), dill.dumps(fn, recurse=True)])
+        assert len(r) == 64
+        assert call(c, "dl", 5) == 15
+
+
+# ------------------------------------------------------------ conversions
+
+def test_conversions_over_the_wire():
+    with Server() as s, Conn(port=s.port) as c:
+        define(c, "ident", "def ident(x):\n    return x\n")
+        define(c, "kind", "def kind(x):\n    import numpy\n"
+                          "    d = getattr(x, 'dtype', None)\n"
+                          "    return type(x).__name__ + ('/' + str(d) if d is not None else '')\n")
+        nan, inf = float("nan"), float("inf")
+        same = [10, -(2**63), 2**63 - 1, 1.5, nan, -inf, True, Sym("ibm"), Sym(""), b"\x00\xff",
+                Vec("b", [True, False]), Vec("h", [-32768, 32767, 1]),
+                Vec("i", [-2**31, 2**31 - 1, 5]), Vec("j", [-(2**63), 2**63 - 1, 7]),
+                Vec("e", [0.5, nan, inf]), Vec("f", [1.5, nan, -inf]), Vec("s", ["a", "", "a"]),
+                Vec("p", [0, -(2**63), 2**63 - 1, 1]), Vec("n", [5, -(2**63)]),
+                [1, Sym("a"), Vec("f", [2.5])], {"a": 1, "b": Sym("x")}, Identity(), [],
+                Table({"sym": Vec("s", ["a", "b"]), "px": Vec("f", [1.0, 2.0]), "n": Vec("j", [1, 2])})]
+        for v in same:
+            got = call(c, "ident", v)
+            assert got == v or (isinstance(v, float) and got != got), (v, got)
+        # what Python sees
+        kinds = [(10, "int"), (1.5, "float"), (True, "bool"), (Sym("s"), "str"), ("chars", "str"),
+                 (b"ab", "ndarray/uint8"), (Vec("j", [1]), "ndarray/int64"), (Vec("i", [1]), "ndarray/int32"),
+                 (Vec("h", [1]), "ndarray/int16"), (Vec("e", [1.0]), "ndarray/float32"),
+                 (Vec("b", [True]), "ndarray/bool"), (Vec("s", ["a"]), "ndarray/object"),
+                 (Vec("p", [0]), "ndarray/datetime64[ns]"), (Vec("n", [0]), "ndarray/timedelta64[ns]"),
+                 (Identity(), "NoneType")]
+        for v, k in kinds:
+            assert call(c, "kind", v) == k, (v, call(c, "kind", v), k)
+        assert call(c, "kind", [1, 2]) == "list"
+        assert call(c, "kind", {"a": 1}) == "dict"
+        assert call(c, "kind", Table({"a": Vec("j", [1])})) == "dict"
+        # epochs: q's 2000.01.01 is numpy's 2000-01-01
+        define(c, "iso", "def iso(x):\n    return str(x[0])\n")
+        assert call(c, "iso", Vec("p", [86400 * 10**9])) == "2000-01-02T00:00:00.000000000"
+        # char vector -> str -> symbol; str -> symbol
+        assert call(c, "ident", "hello") == Sym("hello")
+        # results: Python -> q, the types checked on the raw bytes
+        define(c, "make", "def make(k):\n    import numpy as np, pandas as pd, datetime\n    return {\n"
+               "      'date': np.array(['2000-01-02', 'NaT'], 'M8[D]'),\n"
+               "      'month': np.array(['2000-03'], 'M8[M]'),\n"
+               "      'ts': np.array(['1970-01-01T00:00:00', 'NaT'], 'M8[ns]'),\n"
+               "      'tsus': np.array(['2000-01-01T00:00:01'], 'M8[us]'),\n"
+               "      'span': np.array([1500, 'NaT'], 'm8[ns]'),\n"
+               "      'minute': np.array([61], 'm8[m]'),\n"
+               "      'second': np.array([61], 'm8[s]'),\n"
+               "      'time': np.array([61], 'm8[ms]'),\n"
+               "      'pydt': [datetime.datetime(2000, 1, 1, 0, 0, 1)],\n"
+               "    }[k]\n")
+        ns = 10**9
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("date")]]) == (14, [1, -2**31])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("month")]]) == (13, [2])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("ts")]]) == (12, [-10957 * 86400 * ns, -2**63])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("tsus")]]) == (12, [ns])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("span")]]) == (16, [1500, -2**63])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("minute")]]) == (17, [61])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("second")]]) == (18, [61])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("time")]]) == (19, [61])
+        assert raw_vector(c, [CALL, Sym("make"), [Sym("pydt")]]) == (12, [ns])
+        # other results
+        define(c, "res", "def res(k):\n    import numpy as np, pandas as pd\n    return {\n"
+               "      'none': None, 'bytes': b'ab', 'list': [1, 2, 3], 'mixed': [1, 'a'],\n"
+               "      'strs': np.array(['x', 'y'], dtype=object), 'i32': np.int32(7),\n"
+               "      'table': {'a': np.arange(3), 'b': np.ones(3)},\n"
+               "      'dict': {'a': [1, 2], 'b': 3},\n"
+               "      'frame': pd.DataFrame({'s': ['x', 'y'], 'v': [1.5, 2.5]}),\n"
+               "      'keyed': pd.DataFrame({'s': ['x', 'y'], 'v': [1.5, 2.5]}).set_index('s'),\n"
+               "      'cat': pd.Series(['a', 'b', 'a'], dtype='category'),\n"
+               "    }[k]\n")
+        assert call(c, "res", Sym("none")) == Identity()
+        assert call(c, "res", Sym("bytes")) == b"ab"
+        assert call(c, "res", Sym("list")) == Vec("j", [1, 2, 3])
+        assert call(c, "res", Sym("mixed")) == [1, Sym("a")]
+        assert call(c, "res", Sym("strs")) == Vec("s", ["x", "y"])
+        assert call(c, "res", Sym("i32")) == 7
+        assert raw_call(c, [CALL, Sym("res"), [Sym("i32")]])[0] == -6
+        assert call(c, "res", Sym("table")) == Table({"a": Vec("j", [0, 1, 2]), "b": Vec("f", [1.0, 1.0, 1.0])})
+        assert call(c, "res", Sym("dict")) == {"a": Vec("j", [1, 2]), "b": 3}
+        assert call(c, "res", Sym("frame")) == Table({"s": Vec("s", ["x", "y"]), "v": Vec("f", [1.5, 2.5])})
+        k = call(c, "res", Sym("keyed"))
+        assert k.keys == Table({"s": Vec("s", ["x", "y"])}) and k.values == Table({"v": Vec("f", [1.5, 2.5])}), k
+        assert call(c, "res", Sym("cat")) == Vec("s", ["a", "b", "a"])
+
+
+def test_pandas_when_asked():
+    with Server() as s, Conn(port=s.port) as c:
+        t = Table({"sym": Vec("s", ["a", "b", "a"]), "px": Vec("f", [1.0, 2.0, 3.0])})
+        define(c, "by_ann", "def by_ann(t: 'pd.DataFrame'):\n    return type(t).__name__ + str(t['sym'].dtype)\n")
+        assert call(c, "by_ann", t) == Sym("DataFramecategory")
+        c.call([DEF, Sym("by_opt"), "def by_opt(t):\n    return t.groupby('sym', observed=True)['px'].sum()"
+                ".reset_index()\n", {"pandas": True}])
+        assert call(c, "by_opt", t) == Table({"sym": Vec("s", ["a", "b"]), "px": Vec("f", [4.0, 2.0])})
+
+
+# ------------------------------------------------------------ tables
+
+def test_apply_on_1m_rows_against_numpy():
+    n = 1_000_000
+    rng = np.random.default_rng(7)
+    syms = np.array(["ibm", "msft", "aapl", "goog"])[rng.integers(0, 4, n)]
+    px = np.round(rng.uniform(10, 200, n), 2)
+    sz = rng.integers(1, 1000, n)
+    t = Table({"sym": Vec("s", syms.tolist()), "price": Vec("f", px.tolist()), "size": Vec("j", sz.tolist())})
+    with Server(ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        c.call([Sym(".qp.set"), Sym("trade"), t])
+        define(c, "vwap", "def vwap(t):\n    p, z = t['price'], t['size']\n"
+                          "    return [float((p * z).sum() / z.sum()), int(len(p)), bool(p.flags.writeable)]\n")
+        got = c.call([Sym(".qp.apply"), Sym("vwap"), Sym("trade"), Vec("j", [250_000, 750_000])])
+        sl = slice(250_000, 750_000)
+        want = float((px[sl] * sz[sl]).sum() / sz[sl].sum())
+        assert got[1] == 500_000 and abs(got[0] - want) < 1e-9 * want and got[2] is False, (got, want)
+        got = c.call([Sym(".qp.apply"), Sym("vwap"), Sym("trade"), [Sym("sym"), Sym("ibm")]])
+        m = syms == "ibm"
+        want = float((px[m] * sz[m]).sum() / sz[m].sum())
+        assert got[1] == int(m.sum()) and abs(got[0] - want) < 1e-9 * want, (got, want)
+        expect_error(lambda: c.call([Sym(".qp.apply"), Sym("vwap"), Sym("nope"), Vec("j", [0, 1])]), "nope")
+        expect_error(lambda: c.call([Sym(".qp.apply"), Sym("vwap"), Sym("trade"), [Sym("zz"), Sym("a")]]), "zz")
+
+
+def test_load_and_serve_load():
+    d = tmpdir()
+    path = os.path.join(d, "t.csv")
+    with open(path, "w") as f:
+        f.write("sym,px,n\nibm,1.5,1\nmsft,2.5,2\nibm,3.5,3\n")
+    with Server("--load", f"t={path}") as s, Conn(port=s.port) as c:
+        define(c, "total", "def total(t):\n    return float(t['px'].sum())\n")
+        assert c.call([Sym(".qp.apply"), Sym("total"), Sym("t"), [Sym("sym"), Sym("ibm")]]) == 5.0
+        assert c.call([Sym(".qp.load"), Sym("u"), path]) == Sym("u")
+        assert c.call([Sym(".qp.apply"), Sym("total"), Sym("u"), Vec("j", [0, 2])]) == 4.0
+        expect_error(lambda: c.call([Sym(".qp.load"), Sym("v"), os.path.join(d, "missing.csv")]), "missing.csv")
+
+
+# ------------------------------------------------------------ peach
+
+def test_peach_threads():
+    with Server("-s", "2") as s, Conn(port=s.port) as c:
+        define(c, "sq", "def sq(x):\n    import numpy\n    return int(numpy.int64(x) ** 2)\n")
+        items = list(range(50))
+        assert c.call([Sym(".qp.peach"), Sym("sq"), Vec("j", items)]) == Vec("j", [i * i for i in items])
+        define(c, "shape", "def shape(x):\n    return [len(x), float(x.sum())]\n")
+        got = c.call([Sym(".qp.peach"), Sym("shape"), [Vec("f", [1.0, 2.0]), Vec("f", [3.0])]])
+        assert got == [[2, 3.0], [1, 3.0]], got
+        define(c, "bad", "def bad(x):\n    if x == 3:\n        raise ValueError('three')\n    return x\n")
+        expect_error(lambda: c.call([Sym(".qp.peach"), Sym("bad"), Vec("j", [1, 2, 3, 4])]), "ValueError", "three")
+        assert c.call([Sym(".qp.peach"), Sym("sq"), Vec("j", [])]) == []
+
+
+def test_peach_processes_and_children_die_with_parent():
+    s = Server("-s", "-2", ready_timeout=60)
+    try:
+        with Conn(port=s.port, timeout=60) as c:
+            assert c.call([Sym(".qp.import"), {"np": Sym("numpy")}]) == Vec("s", ["np"])
+            define(c, "work", "def work(x):\n    import os\n    return [int(np.int64(x) * 2), os.getpid()]\n")
+            got = c.call([Sym(".qp.peach"), Sym("work"), Vec("j", list(range(40)))])
+            # each [x*2, pid] collapses to a long vector, as in q
+            assert [g.items[0] for g in got] == [2 * i for i in range(40)], got
+            pids = {g.items[1] for g in got}
+            assert s.proc.pid not in pids and 1 <= len(pids) <= 2, pids
+            expect_error(lambda: c.call([Sym(".qp.peach"), Sym("nope"), Vec("j", [1])]), "nope")
+    finally:
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.stop()
+
+    def gone():
+        return all(not os.path.exists(f"/proc/{p}") or
+                   open(f"/proc/{p}/stat").read().split()[2] == "Z" for p in pids)
+    assert wait_for(gone, timeout=10), pids
+
+
+# ------------------------------------------------------------ timeout
+
+def test_timeout_cuts_off_a_runaway_call():
+    with Server("--timeout", "300") as s, Conn(port=s.port) as c:
+        define(c, "spin", "def spin():\n    while True:\n        pass\n")
+        define(c, "nap", "def nap():\n    import time\n    time.sleep(60)\n")
+        define(c, "sly", "def sly():\n    while True:\n        try:\n            while True:\n                pass\n"
+                         "        except Exception:\n            pass\n")
+        for f in ("spin", "nap", "sly"):
+            expect_error(lambda: call(c, f), "timeout", f)
+        define(c, "ok", "def ok():\n    return 1\n")
+        assert call(c, "ok") == 1
+        assert c.call([Sym(".qp.timeout"), 0]) == 300
+        assert c.call([Sym(".qp.timeout"), Identity()]) == 0
