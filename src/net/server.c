@@ -33,6 +33,8 @@
 #define HANDSHAKE_MAX 1024     /* longest "user:password" + cap + NUL */
 #define DENY_MS 500            /* delay before a failed login is closed */
 #define READ_CHUNK (1 << 20)   /* most bytes read per event per connection */
+#define HANDSHAKE_MS 30000     /* a connection must log in within this */
+#define EMFILE_PAUSE_MS 100    /* out of fds: stop accepting for this long */
 
 enum cstate { C_TLS, C_HANDSHAKE, C_AUTHING, C_READY, C_DENIED };
 
@@ -58,6 +60,7 @@ struct qp__sconn {
     char peer[64];         /* "ip:port" or "unix", for logs */
 };
 
+/* A timer on a connection (failed-login delay, handshake deadline). */
 typedef struct qp__deny {
     struct qp__deny *next;
     int fd;
@@ -423,7 +426,11 @@ static void conn_read(qp_server *s, qp__sconn *c)
 {
     int fd = c->tp.fd;
     size_t budget = READ_CHUNK;
-    while (budget && (c->state == C_HANDSHAKE || (c->state == C_READY && !c->busy))) {
+    while (c->state == C_HANDSHAKE || (c->state == C_READY && !c->busy)) {
+        /* Past the budget, yield to other connections; but not while TLS
+         * holds decrypted bytes: epoll cannot see those, and the socket
+         * may have nothing more to wake us with. */
+        if (!budget && !qp__tp_pending(&c->tp)) break;
         ssize_t r;
         if (c->state == C_HANDSHAKE) {
             r = qp__tp_read(&c->tp, c->hs + c->hslen, sizeof c->hs - c->hslen);
@@ -445,10 +452,10 @@ static void conn_read(qp_server *s, qp__sconn *c)
             size_t room = 0;
             void *p = qp_reader_space(c->rd, &room);
             if (!p) { conn_close(s, c); return; }
-            if (room > budget) room = budget;
+            if (budget && room > budget) room = budget;
             r = qp__tp_read(&c->tp, p, room);
             if (r > 0) {
-                budget -= (size_t)r;
+                budget -= (size_t)r < budget ? (size_t)r : budget;
                 if (qp_reader_commit(c->rd, (size_t)r) < 0) {
                     fprintf(stderr, "qpeach serve: %s: %s; closing\n", c->peer, qp_reader_errstr(c->rd));
                     conn_close(s, c);
@@ -484,6 +491,20 @@ static void conn_tls(qp_server *s, qp__sconn *c)
     conn_read(s, c);                          /* TLS may hold the bytes already */
 }
 
+/* Appends a timer for connection c, due in ms; 0 or -1 on no memory. */
+static int timer_add(qp__deny **head, qp__deny **tail, const qp__sconn *c, int ms)
+{
+    qp__deny *d = malloc(sizeof *d);
+    if (!d) return -1;
+    d->next = NULL;
+    d->fd = c->tp.fd;
+    d->id = c->id;
+    d->at = qp__now_ms() + ms;
+    if (*tail) (*tail)->next = d; else *head = d;
+    *tail = d;
+    return 0;
+}
+
 static void conn_accept(qp_server *s)
 {
     for (int k = 0; k < 64; k++) {
@@ -491,8 +512,13 @@ static void conn_accept(qp_server *s)
         socklen_t sl = sizeof ss;
         int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                fprintf(stderr, "qpeach serve: accept: %s\n", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE) {
+                /* the pending connection stays readable: without a pause
+                 * the loop would spin on it */
+                fprintf(stderr, "qpeach serve: accept: %s; pausing accepts\n", strerror(errno));
+                epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
+                s->accept_paused_until = qp__now_ms() + EMFILE_PAUSE_MS;
+            }
             return;
         }
         if (fd >= s->nconns) {
@@ -535,7 +561,8 @@ static void conn_accept(qp_server *s)
         s->conns[fd] = c;
         c->events = EPOLLIN;
         struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
-        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e)) { conn_close(s, c); continue; }
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) ||
+            timer_add(&s->hs_timers, &s->hs_timers_tail, c, HANDSHAKE_MS)) { conn_close(s, c); continue; }
     }
 }
 
@@ -561,14 +588,7 @@ static void job_done(qp_server *s, qp__job *j)
         if (colon) *colon = 0;
         fprintf(stderr, "qpeach serve: failed login for user '%.64s' from %s\n", j->cred, c->peer);
         qp__job_free(j);
-        qp__deny *d = malloc(sizeof *d);
-        if (!d) { conn_close(s, c); return; }
-        d->next = NULL;
-        d->fd = c->tp.fd;
-        d->id = c->id;
-        d->at = qp__now_ms() + DENY_MS;
-        if (s->denied_tail) s->denied_tail->next = d; else s->denied = d;
-        s->denied_tail = d;
+        if (timer_add(&s->denied, &s->denied_tail, c, DENY_MS)) { conn_close(s, c); return; }
         c->state = C_DENIED;
         conn_update(s, c);
         return;
@@ -585,19 +605,37 @@ static void job_done(qp_server *s, qp__job *j)
     if (fd < s->nconns && s->conns[fd] == c && !c->busy) conn_read(s, c);
 }
 
-/* Closes failed logins whose delay is over; returns ms to the next one. */
-static int deny_expire(qp_server *s)
+/* Fires the timers that are due: closes failed logins whose delay is
+ * over and connections still not logged in after HANDSHAKE_MS. Returns
+ * ms to the next timer, or -1. */
+static int timers_run(qp_server *s)
 {
     int64_t now = qp__now_ms();
-    while (s->denied && s->denied->at <= now) {
-        qp__deny *d = s->denied;
-        s->denied = d->next;
-        if (!s->denied) s->denied_tail = NULL;
-        qp__sconn *c = d->fd < s->nconns ? s->conns[d->fd] : NULL;
-        if (c && c->id == d->id) conn_close(s, c);
-        free(d);
+    qp__deny **heads[2] = { &s->denied, &s->hs_timers }, **tails[2] = { &s->denied_tail, &s->hs_timers_tail };
+    int64_t next = -1;
+    for (int k = 0; k < 2; k++) {
+        qp__deny **h = heads[k];
+        while (*h && (*h)->at <= now) {
+            qp__deny *d = *h;
+            *h = d->next;
+            if (!*h) *tails[k] = NULL;
+            qp__sconn *c = d->fd < s->nconns ? s->conns[d->fd] : NULL;
+            if (c && c->id == d->id && (k == 0 || c->state == C_TLS || c->state == C_HANDSHAKE))
+                conn_close(s, c);
+            free(d);
+        }
+        if (*h && (next < 0 || (*h)->at - now < next)) next = (*h)->at - now;
     }
-    return s->denied ? (int)(s->denied->at - now) : -1;
+    if (s->accept_paused_until) {
+        if (s->accept_paused_until <= now) {
+            s->accept_paused_until = 0;
+            struct epoll_event e = { .events = EPOLLIN, .data.fd = s->lfd };
+            epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &e);
+        } else if (next < 0 || s->accept_paused_until - now < next) {
+            next = s->accept_paused_until - now;
+        }
+    }
+    return (int)next;
 }
 
 /* ====================================================================
@@ -686,7 +724,7 @@ int qp_server_run(qp_server *s)
     }
     struct epoll_event evs[128];
     while (!atomic_load(&s->stopping)) {
-        int timeout = deny_expire(s);
+        int timeout = timers_run(s);
         int n = epoll_wait(s->epfd, evs, 128, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -743,6 +781,7 @@ void qp_server_free(qp_server *s)
         if (s->conns[fd]) conn_close(s, s->conns[fd]);
     free(s->conns);
     for (qp__deny *d = s->denied, *n; d; d = n) { n = d->next; free(d); }
+    for (qp__deny *d = s->hs_timers, *n; d; d = n) { n = d->next; free(d); }
     qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };
     for (int i = 0; i < 3; i++) {
         for (qp__job *j = qs[i]->head, *n; j; j = n) {

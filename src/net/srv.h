@@ -87,7 +87,12 @@ struct qp_server {
     qp__sconn **conns;     /* by fd */
     int nconns;            /* slots in conns */
     uint64_t next_cid;
-    struct qp__deny *denied, *denied_tail;  /* failed logins waiting to be closed */
+    /* Timers, each a FIFO because every entry in one has the same delay:
+     * failed logins waiting to be closed, and handshakes that must finish
+     * in time (a client that connects and says nothing holds no slot). */
+    struct qp__deny *denied, *denied_tail;
+    struct qp__deny *hs_timers, *hs_timers_tail;
+    int64_t accept_paused_until;   /* out of fds: accept again after this */
 
     qp__fn *fns;           /* registered functions (fixed once running) */
     int nfns, capfns;
