@@ -343,6 +343,17 @@ done:
 
 /* ---- import ---- */
 
+int qp__lib_set(const char *alias, PyObject *o)
+{
+    if (!libs) return -1;
+    int rc = PyDict_SetItemString(libs, alias, o);
+    Py_ssize_t pos = 0;
+    PyObject *k, *entry;
+    while (rc == 0 && PyDict_Next(funcs, &pos, &k, &entry))
+        rc = PyDict_SetItemString(PyTuple_GET_ITEM(entry, 1), alias, o);
+    return rc;
+}
+
 static qp_value *import_one(const char *alias, const char *mod)
 {
     PyObject *m = PyImport_ImportModule(mod);
@@ -353,11 +364,7 @@ static qp_value *import_one(const char *alias, const char *mod)
         qp_unref(e);
         return r;
     }
-    int rc = PyDict_SetItemString(libs, alias, m);
-    Py_ssize_t pos = 0;
-    PyObject *k, *entry;
-    while (rc == 0 && PyDict_Next(funcs, &pos, &k, &entry))
-        rc = PyDict_SetItemString(PyTuple_GET_ITEM(entry, 1), alias, m);
+    int rc = qp__lib_set(alias, m);
     Py_DECREF(m);
     return rc < 0 ? qp_py_error() : NULL;
 }

@@ -27,6 +27,8 @@ qp_value *qp__collapse(qp_value *lst);
 
 /* py.c: run f(args, kwargs) for a registered name under the timeout,
  * converting the result. fn_out (optional) gets the function's flags. */
+/* Sets alias to o (borrowed) in the shared namespace and every function's. */
+int qp__lib_set(const char *alias, PyObject *o);
 int qp__func_flags(const char *name, int *flags);
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
 

@@ -48,12 +48,54 @@ static const char *sym_arg(const qp_value *x)
     return NULL;
 }
 
+/* qtable(name, rows=None, pandas=False, categorical=False): a table
+ * resident in this server as Python sees a table argument (zero-copy
+ * column views), rows (start, end) only when given. In every function's
+ * namespace, so a function run by peach can reach the table in place. */
+static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kws[] = {"name", "rows", "pandas", "categorical", NULL};
+    const char *name;
+    PyObject *rows = Py_None;
+    int pandas = 0, cat = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|Opp", kws, &name, &rows, &pandas, &cat)) return NULL;
+    qp_value *t = qp_server_get(server, name);
+    if (!t || t->type != QP_TABLE) {
+        qp_unref(t);
+        return PyErr_Format(PyExc_KeyError, "qtable: no table '%s' on this server", name);
+    }
+    if (rows != Py_None) {
+        long long a, b;
+        if (!PyArg_ParseTuple(rows, "LL", &a, &b)) { qp_unref(t); return NULL; }
+        if (a < 0 || b < a) { qp_unref(t); return PyErr_Format(PyExc_IndexError, "qtable: bad rows"); }
+        qp_value *p = qp_table_slice(t, a, b - a);
+        qp_unref(t);
+        if (!p) return PyErr_NoMemory();
+        t = p;
+    }
+    PyObject *r = qp_py_from_q(t, (pandas ? QP_PY_PANDAS : 0) | (cat ? QP_PY_CATEGORICAL : 0));
+    qp_unref(t);
+    return r;
+}
+
+static PyMethodDef qtable_def = {"qtable", (PyCFunction)(void (*)(void))py_qtable,
+                                 METH_VARARGS | METH_KEYWORDS, "A server-resident table."};
+
+static void python_started(void)
+{
+    if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
+    PyObject *f = PyCFunction_New(&qtable_def, NULL);
+    if (!f || qp__lib_set("qtable", f) < 0) PyErr_Clear();
+    Py_XDECREF(f);
+}
+
 static qp_value *need_python(void)
 {
     if (qp_py_ready()) return NULL;
     char err[512];
     if (qp_py_init(err, sizeof err) != 0) return qp_error("%s", err);
-    if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
+    python_started();
     return NULL;
 }
 
@@ -342,7 +384,7 @@ void qp_py_thread_start_cb(int index, void *data)
     if (index != -1 || qp_py_ready()) return;
     char err[512];
     if (qp_py_init(err, sizeof err) != 0) fprintf(stderr, "qpeach serve: %s\n", err);
-    else if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
+    else python_started();
 }
 
 void qp_py_shutdown(void)

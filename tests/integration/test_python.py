@@ -244,6 +244,8 @@ def test_load_and_serve_load():
     with Server("--load", f"t={path}") as s, Conn(port=s.port) as c:
         define(c, "total", "def total(t):\n    return float(t['px'].sum())\n")
         assert c.call([Sym(".qp.apply"), Sym("total"), Sym("t"), [Sym("sym"), Sym("ibm")]]) == 5.0
+        define(c, "resident", "def resident(a, b):\n    t = qtable('t', (a, b))\n    return float(t['px'].sum())\n")
+        assert call(c, "resident", 1, 3) == 6.0
         assert c.call([Sym(".qp.load"), Sym("u"), path]) == Sym("u")
         assert c.call([Sym(".qp.apply"), Sym("total"), Sym("u"), Vec("j", [0, 2])]) == 4.0
         expect_error(lambda: c.call([Sym(".qp.load"), Sym("v"), os.path.join(d, "missing.csv")]), "missing.csv")
