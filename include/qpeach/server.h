@@ -42,6 +42,8 @@ typedef struct qp_server_opts {
     const char *tls_cert;      /* PEM; with tls_key enables TLS on TCP */
     const char *tls_key;
     bool insecure;             /* allow non-loopback without passwd_file */
+    int handshake_ms;          /* close a client that has not finished its
+                                * TLS + q handshake by then (0: 30000) */
     qp_thread_start_cb on_thread_start;
     void *thread_data;
 } qp_server_opts;

@@ -41,6 +41,8 @@ static void usage(FILE *f)
         "  --tls-cert F      PEM certificate (chain): serve TLS\n"
         "  --tls-key F       PEM private key for it\n"
         "  --insecure        allow listening beyond loopback without -u\n"
+        "  --handshake-timeout MS  close a client that has not logged in by then\n"
+        "                    (default 30000)\n"
         "  --load NAME=FILE  load a table at start (.csv, or a q IPC file)\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
         "\n"
@@ -54,6 +56,7 @@ int qp_cmd_serve(int argc, char **argv)
         { "tls-cert", required_argument, NULL, 1 },
         { "tls-key", required_argument, NULL, 2 },
         { "insecure", no_argument, NULL, 3 },
+        { "handshake-timeout", required_argument, NULL, 7 },
         { "load", required_argument, NULL, 4 },
         { "timeout", required_argument, NULL, 5 },
         { "parent-fd", required_argument, NULL, 6 },   /* worker processes (-s -N) */
@@ -85,6 +88,17 @@ int qp_cmd_serve(int argc, char **argv)
         case 1: o.tls_cert = optarg; break;
         case 2: o.tls_key = optarg; break;
         case 3: o.insecure = true; break;
+        case 7: {
+            char *end;
+            long ms = strtol(optarg, &end, 10);
+            if (*end || ms < 1 || ms > 86400000) {
+                fprintf(stderr, "qpeach serve: --handshake-timeout wants milliseconds 1..86400000, not %s\n", optarg);
+                free(loads);
+                return 2;
+            }
+            o.handshake_ms = (int)ms;
+            break;
+        }
         case 4:
             if (!strchr(optarg, '=')) {
                 fprintf(stderr, "qpeach serve: --load wants NAME=FILE, not %s\n", optarg);

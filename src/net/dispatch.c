@@ -543,8 +543,12 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
         j->args = NULL;
     }
     if (j->msgtype != QP_MSG_SYNC) {
-        if (j->result && j->result->type == QP_ERROR)
-            fprintf(stderr, "qpeach serve: async %s: error: %s\n", j->what, j->result->s);
+        if (j->result && j->result->type == QP_ERROR) {
+            char what[sizeof j->what * 4], text[1024];
+            qp__log_text(what, sizeof what, j->what);
+            qp__log_text(text, sizeof text, j->result->s);
+            fprintf(stderr, "qpeach serve: async %s: error: %s\n", what, text);
+        }
         qp_unref(j->result);
         j->result = NULL;
         return QP__JOB_DONE;

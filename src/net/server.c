@@ -10,7 +10,8 @@
  * the loop stops reading from it: the kernel's buffers then push back on
  * that client alone, and no client can make the server buffer without
  * bound. Failed logins are closed after DENY_MS, on a timer, so the loop
- * never sleeps for them.
+ * never sleeps for them. A stream that breaks (bad header, length beyond
+ * memory, corrupt compression) gets one error response, then the close.
  */
 #include <errno.h>
 #include <signal.h>
@@ -33,7 +34,7 @@
 #define HANDSHAKE_MAX 1024     /* longest "user:password" + cap + NUL */
 #define DENY_MS 500            /* delay before a failed login is closed */
 #define READ_CHUNK (1 << 20)   /* most bytes read per event per connection */
-#define HANDSHAKE_MS 30000     /* a connection must log in within this */
+#define HANDSHAKE_MS 30000     /* default opts.handshake_ms: log in within this */
 #define EMFILE_PAUSE_MS 100    /* out of fds: stop accepting for this long */
 
 enum cstate { C_TLS, C_HANDSHAKE, C_AUTHING, C_READY, C_DENIED };
@@ -58,6 +59,7 @@ struct qp__sconn {
     outbuf *out, *out_tail;
     size_t outbytes;       /* unsent bytes queued */
     char peer[64];         /* "ip:port" or "unix", for logs */
+    bool closing;          /* an error response is queued: close once sent */
 };
 
 /* A timer on a connection (failed-login delay, handshake deadline). */
@@ -295,7 +297,7 @@ static void conn_update(qp_server *s, qp__sconn *c)
     switch (c->state) {
     case C_TLS: ev = c->tls_want == QP__WANT_WRITE ? EPOLLOUT : EPOLLIN; break;
     case C_HANDSHAKE: ev = EPOLLIN; break;
-    case C_READY: if (!c->busy && c->outbytes <= OUT_HIGH) ev = EPOLLIN; break;
+    case C_READY: if (!c->busy && !c->closing && c->outbytes <= OUT_HIGH) ev = EPOLLIN; break;
     default: break;
     }
     if (c->out) ev |= EPOLLOUT;
@@ -339,6 +341,7 @@ static int conn_flush(qp_server *s, qp__sconn *c)
             free(o);
         }
     }
+    if (c->closing && !c->out) { conn_close(s, c); return -1; }
     return 0;
 }
 
@@ -359,6 +362,27 @@ static int conn_send(qp_server *s, qp__sconn *c, uint8_t *data, size_t len)
 
 static void conn_read(qp_server *s, qp__sconn *c);
 
+/* The input stream is broken (the reader's error is sticky): tell the
+ * client why in an error response, as far as the protocol allows, then
+ * close once it is sent. */
+static void conn_fail(qp_server *s, qp__sconn *c)
+{
+    const char *why = qp_reader_errstr(c->rd);
+    fprintf(stderr, "qpeach serve: %s: %s; closing\n", c->peer, why);
+    qp_value *e = qp_error("qpeach: %s; closing the connection", why);
+    uint8_t *m = NULL;
+    size_t len = 0;
+    c->closing = true;
+    if (!e || qp_ipc_encode(e, QP_MSG_RESPONSE, &m, &len)) {
+        qp_unref(e);
+        conn_close(s, c);
+        return;
+    }
+    qp_unref(e);
+    if (conn_send(s, c, m, len)) return;
+    conn_update(s, c);
+}
+
 /* Starts the connection's next buffered message, if it may. */
 static void conn_next(qp_server *s, qp__sconn *c)
 {
@@ -367,8 +391,7 @@ static void conn_next(qp_server *s, qp__sconn *c)
         qp_ipc_header h;
         int r = qp_reader_next(c->rd, &m, &h);
         if (r < 0) {
-            fprintf(stderr, "qpeach serve: %s: %s; closing\n", c->peer, qp_reader_errstr(c->rd));
-            conn_close(s, c);
+            conn_fail(s, c);
             return;
         }
         if (r == 0) break;
@@ -426,7 +449,7 @@ static void conn_read(qp_server *s, qp__sconn *c)
 {
     int fd = c->tp.fd;
     size_t budget = READ_CHUNK;
-    while (c->state == C_HANDSHAKE || (c->state == C_READY && !c->busy)) {
+    while (!c->closing && (c->state == C_HANDSHAKE || (c->state == C_READY && !c->busy))) {
         /* Past the budget, yield to other connections; but not while TLS
          * holds decrypted bytes: epoll cannot see those, and the socket
          * may have nothing more to wake us with. */
@@ -441,7 +464,9 @@ static void conn_read(qp_server *s, qp__sconn *c)
                 if (z) {
                     size_t nul = (size_t)(z - c->hs), rest = c->hslen - nul - 1;
                     /* bytes after the NUL are the first message: keep them */
-                    if (rest && qp_reader_feed(c->rd, z + 1, rest)) { conn_close(s, c); return; }
+                    /* (a feed error is sticky: conn_next reports it once
+                     * the client is in) */
+                    if (rest) qp_reader_feed(c->rd, z + 1, rest);
                     conn_handshake_done(s, c, nul);
                     return;
                 }
@@ -457,8 +482,9 @@ static void conn_read(qp_server *s, qp__sconn *c)
             if (r > 0) {
                 budget -= (size_t)r < budget ? (size_t)r : budget;
                 if (qp_reader_commit(c->rd, (size_t)r) < 0) {
-                    fprintf(stderr, "qpeach serve: %s: %s; closing\n", c->peer, qp_reader_errstr(c->rd));
-                    conn_close(s, c);
+                    /* answer the whole messages before the bad one first;
+                     * conn_next reaches the error after them */
+                    conn_next(s, c);
                     return;
                 }
                 conn_next(s, c);
@@ -531,7 +557,7 @@ static void conn_accept(qp_server *s)
             s->nconns = n;
         }
         qp__sconn *c = calloc(1, sizeof *c);
-        if (!c || !(c->rd = qp_reader_new(NULL))) { free(c); close(fd); continue; }
+        if (!c || !(c->rd = qp_reader_new(&s->rlim))) { free(c); close(fd); continue; }
         c->id = ++s->next_cid;
         if (!s->unix_sock) {
             int one = 1;
@@ -562,8 +588,30 @@ static void conn_accept(qp_server *s)
         c->events = EPOLLIN;
         struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) ||
-            timer_add(&s->hs_timers, &s->hs_timers_tail, c, HANDSHAKE_MS)) { conn_close(s, c); continue; }
+            timer_add(&s->hs_timers, &s->hs_timers_tail, c,
+                      s->opts.handshake_ms > 0 ? s->opts.handshake_ms : HANDSHAKE_MS)) {
+            conn_close(s, c);
+            continue;
+        }
     }
+}
+
+void qp__log_text(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *src && n + 5 < cap; src++) {
+        unsigned char ch = (unsigned char)*src;
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            dst[n++] = (char)ch;
+        } else {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[ch >> 4];
+            dst[n++] = hex[ch & 15];
+        }
+    }
+    dst[n] = 0;
 }
 
 /* A finished job is back on the loop. */
@@ -586,7 +634,9 @@ static void job_done(qp_server *s, qp__job *j)
         }
         char *colon = strchr(j->cred, ':');
         if (colon) *colon = 0;
-        fprintf(stderr, "qpeach serve: failed login for user '%.64s' from %s\n", j->cred, c->peer);
+        char user[64 * 4 + 8];
+        qp__log_text(user, sizeof user, j->cred);
+        fprintf(stderr, "qpeach serve: failed login for user '%s' from %s\n", user, c->peer);
         qp__job_free(j);
         if (timer_add(&s->denied, &s->denied_tail, c, DENY_MS)) { conn_close(s, c); return; }
         c->state = C_DENIED;
@@ -620,8 +670,12 @@ static int timers_run(qp_server *s)
             *h = d->next;
             if (!*h) *tails[k] = NULL;
             qp__sconn *c = d->fd < s->nconns ? s->conns[d->fd] : NULL;
-            if (c && c->id == d->id && (k == 0 || c->state == C_TLS || c->state == C_HANDSHAKE))
+            if (c && c->id == d->id && (k == 0 || c->state == C_TLS || c->state == C_HANDSHAKE)) {
+                if (k == 1)
+                    fprintf(stderr, "qpeach serve: %s: handshake timed out after %d ms; closing\n",
+                            c->peer, s->opts.handshake_ms > 0 ? s->opts.handshake_ms : HANDSHAKE_MS);
                 conn_close(s, c);
+            }
             free(d);
         }
         if (*h && (next < 0 || (*h)->at - now < next)) next = (*h)->at - now;
@@ -672,6 +726,10 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
+    /* A length field beyond physical memory is refused before anything is
+     * allocated for it (and under ASan, rather than abort on a huge malloc). */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) s->rlim.max_msg = (uint64_t)pages * (uint64_t)psize;
     pthread_mutex_init(&s->gmu, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
     qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };

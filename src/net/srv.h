@@ -93,6 +93,7 @@ struct qp_server {
     struct qp__deny *denied, *denied_tail;
     struct qp__deny *hs_timers, *hs_timers_tail;
     int64_t accept_paused_until;   /* out of fds: accept again after this */
+    qp_ipc_limits rlim;    /* per-connection reader limits */
 
     qp__fn *fns;           /* registered functions (fixed once running) */
     int nfns, capfns;
@@ -117,6 +118,11 @@ void qp__jobq_push(qp__jobq *q, qp__job *j);
 /* Hands a job to the thread kind that must run it next (pool, or main). */
 void qp__job_post(qp_server *s, qp__job *j, int exec);
 void qp__job_free(qp__job *j);
+
+/* Copies client-supplied text into dst (cap > 0 bytes, NUL-terminated,
+ * truncated) for a one-line log: bytes outside printable ASCII become \xHH,
+ * so a client cannot forge log lines or break a log reader's decoding. */
+void qp__log_text(char *dst, size_t cap, const char *src);
 
 /* ---- dispatch.c ---- */
 /* Advances a job as far as it can on the calling thread (where: the
