@@ -119,6 +119,9 @@ int qp_ipc_decompress(const uint8_t *src, size_t len, const qp_ipc_limits *limit
     uint64_t max = limits && limits->max_msg ? limits->max_msg : QP_IPC_MAX_LEN;
     if (ulen < QP_IPC_HEADER) return QP_ECORRUPT;
     if (ulen > max) return QP_ETOOBIG;
+    /* Each 2 stream bytes yield at most 257 (a back-reference), so a stated
+     * length beyond that is corrupt: refuse it before allocating it. */
+    if ((uint64_t)(ulen - 8) > (uint64_t)(len - 12) * 129) return QP_ECORRUPT;
     qp_buf *buf = qp_buf_new(ulen);
     if (!buf) return QP_ENOMEM;
     qp__advise_huge(buf->data, ulen);

@@ -338,7 +338,7 @@ static void parse_chunk(ctx *c, chunk *k)
         if (le == line) continue;
         int f = 0;
         for (const char *q = line;; f++) {
-            const char *fs, *fe;
+            const char *fs, *fe, *raw = q;
             q = next_field(k, q, le, c->delim, &fs, &fe);
             if (!q) { c->oom = 1; goto done; }
             if (f < c->ncols) {
@@ -349,8 +349,11 @@ static void parse_chunk(ctx *c, chunk *k)
                     if (rc < 0 && cl->inferred) {
                         k->misfit[f] = qp__csv_classes(fs, (size_t)(fe - fs));
                     } else if (rc < 0) {
-                        k->err_at = fs;
-                        k->err_len = (size_t)(fe - fs);
+                        /* the field as it stands in the file: fs may point
+                         * into the scratch buffer (a field with doubled
+                         * quotes), which line_of cannot measure from */
+                        k->err_at = raw;
+                        k->err_len = (size_t)(q - raw);
                         k->err_col = f;
                         goto done;
                     }

@@ -1,0 +1,131 @@
+/* test_regress.c - regression tests for faults the fuzzers (tests/fuzz,
+ * `make fuzz`) found, one test per finding, named after the target. Each
+ * feeds the finding's input (or its essence) to the code that failed.
+ */
+#include "qpeach/ipc.h"
+#include "qpeach/table.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+static char dir[] = "/tmp/qpeach-regress-XXXXXX";
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* fuzz_csv: a bad field with doubled quotes ("7""8") in a typed column.
+ * The error pointed into the field's unescaped scratch copy, and the line
+ * count ran memchr from the file's start to that unrelated pointer: a read
+ * far out of bounds (ASan), or a wrong line number. */
+static void test_csv_error_in_doubled_quote_field(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/q.csv", dir);
+    write_file(path, "name,v,n\n\"a,b\",1.5,7\nx,1.0,\"7\"\"8\"\n");
+    qp_csv_opts o = { .types = "SFJ", .threads = 1 };
+    qp_value *t = qp_csv_load(path, &o);
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT_EQUAL(t->type, QP_ERROR);
+    if (t->type == QP_ERROR) {
+        CU_ASSERT(strstr(t->s, "q.csv:3:") != NULL);
+        CU_ASSERT(strstr(t->s, "column n") != NULL);
+        CU_ASSERT(strstr(t->s, "\"7\"\"8\"") != NULL);
+    }
+    qp_unref(t);
+    /* the fuzzer's own input: the same shape in a multi-threaded load */
+    write_file(path, "name,v,n\n\"a,b\",1.5,\"\n7x\"\"y\",,8\n");
+    for (int th = 1; th <= 4; th++) {
+        o.threads = th;
+        t = qp_csv_load(path, &o);
+        CU_ASSERT(t != NULL && t->type == QP_ERROR);
+        qp_unref(t);
+    }
+}
+
+/* fuzz_server (through the reader): an 88-byte compressed message stating
+ * an uncompressed length of 4 GB made the decompressor allocate 4 GB
+ * before looking at the stream. A stream of n bytes yields at most
+ * 129 n: beyond that it is corrupt, refused before any allocation. */
+static uint8_t *small_liar(size_t *n)
+{
+    static uint8_t m[88];
+    memset(m, 0, sizeof m);
+    m[0] = 1; m[1] = 1; m[2] = 1;
+    m[4] = sizeof m;
+    uint32_t ulen = 0xfffffff0u;
+    memcpy(m + 8, &ulen, 4);
+    *n = sizeof m;
+    return m;
+}
+
+static void test_decompress_refuses_impossible_length(void)
+{
+    size_t n;
+    uint8_t *m = small_liar(&n);
+    qp_buf *u = NULL;
+    CU_ASSERT_EQUAL(qp_ipc_decompress(m, n, NULL, &u), QP_ECORRUPT);
+    CU_ASSERT(u == NULL);
+#ifndef UNDER_ASAN
+    /* with address space for 256 MB only, an allocation of 4 GB would give
+     * QP_ENOMEM: QP_ECORRUPT shows the length was refused first */
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit r = { 256 << 20, 256 << 20 };
+        setrlimit(RLIMIT_AS, &r);
+        qp_buf *v = NULL;
+        _exit(qp_ipc_decompress(m, n, NULL, &v) == QP_ECORRUPT ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+#endif
+    /* the bound is not too tight: the best ratio the compressor reaches */
+    size_t len = 8 + (4 << 20);
+    uint8_t *z = calloc(1, len), *c = NULL;
+    CU_ASSERT_FATAL(z != NULL);
+    z[0] = 1; z[1] = 1;
+    uint32_t l32 = (uint32_t)len;
+    memcpy(z + 4, &l32, 4);
+    size_t clen = 0;
+    CU_ASSERT_EQUAL_FATAL(qp_ipc_compress(z, len, &c, &clen), 0);
+    CU_ASSERT_EQUAL(qp_ipc_decompress(c, clen, NULL, &u), 0);
+    CU_ASSERT(u && u->len == len && !memcmp(u->data + 8, z + 8, len - 8));
+    qp_buf_unref(u);
+    free(c);
+    free(z);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) return 2;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_pSuite s = CU_add_suite("regress", NULL, NULL);
+    CU_add_test(s, "fuzz_csv: error in a doubled-quote field", test_csv_error_in_doubled_quote_field);
+    CU_add_test(s, "fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) failed++;
+    return failed ? 1 : 0;
+}
