@@ -44,6 +44,8 @@ typedef struct qp_server_opts {
     bool insecure;             /* allow non-loopback without passwd_file */
     int handshake_ms;          /* close a client that has not finished its
                                 * TLS + q handshake by then (0: 30000) */
+    uint64_t max_msg;          /* longest message a client may send, bytes
+                                * (0: the machine's physical memory) */
     qp_thread_start_cb on_thread_start;
     void *thread_data;
 } qp_server_opts;

@@ -261,6 +261,10 @@ static qp_value *fn_meta(qp_server *s, qp_value *args, void *data)
     (void)data;
     qp_value *t = table_arg(s, arg0(args), ".qp.meta");
     if (t->type == QP_ERROR) return t;
+    if (!is_table(t)) {                       /* a global that is not a table */
+        qp_unref(t);
+        return qp_error("type: .qp.meta takes a table or its name");
+    }
     /* a keyed table's meta lists the key columns, then the others */
     const qp_value *parts[2] = { t, NULL };
     if (t->type == QP_DICT) { parts[0] = qp_dict_keys(t); parts[1] = qp_dict_values(t); }

@@ -730,6 +730,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
      * allocated for it (and under ASan, rather than abort on a huge malloc). */
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psize > 0) s->rlim.max_msg = (uint64_t)pages * (uint64_t)psize;
+    if (opts->max_msg) s->rlim.max_msg = opts->max_msg;
     pthread_mutex_init(&s->gmu, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
     qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };

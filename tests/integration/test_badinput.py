@@ -15,7 +15,7 @@ import time
 
 import harness
 from harness import Server
-from qipc import Conn, QError, Sym, decode, encode
+from qipc import Conn, QError, Sym, Vec, decode, encode
 
 
 # ------------------------------------------------------------------ helpers
@@ -444,6 +444,10 @@ def test_unknown_functions_wrong_arity_and_types():
         ([Sym(".qp.get"), 3.5], "type"),
         ([Sym(".qp.meta"), 42], "type"),
         ([Sym(".qp.meta"), Sym("nosuchtable")], "nosuchtable"),
+        # found by fuzz_server: .qp.meta of a global that is not a table
+        # read it as one (a NULL dereference that killed the server)
+        ([Sym(".qp.meta"), Sym("notatable")], "type"),
+        (".qp.meta `notatable", "type"),
         ([1, 2, 3], "unsupported"),
         (7, "unsupported"),
         (".qp.echo[1;", "unsupported expression"),
@@ -453,6 +457,7 @@ def test_unknown_functions_wrong_arity_and_types():
     ]
     with Server("-s", "1") as srv, Bystander(srv.port):
         with Conn(port=srv.port) as c:
+            c.call([Sym(".qp.set"), Sym("notatable"), [Vec("j", [1, 2]), 3.5]])
             for x, text in cases:
                 c.send(x)
                 t, v = c.recv()
