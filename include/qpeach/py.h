@@ -103,13 +103,13 @@ typedef struct qp_py_opts {
 
 /* Starts the worker processes (o->procs > 0) and
  * registers .qp.import, .qp.def, .qp.call, .qp.callk, .qp.apply, .qp.load,
- * .qp.peach, .qp.timeout, .qp.py (version). Python itself starts on the
- * main thread: at its start when the server's on_thread_start is
- * qp_py_thread_start_cb, else at the first call. o may be NULL. Returns 0,
- * or a negative code with a message in err. */
+ * .qp.peach, .qp.timeout. Python itself starts on the server's main
+ * thread at the first of these calls (or at that thread's start with
+ * QPEACH_PY_EAGER=1 when on_thread_start is qp_py_thread_start_cb). o may
+ * be NULL. Returns 0, or a negative code with a message in err. */
 int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen);
-/* A qp_server_opts.on_thread_start that starts Python on the main thread
- * (index -1) and does nothing elsewhere. */
+/* A qp_server_opts.on_thread_start: starts Python on the main thread
+ * (index -1) when QPEACH_PY_EAGER=1; does nothing elsewhere. */
 void qp_py_thread_start_cb(int index, void *data);
 /* Stops the worker processes (called at exit too). */
 void qp_py_shutdown(void);

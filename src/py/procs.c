@@ -258,7 +258,7 @@ qp_value *qp__procs_peach(const char *fn, const qp_value *items)
 
 /* ---- worker side ---- */
 
-typedef struct watch { int fd; qp_server *s; } watch;
+typedef struct watch { int fd; char path[256]; } watch;
 
 static void *watch_main(void *p)
 {
@@ -268,8 +268,7 @@ static void *watch_main(void *p)
     while (read(w.fd, &b, 1) < 0 && errno == EINTR) {}
     /* EOF: the parent is gone. Leave at once: the main thread may be deep
      * in a Python call that would keep a clean stop waiting. */
-    const char *addr = qp_server_address(w.s);
-    if (addr && !strncmp(addr, "unix:", 5)) unlink(addr + 5);
+    if (w.path[0]) unlink(w.path);
     _exit(0);
     return NULL;
 }
@@ -278,7 +277,11 @@ int qp__procs_watch_parent(int fd, qp_server *s)
 {
     watch *w = malloc(sizeof *w);
     if (!w) return QP_ENOMEM;
-    *w = (watch){fd, s};
+    /* the address is copied now: the server may be freed before EOF */
+    const char *addr = qp_server_address(s);
+    w->fd = fd;
+    w->path[0] = 0;
+    if (addr && !strncmp(addr, "unix:", 5)) snprintf(w->path, sizeof w->path, "%s", addr + 5);
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     pthread_t t;
     if (pthread_create(&t, NULL, watch_main, w) != 0) { free(w); return QP_EIO; }

@@ -202,6 +202,18 @@ static int install_timeout(void)
 
 /* ---- lifecycle ---- */
 
+#if defined(__SANITIZE_ADDRESS__)
+/* LeakSanitizer: CPython and numpy keep memory to the end of the process
+ * by design (no Py_Finalize in the server, and even that frees only part of
+ * it). Leaks whose stack is inside them are theirs; ours still show. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libpython3.11\nleak:_multiarray_umath\nleak:_umath_linalg\n"
+           "leak:numpy/random\nleak:_pickle\n";
+}
+#endif
+
 static int fail_msg(char *err, size_t errlen, const char *what)
 {
     if (PyErr_Occurred()) {

@@ -381,10 +381,14 @@ static qp_value *fn_peach(qp_server *s, qp_value *args, void *data)
 void qp_py_thread_start_cb(int index, void *data)
 {
     (void)data;
-    if (index != -1 || qp_py_ready()) return;
-    char err[512];
-    if (qp_py_init(err, sizeof err) != 0) fprintf(stderr, "qpeach serve: %s\n", err);
-    else python_started();
+    /* Python starts at the first .qp call that needs it (need_python, on
+     * this same main thread): a server that never runs Python pays nothing
+     * for it, not even numpy's import. QPEACH_PY_EAGER=1 starts it here. */
+    const char *eager = getenv("QPEACH_PY_EAGER");
+    if (index != -1 || qp_py_ready() || !eager || strcmp(eager, "1") != 0) return;
+    qp_value *e = need_python();
+    if (e) fprintf(stderr, "qpeach serve: %s\n", e->s);
+    qp_unref(e);
 }
 
 void qp_py_shutdown(void)
