@@ -7,6 +7,11 @@
  *   time, so 1.0 is memcpy speed and the issue's target is >= 0.5.
  *   symbol vector (1M items of 1000 names) and a small table: per item /
  *   per message costs.
+ *
+ * Every figure is also printed as a machine line for bench/harness.py:
+ *   CSV,codec,<value>,<operation>,<seconds>,<bytes>,<memcpy seconds>
+ * and `bench_codec --quick` uses 10 MB vectors and 100k symbols. The values
+ * are the ones bench/nodeq_codec.js encodes with node-q (same formulas).
  */
 #include "qpeach/ipc.h"
 
@@ -35,17 +40,27 @@ static double now(void)
     } while (0)
 
 static volatile uint64_t sink;
+static const char *cur = "";
+static size_t vec_bytes = 100u << 20;
+static int64_t sym_items = 1000000;
+
+static void csv(const char *what, double bytes, double t, double base)
+{
+    printf("CSV,codec,%s,%s,%.9f,%.0f,%.9f\n", cur, what, t, bytes, base);
+}
 
 static void row(const char *what, double bytes, double t, double base)
 {
+    csv(what, bytes, t, base);
     printf("  %-34s %8.1f ms %8.2f GB/s   %5.2fx memcpy\n", what, t * 1e3, bytes / t / 1e9,
            base / t);
 }
 
 static void vector_bench(int type, const char *name)
 {
-    const size_t bytes = 100u << 20;
+    const size_t bytes = vec_bytes;
     int64_t n = (int64_t)(bytes / 8);
+    cur = name;
     qp_value *v = qp_vector(type, n);
     for (int64_t i = 0; i < n; i++) {
         if (type == QP_FLOAT) qp_F(v)[i] = (double)i * 0.25;
@@ -91,8 +106,9 @@ static void vector_bench(int type, const char *name)
 
 static void symbol_bench(void)
 {
-    const int64_t n = 1000000;
+    const int64_t n = sym_items;
     char names[1000][16];
+    cur = "symbol";
     qp_value *v = qp_vector(QP_SYMBOL, n);
     for (int i = 0; i < 1000; i++) snprintf(names[i], sizeof names[i], "sym%04d", i);
     for (int64_t i = 0; i < n; i++) qp_S(v)[i] = qp_sym_intern(names[i % 1000], 7);
@@ -110,6 +126,8 @@ static void symbol_bench(void)
     BEST(t_dec, x = qp_ipc_decode(b, NULL); sink += (uint64_t)qp_count(x); qp_unref(x));
     printf("symbol vector, %lld items of 1000 names (%zu wire bytes)\n", (long long)n, len);
     row("memcpy (baseline)", (double)len, t_memcpy, t_memcpy);
+    csv("encode_body", (double)len, t_enc, t_memcpy);
+    csv("decode", (double)len, t_dec, t_memcpy);
     printf("  %-34s %8.1f ms %8.1f ns/item  %5.2fx memcpy\n", "encode_body", t_enc * 1e3,
            t_enc / n * 1e9, t_memcpy / t_enc);
     printf("  %-34s %8.1f ms %8.1f ns/item  %5.2fx memcpy\n", "decode (interning)", t_dec * 1e3,
@@ -138,7 +156,12 @@ static void table_bench(void)
     qp_ipc_encode(t, 1, &msg, &len);
     qp_buf *b = qp_buf_new(len);
     memcpy(b->data, msg, len);
-    double t_enc, t_dec;
+    double t_enc, t_dec, t_memcpy;
+    uint8_t *dst = malloc(len);
+    cur = "table";
+    BEST(t_memcpy, for (int i = 0; i < reps; i++) {
+        memcpy(dst, msg, len); __asm__ __volatile__("" : : "r"(dst) : "memory");
+    });
     BEST(t_enc, for (int i = 0; i < reps; i++) {
         uint8_t *m; size_t l; qp_ipc_encode(t, 1, &m, &l); sink += m[l - 1]; free(m);
     });
@@ -148,13 +171,22 @@ static void table_bench(void)
     printf("table of %d rows x 3 columns (%zu-byte message)\n", rows, len);
     printf("  %-34s %8.2f us/msg\n", "qp_ipc_encode", t_enc / reps * 1e6);
     printf("  %-34s %8.2f us/msg\n", "qp_ipc_decode", t_dec / reps * 1e6);
+    printf("  %-34s %8.2f us/msg\n", "memcpy of the message", t_memcpy / reps * 1e6);
+    csv("memcpy", (double)len * reps, t_memcpy, t_memcpy);
+    csv("encode", (double)len * reps, t_enc, t_memcpy);
+    csv("decode", (double)len * reps, t_dec, t_memcpy);
+    free(dst);
     qp_buf_unref(b);
     free(msg);
     qp_unref(t);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--quick")) {
+        vec_bytes = 10u << 20;
+        sym_items = 100000;
+    }
     vector_bench(QP_FLOAT, "float");
     vector_bench(QP_LONG, "long");
     symbol_bench();

@@ -9,7 +9,18 @@
  * blocks so background load hits both alike. Target (issue 3): echo p50
  * at most 1.3x TCP p50.
  *
- * usage: bench_latency [ROUNDS]   (default 20000 round trips per case)
+ * The same floors over a unix socket (a second in-process server listening
+ * on unix:), and memcpy of the request + response bytes, so one program
+ * gives every latency floor the harness (bench/harness.py) compares with.
+ * With --server ADDR [--fn NAME] it also times `.qp.echo` and
+ * `.qp.call[NAME; ()]` (a registered zero-argument Python function) against
+ * a running `qpeach serve`, against the same floors.
+ *
+ * Every figure is also printed as a machine line:
+ *   CSV,latency,<case>,<contender>,<p50 us>,<p99 us>,<rounds>
+ *
+ * usage: bench_latency [ROUNDS] [--server ADDR] [--fn NAME]
+ *        (default 20000 round trips per case)
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,7 +77,7 @@ static void *tcp_serve(void *arg)
     tcp_peer *t = arg;
     int fd = accept(t->lfd, NULL, NULL);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* fails harmlessly on unix */
     char *buf = calloc(1, t->req > t->resp ? t->req : t->resp);
     while (io_all(fd, buf, t->req, false) == 0 && io_all(fd, buf, t->resp, true) == 0) {}
     free(buf);
@@ -79,14 +91,49 @@ static void *loop_main(void *s)
     return NULL;
 }
 
+static const char *case_tag = "";
+
 static void report(const char *what, double *t, int n)
 {
     qsort(t, (size_t)n, sizeof *t, cmp);
     printf("  %-22s p50 %7.1f us   p99 %7.1f us\n", what, t[n / 2], t[n * 99 / 100]);
+    printf("CSV,latency,%s,%s,%.3f,%.3f,%d\n", case_tag, what, t[n / 2], t[n * 99 / 100], n);
 }
 
-/* One case: echo of x against TCP of the same sizes. Returns p50 ratio. */
-static double run_case(qp_server *s, const char *label, qp_value *x, int rounds)
+/* A connected client socket to a fresh blocking echo peer of the given
+ * sizes: TCP on loopback (unix_path NULL) or a unix socket at unix_path. */
+static int floor_open(tcp_peer *tp, pthread_t *th, const char *unix_path)
+{
+    int one = 1, cfd;
+    if (unix_path) {
+        struct sockaddr_un su = { .sun_family = AF_UNIX };
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", unix_path);
+        unlink(unix_path);
+        tp->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (bind(tp->lfd, (struct sockaddr *)&su, sizeof su) || listen(tp->lfd, 1)) return -1;
+        pthread_create(th, NULL, tcp_serve, tp);
+        cfd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(cfd, (struct sockaddr *)&su, sizeof su)) return -1;
+        return cfd;
+    }
+    tp->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sa;
+    if (bind(tp->lfd, (struct sockaddr *)&sa, sizeof sa) || listen(tp->lfd, 1)) return -1;
+    getsockname(tp->lfd, (struct sockaddr *)&sa, &sl);
+    pthread_create(th, NULL, tcp_serve, tp);
+    cfd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(cfd, (struct sockaddr *)&sa, sizeof sa)) return -1;
+    return cfd;
+}
+
+/* One case: echo of x (and optionally the call fncall) through server addr
+ * against a bare ping-pong of the same sizes over the same kind of socket
+ * (unix_path: unix, else TCP), plus memcpy of the same bytes. Returns the
+ * echo/floor p50 ratio. */
+static double run_case(const char *addr, const char *unix_path, const char *label, qp_value *x,
+                       const qp_value *fncall, int rounds)
 {
     char err[256];
     qp_value *msg = qp_list(2, qp_symbol(".qp.echo"), qp_ref(x));
@@ -98,27 +145,23 @@ static double run_case(qp_server *s, const char *label, qp_value *x, int rounds)
     free(renc);
 
     tcp_peer tp = { .req = req, .resp = resp };
-    tp.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sa;
-    bind(tp.lfd, (struct sockaddr *)&sa, sizeof sa);
-    listen(tp.lfd, 1);
-    getsockname(tp.lfd, (struct sockaddr *)&sa, &sl);
     pthread_t th;
-    pthread_create(&th, NULL, tcp_serve, &tp);
-    int cfd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    connect(cfd, (struct sockaddr *)&sa, sizeof sa);
+    int cfd = floor_open(&tp, &th, unix_path);
+    if (cfd < 0) {
+        perror("bench_latency: floor socket");
+        exit(1);
+    }
     char *buf = calloc(1, req > resp ? req : resp);
+    char *src = calloc(1, req + resp), *dst = calloc(1, req + resp);
 
     qp_conn *c = NULL;
-    if (qp_conn_open(qp_server_address(s), NULL, &c, err, sizeof err)) {
+    if (qp_conn_open(addr, NULL, &c, err, sizeof err)) {
         fprintf(stderr, "bench_latency: %s\n", err);
         exit(1);
     }
     double *te = malloc(sizeof(double) * (size_t)rounds), *tt = malloc(sizeof(double) * (size_t)rounds);
-    int ne = 0, nt = 0;
+    double *tf = malloc(sizeof(double) * (size_t)rounds), *tm = malloc(sizeof(double) * (size_t)rounds);
+    int ne = 0, nt = 0, nf = 0, nm = 0;
     for (int w = 0; w < 1000; w++) {       /* warm up both paths */
         qp_unref(qp_conn_call(c, msg));
         io_all(cfd, buf, req, true);
@@ -131,6 +174,12 @@ static double run_case(qp_server *s, const char *label, qp_value *x, int rounds)
             io_all(cfd, buf, resp, false);
             tt[nt++] = now_us() - t0;
         }
+        for (int i = 0; i < BLOCK && nm < rounds; i++) {
+            double t0 = now_us();
+            memcpy(dst, src, req + resp);
+            __asm__ __volatile__("" : : "r"(dst) : "memory");
+            tm[nm++] = now_us() - t0;
+        }
         for (int i = 0; i < BLOCK && ne < rounds; i++) {
             double t0 = now_us();
             qp_value *r = qp_conn_call(c, msg);
@@ -141,47 +190,98 @@ static double run_case(qp_server *s, const char *label, qp_value *x, int rounds)
             }
             qp_unref(r);
         }
+        for (int i = 0; fncall && i < BLOCK && nf < rounds; i++) {
+            double t0 = now_us();
+            qp_value *r = qp_conn_call(c, fncall);
+            tf[nf++] = now_us() - t0;
+            if (!r || r->type == QP_ERROR) {
+                fprintf(stderr, "bench_latency: call failed: %s\n", r ? r->s : qp_conn_errstr(c));
+                exit(1);
+            }
+            qp_unref(r);
+        }
     }
-    printf("%s: request %zu bytes, response %zu bytes, %d round trips each\n", label, req, resp, rounds);
-    report("bare TCP ping-pong", tt, nt);
+    const char *kind = unix_path ? "unix" : "TCP";
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s %s", label, unix_path ? "unix" : "tcp");
+    case_tag = tag;
+    printf("%s over %s: request %zu bytes, response %zu bytes, %d round trips each\n", label, kind,
+           req, resp, rounds);
+    report(unix_path ? "bare unix ping-pong" : "bare TCP ping-pong", tt, nt);
+    report("memcpy of the bytes", tm, nm);
     report(".qp.echo (qp_conn)", te, ne);
+    if (fncall) report(".qp.call zero-arg fn", tf, nf);
     double ratio = te[ne / 2] / tt[nt / 2];
-    printf("  ratio echo/TCP p50: %.2fx (target <= 1.3x)\n\n", ratio);
+    printf("  ratio echo/%s p50: %.2fx (target <= 1.3x)\n\n", kind, ratio);
     qp_conn_close(c);
     close(cfd);
     pthread_join(th, NULL);
     close(tp.lfd);
+    if (unix_path) unlink(unix_path);
     free(buf);
+    free(src);
+    free(dst);
     free(te);
     free(tt);
+    free(tf);
+    free(tm);
     qp_unref(msg);
     return ratio;
 }
 
-int main(int argc, char **argv)
+static qp_server *start_server(const char *listen, pthread_t *loop)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 20000;
-    if (rounds < 100) rounds = 100;
-    qp_server_opts o = { .listen = "0", .secondary = 1 };
+    qp_server_opts o = { .listen = listen, .secondary = 1 };
     qp_server *s = NULL;
     char err[256];
     if (qp_server_new(&o, &s, err, sizeof err)) {
         fprintf(stderr, "bench_latency: %s\n", err);
-        return 1;
+        exit(1);
     }
-    pthread_t loop;
-    pthread_create(&loop, NULL, loop_main, s);
+    pthread_create(loop, NULL, loop_main, s);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = 20000;
+    const char *ext = NULL, *fn = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--server") && i + 1 < argc) ext = argv[++i];
+        else if (!strcmp(argv[i], "--fn") && i + 1 < argc) fn = argv[++i];
+        else rounds = atoi(argv[i]);
+    }
+    if (rounds < 100) rounds = 100;
+    char upath[64], ufloor[64], ulisten[80];
+    snprintf(upath, sizeof upath, "/tmp/qp-bench-lat-%d.sock", (int)getpid());
+    snprintf(ufloor, sizeof ufloor, "/tmp/qp-bench-floor-%d.sock", (int)getpid());
+    snprintf(ulisten, sizeof ulisten, "unix:%s", upath);
+    pthread_t loop, uloop;
+    qp_server *s = start_server("0", &loop), *us = start_server(ulisten, &uloop);
 
     qp_value *small = qp_long(42);
     qp_value *medium = qp_vector(QP_FLOAT, 1000);
     for (int i = 0; i < 1000; i++) qp_F(medium)[i] = i * 0.5;
-    run_case(s, "small (a long atom)", small, rounds);
-    run_case(s, "medium (1000 floats)", medium, rounds);
+    if (ext) {   /* a real `qpeach serve` (with Python) given by the harness */
+        qp_value *call = fn ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(fn), qp_list(0)) : NULL;
+        run_case(ext, strncmp(ext, "unix:", 5) ? NULL : ufloor, "qpeach serve, a long atom",
+                 small, call, rounds);
+        qp_unref(call);
+    } else {
+        run_case(qp_server_address(s), NULL, "small (a long atom)", small, NULL, rounds);
+        run_case(qp_server_address(s), NULL, "medium (1000 floats)", medium, NULL, rounds);
+        run_case(ulisten, ufloor, "small (a long atom)", small, NULL, rounds);
+        run_case(ulisten, ufloor, "medium (1000 floats)", medium, NULL, rounds);
+    }
     qp_unref(small);
     qp_unref(medium);
 
     qp_server_stop(s);
+    qp_server_stop(us);
     pthread_join(loop, NULL);
+    pthread_join(uloop, NULL);
     qp_server_free(s);
+    qp_server_free(us);
+    unlink(upath);
     return 0;
 }
