@@ -49,6 +49,9 @@ def has_python(sess):
 
 
 def latency(sess):
+    """Prints p50/p99 and returns the samples in seconds: {"echo": [...],
+    "function": [...] (absent without Python on the worker)}; bench/harness.py
+    calls this for its Python-client latency rows."""
     conn = sess._conn
     echo = []
     for _ in range(N_CALLS // 10):
@@ -60,7 +63,7 @@ def latency(sess):
     print(f"echo      p50 {pct(echo, 50):8.1f} us  p99 {pct(echo, 99):8.1f} us")
     if not has_python(sess):
         print("function  skipped: the worker has no Python functions (.qp.def)")
-        return
+        return {"echo": echo}
 
     @kx.remote.function(sess)
     def zero_arg_function():
@@ -74,6 +77,7 @@ def latency(sess):
         fn.append(time.perf_counter() - t0)
     print(f"function  p50 {pct(fn, 50):8.1f} us  p99 {pct(fn, 99):8.1f} us")
     print(f"ratio function/echo p50 {pct(fn, 50) / pct(echo, 50):.2f}")
+    return {"echo": echo, "function": fn}
 
 
 def trades(n, seed=7):

@@ -264,7 +264,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 1000; i++) qp_F(medium)[i] = i * 0.5;
     if (ext) {   /* a real `qpeach serve` (with Python) given by the harness */
         qp_value *call = fn ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(fn), qp_list(0)) : NULL;
-        run_case(ext, strncmp(ext, "unix:", 5) ? NULL : ufloor, "qpeach serve, a long atom",
+        run_case(ext, strncmp(ext, "unix:", 5) ? NULL : ufloor, "qpeach serve (a long atom)",
                  small, call, rounds);
         qp_unref(call);
     } else {

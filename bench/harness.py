@@ -1,0 +1,483 @@
+#!/usr/bin/python3
+"""bench/harness.py - qpeach side by side with what users would pick instead.
+
+    /usr/bin/python3 bench/harness.py --quick     # make bench-quick (< 3 min, 2 cores)
+    /usr/bin/python3 bench/harness.py             # make bench (full: long)
+
+Every figure is a ratio against a baseline measured in this same invocation
+on the same data, and every contender's result is checked equal to the
+baseline's (a difference fails the run: exit 1). Noisy machines: runs are
+repeated and medians (latency: p50/p99) reported. Nothing here asserts a
+speed.
+
+Sections (each reuses the bench that already measures it):
+  codec     build/bench/bench_codec (qpeach vs memcpy, C) and
+            bench/nodeq_codec.js (node-q on the same values; its bytes are
+            checked equal to qpeach's encoder's)
+  latency   build/bench/bench_latency: bare TCP and unix ping-pong floors,
+            memcpy, `.qp.echo` in-process; then against a real `qpeach
+            serve` with Python: `.qp.echo` and a zero-argument function
+            from C, and from the Python client (bench_client.latency)
+  overhead  10,000 tasks of an empty function (workloads/run_one.py)
+  workloads VWAP by sym, pandas group-by rolling mean, CPU-bound pure Python
+            by every contender in workloads/ (run_one.py, one process each)
+  growth    time and peak memory per row as rows grow
+
+Output (bench/results/): <mode>-<stamp>.csv (every figure plus machine
+info), <mode>.md (the tables), <mode>-*.png (bench/plot.py).
+"""
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(ROOT, os.environ.get("QPEACH_BUILD", "build"))
+PY = "/usr/bin/python3"
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, os.path.join(HERE, "workloads"))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import common  # noqa: E402
+
+CONTENDERS = ["numpy", "pool-fork", "pool-ship", "dask-procs", "dask-threads",
+              "qpeach-threads", "qpeach-procs", "qpeach-fanout", "qpeach-run"]
+LABEL = {
+    "numpy": "numpy, 1 process",
+    "pool-fork": "Pool(2), table inherited by fork",
+    "pool-ship": "Pool(2), partitions shipped",
+    "dask-procs": "Dask processes (2)",
+    "dask-threads": "Dask threads (2)",
+    "qpeach-threads": "qpeach -s 2 (threads), .qp.peach",
+    "qpeach-procs": "qpeach -s -2 (processes), .qp.peach",
+    "qpeach-fanout": "qpeach fanout, 2 workers, resident table",
+    "qpeach-run": "qpeach run, local = 2",
+}
+OVERHEAD_LABEL = dict(LABEL, **{
+    "numpy": "plain loop, 1 process (reference)",
+    "pool-fork": "Pool(2).map, chunksize=1",
+    "pool-ship": "Pool(2).map, default chunksize",
+    "qpeach-fanout": "qpeach fanout, 2 workers (1 round trip/task)",
+})
+
+rows_out = []          # every figure: dicts with the CSV columns below
+failures = []
+FIELDS = ["section", "case", "contender", "metric", "value", "unit", "baseline",
+          "ratio", "ratio_meaning", "status", "note"]
+
+
+def emit(section, case, contender, metric, value, unit="", baseline="", ratio="",
+         meaning="", status="ok", note=""):
+    rows_out.append(dict(section=section, case=case, contender=contender, metric=metric,
+                         value=value, unit=unit, baseline=baseline, ratio=ratio,
+                         ratio_meaning=meaning, status=status, note=note))
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def machine():
+    info = {}
+    info["date"] = datetime.datetime.now().isoformat(timespec="seconds")
+    info["cores"] = os.cpu_count()
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    info["cpu"] = model
+    info["kernel"] = platform.release()
+    with open("/proc/meminfo") as f:
+        info["mem_total_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    info["load_avg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["python"] = platform.python_version()
+    for mod in ("numpy", "pandas", "dask"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = "missing"
+    info["cc"] = sh(["cc", "--version"]).stdout.splitlines()[0] if sh(["which", "cc"]).returncode == 0 else ""
+    info["node"] = sh(["node", "--version"]).stdout.strip() if sh(["which", "node"]).returncode == 0 else "missing"
+    try:
+        with open(os.path.join(HERE, "node_modules", "node-q", "package.json")) as f:
+            info["node-q"] = json.load(f)["version"]
+    except OSError:
+        info["node-q"] = "missing"
+    info["qpeach_commit"] = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
+    return info
+
+
+# ---- codec ----
+
+def codec(quick):
+    log("== codec")
+    r = sh([os.path.join(BUILD, "bench", "bench_codec")] + (["--quick"] if quick else []))
+    if r.returncode:
+        failures.append("bench_codec failed: " + r.stderr[-300:])
+        return
+    qp = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("CSV,codec,"):
+            _, _, value, op, t, nbytes, tm = line.split(",")
+            qp[(value, op)] = (float(t), float(nbytes), float(tm))
+    pick = {  # the figures that match what node-q does (a fresh message / a copy)
+        ("float", "encode"): "qp_ipc_encode (fresh malloc)",
+        ("float", "decode"): "decode misplaced (copy)",
+        ("float", "decode zero-copy"): "decode placed (zero-copy)",
+        ("long", "encode"): "qp_ipc_encode (fresh malloc)",
+        ("long", "decode"): "decode misplaced (copy)",
+        ("long", "decode zero-copy"): "decode placed (zero-copy)",
+        ("symbol", "encode"): "encode_body",
+        ("symbol", "decode"): "decode",
+        ("table", "encode"): "encode",
+        ("table", "decode"): "decode",
+    }
+    n = (10 << 20) // 8 if quick else (100 << 20) // 8
+    s = 100_000 if quick else 1_000_000
+    # The same values through qpeach's encoder (the C codec via the Python
+    # extension) give the bytes node-q must produce.
+    import numpy as np
+    from qpeach import _qpeach
+    want = {
+        "float": _qpeach.dumps(np.arange(n) * 0.25),
+        "long": _qpeach.dumps(np.arange(n, dtype=np.int64) * 7),
+        "symbol": _qpeach.dumps(np.array([f"sym{i % 1000:04d}" for i in range(s)], dtype=object)),
+    }
+    table = _qpeach.dumps({"sym": np.array(["IBM" if i % 2 else "MSFT" for i in range(10)], dtype=object),
+                           "price": 100.0 + np.arange(10), "size": 10 * np.arange(10, dtype=np.int64)})
+    nq = {}
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "node-q")):
+        sh(["npm", "install", "--no-audit", "--no-fund", "--no-save", "node-q"], cwd=HERE, timeout=300)
+    with tempfile.NamedTemporaryFile(suffix=".qipc") as tf:
+        tf.write(table)
+        tf.flush()
+        r = sh(["node", os.path.join(HERE, "nodeq_codec.js"), str(n), str(s), tf.name], timeout=900)
+    if r.returncode:
+        note = (r.stderr.strip().splitlines() or ["node-q not installed"])[-1]
+        log("node-q: not available:", note)
+    for line in r.stdout.splitlines():
+        if line.startswith("CSV,nodeq,"):
+            _, _, value, op, t, nbytes, tm, digest = line.split(",")
+            nq[(value, op)] = (float(t), float(nbytes), float(tm))
+            if value in want and digest != hashlib.sha256(want[value][8:]).hexdigest():
+                failures.append(f"codec: node-q's {value} bytes differ from qpeach's")
+    for (value, op), name in pick.items():
+        if (value, name) not in qp:
+            continue
+        t, nbytes, tm = qp[(value, name)]
+        emit("codec", value, "qpeach", op, t, "s", tm, tm / t, "memcpy time / codec time (1 = memcpy speed)",
+             note=f"{nbytes / t / 1e9:.2f} GB/s; {name}")
+        base_op = op.replace(" zero-copy", "")
+        if op.endswith("zero-copy"):
+            continue
+        if (value, base_op) in nq:
+            tn, nb, tmn = nq[(value, base_op)]
+            emit("codec", value, "node-q", op, tn, "s", tmn, tmn / tn,
+                 "memcpy time / codec time (node's Buffer.copy)", note=f"{nb / tn / 1e9:.3f} GB/s")
+            emit("codec", value, "qpeach vs node-q", op, t, "s", tn, (tn / nb) / (t / nbytes),
+                 "node-q time per byte / qpeach time per byte (>1: qpeach faster)")
+        else:
+            emit("codec", value, "node-q", op, "", "", "", "", "", "not available",
+                 "node-q cannot serialize tables" if value == "table" else "node-q did not run")
+
+
+# ---- latency ----
+
+def _latency_lines(out, section_case_prefix=""):
+    got = {}
+    for line in out.splitlines():
+        if line.startswith("CSV,latency,"):
+            f = line.split(",")
+            case, who, p50, p99 = ",".join(f[2:-4]), f[-4], f[-3], f[-2]
+            got[(case, who)] = (float(p50), float(p99))
+    return got
+
+
+def latency(quick):
+    log("== latency")
+    rounds = 3000 if quick else 20000
+    runs = 3 if quick else 5
+    binp = os.path.join(BUILD, "bench", "bench_latency")
+    samples = {}
+    for _ in range(runs):
+        r = sh([binp, str(rounds)])
+        if r.returncode:
+            failures.append("bench_latency failed: " + r.stderr[-300:])
+            return
+        for k, v in _latency_lines(r.stdout).items():
+            samples.setdefault(k, []).append(v)
+    # Against a real `qpeach serve` with Python, from C and from Python.
+    import harness
+    import qpeach as kx
+    import bench_client
+    from qpeach.errors import CharVector
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    with harness.Server(env=env) as srv:
+        sess = kx.remote.session(port=srv.port)
+        has_fn = True
+        try:
+            sess._call(".qp.def", "zero", CharVector("def zero():\n    return 10\n"))
+        except kx.QError:
+            has_fn = False
+        for _ in range(runs):
+            r = sh([binp, str(rounds), "--server", srv.addr] + (["--fn", "zero"] if has_fn else []))
+            if r.returncode:
+                failures.append("bench_latency --server failed: " + r.stderr[-300:])
+                break
+            for k, v in _latency_lines(r.stdout).items():
+                samples.setdefault(k, []).append(v)
+        bench_client.N_CALLS = rounds
+        for _ in range(runs):
+            got = bench_client.latency(sess) or {}
+            for who, xs in got.items():
+                xs = sorted(xs)
+                key = ("qpeach serve (a long atom) tcp",
+                       "Python client .qp.echo" if who == "echo" else "Python client decorated zero-arg fn")
+                samples.setdefault(key, []).append((xs[len(xs) // 2] * 1e6, xs[len(xs) * 99 // 100] * 1e6))
+        sess.close()
+    for (case, who), vals in sorted(samples.items()):
+        floor_who = "bare unix ping-pong" if case.endswith("unix") else "bare TCP ping-pong"
+        fl = samples.get((case, floor_who))
+        p50 = statistics.median(v[0] for v in vals)
+        p99 = statistics.median(v[1] for v in vals)
+        f50 = statistics.median(v[0] for v in fl) if fl else ""
+        f99 = statistics.median(v[1] for v in fl) if fl else ""
+        emit("latency", case, who, "p50", p50, "us", f50, p50 / f50 if fl else "",
+             f"p50 / {floor_who} p50 (1 = the floor)", note=f"median of {len(vals)} runs")
+        emit("latency", case, who, "p99", p99, "us", f99, p99 / f99 if fl else "",
+             f"p99 / {floor_who} p99")
+
+
+# ---- overhead, workloads, growth ----
+
+def run_one(contender, workload, rows, reps):
+    r = sh([PY, os.path.join(HERE, "workloads", "run_one.py"), contender, workload, str(rows), str(reps)],
+           timeout=3600)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"status": "failed", "reason": (r.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def overhead(quick):
+    log("== per-task overhead (10,000 tasks)")
+    n = 10_000
+    reps = 3 if quick else 5
+    res = {c: run_one(c, "overhead", n, reps) for c in CONTENDERS}
+    base = res["pool-fork"]
+    bt = statistics.median(base["times"]) if base.get("status") == "ok" else None
+    for c, r in res.items():
+        if r.get("status") != "ok":
+            emit("overhead", "10000 empty tasks", OVERHEAD_LABEL[c], "us/task", "", "", "", "", "",
+                 "not available" if r.get("status") == "not available" else "failed", r.get("reason", ""))
+            if r.get("status") == "failed":
+                failures.append(f"overhead {c}: {r.get('reason')}")
+            continue
+        if r["result"] != base.get("result"):
+            failures.append(f"overhead {c}: result {r['result']} differs from Pool's {base.get('result')}")
+        t = statistics.median(r["times"])
+        emit("overhead", "10000 empty tasks", OVERHEAD_LABEL[c], "us/task", t / n * 1e6, "us",
+             bt / n * 1e6, bt / t, "Pool chunksize=1 time / this time (>1: faster)",
+             note=f"median of {len(r['times'])}")
+
+
+def workloads(quick):
+    sizes = [1_000_000] if quick else [1_000_000, 10_000_000]
+    with open("/proc/meminfo") as f:
+        avail_kb = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable"))
+    big = 100_000_000
+    # 100M rows are 2 GB; shipping contenders hold ~4 copies at once.
+    if not quick and avail_kb * 1024 > 5 * 20 * big:
+        sizes.append(big)
+    reps = 3 if quick else 5
+    for rows in sizes:
+        for w in common.WORKLOADS:
+            if rows >= big and w != "vwap":
+                emit("workload", f"{w} {rows // 1_000_000}M", "all", "median s", "", "", "", "", "",
+                     "skipped", "100M rows: vwap only (the others take minutes per run)")
+                continue
+            r_reps = reps if rows < 10_000_000 else 3
+            log(f"== {w}, {rows:,} rows")
+            res = {}
+            for c in CONTENDERS:
+                res[c] = run_one(c, w, rows, r_reps)
+                log(f"   {c}: {res[c].get('status')} "
+                    f"{statistics.median(res[c]['times']) if res[c].get('times') else ''}")
+            base = res["numpy"]
+            bt = statistics.median(base["times"])
+            for c, r in res.items():
+                case = f"{w} {rows // 1_000_000}M"
+                if r.get("status") != "ok":
+                    emit("workload", case, LABEL[c], "median s", "", "", "", "", "",
+                         "not available" if r.get("status") == "not available" else "failed",
+                         r.get("reason", ""))
+                    if r.get("status") == "failed":
+                        failures.append(f"{case} {c}: {r.get('reason')}")
+                    continue
+                if not common.same(r["result"], base["result"]):
+                    failures.append(f"{case}: {c}'s result differs from numpy's")
+                    emit("workload", case, LABEL[c], "median s", "", "", "", "", "", "RESULT DIFFERS")
+                    continue
+                t = statistics.median(r["times"])
+                emit("workload", case, LABEL[c], "median s", t, "s", bt, bt / t,
+                     "numpy 1-process time / this time (>1: faster)",
+                     note=f"median of {len(r['times'])}; peak {r['peak_kb'] / 1024:.0f} MB")
+                emit("growth", w, LABEL[c], "ns/row", t / rows * 1e9, "ns", rows, "", "", note=str(rows))
+                emit("growth", w, LABEL[c], "peak bytes/row", r["peak_kb"] * 1024 / rows, "B",
+                     r["data_bytes"] / rows, r["peak_kb"] * 1024 / r["data_bytes"],
+                     "peak RSS (all processes) / the table's own bytes", note=str(rows))
+
+
+def growth(quick):
+    """Extra sizes for the cost-growth curves (the workload sizes add theirs)."""
+    sizes = [100_000, 300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
+    for rows in sizes:
+        log(f"== growth, vwap, {rows:,} rows")
+        base = None
+        for c in ("numpy", "pool-fork", "qpeach-threads", "qpeach-fanout"):
+            r = run_one(c, "vwap", rows, 3)
+            if r.get("status") != "ok":
+                continue
+            if base is None:
+                base = r
+            elif not common.same(r["result"], base["result"]):
+                failures.append(f"growth vwap {rows}: {c}'s result differs from numpy's")
+                continue
+            t = statistics.median(r["times"])
+            emit("growth", "vwap", LABEL[c], "ns/row", t / rows * 1e9, "ns", rows, "", "", note=str(rows))
+            emit("growth", "vwap", LABEL[c], "peak bytes/row", r["peak_kb"] * 1024 / rows, "B",
+                 r["data_bytes"] / rows, r["peak_kb"] * 1024 / r["data_bytes"],
+                 "peak RSS (all processes) / the table's own bytes", note=str(rows))
+
+
+# ---- output ----
+
+def fmt(x, nd=2):
+    if x == "" or x is None:
+        return ""
+    if isinstance(x, float):
+        if abs(x) >= 100:
+            return f"{x:.0f}"
+        if abs(x) >= 1:
+            return f"{x:.{nd}f}"
+        return f"{x:.3g}"
+    return str(x)
+
+
+def markdown(info, mode, cmd, csv_name):
+    L = [f"## qpeach benchmarks ({mode})", "",
+         f"`{cmd}` on {info['cores']} cores ({info['cpu']}), Linux {info['kernel']}, "
+         f"Python {info['python']}, numpy {info['numpy']}, pandas {info['pandas']}, "
+         f"dask {info['dask']}, node {info['node']}, node-q {info['node-q']}; "
+         f"qpeach {info['qpeach_commit']}, {info['date']}, load average {info['load_avg']}. "
+         f"Every ratio is against a baseline measured in the same run on the same data; "
+         f"results were checked equal. Raw figures: `bench/results/{csv_name}`.", ""]
+
+    def table(section, head, row):
+        rs = [r for r in rows_out if r["section"] == section]
+        if not rs:
+            return
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "---|" * len(head))
+        for r in rs:
+            x = row(r)
+            if x:
+                L.append("| " + " | ".join(x) + " |")
+        L.append("")
+
+    L += ["### Workloads (time; ratio = numpy in one process / contender, > 1 is faster)", ""]
+    table("workload", ["workload", "contender", "median", "× numpy", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]) + (" s" if r["value"] != "" else ""),
+                     fmt(r["ratio"]) if r["status"] == "ok" else r["status"], r["note"]])
+    L += ["### Per-task overhead, 10,000 empty tasks (ratio = Pool chunksize=1 / contender)", ""]
+    table("overhead", ["contender", "µs per task", "× Pool", "note"],
+          lambda r: [r["contender"], fmt(r["value"]), fmt(r["ratio"]) if r["status"] == "ok" else r["status"],
+                     r["note"]])
+    L += ["### Call latency (ratio = contender / bare socket ping-pong of the same bytes)", ""]
+    table("latency", ["case", "path", "p50 µs", "p99 µs", "p50 × floor", "p99 × floor"],
+          lambda r: None)
+    lat = [r for r in rows_out if r["section"] == "latency"]
+    L.pop()  # the empty table's trailing line
+    by = {}
+    for r in lat:
+        by.setdefault((r["case"], r["contender"]), {})[r["metric"]] = r
+    for (case, who), m in by.items():
+        L.append(f"| {case} | {who} | {fmt(m['p50']['value'])} | {fmt(m['p99']['value'])} | "
+                 f"{fmt(m['p50']['ratio'])} | {fmt(m['p99']['ratio'])} |")
+    L.append("")
+    L += ["### Codec throughput (ratio = memcpy of the same bytes / codec, 1 = memcpy speed)", ""]
+    table("codec", ["value", "codec", "operation", "× memcpy / vs node-q", "note"],
+          lambda r: [r["case"], r["contender"], r["metric"],
+                     fmt(r["ratio"]) if r["status"] == "ok" else r["status"], r["note"]])
+    L += ["### Cost growth (vwap; peak = RSS of every process of the contender / the table's bytes)", ""]
+    g = {}
+    for r in rows_out:
+        if r["section"] == "growth" and r["case"] == "vwap":
+            g.setdefault((r["contender"], int(r["note"])), {})[r["metric"]] = r
+    L.append("| contender | rows | ns/row | peak bytes/row | peak / data |")
+    L.append("|---|---|---|---|---|")
+    for (who, n), m in sorted(g.items()):
+        L.append(f"| {who} | {n:,} | {fmt(m['ns/row']['value'])} | {fmt(m['peak bytes/row']['value'])} | "
+                 f"{fmt(m['peak bytes/row']['ratio'])} |")
+    L.append("")
+    if failures:
+        L += ["### FAILURES", ""] + [f"- {f}" for f in failures] + [""]
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,workloads,growth")
+    ap.add_argument("--no-plots", action="store_true")
+    a = ap.parse_args()
+    mode = "quick" if a.quick else "full"
+    cmd = "make bench-quick" if a.quick else "make bench"
+    sections = (a.only or "codec,latency,overhead,workloads,growth").split(",")
+    info = machine()
+    log("machine:", json.dumps(info))
+    for s in sections:
+        {"codec": codec, "latency": latency, "overhead": overhead, "workloads": workloads,
+         "growth": growth}[s](a.quick)
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    csv_name = f"{mode}-{stamp}.csv"
+    with open(os.path.join(RESULTS, csv_name), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for k, v in info.items():
+            w.writerow(dict(section="machine", case=k, value=v))
+        for r in rows_out:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        for x in failures:
+            w.writerow(dict(section="failure", note=x, status="failed"))
+    md = markdown(info, mode, cmd, csv_name)
+    with open(os.path.join(RESULTS, f"{mode}.md"), "w") as f:
+        f.write(md)
+    print(md)
+    if not a.no_plots:
+        r = sh([PY, os.path.join(HERE, "plot.py"), os.path.join(RESULTS, csv_name), mode])
+        if r.returncode:
+            log("plot.py failed:", r.stderr[-500:])
+    if failures:
+        log("FAILED:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
