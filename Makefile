@@ -89,6 +89,15 @@ fuzz: deps
 demo: deps all
 	@sh scripts/demo.sh $(BUILD)
 
+# Benchmark harness (bench/harness.py): ratios against baselines measured in
+# the same run, results checked equal; writes bench/results/ (CSV, markdown,
+# PNG). bench-quick stays under 3 minutes on 2 cores; bench is the full run.
+bench: deps all
+	QPEACH_BUILD=$(BUILD) $(PYTHON) bench/harness.py
+
+bench-quick: deps all
+	QPEACH_BUILD=$(BUILD) $(PYTHON) bench/harness.py --quick
+
 clean:
 	rm -rf build
 

@@ -11,7 +11,7 @@ done
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 command -v cc >/dev/null 2>&1 || need="$need build-essential"
 for pair in numpy:python3-numpy pandas:python3-pandas dill:python3-dill \
-            msgpack:python3-msgpack; do
+            msgpack:python3-msgpack dask:python3-dask matplotlib:python3-matplotlib; do
     mod=${pair%%:*}; pkg=${pair#*:}
     /usr/bin/python3 -c "import $mod" 2>/dev/null || need="$need $pkg"
 done
