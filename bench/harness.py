@@ -50,15 +50,18 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import common  # noqa: E402
 
 CONTENDERS = ["numpy", "pool-fork", "pool-ship", "dask-procs", "dask-threads",
-              "qpeach-threads", "qpeach-procs", "qpeach-fanout", "qpeach-run"]
+              "qpeach-threads", "qpeach-procs", "qpeach-threads-res", "qpeach-procs-res",
+              "qpeach-fanout", "qpeach-run"]
 LABEL = {
     "numpy": "numpy, 1 process",
     "pool-fork": "Pool(2), table inherited by fork",
     "pool-ship": "Pool(2), partitions shipped",
     "dask-procs": "Dask processes (2)",
     "dask-threads": "Dask threads (2)",
-    "qpeach-threads": "qpeach -s 2 (threads), .qp.peach",
-    "qpeach-procs": "qpeach -s -2 (processes), .qp.peach",
+    "qpeach-threads": "qpeach -s 2 (threads), .qp.peach, parts shipped",
+    "qpeach-procs": "qpeach -s -2 (processes), .qp.peach, parts shipped",
+    "qpeach-threads-res": "qpeach -s 2 (threads), .qp.peach, table resident",
+    "qpeach-procs-res": "qpeach -s -2 (processes), .qp.peach, table resident",
     "qpeach-fanout": "qpeach fanout, 2 workers, resident table",
     "qpeach-run": "qpeach run, local = 2",
 }
@@ -67,7 +70,10 @@ OVERHEAD_LABEL = dict(LABEL, **{
     "pool-fork": "Pool(2).map, chunksize=1",
     "pool-ship": "Pool(2).map, default chunksize",
     "qpeach-fanout": "qpeach fanout, 2 workers (1 round trip/task)",
+    "qpeach-run": "qpeach run, local = 2 (whole job incl. worker start)",
 })
+# The per-task overhead has no resident table to read: one peach per mode.
+OVERHEAD_CONTENDERS = [c for c in CONTENDERS if not c.endswith("-res")]
 
 rows_out = []          # every figure: dicts with the CSV columns below
 failures = []
@@ -210,8 +216,8 @@ def _latency_lines(out, section_case_prefix=""):
 
 def latency(quick):
     log("== latency")
-    rounds = 3000 if quick else 20000
-    runs = 3 if quick else 5
+    rounds = 2000 if quick else 20000
+    runs = 2 if quick else 5
     binp = os.path.join(BUILD, "bench", "bench_latency")
     samples = {}
     for _ in range(runs):
@@ -277,8 +283,8 @@ def run_one(contender, workload, rows, reps):
 def overhead(quick):
     log("== per-task overhead (10,000 tasks)")
     n = 10_000
-    reps = 3 if quick else 5
-    res = {c: run_one(c, "overhead", n, reps) for c in CONTENDERS}
+    reps = 2 if quick else 5
+    res = {c: run_one(c, "overhead", n, reps) for c in OVERHEAD_CONTENDERS}
     base = res["pool-fork"]
     bt = statistics.median(base["times"]) if base.get("status") == "ok" else None
     for c, r in res.items():
@@ -304,7 +310,7 @@ def workloads(quick):
     # 100M rows are 2 GB; shipping contenders hold ~4 copies at once.
     if not quick and avail_kb * 1024 > 5 * 20 * big:
         sizes.append(big)
-    reps = 3 if quick else 5
+    reps = 2 if quick else 5
     for rows in sizes:
         for w in common.WORKLOADS:
             if rows >= big and w != "vwap":
@@ -345,12 +351,12 @@ def workloads(quick):
 
 def growth(quick):
     """Extra sizes for the cost-growth curves (the workload sizes add theirs)."""
-    sizes = [100_000, 300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
+    sizes = [300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
     for rows in sizes:
         log(f"== growth, vwap, {rows:,} rows")
         base = None
-        for c in ("numpy", "pool-fork", "qpeach-threads", "qpeach-fanout"):
-            r = run_one(c, "vwap", rows, 3)
+        for c in ("numpy", "pool-fork", "qpeach-threads-res", "qpeach-fanout"):
+            r = run_one(c, "vwap", rows, 2 if quick else 3)
             if r.get("status") != "ok":
                 continue
             if base is None:

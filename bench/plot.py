@@ -43,9 +43,9 @@ def workloads(rows, out, title):
     who = list(dict.fromkeys(r["contender"] for r in rs))
     if not cases:
         return
-    fig, ax = plt.subplots(figsize=(11, 0.9 + 0.55 * len(cases) * len(who) / 3))
+    fig, ax = plt.subplots(figsize=(14, 0.9 + 0.55 * len(cases) * len(who) / 3))
     h = 0.8 / len(who)
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab20")
     for j, w in enumerate(who):
         ys, vals, labels = [], [], []
         for i, c in enumerate(cases):
@@ -55,7 +55,7 @@ def workloads(rows, out, title):
             ys.append(y)
             vals.append(v or 0)
             labels.append("n/a" if r is not None and v is None else "")
-        ax.barh(ys, vals, height=h, color=cmap(j % 10), label=w)
+        ax.barh(ys, vals, height=h, color=cmap(j % 20), label=w)
         for y, v, lab in zip(ys, vals, labels):
             ax.text(max(v, 0) + 0.02, y, lab or f"{v:.2f}", va="center", fontsize=7)
     ax.axvline(1, color="k", lw=0.8, ls="--")
@@ -64,7 +64,7 @@ def workloads(rows, out, title):
     ax.invert_yaxis()
     ax.set_xlabel("speed-up over numpy in one process (same run, same data; > 1 is faster)")
     ax.set_title(f"Workloads: {title}")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     save(fig, out, "workloads")
 
 

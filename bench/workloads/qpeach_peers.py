@@ -96,6 +96,47 @@ class QpeachProcs(QpeachThreads):
     serve_args = ("-s", "-2")
 
 
+class QpeachThreadsResident(QpeachThreads):
+    """.qp.peach over row bounds only: the table is resident on the server
+    (`.qp.load` of a q IPC file, forwarded to -s -N workers) and each item
+    reads its rows in place with qtable(name, (start, end))."""
+    name = "qpeach-threads-res"
+
+    def setup(self, t):
+        super().setup(t)
+        from qpeach import _qpeach
+        self.d = tempfile.mkdtemp(prefix="qpeach-bench-res-")
+        path = os.path.join(self.d, "trade.qipc")
+        with open(path, "wb") as f:
+            f.write(_qpeach.dumps(t))
+        src = c.FUNCS_SRC + "".join(
+            f"\n\ndef res_{w}(rows):\n    return {fn}(qtable('trade', (int(rows[0]), int(rows[1]))))\n"
+            for w, fn in c.FUNC_NAMES.items())
+        try:
+            self.sess._call(".qp.load", "trade", CharVector(path))
+            for w in c.FUNC_NAMES:
+                self.sess._call(".qp.def", f"res_{w}", CharVector(src + f"\nres_{w}\n"))
+            self.sess._call(".qp.peach", "res_vwap", kx.errors.ArgList([[0, 10]]))
+        except QError as e:
+            raise NotAvailable(f"resident peach: {str(e).splitlines()[0]}")
+
+    def run(self, w):
+        import numpy as np
+        items = kx.errors.ArgList([np.array([a, b], dtype=np.int64) for a, b in c.bounds(self.n)])
+        return c.merge(list(self.sess._call(".qp.peach", f"res_{w}", items)))
+
+    def close(self):
+        super().close()
+        import shutil
+        if getattr(self, "d", None):
+            shutil.rmtree(self.d, ignore_errors=True)
+
+
+class QpeachProcsResident(QpeachThreadsResident):
+    name = "qpeach-procs-res"
+    serve_args = ("-s", "-2")
+
+
 class QpeachFanout(QpeachThreads):
     name = "qpeach-fanout"
 
@@ -184,4 +225,5 @@ class QpeachRun:
             shutil.rmtree(self.d, ignore_errors=True)
 
 
-RUNNERS = {r.name: r for r in (QpeachThreads, QpeachProcs, QpeachFanout, QpeachRun)}
+RUNNERS = {r.name: r for r in (QpeachThreads, QpeachProcs, QpeachThreadsResident,
+                                QpeachProcsResident, QpeachFanout, QpeachRun)}
