@@ -2,8 +2,7 @@
 with a password file: the extension's codec and connection, PyKX's
 remote-function walkthrough, every error path of the session and the
 decorator, reconnection, and fan-out over two servers checked against
-numpy. Tests that need Python inside the worker (.qp.def) skip while the
-server has none."""
+numpy."""
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import threading
 import numpy as np
 
 import harness
-from harness import Server, Skip
+from harness import Server
 
 ROOT = harness.ROOT
 PYDIR = os.path.join(ROOT, "python")
@@ -31,7 +30,6 @@ if os.path.isdir(_asan_dir) and "libasan" not in os.environ.get("LD_PRELOAD", ""
 sys.path.insert(0, PYDIR)
 import qpeach as kx                     # noqa: E402
 from qpeach import remote               # noqa: E402
-from qpeach.errors import CharVector    # noqa: E402
 
 USER, PASSWORD = "user", "password"
 _servers = {}
@@ -61,10 +59,7 @@ def teardown_module():
 
 
 def ext():
-    try:
-        return remote._extension()
-    except ImportError as e:       # `make` builds it once src/py is there
-        raise Skip(f"extension not built: {e}")
+    return remote._extension()
 
 
 def connect(s, **kw):
@@ -74,14 +69,6 @@ def connect(s, **kw):
 def open_session(s, **kw):
     return kx.remote.session(host="127.0.0.1", port=s.port, username=USER,
                              password=PASSWORD, **kw)
-
-
-def need_python(sess):
-    """Skip when the worker has no embedded Python (.qp.def) yet."""
-    try:
-        sess._call(".qp.def", "qp_probe", CharVector("def qp_probe():\n    return 1\n"))
-    except kx.QError as e:
-        raise Skip(f"worker has no Python functions: {e}")
 
 
 def worker_path(sess):
@@ -265,7 +252,6 @@ def test_walkthrough():
     # PyKX's remote-function walkthrough, unchanged but for the import.
     sess = kx.remote.session(host="localhost", port=server().port, username=USER,
                              password=PASSWORD)
-    need_python(sess)
 
     @kx.remote.function(sess)
     def zero_arg_function():
@@ -299,7 +285,6 @@ def test_walkthrough():
 
 def test_libraries_in_constructor_and_body():
     probe = open_session(server())
-    need_python(probe)
     worker_path(probe)
     probe.close()
     sess = open_session(server(), libraries={"np": np, "kx": "qpeach"})
@@ -322,7 +307,6 @@ def test_libraries_in_constructor_and_body():
 
 def test_missing_library_named():
     sess = open_session(server())
-    need_python(sess)
     try:
         sess.libraries({"nope": "qpeach_no_such_module"})
     except kx.QError as e:
@@ -347,7 +331,6 @@ SCALE = 3
 
 def test_kwargs_closures_helpers_and_ids():
     sess = open_session(server())
-    need_python(sess)
     offset = 100
 
     @kx.remote.function(sess)
@@ -367,7 +350,6 @@ def test_kwargs_closures_helpers_and_ids():
 
 def test_remote_exception_has_traceback():
     sess = open_session(server())
-    need_python(sess)
 
     @kx.remote.function(sess)
     def boom(x):
@@ -427,7 +409,6 @@ def test_reconnect():
 
         # Functions and libraries come back after a reconnect.
         sess = open_session(s, reconnection_attempts=5)
-        need_python(sess)
         sess.libraries({"np": "numpy"})
 
         @kx.remote.function(sess)
@@ -452,8 +433,6 @@ def _trades(n=20000, seed=1):
 
 def test_fanout_two_servers():
     a, b = open_session(server("a")), open_session(server("b"))
-    need_python(a)
-    need_python(b)
     t = _trades()
 
     def notional(tbl):
@@ -482,7 +461,6 @@ def test_fanout_two_servers():
 
 def test_fanout_error_names_partition():
     a, b = open_session(server("a")), open_session(server("b"))
-    need_python(a)
     t = {"x": np.arange(10)}
 
     def fails_on_five(tbl):
@@ -526,7 +504,6 @@ def test_fanout_resident_table():
     # The table lives on each worker (.qp.load); only row bounds travel and
     # each worker runs the function on its rows in place (.qp.apply).
     a, b = open_session(server("a")), open_session(server("b"))
-    need_python(a)
     t = _trades(5000, seed=3)
     path = os.path.join(harness.tmpdir(), "trade.csv")
     with open(path, "w") as f:

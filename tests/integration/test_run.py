@@ -13,27 +13,10 @@ import time
 
 import numpy as np
 
-from harness import QPEACH, ROOT, Server, Skip, free_port, qpeach, tmpdir, wait_for
+from harness import QPEACH, ROOT, free_port, qpeach, tmpdir, wait_for
 
 GEN = os.path.join(ROOT, "scripts", "gen_trades.py")
 JOBS = os.path.join(ROOT, "jobs")
-_py = None
-
-
-def has_python():
-    global _py
-    if _py is None:
-        with Server() as s:
-            r = qpeach("call", s.addr, '.qp.def[`f;"def f():\n    return 1\n"]')
-            _py = r.returncode == 0
-    return _py
-
-
-def need_python():
-    if not has_python():
-        raise Skip("this build has no Python worker")
-
-
 def gen(d, rows=40000, days=0):
     args = [sys.executable if os.path.exists("/usr/bin/python3") is False else "/usr/bin/python3",
             GEN, "--rows", str(rows)]
@@ -182,7 +165,6 @@ def test_topo_prints_machine_and_plan():
 # ---- with the Python worker ----
 
 def test_rows_sum_by_key_then_reducer_equals_numpy():
-    need_python()
     d = tmpdir()
     gen(d)
     r = run(vwap_job(d))
@@ -193,7 +175,6 @@ def test_rows_sum_by_key_then_reducer_equals_numpy():
 
 
 def test_column_partitions_concat_equals_numpy():
-    need_python()
     d = tmpdir()
     gen(d)
     r = run(vwap_job(d, by="column", merge="concat"))
@@ -203,7 +184,6 @@ def test_column_partitions_concat_equals_numpy():
 
 
 def test_file_partitions_equal_numpy():
-    need_python()
     d = tmpdir()
     gen(d, rows=30000, days=3)
     r = run(vwap_job(d, by="file"))
@@ -214,7 +194,6 @@ def test_file_partitions_equal_numpy():
 
 
 def test_scalar_merges_sum_min_max_count():
-    need_python()
     d = tmpdir()
     gen(d, rows=5000)
     write(d, "agg.py", "import numpy as np\n"
@@ -241,7 +220,6 @@ def test_scalar_merges_sum_min_max_count():
 
 
 def test_python_merge_and_stdout_and_json_log():
-    need_python()
     d = tmpdir()
     gen(d, rows=5000)
     write(d, "agg.py", "import numpy as np\n"
@@ -260,7 +238,6 @@ def test_python_merge_and_stdout_and_json_log():
 
 
 def test_failing_task_names_partition_and_python_error():
-    need_python()
     d = tmpdir()
     gen(d, rows=1000)
     write(d, "bad.py", "def f(t):\n    raise ValueError('no good partition')\n")
@@ -291,7 +268,6 @@ def children(pid):
 
 
 def test_kill_worker_mid_job_still_correct():
-    need_python()
     d = tmpdir()
     p = slow_job(d)
     proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True)
@@ -307,7 +283,6 @@ def test_kill_worker_mid_job_still_correct():
 
 
 def test_kill_scheduler_then_resume_gives_identical_bytes():
-    need_python()
     d = tmpdir()
     p = slow_job(d, out="out/slow.qipc")
     r = run(p)
@@ -331,7 +306,6 @@ def test_kill_scheduler_then_resume_gives_identical_bytes():
 
 
 def test_sigterm_stops_cleanly_with_journal_kept():
-    need_python()
     d = tmpdir()
     p = slow_job(d)
     proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True)
