@@ -489,6 +489,9 @@ static void conn_read(qp_server *s, qp__sconn *c)
                 }
                 conn_next(s, c);
                 if (s->conns[fd] != c) return;   /* closed */
+                /* A short read drained the socket: skip the read that would
+                 * only say EAGAIN (epoll tells us when more comes). */
+                if ((size_t)r < room && !qp__tp_pending(&c->tp)) break;
                 continue;
             }
         }
