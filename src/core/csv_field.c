@@ -207,7 +207,12 @@ int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
             qp__csv_clock(s + 11, n - 11, &ns, &fd, &secs) < 0 || ns >= 86400000000000LL)
             return -1;
     }
-    *out = (int64_t)d * 86400000000000LL + ns;
+    /* beyond q's range (about 1707..2292) the nanoseconds overflow */
+    int64_t t;
+    if (__builtin_mul_overflow((int64_t)d, 86400000000000LL, &t) || __builtin_add_overflow(t, ns, &t) ||
+        t == INT64_MIN || t == INT64_MAX || t == -INT64_MAX)
+        return -1;                                  /* (nor the null or infinities) */
+    *out = t;
     return 0;
 }
 
@@ -229,7 +234,10 @@ int qp__csv_timespan(const char *s, size_t n, int64_t *out)
     int fd;
     bool secs;
     if (qp__csv_clock(s + i, n - i, &ns, &fd, &secs) < 0) return -1;
-    ns += days * 86400000000000LL;
+    int64_t dn;
+    if (__builtin_mul_overflow(days, 86400000000000LL, &dn) || __builtin_add_overflow(ns, dn, &ns) ||
+        ns == INT64_MAX)
+        return -1;                                  /* beyond q's timespan range */
     *out = neg ? -ns : ns;
     return 0;
 }

@@ -60,6 +60,40 @@ static void test_csv_error_in_doubled_quote_field(void)
     }
 }
 
+/* fuzz_csv: a timestamp in the year 6124 (and a timespan of 999999 days)
+ * overflowed int64 nanoseconds (UBSan: signed overflow); now such a field
+ * is not a timestamp / timespan, while q's whole range still parses. */
+static void test_csv_temporal_overflow(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/t.csv", dir);
+    const char *bad[][2] = {
+        { "p\n6124.01.02D10:00:00.123456789\n", "P" },
+        { "p\n0001.01.01D00:00:00\n", "P" },
+        { "n\n999999D00:00:00\n", "N" },
+        { "n\n-999999D23:59:59.999999999\n", "N" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_file(path, bad[i][0]);
+        qp_csv_opts o = { .types = bad[i][1], .threads = 1 };
+        qp_value *t = qp_csv_load(path, &o);
+        CU_ASSERT(t != NULL && t->type == QP_ERROR && strstr(t->s, "t.csv:2:") != NULL);
+        qp_unref(t);
+    }
+    write_file(path, "p,n\n2290.01.01D00:00:00,100000D00:00:00\n1710.01.01D00:00:00,-100000D00:00:00\n");
+    qp_csv_opts o = { .types = "PN", .threads = 1 };
+    qp_value *t = qp_csv_load(path, &o);
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT_EQUAL(t->type, QP_TABLE);
+    if (t->type == QP_TABLE) {
+        qp_value *p = qp_K(qp_table_columns(t))[0], *n = qp_K(qp_table_columns(t))[1];
+        CU_ASSERT(qp_J(p)[0] > 0 && qp_J(p)[1] < 0 && qp_J(p)[1] != QP_NULL_J);
+        CU_ASSERT_EQUAL(qp_J(n)[0], 100000LL * 86400000000000LL);
+        CU_ASSERT_EQUAL(qp_J(n)[1], -100000LL * 86400000000000LL);
+    }
+    qp_unref(t);
+}
+
 /* fuzz_server (through the reader): an 88-byte compressed message stating
  * an uncompressed length of 4 GB made the decompressor allocate 4 GB
  * before looking at the stream. A stream of n bytes yields at most
@@ -119,6 +153,7 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     CU_pSuite s = CU_add_suite("regress", NULL, NULL);
     CU_add_test(s, "fuzz_csv: error in a doubled-quote field", test_csv_error_in_doubled_quote_field);
+    CU_add_test(s, "fuzz_csv: temporal overflow", test_csv_temporal_overflow);
     CU_add_test(s, "fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
