@@ -86,6 +86,16 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# Every CUnit suite under valgrind's memcheck: any error or definite leak
+# fails. tests/valgrind.supp holds suppressions for third-party internals;
+# PYTHONMALLOC=malloc lets memcheck see CPython's allocations.
+VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --num-callers=30 --suppressions=tests/valgrind.supp
+valgrind: all
+	@status=0; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
+	    PYTHONMALLOC=malloc $(VALGRIND) $$t || { echo "FAILED: $$t (exit $$?)"; status=1; }; \
+	done; exit $$status
+
 demo: deps all
 	@sh scripts/demo.sh $(BUILD)
 
