@@ -10,6 +10,7 @@
 #ifndef QPEACH_CONN_H
 #define QPEACH_CONN_H
 
+#include "qpeach/ipc.h"
 #include "qpeach/value.h"
 
 typedef struct qp_conn qp_conn;
@@ -43,6 +44,20 @@ int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype);
 /* Receives one message: 0 and *out (new reference) and *msgtype, or a
  * negative code. timeout_ms < 0 uses the connection's call timeout. */
 int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms);
+/* Receives one message without waiting and without decoding it: reads
+ * what the socket (or TLS) holds now. Returns 0 and *msg (a new buffer
+ * reference: the whole message as received, decompressed, header
+ * included, as qp_ipc_decode takes it) and *h; -EAGAIN when no whole
+ * message is in yet (what was read stays buffered: poll qp_conn_fd and
+ * call again); or another negative code (the connection is unusable).
+ * Called until -EAGAIN, it leaves nothing buffered that poll() misses. */
+int qp_conn_recv_nowait(qp_conn *c, qp_buf **msg, qp_ipc_header *h);
+/* True when a receive can complete without the socket becoming readable:
+ * a whole message is buffered, TLS holds decrypted bytes, or the stream
+ * is broken (the receive then fails at once). poll() on qp_conn_fd sees
+ * none of these, so a poll loop over blocking qp_conn_recv calls must ask
+ * this first. */
+bool qp_conn_pending(const qp_conn *c);
 
 int qp_conn_fd(const qp_conn *c);
 /* Capability the server accepted (the byte it answered). */

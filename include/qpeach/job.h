@@ -13,6 +13,7 @@
 #ifndef QPEACH_JOB_H
 #define QPEACH_JOB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -61,6 +62,8 @@ typedef struct qp_job {
     char *password;
     int window;            /* sync calls in flight per connection */
     int connect_timeout_ms;
+    bool tls;              /* TLS to the servers (local workers: unix sockets) */
+    char *tls_ca;          /* CA file that verifies the servers; NULL: system store */
 
     /* [merge] */
     int merge;             /* enum qp_merge_how */

@@ -20,6 +20,10 @@ struct qp_conn {
     qp__tp tp;             /* socket or TLS session */
     SSL_CTX *ctx;          /* TLS context, NULL for plain */
     qp_reader *rd;         /* incoming byte stream -> messages */
+    qp_buf *ahead;         /* a whole message taken from rd, not yet
+                            * returned: lets qp_conn_pending (const) see
+                            * what poll() on the fd cannot */
+    qp_ipc_header ahead_h; /* its header */
     int cap;               /* capability byte the server answered */
     int timeout_ms;        /* per-call timeout, 0: none */
     int broken;            /* 0, or the error that made the stream unusable */
@@ -152,6 +156,7 @@ void qp_conn_close(qp_conn *c)
     qp__tp_close(&c->tp);
     if (c->ctx) SSL_CTX_free(c->ctx);
     qp_reader_free(c->rd);
+    qp_buf_unref(c->ahead);
     free(c);
 }
 
@@ -177,26 +182,44 @@ int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype)
     return rc;
 }
 
-int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
+/* The next whole message from what is buffered: 1 and *m, 0 when more
+ * bytes are needed, or the reader's sticky error. */
+static int take(qp_conn *c, qp_buf **m, qp_ipc_header *h)
 {
-    *out = NULL;
+    if (c->ahead) {
+        *m = c->ahead;
+        *h = c->ahead_h;
+        c->ahead = NULL;
+        return 1;
+    }
+    int rc = qp_reader_next(c->rd, m, h);
+    if (rc < 0) fail(c, rc, "receive: %s", qp_reader_errstr(c->rd));
+    return rc;
+}
+
+/* Keeps the invariant qp_conn_pending relies on: when the reader holds a
+ * whole message on return to the caller, one sits in c->ahead. */
+static void look_ahead(qp_conn *c)
+{
+    if (c->ahead) return;
+    int rc = qp_reader_next(c->rd, &c->ahead, &c->ahead_h);
+    if (rc != 1) c->ahead = NULL;
+    /* A stream out of step stays so: the next receive reports it. */
+    if (rc < 0) c->broken = fail(c, rc, "receive: %s", qp_reader_errstr(c->rd));
+}
+
+/* Receives one raw message before the deadline. nowait: never block; a
+ * read that would block answers -EAGAIN with the stream intact. */
+static int recv_msg(qp_conn *c, qp_buf **m, qp_ipc_header *h, int64_t deadline, bool nowait)
+{
+    *m = NULL;
     if (c->broken) return c->broken;
-    int64_t deadline = deadline_of(timeout_ms < 0 ? c->timeout_ms : timeout_ms);
     int rc;
-    bool first = true;
+    bool first = !nowait;
     for (;;) {
-        qp_buf *m = NULL;
-        qp_ipc_header h;
-        rc = qp_reader_next(c->rd, &m, &h);
-        if (rc == 1) {
-            qp_value *v = qp_ipc_decode(m, NULL);
-            qp_buf_unref(m);
-            if (!v) { rc = fail(c, QP_ENOMEM, "out of memory"); break; }
-            *out = v;
-            if (msgtype) *msgtype = h.msgtype;
-            return 0;
-        }
-        if (rc < 0) { fail(c, rc, "receive: %s", qp_reader_errstr(c->rd)); break; }
+        rc = take(c, m, h);
+        if (rc == 1) { look_ahead(c); return 0; }
+        if (rc < 0) break;
         size_t room = 0;
         void *sp = qp_reader_space(c->rd, &room);
         if (!sp) { rc = fail(c, QP_ENOMEM, "out of memory"); break; }
@@ -208,7 +231,7 @@ int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
             if (w < 0) { rc = fail(c, w, "receive: %s", qp_strerror(w)); break; }
         }
         first = false;
-        ssize_t r = recv_some(c, sp, room, deadline);
+        ssize_t r = nowait ? qp__tp_read(&c->tp, sp, room) : recv_some(c, sp, room, deadline);
         if (r > 0) {
             if ((rc = qp_reader_commit(c->rd, (size_t)r)) < 0) {
                 fail(c, rc, "receive: %s", qp_reader_errstr(c->rd));
@@ -216,12 +239,39 @@ int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
             }
             continue;
         }
+        if (nowait && (r == QP__WANT_READ || r == QP__WANT_WRITE)) return -EAGAIN;
         if (r == 0) { rc = fail(c, QP_ECLOSED, "connection closed by the server"); break; }
         rc = fail(c, (int)r, "receive: %s", qp_strerror((int)r));
         break;
     }
     c->broken = rc;
     return rc;
+}
+
+int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
+{
+    *out = NULL;
+    qp_buf *m;
+    qp_ipc_header h;
+    int rc = recv_msg(c, &m, &h, deadline_of(timeout_ms < 0 ? c->timeout_ms : timeout_ms), false);
+    if (rc) return rc;
+    qp_value *v = qp_ipc_decode(m, NULL);
+    qp_buf_unref(m);
+    if (!v) return c->broken = fail(c, QP_ENOMEM, "out of memory");
+    *out = v;
+    if (msgtype) *msgtype = h.msgtype;
+    return 0;
+}
+
+int qp_conn_recv_nowait(qp_conn *c, qp_buf **msg, qp_ipc_header *h)
+{
+    return recv_msg(c, msg, h, -1, true);
+}
+
+bool qp_conn_pending(const qp_conn *c)
+{
+    /* A broken stream counts: the next receive reports why at once. */
+    return c->ahead || c->broken || qp__tp_pending(&c->tp) > 0;
 }
 
 qp_value *qp_conn_call(qp_conn *c, const qp_value *x)

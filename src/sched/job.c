@@ -214,7 +214,7 @@ enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES,
     K_TABLE, K_FILE, K_FILES, K_TYPES,
     K_BY, K_COLUMN, K_PIECES,
-    K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT,
+    K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_HOW, K_REDUCER, K_KEY,
     K_PATH,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE,
@@ -231,6 +231,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_LOCAL] = {"workers", "local"}, [K_SERVERS] = {"workers", "servers"},
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
+    [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
     [K_PATH] = {"output", "path"},
     [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
@@ -377,6 +378,12 @@ static int handler(void *user, const char *section, const char *name, const char
         if (qp_job_parse_duration(value, &ms) || ms <= 0) BAD("not a duration (e.g. 10s, 500ms)");
         j->connect_timeout_ms = (int)ms;
         break;
+    case K_TLS:
+        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1")) j->tls = true;
+        else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0")) j->tls = false;
+        else BAD("expected true or false");
+        break;
+    case K_TLS_CA: j->tls_ca = abspath(p, value); break;
     case K_HOW:
         for (x = 0; x <= QP_MERGE_NONE; x++)
             if (!strcmp(value, merge_names[x])) break;
@@ -440,6 +447,9 @@ static void check(parse *p)
         REQ("%s:%d: [partition] pieces: only for by = rows", b, p->pieces_line);
     if (j->local == 0 && j->nservers == 0)
         REQ("%s: [workers]: give local = N or servers = host:port, ...", b);
+    if (j->tls_ca && !j->tls) REQ("%s: [workers] tls_ca needs tls = true", b);
+    if (j->tls && j->nservers == 0)
+        REQ("%s: [workers] tls is for servers (local workers use unix sockets)", b);
     if (j->merge == QP_MERGE_PYTHON && !j->reducer.file)
         REQ("%s: [merge] how = python needs [merge] reducer (file.py:function)", b);
     if (j->nkeys && j->merge != QP_MERGE_SUM_BY_KEY)
@@ -527,6 +537,7 @@ void qp_job_free(qp_job *j)
     free(j->column);
     free_list(j->servers, j->nservers);
     free(j->user);
+    free(j->tls_ca);
     if (j->password) explicit_bzero(j->password, strlen(j->password));
     free(j->password);
     free(j->reducer.file); free(j->reducer.name);

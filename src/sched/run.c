@@ -558,6 +558,8 @@ static int dispatch(run *r)
                 }
                 if (left < wait) wait = left;
             }
+            /* Bytes the connection already holds are invisible to poll. */
+            if (qp_conn_pending(w->c)) wait = 0;
             pfd[n] = (struct pollfd){ .fd = qp_conn_fd(w->c), .events = POLLIN };
             who[n++] = wi;
         }
@@ -578,30 +580,32 @@ static int dispatch(run *r)
             snprintf(r->failure, sizeof r->failure, "poll: %s", strerror(errno));
             goto failed;
         }
-        for (int k = 0; pr > 0 && k < n; k++) {
-            if (!pfd[k].revents) continue;
+        for (int k = 0; pr >= 0 && k < n; k++) {
             int wi = who[k];
             qp__worker *w = &r->ws[wi];
-            int rc = qp__worker_fill(w);
-            /* Take every whole message, even when the connection then
-             * turns out closed: those results are good. */
+            if (!pfd[k].revents && !(w->c && qp_conn_pending(w->c))) continue;
+            if (!w->c) continue;
+            int rc = 0;
+            /* Take every whole message until the connection has nothing
+             * more buffered, even when it then turns out closed: those
+             * results are good. */
             for (;;) {
                 qp_buf *m = NULL;
                 qp_ipc_header h;
-                int got = qp_reader_next(w->rd, &m, &h);
-                if (got == 1) {
+                int got = qp_conn_recv_nowait(w->c, &m, &h);
+                if (got == 0) {
                     bool ok = on_response(r, wi, m, &h);
                     qp_buf_unref(m);
                     if (!ok) goto failed;
                     if (!w->c) break;
                     continue;
                 }
-                if (got < 0) rc = got;
+                if (got != -EAGAIN) rc = got;
                 break;
             }
             if (rc && w->c) {
                 char why[256];
-                snprintf(why, sizeof why, "%s", qp_strerror(rc));
+                snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c)[0] ? qp_conn_errstr(w->c) : qp_strerror(rc));
                 if (!worker_lost(r, wi, why, true)) goto failed;
             }
         }

@@ -26,9 +26,6 @@ typedef struct qp__worker {
     pid_t pid;             /* local: its pid (0 when not running) */
     int restarts;
     qp_conn *c;            /* NULL when down */
-    qp_reader *rd;         /* our own reader on the connection's fd, so
-                            * pipelined responses that arrive together are
-                            * all seen (poll cannot see conn's buffer) */
     qp__flight fl[QP__MAX_WINDOW * 2];
     int nfl, flhead;       /* ring of requests in flight */
     int tasks_in;          /* tasks in flight (file tasks send two messages) */
@@ -55,9 +52,6 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
  * errs[i]. Returns how many are ready. */
 int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeout_ms,
                   char (*errs)[512]);
-/* Reads what is readable into w's reader. 0, or a negative code when the
- * connection is gone. */
-int qp__worker_fill(qp__worker *w);
 /* A general list (`name; args...): steals the args. */
 qp_value *qp__call(const char *name, int nargs, ...);
 /* The source of one top-level function (with its decorators) from a

@@ -59,8 +59,11 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threa
 
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen)
 {
+    /* TLS goes to the servers only: local workers listen on unix sockets
+     * that only this user can reach. */
     qp_conn_opts o = { .user = job->user, .password = job->password,
-                       .connect_timeout_ms = job->connect_timeout_ms };
+                       .connect_timeout_ms = job->connect_timeout_ms,
+                       .tls = job->tls && !w->local, .tls_ca = job->tls_ca };
     int64_t end = qp__ms() + wait_ms;
     for (;;) {
         int rc = qp_conn_open(w->addr, &o, &w->c, err, errlen);
@@ -78,8 +81,6 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
         }
         usleep(20000);
     }
-    w->rd = qp_reader_new(NULL);
-    if (!w->rd) { qp_conn_close(w->c); w->c = NULL; return QP_ENOMEM; }
     w->nfl = w->flhead = w->tasks_in = 0;
     return 0;
 }
@@ -88,8 +89,6 @@ void qp__worker_down(qp__worker *w, bool kill_process)
 {
     qp_conn_close(w->c);
     w->c = NULL;
-    qp_reader_free(w->rd);
-    w->rd = NULL;
     w->nfl = w->flhead = w->tasks_in = 0;
     if (w->local && w->pid > 0 && kill_process) {
         kill(w->pid, SIGTERM);
@@ -291,25 +290,4 @@ int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeou
         else qp__worker_down(&ws[i], true);
     }
     return ready;
-}
-
-int qp__worker_fill(qp__worker *w)
-{
-    int fd = qp_conn_fd(w->c);
-    for (;;) {
-        size_t room = 0;
-        void *sp = qp_reader_space(w->rd, &room);
-        if (!sp) return QP_ENOMEM;
-        ssize_t r = read(fd, sp, room);
-        if (r > 0) {
-            int rc = qp_reader_commit(w->rd, (size_t)r);
-            if (rc < 0) return rc;
-            if ((size_t)r < room) return 0;
-            continue;
-        }
-        if (r == 0) return QP_ECLOSED;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        return -errno;
-    }
 }

@@ -100,6 +100,11 @@ def test_bad_job_files_name_file_line_key():
         ("[jobs]\n", "bad.ini:1: unknown section [jobs]"),
         ("[input]\ntable = t\n", "bad.ini: [job] function: required"),
         ("[merge]\nhow = avg\n", "bad.ini:2: [merge] how: expected concat"),
+        ("[workers]\ntls = maybe\n", "bad.ini:2: [workers] tls: expected true or false"),
+        ("[job]\nfunction = f.py:g\n[input]\ntable = t\n[workers]\nservers = h:1\ntls_ca = ca.pem\n",
+         "bad.ini: [workers] tls_ca needs tls = true"),
+        ("[job]\nfunction = f.py:g\n[input]\ntable = t\n[workers]\nlocal = 1\ntls = true\n",
+         "bad.ini: [workers] tls is for servers"),
     ]
     for text, want in cases:
         p = write(d, "bad.ini", text)
@@ -172,6 +177,45 @@ def test_rows_sum_by_key_then_reducer_equals_numpy():
     same(read_vwap(os.path.join(d, "out", "vwap.csv")), vwap_numpy([os.path.join(d, "trades.csv")]))
     assert "parsed" in r.stderr and "input.qipc" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(d, "out", "vwap.journal"))
+
+
+def _cert(d):
+    cert, key = os.path.join(d, "server.pem"), os.path.join(d, "server.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_servers_over_tls_equal_numpy():
+    """Running servers that hold the table, reached over TLS with the
+    certificate checked against tls_ca: the same VWAP as numpy; without
+    the CA the servers are unusable and the error says why."""
+    need_python()
+    d = tmpdir()
+    gen(d)
+    cert, key = _cert(d)
+    csv = os.path.join(d, "trades.csv")
+    with Server("--tls-cert", cert, "--tls-key", key, "--load", f"trade={csv}") as a, \
+         Server("--tls-cert", cert, "--tls-key", key, "--load", f"trade={csv}") as b:
+        servers = f"127.0.0.1:{a.port}, 127.0.0.1:{b.port}"
+        m = {"how": "sum-by-key", "key": "sym", "reducer": "vwap.py:finish"}
+        p = job(d, job={"name": "tls", "function": "vwap.py:vwap_parts", "libraries": "np=numpy"},
+                input={"table": "trade"}, partition={"by": "rows", "pieces": 12},
+                workers={"servers": servers, "tls": "true", "tls_ca": "server.pem"},
+                merge=m, output={"path": "out/tls.csv"})
+        r = run("--log-json", p)
+        assert r.returncode == 0, r.stderr
+        same(read_vwap(os.path.join(d, "out", "tls.csv")), vwap_numpy([csv]))
+        on = {line.split('"message":"')[1].split(" done on worker ")[1].split(" ")[0]
+              for line in r.stderr.splitlines() if '"event":"task"' in line}
+        assert on == {"0", "1"}, r.stderr
+        p = job(d, name="plain.ini", job={"function": "vwap.py:vwap_parts"}, input={"table": "trade"},
+                workers={"servers": servers, "tls": "true", "connect_timeout": "5s"},
+                merge=m, output={"path": "out/plain.csv"})
+        r = run(p)
+        assert r.returncode == 1 and "certificate" in r.stderr, r.stderr
 
 
 def test_column_partitions_concat_equals_numpy():

@@ -1,0 +1,174 @@
+/* test_conn.c - CUnit suite for the client connection's receive side as a
+ * poll() loop uses it: qp_conn_pending and qp_conn_recv_nowait.
+ *
+ * The peer is a bare unix socket driven by this test (one thread answers
+ * the handshake), so the test decides exactly which bytes arrive together:
+ * three responses in one write, a message split in two, a close. That is
+ * what poll() on the fd cannot tell apart and these two calls must.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "qpeach/conn.h"
+#include "qpeach/ipc.h"
+
+typedef struct peer {
+    int lfd;               /* listening socket */
+    int fd;                /* the accepted connection */
+} peer;
+
+/* Accepts one client and answers its handshake (capability 3). */
+static void *accept_one(void *data)
+{
+    peer *p = data;
+    p->fd = accept(p->lfd, NULL, NULL);
+    if (p->fd < 0) return NULL;
+    char hs[256];
+    size_t n = 0;
+    while (n < sizeof hs) {           /* "user:password" capability NUL */
+        ssize_t r = read(p->fd, hs + n, 1);
+        if (r <= 0) break;
+        if (hs[n++] == 0) break;
+    }
+    uint8_t cap = 3;
+    if (write(p->fd, &cap, 1) != 1) { close(p->fd); p->fd = -1; }
+    return NULL;
+}
+
+static void write_all(int fd, const uint8_t *b, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w <= 0) { CU_FAIL("peer write"); return; }
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+/* A response message carrying the long x, appended to *buf. */
+static void add_response(uint8_t **buf, size_t *len, int64_t x)
+{
+    qp_value *v = qp_long(x);
+    uint8_t *m = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(qp_ipc_encode(v, QP_MSG_RESPONSE, &m, &n), 0);
+    qp_unref(v);
+    *buf = realloc(*buf, *len + n);
+    memcpy(*buf + *len, m, n);
+    *len += n;
+    free(m);
+}
+
+static int64_t buf_long(qp_buf *m)
+{
+    qp_value *v = qp_ipc_decode(m, NULL);
+    int64_t x = v && v->type == -QP_LONG ? v->j : -1;
+    qp_unref(v);
+    return x;
+}
+
+static void test_pending_and_nowait(void)
+{
+    char path[64], addr[80], err[256];
+    snprintf(path, sizeof path, "/tmp/qpeach-test-conn-%d.sock", (int)getpid());
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    unlink(path);
+    peer p = { .lfd = socket(AF_UNIX, SOCK_STREAM, 0), .fd = -1 };
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    CU_ASSERT_EQUAL_FATAL(bind(p.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    CU_ASSERT_EQUAL_FATAL(listen(p.lfd, 1), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, accept_one, &p);
+    qp_conn_opts o = { .timeout_ms = 20000 };
+    qp_conn *c = NULL;
+    int rc = qp_conn_open(addr, &o, &c, err, sizeof err);
+    pthread_join(th, NULL);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_FATAL(p.fd >= 0);
+    CU_ASSERT_FALSE(qp_conn_pending(c));
+
+    /* Nothing sent yet: a non-blocking receive says so, stream intact. */
+    qp_buf *m = NULL;
+    qp_ipc_header h;
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), -EAGAIN);
+    CU_ASSERT_PTR_NULL(m);
+
+    /* Three responses in one write: one read takes them all, so after
+     * the first, poll() would see an empty socket; pending must not. */
+    uint8_t *b = NULL;
+    size_t n = 0;
+    for (int i = 1; i <= 3; i++) add_response(&b, &n, i * 10);
+    write_all(p.fd, b, n);
+    for (int i = 1; i <= 3; i++) {
+        qp_value *v = NULL;
+        int t = -1;
+        CU_ASSERT_EQUAL(qp_conn_recv(c, &v, &t, -1), 0);
+        CU_ASSERT(v && v->type == -QP_LONG && v->j == i * 10 && t == QP_MSG_RESPONSE);
+        qp_unref(v);
+        CU_ASSERT_EQUAL(qp_conn_pending(c), i < 3);
+    }
+    struct pollfd pf = { .fd = qp_conn_fd(c), .events = POLLIN };
+    CU_ASSERT_EQUAL(poll(&pf, 1, 0), 0);
+
+    /* The same through the non-blocking call, which also gives the raw
+     * message: it takes buffered ones without touching the socket. */
+    write_all(p.fd, b, n);
+    CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+    for (int i = 1; i <= 3; i++) {
+        CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), 0);
+        CU_ASSERT(m && h.msgtype == QP_MSG_RESPONSE && m->len == h.len && buf_long(m) == i * 10);
+        qp_buf_unref(m);
+    }
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), -EAGAIN);
+    CU_ASSERT_FALSE(qp_conn_pending(c));
+    free(b);
+
+    /* A message split in two: the first half stays buffered. */
+    b = NULL;
+    n = 0;
+    add_response(&b, &n, 77);
+    write_all(p.fd, b, 5);
+    CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), -EAGAIN);
+    CU_ASSERT_FALSE(qp_conn_pending(c));
+    write_all(p.fd, b + 5, n - 5);
+    CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), 0);
+    CU_ASSERT(m && buf_long(m) == 77);
+    qp_buf_unref(m);
+    free(b);
+
+    /* The peer goes: the receive fails, and from then on the broken
+     * stream counts as pending so a poll loop asks once more and learns. */
+    close(p.fd);
+    CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), QP_ECLOSED);
+    CU_ASSERT(qp_conn_pending(c));
+    CU_ASSERT_EQUAL(qp_conn_recv_nowait(c, &m, &h), QP_ECLOSED);
+    CU_ASSERT(strstr(qp_conn_errstr(c), "closed") != NULL);
+    qp_conn_close(c);
+    close(p.lfd);
+    unlink(path);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("conn", NULL, NULL);
+    CU_add_test(s, "pending and non-blocking receive", test_pending_and_nowait);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_tests_failed() + CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
