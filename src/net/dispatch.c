@@ -516,10 +516,9 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
         if (colon) *colon = ':';
         return QP__JOB_DONE;
     }
-    int heavy = s->opts.secondary > 0 ? QP_EXEC_POOL : QP_EXEC_MAIN;
     if (j->msg) {
         if (where == QP_EXEC_LOOP && j->msg->len > QP__SMALL_MSG) {
-            qp__job_post(s, j, heavy);
+            qp__job_post(s, j, QP_EXEC_POOL);
             return QP__JOB_MOVED;
         }
         qp_value *x = qp_ipc_decode(j->msg, NULL);
@@ -553,7 +552,7 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
         j->result = NULL;
         return QP__JOB_DONE;
     }
-    if (where != QP_EXEC_POOL && s->opts.secondary > 0 &&
+    if (where != QP_EXEC_POOL &&
         qp_ipc_size(j->result) > QP__SMALL_MSG) {
         qp__job_post(s, j, QP_EXEC_POOL);     /* encode big results off this thread */
         return QP__JOB_MOVED;

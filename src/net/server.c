@@ -128,7 +128,6 @@ void qp__job_free(qp__job *j)
 
 void qp__job_post(qp_server *s, qp__job *j, int exec)
 {
-    if (exec == QP_EXEC_POOL && s->opts.secondary == 0) exec = QP_EXEC_MAIN;
     qp__jobq_push(exec == QP_EXEC_MAIN ? &s->mainq : &s->pool, j);
 }
 
@@ -156,7 +155,9 @@ static void *thread_main(void *p)
     free(p);
     qp_server *s = a.s;
     this_thread = a.index < 0 ? QP_EXEC_MAIN : QP_EXEC_POOL;
-    if (s->opts.on_thread_start) s->opts.on_thread_start(a.index, s->opts.thread_data);
+    /* the internal helper of a -s 0 server is nobody's secondary thread */
+    if (s->opts.on_thread_start && a.index < s->opts.secondary)
+        s->opts.on_thread_start(a.index, s->opts.thread_data);
     pthread_mutex_lock(&s->done.mu);
     s->nready++;
     pthread_cond_broadcast(&s->ready_cv);
@@ -176,7 +177,11 @@ static void *thread_main(void *p)
 
 static int threads_start(qp_server *s, char *err, size_t errlen)
 {
-    int n = 1 + s->opts.secondary;
+    /* The main thread, then the secondaries. With -s 0 one internal pool
+     * thread still takes logins and big decodes/encodes, so they never wait
+     * behind a long Python call on the main thread; user functions
+     * registered for the pool run on main then, as server.h says. */
+    int n = 1 + (s->opts.secondary > 0 ? s->opts.secondary : 1);
     if (!(s->threads = calloc((size_t)n, sizeof *s->threads))) return QP_ENOMEM;
     for (int i = 0; i < n; i++) {
         thread_arg *a = malloc(sizeof *a);

@@ -103,7 +103,7 @@ struct qp_server {
     qp_value **gvals;
     int ng, capg;
 
-    qp__jobq pool;         /* for secondary threads */
+    qp__jobq pool;         /* secondary threads (or the one internal helper with -s 0) */
     qp__jobq mainq;        /* for the main (Python) thread */
     qp__jobq done;         /* finished jobs for the loop */
     pthread_t *threads;    /* main thread first, then secondaries */

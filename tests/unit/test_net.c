@@ -361,7 +361,12 @@ static void check_server(int secondary)
     char err[256];
     memset(thread_ids, 0, sizeof thread_ids);
     atomic_store(&threads_started, 0);
-    qp_server_opts o = { .listen = "0", .secondary = secondary, .on_thread_start = on_start };
+    char dir[] = "/tmp/qpeach-test-srv-XXXXXX", pwfile[128];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(pwfile, sizeof pwfile, "%s/passwd", dir);
+    CU_ASSERT_EQUAL_FATAL(qp_passwd_set(pwfile, "u", "pw", err, sizeof err), 0);
+    qp_server_opts o = { .listen = "0", .secondary = secondary, .on_thread_start = on_start,
+                         .passwd_file = pwfile };
     qp_server *s = NULL;
     CU_ASSERT_EQUAL_FATAL(qp_server_new(&o, &s, err, sizeof err), 0);
     CU_ASSERT_EQUAL(qp_server_def(s, "where_loop", 1, QP_EXEC_LOOP, fn_where, (void *)(intptr_t)QP_EXEC_LOOP), 0);
@@ -376,10 +381,9 @@ static void check_server(int secondary)
     pthread_t loop;
     pthread_create(&loop, NULL, loop_thread, s);
 
-    qp_conn_opts co = { .timeout_ms = 20000 };
+    qp_conn_opts co = { .timeout_ms = 20000, .user = "u", .password = "pw" };
     qp_conn *a = NULL, *b = NULL;
     CU_ASSERT_EQUAL_FATAL(qp_conn_open(qp_server_address(s), &co, &a, err, sizeof err), 0);
-    CU_ASSERT_EQUAL_FATAL(qp_conn_open(qp_server_address(s), &co, &b, err, sizeof err), 0);
     CU_ASSERT_EQUAL(qp_conn_capability(a), 6);
     CU_ASSERT(qp_conn_is_local(a));
     const char *fns[] = { "where_loop", "where_pool", "where_main" };
@@ -394,11 +398,18 @@ static void check_server(int secondary)
     CU_ASSERT(r && r->type == -QP_LONG && r->j == 0);
     qp_unref(r);
 
-    /* a main-thread call in progress blocks neither the loop nor other
-     * clients: b is answered, and it is b that releases a */
+    /* a main-thread call in progress blocks neither the loop, nor logins
+     * (checked off the main thread even with -s 0), nor other clients: b
+     * logs in and is answered, and it is b that releases a */
     qp_value *m = qp_list(2, qp_symbol("block"), qp_identity());
     CU_ASSERT_EQUAL(qp_conn_send(a, m, QP_MSG_SYNC), 0);
     qp_unref(m);
+    qp_conn_opts cb = { .timeout_ms = 20000, .user = "u", .password = "pw" };
+    CU_ASSERT_EQUAL_FATAL(qp_conn_open(qp_server_address(s), &cb, &b, err, sizeof err), 0);
+    qp_conn *bad = NULL;
+    cb.password = "wrong";
+    CU_ASSERT_EQUAL(qp_conn_open(qp_server_address(s), &cb, &bad, err, sizeof err), QP_EAUTH);
+    CU_ASSERT(strstr(err, "access denied") != NULL && bad == NULL);
     r = call_sym(b, ".qp.ping");
     CU_ASSERT(r && r->type == -QP_BOOL && r->g == 1);
     qp_unref(r);
@@ -434,6 +445,8 @@ static void check_server(int secondary)
     pthread_join(loop, NULL);
     qp_server_free(s);
     sem_destroy(&release_sem);
+    unlink(pwfile);
+    rmdir(dir);
 }
 
 static void test_server_threads_s0(void) { check_server(0); }
