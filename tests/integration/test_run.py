@@ -192,7 +192,6 @@ def test_servers_over_tls_equal_numpy():
     """Running servers that hold the table, reached over TLS with the
     certificate checked against tls_ca: the same VWAP as numpy; without
     the CA the servers are unusable and the error says why."""
-    need_python()
     d = tmpdir()
     gen(d)
     cert, key = _cert(d)

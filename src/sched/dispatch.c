@@ -1,0 +1,317 @@
+/* dispatch.c - the scheduler's loop: one thread, poll() over every worker
+ * connection; each keeps a small window of sync calls in flight from one
+ * shared queue, so a fast worker takes more tasks and nobody waits on a
+ * slow one. Responses are read through the connection (qp_conn_recv_nowait
+ * until it would block, so nothing buffered is missed by poll); failures
+ * are retried elsewhere, lost workers' tasks requeued, local workers
+ * restarted.
+ *
+ * Why a file of its own: this is the state machine that must be right
+ * under faults; it shares nothing with start-up or output but the run.
+ */
+#include "run_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static qp_value *task_msg(run *r, int64_t i, bool load_step)
+{
+    const qp_job *j = r->job;
+    const qp_part *p = &r->plan->parts[i];
+    if (p->kind == QP_PART_FILE) {
+        /* A file partition: the worker loads the file as a table of its
+         * own, then runs the function over all of it. */
+        if (load_step) return qp__call(".qp.load", 2, qp_symbol("qp__part"), qp_cstring(p->file));
+        qp_value *all = qp_vector(QP_LONG, 2);
+        if (all) { qp_J(all)[0] = 0; qp_J(all)[1] = QP_INF_J; }
+        return qp__call(".qp.apply", 3, qp_symbol(j->function.name), qp_symbol("qp__part"), all);
+    }
+    return qp__call(".qp.apply", 3, qp_symbol(j->function.name), qp_symbol(j->table),
+                    qp_part_descriptor(r->plan, i));
+}
+
+static void push_flight(qp__worker *w, int64_t task, bool final, int attempt)
+{
+    int at = (w->flhead + w->nfl) % (int)(sizeof w->fl / sizeof *w->fl);
+    w->fl[at] = (qp__flight){ .task = task, .final = final, .attempt = attempt,
+                              .sent_ms = qp__ms() };
+    if (w->nfl == 0) w->head_start_ms = w->fl[at].sent_ms;
+    w->nfl++;
+}
+
+static int send_task(run *r, qp__worker *w, int64_t i)
+{
+    bool file = r->plan->parts[i].kind == QP_PART_FILE;
+    r->t[i].state = T_RUNNING;
+    r->t[i].attempt_failed = false;
+    r->t[i].sends++;
+    for (int step = file ? 0 : 1; step < 2; step++) {
+        qp_value *m = task_msg(r, i, step == 0);
+        int rc = m ? qp_conn_send(w->c, m, QP_MSG_SYNC) : QP_ENOMEM;
+        qp_unref(m);
+        push_flight(w, i, step == 1, r->t[i].sends);
+        if (rc) return rc;
+    }
+    w->tasks_in++;
+    return 0;
+}
+
+static int alive_count(run *r)
+{
+    int n = 0;
+    for (int i = 0; i < r->nw; i++) n += r->ws[i].c != NULL;
+    return n;
+}
+
+/* The next task for worker wi: a retry that last failed elsewhere (or
+ * anywhere, when it is the only worker left), else a fresh one. */
+static int64_t pick(run *r, int wi)
+{
+    bool alone = alive_count(r) <= 1;
+    for (int64_t k = 0; k < r->nretry; k++) {
+        int64_t i = r->retry[k];
+        if (alone || r->t[i].last_worker != wi) {
+            memmove(r->retry + k, r->retry + k + 1, (size_t)(r->nretry - k - 1) * sizeof *r->retry);
+            r->nretry--;
+            return i;
+        }
+    }
+    while (r->next_fresh < r->plan->n && r->t[r->next_fresh].state != T_QUEUED) r->next_fresh++;
+    return r->next_fresh < r->plan->n ? r->next_fresh++ : -1;
+}
+
+static void requeue(run *r, int64_t i)
+{
+    if (r->t[i].state != T_RUNNING) return;     /* already queued, or done */
+    r->t[i].state = T_QUEUED;
+    r->retry[r->nretry++] = i;
+}
+
+/* A failed attempt. Returns false when the task has failed for good. */
+static bool task_failed(run *r, int64_t i, int wi, const char *why)
+{
+    task *t = &r->t[i];
+    t->attempts++;
+    t->last_worker = wi;
+    r->nfailed_attempts++;
+    char *d = qp_part_describe(r->plan, i);
+    if (t->attempts > r->job->retries) {
+        snprintf(r->failure, sizeof r->failure, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
+                 i, d ? d : "?", t->attempts, t->attempts == 1 ? "" : "s", why);
+        free(d);
+        return false;
+    }
+    qp__say(r, "retry", "task %" PRId64 " (%s) failed on %s, retrying (%d/%d): %s", i, d ? d : "?",
+        r->ws[wi].addr, t->attempts, r->job->retries, why);
+    free(d);
+    requeue(r, i);
+    return true;
+}
+
+static int restart_worker(run *r, int wi)
+{
+    qp__worker *w = &r->ws[wi];
+    char err[512] = "";
+    if (!w->local || w->restarts >= 5) { w->dead_for_good = true; return -1; }
+    w->restarts++;
+    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job->threads, r->topo,
+                              r->place ? &r->place->worker[wi] : NULL, err, sizeof err);
+    if (!rc) rc = qp__worker_connect(w, r->job, 30000, err, sizeof err);
+    if (!rc) {
+        char errs[1][512] = { "" };
+        if (qp__setup_all(w, 1, r->setup, r->nsetup, 300000, errs) != 1) {
+            snprintf(err, sizeof err, "%s", errs[0]);
+            rc = -1;
+        }
+    }
+    if (rc) {
+        qp__say(r, "worker", "worker %d could not be restarted: %s", wi, err);
+        qp__worker_down(w, true);
+        return -1;
+    }
+    qp__say(r, "worker", "worker %d restarted (pid %d)", wi, (int)w->pid);
+    return 0;
+}
+
+/* A connection is gone or hung: its requests are requeued; the task it
+ * was running counts a failed attempt when blame is set. Returns false
+ * when that failure ends the job. */
+static bool worker_lost(run *r, int wi, const char *why, bool blame)
+{
+    qp__worker *w = &r->ws[wi];
+    bool ok = true;
+    qp__say(r, "worker", "lost worker %d (%s): %s", wi, w->addr, why);
+    int cap = (int)(sizeof w->fl / sizeof *w->fl);
+    int64_t head = -1;
+    for (int k = 0; k < w->nfl; k++) {
+        qp__flight *f = &w->fl[(w->flhead + k) % cap];
+        if (!f->final) continue;
+        if (head < 0) {
+            head = f->task;
+            if (blame) { ok = task_failed(r, f->task, wi, why); continue; }
+        }
+        requeue(r, f->task);
+    }
+    qp__worker_down(w, true);
+    if (ok && w->local && !qp__stop_signal) restart_worker(r, wi);
+    else if (!w->local) w->dead_for_good = true;
+    return ok;
+}
+
+/* One response from worker wi. Returns false when the job has failed. */
+static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
+{
+    qp__worker *w = &r->ws[wi];
+    if (h->msgtype != QP_MSG_RESPONSE) return true;     /* async chatter: ignored */
+    if (w->nfl == 0) return worker_lost(r, wi, "response without a request", false);
+    int cap = (int)(sizeof w->fl / sizeof *w->fl);
+    qp__flight f = w->fl[w->flhead];
+    w->flhead = (w->flhead + 1) % cap;
+    w->nfl--;
+    w->head_start_ms = qp__ms();
+    task *t = &r->t[f.task];
+    qp_value *v = qp_ipc_decode(m, NULL);
+    if (!v) { snprintf(r->failure, sizeof r->failure, "out of memory"); return false; }
+    bool ok = true;
+    bool stale = f.attempt != t->sends || t->state != T_RUNNING;
+    if (f.final) w->tasks_in--;
+    if (stale) { qp_unref(v); return true; }
+    if (!f.final) {
+        if (qp_is_error(v)) {
+            t->attempt_failed = true;
+            ok = task_failed(r, f.task, wi, v->s);
+        }
+        qp_unref(v);
+        return ok;
+    }
+    if (t->attempt_failed) { qp_unref(v); return true; }
+    if (qp_is_error(v)) {
+        ok = task_failed(r, f.task, wi, v->s);
+        qp_unref(v);
+        return ok;
+    }
+    /* Journal the response bytes as received: decoding them again on
+     * --resume gives exactly this value. */
+    int rc = qp_journal_append(r->journal, f.task, m->data, m->len);
+    if (rc) {
+        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp_unref(v);
+        return false;
+    }
+    t->state = T_DONE;
+    t->result = v;
+    r->ndone++;
+    w->done++;
+    if (r->plan->parts[f.task].rows > 0) r->rows_done += r->plan->parts[f.task].rows;
+    if (r->mode == QP_LOG_LINES || r->mode == QP_LOG_JSON) {
+        char *d = qp_part_describe(r->plan, f.task);
+        qp__say(r, "task", "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms", f.task,
+            d ? d : "?", wi, qp__ms() - f.sent_ms);
+        free(d);
+    }
+    return true;
+}
+
+int qp__dispatch(run *r)
+{
+    const qp_job *j = r->job;
+    int window = j->window < QP__MAX_WINDOW ? j->window : QP__MAX_WINDOW;
+    struct pollfd *pfd = calloc((size_t)r->nw, sizeof *pfd);
+    int *who = calloc((size_t)r->nw, sizeof *who);
+    if (!pfd || !who) { free(pfd); free(who); return QP_RUN_FAILED; }
+    int result = QP_RUN_OK;
+    while (r->ndone < r->plan->n) {
+        if (qp__stop_signal) { result = QP_RUN_INTERRUPTED; break; }
+        /* Fill every window. */
+        for (int wi = 0; wi < r->nw; wi++) {
+            qp__worker *w = &r->ws[wi];
+            while (w->c && w->tasks_in < window) {
+                int64_t i = pick(r, wi);
+                if (i < 0) break;
+                if (send_task(r, w, i)) {
+                    if (!worker_lost(r, wi, qp_conn_errstr(w->c), false)) goto failed;
+                    break;
+                }
+            }
+        }
+        int n = 0;
+        int64_t now = qp__ms(), wait = 200;
+        for (int wi = 0; wi < r->nw; wi++) {
+            qp__worker *w = &r->ws[wi];
+            if (!w->c) continue;
+            if (w->nfl && j->task_timeout_ms) {
+                int64_t left = w->head_start_ms + j->task_timeout_ms - now;
+                if (left <= 0) {
+                    char why[64];
+                    snprintf(why, sizeof why, "timed out after %" PRId64 " ms", j->task_timeout_ms);
+                    if (!worker_lost(r, wi, why, true)) goto failed;
+                    continue;
+                }
+                if (left < wait) wait = left;
+            }
+            /* Bytes the connection already holds are invisible to poll. */
+            if (qp_conn_pending(w->c)) wait = 0;
+            pfd[n] = (struct pollfd){ .fd = qp_conn_fd(w->c), .events = POLLIN };
+            who[n++] = wi;
+        }
+        if (n == 0) {
+            bool any = false;
+            for (int wi = 0; wi < r->nw; wi++)
+                if (!r->ws[wi].dead_for_good && r->ws[wi].local && restart_worker(r, wi) == 0) any = true;
+            if (!any) {
+                snprintf(r->failure, sizeof r->failure, "no worker left (%" PRId64 " of %" PRId64
+                         " tasks done)", r->ndone, r->plan->n);
+                goto failed;
+            }
+            continue;
+        }
+        qp__draw_bar(r, false);
+        int pr = poll(pfd, (nfds_t)n, (int)wait);
+        if (pr < 0 && errno != EINTR) {
+            snprintf(r->failure, sizeof r->failure, "poll: %s", strerror(errno));
+            goto failed;
+        }
+        for (int k = 0; pr >= 0 && k < n; k++) {
+            int wi = who[k];
+            qp__worker *w = &r->ws[wi];
+            if (!pfd[k].revents && !(w->c && qp_conn_pending(w->c))) continue;
+            if (!w->c) continue;
+            int rc = 0;
+            /* Take every whole message until the connection has nothing
+             * more buffered, even when it then turns out closed: those
+             * results are good. */
+            for (;;) {
+                qp_buf *m = NULL;
+                qp_ipc_header h;
+                int got = qp_conn_recv_nowait(w->c, &m, &h);
+                if (got == 0) {
+                    bool ok = on_response(r, wi, m, &h);
+                    qp_buf_unref(m);
+                    if (!ok) goto failed;
+                    if (!w->c) break;
+                    continue;
+                }
+                if (got != -EAGAIN) rc = got;
+                break;
+            }
+            if (rc && w->c) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c)[0] ? qp_conn_errstr(w->c) : qp_strerror(rc));
+                if (!worker_lost(r, wi, why, true)) goto failed;
+            }
+        }
+    }
+    qp__draw_bar(r, true);
+    free(pfd);
+    free(who);
+    return result;
+failed:
+    free(pfd);
+    free(who);
+    return QP_RUN_FAILED;
+}
+

@@ -1,0 +1,215 @@
+/* prepare.c - everything `qpeach run` settles before the first task goes
+ * out: the input (a CSV converted once to q IPC), the identity a journal
+ * is checked against, and the partition plan (which may need a worker to
+ * count a resident table or list a column's values).
+ *
+ * Why a file of its own: these steps run once, in order, and mostly touch
+ * files and the plan; keeping them apart leaves dispatch.c about the loop.
+ */
+#include "run_int.h"
+#include "qpeach/table.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- input and identity ---- */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* A CSV input is parsed once, here, into a q IPC file beside the journal;
+ * every worker loads that binary copy. Reused while newer than the CSV. */
+void qp__mkdir_p(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = '\0'; mkdir(buf, 0755); *p = '/'; }
+    mkdir(buf, 0755);
+}
+
+int qp__prepare_input(run *r, bool need_table)
+{
+    const qp_job *j = r->job;
+    if (!j->file) return 0;
+    struct stat st, qs;
+    if (stat(j->file, &st)) {
+        snprintf(r->failure, sizeof r->failure, "input %s: %s", j->file, strerror(errno));
+        return QP_RUN_FAILED;
+    }
+    if (!ends_with(j->file, ".csv")) {
+        r->input_path = strdup(j->file);
+        if (need_table) r->input = qp_table_load(j->file, NULL);
+    } else {
+        r->input_path = qp_job_state_path(j, "input.qipc");
+        if (!r->input_path) return QP_RUN_FAILED;
+        bool fresh = !stat(r->input_path, &qs)
+                     && (qs.st_mtim.tv_sec > st.st_mtim.tv_sec
+                         || (qs.st_mtim.tv_sec == st.st_mtim.tv_sec && qs.st_mtim.tv_nsec >= st.st_mtim.tv_nsec));
+        if (!fresh || need_table) {
+            int64_t t = qp__ms();
+            qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
+            r->input = qp_csv_load(j->file, &co);
+            if (r->input && !qp_is_error(r->input) && !fresh && !r->o->dry_run) {
+                char tmp[600];
+                snprintf(tmp, sizeof tmp, "%s.tmp.%d", r->input_path, (int)getpid());
+                int rc = qp_ipcfile_write(r->input, tmp);
+                if (!rc && rename(tmp, r->input_path)) rc = -errno;
+                if (rc) {
+                    unlink(tmp);
+                    snprintf(r->failure, sizeof r->failure, "writing %s: %s", r->input_path,
+                             qp_strerror(rc));
+                    return QP_RUN_FAILED;
+                }
+                qp__say(r, "input", "parsed %s once (%" PRId64 " rows, %.1fs) into %s", j->file,
+                    qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
+            }
+        }
+    }
+    if (need_table && (!r->input || qp_is_error(r->input))) {
+        snprintf(r->failure, sizeof r->failure, "input %s: %s", j->file,
+                 r->input ? r->input->s : "out of memory");
+        return QP_RUN_FAILED;
+    }
+    return 0;
+}
+
+/* What must be unchanged for a journal to be resumed. */
+int qp__job_ids(run *r, qp_journal_id ids[3])
+{
+    const qp_job *j = r->job;
+    int rc = qp_sha256_file(j->path, ids[0].sha);
+    ids[0].what = "job file";
+    if (rc) return rc;
+    /* Code: the function's and the reducer's module files, as sent. */
+    uint8_t h1[32], h2[32] = {0};
+    if ((rc = qp_sha256_file(j->function.file, h1))) return rc;
+    if (j->reducer.file && (rc = qp_sha256_file(j->reducer.file, h2))) return rc;
+    uint8_t both[64];
+    memcpy(both, h1, 32);
+    memcpy(both + 32, h2, 32);
+    qp_sha256(both, 64, ids[1].sha);
+    ids[1].what = "function code";
+    /* Input: name, size and modification time of each input file (hashing
+     * gigabytes on every run would cost more than the check is worth). */
+    char *desc = NULL;
+    size_t dlen = 0;
+    FILE *m = open_memstream(&desc, &dlen);
+    if (!m) return QP_ENOMEM;
+    struct stat st;
+    if (j->file && !stat(j->file, &st))
+        fprintf(m, "%s %lld %lld.%09ld\n", j->file, (long long)st.st_size,
+                (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    for (int64_t i = 0; r->plan && i < r->plan->n; i++)
+        if (r->plan->parts[i].file && !stat(r->plan->parts[i].file, &st))
+            fprintf(m, "%s %lld %lld.%09ld\n", r->plan->parts[i].file, (long long)st.st_size,
+                    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    fclose(m);
+    qp_sha256(desc, dlen, ids[2].sha);
+    ids[2].what = "input";
+    free(desc);
+    return 0;
+}
+
+/* ---- planning ---- */
+
+static qp__worker *first_ready(run *r)
+{
+    for (int i = 0; i < r->nw; i++) if (r->ws[i].c) return &r->ws[i];
+    return NULL;
+}
+
+/* One sync call on a ready worker (planning, reducing). New reference or
+ * NULL with r->failure set. */
+qp_value *qp__call_one(run *r, qp_value *msg)
+{
+    qp__worker *w = first_ready(r);
+    if (!w || !msg) {
+        snprintf(r->failure, sizeof r->failure, "%s", msg ? "no worker is usable" : "out of memory");
+        qp_unref(msg);
+        return NULL;
+    }
+    qp_value *v = qp_conn_call(w->c, msg);
+    qp_unref(msg);
+    if (!v) snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
+    return v;
+}
+
+int qp__make_plan(run *r, int slots)
+{
+    const qp_job *j = r->job;
+    int rc = 0;
+    if (j->part_by == QP_PART_FILE) {
+        rc = qp_partplan_files(j->files, &r->plan);
+        if (rc == QP_EARG) snprintf(r->failure, sizeof r->failure, "no file matches %s", j->files);
+    } else if (j->part_by == QP_PART_ROWS) {
+        int64_t count;
+        if (r->input) count = qp_count(r->input);
+        else {
+            qp_value *v = qp__call_one(r, qp__call(".qp.count", 1, qp_symbol(j->table)));
+            if (!v) return QP_RUN_FAILED;
+            if (v->type != -QP_LONG) {
+                snprintf(r->failure, sizeof r->failure, "counting table %s: %s", j->table,
+                         qp_is_error(v) ? v->s : "not a count");
+                qp_unref(v);
+                return QP_RUN_FAILED;
+            }
+            count = v->j;
+            qp_unref(v);
+        }
+        rc = qp_partplan_rows(count, j->pieces ? j->pieces : 4 * (slots ? slots : 1), &r->plan);
+    } else {
+        qp_value *col = NULL;
+        if (r->input) {
+            col = qp_table_column(r->input, j->column);
+            if (col) qp_ref(col);
+        } else {
+            /* The values come from a worker: a small helper function over
+             * the whole table returns the distinct values of the column. */
+            char code[512];
+            snprintf(code, sizeof code, "def qp__distinct(t):\n    import numpy\n"
+                     "    return numpy.unique(numpy.asarray(t['%s']))\n", j->column);
+            qp_value *v = qp__call_one(r, qp__call(".qp.def", 2, qp_symbol("qp__distinct"), qp_cstring(code)));
+            if (v && !qp_is_error(v)) {
+                qp_unref(v);
+                qp_value *all = qp_vector(QP_LONG, 2);
+                if (all) { qp_J(all)[0] = 0; qp_J(all)[1] = QP_INF_J; }
+                v = qp__call_one(r, qp__call(".qp.apply", 3, qp_symbol("qp__distinct"),
+                                         qp_symbol(j->table), all));
+            }
+            if (!v) return QP_RUN_FAILED;
+            if (qp_is_error(v)) {
+                snprintf(r->failure, sizeof r->failure, "distinct values of %s.%s: %s", j->table,
+                         j->column, v->s);
+                qp_unref(v);
+                return QP_RUN_FAILED;
+            }
+            col = v;
+        }
+        if (!col) {
+            snprintf(r->failure, sizeof r->failure, "input has no column %s", j->column);
+            return QP_RUN_FAILED;
+        }
+        rc = qp_partplan_column(j->column, col, &r->plan);
+        qp_unref(col);
+        if (rc == QP_ETYPE || rc == QP_EARG)
+            snprintf(r->failure, sizeof r->failure, "cannot partition by column %s", j->column);
+    }
+    if (rc) {
+        if (!r->failure[0]) snprintf(r->failure, sizeof r->failure, "planning: %s", qp_strerror(rc));
+        return QP_RUN_FAILED;
+    }
+    r->rows_total = 0;
+    for (int64_t i = 0; i < r->plan->n; i++)
+        if (r->plan->parts[i].rows > 0) r->rows_total += r->plan->parts[i].rows;
+    return 0;
+}
+

@@ -1,0 +1,91 @@
+/* run_int.h - the state of one `qpeach run`, shared by the files that make
+ * it up: run.c (lifecycle: lock, workers, journal, merge, output, cleanup),
+ * prepare.c (input conversion, job identity, partition planning),
+ * dispatch.c (the poll loop: windows, responses, retries, lost workers)
+ * and runlog.c (log lines, JSON events, the progress bar, the dry-run plan).
+ * Not a public header.
+ *
+ * Memory rules: see value.h. A run owns everything it points to except job
+ * and o; run.c frees it all on every exit path.
+ */
+#ifndef QPEACH_RUN_INT_H
+#define QPEACH_RUN_INT_H
+
+#include "qpeach/journal.h"
+#include "sched_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+/* Task states. */
+enum { T_QUEUED, T_RUNNING, T_DONE };
+
+typedef struct task {
+    int state;             /* T_QUEUED, T_RUNNING or T_DONE */
+    int attempts;          /* failed attempts so far */
+    int last_worker;       /* where it last failed (-1: none) */
+    bool attempt_failed;   /* a non-final message of this attempt failed */
+    int sends;             /* attempts sent so far */
+    qp_value *result;      /* the partial result once done (owned) */
+} task;
+
+typedef struct run {
+    const qp_job *job;     /* borrowed */
+    const qp_run_opts *o;  /* borrowed */
+    FILE *log;             /* where events go */
+    int mode;              /* enum qp_run_log, resolved */
+    qp_topo *topo;         /* machine topology (local workers only) */
+    qp_plan *place;        /* where each local worker is pinned */
+    qp__worker *ws;        /* every worker, local ones first */
+    int nw;                /* their count */
+    char tmpdir[256];      /* private folder of the local workers' sockets */
+    char *input_path;      /* what workers load (NULL: resident table) */
+    qp_value *input;       /* the input table when the scheduler read it */
+    qp_partplan *plan;     /* the partitions, one task each */
+    task *t;               /* plan->n tasks */
+    int64_t ndone, nfailed_attempts, rows_done, rows_total;
+    int64_t t0, last_draw; /* start of the run; last progress bar draw */
+    qp_journal *journal;   /* finished tasks, for --resume */
+    int64_t next_fresh;    /* next never-tried task */
+    int64_t *retry;        /* tasks waiting for another attempt */
+    int64_t nretry;
+    qp_value **setup;      /* setup calls every (re)started worker gets */
+    int nsetup;
+    char failure[1024];    /* why the job failed */
+} run;
+
+/* The signal that asked the run to stop (SIGINT/SIGTERM), 0 while none. */
+extern volatile sig_atomic_t qp__stop_signal;
+
+/* ---- runlog.c ---- */
+/* A log event: a text line for people, or one JSON object with event +
+ * message (--log-json). Quiet mode keeps only "error". */
+void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Redraws the progress bar (TTY mode; at most every 100 ms unless force). */
+void qp__draw_bar(run *r, bool force);
+/* Erases the bar so a log line can take its place. */
+void qp__clear_bar(run *r);
+/* The --dry-run plan: function, input, partitions, workers and cores. */
+void qp__print_plan(run *r, FILE *f);
+
+/* ---- prepare.c ---- */
+/* mkdir -p (errors surface later, when files are created there). */
+void qp__mkdir_p(const char *path);
+/* Sets r->input_path (and r->input when need_table): a CSV is converted
+ * once into a q IPC file beside the journal. 0 or QP_RUN_FAILED. */
+int qp__prepare_input(run *r, bool need_table);
+/* What must be unchanged for a journal to be resumed: job file, code,
+ * input. 0 or a negative code. */
+int qp__job_ids(run *r, qp_journal_id ids[3]);
+/* One sync call on a ready worker; steals msg. New reference, or NULL
+ * with r->failure set. */
+qp_value *qp__call_one(run *r, qp_value *msg);
+/* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
+int qp__make_plan(run *r, int slots);
+
+/* ---- dispatch.c ---- */
+/* Runs every task not yet done. QP_RUN_OK, QP_RUN_INTERRUPTED, or
+ * QP_RUN_FAILED with r->failure set. */
+int qp__dispatch(run *r);
+
+#endif

@@ -1,0 +1,127 @@
+/* runlog.c - what `qpeach run` tells people while it works: log lines,
+ * JSON events (--log-json), the TTY progress bar, and the --dry-run plan.
+ *
+ * Why a file of its own: presentation changes for reasons of its own
+ * (formats, terminals) and should never be tangled with the dispatch
+ * loop's state machine; everything here only reads the run.
+ */
+#include "run_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+void qp__clear_bar(run *r)
+{
+    if (r->mode == QP_LOG_BAR && r->last_draw) fprintf(r->log, "\r\033[K");
+}
+
+/* A log event: text for people, or one JSON object with event + message. */
+void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void qp__say(run *r, const char *event, const char *fmt, ...)
+{
+    if (r->mode == QP_LOG_QUIET && strcmp(event, "error")) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->mode == QP_LOG_JSON) {
+        fprintf(r->log, "{\"t\":%.3f,\"event\":", (qp__ms() - r->t0) / 1000.0);
+        json_str(r->log, event);
+        fprintf(r->log, ",\"done\":%" PRId64 ",\"total\":%" PRId64 ",\"message\":", r->ndone,
+                r->plan ? r->plan->n : 0);
+        json_str(r->log, msg);
+        fprintf(r->log, "}\n");
+    } else {
+        qp__clear_bar(r);
+        fprintf(r->log, "qpeach run %s: %s\n", r->job->name, msg);
+        r->last_draw = 0;
+    }
+    fflush(r->log);
+}
+
+void qp__draw_bar(run *r, bool force)
+{
+    if (r->mode != QP_LOG_BAR || !r->plan) return;
+    int64_t now = qp__ms();
+    if (!force && now - r->last_draw < 100) return;
+    r->last_draw = now;
+    double secs = (now - r->t0) / 1000.0;
+    int64_t n = r->plan->n;
+    int width = 30, fill = n ? (int)(width * r->ndone / n) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    char rate[64] = "", eta[32] = "";
+    if (r->rows_total > 0 && secs > 0)
+        snprintf(rate, sizeof rate, "  %.2fM rows/s", r->rows_done / secs / 1e6);
+    if (r->ndone > 0 && r->ndone < n)
+        snprintf(eta, sizeof eta, "  ETA %.0fs", secs / r->ndone * (n - r->ndone));
+    fprintf(r->log, "\r\033[K[%s] %" PRId64 "/%" PRId64 " tasks%s%s  %" PRId64 " failed", bar,
+            r->ndone, n, rate, eta, r->nfailed_attempts);
+    fflush(r->log);
+}
+
+/* ---- the plan, for --dry-run ---- */
+
+void qp__print_plan(run *r, FILE *f)
+{
+    const qp_job *j = r->job;
+    fprintf(f, "job %s (%s)\n", j->name, j->path);
+    fprintf(f, "function: %s:%s", j->function.file, j->function.name);
+    if (j->nlibs) {
+        fprintf(f, "  libraries:");
+        for (int i = 0; i < j->nlibs; i++) fprintf(f, " %s=%s", j->lib_alias[i], j->lib_module[i]);
+    }
+    fprintf(f, "\ninput: ");
+    if (j->files) fprintf(f, "files %s\n", j->files);
+    else if (j->file) fprintf(f, "%s as table %s (workers load %s)\n", j->file, j->table,
+                              r->input_path ? r->input_path : j->file);
+    else fprintf(f, "resident table %s\n", j->table);
+    if (r->plan) {
+        fprintf(f, "partitions: %" PRId64 " by %s\n", r->plan->n, qp_job_part_name(j->part_by));
+        for (int64_t i = 0; i < r->plan->n; i++) {
+            if (r->plan->n > 20 && i == 10) {
+                fprintf(f, "  ... %" PRId64 " more\n", r->plan->n - 20);
+                i = r->plan->n - 10;
+            }
+            char *d = qp_part_describe(r->plan, i);
+            fprintf(f, "  %" PRId64 ": %s\n", i, d ? d : "?");
+            free(d);
+        }
+    } else {
+        fprintf(f, "partitions: by %s, planned once a worker holds the table\n",
+                qp_job_part_name(j->part_by));
+    }
+    int local = r->o->jobs > 0 ? r->o->jobs : j->local;
+    fprintf(f, "workers: %d local (%d thread%s each)%s", local, j->threads,
+            j->threads == 1 ? "" : "s", j->nservers ? ", servers:" : "");
+    for (int i = 0; i < j->nservers; i++) fprintf(f, " %s", j->servers[i]);
+    fprintf(f, "\n");
+    if (r->place) {
+        char *d = qp_plan_describe(r->topo, r->place);
+        if (d) fputs(d, f);
+        free(d);
+    }
+    fprintf(f, "merge: %s%s%s%s\n", qp_job_merge_name(j->merge), j->reducer.file ? ", then " : "",
+            j->reducer.file ? j->reducer.name : "", "");
+    fprintf(f, "output: %s\n", j->output);
+    if (j->task_timeout_ms) fprintf(f, "retries: %d, task timeout: %.1fs\n", j->retries, j->task_timeout_ms / 1000.0);
+    else fprintf(f, "retries: %d, task timeout: none\n", j->retries);
+}
+
