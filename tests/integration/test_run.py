@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from harness import QPEACH, ROOT, free_port, qpeach, tmpdir, wait_for
+from harness import QPEACH, ROOT, Server, free_port, qpeach, tmpdir, wait_for
 
 GEN = os.path.join(ROOT, "scripts", "gen_trades.py")
 JOBS = os.path.join(ROOT, "jobs")
