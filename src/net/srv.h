@@ -113,8 +113,14 @@ struct qp_server {
     bool threads_stop;     /* under each queue's mutex: threads exit */
 };
 
-/* ---- server.c ---- */
+/* ---- pool.c ---- */
 void qp__jobq_push(qp__jobq *q, qp__job *j);
+/* Takes every job in q at once (the loop drains `done` this way). */
+qp__job *qp__jobq_take_all(qp__jobq *q);
+/* Starts the main thread and the secondaries and waits until each has run
+ * on_thread_start; stops and joins them. */
+int qp__threads_start(qp_server *s, char *err, size_t errlen);
+void qp__threads_stop(qp_server *s);
 /* Hands a job to the thread kind that must run it next (pool, or main). */
 void qp__job_post(qp_server *s, qp__job *j, int exec);
 void qp__job_free(qp__job *j);
