@@ -233,3 +233,55 @@ def test_unix_socket_owner_only_even_with_umask_0():
             assert mode == 0o600, oct(mode)
             with Conn(unix=path) as c:
                 assert c.call([Sym(".qp.echo"), 3]) == 3
+
+
+def test_run_local_worker_sockets_are_private():
+    """`qpeach run` starts its local workers on unix sockets: those live in
+    a folder only the user can enter, and the sockets are owner-only."""
+    with Server() as s:
+        if qpeach("call", s.addr, '.qp.def[`f;"def f():\n    return 1\n"]').returncode != 0:
+            raise harness.Skip("this build has no Python worker")
+    d = tmpdir()
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "gen_trades.py"),
+                    "--rows", "4000", "--out", os.path.join(d, "t.csv")], check=True)
+    with open(os.path.join(d, "f.py"), "w") as f:
+        f.write("import time\ndef f(t):\n    time.sleep(0.2)\n    return len(t['size'])\n")
+    with open(os.path.join(d, "j.ini"), "w") as f:
+        f.write("[job]\nfunction = f.py:f\n[input]\ntable = t\nfile = t.csv\n[partition]\npieces = 20\n"
+                "[workers]\nlocal = 2\n[merge]\nhow = sum\n[output]\npath = -\n")
+    old = os.umask(0)
+    try:
+        proc = subprocess.Popen([harness.QPEACH, "run", os.path.join(d, "j.ini")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.umask(old)
+    seen = []
+
+    def sockets():
+        for k in _children(proc.pid):
+            try:
+                argv = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            for a in argv:
+                a = a.decode()
+                if a.startswith("unix:") or a.startswith("@/"):
+                    seen.append(a.split(":", 1)[1] if a.startswith("unix:") else a[1:])
+        return len(seen) >= 2 and all(os.path.exists(p) for p in seen)
+    assert harness.wait_for(sockets, 60), seen
+    for p in seen:
+        mode = stat.S_IMODE(os.stat(p).st_mode)
+        parent = stat.S_IMODE(os.stat(os.path.dirname(p)).st_mode)
+        assert parent & 0o077 == 0, (p, oct(parent))
+        assert mode & 0o077 == 0, (p, oct(mode))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.strip() == "4000", out
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
