@@ -406,6 +406,10 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
     server = s;
     if (o) opts = *o;
     else opts.parent_fd = -1;
+    /* .qp.info reports this; Py_GetVersion needs no running interpreter
+     * (Python itself starts at the first call that needs it). */
+    const char *ver = Py_GetVersion();
+    qp_server_set(s, ".qp.python", qp_string(ver, strcspn(ver, " ")));
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         int rc = qp_server_def(s, fns[i].name, fns[i].nargs, QP_EXEC_MAIN, fns[i].fn, NULL);
         if (rc < 0) {

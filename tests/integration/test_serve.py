@@ -114,7 +114,10 @@ def test_builtin_info_tables_count_meta():
         info = c.call(".qp.info[]")
         assert list(info) == ["version", "pid", "python", "secondary", "cores", "tables"]
         assert info["pid"] == s.proc.pid and info["secondary"] == 3 and info["cores"] >= 1
-        assert info["python"] == ""                    # until the Python module sets it
+        # The embedded interpreter is Debian's python3, whatever is on PATH.
+        debian = subprocess.run(["/usr/bin/python3", "-c", "import platform; print(platform.python_version())"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert info["python"] == debian, info["python"]
         assert info["tables"] == Vec("s", ["trade"])
         assert c.call(".qp.tables[]") == Vec("s", ["trade"])
         assert c.call(".qp.count `trade") == 3
