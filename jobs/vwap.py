@@ -8,10 +8,16 @@ import numpy as np
 
 
 def vwap_parts(t):
-    sym = np.asarray(t['sym']).astype(str)
+    sym = t['sym']
     price = np.asarray(t['price'], dtype=float)
     size = np.asarray(t['size'], dtype=float)
-    names, inv = np.unique(sym, return_inverse=True)
+    if hasattr(sym, 'codes'):
+        # a pandas Categorical ([job] symbols = categorical): the codes
+        # already number the syms, so no string is compared or sorted
+        names = np.asarray(sym.categories).astype(str)
+        inv = np.asarray(sym.codes)
+    else:
+        names, inv = np.unique(np.asarray(sym).astype(str), return_inverse=True)
     return {'sym': names,
             'pv': np.bincount(inv, weights=price * size, minlength=len(names)),
             'size': np.bincount(inv, weights=size, minlength=len(names))}

@@ -41,6 +41,9 @@ typedef struct qp_job {
     int nlibs;             /* libraries: alias=module pairs */
     char **lib_alias;
     char **lib_module;
+    bool categorical;      /* symbols = categorical: the function gets symbol
+                            * columns as pandas Categoricals (codes + names),
+                            * not arrays of str */
 
     /* [input] */
     char *table;           /* resident table name (or the name file loads as) */
@@ -60,7 +63,8 @@ typedef struct qp_job {
     int threads;           /* secondary threads per local worker (-s) */
     char *user;            /* credentials user (NULL: anonymous) */
     char *password;
-    int window;            /* sync calls in flight per connection */
+    int window;            /* tasks in flight per connection; 0: auto (2,
+                            * up to 16 while tasks take under 2 ms) */
     int connect_timeout_ms;
     bool tls;              /* TLS to the servers (local workers: unix sockets) */
     char *tls_ca;          /* CA file that verifies the servers; NULL: system store */

@@ -6,8 +6,8 @@
  *   header: map {"qpeach_journal": 1, "ids": {what: bin[32], ...},
  *                "plan": bin}
  *   record: array [task id (uint), result (bin: the q IPC message bytes)]
- * Every record is written with one write() and fsync'd before the task
- * counts as done. After a crash the last record may be torn: opening the
+ * Every record is written with one write() and fsync'd (in groups: see
+ * qp_journal_sync) before the job's output is written. After a crash the last record may be torn: opening the
  * journal drops it (the task simply runs again). A header whose ids or plan
  * differ from this run's means the job file, its code or its input changed:
  * the journal is started over and the message says what changed.
@@ -56,6 +56,14 @@ void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task,
 /* Appends and fsyncs one record. Returns 0 or -errno. Thread-compatible:
  * one thread appends at a time. */
 int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len);
+/* Group commit: qp_journal_write appends a record (one write(), so a
+ * killed process loses nothing; a power cut may lose it) and
+ * qp_journal_sync makes every record written so far durable with one
+ * fdatasync (a no-op when nothing is pending). The scheduler syncs once per
+ * dispatch round, after refilling the workers' windows, so the disk wait
+ * overlaps work instead of stalling it per task. Return 0 or -errno. */
+int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len);
+int qp_journal_sync(qp_journal *j);
 
 /* SHA-256 of a file's bytes. Returns 0 or -errno. */
 int qp_sha256_file(const char *path, uint8_t out[32]);

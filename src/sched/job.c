@@ -211,7 +211,7 @@ static void parse_user(parse *p, const char *v)
 /* ---- the key table ---- */
 
 enum key_id {
-    K_NAME, K_FUNCTION, K_LIBRARIES,
+    K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
     K_TABLE, K_FILE, K_FILES, K_TYPES,
     K_BY, K_COLUMN, K_PIECES,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
@@ -223,7 +223,7 @@ enum key_id {
 
 static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_NAME] = {"job", "name"}, [K_FUNCTION] = {"job", "function"},
-    [K_LIBRARIES] = {"job", "libraries"},
+    [K_LIBRARIES] = {"job", "libraries"}, [K_SYMBOLS] = {"job", "symbols"},
     [K_TABLE] = {"input", "table"}, [K_FILE] = {"input", "file"},
     [K_FILES] = {"input", "files"}, [K_TYPES] = {"input", "types"},
     [K_BY] = {"partition", "by"}, [K_COLUMN] = {"partition", "column"},
@@ -378,6 +378,10 @@ static int handler(void *user, const char *section, const char *name, const char
         if (qp_job_parse_duration(value, &ms) || ms <= 0) BAD("not a duration (e.g. 10s, 500ms)");
         j->connect_timeout_ms = (int)ms;
         break;
+    case K_SYMBOLS:
+        if (!strcmp(value, "categorical")) j->categorical = true;
+        else if (strcmp(value, "str")) BAD("expected str or categorical");
+        break;
     case K_TLS:
         if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1")) j->tls = true;
         else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0")) j->tls = false;
@@ -479,7 +483,7 @@ int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen)
     j->threads = 0;
     j->retries = 2;
     j->task_timeout_ms = 0;
-    j->window = 2;
+    j->window = 0;          /* auto: see dispatch.c */
     j->connect_timeout_ms = 10000;
     j->merge = QP_MERGE_CONCAT;
     parse p = { .job = j, .err = err, .errlen = errlen };

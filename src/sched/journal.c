@@ -25,6 +25,7 @@ struct qp_journal {
     int state;
     record *rec;
     int64_t n, cap;
+    bool dirty;            /* records written since the last fdatasync */
 };
 
 /* ---- hashing ---- */
@@ -106,7 +107,7 @@ static int write_header(int fd, const qp_journal_id *ids, int nids, const void *
     return rc;
 }
 
-int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len)
+int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
 {
     /* Header of the record packed by hand so the payload is not copied:
      * array(2), uint64, bin32 length; then the bytes, in one writev-like
@@ -126,8 +127,22 @@ int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len
     if (len) memcpy(rec + h, bytes, len);
     int rc = write_all(j->fd, rec, h + len);
     free(rec);
-    if (!rc && fdatasync(j->fd)) rc = -errno;
+    if (!rc) j->dirty = true;
     return rc;
+}
+
+int qp_journal_sync(qp_journal *j)
+{
+    if (!j->dirty) return 0;
+    if (fdatasync(j->fd)) return -errno;
+    j->dirty = false;
+    return 0;
+}
+
+int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len)
+{
+    int rc = qp_journal_write(j, task, bytes, len);
+    return rc ? rc : qp_journal_sync(j);
 }
 
 /* ---- reading ---- */

@@ -32,6 +32,9 @@ typedef struct qp__worker {
     int64_t head_start_ms; /* when the oldest request started running */
     bool dead_for_good;    /* unreachable server or too many restarts */
     int64_t done;          /* tasks finished here */
+    int64_t last_done_us;  /* when its last task finished (0: none yet) */
+    double gap_us;         /* moving average of the time between finished
+                            * tasks: how long a task takes here */
 } qp__worker;
 
 /* ---- workers.c ---- */

@@ -235,7 +235,17 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
             free(m);
             return QP_EARG;
         }
-        m[k++] = qp__call(".qp.def", 2, qp_symbol(fns[i]->name), qp_cstring(mod));
+        if (i == 0 && job->categorical) {
+            /* Symbols as codes + names: no str object per row, and the
+             * function can group by the codes directly. */
+            qp_value *ok = qp_vector(QP_SYMBOL, 1), *on = qp_vector(QP_BOOL, 1);
+            if (ok && on) { qp_S(ok)[0] = qp_sym_intern("categorical", 11); qp_G(on)[0] = 1; }
+            m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), qp_cstring(mod),
+                                         qp_dict(ok, on))
+                              : (qp_unref(ok), qp_unref(on), NULL);
+        } else {
+            m[k++] = qp__call(".qp.def", 2, qp_symbol(fns[i]->name), qp_cstring(mod));
+        }
         free(mod);
     }
     if (input_path)

@@ -68,7 +68,7 @@ def job(d, name="j.ini", **sections):
     return write(d, name, text)
 
 
-def vwap_job(d, by="rows", merge="sum-by-key", local=2, extra_run=None, **kw):
+def vwap_job(d, by="rows", merge="sum-by-key", local=2, extra_run=None, symbols=None, **kw):
     inp = {"table": "trade", "file": "trades.csv", "types": "SFJ"}
     part = {"by": by}
     if by == "column":
@@ -80,7 +80,10 @@ def vwap_job(d, by="rows", merge="sum-by-key", local=2, extra_run=None, **kw):
         m["key"] = "sym"
     run = {"retries": 2}
     run.update(extra_run or {})
-    return job(d, job={"name": "vwap", "function": "vwap.py:vwap_parts", "libraries": "np=numpy"}, input=inp,
+    jb = {"name": "vwap", "function": "vwap.py:vwap_parts", "libraries": "np=numpy"}
+    if symbols:
+        jb["symbols"] = symbols
+    return job(d, job=jb, input=inp,
                partition=part, workers={"local": local}, merge=m,
                output={"path": kw.get("out", "out/vwap.csv")}, run=run)
 
@@ -177,6 +180,23 @@ def test_rows_sum_by_key_then_reducer_equals_numpy():
     same(read_vwap(os.path.join(d, "out", "vwap.csv")), vwap_numpy([os.path.join(d, "trades.csv")]))
     assert "parsed" in r.stderr and "input.qipc" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(d, "out", "vwap.journal"))
+
+
+def test_categorical_symbols_equal_numpy():
+    """symbols = categorical: the function gets codes + names; by rows and
+    by column, the same VWAP as numpy; window auto with short tasks."""
+    d = tmpdir()
+    gen(d)
+    r = run(vwap_job(d, symbols="categorical", extra_run={}))
+    assert r.returncode == 0, r.stderr
+    want = vwap_numpy([os.path.join(d, "trades.csv")])
+    same(read_vwap(os.path.join(d, "out", "vwap.csv")), want)
+    r = run(vwap_job(d, by="column", merge="concat", symbols="categorical", out="out/c.csv"))
+    assert r.returncode == 0, r.stderr
+    same(read_vwap(os.path.join(d, "out", "c.csv")), want)
+    p = write(d, "bad.ini", "[job]\nsymbols = codes\n")
+    r = run(p)
+    assert r.returncode == 2 and "bad.ini:2: [job] symbols: expected str or categorical" in r.stderr, r.stderr
 
 
 def _cert(d):
