@@ -125,7 +125,7 @@ static void test_job_defaults_and_credentials_file(void)
     CU_ASSERT_STRING_EQUAL(j->output, "-");
     CU_ASSERT_STRING_EQUAL(j->state, tmp);
     CU_ASSERT_EQUAL(j->retries, 2);
-    CU_ASSERT_EQUAL(j->window, 2);
+    CU_ASSERT_EQUAL(j->window, 0);            /* auto */
     CU_ASSERT_EQUAL(j->merge, QP_MERGE_CONCAT);
     qp_job_free(j);
 }
@@ -140,7 +140,7 @@ static void test_job_errors(void)
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\npieces = 0\n",
           "bad.ini:6: [partition] pieces: not a positive integer: '0'" },
         { "[job]\nfunction = f.py:g\ncolour = red\n",
-          "bad.ini:3: [job] colour: unknown key (known: name, function, libraries)" },
+          "bad.ini:3: [job] colour: unknown key (known: name, function, libraries, symbols)" },
         { "[job]\nfunction = f.py:g\n[extra]\n",
           "bad.ini:3: unknown section [extra] (known: job, input, partition, workers, merge, "
           "output, run)" },
