@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 
 #include "qpeach/conn.h"
 #include "qpeach/ipc.h"
@@ -163,12 +163,9 @@ static void test_pending_and_nowait(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("conn", NULL, NULL);
-    CU_add_test(s, "pending and non-blocking receive", test_pending_and_nowait);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_tests_failed() + CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const qp_test tests[] = {
+        {"pending and non-blocking receive", test_pending_and_nowait},
+    };
+    int fails = qp_test_run("conn", NULL, NULL, tests, QP_NTESTS(tests));
+    return fails;
 }

@@ -4,7 +4,7 @@
 #include "qpeach/ipc.h"
 #include "ipc_vectors.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,23 +768,20 @@ static void test_large_header(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("ipc", NULL, NULL);
-    CU_add_test(s, "known bytes round-trip", test_known_roundtrip);
-    CU_add_test(s, "known values", test_known_values);
-    CU_add_test(s, "errors, functions, attributes", test_known_kinds);
-    CU_add_test(s, "reader splits", test_reader_splits);
-    CU_add_test(s, "reader errors", test_reader_errors);
-    CU_add_test(s, "truncated at every offset", test_truncated_everywhere);
-    CU_add_test(s, "malformed and oversized", test_malformed);
-    CU_add_test(s, "big-endian", test_big_endian);
-    CU_add_test(s, "compression: q's bytes", test_compress_known);
-    CU_add_test(s, "compression round trips", test_compress_roundtrips);
-    CU_add_test(s, "zero-copy", test_zero_copy);
-    CU_add_test(s, "large messages", test_large_header);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const qp_test tests[] = {
+        {"known bytes round-trip", test_known_roundtrip},
+        {"known values", test_known_values},
+        {"errors, functions, attributes", test_known_kinds},
+        {"reader splits", test_reader_splits},
+        {"reader errors", test_reader_errors},
+        {"truncated at every offset", test_truncated_everywhere},
+        {"malformed and oversized", test_malformed},
+        {"big-endian", test_big_endian},
+        {"compression: q's bytes", test_compress_known},
+        {"compression round trips", test_compress_roundtrips},
+        {"zero-copy", test_zero_copy},
+        {"large messages", test_large_header},
+    };
+    int fails = qp_test_run("ipc", NULL, NULL, tests, QP_NTESTS(tests));
+    return fails;
 }

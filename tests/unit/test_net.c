@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 
 #include "qpeach/auth.h"
 #include "qpeach/conn.h"
@@ -472,22 +472,19 @@ static void test_server_refuses(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("net", NULL, NULL);
-    CU_add_test(s, "literal atoms", test_literal_atoms);
-    CU_add_test(s, "literal vectors and lists", test_literal_vectors_and_lists);
-    CU_add_test(s, "literal rejects", test_literal_rejects);
-    CU_add_test(s, "expressions", test_expr);
-    CU_add_test(s, "password hash and verify", test_passwd_hash_verify);
-    CU_add_test(s, "password vs python hashlib", test_passwd_python_vector);
-    CU_add_test(s, "password file and auth", test_passwd_file_and_auth);
-    CU_add_test(s, "addresses", test_addresses);
-    CU_add_test(s, "server threads, -s 0", test_server_threads_s0);
-    CU_add_test(s, "server threads, -s 3", test_server_threads_s3);
-    CU_add_test(s, "server refuses bad options", test_server_refuses);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_tests_failed() + CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const qp_test tests[] = {
+        {"literal atoms", test_literal_atoms},
+        {"literal vectors and lists", test_literal_vectors_and_lists},
+        {"literal rejects", test_literal_rejects},
+        {"expressions", test_expr},
+        {"password hash and verify", test_passwd_hash_verify},
+        {"password vs python hashlib", test_passwd_python_vector},
+        {"password file and auth", test_passwd_file_and_auth},
+        {"addresses", test_addresses},
+        {"server threads, -s 0", test_server_threads_s0},
+        {"server threads, -s 3", test_server_threads_s3},
+        {"server refuses bad options", test_server_refuses},
+    };
+    int fails = qp_test_run("net", NULL, NULL, tests, QP_NTESTS(tests));
+    return fails;
 }

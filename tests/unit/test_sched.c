@@ -6,7 +6,7 @@
 #include "qpeach/topo.h"
 #include "qpeach/value.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -685,23 +685,20 @@ static void test_msgpack_output(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("sched", suite_init, suite_clean);
-    CU_add_test(s, "job file", test_job_good);
-    CU_add_test(s, "job defaults, credentials file", test_job_defaults_and_credentials_file);
-    CU_add_test(s, "job file errors", test_job_errors);
-    CU_add_test(s, "durations", test_durations);
-    CU_add_test(s, "topology: this machine", test_topo_machine);
-    CU_add_test(s, "topology: synthetic", test_topo_synthetic);
-    CU_add_test(s, "journal", test_journal);
-    CU_add_test(s, "plan: rows", test_plan_rows);
-    CU_add_test(s, "plan: column values, files", test_plan_column_and_files);
-    CU_add_test(s, "merge: concat, sum, min, max, count", test_merge_concat_and_arith);
-    CU_add_test(s, "merge: sum-by-key", test_merge_sum_by_key);
-    CU_add_test(s, "output: msgpack, csv, errors", test_msgpack_output);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const qp_test tests[] = {
+        {"job file", test_job_good},
+        {"job defaults, credentials file", test_job_defaults_and_credentials_file},
+        {"job file errors", test_job_errors},
+        {"durations", test_durations},
+        {"topology: this machine", test_topo_machine},
+        {"topology: synthetic", test_topo_synthetic},
+        {"journal", test_journal},
+        {"plan: rows", test_plan_rows},
+        {"plan: column values, files", test_plan_column_and_files},
+        {"merge: concat, sum, min, max, count", test_merge_concat_and_arith},
+        {"merge: sum-by-key", test_merge_sum_by_key},
+        {"output: msgpack, csv, errors", test_msgpack_output},
+    };
+    int fails = qp_test_run("sched", suite_init, suite_clean, tests, QP_NTESTS(tests));
+    return fails;
 }

@@ -3,7 +3,7 @@
 #include "qpeach/table.h"
 #include "../../src/core/csv_int.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -644,27 +644,24 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qp_table_XXXXXX");
     if (!mkdtemp(dir)) return 2;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("table", NULL, NULL);
-    CU_add_test(s, "format atoms", test_format_atoms);
-    CU_add_test(s, "format nulls and infinities", test_format_nulls);
-    CU_add_test(s, "format vectors", test_format_vectors);
-    CU_add_test(s, "format lists and dicts", test_format_lists_dicts);
-    CU_add_test(s, "format tables", test_format_tables);
-    CU_add_test(s, "parse numbers and dates", test_parse_floats);
-    CU_add_test(s, "csv inference", test_csv_inference);
-    CU_add_test(s, "csv quotes", test_csv_quotes);
-    CU_add_test(s, "csv errors", test_csv_errors);
-    CU_add_test(s, "csv round trip, every type", test_csv_roundtrip_types);
-    CU_add_test(s, "csv 1M rows", test_csv_million);
-    CU_add_test(s, "csv garbage in, no crash", test_csv_garbage);
-    CU_add_test(s, "q IPC files", test_ipc_files);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
+    static const qp_test tests[] = {
+        {"format atoms", test_format_atoms},
+        {"format nulls and infinities", test_format_nulls},
+        {"format vectors", test_format_vectors},
+        {"format lists and dicts", test_format_lists_dicts},
+        {"format tables", test_format_tables},
+        {"parse numbers and dates", test_parse_floats},
+        {"csv inference", test_csv_inference},
+        {"csv quotes", test_csv_quotes},
+        {"csv errors", test_csv_errors},
+        {"csv round trip, every type", test_csv_roundtrip_types},
+        {"csv 1M rows", test_csv_million},
+        {"csv garbage in, no crash", test_csv_garbage},
+        {"q IPC files", test_ipc_files},
+    };
+    int failed = qp_test_run("table", NULL, NULL, tests, QP_NTESTS(tests));
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) failed++;
-    return failed ? 1 : 0;
+    return failed;
 }

@@ -1,7 +1,7 @@
 /* test_value.c - the value model: constructors, refcounts, slices, symbols. */
 #include "qpeach/value.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -133,18 +133,15 @@ static void test_strerror(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("value", NULL, NULL);
-    CU_add_test(s, "atoms", test_atoms);
-    CU_add_test(s, "vector append and share", test_vector_append_and_share);
-    CU_add_test(s, "symbol vectors", test_symbols_vector);
-    CU_add_test(s, "tables", test_tables);
-    CU_add_test(s, "equality", test_equal);
-    CU_add_test(s, "intern from threads", test_intern_threads);
-    CU_add_test(s, "strerror", test_strerror);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    static const qp_test tests[] = {
+        {"atoms", test_atoms},
+        {"vector append and share", test_vector_append_and_share},
+        {"symbol vectors", test_symbols_vector},
+        {"tables", test_tables},
+        {"equality", test_equal},
+        {"intern from threads", test_intern_threads},
+        {"strerror", test_strerror},
+    };
+    int failed = qp_test_run("value", NULL, NULL, tests, QP_NTESTS(tests));
+    return failed;
 }
