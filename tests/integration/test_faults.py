@@ -11,21 +11,14 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
-from harness import QPEACH, ROOT, Server, Skip, qpeach, tmpdir, wait_for
+from harness import QPEACH, ROOT, Skip, qpeach, tmpdir, wait_for
 
 WORKER_TRIALS = int(os.environ.get("QPEACH_FAULT_WORKER_TRIALS", "10"))
 SCHED_TRIALS = int(os.environ.get("QPEACH_FAULT_SCHED_TRIALS", "5"))
 RND = random.Random(int(os.environ.get("QPEACH_SEED", str(int(time.time())))))
 _ref = {}
-
-
-def need_python():
-    with Server() as s:
-        if qpeach("call", s.addr, '.qp.def[`f;"def f():\n    return 1\n"]').returncode != 0:
-            raise Skip("this build has no Python worker")
 
 
 def children(pid):
@@ -89,7 +82,6 @@ def output(d):
 # ------------------------------------------------------------------ workers
 
 def test_kill_worker_at_random_moments():
-    need_python()
     ref = reference()
     kills = 0
     for trial in range(WORKER_TRIALS):
@@ -113,7 +105,6 @@ def test_kill_worker_at_random_moments():
 
 
 def test_stopped_worker_times_out_and_task_is_requeued():
-    need_python()
     ref = reference()
     d = tmpdir()
     p = make_job(d, extra_run="task_timeout = 2s\n")
@@ -136,7 +127,6 @@ def test_stopped_worker_times_out_and_task_is_requeued():
 # ------------------------------------------------------------------ scheduler
 
 def test_kill_scheduler_at_random_moments_then_resume():
-    need_python()
     ref = reference()
     killed = resumed = 0
     for trial in range(SCHED_TRIALS):
@@ -166,7 +156,6 @@ def test_output_disk_full_then_resume():
     the job's state (journal) is elsewhere. The run fails with a clear
     error, the journal is intact, and once space is freed --resume writes
     the same bytes as an undisturbed run."""
-    need_python()
     ref = reference()
     if len(ref["bytes"]) < 8 << 10:
         raise AssertionError("reference output too small to fill the tmpfs")

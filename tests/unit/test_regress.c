@@ -5,7 +5,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/table.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,17 +150,14 @@ static void test_decompress_refuses_impossible_length(void)
 int main(void)
 {
     if (!mkdtemp(dir)) return 2;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("regress", NULL, NULL);
-    CU_add_test(s, "fuzz_csv: error in a doubled-quote field", test_csv_error_in_doubled_quote_field);
-    CU_add_test(s, "fuzz_csv: temporal overflow", test_csv_temporal_overflow);
-    CU_add_test(s, "fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
+    static const qp_test tests[] = {
+        {"fuzz_csv: error in a doubled-quote field", test_csv_error_in_doubled_quote_field},
+        {"fuzz_csv: temporal overflow", test_csv_temporal_overflow},
+        {"fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length},
+    };
+    int failed = qp_test_run("regress", NULL, NULL, tests, QP_NTESTS(tests));
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) failed++;
-    return failed ? 1 : 0;
+    return failed;
 }
