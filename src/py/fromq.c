@@ -18,7 +18,8 @@
  * item, so they are copied. Symbols become object arrays of str (one str
  * object per distinct symbol, cached for the life of the interpreter, since
  * symbols are interned for the life of the process) or, with
- * QP_PY_CATEGORICAL, a pandas Categorical (codes + names). Strings (char
+ * QP_PY_CATEGORICAL, a pandas Categorical (codes + names; symcat.c, which
+ * also caches the codes of resident columns). Strings (char
  * vectors) become str (UTF-8, undecodable bytes kept as surrogates), guid
  * vectors object arrays of UUID, general lists lists, dicts dicts, tables a
  * dict of column arrays (or with QP_PY_PANDAS a DataFrame, whose symbol
@@ -80,7 +81,7 @@ static int symtab_grow(void)
 }
 
 /* Borrowed str for symbol s (cache owns it); NULL with exception set. */
-static PyObject *sym_str(const char *s)
+PyObject *qp__sym_str(const char *s)
 {
     if (!s) s = "";
     if (symcap) {
@@ -116,6 +117,7 @@ int qp__conv_init(void)
 
 void qp__conv_fini(void)
 {
+    qp__symcat_fini();
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);
     for (size_t i = 0; i < symcap; i++) Py_XDECREF(symtab[i].v);
     free(symtab);
@@ -136,7 +138,7 @@ static PyObject *get_uuid_cls(void)
     return uuid_cls;
 }
 
-static PyObject *get_pandas(void)
+PyObject *qp__pandas(void)
 {
     if (!pandas_mod) pandas_mod = PyImport_ImportModule("pandas");
     return pandas_mod;
@@ -230,7 +232,7 @@ static PyObject *item_to_py(int t, const void *p)
     case QP_FLOAT: return PyFloat_FromDouble(*(const double *)p);
     case QP_CHAR: return PyUnicode_DecodeUTF8(p, 1, "surrogateescape");
     case QP_SYMBOL: {
-        PyObject *s = sym_str(*(const char *const *)p);
+        PyObject *s = qp__sym_str(*(const char *const *)p);
         Py_XINCREF(s);
         return s;
     }
@@ -319,7 +321,7 @@ static PyObject *symbol_objects(const qp_value *x)
     PyObject *lastv = NULL;
     for (int64_t i = 0; i < x->v.n; i++) {
         if (s[i] != last || !lastv) {
-            lastv = sym_str(s[i]);
+            lastv = qp__sym_str(s[i]);
             if (!lastv) { Py_DECREF(a); return NULL; }
             last = s[i];
         }
@@ -327,65 +329,6 @@ static PyObject *symbol_objects(const qp_value *x)
         o[i] = lastv;
     }
     return a;
-}
-
-typedef struct { const char *k; int32_t c; } codeslot;
-
-/* Categorical from codes (int32) and the distinct symbols, in order of
- * first appearance: one pointer lookup per row, no str per row. */
-static PyObject *symbol_categorical(const qp_value *x)
-{
-    PyObject *pd = get_pandas();
-    if (!pd) return NULL;
-    npy_intp n = (npy_intp)x->v.n;
-    PyObject *codes = new_array(PyArray_DescrFromType(NPY_INT32), n);
-    PyObject *cats = PyList_New(0);
-    size_t cap = 1024;
-    codeslot *tab = calloc(cap, sizeof *tab);
-    PyObject *r = NULL;
-    if (!codes || !cats || !tab) goto done;
-    int32_t *c = PyArray_DATA((PyArrayObject *)codes);
-    const char *const *s = qp_S(x);
-    size_t used = 0;
-    const char *last = NULL;
-    int32_t lastc = -1;
-    for (npy_intp i = 0; i < n; i++) {
-        const char *k = s[i];
-        if (k == last && lastc >= 0) { c[i] = lastc; continue; }
-        if ((used + 1) * 2 > cap) {
-            size_t ncap = cap * 2;
-            codeslot *t2 = calloc(ncap, sizeof *t2);
-            if (!t2) { PyErr_NoMemory(); goto done; }
-            for (size_t j = 0; j < cap; j++) {
-                if (!tab[j].k) continue;
-                size_t h = ptr_hash(tab[j].k) & (ncap - 1);
-                while (t2[h].k) h = (h + 1) & (ncap - 1);
-                t2[h] = tab[j];
-            }
-            free(tab);
-            tab = t2;
-            cap = ncap;
-        }
-        size_t h = ptr_hash(k) & (cap - 1);
-        while (tab[h].k && tab[h].k != k) h = (h + 1) & (cap - 1);
-        if (!tab[h].k) {
-            PyObject *v = sym_str(k);
-            if (!v || PyList_Append(cats, v) < 0) goto done;
-            tab[h].k = k;
-            tab[h].c = (int32_t)used++;
-        }
-        c[i] = lastc = tab[h].c;
-        last = k;
-    }
-    PyObject *cls = PyObject_GetAttrString(pd, "Categorical");
-    if (!cls) goto done;
-    r = PyObject_CallMethod(cls, "from_codes", "OO", codes, cats);
-    Py_DECREF(cls);
-done:
-    free(tab);
-    Py_XDECREF(codes);
-    Py_XDECREF(cats);
-    return r;
 }
 
 static PyObject *guid_objects(const qp_value *x)
@@ -420,7 +363,7 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     case QP_CHAR:
         return PyUnicode_DecodeUTF8(x->v.data, (Py_ssize_t)x->v.n, "surrogateescape");
     case QP_SYMBOL:
-        return (flags & QP_PY_CATEGORICAL) ? symbol_categorical(x) : symbol_objects(x);
+        return (flags & QP_PY_CATEGORICAL) ? qp__sym_categorical(x) : symbol_objects(x);
     case QP_GUID:
         return guid_objects(x);
     default:
@@ -460,7 +403,7 @@ static int columns_into(PyObject *d, const qp_value *t, int flags, int depth)
     for (int64_t i = 0; i < names->v.n; i++) {
         PyObject *c = from_q(qp_K(cols)[i], flags, depth);
         if (!c) return -1;
-        int rc = PyDict_SetItem(d, sym_str(qp_S(names)[i]), c);
+        int rc = PyDict_SetItem(d, qp__sym_str(qp_S(names)[i]), c);
         Py_DECREF(c);
         if (rc < 0) return -1;
     }
@@ -469,7 +412,7 @@ static int columns_into(PyObject *d, const qp_value *t, int flags, int depth)
 
 static PyObject *dataframe(PyObject *cols)
 {
-    PyObject *pd = get_pandas();
+    PyObject *pd = qp__pandas();
     if (!pd) return NULL;
     PyObject *cls = PyObject_GetAttrString(pd, "DataFrame");
     if (!cls) return NULL;

@@ -24,6 +24,31 @@ void qp__conv_fini(void);
 /* The general list lst as a vector when every item is an atom of one type
  * (as q collapses `(1;2;3)`), else lst itself. Steals lst; new reference. */
 qp_value *qp__collapse(qp_value *lst);
+/* fromq.c: the cached str of symbol s (borrowed; the cache owns it), and
+ * the pandas module (borrowed; imported at the first call). NULL with an
+ * exception set. */
+PyObject *qp__sym_str(const char *s);
+PyObject *qp__pandas(void);
+
+/* symcat.c: symbol vectors as pandas Categoricals, and the codes cache of
+ * resident symbol columns (GIL held for all; see the file's comment).
+ * x -> Categorical: a view of cached codes when x lies inside a primed
+ * column, else codes built for x. New reference, NULL with an exception. */
+PyObject *qp__sym_categorical(const qp_value *x);
+/* Builds and caches the codes of symbol column col (borrowed; the cache
+ * takes a reference to its buffer), unless cached; other types are
+ * skipped. 0, or -1 with an exception set. */
+int qp__symcat_prime(const qp_value *col);
+/* qp__symcat_prime on every column of table t (borrowed). */
+int qp__symcat_prime_table(const qp_value *t);
+/* Drops the entries whose buffer only the cache still references; returns
+ * the number of entries left. */
+size_t qp__symcat_sweep(void);
+/* The whole cached codes array of the column col lies in (borrowed), or
+ * NULL when none: lets tests check that slices share it. */
+PyObject *qp__symcat_codes(const qp_value *col);
+/* Drops every entry (qp__conv_fini). */
+void qp__symcat_fini(void);
 
 /* py.c: run f(args, kwargs) for a registered name under the timeout,
  * converting the result. fn_out (optional) gets the function's flags. */

@@ -65,6 +65,9 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
         qp_unref(t);
         return PyErr_Format(PyExc_KeyError, "qtable: no table '%s' on this server", name);
     }
+    /* Categoricals of a resident table: codes built once per column and
+     * viewed by every call (symcat.c), whatever rows are asked for. */
+    if ((pandas || cat) && qp__symcat_prime_table(t) < 0) { qp_unref(t); return NULL; }
     if (rows != Py_None) {
         long long a, b;
         if (!PyArg_ParseTuple(rows, "LL", &a, &b)) { qp_unref(t); return NULL; }
@@ -92,7 +95,10 @@ static void python_started(void)
 
 static qp_value *need_python(void)
 {
-    if (qp_py_ready()) return NULL;
+    if (qp_py_ready()) {
+        qp__symcat_sweep();   /* codes of tables dropped since the last call */
+        return NULL;
+    }
     char err[512];
     if (qp_py_init(err, sizeof err) != 0) return qp_error("%s", err);
     python_started();
@@ -309,7 +315,18 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
         qp_unref(t);
         return qp_error("qp.apply: '%s' is not a table", tv->type == -QP_SYMBOL ? tv->s : "argument");
     }
-    qp_value *p = partition(t, arg(args, 2));
+    const qp_value *part = arg(args, 2);
+    /* Rows of a resident table as Categoricals: every task views the
+     * column's codes, built at the first (symcat.c). Rows by (column;
+     * value) are gathered copies, which no cache can serve. */
+    int flags = 0;
+    if (tv->type == -QP_SYMBOL && (part->type == QP_LONG || part->type == QP_INT) &&
+        qp__func_flags(fn, &flags) == 0 && (flags & (QP_PY_PANDAS | QP_PY_CATEGORICAL)) &&
+        qp__symcat_prime_table(t) < 0) {
+        qp_unref(t);
+        return qp_py_error();
+    }
+    qp_value *p = partition(t, part);
     qp_unref(t);
     if (!p || qp_is_error(p)) return p;
     qp_value *one = qp_list(1, p);

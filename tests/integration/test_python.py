@@ -236,6 +236,93 @@ def test_apply_on_1m_rows_against_numpy():
         expect_error(lambda: c.call([Sym(".qp.apply"), Sym("vwap"), Sym("trade"), [Sym("zz"), Sym("a")]]), "zz")
 
 
+CATFN = """
+import numpy as np
+def by_sym(t):
+    s = t['sym']
+    codes = np.asarray(s.codes)
+    names = [str(c) for c in s.categories]
+    pv = np.bincount(codes, weights=t['price'] * t['size'], minlength=len(names))
+    sz = np.bincount(codes, weights=t['size'], minlength=len(names))
+    return {'sym': names, 'pv': pv, 'size': sz, 'base': base(s, t['i'][0] if len(codes) else 0)}
+def base(s, first):
+    # address of row 0 of the codes this slice views: one value for every
+    # slice of one column when they share its codes
+    c = s.codes
+    return int(c.__array_interface__['data'][0] - int(first) * c.itemsize)
+def resident(a, b):
+    return by_sym(qtable('trade', (a, b), categorical=True))
+def frame(t):
+    g = t.groupby('sym', observed=True)['size'].sum()
+    return {'sym': [str(k) for k in g.index], 'size': g.to_numpy().astype(float)}
+"""
+
+
+def _want(syms, px, sz, a, b):
+    out = {}
+    for k in np.unique(syms[a:b]):
+        m = syms[a:b] == k
+        out[str(k)] = (float((px[a:b][m] * sz[a:b][m]).sum()), float(sz[a:b][m].sum()))
+    return out
+
+
+def _v(x):
+    return x.items if isinstance(x, Vec) else x
+
+
+def _got(r):
+    return {str(k): (float(p), float(z)) for k, p, z in zip(_v(r["sym"]), _v(r["pv"]), _v(r["size"])) if z}
+
+
+def _table(rng, n, names):
+    syms = np.array(names)[rng.integers(0, len(names), n)]
+    px = np.round(rng.uniform(10, 200, n), 2)
+    sz = rng.integers(1, 1000, n)
+    t = Table({"sym": Vec("s", syms.tolist()), "price": Vec("f", px.tolist()),
+               "size": Vec("j", sz.tolist()), "i": Vec("j", list(range(n)))})
+    return t, syms, px, sz
+
+
+def _close(got, want):
+    assert sorted(got) == sorted(want), (sorted(got), sorted(want))
+    for k, (p, z) in want.items():
+        assert abs(got[k][0] - p) <= 1e-9 * p and got[k][1] == z, (k, got[k], (p, z))
+
+
+def test_apply_categorical_resident_against_numpy():
+    """.qp.apply with categorical over a resident table: every slice views
+    one codes array per column (same base for every task and for qtable),
+    sums by sym equal numpy's; a replaced global gets its own codes."""
+    n = 200_000
+    rng = np.random.default_rng(11)
+    t, syms, px, sz = _table(rng, n, ["ibm", "msft", "aapl", "goog", ""])
+    with Server(ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        c.call([Sym(".qp.set"), Sym("trade"), t])
+        c.call([DEF, Sym("by_sym"), CATFN, {"categorical": True}])
+        define(c, "resident", CATFN)
+        bases = set()
+        for a, b in ((0, 50_000), (50_000, 120_000), (120_000, n), (7, 7)):
+            r = c.call([Sym(".qp.apply"), Sym("by_sym"), Sym("trade"), Vec("j", [a, b])])
+            _close(_got(r), _want(syms, px, sz, a, b))
+            if b > a:
+                bases.add(r["base"])
+        r = call(c, "resident", 1000, 3000)
+        _close(_got(r), _want(syms, px, sz, 1000, 3000))
+        bases.add(r["base"])
+        assert len(bases) == 1, bases
+        # pandas mode over the same resident table
+        c.call([DEF, Sym("frame"), CATFN, {"pandas": True}])
+        r = c.call([Sym(".qp.apply"), Sym("frame"), Sym("trade"), Vec("j", [10, 90_000])])
+        want = _want(syms, px, sz, 10, 90_000)
+        assert dict(zip(map(str, _v(r["sym"])), _v(r["size"]))) == {k: v[1] for k, v in want.items()}, r
+        # replace the global: new symbols, same shape; nothing stale served
+        t2, syms2, px2, sz2 = _table(rng, n, ["x%d" % i for i in range(300)])
+        c.call([Sym(".qp.set"), Sym("trade"), t2])
+        for a, b in ((0, 50_000), (150_000, n)):
+            r = c.call([Sym(".qp.apply"), Sym("by_sym"), Sym("trade"), Vec("j", [a, b])])
+            _close(_got(r), _want(syms2, px2, sz2, a, b))
+
+
 def test_load_and_serve_load():
     d = tmpdir()
     path = os.path.join(d, "t.csv")

@@ -257,6 +257,121 @@ static void test_tables_to_py(void)
     qp_unref(t);
 }
 
+/* ---- symbol codes cache (src/py/symcat.c) ---- */
+
+/* A table of n rows whose sym column cycles through k distinct symbols. */
+static qp_value *symtab(int n, int k, const char *prefix)
+{
+    qp_value *sym = qp_vector(QP_SYMBOL, n), *i = qp_vector(QP_LONG, n);
+    for (int r = 0; r < n; r++) {
+        char b[32];
+        int len = snprintf(b, sizeof b, "%s%d", prefix, r % k);
+        qp_S(sym)[r] = qp_sym_intern(b, (size_t)len);
+        qp_J(i)[r] = r;
+    }
+    return qp_table(qp_dict(syms(2, "sym", "i"), qp_list(2, sym, i)));
+}
+
+/* Binds name in the check globals to o (stolen). */
+static void bind(const char *name, PyObject *o)
+{
+    PyDict_SetItemString(g, name, o);
+    Py_XDECREF(o);
+}
+
+static void test_symcat_slices_share_codes(void)
+{
+    size_t before = qp__symcat_sweep();
+    qp_value *t = trade(1000);
+    qp_value *col = qp_table_column(t, "sym");
+    CU_ASSERT(qp__symcat_codes(col) == NULL);
+    CU_ASSERT(qp__symcat_prime_table(t) == 0);
+    CU_ASSERT(atomic_load(&col->v.owner->refs) == 2);   /* the column's and the cache's */
+    PyObject *whole = qp__symcat_codes(col);
+    CU_ASSERT_FATAL(whole != NULL);
+    CU_ASSERT(qp__symcat_prime_table(t) == 0);           /* built once */
+    CU_ASSERT(qp__symcat_codes(col) == whole && atomic_load(&col->v.owner->refs) == 2);
+    CU_ASSERT(qp__symcat_sweep() == before + 1);
+    Py_INCREF(whole);
+    bind("whole", whole);
+    CU_ASSERT(check(whole, "x.dtype == np.int8 and len(x) == 1000 and not x.flags.writeable"));
+
+    /* two slices of the column: views of the one codes array, right values */
+    qp_value *s1 = qp_table_slice(t, 10, 100), *s2 = qp_table_slice(t, 500, 300);
+    CU_ASSERT(qp__symcat_codes(qp_table_column(s1, "sym")) == whole);
+    Py_ssize_t refs0 = Py_REFCNT(whole);
+    PyObject *c1 = qp_py_from_q(qp_table_column(s1, "sym"), QP_PY_CATEGORICAL);
+    PyObject *c2 = qp_py_from_q(s2, QP_PY_PANDAS);
+    CU_ASSERT(Py_REFCNT(whole) == refs0 + 2);           /* each view's base is the codes */
+    bind("c1", c1);
+    bind("c2", c2);
+    const char *addr = "x.codes.__array_interface__['data'][0]";
+    char expr[512];
+    snprintf(expr, sizeof expr, "isinstance(x, pd.Categorical) and %s == whole.__array_interface__"
+             "['data'][0] + 10 and not x.codes.flags.writeable and list(x) == "
+             "['ibm' if i %% 2 else 'msft' for i in range(10, 110)]", addr);
+    CU_ASSERT(check(c1, expr));
+    CU_ASSERT(check(c2, "isinstance(x, pd.DataFrame) and x['sym'].dtype == 'category' and "
+                        "np.shares_memory(x['sym'].cat.codes.to_numpy(), whole) and "
+                        "list(x['sym']) == ['ibm' if i % 2 else 'msft' for i in range(500, 800)]"));
+    /* an empty slice at the end, and the whole column */
+    qp_value *e = qp_table_slice(t, 1000, 0);
+    CU_ASSERT(q2py(qp_ref(qp_table_column(e, "sym")), QP_PY_CATEGORICAL,
+                   "isinstance(x, pd.Categorical) and len(x) == 0 and list(x.categories) == ['msft', 'ibm']"));
+    CU_ASSERT(q2py(qp_ref(col), QP_PY_CATEGORICAL, "x.codes.tolist() == whole.tolist() and x[999] == 'ibm'"));
+    qp_unref(e);
+
+    /* an equal column in another buffer is not served the cached codes */
+    qp_value *other = syms(2, "msft", "ibm");
+    CU_ASSERT(qp__symcat_codes(other) == NULL);
+    CU_ASSERT(q2py(other, QP_PY_CATEGORICAL, "list(x) == ['msft', 'ibm'] and not np.shares_memory(x.codes, whole)"));
+
+    /* drop the table: the entry goes at the next sweep, while the
+     * Categoricals handed out keep their codes */
+    qp_unref(s1);
+    qp_unref(s2);
+    CU_ASSERT(qp__symcat_sweep() == before + 1);        /* the table is alive */
+    qp_unref(t);
+    CU_ASSERT(qp__symcat_sweep() == before);
+    CU_ASSERT(check(c1, "list(x[:3]) == ['msft', 'ibm', 'msft'] and x.codes.base is not None"));
+    PyDict_DelItemString(g, "c1");
+    PyDict_DelItemString(g, "c2");
+    PyDict_DelItemString(g, "whole");
+}
+
+static void test_symcat_replaced_not_stale(void)
+{
+    size_t before = qp__symcat_sweep();
+    qp_value *a = symtab(300, 3, "a");
+    CU_ASSERT(qp__symcat_prime_table(a) == 0);
+    qp_value *sa = qp_table_slice(a, 100, 50);
+    CU_ASSERT(q2py(qp_ref(qp_table_column(sa, "sym")), QP_PY_CATEGORICAL,
+                   "list(x) == ['a%d' % (i % 3) for i in range(100, 150)]"));
+    qp_unref(sa);
+    /* "replace the global": drop a without a sweep (the cache holds a's
+     * buffer, so b cannot land at its address), then b, same shape */
+    qp_unref(a);
+    qp_value *b = symtab(300, 200, "b");
+    CU_ASSERT(qp__symcat_prime_table(b) == 0);          /* sweeps a */
+    CU_ASSERT(qp__symcat_sweep() == before + 1);
+    qp_value *sb = qp_table_slice(b, 100, 50);
+    CU_ASSERT(q2py(qp_ref(qp_table_column(sb, "sym")), QP_PY_CATEGORICAL,
+                   "x.codes.dtype == np.int16 and len(x.categories) == 200 and "
+                   "list(x) == ['b%d' % (i % 200) for i in range(100, 150)]"));
+    qp_unref(sb);
+    qp_unref(b);
+    CU_ASSERT(qp__symcat_sweep() == before);
+    /* null symbols (NULL items of a fresh vector) are one category '' */
+    qp_value *z = qp_vector(QP_SYMBOL, 3);
+    qp_S(z)[1] = qp_sym_intern("a", 1);
+    CU_ASSERT(q2py(z, QP_PY_CATEGORICAL, "list(x) == ['', 'a', ''] and list(x.categories) == ['', 'a']"));
+    /* more categories than int16 holds: int32 codes */
+    qp_value *w = symtab(40000, 40000, "w");
+    CU_ASSERT(q2py(qp_ref(qp_table_column(w, "sym")), QP_PY_CATEGORICAL,
+                   "x.codes.dtype == np.int32 and x[39999] == 'w39999'"));
+    qp_unref(w);
+}
+
 /* ---- Python -> q ---- */
 
 static bool is_atom(qp_value *v, int type)
@@ -603,6 +718,8 @@ int main(void)
     CU_add_test(s, "temporal vectors", test_temporal_vectors_to_py);
     CU_add_test(s, "symbols strings lists dicts", test_symbols_strings_lists);
     CU_add_test(s, "tables to python", test_tables_to_py);
+    CU_add_test(s, "symbol codes shared by slices", test_symcat_slices_share_codes);
+    CU_add_test(s, "symbol codes of a replaced table", test_symcat_replaced_not_stale);
     CU_add_test(s, "scalars to q", test_scalars_to_q);
     CU_add_test(s, "arrays to q", test_arrays_to_q);
     CU_add_test(s, "round trip", test_round_trip);

@@ -1,0 +1,302 @@
+/* src/py/symcat.c - symbol vectors as pandas Categoricals, and the codes
+ * cache of server-resident symbol columns.
+ *
+ * A Categorical is codes plus a CategoricalDtype over the distinct symbols
+ * in order of first appearance. The codes are made in the integer width
+ * pandas itself would pick for that many categories (int8 below 127, int16
+ * below 32767, else int32: pandas' coerce_indexer_dtype), so pandas keeps
+ * our array as it is; the Categorical is made with _simple_new (no
+ * validation pass, no copy), or from_codes where a pandas lacks it.
+ *
+ * The cache. `.qp.apply` over rows of a resident table and qtable(name,
+ * rows, categorical=True) convert slices of the same symbol column on every
+ * task; building codes costs a hash lookup per row plus a fresh array (page
+ * faults). Those callers prime the cache with the whole column first
+ * (qp__symcat_prime_table), and a slice's Categorical is then a read-only
+ * view codes[off:off+n] of the column's codes with the column's dtype: no
+ * per-row work and no allocation proportional to the slice.
+ *
+ * Key: the buffer holding the column's items (x->v.owner), the start and the
+ * count. A vector matches an entry when it has the same buffer and lies
+ * inside that range, as every qp_slice of the column does (slices are
+ * views). The entry holds a reference to the buffer, which by value.h makes
+ * the items read-only to everyone and keeps the buffer's address from being
+ * reused, so the codes can never go stale: a replaced (or appended-to)
+ * global has its items in another buffer, hence another entry.
+ * Release: an entry is dropped when the cache holds its buffer's only
+ * reference (the table was dropped or replaced and nothing else views it).
+ * That is checked at every prime and every `.qp` call (qp__symcat_sweep), so
+ * a dropped table's symbols and codes linger at most until the next `.qp`
+ * call. Categoricals already handed out keep their codes alive through
+ * numpy's base reference, whatever happens to the entry.
+ *
+ * A slice's categories are the whole column's, as slicing a pandas
+ * Categorical keeps every category: some may not occur in the slice.
+ *
+ * Threads: every function here needs the GIL, and the GIL is the cache's
+ * lock: conversion always runs with it held (the main thread, or a peach
+ * thread that took it), and nothing here releases it mid-update. The sweep
+ * reads the buffer's atomic count; a count of 1 that is the cache's own
+ * cannot rise, since no value holds the buffer any more.
+ *
+ * Memory: codes are 1, 2 or 4 bytes per row (10 MB to 40 MB for 10M rows),
+ * plus the buffer of the column itself, which the entry keeps as long as
+ * the table lives anyway.
+ */
+#include "pyint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+    qp_buf *owner;                 /* the column's buffer: one reference */
+    const char *const *data;       /* first item of the column */
+    int64_t n;                     /* items in the column */
+    PyObject *codes;               /* read-only ndarray of n codes */
+    PyObject *dtype;               /* pandas CategoricalDtype */
+} entry;
+
+static entry *ents;
+static size_t nents, capents;
+static PyObject *simple_new;      /* pandas.Categorical._simple_new, or NULL */
+static PyObject *cat_cls;         /* pandas.Categorical */
+static PyObject *dtype_cls;       /* pandas.CategoricalDtype */
+static PyObject *index_cls;       /* pandas.Index */
+
+static int pandas_init(void)
+{
+    if (cat_cls) return 0;
+    PyObject *pd = qp__pandas();
+    if (!pd) return -1;
+    cat_cls = PyObject_GetAttrString(pd, "Categorical");
+    dtype_cls = cat_cls ? PyObject_GetAttrString(pd, "CategoricalDtype") : NULL;
+    index_cls = dtype_cls ? PyObject_GetAttrString(pd, "Index") : NULL;
+    if (!index_cls) {
+        Py_CLEAR(cat_cls);
+        Py_CLEAR(dtype_cls);
+        return -1;
+    }
+    /* NDArrayBacked._simple_new(codes, dtype): pandas 1.x and 2.x. */
+    simple_new = PyObject_GetAttrString(cat_cls, "_simple_new");
+    if (!simple_new) PyErr_Clear();
+    return 0;
+}
+
+/* ---- building codes ---- */
+
+typedef struct { const char *k; int32_t c; } codeslot;
+
+static inline size_t ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int narrow_type(Py_ssize_t k)   /* pandas' coerce_indexer_dtype */
+{
+    return k < 127 ? NPY_INT8 : k < 32767 ? NPY_INT16 : NPY_INT32;
+}
+
+/* Codes (new read-only ndarray, *codes) and dtype (new CategoricalDtype,
+ * *dtype) of n symbols at s: one pointer lookup per row (symbols are
+ * interned), runs of one symbol looked up once. 0, or -1 with an exception. */
+static int build(const char *const *s, int64_t n, PyObject **codes, PyObject **dtype)
+{
+    *codes = *dtype = NULL;
+    const char *empty = qp_sym_intern("", 0);   /* a NULL item is `` too */
+    npy_intp dn = (npy_intp)n;
+    PyObject *c32 = PyArray_SimpleNew(1, &dn, NPY_INT32);
+    PyObject *cats = PyList_New(0), *idx = NULL, *nar = NULL;
+    size_t cap = 1024, used = 0;
+    codeslot *tab = calloc(cap, sizeof *tab);
+    int rc = -1;
+    if (!tab) PyErr_NoMemory();
+    if (!c32 || !cats || !tab) goto done;
+    int32_t *c = PyArray_DATA((PyArrayObject *)c32);
+    const char *last = NULL;
+    int32_t lastc = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const char *k = s[i] ? s[i] : empty;
+        if (k == last) { c[i] = lastc; continue; }
+        if ((used + 1) * 2 > cap) {
+            size_t ncap = cap * 2;
+            codeslot *t2 = calloc(ncap, sizeof *t2);
+            if (!t2) { PyErr_NoMemory(); goto done; }
+            for (size_t j = 0; j < cap; j++) {
+                if (!tab[j].k) continue;
+                size_t h = ptr_hash(tab[j].k) & (ncap - 1);
+                while (t2[h].k) h = (h + 1) & (ncap - 1);
+                t2[h] = tab[j];
+            }
+            free(tab);
+            tab = t2;
+            cap = ncap;
+        }
+        size_t h = ptr_hash(k) & (cap - 1);
+        while (tab[h].k && tab[h].k != k) h = (h + 1) & (cap - 1);
+        if (!tab[h].k) {
+            PyObject *v = qp__sym_str(k);
+            if (!v || PyList_Append(cats, v) < 0) goto done;
+            tab[h].k = k;
+            tab[h].c = (int32_t)used++;
+        }
+        c[i] = lastc = tab[h].c;
+        last = k;
+    }
+    int t = narrow_type((Py_ssize_t)used);
+    if (t == NPY_INT32) {
+        nar = c32;
+        c32 = NULL;
+    } else {
+        nar = PyArray_SimpleNew(1, &dn, t);
+        if (!nar) goto done;
+        if (t == NPY_INT8) {
+            int8_t *o = PyArray_DATA((PyArrayObject *)nar);
+            for (int64_t i = 0; i < n; i++) o[i] = (int8_t)c[i];
+        } else {
+            int16_t *o = PyArray_DATA((PyArrayObject *)nar);
+            for (int64_t i = 0; i < n; i++) o[i] = (int16_t)c[i];
+        }
+    }
+    /* Read-only: the codes are shared by every Categorical made from them. */
+    PyArray_CLEARFLAGS((PyArrayObject *)nar, NPY_ARRAY_WRITEABLE);
+    idx = PyObject_CallFunction(index_cls, "Os", cats, "object");
+    *dtype = idx ? PyObject_CallFunction(dtype_cls, "OO", idx, Py_False) : NULL;
+    if (!*dtype) goto done;
+    *codes = nar;
+    nar = NULL;
+    rc = 0;
+done:
+    free(tab);
+    Py_XDECREF(c32);
+    Py_XDECREF(nar);
+    Py_XDECREF(cats);
+    Py_XDECREF(idx);
+    return rc;
+}
+
+/* Categorical over codes (stolen) and dtype (borrowed). New reference. */
+static PyObject *categorical(PyObject *codes, PyObject *dtype)
+{
+    PyObject *r;
+    if (simple_new) {
+        r = PyObject_CallFunctionObjArgs(simple_new, codes, dtype, NULL);
+    } else {
+        PyObject *kw = Py_BuildValue("{s:O}", "dtype", dtype);
+        PyObject *f = PyObject_GetAttrString(cat_cls, "from_codes");
+        PyObject *a = PyTuple_Pack(1, codes);
+        r = kw && f && a ? PyObject_Call(f, a, kw) : NULL;
+        Py_XDECREF(kw);
+        Py_XDECREF(f);
+        Py_XDECREF(a);
+    }
+    Py_DECREF(codes);
+    return r;
+}
+
+/* ---- the cache ---- */
+
+static entry *find(const qp_value *x)
+{
+    const char *const *p = (const char *const *)x->v.data;
+    for (size_t i = 0; i < nents; i++) {
+        entry *e = &ents[i];
+        if (e->owner == x->v.owner && p >= e->data && x->v.n <= e->n - (p - e->data))
+            return e;
+    }
+    return NULL;
+}
+
+static void drop(size_t i)
+{
+    Py_XDECREF(ents[i].codes);
+    Py_XDECREF(ents[i].dtype);
+    qp_buf_unref(ents[i].owner);
+    ents[i] = ents[--nents];
+}
+
+size_t qp__symcat_sweep(void)
+{
+    for (size_t i = 0; i < nents;) {
+        if (atomic_load(&ents[i].owner->refs) == 1) drop(i);
+        else i++;
+    }
+    return nents;
+}
+
+int qp__symcat_prime(const qp_value *col)
+{
+    if (col->type != QP_SYMBOL || !col->v.owner) return 0;
+    if (pandas_init() < 0) return -1;
+    qp__symcat_sweep();
+    if (find(col)) return 0;
+    if (nents == capents) {
+        size_t ncap = capents ? capents * 2 : 8;
+        entry *ne = realloc(ents, ncap * sizeof *ne);
+        if (!ne) { PyErr_NoMemory(); return -1; }
+        ents = ne;
+        capents = ncap;
+    }
+    entry e = {.owner = col->v.owner, .data = (const char *const *)col->v.data, .n = col->v.n};
+    if (build(e.data, e.n, &e.codes, &e.dtype) < 0) return -1;
+    qp_buf_ref(e.owner);
+    ents[nents++] = e;
+    return 0;
+}
+
+int qp__symcat_prime_table(const qp_value *t)
+{
+    if (t->type != QP_TABLE) return 0;
+    const qp_value *cols = qp_table_columns(t);
+    if (cols->type != QP_LIST) return 0;
+    for (int64_t i = 0; i < cols->v.n; i++)
+        if (qp__symcat_prime(qp_K(cols)[i]) < 0) return -1;
+    return 0;
+}
+
+PyObject *qp__symcat_codes(const qp_value *col)
+{
+    entry *e = col->type == QP_SYMBOL ? find(col) : NULL;
+    return e ? e->codes : NULL;
+}
+
+PyObject *qp__sym_categorical(const qp_value *x)
+{
+    if (pandas_init() < 0) return NULL;
+    entry *e = x->v.owner ? find(x) : NULL;
+    if (!e) {
+        PyObject *codes, *dtype;
+        if (build(qp_S(x), x->v.n, &codes, &dtype) < 0) return NULL;
+        PyObject *r = categorical(codes, dtype);
+        Py_DECREF(dtype);
+        return r;
+    }
+    /* codes[off:off+n] of the column's codes: a view, base = the codes */
+    PyArrayObject *all = (PyArrayObject *)e->codes;
+    PyArray_Descr *d = PyArray_DESCR(all);
+    npy_intp n = (npy_intp)x->v.n, off = (const char *const *)x->v.data - e->data;
+    Py_INCREF(d);
+    PyObject *v = PyArray_NewFromDescr(&PyArray_Type, d, 1, &n, NULL,
+                                       (char *)PyArray_DATA(all) + off * PyArray_ITEMSIZE(all),
+                                       NPY_ARRAY_C_CONTIGUOUS, NULL);   /* read-only */
+    if (!v) return NULL;
+    Py_INCREF(e->codes);
+    if (PyArray_SetBaseObject((PyArrayObject *)v, e->codes) < 0) {   /* steals */
+        Py_DECREF(v);
+        return NULL;
+    }
+    return categorical(v, e->dtype);
+}
+
+void qp__symcat_fini(void)
+{
+    while (nents) drop(nents - 1);
+    free(ents);
+    ents = NULL;
+    capents = 0;
+    Py_CLEAR(simple_new);
+    Py_CLEAR(cat_cls);
+    Py_CLEAR(dtype_cls);
+    Py_CLEAR(index_cls);
+}
