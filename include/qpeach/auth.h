@@ -34,6 +34,15 @@ int qp_passwd_verify(const char *stored, const char *password);
 int qp_passwd_set(const char *file, const char *user, const char *password,
                   char *err, size_t errlen);
 
+/* Client credentials, as `qpeach call -u` and job files take them:
+ * "user:password", "user", or "@path" naming a file whose first line is one
+ * of those (so a password need not appear on a command line). Splits them
+ * into buf (buflen bytes; wipe it after use): *user and *password point
+ * into buf. Returns 0, or a negative code with a message in err. */
+int qp_credentials_parse(const char *spec, char *buf, size_t buflen,
+                         const char **user, const char **password,
+                         char *err, size_t errlen);
+
 typedef struct qp_auth qp_auth;
 /* Loads a password file. Returns 0 and *out, or a negative code with a
  * message in err (missing file, malformed line N). */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qpeach/auth.h"
 #include "qpeach/conn.h"
 #include "qpeach/table.h"
 #include "../net/net.h"
@@ -16,13 +17,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: qpeach call [-u USER:PASSWORD] [--tls] [--tls-ca FILE] [--tls-no-verify]\n"
+        "usage: qpeach call [-u USER:PASSWORD | -u @FILE] [--tls] [--tls-ca FILE] [--tls-no-verify]\n"
         "                   [--timeout MS] ADDR EXPR [ARG...]\n"
         "\n"
         "Sends EXPR (a q expression, as a string) to the q process at ADDR\n"
         "(host:port, :port, unix:/path, @/path), or with ARGs the list\n"
         "(EXPR; ARG...) where each ARG is a q literal (42, 1.5, `sym, \"text\",\n"
         "1 2 3, (1;`a)), and prints the result as the q console would.\n"
+        "-u @FILE reads USER:PASSWORD from FILE's first line, so the password\n"
+        "does not show in ps.\n"
         "Exit status: 0 result, 1 q error ('msg on stderr), 2 usage or connection error.\n");
 }
 
@@ -55,14 +58,12 @@ int qp_cmd_call(int argc, char **argv)
     if (argc - optind < 2) { usage(stderr); return 2; }
     const char *addr = argv[optind], *expr = argv[optind + 1];
     int nargs = argc - optind - 2;
-    char user[512] = "";
-    if (cred) {
-        snprintf(user, sizeof user, "%s", cred);
-        char *colon = strchr(user, ':');
-        if (colon) { *colon = 0; o.password = colon + 1; }
-        o.user = user;
+    char user[512] = "", err[512];
+    if (cred && qp_credentials_parse(cred, user, sizeof user, &o.user, &o.password,
+                                     err, sizeof err) < 0) {
+        fprintf(stderr, "qpeach call: -u: %s\n", err);
+        return 2;
     }
-    char err[512];
     qp_value *msg = NULL;
     if (nargs == 0) {
         msg = qp_cstring(expr);
@@ -83,6 +84,7 @@ int qp_cmd_call(int argc, char **argv)
     if (!msg) { fprintf(stderr, "qpeach call: out of memory\n"); return 2; }
     qp_conn *conn = NULL;
     int rc = qp_conn_open(addr, &o, &conn, err, sizeof err);
+    explicit_bzero(user, sizeof user);
     if (rc) {
         fprintf(stderr, "qpeach call: %s: %s\n", addr, err);
         qp_unref(msg);

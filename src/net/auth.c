@@ -288,3 +288,34 @@ void qp_auth_free(qp_auth *a)
     OPENSSL_cleanse(a, sizeof *a);
     free(a);
 }
+
+/* ---- client credentials ---- */
+
+int qp_credentials_parse(const char *spec, char *buf, size_t buflen,
+                         const char **user, const char **password,
+                         char *err, size_t errlen)
+{
+    if (spec[0] == '@') {
+        FILE *f = fopen(spec + 1, "r");
+        if (!f) {
+            int e = errno;
+            snprintf(err, errlen, "cannot read credentials file '%s': %s", spec + 1, strerror(e));
+            return -e;
+        }
+        if (!fgets(buf, (int)buflen, f)) buf[0] = '\0';
+        fclose(f);
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (!buf[0]) {
+            snprintf(err, errlen, "credentials file '%s' is empty", spec + 1);
+            return QP_EARG;
+        }
+    } else if ((size_t)snprintf(buf, buflen, "%s", spec) >= buflen) {
+        snprintf(err, errlen, "credentials longer than %zu bytes", buflen - 1);
+        return QP_EARG;
+    }
+    char *colon = strchr(buf, ':');
+    if (colon) *colon = '\0';
+    *user = buf;
+    *password = colon ? colon + 1 : "";
+    return 0;
+}

@@ -1,5 +1,6 @@
 /* job.c - job files (INI, parsed with libinih): strict keys, errors that
  * name the file, line and key, paths made absolute against the job file. */
+#include "qpeach/auth.h"
 #include "qpeach/job.h"
 #include "qpeach/value.h"
 
@@ -178,33 +179,26 @@ static bool parse_fn(parse *p, const char *sec, const char *key, const char *v, 
     return true;
 }
 
-/* Credentials: "user:password", "user", or "@file" holding one of those. */
+/* Credentials: "user:password", "user", or "@file" holding one of those;
+ * the file is relative to the job file. */
 static void parse_user(parse *p, const char *v)
 {
     qp_job *j = p->job;
-    char buf[1024];
-    const char *cred = v;
+    char buf[1024], spec[PATH_MAX + 1], err[PATH_MAX + 64];
+    const char *user, *password;
     if (v[0] == '@') {
         char *path = abspath(p, v + 1);
         if (!path) return;
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            fail(p, "[workers] user: cannot read credentials file '%s': %s", path,
-                 strerror(errno));
-            free(path);
-            return;
-        }
+        snprintf(spec, sizeof spec, "@%s", path);
         free(path);
-        if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
-        fclose(f);
-        buf[strcspn(buf, "\r\n")] = '\0';
-        if (!buf[0]) { fail(p, "[workers] user: credentials file '%s' is empty", v + 1); return; }
-        cred = buf;
+        v = spec;
     }
-    const char *colon = strchr(cred, ':');
-    j->user = colon ? strndup(cred, (size_t)(colon - cred)) : dup(p, cred);
-    j->password = dup(p, colon ? colon + 1 : "");
-    if (!j->user) p->oom = true;
+    if (qp_credentials_parse(v, buf, sizeof buf, &user, &password, err, sizeof err) < 0) {
+        fail(p, "[workers] user: %s", err);
+        return;
+    }
+    j->user = dup(p, user);
+    j->password = dup(p, password);
     explicit_bzero(buf, sizeof buf);
 }
 

@@ -308,6 +308,14 @@ def test_auth_accepts_and_rejects():
         assert r.returncode == 2 and "access denied" in r.stderr, r
         r = qpeach("call", s.addr, ".qp.echo 5")
         assert r.returncode == 2 and "access denied" in r.stderr, r
+        # -u @FILE keeps the password off the command line
+        cred = os.path.join(d, "alice.cred")
+        with open(cred, "w") as f:
+            f.write("alice:s3cret\n")
+        r = qpeach("call", "-u", "@" + cred, s.addr, ".qp.echo 6")
+        assert r.returncode == 0 and r.stdout.strip() == "6", r
+        r = qpeach("call", "-u", "@" + cred + ".missing", s.addr, ".qp.echo 6")
+        assert r.returncode == 2 and "cannot read credentials file" in r.stderr, r
 
 
 def test_failed_login_does_not_stall_others():
