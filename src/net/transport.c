@@ -174,6 +174,23 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t len,
     return fd;
 }
 
+/* The TCP addresses of a (passive: for bind). Returns 0 and *res (free
+ * with freeaddrinfo), or QP_EADDR with a message in err. */
+static int resolve(const qp__addr *a, bool passive, struct addrinfo **res,
+                   char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
+    char port[8];
+    snprintf(port, sizeof port, "%d", a->port);
+    int g = getaddrinfo(a->host, port, &hints, res);
+    if (g) {
+        snprintf(err, errlen, "%s: %s", a->host, gai_strerror(g));
+        return QP_EADDR;
+    }
+    return 0;
+}
+
 int qp__connect(const qp__addr *a, int timeout_ms, char *err, size_t errlen)
 {
     int64_t deadline = timeout_ms > 0 ? qp__now_ms() + timeout_ms : -1;
@@ -182,15 +199,8 @@ int qp__connect(const qp__addr *a, int timeout_ms, char *err, size_t errlen)
         socklen_t len = unix_sockaddr(a, &sun);
         return connect_one(AF_UNIX, (struct sockaddr *)&sun, len, deadline, err, errlen);
     }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%d", a->port);
-    int g = getaddrinfo(a->host, port, &hints, &res);
-    if (g) {
-        snprintf(err, errlen, "%s: %s", a->host, gai_strerror(g));
-        return QP_EADDR;
-    }
+    if (resolve(a, false, &res, err, errlen) < 0) return QP_EADDR;
     int fd = QP_EADDR;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline, err, errlen);
@@ -223,16 +233,8 @@ int qp__listen(const qp__addr *a, char *bound, size_t boundlen, char *err, size_
         snprintf(bound, boundlen, "%s%s", a->abstract ? "@" : "", a->path);
         return fd;
     }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%d", a->port);
-    int g = getaddrinfo(a->host, port, &hints, &res);
-    if (g) {
-        snprintf(err, errlen, "%s: %s", a->host, gai_strerror(g));
-        return QP_EADDR;
-    }
+    if (resolve(a, true, &res, err, errlen) < 0) return QP_EADDR;
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) { freeaddrinfo(res); goto fail; }
     int one = 1;
