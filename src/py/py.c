@@ -20,9 +20,11 @@
 #include "pyint.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -266,9 +268,28 @@ static int add_paths(void)
     return 0;
 }
 
+/* A task's numpy temporaries (a few arrays of 10 MB for 1.25M rows) are
+ * freed at its end and allocated again by the next task. glibc gives freed
+ * heap back to the kernel once its top exceeds the trim threshold (by
+ * default twice the largest block freed, so about one task's worth), and
+ * each task then paid ~1,700 page faults: a quarter of a VWAP task's time
+ * (bench/bench_sched.py (a)). Keep up to 64 MB of free heap per arena
+ * instead, and blocks up to 32 MB (glibc's own dynamic ceiling) on the
+ * heap; only what a task's peak already needed is retained. A user's own
+ * malloc settings (environment) win. */
+static void tune_malloc(void)
+{
+    if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+        getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TOP_PAD_"))
+        return;
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
 int qp_py_init(char *err, size_t errlen)
 {
     if (ready) return 0;
+    tune_malloc();
     PyConfig c;
     /* Isolated: PYTHONPATH/PYTHONHOME from a pyenv shell are ignored, and
      * Debian's interpreter finds its own prefix from its program name. */
