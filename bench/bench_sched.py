@@ -22,8 +22,10 @@
   bench/bench_sched.py [BUILD] [--rows 10000000] [--tasks 10000]
 """
 import argparse
+import atexit
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ def main():
     a = ap.parse_args()
     qp = os.path.join(ROOT, a.build, "qpeach")
     d = tempfile.mkdtemp(prefix="qpeach-bench-")
+    atexit.register(shutil.rmtree, d, True)    # hundreds of MB of data per run
     with open(os.path.join(ROOT, "jobs", "vwap.py")) as f:
         open(os.path.join(d, "vwap.py"), "w").write(f.read())
     open(os.path.join(d, "empty.py"), "w").write("def f(t):\n    return 0\n")
