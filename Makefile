@@ -32,6 +32,9 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+# Keep intermediate objects (bench and test .o files), so a second make
+# does not delete and rebuild them.
+.SECONDARY:
 .PHONY: all deps test check unit integration interop asan fuzz demo clean bench bench-quick valgrind
 
 all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(if $(CLI_SRC),$(BUILD)/qpeach) $(UNIT_BIN) $(BENCH_BIN) pyext

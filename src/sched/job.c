@@ -89,13 +89,41 @@ static char *dup(parse *p, const char *s)
 }
 
 /* Absolute path of v relative to the job's folder (v itself if absolute). */
+/* Drops "." and "dir/.." segments and repeated slashes from an absolute
+ * path, in place, as Python's os.path.normpath does (lexically: the files
+ * need not exist yet), so messages show "/srv/out/x.csv", not
+ * "/srv/jobs/../out/x.csv". */
+static void normalize(char *path)
+{
+    char *out = path;              /* write position; path[0] is '/' */
+    for (const char *in = path; *in;) {
+        while (*in == '/') in++;
+        const char *end = in + strcspn(in, "/");
+        size_t n = (size_t)(end - in);
+        if (n == 1 && in[0] == '.') {
+            /* skip */
+        } else if (n == 2 && in[0] == '.' && in[1] == '.') {
+            while (out > path && *--out != '/') {}
+        } else if (n) {
+            *out++ = '/';
+            memmove(out, in, n);
+            out += n;
+        }
+        in = end;
+    }
+    if (out == path) *out++ = '/';
+    *out = '\0';
+}
+
 static char *abspath(parse *p, const char *v)
 {
-    if (v[0] == '/' || !strcmp(v, "-")) return dup(p, v);
+    if (!strcmp(v, "-")) return dup(p, v);
     size_t n = strlen(p->job->dir) + strlen(v) + 2;
     char *s = malloc(n);
     if (!s) { p->oom = true; return NULL; }
-    snprintf(s, n, "%s/%s", p->job->dir, v);
+    if (v[0] == '/') snprintf(s, n, "%s", v);
+    else snprintf(s, n, "%s/%s", p->job->dir, v);
+    normalize(s);
     return s;
 }
 
