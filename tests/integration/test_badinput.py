@@ -14,7 +14,7 @@ import threading
 import time
 
 import harness
-from harness import Server
+from harness import Server, rss_kb
 from qipc import Conn, QError, Sym, Vec, decode, encode
 
 
@@ -137,14 +137,6 @@ ASAN = "asan" in os.environ.get("QPEACH_BUILD", "")
 ASAN_ENV = dict(os.environ, ASAN_OPTIONS="quarantine_size_mb=4:" + os.environ.get("ASAN_OPTIONS", "")) \
     if ASAN else None
 ASAN_SLACK_KB = (24 << 10) if ASAN else 0
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 # ------------------------------------------------------------------ framing
@@ -303,8 +295,7 @@ def test_garbage_handshake():
         error_then_close(s, "header")
         s.close()
     d = harness.tmpdir()
-    pw = os.path.join(d, "passwd")
-    assert harness.qpeach("passwd", pw, "alice", input="pw\n").returncode == 0
+    pw = harness.passwd_file(d, {"alice": "pw"})
     with Server("-u", pw, "-s", "1") as srv:
         with Conn(port=srv.port, user="alice", password="pw") as good:
             for junk in [b"\xff\xfe\xfd\0", b"\0", b":\0", b"alice\0", b"alice:" + b"p" * 900 + b"\0"]:

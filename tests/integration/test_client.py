@@ -36,10 +36,7 @@ _servers = {}
 
 
 def _passwd_file():
-    d = harness.tmpdir()
-    path = os.path.join(d, "passwd")
-    harness.qpeach("passwd", path, USER, input=PASSWORD + "\n", check=True)
-    return path
+    return harness.passwd_file(harness.tmpdir(), {USER: PASSWORD})
 
 
 def server(name="a"):

@@ -13,20 +13,12 @@ import signal
 import subprocess
 import time
 
-from harness import QPEACH, ROOT, Skip, qpeach, tmpdir, wait_for
+from harness import QPEACH, ROOT, Skip, children, qpeach, tmpdir, wait_for
 
 WORKER_TRIALS = int(os.environ.get("QPEACH_FAULT_WORKER_TRIALS", "10"))
 SCHED_TRIALS = int(os.environ.get("QPEACH_FAULT_SCHED_TRIALS", "5"))
 RND = random.Random(int(os.environ.get("QPEACH_SEED", str(int(time.time())))))
 _ref = {}
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 def alive(pid):

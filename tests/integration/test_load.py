@@ -14,7 +14,7 @@ import resource
 import struct
 import time
 
-from harness import Server
+from harness import Server, rss_kb
 from qipc import Conn, Sym
 
 CLIENTS = int(os.environ.get("QPEACH_LOAD_CLIENTS", "256"))
@@ -40,14 +40,6 @@ RESP_HDR = struct.pack("<BBBBI", 1, 2, 0, 0, 17)
 def request(v):
     """(`.qp.echo; v) as a sync message, v a long."""
     return struct.pack("<BBBBI", 1, 1, 0, 0, REQ_LEN) + PREFIX + struct.pack("<q", v)
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 async def client(port, k, calls, bad):

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from harness import QPEACH, ROOT, Server, free_port, qpeach, tmpdir, wait_for
+from harness import (QPEACH, ROOT, Server, children, free_port, qpeach, self_signed_cert, tmpdir,
+                     wait_for)
 
 GEN = os.path.join(ROOT, "scripts", "gen_trades.py")
 JOBS = os.path.join(ROOT, "jobs")
@@ -199,22 +200,13 @@ def test_categorical_symbols_equal_numpy():
     assert r.returncode == 2 and "bad.ini:2: [job] symbols: expected str or categorical" in r.stderr, r.stderr
 
 
-def _cert(d):
-    cert, key = os.path.join(d, "server.pem"), os.path.join(d, "server.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 def test_servers_over_tls_equal_numpy():
     """Running servers that hold the table, reached over TLS with the
     certificate checked against tls_ca: the same VWAP as numpy; without
     the CA the servers are unusable and the error says why."""
     d = tmpdir()
     gen(d)
-    cert, key = _cert(d)
+    cert, key = self_signed_cert(d)
     csv = os.path.join(d, "trades.csv")
     with Server("--tls-cert", cert, "--tls-key", key, "--load", f"trade={csv}") as a, \
          Server("--tls-cert", cert, "--tls-key", key, "--load", f"trade={csv}") as b:
@@ -320,14 +312,6 @@ def slow_job(d, tasks=24, out="out/slow.csv"):
     return write(d, "slow.ini", f"[job]\nfunction = slow.py:f\n[input]\ntable = trade\nfile = trades.csv\n"
                  f"types = SFJ\n[partition]\npieces = {tasks}\n[workers]\nlocal = 2\n[merge]\nhow = concat\n"
                  f"[output]\npath = {out}\n[run]\nretries = 3\n")
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 def test_kill_worker_mid_job_still_correct():

@@ -9,16 +9,10 @@ import re
 import socket
 import stat
 import subprocess
-import time
 
 import harness
-from harness import ROOT, Server, qpeach, tmpdir
+from harness import ROOT, Server, children, passwd, qpeach, self_signed_cert, tmpdir
 from qipc import Conn, Sym
-
-
-def passwd(path, user, pw):
-    r = qpeach("passwd", path, user, input=pw + "\n")
-    assert r.returncode == 0, r.stderr
 
 
 # ------------------------------------------------------------------ passwords
@@ -125,15 +119,15 @@ def test_login_log_lines_cannot_be_forged():
 # ------------------------------------------------------------------ listening
 
 def test_no_listening_beyond_loopback_without_passwords():
-    for addr in ["0.0.0.0:{p}", "*:{p}", "{ip}:{p}"]:
-        ip = _non_loopback_ip()
-        if "{ip}" in addr and not ip:
-            continue
-        a = addr.format(p=harness.free_port(), ip=ip)
-        r = qpeach("serve", "-p", a, timeout=10)
-        assert r.returncode == 1, (a, r)
-        assert "refusing to listen" in r.stderr and "without a password file" in r.stderr, r.stderr
-        assert "-u FILE" in r.stderr and "--insecure" in r.stderr, r.stderr
+    # the host side of a veth pair into a namespace of the test's own is a
+    # real non-loopback address of this machine that leads nowhere else
+    with harness.netns_peer() as peer:
+        for addr in ["0.0.0.0:{p}", "*:{p}", "{ip}:{p}"]:
+            a = addr.format(p=harness.free_port(), ip=peer.host_ip)
+            r = qpeach("serve", "-p", a, timeout=10)
+            assert r.returncode == 1, (a, r)
+            assert "refusing to listen" in r.stderr and "without a password file" in r.stderr, r.stderr
+            assert "-u FILE" in r.stderr and "--insecure" in r.stderr, r.stderr
     # loopback needs no passwords; beyond it, -u or --insecure will do
     for a in ["127.0.0.1:{p}", "localhost:{p}", "{p}"]:
         with Server(port=a.format(p=harness.free_port())) as s:
@@ -149,31 +143,13 @@ def test_no_listening_beyond_loopback_without_passwords():
         assert "listening on 0.0.0.0:" in "".join(s.log)
 
 
-def _non_loopback_ip():
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.connect(("192.0.2.1", 9))            # TEST-NET: no packet is sent
-            ip = u.getsockname()[0]
-            return None if ip.startswith("127.") else ip
-    except OSError:
-        return None
-
-
 # ------------------------------------------------------------------ TLS
-
-def _cert(d, name, cn="localhost", san="IP:127.0.0.1,DNS:localhost"):
-    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "2", "-subj", f"/CN={cn}", "-addext", f"subjectAltName={san}"],
-                   check=True, capture_output=True)
-    return cert, key
-
 
 def test_tls_client_verifies_the_certificate():
     d = tmpdir()
-    cert, key = _cert(d, "server")
-    other, _ = _cert(d, "other")
-    elsewhere, ekey = _cert(d, "elsewhere", cn="db.example", san="DNS:db.example")
+    cert, key = self_signed_cert(d, "server")
+    other, _ = self_signed_cert(d, "other")
+    elsewhere, ekey = self_signed_cert(d, "elsewhere", cn="db.example", san="DNS:db.example")
     pw = os.path.join(d, "passwd")
     passwd(pw, "alice", "s3cret")
     with Server("-u", pw, "--tls-cert", cert, "--tls-key", key) as srv:
@@ -196,7 +172,7 @@ def test_tls_client_verifies_the_certificate():
 
 def test_tls_server_refuses_plain_and_garbage():
     d = tmpdir()
-    cert, key = _cert(d, "server")
+    cert, key = self_signed_cert(d, "server")
     pw = os.path.join(d, "passwd")
     passwd(pw, "alice", "s3cret")
     with Server("-u", pw, "--tls-cert", cert, "--tls-key", key) as srv:
@@ -258,7 +234,7 @@ def test_run_local_worker_sockets_are_private():
     seen = []
 
     def sockets():
-        for k in _children(proc.pid):
+        for k in children(proc.pid):
             try:
                 argv = open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")
             except OSError:
@@ -277,11 +253,3 @@ def test_run_local_worker_sockets_are_private():
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert out.strip() == "4000", out
-
-
-def _children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []

@@ -7,10 +7,9 @@ import ssl
 import stat
 import subprocess
 import threading
-import time
 
 import harness
-from harness import Server as _Server, qpeach, tmpdir
+from harness import Server as _Server, passwd_file, qpeach, self_signed_cert, tmpdir
 from qipc import Conn, Identity, QError, Sym, Table, Vec
 
 
@@ -43,14 +42,6 @@ def expect_qerror(fn, text):
         assert text in str(e), f"error {str(e)!r} does not contain {text!r}"
         return str(e)
     raise AssertionError(f"no q error (wanted {text!r})")
-
-
-def passwd_file(d, users):
-    path = os.path.join(d, "passwd")
-    for u, p in users.items():
-        r = qpeach("passwd", path, u, input=p + "\n")
-        assert r.returncode == 0, r.stderr
-    return path
 
 
 # ------------------------------------------------------------ values and calls
@@ -227,42 +218,51 @@ def test_malformed_message_gets_an_error_or_close_and_server_lives():
             assert c.call(".qp.echo 7") == 7
 
 
-def _host_ip():
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.connect(("192.0.2.1", 9))               # TEST-NET: nothing is sent
-            ip = u.getsockname()[0]
-    except OSError:
-        ip = None
-    if not ip or ip.startswith("127."):
-        raise harness.Skip("no non-loopback address")
-    return ip
+# Runs in the peer's network namespace: asks for `zeros` and prints the
+# client's own address and the response's header, which the test checks.
+_NS_CLIENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from qipc import Conn
+with Conn(host=sys.argv[2], port=int(sys.argv[3])) as c:
+    c.send("zeros")
+    h = c._exact(8)
+    c._exact(int.from_bytes(h[4:8], "little") - 8)
+    print(c.s.getsockname()[0], h.hex())
+"""
 
 
 def test_compression_to_non_local_peers():
     """q compresses large messages to peers on other machines only; our
-    server sees a client that connects to this host's own address as not
-    local (its peer address is not loopback), as q would."""
-    ip = _host_ip()
-    port = harness.free_port()
-    with Server("--insecure", port=f"0.0.0.0:{port}") as s:
-        with Conn(port=port) as c:                    # loopback: set a compressible global
-            c.call([Sym(".qp.set"), Sym("zeros"), bytes(1 << 20)])
-            c.send("zeros")
-            h = c._exact(8)
-            assert h[2] == 0                           # local peer: never compressed
-            c._exact(int.from_bytes(h[4:8], "little") - 8)
-        with Conn(host=ip, port=port) as c:
-            c.send("zeros")
-            h = c._exact(8)
+    server sees a client in another network namespace (its peer address is
+    not loopback) as not local, as q would, and a loopback one as local."""
+    with harness.netns_peer() as peer:
+        ip, port = peer.host_ip, harness.free_port()
+        with Server("--insecure", port=f"{ip}:{port}"):
+            lo = socket.socket()                       # loopback: from 127.0.0.1 to ip
+            lo.settimeout(30)
+            lo.bind(("127.0.0.1", 0))
+            lo.connect((ip, port))
+            with Conn(sock=lo) as c:                   # set a compressible global
+                c.call([Sym(".qp.set"), Sym("zeros"), bytes(1 << 20)])
+                c.send("zeros")
+                h = c._exact(8)
+                assert h[2] == 0                       # local peer: never compressed
+                c._exact(int.from_bytes(h[4:8], "little") - 8)
+            r = peer.run(["/usr/bin/python3", "-c", _NS_CLIENT, os.path.dirname(os.path.abspath(__file__)),
+                          ip, port], capture_output=True, text=True)
+            assert r.returncode == 0, r
+            src, hx = r.stdout.split()
+            assert src == peer.peer_ip, r                  # really not loopback
+            h = bytes.fromhex(hx)
             n = int.from_bytes(h[4:8], "little")
             assert h[2] == 1 and n < (1 << 19), (h, n)   # compressed, well under half
-            c._exact(n - 8)
-        # our C client: decompresses responses, compresses its large requests
-        r = qpeach("call", f"{ip}:{port}", ".qp.count", "0x" + "00" * 60000)
-        assert r.returncode == 0 and r.stdout.strip() == "60000", r
-        r = qpeach("call", f"{ip}:{port}", "zeros")
-        assert r.returncode == 0 and r.stdout.startswith("0x0000"), r
+            # our C client: decompresses responses, compresses its large requests
+            r = peer.run([harness.QPEACH, "call", f"{ip}:{port}", ".qp.count", "0x" + "00" * 60000],
+                         capture_output=True, text=True)
+            assert r.returncode == 0 and r.stdout.strip() == "60000", r
+            r = peer.run([harness.QPEACH, "call", f"{ip}:{port}", "zeros"], capture_output=True, text=True)
+            assert r.returncode == 0 and r.stdout.startswith("0x0000"), r
 
 
 # ------------------------------------------------------------ auth
@@ -403,19 +403,10 @@ def test_client_timeouts():
     lst.close()
 
 
-def _cert(d, name):
-    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 def test_tls():
     d = tmpdir()
-    cert, key = _cert(d, "server")
-    other, _ = _cert(d, "other")
+    cert, key = self_signed_cert(d, "server")
+    other, _ = self_signed_cert(d, "other")
     pw = passwd_file(d, {"alice": "s3cret"})
     with Server("-u", pw, "--tls-cert", cert, "--tls-key", key) as s:
         ok = qpeach("call", "-u", "alice:s3cret", "--tls-ca", cert, s.addr, ".qp.echo `tls")
