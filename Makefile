@@ -89,7 +89,8 @@ asan: deps
 	    $(MAKE) --no-print-directory BUILD=build/asan SAN=1 check
 
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz:
+	@sh scripts/deps.sh fuzz
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Every CUnit suite under valgrind's memcheck: any error or definite leak
@@ -97,7 +98,9 @@ fuzz: deps
 # PYTHONMALLOC=malloc lets memcheck see CPython's allocations.
 VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --num-callers=30 --suppressions=tests/valgrind.supp
-valgrind: all
+valgrind:
+	@sh scripts/deps.sh valgrind
+	@$(MAKE) --no-print-directory all
 	@status=0; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
 	    PYTHONMALLOC=malloc $(VALGRIND) $$t || { echo "FAILED: $$t (exit $$?)"; status=1; }; \
 	done; exit $$status

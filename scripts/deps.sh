@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what qpeach needs from Debian's packages, only when missing.
 # Does nothing (and needs no root) when everything is present.
+# Arguments add what optional targets need: `fuzz` (clang + its libFuzzer
+# runtime), `valgrind`.
 set -u
 need=""
 for pair in hwloc:libhwloc-dev msgpack:libmsgpack-dev openssl:libssl-dev \
@@ -16,8 +18,17 @@ for pair in numpy:python3-numpy pandas:python3-pandas dill:python3-dill \
     /usr/bin/python3 -c "import $mod" 2>/dev/null || need="$need $pkg"
 done
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"        # network-namespace test peers
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+for extra in "$@"; do
+    case $extra in
+    fuzz) command -v clang >/dev/null 2>&1 || need="$need clang"
+          ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+              need="$need libclang-rt-14-dev" ;;
+    valgrind) command -v valgrind >/dev/null 2>&1 || need="$need valgrind" ;;
+    esac
+done
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
