@@ -4,7 +4,7 @@
  * Checks on the Python side are Python expressions over the converted `x`. */
 #include "../../src/py/pyint.h"
 
-#include <CUnit/Basic.h>
+#include "cunit_run.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -710,28 +710,24 @@ static void test_timeout(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("py", suite_init, suite_fini);
-    CU_add_test(s, "atoms to python", test_atoms_to_py);
-    CU_add_test(s, "temporal atoms to python", test_temporal_atoms_to_py);
-    CU_add_test(s, "vectors zero-copy", test_vectors_zero_copy);
-    CU_add_test(s, "temporal vectors", test_temporal_vectors_to_py);
-    CU_add_test(s, "symbols strings lists dicts", test_symbols_strings_lists);
-    CU_add_test(s, "tables to python", test_tables_to_py);
-    CU_add_test(s, "symbol codes shared by slices", test_symcat_slices_share_codes);
-    CU_add_test(s, "symbol codes of a replaced table", test_symcat_replaced_not_stale);
-    CU_add_test(s, "scalars to q", test_scalars_to_q);
-    CU_add_test(s, "arrays to q", test_arrays_to_q);
-    CU_add_test(s, "round trip", test_round_trip);
-    CU_add_test(s, "walkthrough", test_walkthrough);
-    CU_add_test(s, "def forms", test_def_forms);
-    CU_add_test(s, "imports", test_imports);
-    CU_add_test(s, "exceptions", test_exceptions);
-    CU_add_test(s, "pandas annotation", test_pandas_annotation);
-    CU_add_test(s, "timeout", test_timeout);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    static const qp_test tests[] = {
+        {"atoms to python", test_atoms_to_py},
+        {"temporal atoms to python", test_temporal_atoms_to_py},
+        {"vectors zero-copy", test_vectors_zero_copy},
+        {"temporal vectors", test_temporal_vectors_to_py},
+        {"symbols strings lists dicts", test_symbols_strings_lists},
+        {"tables to python", test_tables_to_py},
+        {"symbol codes shared by slices", test_symcat_slices_share_codes},
+        {"symbol codes of a replaced table", test_symcat_replaced_not_stale},
+        {"scalars to q", test_scalars_to_q},
+        {"arrays to q", test_arrays_to_q},
+        {"round trip", test_round_trip},
+        {"walkthrough", test_walkthrough},
+        {"def forms", test_def_forms},
+        {"imports", test_imports},
+        {"exceptions", test_exceptions},
+        {"pandas annotation", test_pandas_annotation},
+        {"timeout", test_timeout},
+    };
+    return qp_test_run("py", suite_init, suite_fini, tests, QP_NTESTS(tests));
 }
