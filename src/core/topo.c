@@ -1,4 +1,6 @@
-/* topo.c - hwloc topology, placement plans and binding. */
+/* src/core/topo.c - hwloc topology, placement plans and binding. It sits in
+ * core (it needs only hwloc and value.h) so the server, its -s -N worker
+ * processes and the scheduler all place threads and processes the same way. */
 #include "qpeach/topo.h"
 #include "qpeach/value.h"
 
