@@ -160,22 +160,22 @@ void qp_plan_free(qp_plan *p)
     free(p);
 }
 
-/* Free cores (load 0) on node n. */
-static int node_free(const qp_topo *t, const int *load, int n)
+/* Free cores (load 0) on node n among the allowed ones. */
+static int node_free(const qp_topo *t, const int *load, const bool *ok, int n)
 {
     int k = 0;
     for (int c = 0; c < t->ncores; c++)
-        if (t->core_node[c] == n && load[c] == 0) k++;
+        if (ok[c] && t->core_node[c] == n && load[c] == 0) k++;
     return k;
 }
 
-/* The core to take next: the least loaded (distinct cores come first),
- * then one on node n, then the lowest index. */
-static int pick_core(const qp_topo *t, const int *load, const bool *taken, int n)
+/* The core to take next among the allowed ones: the least loaded
+ * (distinct cores come first), then one on node n, then the lowest index. */
+static int pick_core(const qp_topo *t, const int *load, const bool *ok, const bool *taken, int n)
 {
     int best = -1;
     for (int c = 0; c < t->ncores; c++) {
-        if (taken[c]) continue;
+        if (!ok[c] || taken[c]) continue;
         if (best < 0 || load[c] < load[best]
             || (load[c] == load[best] && t->core_node[c] == n && t->core_node[best] != n))
             best = c;
@@ -185,26 +185,44 @@ static int pick_core(const qp_topo *t, const int *load, const bool *taken, int n
 
 int qp_topo_plan(const qp_topo *t, int workers, int threads, qp_plan **out)
 {
+    return qp_topo_plan_in(t, NULL, workers, threads, out);
+}
+
+int qp_topo_plan_in(const qp_topo *t, const qp_place *within, int workers, int threads,
+                    qp_plan **out)
+{
     *out = NULL;
     if (workers < 0 || workers > 4096) return QP_EARG;
     if (threads < 1) threads = 1;
     qp_plan *p = calloc(1, sizeof *p);
     int *load = calloc(t->ncores, sizeof *load);
     bool *taken = calloc(t->ncores, sizeof *taken);
-    if (!p || !load || !taken) goto oom;
+    bool *ok = calloc(t->ncores, sizeof *ok);
+    if (!p || !load || !taken || !ok) goto oom;
+    int nok = 0;
+    if (within && within->ncores > 0) {
+        for (int k = 0; k < within->ncores; k++) {
+            int c = within->cores[k];
+            if (c >= 0 && c < t->ncores && !ok[c]) { ok[c] = true; nok++; }
+        }
+    }
+    if (nok == 0) {        /* no set (or none of it on this machine): all */
+        for (int c = 0; c < t->ncores; c++) ok[c] = true;
+        nok = t->ncores;
+    }
     p->workers = workers;
     p->threads = threads;
     p->worker = calloc(workers ? workers : 1, sizeof *p->worker);
     if (!p->worker) goto oom;
-    int per = threads < t->ncores ? threads : t->ncores;
+    int per = threads < nok ? threads : nok;
     for (int i = 0; i < workers; i++) {
         /* Node: round-robin, unless that node cannot hold the worker and
          * another one can; then the node with the most free cores. */
         int n = i % t->nnodes;
-        if (node_free(t, load, n) < per) {
+        if (node_free(t, load, ok, n) < per) {
             int best = n;
             for (int m = 0; m < t->nnodes; m++)
-                if (node_free(t, load, m) > node_free(t, load, best)) best = m;
+                if (node_free(t, load, ok, m) > node_free(t, load, ok, best)) best = m;
             n = best;
         }
         qp_place *pl = &p->worker[i];
@@ -212,7 +230,7 @@ int qp_topo_plan(const qp_topo *t, int workers, int threads, qp_plan **out)
         if (!pl->cores) goto oom;
         memset(taken, 0, t->ncores * sizeof *taken);
         for (int k = 0; k < per; k++) {
-            int c = pick_core(t, load, taken, n);
+            int c = pick_core(t, load, ok, taken, n);
             taken[c] = true;
             load[c]++;
             pl->cores[pl->ncores++] = c;
@@ -224,7 +242,7 @@ int qp_topo_plan(const qp_topo *t, int workers, int threads, qp_plan **out)
      * places it better than a fixed share of a worker's core would. */
     p->sched.node = -1;
     for (int c = t->ncores - 1; c >= 0; c--)
-        if (load[c] == 0) {
+        if (ok[c] && load[c] == 0) {
             p->sched.cores = malloc(sizeof *p->sched.cores);
             if (!p->sched.cores) goto oom;
             p->sched.cores[0] = c;
@@ -234,14 +252,16 @@ int qp_topo_plan(const qp_topo *t, int workers, int threads, qp_plan **out)
         }
     for (int c = 0; c < t->ncores; c++)
         if (load[c] > 1) p->oversubscribed = true;
-    if (workers * threads > t->ncores) p->oversubscribed = true;
+    if (workers * threads > nok) p->oversubscribed = true;
     free(load);
     free(taken);
+    free(ok);
     *out = p;
     return 0;
 oom:
     free(load);
     free(taken);
+    free(ok);
     qp_plan_free(p);
     return QP_ENOMEM;
 }
@@ -302,4 +322,153 @@ int qp_topo_bind(const qp_topo *t, const qp_place *pl, bool thread_only)
     int e = errno;
     hwloc_bitmap_free(set);
     return rc ? -(e ? e : EINVAL) : 0;
+}
+
+/* ---- core sets: parsing, PUs to cores, the process's binding ---- */
+
+void qp_place_clear(qp_place *pl)
+{
+    if (!pl) return;
+    free(pl->cores);
+    pl->cores = NULL;
+    pl->ncores = 0;
+    pl->node = -1;
+}
+
+/* *out from a membership array [ncores]: ascending, node or -1. */
+static int place_from(const qp_topo *t, const bool *in, qp_place *out)
+{
+    int n = 0;
+    for (int c = 0; c < t->ncores; c++) n += in[c];
+    if (n == 0) return QP_EARG;
+    if (!(out->cores = malloc((size_t)n * sizeof *out->cores))) return QP_ENOMEM;
+    for (int c = 0; c < t->ncores; c++)
+        if (in[c]) out->cores[out->ncores++] = c;
+    out->node = t->core_node[out->cores[0]];
+    for (int k = 1; k < n; k++)
+        if (t->core_node[out->cores[k]] != out->node) out->node = -1;
+    return 0;
+}
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* One decimal index at *s (digits only, no sign); advances *s. */
+static bool parse_index(const char **s, long *out)
+{
+    const char *p = *s;
+    long v = 0;
+    if (*p < '0' || *p > '9') return false;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if (v <= 1000000) v = v * 10 + (*p - '0');  /* saturates: out of range */
+    *s = p;
+    *out = v;
+    return true;
+}
+
+int qp_topo_parse_cores(const qp_topo *t, const char *list, qp_place *out,
+                        char *err, size_t errlen)
+{
+    *out = (qp_place){ .node = -1 };
+    if (!list || !*list) {
+        seterr(err, errlen, "empty core list (want e.g. 0-3,6)");
+        return QP_EARG;
+    }
+    bool *in = calloc(t->ncores, sizeof *in);
+    if (!in) return QP_ENOMEM;
+    int rc = QP_EARG;
+    const char *s = list;
+    for (;;) {
+        long lo, hi;
+        if (!parse_index(&s, &lo)) goto bad;
+        hi = lo;
+        if (*s == '-') {
+            s++;
+            if (!parse_index(&s, &hi)) goto bad;
+            if (hi < lo) {
+                seterr(err, errlen, "core list '%s': range %ld-%ld runs backwards", list, lo, hi);
+                goto fail;
+            }
+        }
+        if (*s && *s != ',') goto bad;
+        if (hi >= t->ncores) {
+            seterr(err, errlen, "core list '%s': core %ld is beyond this machine's %d core%s (0-%d)",
+                   list, hi, t->ncores, t->ncores == 1 ? "" : "s", t->ncores - 1);
+            goto fail;
+        }
+        for (long c = lo; c <= hi; c++) in[c] = true;
+        if (!*s) break;
+        s++;                   /* the comma: another item must follow */
+    }
+    rc = place_from(t, in, out);
+    free(in);
+    return rc;
+bad:
+    seterr(err, errlen, "core list '%s': bad syntax at %s%s%s (want logical core "
+           "indices and ranges, e.g. 0-3,6)", list, *s ? "'" : "the end", s, *s ? "'" : "");
+fail:
+    free(in);
+    return rc;
+}
+
+/* The cores whose PUs meet `set`. */
+static int set_cores(const qp_topo *t, hwloc_const_bitmap_t set, qp_place *out)
+{
+    *out = (qp_place){ .node = -1 };
+    bool *in = calloc(t->ncores, sizeof *in);
+    if (!in) return QP_ENOMEM;
+    for (int c = 0; c < t->ncores; c++) {
+        hwloc_obj_t o = hwloc_get_obj_by_type(t->h, t->core_type, c);
+        in[c] = o && hwloc_bitmap_intersects(o->cpuset, set);
+    }
+    int rc = place_from(t, in, out);
+    free(in);
+    return rc;
+}
+
+int qp_topo_pus_cores(const qp_topo *t, const char *pus, qp_place *out)
+{
+    *out = (qp_place){ .node = -1 };
+    /* hwloc's list parser accepts what it prints ("0-1,4") but also
+     * stops quietly at junk: check the characters first. */
+    if (!pus || !*pus || strspn(pus, "0123456789,-") != strlen(pus)) return QP_EARG;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (!set) return QP_ENOMEM;
+    int rc = hwloc_bitmap_list_sscanf(set, pus) < 0 ? QP_EARG : set_cores(t, set, out);
+    hwloc_bitmap_free(set);
+    return rc;
+}
+
+int qp_topo_bound_cores(const qp_topo *t, qp_place *out)
+{
+    *out = (qp_place){ .node = -1 };
+    /* Only a topology of this very machine can read its binding: hwloc
+     * answers ENOSYS for a synthetic one, and we say the same rather than
+     * guess. */
+    if (!hwloc_topology_is_thissystem(t->h)) return -ENOSYS;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (!set) return QP_ENOMEM;
+    errno = 0;
+    int rc;
+    if (hwloc_get_cpubind(t->h, set, HWLOC_CPUBIND_PROCESS) < 0) {
+        rc = -(errno ? errno : EINVAL);
+    } else {
+        rc = set_cores(t, set, out);
+        /* a binding to PUs outside this topology (cannot happen, but a
+         * worker must not end up with no cores): every core */
+        if (rc == QP_EARG) {
+            hwloc_bitmap_copy(set, hwloc_topology_get_topology_cpuset(t->h));
+            rc = set_cores(t, set, out);
+        }
+    }
+    hwloc_bitmap_free(set);
+    return rc;
 }
