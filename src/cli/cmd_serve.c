@@ -3,6 +3,13 @@
  * Prints exactly one ready line to stderr once the listener is bound
  * ("qpeach serve: listening on ADDR"), which tests and scripts wait for;
  * SIGINT and SIGTERM stop it cleanly (exit 0).
+ *
+ * Pinning: --pin CORES binds the whole process to those cores before any
+ * thread starts; without it the process keeps the cores it was started on
+ * (`qpeach run` binds each local worker before exec; otherwise all). The
+ * main (Python) thread and the loop keep that whole set, and secondary
+ * thread i is bound to the set's i-th core, round-robin, so threads get
+ * distinct cores while there are enough.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +20,7 @@
 #include "qpeach/py.h"
 #include "qpeach/server.h"
 #include "qpeach/table.h"
+#include "qpeach/topo.h"
 
 static qp_server *running;
 
@@ -22,11 +30,71 @@ static void on_signal(int sig)
     if (running) qp_server_stop(running);   /* async-signal-safe */
 }
 
+/* The process's cores, shared read-only by the starting threads. */
+typedef struct pinning {
+    qp_topo *topo;         /* NULL: no thread pinning */
+    qp_place set;          /* the process's cores (--pin, or its binding) */
+} pinning;
+
+static void pinning_clear(pinning *p)
+{
+    qp_place_clear(&p->set);
+    qp_topo_free(p->topo);
+    p->topo = NULL;
+}
+
+/* on_thread_start: pins a secondary thread, then Python's own start. */
+static void thread_start_cb(int index, void *data)
+{
+    const pinning *p = data;
+    if (index >= 0 && p->topo && p->set.ncores > 0) {
+        int core = p->set.cores[index % p->set.ncores];
+        qp_place one = { .ncores = 1, .cores = &core, .node = -1 };
+        int rc = qp_topo_bind(p->topo, &one, true);
+        if (rc)   /* the thread still runs, on the process's cores */
+            fprintf(stderr, "qpeach serve: cannot pin secondary thread %d to core %d: %s\n",
+                    index, core, qp_strerror(rc));
+    }
+    qp_py_thread_start_cb(index, NULL);
+}
+
+/* Sets up p for the threads to come; with --pin (list != NULL) binds the
+ * process first. Returns 0, or the exit status after printing why. */
+static int pinning_setup(pinning *p, const char *list, int secondary)
+{
+    *p = (pinning){ .set = { .node = -1 } };
+    /* No threads to place: skip reading the topology (it costs a few ms).
+     * -s -N workers are placed by src/py/procs.c with its own read. */
+    if (!list && secondary == 0) return 0;
+    int rc = qp_topo_load(NULL, &p->topo);
+    if (rc) {
+        if (!list) return 0;   /* unpinned threads still work */
+        fprintf(stderr, "qpeach serve: --pin: cannot read the topology: %s\n", qp_strerror(rc));
+        return 1;
+    }
+    if (list) {
+        char err[256];
+        if (qp_topo_parse_cores(p->topo, list, &p->set, err, sizeof err)) {
+            fprintf(stderr, "qpeach serve: --pin: %s\n", err);
+            pinning_clear(p);
+            return 2;
+        }
+        if ((rc = qp_topo_bind(p->topo, &p->set, false))) {
+            fprintf(stderr, "qpeach serve: --pin %s: cannot bind: %s\n", list, qp_strerror(rc));
+            pinning_clear(p);
+            return 1;
+        }
+    } else if (qp_topo_bound_cores(p->topo, &p->set)) {
+        qp_place_clear(&p->set);   /* unknown binding: leave threads to the OS */
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
         "usage: qpeach serve -p PORT [-s N] [-u FILE] [--tls-cert F --tls-key F]\n"
-        "                    [--insecure] [--load NAME=FILE]...\n"
+        "                    [--insecure] [--load NAME=FILE]... [--pin CORES]\n"
         "\n"
         "Runs a worker server that speaks kdb+ IPC (q, node-q, PyKX and qpeach\n"
         "clients can call it).\n"
@@ -45,6 +113,13 @@ static void usage(FILE *f)
         "                    (default 30000)\n"
         "  --load NAME=FILE  load a table at start (.csv, or a q IPC file)\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
+        "  --pin CORES       bind the server to these cores: logical indices as\n"
+        "                    `qpeach topo` prints them, e.g. 0-3,6. Without it the\n"
+        "                    server keeps the cores it was started on (all, unless\n"
+        "                    bound, as `qpeach run` binds its workers). Secondary\n"
+        "                    thread i runs on the i-th of those cores (round-robin),\n"
+        "                    the Python thread on all of them; -s -N workers get\n"
+        "                    one core each among them\n"
         "\n"
         "Prints \"qpeach serve: listening on ADDR\" to stderr when ready.\n");
 }
@@ -60,10 +135,13 @@ int qp_cmd_serve(int argc, char **argv)
         { "load", required_argument, NULL, 4 },
         { "timeout", required_argument, NULL, 5 },
         { "parent-fd", required_argument, NULL, 6 },   /* worker processes (-s -N) */
+        { "pin", required_argument, NULL, 8 },
         { NULL, 0, NULL, 0 },
     };
-    qp_server_opts o = { .listen = NULL, .on_thread_start = qp_py_thread_start_cb };
+    static pinning pin;    /* static: the threads read it until qp_server_free */
+    qp_server_opts o = { .listen = NULL, .on_thread_start = thread_start_cb, .thread_data = &pin };
     qp_py_opts po = { .parent_fd = -1 };
+    const char *pin_list = NULL;
     const char **loads = calloc((size_t)argc, sizeof *loads);
     int nloads = 0, c;
     if (!loads) return 1;
@@ -99,6 +177,7 @@ int qp_cmd_serve(int argc, char **argv)
             o.handshake_ms = (int)ms;
             break;
         }
+        case 8: pin_list = optarg; break;
         case 4:
             if (!strchr(optarg, '=')) {
                 fprintf(stderr, "qpeach serve: --load wants NAME=FILE, not %s\n", optarg);
@@ -129,11 +208,19 @@ int qp_cmd_serve(int argc, char **argv)
         free(loads);
         return 2;
     }
+    /* Before any thread starts (they inherit the process's binding) and
+     * before listening (a bad list is a usage error, exit 2). */
+    int rc = pinning_setup(&pin, pin_list, o.secondary);
+    if (rc) {
+        free(loads);
+        return rc;
+    }
     char err[512];
     qp_server *s = NULL;
-    int rc = qp_server_new(&o, &s, err, sizeof err);
+    rc = qp_server_new(&o, &s, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
+        pinning_clear(&pin);
         free(loads);
         return 1;
     }
@@ -148,12 +235,14 @@ int qp_cmd_serve(int argc, char **argv)
             fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
             qp_unref(t);
             qp_server_free(s);
+            pinning_clear(&pin);
             free(loads);
             return 1;
         }
         if (qp_server_set(s, name, t)) {
             fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
             qp_server_free(s);
+            pinning_clear(&pin);
             free(loads);
             return 1;
         }
@@ -167,6 +256,7 @@ int qp_cmd_serve(int argc, char **argv)
         fprintf(stderr, "qpeach serve: %s\n", err);
         qp_py_shutdown();
         qp_server_free(s);
+        pinning_clear(&pin);
         free(loads);
         return 1;
     }
@@ -181,6 +271,7 @@ int qp_cmd_serve(int argc, char **argv)
     running = NULL;
     qp_py_shutdown();
     qp_server_free(s);
+    pinning_clear(&pin);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
         return 1;

@@ -98,6 +98,14 @@ static void *thread_main(void *p)
     free(p);
     qp_server *s = a.s;
     this_thread = a.index < 0 ? QP_EXEC_MAIN : QP_EXEC_POOL;
+    /* Names show in top -H, gdb and /proc/PID/task/TID/comm, where tests
+     * find which thread is which (15 characters at most). */
+    char name[16];
+    if (a.index < 0) snprintf(name, sizeof name, "qp-main");
+    else if (a.index < s->opts.secondary)   /* & 0xffff: index <= 1024 fits */
+        snprintf(name, sizeof name, "qp-sec-%d", a.index & 0xffff);
+    else snprintf(name, sizeof name, "qp-helper");
+    pthread_setname_np(pthread_self(), name);
     /* the internal helper of a -s 0 server is nobody's secondary thread */
     if (s->opts.on_thread_start && a.index < s->opts.secondary)
         s->opts.on_thread_start(a.index, s->opts.thread_data);

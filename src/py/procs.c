@@ -1,9 +1,10 @@
 /* src/py/procs.c - q's `-s -N`: worker processes of our own for peach.
  *
  * The server re-executes itself N times as `qpeach serve` on unix sockets
- * (/tmp/qpeach-<pid>-w<i>.sock), each pinned to one core with hwloc (the
- * cpuset is computed before fork and applied by the child with
- * sched_setaffinity, so every thread it starts inherits it), with the same
+ * (/tmp/qpeach-<pid>-w<i>.sock), each pinned to one core (a topo.h plan
+ * of N workers x 1 core over the cores this server is bound to, so --pin
+ * or a scheduler's binding holds for them too; the child binds itself
+ * before exec, so every thread it starts inherits it), with the same
  * --load tables and timeout. Functions and libraries follow as they are
  * defined: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.timeout.
  *
@@ -18,10 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <hwloc.h>
-#include <hwloc/glibc-sched.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +31,7 @@
 #include <unistd.h>
 
 #include "qpeach/conn.h"
+#include "qpeach/topo.h"
 
 typedef struct worker {
     pid_t pid;
@@ -49,22 +48,17 @@ int qp__procs_count(void) { return nworkers; }
 
 /* ---- start ---- */
 
-static int cpusets(int n, cpu_set_t *sets)
+/* N workers x 1 core inside this process's cores (*plan NULL when the
+ * topology cannot be read: the children then run unpinned). */
+static void plan_workers(int n, qp_topo **topo, qp_plan **plan)
 {
-    hwloc_topology_t t;
-    if (hwloc_topology_init(&t) < 0) return -1;
-    if (hwloc_topology_load(t) < 0) { hwloc_topology_destroy(t); return -1; }
-    hwloc_obj_type_t type = HWLOC_OBJ_CORE;
-    int ncores = hwloc_get_nbobjs_by_type(t, type);
-    if (ncores <= 0) { type = HWLOC_OBJ_PU; ncores = hwloc_get_nbobjs_by_type(t, type); }
-    for (int i = 0; i < n; i++) {
-        CPU_ZERO(&sets[i]);
-        hwloc_obj_t o = ncores > 0 ? hwloc_get_obj_by_type(t, type, (unsigned)(i % ncores)) : NULL;
-        if (!o || hwloc_cpuset_to_glibc_sched_affinity(t, o->cpuset, &sets[i], sizeof sets[i]) < 0)
-            CPU_ZERO(&sets[i]);    /* unknown: leave the child unpinned */
-    }
-    hwloc_topology_destroy(t);
-    return 0;
+    *topo = NULL;
+    *plan = NULL;
+    if (qp_topo_load(NULL, topo)) return;
+    qp_place own;
+    int rc = qp_topo_bound_cores(*topo, &own);
+    if (qp_topo_plan_in(*topo, rc ? NULL : &own, n, 1, plan)) *plan = NULL;
+    qp_place_clear(&own);
 }
 
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
@@ -79,14 +73,15 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
         self = exe;
     }
     workers = calloc((size_t)n, sizeof *workers);
-    cpu_set_t *sets = calloc((size_t)n, sizeof *sets);
+    qp_topo *topo = NULL;
+    qp_plan *plan = NULL;
     /* argv: exe serve -p ADDR -s 0 --parent-fd FD --timeout MS (--load X)* NULL */
     int argc = 10 + 2 * o->nloads;
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
     char fdbuf[16], msbuf[16], listen[128];
-    if (!workers || !sets || !argv) goto nomem;
+    if (!workers || !argv) goto nomem;
     if (pipe2(p, O_CLOEXEC) < 0) { snprintf(err, errlen, "pipe: %s", strerror(errno)); goto fail; }
-    cpusets(n, sets);
+    plan_workers(n, &topo, &plan);
     snprintf(fdbuf, sizeof fdbuf, "%d", p[0]);
     snprintf(msbuf, sizeof msbuf, "%d", o->timeout_ms);
     int a = 0;
@@ -104,10 +99,13 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
         pid_t pid = fork();
         if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); goto fail; }
         if (pid == 0) {
-            /* only async-signal-safe calls until exec */
+            /* Async-signal-safe calls until exec, but for the binding: it
+             * allocates, which glibc's fork keeps safe. This child has one
+             * thread, so binding the thread binds the process, without
+             * hwloc's walk over /proc/self/task. */
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != parent) _exit(1);
-            if (CPU_COUNT(&sets[i]) > 0) sched_setaffinity(0, sizeof sets[i], &sets[i]);
+            if (plan) qp_topo_bind(topo, &plan->worker[i], true);
             fcntl(p[0], F_SETFD, 0);    /* the read end survives exec */
             execv(self, argv);
             _exit(127);
@@ -118,7 +116,8 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
     close(p[0]);
     pipe_w = p[1];
     free(argv);
-    free(sets);
+    qp_plan_free(plan);
+    qp_topo_free(topo);
     atexit(qp__procs_stop);
     return 0;
 nomem:
@@ -127,7 +126,8 @@ fail:
     if (p[0] >= 0) close(p[0]);
     if (p[1] >= 0) close(p[1]);
     free(argv);
-    free(sets);
+    qp_plan_free(plan);
+    qp_topo_free(topo);
     qp__procs_stop();
     return QP_EIO;
 }
