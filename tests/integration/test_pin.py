@@ -150,9 +150,21 @@ def test_bad_core_list_is_a_usage_error_before_listening():
 
 # ------------------------------------------------------------ processes
 
+def execd(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"--parent-fd" in f.read()
+    except FileNotFoundError:
+        return False
+
+
 def worker_pids(s, n):
-    assert wait_for(lambda: len(harness.children(s.proc.pid)) == n, timeout=30), \
-        harness.children(s.proc.pid)
+    """The n worker processes, once each has exec'd: a child binds itself
+    between fork and exec, so before that it still has the parent's set."""
+    def ready():
+        kids = harness.children(s.proc.pid)
+        return len(kids) == n and all(execd(k) for k in kids)
+    assert wait_for(ready, timeout=30), harness.children(s.proc.pid)
     return harness.children(s.proc.pid)
 
 
