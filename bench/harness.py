@@ -96,6 +96,13 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def install_nodeq():
+    """node-q from npm into bench/node_modules, once (before machine() reads
+    its version)."""
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "node-q")):
+        sh(["npm", "install", "--no-audit", "--no-fund", "--no-save", "node-q"], cwd=HERE, timeout=300)
+
+
 def machine():
     info = {}
     info["date"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -167,8 +174,6 @@ def codec(quick):
     table = _qpeach.dumps({"sym": np.array(["IBM" if i % 2 else "MSFT" for i in range(10)], dtype=object),
                            "price": 100.0 + np.arange(10), "size": 10 * np.arange(10, dtype=np.int64)})
     nq = {}
-    if not os.path.isdir(os.path.join(HERE, "node_modules", "node-q")):
-        sh(["npm", "install", "--no-audit", "--no-fund", "--no-save", "node-q"], cwd=HERE, timeout=300)
     with tempfile.NamedTemporaryFile(suffix=".qipc") as tf:
         tf.write(table)
         tf.flush()
@@ -455,6 +460,8 @@ def main():
     mode = "quick" if a.quick else "full"
     cmd = "make bench-quick" if a.quick else "make bench"
     sections = (a.only or "codec,latency,overhead,workloads,growth").split(",")
+    if "codec" in sections:
+        install_nodeq()
     info = machine()
     log("machine:", json.dumps(info))
     for s in sections:
