@@ -9,6 +9,14 @@
  * blocks so background load hits both alike. Target (issue 3): echo p50
  * at most 1.3x TCP p50.
  *
+ * Placement: with two or more CPUs, the client runs on the first and every
+ * server-side thread (the bare echo thread, the server's loop and its
+ * secondary threads) on the second, as a client and a server process on
+ * different cores would. Left to the kernel, a pair of threads that share
+ * a core hands off in ~13 us and a pair split across cores in ~60 us, and
+ * which one the floor and the echo each got decided the ratio (seen: 0.3x
+ * and 4.5x in consecutive runs of the same build).
+ *
  * The same floors over a unix socket (a second in-process server listening
  * on unix:), and memcpy of the request + response bytes, so one program
  * gives every latency floor the harness (bench/harness.py) compares with.
@@ -26,6 +34,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +48,38 @@
 #include "qpeach/server.h"
 
 #define BLOCK 500
+
+static int client_cpu = -1, server_cpu = -1;
+
+/* Binds the calling thread to cpu (no-op for -1). */
+static void pin_self(int cpu)
+{
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* The first two CPUs this process may use, if it has two. */
+static void choose_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set)) return;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set)) continue;
+        if (client_cpu < 0) client_cpu = c;
+        else { server_cpu = c; return; }
+    }
+    client_cpu = -1;            /* one CPU: leave placement to the kernel */
+}
+
+static void server_thread_start_cb(int index, void *data)
+{
+    (void)index;
+    (void)data;
+    pin_self(server_cpu);
+}
 
 static double now_us(void)
 {
@@ -75,6 +116,7 @@ static int io_all(int fd, void *p, size_t n, bool wr)
 static void *tcp_serve(void *arg)
 {
     tcp_peer *t = arg;
+    pin_self(server_cpu);
     int fd = accept(t->lfd, NULL, NULL);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* fails harmlessly on unix */
@@ -87,6 +129,7 @@ static void *tcp_serve(void *arg)
 
 static void *loop_main(void *s)
 {
+    pin_self(server_cpu);
     qp_server_run(s);
     return NULL;
 }
@@ -231,7 +274,8 @@ static double run_case(const char *addr, const char *unix_path, const char *labe
 
 static qp_server *start_server(const char *listen, pthread_t *loop)
 {
-    qp_server_opts o = { .listen = listen, .secondary = 1 };
+    qp_server_opts o = { .listen = listen, .secondary = 1,
+                         .on_thread_start = server_thread_start_cb };
     qp_server *s = NULL;
     char err[256];
     if (qp_server_new(&o, &s, err, sizeof err)) {
@@ -252,6 +296,10 @@ int main(int argc, char **argv)
         else rounds = atoi(argv[i]);
     }
     if (rounds < 100) rounds = 100;
+    choose_cpus();
+    pin_self(client_cpu);
+    if (client_cpu >= 0)
+        printf("placement: client on CPU %d, server threads on CPU %d\n\n", client_cpu, server_cpu);
     char upath[64], ufloor[64], ulisten[80];
     snprintf(upath, sizeof upath, "/tmp/qp-bench-lat-%d.sock", (int)getpid());
     snprintf(ufloor, sizeof ufloor, "/tmp/qp-bench-floor-%d.sock", (int)getpid());
