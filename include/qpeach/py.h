@@ -103,7 +103,11 @@ typedef struct qp_py_opts {
 
 /* Starts the worker processes (o->procs > 0) and
  * registers .qp.import, .qp.def, .qp.call, .qp.callk, .qp.apply, .qp.load,
- * .qp.peach, .qp.timeout. Python itself starts on the server's main
+ * .qp.peach, .qp.timeout, and with worker processes a .qp.set that also
+ * forwards the global to them (over the server's built-in). Worker
+ * processes that die are restarted with all of that replayed (procs.c).
+ * Inside Python functions, qtable(name, ...) and qget(name) read the
+ * server's tables and globals. Python itself starts on the server's main
  * thread at the first of these calls (or at that thread's start with
  * QPEACH_PY_EAGER=1 when on_thread_start is qp_py_thread_start_cb). o may
  * be NULL. Returns 0, or a negative code with a message in err. */

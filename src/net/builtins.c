@@ -6,8 +6,12 @@
  *   .qp.info[]         `version`pid`python`secondary`cores`tables!(...);
  *                      python is the string in the global `.qp.python`,
  *                      which the Python module sets when it starts, and ""
- *                      until then
+ *                      until then; cores are those this server may use
+ *                      (its binding: --pin, taskset, `qpeach run`), counted
+ *                      as `qpeach topo` counts cores
  *   .qp.set[name;v]    defines the global name (symbol or string); returns name
+ *                      (with -s -N the py module replaces it with one that
+ *                      also forwards the value to its worker processes)
  *   .qp.get name       the global's value, or q's error 'name
  *   .qp.tables[]       names of globals that are tables (symbol vector)
  *   .qp.count t        rows of table t (a name, or a value)
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qpeach/topo.h"
 #include "srv.h"
 
 #ifndef QPEACH_VERSION
@@ -168,6 +173,26 @@ static qp_value *fn_ping(qp_server *s, qp_value *args, void *data)
     return qp_bool(true);
 }
 
+/* The machine's topology, read once (hwloc takes milliseconds, and this
+ * runs on the loop); read-only afterwards, so threads share it. */
+static qp_topo *info_topo;
+static pthread_once_t info_once = PTHREAD_ONCE_INIT;
+static void info_topo_load(void)
+{
+    if (qp_topo_load(NULL, &info_topo)) info_topo = NULL;
+}
+
+/* The cores this process is bound to now; the online CPUs when hwloc
+ * cannot tell. */
+static long usable_cores(void)
+{
+    pthread_once(&info_once, info_topo_load);
+    qp_place pl;
+    long n = info_topo && qp_topo_bound_cores(info_topo, &pl) == 0 ? pl.ncores : 0;
+    if (info_topo) qp_place_clear(&pl);
+    return n > 0 ? n : sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static qp_value *fn_info(qp_server *s, qp_value *args, void *data)
 {
     (void)args; (void)data;
@@ -176,7 +201,7 @@ static qp_value *fn_info(qp_server *s, qp_value *args, void *data)
     qp_value *py = qp_server_get(s, ".qp.python");
     if (!py) py = qp_string("", 0);
     qp_value *v = qp_list(6, qp_cstring(QPEACH_VERSION), qp_long(getpid()), py,
-                          qp_long(s->opts.secondary), qp_long(sysconf(_SC_NPROCESSORS_ONLN)),
+                          qp_long(s->opts.secondary), qp_long(usable_cores()),
                           qp_server_tables(s));
     if (!k || !v) goto oom;
     for (int i = 0; i < 6; i++) {

@@ -3,10 +3,13 @@
  * The server re-executes itself N times as `qpeach serve` on unix sockets
  * (/tmp/qpeach-<pid>-w<i>.sock), each pinned to one core (a topo.h plan
  * of N workers x 1 core over the cores this server is bound to, so --pin
- * or a scheduler's binding holds for them too; the child binds itself
- * before exec, so every thread it starts inherits it), with the same
- * --load tables and timeout. Functions and libraries follow as they are
- * defined: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.timeout.
+ * or a scheduler's binding holds for them too; the child sets its CPU
+ * affinity before exec, so every thread it starts inherits it), with the
+ * same --load tables and timeout. What clients tell the server later
+ * follows: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.set/
+ * .qp.timeout through qp__procs_broadcast, which also keeps them in a
+ * history (the latest .qp.def/.qp.set/.qp.load per name, the latest
+ * timeout, every import) to replay to a restarted worker.
  *
  * Children never outlive the server: PR_SET_PDEATHSIG (SIGTERM) covers a
  * crash of the parent, and a pipe whose write end only the parent holds
@@ -14,14 +17,24 @@
  *
  * .qp.peach hands items out dynamically: one dispatcher thread per worker
  * takes the next item as soon as its worker answered the previous one.
+ *
+ * A worker that dies is restarted: same core, argv (--load) and history.
+ * During peach its in-flight item goes back to a queue that every
+ * dispatcher (its own too, once the worker is back) takes from first; an
+ * item that has killed its worker QP_PEACH_TRIES times ends the call with
+ * an error naming the item and how the process ended. Restarts are done
+ * by the thread running peach or the broadcast (the server's Python
+ * thread), never by a dispatcher: PR_SET_PDEATHSIG fires when the thread
+ * that forked ends, and dispatchers end with each peach. A worker found
+ * dead between calls is restarted at the next peach or broadcast.
  */
 #include "pyint.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,37 +46,104 @@
 #include "qpeach/conn.h"
 #include "qpeach/topo.h"
 
+/* Deaths of worker processes one peach item may cause before the call
+ * gives up on it. */
+#define QP_PEACH_TRIES 3
+
 typedef struct worker {
-    pid_t pid;
+    pid_t pid;             /* 0: no process (reaped, or a restart failed) */
     char addr[128];        /* "unix:/tmp/qpeach-..." */
     qp_conn *c;            /* opened at first use */
-    bool dead;
+    bool pinned;
+    cpu_set_t cpus;        /* its core's PUs, when pinned */
+    bool want;             /* peach: its dispatcher waits for a restart */
+    bool down;             /* peach: a restart failed; no more items */
+    char cause[160];       /* how its last process ended */
 } worker;
 
 static worker *workers;
 static int nworkers;
+static int pipe_r = -1;    /* the children's end, kept to start new ones */
 static int pipe_w = -1;    /* the parent's end: closing it ends the workers */
+static char **wargv;       /* the workers' argv; [3] is set per worker */
+static char *wexe;
+static qp_value **hist;    /* messages to replay to a restarted worker */
+static int nhist, caphist;
 
 int qp__procs_count(void) { return nworkers; }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
 /* ---- start ---- */
 
-/* N workers x 1 core inside this process's cores (*plan NULL when the
- * topology cannot be read: the children then run unpinned). */
-static void plan_workers(int n, qp_topo **topo, qp_plan **plan)
+/* "0-1,4" (OS PU indices, as qp_place_pus prints) into *set; false when
+ * there is nothing to bind to. */
+static bool parse_pus(const char *s, cpu_set_t *set)
 {
-    *topo = NULL;
-    *plan = NULL;
-    if (qp_topo_load(NULL, topo)) return;
+    CPU_ZERO(set);
+    int n = 0;
+    while (s && *s >= '0' && *s <= '9') {
+        char *end;
+        long lo = strtol(s, &end, 10), hi = lo;
+        if (*end == '-') hi = strtol(end + 1, &end, 10);
+        for (long p = lo; p <= hi && p < CPU_SETSIZE; p++, n++) CPU_SET((int)p, set);
+        s = *end == ',' ? end + 1 : NULL;
+    }
+    return n > 0;
+}
+
+/* N workers x 1 core inside this process's cores, as CPU sets (workers
+ * unpinned when the topology cannot be read). */
+static void plan_workers(int n)
+{
+    qp_topo *topo = NULL;
+    qp_plan *plan = NULL;
+    if (qp_topo_load(NULL, &topo)) return;
     qp_place own;
-    int rc = qp_topo_bound_cores(*topo, &own);
-    if (qp_topo_plan_in(*topo, rc ? NULL : &own, n, 1, plan)) *plan = NULL;
+    int rc = qp_topo_bound_cores(topo, &own);
+    if (qp_topo_plan_in(topo, rc ? NULL : &own, n, 1, &plan) == 0) {
+        for (int i = 0; i < n; i++) {
+            char *pus = qp_place_pus(topo, &plan->worker[i]);
+            workers[i].pinned = parse_pus(pus, &workers[i].cpus);
+            free(pus);
+        }
+    }
     qp_place_clear(&own);
+    qp_plan_free(plan);
+    qp_topo_free(topo);
+}
+
+/* Forks and execs worker i. Only the thread that lives as long as the
+ * server may call this (see the top of the file). */
+static int spawn(int i, char *err, size_t errlen)
+{
+    worker *w = &workers[i];
+    wargv[3] = w->addr;
+    unlink(w->addr + 5);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); return QP_EIO; }
+    if (pid == 0) {
+        /* Async-signal-safe calls only until exec: the parent has threads. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
+        if (w->pinned) sched_setaffinity(0, sizeof w->cpus, &w->cpus);
+        fcntl(pipe_r, F_SETFD, 0);    /* the read end survives exec */
+        execv(wexe, wargv);
+        _exit(127);
+    }
+    w->pid = pid;
+    w->cause[0] = 0;
+    return 0;
 }
 
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
 {
-    int n = o->procs, p[2] = {-1, -1};
+    int n = o->procs, p[2];
     char exe[4096];
     const char *self = o->exe;
     if (!self) {
@@ -73,68 +153,43 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
         self = exe;
     }
     workers = calloc((size_t)n, sizeof *workers);
-    qp_topo *topo = NULL;
-    qp_plan *plan = NULL;
     /* argv: exe serve -p ADDR -s 0 --parent-fd FD --timeout MS (--load X)* NULL */
     int argc = 10 + 2 * o->nloads;
-    char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    char fdbuf[16], msbuf[16], listen[128];
-    if (!workers || !argv) goto nomem;
+    wargv = calloc((size_t)argc + 1, sizeof *wargv);
+    wexe = strdup(self);
+    if (!workers || !wargv || !wexe) { snprintf(err, errlen, "out of memory"); goto fail; }
     if (pipe2(p, O_CLOEXEC) < 0) { snprintf(err, errlen, "pipe: %s", strerror(errno)); goto fail; }
-    plan_workers(n, &topo, &plan);
-    snprintf(fdbuf, sizeof fdbuf, "%d", p[0]);
+    pipe_r = p[0];
+    pipe_w = p[1];
+    nworkers = n;
+    pid_t parent = getpid();
+    for (int i = 0; i < n; i++)
+        snprintf(workers[i].addr, sizeof workers[i].addr, "unix:/tmp/qpeach-%d-w%d.sock", (int)parent, i);
+    plan_workers(n);
+    static char fdbuf[16], msbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", pipe_r);
     snprintf(msbuf, sizeof msbuf, "%d", o->timeout_ms);
     int a = 0;
-    argv[a++] = (char *)self; argv[a++] = "serve"; argv[a++] = "-p"; argv[a++] = listen;
-    argv[a++] = "-s"; argv[a++] = "0"; argv[a++] = "--parent-fd"; argv[a++] = fdbuf;
-    argv[a++] = "--timeout"; argv[a++] = msbuf;
-    for (int i = 0; i < o->nloads; i++) { argv[a++] = "--load"; argv[a++] = (char *)o->loads[i]; }
-    argv[a] = NULL;
-    pid_t parent = getpid();
-    for (int i = 0; i < n; i++) {
-        worker *w = &workers[i];
-        snprintf(w->addr, sizeof w->addr, "unix:/tmp/qpeach-%d-w%d.sock", (int)parent, i);
-        snprintf(listen, sizeof listen, "%s", w->addr);
-        unlink(w->addr + 5);
-        pid_t pid = fork();
-        if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); goto fail; }
-        if (pid == 0) {
-            /* Async-signal-safe calls until exec, but for the binding: it
-             * allocates, which glibc's fork keeps safe. This child has one
-             * thread, so binding the thread binds the process, without
-             * hwloc's walk over /proc/self/task. */
-            prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (getppid() != parent) _exit(1);
-            if (plan) qp_topo_bind(topo, &plan->worker[i], true);
-            fcntl(p[0], F_SETFD, 0);    /* the read end survives exec */
-            execv(self, argv);
-            _exit(127);
-        }
-        w->pid = pid;
-        nworkers++;
+    wargv[a++] = wexe; wargv[a++] = "serve"; wargv[a++] = "-p"; wargv[a++] = NULL;
+    wargv[a++] = "-s"; wargv[a++] = "0"; wargv[a++] = "--parent-fd"; wargv[a++] = fdbuf;
+    wargv[a++] = "--timeout"; wargv[a++] = msbuf;
+    for (int i = 0; i < o->nloads; i++) {
+        wargv[a++] = "--load";
+        if (!(wargv[a++] = strdup(o->loads[i]))) { snprintf(err, errlen, "out of memory"); goto fail; }
     }
-    close(p[0]);
-    pipe_w = p[1];
-    free(argv);
-    qp_plan_free(plan);
-    qp_topo_free(topo);
+    for (int i = 0; i < n; i++)
+        if (spawn(i, err, errlen)) goto fail;
     atexit(qp__procs_stop);
     return 0;
-nomem:
-    snprintf(err, errlen, "out of memory");
 fail:
-    if (p[0] >= 0) close(p[0]);
-    if (p[1] >= 0) close(p[1]);
-    free(argv);
-    qp_plan_free(plan);
-    qp_topo_free(topo);
-    qp__procs_stop();
+    qp__procs_stop();   /* closes the pipe, stops the workers started */
     return QP_EIO;
 }
 
 void qp__procs_stop(void)
 {
     if (pipe_w >= 0) { close(pipe_w); pipe_w = -1; }
+    if (pipe_r >= 0) { close(pipe_r); pipe_r = -1; }
     for (int i = 0; i < nworkers; i++) {
         worker *w = &workers[i];
         qp_conn_close(w->c);
@@ -150,49 +205,193 @@ void qp__procs_stop(void)
     free(workers);
     workers = NULL;
     nworkers = 0;
+    if (wargv) {
+        for (int a = 11; wargv[a - 1] && wargv[a]; a += 2) free(wargv[a]);   /* the --load values */
+        free(wargv);
+        wargv = NULL;
+    }
+    free(wexe);
+    wexe = NULL;
+    for (int i = 0; i < nhist; i++) qp_unref(hist[i]);
+    free(hist);
+    hist = NULL;
+    nhist = caphist = 0;
 }
 
-/* ---- connections ---- */
+/* ---- processes ---- */
 
-/* Opens w's connection, waiting up to 30 s for the child to listen. */
+static void describe(int st, char *buf, size_t n)
+{
+    if (WIFSIGNALED(st)) snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else if (WIFEXITED(st)) snprintf(buf, n, "exited with status %d", WEXITSTATUS(st));
+    else snprintf(buf, n, "ended (wait status %#x)", st);
+}
+
+/* Closes w's connection and waits for its process, killing it if it does
+ * not end within 2 s (a broken connection to a live worker: it cannot be
+ * trusted any more). Records how it ended in w->cause. Any thread. */
+static void reap(worker *w)
+{
+    qp_conn_close(w->c);
+    w->c = NULL;
+    if (w->pid <= 0) return;
+    /* The socket closes before the process is a zombie: give it time to
+     * finish dying so the cause is its own, not our SIGKILL. */
+    int st = 0;
+    pid_t r = 0;
+    for (int t = 0; t < 200 && (r = waitpid(w->pid, &st, WNOHANG)) == 0; t++) sleep_ms(10);
+    if (r == 0) { kill(w->pid, SIGKILL); r = waitpid(w->pid, &st, 0); }
+    if (r == w->pid) describe(st, w->cause, sizeof w->cause);
+    else if (!w->cause[0]) snprintf(w->cause, sizeof w->cause, "lost (%s)", strerror(errno));
+    w->pid = 0;
+}
+
+/* Opens w's connection, waiting up to 30 s for the child to listen.
+ * Returns NULL, or an error value. */
 static qp_value *connect_worker(worker *w, int i)
 {
     if (w->c) return NULL;
-    if (w->dead) return qp_error("qp.peach: worker process %d is gone", i);
+    if (w->pid <= 0) return qp_error("qp.peach: worker process %d is gone: %s", i, w->cause);
     char err[256] = "";
     for (int t = 0; t < 600; t++) {
         if (qp_conn_open(w->addr, NULL, &w->c, err, sizeof err) == 0) return NULL;
-        if (waitpid(w->pid, NULL, WNOHANG) == w->pid) { w->pid = 0; break; }
-        struct timespec ts = {0, 50000000};
-        nanosleep(&ts, NULL);
+        int st;
+        if (waitpid(w->pid, &st, WNOHANG) == w->pid) {
+            w->pid = 0;
+            describe(st, w->cause, sizeof w->cause);
+            return qp_error("qp.peach: worker process %d did not start: it %s", i, w->cause);
+        }
+        sleep_ms(50);
     }
-    w->dead = true;
+    reap(w);
     return qp_error("qp.peach: worker process %d did not start: %s", i, err);
 }
 
-static qp_value *worker_call(worker *w, int i, const qp_value *msg)
+/* msg on worker i: a new reference, or NULL when the connection failed
+ * (*e then says why: an error value the caller owns). *sent (optional)
+ * tells whether msg reached a worker that was up, i.e. whether a failure
+ * is msg's doing rather than a start that failed. */
+static qp_value *worker_call(int i, const qp_value *msg, qp_value **e, bool *sent)
 {
-    qp_value *e = connect_worker(w, i);
-    if (e) return e;
+    worker *w = &workers[i];
+    if (sent) *sent = false;
+    if ((*e = connect_worker(w, i))) return NULL;
+    if (sent) *sent = true;
     qp_value *r = qp_conn_call(w->c, msg);
     if (!r) {
-        e = qp_error("qp.peach: worker process %d failed: %s", i, qp_conn_errstr(w->c));
-        qp_conn_close(w->c);
-        w->c = NULL;
-        w->dead = true;
-        return e;
+        char why[200];
+        snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c));
+        reap(w);
+        *e = qp_error("qp.peach: worker process %d failed: %s (it %s)", i, why, w->cause);
     }
     return r;
 }
 
+/* A new process for worker i, given the history. Main thread only.
+ * Returns NULL, or an error value (the worker then has no process). */
+static qp_value *restart(int i)
+{
+    worker *w = &workers[i];
+    reap(w);
+    char err[256];
+    if (spawn(i, err, sizeof err)) return qp_error("qp.peach: cannot restart worker process %d: %s", i, err);
+    for (int h = 0; h < nhist; h++) {
+        qp_value *e = NULL, *r = worker_call(i, hist[h], &e, NULL);
+        if (r && qp_is_error(r)) {
+            e = qp_error("qp.peach: restarted worker process %d refused %s: %s", i,
+                         qp_K(hist[h])[0]->s, r->s);
+            reap(w);
+        }
+        qp_unref(r);
+        if (e) return e;
+    }
+    return connect_worker(w, i);   /* no history yet: wait until it listens */
+}
+
+/* Restarts the workers whose process is gone (died since the last call,
+ * or a restart failed). Main thread. Returns the last failure (new
+ * reference) or NULL. */
+static qp_value *revive(void)
+{
+    qp_value *last = NULL;
+    for (int i = 0; i < nworkers; i++) {
+        worker *w = &workers[i];
+        int st;
+        if (w->pid > 0 && waitpid(w->pid, &st, WNOHANG) == w->pid) {
+            w->pid = 0;
+            describe(st, w->cause, sizeof w->cause);
+        }
+        if (w->pid > 0) continue;
+        qp_value *e = restart(i);
+        if (e) { qp_unref(last); last = e; }
+    }
+    return last;
+}
+
+/* ---- history ---- */
+
+/* What a later message of the same kind replaces: the function, and for
+ * def/set/load the name it defines (an interned symbol). NULL key name:
+ * nothing to replace (import) or only the function (timeout). */
+static const char *hist_name(const qp_value *msg, bool *replaces)
+{
+    const char *fn = qp_K(msg)[0]->s;
+    *replaces = true;
+    if (!strcmp(fn, ".qp.timeout")) return NULL;
+    if (strcmp(fn, ".qp.def") && strcmp(fn, ".qp.set") && strcmp(fn, ".qp.load") ) {
+        *replaces = false;
+        return NULL;
+    }
+    const qp_value *x = msg->v.n > 1 ? qp_K(msg)[1] : NULL;
+    if (x && x->type == -QP_SYMBOL) return x->s;
+    if (x && x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
+    if (x && x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
+    *replaces = false;
+    return NULL;
+}
+
+static int record(const qp_value *msg)
+{
+    bool rep, rep2;
+    const char *name = hist_name(msg, &rep);
+    if (rep) {   /* drop the entry this one replaces: a loop of .qp.set keeps one */
+        for (int h = 0; h < nhist; h++) {
+            if (qp_K(hist[h])[0]->s != qp_K(msg)[0]->s || hist_name(hist[h], &rep2) != name) continue;
+            qp_unref(hist[h]);
+            memmove(&hist[h], &hist[h + 1], (size_t)(nhist - h - 1) * sizeof *hist);
+            nhist--;
+            break;
+        }
+    }
+    if (nhist == caphist) {
+        int cap = caphist ? 2 * caphist : 16;
+        qp_value **m = realloc(hist, (size_t)cap * sizeof *m);
+        if (!m) return QP_ENOMEM;
+        hist = m;
+        caphist = cap;
+    }
+    hist[nhist++] = qp_ref((qp_value *)msg);
+    return 0;
+}
+
 qp_value *qp__procs_broadcast(const qp_value *msg)
 {
+    /* a worker that cannot be brought back now gets msg with the history
+     * at the next attempt */
+    qp_unref(revive());
     for (int i = 0; i < nworkers; i++) {
-        qp_value *r = worker_call(&workers[i], i, msg);
-        if (r && qp_is_error(r)) return r;
+        if (workers[i].pid <= 0) continue;
+        qp_value *e = NULL, *r = worker_call(i, msg, &e, NULL);
+        if (!r) {   /* died meanwhile: back with the history, then msg */
+            qp_unref(e);
+            if ((e = restart(i))) { qp_unref(e); continue; }
+            r = worker_call(i, msg, &e, NULL);
+            if (!r) { qp_unref(e); continue; }
+        }
+        if (qp_is_error(r)) return r;
         qp_unref(r);
     }
-    return NULL;
+    return record(msg) ? qp_error("wsfull") : NULL;
 }
 
 /* ---- peach ---- */
@@ -201,11 +400,28 @@ typedef struct pjob {
     const char *fn;
     const qp_value *items;
     qp_value **out;
-    atomic_int_fast64_t next;
-    int64_t n;
+    int64_t n, next;
+    int64_t *queue;        /* items back from a dead worker (<= nworkers) */
+    int nqueue;
+    uint8_t *deaths;       /* per item: worker processes it has killed */
+    qp_value *fatal;       /* set: hand out no more items */
+    int running;           /* dispatchers still going */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 } pjob;
 
 typedef struct parg { pjob *j; int w; } parg;
+
+static int64_t take(pjob *j)
+{
+    int64_t i = -1;
+    pthread_mutex_lock(&j->mu);
+    if (j->fatal) i = -1;
+    else if (j->nqueue) i = j->queue[--j->nqueue];
+    else if (j->next < j->n) i = j->next++;
+    pthread_mutex_unlock(&j->mu);
+    return i;
+}
 
 static void *dispatch_main(void *p)
 {
@@ -213,46 +429,99 @@ static void *dispatch_main(void *p)
     pjob *j = a->j;
     worker *w = &workers[a->w];
     int64_t i;
-    while (!w->dead && (i = atomic_fetch_add(&j->next, 1)) < j->n) {
+    while ((i = take(j)) >= 0) {
         qp_value *it = qp_item(j->items, i);
         qp_value *msg = it ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(j->fn), qp_list(1, it)) : NULL;
-        j->out[i] = msg ? worker_call(w, a->w, msg) : NULL;
+        bool sent = false;   /* a failed (re)start is not the item's doing */
+        qp_value *e = NULL, *r = msg ? worker_call(a->w, msg, &e, &sent) : NULL;
         qp_unref(msg);
+        if (r) { j->out[i] = r; continue; }
+        pthread_mutex_lock(&j->mu);
+        if (!e) {
+            if (!j->fatal) j->fatal = qp_error("wsfull");
+        } else if (sent && ++j->deaths[i] >= QP_PEACH_TRIES) {
+            if (!j->fatal)
+                j->fatal = qp_error("qp.peach: item %lld killed its worker process %d times; last: worker "
+                                    "process %d %s", (long long)i, QP_PEACH_TRIES, a->w, w->cause);
+        } else {
+            j->queue[j->nqueue++] = i;
+        }
+        qp_unref(e);
+        if (w->pid <= 0 || !w->c) {   /* wait for the peach thread to restart it */
+            w->want = true;
+            pthread_cond_broadcast(&j->cv);
+            while (w->want) pthread_cond_wait(&j->cv, &j->mu);
+        }
+        bool down = w->down;
+        pthread_mutex_unlock(&j->mu);
+        if (down) break;
     }
+    pthread_mutex_lock(&j->mu);
+    j->running--;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
     return NULL;
 }
 
 qp_value *qp__procs_peach(const char *fn, const qp_value *items)
 {
     int64_t n = items->v.n;
-    qp_value *out = qp_vector(QP_LIST, n);
+    qp_value *out = qp_vector(QP_LIST, n), *lost = NULL;
     pthread_t *th = calloc((size_t)nworkers, sizeof *th);
     parg *args = calloc((size_t)nworkers, sizeof *args);
-    if (!out || !th || !args) { free(th); free(args); qp_unref(out); return NULL; }
-    pjob j = {.fn = fn, .items = items, .out = qp_K(out), .n = n};
-    atomic_init(&j.next, 0);
+    pjob j = {.fn = fn, .items = items, .n = n};
+    j.queue = calloc((size_t)nworkers, sizeof *j.queue);
+    j.deaths = calloc((size_t)(n ? n : 1), 1);
+    if (!out || !th || !args || !j.queue || !j.deaths) goto done;
+    j.out = qp_K(out);
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
     /* The dispatchers only wait on sockets: let other Python threads run. */
     PyThreadState *ts = PyEval_SaveThread();
-    int started = 0;
+    lost = revive();
+    pthread_mutex_lock(&j.mu);
     for (int i = 0; i < nworkers; i++) {
+        workers[i].down = workers[i].want = false;
         args[i] = (parg){&j, i};
-        if (pthread_create(&th[started], NULL, dispatch_main, &args[i]) == 0) started++;
+        if (workers[i].pid > 0 && pthread_create(&th[i], NULL, dispatch_main, &args[i]) == 0) {
+            j.running++;
+            args[i].j = &j;
+        } else {
+            args[i].j = NULL;
+        }
     }
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    /* Restarts on request, here: this thread lives as long as the server. */
+    while (j.running > 0) {
+        int k = -1;
+        for (int i = 0; i < nworkers && k < 0; i++) if (workers[i].want) k = i;
+        if (k < 0) { pthread_cond_wait(&j.cv, &j.mu); continue; }
+        pthread_mutex_unlock(&j.mu);
+        qp_value *e = restart(k);
+        pthread_mutex_lock(&j.mu);
+        if (e) { workers[k].down = true; qp_unref(lost); lost = e; }
+        workers[k].want = false;
+        pthread_cond_broadcast(&j.cv);
+    }
+    pthread_mutex_unlock(&j.mu);
+    for (int i = 0; i < nworkers; i++) if (args[i].j) pthread_join(th[i], NULL);
     PyEval_RestoreThread(ts);
+    pthread_mutex_destroy(&j.mu);
+    pthread_cond_destroy(&j.cv);
+done:
     free(th);
     free(args);
-    for (int64_t i = 0; i < n; i++) {
-        if (!qp_K(out)[i]) {   /* never run: every worker is gone */
-            qp_unref(out);
-            return qp_error("qp.peach: no worker process left");
-        }
-        if (qp_is_error(qp_K(out)[i])) {
-            qp_value *e = qp_ref(qp_K(out)[i]);
-            qp_unref(out);
-            return e;
-        }
+    free(j.queue);
+    free(j.deaths);
+    if (!out || !j.out) { qp_unref(out); qp_unref(lost); qp_unref(j.fatal); return NULL; }
+    qp_value *err = j.fatal;
+    for (int64_t i = 0; !err && i < n; i++) {   /* q's peach signals the first error */
+        if (!qp_K(out)[i])   /* never run: every worker is gone */
+            err = qp_error("qp.peach: no worker process left to run item %lld%s%s", (long long)i,
+                           lost ? "; " : "", lost ? lost->s : "");
+        else if (qp_is_error(qp_K(out)[i])) err = qp_ref(qp_K(out)[i]);
     }
+    qp_unref(lost);
+    if (err) { qp_unref(out); return err; }
     return qp__collapse(out);
 }
 

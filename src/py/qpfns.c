@@ -1,10 +1,15 @@
 /* src/py/qpfns.c - the `.qp` functions that run Python, registered into a
- * qp_server: import, def, call, callk, apply, load, peach, timeout.
+ * qp_server: import, def, call, callk, apply, load, peach, timeout; with
+ * worker processes also set.
  *
  * All run on the server's main thread (QP_EXEC_MAIN), where Python lives.
  * With worker processes (-s -N), every call that changes what a worker
- * knows (import, def, load, timeout) is applied here first and then sent
- * to each worker, so the workers stay copies of this server.
+ * knows (import, def, load, set, timeout) is applied here first and then
+ * sent to each worker, so the workers stay copies of this server. For
+ * .qp.set that means replacing the server's built-in (src/net/builtins.c,
+ * run on the event loop) with fn_set below, on this thread: it stores
+ * the global the same way (qp_server_set) and forwards it. Servers
+ * without worker processes keep the built-in.
  *
  * Peach, threads mode (-s N): items are handed to the secondary threads
  * (and this one) through qp_server_parallel; each item takes the GIL for
@@ -85,12 +90,33 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
 static PyMethodDef qtable_def = {"qtable", (PyCFunction)(void (*)(void))py_qtable,
                                  METH_VARARGS | METH_KEYWORDS, "A server-resident table."};
 
+/* qget(name): any global of this server (.qp.set, .qp.load, --load) as
+ * Python sees an argument of that value; KeyError when there is none.
+ * With -s -N the workers hold copies (.qp.set and .qp.load are forwarded),
+ * so a function run by peach reads what the client set. */
+static PyObject *py_qget(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    qp_value *v = qp_server_get(server, name);
+    if (!v) return PyErr_Format(PyExc_KeyError, "qget: no global '%s' on this server", name);
+    PyObject *r = qp_py_from_q(v, 0);
+    qp_unref(v);
+    return r;
+}
+
+static PyMethodDef qget_def = {"qget", py_qget, METH_VARARGS, "A server global."};
+
 static void python_started(void)
 {
     if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
-    PyObject *f = PyCFunction_New(&qtable_def, NULL);
-    if (!f || qp__lib_set("qtable", f) < 0) PyErr_Clear();
-    Py_XDECREF(f);
+    PyMethodDef *defs[] = {&qtable_def, &qget_def};
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        PyObject *f = PyCFunction_New(defs[i], NULL);
+        if (!f || qp__lib_set(defs[i]->ml_name, f) < 0) PyErr_Clear();
+        Py_XDECREF(f);
+    }
 }
 
 static qp_value *need_python(void)
@@ -201,6 +227,18 @@ static qp_value *fn_load(qp_server *s, qp_value *args, void *data)
     if (!name || !path) return qp_error("qp.load: takes [name; path] (symbols or strings)");
     if (*path == ':') path++;   /* q's file symbol `:path */
     return forward(load_table(name, path), ".qp.load", args);
+}
+
+/* ---- .qp.set (with worker processes) ---- */
+
+static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    const qp_value *x = arg(args, 0);
+    const char *name = x->type == -QP_CHAR ? qp_sym_intern(&x->c, 1) : sym_arg(x);
+    if (!name || !*name) return qp_error("type: .qp.set takes a name (symbol or string) and a value");
+    if (qp_server_set(s, name, qp_ref(arg(args, 1)))) return NULL;
+    return forward(qp_symbol(name), ".qp.set", args);
 }
 
 /* ---- .qp.apply ---- */
@@ -420,6 +458,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", 2, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
     };
+    int rc0;
     server = s;
     if (o) opts = *o;
     else opts.parent_fd = -1;
@@ -433,6 +472,10 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
             snprintf(err, errlen, "cannot register %s: %s", fns[i].name, qp_strerror(rc));
             return rc;
         }
+    }
+    if (opts.procs > 0 && (rc0 = qp_server_def(s, ".qp.set", 2, QP_EXEC_MAIN, fn_set, NULL)) < 0) {
+        snprintf(err, errlen, "cannot register .qp.set: %s", qp_strerror(rc0));
+        return rc0;
     }
     if (opts.parent_fd >= 0 && qp__procs_watch_parent(opts.parent_fd, s) < 0) {
         snprintf(err, errlen, "cannot watch the parent process");

@@ -11,7 +11,7 @@ import subprocess
 
 import harness
 from harness import QPEACH, free_port, qpeach, wait_for
-from qipc import Conn, Sym
+from qipc import Conn, Sym, Vec
 from test_serve import Server, check_sanitizer_log
 
 
@@ -187,3 +187,64 @@ def test_worker_processes_stay_inside_pin():
     with Server("-s", "-2", "--pin", "1", ready_timeout=60) as s:
         kids = worker_pids(s, 2)
         assert [allowed(k) for k in kids] == [cores[1], cores[1]]
+
+
+def test_restarted_worker_process_keeps_its_core():
+    cores = need_two_cores()
+    with Server("-s", "-2", ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        kids = worker_pids(s, 2)
+        was = {k: allowed(k) for k in kids}
+        os.kill(kids[0], signal.SIGKILL)
+        c.call([Sym(".qp.def"), Sym("pid"), "def pid(x):\n    import os\n    return os.getpid()\n"])
+        got = c.call([Sym(".qp.peach"), Sym("pid"), Vec("j", list(range(8)))])
+        now = [k for k in all_children(s.proc.pid) if execd(k)]
+        assert len(now) == 2 and kids[0] not in now and kids[1] in now, (kids, now)
+        new = [k for k in now if k != kids[0] and k != kids[1]][0]
+        assert allowed(new) == was[kids[0]] and allowed(kids[1]) == was[kids[1]], (was, allowed(new))
+        assert sorted(map(min, [allowed(k) for k in now])) == sorted(map(min, [cores[0], cores[1]]))
+        assert set(got.items) <= set(now), (got, now)
+
+
+def all_children(pid):
+    """Children of every thread of pid: a worker restarted by the server's
+    Python thread is that thread's child, not its first thread's."""
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+# ------------------------------------------------------------ .qp.info
+
+def info_cores(port):
+    with Conn(port=port) as c:
+        info = c.call(".qp.info[]")
+    return info["cores"]
+
+
+def test_info_reports_the_cores_this_server_may_use():
+    cores = need_two_cores()
+    with Server("-s", "2", "--pin", "1") as s:
+        assert info_cores(s.port) == 1
+    with Server("-s", "2", "--pin", "0-1") as s:
+        assert info_cores(s.port) == 2
+    with Server("-s", "2") as s:
+        assert info_cores(s.port) == len(cores)
+    port = free_port()
+    pus = ",".join(map(str, sorted(cores[0])))
+    p = subprocess.Popen(["taskset", "-c", pus, QPEACH, "serve", "-p", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(p.stderr, selectors.EVENT_READ)
+        line = p.stderr.readline() if sel.select(30) else ""
+        assert "listening on" in line, line
+        assert info_cores(port) == 1
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=30)[1]
+    check_sanitizer_log(rest, p.returncode)

@@ -375,6 +375,103 @@ def test_peach_processes_and_children_die_with_parent():
     assert wait_for(gone, timeout=10), pids
 
 
+def process_children(pid):
+    """Every live child of pid. /proc/PID/task/TID/children lists only what
+    thread TID forked: the server starts its workers from its first thread
+    but restarts them from its Python thread (qp-main), so read every task."""
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass    # a thread that just ended
+    return sorted(k for k in kids if os.path.exists(f"/proc/{k}") and
+                  open(f"/proc/{k}/stat").read().split()[2] != "Z")
+
+
+def n_workers(s, n):
+    assert wait_for(lambda: len(process_children(s.proc.pid)) == n, timeout=60), process_children(s.proc.pid)
+    return process_children(s.proc.pid)
+
+
+PEACH = Sym(".qp.peach")
+
+KILLER = """def killer(x):
+    import os
+    if x == 7 and not os.path.exists(MARKER):
+        open(MARKER, 'w').close()
+        os.kill(os.getpid(), 9)
+    if x == 11 and not os.path.exists(MARKER + '2'):
+        open(MARKER + '2', 'w').close()
+        os._exit(3)
+    return [int(np.int64(x) * 3 + len(qtable('t')['px'])), os.getpid()]
+"""
+
+
+def test_peach_processes_restart_a_dead_worker_and_requeue_its_item():
+    d = tmpdir()
+    csv = os.path.join(d, "t.csv")
+    with open(csv, "w") as f:
+        f.write("sym,px\nibm,1.5\nmsft,2.5\n")
+    marker = os.path.join(d, "died")
+    with Server("-s", "-2", "--load", f"t={csv}", ready_timeout=60) as s, \
+            Conn(port=s.port, timeout=120) as c:
+        assert c.call([Sym(".qp.import"), {"np": Sym("numpy")}]) == Vec("s", ["np"])
+        define(c, "killer", KILLER.replace("MARKER", repr(marker)))
+        first = n_workers(s, 2)
+        got = c.call([PEACH, Sym("killer"), Vec("j", list(range(30)))])
+        # item 7 killed one worker (SIGKILL), item 11 one (exit 3): both ran again
+        assert os.path.exists(marker) and os.path.exists(marker + "2")
+        assert [g.items[0] for g in got] == [3 * i + 2 for i in range(30)], got
+        after = n_workers(s, 2)
+        assert len(set(after) - set(first)) >= 1, (first, after)
+        # the restarted workers have the table, numpy and the function, and
+        # pid-for-pid the results came from live workers of this server
+        got = c.call([PEACH, Sym("killer"), Vec("j", list(range(40)))])
+        assert [g.items[0] for g in got] == [3 * i + 2 for i in range(40)], got
+        assert {g.items[1] for g in got} <= set(after), (got, after)
+        assert n_workers(s, 2) == after
+
+
+def test_peach_processes_give_up_on_an_item_that_always_kills():
+    with Server("-s", "-2", ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        define(c, "doom", "def doom(x):\n    import os\n    if x == 4:\n        os.kill(os.getpid(), 9)\n"
+                          "    return x\n")
+        expect_error(lambda: c.call([PEACH, Sym("doom"), Vec("j", list(range(10)))]),
+                     "item 4", "killed its worker process 3 times", "killed by signal 9")
+        n_workers(s, 2)
+        assert c.call([PEACH, Sym("doom"), Vec("j", [1, 2, 3])]) == Vec("j", [1, 2, 3])
+
+
+def test_peach_processes_see_qp_set_globals():
+    with Server("-s", "-2", ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        assert c.call([Sym(".qp.set"), Sym("k"), 42]) == Sym("k")
+        define(c, "rd", "def rd(x):\n    return qget('k') + x\n")
+        define(c, "where", "def where(x):\n    import os\n    return os.getpid()\n")
+        assert c.call([PEACH, Sym("rd"), Vec("j", [1, 2, 3])]) == Vec("j", [43, 44, 45])
+        assert c.call([Sym(".qp.set"), "k", 50]) == Sym("k")     # a string name, a new value
+        assert c.call([Sym(".qp.get"), Sym("k")]) == 50
+        assert c.call([PEACH, Sym("rd"), Vec("j", [1, 2])]) == Vec("j", [51, 52])
+        assert c.call([Sym(".qp.set"), Sym("v"), Vec("f", [1.5, 2.5])]) == Sym("v")
+        define(c, "vs", "def vs(x):\n    return float(qget('v').sum()) * x\n")
+        assert c.call([PEACH, Sym("vs"), Vec("j", [1, 2])]) == Vec("f", [4.0, 8.0])
+        define(c, "miss", "def miss(x):\n    return qget('nope')\n")
+        expect_error(lambda: c.call([PEACH, Sym("miss"), Vec("j", [1])]), "KeyError", "nope")
+        # a worker killed between calls comes back with the latest k
+        kids = n_workers(s, 2)
+        os.kill(kids[0], signal.SIGKILL)
+        assert wait_for(lambda: kids[0] not in process_children(s.proc.pid), timeout=10)
+        got = c.call([PEACH, Sym("rd"), Vec("j", list(range(20)))])
+        assert got == Vec("j", [50 + i for i in range(20)]), got
+        assert len(n_workers(s, 2)) == 2
+        assert set(c.call([PEACH, Sym("where"), Vec("j", list(range(20)))]).items) <= set(n_workers(s, 2))
+    with Server() as s, Conn(port=s.port) as c:     # no workers: the built-in, and qget
+        assert c.call([Sym(".qp.set"), Sym("k"), 7]) == Sym("k")
+        define(c, "rd", "def rd(x):\n    return qget('k') + x\n")
+        assert call(c, "rd", 1) == 8
+
+
 # ------------------------------------------------------------ timeout
 
 def test_timeout_cuts_off_a_runaway_call():
