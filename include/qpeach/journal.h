@@ -39,8 +39,9 @@ enum qp_journal_state {
 /* Opens (creating or truncating) the journal at path. With resume, an
  * existing journal whose ids and plan match is kept and its records loaded;
  * one that does not match is started over and msg says why. msg also notes
- * a dropped torn record. Returns 0 and *out, or -errno / QP_ENOMEM with
- * msg set. */
+ * a dropped torn record. A new header is written but not yet fsync'd:
+ * the next qp_journal_sync (or append) makes it durable with the first
+ * records. Returns 0 and *out, or -errno / QP_ENOMEM with msg set. */
 int qp_journal_open(const char *path, const qp_journal_id *ids, int nids,
                     const void *plan, size_t planlen, bool resume,
                     qp_journal **out, char *msg, size_t msglen);

@@ -77,8 +77,11 @@ qp_value *qp_py_error(void);
 qp_value *qp_py_import(const qp_value *libs);
 /* Defines (or replaces) function name from code: source text (char
  * vector; decorators stripped) or dill bytes (byte vector). opts: NULL or a
- * dict with symbol keys (`pandas`, `categorical`: booleans). Returns a new
- * reference: the SHA-256 of the code as a 64-char hex string. */
+ * dict with symbol keys (`pandas`, `categorical`: booleans; `reuse`: when
+ * name is already defined from the same code with the same pandas and
+ * categorical options, keep that definition, module state included,
+ * instead of running the code again). Returns a new reference: the SHA-256
+ * of the code as a 64-char hex string. */
 qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts);
 /* Calls function name. args: a list of arguments (general list or vector:
  * each item is one argument, as q's `.`), an atom (one argument), (::) or

@@ -35,7 +35,8 @@
 static bool ready;
 static PyObject *helpers;      /* dict: the helper functions below */
 static PyObject *libs;         /* dict alias -> module */
-static PyObject *funcs;        /* dict name -> (function, namespace, flags) */
+static PyObject *funcs;        /* dict name -> (function, namespace, flags, id, opt flags):
+                                * id and opt flags let `reuse` see an identical definition */
 static PyObject *timeout_exc;  /* qpeach.Timeout */
 
 /* Helpers easier to write in Python than in C; none is on the call path. */
@@ -441,6 +442,12 @@ qp_value *qp_py_import(const qp_value *x)
 
 /* ---- def ---- */
 
+static PyObject *lookup(const char *name)   /* borrowed entry or NULL */
+{
+    return funcs ? PyDict_GetItemString(funcs, name) : NULL;
+}
+
+
 static qp_value *sha256_hex(const void *p, size_t n)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -476,6 +483,20 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
                         qp_type_name(code->type));
     qp_value *id = sha256_hex(code->v.data, (size_t)code->v.n);
     if (!id || qp_is_error(id)) return id;
+    int optflags = (opt_flag(opts, "pandas") ? QP_PY_PANDAS : 0) |
+                   (opt_flag(opts, "categorical") ? QP_PY_CATEGORICAL : 0);
+    if (opt_flag(opts, "reuse")) {
+        /* The same name from the same code with the same options is kept
+         * as it is, module state included: a scheduler re-sending its job's
+         * function to a resident server pays a hash, not a compile and a
+         * module run. Later .qp.import aliases reach it anyway (lib_set). */
+        PyObject *old = lookup(name);
+        if (old && PyTuple_GET_SIZE(old) == 5 &&
+            PyLong_AsLong(PyTuple_GET_ITEM(old, 4)) == optflags &&
+            PyBytes_GET_SIZE(PyTuple_GET_ITEM(old, 3)) == id->v.n &&
+            !memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(old, 3)), id->v.data, (size_t)id->v.n))
+            return id;
+    }
     PyObject *ns = PyDict_Copy(libs), *f = NULL, *entry = NULL;
     PyObject *src = NULL, *pname = PyUnicode_FromString(name);
     if (!ns || !pname) goto fail;
@@ -494,10 +515,10 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
     if (!f) goto fail;
     PyObject *wp = PyObject_CallFunctionObjArgs(PyDict_GetItemString(helpers, "wants_pandas"), f, NULL);
     if (!wp) goto fail;
-    int flags = (PyObject_IsTrue(wp) == 1 || opt_flag(opts, "pandas")) ? QP_PY_PANDAS : 0;
-    if (opt_flag(opts, "categorical")) flags |= QP_PY_CATEGORICAL;
+    int flags = (PyObject_IsTrue(wp) == 1 ? QP_PY_PANDAS : 0) | optflags;
     Py_DECREF(wp);
-    entry = Py_BuildValue("(OOi)", f, ns, flags);
+    entry = Py_BuildValue("(OOiy#i)", f, ns, flags, (const char *)id->v.data, (Py_ssize_t)id->v.n,
+                          optflags);
     if (!entry || PyDict_SetItem(funcs, pname, entry) < 0) goto fail;
     Py_DECREF(entry);
     Py_DECREF(f);
@@ -519,11 +540,6 @@ fail:;
 }
 
 /* ---- call ---- */
-
-static PyObject *lookup(const char *name)   /* borrowed entry or NULL */
-{
-    return funcs ? PyDict_GetItemString(funcs, name) : NULL;
-}
 
 int qp__func_flags(const char *name, int *flags)
 {

@@ -344,8 +344,10 @@ int qp__dispatch(run *r)
     qp__draw_bar(r, true);
     free(pfd);
     free(who);
-    /* Interrupted or done: what was received stays durable either way. */
-    return journal_sync(r) ? QP_RUN_FAILED : result;
+    /* Interrupted: what was received is made durable now. Done: run.c
+     * syncs while the reducer runs (qp__call_one), or before the output. */
+    if (result != QP_RUN_OK) return journal_sync(r) ? QP_RUN_FAILED : result;
+    return QP_RUN_OK;
 failed:
     free(pfd);
     free(who);

@@ -1,11 +1,16 @@
 /* journal.c - the msgpack job journal: header, fsync'd records, torn tails. */
+/* SHA256_Init & co. are deprecated in OpenSSL 3 in favour of EVP, but the
+ * first EVP digest of a process loads openssl.cnf and the default provider:
+ * about 1 ms, plus its teardown at exit, on every `qpeach run` (whose whole
+ * fixed cost is a few ms). The low-level calls need no initialisation. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "qpeach/journal.h"
 #include "qpeach/value.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +37,19 @@ struct qp_journal {
 
 void qp_sha256(const void *data, size_t len, uint8_t out[32])
 {
-    unsigned int n = 32;
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+    /* Not SHA256(): in OpenSSL 3 that one goes through EVP. */
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, data, len);
+    SHA256_Final(out, &ctx);
 }
 
 int qp_sha256_file(const char *path, uint8_t out[32])
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx) { close(fd); return QP_ENOMEM; }
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
     static __thread uint8_t buf[1 << 16];
     int rc = 0;
     for (;;) {
@@ -50,11 +57,9 @@ int qp_sha256_file(const char *path, uint8_t out[32])
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) { rc = -errno; break; }
         if (r == 0) break;
-        EVP_DigestUpdate(ctx, buf, (size_t)r);
+        SHA256_Update(&ctx, buf, (size_t)r);
     }
-    unsigned int n = 32;
-    if (!rc) EVP_DigestFinal_ex(ctx, out, &n);
-    EVP_MD_CTX_free(ctx);
+    if (!rc) SHA256_Final(out, &ctx);
     close(fd);
     return rc;
 }
@@ -103,7 +108,6 @@ static int write_header(int fd, const qp_journal_id *ids, int nids, const void *
     msgpack_pack_bin_body(&pk, plan, planlen);
     int rc = sb.data ? write_all(fd, sb.data, sb.size) : QP_ENOMEM;
     msgpack_sbuffer_destroy(&sb);
-    if (!rc && fsync(fd)) rc = -errno;
     return rc;
 }
 
@@ -315,6 +319,10 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
         }
         rc = write_header(j->fd, ids, nids, plan, planlen);
         if (rc) { snprintf(msg, msglen, "journal %s: %s", path, qp_strerror(rc)); goto fail; }
+        /* Durable with the first records, by the next qp_journal_sync: a
+         * header lost to a power cut before then loses no finished task
+         * (there is none yet), and --resume then starts over. */
+        j->dirty = true;
     }
     *out = j;
     return 0;

@@ -127,8 +127,10 @@ static qp__worker *first_ready(run *r)
     return NULL;
 }
 
-/* One sync call on a ready worker (planning, reducing). New reference or
- * NULL with r->failure set. */
+/* One sync call on a ready worker (planning, reducing). While the worker
+ * computes, journal records not yet durable are fsync'd: after the last
+ * task this is the reducer's time, so the final sync costs the run
+ * nothing. New reference or NULL with r->failure set. */
 qp_value *qp__call_one(run *r, qp_value *msg)
 {
     qp__worker *w = first_ready(r);
@@ -137,10 +139,26 @@ qp_value *qp__call_one(run *r, qp_value *msg)
         qp_unref(msg);
         return NULL;
     }
-    qp_value *v = qp_conn_call(w->c, msg);
+    int rc = qp_conn_send(w->c, msg, QP_MSG_SYNC);
     qp_unref(msg);
-    if (!v) snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
-    return v;
+    if (rc) {
+        snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
+        return NULL;
+    }
+    if (r->journal && (rc = qp_journal_sync(r->journal))) {
+        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        return NULL;
+    }
+    for (;;) {
+        qp_value *v = NULL;
+        int t = QP_MSG_RESPONSE;
+        if (qp_conn_recv(w->c, &v, &t, -1)) {
+            snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
+            return NULL;
+        }
+        if (t == QP_MSG_RESPONSE) return v;
+        qp_unref(v);       /* async chatter; workers send no requests */
+    }
 }
 
 int qp__make_plan(run *r, int slots)

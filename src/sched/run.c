@@ -45,7 +45,9 @@ static int lock_job(run *r, int *fd_out)
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) { /* informational only */ }
+    /* Overwrite, then cut to length: truncating to 0 first would free and
+     * reallocate the file's block on every run. */
+    if (pwrite(fd, pid, (size_t)n, 0) == n && ftruncate(fd, n)) { /* informational only */ }
     free(path);
     *fd_out = fd;
     return 0;
@@ -117,9 +119,10 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
     result = QP_RUN_FAILED;
     if (qp__prepare_input(r, job->part_by == QP_PART_COLUMN && job->file) != 0) goto done;
 
-    /* Workers: start the local ones, connect to all, set them up. */
-    snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/qpeach-run-XXXXXX");
-    if (!mkdtemp(r->tmpdir)) {
+    /* Workers: start the local ones, connect to all, set them up. The
+     * private folder holds local workers' sockets only. */
+    if (local > 0) snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/qpeach-run-XXXXXX");
+    if (local > 0 && !mkdtemp(r->tmpdir)) {
         r->tmpdir[0] = '\0';
         snprintf(r->failure, sizeof r->failure, "temporary folder: %s", strerror(errno));
         goto done;
@@ -228,7 +231,15 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
             qp_unref(v);
             goto done;
         }
-        int rc = qp_output_write(v, job->output, out, err, sizeof err);
+        /* Every result durable before the output exists (a no-op when
+         * the reducer call already synced). */
+        int rc = qp_journal_sync(r->journal);
+        if (rc) {
+            snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+            qp_unref(v);
+            goto done;
+        }
+        rc = qp_output_write(v, job->output, out, err, sizeof err);
         qp_unref(v);
         if (rc) { snprintf(r->failure, sizeof r->failure, "output %s", err); goto done; }
     }
@@ -253,6 +264,8 @@ done:
         qp__say(r, "error", "%s", r->failure);
         r->mode = m;
     }
+    /* A failed merge, reducer or output keeps every finished task. */
+    if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
     for (int i = 0; r->ws && i < r->nw; i++) qp__worker_down(&r->ws[i], true);
     if (r->tmpdir[0]) {
         for (int i = 0; i < r->nw; i++) {

@@ -77,15 +77,17 @@ int qp__prepare_input(run *r, bool need_table);
 /* What must be unchanged for a journal to be resumed: job file, code,
  * input. 0 or a negative code. */
 int qp__job_ids(run *r, qp_journal_id ids[3]);
-/* One sync call on a ready worker; steals msg. New reference, or NULL
- * with r->failure set. */
+/* One sync call on a ready worker; steals msg. Syncs the journal (when
+ * open) while the worker computes. New reference, or NULL with r->failure
+ * set. */
 qp_value *qp__call_one(run *r, qp_value *msg);
 /* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
 int qp__make_plan(run *r, int slots);
 
 /* ---- dispatch.c ---- */
-/* Runs every task not yet done. QP_RUN_OK, QP_RUN_INTERRUPTED, or
- * QP_RUN_FAILED with r->failure set. */
+/* Runs every task not yet done. QP_RUN_OK (the last records may not be
+ * fsync'd yet: the caller syncs before writing the output),
+ * QP_RUN_INTERRUPTED, or QP_RUN_FAILED with r->failure set. */
 int qp__dispatch(run *r);
 
 #endif

@@ -235,17 +235,21 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
             free(m);
             return QP_EARG;
         }
-        if (i == 0 && job->categorical) {
-            /* Symbols as codes + names: no str object per row, and the
-             * function can group by the codes directly. */
-            qp_value *ok = qp_vector(QP_SYMBOL, 1), *on = qp_vector(QP_BOOL, 1);
-            if (ok && on) { qp_S(ok)[0] = qp_sym_intern("categorical", 11); qp_G(on)[0] = 1; }
-            m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), qp_cstring(mod),
-                                         qp_dict(ok, on))
-                              : (qp_unref(ok), qp_unref(on), NULL);
-        } else {
-            m[k++] = qp__call(".qp.def", 2, qp_symbol(fns[i]->name), qp_cstring(mod));
+        /* opts: `reuse` keeps a resident server's definition when it came
+         * from this same code and options (the worker compares the
+         * SHA-256), so a repeated run does not compile and run the module
+         * again; symbols as codes + names (categorical) for the function:
+         * no str object per row, and it can group by the codes directly. */
+        bool cat = i == 0 && job->categorical;
+        qp_value *ok = qp_vector(QP_SYMBOL, cat ? 2 : 1), *on = qp_vector(QP_BOOL, cat ? 2 : 1);
+        if (ok && on) {
+            qp_S(ok)[0] = qp_sym_intern("reuse", 5);
+            qp_G(on)[0] = 1;
+            if (cat) { qp_S(ok)[1] = qp_sym_intern("categorical", 11); qp_G(on)[1] = 1; }
         }
+        m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), qp_cstring(mod),
+                                     qp_dict(ok, on))
+                          : (qp_unref(ok), qp_unref(on), NULL);
         free(mod);
     }
     if (input_path)

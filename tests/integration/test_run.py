@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from qipc import Conn, Sym
 from harness import (QPEACH, ROOT, Server, children, free_port, qpeach, self_signed_cert, tmpdir,
                      wait_for)
 
@@ -227,6 +228,48 @@ def test_servers_over_tls_equal_numpy():
                 merge=m, output={"path": "out/plain.csv"})
         r = run(p)
         assert r.returncode == 1 and "certificate" in r.stderr, r.stderr
+
+
+COUNTING = """import builtins
+builtins.qp_test_execs = getattr(builtins, "qp_test_execs", 0) + 1
+EXEC = builtins.qp_test_execs          # which run of this module defined f
+
+
+def f(t):
+    return EXEC
+"""
+
+
+def test_resident_server_keeps_same_function_between_runs():
+    """A running server that already holds the job's function from the
+    same code and options is not made to run the module again (its module
+    state shows it); changed code, changed options, or a plain .qp.def
+    from another client do run it again."""
+    d = tmpdir()
+    gen(d, rows=1000)
+    csv = os.path.join(d, "trades.csv")
+    mod = write(d, "count.py", COUNTING)
+    with Server("--load", f"trade={csv}") as s:
+        def job_output(symbols="str"):
+            p = job(d, job={"name": "count", "function": "count.py:f", "symbols": symbols},
+                    input={"table": "trade"}, partition={"by": "rows", "pieces": 3},
+                    workers={"servers": s.addr}, merge={"how": "max"}, output={"path": "-"})
+            r = run("--quiet", p)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.strip()
+        assert job_output() == "1"
+        assert job_output() == "1"                 # kept: the module did not run again
+        write(d, "count.py", COUNTING + "# changed\n")
+        assert job_output() == "2"                 # new code: defined again
+        assert job_output() == "2"
+        assert job_output("categorical") == "3"    # other options: defined again
+        assert job_output("categorical") == "3"
+        # .qp.def without reuse always runs the code: the job then keeps that.
+        with open(mod) as f:
+            code = f.read()
+        with Conn(port=s.port) as c:
+            c.call([Sym(".qp.def"), Sym("f"), code, {"categorical": True}])
+        assert job_output("categorical") == "4"
 
 
 def test_column_partitions_concat_equals_numpy():
