@@ -117,11 +117,21 @@ def rss_kb(pid):
 
 
 def children(pid):
+    """Child pids of pid, from every thread: /proc/PID/task/TID/children
+    lists only what thread TID forked (a `qpeach serve -s -N` restarts its
+    workers from its Python thread, not its first one)."""
+    kids = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass    # a thread that just ended
+    return kids
 
 
 # ------------------------------------------------------------ credentials

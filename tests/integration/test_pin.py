@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 import harness
-from harness import QPEACH, free_port, qpeach, wait_for
+from harness import QPEACH, children, free_port, qpeach, wait_for
 from qipc import Conn, Sym, Vec
 from test_serve import Server, check_sanitizer_log
 
@@ -197,25 +197,12 @@ def test_restarted_worker_process_keeps_its_core():
         os.kill(kids[0], signal.SIGKILL)
         c.call([Sym(".qp.def"), Sym("pid"), "def pid(x):\n    import os\n    return os.getpid()\n"])
         got = c.call([Sym(".qp.peach"), Sym("pid"), Vec("j", list(range(8)))])
-        now = [k for k in all_children(s.proc.pid) if execd(k)]
+        now = [k for k in children(s.proc.pid) if execd(k)]
         assert len(now) == 2 and kids[0] not in now and kids[1] in now, (kids, now)
         new = [k for k in now if k != kids[0] and k != kids[1]][0]
         assert allowed(new) == was[kids[0]] and allowed(kids[1]) == was[kids[1]], (was, allowed(new))
         assert sorted(map(min, [allowed(k) for k in now])) == sorted(map(min, [cores[0], cores[1]]))
         assert set(got.items) <= set(now), (got, now)
-
-
-def all_children(pid):
-    """Children of every thread of pid: a worker restarted by the server's
-    Python thread is that thread's child, not its first thread's."""
-    kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return kids
 
 
 # ------------------------------------------------------------ .qp.info

@@ -9,11 +9,10 @@ checked from the raw response bytes (raw_call below)."""
 import os
 import signal
 import struct
-import time
 
 import numpy as np
 
-from harness import Server, tmpdir, wait_for
+from harness import Server, children, tmpdir, wait_for
 from qipc import Conn, Identity, QError, Sym, Table, Vec
 
 DEF = Sym(".qp.def")
@@ -376,16 +375,8 @@ def test_peach_processes_and_children_die_with_parent():
 
 
 def process_children(pid):
-    """Every live child of pid. /proc/PID/task/TID/children lists only what
-    thread TID forked: the server starts its workers from its first thread
-    but restarts them from its Python thread (qp-main), so read every task."""
-    kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(x) for x in f.read().split()]
-        except OSError:
-            pass    # a thread that just ended
+    """Every live (not zombie) child of pid, from all its threads."""
+    kids = children(pid)
     return sorted(k for k in kids if os.path.exists(f"/proc/{k}") and
                   open(f"/proc/{k}/stat").read().split()[2] != "Z")
 
