@@ -3,6 +3,7 @@ cores, -s -N worker processes on one core each. Affinities are read from
 the kernel (/proc/PID/task/TID/status, Cpus_allowed_list), threads are told
 apart by their names (qp-main, qp-sec-N), and cores are mapped to PUs with
 `qpeach topo`, so nothing here trusts the server's own account."""
+import contextlib
 import os
 import re
 import selectors
@@ -113,27 +114,36 @@ def test_without_pin_threads_spread_over_all_cores():
         assert t["qp-main"][0] == set().union(*cores.values()), t
 
 
-def test_without_pin_threads_stay_inside_the_binding_they_were_started_with():
-    """As under `qpeach run`, which binds each local worker before exec:
-    here taskset binds the server to core 1's PUs."""
-    cores = need_two_cores()
+@contextlib.contextmanager
+def serve_under_taskset(pus, *args):
+    """`qpeach serve` on a free port, started by taskset on the PUs given;
+    yields (port, process) once it listens, then stops it and checks its
+    log for sanitizer reports."""
     port = free_port()
-    pus = ",".join(map(str, sorted(cores[1])))
-    p = subprocess.Popen(["taskset", "-c", pus, QPEACH, "serve", "-p", str(port), "-s", "2"],
+    p = subprocess.Popen(["taskset", "-c", ",".join(map(str, sorted(pus))), QPEACH, "serve",
+                          "-p", str(port), *args],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         sel = selectors.DefaultSelector()
         sel.register(p.stderr, selectors.EVENT_READ)
         line = p.stderr.readline() if sel.select(30) else ""
         assert "listening on" in line, line
-        echo_works(port)
-        t = threads(p.pid)
-        assert t["qp-sec-0"] == [cores[1]] and t["qp-sec-1"] == [cores[1]], t
-        assert t["qp-main"] == [cores[1]], t
+        yield port, p
     finally:
         p.send_signal(signal.SIGTERM)
         rest = p.communicate(timeout=30)[1]
     check_sanitizer_log(rest, p.returncode)
+
+
+def test_without_pin_threads_stay_inside_the_binding_they_were_started_with():
+    """As under `qpeach run`, which binds each local worker before exec:
+    here taskset binds the server to core 1's PUs."""
+    cores = need_two_cores()
+    with serve_under_taskset(cores[1], "-s", "2") as (port, p):
+        echo_works(port)
+        t = threads(p.pid)
+        assert t["qp-sec-0"] == [cores[1]] and t["qp-sec-1"] == [cores[1]], t
+        assert t["qp-main"] == [cores[1]], t
 
 
 def test_bad_core_list_is_a_usage_error_before_listening():
@@ -221,17 +231,5 @@ def test_info_reports_the_cores_this_server_may_use():
         assert info_cores(s.port) == 2
     with Server("-s", "2") as s:
         assert info_cores(s.port) == len(cores)
-    port = free_port()
-    pus = ",".join(map(str, sorted(cores[0])))
-    p = subprocess.Popen(["taskset", "-c", pus, QPEACH, "serve", "-p", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        sel = selectors.DefaultSelector()
-        sel.register(p.stderr, selectors.EVENT_READ)
-        line = p.stderr.readline() if sel.select(30) else ""
-        assert "listening on" in line, line
+    with serve_under_taskset(cores[0]) as (port, _):
         assert info_cores(port) == 1
-    finally:
-        p.send_signal(signal.SIGTERM)
-        rest = p.communicate(timeout=30)[1]
-    check_sanitizer_log(rest, p.returncode)
