@@ -9,6 +9,8 @@
 
 #include <CUnit/Basic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 typedef struct qp_test {
     const char *name;      /* as CUnit prints it */
@@ -29,6 +31,15 @@ static inline int qp_test_run(const char *suite, CU_InitializeFunc init,
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
     CU_cleanup_registry();
     return failed ? 1 : 0;
+}
+
+/* Removes a suite's scratch folder (made with mkdtemp) and everything in
+ * it. Returns 0, or 1 when it could not. */
+static inline int qp_test_rmtree(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) != 0;
 }
 
 #endif

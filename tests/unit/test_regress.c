@@ -156,8 +156,5 @@ int main(void)
         {"fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length},
     };
     int failed = qp_test_run("regress", NULL, NULL, tests, QP_NTESTS(tests));
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) failed++;
-    return failed;
+    return failed + qp_test_rmtree(dir);
 }

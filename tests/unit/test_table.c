@@ -660,8 +660,5 @@ int main(void)
         {"q IPC files", test_ipc_files},
     };
     int failed = qp_test_run("table", NULL, NULL, tests, QP_NTESTS(tests));
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) failed++;
-    return failed;
+    return failed + qp_test_rmtree(dir);
 }
