@@ -7,14 +7,26 @@
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 PKGS    := hwloc msgpack openssl cunit inih python3-embed
-NPY_INC := $(shell $(PYTHON) -c 'import numpy; print(numpy.get_include())' 2>/dev/null)
+
+# Flags from pkg-config are computed the first time a recipe needs them, not
+# when the Makefile is parsed: on a fresh machine `make demo` parses this file
+# before `deps` has installed anything. A package pkg-config cannot find stops
+# the build naming it (and its Debian package) instead of compiling without
+# flags. `once` caches a value after its first expansion.
+once = $(eval $(1) := $$(2))$(2)
+pc_deb = $(patsubst python3-embed,python3-dev,$(patsubst cunit,libcunit1-dev,$(patsubst openssl,libssl-dev,$(patsubst msgpack,libmsgpack-dev,$(patsubst hwloc,libhwloc-dev,$(patsubst inih,libinih-dev,$(1)))))))
+pc_missing = $(strip $(foreach p,$(1),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
+pc_flags = $(if $(call pc_missing,$(2)),$(error pkg-config cannot find: $(call pc_missing,$(2)) \
+    (Debian packages: $(call pc_deb,$(call pc_missing,$(2)))); run `make deps` as root, or make demo / make test, which install them),$(shell pkg-config $(1) $(2)))
+PKG_CFLAGS = $(call once,PKG_CFLAGS,$(call pc_flags,--cflags,$(PKGS)))
+PKG_LIBS   = $(call once,PKG_LIBS,$(call pc_flags,--libs,$(PKGS)))
+NPY_INC    = $(call once,NPY_INC,$(shell $(PYTHON) -c 'import numpy; print(numpy.get_include())' 2>/dev/null))
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-QP_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread \
-              -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-              $(if $(NPY_INC),-I$(NPY_INC)) -MMD -MP
-QP_LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+QP_CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread \
+              -Iinclude $(PKG_CFLAGS) $(if $(NPY_INC),-I$(NPY_INC)) -MMD -MP
+QP_LDLIBS   = $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),1)
 QP_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 QP_LDFLAGS += -fsanitize=address,undefined
@@ -105,16 +117,21 @@ valgrind:
 	    PYTHONMALLOC=malloc $(VALGRIND) $$t || { echo "FAILED: $$t (exit $$?)"; status=1; }; \
 	done; exit $$status
 
-demo: deps all
+# Targets that need `deps` build in a second make, started after `deps` has
+# installed what was missing (this make's view of the machine is older).
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh $(BUILD)
 
 # Benchmark harness (bench/harness.py): ratios against baselines measured in
 # the same run, results checked equal; writes bench/results/ (CSV, markdown,
 # PNG). bench-quick stays under 3 minutes on 2 cores; bench is the full run.
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	QPEACH_BUILD=$(BUILD) $(PYTHON) bench/harness.py
 
-bench-quick: deps all
+bench-quick: deps
+	@$(MAKE) --no-print-directory all
 	QPEACH_BUILD=$(BUILD) $(PYTHON) bench/harness.py --quick
 
 clean:

@@ -66,6 +66,7 @@ enum qp_type {
     QP_LONG = 7, QP_REAL = 8, QP_FLOAT = 9, QP_CHAR = 10, QP_SYMBOL = 11,
     QP_TIMESTAMP = 12, QP_MONTH = 13, QP_DATE = 14, QP_DATETIME = 15,
     QP_TIMESPAN = 16, QP_MINUTE = 17, QP_SECOND = 18, QP_TIME = 19,
+    QP_ENUM = 20,          /* enumerated symbols, as read from kdb+ files */
     QP_TABLE = 98, QP_DICT = 99,
     QP_LAMBDA = 100, QP_UNARY = 101, QP_BINARY = 102, QP_TERNARY = 103,
     QP_PROJECTION = 104, QP_COMPOSITION = 105,
@@ -103,6 +104,8 @@ typedef struct qp_buf {
     size_t len;            /* usable bytes at data */
     uint8_t *data;         /* start of the bytes: base + skew */
     void *base;            /* the malloc'd block, freed with the buffer */
+    size_t maplen;         /* nonzero: base is a read-only mmap of this
+                            * many bytes, munmap'd with the buffer */
 } qp_buf;
 
 /* A buffer of len bytes (contents undefined), data 16-byte aligned;
@@ -114,6 +117,11 @@ qp_buf *qp_buf_new_skewed(size_t len, size_t skew);
 /* Grows (or shrinks) a buffer that has one reference; may move data.
  * Returns 0 or QP_ENOMEM (the buffer is unchanged then). */
 int qp_buf_resize(qp_buf *b, size_t len);
+/* A buffer viewing the first len bytes of open file fd, mapped read-only
+ * and shared (every process mapping the file shares its page cache). The
+ * fd may be closed afterwards. len 0 gives an empty buffer. Returns 0 or
+ * -errno / QP_ENOMEM; *out gets a new reference. */
+int qp_buf_map(int fd, size_t len, qp_buf **out);
 qp_buf *qp_buf_ref(qp_buf *b);          /* returns b */
 void qp_buf_unref(qp_buf *b);           /* NULL-safe */
 
@@ -143,6 +151,8 @@ struct qp_value {
             int64_t cap;   /* items allocated (owned data only) */
             void *data;    /* items: see qp_J() etc.; qp_value ** for 0/98/99 */
             qp_buf *owner; /* vectors: the buffer holding data; else NULL */
+            qp_value *dom; /* enums (20): the domain, a symbol vector
+                            * (one reference); else NULL */
         } v;
     };
 };
@@ -230,6 +240,25 @@ qp_value *qp_dict_sorted(qp_value *keys, qp_value *values);
 qp_value *qp_table(qp_value *dict);
 /* Opaque function value: n wire bytes after the type byte (copied). */
 qp_value *qp_func(int type, const uint8_t *bytes, size_t n);
+
+/* ---- Enumerations (type 20). ----
+ * An enumerated symbol column as kdb+ keeps it on disk: int64 indices into
+ * a domain (a symbol vector, e.g. the db's `sym` file). The indices usually
+ * view a mapped column file (zero-copy); the domain is shared by every
+ * column enumerated against it. Index i means dom[i]; 0Nj (QP_NULL_J) is
+ * the null symbol. Constructors check every index against the domain and
+ * return an error value (-128) naming the first bad one. Type 20 travels
+ * nowhere as itself: the IPC encoder, formatting, CSV output and equality
+ * see it as the symbol vector it stands for (qp_enum_resolve); only the
+ * Python conversion uses the indices directly (Categorical codes).
+ * Width 8 (qp_type_width(20) == 8); qp_slice views it like a vector. */
+/* n indices at idx inside buf (adds a buf reference, copies nothing);
+ * steals dom. New reference, or an error value for an index beyond dom. */
+qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *dom);
+/* The symbol vector an enum stands for (a new vector of interned symbols;
+ * dom's symbols, no string is interned again). New reference. For any
+ * other value: returns a new reference to x itself. */
+qp_value *qp_enum_resolve(const qp_value *x);
 
 /* ---- Dicts and tables (borrowed results). ---- */
 static inline qp_value *qp_dict_keys(const qp_value *d) { return qp_K(d)[0]; }

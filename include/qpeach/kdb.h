@@ -1,0 +1,104 @@
+/* qpeach/kdb.h - kdb+ databases on disk: read in place (mapped), written
+ * q-compatibly. Byte layouts: ../shared/KDB_FORMAT.md.
+ *
+ * Memory rules (value.h's words):
+ *   - Loaders return a new reference: the value, or an error value (-128)
+ *     whose text names the file (and column) and what is wrong. They never
+ *     read past the end of a mapping.
+ *   - The numeric vectors of an uncompressed column file are views on one
+ *     read-only mmap of the file (qp_buf_map): nothing is copied, and a
+ *     value keeps its mapping alive after the qp_kdb is closed. Compressed
+ *     files are decompressed once into memory. Pre-3.6 int32 enumerations
+ *     are widened into a new int64 buffer (the one copy the reader makes).
+ *   - Enumerated symbol columns come back as type 20 (QP_ENUM) viewing the
+ *     mapped indices, with the domain (`sym`, or any other domain file at
+ *     the root) shared by every column of the db, when flags has
+ *     QP_KDB_ENUMS; otherwise as symbol vectors (qp_enum_resolve: one
+ *     pointer per row, no string interned per row).
+ *   - A qp_kdb is safe to use from several threads (one mutex inside);
+ *     qp_kdb_close frees it, and must not race with other calls on it.
+ */
+#ifndef QPEACH_KDB_H
+#define QPEACH_KDB_H
+
+#include "qpeach/value.h"
+
+enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
+
+/* ---- Files ---- */
+
+/* Loads one file q wrote: `ff 01` flat value (a table, a `sym` domain, a
+ * `.d`), `fe 20` vector (zero-count rule), `fd 20` enumeration or anymap
+ * page, pre-3.6 `fe` + name enumeration, pre-3.6 nested (77+t with
+ * `name#`), any of them inside `kxzipped` (algorithms 0, 1, 2; 3/4/5 when
+ * built with the library). Enumerations resolve against domain files in
+ * folder domains (NULL: the file's own folder, then its parents up to
+ * three levels, which covers splayed and partitioned layouts). */
+qp_value *qp_kdb_load_file(const char *path, const char *domains, unsigned flags);
+
+/* ---- Databases ---- */
+
+typedef struct qp_kdb qp_kdb;
+
+/* Mounts the database at path: a partitioned root (date, month, year or
+ * int partition folders, optionally par.txt segments), a root of splayed
+ * folders and flat table files, or one splayed table folder (its table is
+ * named after the folder). Reads folder listings and par.txt only: no
+ * column file and no domain is opened until a table is asked for.
+ * Returns 0 or a negative code, with a message in err. */
+int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen);
+void qp_kdb_close(qp_kdb *db);        /* NULL-safe */
+const char *qp_kdb_path(const qp_kdb *db);   /* borrowed */
+
+/* Table names, sorted (a symbol vector). New reference. */
+qp_value *qp_kdb_tables(qp_kdb *db);
+/* True when the db has a table of that name. */
+bool qp_kdb_has(qp_kdb *db, const char *table);
+/* The virtual partition column of a partitioned table ("date", "month",
+ * "year" or "int"), or NULL for splayed and flat tables. Borrowed. */
+const char *qp_kdb_part_column(qp_kdb *db, const char *table);
+/* The partitions that hold the table, ascending: a date (14), month (13)
+ * or long (7; for year and int partitions) vector. An empty long vector
+ * for splayed and flat tables. New reference, or an error value. */
+qp_value *qp_kdb_partitions(qp_kdb *db, const char *table);
+/* Columns of the table as q's meta shows them (c, t, f, a), the virtual
+ * partition column first. Reads the `.d` and the headers of one
+ * partition's columns only. New reference, or an error value. */
+qp_value *qp_kdb_meta(qp_kdb *db, const char *table);
+/* Row count (all partitions; reads one column header per partition).
+ * Returns 0 or a negative code, with a message in err. */
+int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t errlen);
+/* One partition (index into qp_kdb_partitions) of a partitioned table, the
+ * virtual column first; no other partition's files are opened. A table
+ * missing from that partition comes back with 0 rows and the columns of
+ * the others. New reference, or an error value naming the file. */
+qp_value *qp_kdb_table_part(qp_kdb *db, const char *table, int64_t part, unsigned flags);
+/* The partition whose value is v (a date/month/long atom), as above; an
+ * error value when the table has no such partition. */
+qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsigned flags);
+/* The whole table: a splayed or flat table as it is on disk (mapped); a
+ * partitioned one as every partition concatenated (this copies). New
+ * reference, or an error value. */
+qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
+
+/* ---- Writing (q 4.x bytes) ---- */
+
+typedef struct qp_kdb_write_opts {
+    const char *partition;  /* column of dates to partition by, or NULL:
+                             * one splayed table */
+    const char *parted;     /* column to give p# (sorted by it within each
+                             * partition, as q's .Q.dpft does); NULL: the
+                             * first symbol column when partitioning */
+} qp_kdb_write_opts;
+
+/* Writes table t into database folder db as table name: splayed at
+ * db/name/, or one splayed folder per date at db/DATE/name/ (the partition
+ * column is not stored). Symbol columns are enumerated against db/sym,
+ * appending new names (as .Q.en does); `.d` lists the columns. Files are
+ * written to temporary names and renamed, sym last-but-one and .d last,
+ * so a reader never sees half a table. opts may be NULL. Returns 0 or a
+ * negative code, with a message in err. */
+int qp_kdb_write(const char *db, const char *name, const qp_value *t,
+                 const qp_kdb_write_opts *opts, char *err, size_t errlen);
+
+#endif
