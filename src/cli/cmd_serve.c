@@ -94,7 +94,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: qpeach serve -p PORT [-s N] [-u FILE] [--tls-cert F --tls-key F]\n"
-        "                    [--insecure] [--load NAME=FILE]... [--pin CORES]\n"
+        "                    [--insecure] [--load NAME[:TYPES]=FILE]... [--pin CORES]\n"
         "\n"
         "Runs a worker server that speaks kdb+ IPC (q, node-q, PyKX and qpeach\n"
         "clients can call it).\n"
@@ -111,7 +111,8 @@ static void usage(FILE *f)
         "  --insecure        allow listening beyond loopback without -u\n"
         "  --handshake-timeout MS  close a client that has not logged in by then\n"
         "                    (default 30000)\n"
-        "  --load NAME=FILE  load a table at start (.csv, or a q IPC file)\n"
+        "  --load NAME[:TYPES]=FILE  load a table at start (.csv, or a q IPC file);\n"
+        "                    TYPES: q type letters of the CSV's columns (e.g. trade:SFJ=t.csv)\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
         "  --pin CORES       bind the server to these cores: logical indices as\n"
         "                    `qpeach topo` prints them, e.g. 0-3,6. Without it the\n"
@@ -230,7 +231,10 @@ int qp_cmd_serve(int argc, char **argv)
         char name[256];
         const char *eq = strchr(loads[i], '=');
         snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
-        qp_value *t = qp_table_load(eq + 1, NULL);
+        char *colon = strchr(name, ':');          /* NAME:TYPES=FILE */
+        qp_csv_opts co = { .types = colon ? colon + 1 : NULL };
+        if (colon) *colon = '\0';
+        qp_value *t = qp_table_load(eq + 1, &co);
         if (!t || t->type == QP_ERROR) {
             fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
             qp_unref(t);

@@ -207,9 +207,10 @@ static qp_value *fn_timeout(qp_server *s, qp_value *args, void *data)
 
 /* ---- .qp.load ---- */
 
-static qp_value *load_table(const char *name, const char *path)
+static qp_value *load_table(const char *name, const char *path, const char *types)
 {
-    qp_value *t = qp_table_load(path, NULL);
+    qp_csv_opts co = { .types = types };
+    qp_value *t = qp_table_load(path, &co);
     if (!t) return NULL;
     if (qp_is_error(t)) {
         qp_value *e = qp_error("qp.load: %s: %s", path, t->s);
@@ -223,10 +224,15 @@ static qp_value *load_table(const char *name, const char *path)
 static qp_value *fn_load(qp_server *s, qp_value *args, void *data)
 {
     (void)s; (void)data;
-    const char *name = sym_arg(arg(args, 0)), *path = sym_arg(arg(args, 1));
-    if (!name || !path) return qp_error("qp.load: takes [name; path] (symbols or strings)");
+    int n = nargs(args);
+    const char *name = n >= 2 ? sym_arg(arg(args, 0)) : NULL;
+    const char *path = n >= 2 ? sym_arg(arg(args, 1)) : NULL;
+    const char *types = n == 3 ? sym_arg(arg(args, 2)) : NULL;
+    if (!name || !path || (n == 3 && !types) || n > 3)
+        return qp_error("qp.load: takes [name; path] or [name; path; types] (symbols or "
+                        "strings; types: q type letters of a CSV's columns, e.g. \"SFJ\")");
     if (*path == ':') path++;   /* q's file symbol `:path */
-    return forward(load_table(name, path), ".qp.load", args);
+    return forward(load_table(name, path, types), ".qp.load", args);
 }
 
 /* ---- .qp.set (with worker processes) ---- */
@@ -455,7 +461,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
 {
     static const struct { const char *name; int nargs; qp_fn_cb fn; } fns[] = {
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
-        {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", 2, fn_load},
+        {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
     };
     int rc0;

@@ -43,6 +43,9 @@ static qp_value *task_msg(run *r, int64_t i, bool load_step)
     if (p->kind == QP_PART_FILE) {
         /* A file partition: the worker loads the file as a table of its
          * own, then runs the function over all of it. */
+        if (load_step && j->csv_types)
+            return qp__call(".qp.load", 3, qp_symbol("qp__part"), qp_cstring(p->file),
+                            qp_cstring(j->csv_types));
         if (load_step) return qp__call(".qp.load", 2, qp_symbol("qp__part"), qp_cstring(p->file));
         qp_value *all = qp_vector(QP_LONG, 2);
         if (all) { qp_J(all)[0] = 0; qp_J(all)[1] = QP_INF_J; }

@@ -10,6 +10,7 @@
 #include "qpeach/table.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,50 +37,90 @@ void qp__mkdir_p(const char *path)
     mkdir(buf, 0755);
 }
 
+/* The parsed copy of a CSV is named by everything that shapes it: the
+ * CSV's path, size and modification time, and the job's `types`. A copy
+ * is written only after a clean parse, so a name that exists is a good
+ * copy; a changed CSV or `types` gets a new name and is parsed again (and
+ * its parse errors fail the run). Returns a malloc'd path, NULL on OOM. */
+static char *parsed_copy_path(const qp_job *j, const struct stat *st)
+{
+    char key[4600];
+    int n = snprintf(key, sizeof key, "%s\n%lld\n%lld.%09ld\n%s", j->file, (long long)st->st_size,
+                     (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+                     j->csv_types ? j->csv_types : "(inferred)");
+    uint8_t h[32];
+    qp_sha256(key, (size_t)n < sizeof key ? (size_t)n : sizeof key, h);
+    char suffix[40];
+    snprintf(suffix, sizeof suffix, "input-%02x%02x%02x%02x%02x%02x.qipc", h[0], h[1], h[2], h[3], h[4], h[5]);
+    return qp_job_state_path(j, suffix);
+}
+
+/* Removes this job's parsed copies other than r->input_path (older CSVs
+ * or types); they can never be used again. */
+static void drop_stale_copies(run *r)
+{
+    char *pat = qp_job_state_path(r->job, "input-*.qipc");
+    glob_t g;
+    if (pat && !glob(pat, 0, NULL, &g)) {
+        for (size_t i = 0; i < g.gl_pathc; i++)
+            if (strcmp(g.gl_pathv[i], r->input_path)) unlink(g.gl_pathv[i]);
+        globfree(&g);
+    }
+    free(pat);
+}
+
+/* Parses the CSV (always loudly: a parse error fails the run, naming file,
+ * line and column) and, unless this is a dry run, writes the parsed copy
+ * at r->input_path. */
+static int parse_csv(run *r, bool write_copy)
+{
+    const qp_job *j = r->job;
+    int64_t t = qp__ms();
+    qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
+    r->input = qp_csv_load(j->file, &co);
+    if (!r->input || qp_is_error(r->input)) {      /* the loader's text names the file */
+        qp__fail(r, "input: %s", r->input ? r->input->s : "out of memory");
+        return QP_RUN_FAILED;
+    }
+    if (!write_copy) return 0;
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", r->input_path, (int)getpid());
+    int rc = qp_ipcfile_write(r->input, tmp);
+    if (!rc && rename(tmp, r->input_path)) rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        qp__fail(r, "writing %s: %s", r->input_path, qp_strerror(rc));
+        return QP_RUN_FAILED;
+    }
+    drop_stale_copies(r);
+    qp__say(r, "input", "parsed %s once (%" PRId64 " rows, %.1fs) into %s", j->file,
+            qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
+    return 0;
+}
+
 int qp__prepare_input(run *r, bool need_table)
 {
     const qp_job *j = r->job;
     if (!j->file) return 0;
-    struct stat st, qs;
+    struct stat st;
     if (stat(j->file, &st)) {
-        snprintf(r->failure, sizeof r->failure, "input %s: %s", j->file, strerror(errno));
+        qp__fail(r, "input %s: %s", j->file, strerror(errno));
         return QP_RUN_FAILED;
     }
     if (!ends_with(j->file, ".csv")) {
         r->input_path = strdup(j->file);
-        if (need_table) r->input = qp_table_load(j->file, NULL);
-    } else {
-        r->input_path = qp_job_state_path(j, "input.qipc");
         if (!r->input_path) return QP_RUN_FAILED;
-        bool fresh = !stat(r->input_path, &qs)
-                     && (qs.st_mtim.tv_sec > st.st_mtim.tv_sec
-                         || (qs.st_mtim.tv_sec == st.st_mtim.tv_sec && qs.st_mtim.tv_nsec >= st.st_mtim.tv_nsec));
-        if (!fresh || need_table) {
-            int64_t t = qp__ms();
-            qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
-            r->input = qp_csv_load(j->file, &co);
-            if (r->input && !qp_is_error(r->input) && !fresh && !r->o->dry_run) {
-                char tmp[600];
-                snprintf(tmp, sizeof tmp, "%s.tmp.%d", r->input_path, (int)getpid());
-                int rc = qp_ipcfile_write(r->input, tmp);
-                if (!rc && rename(tmp, r->input_path)) rc = -errno;
-                if (rc) {
-                    unlink(tmp);
-                    snprintf(r->failure, sizeof r->failure, "writing %s: %s", r->input_path,
-                             qp_strerror(rc));
-                    return QP_RUN_FAILED;
-                }
-                qp__say(r, "input", "parsed %s once (%" PRId64 " rows, %.1fs) into %s", j->file,
-                    qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
-            }
-        }
-    }
-    if (need_table && (!r->input || qp_is_error(r->input))) {
-        snprintf(r->failure, sizeof r->failure, "input %s: %s", j->file,
-                 r->input ? r->input->s : "out of memory");
+        if (!need_table) return 0;
+        r->input = qp_table_load(j->file, NULL);
+        if (r->input && !qp_is_error(r->input)) return 0;
+        qp__fail(r, "input %s: %s", j->file, r->input ? r->input->s : "out of memory");
         return QP_RUN_FAILED;
     }
-    return 0;
+    r->input_path = parsed_copy_path(j, &st);
+    if (!r->input_path) return QP_RUN_FAILED;
+    bool have_copy = !access(r->input_path, R_OK);
+    if (have_copy && !need_table) return 0;
+    return parse_csv(r, !have_copy && !r->o->dry_run);
 }
 
 /* What must be unchanged for a journal to be resumed. */

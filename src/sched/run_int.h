@@ -68,11 +68,18 @@ void qp__clear_bar(run *r);
 /* The --dry-run plan: function, input, partitions, workers and cores. */
 void qp__print_plan(run *r, FILE *f);
 
+/* ---- runlog.c ---- */
+/* Says why the run failed: formats into r->failure (a later call
+ * replaces an earlier reason). */
+void qp__fail(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- prepare.c ---- */
 /* mkdir -p (errors surface later, when files are created there). */
 void qp__mkdir_p(const char *path);
 /* Sets r->input_path (and r->input when need_table): a CSV is converted
- * once into a q IPC file beside the journal. 0 or QP_RUN_FAILED. */
+ * once into a q IPC file in the state folder, named by the CSV's path,
+ * size, mtime and the job's types; a parse error always fails the run.
+ * 0 or QP_RUN_FAILED. */
 int qp__prepare_input(run *r, bool need_table);
 /* What must be unchanged for a journal to be resumed: job file, code,
  * input. 0 or a negative code. */

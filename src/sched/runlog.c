@@ -25,6 +25,14 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+void qp__fail(run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->failure, sizeof r->failure, fmt, ap);
+    va_end(ap);
+}
+
 void qp__clear_bar(run *r)
 {
     if (r->mode == QP_LOG_BAR && r->last_draw) fprintf(r->log, "\r\033[K");

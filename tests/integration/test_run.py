@@ -180,7 +180,7 @@ def test_rows_sum_by_key_then_reducer_equals_numpy():
     r = run(vwap_job(d))
     assert r.returncode == 0, r.stderr
     same(read_vwap(os.path.join(d, "out", "vwap.csv")), vwap_numpy([os.path.join(d, "trades.csv")]))
-    assert "parsed" in r.stderr and "input.qipc" in r.stderr, r.stderr
+    assert "parsed" in r.stderr and "vwap.input-" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(d, "out", "vwap.journal"))
 
 
