@@ -100,7 +100,7 @@ def main():
     got_cold = read_out(os.path.join(d, "out", "vwap.csv"))
 
     # (a) resident: two servers hold the table (the binary copy made above)
-    qipc = glob.glob(os.path.join(d, "out", "vwap.input-*.qipc"))[0]
+    qipc = glob.glob(os.path.join(d, ".qpeach", "vwap.input-*.qipc"))[0]
     socks = [os.path.join(d, f"s{i}.sock") for i in range(2)]
     srv = [subprocess.Popen([qp, "serve", "-p", "unix:" + s_, "--load", "trade=" + qipc],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s_ in socks]

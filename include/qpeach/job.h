@@ -79,9 +79,13 @@ typedef struct qp_job {
     char *output;          /* absolute path, or "-" for stdout */
 
     /* [run] */
-    int retries;           /* extra attempts per task */
+    int retries;           /* extra attempts per task (a lost or timed-out
+                            * worker; a function's error too when
+                            * retry_errors is set) */
+    bool retry_errors;     /* retry tasks whose function raised */
     int64_t task_timeout_ms; /* 0: none */
-    char *state;           /* folder for journal, lock, converted input */
+    char *state;           /* folder for journal, lock, converted input;
+                            * default: .qpeach/ beside the job file */
 } qp_job;
 
 /* Reads and checks a job file. Returns 0 and *out, or QP_EARG (bad file,

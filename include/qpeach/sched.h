@@ -94,7 +94,9 @@ enum qp_run_exit {
 enum qp_run_log { QP_LOG_AUTO = 0, QP_LOG_BAR, QP_LOG_LINES, QP_LOG_JSON, QP_LOG_QUIET };
 
 typedef struct qp_run_opts {
-    bool resume;           /* keep the journal's finished tasks */
+    bool resume;           /* keep the journal's finished tasks when it
+                            * matches the job (the CLI's default; false:
+                            * --fresh) */
     bool dry_run;          /* print the plan and stop */
     int log;               /* enum qp_run_log */
     int jobs;              /* -j N: overrides [workers] local when > 0 */

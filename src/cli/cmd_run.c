@@ -12,13 +12,16 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: qpeach run JOB [--resume] [--dry-run] [--quiet] [--log-json] [-j N]\n"
+        "usage: qpeach run JOB [--fresh] [--dry-run] [--quiet] [--log-json] [-j N]\n"
         "\n"
         "Runs the job file JOB (INI; every key in jobs/README.md): splits the input\n"
         "into partitions, runs the job's Python function on each across local worker\n"
         "processes and/or running servers, merges the results and writes the output.\n"
         "\n"
-        "  --resume     keep the tasks an interrupted run finished (its journal)\n"
+        "  --fresh      start over: discard the tasks an interrupted run finished\n"
+        "               (by default a run resumes from its journal when the job file,\n"
+        "               code, input and plan are unchanged, and says so)\n"
+        "  --resume     the default; accepted for old cron lines\n"
         "  --dry-run    print the plan (partitions, workers, cores) and exit\n"
         "  --quiet      no progress, only errors\n"
         "  --log-json   progress as JSON lines on stderr\n"
@@ -32,22 +35,25 @@ static void usage(FILE *f)
         "     merge or output error); the message names the partition and error\n"
         "  2  bad job file or command line\n"
         "  3  another run of this job holds its lock (cron overlap)\n"
-        "  4  interrupted by SIGINT/SIGTERM; the journal is kept for --resume\n");
+        "  4  interrupted by SIGINT/SIGTERM; the journal is kept: the next run\n"
+        "     resumes from it\n");
 }
 
 int qp_cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "resume", no_argument, NULL, 'r' }, { "dry-run", no_argument, NULL, 'n' },
+        { "resume", no_argument, NULL, 'r' }, { "fresh", no_argument, NULL, 'f' },
+        { "dry-run", no_argument, NULL, 'n' },
         { "quiet", no_argument, NULL, 'q' },  { "log-json", no_argument, NULL, 'J' },
         { "help", no_argument, NULL, 'h' },   { NULL, 0, NULL, 0 },
     };
-    qp_run_opts o = { .out = stdout, .log_to = stderr };
+    qp_run_opts o = { .out = stdout, .log_to = stderr, .resume = true };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "j:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'r': o.resume = true; break;
+        case 'f': o.resume = false; break;
         case 'n': o.dry_run = true; break;
         case 'q': o.log = QP_LOG_QUIET; break;
         case 'J': o.log = QP_LOG_JSON; break;

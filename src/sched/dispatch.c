@@ -112,14 +112,22 @@ static void requeue(run *r, int64_t i)
     r->retry[r->nretry++] = i;
 }
 
-/* A failed attempt. Returns false when the task has failed for good. */
-static bool task_failed(run *r, int64_t i, int wi, const char *why)
+/* A failed attempt: the worker was lost or timed out, or (raised) the
+ * function raised, which is retried only under [run] retry_errors: a bug
+ * fails the same way every time. Returns false when the task has failed
+ * for good. */
+static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
 {
     task *t = &r->t[i];
     t->attempts++;
     t->last_worker = wi;
     r->nfailed_attempts++;
     char *d = qp_part_describe(r->plan, i);
+    if (raised && !r->job->retry_errors) {
+        qp__fail(r, "task %" PRId64 " (%s) failed on %s: %s", i, d ? d : "?", r->ws[wi].addr, why);
+        free(d);
+        return false;
+    }
     if (t->attempts > r->job->retries) {
         snprintf(r->failure, sizeof r->failure, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
                  i, d ? d : "?", t->attempts, t->attempts == 1 ? "" : "s", why);
@@ -173,7 +181,7 @@ static bool worker_lost(run *r, int wi, const char *why, bool blame)
         if (!f->final) continue;
         if (head < 0) {
             head = f->task;
-            if (blame) { ok = task_failed(r, f->task, wi, why); continue; }
+            if (blame) { ok = task_failed(r, f->task, wi, why, false); continue; }
         }
         requeue(r, f->task);
     }
@@ -193,6 +201,9 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     qp__flight f = w->fl[w->flhead];
     w->flhead = (w->flhead + 1) % cap;
     w->nfl--;
+    /* A worker runs its requests in order: this one started when it was
+     * sent or when the previous answer came, whichever was later. */
+    int64_t started_ms = f.sent_ms > w->head_start_ms ? f.sent_ms : w->head_start_ms;
     w->head_start_ms = qp__ms();
     task *t = &r->t[f.task];
     qp_value *v = qp_ipc_decode(m, NULL);
@@ -204,14 +215,14 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     if (!f.final) {
         if (qp_is_error(v)) {
             t->attempt_failed = true;
-            ok = task_failed(r, f.task, wi, v->s);
+            ok = task_failed(r, f.task, wi, v->s, true);
         }
         qp_unref(v);
         return ok;
     }
     if (t->attempt_failed) { qp_unref(v); return true; }
     if (qp_is_error(v)) {
-        ok = task_failed(r, f.task, wi, v->s);
+        ok = task_failed(r, f.task, wi, v->s, true);
         qp_unref(v);
         return ok;
     }
@@ -237,7 +248,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     if (r->mode == QP_LOG_LINES || r->mode == QP_LOG_JSON) {
         char *d = qp_part_describe(r->plan, f.task);
         qp__say(r, "task", "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms", f.task,
-            d ? d : "?", wi, qp__ms() - f.sent_ms);
+            d ? d : "?", wi, qp__ms() - started_ms);
         free(d);
     }
     return true;

@@ -127,6 +127,14 @@ static char *abspath(parse *p, const char *v)
     return s;
 }
 
+static bool parse_bool(const char *v, bool *out)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) *out = false;
+    else return false;
+    return true;
+}
+
 static bool parse_int(const char *v, long lo, long hi, long *out)
 {
     char *end;
@@ -239,7 +247,7 @@ enum key_id {
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_HOW, K_REDUCER, K_KEY,
     K_PATH,
-    K_RETRIES, K_TASK_TIMEOUT, K_STATE,
+    K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
     K_COUNT
 };
 
@@ -257,7 +265,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
     [K_PATH] = {"output", "path"},
     [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
-    [K_STATE] = {"run", "state"},
+    [K_STATE] = {"run", "state"}, [K_RETRY_ERRORS] = {"run", "retry_errors"},
 };
 
 static const char *part_names[] = { "rows", "column", "file" };
@@ -393,7 +401,8 @@ static int handler(void *user, const char *section, const char *name, const char
         break;
     case K_USER: parse_user(p, value); break;
     case K_WINDOW:
-        if (!parse_int(value, 1, 1024, &x)) BAD("not a positive integer");
+        if (!strcmp(value, "auto")) { j->window = 0; break; }
+        if (!parse_int(value, 1, 1024, &x)) BAD("not a positive integer or auto");
         j->window = (int)x;
         break;
     case K_CONNECT_TIMEOUT:
@@ -405,9 +414,7 @@ static int handler(void *user, const char *section, const char *name, const char
         else if (strcmp(value, "str")) BAD("expected str or categorical");
         break;
     case K_TLS:
-        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1")) j->tls = true;
-        else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0")) j->tls = false;
-        else BAD("expected true or false");
+        if (!parse_bool(value, &j->tls)) BAD("expected true or false");
         break;
     case K_TLS_CA: j->tls_ca = abspath(p, value); break;
     case K_HOW:
@@ -442,6 +449,9 @@ static int handler(void *user, const char *section, const char *name, const char
         j->task_timeout_ms = ms;
         break;
     case K_STATE: j->state = abspath(p, value); break;
+    case K_RETRY_ERRORS:
+        if (!parse_bool(value, &j->retry_errors)) BAD("expected true or false");
+        break;
     }
 #undef BAD
     if (k == K_PIECES) p->pieces_line = p->line;
@@ -488,12 +498,10 @@ static void check(parse *p)
     }
     if (!j->table) j->table = dup(p, "qp_input");
     if (!j->output) j->output = dup(p, "-");
-    if (!j->state && j->output && strcmp(j->output, "-")) {
-        const char *slash = strrchr(j->output, '/');
-        j->state = strndup(j->output, (size_t)(slash - j->output));
-        if (!j->state) p->oom = true;
-    } else if (!j->state) {
-        j->state = dup(p, j->dir);
+    if (!j->state) {            /* .qpeach/ beside the job file, made on demand */
+        size_t n = strlen(j->dir) + sizeof "/.qpeach";
+        if ((j->state = malloc(n))) snprintf(j->state, n, "%s/.qpeach", j->dir);
+        else p->oom = true;
     }
 }
 

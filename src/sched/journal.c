@@ -295,8 +295,9 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
     if (resume && !fstat(j->fd, &st) && st.st_size > 0) {
         rc = load(j, ids, nids, plan, planlen, &keep, &good, why, sizeof why);
         if (rc) { snprintf(msg, msglen, "journal %s: %s", path, qp_strerror(rc)); goto fail; }
-    } else if (resume) {
-        snprintf(why, sizeof why, "there is none");
+    } else if (!resume && !fstat(j->fd, &st) && st.st_size > 0) {
+        snprintf(msg, msglen, "journal %s: starting over (--fresh); the earlier run's finished "
+                 "tasks are discarded", path);
     }
     if (keep) {
         j->state = QP_JOURNAL_RESUMED;
@@ -309,8 +310,8 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
     } else {
         for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
         j->n = 0;
-        j->state = resume ? QP_JOURNAL_RESTARTED : QP_JOURNAL_NEW;
-        if (resume)
+        j->state = resume && why[0] ? QP_JOURNAL_RESTARTED : QP_JOURNAL_NEW;
+        if (resume && why[0])
             snprintf(msg, msglen, "journal %s cannot be resumed (%s): starting over", path, why);
         if (ftruncate(j->fd, 0) || lseek(j->fd, 0, SEEK_SET) < 0) {
             rc = -errno;

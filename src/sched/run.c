@@ -218,7 +218,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
     result = qp__dispatch(r);
     if (result == QP_RUN_INTERRUPTED) {
         snprintf(r->failure, sizeof r->failure, "interrupted by signal %d: %" PRId64 " of %" PRId64
-                 " tasks done, journal kept (qpeach run --resume continues)",
+                 " tasks done, journal kept (the next qpeach run resumes from it)",
                  (int)qp__stop_signal, r->ndone, r->plan->n);
         goto done;
     }
@@ -238,6 +238,12 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
             snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
             qp_unref(v);
             goto done;
+        }
+        const char *slash = strrchr(job->output, '/');
+        if (slash && slash != job->output) {       /* the output's folder, on demand */
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
+            qp__mkdir_p(dir);
         }
         rc = qp_output_write(v, job->output, out, err, sizeof err);
         qp_unref(v);

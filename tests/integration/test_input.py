@@ -86,7 +86,7 @@ def test_changed_csv_is_parsed_again():
     r = run(job)
     assert r.returncode == 0, r.stderr
     assert result(d) == "1500"
-    copies = [f for f in os.listdir(os.path.join(d, "out")) if f.startswith("count.input-")]
+    copies = [f for f in os.listdir(os.path.join(d, ".qpeach")) if f.startswith("count.input-")]
     assert len(copies) == 1, copies            # the stale copy is gone
 
 

@@ -1,0 +1,90 @@
+"""`qpeach run` rough edges a new user meets: a raising function is not
+retried (unless asked), an interrupted run resumes by default (and says so;
+--fresh starts over), task times exclude queue wait, state files live in
+.qpeach/ beside the job, `window = auto` is accepted.
+"""
+import os
+import re
+import signal
+import subprocess
+
+from harness import QPEACH, tmpdir, wait_for
+from test_run import run, slow_job, write
+
+
+def raising_job(d, extra=""):
+    write(d, "t.csv", "sym,price,size\nA,1.5,10\nB,2.5,20\n")
+    write(d, "bad.py", "def f(t):\n    raise ValueError('bug in f')\n")
+    return write(d, "bad.ini", "[job]\nfunction = bad.py:f\n[input]\ntable = t\nfile = t.csv\n"
+                 "[partition]\npieces = 2\n[workers]\nlocal = 1\n[merge]\nhow = concat\n"
+                 f"[output]\npath = out/o.csv\n[run]\nretries = 3\n{extra}")
+
+
+def test_raising_function_fails_at_once():
+    d = tmpdir()
+    r = run(raising_job(d))
+    assert r.returncode == 1, r.stderr
+    assert "ValueError: bug in f" in r.stderr and "retrying" not in r.stderr, r.stderr
+    assert r.stderr.count("Traceback") == 1, r.stderr
+
+
+def test_retry_errors_retries_a_raising_function():
+    d = tmpdir()
+    r = run(raising_job(d, "retry_errors = true\n"))
+    assert r.returncode == 1, r.stderr
+    assert "retrying (1/3)" in r.stderr and "failed after 4 attempts" in r.stderr, r.stderr
+    r = run(raising_job(d, "retry_errors = maybe\n"))
+    assert r.returncode == 2 and "retry_errors: expected true or false" in r.stderr, r.stderr
+
+
+def interrupt(p, d):
+    proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True)
+    jpath = os.path.join(d, ".qpeach", "slow.journal")
+    assert wait_for(lambda: os.path.exists(jpath) and os.path.getsize(jpath) > 1000, 60)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, (proc.returncode, err)
+    assert "the next qpeach run resumes" in err, err
+
+
+def test_interrupted_run_resumes_by_default_and_fresh_starts_over():
+    d = tmpdir()
+    p = slow_job(d)
+    interrupt(p, d)
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"resuming: (\d+) of 24 tasks already done", r.stderr)
+    assert m and int(m.group(1)) > 0, r.stderr
+    assert r.stderr.count(" done on worker ") == 24 - int(m.group(1)), r.stderr
+    interrupt(p, d)
+    r = run("--fresh", p)
+    assert r.returncode == 0, r.stderr
+    assert "starting over (--fresh)" in r.stderr and "resuming" not in r.stderr, r.stderr
+    assert r.stderr.count(" done on worker ") == 24, r.stderr
+
+
+def test_state_in_dot_qpeach_and_window_auto():
+    d = tmpdir()
+    p = slow_job(d, tasks=2)
+    text = open(p).read().replace("local = 2\n", "local = 2\nwindow = auto\n")
+    write(d, "slow.ini", text)
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    assert sorted(f for f in os.listdir(os.path.join(d, ".qpeach")) if not f.startswith("slow.input-")) \
+        == ["slow.lock"], os.listdir(os.path.join(d, ".qpeach"))
+    assert sorted(os.listdir(os.path.join(d, "out"))) == ["slow.csv"]
+
+
+def test_task_time_excludes_queue_wait():
+    """One worker, window 4, tasks of 0.5 s: each reported time is one
+    task's, not the wait behind the tasks ahead of it (which would give
+    ~1000, 1500, 2000 ms)."""
+    d = tmpdir()
+    write(d, "t.csv", "sym,price,size\n" + "A,1.5,10\n" * 8)
+    write(d, "s.py", "import time\ndef f(t):\n    time.sleep(0.5)\n    return 1\n")
+    p = write(d, "s.ini", "[job]\nfunction = s.py:f\n[input]\ntable = t\nfile = t.csv\n"
+              "[partition]\npieces = 4\n[workers]\nlocal = 1\nwindow = 4\n[merge]\nhow = sum\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    times = [int(x) for x in re.findall(r"done on worker 0 in (\d+) ms", r.stderr)]
+    assert len(times) == 4 and all(t < 950 for t in times), (times, r.stderr)
