@@ -99,12 +99,12 @@ static void test_job_good(void)
     CU_ASSERT_STRING_EQUAL(j->reducer.name, "finish");
     snprintf(want, sizeof want, "%s/out/vwap.csv", tmp);
     CU_ASSERT_STRING_EQUAL(j->output, want);
-    snprintf(want, sizeof want, "%s/out", tmp);
+    snprintf(want, sizeof want, "%s/.qpeach", tmp);     /* beside the job file */
     CU_ASSERT_STRING_EQUAL(j->state, want);
     CU_ASSERT_EQUAL(j->retries, 3);
     CU_ASSERT_EQUAL(j->task_timeout_ms, 90000);
     char *jp = qp_job_state_path(j, "journal");
-    snprintf(want, sizeof want, "%s/out/vwap.journal", tmp);
+    snprintf(want, sizeof want, "%s/.qpeach/vwap.journal", tmp);
     CU_ASSERT_STRING_EQUAL(jp, want);
     free(jp);
     qp_job_free(j);
@@ -124,7 +124,9 @@ static void test_job_defaults_and_credentials_file(void)
     CU_ASSERT_STRING_EQUAL(j->user, "bob");
     CU_ASSERT_STRING_EQUAL(j->password, "pa:ss");
     CU_ASSERT_STRING_EQUAL(j->output, "-");
-    CU_ASSERT_STRING_EQUAL(j->state, tmp);
+    char st[600];
+    snprintf(st, sizeof st, "%s/.qpeach", tmp);
+    CU_ASSERT_STRING_EQUAL(j->state, st);
     CU_ASSERT_EQUAL(j->retries, 2);
     CU_ASSERT_EQUAL(j->window, 0);            /* auto */
     CU_ASSERT_EQUAL(j->merge, QP_MERGE_CONCAT);
