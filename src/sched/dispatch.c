@@ -226,6 +226,11 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
         qp_unref(v);
         return ok;
     }
+    if (r->ndone == 0 && qp__check_key(r, v, f.task)) {
+        r->badjob = true;
+        qp_unref(v);
+        return false;
+    }
     /* Journal the response bytes as received: decoding them again on
      * --resume gives exactly this value. */
     int rc = qp_journal_write(r->journal, f.task, m->data, m->len);
@@ -366,6 +371,6 @@ failed:
     free(pfd);
     free(who);
     journal_sync(r);
-    return QP_RUN_FAILED;
+    return r->badjob ? QP_RUN_BADJOB : QP_RUN_FAILED;
 }
 

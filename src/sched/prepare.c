@@ -160,6 +160,79 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     return 0;
 }
 
+/* ---- column names, before any task runs ---- */
+
+/* "a, b, c": the names of a symbol vector, for messages. */
+static void list_names(const qp_value *names, char *out, size_t n)
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (int64_t i = 0; names && i < names->v.n && at < n; i++)
+        at += (size_t)snprintf(out + at, n - at, "%s%s", i ? ", " : "", qp_S(names)[i]);
+}
+
+static bool has_name(const qp_value *names, const char *name)
+{
+    const char *s = qp_sym_intern(name, strlen(name));
+    for (int64_t i = 0; i < names->v.n; i++)
+        if (qp_S(names)[i] == s) return true;
+    return false;
+}
+
+/* The input's column names: from the parsed CSV, else from a worker
+ * (.qp.meta of the table it holds). New reference, NULL with r->failure. */
+static qp_value *input_names(run *r)
+{
+    if (r->input) return qp_ref(qp_table_names(r->input));
+    qp_value *m = qp__call_one(r, qp__call(".qp.meta", 1, qp_symbol(r->job->table)));
+    if (!m) return NULL;
+    qp_value *c = NULL;
+    if (m->type == QP_DICT && qp_dict_keys(m)->type == QP_TABLE)
+        c = qp_table_column(qp_dict_keys(m), "c");
+    if (!c || c->type != QP_SYMBOL) {
+        qp__fail(r, "table %s: %s", r->job->table, qp_is_error(m) ? m->s : "no column names");
+        qp_unref(m);
+        return NULL;
+    }
+    qp_ref(c);
+    qp_unref(m);
+    return c;
+}
+
+int qp__check_columns(run *r)
+{
+    const qp_job *j = r->job;
+    if (j->part_by != QP_PART_COLUMN) return 0;
+    qp_value *names = input_names(r);
+    if (!names) return QP_RUN_FAILED;
+    int rc = 0;
+    if (!has_name(names, j->column)) {
+        char have[600];
+        list_names(names, have, sizeof have);
+        qp__fail(r, "[partition] column = %s: %s has no such column (it has: %s)", j->column,
+                 j->file ? j->file : j->table, have);
+        rc = QP_RUN_BADJOB;
+    }
+    qp_unref(names);
+    return rc;
+}
+
+int qp__check_key(run *r, const qp_value *result, int64_t task)
+{
+    const qp_job *j = r->job;
+    if (j->merge != QP_MERGE_SUM_BY_KEY || !j->nkeys || result->type != QP_TABLE) return 0;
+    const qp_value *names = qp_table_names(result);
+    for (int i = 0; i < j->nkeys; i++) {
+        if (has_name(names, j->keys[i])) continue;
+        char have[600];
+        list_names(names, have, sizeof have);
+        qp__fail(r, "[merge] key = %s: the function's result (task %" PRId64 ") has no such "
+                 "column (it has: %s)", j->keys[i], task, have);
+        return QP_RUN_BADJOB;
+    }
+    return 0;
+}
+
 /* ---- planning ---- */
 
 static qp__worker *first_ready(run *r)

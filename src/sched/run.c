@@ -169,6 +169,8 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
         goto done;
     }
     if (qp__stop_signal) { result = QP_RUN_INTERRUPTED; goto done; }
+    if ((result = qp__check_columns(r)) != 0) goto done;
+    result = QP_RUN_FAILED;
 
     /* Plan, journal, and what an earlier run already finished. */
     if (qp__make_plan(r, ready)) goto done;

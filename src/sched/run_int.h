@@ -52,6 +52,7 @@ typedef struct run {
     qp_value **setup;      /* setup calls every (re)started worker gets */
     int nsetup;
     char failure[1024];    /* why the job failed */
+    bool badjob;           /* the failure is the job file's: exit 2 */
 } run;
 
 /* The signal that asked the run to stop (SIGINT/SIGTERM), 0 while none. */
@@ -81,6 +82,14 @@ void qp__mkdir_p(const char *path);
  * size, mtime and the job's types; a parse error always fails the run.
  * 0 or QP_RUN_FAILED. */
 int qp__prepare_input(run *r, bool need_table);
+/* [partition] column must name a column of the input: checked before
+ * any task runs. 0, QP_RUN_BADJOB (r->failure names the columns there
+ * are) or QP_RUN_FAILED. */
+int qp__check_columns(run *r);
+/* [merge] key (sum-by-key over tables) names columns of the function's
+ * result, not of the input, so it is checked on the first result that
+ * arrives rather than after the last. 0 or QP_RUN_BADJOB. */
+int qp__check_key(run *r, const qp_value *result, int64_t task);
 /* What must be unchanged for a journal to be resumed: job file, code,
  * input. 0 or a negative code. */
 int qp__job_ids(run *r, qp_journal_id ids[3]);

@@ -88,3 +88,22 @@ def test_task_time_excludes_queue_wait():
     assert r.returncode == 0, r.stderr
     times = [int(x) for x in re.findall(r"done on worker 0 in (\d+) ms", r.stderr)]
     assert len(times) == 4 and all(t < 950 for t in times), (times, r.stderr)
+
+
+def test_wrong_column_names_fail_before_tasks_naming_the_real_ones():
+    d = tmpdir()
+    write(d, "t.csv", "sym,price,size\nA,1.5,10\nB,2.5,20\n")
+    write(d, "f.py", "import numpy as np\ndef f(t):\n"
+          "    return {'sym': np.unique(t['sym']), 'n': np.array([len(t['sym'])])}\n")
+    base = ("[job]\nfunction = f.py:f\n[input]\ntable = t\nfile = t.csv\n[workers]\nlocal = 1\n"
+            "[output]\npath = out/o.csv\n")
+    p = write(d, "col.ini", base + "[partition]\nby = column\ncolumn = symbol\n")
+    r = run(p)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "column = symbol" in r.stderr and "(it has: sym, price, size)" in r.stderr, r.stderr
+    assert "done on worker" not in r.stderr, r.stderr
+    p = write(d, "key.ini", base + "[partition]\npieces = 2\n[merge]\nhow = sum-by-key\nkey = ticker\n")
+    r = run(p)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "key = ticker" in r.stderr and "(it has: sym, n)" in r.stderr, r.stderr
+    assert r.stderr.count("done on worker") == 0, r.stderr
