@@ -77,6 +77,7 @@ typedef struct qp_job {
 
     /* [output] */
     char *output;          /* absolute path, or "-" for stdout */
+    bool q_text;           /* format = q: CSV dates as q prints them */
 
     /* [run] */
     int retries;           /* extra attempts per task (a lost or timed-out

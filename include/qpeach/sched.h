@@ -69,14 +69,17 @@ qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys
 
 /* ---- Output ---- */
 
-/* Writes x to path by its extension: .csv (a table, header row), .msgpack,
- * .qipc (q IPC bytes), or "-" (q console text to out). Files are written to
- * a temporary name beside path, fsync'd and renamed, so a reader never sees
- * half a result. Returns 0 or a negative code with err set. */
-int qp_output_write(const qp_value *x, const char *path, FILE *out, char *err, size_t errlen);
+/* Writes x to path by its extension: .csv (a table, header row; dates and
+ * timestamps in ISO 8601 unless q_text), .msgpack, .qipc (q IPC bytes), or
+ * "-" (q console text to out). Files are written to a temporary name
+ * beside path, fsync'd and renamed, so a reader never sees half a result.
+ * Returns 0 or a negative code with err set. */
+int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out, char *err,
+                    size_t errlen);
 /* x as msgpack: atoms as scalars, vectors and lists as arrays, dicts as
  * maps, tables as a map of column name to array; temporal values as their
- * q integers (timestamps: ns since 1970). Returns 0, QP_ETYPE or
+ * q integers (dates: days since 1970), timestamps as msgpack's timestamp
+ * extension (type -1). Returns 0, QP_ETYPE or
  * QP_ENOMEM; *out is malloc'd. */
 int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len);
 

@@ -19,8 +19,12 @@ typedef struct qp_csv_opts {
 
 /* Loads a CSV file with a header line as a table. opts may be NULL. */
 qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts);
-/* Writes a table as CSV with a header row. Returns 0 or a negative code. */
+/* Writes a table as CSV with a header row, values as q prints them
+ * (2024.03.01D09:30:00.000000000). Returns 0 or a negative code. */
 int qp_csv_write(const qp_value *table, const char *path);
+/* Same; iso: dates, months, timestamps and datetimes in ISO 8601
+ * (2024-03-01T09:30:00.000000000), which pandas' parse_dates reads. */
+int qp_csv_write_iso(const qp_value *table, const char *path, bool iso);
 /* Loads a q IPC file: the bytes of -8! (with header) or of `set`. */
 qp_value *qp_ipcfile_load(const char *path);
 /* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */

@@ -652,7 +652,21 @@ done:
 typedef struct out {
     FILE *f;
     char delim;
+    bool iso;              /* dates and timestamps in ISO 8601 */
 } out;
+
+/* q's text of a date, month, timestamp or datetime ("2024.03.01D09:30:00")
+ * as ISO 8601 ("2024-03-01T09:30:00"), in place; nulls and infinities
+ * (no yyyy.mm at the start) are left as they are. Returns the new length. */
+static int iso_cell(char *buf, int n, int type)
+{
+    if (n < 7 || buf[4] != '.') return n;
+    buf[4] = '-';
+    if (type == QP_MONTH) return buf[n - 1] == 'm' ? n - 1 : n;
+    if (n >= 10 && buf[7] == '.') buf[7] = '-';
+    if (n > 10 && buf[10] == 'D') buf[10] = 'T';
+    return n;
+}
 
 /* Text quoted when it holds the delimiter, a quote, a newline, or edge
  * spaces (which a reader might trim). */
@@ -685,6 +699,7 @@ static int put_value(out *o, const qp_value *c, int64_t r)
     if (qp_is_vector(c)) {
         int n = qp__format_cell(buf, sizeof buf, c->type, (const uint8_t *)c->v.data + (size_t)r * qp_type_width(c->type));
         if (n < 0) return QP_EARG;
+        if (o->iso) n = iso_cell(buf, n, c->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -694,6 +709,7 @@ static int put_value(out *o, const qp_value *c, int64_t r)
     if (qp_is_atom(x)) {
         int n = qp__format_cell(buf, sizeof buf, -x->type, &x->g);
         if (n < 0) return QP_EARG;
+        if (o->iso) n = iso_cell(buf, n, -x->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -701,6 +717,11 @@ static int put_value(out *o, const qp_value *c, int64_t r)
 }
 
 int qp_csv_write(const qp_value *table, const char *path)
+{
+    return qp_csv_write_iso(table, path, false);
+}
+
+int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
 {
     const qp_value *cols[4096];
     const char *names[4096];
@@ -721,7 +742,7 @@ int qp_csv_write(const qp_value *table, const char *path)
         }
     }
     int64_t rows = ncols ? qp_count(cols[0]) : 0;
-    out o = {fopen(path, "w"), ','};
+    out o = {fopen(path, "w"), ',', iso};
     if (!o.f) return -errno;
     setvbuf(o.f, NULL, _IOFBF, 1 << 20);
     int rc = 0;

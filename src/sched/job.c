@@ -246,7 +246,7 @@ enum key_id {
     K_BY, K_COLUMN, K_PIECES,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_HOW, K_REDUCER, K_KEY,
-    K_PATH,
+    K_PATH, K_FORMAT,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
     K_COUNT
 };
@@ -263,7 +263,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
     [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
-    [K_PATH] = {"output", "path"},
+    [K_PATH] = {"output", "path"}, [K_FORMAT] = {"output", "format"},
     [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
     [K_STATE] = {"run", "state"}, [K_RETRY_ERRORS] = {"run", "retry_errors"},
 };
@@ -440,6 +440,10 @@ static int handler(void *user, const char *section, const char *name, const char
         j->output = abspath(p, value);
         break;
     }
+    case K_FORMAT:
+        if (!strcmp(value, "q")) j->q_text = true;
+        else if (strcmp(value, "iso")) BAD("expected iso or q");
+        break;
     case K_RETRIES:
         if (!parse_int(value, 0, 100, &x)) BAD("not a count (0..100)");
         j->retries = (int)x;

@@ -43,7 +43,13 @@ static int pack_item(msgpack_packer *pk, int t, const void *data, int64_t i)
     case QP_LONG: case QP_TIMESPAN: case QP_TIMESTAMP: {
         int64_t v = ((const int64_t *)data)[i];
         if (v == QP_NULL_J) return msgpack_pack_nil(pk);
-        return msgpack_pack_int64(pk, t == QP_TIMESTAMP ? v + QP_EPOCH_NANOS : v);
+        if (t != QP_TIMESTAMP) return msgpack_pack_int64(pk, v);
+        /* msgpack's timestamp extension (type -1): seconds and ns since
+         * 1970, which msgpack readers turn into datetimes. */
+        int64_t ns = v + QP_EPOCH_NANOS, s = ns / 1000000000, rem = ns % 1000000000;
+        if (rem < 0) { rem += 1000000000; s--; }
+        msgpack_timestamp ts = { .tv_sec = s, .tv_nsec = (uint32_t)rem };
+        return msgpack_pack_timestamp(pk, &ts);
     }
     case QP_REAL: return msgpack_pack_float(pk, ((const float *)data)[i]);
     case QP_FLOAT: case QP_DATETIME: return msgpack_pack_double(pk, ((const double *)data)[i]);
@@ -195,7 +201,8 @@ static qp_value *as_table(const qp_value *x)
     return NULL;
 }
 
-int qp_output_write(const qp_value *x, const char *path, FILE *out, char *err, size_t errlen)
+int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out, char *err,
+                    size_t errlen)
 {
     if (!strcmp(path, "-")) {
         char *s = qp_format(x, 0);
@@ -221,7 +228,7 @@ int qp_output_write(const qp_value *x, const char *path, FILE *out, char *err, s
             free(tmp);
             return QP_ETYPE;
         }
-        rc = qp_csv_write(t, tmp);
+        rc = qp_csv_write_iso(t, tmp, !q_text);
         qp_unref(t);
         if (!rc) {
             /* fsync through a fresh descriptor: the writer closed its own. */

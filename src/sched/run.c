@@ -247,7 +247,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
             snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
             qp__mkdir_p(dir);
         }
-        rc = qp_output_write(v, job->output, out, err, sizeof err);
+        rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
         qp_unref(v);
         if (rc) { snprintf(r->failure, sizeof r->failure, "output %s", err); goto done; }
     }

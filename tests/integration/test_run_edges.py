@@ -107,3 +107,34 @@ def test_wrong_column_names_fail_before_tasks_naming_the_real_ones():
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "key = ticker" in r.stderr and "(it has: sym, n)" in r.stderr, r.stderr
     assert r.stderr.count("done on worker") == 0, r.stderr
+
+
+def test_outputs_python_readers_parse():
+    import msgpack
+    import pandas as pd
+    d = tmpdir()
+    write(d, "t.csv", "sym,price,size\nA,1.5,10\nB,2.5,20\n")
+    write(d, "ts.py", "import numpy as np\ndef f(t):\n"
+          "    return {'ts': np.array(['2024-03-01T09:30:00.000000001', 'NaT'], dtype='datetime64[ns]'),\n"
+          "            'd': np.array(['2024-03-01', '1999-12-31'], dtype='datetime64[D]'), 'n': np.arange(2)}\n")
+
+    def go(path, fmt=""):
+        p = write(d, "ts.ini", "[job]\nfunction = ts.py:f\n[input]\ntable = t\nfile = t.csv\n"
+                  "[partition]\npieces = 1\n[workers]\nlocal = 1\n"
+                  f"[output]\npath = {path}\n{fmt}")
+        r = run(p)
+        assert r.returncode == 0, r.stderr
+        return os.path.join(d, path)
+
+    df = pd.read_csv(go("out/o.csv"), parse_dates=["ts", "d"])
+    assert str(df["ts"].dtype) == "datetime64[ns]" and str(df["d"].dtype) == "datetime64[ns]", df.dtypes
+    assert df["ts"][0] == pd.Timestamp("2024-03-01T09:30:00.000000001") and pd.isna(df["ts"][1])
+    assert df["d"][1] == pd.Timestamp("1999-12-31")
+    text = open(go("out/o.csv", "format = q\n")).read()
+    assert "2024.03.01D09:30:00.000000001" in text and "1999.12.31" in text, text
+    r = run(write(d, "bad.ini", open(os.path.join(d, "ts.ini")).read().replace("format = q", "format = xml")))
+    assert r.returncode == 2 and "[output] format: expected iso or q" in r.stderr, r.stderr
+    with open(go("out/o.msgpack"), "rb") as f:
+        m = msgpack.unpackb(f.read(), timestamp=3)
+    assert m["ts"][0].isoformat() == "2024-03-01T09:30:00+00:00" and m["ts"][1] is None, m
+    assert m["n"] == [0, 1], m

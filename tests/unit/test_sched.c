@@ -674,14 +674,14 @@ static void test_msgpack_output(void)
     free(b);
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/o.msgpack", tmp);
-    CU_ASSERT_EQUAL(qp_output_write(t, path, stdout, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_output_write(t, path, false, stdout, err, sizeof err), 0);
     struct stat st;
     CU_ASSERT(stat(path, &st) == 0 && st.st_size == (off_t)sizeof want);
     snprintf(path, sizeof path, "%s/o.csv", tmp);
-    CU_ASSERT_EQUAL(qp_output_write(t, path, stdout, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_output_write(t, path, false, stdout, err, sizeof err), 0);
     CU_ASSERT(stat(path, &st) == 0 && st.st_size > 0);
     snprintf(path, sizeof path, "%s/nodir/o.qipc", tmp);
-    CU_ASSERT(qp_output_write(t, path, stdout, err, sizeof err) < 0);
+    CU_ASSERT(qp_output_write(t, path, false, stdout, err, sizeof err) < 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "nodir/o.qipc"));
     qp_unref(t);
 }
