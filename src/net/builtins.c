@@ -3,12 +3,14 @@
  *
  *   .qp.echo x         x unchanged
  *   .qp.ping[]         1b (a liveness check that costs nothing)
- *   .qp.info[]         `version`pid`python`secondary`cores`tables!(...);
+ *   .qp.info[]         `version`pid`python`threads`cores`tables!(...);
  *                      python is the string in the global `.qp.python`,
  *                      which the Python module sets when it starts, and ""
- *                      until then; cores are those this server may use
- *                      (its binding: --pin, taskset, `qpeach run`), counted
- *                      as `qpeach topo` counts cores
+ *                      until then; threads is -s (negative: -s -N worker
+ *                      processes), as q's \s; cores are the indices of the
+ *                      cores this server may use (its binding: --pin,
+ *                      taskset, `qpeach run`), numbered as `qpeach topo`
+ *                      numbers them
  *   .qp.set[name;v]    defines the global name (symbol or string); returns name
  *                      (with -s -N the py module replaces it with one that
  *                      also forwards the value to its worker processes)
@@ -182,26 +184,29 @@ static void info_topo_load(void)
     if (qp_topo_load(NULL, &info_topo)) info_topo = NULL;
 }
 
-/* The cores this process is bound to now; the online CPUs when hwloc
- * cannot tell. */
-static long usable_cores(void)
+/* The cores this process is bound to now (a long vector of core
+ * indices); every online CPU when hwloc cannot tell. */
+static qp_value *usable_cores(void)
 {
     pthread_once(&info_once, info_topo_load);
-    qp_place pl;
-    long n = info_topo && qp_topo_bound_cores(info_topo, &pl) == 0 ? pl.ncores : 0;
+    qp_place pl = { 0 };
+    bool known = info_topo && qp_topo_bound_cores(info_topo, &pl) == 0 && pl.ncores > 0;
+    long n = known ? pl.ncores : sysconf(_SC_NPROCESSORS_ONLN);
+    qp_value *v = qp_vector(QP_LONG, n > 0 ? n : 0);
+    for (long i = 0; v && i < n; i++) qp_J(v)[i] = known ? pl.cores[i] : i;
     if (info_topo) qp_place_clear(&pl);
-    return n > 0 ? n : sysconf(_SC_NPROCESSORS_ONLN);
+    return v;
 }
 
 static qp_value *fn_info(qp_server *s, qp_value *args, void *data)
 {
     (void)args; (void)data;
-    static const char *const keys[] = { "version", "pid", "python", "secondary", "cores", "tables" };
+    static const char *const keys[] = { "version", "pid", "python", "threads", "cores", "tables" };
     qp_value *k = qp_vector(QP_SYMBOL, 6);
     qp_value *py = qp_server_get(s, ".qp.python");
     if (!py) py = qp_string("", 0);
     qp_value *v = qp_list(6, qp_cstring(QPEACH_VERSION), qp_long(getpid()), py,
-                          qp_long(s->opts.secondary), qp_long(usable_cores()),
+                          qp_long(s->opts.secondary), usable_cores(),
                           qp_server_tables(s));
     if (!k || !v) goto oom;
     for (int i = 0; i < 6; i++) {

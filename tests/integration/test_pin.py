@@ -220,16 +220,16 @@ def test_restarted_worker_process_keeps_its_core():
 def info_cores(port):
     with Conn(port=port) as c:
         info = c.call(".qp.info[]")
-    return info["cores"]
+    return info["cores"].items
 
 
 def test_info_reports_the_cores_this_server_may_use():
     cores = need_two_cores()
     with Server("-s", "2", "--pin", "1") as s:
-        assert info_cores(s.port) == 1
+        assert info_cores(s.port) == [1]
     with Server("-s", "2", "--pin", "0-1") as s:
-        assert info_cores(s.port) == 2
+        assert info_cores(s.port) == [0, 1]
     with Server("-s", "2") as s:
-        assert info_cores(s.port) == len(cores)
+        assert len(info_cores(s.port)) == len(cores)
     with serve_under_taskset(cores[0]) as (port, _):
-        assert info_cores(port) == 1
+        assert len(info_cores(port)) == 1
