@@ -16,6 +16,18 @@ class QError(Exception):
         self.remote_traceback = rest
 
 
+try:
+    # Inside a qpeach worker: the class the server raises when a call runs
+    # past its timeout (.qp.timeout / serve --timeout), so a function can
+    # `except qpeach.Timeout:` to clean up.
+    from _qpeach_worker import Timeout
+except ImportError:
+    class Timeout(BaseException):
+        """A call ran past the server's timeout (raised inside functions
+        running on a qpeach worker; a BaseException, so `except Exception`
+        does not swallow it)."""
+
+
 class FanoutError(Exception):
     """A partition of a fan-out failed. ``partition`` is its index,
     ``description`` says which rows or group, ``address`` the server, and

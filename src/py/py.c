@@ -319,6 +319,11 @@ int qp_py_init(char *err, size_t errlen)
     timeout_exc = PyErr_NewExceptionWithDoc("qpeach.Timeout",
         "A call ran past the server's timeout.", PyExc_BaseException, NULL);
     if (!timeout_exc) return fail_msg(err, errlen, "Timeout class");
+    /* `import qpeach` in a function finds this class as qpeach.Timeout
+     * (python/qpeach/errors.py imports it from here when it exists). */
+    PyObject *wm = PyImport_AddModule("_qpeach_worker");     /* borrowed */
+    if (!wm || PyModule_AddObjectRef(wm, "Timeout", timeout_exc) < 0)
+        return fail_msg(err, errlen, "_qpeach_worker module");
     if (install_timeout() < 0) return fail_msg(err, errlen, "timeout handler");
     ready = true;
     return 0;
