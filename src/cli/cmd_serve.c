@@ -223,7 +223,7 @@ int qp_cmd_serve(int argc, char **argv)
         fprintf(stderr, "qpeach serve: %s\n", err);
         pinning_clear(&pin);
         free(loads);
-        return 1;
+        return rc == QP_EADDR || rc == QP_EARG ? 2 : 1;     /* usage errors are 2 */
     }
     /* --load NAME=FILE: tables (CSV, or q IPC files) as globals before the
      * first client can ask for them */

@@ -137,7 +137,11 @@ int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
     if ((rc = send_all(c, hs, n, deadline))) goto fail;
     uint8_t ans;
     ssize_t r = recv_some(c, &ans, 1, deadline);
-    if (r == 0 || r == -ECONNRESET) { rc = fail(c, QP_EAUTH, "access denied"); goto fail; }
+    if (r == 0 || r == -ECONNRESET) {    /* q closes on a bad login; so does a TLS port */
+        rc = fail(c, QP_EAUTH, opts->tls ? "access denied"
+                  : "access denied (wrong user or password, or the server wants TLS: --tls)");
+        goto fail;
+    }
     if (r < 0) { rc = fail(c, (int)r, "handshake: %s", qp_strerror((int)r)); goto fail; }
     c->cap = ans;
     c->rd = qp_reader_new(NULL);

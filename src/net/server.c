@@ -52,6 +52,7 @@ struct qp__sconn {
     int state;             /* enum cstate */
     uint32_t events;       /* epoll interest now registered */
     int tls_want;          /* TLS handshake: QP__WANT_READ or _WRITE */
+    bool tls_seen;         /* the client's first byte was looked at */
     char hs[HANDSHAKE_MAX];/* handshake bytes so far */
     size_t hslen;
     int cap;               /* capability the client asked for */
@@ -286,9 +287,26 @@ static void conn_read(qp_server *s, qp__sconn *c)
     conn_update(s, c);
 }
 
+/* True when the first byte a client sent cannot start a TLS handshake
+ * (a record of type 22): a plain kdb+ client on a TLS port. Its login
+ * (`user:password` + 3 + NUL, or just 3 + NUL) is too short a record for
+ * OpenSSL to reject, so it would wait for the handshake timeout. */
+static bool plain_client_on_tls(qp__sconn *c)
+{
+    unsigned char b;
+    if (c->tls_seen || recv(c->tp.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1) return false;
+    c->tls_seen = true;            /* later records may be of other types */
+    return b != 0x16;
+}
+
 static void conn_tls(qp_server *s, qp__sconn *c)
 {
     char err[256] = "";
+    if (plain_client_on_tls(c)) {
+        fprintf(stderr, "qpeach serve: %s: not a TLS client (this port serves TLS); closing\n", c->peer);
+        conn_close(s, c);
+        return;
+    }
     int r = qp__tp_handshake(&c->tp, err, sizeof err);
     if (r == QP__WANT_READ || r == QP__WANT_WRITE) {
         c->tls_want = r;

@@ -188,6 +188,20 @@ def test_tls_server_refuses_plain_and_garbage():
             s.close()
         ok = qpeach("call", "-u", "alice:s3cret", "--tls-ca", cert, srv.addr, ".qp.ping[]")
         assert ok.returncode == 0, ok
+        # A plain client (anonymous login: 2 bytes, too short for a TLS
+        # record) is answered at once, not after a handshake timeout.
+        s = socket.create_connection(("127.0.0.1", srv.port), 10)
+        s.sendall(b"\x03\x00")
+        s.settimeout(3)
+        try:
+            assert s.recv(100) == b"", "plain client on a TLS port answered"
+        except ConnectionResetError:
+            pass                                   # closed with bytes unread: a reset
+        except socket.timeout:
+            raise AssertionError("plain client on a TLS port left waiting")
+        s.close()
+        plain = qpeach("call", "--timeout", "20000", srv.addr, ".qp.ping[]", timeout=5)
+        assert plain.returncode != 0 and "TLS" in plain.stderr, plain
 
 
 # ------------------------------------------------------------------ unix sockets

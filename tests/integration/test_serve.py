@@ -485,3 +485,10 @@ def test_port_zero_prints_the_port_and_signals_stop_cleanly():
         p.send_signal(sig)
         _, rest = p.communicate(timeout=120)            # reads stderr: no pipe stall
         check_sanitizer_log(rest, p.returncode)
+
+
+def test_usage_errors_exit_2():
+    for args in (["-p", "nonsense"], ["-p", "99999999"], ["-p", "0", "--pin", "zz"], ["--nosuch"]):
+        r = qpeach("serve", *args, timeout=20)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert r.stderr.strip(), args
