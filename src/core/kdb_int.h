@@ -82,4 +82,58 @@ int qp__kdb_peek(const char *path, qp__khead *h, char *err, size_t errlen);
  * from cache/the db via env. Used by kdbdb.c. */
 qp_value *qp__kdb_load(const char *path, const qp__kdb_env *env);
 
+/* ---- Databases (kdbdb.c: opening and listing; kdbtab.c: tables) ---- */
+
+#include <pthread.h>
+
+enum { PK_NONE = 0, PK_DATE, PK_MONTH, PK_YEAR, PK_INT };   /* partition kinds */
+enum { KT_SPLAY = 1, KT_FLAT, KT_PART };                      /* table kinds */
+
+typedef struct qp__kpart {
+    int64_t v;             /* days (date) or months since 2000, or the number */
+    char *dir;             /* its folder: segment/name */
+} qp__kpart;
+
+typedef struct qp__ktable {
+    const char *name;      /* interned */
+    int kind;              /* KT_* */
+    char *path;            /* splayed folder or flat file (NULL: partitioned) */
+    int64_t *parts;        /* partitioned: indexes into db->parts, ascending */
+    int64_t nparts, cap;
+} qp__ktable;
+
+typedef struct qp__kdom {
+    char name[128];
+    qp_value *v;           /* the domain (one reference) */
+} qp__kdom;
+
+/* Immutable after qp_kdb_open but for the domain cache, which lock guards. */
+struct qp_kdb {
+    pthread_mutex_t lock;
+    char *path;            /* as given, without trailing slashes */
+    char *domdir;          /* where domain files live */
+    int pkind;             /* PK_* */
+    qp__kpart *parts;      /* ascending by v */
+    int64_t nparts;
+    qp__ktable *tables;    /* ascending by name */
+    int ntables;
+    qp__kdom *doms;        /* loaded domains */
+    int ndoms, capdoms;
+};
+
+/* The table named name, or NULL. */
+qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
+/* The decoding environment of column file path of db (domains from db). */
+typedef struct qp__colenv {
+    qp_kdb *db;
+    const char *path;
+} qp__colenv;
+void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *path,
+                    unsigned flags);
+/* Column names of the splayed folder dir: its .d, or its files in name
+ * order when it has none. New reference (symbol vector) or error value. */
+qp_value *qp__kdb_columns(const char *dir);
+/* The partition column's name for a kind: "date", "month", "year", "int". */
+const char *qp__kdb_pcol(int pkind);
+
 #endif
