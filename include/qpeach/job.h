@@ -17,7 +17,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
-enum qp_part_by { QP_PART_ROWS = 0, QP_PART_COLUMN = 1, QP_PART_FILE = 2 };
+enum qp_part_by { QP_PART_ROWS = 0, QP_PART_COLUMN = 1, QP_PART_FILE = 2,
+                  QP_PART_PARTITION = 3 /* one task per kdb+ partition */ };
 
 enum qp_merge_how {
     QP_MERGE_CONCAT = 0, QP_MERGE_SUM, QP_MERGE_MIN, QP_MERGE_MAX,
@@ -50,11 +51,16 @@ typedef struct qp_job {
     char *file;            /* CSV or q IPC file the workers load */
     char *files;           /* glob pattern: one partition per file */
     char *csv_types;       /* optional q type string for CSV input ("SFJ") */
+    char *db;              /* kdb+ database the workers mount (local
+                            * workers: serve --db), absolute */
 
     /* [partition] */
     int part_by;           /* enum qp_part_by */
     char *column;          /* for by = column */
     int pieces;            /* for by = rows; 0: 4 per worker slot */
+    char *partitions;      /* for by = partition: "A..B" or "A,B,C" (kdb+
+                            * partition values as their folders are named);
+                            * NULL: all */
 
     /* [workers] */
     int local;             /* local worker processes */
@@ -96,6 +102,14 @@ void qp_job_free(qp_job *job);               /* NULL-safe */
 
 /* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0 or -1 on error. */
 int qp_job_parse_duration(const char *s, int64_t *ms);
+/* [partition] partitions: spec is "A..B" (inclusive) or "A,B,C", each a
+ * partition as its folder is named: a date 2022.06.17, a month 2022.06 or
+ * an integer (year and int partitions). With in NULL, checks the syntax.
+ * Otherwise sets *in to whether the partition value (q's: a date or month
+ * as days/months since 2000.01.01, type QP_DATE/QP_MONTH; an integer as
+ * QP_LONG) is selected. Returns 0, QP_EARG (syntax) or QP_ETYPE (the spec
+ * names a kind of partition other than type). */
+int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in);
 
 /* Names as the job file spells them (static strings). */
 const char *qp_job_part_name(int by);

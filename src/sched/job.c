@@ -242,8 +242,8 @@ static void parse_user(parse *p, const char *v)
 
 enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
-    K_TABLE, K_FILE, K_FILES, K_TYPES,
-    K_BY, K_COLUMN, K_PIECES,
+    K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
+    K_BY, K_COLUMN, K_PIECES, K_PARTITIONS,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_HOW, K_REDUCER, K_KEY,
     K_PATH, K_FORMAT,
@@ -257,7 +257,8 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_TABLE] = {"input", "table"}, [K_FILE] = {"input", "file"},
     [K_FILES] = {"input", "files"}, [K_TYPES] = {"input", "types"},
     [K_BY] = {"partition", "by"}, [K_COLUMN] = {"partition", "column"},
-    [K_PIECES] = {"partition", "pieces"},
+    [K_PIECES] = {"partition", "pieces"}, [K_DB] = {"input", "db"},
+    [K_PARTITIONS] = {"partition", "partitions"},
     [K_LOCAL] = {"workers", "local"}, [K_SERVERS] = {"workers", "servers"},
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
@@ -268,13 +269,76 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_STATE] = {"run", "state"}, [K_RETRY_ERRORS] = {"run", "retry_errors"},
 };
 
-static const char *part_names[] = { "rows", "column", "file" };
+static const char *part_names[] = { "rows", "column", "file", "partition" };
 static const char *merge_names[] = { "concat", "sum", "min", "max", "count", "sum-by-key",
                                      "python", "none" };
 
+/* ---- [partition] partitions ---- */
+
+/* Days from 2000.01.01 to y.m.d (proleptic Gregorian). */
+static int64_t days_2000(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468 - 10957;
+}
+
+/* One partition name: 2022.06.17 (date), 2022.06 (month), 42 (long). */
+static int part_token(const char *s, size_t n, int *type, int64_t *v)
+{
+    long long a, b, c;
+    int used = 0;
+    char buf[32];
+    if (n == 0 || n >= sizeof buf) return QP_EARG;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (sscanf(buf, "%4lld.%2lld.%2lld%n", &a, &b, &c, &used) == 3 && (size_t)used == n && n == 10
+        && b >= 1 && b <= 12 && c >= 1 && c <= 31) {
+        *type = QP_DATE; *v = days_2000(a, b, c);
+    } else if (sscanf(buf, "%4lld.%2lld%n", &a, &b, &used) == 2 && (size_t)used == n && n == 7
+               && b >= 1 && b <= 12) {
+        *type = QP_MONTH; *v = (a - 2000) * 12 + b - 1;
+    } else if (sscanf(buf, "%lld%n", &a, &used) == 1 && (size_t)used == n && buf[0] != '+') {
+        *type = QP_LONG; *v = a;
+    } else {
+        return QP_EARG;
+    }
+    return 0;
+}
+
+int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)
+{
+    if (in) *in = false;
+    const char *range = strstr(spec, "..");
+    int t1, t2;
+    int64_t lo, hi;
+    if (range) {
+        if (part_token(spec, (size_t)(range - spec), &t1, &lo)
+            || part_token(range + 2, strlen(range + 2), &t2, &hi) || t1 != t2 || lo > hi)
+            return QP_EARG;
+        if (!in) return 0;
+        if (t1 != type) return QP_ETYPE;
+        *in = value >= lo && value <= hi;
+        return 0;
+    }
+    for (const char *p = spec;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        if (part_token(p, n, &t1, &lo)) return QP_EARG;
+        if (in && t1 != type) return QP_ETYPE;
+        if (in && lo == value) *in = true;
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
 const char *qp_job_part_name(int by)
 {
-    return by >= 0 && by <= QP_PART_FILE ? part_names[by] : "?";
+    return by >= 0 && by <= QP_PART_PARTITION ? part_names[by] : "?";
 }
 
 const char *qp_job_merge_name(int how)
@@ -370,10 +434,16 @@ static int handler(void *user, const char *section, const char *name, const char
             if (!strchr(" bghijefcspmdznuvtx*BGHIJEFCSPMDZNUVTX", *c)) BAD("not a q type string");
         j->csv_types = dup(p, value);
         break;
+    case K_DB: j->db = abspath(p, value); break;
+    case K_PARTITIONS:
+        if (qp_job_partitions_parse(value, 0, 0, NULL))
+            BAD("expected partitions as A..B or A,B,C (e.g. 2022.06.17..2022.06.30, 2022.06, 7)");
+        j->partitions = dup(p, value);
+        break;
     case K_BY:
-        for (x = 0; x <= QP_PART_FILE; x++)
+        for (x = 0; x <= QP_PART_PARTITION; x++)
             if (!strcmp(value, part_names[x])) break;
-        if (x > QP_PART_FILE) BAD("expected rows, column or file");
+        if (x > QP_PART_PARTITION) BAD("expected rows, column, file or partition");
         j->part_by = (int)x;
         break;
     case K_COLUMN:
@@ -472,8 +542,15 @@ static void check(parse *p)
     bool has = p->seen[K_BY / 32] & (1u << (K_BY % 32));
     if (!j->function.file) REQ("%s: [job] function: required (file.py:function)", b);
     if (!j->table && !j->file && !j->files)
-        REQ("%s: [input]: give table, file or files", b);
+        REQ("%s: [input]: give table, file or files (or db and table)", b);
     if (j->file && j->files) REQ("%s: [input]: file and files exclude each other", b);
+    if (j->db && (j->file || j->files)) REQ("%s: [input]: db excludes file and files", b);
+    if (j->db && !j->table) REQ("%s: [input] db needs [input] table (a table of the db)", b);
+    if (j->part_by == QP_PART_PARTITION && (j->file || j->files))
+        REQ("%s: [partition] by = partition needs a kdb+ table ([input] db, or a table "
+            "servers hold)", b);
+    if (j->partitions && j->part_by != QP_PART_PARTITION)
+        REQ("%s: [partition] partitions is only for by = partition", b);
     if (j->files && !has) j->part_by = QP_PART_FILE;
     if (j->part_by == QP_PART_FILE && !j->files)
         REQ("%s: [partition] by = file needs [input] files", b);
@@ -571,7 +648,8 @@ void qp_job_free(qp_job *j)
     free(j->function.file); free(j->function.name);
     free_list(j->lib_alias, j->nlibs);
     free_list(j->lib_module, j->nlibs);
-    free(j->table); free(j->file); free(j->files); free(j->csv_types);
+    free(j->table); free(j->file); free(j->files); free(j->csv_types); free(j->db);
+    free(j->partitions);
     free(j->column);
     free_list(j->servers, j->nservers);
     free(j->user);
