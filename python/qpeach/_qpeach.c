@@ -278,7 +278,7 @@ static PyObject *conn_error(ConnObject *self)
         snprintf(msg, sizeof msg, "cannot send to %s: %s", self->addr, why);
     } else if (code == QP_ETIMEOUT) {
         t = PyExc_TimeoutError;
-        snprintf(msg, sizeof msg, "call to %s timed out (%s); the connection is closed",
+        snprintf(msg, sizeof msg, "call to %s timed out (%s); this connection is now unusable",
                  self->addr, why);
     } else {
         if (code == -ECONNRESET) t = PyExc_ConnectionResetError;
