@@ -12,7 +12,18 @@ is installed, else its source text), registered on the server under a name
 made of its SHA-256 id, and called by that name afterwards (`.qp.call`, or
 `.qp.callk` with keyword arguments). Libraries are imported on the server
 (`.qp.import`) when given, so a missing one fails at once, naming it and its
-alias.
+alias. pandas=True registers it with the server's pandas option: table
+arguments arrive as DataFrames.
+
+Globals are read at call time, as a local call reads them: with dill, the
+data globals the function and its helpers name (not modules, functions or
+classes, which are shipped once) go with a call whenever their values
+differ from what the server holds (a hash is checked on every call; an
+identical immutable value costs no pickling).
+
+Timeouts: a call that runs past ``timeout`` raises TimeoutError and is never
+sent again. Its reply would still arrive on the connection, so the session
+closes it; the next call opens a new one (repr: "reconnects on next call").
 
 Reconnection follows PyKX's ``reconnection_attempts``: -1 (the default)
 never reconnects and a lost connection raises ConnectionError; N > 0 tries
