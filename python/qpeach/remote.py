@@ -598,6 +598,8 @@ def fanout(fn: Callable, sessions: Sequence[Session], table: Any = None, by: str
     merge     'concat' (tables by column, arrays end to end, scalars into an
               array, in partition order), 'sum', 'min', 'max', or a callable
               taking the list of results in partition order.
+    pandas    hand each partition to fn as a DataFrame (and return tables as
+              DataFrames); implied by a remote function made with pandas=True.
 
     Errors in any partition raise FanoutError naming the partition (index,
     rows or group value, and server) with the original error as its cause;
