@@ -13,7 +13,9 @@ done
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 command -v cc >/dev/null 2>&1 || need="$need build-essential"
 for pair in numpy:python3-numpy pandas:python3-pandas dill:python3-dill \
-            msgpack:python3-msgpack dask:python3-dask matplotlib:python3-matplotlib; do
+            msgpack:python3-msgpack dask:python3-dask matplotlib:python3-matplotlib \
+            setuptools:python3-setuptools wheel:python3-wheel ensurepip:python3-venv \
+            pip:python3-pip; do   # the last four: `pip install ./python` offline
     mod=${pair%%:*}; pkg=${pair#*:}
     /usr/bin/python3 -c "import $mod" 2>/dev/null || need="$need $pkg"
 done

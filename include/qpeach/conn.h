@@ -35,14 +35,18 @@ void qp_conn_close(qp_conn *c);              /* NULL-safe */
 
 /* Sync call: sends x, waits for the response. Returns a new reference: the
  * result, or a q error value (-128) when the server answered with one.
- * Returns NULL on a transport failure (see qp_conn_errstr; the connection
- * is then unusable). */
+ * Returns NULL on a failure: qp_conn_err says which (QP_ETIMEOUT when the
+ * call timeout ran out, QP_ECLOSED when the server closed, -errno, ...)
+ * and qp_conn_errstr why. After a transport failure or a timeout the
+ * connection is unusable (qp_conn_broken): close it and open another. */
 qp_value *qp_conn_call(qp_conn *c, const qp_value *x);
 /* Sends x as msgtype (QP_MSG_ASYNC / SYNC / RESPONSE) without waiting.
  * Sync messages may be pipelined: responses arrive in order. */
 int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype);
 /* Receives one message: 0 and *out (new reference) and *msgtype, or a
- * negative code. timeout_ms < 0 uses the connection's call timeout. */
+ * negative code (QP_ETIMEOUT when timeout_ms ran out: the connection is
+ * then broken, since a late reply would be taken for the next one's).
+ * timeout_ms < 0 uses the connection's call timeout. */
 int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms);
 /* Receives one message without waiting and without decoding it: reads
  * what the socket (or TLS) holds now. Returns 0 and *msg (a new buffer
@@ -62,7 +66,17 @@ bool qp_conn_pending(const qp_conn *c);
 int qp_conn_fd(const qp_conn *c);
 /* Capability the server accepted (the byte it answered). */
 int qp_conn_capability(const qp_conn *c);
+/* Errors stay on the connection (hiredis' shape): every failing call
+ * above sets both. qp_conn_err: the code of the last failure (QP_E* or
+ * -errno), 0 when none yet; qp_conn_errstr: its text ("" when none). A
+ * connection that failed stays failed: later calls fail at once with the
+ * code and text of the failure that broke it. */
+int qp_conn_err(const qp_conn *c);
 const char *qp_conn_errstr(const qp_conn *c);
+/* True once a transport failure or a timeout left the stream at an
+ * unknown offset: every later send or receive fails (an encode error,
+ * which sends nothing, does not break the connection). */
+bool qp_conn_broken(const qp_conn *c);
 /* Whether the peer is on this machine (loopback or unix): q does not
  * compress for local peers. */
 bool qp_conn_is_local(const qp_conn *c);

@@ -259,15 +259,34 @@ static void Conn_dealloc(ConnObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* A transport failure: qp_conn keeps the error sticky, so later calls
- * fail fast with the same ConnectionError, which is what the session's
- * reconnect logic looks for. Lock held. */
-static PyObject *conn_transport_error(ConnObject *self, int code)
+/* A failed send, receive or call: the code and text qp_conn keeps (conn.h)
+ * pick the exception. Timeouts raise TimeoutError, a lost peer
+ * ConnectionError (or its subclasses for a reset or a broken pipe), which
+ * is what the session's timeout and reconnect logic look for; a failure
+ * that left the stream intact (a value the encoder refused) ValueError.
+ * A broken connection stays broken (`broken` is then True). Lock held. */
+static PyObject *conn_error(ConnObject *self)
 {
+    int code = qp_conn_err(self->c);
+    const char *why = qp_conn_errstr(self->c);
     char msg[400];
-    snprintf(msg, sizeof msg, "connection to %s lost: %s", self->addr,
-             qp_conn_errstr(self->c));
-    return raise_code(code == QP_ETIMEOUT ? QP_ETIMEOUT : QP_ECLOSED, msg);
+    if (code == QP_ENOMEM) return PyErr_NoMemory();
+    if (!*why) why = qp_strerror(code);
+    PyObject *t = PyExc_ConnectionError;
+    if (!qp_conn_broken(self->c)) {
+        t = PyExc_ValueError;
+        snprintf(msg, sizeof msg, "cannot send to %s: %s", self->addr, why);
+    } else if (code == QP_ETIMEOUT) {
+        t = PyExc_TimeoutError;
+        snprintf(msg, sizeof msg, "call to %s timed out (%s); this connection is now unusable",
+                 self->addr, why);
+    } else {
+        if (code == -ECONNRESET) t = PyExc_ConnectionResetError;
+        else if (code == -EPIPE) t = PyExc_BrokenPipeError;
+        snprintf(msg, sizeof msg, "connection to %s lost: %s", self->addr, why);
+    }
+    PyErr_SetString(t, msg);
+    return NULL;
 }
 
 /* call(fn, *args, pandas=False): sync fn[args...]; fn None sends args[0]
@@ -310,7 +329,7 @@ static PyObject *Conn_call(ConnObject *self, PyObject *args, PyObject *kw)
         res = qp_conn_call(c, msg);
         Py_END_ALLOW_THREADS
         if (!res) {
-            conn_transport_error(self, QP_ECLOSED);
+            conn_error(self);
         } else {
             out = result_to_py(res, flags);
             qp_unref(res);
@@ -351,7 +370,7 @@ static PyObject *Conn_send(ConnObject *self, PyObject *args, PyObject *kw)
         Py_BEGIN_ALLOW_THREADS
         r = qp_conn_send(c, msg, sync ? QP_MSG_SYNC : QP_MSG_ASYNC);
         Py_END_ALLOW_THREADS
-        if (r < 0) conn_transport_error(self, r);
+        if (r < 0) conn_error(self);
     } else {
         conn_check(self);
     }
@@ -380,7 +399,7 @@ static PyObject *Conn_recv(ConnObject *self, PyObject *args, PyObject *kw)
         r = qp_conn_recv(c, &v, &mt, timeout_ms);
         Py_END_ALLOW_THREADS
         if (r < 0) {
-            conn_transport_error(self, r);
+            conn_error(self);
         } else {
             PyObject *py = result_to_py(v, pandas ? QP_PY_PANDAS : 0);
             if (py) out = Py_BuildValue("(Ni)", py, mt);
@@ -416,6 +435,17 @@ static PyObject *Conn_get_closed(ConnObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->c == NULL);
 }
 
+static PyObject *Conn_get_broken(ConnObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->c && qp_conn_broken(self->c));
+}
+
+static PyObject *Conn_get_error(ConnObject *self, void *Py_UNUSED(closure))
+{
+    if (conn_check(self) < 0) return NULL;
+    return Py_BuildValue("(is)", qp_conn_err(self->c), qp_conn_errstr(self->c));
+}
+
 static PyObject *Conn_get_capability(ConnObject *self, void *Py_UNUSED(closure))
 {
     if (conn_check(self) < 0) return NULL;
@@ -442,6 +472,10 @@ static PyMethodDef Conn_methods[] = {
 
 static PyGetSetDef Conn_getset[] = {
     {"closed", (getter)Conn_get_closed, NULL, "True once closed", NULL},
+    {"broken", (getter)Conn_get_broken, NULL,
+     "True once a transport failure or a timeout made the connection unusable", NULL},
+    {"error", (getter)Conn_get_error, NULL,
+     "(code, text) of the last failure: a QP_E* code (0: none) and why", NULL},
     {"capability", (getter)Conn_get_capability, NULL, "capability byte accepted", NULL},
     {"addr", (getter)Conn_get_addr, NULL, "address connected to", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -595,5 +629,9 @@ PyMODINIT_FUNC PyInit__qpeach(void)
     PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
     PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
     PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);
+    /* The codes Connection.error reports: EAUTH, ETIMEOUT, ECLOSED, ... */
+#define QP__ERR_CONST(name, code, text) PyModule_AddIntConstant(m, "E" #name, code);
+    QP_ERRORS(QP__ERR_CONST)
+#undef QP__ERR_CONST
     return m;
 }

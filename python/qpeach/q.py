@@ -16,8 +16,11 @@ numpy scalars for aggregates.
 Where q's documentation is silent (null arithmetic in ``deltas`` on
 integers), a null in an operand gives a null result, as q does for floats.
 """
+from typing import Any, Union
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike
 
 __all__ = ["mavg", "msum", "mmin", "mmax", "mdev", "mcount", "wavg", "wsum",
            "xbar", "deltas", "ratios", "sums", "prds", "maxs", "mins", "avg",
@@ -108,14 +111,14 @@ def _moving_reduce(a, n, pad, fn):
 
 # ---- running and moving --------------------------------------------------
 
-def til(n):
+def til(n: int) -> np.ndarray:
     """``til n``: 0 1 ... n-1 as int64."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"til expects an int, got {type(n).__name__}")
     return np.arange(int(n), dtype=np.int64)
 
 
-def sums(x):
+def sums(x: ArrayLike) -> np.ndarray:
     """Running totals; nulls count as zero (``sums 2 3 0N 7`` is 2 5 5 12)."""
     a = _vec(x)
     if a.dtype == bool:
@@ -123,7 +126,7 @@ def sums(x):
     return np.cumsum(_fill(a, 0), dtype=a.dtype if a.dtype.kind in "if" else None)
 
 
-def prds(x):
+def prds(x: ArrayLike) -> np.ndarray:
     """Running products; nulls count as one (``prds 2 3 0N 7`` is 2 6 6 42)."""
     a = _vec(x)
     if a.dtype == bool:
@@ -131,7 +134,7 @@ def prds(x):
     return np.cumprod(_fill(a, 1), dtype=a.dtype if a.dtype.kind in "if" else None)
 
 
-def maxs(x):
+def maxs(x: ArrayLike) -> np.ndarray:
     """Running maximums; nulls ignored, initial nulls give -0W."""
     a = _vec(x)
     if a.dtype.kind not in "if" or a.dtype == np.uint8:
@@ -139,7 +142,7 @@ def maxs(x):
     return np.maximum.accumulate(_fill(a, _inf(a, -1)))
 
 
-def mins(x):
+def mins(x: ArrayLike) -> np.ndarray:
     """Running minimums; nulls ignored, initial nulls give 0W."""
     a = _vec(x)
     if a.dtype.kind not in "if" or a.dtype == np.uint8:
@@ -147,7 +150,7 @@ def mins(x):
     return np.minimum.accumulate(_fill(a, _inf(a, 1)))
 
 
-def deltas(x):
+def deltas(x: ArrayLike) -> np.ndarray:
     """Differences of adjacent items, the first item less 0."""
     a = _vec(x)
     if a.dtype == bool:
@@ -166,7 +169,7 @@ def deltas(x):
     return out
 
 
-def ratios(x):
+def ratios(x: ArrayLike) -> np.ndarray:
     """Ratios of adjacent items, the first over 1; a float vector."""
     a = _vec(x)
     f = a.astype(np.float64)
@@ -180,7 +183,7 @@ def ratios(x):
     return out
 
 
-def mcount(n, x):
+def mcount(n: int, x: ArrayLike) -> np.ndarray:
     """Moving counts of the non-null items in windows of n."""
     n = _window(n)
     a = _vec(x)
@@ -190,7 +193,7 @@ def mcount(n, x):
     return _moving_sum(ok, n)
 
 
-def msum(n, x):
+def msum(n: int, x: ArrayLike) -> np.ndarray:
     """Moving sums over windows of n; nulls count as zero."""
     n = _window(n)
     a = _vec(x)
@@ -202,7 +205,7 @@ def msum(n, x):
     return _moving_sum(a, n)
 
 
-def mavg(n, x):
+def mavg(n: int, x: ArrayLike) -> np.ndarray:
     """Moving averages over windows of n, ignoring nulls: q's
     ``msum[n; 0^x] % mcount[n; x]``. ``5 mavg 0N 2 0N 5 7 0N`` is
     0n 2 2 3.5 4.666667 4.666667; ``0 mavg 2 3`` is 0n 0n."""
@@ -216,7 +219,7 @@ def mavg(n, x):
         return s / c
 
 
-def mdev(n, x):
+def mdev(n: int, x: ArrayLike) -> np.ndarray:
     """Moving (population) standard deviations over windows of n, nulls
     ignored: sqrt of mavg of squares less the squared mavg."""
     n = _window(n)
@@ -238,7 +241,7 @@ def mdev(n, x):
     return np.sqrt(np.maximum(v, 0.0, where=~np.isnan(v), out=v))
 
 
-def mmax(n, x):
+def mmax(n: int, x: ArrayLike) -> np.ndarray:
     """Moving maximums over windows of n; nulls count as -0W, so a window
     of nulls gives -0W and later nulls take the preceding maximum."""
     n = _window(n)
@@ -252,7 +255,7 @@ def mmax(n, x):
     return _moving_reduce(a, n, lo, np.max)
 
 
-def mmin(n, x):
+def mmin(n: int, x: ArrayLike) -> np.ndarray:
     """Moving minimums over windows of n; a null is the minimum value, so
     any window holding a null gives null."""
     n = _window(n)
@@ -278,7 +281,7 @@ def _valid_float(x):
     return f[~_nulls(a)]
 
 
-def avg(x):
+def avg(x: ArrayLike) -> np.float64:
     """Arithmetic mean as a float, nulls ignored; empty gives 0n."""
     f = _valid_float(x)
     if len(f) == 0:
@@ -287,7 +290,7 @@ def avg(x):
         return np.float64(f.sum() / len(f))
 
 
-def var(x):
+def var(x: ArrayLike) -> np.float64:
     """Population variance, nulls ignored."""
     f = _valid_float(x)
     if len(f) == 0:
@@ -296,12 +299,12 @@ def var(x):
     return np.float64(((f - mu) ** 2).mean())
 
 
-def dev(x):
+def dev(x: ArrayLike) -> np.float64:
     """Population standard deviation: ``sqrt var x``."""
     return np.float64(np.sqrt(var(x)))
 
 
-def med(x):
+def med(x: ArrayLike) -> np.float64:
     """Median, as q defines it: ``{avg x (iasc x)@floor .5*-1 0+count x}``.
     Nulls sort first (q's order) and the final avg ignores them."""
     a = _vec(x)
@@ -318,7 +321,7 @@ def med(x):
     return np.float64(pick.mean()) if len(pick) else np.float64(np.nan)
 
 
-def wsum(w, x):
+def wsum(w: ArrayLike, x: ArrayLike) -> Any:
     """Weighted sum ``sum w*x``; nulls count as zero."""
     wa, xa = _vec(w), _vec(x)
     wa, xa = _fill(wa, 0), _fill(xa, 0)
@@ -327,7 +330,7 @@ def wsum(w, x):
     return r
 
 
-def wavg(w, x):
+def wavg(w: ArrayLike, x: ArrayLike) -> np.float64:
     """Weighted average ``(sum w*x) % sum w`` over pairs where neither is
     null (``2 0N 4 5 wavg 1 2 0N 8`` is 6f)."""
     wa, xa = np.broadcast_arrays(_vec(w), _vec(x))
@@ -338,7 +341,7 @@ def wavg(w, x):
         return np.float64((wf * xf).sum() / den)
 
 
-def xbar(x, y):
+def xbar(x: Union[int, float, np.timedelta64], y: ArrayLike) -> Any:
     """y rounded down to the nearest multiple of x (``3 xbar til 16`` is
     0 0 0 3 3 3 ...). Temporal y takes a timedelta64 x (or an int in y's
     unit); timestamps count from q's epoch 2000.01.01. Nulls stay null."""

@@ -12,7 +12,18 @@ is installed, else its source text), registered on the server under a name
 made of its SHA-256 id, and called by that name afterwards (`.qp.call`, or
 `.qp.callk` with keyword arguments). Libraries are imported on the server
 (`.qp.import`) when given, so a missing one fails at once, naming it and its
-alias.
+alias. pandas=True registers it with the server's pandas option: table
+arguments arrive as DataFrames.
+
+Globals are read at call time, as a local call reads them: with dill, the
+data globals the function and its helpers name (not modules, functions or
+classes, which are shipped once) go with a call whenever their values
+differ from what the server holds (a hash is checked on every call; an
+identical immutable value costs no pickling).
+
+Timeouts: a call that runs past ``timeout`` raises TimeoutError and is never
+sent again. Its reply would still arrive on the connection, so the session
+closes it; the next call opens a new one (repr: "reconnects on next call").
 
 Reconnection follows PyKX's ``reconnection_attempts``: -1 (the default)
 never reconnects and a lost connection raises ConnectionError; N > 0 tries
@@ -28,6 +39,7 @@ import textwrap
 import threading
 import time
 import types
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -63,7 +75,7 @@ def _check(name, value, types_, what):
 
 # ---- shipping functions --------------------------------------------------
 
-def _globals_used(code, seen=None):
+def _globals_used(code):
     """Global names a code object (and the code nested in it) refers to."""
     names = set(code.co_names)
     for c in code.co_consts:
@@ -72,11 +84,22 @@ def _globals_used(code, seen=None):
     return names
 
 
-def _by_value(fn, memo):
+# What a global may hold and still be code rather than data: shipped once
+# with the function (by reference, or by value for helpers), never per call.
+_CODE_LIKE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+              types.MethodType, type)
+# Values that cannot change in place: when every live global still holds the
+# very same object, the call needs no pickling to know nothing changed.
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), frozenset)
+
+
+def _by_value(fn, memo, live):
     """A copy of fn that dill pickles by value (its module set to
     __main__), with the plain functions of the same module that it uses
     (helpers) copied the same way, so the server needs none of the
-    client's modules. Modules stay references (imported on the server)."""
+    client's modules. Modules stay references (imported on the server).
+    The names of the data globals (not modules, functions or classes) the
+    copies use go into live: their values travel again at call time."""
     if fn in memo:
         return memo[fn]
     g = {"__builtins__": fn.__globals__.get("__builtins__", __builtins__)}
@@ -91,16 +114,71 @@ def _by_value(fn, memo):
             continue        # a library imported on the server, or a builtin
         v = fn.__globals__[name]
         if isinstance(v, types.FunctionType) and v.__module__ == fn.__module__:
-            v = _by_value(v, memo)
+            v = _by_value(v, memo, live)
+        elif not isinstance(v, _CODE_LIKE):
+            live.add(name)
         g[name] = v
     # Closure cells may hold helpers too.
     return cp
 
 
+def _make_entry(st):
+    """What is registered on the server for a function shipped with dill:
+    a wrapper that runs on the server, so everything it uses must be in
+    st (a dict) or builtins. At its first call it binds the function and
+    its helpers to the namespace the server gave it (libraries included),
+    as one module's functions share their module. A call may carry the
+    client's current data globals: __qpeach_gh__ (their hash) alone when
+    the server should have them (LookupError 'qpeach-globals-stale' if
+    not), with __qpeach_gv__ (dill bytes) to set them; __qpeach_only__
+    sets them and calls nothing (before a .qp.apply, which has no kwargs)."""
+    def entry(*args, **kwargs):
+        g = globals()
+        f = st.get("bound")
+        if f is None:
+            import types as T
+            bound = {}
+            for cp in st["fns"]:
+                nf = T.FunctionType(cp.__code__, g, cp.__name__, cp.__defaults__, cp.__closure__)
+                nf.__kwdefaults__ = cp.__kwdefaults__
+                bound[id(cp)] = nf
+            for cp in st["fns"]:
+                for n, v in cp.__globals__.items():
+                    if n == "__builtins__":
+                        continue
+                    if id(v) in bound:
+                        g[n] = bound[id(v)]
+                    elif n in st["live"]:
+                        g[n] = v
+                    else:
+                        g.setdefault(n, v)      # a library of the server wins
+            f = st["bound"] = bound[id(st["fns"][0])]
+        if "__qpeach_gh__" in kwargs:
+            h = kwargs.pop("__qpeach_gh__")
+            blob = kwargs.pop("__qpeach_gv__", None)
+            only = kwargs.pop("__qpeach_only__", False)
+            if blob is not None:
+                import dill
+                g.update(dill.loads(bytes(blob)))
+                st["h"] = h
+            elif h != st["h"]:
+                raise LookupError("qpeach-globals-stale: the server holds other values "
+                                  "of the function's globals")
+            if only:
+                return None
+        return f(*args, **kwargs)
+
+    return entry
+
+
+_STALE = "qpeach-globals-stale"
+
+
 class _Shipped:
     """What travels to a server for one Python function: its code (dill
     bytes or source text), id (SHA-256 hex of those bytes) and the name it
-    is registered under."""
+    is registered under; with dill, also the names of the data globals it
+    uses, whose current values go with a call when they changed."""
 
     def __init__(self, fn):
         if not callable(fn) or not isinstance(fn, types.FunctionType):
@@ -108,11 +186,27 @@ class _Shipped:
                             f"got {type(fn).__name__}")
         self.fn = fn
         self.code = None
+        self.live = ()          # data globals re-sent when changed (dill only)
+        self._last = None       # (values, hash, blob) of the last look
         if _dill is not None:
             try:
-                self.code = _dill.dumps(_by_value(fn, {}), recurse=True)
+                live, memo = set(), {}
+                cp = _by_value(fn, memo, live)
+                self.live = tuple(sorted(live))
+                now = self.globals_now()
+                st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
+                      "live": frozenset(self.live), "h": now[0] if now else None}
+                entry = _make_entry(st)
+                ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
+                                        fn.__name__, None, entry.__closure__)
+                ep.__module__ = "__main__"
+                ep.__qualname__ = fn.__qualname__
+                ep.__doc__ = fn.__doc__
+                # The server reads DataFrame annotations (pandas arguments).
+                ep.__annotations__ = dict(getattr(fn, "__annotations__", {}) or {})
+                self.code = _dill.dumps(ep, recurse=True)
             except Exception:       # unpicklable closure: fall back to source
-                self.code = None
+                self.code, self.live, self._last = None, (), None
         if self.code is None:
             try:
                 src = textwrap.dedent(inspect.getsource(fn))
@@ -125,20 +219,66 @@ class _Shipped:
         # content, and for source text the server finds the def by name.
         self.name = f"{fn.__name__}_{self.id[:16]}"
 
+    def name_for(self, pandas):
+        """The registered name: pandas functions are defined apart (the
+        server converts their arguments to DataFrames)."""
+        return self.name + ("_pd" if pandas else "")
+
+    def globals_now(self):
+        """(hash, dill bytes) of the current values of the data globals
+        the function uses, or None when it uses none. Pickles only when
+        some value is not the very object of the last look or may have
+        changed in place (anything but an immutable scalar)."""
+        if not self.live:
+            return None
+        g = self.fn.__globals__
+        miss = _Shipped
+        vals = tuple(g.get(n, miss) for n in self.live)
+        last = self._last
+        if last is not None and all(a is b and (type(a) in _IMMUTABLE or a is miss)
+                                    for a, b in zip(vals, last[0])):
+            return last[1], last[2]
+        blob = _dill.dumps({n: v for n, v in zip(self.live, vals) if v is not miss},
+                           recurse=True)
+        h = hashlib.sha256(blob).hexdigest()
+        self._last = (vals, h, blob)
+        return h, blob
+
 
 # ---- the session ---------------------------------------------------------
 
+def _address(host, port, unix):
+    """The C connection's address for session(host, port, unix): a unix
+    socket path given as host ('unix:/path' or '@/path', as `qpeach call`
+    takes it) needs no port."""
+    if host.startswith("unix:") or host.startswith("@"):
+        if port not in (None, 0):
+            raise ValueError(f"host {host!r} is a unix socket: give no port (got {port})")
+        if len(host) <= (1 if host.startswith("@") else 5):
+            raise ValueError(f"host {host!r}: the unix socket path is missing")
+        return host
+    if port is None:
+        raise TypeError("session() needs port= (an int), or host='unix:/path/to/socket'")
+    _check("port", port, (int,), "an int")
+    return f"unix://{port}" if unix else f"{host}:{port}"
+
+
 class Session:
     """A connection to a qpeach (or q) server running Python functions.
-    Use ``session(...)`` to make one (PyKX's spelling)."""
+    Use ``session(...)`` to make one (PyKX's spelling).
 
-    def __init__(self, host="localhost", port=None, libraries=None, *, username="",
-                 password="", timeout=0.0, large_messages=True, tls=False, unix=False,
-                 reconnection_attempts=-1):
+    A call that runs past ``timeout`` raises TimeoutError and is never sent
+    again; its reply would arrive late on the connection, so the session
+    closes it and the next call opens a new one (repr says so meanwhile)."""
+
+    def __init__(self, host: str = "localhost", port: Optional[int] = None,
+                 libraries: Optional[Dict[str, Union[str, types.ModuleType]]] = None, *,
+                 username: str = "", password: str = "", timeout: float = 0.0,
+                 large_messages: bool = True, tls: bool = False, unix: bool = False,
+                 reconnection_attempts: int = -1) -> None:
         _check("host", host, (str,), "a str")
-        if port is None:
-            raise TypeError("session() needs port= (an int)")
-        _check("port", port, (int,), "an int")
+        if port is not None:
+            _check("port", port, (int,), "an int")
         if libraries is not None:
             _check("libraries", libraries, (dict,), "a dict alias -> module")
         _check("username", username, (str,), "a str")
@@ -151,22 +291,24 @@ class Session:
         _check("reconnection_attempts", reconnection_attempts, (int,), "an int")
         if reconnection_attempts < -1:
             raise ValueError("reconnection_attempts must be -1 (never), 0 (no limit) or > 0")
+        self.address = _address(host, port, unix)
         self.host, self.port = host, port
-        self.address = f"unix://{port}" if unix else f"{host}:{port}"
         self._opts = dict(user=username or None, password=password or None,
                           timeout_ms=int(timeout * 1000), connect_timeout_ms=int(timeout * 1000),
                           tls=tls, large=large_messages)
         self.reconnection_attempts = reconnection_attempts
         self._libs = {}             # alias -> module name, imported on the server
-        self._registered = set()    # ids defined over the current connection
+        self._registered = set()    # names defined over the current connection
+        self._gsent = {}            # name -> hash of the globals the server holds
         self._lock = threading.RLock()
         self._closed = False
+        self._dropped = None        # why the connection was closed (a timeout)
         self._conn = _extension().Connection(self.address, **self._opts)
         if libraries is not None:
             self.libraries(libraries)
 
     # -- PyKX's API --
-    def libraries(self, libs):
+    def libraries(self, libs: Dict[str, Union[str, types.ModuleType]]) -> None:
         """Imports libraries on the server: a dict alias -> module name or
         module object ({'np': 'numpy'} is `import numpy as np`). A module
         the server lacks raises QError naming it and its alias."""
@@ -185,22 +327,35 @@ class Session:
         self._call(".qp.import", KwDict(clean))
         self._libs.update(clean)
 
-    def close(self):
+    def close(self) -> None:
         """Closes the connection; later use raises RuntimeError."""
         with self._lock:
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
-    def __repr__(self):
-        state = "closed" if self._closed else "open"
-        return f"<qpeach session {self.address} {state}>"
+    @property
+    def state(self) -> str:
+        """'open'; 'reconnects on next call' after a timeout closed the
+        connection; 'broken' when the connection was lost (the next call
+        reconnects if reconnection_attempts allows, else raises); 'closed'."""
+        if self._closed:
+            return "closed"
+        if self._conn is None:
+            return "reconnects on next call"
+        if self._conn.broken:
+            return "broken"
+        return "open"
+
+    def __repr__(self) -> str:
+        why = f" ({self._dropped})" if self._conn is None and self._dropped else ""
+        return f"<qpeach session {self.address} {self.state}{why}>"
 
     # -- plumbing --
     def _check_open(self):
@@ -213,10 +368,11 @@ class Session:
             conn.call(".qp.import", KwDict(self._libs))
         return conn
 
-    def _reconnect(self, cause):
+    def _reconnect(self, cause, tries=None):
         """PyKX's loop: up to reconnection_attempts tries (0: no limit),
         0.5 s apart and doubling. Raises the last error when all fail."""
-        tries = self.reconnection_attempts
+        tries = self.reconnection_attempts if tries is None else tries
+        total = tries
         delay = 0.5
         while True:
             try:
@@ -227,70 +383,124 @@ class Session:
                 if tries == 0:
                     raise ConnectionError(
                         f"could not reconnect to {self.address} within "
-                        f"{self.reconnection_attempts} attempts: {e}") from cause
+                        f"{total} attempts: {e}") from cause
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
         old, self._conn = self._conn, conn
         if old is not None:
             old.close()
+        self._dropped = None
         self._registered.clear()
+        self._gsent.clear()
 
-    def _call(self, fn, *args, pandas=False):
-        """fn[args] on the server with the reconnect rule; holds the lock."""
+    def _with_conn(self, op):
+        """op(conn) under the lock, with the session's rules: after a
+        timeout closed the connection, a new one first (one try, or the
+        reconnection attempts); a timeout closes the connection and raises,
+        never re-sending; a lost connection reconnects and runs op once more
+        when reconnection_attempts allows it."""
         with self._lock:
             self._check_open()
-            try:
-                return self._conn.call(fn, *args, pandas=pandas)
-            except (ConnectionError, TimeoutError) as e:
-                if self.reconnection_attempts == -1 or isinstance(e, TimeoutError):
+            for attempt in (0, 1):
+                if self._conn is None:
+                    self._reconnect(TimeoutError(self._dropped),
+                                    tries=max(self.reconnection_attempts, 1)
+                                    if self.reconnection_attempts else 0)
+                try:
+                    return op(self._conn)
+                except TimeoutError as e:
+                    # The reply may still come: a fresh connection next time
+                    # cannot take it for another call's.
+                    self._conn.close()
+                    self._conn = None
+                    self._dropped = f"last call timed out: {e}"
                     raise
-                self._reconnect(e)
-                return self._conn.call(fn, *args, pandas=pandas)
+                except ConnectionError as e:
+                    if attempt or self.reconnection_attempts == -1:
+                        raise
+                    self._reconnect(e)
 
-    def _ensure(self, shipped):
+    def _call(self, fn, *args, pandas=False):
+        """fn[args] on the server with the session's rules."""
+        return self._with_conn(lambda c: c.call(fn, *args, pandas=pandas))
+
+    def _ensure(self, conn, shipped, pandas):
         """Registers shipped on the current connection if not yet there."""
-        if shipped.id not in self._registered:
-            sid = self._conn.call(".qp.def", shipped.name, shipped.code)
+        name = shipped.name_for(pandas)
+        if name not in self._registered:
+            if pandas:
+                sid = conn.call(".qp.def", name, shipped.code, KwDict({"pandas": True}))
+            else:
+                sid = conn.call(".qp.def", name, shipped.code)
             if isinstance(sid, str) and sid and sid != shipped.id:
                 # The server hashes what it received: a mismatch means the
                 # code was altered on the way.
                 raise QError(f"function id mismatch: sent {shipped.id}, server {sid}")
-            self._registered.add(shipped.id)
+            self._registered.add(name)
+            self._gsent.pop(name, None)
+        return name
+
+    def _send_call(self, conn, shipped, name, args, kwargs, pandas, apply):
+        live = shipped.globals_now()
+        if live is None:
+            if apply is not None:
+                return conn.call(".qp.apply", name, apply[0], apply[1], pandas=pandas)
+            if kwargs:
+                return conn.call(".qp.callk", name, ArgList(args), KwDict(kwargs), pandas=pandas)
+            return conn.call(".qp.call", name, ArgList(args), pandas=pandas)
+        h, blob = live
+        kw = dict(kwargs or {})
+        kw["__qpeach_gh__"] = CharVector(h)
+        if apply is not None:
+            kw["__qpeach_only__"] = True
+        if self._gsent.get(name) != h:
+            kw["__qpeach_gv__"] = blob
+        try:
+            r = conn.call(".qp.callk", name, ArgList(() if apply else args), KwDict(kw),
+                          pandas=pandas)
+        except QError as e:
+            if _STALE not in str(e) or "__qpeach_gv__" in kw:
+                raise
+            # Another client set other values there since: send ours.
+            kw["__qpeach_gv__"] = blob
+            r = conn.call(".qp.callk", name, ArgList(() if apply else args), KwDict(kw),
+                          pandas=pandas)
+        self._gsent[name] = h
+        if apply is not None:
+            return conn.call(".qp.apply", name, apply[0], apply[1], pandas=pandas)
+        return r
 
     def _run(self, shipped, args, kwargs, pandas=False, apply=None):
-        """Calls a shipped function (registering it first when needed);
-        apply=(table, part) runs it with `.qp.apply` on a resident table."""
-        with self._lock:
-            self._check_open()
-            for attempt in (0, 1):
-                try:
-                    self._ensure(shipped)
-                    if apply is not None:
-                        return self._conn.call(".qp.apply", shipped.name, apply[0], apply[1],
-                                               pandas=pandas)
-                    if kwargs:
-                        return self._conn.call(".qp.callk", shipped.name, ArgList(args),
-                                               KwDict(kwargs), pandas=pandas)
-                    return self._conn.call(".qp.call", shipped.name, ArgList(args),
-                                           pandas=pandas)
-                except (ConnectionError, TimeoutError) as e:
-                    if attempt or self.reconnection_attempts == -1 or isinstance(e, TimeoutError):
-                        raise
-                    self._reconnect(e)
+        """Calls a shipped function (registering it first when needed) with
+        the current values of its data globals; apply=(table, part) runs it
+        with `.qp.apply` on a resident table."""
+        def op(conn):
+            name = self._ensure(conn, shipped, pandas)
+            return self._send_call(conn, shipped, name, args, kwargs, pandas, apply)
+        return self._with_conn(op)
 
 
-def session(host="localhost", port=None, libraries=None, *, username="", password="",
-            timeout=0.0, large_messages=True, tls=False, unix=False, reconnection_attempts=-1):
-    """Opens a session: PyKX's ``kx.remote.session``. See Session."""
+def session(host: str = "localhost", port: Optional[int] = None,
+            libraries: Optional[Dict[str, Union[str, types.ModuleType]]] = None, *,
+            username: str = "", password: str = "", timeout: float = 0.0,
+            large_messages: bool = True, tls: bool = False, unix: bool = False,
+            reconnection_attempts: int = -1) -> Session:
+    """Opens a session: PyKX's ``kx.remote.session``. host may be a unix
+    socket, 'unix:/path' (or '@/path'), with no port. timeout (seconds, 0:
+    none) bounds the connect and every call: a late call raises
+    TimeoutError, is not re-sent, and the next call uses a new connection.
+    See Session."""
     return Session(host, port, libraries, username=username, password=password,
                    timeout=timeout, large_messages=large_messages, tls=tls, unix=unix,
                    reconnection_attempts=reconnection_attempts)
 
 
 class RemoteFunction:
-    """A Python function that runs on a session's server when called."""
+    """A Python function that runs on a session's server when called. Each
+    call sends the current values of the module globals the function (and
+    its helpers) reads, when they changed since the server got them."""
 
-    def __init__(self, session, fn, pandas=False):
+    def __init__(self, session: Session, fn: Callable, pandas: bool = False) -> None:
         self.session = session
         self.shipped = _Shipped(fn)
         self.pandas = pandas
@@ -299,20 +509,20 @@ class RemoteFunction:
         self.__wrapped__ = fn
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self.shipped.id
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.session._run(self.shipped, args, kwargs, pandas=self.pandas)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<remote function {self.__name__} on {self.session.address}>"
 
 
-def function(session, *, pandas=False):
+def function(session: Session, *, pandas: bool = False) -> Callable[[Callable], RemoteFunction]:
     """Decorator: ``@function(session)`` makes the function run on the
     session's server. pandas=True returns tables as DataFrames and hands
-    them to the function as DataFrames."""
+    table arguments to the function as DataFrames."""
     if not isinstance(session, Session):
         raise TypeError(f"function() expects a qpeach session, got {type(session).__name__}")
     _check("pandas", pandas, (bool,), "a bool")
@@ -368,7 +578,9 @@ def _merge(results, merge):
     return acc
 
 
-def fanout(fn, sessions, table=None, by="rows", pieces=None, merge="concat", pandas=False):
+def fanout(fn: Callable, sessions: Sequence[Session], table: Any = None, by: str = "rows",
+           pieces: Optional[int] = None, merge: Union[str, Callable[[List[Any]], Any]] = "concat",
+           pandas: bool = False) -> Any:
     """Runs fn over the partitions of a table on several sessions at once
     and merges the results. What PyKX's remote functions do not have.
 
@@ -386,6 +598,8 @@ def fanout(fn, sessions, table=None, by="rows", pieces=None, merge="concat", pan
     merge     'concat' (tables by column, arrays end to end, scalars into an
               array, in partition order), 'sum', 'min', 'max', or a callable
               taking the list of results in partition order.
+    pandas    hand each partition to fn as a DataFrame (and return tables as
+              DataFrames); implied by a remote function made with pandas=True.
 
     Errors in any partition raise FanoutError naming the partition (index,
     rows or group value, and server) with the original error as its cause;

@@ -27,7 +27,8 @@ struct qp_conn {
     int cap;               /* capability byte the server answered */
     int timeout_ms;        /* per-call timeout, 0: none */
     int broken;            /* 0, or the error that made the stream unusable */
-    char err[256];         /* text of the last error */
+    int code;              /* code of the last failure (QP_E* or -errno), 0: none */
+    char err[256];         /* text of the last failure */
 };
 
 static int fail(qp_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -37,6 +38,16 @@ static int fail(qp_conn *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof c->err, fmt, ap);
     va_end(ap);
+    c->code = code;
+    return code;
+}
+
+/* The stream is now unusable: every later send and receive fails fast
+ * with code, and the text of the failure stays as it was. */
+static int breaks(qp_conn *c, int code)
+{
+    c->broken = code;
+    c->code = code;
     return code;
 }
 
@@ -166,7 +177,7 @@ void qp_conn_close(qp_conn *c)
 
 int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype)
 {
-    if (c->broken) return c->broken;
+    if (c->broken) return breaks(c, c->broken);
     uint8_t *msg = NULL, *z = NULL;
     size_t len = 0, zlen = 0;
     int rc = qp_ipc_encode(x, msgtype, &msg, &len);
@@ -182,8 +193,8 @@ int qp_conn_send(qp_conn *c, const qp_value *x, int msgtype)
     rc = send_all(c, wire, wlen, deadline_of(c->timeout_ms));
     free(msg);
     free(z);
-    if (rc) c->broken = rc;
-    return rc;
+    /* A partial write leaves the peer mid-message: nothing can follow. */
+    return rc ? breaks(c, rc) : 0;
 }
 
 /* The next whole message from what is buffered: 1 and *m, 0 when more
@@ -217,7 +228,7 @@ static void look_ahead(qp_conn *c)
 static int recv_msg(qp_conn *c, qp_buf **m, qp_ipc_header *h, int64_t deadline, bool nowait)
 {
     *m = NULL;
-    if (c->broken) return c->broken;
+    if (c->broken) return breaks(c, c->broken);
     int rc;
     bool first = !nowait;
     for (;;) {
@@ -248,8 +259,9 @@ static int recv_msg(qp_conn *c, qp_buf **m, qp_ipc_header *h, int64_t deadline, 
         rc = fail(c, (int)r, "receive: %s", qp_strerror((int)r));
         break;
     }
-    c->broken = rc;
-    return rc;
+    /* A timeout mid-message, or before the answer, leaves a reply on its
+     * way that the next receive would take for its own: broken too. */
+    return breaks(c, rc);
 }
 
 int qp_conn_recv(qp_conn *c, qp_value **out, int *msgtype, int timeout_ms)
@@ -291,7 +303,8 @@ qp_value *qp_conn_call(qp_conn *c, const qp_value *x)
          * would wait forever for us, so answer it with an error. */
         if (t == QP_MSG_SYNC) {
             qp_value *e = qp_error("qpeach client: requests not served");
-            int rc = e ? qp_conn_send(c, e, QP_MSG_RESPONSE) : QP_ENOMEM;
+            int rc = e ? qp_conn_send(c, e, QP_MSG_RESPONSE)
+                       : breaks(c, fail(c, QP_ENOMEM, "out of memory"));
             qp_unref(e);
             if (rc) return NULL;
         }
@@ -301,4 +314,6 @@ qp_value *qp_conn_call(qp_conn *c, const qp_value *x)
 int qp_conn_fd(const qp_conn *c) { return c->tp.fd; }
 int qp_conn_capability(const qp_conn *c) { return c->cap; }
 const char *qp_conn_errstr(const qp_conn *c) { return c->err; }
+int qp_conn_err(const qp_conn *c) { return c->code; }
+bool qp_conn_broken(const qp_conn *c) { return c->broken != 0; }
 bool qp_conn_is_local(const qp_conn *c) { return c->tp.local; }

@@ -337,7 +337,7 @@ def test_kwargs_closures_helpers_and_ids():
     assert closure(2) == 106
     assert closure(2, bump=1) == 107
     assert len(closure.id) == 64
-    assert closure.id in sess._registered
+    assert closure.shipped.name in sess._registered
     # Shipped once: the second call sends no .qp.def (the id stays known).
     n = len(sess._registered)
     closure(1)

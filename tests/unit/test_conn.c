@@ -5,6 +5,8 @@
  * the handshake), so the test decides exactly which bytes arrive together:
  * three responses in one write, a message split in two, a close. That is
  * what poll() on the fd cannot tell apart and these two calls must.
+ * The same peer checks that every failure leaves its code and text on
+ * the connection (qp_conn_err, qp_conn_errstr, qp_conn_broken).
  */
 #include <errno.h>
 #include <poll.h>
@@ -161,10 +163,90 @@ static void test_pending_and_nowait(void)
     unlink(path);
 }
 
+/* A connection to a peer of this test on a fresh unix socket. */
+static qp_conn *open_peer(peer *p, char *path, size_t pathlen, int timeout_ms)
+{
+    char addr[96], err[256];
+    snprintf(path, pathlen, "/tmp/qpeach-test-conn-err-%d.sock", (int)getpid());
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    unlink(path);
+    p->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    p->fd = -1;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (bind(p->lfd, (struct sockaddr *)&sa, sizeof sa) || listen(p->lfd, 1)) return NULL;
+    pthread_t th;
+    pthread_create(&th, NULL, accept_one, p);
+    qp_conn_opts o = { .timeout_ms = timeout_ms };
+    qp_conn *c = NULL;
+    int rc = qp_conn_open(addr, &o, &c, err, sizeof err);
+    pthread_join(th, NULL);
+    return rc == 0 && p->fd >= 0 ? c : NULL;
+}
+
+static void close_peer(peer *p, const char *path)
+{
+    if (p->fd >= 0) close(p->fd);
+    close(p->lfd);
+    unlink(path);
+}
+
+static void test_error_codes_stay(void)
+{
+    char path[64];
+    peer p;
+    qp_conn *c = open_peer(&p, path, sizeof path, 300);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(qp_conn_err(c), 0);
+    CU_ASSERT_STRING_EQUAL(qp_conn_errstr(c), "");
+
+    /* A value the encoder refuses (a list with a missing item): nothing
+     * is sent, the code says why, and the connection stays usable. */
+    qp_value *bad = qp_vector(QP_LIST, 1);
+    CU_ASSERT_PTR_NULL(qp_conn_call(c, bad));
+    CU_ASSERT_EQUAL(qp_conn_err(c), QP_ETYPE);
+    CU_ASSERT(strstr(qp_conn_errstr(c), "encode") != NULL);
+    CU_ASSERT_FALSE(qp_conn_broken(c));
+    qp_unref(bad);
+
+    /* The peer never answers: the call times out with QP_ETIMEOUT, and
+     * the connection is broken (a late reply would be misread). */
+    qp_value *x = qp_long(7);
+    CU_ASSERT_PTR_NULL(qp_conn_call(c, x));
+    CU_ASSERT_EQUAL(qp_conn_err(c), QP_ETIMEOUT);
+    CU_ASSERT(strstr(qp_conn_errstr(c), "timed out") != NULL);
+    CU_ASSERT(qp_conn_broken(c));
+    /* Later calls fail at once with the same cause. */
+    CU_ASSERT_PTR_NULL(qp_conn_call(c, x));
+    CU_ASSERT_EQUAL(qp_conn_err(c), QP_ETIMEOUT);
+    CU_ASSERT(strstr(qp_conn_errstr(c), "timed out") != NULL);
+    qp_conn_close(c);
+    close_peer(&p, path);
+
+    /* The peer closes during a call: QP_ECLOSED and its text. */
+    c = open_peer(&p, path, sizeof path, 5000);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    shutdown(p.fd, SHUT_RDWR);
+    CU_ASSERT_PTR_NULL(qp_conn_call(c, x));
+    int code = qp_conn_err(c);
+    CU_ASSERT(code == QP_ECLOSED || code == -ECONNRESET || code == -EPIPE);
+    CU_ASSERT(qp_conn_errstr(c)[0] != 0);
+    CU_ASSERT(qp_conn_broken(c));
+    int mt = 0;
+    qp_value *v = NULL;
+    CU_ASSERT_EQUAL(qp_conn_recv(c, &v, &mt, -1), code);
+    CU_ASSERT_EQUAL(qp_conn_send(c, x, QP_MSG_ASYNC), code);
+    CU_ASSERT_EQUAL(qp_conn_err(c), code);
+    qp_unref(x);
+    qp_conn_close(c);
+    close_peer(&p, path);
+}
+
 int main(void)
 {
     static const qp_test tests[] = {
         {"pending and non-blocking receive", test_pending_and_nowait},
+        {"errors stay on the connection", test_error_codes_stay},
     };
     int fails = qp_test_run("conn", NULL, NULL, tests, QP_NTESTS(tests));
     return fails;
