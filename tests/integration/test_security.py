@@ -125,7 +125,7 @@ def test_no_listening_beyond_loopback_without_passwords():
         for addr in ["0.0.0.0:{p}", "*:{p}", "{ip}:{p}"]:
             a = addr.format(p=harness.free_port(), ip=peer.host_ip)
             r = qpeach("serve", "-p", a, timeout=10)
-            assert r.returncode == 1, (a, r)
+            assert r.returncode == 2, (a, r)          # a usage error
             assert "refusing to listen" in r.stderr and "without a password file" in r.stderr, r.stderr
             assert "-u FILE" in r.stderr and "--insecure" in r.stderr, r.stderr
     # loopback needs no passwords; beyond it, -u or --insecure will do
