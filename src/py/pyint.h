@@ -47,6 +47,14 @@ size_t qp__symcat_sweep(void);
 /* The whole cached codes array of the column col lies in (borrowed), or
  * NULL when none: lets tests check that slices share it. */
 PyObject *qp__symcat_codes(const qp_value *col);
+/* An enumeration (type 20) x as a Categorical whose codes view x's int64
+ * indices (read-only, no copy) over the domain's names, made once per
+ * domain; copied codes only for nulls or a domain with repeated names.
+ * New reference, NULL with an exception. */
+PyObject *qp__enum_categorical(const qp_value *x);
+/* x as an object array of str, filled from the domain's str objects.
+ * New reference, NULL with an exception. */
+PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
 
