@@ -121,6 +121,7 @@ int qp__conv_init(void)
 void qp__conv_fini(void)
 {
     qp__symcat_fini();
+    qp__db_fini();
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);
     for (size_t i = 0; i < symcap; i++) Py_XDECREF(symtab[i].v);
     free(symtab);

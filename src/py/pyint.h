@@ -65,6 +65,18 @@ int qp__lib_set(const char *alias, PyObject *o);
 int qp__func_flags(const char *name, int *flags);
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
 
+/* dbpart.c: parts of a mounted db's tables for .qp.apply and qtable.
+ * When name is a partitioned db table and part is (start; end) rows or
+ * (partition column; value), sets *out (new reference: the table, an error
+ * value, or NULL on OOM) and returns 1; otherwise returns 0 (the caller
+ * reads the table whole). */
+int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
+/* Rows [a, b) of partitioned db table `table`, reading only the partitions
+ * they touch. New reference, or an error value. */
+qp_value *qp__db_rows(struct qp_kdb *db, const char *table, int64_t a, int64_t b);
+/* Drops the cached row counts (qp__conv_fini). */
+void qp__db_fini(void);
+
 /* procs.c: worker processes for -s -N. */
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);
 int qp__procs_count(void);
