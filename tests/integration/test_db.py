@@ -141,6 +141,38 @@ def rows(t):
 """
 
 
+MAPS = """
+import re
+def maps(t):
+    # the fixture files mapped into this process while fn runs
+    seen = set()
+    with open('/proc/self/maps') as f:
+        for line in f:
+            m = re.search(r'egor7/db/(.*)$', line.strip())
+            if m:
+                seen.add(m.group(1))
+    return [sorted(seen), bool(t['p'].flags.owndata), int(len(t['p']))]
+"""
+
+
+def test_egor7_apply_maps_one_partition():
+    """One partition (by date, or rows inside it): only its files are
+    mapped, and its columns are views of them (no copy)."""
+    need(EGOR)
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        define(c, "maps", MAPS)
+        for part in ([Sym("date"), Atom("d", qdate(2015, 1, 2))], Vec("j", [2, 4])):
+            seen, owndata, n = apply(c, "maps", "t", part)
+            seen = items(seen) if not isinstance(seen, str) else [seen]
+            assert n == 2 and owndata is False, (part, seen, owndata, n)
+            assert "2015.01.02/t/p" in seen, seen
+            assert not [p for p in seen if p.startswith("2015.01.01")], seen
+        # rows across both partitions are a copy of those rows: no file
+        # stays mapped
+        seen, owndata, n = apply(c, "maps", "t", Vec("j", [1, 3]))
+        assert n == 2 and seen == [], (seen, owndata)
+
+
 def test_egor7_apply_rows_across_partitions():
     need(EGOR)
     d1, d2 = "2015-01-01", "2015-01-02"
