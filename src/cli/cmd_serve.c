@@ -139,6 +139,28 @@ static void usage(FILE *f)
         "Prints \"qpeach serve: listening on ADDR\" to stderr when ready.\n");
 }
 
+/* --load NAME=FILE: tables (CSV, or q IPC files) as globals before the
+ * first client can ask for them. Returns 0, or -1 after saying why. */
+static int load_tables(qp_server *s, const char *const *loads, int nloads)
+{
+    for (int i = 0; i < nloads; i++) {
+        char name[256];
+        const char *eq = strchr(loads[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
+        qp_value *t = qp_table_load(eq + 1, NULL);
+        if (!t || t->type == QP_ERROR) {
+            fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
+            qp_unref(t);
+            return -1;
+        }
+        if (qp_server_set(s, name, t)) {
+            fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int qp_cmd_serve(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -259,47 +281,20 @@ int qp_cmd_serve(int argc, char **argv)
         free(loads);
         return 1;
     }
-    /* --load NAME=FILE: tables (CSV, or q IPC files) as globals before the
-     * first client can ask for them */
-    for (int i = 0; i < nloads; i++) {
-        char name[256];
-        const char *eq = strchr(loads[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
-        qp_value *t = qp_table_load(eq + 1, NULL);
-        if (!t || t->type == QP_ERROR) {
-            fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
-            qp_unref(t);
-            qp_server_free(s);
-            qp_kdb_close(db);
-            pinning_clear(&pin);
-            free(loads);
-            return 1;
-        }
-        if (qp_server_set(s, name, t)) {
-            fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
-            qp_server_free(s);
-            qp_kdb_close(db);
-            pinning_clear(&pin);
-            free(loads);
-            return 1;
-        }
-    }
+    int status = 1;
+    if (load_tables(s, loads, nloads)) goto done;
     /* Python (.qp.import/def/call/apply/load/peach/timeout) and the -s -N
-     * worker processes, which load the same --load files. */
+     * worker processes, which load the same --load files and --db. */
     po.loads = loads;
     po.nloads = nloads;
     po.db = db_path;
     rc = qp_py_register(s, &po, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
-        qp_py_shutdown();
-        qp_server_free(s);
-        qp_kdb_close(db);
-        pinning_clear(&pin);
-        free(loads);
-        return 1;
+        goto done;
     }
     free(loads);
+    loads = NULL;
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     running = s;
@@ -308,13 +303,13 @@ int qp_cmd_serve(int argc, char **argv)
     fprintf(stderr, "qpeach serve: listening on %s\n", qp_server_address(s));
     rc = qp_server_run(s);
     running = NULL;
+    if (rc) fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
+    status = rc ? 1 : 0;
+done:
     qp_py_shutdown();
     qp_server_free(s);
     qp_kdb_close(db);
     pinning_clear(&pin);
-    if (rc) {
-        fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
-        return 1;
-    }
-    return 0;
+    free(loads);
+    return status;
 }

@@ -69,7 +69,7 @@ static qp_value *concat_col(qp_value *const *ts, int64_t k, int64_t c, const cha
         bool symish = (x->type == QP_ENUM || x->type == QP_SYMBOL) &&
                       (type == QP_ENUM || type == QP_SYMBOL);
         if (x->type != type && !symish)
-            return qp_error("qp.apply: column %s is %s in one partition and %s in another",
+            return qp_error("column %s is %s in one partition and %s in another",
                             name, qp_type_name(type), qp_type_name(x->type));
         if (x->type != QP_ENUM || x->v.dom != first->v.dom) same_dom = false;
         if (x->type != type) type = QP_SYMBOL;
@@ -112,7 +112,7 @@ static qp_value *concat_tables(qp_value *const *ts, int64_t k)
     for (int64_t i = 1; i < k; i++) {
         const qp_value *ni = qp_table_names(ts[i]);
         if (ni->v.n != names->v.n || memcmp(ni->v.data, names->v.data, (size_t)ni->v.n * sizeof(char *)))
-            return qp_error("qp.apply: the partitions have different columns");
+            return qp_error("the partitions of the table have different columns");
     }
     qp_value *cols = qp_vector(QP_LIST, names->v.n);
     for (int64_t c = 0; cols && c < names->v.n; c++) {
@@ -183,7 +183,7 @@ static qp_value *rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
         qp_unref(tp);
         off += n;
     }
-    r = p.n ? concat_tables(p.t, p.n) : qp_error("qp.apply: rows %lld..%lld of %s not found",
+    r = p.n ? concat_tables(p.t, p.n) : qp_error("rows %lld..%lld of %s not found",
                                                 (long long)a, (long long)b, table);
 done:
     for (int64_t i = 0; i < p.n; i++) qp_unref(p.t[i]);
@@ -197,8 +197,8 @@ qp_value *qp__db_rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
     int64_t total = 0;
     if (qp_kdb_count(db, table, &total, err, sizeof err)) return qp_error("%s", err);
     if (a < 0 || b < a || a > total)
-        return qp_error("qp.apply: rows %lld..%lld outside 0..%lld", (long long)a, (long long)b,
-                        (long long)total);
+        return qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)a, (long long)b,
+                        (long long)total, table);
     if (b > total) b = total;
     return rows(db, table, a, b);
 }

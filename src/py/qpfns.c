@@ -375,8 +375,12 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     /* a partitioned db table: one partition, or the rows asked for, read
      * alone (dbpart.c) */
     if (tv->type == -QP_SYMBOL && qp__db_part(s, tv->s, part, &p)) {
-        if (!p || qp_is_error(p)) return p;
-        return apply_call(fn, p);
+        if (p && qp_is_error(p)) {
+            qp_value *e = qp_error("qp.apply: %s: %s", tv->s, p->s);
+            qp_unref(p);
+            return e;
+        }
+        return p ? apply_call(fn, p) : NULL;
     }
     if (tv->type == -QP_SYMBOL) {
         t = qp_server_get(s, tv->s);
