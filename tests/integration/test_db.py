@@ -195,6 +195,12 @@ def test_egor7_apply_rows_across_partitions():
         r = apply(c, "rows", "t", [Sym("sym"), Sym("msft")])
         assert r[0] == 2 and r[3] == [33.0, 33.5] and r[4] == ["msft", "msft"], r
         expect_error(lambda: apply(c, "rows", "t", [Sym("date"), Atom("d", qdate(2016, 1, 1))]))
+        # splayed tables: rows, and rows where an enumerated column is a value
+        define(c, "cols", "def cols(t):\n    return {k: list(map(str, v)) for k, v in t.items()}\n")
+        r = c.call([APPLY, Sym("cols"), Sym("tref"), Vec("j", [1, 3])])
+        assert r == {"c1": Vec("s", ["2", "3"]), "c2": Vec("s", ["2.2", "3.3"])}, r
+        r = c.call([APPLY, Sym("cols"), Sym("cust"), [Sym("sym"), Sym("msft")]])
+        assert r == {"sym": Vec("s", ["msft"]), "name": Vec("s", ["microsoft"])}, r
         assert s.alive()
 
 

@@ -3,6 +3,7 @@
  * def from source and dill, calls, keyword arguments, exceptions, timeout).
  * Checks on the Python side are Python expressions over the converted `x`. */
 #include "../../src/py/pyint.h"
+#include "qpeach/kdb.h"
 
 #include "cunit_run.h"
 #include <math.h>
@@ -449,6 +450,26 @@ static void test_enum_to_py(void)
     PyDict_DelItemString(g, "addr");
 }
 
+/* A real db's symbol column: the Categorical's codes are the mapped file. */
+static void test_enum_mapped_file(void)
+{
+    char path[4096];
+    const char *fix = getenv("QPEACH_FIXTURES");
+    snprintf(path, sizeof path, "%s/egor7/db", fix ? fix : "../shared/fixtures/kdb");
+    qp_kdb *db = NULL;
+    char err[256];
+    if (qp_kdb_open(path, &db, err, sizeof err)) { fprintf(stderr, "\n  skipped: %s\n", err); return; }
+    qp_value *t = qp_kdb_table(db, "cust", QP_KDB_ENUMS);
+    qp_kdb_close(db);   /* the table keeps its mappings */
+    qp_value *col = t ? qp_table_column(t, "sym") : NULL;
+    CU_ASSERT_FATAL(col && col->type == QP_ENUM && col->v.owner->maplen > 0);
+    bind("addr", PyLong_FromVoidPtr(col->v.data));
+    CU_ASSERT(q2py(t, QP_PY_PANDAS, "list(x['sym']) == ['ibm', 'msft', 'goog'] and "
+                                    "x['sym'].cat.codes.to_numpy().__array_interface__['data'][0] == addr and "
+                                    "list(x['name']) == ['oracle', 'microsoft', 'google']"));
+    PyDict_DelItemString(g, "addr");
+}
+
 static void test_scalars_to_q(void)
 {
     qp_value *v;
@@ -787,6 +808,7 @@ int main(void)
         {"symbol codes shared by slices", test_symcat_slices_share_codes},
         {"symbol codes of a replaced table", test_symcat_replaced_not_stale},
         {"enumerations to python", test_enum_to_py},
+        {"enumerations of a mapped file", test_enum_mapped_file},
         {"scalars to q", test_scalars_to_q},
         {"arrays to q", test_arrays_to_q},
         {"round trip", test_round_trip},
