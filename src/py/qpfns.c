@@ -17,6 +17,12 @@
  * while numpy kernels that release the GIL (ufuncs, reductions, sorting on
  * large arrays) overlap across threads. bench/bench_py.py measures both.
  * Peach, processes mode (-s -N): see procs.c.
+ *
+ * Tables of a mounted kdb+ database (serve --db) are globals like the
+ * others (qp_server_get reads them when asked for). .qp.apply and
+ * qtable(name, rows) read only the partition or the rows asked for of a
+ * partitioned one (dbpart.c); their symbol columns are enumerations
+ * (type 20), which convert to Categoricals without building codes.
  */
 #include "pyint.h"
 
@@ -254,7 +260,10 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     return forward(qp_symbol(name), ".qp.set", args);
 }
 
-/* ---- .qp.apply ---- */
+/* ---- .qp.apply ----
+ * part: (start; end) rows, a view of the table; or (column; value), the
+ * rows where column = value, gathered (an enumerated column compares its
+ * symbols). A partitioned db table is served by dbpart.c first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {
