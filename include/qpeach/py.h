@@ -99,6 +99,8 @@ typedef struct qp_py_opts {
     const char *const *loads;  /* "NAME=FILE": the --load tables the caller
                                 * loaded, loaded again by each worker */
     int nloads;
+    const char *db;            /* --db PATH: the database the caller
+                                * mounted, mounted by each worker too */
     const char *exe;           /* qpeach binary for the workers; NULL: self */
     int parent_fd;             /* in a worker: read end of the parent's pipe
                                 * (EOF: the parent died, exit); -1: none */

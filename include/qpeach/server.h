@@ -51,7 +51,7 @@ typedef struct qp_server_opts {
 } qp_server_opts;
 
 /* Creates a server with the built-in `.qp` functions (echo, ping, info,
- * set, get, tables, count, meta) and binds its listener. Returns 0 and *out
+ * set, get, tables, count, meta, partitions) and binds its listener. Returns 0 and *out
  * or a negative code with a message in err. */
 int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t errlen);
 void qp_server_free(qp_server *s);            /* NULL-safe; stops threads */
@@ -74,12 +74,27 @@ void qp_server_parallel(qp_server *s, int64_t n,
 int qp_server_secondary(const qp_server *s);  /* secondary thread count */
 
 /* Server-side globals (`.qp.set`, `.qp.get`, tables). Thread-safe. */
-/* Returns a new reference, or NULL when name is not defined. */
+/* Returns a new reference, or NULL when name is not defined; for a table
+ * of the mounted db that cannot be read, an error value (-128) naming the
+ * file and column. A partitioned db table is read whole (concatenated). */
 qp_value *qp_server_get(qp_server *s, const char *name);
 /* Defines or replaces name; steals value. Returns 0 or QP_ENOMEM. */
 int qp_server_set(qp_server *s, const char *name, qp_value *value);
-/* Names of globals that are tables, as a symbol vector (new reference). */
+/* Names of globals that are tables, then the mounted db's tables, as a
+ * symbol vector (new reference). */
 qp_value *qp_server_tables(qp_server *s);
+/* Mounts a kdb+ database (qpeach/kdb.h): its tables become globals, read
+ * from db when asked for (.qp.get, a bare name, .qp.count and .qp.meta
+ * from headers, .qp.partitions, qtable() in Python), never at mount; a
+ * global of the same name hides a db table. Moves those built-ins off the
+ * event loop. db is borrowed: it must outlive the server. One db per
+ * server; call before qp_server_run. Returns 0 or a negative code. */
+typedef struct qp_kdb qp_kdb;
+int qp_server_mount(qp_server *s, qp_kdb *db);
+/* The mounted database, or NULL. Borrowed. */
+qp_kdb *qp_server_db(const qp_server *s);
+/* True when name means a table of the mounted db (no global hides it). */
+bool qp_server_is_db_table(qp_server *s, const char *name);
 /* Actual address bound (the port chosen for "0"), e.g. "127.0.0.1:5050". */
 const char *qp_server_address(const qp_server *s);
 

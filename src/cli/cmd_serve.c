@@ -10,6 +10,11 @@
  * main (Python) thread and the loop keep that whole set, and secondary
  * thread i is bound to the set's i-th core, round-robin, so threads get
  * distinct cores while there are enough.
+ *
+ * --db PATH mounts a kdb+ database (qpeach/kdb.h) before listening: its
+ * tables become globals, read lazily when a call asks for them (see
+ * src/net/db.c). A database that cannot be mounted is a usage error, exit
+ * 2, before the listener is bound.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -17,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qpeach/kdb.h"
 #include "qpeach/py.h"
 #include "qpeach/server.h"
 #include "qpeach/table.h"
@@ -94,7 +100,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: qpeach serve -p PORT [-s N] [-u FILE] [--tls-cert F --tls-key F]\n"
-        "                    [--insecure] [--load NAME[:TYPES]=FILE]... [--pin CORES]\n"
+        "                    [--insecure] [--load NAME[:TYPES]=FILE]... [--db PATH] [--pin CORES]\n"
         "\n"
         "Runs a worker server that speaks kdb+ IPC (q, node-q, PyKX and qpeach\n"
         "clients can call it).\n"
@@ -113,6 +119,15 @@ static void usage(FILE *f)
         "                    (default 30000)\n"
         "  --load NAME[:TYPES]=FILE  load a table at start (.csv, or a q IPC file);\n"
         "                    TYPES: q type letters of the CSV's columns (e.g. trade:SFJ=t.csv)\n"
+        "  --db PATH         mount a kdb+ database: a partitioned root (date,\n"
+        "                    month, year or int folders, par.txt), a root of\n"
+        "                    splayed and flat tables, or one splayed table folder.\n"
+        "                    Its tables are globals (.qp.tables[], .qp.count,\n"
+        "                    .qp.meta, .qp.get, .qp.partitions, qtable(), a bare\n"
+        "                    name), read from disk only when asked for (mapped,\n"
+        "                    not copied); a global of the same name hides one.\n"
+        "                    One database per server; exit 2 if it cannot be\n"
+        "                    mounted. -s -N workers mount it too\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
         "  --pin CORES       bind the server to these cores: logical indices as\n"
         "                    `qpeach topo` prints them, e.g. 0-3,6. Without it the\n"
@@ -123,6 +138,31 @@ static void usage(FILE *f)
         "                    one core each among them\n"
         "\n"
         "Prints \"qpeach serve: listening on ADDR\" to stderr when ready.\n");
+}
+
+/* --load NAME[:TYPES]=FILE: tables (CSV, or q IPC files) as globals before the
+ * first client can ask for them. Returns 0, or -1 after saying why. */
+static int load_tables(qp_server *s, const char *const *loads, int nloads)
+{
+    for (int i = 0; i < nloads; i++) {
+        char name[256];
+        const char *eq = strchr(loads[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
+        char *colon = strchr(name, ':');          /* NAME:TYPES=FILE */
+        qp_csv_opts co = { .types = colon ? colon + 1 : NULL };
+        if (colon) *colon = '\0';
+        qp_value *t = qp_table_load(eq + 1, &co);
+        if (!t || t->type == QP_ERROR) {
+            fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
+            qp_unref(t);
+            return -1;
+        }
+        if (qp_server_set(s, name, t)) {
+            fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int qp_cmd_serve(int argc, char **argv)
@@ -137,12 +177,13 @@ int qp_cmd_serve(int argc, char **argv)
         { "timeout", required_argument, NULL, 5 },
         { "parent-fd", required_argument, NULL, 6 },   /* worker processes (-s -N) */
         { "pin", required_argument, NULL, 8 },
+        { "db", required_argument, NULL, 9 },
         { NULL, 0, NULL, 0 },
     };
     static pinning pin;    /* static: the threads read it until qp_server_free */
     qp_server_opts o = { .listen = NULL, .on_thread_start = thread_start_cb, .thread_data = &pin };
     qp_py_opts po = { .parent_fd = -1 };
-    const char *pin_list = NULL;
+    const char *pin_list = NULL, *db_path = NULL;
     const char **loads = calloc((size_t)argc, sizeof *loads);
     int nloads = 0, c;
     if (!loads) return 1;
@@ -179,6 +220,14 @@ int qp_cmd_serve(int argc, char **argv)
             break;
         }
         case 8: pin_list = optarg; break;
+        case 9:
+            if (db_path) {
+                fprintf(stderr, "qpeach serve: --db given twice (one database per server)\n");
+                free(loads);
+                return 2;
+            }
+            db_path = optarg;
+            break;
         case 4:
             if (!strchr(optarg, '=')) {
                 fprintf(stderr, "qpeach serve: --load wants NAME=FILE, not %s\n", optarg);
@@ -217,54 +266,39 @@ int qp_cmd_serve(int argc, char **argv)
         return rc;
     }
     char err[512];
+    qp_kdb *db = NULL;   /* lives until the server is freed */
+    if (db_path && (rc = qp_kdb_open(db_path, &db, err, sizeof err))) {
+        fprintf(stderr, "qpeach serve: --db %s: %s\n", db_path, err[0] ? err : qp_strerror(rc));
+        pinning_clear(&pin);
+        free(loads);
+        return 2;
+    }
     qp_server *s = NULL;
     rc = qp_server_new(&o, &s, err, sizeof err);
+    if (!rc && db && (rc = qp_server_mount(s, db)))
+        snprintf(err, sizeof err, "--db %s: %s", db_path, qp_strerror(rc));
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
+        qp_server_free(s);
+        qp_kdb_close(db);
         pinning_clear(&pin);
         free(loads);
         return rc == QP_EADDR || rc == QP_EARG ? 2 : 1;     /* usage errors are 2 */
     }
-    /* --load NAME=FILE: tables (CSV, or q IPC files) as globals before the
-     * first client can ask for them */
-    for (int i = 0; i < nloads; i++) {
-        char name[256];
-        const char *eq = strchr(loads[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - loads[i]), loads[i]);
-        char *colon = strchr(name, ':');          /* NAME:TYPES=FILE */
-        qp_csv_opts co = { .types = colon ? colon + 1 : NULL };
-        if (colon) *colon = '\0';
-        qp_value *t = qp_table_load(eq + 1, &co);
-        if (!t || t->type == QP_ERROR) {
-            fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
-            qp_unref(t);
-            qp_server_free(s);
-            pinning_clear(&pin);
-            free(loads);
-            return 1;
-        }
-        if (qp_server_set(s, name, t)) {
-            fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
-            qp_server_free(s);
-            pinning_clear(&pin);
-            free(loads);
-            return 1;
-        }
-    }
+    int status = 1;
+    if (load_tables(s, loads, nloads)) goto done;
     /* Python (.qp.import/def/call/apply/load/peach/timeout) and the -s -N
-     * worker processes, which load the same --load files. */
+     * worker processes, which load the same --load files and --db. */
     po.loads = loads;
     po.nloads = nloads;
+    po.db = db_path;
     rc = qp_py_register(s, &po, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
-        qp_py_shutdown();
-        qp_server_free(s);
-        pinning_clear(&pin);
-        free(loads);
-        return 1;
+        goto done;
     }
     free(loads);
+    loads = NULL;
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     running = s;
@@ -273,12 +307,13 @@ int qp_cmd_serve(int argc, char **argv)
     fprintf(stderr, "qpeach serve: listening on %s\n", qp_server_address(s));
     rc = qp_server_run(s);
     running = NULL;
+    if (rc) fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
+    status = rc ? 1 : 0;
+done:
     qp_py_shutdown();
     qp_server_free(s);
+    qp_kdb_close(db);
     pinning_clear(&pin);
-    if (rc) {
-        fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
-        return 1;
-    }
-    return 0;
+    free(loads);
+    return status;
 }

@@ -18,6 +18,11 @@
  *   .qp.tables[]       names of globals that are tables (symbol vector)
  *   .qp.count t        rows of table t (a name, or a value)
  *   .qp.meta t         q's meta: a table c,t,f,a keyed by c
+ *   .qp.partitions t   the partitions of a db table (db.c), an empty long
+ *                      vector for other tables
+ *
+ * With a mounted database (db.c) its tables are globals too, behind the
+ * ones set here: qp_server_get reads them from the db when asked for.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,14 +80,21 @@ static int gfind(const qp_server *s, const char *sym)
     return -1;
 }
 
-qp_value *qp_server_get(qp_server *s, const char *name)
+qp_value *qp__global_get(qp_server *s, const char *sym)
 {
-    const char *sym = qp_sym_intern(name, strlen(name));
-    if (!sym) return NULL;
     pthread_mutex_lock(&s->gmu);
     int i = gfind(s, sym);
     qp_value *v = i >= 0 ? qp_ref(s->gvals[i]) : NULL;
     pthread_mutex_unlock(&s->gmu);
+    return v;
+}
+
+qp_value *qp_server_get(qp_server *s, const char *name)
+{
+    const char *sym = qp_sym_intern(name, strlen(name));
+    if (!sym) return NULL;
+    qp_value *v = qp__global_get(s, sym);
+    if (!v && qp__db_has(s, sym)) v = qp__db_table(s, sym);
     return v;
 }
 
@@ -134,6 +146,12 @@ qp_value *qp_server_tables(qp_server *s)
     pthread_mutex_lock(&s->gmu);
     for (int i = 0; r && i < s->ng; i++)
         if (is_table(s->gvals[i]) && qp_vec_append(r, &s->gnames[i])) { qp_unref(r); r = NULL; }
+    /* then the db's, unless a global of the name (table or not) hides it */
+    for (int64_t i = 0; r && s->dbnames && i < s->dbnames->v.n; i++)
+        if (gfind(s, qp_S(s->dbnames)[i]) < 0 && qp_vec_append(r, &qp_S(s->dbnames)[i])) {
+            qp_unref(r);
+            r = NULL;
+        }
     pthread_mutex_unlock(&s->gmu);
     return r;
 }
@@ -146,6 +164,8 @@ void qp__globals_free(qp_server *s)
     s->gnames = NULL;
     s->gvals = NULL;
     s->ng = s->capg = 0;
+    qp_unref(s->dbnames);
+    s->dbnames = NULL;
 }
 
 /* ====================================================================
@@ -229,7 +249,7 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     return qp_symbol(name);
 }
 
-static qp_value *fn_get(qp_server *s, qp_value *args, void *data)
+qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
     const char *name = name_of(arg0(args));
@@ -258,7 +278,7 @@ static qp_value *table_arg(qp_server *s, qp_value *x, const char *fn)
     return qp_ref(x);
 }
 
-static qp_value *fn_count(qp_server *s, qp_value *args, void *data)
+qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
     qp_value *t = arg0(args);
@@ -277,6 +297,7 @@ static char type_char(const qp_value *col)
 {
     static const char tc[] = " bg xhijefcspmdznuvt";
     if (col->type >= 1 && col->type <= 19) return tc[col->type];
+    if (col->type == QP_ENUM) return 's';   /* q's meta shows enums as s */
     if (col->type != QP_LIST || col->v.n == 0) return ' ';
     /* a list of vectors of one type is q's "C", "J", ... */
     int t = qp_K(col)[0]->type;
@@ -286,7 +307,7 @@ static char type_char(const qp_value *col)
     return (char)(tc[t] - 'a' + 'A');
 }
 
-static qp_value *fn_meta(qp_server *s, qp_value *args, void *data)
+qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
     qp_value *t = table_arg(s, arg0(args), ".qp.meta");
@@ -340,8 +361,9 @@ int qp__builtins_register(qp_server *s)
     static const struct { const char *name; int nargs; qp_fn_cb fn; } b[] = {
         { ".qp.echo", 1, fn_echo },   { ".qp.ping", 1, fn_ping },
         { ".qp.info", 1, fn_info },   { ".qp.set", 2, fn_set },
-        { ".qp.get", 1, fn_get },     { ".qp.tables", 1, fn_tables },
-        { ".qp.count", 1, fn_count }, { ".qp.meta", 1, fn_meta },
+        { ".qp.get", 1, qp__fn_get }, { ".qp.tables", 1, fn_tables },
+        { ".qp.count", 1, qp__fn_count }, { ".qp.meta", 1, qp__fn_meta },
+        { ".qp.partitions", 1, qp__fn_partitions },
     };
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
         /* all cheap and non-blocking: they run on the loop */

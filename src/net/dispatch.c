@@ -479,7 +479,13 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
 global:
     qp_unref(args);
     snprintf(j->what, sizeof j->what, "%s", name);
-    if ((j->result = qp_server_get(s, name))) return;
+    if ((j->result = qp__global_get(s, name))) return;
+    if (qp__db_has(s, name)) {
+        /* a db table is read off the loop: as .qp.get `name */
+        if (!(j->args = qp_list(1, qp_symbol(name)))) { j->result = qp_error("wsfull"); return; }
+        j->fn = qp__fn_find(s, qp_sym_intern(".qp.get", 7));
+        return;
+    }
     if (qp__fn_find(s, name))
         j->result = qp_error("qpeach: %s is a function: call it as %s[...]", name, name);
     else

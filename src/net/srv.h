@@ -14,6 +14,7 @@
 
 #include "qpeach/auth.h"
 #include "qpeach/ipc.h"
+#include "qpeach/kdb.h"
 #include "qpeach/server.h"
 #include "net.h"
 
@@ -98,6 +99,9 @@ struct qp_server {
     qp__fn *fns;           /* registered functions (fixed once running) */
     int nfns, capfns;
 
+    qp_kdb *db;            /* --db: mounted database (borrowed), or NULL */
+    qp_value *dbnames;     /* its table names (symbol vector), read at mount */
+
     pthread_mutex_t gmu;   /* globals */
     const char **gnames;   /* interned */
     qp_value **gvals;
@@ -140,5 +144,19 @@ int qp__job_run(qp_server *s, qp__job *j, int where);
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
 int qp__builtins_register(qp_server *s);
 void qp__globals_free(qp_server *s);
+/* A global set in this server (not a db table): new reference or NULL. */
+qp_value *qp__global_get(qp_server *s, const char *sym);
+/* The built-ins db.c wraps (args as qp_fn_cb gets them). */
+qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
+
+/* ---- db.c ---- */
+/* True when sym (interned) is a table of the mounted db. No lock taken. */
+bool qp__db_has(const qp_server *s, const char *sym);
+/* Db table sym, as qp_kdb_table reads it (enums kept): new reference, or
+ * an error value naming the file and column. */
+qp_value *qp__db_table(qp_server *s, const char *sym);
+qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 
 #endif

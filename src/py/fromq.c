@@ -19,7 +19,10 @@
  * object per distinct symbol, cached for the life of the interpreter, since
  * symbols are interned for the life of the process) or, with
  * QP_PY_CATEGORICAL, a pandas Categorical (codes + names; symcat.c, which
- * also caches the codes of resident columns). Strings (char
+ * also caches the codes of resident columns). Enumerations (type 20: the
+ * symbol columns of a kdb+ database on disk) become the same: str object
+ * arrays, or Categoricals whose codes view the mapped int64 indices and
+ * whose categories are the domain (symcat.c). Strings (char
  * vectors) become str (UTF-8, undecodable bytes kept as surrogates), guid
  * vectors object arrays of UUID, general lists lists, dicts dicts, tables a
  * dict of column arrays (or with QP_PY_PANDAS a DataFrame, whose symbol
@@ -118,6 +121,7 @@ int qp__conv_init(void)
 void qp__conv_fini(void)
 {
     qp__symcat_fini();
+    qp__db_fini();
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);
     for (size_t i = 0; i < symcap; i++) Py_XDECREF(symtab[i].v);
     free(symtab);
@@ -380,6 +384,12 @@ static PyObject *from_q(const qp_value *x, int flags, int depth);
 static PyObject *elem_to_py(const qp_value *x, int64_t i, int flags, int depth)
 {
     if (x->type == QP_LIST) return from_q(qp_K(x)[i], flags, depth);
+    if (x->type == QP_ENUM) {
+        int64_t k = qp_J(x)[i];
+        PyObject *s = qp__sym_str(k == QP_NULL_J ? "" : qp_S(x->v.dom)[k]);
+        Py_XINCREF(s);
+        return s;
+    }
     size_t w = x->type == QP_GUID ? 16 : qp_type_width(x->type);
     return item_to_py(x->type, (const char *)x->v.data + (size_t)i * w);
 }
@@ -455,7 +465,8 @@ static PyObject *dict_to_py(const qp_value *x, int flags, int depth)
     const qp_value *k = qp_dict_keys(x), *v = qp_dict_values(x);
     if (k->type == QP_TABLE && v->type == QP_TABLE) return table_to_py(v, k, flags, depth);
     int64_t n = qp_count(k);
-    if ((k->type != QP_LIST && !qp_is_vector(k)) || (v->type != QP_LIST && !qp_is_vector(v)) ||
+    if ((k->type != QP_LIST && k->type != QP_ENUM && !qp_is_vector(k)) ||
+        (v->type != QP_LIST && v->type != QP_ENUM && !qp_is_vector(v)) ||
         qp_count(v) != n)
         return PyErr_Format(PyExc_TypeError, "qpeach: cannot convert a q dict of %s!%s to Python",
                             qp_type_name(k->type), qp_type_name(v->type));
@@ -487,6 +498,8 @@ static PyObject *from_q(const qp_value *x, int flags, int depth)
         return item_to_py(-x->type, &x->g);   /* every atom field starts the union */
     }
     if (qp_is_vector(x)) return vector_to_py(x, flags);
+    if (x->type == QP_ENUM)
+        return (flags & QP_PY_CATEGORICAL) ? qp__enum_categorical(x) : qp__enum_objects(x);
     switch (x->type) {
     case QP_LIST: return list_to_py(x, flags, depth);
     case QP_DICT: case QP_SORTED_DICT: return dict_to_py(x, flags, depth);

@@ -5,7 +5,7 @@
  * of N workers x 1 core over the cores this server is bound to, so --pin
  * or a scheduler's binding holds for them too; the child sets its CPU
  * affinity before exec, so every thread it starts inherits it), with the
- * same --load tables and timeout. What clients tell the server later
+ * same --load tables, --db database and timeout. What clients tell the server later
  * follows: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.set/
  * .qp.timeout through qp__procs_broadcast, which also keeps them in a
  * history (the latest .qp.def/.qp.set/.qp.load per name, the latest
@@ -18,7 +18,7 @@
  * .qp.peach hands items out dynamically: one dispatcher thread per worker
  * takes the next item as soon as its worker answered the previous one.
  *
- * A worker that dies is restarted: same core, argv (--load) and history.
+ * A worker that dies is restarted: same core, argv (--load, --db) and history.
  * During peach its in-flight item goes back to a queue that every
  * dispatcher (its own too, once the worker is back) takes from first; an
  * item that has killed its worker QP_PEACH_TRIES times ends the call with
@@ -153,8 +153,10 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
         self = exe;
     }
     workers = calloc((size_t)n, sizeof *workers);
-    /* argv: exe serve -p ADDR -s 0 --parent-fd FD --timeout MS (--load X)* NULL */
-    int argc = 10 + 2 * o->nloads;
+    /* argv: exe serve -p ADDR -s 0 --parent-fd FD --timeout MS (--load X)*
+     * [--db PATH] NULL: the workers mount the same db (read lazily there
+     * too: they share the page cache of its mapped files) */
+    int argc = 12 + 2 * o->nloads;
     wargv = calloc((size_t)argc + 1, sizeof *wargv);
     wexe = strdup(self);
     if (!workers || !wargv || !wexe) { snprintf(err, errlen, "out of memory"); goto fail; }
@@ -176,6 +178,10 @@ int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen)
     for (int i = 0; i < o->nloads; i++) {
         wargv[a++] = "--load";
         if (!(wargv[a++] = strdup(o->loads[i]))) { snprintf(err, errlen, "out of memory"); goto fail; }
+    }
+    if (o->db) {   /* strdup'd like the --load values, freed with them */
+        wargv[a++] = "--db";
+        if (!(wargv[a++] = strdup(o->db))) { snprintf(err, errlen, "out of memory"); goto fail; }
     }
     for (int i = 0; i < n; i++)
         if (spawn(i, err, errlen)) goto fail;
@@ -206,7 +212,7 @@ void qp__procs_stop(void)
     workers = NULL;
     nworkers = 0;
     if (wargv) {
-        for (int a = 11; wargv[a - 1] && wargv[a]; a += 2) free(wargv[a]);   /* the --load values */
+        for (int a = 11; wargv[a - 1] && wargv[a]; a += 2) free(wargv[a]);   /* the --load and --db values */
         free(wargv);
         wargv = NULL;
     }

@@ -47,6 +47,14 @@ size_t qp__symcat_sweep(void);
 /* The whole cached codes array of the column col lies in (borrowed), or
  * NULL when none: lets tests check that slices share it. */
 PyObject *qp__symcat_codes(const qp_value *col);
+/* An enumeration (type 20) x as a Categorical whose codes view x's int64
+ * indices (read-only, no copy) over the domain's names, made once per
+ * domain; copied codes only for nulls or a domain with repeated names.
+ * New reference, NULL with an exception. */
+PyObject *qp__enum_categorical(const qp_value *x);
+/* x as an object array of str, filled from the domain's str objects.
+ * New reference, NULL with an exception. */
+PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
 
@@ -56,6 +64,18 @@ void qp__symcat_fini(void);
 int qp__lib_set(const char *alias, PyObject *o);
 int qp__func_flags(const char *name, int *flags);
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
+
+/* dbpart.c: parts of a mounted db's tables for .qp.apply and qtable.
+ * When name is a partitioned db table and part is (start; end) rows or
+ * (partition column; value), sets *out (new reference: the table, an error
+ * value, or NULL on OOM) and returns 1; otherwise returns 0 (the caller
+ * reads the table whole). */
+int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
+/* Rows [a, b) of partitioned db table `table`, reading only the partitions
+ * they touch. New reference, or an error value. */
+qp_value *qp__db_rows(struct qp_kdb *db, const char *table, int64_t a, int64_t b);
+/* Drops the cached row counts (qp__conv_fini). */
+void qp__db_fini(void);
 
 /* procs.c: worker processes for -s -N. */
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);

@@ -17,6 +17,12 @@
  * while numpy kernels that release the GIL (ufuncs, reductions, sorting on
  * large arrays) overlap across threads. bench/bench_py.py measures both.
  * Peach, processes mode (-s -N): see procs.c.
+ *
+ * Tables of a mounted kdb+ database (serve --db) are globals like the
+ * others (qp_server_get reads them when asked for). .qp.apply and
+ * qtable(name, rows) read only the partition or the rows asked for of a
+ * partitioned one (dbpart.c); their symbol columns are enumerations
+ * (type 20), which convert to Categoricals without building codes.
  */
 #include "pyint.h"
 
@@ -24,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
 static qp_server *server;
@@ -65,7 +72,22 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *rows = Py_None;
     int pandas = 0, cat = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|Opp", kws, &name, &rows, &pandas, &cat)) return NULL;
-    qp_value *t = qp_server_get(server, name);
+    long long a = 0, b = 0;
+    if (rows != Py_None) {
+        if (!PyArg_ParseTuple(rows, "LL", &a, &b)) return NULL;
+        if (a < 0 || b < a) return PyErr_Format(PyExc_IndexError, "qtable: bad rows");
+    }
+    qp_value *t = NULL;
+    /* rows of a partitioned db table: only the partitions they touch */
+    qp_kdb *db = qp_server_db(server);
+    bool db_rows = rows != Py_None && db && qp_server_is_db_table(server, name) &&
+                   qp_kdb_part_column(db, name);
+    t = db_rows ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
+    if (t && qp_is_error(t)) {   /* a db table that cannot be read, or bad rows */
+        PyErr_Format(PyExc_RuntimeError, "qtable: %s: %s", name, t->s);
+        qp_unref(t);
+        return NULL;
+    }
     if (!t || t->type != QP_TABLE) {
         qp_unref(t);
         return PyErr_Format(PyExc_KeyError, "qtable: no table '%s' on this server", name);
@@ -73,10 +95,7 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
     /* Categoricals of a resident table: codes built once per column and
      * viewed by every call (symcat.c), whatever rows are asked for. */
     if ((pandas || cat) && qp__symcat_prime_table(t) < 0) { qp_unref(t); return NULL; }
-    if (rows != Py_None) {
-        long long a, b;
-        if (!PyArg_ParseTuple(rows, "LL", &a, &b)) { qp_unref(t); return NULL; }
-        if (a < 0 || b < a) { qp_unref(t); return PyErr_Format(PyExc_IndexError, "qtable: bad rows"); }
+    if (rows != Py_None && !db_rows) {
         qp_value *p = qp_table_slice(t, a, b - a);
         qp_unref(t);
         if (!p) return PyErr_NoMemory();
@@ -247,10 +266,21 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     return forward(qp_symbol(name), ".qp.set", args);
 }
 
-/* ---- .qp.apply ---- */
+/* ---- .qp.apply ----
+ * part: (start; end) rows, a view of the table; or (column; value), the
+ * rows where column = value, gathered (an enumerated column compares its
+ * symbols). A partitioned db table is served by dbpart.c first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {
+    if (col->type == QP_ENUM) {   /* the indices, over the same domain */
+        qp_value *j = qp_vector(QP_LONG, m);
+        if (!j) return NULL;
+        for (int64_t i = 0; i < m; i++) qp_J(j)[i] = qp_J(col)[idx[i]];
+        qp_value *e = qp_enum_borrow(m, qp_J(j), j->v.owner, qp_ref(col->v.dom));
+        qp_unref(j);
+        return e;
+    }
     qp_value *v = qp_vector(col->type, m);
     if (!v) return NULL;
     if (col->type == QP_LIST) {
@@ -298,8 +328,11 @@ static qp_value *rows_where(const qp_value *t, const char *colname, const qp_val
 {
     const qp_value *col = qp_table_column(t, colname);
     if (!col) return qp_error("qp.apply: no column '%s'", colname);
-    if (!qp_is_vector(col)) return qp_error("qp.apply: column '%s' is not a simple vector", colname);
-    qp_value *a = as_item(col, val);
+    if (!qp_is_vector(col) && col->type != QP_ENUM) return qp_error("qp.apply: column '%s' is not a simple vector", colname);
+    /* an enumeration (a db's symbol column) matches as its symbols */
+    qp_value *sv = col->type == QP_ENUM ? qp_vector(QP_SYMBOL, 0) : NULL;
+    qp_value *a = as_item(sv ? sv : col, val);
+    qp_unref(sv);
     if (!a) return qp_error("qp.apply: a %s value cannot match column '%s' of type %s",
                             qp_type_name(val->type), colname, qp_type_name(col->type));
     int64_t n = col->v.n, m = 0;
@@ -308,6 +341,9 @@ static qp_value *rows_where(const qp_value *t, const char *colname, const qp_val
     if (col->type == QP_SYMBOL) {   /* interned: pointer comparison */
         const char *s = a->s;
         for (int64_t i = 0; i < n; i++) if (qp_S(col)[i] == s) idx[m++] = i;
+    } else if (col->type == QP_ENUM) {
+        const char *s = a->s;
+        for (int64_t i = 0; i < n; i++) if (qp_enum_sym(col, i) == s) idx[m++] = i;
     } else {
         for (int64_t i = 0; i < n; i++) if (item_eq(col, i, a)) idx[m++] = i;
     }
@@ -340,6 +376,8 @@ static qp_value *partition(const qp_value *t, const qp_value *part)
     return qp_error("qp.apply: part is (start; end) rows or (column; value)");
 }
 
+static qp_value *apply_call(const char *fn, qp_value *p);
+
 static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
@@ -347,11 +385,22 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     if (e) return e;
     const char *fn = sym_arg(arg(args, 0));
     if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
-    const qp_value *tv = arg(args, 1);
-    qp_value *t = NULL;
+    const qp_value *tv = arg(args, 1), *part = arg(args, 2);
+    qp_value *t = NULL, *p = NULL;
+    /* a partitioned db table: one partition, or the rows asked for, read
+     * alone (dbpart.c) */
+    if (tv->type == -QP_SYMBOL && qp__db_part(s, tv->s, part, &p)) {
+        if (p && qp_is_error(p)) {
+            qp_value *e = qp_error("qp.apply: %s: %s", tv->s, p->s);
+            qp_unref(p);
+            return e;
+        }
+        return p ? apply_call(fn, p) : NULL;
+    }
     if (tv->type == -QP_SYMBOL) {
         t = qp_server_get(s, tv->s);
         if (!t) return qp_error("qp.apply: no table '%s'", tv->s);
+        if (qp_is_error(t)) return t;   /* a db table that cannot be read */
     } else {
         t = qp_ref((qp_value *)tv);
     }
@@ -359,7 +408,6 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
         qp_unref(t);
         return qp_error("qp.apply: '%s' is not a table", tv->type == -QP_SYMBOL ? tv->s : "argument");
     }
-    const qp_value *part = arg(args, 2);
     /* Rows of a resident table as Categoricals: every task views the
      * column's codes, built at the first (symcat.c). Rows by (column;
      * value) are gathered copies, which no cache can serve. */
@@ -370,9 +418,15 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
         qp_unref(t);
         return qp_py_error();
     }
-    qp_value *p = partition(t, part);
+    p = partition(t, part);
     qp_unref(t);
     if (!p || qp_is_error(p)) return p;
+    return apply_call(fn, p);
+}
+
+/* Calls fn with the one table p (stolen). */
+static qp_value *apply_call(const char *fn, qp_value *p)
+{
     qp_value *one = qp_list(1, p);
     qp_value *r = one ? qp_py_call(fn, one, NULL) : NULL;
     qp_unref(one);

@@ -42,6 +42,21 @@
  * Memory: codes are 1, 2 or 4 bytes per row (10 MB to 40 MB for 10M rows),
  * plus the buffer of the column itself, which the entry keeps as long as
  * the table lives anyway.
+ *
+ * Enumerations (type 20, symbol columns of kdb+ databases on disk) need no
+ * codes built: their int64 indices into the domain are the codes. Their
+ * Categorical's codes are a read-only view of the indices (a mapped column
+ * file, usually), and the categories are the domain in its own order, made
+ * once per domain and kept in a second cache (doms, keyed by the domain
+ * value, held by one reference and swept like the codes). Without
+ * categoricals, an enum becomes an object array filled from the domain's
+ * str objects (one lookup per domain item, made once; one pointer copy per
+ * row). Null indices (0Nj) mean the null symbol, which the symbol
+ * conversion makes the category "" (not NaN): the codes are then copied
+ * with 0Nj replaced by the index of `` in the domain. A domain without ``
+ * (when a null occurs) or with a name twice (q never writes one; pandas
+ * refuses repeated categories) falls back to resolving the symbols and
+ * building codes as for a symbol vector: a copy, correct, slower.
  */
 #include "pyint.h"
 
@@ -62,6 +77,9 @@ static PyObject *simple_new;      /* pandas.Categorical._simple_new, or NULL */
 static PyObject *cat_cls;         /* pandas.Categorical */
 static PyObject *dtype_cls;       /* pandas.CategoricalDtype */
 static PyObject *index_cls;       /* pandas.Index */
+
+static void doms_sweep(void);   /* enumerations' domain cache, below */
+static void doms_fini(void);
 
 static int pandas_init(void)
 {
@@ -218,6 +236,7 @@ static void drop(size_t i)
 
 size_t qp__symcat_sweep(void)
 {
+    doms_sweep();
     for (size_t i = 0; i < nents;) {
         if (atomic_load(&ents[i].owner->refs) == 1) drop(i);
         else i++;
@@ -289,8 +308,196 @@ PyObject *qp__sym_categorical(const qp_value *x)
     return categorical(v, e->dtype);
 }
 
+
+/* ---- enumerations (type 20) ---- */
+
+typedef struct domain {
+    qp_value *dom;                 /* the domain (symbol vector): one reference */
+    PyObject **strs;               /* its items as str (borrowed from fromq.c's
+                                    * symbol cache, which outlives this one) */
+    int64_t empty;                 /* index of `` in dom, -1 when absent */
+    bool dup;                      /* some name occurs twice */
+    PyObject *dtype;               /* CategoricalDtype over dom, NULL until asked */
+} domain;
+
+static domain *doms;
+static size_t ndoms, capdoms;
+
+static void dom_drop(size_t i)
+{
+    free(doms[i].strs);
+    Py_XDECREF(doms[i].dtype);
+    qp_unref(doms[i].dom);
+    doms[i] = doms[--ndoms];
+}
+
+static void doms_sweep(void)
+{
+    for (size_t i = 0; i < ndoms;) {
+        if (atomic_load(&doms[i].dom->refs) == 1) dom_drop(i);
+        else i++;
+    }
+}
+
+static void doms_fini(void)
+{
+    while (ndoms) dom_drop(ndoms - 1);
+    free(doms);
+    doms = NULL;
+    capdoms = 0;
+}
+
+/* Fills d's strs, empty and dup: one str lookup and one pointer-set probe
+ * per domain item. 0, or -1 with an exception set. */
+static int dom_scan(domain *d)
+{
+    int64_t n = d->dom->v.n;
+    const char *empty = qp_sym_intern("", 0);
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap *= 2;
+    const char **set = calloc(cap, sizeof *set);
+    d->strs = malloc((size_t)(n ? n : 1) * sizeof *d->strs);
+    if (!set || !d->strs) { free(set); PyErr_NoMemory(); return -1; }
+    d->empty = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const char *k = qp_S(d->dom)[i] ? qp_S(d->dom)[i] : empty;
+        if (!(d->strs[i] = qp__sym_str(k))) { free(set); return -1; }
+        if (k == empty && d->empty < 0) d->empty = i;
+        size_t h = ptr_hash(k) & (cap - 1);
+        while (set[h] && set[h] != k) h = (h + 1) & (cap - 1);
+        if (set[h]) d->dup = true;
+        set[h] = k;
+    }
+    free(set);
+    return 0;
+}
+
+/* The cache entry of x's domain, made at the first use (borrowed), or
+ * NULL with an exception set. */
+static domain *dom_get(const qp_value *x)
+{
+    qp_value *dv = x->v.dom;
+    if (!dv || dv->type != QP_SYMBOL)
+        return PyErr_Format(PyExc_TypeError, "qpeach: an enumeration without a symbol domain"), NULL;
+    for (size_t i = 0; i < ndoms; i++)
+        if (doms[i].dom == dv) return &doms[i];
+    if (ndoms == capdoms) {
+        size_t ncap = capdoms ? capdoms * 2 : 4;
+        domain *nd = realloc(doms, ncap * sizeof *nd);
+        if (!nd) return PyErr_NoMemory(), NULL;
+        doms = nd;
+        capdoms = ncap;
+    }
+    domain d = {.dom = dv};
+    if (dom_scan(&d) < 0) { free(d.strs); return NULL; }
+    qp_ref(dv);
+    doms[ndoms] = d;
+    return &doms[ndoms++];
+}
+
+PyObject *qp__enum_objects(const qp_value *x)
+{
+    domain *d = dom_get(x);
+    if (!d) return NULL;
+    PyObject *empty = qp__sym_str("");
+    npy_intp n = (npy_intp)x->v.n;
+    PyObject *a = empty ? PyArray_SimpleNew(1, &n, NPY_OBJECT) : NULL;
+    if (!a) return NULL;
+    PyObject **o = PyArray_DATA((PyArrayObject *)a);
+    const int64_t *idx = qp_J(x);
+    for (npy_intp i = 0; i < n; i++) {
+        PyObject *v = idx[i] == QP_NULL_J ? empty : d->strs[idx[i]];
+        Py_INCREF(v);
+        o[i] = v;
+    }
+    return a;
+}
+
+static void capsule_free(PyObject *c)
+{
+    qp_unref(PyCapsule_GetPointer(c, "qpeach.value"));
+}
+
+/* Read-only int64 array viewing x's indices; its base is a capsule holding
+ * a reference to x (and so to the mapping). New reference. */
+static PyObject *index_view(const qp_value *x)
+{
+    npy_intp n = (npy_intp)x->v.n;
+    PyObject *a = PyArray_New(&PyArray_Type, 1, &n, NPY_INT64, NULL, n ? x->v.data : NULL, 0,
+                              NPY_ARRAY_C_CONTIGUOUS, NULL);   /* no WRITEABLE flag */
+    if (!a || n == 0) return a;
+    qp_value *keep = qp_ref((qp_value *)x);
+    PyObject *cap = PyCapsule_New(keep, "qpeach.value", capsule_free);
+    if (!cap) {
+        qp_unref(keep);
+        Py_DECREF(a);
+        return NULL;
+    }
+    if (PyArray_SetBaseObject((PyArrayObject *)a, cap) < 0) {   /* steals cap */
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Copy of x's indices with 0Nj replaced by the index of `` (e). */
+static PyObject *index_copy(const qp_value *x, int64_t e)
+{
+    npy_intp n = (npy_intp)x->v.n;
+    PyObject *a = PyArray_SimpleNew(1, &n, NPY_INT64);
+    if (!a) return NULL;
+    int64_t *o = PyArray_DATA((PyArrayObject *)a);
+    const int64_t *idx = qp_J(x);
+    for (npy_intp i = 0; i < n; i++) o[i] = idx[i] == QP_NULL_J ? e : idx[i];
+    PyArray_CLEARFLAGS((PyArrayObject *)a, NPY_ARRAY_WRITEABLE);
+    return a;
+}
+
+static PyObject *dom_dtype(domain *d)
+{
+    if (d->dtype) return d->dtype;
+    npy_intp n = (npy_intp)d->dom->v.n;
+    PyObject *cats = PyArray_SimpleNew(1, &n, NPY_OBJECT);
+    if (!cats) return NULL;
+    PyObject **o = PyArray_DATA((PyArrayObject *)cats);
+    for (npy_intp i = 0; i < n; i++) { Py_INCREF(d->strs[i]); o[i] = d->strs[i]; }
+    PyObject *idx = PyObject_CallFunction(index_cls, "Os", cats, "object");
+    Py_DECREF(cats);
+    d->dtype = idx ? PyObject_CallFunction(dtype_cls, "OO", idx, Py_False) : NULL;
+    Py_XDECREF(idx);
+    return d->dtype;
+}
+
+/* Resolves x to symbols and builds codes from them (the slow, safe way). */
+static PyObject *enum_fallback(const qp_value *x)
+{
+    qp_value *s = qp_enum_resolve(x);
+    if (!s) return PyErr_NoMemory();
+    PyObject *r = s->type == QP_SYMBOL ? qp__sym_categorical(s)
+                                       : PyErr_Format(PyExc_TypeError, "qpeach: cannot resolve an enumeration");
+    qp_unref(s);
+    return r;
+}
+
+PyObject *qp__enum_categorical(const qp_value *x)
+{
+    if (pandas_init() < 0) return NULL;
+    domain *d = dom_get(x);
+    if (!d) return NULL;
+    bool null = false;
+    const int64_t *idx = qp_J(x);
+    for (int64_t i = 0; i < x->v.n && !null; i++) null = idx[i] == QP_NULL_J;
+    if (d->dup || (null && d->empty < 0)) return enum_fallback(x);
+    PyObject *dtype = dom_dtype(d);
+    if (!dtype) return NULL;
+    PyObject *codes = null ? index_copy(x, d->empty) : index_view(x);
+    return codes ? categorical(codes, dtype) : NULL;
+}
+
+
 void qp__symcat_fini(void)
 {
+    doms_fini();
     while (nents) drop(nents - 1);
     free(ents);
     ents = NULL;

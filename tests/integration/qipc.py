@@ -3,7 +3,8 @@
 It shares no code with qpeach (no import of our C code), so when it and our
 server agree, they agree with the kdb+ wire format as documented, not with
 each other's bugs. Covers the common types: atoms and vectors of bool,
-byte, short, int, long, real, float, char, symbol, timestamp; general
+byte, short, int, long, real, float, char, symbol, timestamp (and the
+other temporal types as q's raw numbers); general
 lists; dicts; tables; errors; (::). Uncompressed messages only (we talk to
 loopback, where q does not compress).
 
@@ -17,8 +18,12 @@ import socket
 import struct
 
 # q type code -> (struct format char, python conversion) for vectors
-VEC = {1: "?", 4: "B", 5: "h", 6: "i", 7: "q", 8: "f", 9: "d", 12: "q", 16: "q"}
-CHAR = {"b": 1, "x": 4, "h": 5, "i": 6, "j": 7, "e": 8, "f": 9, "c": 10, "s": 11, "p": 12, "n": 16}
+# (month, date, minute, second, time as their int32 counts; datetime as its
+# float days: q's own numbers since 2000.01.01, unconverted)
+VEC = {1: "?", 4: "B", 5: "h", 6: "i", 7: "q", 8: "f", 9: "d", 12: "q", 13: "i", 14: "i",
+       15: "d", 16: "q", 17: "i", 18: "i", 19: "i"}
+CHAR = {"b": 1, "x": 4, "h": 5, "i": 6, "j": 7, "e": 8, "f": 9, "c": 10, "s": 11, "p": 12,
+        "m": 13, "d": 14, "z": 15, "n": 16, "u": 17, "v": 18, "t": 19}
 
 
 class QError(Exception):
@@ -41,6 +46,13 @@ class Vec:
 
     def __repr__(self):
         return f"Vec({self.t!r}, {self.items!r})"
+
+
+class Atom:
+    """A typed q atom: t is a q type char ("d" with days since 2000.01.01)."""
+
+    def __init__(self, t, v):
+        self.t, self.v = t, v
 
 
 class Table:
@@ -97,6 +109,8 @@ def _enc(x, out):
         out += struct.pack("<bB", -1, x)
     elif isinstance(x, Sym):
         out += b"\xf5" + x.encode() + b"\0"
+    elif isinstance(x, Atom):
+        out += struct.pack("<b" + VEC[CHAR[x.t]], -CHAR[x.t], x.v)
     elif isinstance(x, int):
         out += struct.pack("<bq", -7, x)
     elif isinstance(x, float):
@@ -173,7 +187,7 @@ class _Dec:
         if t == -2:
             self.p += 16
             return ("guid", self.b[self.p - 16:self.p])
-        if t in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16):
+        if t in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19):
             self.take("B")                     # attribute
             (n,) = self.take("i")
             if t == 0:

@@ -3,6 +3,7 @@
  * def from source and dill, calls, keyword arguments, exceptions, timeout).
  * Checks on the Python side are Python expressions over the converted `x`. */
 #include "../../src/py/pyint.h"
+#include "qpeach/kdb.h"
 
 #include "cunit_run.h"
 #include <math.h>
@@ -382,6 +383,93 @@ static bool is_atom(qp_value *v, int type)
     return ok;
 }
 
+/* ---- enumerations (type 20, src/py/symcat.c) ---- */
+
+/* An enum over the symbols dom[0..k) (one domain value, passed back in
+ * *domv when asked) of the n indices idx, in a buffer of its own. */
+static qp_value *enumv(int n, const int64_t *idx, qp_value *dom)
+{
+    qp_buf *b = qp_buf_new((size_t)(n ? n : 1) * 8);
+    memcpy(b->data, idx, (size_t)n * 8);
+    qp_value *e = qp_enum_borrow(n, (int64_t *)b->data, b, dom);
+    qp_buf_unref(b);
+    return e;
+}
+
+static void test_enum_to_py(void)
+{
+    qp_value *dom = syms(4, "a", "bb", "", "c");
+    int64_t idx[] = {3, 0, 1, 0, 1, 3};
+    qp_value *e = enumv(6, idx, qp_ref(dom));
+    CU_ASSERT_FATAL(e && e->type == QP_ENUM);
+    /* categorical: the codes ARE the enum's indices (same address), the
+     * categories the domain in its order */
+    PyObject *c = qp_py_from_q(e, QP_PY_CATEGORICAL);
+    bind("addr", PyLong_FromVoidPtr(e->v.data));
+    CU_ASSERT(check(c, "isinstance(x, pd.Categorical) and list(x) == ['c', 'a', 'bb', 'a', 'bb', 'c'] and "
+                       "list(x.categories) == ['a', 'bb', '', 'c'] and x.codes.dtype == np.int64 and "
+                       "x.codes.__array_interface__['data'][0] == addr and not x.codes.flags.writeable and "
+                       "not x.codes.flags.owndata and type(x.codes.base.base).__name__ == 'PyCapsule' and "
+                       "x.value_counts()['bb'] == 2"));
+    /* a slice views the same indices; a second column of the domain shares
+     * its dtype (categories made once per domain) */
+    qp_value *sl = qp_slice(e, 2, 3);
+    PyObject *c2 = qp_py_from_q(sl, QP_PY_CATEGORICAL);
+    bind("c", c);
+    CU_ASSERT(check(c2, "list(x) == ['bb', 'a', 'bb'] and x.dtype is c.dtype and "
+                        "x.codes.__array_interface__['data'][0] == addr + 16"));
+    Py_XDECREF(c2);
+    qp_unref(sl);
+    /* the Categorical outlives the enum and its buffer (capsule reference) */
+    qp_unref(e);
+    CU_ASSERT(check(c, "list(x[:2]) == ['c', 'a'] and x.codes.base is not None"));
+    PyDict_DelItemString(g, "c");
+    /* objects: one str per domain name, shared by the rows */
+    CU_ASSERT(q2py(enumv(6, idx, qp_ref(dom)), 0,
+                   "x.dtype == object and x.tolist() == ['c', 'a', 'bb', 'a', 'bb', 'c'] and x[0] is x[5]"));
+    /* nulls: 0Nj is the null symbol ``, as for symbol vectors; the codes
+     * are a copy then (the domain's `` index), the view otherwise */
+    int64_t nidx[] = {0, QP_NULL_J, 2, 1};
+    CU_ASSERT(q2py(enumv(4, nidx, qp_ref(dom)), QP_PY_CATEGORICAL,
+                   "list(x) == ['a', '', '', 'bb'] and x.codes.tolist() == [0, 2, 2, 1] and "
+                   "x.codes.base.base is None"));
+    CU_ASSERT(q2py(enumv(4, nidx, qp_ref(dom)), 0, "x.tolist() == ['a', '', '', 'bb']"));
+    /* no `` in the domain, or a name twice: resolved and coded afresh */
+    CU_ASSERT(q2py(enumv(4, nidx, syms(3, "a", "bb", "z")), QP_PY_CATEGORICAL,
+                   "isinstance(x, pd.Categorical) and list(x) == ['a', '', 'z', 'bb']"));
+    CU_ASSERT(q2py(enumv(4, idx, syms(4, "a", "b", "a", "d")), QP_PY_CATEGORICAL,
+                   "list(x) == ['d', 'a', 'b', 'a'] and sorted(x.categories) == ['a', 'b', 'd']"));
+    /* in a table: DataFrame columns are Categoricals, dict columns str */
+    qp_value *t = qp_table(qp_dict(syms(2, "s", "n"), qp_list(2, enumv(2, idx, qp_ref(dom)), qp_vector(QP_LONG, 2))));
+    CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS, "x['s'].dtype == 'category' and list(x['s']) == ['c', 'a'] and "
+                                            "x.groupby('s', observed=True)['n'].count().to_dict() == {'a': 1, 'c': 1}"));
+    CU_ASSERT(q2py(t, 0, "x['s'].tolist() == ['c', 'a']"));
+    CU_ASSERT(q2py(qp_dict(enumv(2, idx, qp_ref(dom)), qp_vector(QP_LONG, 2)), 0, "x == {'c': 0, 'a': 0}"));
+    CU_ASSERT(q2py(enumv(0, idx, qp_ref(dom)), QP_PY_CATEGORICAL, "len(x) == 0 and len(x.categories) == 4"));
+    qp_unref(dom);
+    PyDict_DelItemString(g, "addr");
+}
+
+/* A real db's symbol column: the Categorical's codes are the mapped file. */
+static void test_enum_mapped_file(void)
+{
+    char path[4096];
+    const char *fix = getenv("QPEACH_FIXTURES");
+    snprintf(path, sizeof path, "%s/egor7/db", fix ? fix : "../shared/fixtures/kdb");
+    qp_kdb *db = NULL;
+    char err[256];
+    if (qp_kdb_open(path, &db, err, sizeof err)) { fprintf(stderr, "\n  skipped: %s\n", err); return; }
+    qp_value *t = qp_kdb_table(db, "cust", QP_KDB_ENUMS);
+    qp_kdb_close(db);   /* the table keeps its mappings */
+    qp_value *col = t ? qp_table_column(t, "sym") : NULL;
+    CU_ASSERT_FATAL(col && col->type == QP_ENUM && col->v.owner->maplen > 0);
+    bind("addr", PyLong_FromVoidPtr(col->v.data));
+    CU_ASSERT(q2py(t, QP_PY_PANDAS, "list(x['sym']) == ['ibm', 'msft', 'goog'] and "
+                                    "x['sym'].cat.codes.to_numpy().__array_interface__['data'][0] == addr and "
+                                    "list(x['name']) == ['oracle', 'microsoft', 'google']"));
+    PyDict_DelItemString(g, "addr");
+}
+
 static void test_scalars_to_q(void)
 {
     qp_value *v;
@@ -719,6 +807,8 @@ int main(void)
         {"tables to python", test_tables_to_py},
         {"symbol codes shared by slices", test_symcat_slices_share_codes},
         {"symbol codes of a replaced table", test_symcat_replaced_not_stale},
+        {"enumerations to python", test_enum_to_py},
+        {"enumerations of a mapped file", test_enum_mapped_file},
         {"scalars to q", test_scalars_to_q},
         {"arrays to q", test_arrays_to_q},
         {"round trip", test_round_trip},

@@ -1,0 +1,234 @@
+/* src/py/dbpart.c - the parts of a mounted kdb+ database's table that
+ * `.qp.apply` and qtable(name, rows) ask for, reading only those.
+ *
+ *   (`date; 2022.06.17)   on a partitioned table, where the column is its
+ *                         partition column: qp_kdb_table_at, that one
+ *                         partition (no other partition's files opened),
+ *                         the virtual column first.
+ *   (start; end)          rows across the partitions in order: each
+ *                         partition the range touches is mapped and
+ *                         sliced (views); one partition's rows are returned
+ *                         as they are, rows spanning several are
+ *                         concatenated (a copy of those rows only).
+ *
+ * Anything else (a splayed or flat table, another column's value) is left
+ * to the caller, which reads the table whole (mapped) as for a resident
+ * one.
+ *
+ * Row counts per partition are learnt as partitions are first mapped and
+ * kept for the life of the process (the db does not change under a
+ * server), so later ranges map only the partitions they overlap. Only the
+ * main (Python) thread calls in here: no lock.
+ */
+#include "pyint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "qpeach/kdb.h"
+
+typedef struct counts {
+    const qp_kdb *db;
+    const char *table;             /* interned */
+    int64_t nparts;
+    int64_t *n;                    /* rows per partition; -1: not known yet */
+} counts;
+
+static counts *cache;
+static size_t ncache;
+
+static counts *counts_of(qp_kdb *db, const char *table, int64_t nparts)
+{
+    for (size_t i = 0; i < ncache; i++)
+        if (cache[i].db == db && cache[i].table == table) return &cache[i];
+    counts *nc = realloc(cache, (ncache + 1) * sizeof *nc);
+    if (!nc) return NULL;
+    cache = nc;
+    counts *c = &cache[ncache];
+    *c = (counts){ .db = db, .table = table, .nparts = nparts,
+                   .n = malloc((size_t)(nparts ? nparts : 1) * sizeof *c->n) };
+    if (!c->n) return NULL;
+    for (int64_t i = 0; i < nparts; i++) c->n[i] = -1;
+    ncache++;
+    return c;
+}
+
+/* ---- concatenating slices of partitions ---- */
+
+/* Column c of the k tables in ts, concatenated. Enumerations over one
+ * domain stay an enumeration (a Categorical in Python); mixed with other
+ * domains or symbols they become symbols. New reference or error value. */
+static qp_value *concat_col(qp_value *const *ts, int64_t k, int64_t c, const char *name)
+{
+    const qp_value *first = qp_K(qp_table_columns(ts[0]))[c];
+    int type = first->type;
+    bool same_dom = type == QP_ENUM;
+    int64_t total = 0;
+    for (int64_t i = 0; i < k; i++) {
+        const qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
+        bool symish = (x->type == QP_ENUM || x->type == QP_SYMBOL) &&
+                      (type == QP_ENUM || type == QP_SYMBOL);
+        if (x->type != type && !symish)
+            return qp_error("column %s is %s in one partition and %s in another",
+                            name, qp_type_name(type), qp_type_name(x->type));
+        if (x->type != QP_ENUM || x->v.dom != first->v.dom) same_dom = false;
+        if (x->type != type) type = QP_SYMBOL;
+        total += x->v.n;
+    }
+    if (same_dom) {
+        qp_buf *b = qp_buf_new((size_t)(total ? total : 1) * 8);
+        if (!b) return NULL;
+        int64_t at = 0;
+        for (int64_t i = 0; i < k; i++) {
+            const qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
+            memcpy(b->data + at * 8, x->v.data, (size_t)x->v.n * 8);
+            at += x->v.n;
+        }
+        qp_value *r = qp_enum_borrow(total, (int64_t *)b->data, b, qp_ref(first->v.dom));
+        qp_buf_unref(b);
+        return r;
+    }
+    qp_value *r = qp_vector(type, total);
+    int64_t at = 0;
+    for (int64_t i = 0; r && i < k; i++) {
+        qp_value *x = qp_enum_resolve(qp_K(qp_table_columns(ts[i]))[c]);
+        if (!x) { qp_unref(r); return NULL; }
+        if (type == QP_LIST) {
+            for (int64_t j = 0; j < x->v.n; j++) qp_K(r)[at + j] = qp_ref(qp_K(x)[j]);
+        } else {
+            size_t w = type == QP_GUID ? 16 : qp_type_width(type);
+            memcpy((char *)r->v.data + (size_t)at * w, x->v.data, (size_t)x->v.n * w);
+        }
+        at += x->v.n;
+        qp_unref(x);
+    }
+    return r;
+}
+
+static qp_value *concat_tables(qp_value *const *ts, int64_t k)
+{
+    if (k == 1) return qp_ref(ts[0]);
+    qp_value *names = qp_table_names(ts[0]);
+    for (int64_t i = 1; i < k; i++) {
+        const qp_value *ni = qp_table_names(ts[i]);
+        if (ni->v.n != names->v.n || memcmp(ni->v.data, names->v.data, (size_t)ni->v.n * sizeof(char *)))
+            return qp_error("the partitions of the table have different columns");
+    }
+    qp_value *cols = qp_vector(QP_LIST, names->v.n);
+    for (int64_t c = 0; cols && c < names->v.n; c++) {
+        qp_value *x = concat_col(ts, k, c, qp_S(names)[c]);
+        if (!x || qp_is_error(x)) {
+            for (int64_t j = c; j < names->v.n; j++) qp_K(cols)[j] = qp_identity();
+            qp_unref(cols);
+            return x;
+        }
+        qp_K(cols)[c] = x;
+    }
+    return cols ? qp_table(qp_dict(qp_ref(names), cols)) : NULL;
+}
+
+/* ---- rows across partitions ---- */
+
+typedef struct pieces {
+    qp_value **t;
+    int64_t n, cap;
+} pieces;
+
+static int pieces_add(pieces *p, qp_value *t)   /* steals t */
+{
+    if (!t) return QP_ENOMEM;
+    if (p->n == p->cap) {
+        int64_t cap = p->cap ? 2 * p->cap : 8;
+        qp_value **n = realloc(p->t, (size_t)cap * sizeof *n);
+        if (!n) { qp_unref(t); return QP_ENOMEM; }
+        p->t = n;
+        p->cap = cap;
+    }
+    p->t[p->n++] = t;
+    return 0;
+}
+
+/* Rows [a, b) of partitioned table `table` (0 <= a <= b <= its count). */
+static qp_value *rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
+{
+    if (a == b) {   /* no rows: the columns of the first partition */
+        qp_value *tp = qp_kdb_table_part(db, table, 0, QP_KDB_ENUMS);
+        if (!tp || qp_is_error(tp)) return tp;
+        qp_value *r = qp_table_slice(tp, 0, 0);
+        qp_unref(tp);
+        return r;
+    }
+    qp_value *parts = qp_kdb_partitions(db, table);
+    if (!parts || qp_is_error(parts)) return parts;
+    counts *cn = counts_of(db, table, qp_count(parts));
+    qp_unref(parts);
+    if (!cn) return NULL;
+    pieces p = {0};
+    qp_value *r = NULL;
+    int64_t off = 0;
+    for (int64_t i = 0; i < cn->nparts && off < b; i++) {
+        qp_value *tp = NULL;
+        if (cn->n[i] < 0) {   /* first visit: learn its count */
+            tp = qp_kdb_table_part(db, table, i, QP_KDB_ENUMS);
+            if (!tp || qp_is_error(tp)) { r = tp; goto done; }
+            cn->n[i] = qp_count(tp);
+        }
+        int64_t n = cn->n[i];
+        if (off + n > a) {    /* overlaps [a, b), since off < b */
+            if (!tp) tp = qp_kdb_table_part(db, table, i, QP_KDB_ENUMS);
+            if (!tp || qp_is_error(tp)) { r = tp; goto done; }
+            int64_t lo = a > off ? a - off : 0, hi = b - off < n ? b - off : n;
+            if (pieces_add(&p, qp_table_slice(tp, lo, hi - lo))) { qp_unref(tp); goto done; }
+        }
+        qp_unref(tp);
+        off += n;
+    }
+    r = p.n ? concat_tables(p.t, p.n) : qp_error("rows %lld..%lld of %s not found",
+                                                (long long)a, (long long)b, table);
+done:
+    for (int64_t i = 0; i < p.n; i++) qp_unref(p.t[i]);
+    free(p.t);
+    return r;
+}
+
+qp_value *qp__db_rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
+{
+    char err[512];
+    int64_t total = 0;
+    if (qp_kdb_count(db, table, &total, err, sizeof err)) return qp_error("%s", err);
+    if (a < 0 || b < a || a > total)
+        return qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)a, (long long)b,
+                        (long long)total, table);
+    if (b > total) b = total;
+    return rows(db, table, a, b);
+}
+
+int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out)
+{
+    *out = NULL;
+    qp_kdb *db = qp_server_db(s);
+    if (!db || !qp_server_is_db_table(s, name)) return 0;
+    const char *pcol = qp_kdb_part_column(db, name);
+    if (!pcol) return 0;   /* splayed / flat: mapped whole, sliced as resident */
+    if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
+        int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
+        int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
+        *out = qp__db_rows(db, name, a, b);
+        return 1;
+    }
+    if (part->type != QP_LIST || part->v.n != 2) return 0;
+    const qp_value *c = qp_K(part)[0];
+    const char *col = c->type == -QP_SYMBOL ? c->s
+                      : c->type == QP_CHAR ? qp_sym_intern(qp_C(c), (size_t)c->v.n) : NULL;
+    if (!col || strcmp(col, pcol) != 0) return 0;
+    *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
+    return 1;
+}
+
+void qp__db_fini(void)
+{
+    for (size_t i = 0; i < ncache; i++) free(cache[i].n);
+    free(cache);
+    cache = NULL;
+    ncache = 0;
+}

@@ -1,0 +1,347 @@
+"""`qpeach serve --db PATH` against the q-written fixture databases
+(../shared/fixtures/kdb, or $QPEACH_FIXTURES; read in place, never copied):
+the tables as globals (.qp.tables, .qp.count, .qp.meta, .qp.get, a bare
+name, .qp.partitions), .qp.apply of Python functions on one partition and
+on row ranges across partitions, symbol columns reaching Python as
+Categoricals over the mapped indices, a table that cannot be read
+(torq-air's flights) failing alone, and -s -N workers mounting the db.
+
+Expected values: fixtures/kdb/README.md (egor7: exact, from the q scripts
+that wrote it) and the CSV files published with the dolphindb and
+ssshahani databases, which their projects assert equal to the tables."""
+import csv
+import datetime
+import os
+
+from harness import ROOT, Server, Skip, qpeach
+from qipc import Atom, Conn, Dict, Identity, QError, Sym, Table, Vec
+
+FIX = os.environ.get("QPEACH_FIXTURES") or os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "kdb")
+EGOR = os.path.join(FIX, "egor7", "db")
+DOLPHIN = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "kdb_sample")
+DOLPHIN_CSV = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "csv_sample")
+SSS = os.path.join(FIX, "ssshahani")
+AIR = os.path.join(FIX, "torq-air", "hdb")
+DEF = Sym(".qp.def")
+APPLY = Sym(".qp.apply")
+
+
+def need(path):
+    if not os.path.isdir(path):
+        raise Skip(f"fixture {path} missing")
+
+
+def qdate(y, m, d):
+    """q's count of days since 2000.01.01."""
+    return (datetime.date(y, m, d) - datetime.date(2000, 1, 1)).days
+
+
+def expect_error(fn, *texts):
+    try:
+        r = fn()
+    except QError as e:
+        for t in texts:
+            assert t in str(e), f"{t!r} not in error {str(e)!r}"
+        return str(e)
+    raise AssertionError(f"no error (wanted {texts}), got {r!r}")
+
+
+def items(x):
+    """A q vector's items (a Python list comes back as a typed vector when
+    its items share a type), or x itself."""
+    return x.items if isinstance(x, Vec) else x
+
+
+def apply(c, fn, t, part):
+    """.qp.apply[fn; t; part] with each item of a list result unwrapped."""
+    r = c.call([APPLY, Sym(fn), Sym(t), part])
+    return [items(x) for x in r] if isinstance(r, list) else items(r)
+
+
+def define(c, name, src, opts=None):
+    r = c.call([DEF, Sym(name), src] + ([opts] if opts else []))
+    assert isinstance(r, str) and len(r) == 64, r
+    return r
+
+
+def meta(c, t):
+    """.qp.meta t as [(c, t, a)]."""
+    m = c.call([Sym(".qp.meta"), Sym(t)])
+    assert isinstance(m, Dict), m
+    cols = m.keys.cols["c"].items
+    types = m.values.cols["t"]
+    attrs = m.values.cols["a"].items
+    return list(zip(cols, types, attrs))
+
+
+def test_help_and_bad_db():
+    r = qpeach("serve", "--help")
+    assert r.returncode == 0 and "--db PATH" in r.stdout, r.stdout
+    r = qpeach("serve", "-p", "0", "--db", "/nonexistent/qpeach-db")
+    assert r.returncode == 2 and "/nonexistent/qpeach-db" in r.stderr, (r.returncode, r.stderr)
+    need(EGOR)
+    r = qpeach("serve", "-p", "0", "--db", EGOR, "--db", EGOR)
+    assert r.returncode == 2 and "--db" in r.stderr, r.stderr
+
+
+# (the sample tables of egor7/db, exactly as its q script wrote them)
+SYM_T1 = ["ibm", "msft"]
+
+
+def test_egor7_tables_count_get():
+    need(EGOR)
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        assert c.call([Sym(".qp.tables"), Identity()]) == Vec("s", ["cust", "q", "t", "tref"])
+        counts = {t: c.call([Sym(".qp.count"), Sym(t)]) for t in ["cust", "q", "t", "tref"]}
+        assert counts == {"cust": 3, "q": 4, "t": 4, "tref": 3}, counts
+        tref = c.call([Sym(".qp.get"), Sym("tref")])
+        assert tref == Table({"c1": Vec("j", [1, 2, 3]), "c2": Vec("f", [1.1, 2.2, 3.3])}), tref
+        assert c.call("tref") == tref                     # a bare name
+        cust = c.call("cust")
+        assert cust.cols["sym"] == Vec("s", ["ibm", "msft", "goog"]), cust
+        assert cust.cols["name"] == Vec("s", ["oracle", "microsoft", "google"]), cust
+        t = c.call(Sym("t"))
+        d1, d2 = qdate(2015, 1, 1), qdate(2015, 1, 2)
+        assert list(t.cols) == ["date", "ti", "sym", "p"], list(t.cols)
+        assert t.cols["date"] == Vec("d", [d1, d1, d2, d2]), t.cols["date"]
+        assert t.cols["ti"].t == "v" and t.cols["ti"].items[:2] == [34200, 34260], t.cols["ti"]
+        assert t.cols["sym"].items[:2] == SYM_T1 and t.cols["p"].items == [101.0, 33.0, 101.5, 33.5], t
+        q = c.call(Sym("q"))
+        assert q.cols["b"].items == [100.75, 32.75, 101.25, 33.25], q
+        assert q.cols["a"].items == [101.25, 33.25, 101.75, 33.75], q
+        # .qp.info lists them; a global of the same name hides a db table
+        assert "tref" in c.call([Sym(".qp.info"), Identity()])["tables"].items
+        c.call([Sym(".qp.set"), Sym("tref"), 42])
+        assert c.call("tref") == 42
+        assert "tref" not in c.call([Sym(".qp.tables"), Identity()]).items
+        expect_error(lambda: c.call("nope"), "nope")
+        assert s.alive()
+
+
+def test_egor7_meta_partitions():
+    need(EGOR)
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        m = meta(c, "t")
+        assert [x[0] for x in m] == ["date", "ti", "sym", "p"], m
+        assert "".join(x[1] for x in m) == "dvsf", m
+        assert [x[0] for x in meta(c, "tref")] == ["c1", "c2"]
+        assert "".join(x[1] for x in meta(c, "tref")) == "jf"
+        parts = c.call([Sym(".qp.partitions"), Sym("t")])
+        assert parts == Vec("d", [qdate(2015, 1, 1), qdate(2015, 1, 2)]), parts
+        assert c.call([Sym(".qp.partitions"), Sym("tref")]) == Vec("j", [])
+        expect_error(lambda: c.call([Sym(".qp.partitions"), Sym("nope")]), "nope")
+        c.call([Sym(".qp.set"), Sym("r"), Table({"a": Vec("j", [1])})])
+        assert c.call([Sym(".qp.partitions"), Sym("r")]) == Vec("j", [])   # resident: none
+
+
+ROWS = """
+def rows(t):
+    return [int(len(t['date'])), list(t)[0], [str(d) for d in t['date']],
+            [float(x) for x in t['p']], [str(x) for x in t['sym']]]
+"""
+
+
+MAPS = """
+import re
+def maps(t):
+    # the fixture files mapped into this process while fn runs
+    seen = set()
+    with open('/proc/self/maps') as f:
+        for line in f:
+            m = re.search(r'egor7/db/(.*)$', line.strip())
+            if m:
+                seen.add(m.group(1))
+    return [sorted(seen), bool(t['p'].flags.owndata), int(len(t['p']))]
+"""
+
+
+def test_egor7_apply_maps_one_partition():
+    """One partition (by date, or rows inside it): only its files are
+    mapped, and its columns are views of them (no copy)."""
+    need(EGOR)
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        define(c, "maps", MAPS)
+        for part in ([Sym("date"), Atom("d", qdate(2015, 1, 2))], Vec("j", [2, 4])):
+            seen, owndata, n = apply(c, "maps", "t", part)
+            seen = items(seen) if not isinstance(seen, str) else [seen]
+            assert n == 2 and owndata is False, (part, seen, owndata, n)
+            assert "2015.01.02/t/p" in seen, seen
+            assert not [p for p in seen if p.startswith("2015.01.01")], seen
+        # rows across both partitions are a copy of those rows: no file
+        # stays mapped
+        seen, owndata, n = apply(c, "maps", "t", Vec("j", [1, 3]))
+        assert n == 2 and seen == [], (seen, owndata)
+
+
+def test_egor7_apply_rows_across_partitions():
+    need(EGOR)
+    d1, d2 = "2015-01-01", "2015-01-02"
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        define(c, "rows", ROWS)
+        # rows 1..3 span both partitions: the last of one, the first of the next
+        r = apply(c, "rows", "t", Vec("j", [1, 3]))
+        assert r[0] == 2 and r[1] == "date" and r[2] == [d1, d2] and r[3] == [33.0, 101.5], r
+        assert r[4] == ["msft", "ibm"], r
+        r = apply(c, "rows", "t", Vec("j", [2, 4]))     # inside one
+        assert r[0] == 2 and r[2] == [d2, d2] and r[3] == [101.5, 33.5], r
+        r = apply(c, "rows", "t", Vec("j", [0, 4]))
+        assert r[0] == 4 and r[3] == [101.0, 33.0, 101.5, 33.5], r
+        r = apply(c, "rows", "t", Vec("j", [3, 3]))     # none
+        assert r[0] == 0 and r[1] == "date", r
+        expect_error(lambda: apply(c, "rows", "t", Vec("j", [5, 6])), "outside")
+        # one partition by its date, and rows where a symbol column is a value
+        r = apply(c, "rows", "t", [Sym("date"), Atom("d", qdate(2015, 1, 2))])
+        assert r[0] == 2 and r[1] == "date" and r[2] == [d2, d2] and r[3] == [101.5, 33.5], r
+        r = apply(c, "rows", "t", [Sym("sym"), Sym("msft")])
+        assert r[0] == 2 and r[3] == [33.0, 33.5] and r[4] == ["msft", "msft"], r
+        expect_error(lambda: apply(c, "rows", "t", [Sym("date"), Atom("d", qdate(2016, 1, 1))]))
+        # splayed tables: rows, and rows where an enumerated column is a value
+        define(c, "cols", "def cols(t):\n    return {k: list(map(str, v)) for k, v in t.items()}\n")
+        r = c.call([APPLY, Sym("cols"), Sym("tref"), Vec("j", [1, 3])])
+        assert r == {"c1": Vec("s", ["2", "3"]), "c2": Vec("s", ["2.2", "3.3"])}, r
+        r = c.call([APPLY, Sym("cols"), Sym("cust"), [Sym("sym"), Sym("msft")]])
+        assert r == {"sym": Vec("s", ["msft"]), "name": Vec("s", ["microsoft"])}, r
+        assert s.alive()
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+CATCHK = """
+import numpy as np
+import pandas as pd
+
+def catchk(t):
+    c = t['code']
+    assert isinstance(c, pd.Categorical), type(c)
+    codes = c.codes
+    assert codes.dtype == np.int64, codes.dtype
+    assert not codes.flags.writeable and not codes.flags.owndata
+    # the codes view our array of the mapped indices, whose base is the
+    # capsule holding the q value (and so the file mapping): no copy
+    b = codes.base
+    while isinstance(b, np.ndarray):
+        assert not b.flags.owndata
+        b = b.base
+    assert type(b).__name__ == 'PyCapsule', type(b)
+    return [int(len(c)), list(t)[0], [str(x) for x in c], int(len(c.categories))]
+"""
+
+OBJCHK = """
+import numpy as np
+
+def objchk(t):
+    c = t['code']
+    assert c.dtype == object, c.dtype
+    return [str(x) for x in c]
+"""
+
+
+def test_dolphindb_ord_partition_categorical():
+    need(DOLPHIN)
+    orders = read_csv(os.path.join(DOLPHIN_CSV, "Orders.csv"))
+    header = list(orders[0])
+    with Server("--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        tables = c.call([Sym(".qp.tables"), Identity()]).items
+        assert {"Daily", "Syms", "ORD", "TRANSACTION"} <= set(tables), tables
+        assert c.call([Sym(".qp.count"), Sym("ORD")]) == 5000
+        m = meta(c, "ORD")
+        assert [x[0] for x in m] == ["date"] + header and m[0][1] == "d", m
+        assert c.call([Sym(".qp.partitions"), Sym("ORD")]).items[0] == qdate(2022, 12, 5)
+        define(c, "catchk", CATCHK, {"categorical": True})
+        define(c, "objchk", OBJCHK)
+        part = [Sym("date"), Atom("d", qdate(2022, 12, 5))]
+        r = apply(c, "catchk", "ORD", part)
+        assert r[0] == 5000 and r[1] == "date", r[:2]
+        assert r[2] == [o["code"] for o in orders], (r[2][:5], [o["code"] for o in orders[:5]])
+        r2 = apply(c, "objchk", "ORD", part)
+        assert r2 == r[2]
+        # the same through rows of the db table, and through qtable()
+        r3 = apply(c, "catchk", "ORD", Vec("j", [100, 300]))
+        assert r3[0] == 200 and r3[2] == r[2][100:300], r3[:2]
+        define(c, "qt", "def qt(a, b):\n    return catchk(qtable('ORD', (a, b), categorical=True))[0]\n"
+                        + CATCHK)
+        assert c.call([Sym(".qp.call"), Sym("qt"), Vec("j", [10, 20])]) == 10
+        assert s.alive()
+
+
+NROWS = """
+def nrows(t):
+    return [int(len(t['date'])), list(t)[0], str(t['date'][0]), str(t['date'][-1])]
+"""
+
+
+def test_dolphindb_apply_one_partition():
+    need(DOLPHIN)
+    daily = read_csv(os.path.join(DOLPHIN_CSV, "Daily.csv"))
+    with Server("--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        define(c, "nrows", NROWS)
+        r = apply(c, "nrows", "Daily", [Sym("date"), Atom("d", qdate(2022, 6, 17))])
+        assert r == [len(daily), "date", "2022-06-17", "2022-06-17"], r
+        # a partition the table is not in
+        expect_error(lambda: c.call([APPLY, Sym("nrows"), Sym("Daily"),
+                                     [Sym("date"), Atom("d", qdate(2021, 1, 1))]]))
+        assert c.call([Sym(".qp.ping"), Identity()]) is True
+
+
+def test_ssshahani_daily_and_partitions():
+    need(SSS)
+    rows = read_csv(os.path.join(SSS, "data", "raw", "all_daily.csv"))
+    rows.sort(key=lambda r: (r["sym"], r["date"]))
+    with Server("--db", os.path.join(SSS, "db"), ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        tables = c.call([Sym(".qp.tables"), Identity()]).items
+        assert {"daily", "trades", "quotes"} <= set(tables), tables
+        assert c.call([Sym(".qp.count"), Sym("daily")]) == 15020
+        d = c.call(Sym("daily"))
+        assert d.cols["sym"].items[:3] == [r["sym"] for r in rows[:3]], d.cols["sym"].items[:3]
+        assert d.cols["sym"].items == [r["sym"] for r in rows]
+        assert [round(x, 4) for x in d.cols["close"].items[:50]] == [round(float(r["close"]), 4) for r in rows[:50]]
+        parts = c.call([Sym(".qp.partitions"), Sym("trades")])
+        assert parts == Vec("d", [qdate(2025, 9, 4), qdate(2025, 9, 5)]), parts
+        n = c.call([Sym(".qp.count"), Sym("trades")])
+        define(c, "nrows", NROWS)
+        a = apply(c, "nrows", "trades", [Sym("date"), Atom("d", qdate(2025, 9, 4))])
+        b = apply(c, "nrows", "trades", [Sym("date"), Atom("d", qdate(2025, 9, 5))])
+        assert a[0] + b[0] == n and a[2] == "2025-09-04" and b[2] == "2025-09-05", (a, b, n)
+        whole = apply(c, "nrows", "trades", Vec("j", [0, n]))
+        assert whole == [n, "date", "2025-09-04", "2025-09-05"], whole
+
+
+def test_torq_air_bad_table_keeps_serving():
+    need(AIR)
+    with Server("--db", AIR) as s, Conn(port=s.port, timeout=60) as c:
+        assert "flights" in c.call([Sym(".qp.tables"), Identity()]).items
+        cols = ("sym", "depAirport", "arivAirport", "aircraftType")
+        e = expect_error(lambda: c.call([Sym(".qp.get"), Sym("flights")]))
+        assert any(col in e for col in cols), e
+        e = expect_error(lambda: c.call("flights"))
+        assert any(col in e for col in cols), e
+        define(c, "n", "def n(t):\n    return len(t)\n")
+        e = expect_error(lambda: c.call([APPLY, Sym("n"), Sym("flights"), Vec("j", [0, 1])]))
+        assert any(col in e for col in cols), e
+        define(c, "qt", "def qt():\n    return qtable('flights')\n")
+        e = expect_error(lambda: c.call([Sym(".qp.call"), Sym("qt")]))
+        assert any(col in e for col in cols), e
+        assert c.call([Sym(".qp.ping"), Identity()]) is True and s.alive()
+        assert c.call([Sym(".qp.echo"), 7]) == 7
+
+
+PEACH = """
+import os
+def cnt(name):
+    t = qtable(name)
+    return [int(len(t['date'])), os.getpid()]
+"""
+
+
+def test_workers_mount_the_db():
+    need(DOLPHIN)
+    with Server("-s", "-2", "--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        define(c, "cnt", PEACH)
+        pid = c.call([Sym(".qp.info"), Identity()])["pid"]
+        r = c.call([Sym(".qp.peach"), Sym("cnt"), Vec("s", ["ORD", "TRANSACTION", "ORD", "TRANSACTION"])])
+        r = [items(x) for x in r]
+        assert [x[0] for x in r] == [5000, 5000, 5000, 5000], r
+        assert all(x[1] != pid for x in r), (pid, r)           # ran in the workers
