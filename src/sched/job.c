@@ -541,11 +541,11 @@ static void check(parse *p)
 #define REQ(...) do { snprintf(p->err, p->errlen, __VA_ARGS__); p->failed = true; return; } while (0)
     bool has = p->seen[K_BY / 32] & (1u << (K_BY % 32));
     if (!j->function.file) REQ("%s: [job] function: required (file.py:function)", b);
+    if (j->db && !j->table) REQ("%s: [input] db needs [input] table (a table of the db)", b);
     if (!j->table && !j->file && !j->files)
         REQ("%s: [input]: give table, file or files (or db and table)", b);
     if (j->file && j->files) REQ("%s: [input]: file and files exclude each other", b);
     if (j->db && (j->file || j->files)) REQ("%s: [input]: db excludes file and files", b);
-    if (j->db && !j->table) REQ("%s: [input] db needs [input] table (a table of the db)", b);
     if (j->part_by == QP_PART_PARTITION && (j->file || j->files))
         REQ("%s: [partition] by = partition needs a kdb+ table ([input] db, or a table "
             "servers hold)", b);

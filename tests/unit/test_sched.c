@@ -111,6 +111,30 @@ static void test_job_good(void)
     qp_job_free(NULL);
 }
 
+static void test_partition_selection(void)
+{
+    bool in;
+    int64_t d0617 = 8203;                      /* 2022.06.17 - 2000.01.01 */
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2022.06.17..2022.06.30", QP_DATE, d0617, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2022.06.18..2022.06.30", QP_DATE, d0617, &in), 0);
+    CU_ASSERT(!in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2022.06.16, 2022.06.17", QP_DATE, d0617, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2000.01.01", QP_DATE, 0, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("1999.12.31", QP_DATE, -1, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2022.06", QP_MONTH, 22 * 12 + 5, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2015..2016", QP_LONG, 2016, &in), 0);
+    CU_ASSERT(in);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("2022.06", QP_DATE, d0617, &in), QP_ETYPE);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("x", 0, 0, NULL), QP_EARG);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("3..1", 0, 0, NULL), QP_EARG);
+    CU_ASSERT_EQUAL(qp_job_partitions_parse("1,,2", 0, 0, NULL), QP_EARG);
+}
+
 static void test_job_defaults_and_credentials_file(void)
 {
     char err[512];
@@ -159,7 +183,7 @@ static void test_job_errors(void)
         { "[job]\nlibraries = numpy=\n",
           "bad.ini:2: [job] libraries: expected alias=module, comma separated: 'numpy='" },
         { "[partition]\nby = hash\n",
-          "bad.ini:2: [partition] by: expected rows, column or file: 'hash'" },
+          "bad.ini:2: [partition] by: expected rows, column, file or partition: 'hash'" },
         { "[workers]\nlocal = -1\n",
           "bad.ini:2: [workers] local: not a worker count (0..1024): '-1'" },
         { "[workers]\nservers = localhost\n",
@@ -178,7 +202,21 @@ static void test_job_errors(void)
           "bad.ini:2: [run] task_timeout: not a duration (e.g. 60s, 500ms, 2m): 'soon'" },
         { "[job]\nname =\n", "bad.ini:2: [job] name: empty value" },
         { "[input]\ntable = t\n", "bad.ini: [job] function: required (file.py:function)" },
-        { "[job]\nfunction = f.py:g\n", "bad.ini: [input]: give table, file or files" },
+        { "[job]\nfunction = f.py:g\n", "bad.ini: [input]: give table, file or files (or db and table)" },
+        { "[job]\nfunction = f.py:g\n[input]\ndb = d\n[workers]\nlocal = 1\n",
+          "bad.ini: [input] db needs [input] table (a table of the db)" },
+        { "[job]\nfunction = f.py:g\n[input]\ndb = d\nfile = a.csv\ntable = t\n",
+          "bad.ini: [input]: db excludes file and files" },
+        { "[job]\nfunction = f.py:g\n[input]\nfile = a.csv\n[partition]\nby = partition\n",
+          "bad.ini: [partition] by = partition needs a kdb+ table ([input] db, or a table servers hold)" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\npartitions = 2022.01.01\n",
+          "bad.ini: [partition] partitions is only for by = partition" },
+        { "[partition]\npartitions = 2022.13.01\n",
+          "bad.ini:2: [partition] partitions: expected partitions as A..B or A,B,C (e.g. "
+          "2022.06.17..2022.06.30, 2022.06, 7): '2022.13.01'" },
+        { "[partition]\npartitions = 2022.01.02..2022.01\n",
+          "bad.ini:2: [partition] partitions: expected partitions as A..B or A,B,C (e.g. "
+          "2022.06.17..2022.06.30, 2022.06, 7): '2022.01.02..2022.01'" },
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n",
           "bad.ini: [workers]: give local = N or servers = host:port, ..." },
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = column\n"
@@ -701,6 +739,7 @@ int main(void)
         {"merge: concat, sum, min, max, count", test_merge_concat_and_arith},
         {"merge: sum-by-key", test_merge_sum_by_key},
         {"output: msgpack, csv, errors", test_msgpack_output},
+        {"partitions = A..B / A,B", test_partition_selection},
     };
     int fails = qp_test_run("sched", suite_init, suite_clean, tests, QP_NTESTS(tests));
     return fails;
