@@ -29,7 +29,8 @@ int qp_csv_write_iso(const qp_value *table, const char *path, bool iso);
 qp_value *qp_ipcfile_load(const char *path);
 /* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */
 int qp_ipcfile_write(const qp_value *x, const char *path);
-/* Loads by extension: .csv or anything else as q IPC. */
+/* Loads by extension: .csv; a folder as a kdb+ splayed table (mapped,
+ * enumerations as type 20); anything else as q IPC. */
 qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
 
 /* x as the q console shows it (console width cols, 0: 80; rows beyond the

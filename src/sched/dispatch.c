@@ -147,7 +147,7 @@ static int restart_worker(run *r, int wi)
     char err[512] = "";
     if (!w->local || w->restarts >= 5) { w->dead_for_good = true; return -1; }
     w->restarts++;
-    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job->threads, r->topo,
+    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job, r->topo,
                               r->place ? &r->place->worker[wi] : NULL, err, sizeof err);
     if (!rc) rc = qp__worker_connect(w, r->job, 30000, err, sizeof err);
     if (!rc) {

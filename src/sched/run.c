@@ -137,7 +137,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
         qp__worker *w = &r->ws[i];
         w->id = i;
         if (i < local) {
-            if (qp__worker_spawn(w, opts->self, r->tmpdir, job->threads, r->topo,
+            if (qp__worker_spawn(w, opts->self, r->tmpdir, job, r->topo,
                                  &r->place->worker[i], err, sizeof err))
                 snprintf(errs[i], 512, "%s", err);
         } else {

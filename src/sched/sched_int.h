@@ -38,9 +38,10 @@ typedef struct qp__worker {
 } qp__worker;
 
 /* ---- workers.c ---- */
-/* Starts local worker i: `qpeach serve -p unix:SOCK [-s T]`, pinned to
- * place (NULL: not pinned), dying with us (PR_SET_PDEATHSIG). */
-int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threads,
+/* Starts local worker i: `qpeach serve -p unix:SOCK -s T [--db PATH]`
+ * (the job's threads and db), pinned to place (NULL: not pinned), dying
+ * with us (PR_SET_PDEATHSIG). */
+int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
 /* Connects (waiting up to wait_ms for a local worker to come up). */
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);

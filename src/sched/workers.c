@@ -21,13 +21,13 @@ int64_t qp__ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threads,
+int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen)
 {
     char sock[256], log[256], sarg[16];
     snprintf(sock, sizeof sock, "unix:%s/w%d.sock", dir, w->id);
     snprintf(log, sizeof log, "%s/w%d.log", dir, w->id);
-    snprintf(sarg, sizeof sarg, "%d", threads);
+    snprintf(sarg, sizeof sarg, "%d", job->threads);
     unlink(sock + 5);
     snprintf(w->addr, sizeof w->addr, "%s", sock);
     pid_t parent = getpid();
@@ -47,7 +47,8 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, int threa
         if (fd >= 0) { dup2(fd, 2); }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
-        char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg, NULL };
+        char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg,
+                         job->db ? "--db" : NULL, job->db, NULL };
         execv(self, argv);
         dprintf(2, "exec %s: %s\n", self, strerror(errno));
         _exit(127);
