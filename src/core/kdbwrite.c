@@ -141,6 +141,7 @@ typedef struct plan {
     int ncol;
     int pcol;              /* partition column, -1: splayed */
     int parted;            /* p# column, -1: none */
+    bool syms;             /* some stored column is enumerated */
     int64_t *perm;         /* row order (grouped by partition, parted
                             * sorted), or NULL: rows in table order */
     int64_t np;            /* partitions (1 when splayed) */
@@ -476,7 +477,8 @@ static int write_part(plan *p, int64_t k, char *err, size_t errlen)
 /* Writes the new sym (old bytes + new names) to a temporary file. */
 static int write_sym(plan *p, char *err, size_t errlen)
 {
-    if (!qp__kw_sym_new(&p->sym)) return 0;
+    /* a new name, or a first symbol column: the domain file must exist */
+    if (!p->syms || (p->sym.file && !qp__kw_sym_new(&p->sym))) return 0;
     if (!(p->symtmp = str_printf("%s/.sym.qpXXXXXX", p->db)))
         return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
     p->o->fd = mkstemp(p->symtmp);
@@ -587,16 +589,15 @@ int qp_kdb_write(const char *db, const char *name, const qp_value *t,
     plan p = {.db = db, .name = name, .t = t};
     int rc = plan_check(&p, opts, err, errlen);
     if (rc) return rc;
-    bool syms = false;
-    for (int c = 0; c < p.ncol; c++) syms |= c != p.pcol && is_sym(col(&p, c));
+    for (int c = 0; c < p.ncol; c++) p.syms |= c != p.pcol && is_sym(col(&p, c));
     if ((rc = plan_rows(&p, err, errlen))) goto fail;
     if (!(p.o = malloc(sizeof *p.o)) || !(p.moves = calloc((size_t)p.np, sizeof *p.moves))) {
         rc = qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
         goto fail;
     }
     p.o->fd = -1;
-    if (syms && (rc = qp__kw_sym_load(&p.sym, db, err, errlen))) goto fail;
-    if (syms && (rc = plan_enumerate(&p, err, errlen))) goto fail;
+    if (p.syms && (rc = qp__kw_sym_load(&p.sym, db, err, errlen))) goto fail;
+    if (p.syms && (rc = plan_enumerate(&p, err, errlen))) goto fail;
     plan_sort_parted(&p);
     if ((rc = make_dir(&p, db, err, errlen))) goto fail;
     for (int64_t k = 0; k < p.np; k++)
