@@ -6,7 +6,7 @@
 
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-PKGS    := hwloc msgpack openssl cunit inih python3-embed
+PKGS    := hwloc msgpack openssl cunit inih python3-embed zlib
 
 # Flags from pkg-config are computed the first time a recipe needs them, not
 # when the Makefile is parsed: on a fresh machine `make demo` parses this file
@@ -14,7 +14,7 @@ PKGS    := hwloc msgpack openssl cunit inih python3-embed
 # the build naming it (and its Debian package) instead of compiling without
 # flags. `once` caches a value after its first expansion.
 once = $(eval $(1) := $$(2))$(2)
-pc_deb = $(patsubst python3-embed,python3-dev,$(patsubst cunit,libcunit1-dev,$(patsubst openssl,libssl-dev,$(patsubst msgpack,libmsgpack-dev,$(patsubst hwloc,libhwloc-dev,$(patsubst inih,libinih-dev,$(1)))))))
+pc_deb = $(patsubst zlib,zlib1g-dev,$(patsubst python3-embed,python3-dev,$(patsubst cunit,libcunit1-dev,$(patsubst openssl,libssl-dev,$(patsubst msgpack,libmsgpack-dev,$(patsubst hwloc,libhwloc-dev,$(patsubst inih,libinih-dev,$(1))))))))
 pc_missing = $(strip $(foreach p,$(1),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),,$(p))))
 pc_flags = $(if $(call pc_missing,$(2)),$(error pkg-config cannot find: $(call pc_missing,$(2)) \
     (Debian packages: $(call pc_deb,$(call pc_missing,$(2)))); run `make deps` as root, or make demo / make test, which install them),$(shell pkg-config $(1) $(2)))

@@ -6,7 +6,7 @@
 set -u
 need=""
 for pair in hwloc:libhwloc-dev msgpack:libmsgpack-dev openssl:libssl-dev \
-            cunit:libcunit1-dev inih:libinih-dev python3-embed:python3-dev; do
+            cunit:libcunit1-dev inih:libinih-dev python3-embed:python3-dev zlib:zlib1g-dev; do
     pc=${pair%%:*}; pkg=${pair#*:}
     pkg-config --exists "$pc" 2>/dev/null || need="$need $pkg"
 done

@@ -122,6 +122,8 @@ int qp_buf_resize(qp_buf *b, size_t len);
  * fd may be closed afterwards. len 0 gives an empty buffer. Returns 0 or
  * -errno / QP_ENOMEM; *out gets a new reference. */
 int qp_buf_map(int fd, size_t len, qp_buf **out);
+/* Internal, for tests: how many qp_buf_map mappings were made so far. */
+long long qp__buf_maps(void);
 qp_buf *qp_buf_ref(qp_buf *b);          /* returns b */
 void qp_buf_unref(qp_buf *b);           /* NULL-safe */
 
@@ -259,6 +261,9 @@ qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *d
  * dom's symbols, no string is interned again). New reference. For any
  * other value: returns a new reference to x itself. */
 qp_value *qp_enum_resolve(const qp_value *x);
+/* Symbol of row i of enum e (interned; the null symbol for 0Nj). Borrowed.
+ * No bounds check: 0 <= i < e->v.n. */
+const char *qp_enum_sym(const qp_value *e, int64_t i);
 
 /* ---- Dicts and tables (borrowed results). ---- */
 static inline qp_value *qp_dict_keys(const qp_value *d) { return qp_K(d)[0]; }

@@ -673,8 +673,8 @@ static void put_text(out *o, const char *s, size_t n)
 static int put_value(out *o, const qp_value *c, int64_t r)
 {
     char buf[96];
-    if (c->type == QP_SYMBOL) {
-        const char *s = qp_S(c)[r];
+    if (c->type == QP_SYMBOL || c->type == QP_ENUM) {
+        const char *s = c->type == QP_ENUM ? qp_enum_sym(c, r) : qp_S(c)[r];
         put_text(o, s, strlen(s));
         return 0;
     }

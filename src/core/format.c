@@ -439,6 +439,13 @@ static void put_inline(sb *b, const qp_value *x, int depth)
         return;
     }
     if (qp_is_vector(x)) { put_vector_inline(b, x); return; }
+    if (x->type == QP_ENUM) {    /* shown as the symbols it stands for */
+        qp_value *r = qp_enum_resolve(x);
+        if (r) put_vector_inline(b, r);
+        else b->oom = 1;
+        qp_unref(r);
+        return;
+    }
     if (x->type == QP_LIST) { put_list_inline(b, x, depth); return; }
     if (qp_is_dict(x)) {
         if (x->type == QP_SORTED_DICT) sb_puts(b, "`s#");
@@ -455,6 +462,11 @@ static void put_inline(sb *b, const qp_value *x, int depth)
 /* Item i of a column as a table or dict cell. */
 static void put_cell(sb *b, const qp_value *col, int64_t i)
 {
+    if (col->type == QP_ENUM) {
+        const char *s = qp_enum_sym(col, i);
+        put_item(b, QP_SYMBOL, &s, M_CELL);
+        return;
+    }
     if (qp_is_vector(col)) {
         put_item(b, col->type, (const uint8_t *)col->v.data + (size_t)i * qp_type_width(col->type), M_CELL);
         return;
@@ -591,8 +603,8 @@ static void put_dict(sb *b, const qp_value *d)
 {
     const qp_value *k = qp_dict_keys(d), *v = qp_dict_values(d);
     int64_t n = qp_count(k);
-    if (!(qp_is_vector(k) || k->type == QP_LIST) ||
-        !(qp_is_vector(v) || v->type == QP_LIST) || qp_count(v) != n) {
+    if (!(qp_is_vector(k) || k->type == QP_LIST || k->type == QP_ENUM) ||
+        !(qp_is_vector(v) || v->type == QP_LIST || v->type == QP_ENUM) || qp_count(v) != n) {
         put_inline(b, d, 0);       /* odd shapes: the inline form */
         sb_putc(b, '\n');
         return;

@@ -74,6 +74,12 @@ int64_t qp_ipc_size(const qp_value *x)
         if (t < -19 || t == -3) return QP_ETYPE;
         return t == -QP_SYMBOL ? 1 + sym_size(x->s) : 1 + (int64_t)qp__wire_width[-t];
     }
+    if (t == QP_ENUM) {     /* sent as the symbols it stands for, as q does */
+        if (x->v.n > INT32_MAX) return QP_ETOOBIG;
+        int64_t n = 6;
+        for (int64_t i = 0; i < x->v.n; i++) n += sym_size(qp_enum_sym(x, i));
+        return n;
+    }
     if (t <= 19) {
         if (t == 3) return QP_ETYPE;
         if (x->v.n > INT32_MAX) return QP_ETOOBIG;
@@ -127,6 +133,13 @@ static uint8_t *put_i32(uint8_t *p, int32_t v)
 static uint8_t *enc(const qp_value *x, uint8_t *p)
 {
     int t = x->type;
+    if (t == QP_ENUM) {
+        *p++ = QP_SYMBOL;
+        *p++ = x->attr;
+        p = put_i32(p, (int32_t)x->v.n);
+        for (int64_t i = 0; i < x->v.n; i++) p = put_sym(p, qp_enum_sym(x, i));
+        return p;
+    }
     *p++ = (uint8_t)x->type;
     if (t == QP_ERROR || t == -QP_SYMBOL) return put_sym(p, x->s);
     if (t < 0) {

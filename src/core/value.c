@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
@@ -40,6 +41,7 @@ qp_buf *qp_buf_new_skewed(size_t len, size_t skew)
     uintptr_t start = ((p + 15) & ~(uintptr_t)15) + skew;
     b->data = (uint8_t *)start;
     b->len = len;
+    b->maplen = 0;
     atomic_init(&b->refs, 1);
     return b;
 }
@@ -56,12 +58,40 @@ void qp_buf_unref(qp_buf *b)
 {
     if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(b->base);
+    if (b->maplen) munmap(b->base, b->maplen);
+    else free(b->base);
     free(b);
+}
+
+/* Mappings made so far: lets tests check that a lazy open mapped nothing. */
+static atomic_llong maps_made;
+
+long long qp__buf_maps(void) { return atomic_load(&maps_made); }
+
+int qp_buf_map(int fd, size_t len, qp_buf **out)
+{
+    *out = NULL;
+    if (len == 0) {
+        *out = qp_buf_new(0);
+        return *out ? 0 : QP_ENOMEM;
+    }
+    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return -errno;
+    qp_buf *b = malloc(sizeof *b);
+    if (!b) { munmap(p, len); return QP_ENOMEM; }
+    b->base = p;
+    b->data = p;
+    b->len = len;
+    b->maplen = len;
+    atomic_init(&b->refs, 1);
+    atomic_fetch_add(&maps_made, 1);
+    *out = b;
+    return 0;
 }
 
 int qp_buf_resize(qp_buf *b, size_t len)
 {
+    if (b->maplen) return QP_EARG;     /* a read-only mapping never grows */
     size_t skew = (size_t)(b->data - (uint8_t *)b->base);
     /* realloc keeps malloc's 16-byte alignment, so data's alignment
      * survives at the same offset. */
@@ -82,6 +112,7 @@ size_t qp_type_width(int t)
     static const uint8_t w[20] = {0, 1, 16, 0, 1, 2, 4, 8, 4, 8, 1,
                                   sizeof(char *), 8, 4, 4, 8, 8, 4, 4, 4};
     if (t < 0) t = -t;
+    if (t == QP_ENUM) return 8;        /* int64 indices */
     return t >= 0 && t < 20 ? w[t] : 0;
 }
 
@@ -95,6 +126,7 @@ const char *qp_type_name(int t)
     int a = t < 0 ? -t : t;
     if (a < 20) return names[a];
     switch (t) {
+    case QP_ENUM: return "enum";
     case QP_TABLE: return "table";
     case QP_DICT: return "dict";
     case QP_SORTED_DICT: return "sorted dict";
@@ -138,6 +170,9 @@ void qp_unref(qp_value *x)
         free(x->v.data);
     } else if (qp_is_vector(x)) {
         qp_buf_unref(x->v.owner);
+    } else if (x->type == QP_ENUM) {
+        qp_buf_unref(x->v.owner);
+        qp_unref(x->v.dom);
     } else if (qp_is_func(x)) {
         free(x->v.data);
     }
@@ -295,7 +330,7 @@ static int vec_reserve(qp_value *x, int64_t need)
     }
     size_t w = qp_type_width(x->type);
     qp_buf *b = x->v.owner;
-    bool private = atomic_load(&b->refs) == 1 && x->v.data == b->data;
+    bool private = atomic_load(&b->refs) == 1 && x->v.data == b->data && !b->maplen;
     if (private && need <= x->v.cap) return 0;
     int64_t cap = x->v.cap < 8 ? 16 : x->v.cap * 2;
     if (cap < need) cap = need;
@@ -315,6 +350,9 @@ static int vec_reserve(qp_value *x, int64_t need)
 
 int qp_vec_append(qp_value *x, const void *item)
 {
+    /* An enum's items are indices checked against its domain when it was
+     * made: appending one unchecked would break that promise. */
+    if (x->type == QP_ENUM || (x->type > 19 && x->type != QP_LIST)) return QP_ETYPE;
     int rc = vec_reserve(x, x->v.n + 1);
     if (rc) {
         if (x->type == QP_LIST) qp_unref(*(qp_value *const *)item);
@@ -371,7 +409,7 @@ qp_value *qp_table(qp_value *dict)
     else if (cols->v.n != names->v.n) why = "names and columns differ in count";
     for (int64_t i = 0; !why && i < cols->v.n; i++) {
         qp_value *c = qp_K(cols)[i];
-        if (c->type < 0 || c->type > 19) why = "a column is not a list";
+        if (c->type < 0 || c->type > QP_ENUM) why = "a column is not a list";
         else if (c->v.n != qp_K(cols)[0]->v.n) why = "columns differ in length";
     }
     if (why) { qp_unref(dict); return qp_error("table: %s", why); }
@@ -407,13 +445,14 @@ int64_t qp_count(const qp_value *x)
         qp_value *cols = qp_table_columns(x);
         return cols->v.n ? qp_count(qp_K(cols)[0]) : 0;
     }
-    if (x->type <= 19) return x->v.n;
+    if (x->type <= QP_ENUM) return x->v.n;
     return 1;
 }
 
 qp_value *qp_item(const qp_value *x, int64_t i)
 {
     if (x->type == QP_LIST) return qp_ref(qp_K(x)[i]);
+    if (x->type == QP_ENUM) return qp_symbol(qp_enum_sym(x, i));
     if (!qp_is_vector(x)) return NULL;
     qp_value *a = value_new(-x->type);
     if (!a) return NULL;
@@ -438,6 +477,7 @@ qp_value *qp_slice(const qp_value *x, int64_t start, int64_t n)
     qp_value *y = qp_vector_borrow(x->type, n, (uint8_t *)x->v.data + (size_t)start * w,
                                    x->v.owner);
     if (y) y->attr = x->attr == QP_ATTR_SORTED ? QP_ATTR_SORTED : QP_ATTR_NONE;
+    if (y && x->type == QP_ENUM) y->v.dom = qp_ref(x->v.dom);
     return y;
 }
 
@@ -489,9 +529,20 @@ static bool items_equal(int t, const void *a, const void *b, int64_t n)
     return memcmp(a, b, (size_t)n * qp_type_width(t)) == 0;
 }
 
+/* Equality of an enum with anything: as the symbols it stands for. */
+static bool enum_equal(const qp_value *a, const qp_value *b)
+{
+    qp_value *ra = qp_enum_resolve(a), *rb = qp_enum_resolve(b);
+    bool eq = ra && rb && qp_equal(ra, rb);
+    qp_unref(ra);
+    qp_unref(rb);
+    return eq;
+}
+
 bool qp_equal(const qp_value *a, const qp_value *b)
 {
     if (a == b) return true;
+    if (a && b && (a->type == QP_ENUM || b->type == QP_ENUM)) return enum_equal(a, b);
     if (!a || !b || a->type != b->type) return false;
     if (a->type == QP_ERROR) return strcmp(a->s, b->s) == 0;
     if (a->type < 0) {
@@ -506,4 +557,57 @@ bool qp_equal(const qp_value *a, const qp_value *b)
     }
     if (qp_is_func(a)) return memcmp(a->v.data, b->v.data, (size_t)a->v.n) == 0;
     return items_equal(a->type, a->v.data, b->v.data, a->v.n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Enumerations                                                        */
+/* ------------------------------------------------------------------ */
+
+qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *dom)
+{
+    if (!dom) return NULL;
+    if (dom->type != QP_SYMBOL || n < 0) {
+        int t = dom->type;
+        qp_unref(dom);
+        return qp_error("enum: the domain is not a symbol vector (type %d)", t);
+    }
+    uint64_t dn = (uint64_t)dom->v.n;
+    for (int64_t i = 0; i < n; i++) {
+        if ((uint64_t)idx[i] < dn || idx[i] == QP_NULL_J) continue;
+        qp_unref(dom);
+        return qp_error("enum: index %lld at row %lld is beyond the domain of %llu names",
+                        (long long)idx[i], (long long)i, (unsigned long long)dn);
+    }
+    qp_value *x = value_new(QP_ENUM);
+    if (!x) { qp_unref(dom); return NULL; }
+    x->v.n = x->v.cap = n;
+    x->v.data = (void *)idx;
+    x->v.owner = qp_buf_ref(buf);
+    x->v.dom = dom;
+    return x;
+}
+
+const char *qp_enum_sym(const qp_value *e, int64_t i)
+{
+    static _Atomic(const char *) empty;
+    int64_t k = qp_J(e)[i];
+    if (k != QP_NULL_J) return qp_S(e->v.dom)[k];
+    const char *s = atomic_load_explicit(&empty, memory_order_relaxed);
+    if (!s) {   /* interning is idempotent: two threads store the same pointer */
+        s = qp_sym_intern("", 0);
+        if (!s) return "";
+        atomic_store_explicit(&empty, s, memory_order_relaxed);
+    }
+    return s;
+}
+
+qp_value *qp_enum_resolve(const qp_value *x)
+{
+    if (!x) return NULL;
+    if (x->type != QP_ENUM) return qp_ref((qp_value *)x);
+    qp_value *s = qp_vector(QP_SYMBOL, x->v.n);
+    if (!s) return NULL;
+    for (int64_t i = 0; i < x->v.n; i++) qp_S(s)[i] = qp_enum_sym(x, i);
+    s->attr = x->attr;
+    return s;
 }

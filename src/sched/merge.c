@@ -10,9 +10,28 @@
 
 /* ---- concat ---- */
 
+static qp_value *concat_vecs(qp_value *const *v, int64_t n, int t);
+
+/* Enumerations (read from kdb+ files) concatenate as the symbols they
+ * stand for: their domains may differ. */
+static qp_value *concat_enums(qp_value *const *v, int64_t n)
+{
+    qp_value **r = calloc((size_t)(n ? n : 1), sizeof *r);
+    qp_value *out = NULL;
+    if (!r) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (!(r[i] = qp_enum_resolve(v[i]))) goto done;
+    out = concat_vecs(r, n, QP_SYMBOL);
+done:
+    for (int64_t i = 0; i < n; i++) qp_unref(r[i]);
+    free(r);
+    return out;
+}
+
 /* Concatenates vectors (all of type t) or general lists. */
 static qp_value *concat_vecs(qp_value *const *v, int64_t n, int t)
 {
+    if (t == QP_ENUM) return concat_enums(v, n);
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += v[i]->v.n;
     qp_value *r = qp_vector(t, total);
@@ -60,10 +79,13 @@ static qp_value *concat_tables(qp_value *const *t, int64_t n)
     for (int64_t c = 0; c < nc; c++) qp_K(cols)[c] = NULL;
     qp_value *err = NULL;
     for (int64_t c = 0; c < nc && !err; c++) {
-        int type = qp_K(qp_table_columns(t[0]))[c]->type;
+        int type = qp_K(qp_table_columns(t[0]))[c]->type, ctype = type;
         for (int64_t i = 0; i < n; i++) {
             tmp[i] = qp_K(qp_table_columns(t[i]))[c];
-            if (tmp[i]->type != type) {
+            bool symish = (type == QP_ENUM || type == QP_SYMBOL)
+                          && (tmp[i]->type == QP_ENUM || tmp[i]->type == QP_SYMBOL);
+            if (tmp[i]->type == QP_ENUM) ctype = QP_ENUM;   /* resolve all */
+            if (tmp[i]->type != type && !symish) {
                 /* An empty general-list column takes any type (numpy's
                  * empty object arrays), anything else must agree. */
                 err = qp_error("concat: column %s is %s in one partial and %s in another",
@@ -71,7 +93,7 @@ static qp_value *concat_tables(qp_value *const *t, int64_t n)
                 break;
             }
         }
-        if (!err && !(qp_K(cols)[c] = concat_vecs(tmp, n, type))) err = qp_error("wsfull");
+        if (!err && !(qp_K(cols)[c] = concat_vecs(tmp, n, ctype))) err = qp_error("wsfull");
     }
     free(tmp);
     if (err) {

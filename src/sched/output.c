@@ -67,6 +67,11 @@ static int pack(msgpack_packer *pk, const qp_value *x, int depth)
         return pack_item(pk, t, data, 0);
     }
     if (x->type == QP_CHAR) return msgpack_pack_str_with_body(pk, x->v.data, (size_t)x->v.n);
+    if (x->type == QP_ENUM) {     /* written as the symbols it stands for */
+        msgpack_pack_array(pk, (size_t)x->v.n);
+        for (int64_t i = 0; i < x->v.n; i++) pack_cstr(pk, qp_enum_sym(x, i));
+        return 0;
+    }
     if (qp_is_vector(x) || x->type == QP_LIST) {
         msgpack_pack_array(pk, (size_t)x->v.n);
         for (int64_t i = 0; i < x->v.n && !rc; i++)

@@ -115,6 +115,13 @@ qp_value *qp_distinct_sorted(const qp_value *v)
 int qp_partplan_column(const char *column, const qp_value *values, qp_partplan **out)
 {
     *out = NULL;
+    if (values && values->type == QP_ENUM) {   /* by the symbols it stands for */
+        qp_value *r = qp_enum_resolve(values);
+        if (!r) return QP_ENOMEM;
+        int rc = qp_partplan_column(column, r, out);
+        qp_unref(r);
+        return rc;
+    }
     if (!qp_is_vector(values)) return QP_EARG;
     qp_value *d = qp_distinct_sorted(values);
     if (!d) return QP_ENOMEM;

@@ -1,0 +1,139 @@
+/* kdb_int.h - shared by the kdb+ reader's files (kdbzip.c, kdbfile.c,
+ * kdbdb.c); not a public header. Layouts: ../shared/KDB_FORMAT.md.
+ *
+ * Memory rules: as value.h. Buffers returned through qp_buf ** are new
+ * references; values are new references (or error values, -128, naming
+ * the file). Nothing here reads past the length it is given. */
+#ifndef QPEACH_KDB_INT_H
+#define QPEACH_KDB_INT_H
+
+#include "qpeach/kdb.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The kinds of file q writes (KDB_FORMAT.md "File kinds"). */
+enum {
+    KF_FLAT = 1,    /* ff 01 + IPC body */
+    KF_VEC,         /* fe 20 (or fd 20) simple vector */
+    KF_ENUM,        /* fd 20 enumeration: int64 indices */
+    KF_ANYMAP,      /* fd 20 type 77: offsets into name# */
+    KF_OLDENUM,     /* pre-3.6 fe + domain name: int32 indices */
+    KF_NESTED,      /* pre-3.6 fe 20 type 77+t: int64 ends into name# */
+};
+
+typedef struct qp__khead {
+    int kind;          /* KF_* */
+    int type;          /* VEC: 1..19; NESTED: the items' type; ENUM,
+                        * OLDENUM: 20; ANYMAP: 0; FLAT: the body's type */
+    int attr;          /* enum qp_attr */
+    int64_t n;         /* items, after the zero-count rule (FLAT: -1) */
+    size_t data;       /* offset of the first item */
+    size_t width;      /* bytes per item in this file */
+    char dom[128];     /* enumerations: the domain's name */
+} qp__khead;
+
+/* Header of an uncompressed file of len bytes whose first have bytes are
+ * at p. Returns 0, or a negative code with a message in err. */
+int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
+                 size_t errlen);
+
+/* True when p (len bytes) starts with "kxzipped" (or its encrypted form). */
+bool qp__kdb_zipped(const uint8_t *p, size_t len);
+/* Decompresses a kxzipped file into a new buffer of its whole uncompressed
+ * length; only the blocks covering [0, upto) are filled (SIZE_MAX: all).
+ * Every size is checked against len first. Returns 0 or a negative code
+ * with a message in err (the algorithm by number when not supported). */
+int qp__kdb_unzip(const uint8_t *p, size_t len, size_t upto, qp_buf **out, char *err,
+                  size_t errlen);
+
+/* What decoding a column needs from outside the file: its enumeration
+ * domain, and the companion file name# of nested and anymap columns. */
+typedef struct qp__kdb_env {
+    /* The domain named name: a symbol vector (new reference), or an error
+     * value naming what is wrong. */
+    qp_value *(*domain)(void *data, const char *name);
+    /* The (uncompressed) bytes of the companion file with this suffix
+     * ("#"): 0 and a new buffer reference, or a negative code and err. */
+    int (*companion)(void *data, const char *suffix, qp_buf **out, char *err, size_t errlen);
+    void *data;
+    unsigned flags;    /* QP_KDB_ENUMS */
+} qp__kdb_env;
+
+/* Decodes one whole file held in buf (mapped, read or fuzzer bytes; may be
+ * kxzipped). path names it in errors. New reference or error value. */
+qp_value *qp__kdb_decode(qp_buf *buf, const char *path, const qp__kdb_env *env);
+
+/* A symbol domain (or .d) file: `ff 01` + symbol list, names read to the
+ * end of the file whatever the count says. New reference or error. */
+qp_value *qp__kdb_syms(const uint8_t *p, size_t len, const char *path);
+
+/* Maps path read-only: 0 and a new buffer (an empty one for an empty
+ * file), or a negative code with err naming the file. */
+int qp__kdb_map(const char *path, qp_buf **out, char *err, size_t errlen);
+/* The uncompressed bytes of path: its mapping, or when kxzipped the
+ * decompressed copy. Same returns as qp__kdb_map. */
+int qp__kdb_bytes(const char *path, qp_buf **out, char *err, size_t errlen);
+/* The header of the file at path (decompressing only its first block when
+ * kxzipped). Returns 0 or a negative code with err naming the file. */
+int qp__kdb_peek(const char *path, qp__khead *h, char *err, size_t errlen);
+
+/* A file of a db: decodes path with domains from domdir (a folder), or
+ * from cache/the db via env. Used by kdbdb.c. */
+qp_value *qp__kdb_load(const char *path, const qp__kdb_env *env);
+
+/* ---- Databases (kdbdb.c: opening and listing; kdbtab.c: tables) ---- */
+
+#include <pthread.h>
+
+enum { PK_NONE = 0, PK_DATE, PK_MONTH, PK_YEAR, PK_INT };   /* partition kinds */
+enum { KT_SPLAY = 1, KT_FLAT, KT_PART };                      /* table kinds */
+
+typedef struct qp__kpart {
+    int64_t v;             /* days (date) or months since 2000, or the number */
+    char *dir;             /* its folder: segment/name */
+} qp__kpart;
+
+typedef struct qp__ktable {
+    const char *name;      /* interned */
+    int kind;              /* KT_* */
+    char *path;            /* splayed folder or flat file (NULL: partitioned) */
+    int64_t *parts;        /* partitioned: indexes into db->parts, ascending */
+    int64_t nparts, cap;
+} qp__ktable;
+
+typedef struct qp__kdom {
+    char name[128];
+    qp_value *v;           /* the domain (one reference) */
+} qp__kdom;
+
+/* Immutable after qp_kdb_open but for the domain cache, which lock guards. */
+struct qp_kdb {
+    pthread_mutex_t lock;
+    char *path;            /* as given, without trailing slashes */
+    char *domdir;          /* where domain files live */
+    int pkind;             /* PK_* */
+    qp__kpart *parts;      /* ascending by v */
+    int64_t nparts;
+    qp__ktable *tables;    /* ascending by name */
+    int ntables;
+    qp__kdom *doms;        /* loaded domains */
+    int ndoms, capdoms;
+};
+
+/* The table named name, or NULL. */
+qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
+/* The decoding environment of column file path of db (domains from db). */
+typedef struct qp__colenv {
+    qp_kdb *db;
+    const char *path;
+} qp__colenv;
+void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *path,
+                    unsigned flags);
+/* Column names of the splayed folder dir: its .d, or its files in name
+ * order when it has none. New reference (symbol vector) or error value. */
+qp_value *qp__kdb_columns(const char *dir);
+/* The partition column's name for a kind: "date", "month", "year", "int". */
+const char *qp__kdb_pcol(int pkind);
+
+#endif

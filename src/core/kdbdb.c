@@ -1,0 +1,486 @@
+/* kdbdb.c - mounting a kdb+ database: qp_kdb_open and the listings
+ * (tables, partitions, meta, count). Tables themselves load in kdbtab.c.
+ *
+ * Memory rules (kdb.h's, and how they are kept):
+ *   - Opening reads folder listings (the root, each segment of par.txt,
+ *     each partition folder) and par.txt, plus the first 8 bytes of each
+ *     regular file at the root (is it a flat table?). No column file and no
+ *     domain is opened: a db of 1,000 partitions costs 1,000 readdirs.
+ *   - Domains load once per db, on first use, under the db's one mutex;
+ *     every column enumerated against a domain shares that one value.
+ *   - Everything else in a qp_kdb is immutable after open, so readers need
+ *     no lock but for the domain cache.
+ *
+ * Layouts: a partitioned root (folders named as dates 2015.01.07, months
+ * 2015.01, years 2015 or integers; the kind with the highest precedence
+ * date > month > year/int wins, other folders are not partitions), with
+ * par.txt segments; splayed folders (with .d, or without .d when they hold
+ * only files, as finspace's) and flat table files (ff 01, type 98) at the
+ * root; or one splayed folder opened directly (its domains in its parent).
+ *
+ * Unverified (no public db has them): par.txt segments (tested only with a
+ * db built by copying fixture partitions), month and year partitions.
+ */
+#include "kdb_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Partition names                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Days from 2000.01.01 to y.m.d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468 - 10957;
+}
+
+static bool digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return n > 0;
+}
+
+static int num(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* The partition kind and value a folder name stands for (PK_NONE: none). */
+static int part_of(const char *s, int64_t *v)
+{
+    size_t n = strlen(s);
+    if (n == 10 && s[4] == '.' && s[7] == '.' && digits(s, 4) && digits(s + 5, 2) &&
+        digits(s + 8, 2)) {
+        int m = num(s + 5, 2), d = num(s + 8, 2);
+        if (m < 1 || m > 12 || d < 1 || d > 31) return PK_NONE;
+        *v = days_from_civil(num(s, 4), m, d);
+        return PK_DATE;
+    }
+    if (n == 7 && s[4] == '.' && digits(s, 4) && digits(s + 5, 2)) {
+        int m = num(s + 5, 2);
+        if (m < 1 || m > 12) return PK_NONE;
+        *v = (int64_t)(num(s, 4) - 2000) * 12 + m - 1;
+        return PK_MONTH;
+    }
+    if (digits(s, n) && n <= 18) {
+        *v = strtoll(s, NULL, 10);
+        return n == 4 ? PK_YEAR : PK_INT;
+    }
+    return PK_NONE;
+}
+
+const char *qp__kdb_pcol(int pkind)
+{
+    switch (pkind) {
+    case PK_DATE: return "date";
+    case PK_MONTH: return "month";
+    case PK_YEAR: return "year";
+    case PK_INT: return "int";
+    default: return NULL;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Building the listing                                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct cand {          /* a partition folder seen while listing */
+    int kind;
+    int64_t v;
+    char *dir;
+} cand;
+
+typedef struct opening {
+    qp_kdb *db;
+    cand *c;
+    int64_t nc, capc;
+    char *err;
+    size_t errlen;
+} opening;
+
+static char *join(const char *a, const char *b)
+{
+    char *s = NULL;
+    return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
+}
+
+static qp__ktable *table_add(qp_kdb *db, const char *name, int kind)
+{
+    const char *in = qp_sym_intern(name, strlen(name));
+    if (!in) return NULL;
+    for (int i = 0; i < db->ntables; i++)
+        if (db->tables[i].name == in) return &db->tables[i];
+    qp__ktable *t = realloc(db->tables, sizeof *t * (size_t)(db->ntables + 1));
+    if (!t) return NULL;
+    db->tables = t;
+    t = &t[db->ntables++];
+    memset(t, 0, sizeof *t);
+    t->name = in;
+    t->kind = kind;
+    return t;
+}
+
+static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char *name)
+{
+    if (o->nc == o->capc) {
+        int64_t cap = o->capc ? o->capc * 2 : 64;
+        cand *c = realloc(o->c, sizeof *c * (size_t)cap);
+        if (!c) return QP_ENOMEM;
+        o->c = c;
+        o->capc = cap;
+    }
+    char *dir = join(seg, name);
+    if (!dir) return QP_ENOMEM;
+    o->c[o->nc++] = (cand){kind, v, dir};
+    return 0;
+}
+
+/* True when folder dir is a splayed table: it has .d, or it holds files
+ * and no folder (finspace's splays have no .d). */
+static bool is_splay(const char *dir)
+{
+    char *d = join(dir, ".d");
+    struct stat st;
+    bool yes = d && stat(d, &st) == 0 && S_ISREG(st.st_mode);
+    free(d);
+    if (yes) return true;
+    DIR *h = opendir(dir);
+    if (!h) return false;
+    int files = 0, dirs = 0;
+    for (struct dirent *e; (e = readdir(h));) {
+        if (e->d_name[0] == '.') continue;
+        if (e->d_type == DT_DIR) dirs++;
+        else if (e->d_type == DT_REG || e->d_type == DT_UNKNOWN) files++;
+    }
+    closedir(h);
+    return files > 0 && dirs == 0;
+}
+
+/* True when the regular file at path holds a flat table (ff 01, type 98),
+ * judged from its first bytes (or its first block when compressed). */
+static bool is_flat_table(const char *path)
+{
+    uint8_t b[8] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = pread(fd, b, sizeof b, 0);
+    close(fd);
+    if (n >= 3 && b[0] == 0xff && b[1] == 0x01) return b[2] == QP_TABLE;
+    if (n == 8 && qp__kdb_zipped(b, 8)) {
+        qp__khead h;
+        char err[256];
+        return qp__kdb_peek(path, &h, err, sizeof err) == 0 && h.kind == KF_FLAT &&
+               h.type == QP_TABLE;
+    }
+    return false;
+}
+
+/* Lists one folder: partition folders become candidates; at the root
+ * (root true) other folders and files may be splayed or flat tables. */
+static int list_folder(opening *o, const char *seg, bool root, bool parts)
+{
+    DIR *h = opendir(seg);
+    if (!h) {
+        snprintf(o->err, o->errlen, "%s: %s", seg, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(h));) {
+        if (e->d_name[0] == '.') continue;
+        int64_t v;
+        int kind = e->d_type == DT_DIR && parts ? part_of(e->d_name, &v) : PK_NONE;
+        if (kind != PK_NONE) { rc = cand_add(o, kind, v, seg, e->d_name); continue; }
+        if (!root) continue;
+        char *p = join(seg, e->d_name);
+        if (!p) { rc = QP_ENOMEM; break; }
+        struct stat st;
+        int tk = 0;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) tk = is_splay(p) ? KT_SPLAY : 0;
+        else if (S_ISREG(st.st_mode)) tk = is_flat_table(p) ? KT_FLAT : 0;
+        qp__ktable *t = tk ? table_add(o->db, e->d_name, tk) : NULL;
+        if (tk && !t) rc = QP_ENOMEM;
+        if (t && !t->path) t->path = p;
+        else free(p);
+    }
+    closedir(h);
+    if (rc == QP_ENOMEM) snprintf(o->err, o->errlen, "%s: out of memory", seg);
+    return rc;
+}
+
+/* par.txt: one segment folder per line (relative to the root or absolute). */
+static int list_segments(opening *o, const char *partxt)
+{
+    FILE *f = fopen(partxt, "r");
+    if (!f) {
+        snprintf(o->err, o->errlen, "%s: %s", partxt, strerror(errno));
+        return -errno;
+    }
+    char line[PATH_MAX];
+    int rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        char *seg = line[0] == '/' ? strdup(line) : join(o->db->path, line);
+        if (!seg) { rc = QP_ENOMEM; break; }
+        rc = list_folder(o, seg, false, true);
+        free(seg);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return strcmp(x->dir, y->dir);
+}
+
+static int cmp_table(const void *a, const void *b)
+{
+    return strcmp(((const qp__ktable *)a)->name, ((const qp__ktable *)b)->name);
+}
+
+/* Keeps the candidates of the winning kind as the db's partitions, and
+ * lists each partition's tables. */
+static int settle_parts(opening *o)
+{
+    qp_kdb *db = o->db;
+    bool has[PK_INT + 1] = {false};
+    for (int64_t i = 0; i < o->nc; i++) has[o->c[i].kind] = true;
+    db->pkind = has[PK_DATE] ? PK_DATE : has[PK_MONTH] ? PK_MONTH
+              : has[PK_INT] ? PK_INT : has[PK_YEAR] ? PK_YEAR : PK_NONE;
+    if (db->pkind == PK_INT)           /* 2015 beside 451353600000000000: ints */
+        for (int64_t i = 0; i < o->nc; i++) if (o->c[i].kind == PK_YEAR) o->c[i].kind = PK_INT;
+    qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
+    db->parts = calloc((size_t)(o->nc ? o->nc : 1), sizeof *db->parts);
+    if (!db->parts) return QP_ENOMEM;
+    for (int64_t i = 0; i < o->nc; i++) {
+        if (o->c[i].kind != db->pkind) continue;
+        db->parts[db->nparts++] = (qp__kpart){o->c[i].v, o->c[i].dir};
+        o->c[i].dir = NULL;
+    }
+    for (int64_t p = 0; p < db->nparts; p++) {
+        DIR *h = opendir(db->parts[p].dir);
+        if (!h) continue;               /* unreadable: a partition without tables */
+        int rc = 0;
+        for (struct dirent *e; !rc && (e = readdir(h));) {
+            if (e->d_name[0] == '.' || (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)) continue;
+            qp__ktable *t = table_add(db, e->d_name, KT_PART);
+            if (!t) { rc = QP_ENOMEM; break; }
+            if (t->kind != KT_PART) {   /* a root splay of the same name: partitioned wins */
+                free(t->path);
+                t->path = NULL;
+                t->kind = KT_PART;
+            }
+            if (t->nparts == t->cap) {
+                int64_t cap = t->cap ? t->cap * 2 : 8;
+                int64_t *np = realloc(t->parts, sizeof *np * (size_t)cap);
+                if (!np) { rc = QP_ENOMEM; break; }
+                t->parts = np;
+                t->cap = cap;
+            }
+            if (!t->nparts || t->parts[t->nparts - 1] != p) t->parts[t->nparts++] = p;
+        }
+        closedir(h);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* No tables found: path itself may be one splayed table. */
+static int lone_splay(qp_kdb *db)
+{
+    if (db->ntables || db->nparts || !is_splay(db->path)) return 0;
+    const char *slash = strrchr(db->path, '/');
+    const char *name = slash ? slash + 1 : db->path;
+    qp__ktable *t = table_add(db, name, KT_SPLAY);
+    if (!t || !(t->path = strdup(db->path))) return QP_ENOMEM;
+    free(db->domdir);
+    db->domdir = slash ? strndup(db->path, (size_t)(slash - db->path)) : strdup(".");
+    if (slash == db->path) { free(db->domdir); db->domdir = strdup("/"); }
+    return db->domdir ? 0 : QP_ENOMEM;
+}
+
+int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a folder (a kdb+ db is a folder; use qp_kdb_load_file for one file)", path);
+        return QP_EARG;
+    }
+    qp_kdb *db = calloc(1, sizeof *db);
+    opening o = {db, NULL, 0, 0, err, errlen};
+    int rc = QP_ENOMEM;
+    if (!db) goto fail;
+    pthread_mutex_init(&db->lock, NULL);
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto fail;
+    char *partxt = join(db->path, "par.txt");
+    if (!partxt) goto fail;
+    bool seg = stat(partxt, &st) == 0 && S_ISREG(st.st_mode);
+    rc = list_folder(&o, db->path, true, !seg);
+    if (!rc && seg) rc = list_segments(&o, partxt);
+    free(partxt);
+    if (!rc) rc = settle_parts(&o);
+    if (!rc) rc = lone_splay(db);
+    if (rc) goto fail;
+    qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
+    for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
+    free(o.c);
+    *out = db;
+    return 0;
+fail:
+    if (rc == QP_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
+    for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
+    free(o.c);
+    qp_kdb_close(db);
+    return rc;
+}
+
+void qp_kdb_close(qp_kdb *db)
+{
+    if (!db) return;
+    for (int64_t i = 0; i < db->nparts; i++) free(db->parts[i].dir);
+    for (int i = 0; i < db->ntables; i++) {
+        free(db->tables[i].path);
+        free(db->tables[i].parts);
+    }
+    for (int i = 0; i < db->ndoms; i++) qp_unref(db->doms[i].v);
+    free(db->doms);
+    free(db->tables);
+    free(db->parts);
+    free(db->path);
+    free(db->domdir);
+    pthread_mutex_destroy(&db->lock);
+    free(db);
+}
+
+const char *qp_kdb_path(const qp_kdb *db) { return db->path; }
+
+/* ------------------------------------------------------------------ */
+/* Lookups                                                             */
+/* ------------------------------------------------------------------ */
+
+qp__ktable *qp__kdb_find(qp_kdb *db, const char *name)
+{
+    int lo = 0, hi = db->ntables - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(db->tables[mid].name, name);
+        if (!c) return &db->tables[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+qp_value *qp_kdb_tables(qp_kdb *db)
+{
+    qp_value *v = qp_vector(QP_SYMBOL, db->ntables);
+    for (int i = 0; v && i < db->ntables; i++) qp_S(v)[i] = db->tables[i].name;
+    return v;
+}
+
+bool qp_kdb_has(qp_kdb *db, const char *table) { return qp__kdb_find(db, table) != NULL; }
+
+const char *qp_kdb_part_column(qp_kdb *db, const char *table)
+{
+    qp__ktable *t = qp__kdb_find(db, table);
+    return t && t->kind == KT_PART ? qp__kdb_pcol(db->pkind) : NULL;
+}
+
+qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
+{
+    qp__ktable *t = qp__kdb_find(db, table);
+    if (!t) return qp_error("%s: no table %s", db->path, table);
+    if (t->kind != KT_PART) return qp_vector(QP_LONG, 0);
+    int type = db->pkind == PK_DATE ? QP_DATE : db->pkind == PK_MONTH ? QP_MONTH : QP_LONG;
+    qp_value *v = qp_vector(type, t->nparts);
+    for (int64_t i = 0; v && i < t->nparts; i++) {
+        int64_t x = db->parts[t->parts[i]].v;
+        if (type == QP_LONG) qp_J(v)[i] = x;
+        else qp_I(v)[i] = (int32_t)x;
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Domains                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The domain name of db: loaded once, then shared. Under the db's lock. */
+static qp_value *db_domain(void *data, const char *name)
+{
+    qp__colenv *ce = data;
+    qp_kdb *db = ce->db;
+    qp_value *d = NULL;
+    pthread_mutex_lock(&db->lock);
+    for (int i = 0; i < db->ndoms && !d; i++)
+        if (strcmp(db->doms[i].name, name) == 0) d = qp_ref(db->doms[i].v);
+    if (d) goto done;
+    char *p = join(db->domdir, name);
+    char err[512];
+    qp_buf *b = NULL;
+    if (!p) { d = qp_error("%s: out of memory", ce->path); goto done; }
+    if (qp__kdb_bytes(p, &b, err, sizeof err) < 0)
+        d = qp_error("%s: enumeration domain `%s: %s", ce->path, name, err);
+    else
+        d = qp__kdb_syms(b->data, b->len, p);
+    qp_buf_unref(b);
+    free(p);
+    if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
+    if (db->ndoms == db->capdoms) {
+        int cap = db->capdoms ? db->capdoms * 2 : 4;
+        qp__kdom *nd = realloc(db->doms, sizeof *nd * (size_t)cap);
+        if (!nd) goto done;             /* not cached: loaded again next time */
+        db->doms = nd;
+        db->capdoms = cap;
+    }
+    snprintf(db->doms[db->ndoms].name, sizeof db->doms[0].name, "%s", name);
+    db->doms[db->ndoms++].v = qp_ref(d);
+done:
+    pthread_mutex_unlock(&db->lock);
+    return d;
+}
+
+static int db_companion(void *data, const char *suffix, qp_buf **out, char *err, size_t errlen)
+{
+    qp__colenv *ce = data;
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s%s", ce->path, suffix) >= (int)sizeof p) {
+        snprintf(err, errlen, "%s%s: path too long", ce->path, suffix);
+        return QP_EARG;
+    }
+    return qp__kdb_bytes(p, out, err, errlen);
+}
+
+void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *path,
+                    unsigned flags)
+{
+    ce->db = db;
+    ce->path = path;
+    *env = (qp__kdb_env){db_domain, db_companion, ce, flags};
+}

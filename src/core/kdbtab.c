@@ -1,0 +1,502 @@
+/* kdbtab.c - the tables of a mounted kdb+ db: loading splayed, flat and
+ * partitioned tables, their meta and row counts.
+ *
+ * Memory rules (kdb.h's): a splayed table's numeric columns view one
+ * mapping per column file (kdbfile.c); nothing is copied but for a whole
+ * partitioned table (qp_kdb_table), whose partitions are concatenated into
+ * new vectors. The virtual partition column is a new vector.
+ *
+ * A table is refused, by an error value naming the file and column, when
+ * a column file cannot be read, its `.d` names a missing column, its
+ * columns differ in length, an enumeration index lies beyond its domain,
+ * or its domain is missing. The db keeps serving its other tables.
+ */
+#include "kdb_int.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *join(const char *a, const char *b)
+{
+    char *s = NULL;
+    return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Column files of a folder without .d, in name order (finspace). */
+static qp_value *columns_listed(const char *dir)
+{
+    DIR *h = opendir(dir);
+    if (!h) return qp_error("%s: cannot list the folder", dir);
+    qp_value *v = qp_vector(QP_SYMBOL, 0);
+    for (struct dirent *e; v && (e = readdir(h));) {
+        if (e->d_name[0] == '.' || strchr(e->d_name, '#')) continue;
+        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        const char *s = qp_sym_intern(e->d_name, strlen(e->d_name));
+        if (!s || qp_vec_append(v, &s) < 0) { qp_unref(v); v = NULL; }
+    }
+    closedir(h);
+    if (!v) return qp_error("%s: out of memory", dir);
+    qsort(v->v.data, (size_t)v->v.n, sizeof(char *), cmp_str);
+    return v;
+}
+
+qp_value *qp__kdb_columns(const char *dir)
+{
+    char *d = join(dir, ".d");
+    struct stat st;
+    if (!d) return qp_error("%s: out of memory", dir);
+    if (stat(d, &st) < 0) { free(d); return columns_listed(dir); }
+    char err[512];
+    qp_buf *b = NULL;
+    qp_value *v;
+    if (qp__kdb_bytes(d, &b, err, sizeof err) < 0) v = qp_error("%s", err);
+    else v = qp__kdb_syms(b->data, b->len, d);
+    qp_buf_unref(b);
+    free(d);
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+/* ------------------------------------------------------------------ */
+
+static bool is_column(const qp_value *v) { return v->type >= 0 && v->type <= QP_ENUM && v->type != 3; }
+
+/* The splayed table in folder dir, named tname in errors. */
+static qp_value *load_splay(qp_kdb *db, const char *dir, const char *tname, unsigned flags)
+{
+    qp_value *names = qp__kdb_columns(dir);
+    if (!names || qp_is_error(names)) return names;
+    qp_value *cols = qp_vector(QP_LIST, names->v.n), *err = NULL;
+    if (!cols) { qp_unref(names); return qp_error("%s: out of memory", dir); }
+    int64_t got = 0;
+    for (; got < names->v.n && !err; got++) {
+        const char *cn = qp_S(names)[got];
+        char *p = join(dir, cn);
+        qp__colenv ce;
+        qp__kdb_env env;
+        qp__kdb_colenv(&ce, &env, db, p, flags);
+        qp_value *c = p ? qp__kdb_load(p, &env) : NULL;
+        if (!c) err = qp_error("%s: out of memory", dir);
+        else if (qp_is_error(c)) { err = c; c = NULL; }
+        else if (!is_column(c))
+            err = qp_error("%s: column %s of table %s is not a list (type %d)", p, cn, tname, c->type);
+        else if (got && qp_count(c) != qp_count(qp_K(cols)[0]))
+            err = qp_error("%s: table %s: column %s has %lld rows, column %s has %lld", p, tname,
+                           cn, (long long)qp_count(c), qp_S(names)[0],
+                           (long long)qp_count(qp_K(cols)[0]));
+        if (err) { qp_unref(c); free(p); break; }
+        qp_K(cols)[got] = c;
+        free(p);
+    }
+    if (err) {
+        cols->v.n = got;                  /* only the filled slots */
+        qp_unref(cols);
+        qp_unref(names);
+        return err;
+    }
+    qp_value *t = qp_table(qp_dict(names, cols));
+    return t ? t : qp_error("%s: out of memory", dir);
+}
+
+/* t with the virtual partition column (value v of kind pkind) first. */
+static qp_value *with_pcol(qp_value *t, int pkind, int64_t v)
+{
+    if (!t || qp_is_error(t)) return t;
+    int64_t n = qp_count(t), nc = qp_table_names(t)->v.n;
+    int type = pkind == PK_DATE ? QP_DATE : pkind == PK_MONTH ? QP_MONTH : QP_LONG;
+    qp_value *pc = qp_vector(type, n);
+    qp_value *names = qp_vector(QP_SYMBOL, nc + 1), *cols = qp_vector(QP_LIST, nc + 1);
+    const char *pn = qp__kdb_pcol(pkind);
+    if (!pc || !names || !cols) goto oom;
+    for (int64_t i = 0; i < n; i++) {
+        if (type == QP_LONG) qp_J(pc)[i] = v;
+        else qp_I(pc)[i] = (int32_t)v;
+    }
+    pc->attr = QP_ATTR_SORTED;
+    qp_S(names)[0] = qp_sym_intern(pn, strlen(pn));
+    qp_K(cols)[0] = pc;
+    for (int64_t i = 0; i < nc; i++) {
+        qp_S(names)[i + 1] = qp_S(qp_table_names(t))[i];
+        qp_K(cols)[i + 1] = qp_ref(qp_K(qp_table_columns(t))[i]);
+    }
+    qp_unref(t);
+    return qp_table(qp_dict(names, cols));
+oom:
+    qp_unref(pc);
+    qp_unref(names);
+    qp_unref(cols);
+    qp_unref(t);
+    return qp_error("out of memory");
+}
+
+/* Partition p (an index into db->parts) of partitioned table t; a table
+ * missing there comes back as 0 rows of another partition's columns. */
+static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned flags)
+{
+    char *dir = join(db->parts[p].dir, t->name);
+    if (!dir) return qp_error("out of memory");
+    struct stat st;
+    qp_value *x;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        x = load_splay(db, dir, t->name, flags);
+    } else {
+        char *other = join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
+        qp_value *full = other ? load_splay(db, other, t->name, flags) : NULL;
+        x = full && !qp_is_error(full) ? qp_table_slice(full, 0, 0) : qp_ref(full);
+        qp_unref(full);
+        free(other);
+        if (!x) x = qp_error("out of memory");
+    }
+    free(dir);
+    return with_pcol(x, db->pkind, db->parts[p].v);
+}
+
+static qp__ktable *find_or(qp_kdb *db, const char *table, qp_value **err)
+{
+    qp__ktable *t = qp__kdb_find(db, table);
+    if (!t) *err = qp_error("%s: no table %s", db->path, table);
+    return t;
+}
+
+qp_value *qp_kdb_table_part(qp_kdb *db, const char *table, int64_t part, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind != KT_PART) return qp_error("%s: table %s is not partitioned", db->path, table);
+    if (part < 0 || part >= t->nparts)
+        return qp_error("%s: table %s has %lld partitions, not %lld", db->path, table,
+                        (long long)t->nparts, (long long)part + 1);
+    return part_table(db, t, t->parts[part], flags);
+}
+
+qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind != KT_PART) return qp_error("%s: table %s is not partitioned", db->path, table);
+    int want = db->pkind == PK_DATE ? -QP_DATE : db->pkind == PK_MONTH ? -QP_MONTH : -QP_LONG;
+    int64_t x;
+    if (v->type == want && want != -QP_LONG) x = v->i;
+    else if (want == -QP_LONG && v->type == -QP_LONG) x = v->j;
+    else if (want == -QP_LONG && (v->type == -QP_INT || v->type == -QP_SHORT))
+        x = v->type == -QP_INT ? v->i : v->h;
+    else
+        return qp_error("%s: a %s partition value must be a %s, not a %s", db->path,
+                        qp__kdb_pcol(db->pkind), qp_type_name(want), qp_type_name(v->type));
+    int64_t lo = 0, hi = db->nparts - 1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (db->parts[mid].v == x) return part_table(db, t, mid, flags);
+        if (db->parts[mid].v < x) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return qp_error("%s: no partition %lld (%s) for table %s", db->path, (long long)x,
+                    qp__kdb_pcol(db->pkind), table);
+}
+
+/* ------------------------------------------------------------------ */
+/* Whole tables: partitions concatenated                               */
+/* ------------------------------------------------------------------ */
+
+/* Column c of every table in ts, concatenated (new vectors). */
+static qp_value *concat_col(qp_value **ts, int64_t n, int64_t c, const char *name)
+{
+    int64_t total = 0;
+    int type = qp_K(qp_table_columns(ts[0]))[c]->type;
+    bool enums = type == QP_ENUM, same_dom = true;
+    qp_value *dom = enums ? qp_K(qp_table_columns(ts[0]))[c]->v.dom : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
+        total += x->v.n;
+        bool sym = x->type == QP_SYMBOL || x->type == QP_ENUM;
+        if (x->type != type && !(sym && (type == QP_SYMBOL || type == QP_ENUM)))
+            return qp_error("column %s is %s in one partition and %s in another", name,
+                            qp_type_name(type), qp_type_name(x->type));
+        if (x->type == QP_ENUM) enums = true;
+        if (x->type != QP_ENUM || x->v.dom != dom) same_dom = false;
+    }
+    if (enums && same_dom) {                  /* one domain: stay an enum */
+        qp_buf *b = qp_buf_new((size_t)total * 8);
+        if (!b) return NULL;
+        int64_t at = 0;
+        for (int64_t i = 0; i < n; i++) {
+            qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
+            memcpy(b->data + at * 8, x->v.data, (size_t)x->v.n * 8);
+            at += x->v.n;
+        }
+        qp_value *e = qp_enum_borrow(total, (int64_t *)b->data, b, qp_ref(dom));
+        qp_buf_unref(b);
+        return e;
+    }
+    int rt = enums ? QP_SYMBOL : type;
+    qp_value *r = qp_vector(rt, total);
+    int64_t at = 0;
+    for (int64_t i = 0; r && i < n; i++) {
+        qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
+        if (rt == QP_LIST)
+            for (int64_t k = 0; k < x->v.n; k++) qp_K(r)[at + k] = qp_ref(qp_K(x)[k]);
+        else if (x->type == QP_ENUM)
+            for (int64_t k = 0; k < x->v.n; k++) qp_S(r)[at + k] = qp_enum_sym(x, k);
+        else if (x->v.n)
+            memcpy((char *)r->v.data + (size_t)at * qp_type_width(rt), x->v.data,
+                   (size_t)x->v.n * qp_type_width(rt));
+        at += x->v.n;
+    }
+    return r;
+}
+
+static qp_value *concat_parts(qp_value **ts, int64_t n)
+{
+    qp_value *names = qp_table_names(ts[0]);
+    for (int64_t i = 1; i < n; i++)
+        if (!qp_equal(qp_table_names(ts[i]), names))
+            return qp_error("partitions have different columns");
+    qp_value *cols = qp_vector(QP_LIST, names->v.n);
+    if (!cols) return NULL;
+    for (int64_t c = 0; c < names->v.n; c++) {
+        qp_value *v = concat_col(ts, n, c, qp_S(names)[c]);
+        if (!v || qp_is_error(v)) {
+            cols->v.n = c;
+            qp_unref(cols);
+            return v;
+        }
+        qp_K(cols)[c] = v;
+    }
+    return qp_table(qp_dict(qp_ref(names), cols));
+}
+
+static qp_value *whole_parted(qp_kdb *db, const qp__ktable *t, unsigned flags)
+{
+    qp_value **ts = calloc((size_t)(t->nparts ? t->nparts : 1), sizeof *ts), *r = NULL;
+    if (!ts) return qp_error("out of memory");
+    int64_t i = 0;
+    for (; i < t->nparts; i++) {
+        ts[i] = part_table(db, t, t->parts[i], flags);
+        if (qp_is_error(ts[i])) { r = qp_ref(ts[i]); i++; goto done; }
+    }
+    r = t->nparts ? concat_parts(ts, t->nparts) : qp_error("table %s has no partitions", t->name);
+    if (!r) r = qp_error("%s: out of memory", t->name);
+done:
+    while (i-- > 0) qp_unref(ts[i]);
+    free(ts);
+    return r;
+}
+
+static qp_value *load_flat(qp_kdb *db, const qp__ktable *t, unsigned flags)
+{
+    qp__colenv ce;
+    qp__kdb_env env;
+    qp__kdb_colenv(&ce, &env, db, t->path, flags);
+    qp_value *x = qp__kdb_load(t->path, &env);
+    if (x && !qp_is_error(x) && x->type != QP_TABLE) {
+        qp_unref(x);
+        return qp_error("%s: not a table", t->path);
+    }
+    return x ? x : qp_error("%s: out of memory", t->path);
+}
+
+qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind == KT_SPLAY) return load_splay(db, t->path, t->name, flags);
+    if (t->kind == KT_FLAT) return load_flat(db, t, flags);
+    return whole_parted(db, t, flags);
+}
+
+/* ------------------------------------------------------------------ */
+/* Counts and meta                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Rows of the splayed folder dir: the header of its first column. */
+static int count_splay(qp_kdb *db, const char *dir, int64_t *n, char *err, size_t errlen)
+{
+    qp_value *names = qp__kdb_columns(dir);
+    int rc = 0;
+    *n = 0;
+    if (!names || qp_is_error(names)) {
+        snprintf(err, errlen, "%s", names ? names->s : "out of memory");
+        qp_unref(names);
+        return names ? QP_EIO : QP_ENOMEM;
+    }
+    if (names->v.n) {
+        char *p = join(dir, qp_S(names)[0]);
+        qp__khead h;
+        rc = p ? qp__kdb_peek(p, &h, err, errlen) : QP_ENOMEM;
+        if (!rc && h.n >= 0) *n = h.n;
+        if (!rc && h.n < 0) {               /* a flat column: decode it to count */
+            qp__colenv ce;
+            qp__kdb_env env;
+            qp__kdb_colenv(&ce, &env, db, p, 0);
+            qp_value *x = qp__kdb_load(p, &env);
+            if (!x || qp_is_error(x)) {
+                snprintf(err, errlen, "%s", x ? x->s : "out of memory");
+                rc = QP_EIO;
+            } else {
+                *n = qp_count(x);
+            }
+            qp_unref(x);
+        }
+        free(p);
+    }
+    qp_unref(names);
+    return rc;
+}
+
+int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    qp__ktable *t = qp__kdb_find(db, table);
+    if (!t) {
+        snprintf(err, errlen, "%s: no table %s", db->path, table);
+        return QP_EARG;
+    }
+    if (t->kind == KT_SPLAY) return count_splay(db, t->path, n, err, errlen);
+    if (t->kind == KT_FLAT) {
+        qp_value *x = load_flat(db, t, 0);
+        int rc = qp_is_error(x) ? QP_EIO : 0;
+        if (rc) snprintf(err, errlen, "%s", x->s);
+        else *n = qp_count(x);
+        qp_unref(x);
+        return rc;
+    }
+    for (int64_t i = 0; i < t->nparts; i++) {
+        char *dir = join(db->parts[t->parts[i]].dir, t->name);
+        int64_t k = 0;
+        int rc = dir ? count_splay(db, dir, &k, err, errlen) : QP_ENOMEM;
+        free(dir);
+        if (rc) return rc;
+        *n += k;
+    }
+    return 0;
+}
+
+static const char TC[] = " bg xhijefcspmdznuvt";
+
+/* Type char and attribute of a column file, from its header. */
+static int col_meta(const char *path, char *tc, int *attr, char *err, size_t errlen)
+{
+    qp__khead h;
+    int rc = qp__kdb_peek(path, &h, err, errlen);
+    if (rc) return rc;
+    *attr = h.attr;
+    switch (h.kind) {
+    case KF_VEC: *tc = TC[h.type]; break;
+    case KF_NESTED: *tc = (char)(TC[h.type] - 'a' + 'A'); break;
+    case KF_ENUM: case KF_OLDENUM: *tc = 's'; break;
+    case KF_FLAT: *tc = h.type >= 0 && h.type <= 19 ? TC[h.type] : ' '; break;
+    default: *tc = ' ';
+    }
+    return 0;
+}
+
+/* Type char of a loaded column (flat tables). */
+static char val_meta(const qp_value *c)
+{
+    if (c->type == QP_ENUM) return 's';
+    if (c->type >= 1 && c->type <= 19) return TC[c->type];
+    if (c->type != QP_LIST || !c->v.n) return ' ';
+    int t = qp_K(c)[0]->type;
+    for (int64_t i = 1; i < c->v.n; i++) if (qp_K(c)[i]->type != t) return ' ';
+    return t >= 1 && t <= 19 ? (char)(TC[t] - 'a' + 'A') : ' ';
+}
+
+/* meta's keyed table from n names, type chars and attributes. */
+static qp_value *meta_table(qp_value *c, qp_value *ty, const int *attrs)
+{
+    static const char *const an[] = {"", "s", "u", "p", "", "g"};
+    int64_t n = c->v.n;
+    qp_value *f = qp_vector(QP_SYMBOL, n), *a = qp_vector(QP_SYMBOL, n);
+    qp_value *kn = qp_vector(QP_SYMBOL, 1), *vn = qp_vector(QP_SYMBOL, 3);
+    if (!f || !a || !kn || !vn) {
+        qp_unref(f); qp_unref(a); qp_unref(kn); qp_unref(vn); qp_unref(c); qp_unref(ty);
+        return qp_error("out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const char *s = attrs[i] >= 0 && attrs[i] < 6 ? an[attrs[i]] : "";
+        qp_S(a)[i] = qp_sym_intern(s, strlen(s));
+    }
+    qp_S(kn)[0] = qp_sym_intern("c", 1);
+    qp_S(vn)[0] = qp_sym_intern("t", 1);
+    qp_S(vn)[1] = qp_sym_intern("f", 1);
+    qp_S(vn)[2] = qp_sym_intern("a", 1);
+    qp_value *kt = qp_table(qp_dict(kn, qp_list(1, c)));
+    qp_value *vt = qp_table(qp_dict(vn, qp_list(3, ty, f, a)));
+    qp_value *r = kt && vt ? qp_dict(kt, vt) : NULL;
+    if (!r) { qp_unref(kt); qp_unref(vt); }
+    return r ? r : qp_error("out of memory");
+}
+
+static qp_value *meta_flat(qp_kdb *db, const qp__ktable *t)
+{
+    qp_value *x = load_flat(db, t, 0);
+    if (qp_is_error(x)) return x;
+    qp_value *names = qp_table_names(x), *cols = qp_table_columns(x);
+    int64_t n = names->v.n;
+    qp_value *ty = qp_vector(QP_CHAR, n);
+    int *attrs = calloc((size_t)n + 1, sizeof *attrs);
+    qp_value *r = NULL;
+    if (ty && attrs) {
+        for (int64_t i = 0; i < n; i++) {
+            qp_C(ty)[i] = val_meta(qp_K(cols)[i]);
+            attrs[i] = qp_K(cols)[i]->attr;
+        }
+        r = meta_table(qp_ref(names), ty, attrs);
+        ty = NULL;
+    }
+    qp_unref(ty);
+    free(attrs);
+    qp_unref(x);
+    return r ? r : qp_error("out of memory");
+}
+
+qp_value *qp_kdb_meta(qp_kdb *db, const char *table)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind == KT_FLAT) return meta_flat(db, t);
+    bool part = t->kind == KT_PART;
+    char *dir = part ? join(db->parts[t->parts[t->nparts - 1]].dir, t->name) : strdup(t->path);
+    qp_value *names = dir ? qp__kdb_columns(dir) : NULL;
+    if (!names || qp_is_error(names)) { free(dir); return names ? names : qp_error("out of memory"); }
+    int64_t n = names->v.n + part;
+    qp_value *c = qp_vector(QP_SYMBOL, n), *ty = qp_vector(QP_CHAR, n);
+    int *attrs = calloc((size_t)n + 1, sizeof *attrs);
+    char msg[512];
+    if (!c || !ty || !attrs) { err = qp_error("out of memory"); goto done; }
+    if (part) {
+        const char *pn = qp__kdb_pcol(db->pkind);
+        qp_S(c)[0] = qp_sym_intern(pn, strlen(pn));
+        qp_C(ty)[0] = db->pkind == PK_DATE ? 'd' : db->pkind == PK_MONTH ? 'm' : 'j';
+    }
+    for (int64_t i = 0; i < names->v.n; i++) {
+        char *p = join(dir, qp_S(names)[i]);
+        int rc = p ? col_meta(p, &qp_C(ty)[i + part], &attrs[i + part], msg, sizeof msg) : QP_ENOMEM;
+        free(p);
+        if (rc) { err = qp_error("%s", rc == QP_ENOMEM ? "out of memory" : msg); goto done; }
+        qp_S(c)[i + part] = qp_S(names)[i];
+    }
+    err = meta_table(c, ty, attrs);
+    c = ty = NULL;
+done:
+    qp_unref(c);
+    qp_unref(ty);
+    qp_unref(names);
+    free(attrs);
+    free(dir);
+    return err;
+}
