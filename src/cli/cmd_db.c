@@ -16,21 +16,33 @@ static void usage(FILE *f)
         "       qpeach db info DB\n"
         "\n"
         "import  loads CSV (a header line, then rows) and writes it into the kdb+\n"
-        "        database folder DB (created if missing) as table TABLE, with the\n"
-        "        bytes q 4.x writes: splayed at DB/TABLE/, or with --partition one\n"
-        "        splayed folder per date at DB/YYYY.MM.DD/TABLE/ (COLUMN must be a\n"
-        "        date column; it is not stored: q and `db info` call it `date`).\n"
-        "        Symbol columns are enumerated against DB/sym, new names appended.\n"
-        "        When partitioning, the first symbol column (or --parted COLUMN) is\n"
-        "        sorted within each partition and given p#, as q's .Q.dpft does;\n"
-        "        --no-parted keeps the rows in file order without p#. An existing\n"
-        "        table folder is replaced; on any error the database is left as it was.\n"
-        "        --types gives one q type char per column (\"SFJ\"; \"*\" is a string\n"
-        "        column, which is not written yet); without it types are inferred.\n"
+        "        database folder DB (made if missing; its parent must exist) as\n"
+        "        table TABLE, with the bytes q 4.x writes: splayed at DB/TABLE/, or\n"
+        "        with --partition one splayed folder per date at DB/YYYY.MM.DD/TABLE/\n"
+        "        (COLUMN must be a date column; it is not stored: q and `db info`\n"
+        "        call it `date`). Symbol columns are enumerated against DB/sym, new\n"
+        "        names appended. When partitioning, the first symbol column (or\n"
+        "        --parted COLUMN) is sorted within each partition and given p#, as\n"
+        "        q's .Q.dpft does; --no-parted keeps the rows in file order without\n"
+        "        p#. An existing table folder is replaced; on any error the database\n"
+        "        is left as it was. --types gives one q type char per column (\"SFJ\";\n"
+        "        \"*\" is a string column, which is not written yet); without it the\n"
+        "        types are inferred.\n"
         "info    prints each table: rows, partitions (count, first..last), and its\n"
         "        columns with their q type chars and attributes, as q's meta shows them.\n"
         "\n"
         "Exit status: 0 done, 1 an error (named on stderr), 2 a usage error.\n");
+}
+
+/* A usage error: the reason, the short synopsis, exit status 2. */
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "qpeach db: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage: qpeach db import CSV DB TABLE [--types TYPES] [--partition COLUMN]\n"
+                    "                        [--parted COLUMN | --no-parted]\n"
+                    "       qpeach db info DB\n(qpeach db --help says more)\n");
+    return 2;
 }
 
 /* ---- import ---- */
@@ -78,10 +90,11 @@ static int import(int argc, char **argv)
         else if (!strcmp(argv[i], "--partition") && i + 1 < argc) wopts.partition = argv[++i];
         else if (!strcmp(argv[i], "--parted") && i + 1 < argc) wopts.parted = argv[++i];
         else if (!strcmp(argv[i], "--no-parted")) wopts.parted = "";
-        else if (argv[i][0] == '-' || npos == 3) { usage(stderr); return 2; }
+        else if (argv[i][0] == '-') return bad_usage("unknown or incomplete option %s", argv[i]);
+        else if (npos == 3) return bad_usage("one argument too many: %s", argv[i]);
         else pos[npos++] = argv[i];
     }
-    if (npos != 3) { usage(stderr); return 2; }
+    if (npos != 3) return bad_usage("import wants CSV DB TABLE%s", "");
     qp_value *t = qp_csv_load(pos[0], &copts);
     if (!t || qp_is_error(t)) {
         fprintf(stderr, "qpeach db import: %s\n", t ? t->s : "out of memory");
@@ -171,7 +184,7 @@ done:
 
 static int info(int argc, char **argv)
 {
-    if (argc != 3 || argv[2][0] == '-') { usage(stderr); return 2; }
+    if (argc != 3 || argv[2][0] == '-') return bad_usage("info wants one DB folder%s", "");
     char err[1024];
     qp_kdb *db = NULL;
     if (qp_kdb_open(argv[2], &db, err, sizeof err)) {
@@ -195,6 +208,5 @@ int qp_cmd_db(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
     if (argc >= 2 && !strcmp(argv[1], "import")) return import(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "info")) return info(argc, argv);
-    usage(stderr);
-    return 2;
+    return bad_usage(argc >= 2 ? "unknown subcommand %s" : "a subcommand is needed%s", argc >= 2 ? argv[1] : "");
 }
