@@ -121,8 +121,6 @@ def test_bad_input():
             (["db", "import", f"{d}/t.csv", f"{d}/db", "t", "--partition", "sym"], 1,
              "partition column sym is symbol, not date"),
             (["db", "import", f"{d}/t.csv", f"{d}/db", "t", "--partition", "nope"], 1, "no column nope"),
-            (["db", "import", f"{d}/t.csv", f"{d}/db", "t", "--types", "DSF*"], 1,
-             "column size: general lists"),
             (["db", "import", f"{d}/t.csv", f"{d}/db", "t/x"], 1, "bad table name"),
             (["db", "import", f"{d}/t.csv", f"{d}/db"], 2, "import wants CSV DB TABLE"),
             (["db", "import", f"{d}/t.csv", f"{d}/db", "t", "--bogus"], 2, "unknown or incomplete option --bogus"),
@@ -136,6 +134,27 @@ def test_bad_input():
         assert not os.path.exists(f"{d}/db")   # nothing written by any of them
         r = qpeach("db", "--help")
         assert r.returncode == 0 and "qpeach db import CSV DB TABLE" in r.stdout
+    finally:
+        shutil.rmtree(d)
+
+
+def test_import_strings():
+    d = tmpdir()
+    try:
+        write(f"{d}/s.csv", 'id,note\n1,hello\n2,"a, quoted one"\n3,\n')
+        r = qpeach("db", "import", f"{d}/s.csv", f"{d}/db", "notes", "--types", "J*")
+        assert r.returncode == 0, r.stderr
+        assert symlist(f"{d}/db/notes/.d") == ["id", "note"]
+        col, data = read(f"{d}/db/notes/note"), read(f"{d}/db/notes/note#")
+        assert col[4080:4084] == b"\xfd\x01\x4d\x00" and data[4080:4084] == b"\xfd\x00\x04\x00"
+        items = []
+        for (e,) in struct.iter_unpack("<Q", col[4096:]):
+            at = 4096 + (e & ((1 << 56) - 1))
+            assert e >> 56 == 1 and data[at] == 0x89
+            items.append(data[at + 2:at + 2 + data[at + 1]].decode())
+        assert items == ["hello", "a, quoted one", ""]
+        r = qpeach("db", "info", f"{d}/db")
+        assert "table notes: 3 rows, splayed, 2 columns" in r.stdout, r.stdout
     finally:
         shutil.rmtree(d)
 
