@@ -86,18 +86,26 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
 typedef struct qp_kdb_write_opts {
     const char *partition;  /* column of dates to partition by, or NULL:
                              * one splayed table */
-    const char *parted;     /* column to give p# (sorted by it within each
-                             * partition, as q's .Q.dpft does); NULL: the
-                             * first symbol column when partitioning */
+    const char *parted;     /* symbol column to give p# (sorted by it within
+                             * each partition, stable, and listed first in
+                             * .d, as q's .Q.dpft does); NULL: the first
+                             * symbol column when partitioning; "": none,
+                             * rows in table order (as q's `set`) */
 } qp_kdb_write_opts;
 
 /* Writes table t into database folder db as table name: splayed at
  * db/name/, or one splayed folder per date at db/DATE/name/ (the partition
- * column is not stored). Symbol columns are enumerated against db/sym,
- * appending new names (as .Q.en does); `.d` lists the columns. Files are
- * written to temporary names and renamed, sym last-but-one and .d last,
- * so a reader never sees half a table. opts may be NULL. Returns 0 or a
- * negative code, with a message in err. */
+ * column is not stored). Columns: simple vectors, symbols (or type 20),
+ * enumerated against db/sym, appending new names (as .Q.en does), and
+ * general lists of simple vectors (e.g. strings) as q's anymap name +
+ * name#; `.d` lists the columns. Bytes as q 4.x writes them (see
+ * src/core/kdbwrite.c for what is checked against q-written files). Each
+ * table folder is written whole in a temporary folder, then db/sym is
+ * replaced, then the folders are renamed into place, so a reader never
+ * sees half a table; a failure undoes every step and leaves db as it was.
+ * db is made if missing (not its parents). An existing table folder is
+ * replaced. opts may be NULL. Returns 0 or a negative code, with a
+ * message in err naming the file or column. */
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen);
 

@@ -13,7 +13,8 @@
     X(call,   "send one call to a q process and print the result") \
     X(passwd, "add or replace a user in a password file") \
     X(run,    "run a job file: partitions, workers, merge, resume") \
-    X(topo,   "print the machine's topology and worker placement")
+    X(topo,   "print the machine's topology and worker placement") \
+    X(db,     "import a CSV into a kdb+ database; describe a database")
 
 #define DECLARE(name, help) int qp_cmd_##name(int argc, char **argv);
 COMMANDS(DECLARE)

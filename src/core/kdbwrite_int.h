@@ -1,0 +1,73 @@
+/* kdbwrite_int.h - internals of the kdb+ writer shared by kdbwrite.c (the
+ * plan, column files, folders) and kdbwrite_sym.c (the sym domain, q's p#
+ * index, dates). Not installed; memory rules as in kdbwrite.c. */
+#ifndef QPEACH_KDBWRITE_INT_H
+#define QPEACH_KDBWRITE_INT_H
+
+#include "qpeach/kdb.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Buffered output to one file, with a sticky error. */
+typedef struct qp__kw_out {
+    int fd;                /* the file being written, -1 when none */
+    int rc;                /* first error (-errno), sticky */
+    size_t used;           /* bytes waiting in buf */
+    uint8_t buf[1 << 16];
+} qp__kw_out;
+void qp__kw_put(qp__kw_out *o, const void *p, size_t n);
+
+/* Formats err (when given) and returns rc. */
+int qp__kw_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The symbol of row r of a symbol (11) or enumeration (20) column ("" for
+ * null). Borrowed. */
+const char *qp__kw_symat(const qp_value *x, int64_t r);
+
+/* q date (days since 2000.01.01) to year, month, day. */
+void qp__kw_ymd(int32_t days, int *y, int *m, int *d);
+
+/* The enumeration domain: db/sym as it is plus the names to append. */
+typedef struct qp__kw_sym {
+    char *file;            /* the existing db/sym, read whole, or NULL */
+    size_t filelen;
+    const char **names;    /* every name in domain order: into file, or
+                            * borrowed from the table being written */
+    int64_t n, cap;        /* names, allocated */
+    int64_t nold;          /* names that came from the file */
+    int64_t *slots;        /* hash of names: index + 1, 0 empty */
+    size_t mask;           /* slots - 1 (a power of two less one) */
+} qp__kw_sym;
+
+/* Reads db/sym when present (NUL-ended names to the end of the file, the
+ * header count being advisory). 0 or a negative code with err naming it. */
+int qp__kw_sym_load(qp__kw_sym *s, const char *db, char *err, size_t errlen);
+/* Index of name, appended when new (name must outlive s). -1 on OOM. */
+int64_t qp__kw_sym_add(qp__kw_sym *s, const char *name);
+/* Index of name (its first occurrence), or -1. */
+int64_t qp__kw_sym_find(const qp__kw_sym *s, const char *name);
+/* True when names were appended. */
+bool qp__kw_sym_new(const qp__kw_sym *s);
+/* Writes the whole new sym file: the old bytes (or a fresh `ff 01`
+ * header with count 0, as q's `?` leaves it), then the new names. */
+void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o);
+void qp__kw_sym_free(qp__kw_sym *s);
+
+/* The runs of a p# column: distinct values in order and where each starts. */
+typedef struct qp__kw_runs {
+    int64_t *val, *start;
+    int64_t n, cap;
+} qp__kw_runs;
+/* Notes value v at row i (rows in order). 0 or QP_ENOMEM. */
+int qp__kw_runs_add(qp__kw_runs *r, int64_t v, int64_t i);
+/* True when q's index for these runs is known byte for byte (see
+ * kdbwrite_sym.c: hash tables up to 16384 slots, i.e. <= 8192 runs). */
+bool qp__kw_parted_ok(const qp__kw_runs *r);
+/* Writes q's p# index for a column of n rows after its data. 0 or QP_ENOMEM. */
+int qp__kw_parted_index(const qp__kw_runs *r, int64_t n, qp__kw_out *o);
+void qp__kw_runs_free(qp__kw_runs *r);
+
+#endif
