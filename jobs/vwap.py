@@ -13,14 +13,17 @@ def vwap_parts(t):
     size = np.asarray(t['size'], dtype=float)
     if hasattr(sym, 'codes'):
         # a pandas Categorical ([job] symbols = categorical): the codes
-        # already number the syms, so no string is compared or sorted
+        # already number the syms, so no string is compared or sorted. Its
+        # categories are the whole enumeration domain (a kdb+ db's `sym`),
+        # so names this partition does not use are dropped below.
         names = np.asarray(sym.categories).astype(str)
         inv = np.asarray(sym.codes)
     else:
         names, inv = np.unique(np.asarray(sym).astype(str), return_inverse=True)
-    return {'sym': names,
-            'pv': np.bincount(inv, weights=price * size, minlength=len(names)),
-            'size': np.bincount(inv, weights=size, minlength=len(names))}
+    used = np.bincount(inv, minlength=len(names)) > 0
+    return {'sym': names[used],
+            'pv': np.bincount(inv, weights=price * size, minlength=len(names))[used],
+            'size': np.bincount(inv, weights=size, minlength=len(names))[used]}
 
 
 def finish(t):

@@ -1,5 +1,5 @@
 /* prepare.c - everything `qpeach run` settles before the first task goes
- * out: the input (a CSV converted once to q IPC), the identity a journal
+ * out: the input (a CSV converted once to a kdb+ splayed table), the identity a journal
  * is checked against, and the partition plan (which may need a worker to
  * count a resident table or list a column's values).
  *
@@ -7,9 +7,11 @@
  * files and the plan; keeping them apart leaves dispatch.c about the loop.
  */
 #include "run_int.h"
+#include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,7 +39,7 @@ void qp__mkdir_p(const char *path)
     mkdir(buf, 0755);
 }
 
-/* The parsed copy of a CSV is named by everything that shapes it: the
+/* The parsed copy of a CSV (a kdb+ splayed table) is named by everything that shapes it: the
  * CSV's path, size and modification time, and the job's `types`. A copy
  * is written only after a clean parse, so a name that exists is a good
  * copy; a changed CSV or `types` gets a new name and is parsed again (and
@@ -50,29 +52,52 @@ static char *parsed_copy_path(const qp_job *j, const struct stat *st)
                      j->csv_types ? j->csv_types : "(inferred)");
     uint8_t h[32];
     qp_sha256(key, (size_t)n < sizeof key ? (size_t)n : sizeof key, h);
-    char suffix[40];
-    snprintf(suffix, sizeof suffix, "input-%02x%02x%02x%02x%02x%02x.qipc", h[0], h[1], h[2], h[3], h[4], h[5]);
+    char suffix[300];
+    snprintf(suffix, sizeof suffix, "input-%02x%02x%02x%02x%02x%02x/%s", h[0], h[1], h[2], h[3],
+             h[4], h[5], j->table);
     return qp_job_state_path(j, suffix);
 }
 
-/* Removes this job's parsed copies other than r->input_path (older CSVs
- * or types); they can never be used again. */
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Removes this job's parsed copies other than the one at r->input_path
+ * (older CSVs or types): they can never be used again. */
 static void drop_stale_copies(run *r)
 {
-    char *pat = qp_job_state_path(r->job, "input-*.qipc");
+    char *pat = qp_job_state_path(r->job, "input-*");
+    size_t keep = strlen(r->input_path) - strlen(r->job->table) - 1;   /* its db root */
     glob_t g;
     if (pat && !glob(pat, 0, NULL, &g)) {
         for (size_t i = 0; i < g.gl_pathc; i++)
-            if (strcmp(g.gl_pathv[i], r->input_path)) unlink(g.gl_pathv[i]);
+            if (strlen(g.gl_pathv[i]) != keep || strncmp(g.gl_pathv[i], r->input_path, keep))
+                nftw(g.gl_pathv[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         globfree(&g);
     }
     free(pat);
 }
 
+/* Writes the parsed table as a kdb+ splayed table at r->input_path, its
+ * symbols enumerated against a `sym` beside it: every worker maps the
+ * columns (one page cache for all) and gets symbols as codes. */
+static int write_copy(run *r)
+{
+    char root[4096], err[512];
+    snprintf(root, sizeof root, "%.*s", (int)(strlen(r->input_path) - strlen(r->job->table) - 1),
+             r->input_path);
+    qp__mkdir_p(root);
+    int rc = qp_kdb_write(root, r->job->table, r->input, NULL, err, sizeof err);
+    if (rc) qp__fail(r, "writing %s: %s", r->input_path, err);
+    return rc ? QP_RUN_FAILED : 0;
+}
+
 /* Parses the CSV (always loudly: a parse error fails the run, naming file,
  * line and column) and, unless this is a dry run, writes the parsed copy
  * at r->input_path. */
-static int parse_csv(run *r, bool write_copy)
+static int parse_csv(run *r, bool write)
 {
     const qp_job *j = r->job;
     int64_t t = qp__ms();
@@ -82,16 +107,7 @@ static int parse_csv(run *r, bool write_copy)
         qp__fail(r, "input: %s", r->input ? r->input->s : "out of memory");
         return QP_RUN_FAILED;
     }
-    if (!write_copy) return 0;
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", r->input_path, (int)getpid());
-    int rc = qp_ipcfile_write(r->input, tmp);
-    if (!rc && rename(tmp, r->input_path)) rc = -errno;
-    if (rc) {
-        unlink(tmp);
-        qp__fail(r, "writing %s: %s", r->input_path, qp_strerror(rc));
-        return QP_RUN_FAILED;
-    }
+    if (!write || write_copy(r)) return write ? QP_RUN_FAILED : 0;
     drop_stale_copies(r);
     qp__say(r, "input", "parsed %s once (%" PRId64 " rows, %.1fs) into %s", j->file,
             qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
@@ -118,7 +134,9 @@ int qp__prepare_input(run *r, bool need_table)
     }
     r->input_path = parsed_copy_path(j, &st);
     if (!r->input_path) return QP_RUN_FAILED;
-    bool have_copy = !access(r->input_path, R_OK);
+    char done[4200];          /* qp_kdb_write writes .d last */
+    snprintf(done, sizeof done, "%s/.d", r->input_path);
+    bool have_copy = !access(done, R_OK);
     if (have_copy && !need_table) return 0;
     return parse_csv(r, !have_copy && !r->o->dry_run);
 }

@@ -78,7 +78,7 @@ void qp__fail(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* mkdir -p (errors surface later, when files are created there). */
 void qp__mkdir_p(const char *path);
 /* Sets r->input_path (and r->input when need_table): a CSV is converted
- * once into a q IPC file in the state folder, named by the CSV's path,
+ * once into a kdb+ splayed table in the state folder, named by the CSV's path,
  * size, mtime and the job's types; a parse error always fails the run.
  * 0 or QP_RUN_FAILED. */
 int qp__prepare_input(run *r, bool need_table);
