@@ -340,6 +340,7 @@ void qp_py_fini(void)
     Py_CLEAR(libs);
     Py_CLEAR(funcs);
     Py_CLEAR(timeout_exc);
+    qp__pykx_fini();
     qp__conv_fini();
     Py_FinalizeEx();
     ready = false;

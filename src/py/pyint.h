@@ -73,6 +73,8 @@ qp_value *qp__pykx_call(const qp_value *code, const qp_value *name, const qp_val
 /* At Python start: `import pykx` falls back to qpeach's stand-in module
  * (python/qpeach/_pykx.py) when no real PyKX is installed. 0 or -1. */
 int qp__pykx_init(void);
+/* Drops the compiled sources (qp_py_fini, before the interpreter goes). */
+void qp__pykx_fini(void);
 /* Sets name to o (borrowed) in __main__, where PyKX functions live. */
 int qp__pykx_main_set(const char *name, PyObject *o);
 

@@ -90,6 +90,12 @@ int qp__pykx_init(void)
     return 0;
 }
 
+void qp__pykx_fini(void)
+{
+    Py_CLEAR(cache);
+    Py_CLEAR(masked_equal);
+}
+
 int qp__pykx_main_set(const char *name, PyObject *o)
 {
     PyObject *ns = main_dict();

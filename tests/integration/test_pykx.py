@@ -330,6 +330,10 @@ def test_one_namespace_shared_by_connections():
     a.call(src("(v):\n    global shared_value\n    shared_value = v\n    return v\n", "put"),
            "put", [41])
     assert b.call(src("():\n    return int(npx.int64(shared_value) + 1)\n", "get"), "get", []) == 42
+    # the server's globals and tables, as .qp.def functions read them
+    assert a.ask([Sym(".qp.set"), Sym("g"), Table({"v": Vec("j", [1, 2, 3])})]) == Sym("g")
+    assert b.call(src("():\n    return [int(qget('g')['v'].sum()), len(qtable('g', (1, 3)))]\n",
+                      "reads"), "reads", []) == Vec("j", [6, 1])
     a.close()
     b.close()
 
