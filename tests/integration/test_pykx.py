@@ -266,6 +266,19 @@ def test_raising_function_and_bad_source():
     c.close()
 
 
+def test_server_timeout_applies_to_pykx_calls():
+    c = PyKXSession(server().port)
+    assert c.ask([Sym(".qp.timeout"), 200]) == 0
+    try:
+        for body in ("():\n    import time\n    time.sleep(30)\n", "():\n    while True:\n        pass\n"):
+            expect_error(lambda: c.call(src(body, "slow"), "slow", []),
+                         "Timeout('call exceeded the timeout of 200 ms')")
+        assert c.call(src("():\n    return 3\n"), "f", []) == 3
+    finally:
+        c.ask([Sym(".qp.timeout"), 0])
+    c.close()
+
+
 def test_libraries_and_missing_library():
     c = PyKXSession(server().port)
     c.libraries({'np': 'numpy', 'pd': 'pandas'})
