@@ -370,6 +370,16 @@ def test_compiled_once_per_source():
     d.close()
 
 
+def test_more_sources_than_the_cache_holds():
+    # 1,024 sources are kept compiled; older ones are compiled again when sent
+    c = PyKXSession(server().port)
+    first = src("():\n    return 0\n", "many")
+    for k in range(1100):
+        assert c.call(src(f"():\n    return {k}\n", "many"), "many", []) == k
+    assert c.call(first, "many", []) == 0
+    c.close()
+
+
 def test_login_with_user_password():
     d = harness.tmpdir()
     pw = harness.passwd_file(d, {"user": "password"})
