@@ -407,6 +407,20 @@ bad:
  * Jobs
  * ==================================================================== */
 
+/* The function a (text; args...) message names: PyKX's libraries and call
+ * lambdas map to the functions that do their work; any other text is taken
+ * as a function's name, as before. NULL when out of memory. */
+static const char *pykx_lambda_or_name(const qp_value *f)
+{
+    const char *fn = NULL;
+    switch (qp__pykx_text(qp_C(f), (size_t)f->v.n)) {
+    case QP__PYKX_LIBRARIES: fn = QP__PYKX_LIBRARIES_FN; break;
+    case QP__PYKX_CALL: fn = QP__PYKX_CALL_FN; break;
+    default: return qp_sym_intern(qp_C(f), (size_t)f->v.n);
+    }
+    return qp_sym_intern(fn, strlen(fn));
+}
+
 /* Turns a decoded message into a call (j->fn, j->args) or a result. */
 static void resolve(qp_server *s, qp__job *j, qp_value *x)
 {
@@ -416,6 +430,11 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
         int64_t sp = 0;
         while (sp < x->v.n && isspace((unsigned char)qp_C(x)[sp])) sp++;
         if (sp == x->v.n) { j->result = qp_identity(); return; }   /* "" is (::) */
+        /* PyKX's session check and pykx.q load (pykxwire.c): answered as q
+         * with pykx.q loaded answers them */
+        int pk = qp__pykx_text(qp_C(x), (size_t)x->v.n);
+        if (pk == QP__PYKX_SESSION) { j->result = qp_bool(true); return; }
+        if (pk == QP__PYKX_LOAD) { j->result = qp_identity(); return; }
         qp__expr e;
         int rc = qp__expr_parse(qp_C(x), (size_t)x->v.n, &e);
         if (rc == QP_ENOMEM) { j->result = qp_error("wsfull"); return; }
@@ -436,7 +455,7 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
     } else if (x->type == QP_LIST && x->v.n >= 1 &&
                (qp_K(x)[0]->type == -QP_SYMBOL || qp_K(x)[0]->type == QP_CHAR)) {
         qp_value *f = qp_K(x)[0];
-        name = f->type == QP_CHAR ? qp_sym_intern(qp_C(f), (size_t)f->v.n) : f->s;
+        name = f->type == QP_CHAR ? pykx_lambda_or_name(f) : f->s;
         args = qp_slice(x, 1, x->v.n - 1);
     } else if (x->type == QP_SYMBOL && x->v.n >= 1) {
         /* q evaluates `f`a`b as f[`a;`b] */

@@ -140,6 +140,21 @@ void qp__log_text(char *dst, size_t cap, const char *src);
  * none is due); MOVED: the job went to another thread's queue. */
 int qp__job_run(qp_server *s, qp__job *j, int where);
 
+/* ---- pykxwire.c ---- */
+/* What a PyKX client's q text is (PYKX_WIRE.md): */
+enum qp__pykx_text {
+    QP__PYKX_NONE = 0,     /* not one of PyKX's texts */
+    QP__PYKX_SESSION,      /* Q0, the session check: answered 1b */
+    QP__PYKX_LOAD,         /* Q1, load pykx.q: answered (::) */
+    QP__PYKX_LIBRARIES,    /* Q2's lambda: call QP__PYKX_LIBRARIES_FN */
+    QP__PYKX_CALL,         /* Q3's lambda: call QP__PYKX_CALL_FN */
+};
+/* The functions (registered by the py module) that answer Q2 and Q3. */
+#define QP__PYKX_LIBRARIES_FN ".qp.pykx.libraries"
+#define QP__PYKX_CALL_FN ".qp.pykx.call"
+/* Classifies the q text s (n bytes, whitespace ignored); never evaluates. */
+int qp__pykx_text(const char *s, size_t n);
+
 /* ---- builtins.c ---- */
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
 int qp__builtins_register(qp_server *s);

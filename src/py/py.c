@@ -345,6 +345,7 @@ void qp_py_fini(void)
     Py_CLEAR(libs);
     Py_CLEAR(funcs);
     Py_CLEAR(timeout_exc);
+    qp__pykx_fini();
     qp__conv_fini();
     Py_FinalizeEx();
     ready = false;
@@ -554,16 +555,22 @@ int qp__func_flags(const char *name, int *flags)
     return 0;
 }
 
+PyObject *qp__call_timed(const char *name, PyObject *f, PyObject *args, PyObject *kwargs)
+{
+    bool on_main = pthread_equal(pthread_self(), main_thread);
+    if (on_main) timeout_begin(name);
+    PyObject *r = PyObject_Call(f, args, kwargs);
+    if (on_main) timeout_end();
+    return r;
+}
+
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs)
 {
     PyObject *e = lookup(name);
     if (!e) return qp_error("qp.call: no function '%s' (define it with .qp.def)", name);
     PyObject *f = PyTuple_GET_ITEM(e, 0);
     Py_INCREF(f);
-    bool on_main = pthread_equal(pthread_self(), main_thread);
-    if (on_main) timeout_begin(name);
-    PyObject *r = PyObject_Call(f, args, kwargs);
-    if (on_main) timeout_end();
+    PyObject *r = qp__call_timed(name, f, args, kwargs);
     Py_DECREF(f);
     if (!r) return qp_py_error();
     qp_value *v = qp_py_to_q(r);

@@ -64,6 +64,27 @@ void qp__symcat_fini(void);
 int qp__lib_set(const char *alias, PyObject *o);
 int qp__func_flags(const char *name, int *flags);
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
+/* f(*args, **kwargs) under the per-call timeout when on the main thread;
+ * name (interned: it must outlive the call) is what a timeout reports.
+ * Returns a new reference, or NULL with the exception set. */
+PyObject *qp__call_timed(const char *name, PyObject *f, PyObject *args, PyObject *kwargs);
+
+/* pykx.c: PyKX's remote functions (PYKX_WIRE.md). Each returns a new
+ * reference: the result, or the error text PyKX's client shows. */
+/* Q2: `import library as alias` in the shared __main__ namespace. */
+qp_value *qp__pykx_libraries(const qp_value *alias, const qp_value *library);
+/* Q3: defines the function of code (compiled once per distinct source)
+ * and calls it with args (PyKX's framing: general list or typed vector,
+ * none when n is 0). */
+qp_value *qp__pykx_call(const qp_value *code, const qp_value *name, const qp_value *args,
+                        const qp_value *n);
+/* At Python start: `import pykx` falls back to qpeach's stand-in module
+ * (python/qpeach/_pykx.py) when no real PyKX is installed. 0 or -1. */
+int qp__pykx_init(void);
+/* Drops the compiled sources (qp_py_fini, before the interpreter goes). */
+void qp__pykx_fini(void);
+/* Sets name to o (borrowed) in __main__, where PyKX functions live. */
+int qp__pykx_main_set(const char *name, PyObject *o);
 
 /* dbpart.c: parts of a mounted db's tables for .qp.apply and qtable.
  * When name is a partitioned db table and part is (start; end) rows or

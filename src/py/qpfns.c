@@ -1,5 +1,6 @@
 /* src/py/qpfns.c - the `.qp` functions that run Python, registered into a
- * qp_server: import, def, call, callk, apply, load, peach, timeout; with
+ * qp_server: import, def, call, callk, apply, load, peach, timeout,
+ * pykx.libraries and pykx.call (PyKX's remote functions: pykx.c); with
  * worker processes also set.
  *
  * All run on the server's main thread (QP_EXEC_MAIN), where Python lives.
@@ -132,9 +133,20 @@ static void python_started(void)
     if (opts.timeout_ms) qp_py_set_timeout(opts.timeout_ms);
     PyMethodDef *defs[] = {&qtable_def, &qget_def};
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        /* in every .qp.def function's namespace, and in __main__, where
+         * PyKX clients' functions live (pykx.c) */
         PyObject *f = PyCFunction_New(defs[i], NULL);
-        if (!f || qp__lib_set(defs[i]->ml_name, f) < 0) PyErr_Clear();
+        if (!f || qp__lib_set(defs[i]->ml_name, f) < 0 ||
+            qp__pykx_main_set(defs[i]->ml_name, f) < 0)
+            PyErr_Clear();
         Py_XDECREF(f);
+    }
+    /* `import pykx` without PyKX: qpeach's stand-in (a failure here only
+     * means `import pykx` fails as it would anyway) */
+    if (qp__pykx_init() < 0) {
+        qp_value *e = qp_py_error();
+        fprintf(stderr, "qpeach serve: the pykx stand-in is not available: %s\n", e ? e->s : "?");
+        qp_unref(e);
     }
 }
 
@@ -222,6 +234,24 @@ static qp_value *fn_timeout(qp_server *s, qp_value *args, void *data)
     opts.timeout_ms = (int)ms;
     old = qp_py_set_timeout((int)ms);
     return forward(qp_long(old), ".qp.timeout", args);
+}
+
+/* ---- PyKX's remote functions (pykx.c; dispatch maps PyKX's lambdas here) ---- */
+
+static qp_value *fn_pykx_libraries(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    return qp__pykx_libraries(arg(args, 0), arg(args, 1));
+}
+
+static qp_value *fn_pykx_call(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    return qp__pykx_call(arg(args, 0), arg(args, 1), arg(args, 2), arg(args, 3));
 }
 
 /* ---- .qp.load ---- */
@@ -517,6 +547,8 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
+        /* the names src/net/srv.h gives PyKX's lambdas */
+        {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
     int rc0;
     server = s;
