@@ -88,21 +88,49 @@ static int alive_count(run *r)
     return n;
 }
 
-/* The next task for worker wi: a retry that last failed elsewhere (or
- * anywhere, when it is the only worker left), else a fresh one. */
+static bool holds(const run *r, int wi, int64_t i)
+{
+    return !r->holds || !r->holds[wi] || r->holds[wi][i];
+}
+
+/* Whether a live worker other than wi holds task i. */
+static bool held_elsewhere(const run *r, int wi, int64_t i)
+{
+    for (int w = 0; w < r->nw; w++)
+        if (w != wi && r->ws[w].c && holds(r, w, i)) return true;
+    return false;
+}
+
+/* The next task for worker wi, among those it holds: a retry that last
+ * failed elsewhere (or anywhere, when no other live worker holds it), else
+ * a fresh one (never sent), in plan order. */
 static int64_t pick(run *r, int wi)
 {
-    bool alone = alive_count(r) <= 1;
     for (int64_t k = 0; k < r->nretry; k++) {
         int64_t i = r->retry[k];
-        if (alone || r->t[i].last_worker != wi) {
+        if (holds(r, wi, i) && (r->t[i].last_worker != wi || !held_elsewhere(r, wi, i))) {
             memmove(r->retry + k, r->retry + k + 1, (size_t)(r->nretry - k - 1) * sizeof *r->retry);
             r->nretry--;
             return i;
         }
     }
-    while (r->next_fresh < r->plan->n && r->t[r->next_fresh].state != T_QUEUED) r->next_fresh++;
-    return r->next_fresh < r->plan->n ? r->next_fresh++ : -1;
+    while (r->next_fresh < r->plan->n
+           && (r->t[r->next_fresh].state != T_QUEUED || r->t[r->next_fresh].sends))
+        r->next_fresh++;
+    for (int64_t i = r->next_fresh; i < r->plan->n; i++)
+        if (r->t[i].state == T_QUEUED && !r->t[i].sends && holds(r, wi, i)) return i;
+    return -1;
+}
+
+/* True when tasks are left but no live worker is running or can take
+ * one: their partitions are held only by workers that are gone. */
+static bool stalled(run *r)
+{
+    for (int wi = 0; wi < r->nw; wi++)
+        if (r->ws[wi].c && r->ws[wi].nfl) return false;
+    for (int wi = 0; wi < r->nw; wi++)
+        if (!r->ws[wi].dead_for_good && !r->ws[wi].c && r->ws[wi].local) return false;
+    return r->ndone < r->plan->n;
 }
 
 static void requeue(run *r, int64_t i)
@@ -289,6 +317,11 @@ int qp__dispatch(run *r)
                     break;
                 }
             }
+        }
+        if (stalled(r) && alive_count(r) > 0) {
+            qp__fail(r, "%" PRId64 " of %" PRId64 " tasks left, and no live worker holds their "
+                     "partitions", r->plan->n - r->ndone, r->plan->n);
+            goto failed;
         }
         /* Group commit, now that every worker has work: the disk wait
          * overlaps the tasks instead of stalling the loop once per task. */

@@ -265,7 +265,11 @@ static qp__worker *first_ready(run *r)
  * nothing. New reference or NULL with r->failure set. */
 qp_value *qp__call_one(run *r, qp_value *msg)
 {
-    qp__worker *w = first_ready(r);
+    return qp__call_on(r, first_ready(r), msg);
+}
+
+qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
+{
     if (!w || !msg) {
         snprintf(r->failure, sizeof r->failure, "%s", msg ? "no worker is usable" : "out of memory");
         qp_unref(msg);
@@ -293,11 +297,107 @@ qp_value *qp__call_one(run *r, qp_value *msg)
     }
 }
 
+/* ---- by = partition ---- */
+
+/* Whether partition value k of v is picked by [partition] partitions.
+ * -1 (with r->failure) when the spec names another kind of partition. */
+static int selected(run *r, const qp_value *v, int64_t k)
+{
+    const char *spec = r->job->partitions;
+    if (!spec) return 1;
+    int64_t x = v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k];
+    int type = v->type == QP_LONG ? QP_LONG : v->type;
+    bool in;
+    if (qp_job_partitions_parse(spec, type, x, &in) == 0) return in;
+    qp__fail(r, "[partition] partitions = %s: table %s is partitioned by %s", spec, r->job->table,
+             v->type == QP_DATE ? "date" : v->type == QP_MONTH ? "month" : "year or int");
+    r->badjob = true;
+    return -1;
+}
+
+/* Every worker's partitions of the table (.qp.partitions), the selected
+ * ones appended to *all. holds[w] lists worker w's. 0 or QP_RUN_FAILED. */
+static int gather_partitions(run *r, qp_value **per, qp_value **all)
+{
+    for (int wi = 0; wi < r->nw; wi++) {
+        if (!r->ws[wi].c) continue;
+        qp_value *v = qp__call_on(r, &r->ws[wi], qp__call(".qp.partitions", 1, qp_symbol(r->job->table)));
+        if (!v) return QP_RUN_FAILED;
+        per[wi] = v;
+        if (qp_is_error(v) || (v->type != QP_DATE && v->type != QP_MONTH && v->type != QP_LONG)) {
+            qp__fail(r, "%s: partitions of %s: %s", r->ws[wi].addr, r->job->table,
+                     qp_is_error(v) ? v->s : "not a list of partitions");
+            return QP_RUN_FAILED;
+        }
+        if (!*all) *all = qp_vector(v->type, 0);
+        if (!*all) return QP_RUN_FAILED;
+        if ((*all)->type != v->type) {
+            qp__fail(r, "%s: table %s is partitioned by another type than on %s", r->ws[wi].addr,
+                     r->job->table, r->ws[0].addr);
+            return QP_RUN_FAILED;
+        }
+        for (int64_t k = 0; k < v->v.n; k++) {
+            int in = selected(r, v, k);
+            if (in < 0) return QP_RUN_FAILED;
+            if (in && qp_vec_append(*all, (const uint8_t *)v->v.data + k * (int64_t)qp_type_width(v->type)))
+                return QP_RUN_FAILED;
+        }
+    }
+    return 0;
+}
+
+/* Which worker holds which task: NULL rows for workers holding all. */
+static int set_holds(run *r, qp_value **per)
+{
+    r->holds = calloc((size_t)r->nw, sizeof *r->holds);
+    if (!r->holds) return QP_RUN_FAILED;
+    for (int wi = 0; wi < r->nw; wi++) {
+        if (!per[wi]) continue;
+        bool *h = calloc((size_t)(r->plan->n ? r->plan->n : 1), sizeof *h);
+        if (!h) return QP_RUN_FAILED;
+        int64_t held = 0;
+        for (int64_t i = 0; i < r->plan->n; i++)
+            for (int64_t k = 0; k < per[wi]->v.n && !h[i]; k++) {
+                qp_value *x = qp_item(per[wi], k);
+                h[i] = x && qp_equal(x, r->plan->parts[i].value);
+                held += h[i];
+                qp_unref(x);
+            }
+        if (held == r->plan->n) { free(h); h = NULL; }
+        r->holds[wi] = h;
+    }
+    return 0;
+}
+
+/* One task per kdb+ partition the workers hold (those [partition]
+ * partitions selects); a task goes only to a worker holding it. */
+static int plan_partitions(run *r)
+{
+    qp_value **per = calloc((size_t)r->nw, sizeof *per), *all = NULL, *names = NULL;
+    int rc = per ? gather_partitions(r, per, &all) : QP_RUN_FAILED;
+    if (!rc && (!all || all->v.n == 0)) {
+        qp__fail(r, "table %s: %s", r->job->table, r->job->partitions
+                 ? "[partition] partitions selects none of its partitions"
+                 : "no partitions (by = partition needs a partitioned kdb+ table)");
+        rc = QP_RUN_FAILED;
+    }
+    if (!rc && !(names = input_names(r))) rc = QP_RUN_FAILED;   /* the virtual column first */
+    if (!rc && qp_partplan_column(qp_S(names)[0], all, &r->plan)) rc = QP_RUN_FAILED;
+    if (!rc) rc = set_holds(r, per);
+    for (int wi = 0; per && wi < r->nw; wi++) qp_unref(per[wi]);
+    free(per);
+    qp_unref(all);
+    qp_unref(names);
+    return rc;
+}
+
 int qp__make_plan(run *r, int slots)
 {
     const qp_job *j = r->job;
     int rc = 0;
-    if (j->part_by == QP_PART_FILE) {
+    if (j->part_by == QP_PART_PARTITION) {
+        if (plan_partitions(r)) return QP_RUN_FAILED;
+    } else if (j->part_by == QP_PART_FILE) {
         rc = qp_partplan_files(j->files, &r->plan);
         if (rc == QP_EARG) snprintf(r->failure, sizeof r->failure, "no file matches %s", j->files);
     } else if (j->part_by == QP_PART_ROWS) {

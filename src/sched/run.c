@@ -291,6 +291,8 @@ done:
     for (int64_t i = 0; r->t && i < r->plan->n; i++) qp_unref(r->t[i].result);
     free(r->t);
     free(r->retry);
+    for (int i = 0; r->holds && i < r->nw; i++) free(r->holds[i]);
+    free(r->holds);
     free(r->ws);
     free(errs);
     qp_journal_close(r->journal);

@@ -46,7 +46,10 @@ typedef struct run {
     int64_t ndone, nfailed_attempts, rows_done, rows_total;
     int64_t t0, last_draw; /* start of the run; last progress bar draw */
     qp_journal *journal;   /* finished tasks, for --resume */
-    int64_t next_fresh;    /* next never-tried task */
+    int64_t next_fresh;    /* no never-tried task before this one */
+    bool **holds;          /* by = partition: holds[w][i], worker w holds
+                            * task i's partition; NULL (or holds[w] NULL):
+                            * every worker holds every task */
     int64_t *retry;        /* tasks waiting for another attempt */
     int64_t nretry;
     qp_value **setup;      /* setup calls every (re)started worker gets */
@@ -93,6 +96,8 @@ int qp__check_key(run *r, const qp_value *result, int64_t task);
 /* What must be unchanged for a journal to be resumed: job file, code,
  * input. 0 or a negative code. */
 int qp__job_ids(run *r, qp_journal_id ids[3]);
+/* The same call on worker w (which must be connected). */
+qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg);
 /* One sync call on a ready worker; steals msg. Syncs the journal (when
  * open) while the worker computes. New reference, or NULL with r->failure
  * set. */

@@ -1,0 +1,126 @@
+"""`qpeach run` on kdb+ databases: [input] db + table, [partition] by =
+partition (one task per kdb+ partition, `partitions =` selecting some),
+by = rows on a partitioned table, servers that each hold their own
+partitions (a task goes only to a server holding it), and a CSV input
+converted once into a splayed table that the workers map.
+
+The fixture databases are q-written (../shared/fixtures/kdb, read in
+place); expected values from fixtures/kdb/README.md and the CSVs published
+with the dolphindb database."""
+import csv
+import os
+import re
+
+from harness import Server, tmpdir
+from test_db import DOLPHIN, DOLPHIN_CSV, EGOR, need
+from test_run import run, write
+
+COUNT = ("import os\nimport numpy as np\n"
+         "def rows(t):\n"
+         "    first = next(iter(t))\n"
+         "    return {'part': np.asarray(t[first][:1]).astype(str), 'n': np.array([len(t[first])]),\n"
+         "            'pid': np.array([os.getpid()]), 'first': np.array([first])}\n")
+
+
+def job(d, inp, part, workers, merge="concat", out="out/o.csv"):
+    write(d, "count.py", COUNT)
+    return write(d, "j.ini", f"[job]\nname = j\nfunction = count.py:rows\n[input]\n{inp}"
+                 f"[partition]\n{part}[workers]\n{workers}[merge]\nhow = {merge}\n"
+                 f"[output]\npath = {out}\n")
+
+
+def rows_of(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_one_task_per_partition_of_a_db():
+    need(DOLPHIN)
+    d = tmpdir()
+    p = job(d, f"db = {DOLPHIN}\ntable = Daily\n", "by = partition\n", "local = 2\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    with open(os.path.join(DOLPHIN_CSV, "Daily.csv")) as f:
+        want = sum(1 for _ in f) - 1
+    assert [g["first"] for g in got] == ["date"] * len(got), got      # the virtual column first
+    assert sum(int(g["n"]) for g in got) == want, (got, want)
+    assert "2022-06-17" in [g["part"] for g in got], got
+    assert len(got) == r.stderr.count("done on worker"), r.stderr
+
+
+def test_partitions_selects_some():
+    need(EGOR)
+    d = tmpdir()
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2015.01.02\n", "local = 1\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    assert [(g["part"], g["n"]) for g in got] == [("2015-01-02", "2")], got
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2015.01..2015.02\n",
+            "local = 1\n")
+    r = run(p)
+    assert r.returncode == 2 and "partitioned by date" in r.stderr, r.stderr
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2016.01.01\n", "local = 1\n")
+    r = run(p)
+    assert r.returncode == 1 and "selects none of its partitions" in r.stderr, r.stderr
+    p = job(d, f"db = {EGOR}\ntable = tref\n", "by = partition\n", "local = 1\n")
+    r = run(p)
+    assert r.returncode == 1 and "no partitions" in r.stderr, r.stderr
+
+
+def test_rows_across_partitions_of_a_db():
+    need(EGOR)
+    d = tmpdir()
+    p = job(d, f"db = {EGOR}\ntable = q\n", "by = rows\npieces = 3\n", "local = 2\n", merge="concat")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    assert sum(int(g["n"]) for g in got) == 4, got           # 2 rows in each of 2 dates
+
+
+def link_db(root, parts):
+    """A db root holding some of egor7's partitions (symlinks: nothing copied)."""
+    os.makedirs(root)
+    os.symlink(os.path.join(EGOR, "sym"), os.path.join(root, "sym"))
+    for p in parts:
+        os.symlink(os.path.join(EGOR, p), os.path.join(root, p))
+    return root
+
+
+def test_servers_get_only_partitions_they_hold():
+    need(EGOR)
+    d = tmpdir()
+    a = link_db(os.path.join(d, "a"), ["2015.01.01"])
+    b = link_db(os.path.join(d, "b"), ["2015.01.02"])
+    with Server("--db", a) as sa, Server("--db", b) as sb:
+        p = job(d, "table = t\n", "by = partition\n", f"servers = {sa.addr}, {sb.addr}\n")
+        r = run(p)
+        assert r.returncode == 0, r.stderr
+        got = {g["part"]: int(g["pid"]) for g in rows_of(os.path.join(d, "out", "o.csv"))}
+        assert got == {"2015-01-01": sa.proc.pid, "2015-01-02": sb.proc.pid}, (got, r.stderr)
+        # A partition only a lost server holds fails the run, saying so.
+        sb.stop()
+        r = run(p)
+        assert r.returncode == 1, r.stderr
+        assert "no live worker holds their partitions" in r.stderr or "unusable" in r.stderr, r.stderr
+
+
+def test_csv_input_becomes_a_splayed_table_the_workers_map():
+    d = tmpdir()
+    write(d, "t.csv", "sym,price,size\n" + "".join(f"S{i % 3},{i}.5,{i}\n" for i in range(300)))
+    write(d, "m.py", "import numpy as np\ndef f(t):\n"
+          "    s = t['sym']\n"
+          "    return {'n': np.array([len(s)]), 'cat': np.array([hasattr(s, 'codes')])}\n")
+    p = write(d, "m.ini", "[job]\nname = m\nfunction = m.py:f\nsymbols = categorical\n"
+              "[input]\ntable = trade\nfile = t.csv\ntypes = SFJ\n[partition]\npieces = 3\n"
+              "[workers]\nlocal = 2\n[merge]\nhow = concat\n[output]\npath = out/o.csv\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"into (\S+)", r.stderr)
+    assert m and os.path.isfile(os.path.join(m.group(1), ".d")), r.stderr
+    assert os.path.isfile(os.path.join(os.path.dirname(m.group(1)), "sym")), r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    assert sum(int(g["n"]) for g in got) == 300 and {g["cat"] for g in got} == {"1"}, got
+    r = run(p)                                   # reused: not parsed again
+    assert r.returncode == 0 and "parsed" not in r.stderr, r.stderr
