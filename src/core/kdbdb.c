@@ -269,7 +269,7 @@ static int settle_parts(opening *o)
               : has[PK_INT] ? PK_INT : has[PK_YEAR] ? PK_YEAR : PK_NONE;
     if (db->pkind == PK_INT)           /* 2015 beside 451353600000000000: ints */
         for (int64_t i = 0; i < o->nc; i++) if (o->c[i].kind == PK_YEAR) o->c[i].kind = PK_INT;
-    qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
+    if (o->nc) qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
     db->parts = calloc((size_t)(o->nc ? o->nc : 1), sizeof *db->parts);
     if (!db->parts) return QP_ENOMEM;
     for (int64_t i = 0; i < o->nc; i++) {
@@ -348,7 +348,7 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
     if (!rc) rc = settle_parts(&o);
     if (!rc) rc = lone_splay(db);
     if (rc) goto fail;
-    qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
+    if (db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
     for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
     free(o.c);
     *out = db;
