@@ -626,8 +626,10 @@ static void test_lazy_open(void)
     CU_ASSERT_EQUAL(qp__buf_maps(), before + 5);            /* .d, 3 columns, sym */
     int64_t n;
     char err[256];
+    long long m0 = qp__buf_maps();
     CU_ASSERT_EQUAL(qp_kdb_count(db, "t", &n, err, sizeof err), 0);
     CU_ASSERT_EQUAL(n, 2000);
+    CU_ASSERT_EQUAL(qp__buf_maps(), m0 + 1001);              /* one .d, one header each */
     qp_unref(t);
     qp_unref(p);
     qp_unref(tabs);
