@@ -152,6 +152,18 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
     return 0;
 }
 
+/* True when entry e of folder dir is a folder (stat when the file system
+ * does not say). */
+static bool entry_is_dir(const char *dir, const struct dirent *e)
+{
+    if (e->d_type != DT_UNKNOWN) return e->d_type == DT_DIR;
+    char *p = join(dir, e->d_name);
+    struct stat st;
+    bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return yes;
+}
+
 /* True when folder dir is a splayed table: it has .d, or it holds files
  * and no folder (finspace's splays have no .d). */
 static bool is_splay(const char *dir)
@@ -166,8 +178,8 @@ static bool is_splay(const char *dir)
     int files = 0, dirs = 0;
     for (struct dirent *e; (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
-        if (e->d_type == DT_DIR) dirs++;
-        else if (e->d_type == DT_REG || e->d_type == DT_UNKNOWN) files++;
+        if (entry_is_dir(dir, e)) dirs++;
+        else files++;
     }
     closedir(h);
     return files > 0 && dirs == 0;
@@ -205,7 +217,8 @@ static int list_folder(opening *o, const char *seg, bool root, bool parts)
     for (struct dirent *e; !rc && (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
         int64_t v;
-        int kind = e->d_type == DT_DIR && parts ? part_of(e->d_name, &v) : PK_NONE;
+        int kind = parts ? part_of(e->d_name, &v) : PK_NONE;
+        if (kind != PK_NONE && !entry_is_dir(seg, e)) kind = PK_NONE;
         if (kind != PK_NONE) { rc = cand_add(o, kind, v, seg, e->d_name); continue; }
         if (!root) continue;
         char *p = join(seg, e->d_name);
@@ -282,7 +295,7 @@ static int settle_parts(opening *o)
         if (!h) continue;               /* unreadable: a partition without tables */
         int rc = 0;
         for (struct dirent *e; !rc && (e = readdir(h));) {
-            if (e->d_name[0] == '.' || (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)) continue;
+            if (e->d_name[0] == '.' || !entry_is_dir(db->parts[p].dir, e)) continue;
             qp__ktable *t = table_add(db, e->d_name, KT_PART);
             if (!t) { rc = QP_ENOMEM; break; }
             if (t->kind != KT_PART) {   /* a root splay of the same name: partitioned wins */

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -781,6 +782,33 @@ static void test_bad_tables(void)
     qp_kdb_close(db);
 }
 
+/* One db from several threads: the domain loads once and is shared. */
+static void *load_cust(void *arg)
+{
+    qp_value *t = qp_kdb_table((qp_kdb *)arg, "cust", QP_KDB_ENUMS);
+    qp_value *p = qp_kdb_table((qp_kdb *)arg, "t", QP_KDB_ENUMS);
+    void *dom = NULL;
+    if (t->type == QP_TABLE && p->type == QP_TABLE &&
+        qp_table_column(t, "sym")->v.dom == qp_table_column(p, "sym")->v.dom)
+        dom = qp_table_column(t, "sym")->v.dom;
+    qp_unref(t);
+    qp_unref(p);
+    return dom;
+}
+
+static void test_threads(void)
+{
+    qp_kdb *db = open_db(fx("egor7/db"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    pthread_t th[4];
+    void *dom[4];
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, load_cust, db);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], &dom[i]);
+    CU_ASSERT_PTR_NOT_NULL(dom[0]);
+    for (int i = 1; i < 4; i++) CU_ASSERT_PTR_EQUAL(dom[i], dom[0]);
+    qp_kdb_close(db);
+}
+
 static int setup(void)
 {
     const char *env = getenv("QPEACH_FIXTURES");
@@ -807,6 +835,7 @@ int main(void)
         {"bad headers", test_bad_headers},
         {"bad compressed files", test_bad_compressed},
         {"bad tables", test_bad_tables},
+        {"threads share one domain", test_threads},
     };
     return qp_test_run("kdb", setup, teardown, tests, QP_NTESTS(tests));
 }
