@@ -454,16 +454,18 @@ static qp_value *db_domain(void *data, const char *name)
     for (int i = 0; i < db->ndoms && !d; i++)
         if (strcmp(db->doms[i].name, name) == 0) d = qp_ref(db->doms[i].v);
     if (d) goto done;
-    char *p = join(db->domdir, name);
-    char err[512];
-    qp_buf *b = NULL;
-    if (!p) { d = qp_error("%s: out of memory", ce->path); goto done; }
-    if (qp__kdb_bytes(p, &b, err, sizeof err) < 0)
-        d = qp_error("%s: enumeration domain `%s: %s", ce->path, name, err);
-    else
-        d = qp__kdb_syms(b->data, b->len, p);
-    qp_buf_unref(b);
-    free(p);
+    /* The db's folder, then up to two parents: a partition or a table
+     * folder opened on its own finds the root's domains. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", db->domdir);
+    for (int up = 0; up < 3 && !d; up++) {
+        d = qp__kdb_domain_in(dir, name);
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir) break;
+        *slash = 0;
+    }
+    if (!d) d = qp_error("%s: enumeration domain `%s not found in %s or its parents", ce->path,
+                         name, db->domdir);
     if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
     if (db->ndoms == db->capdoms) {
         int cap = db->capdoms ? db->capdoms * 2 : 4;

@@ -518,6 +518,17 @@ static void test_layouts(void)
     qp_unref(c1);
     qp_unref(c2);
     qp_kdb_close(one);
+    /* a partition folder, and a table inside it, opened on their own */
+    const char *inner[2] = {"egor7/db/2015.01.01", "egor7/db/2015.01.01/t"};
+    for (int k = 0; k < 2; k++) {
+        one = open_db(fx(inner[k]));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(one);
+        qp_value *t = qp_kdb_table(one, "t", 0);
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+        CU_ASSERT_STRING_EQUAL(qp_S(qp_table_column(t, "sym"))[1], "msft");
+        qp_unref(t);
+        qp_kdb_close(one);
+    }
     qp_kdb_close(ref);
 }
 
@@ -697,8 +708,9 @@ static void test_bad_tables(void)
     qp_unref(t);
     qp_kdb_close(db);
     /* missing sym: the enumerated table fails, the others still load */
-    CU_ASSERT_EQUAL(sh("cp -r %s %s/nosym && rm %s/nosym/sym", fx("egor7/db"), TMP, TMP), 0);
-    db = open_db(tmp("nosym"));
+    CU_ASSERT_EQUAL(sh("mkdir -p %s/x/y && cp -r %s %s/x/y/nosym && rm %s/x/y/nosym/sym",
+                       TMP, fx("egor7/db"), TMP, TMP), 0);
+    db = open_db(tmp("x/y/nosym"));     /* parents searched: x/y, x */
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     t = qp_kdb_table_part(db, "t", 0, 0);
     CU_ASSERT_TRUE(has_text(t, "domain `sym"));
