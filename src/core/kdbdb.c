@@ -16,7 +16,9 @@
  * date > month > year/int wins, other folders are not partitions), with
  * par.txt segments; splayed folders (with .d, or without .d when they hold
  * only files, as finspace's) and flat table files (ff 01, type 98) at the
- * root; or one splayed folder opened directly (its domains in its parent).
+ * root; or one splayed folder opened directly. Domain files are looked for
+ * in the opened folder, then up to two parents (a partition or a table
+ * folder opened alone finds the root's `sym`).
  *
  * Unverified (no public db has them): par.txt segments (tested only with a
  * db built by copying fixture partitions), month and year partitions.
