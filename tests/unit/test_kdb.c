@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,77 +89,7 @@ static bool has_text(const qp_value *x, const char *needle)
     return ok;
 }
 
-/* ------------------------------------------------------------------ */
-/* CSV, read by hand (the fixtures' CSVs have no quoting)               */
-/* ------------------------------------------------------------------ */
-
-typedef struct csv {
-    char *text;
-    char **cell;        /* rows x cols, row-major; header excluded */
-    char **head;
-    int ncols;
-    int64_t nrows;
-} csv;
-
-static void csv_free(csv *c)
-{
-    free(c->text);
-    free(c->cell);
-    free(c->head);
-}
-
-static char **split(char *line, int *n)
-{
-    int k = 1;
-    for (char *p = line; *p; p++) k += *p == ',';
-    char **f = malloc(sizeof *f * (size_t)k);
-    int i = 0;
-    f[i++] = line;
-    for (char *p = line; *p; p++)
-        if (*p == ',') { *p = 0; f[i++] = p + 1; }
-    *n = k;
-    return f;
-}
-
-static bool csv_read(const char *path, csv *c)
-{
-    memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    c->text = malloc((size_t)len + 1);
-    size_t got = fread(c->text, 1, (size_t)len, f);
-    fclose(f);
-    c->text[got] = 0;
-    int64_t lines = 0;
-    for (char *p = c->text; *p; p++) lines += *p == '\n';
-    char *save = NULL, *line = strtok_r(c->text, "\n", &save);
-    c->head = split(line, &c->ncols);
-    c->cell = malloc(sizeof(char *) * (size_t)(lines * c->ncols + 1));
-    while ((line = strtok_r(NULL, "\n", &save))) {
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\r') line[l - 1] = 0;
-        int n;
-        char **fs = split(line, &n);
-        for (int i = 0; i < c->ncols; i++) c->cell[c->nrows * c->ncols + i] = i < n ? fs[i] : "";
-        free(fs);
-        c->nrows++;
-    }
-    return true;
-}
-
-/* The CSV text of a temporal value as q prints it: 1991-07-14 -> 1991.07.14,
- * and a datetime's space -> T. */
-static void q_text(int t, const char *in, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", in);
-    if (t == QP_TIMESTAMP || t == QP_MONTH || t == QP_DATE || t == QP_DATETIME) {
-        for (int i = 0; i < 10 && out[i]; i++) if (out[i] == '-' && i > 0) out[i] = '.';
-        if (t == QP_DATETIME && strlen(out) > 10 && out[10] == ' ') out[10] = 'T';
-    }
-}
+#include "csv_cells.h"
 
 /* Compares cell r of col (kdb) with CSV text s; floats to 7 digits. */
 static bool cell_equal(const qp_value *col, int64_t r, const char *s)
@@ -587,6 +518,17 @@ static void test_layouts(void)
     qp_unref(c1);
     qp_unref(c2);
     qp_kdb_close(one);
+    /* a partition folder, and a table inside it, opened on their own */
+    const char *inner[2] = {"egor7/db/2015.01.01", "egor7/db/2015.01.01/t"};
+    for (int k = 0; k < 2; k++) {
+        one = open_db(fx(inner[k]));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(one);
+        qp_value *t = qp_kdb_table(one, "t", 0);
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+        CU_ASSERT_STRING_EQUAL(qp_S(qp_table_column(t, "sym"))[1], "msft");
+        qp_unref(t);
+        qp_kdb_close(one);
+    }
     qp_kdb_close(ref);
 }
 
@@ -626,8 +568,10 @@ static void test_lazy_open(void)
     CU_ASSERT_EQUAL(qp__buf_maps(), before + 5);            /* .d, 3 columns, sym */
     int64_t n;
     char err[256];
+    long long m0 = qp__buf_maps();
     CU_ASSERT_EQUAL(qp_kdb_count(db, "t", &n, err, sizeof err), 0);
     CU_ASSERT_EQUAL(n, 2000);
+    CU_ASSERT_EQUAL(qp__buf_maps(), m0 + 1001);              /* one .d, one header each */
     qp_unref(t);
     qp_unref(p);
     qp_unref(tabs);
@@ -764,8 +708,9 @@ static void test_bad_tables(void)
     qp_unref(t);
     qp_kdb_close(db);
     /* missing sym: the enumerated table fails, the others still load */
-    CU_ASSERT_EQUAL(sh("cp -r %s %s/nosym && rm %s/nosym/sym", fx("egor7/db"), TMP, TMP), 0);
-    db = open_db(tmp("nosym"));
+    CU_ASSERT_EQUAL(sh("mkdir -p %s/x/y && cp -r %s %s/x/y/nosym && rm %s/x/y/nosym/sym",
+                       TMP, fx("egor7/db"), TMP, TMP), 0);
+    db = open_db(tmp("x/y/nosym"));     /* parents searched: x/y, x */
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     t = qp_kdb_table_part(db, "t", 0, 0);
     CU_ASSERT_TRUE(has_text(t, "domain `sym"));
@@ -776,6 +721,33 @@ static void test_bad_tables(void)
     qp_value *none = qp_kdb_table(db, "nosuch", 0);
     CU_ASSERT_TRUE(has_text(none, "no table nosuch"));
     qp_unref(none);
+    qp_kdb_close(db);
+}
+
+/* One db from several threads: the domain loads once and is shared. */
+static void *load_cust(void *arg)
+{
+    qp_value *t = qp_kdb_table((qp_kdb *)arg, "cust", QP_KDB_ENUMS);
+    qp_value *p = qp_kdb_table((qp_kdb *)arg, "t", QP_KDB_ENUMS);
+    void *dom = NULL;
+    if (t->type == QP_TABLE && p->type == QP_TABLE &&
+        qp_table_column(t, "sym")->v.dom == qp_table_column(p, "sym")->v.dom)
+        dom = qp_table_column(t, "sym")->v.dom;
+    qp_unref(t);
+    qp_unref(p);
+    return dom;
+}
+
+static void test_threads(void)
+{
+    qp_kdb *db = open_db(fx("egor7/db"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    pthread_t th[4];
+    void *dom[4];
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, load_cust, db);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], &dom[i]);
+    CU_ASSERT_PTR_NOT_NULL(dom[0]);
+    for (int i = 1; i < 4; i++) CU_ASSERT_PTR_EQUAL(dom[i], dom[0]);
     qp_kdb_close(db);
 }
 
@@ -805,6 +777,7 @@ int main(void)
         {"bad headers", test_bad_headers},
         {"bad compressed files", test_bad_compressed},
         {"bad tables", test_bad_tables},
+        {"threads share one domain", test_threads},
     };
     return qp_test_run("kdb", setup, teardown, tests, QP_NTESTS(tests));
 }
