@@ -154,11 +154,12 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
     return 0;
 }
 
-/* True when entry e of folder dir is a folder (stat when the file system
- * does not say). */
+/* True when entry e of folder dir is a folder, or a symbolic link to one
+ * (kdb+ sites link partitions to other disks); stat when the file system
+ * does not say. */
 static bool entry_is_dir(const char *dir, const struct dirent *e)
 {
-    if (e->d_type != DT_UNKNOWN) return e->d_type == DT_DIR;
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) return e->d_type == DT_DIR;
     char *p = join(dir, e->d_name);
     struct stat st;
     bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);

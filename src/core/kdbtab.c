@@ -39,7 +39,7 @@ static qp_value *columns_listed(const char *dir)
     qp_value *v = qp_vector(QP_SYMBOL, 0);
     for (struct dirent *e; v && (e = readdir(h));) {
         if (e->d_name[0] == '.' || strchr(e->d_name, '#')) continue;
-        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
         const char *s = qp_sym_intern(e->d_name, strlen(e->d_name));
         if (!s || qp_vec_append(v, &s) < 0) { qp_unref(v); v = NULL; }
     }

@@ -320,7 +320,11 @@ static int selected(run *r, const qp_value *v, int64_t k)
 static int gather_partitions(run *r, qp_value **per, qp_value **all)
 {
     for (int wi = 0; wi < r->nw; wi++) {
-        if (!r->ws[wi].c) continue;
+        if (!r->ws[wi].c) {     /* its partitions would silently be left out */
+            qp__fail(r, "%s is unusable, so the partitions it holds are unknown: by = partition "
+                     "needs every worker", r->ws[wi].addr);
+            return QP_RUN_FAILED;
+        }
         qp_value *v = qp__call_on(r, &r->ws[wi], qp__call(".qp.partitions", 1, qp_symbol(r->job->table)));
         if (!v) return QP_RUN_FAILED;
         per[wi] = v;

@@ -264,6 +264,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
     free(jpath);
 
 done:
+    if (result == QP_RUN_FAILED && r->badjob) result = QP_RUN_BADJOB;
     if (result != QP_RUN_OK && r->failure[0]) {
         qp__clear_bar(r);
         r->last_draw = 0;
