@@ -167,6 +167,16 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     if (j->file && !stat(j->file, &st))
         fprintf(m, "%s %lld %lld.%09ld\n", j->file, (long long)st.st_size,
                 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    /* A db: its root (a partition added or removed changes its mtime),
+     * its sym file (appended by every write) and par.txt. */
+    static const char *const db_files[] = { "", "/sym", "/par.txt" };
+    for (size_t k = 0; j->db && k < sizeof db_files / sizeof *db_files; k++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s", j->db, db_files[k]);
+        if (!stat(p, &st))
+            fprintf(m, "%s %lld %lld.%09ld\n", p, (long long)st.st_size,
+                    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
     for (int64_t i = 0; r->plan && i < r->plan->n; i++)
         if (r->plan->parts[i].file && !stat(r->plan->parts[i].file, &st))
             fprintf(m, "%s %lld %lld.%09ld\n", r->plan->parts[i].file, (long long)st.st_size,
