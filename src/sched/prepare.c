@@ -405,6 +405,34 @@ static int plan_partitions(run *r)
     return rc;
 }
 
+int qp__plan_db(run *r, int slots)
+{
+    const qp_job *j = r->job;
+    char err[512];
+    qp_kdb *db = NULL;
+    int64_t n = 0;
+    int rc = qp_kdb_open(j->db, &db, err, sizeof err);
+    if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(db, j->table, &n, err, sizeof err)))
+        rc = qp_partplan_rows(n, j->pieces ? j->pieces : 4 * (slots ? slots : 1), &r->plan);
+    if (!rc && j->part_by == QP_PART_PARTITION) {
+        qp_value *v = qp_kdb_partitions(db, j->table), *sel = v && !qp_is_error(v) ? qp_vector(v->type, 0) : NULL;
+        if (!sel) snprintf(err, sizeof err, "table %s: %s", j->table, v ? v->s : "out of memory");
+        for (int64_t k = 0; sel && k < v->v.n; k++) {
+            int in = selected(r, v, k);
+            if (in < 0) { qp_unref(v); qp_unref(sel); qp_kdb_close(db); return QP_RUN_FAILED; }
+            if (in) qp_vec_append(sel, (const uint8_t *)v->v.data + k * (int64_t)qp_type_width(v->type));
+        }
+        const char *col = qp_kdb_part_column(db, j->table);
+        rc = !sel ? QP_EARG : qp_partplan_column(col ? col : "date", sel, &r->plan);
+        if (rc && sel) snprintf(err, sizeof err, "table %s has no partitions", j->table);
+        qp_unref(v);
+        qp_unref(sel);
+    }
+    qp_kdb_close(db);
+    if (rc) qp__fail(r, "%s", err);
+    return rc ? QP_RUN_FAILED : 0;
+}
+
 int qp__make_plan(run *r, int slots)
 {
     const qp_job *j = r->job;

@@ -109,6 +109,8 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
         if (job->part_by == QP_PART_FILE || job->file) {
             if ((result = qp__prepare_input(r, true)) != 0) goto done;
             if (qp__make_plan(r, local + job->nservers)) { result = QP_RUN_FAILED; goto done; }
+        } else if (job->db && job->part_by != QP_PART_COLUMN) {
+            if (qp__plan_db(r, local + job->nservers)) { result = QP_RUN_FAILED; goto done; }
         }
         qp__print_plan(r, out);
         result = QP_RUN_OK;

@@ -102,6 +102,9 @@ qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg);
  * open) while the worker computes. New reference, or NULL with r->failure
  * set. */
 qp_value *qp__call_one(run *r, qp_value *msg);
+/* --dry-run of a job on a db: the plan from the db itself (by rows or by
+ * partition), opened here. 0 or QP_RUN_FAILED with r->failure. */
+int qp__plan_db(run *r, int slots);
 /* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
 int qp__make_plan(run *r, int slots);
 

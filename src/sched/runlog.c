@@ -100,6 +100,7 @@ void qp__print_plan(run *r, FILE *f)
     if (j->files) fprintf(f, "files %s\n", j->files);
     else if (j->file) fprintf(f, "%s as table %s (workers load %s)\n", j->file, j->table,
                               r->input_path ? r->input_path : j->file);
+    else if (j->db) fprintf(f, "table %s of the kdb+ database %s (workers map it)\n", j->table, j->db);
     else fprintf(f, "resident table %s\n", j->table);
     if (r->plan) {
         fprintf(f, "partitions: %" PRId64 " by %s\n", r->plan->n, qp_job_part_name(j->part_by));

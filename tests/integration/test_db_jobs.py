@@ -47,6 +47,9 @@ def test_one_task_per_partition_of_a_db():
     assert sum(int(g["n"]) for g in got) == want, (got, want)
     assert "2022-06-17" in [g["part"] for g in got], got
     assert len(got) == r.stderr.count("done on worker"), r.stderr
+    r = run("--dry-run", p)                     # planned from the db itself
+    assert r.returncode == 0, r.stderr
+    assert f"partitions: {len(got)} by partition" in r.stdout and "0: date=2022.06.17" in r.stdout, r.stdout
 
 
 def test_partitions_selects_some():
