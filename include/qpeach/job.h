@@ -45,6 +45,9 @@ typedef struct qp_job {
     bool categorical;      /* symbols = categorical: the function gets symbol
                             * columns as pandas Categoricals (codes + names),
                             * not arrays of str */
+    bool codes;            /* symbols = codes: enumerated (kdb+) symbol
+                            * columns as SymbolCodes (codes + names, no
+                            * pandas); others as with categorical */
 
     /* [input] */
     char *table;           /* resident table name (or the name file loads as) */

@@ -50,6 +50,10 @@ void qp_py_fini(void);
 enum qp_py_flags {
     QP_PY_PANDAS = 1,          /* tables -> pandas DataFrame (keyed: index) */
     QP_PY_CATEGORICAL = 2,     /* symbol vectors -> pandas Categorical */
+    QP_PY_CODES = 4,           /* enumerations (type 20) -> SymbolCodes:
+                                * codes viewing the indices + the domain as
+                                * a str array; no pandas (other symbol
+                                * vectors as with QP_PY_CATEGORICAL) */
 };
 
 /* q -> Python. x borrowed. Returns a new reference, or NULL with a Python
@@ -77,7 +81,7 @@ qp_value *qp_py_error(void);
 qp_value *qp_py_import(const qp_value *libs);
 /* Defines (or replaces) function name from code: source text (char
  * vector; decorators stripped) or dill bytes (byte vector). opts: NULL or a
- * dict with symbol keys (`pandas`, `categorical`: booleans; `reuse`: when
+ * dict with symbol keys (`pandas`, `categorical`, `codes`: booleans; `reuse`: when
  * name is already defined from the same code with the same pandas and
  * categorical options, keep that definition, module state included,
  * instead of running the code again). Returns a new reference: the SHA-256

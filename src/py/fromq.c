@@ -367,7 +367,7 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     case QP_CHAR:
         return PyUnicode_DecodeUTF8(x->v.data, (Py_ssize_t)x->v.n, "surrogateescape");
     case QP_SYMBOL:
-        return (flags & QP_PY_CATEGORICAL) ? qp__sym_categorical(x) : symbol_objects(x);
+        return (flags & (QP_PY_CATEGORICAL | QP_PY_CODES)) ? qp__sym_categorical(x) : symbol_objects(x);
     case QP_GUID:
         return guid_objects(x);
     default:
@@ -499,7 +499,8 @@ static PyObject *from_q(const qp_value *x, int flags, int depth)
     }
     if (qp_is_vector(x)) return vector_to_py(x, flags);
     if (x->type == QP_ENUM)
-        return (flags & QP_PY_CATEGORICAL) ? qp__enum_categorical(x) : qp__enum_objects(x);
+        return (flags & QP_PY_CODES) ? qp__enum_codes(x)
+             : (flags & QP_PY_CATEGORICAL) ? qp__enum_categorical(x) : qp__enum_objects(x);
     switch (x->type) {
     case QP_LIST: return list_to_py(x, flags, depth);
     case QP_DICT: case QP_SORTED_DICT: return dict_to_py(x, flags, depth);

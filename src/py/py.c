@@ -42,6 +42,28 @@ static PyObject *timeout_exc;  /* qpeach.Timeout */
 /* Helpers easier to write in Python than in C; none is on the call path. */
 static const char helper_src[] =
     "import ast, linecache, sys, textwrap, traceback, types\n"
+    "class SymbolCodes:\n"
+    "    # A kdb+ enumerated symbol column as it is stored (symbols = codes):\n"
+    "    # codes, a read-only int64 array viewing the column's indices, into\n"
+    "    # categories, the enumeration's domain as an array of str.\n"
+    "    # np.asarray() gives the strs; no pandas is imported.\n"
+    "    __slots__ = ('codes', 'categories')\n"
+    "    def __init__(self, codes, categories):\n"
+    "        self.codes, self.categories = codes, categories\n"
+    "    def __len__(self):\n"
+    "        return len(self.codes)\n"
+    "    def __getitem__(self, i):\n"
+    "        c = self.codes[i]\n"
+    "        return self.categories[c] if c.ndim == 0 else SymbolCodes(c, self.categories)\n"
+    "    def __array__(self, dtype=None):\n"
+    "        c = self.codes\n"
+    "        a = self.categories[c]\n"
+    "        if len(c) and c.min() < 0:\n"
+    "            a = a.copy()\n"
+    "            a[c < 0] = ''\n"
+    "        return a if dtype is None else a.astype(dtype)\n"
+    "    def __repr__(self):\n"
+    "        return 'SymbolCodes(%d rows, %d names)' % (len(self.codes), len(self.categories))\n"
     "def compile_source(name, src, ns):\n"
     "    src = textwrap.dedent(src)\n"
     "    fn = '<qpeach:%s>' % name\n"
@@ -324,6 +346,10 @@ int qp_py_init(char *err, size_t errlen)
     PyObject *wm = PyImport_AddModule("_qpeach_worker");     /* borrowed */
     if (!wm || PyModule_AddObjectRef(wm, "Timeout", timeout_exc) < 0)
         return fail_msg(err, errlen, "_qpeach_worker module");
+    PyObject *codes_cls = PyDict_GetItemString(helpers, "SymbolCodes");    /* borrowed */
+    if (!codes_cls || PyModule_AddObjectRef(wm, "SymbolCodes", codes_cls) < 0
+        || qp__symcat_codes_class(codes_cls) < 0)
+        return fail_msg(err, errlen, "SymbolCodes class");
     if (install_timeout() < 0) return fail_msg(err, errlen, "timeout handler");
     ready = true;
     return 0;
@@ -490,7 +516,8 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
     qp_value *id = sha256_hex(code->v.data, (size_t)code->v.n);
     if (!id || qp_is_error(id)) return id;
     int optflags = (opt_flag(opts, "pandas") ? QP_PY_PANDAS : 0) |
-                   (opt_flag(opts, "categorical") ? QP_PY_CATEGORICAL : 0);
+                   (opt_flag(opts, "categorical") ? QP_PY_CATEGORICAL : 0) |
+                   (opt_flag(opts, "codes") ? QP_PY_CODES : 0);
     if (opt_flag(opts, "reuse")) {
         /* The same name from the same code with the same options is kept
          * as it is, module state included: a scheduler re-sending its job's

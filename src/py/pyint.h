@@ -52,6 +52,12 @@ PyObject *qp__symcat_codes(const qp_value *col);
  * domain; copied codes only for nulls or a domain with repeated names.
  * New reference, NULL with an exception. */
 PyObject *qp__enum_categorical(const qp_value *x);
+/* Enum x as SymbolCodes(codes, categories): codes a read-only view of the
+ * indices (a copy, with nulls as the index of ``, when 0Nj occurs), the
+ * categories the domain's strs, made once per domain. New reference. */
+PyObject *qp__enum_codes(const qp_value *x);
+/* Takes the SymbolCodes class (py.c's helpers define it). 0 or -1. */
+int qp__symcat_codes_class(PyObject *cls);
 /* x as an object array of str, filled from the domain's str objects.
  * New reference, NULL with an exception. */
 PyObject *qp__enum_objects(const qp_value *x);

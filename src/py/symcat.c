@@ -318,7 +318,11 @@ typedef struct domain {
     int64_t empty;                 /* index of `` in dom, -1 when absent */
     bool dup;                      /* some name occurs twice */
     PyObject *dtype;               /* CategoricalDtype over dom, NULL until asked */
+    PyObject *cats;                /* dom's strs as a numpy object array, NULL
+                                    * until asked (SymbolCodes) */
 } domain;
+
+static PyObject *codes_cls;        /* py.c's SymbolCodes */
 
 static domain *doms;
 static size_t ndoms, capdoms;
@@ -327,6 +331,7 @@ static void dom_drop(size_t i)
 {
     free(doms[i].strs);
     Py_XDECREF(doms[i].dtype);
+    Py_XDECREF(doms[i].cats);
     qp_unref(doms[i].dom);
     doms[i] = doms[--ndoms];
 }
@@ -453,16 +458,25 @@ static PyObject *index_copy(const qp_value *x, int64_t e)
     return a;
 }
 
-static PyObject *dom_dtype(domain *d)
+/* The domain's strs as a read-only object array, made once (borrowed). */
+static PyObject *dom_cats(domain *d)
 {
-    if (d->dtype) return d->dtype;
+    if (d->cats) return d->cats;
     npy_intp n = (npy_intp)d->dom->v.n;
     PyObject *cats = PyArray_SimpleNew(1, &n, NPY_OBJECT);
     if (!cats) return NULL;
     PyObject **o = PyArray_DATA((PyArrayObject *)cats);
     for (npy_intp i = 0; i < n; i++) { Py_INCREF(d->strs[i]); o[i] = d->strs[i]; }
+    PyArray_CLEARFLAGS((PyArrayObject *)cats, NPY_ARRAY_WRITEABLE);
+    return d->cats = cats;
+}
+
+static PyObject *dom_dtype(domain *d)
+{
+    if (d->dtype) return d->dtype;
+    PyObject *cats = dom_cats(d);
+    if (!cats) return NULL;
     PyObject *idx = PyObject_CallFunction(index_cls, "Os", cats, "object");
-    Py_DECREF(cats);
     d->dtype = idx ? PyObject_CallFunction(dtype_cls, "OO", idx, Py_False) : NULL;
     Py_XDECREF(idx);
     return d->dtype;
@@ -494,10 +508,32 @@ PyObject *qp__enum_categorical(const qp_value *x)
     return codes ? categorical(codes, dtype) : NULL;
 }
 
+int qp__symcat_codes_class(PyObject *cls)
+{
+    Py_INCREF(cls);
+    Py_XSETREF(codes_cls, cls);
+    return 0;
+}
+
+PyObject *qp__enum_codes(const qp_value *x)
+{
+    domain *d = dom_get(x);
+    if (!d) return NULL;
+    if (!codes_cls) return PyErr_Format(PyExc_RuntimeError, "qpeach: no SymbolCodes class");
+    bool null = false;
+    const int64_t *idx = qp_J(x);
+    for (int64_t i = 0; i < x->v.n && !null; i++) null = idx[i] == QP_NULL_J;
+    PyObject *cats = dom_cats(d);
+    PyObject *codes = !cats ? NULL : null ? index_copy(x, d->empty) : index_view(x);
+    PyObject *r = codes ? PyObject_CallFunctionObjArgs(codes_cls, codes, cats, NULL) : NULL;
+    Py_XDECREF(codes);
+    return r;
+}
 
 void qp__symcat_fini(void)
 {
     doms_fini();
+    Py_CLEAR(codes_cls);
     while (nents) drop(nents - 1);
     free(ents);
     ents = NULL;

@@ -481,7 +481,8 @@ static int handler(void *user, const char *section, const char *name, const char
         break;
     case K_SYMBOLS:
         if (!strcmp(value, "categorical")) j->categorical = true;
-        else if (strcmp(value, "str")) BAD("expected str or categorical");
+        else if (!strcmp(value, "codes")) j->codes = true;
+        else if (strcmp(value, "str")) BAD("expected str, categorical or codes");
         break;
     case K_TLS:
         if (!parse_bool(value, &j->tls)) BAD("expected true or false");

@@ -241,12 +241,12 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
          * SHA-256), so a repeated run does not compile and run the module
          * again; symbols as codes + names (categorical) for the function:
          * no str object per row, and it can group by the codes directly. */
-        bool cat = i == 0 && job->categorical;
-        qp_value *ok = qp_vector(QP_SYMBOL, cat ? 2 : 1), *on = qp_vector(QP_BOOL, cat ? 2 : 1);
+        const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
+        qp_value *ok = qp_vector(QP_SYMBOL, sym_opt ? 2 : 1), *on = qp_vector(QP_BOOL, sym_opt ? 2 : 1);
         if (ok && on) {
             qp_S(ok)[0] = qp_sym_intern("reuse", 5);
             qp_G(on)[0] = 1;
-            if (cat) { qp_S(ok)[1] = qp_sym_intern("categorical", 11); qp_G(on)[1] = 1; }
+            if (sym_opt) { qp_S(ok)[1] = qp_sym_intern(sym_opt, strlen(sym_opt)); qp_G(on)[1] = 1; }
         }
         m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), qp_cstring(mod),
                                      qp_dict(ok, on))
