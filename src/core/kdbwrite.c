@@ -31,6 +31,7 @@
  */
 #include "kdbwrite_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -212,7 +213,8 @@ static int plan_check(plan *p, const qp_kdb_write_opts *opts, char *err, size_t 
 {
     if (!p->t || p->t->type != QP_TABLE)
         return qp__kw_fail(err, errlen, QP_EARG, "not a table (a keyed table must be unkeyed first)");
-    if (!good_name(p->name) || !strcmp(p->name, "sym") || !strcmp(p->name, "par.txt"))
+    /* a q name: a letter first, so it cannot look like a partition */
+    if (!good_name(p->name) || !strcmp(p->name, "sym") || !isalpha((unsigned char)p->name[0]))
         return qp__kw_fail(err, errlen, QP_EARG, "bad table name '%s'", p->name ? p->name : "");
     p->ncol = (int)qp_count(qp_table_names(p->t));
     p->n = qp_count(p->t);
