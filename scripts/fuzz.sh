@@ -4,11 +4,11 @@
 # few CSV files, runs each for SECONDS and prints executions and findings
 # per target. Exits non-zero on any finding.
 # Usage: sh scripts/fuzz.sh [SECONDS] [TARGET...]
-#   targets: fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv
+#   targets: fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv fuzz_kdbfile
 set -eu
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv"}
+targets=${*:-"fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv fuzz_kdbfile"}
 out=build/fuzz
 CC=${FUZZ_CC:-clang}
 mkdir -p "$out"
@@ -21,6 +21,7 @@ for t in $targets; do
     fuzz_server) src="$core $(ls src/net/*.c)"; libs="$(pkg-config --libs openssl) -lm" ;;
     fuzz_jobfile) src="src/core/value.c src/core/sym.c src/sched/job.c"; libs="$(pkg-config --libs inih) -lm" ;;
     fuzz_csv) src=$core; libs="-lm" ;;
+    fuzz_kdbfile) src="$codec src/core/kdbfile.c src/core/kdbnest.c src/core/kdbzip.c"; libs="$(pkg-config --libs zlib) -lm" ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
     esac
     echo "== building $out/$t"
@@ -30,7 +31,7 @@ done
 
 # ---- seed corpora ----
 $CC -std=c11 -O1 tests/fuzz/seeds.c -o "$out/seeds"
-for t in decode decompress server jobfile csv; do mkdir -p "$out/corpus_$t"; done
+for t in decode decompress server jobfile csv kdbfile; do mkdir -p "$out/corpus_$t"; done
 mkdir -p "$out/findings"
 "$out/seeds" "$out/corpus_decode" "$out/corpus_decompress"
 # server: byte 0 odd = log in first, then the codec's messages, and calls
@@ -62,6 +63,22 @@ printf '\001sym,price,size,time,date\nIBM,101.5,100,09:30:00.000,2024.01.02\nMSF
 printf '\010SFJ\nname,v,n\n"a,b",1.5,7\n"x""y",,8\n' >"$out/corpus_csv/typed"
 printf '\004a\tb\n1\t2\n\t\n' >"$out/corpus_csv/tabs"
 printf '\003g,p,b,x\n8c680a01-5a49-5aab-5a65-d4bfddb6a661,2024.01.02D10:00:00.123456789,1,0x0a\n,,0,\n' >"$out/corpus_csv/types"
+# kdbfile: the fixture dbs' files (never copied into the repository), each
+# as uint32 length + file + its name# companion when it has one.
+${PYTHON:-/usr/bin/python3} - "$out/corpus_kdbfile" "${QPEACH_FIXTURES:-../shared/fixtures/kdb}" <<'PY'
+import os, struct, sys
+d, fix = sys.argv[1], sys.argv[2]
+k = 0
+for root, _, files in os.walk(fix):
+    for name in sorted(files):
+        p = os.path.join(root, name)
+        if name.endswith("#") or name.endswith(".csv") or os.path.getsize(p) > 65536:
+            continue
+        body = open(p, "rb").read()
+        comp = open(p + "#", "rb").read()[:65536] if os.path.exists(p + "#") else b""
+        open(os.path.join(d, f"f{k:04d}"), "wb").write(struct.pack("<I", len(body)) + body + comp)
+        k += 1
+PY
 
 # ---- runs ----
 status=0

@@ -30,8 +30,8 @@ enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
 /* Loads one file q wrote: `ff 01` flat value (a table, a `sym` domain, a
  * `.d`), `fe 20` vector (zero-count rule), `fd 20` enumeration or anymap
  * page, pre-3.6 `fe` + name enumeration, pre-3.6 nested (77+t with
- * `name#`), any of them inside `kxzipped` (algorithms 0, 1, 2; 3/4/5 when
- * built with the library). Enumerations resolve against domain files in
+ * `name#`), any of them inside `kxzipped` (algorithms 0, 1, 2; 3/4/5
+ * snappy/lz4hc/zstd and encrypted files are refused by name). Enumerations resolve against domain files in
  * folder domains (NULL: the file's own folder, then its parents up to
  * three levels, which covers splayed and partitioned layouts). */
 qp_value *qp_kdb_load_file(const char *path, const char *domains, unsigned flags);
@@ -57,7 +57,7 @@ bool qp_kdb_has(qp_kdb *db, const char *table);
 /* The virtual partition column of a partitioned table ("date", "month",
  * "year" or "int"), or NULL for splayed and flat tables. Borrowed. */
 const char *qp_kdb_part_column(qp_kdb *db, const char *table);
-/* The partitions that hold the table, ascending: a date (14), month (13)
+/* The partitions whose folder holds the table, ascending: a date (14), month (13)
  * or long (7; for year and int partitions) vector. An empty long vector
  * for splayed and flat tables. New reference, or an error value. */
 qp_value *qp_kdb_partitions(qp_kdb *db, const char *table);
@@ -65,7 +65,8 @@ qp_value *qp_kdb_partitions(qp_kdb *db, const char *table);
  * partition column first. Reads the `.d` and the headers of one
  * partition's columns only. New reference, or an error value. */
 qp_value *qp_kdb_meta(qp_kdb *db, const char *table);
-/* Row count (all partitions; reads one column header per partition).
+/* Row count (all partitions; reads one `.d` and then one column header
+ * per partition).
  * Returns 0 or a negative code, with a message in err. */
 int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t errlen);
 /* One partition (index into qp_kdb_partitions) of a partitioned table, the

@@ -82,6 +82,11 @@ int qp__kdb_peek(const char *path, qp__khead *h, char *err, size_t errlen);
  * from cache/the db via env. Used by kdbdb.c. */
 qp_value *qp__kdb_load(const char *path, const qp__kdb_env *env);
 
+/* The domain file name in folder dir (symbol vector, new reference), an
+ * error value when it cannot be read, or NULL when dir has no such file or
+ * it is not a symbol list (a column named `sym`, say). */
+qp_value *qp__kdb_domain_in(const char *dir, const char *name);
+
 /* ---- Databases (kdbdb.c: opening and listing; kdbtab.c: tables) ---- */
 
 #include <pthread.h>

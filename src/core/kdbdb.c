@@ -16,7 +16,9 @@
  * date > month > year/int wins, other folders are not partitions), with
  * par.txt segments; splayed folders (with .d, or without .d when they hold
  * only files, as finspace's) and flat table files (ff 01, type 98) at the
- * root; or one splayed folder opened directly (its domains in its parent).
+ * root; or one splayed folder opened directly. Domain files are looked for
+ * in the opened folder, then up to two parents (a partition or a table
+ * folder opened alone finds the root's `sym`).
  *
  * Unverified (no public db has them): par.txt segments (tested only with a
  * db built by copying fixture partitions), month and year partitions.
@@ -152,6 +154,18 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
     return 0;
 }
 
+/* True when entry e of folder dir is a folder (stat when the file system
+ * does not say). */
+static bool entry_is_dir(const char *dir, const struct dirent *e)
+{
+    if (e->d_type != DT_UNKNOWN) return e->d_type == DT_DIR;
+    char *p = join(dir, e->d_name);
+    struct stat st;
+    bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return yes;
+}
+
 /* True when folder dir is a splayed table: it has .d, or it holds files
  * and no folder (finspace's splays have no .d). */
 static bool is_splay(const char *dir)
@@ -166,8 +180,8 @@ static bool is_splay(const char *dir)
     int files = 0, dirs = 0;
     for (struct dirent *e; (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
-        if (e->d_type == DT_DIR) dirs++;
-        else if (e->d_type == DT_REG || e->d_type == DT_UNKNOWN) files++;
+        if (entry_is_dir(dir, e)) dirs++;
+        else files++;
     }
     closedir(h);
     return files > 0 && dirs == 0;
@@ -205,7 +219,8 @@ static int list_folder(opening *o, const char *seg, bool root, bool parts)
     for (struct dirent *e; !rc && (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
         int64_t v;
-        int kind = e->d_type == DT_DIR && parts ? part_of(e->d_name, &v) : PK_NONE;
+        int kind = parts ? part_of(e->d_name, &v) : PK_NONE;
+        if (kind != PK_NONE && !entry_is_dir(seg, e)) kind = PK_NONE;
         if (kind != PK_NONE) { rc = cand_add(o, kind, v, seg, e->d_name); continue; }
         if (!root) continue;
         char *p = join(seg, e->d_name);
@@ -269,7 +284,7 @@ static int settle_parts(opening *o)
               : has[PK_INT] ? PK_INT : has[PK_YEAR] ? PK_YEAR : PK_NONE;
     if (db->pkind == PK_INT)           /* 2015 beside 451353600000000000: ints */
         for (int64_t i = 0; i < o->nc; i++) if (o->c[i].kind == PK_YEAR) o->c[i].kind = PK_INT;
-    qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
+    if (o->nc) qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
     db->parts = calloc((size_t)(o->nc ? o->nc : 1), sizeof *db->parts);
     if (!db->parts) return QP_ENOMEM;
     for (int64_t i = 0; i < o->nc; i++) {
@@ -282,7 +297,7 @@ static int settle_parts(opening *o)
         if (!h) continue;               /* unreadable: a partition without tables */
         int rc = 0;
         for (struct dirent *e; !rc && (e = readdir(h));) {
-            if (e->d_name[0] == '.' || (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)) continue;
+            if (e->d_name[0] == '.' || !entry_is_dir(db->parts[p].dir, e)) continue;
             qp__ktable *t = table_add(db, e->d_name, KT_PART);
             if (!t) { rc = QP_ENOMEM; break; }
             if (t->kind != KT_PART) {   /* a root splay of the same name: partitioned wins */
@@ -348,7 +363,7 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
     if (!rc) rc = settle_parts(&o);
     if (!rc) rc = lone_splay(db);
     if (rc) goto fail;
-    qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
+    if (db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
     for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
     free(o.c);
     *out = db;
@@ -441,16 +456,18 @@ static qp_value *db_domain(void *data, const char *name)
     for (int i = 0; i < db->ndoms && !d; i++)
         if (strcmp(db->doms[i].name, name) == 0) d = qp_ref(db->doms[i].v);
     if (d) goto done;
-    char *p = join(db->domdir, name);
-    char err[512];
-    qp_buf *b = NULL;
-    if (!p) { d = qp_error("%s: out of memory", ce->path); goto done; }
-    if (qp__kdb_bytes(p, &b, err, sizeof err) < 0)
-        d = qp_error("%s: enumeration domain `%s: %s", ce->path, name, err);
-    else
-        d = qp__kdb_syms(b->data, b->len, p);
-    qp_buf_unref(b);
-    free(p);
+    /* The db's folder, then up to two parents: a partition or a table
+     * folder opened on its own finds the root's domains. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", db->domdir);
+    for (int up = 0; up < 3 && !d; up++) {
+        d = qp__kdb_domain_in(dir, name);
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir) break;
+        *slash = 0;
+    }
+    if (!d) d = qp_error("%s: enumeration domain `%s not found in %s or its parents", ce->path,
+                         name, db->domdir);
     if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
     if (db->ndoms == db->capdoms) {
         int cap = db->capdoms ? db->capdoms * 2 : 4;

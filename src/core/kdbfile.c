@@ -381,7 +381,7 @@ typedef struct fileenv {
 
 /* Looks for domain name in folder dir: NULL when there is no such file, or
  * when it is not a symbol list (a column named `sym` beside the file). */
-static qp_value *domain_in(const char *dir, const char *name)
+qp_value *qp__kdb_domain_in(const char *dir, const char *name)
 {
     char p[PATH_MAX];
     struct stat st;
@@ -404,7 +404,7 @@ static qp_value *file_domain(void *data, const char *name)
         if (fe->cache[i] && strcmp(fe->names[i], name) == 0) return qp_ref(fe->cache[i]);
     qp_value *d = NULL;
     if (fe->domains) {
-        d = domain_in(fe->domains, name);
+        d = qp__kdb_domain_in(fe->domains, name);
     } else {
         char dir[PATH_MAX];
         snprintf(dir, sizeof dir, "%s", fe->path);
@@ -412,7 +412,7 @@ static qp_value *file_domain(void *data, const char *name)
             char *slash = strrchr(dir, '/');
             if (slash) *slash = 0;
             else strcpy(dir, ".");
-            d = domain_in(dir, name);
+            d = qp__kdb_domain_in(dir, name);
             if (!slash) break;
         }
     }

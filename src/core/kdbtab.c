@@ -321,38 +321,54 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags)
 /* Counts and meta                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Rows of the splayed folder dir: the header of its first column. */
-static int count_splay(qp_kdb *db, const char *dir, int64_t *n, char *err, size_t errlen)
+/* Rows of the column file at path: its header (a flat column is decoded). */
+static int count_col(qp_kdb *db, const char *path, int64_t *n, char *err, size_t errlen)
+{
+    qp__khead h;
+    int rc = qp__kdb_peek(path, &h, err, errlen);
+    if (rc || h.n >= 0) {
+        *n = rc ? 0 : h.n;
+        return rc;
+    }
+    qp__colenv ce;
+    qp__kdb_env env;
+    qp__kdb_colenv(&ce, &env, db, path, 0);
+    qp_value *x = qp__kdb_load(path, &env);
+    if (!x || qp_is_error(x)) {
+        snprintf(err, errlen, "%s", x ? x->s : "out of memory");
+        rc = QP_EIO;
+    } else {
+        *n = qp_count(x);
+    }
+    qp_unref(x);
+    return rc;
+}
+
+/* The first column's name of splayed folder dir (NULL: no columns). */
+static int first_column(const char *dir, const char **name, char *err, size_t errlen)
 {
     qp_value *names = qp__kdb_columns(dir);
-    int rc = 0;
-    *n = 0;
+    *name = NULL;
     if (!names || qp_is_error(names)) {
         snprintf(err, errlen, "%s", names ? names->s : "out of memory");
         qp_unref(names);
         return names ? QP_EIO : QP_ENOMEM;
     }
-    if (names->v.n) {
-        char *p = join(dir, qp_S(names)[0]);
-        qp__khead h;
-        rc = p ? qp__kdb_peek(p, &h, err, errlen) : QP_ENOMEM;
-        if (!rc && h.n >= 0) *n = h.n;
-        if (!rc && h.n < 0) {               /* a flat column: decode it to count */
-            qp__colenv ce;
-            qp__kdb_env env;
-            qp__kdb_colenv(&ce, &env, db, p, 0);
-            qp_value *x = qp__kdb_load(p, &env);
-            if (!x || qp_is_error(x)) {
-                snprintf(err, errlen, "%s", x ? x->s : "out of memory");
-                rc = QP_EIO;
-            } else {
-                *n = qp_count(x);
-            }
-            qp_unref(x);
-        }
-        free(p);
-    }
+    if (names->v.n) *name = qp_S(names)[0];        /* interned: outlives names */
     qp_unref(names);
+    return 0;
+}
+
+/* Rows of the table in dir: the header of column col (or of its first). */
+static int count_splay(qp_kdb *db, const char *dir, const char *col, int64_t *n, char *err,
+                       size_t errlen)
+{
+    *n = 0;
+    int rc = col ? 0 : first_column(dir, &col, err, errlen);
+    if (rc || !col) return rc;
+    char *p = join(dir, col);
+    rc = p ? count_col(db, p, n, err, errlen) : QP_ENOMEM;
+    free(p);
     return rc;
 }
 
@@ -364,7 +380,7 @@ int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t er
         snprintf(err, errlen, "%s: no table %s", db->path, table);
         return QP_EARG;
     }
-    if (t->kind == KT_SPLAY) return count_splay(db, t->path, n, err, errlen);
+    if (t->kind == KT_SPLAY) return count_splay(db, t->path, NULL, n, err, errlen);
     if (t->kind == KT_FLAT) {
         qp_value *x = load_flat(db, t, 0);
         int rc = qp_is_error(x) ? QP_EIO : 0;
@@ -373,15 +389,20 @@ int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t er
         qp_unref(x);
         return rc;
     }
-    for (int64_t i = 0; i < t->nparts; i++) {
+    /* One .d (the last partition's) names the column; then one header
+     * per partition. */
+    char *last = join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
+    const char *col = NULL;
+    int rc = last ? first_column(last, &col, err, errlen) : QP_ENOMEM;
+    free(last);
+    for (int64_t i = 0; !rc && col && i < t->nparts; i++) {
         char *dir = join(db->parts[t->parts[i]].dir, t->name);
         int64_t k = 0;
-        int rc = dir ? count_splay(db, dir, &k, err, errlen) : QP_ENOMEM;
+        rc = dir ? count_splay(db, dir, col, &k, err, errlen) : QP_ENOMEM;
         free(dir);
-        if (rc) return rc;
         *n += k;
     }
-    return 0;
+    return rc;
 }
 
 static const char TC[] = " bg xhijefcspmdznuvt";

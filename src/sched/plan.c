@@ -82,6 +82,12 @@ static int cmp_guid(const void *a, const void *b) { return memcmp(a, b, 16); }
 
 qp_value *qp_distinct_sorted(const qp_value *v)
 {
+    if (v->type == QP_ENUM) {      /* the distinct symbols it stands for */
+        qp_value *r = qp_enum_resolve(v);
+        qp_value *d = r ? qp_distinct_sorted(r) : NULL;
+        qp_unref(r);
+        return d;
+    }
     int (*cmp)(const void *, const void *) = NULL;
     switch (v->type) {
     case QP_BOOL: case QP_BYTE: cmp = cmp_u8; break;
@@ -115,14 +121,7 @@ qp_value *qp_distinct_sorted(const qp_value *v)
 int qp_partplan_column(const char *column, const qp_value *values, qp_partplan **out)
 {
     *out = NULL;
-    if (values && values->type == QP_ENUM) {   /* by the symbols it stands for */
-        qp_value *r = qp_enum_resolve(values);
-        if (!r) return QP_ENOMEM;
-        int rc = qp_partplan_column(column, r, out);
-        qp_unref(r);
-        return rc;
-    }
-    if (!qp_is_vector(values)) return QP_EARG;
+    if (!qp_is_vector(values) && values->type != QP_ENUM) return QP_EARG;
     qp_value *d = qp_distinct_sorted(values);
     if (!d) return QP_ENOMEM;
     if (qp_is_error(d)) { qp_unref(d); return QP_ETYPE; }

@@ -166,6 +166,14 @@ static void test_enum_consumers(void)
     CU_ASSERT_EQUAL(col->v.n, 6);
     CU_ASSERT_STRING_EQUAL(qp_S(col)[5], "goog");
     qp_unref(cat);
+    /* partitioning by an enum column: by its distinct symbols */
+    qp_value *d = qp_distinct_sorted(e);
+    CU_ASSERT_EQUAL_FATAL(d->type, QP_SYMBOL);
+    CU_ASSERT_EQUAL(d->v.n, 3);                  /* ``goog`msft */
+    qp_unref(d);
+    qp_partplan *plan = NULL;
+    CU_ASSERT_EQUAL(qp_partplan_column("s", e, &plan), 0);
+    qp_partplan_free(plan);
     qp_test_rmtree(dir);
     qp_unref(rt);
     qp_unref(t);
