@@ -473,9 +473,7 @@ static void test_round_trip(void)
     char err[512];
     CU_ASSERT_EQUAL(qp_kdb_write(db, "all", t, NULL, err, sizeof err), 0);
     /* partitioned, rows in file order (sorted by date already), no p#: the
-     * virtual date column comes back first, as it is in the CSV. (Written
-     * before reading: the reader at merge time trips UBSan opening a db
-     * without partitions, qsort(NULL, 0) in kdbdb.c settle_parts.) */
+     * virtual date column comes back first, as it is in the CSV */
     qp_kdb_write_opts plain = {.partition = "date", .parted = ""};
     CU_ASSERT_EQUAL(qp_kdb_write(db, "pall", t, &plain, err, sizeof err), 0);
     qp_value *back = read_back(db, "all");
