@@ -8,29 +8,35 @@
  *     (domain name "sym" at byte 16, `fd 00 14 attr 0000` + int64 count at
  *     4080) then int64 indices; p# adds q's index after the data (layout
  *     in kdbwrite_sym.c);
+ *   - general lists of vectors (strings): q's anymap NAME + NAME# (see
+ *     write_nested);
  *   - `.d` and a new db/sym: `ff 01 0b 00` + int32 count + NUL-ended
  *     names. A sym file q extends with `?` keeps count 0, and appends keep
  *     the existing header (stale counts are normal), so we do the same.
  *
  * Memory rules: nothing of t is copied. Columns are streamed to their files
  * through one 64 KiB buffer; a partitioned or p# write keeps one int64 row
- * permutation (8 bytes a row) and the p# runs of one partition. The sym
+ * permutation (8 bytes a row) and the p# runs of one partition; a nested
+ * column keeps one int64 offset per row of one partition. The sym
  * domain (existing file read whole + new names, which point into t's
  * interned symbols) lives for the call only.
  *
  * Atomicity: every table folder is written complete (columns, then .d) in
- * a temporary folder beside its final place (".NAME.qpXXXXXX", a name q
- * and the reader skip). Only when all are written, db/sym is replaced by a
+ * a temporary folder beside its final place (".NAME.qpXXXXXX": a dot name,
+ * which the reader skips). Only when all are written, db/sym is replaced by a
  * temporary copy holding the old bytes plus the new names (the old file
  * kept as a hard link until the end), then each temporary folder is
  * renamed into place (an existing table folder moved aside first). Any
- * failure undoes every step: the db is left as it was, apart from folders
- * we could not remove (named in err). A reader never sees a half-written
- * table folder; it may see the new sym before the folders (extra names are
- * harmless). No fsync: this protects against errors, not power loss.
+ * failure undoes every step (best effort: an undo that itself fails, e.g.
+ * a rename back, is not reported): the db is left as it was. A reader
+ * never sees a half-written table folder; it may see a new, still empty
+ * partition folder while the write runs, and the new sym before the
+ * folders (extra names are harmless). No fsync: this protects against
+ * errors, not power loss.
  */
 #include "kdbwrite_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -212,7 +218,8 @@ static int plan_check(plan *p, const qp_kdb_write_opts *opts, char *err, size_t 
 {
     if (!p->t || p->t->type != QP_TABLE)
         return qp__kw_fail(err, errlen, QP_EARG, "not a table (a keyed table must be unkeyed first)");
-    if (!good_name(p->name) || !strcmp(p->name, "sym") || !strcmp(p->name, "par.txt"))
+    /* a q name: a letter first, so it cannot look like a partition */
+    if (!good_name(p->name) || !strcmp(p->name, "sym") || !isalpha((unsigned char)p->name[0]))
         return qp__kw_fail(err, errlen, QP_EARG, "bad table name '%s'", p->name ? p->name : "");
     p->ncol = (int)qp_count(qp_table_names(p->t));
     p->n = qp_count(p->t);

@@ -26,9 +26,11 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+/* Rehashes into a table at least twice the names (and twice the old). */
 static int grow_slots(qp__kw_sym *s)
 {
     size_t size = s->slots ? (s->mask + 1) * 2 : 1024;
+    while (size < (size_t)(s->n + 1) * 2) size *= 2;
     int64_t *slots = calloc(size, sizeof *slots);
     if (!slots) return QP_ENOMEM;
     free(s->slots);
@@ -105,8 +107,6 @@ static int parse_sym(qp__kw_sym *s, const char *path, char *err, size_t errlen)
         if (push_name(s, b + at)) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
     s->nold = s->n;
     if (grow_slots(s)) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
-    while ((size_t)s->n * 2 > s->mask + 1)
-        if (grow_slots(s)) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
     return 0;
 }
 
