@@ -128,3 +128,26 @@ def test_csv_input_becomes_a_splayed_table_the_workers_map():
     assert sum(int(g["n"]) for g in got) == 300 and {g["cat"] for g in got} == {"1"}, got
     r = run(p)                                   # reused: not parsed again
     assert r.returncode == 0 and "parsed" not in r.stderr, r.stderr
+
+
+def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
+    need(DOLPHIN)
+    d = tmpdir()
+    write(d, "c.py", "import sys\nimport numpy as np\ndef f(t):\n"
+          "    s = t['sym']\n"
+          "    assert type(s).__name__ == 'SymbolCodes', type(s)\n"
+          "    assert s.codes.dtype == np.int64 and not s.codes.flags.writeable, s.codes.flags\n"
+          "    assert not s.codes.flags.owndata and len(s) == len(t['date'])\n"
+          "    names = np.asarray(s)\n"
+          "    assert all(names[i] == s.categories[s.codes[i]] for i in range(0, len(s), 97))\n"
+          "    return {'sym': np.unique(names), 'pandas': np.array(['pandas' in sys.modules] * len(np.unique(names)))}\n")
+    p = write(d, "c.ini", f"[job]\nname = c\nfunction = c.py:f\nsymbols = codes\n[input]\ndb = {DOLPHIN}\n"
+              "table = Daily\n[partition]\nby = partition\n[workers]\nlocal = 1\n[merge]\nhow = concat\n"
+              "[output]\npath = out/c.csv\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = rows_of(os.path.join(d, "out", "c.csv"))
+    with open(os.path.join(DOLPHIN_CSV, "Daily.csv")) as f:
+        want = sorted({row["sym"] for row in csv.DictReader(f)})
+    assert sorted(g["sym"] for g in got) == want, (got[:3], want[:3])
+    assert {g["pandas"] for g in got} == {"0"}, "pandas was imported"
