@@ -77,9 +77,11 @@ qp_value *qp_kdb_table_part(qp_kdb *db, const char *table, int64_t part, unsigne
 /* The partition whose value is v (a date/month/long atom), as above; an
  * error value when the table has no such partition. */
 qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsigned flags);
-/* The whole table: a splayed or flat table as it is on disk (mapped); a
- * partitioned one as every partition concatenated (this copies). New
- * reference, or an error value. */
+/* The whole table: a splayed or flat table as it is on disk (mapped, read
+ * once and kept by the db: later calls return the same value, as q maps a
+ * db until it is loaded again); a partitioned one as every partition
+ * concatenated (this copies, every call). New reference, or an error
+ * value. */
 qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
 
 /* ---- Writing (q 4.x bytes) ---- */

@@ -105,6 +105,8 @@ typedef struct qp__ktable {
     char *path;            /* splayed folder or flat file (NULL: partitioned) */
     int64_t *parts;        /* partitioned: indexes into db->parts, ascending */
     int64_t nparts, cap;
+    qp_value *mapped[2];   /* splayed and flat: the table once read, without
+                            * and with QP_KDB_ENUMS (db->lock guards them) */
 } qp__ktable;
 
 typedef struct qp__kdom {
@@ -112,7 +114,8 @@ typedef struct qp__kdom {
     qp_value *v;           /* the domain (one reference) */
 } qp__kdom;
 
-/* Immutable after qp_kdb_open but for the domain cache, which lock guards. */
+/* Immutable after qp_kdb_open but for the domain cache and the tables'
+ * mapped values, which lock guards. */
 struct qp_kdb {
     pthread_mutex_t lock;
     char *path;            /* as given, without trailing slashes */

@@ -384,6 +384,8 @@ void qp_kdb_close(qp_kdb *db)
     for (int i = 0; i < db->ntables; i++) {
         free(db->tables[i].path);
         free(db->tables[i].parts);
+        qp_unref(db->tables[i].mapped[0]);
+        qp_unref(db->tables[i].mapped[1]);
     }
     for (int i = 0; i < db->ndoms; i++) qp_unref(db->doms[i].v);
     free(db->doms);

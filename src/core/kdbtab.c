@@ -307,13 +307,31 @@ static qp_value *load_flat(qp_kdb *db, const qp__ktable *t, unsigned flags)
     return x ? x : qp_error("%s: out of memory", t->path);
 }
 
+/* A splayed or flat table is read (mapped, its enumerations checked) once
+ * and kept: every later call, e.g. each task's rows of it, gets the same
+ * value. The files are not looked at again, as q maps a db once until it
+ * is loaded again: a table rewritten on disk is seen after the next mount. */
+static qp_value *cached(qp_kdb *db, qp__ktable *t, unsigned flags)
+{
+    int k = (flags & QP_KDB_ENUMS) != 0;
+    pthread_mutex_lock(&db->lock);
+    qp_value *x = qp_ref(t->mapped[k]);
+    pthread_mutex_unlock(&db->lock);
+    if (x) return x;
+    x = t->kind == KT_SPLAY ? load_splay(db, t->path, t->name, flags) : load_flat(db, t, flags);
+    if (!x || qp_is_error(x)) return x;
+    pthread_mutex_lock(&db->lock);
+    if (!t->mapped[k]) t->mapped[k] = qp_ref(x);      /* a racing reader may have won */
+    pthread_mutex_unlock(&db->lock);
+    return x;
+}
+
 qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags)
 {
     qp_value *err = NULL;
     qp__ktable *t = find_or(db, table, &err);
     if (!t) return err;
-    if (t->kind == KT_SPLAY) return load_splay(db, t->path, t->name, flags);
-    if (t->kind == KT_FLAT) return load_flat(db, t, flags);
+    if (t->kind == KT_SPLAY || t->kind == KT_FLAT) return cached(db, t, flags);
     return whole_parted(db, t, flags);
 }
 

@@ -26,6 +26,11 @@ int qp_topo_load(const char *synthetic, qp_topo **out)
     qp_topo *t = calloc(1, sizeof *t);
     if (!t) return QP_ENOMEM;
     int rc = QP_ENOMEM;
+    /* Cores and NUMA nodes are all we ask; hwloc's I/O plugins (PCI,
+     * OpenCL, GL, libxml) would each be dlopen'd with their libraries at
+     * every init: ~50 ms of every `qpeach run`. The user's setting wins. */
+    setenv("HWLOC_PLUGINS_BLACKLIST", "hwloc_pci,hwloc_opencl,hwloc_gl,hwloc_xml_libxml,hwloc_cuda,"
+           "hwloc_nvml,hwloc_rsmi,hwloc_levelzero", 0);      /* hwloc 2.9 spells it so */
     if (hwloc_topology_init(&t->h)) { free(t); return QP_ENOMEM; }
     if (synthetic && hwloc_topology_set_synthetic(t->h, synthetic)) { rc = QP_EARG; goto fail; }
     if (hwloc_topology_load(t->h)) { rc = -(errno ? errno : EINVAL); goto fail; }

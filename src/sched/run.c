@@ -277,7 +277,7 @@ done:
     }
     /* A failed merge, reducer or output keeps every finished task. */
     if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
-    for (int i = 0; r->ws && i < r->nw; i++) qp__worker_down(&r->ws[i], true);
+    if (r->ws) qp__workers_stop(r->ws, r->nw);
     if (r->tmpdir[0]) {
         for (int i = 0; i < r->nw; i++) {
             char p[300];

@@ -47,6 +47,9 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         if (fd >= 0) { dup2(fd, 2); }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
+        /* Python (and numpy) start as soon as the worker runs, while we
+         * connect and prepare the setup calls, instead of at the first. */
+        setenv("QPEACH_PY_EAGER", "1", 1);
         char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg,
                          job->db ? "--db" : NULL, job->db, NULL };
         execv(self, argv);
@@ -80,7 +83,7 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
                      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
             return QP_ECLOSED;
         }
-        usleep(20000);
+        usleep(2000);           /* a worker listens ~6 ms after its exec */
     }
     w->nfl = w->flhead = w->tasks_in = 0;
     return 0;
@@ -101,6 +104,23 @@ void qp__worker_down(qp__worker *w, bool kill_process)
         kill(w->pid, SIGKILL);
         waitpid(w->pid, &st, 0);
         w->pid = 0;
+    }
+}
+
+void qp__workers_stop(qp__worker *ws, int n)
+{
+    /* Every result is in hand: no worker has anything left to say, so
+     * they are killed at once, all of them before waiting for any (a
+     * SIGTERM would have each finalize Python, one after another). */
+    for (int i = 0; i < n; i++) {
+        qp_conn_close(ws[i].c);
+        ws[i].c = NULL;
+        if (ws[i].local && ws[i].pid > 0) kill(ws[i].pid, SIGKILL);
+    }
+    for (int i = 0; i < n; i++) {
+        int st;
+        if (ws[i].local && ws[i].pid > 0) waitpid(ws[i].pid, &st, 0);
+        ws[i].pid = 0;
     }
 }
 

@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""Cold job from a kdb+ database: `qpeach run` (2 local workers, VWAP by
+sym over a splayed trade table, whole process timed) against one numpy
+process doing the same VWAP on the same columns stored as .npy files and
+read with mmap_mode='r' (symbols as int codes + names). Both run in this
+one invocation, alternately, with the page cache warm; medians.
+
+Also the memory the workers hold: the total PSS (/proc/PID/smaps_rollup)
+of both workers at its peak during a run, against the table's own bytes.
+Mapped columns are shared page cache, so PSS splits them between the
+processes mapping them instead of counting them twice.
+
+  bench_cold.py [--rows N] [--reps R] [--json]
+
+Prints the two ratios; with --json a last line of JSON for the harness.
+The VWAP of both is checked equal (relative 1e-9); exit 1 if not.
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QP = os.path.join(ROOT, os.environ.get("QPEACH_BUILD", "build"), "qpeach")
+PY = "/usr/bin/python3"
+
+NUMPY_SCRIPT = """import json, sys
+import numpy as np
+d = sys.argv[1]
+px = np.load(d + '/price.npy', mmap_mode='r')
+sz = np.load(d + '/size.npy', mmap_mode='r')
+code = np.load(d + '/sym.npy', mmap_mode='r')
+names = np.load(d + '/names.npy')
+w = sz.astype(float)
+pv = np.bincount(code, weights=px * w, minlength=len(names))
+vol = np.bincount(code, weights=w, minlength=len(names))
+print(json.dumps({str(n): p / v for n, p, v in zip(names, pv, vol) if v}))
+"""
+
+JOB = """[job]
+name = vwap
+function = {root}/jobs/vwap.py:vwap_parts
+libraries = np=numpy
+symbols = codes
+[input]
+db = {db}
+table = trade
+[partition]
+by = rows
+[workers]
+local = 2
+[merge]
+how = sum-by-key
+key = sym
+reducer = {root}/jobs/vwap.py:finish
+[output]
+path = {out}
+"""
+
+
+def prepare(d, rows):
+    """The trade table as a kdb+ db (qpeach db import) and as .npy files."""
+    csv_path = os.path.join(d, "trades.csv")
+    subprocess.run([PY, os.path.join(ROOT, "scripts", "gen_trades.py"), "--rows", str(rows),
+                    "--out", csv_path], check=True)
+    db = os.path.join(d, "db")
+    subprocess.run([QP, "db", "import", csv_path, db, "trade", "--types", "SFJ"], check=True,
+                   stdout=subprocess.DEVNULL)
+    npy = os.path.join(d, "npy")
+    os.makedirs(npy)
+    import pandas as pd                   # its C parser: 10M rows in seconds
+    t = pd.read_csv(csv_path, dtype={"sym": "category", "price": "float64", "size": "int64"})
+    np.save(os.path.join(npy, "price.npy"), t["price"].to_numpy())
+    np.save(os.path.join(npy, "size.npy"), t["size"].to_numpy())
+    np.save(os.path.join(npy, "sym.npy"), t["sym"].cat.codes.to_numpy().astype(np.int64))
+    np.save(os.path.join(npy, "names.npy"), np.asarray(t["sym"].cat.categories).astype(str))
+    with open(os.path.join(d, "numpy_vwap.py"), "w") as f:
+        f.write(NUMPY_SCRIPT)
+    out = os.path.join(d, "out", "vwap.csv")
+    job = os.path.join(d, "vwap.ini")
+    with open(job, "w") as f:
+        f.write(JOB.format(root=ROOT, db=db, out=out))
+    os.remove(csv_path)
+    table_bytes = sum(os.path.getsize(os.path.join(db, "trade", c)) for c in ("sym", "price", "size"))
+    return db, npy, job, out, table_bytes
+
+
+def timed(argv):
+    t = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{argv[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
+    return time.perf_counter() - t, r.stdout
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def peak_worker_pss(job):
+    """Runs the job once, sampling its workers' total PSS every 5 ms."""
+    p = subprocess.Popen([QP, "run", "--quiet", job], stdout=subprocess.DEVNULL)
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, sum(pss_kb(c) for c in children(p.pid)))
+        time.sleep(0.005)
+    if p.returncode:
+        sys.exit(f"qpeach run failed ({p.returncode})")
+    return peak * 1024
+
+
+def read_vwap(path):
+    with open(path) as f:
+        return {r["sym"]: float(r["vwap"]) for r in csv.DictReader(f)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="qpeach-bench-cold-")
+    try:
+        db, npy, job, out, table_bytes = prepare(d, a.rows)
+        npy_argv = [PY, os.path.join(d, "numpy_vwap.py"), npy]
+        qp_argv = [QP, "run", "--quiet", job]
+        timed(npy_argv), timed(qp_argv)                     # page cache warm
+        tn, tq = [], []
+        for _ in range(a.reps):
+            t, res = timed(npy_argv)
+            tn.append(t)
+            tq.append(timed(qp_argv)[0])
+        want, got = json.loads(res), read_vwap(out)
+        same = sorted(want) == sorted(got) and all(abs(got[k] - want[k]) <= 1e-9 * abs(want[k])
+                                                    for k in want)
+        pss = max(peak_worker_pss(job) for _ in range(3))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    mn, mq = statistics.median(tn), statistics.median(tq)
+    print(f"cold VWAP, {a.rows:,} rows from a kdb+ db, page cache warm, median of {a.reps}:")
+    print(f"  numpy, 1 process on mmap'd .npy: {mn:.3f} s")
+    print(f"  qpeach run, local = 2:           {mq:.3f} s   speed ratio numpy/qpeach = {mn / mq:.2f}x")
+    print(f"  workers' total peak PSS {pss / 2**20:.0f} MB, table {table_bytes / 2**20:.0f} MB: "
+          f"{pss / table_bytes:.2f}x the table's bytes")
+    print("  results equal: " + ("yes" if same else "NO"))
+    if a.json:
+        print(json.dumps({"rows": a.rows, "numpy_s": tn, "qpeach_s": tq, "pss_bytes": pss,
+                          "table_bytes": table_bytes, "same": same}))
+    sys.exit(0 if same else 1)
+
+
+if __name__ == "__main__":
+    main()
