@@ -1,7 +1,8 @@
 #!/bin/sh
 # make demo: generate 10M trades once (cached under data/), run the VWAP job
 # (jobs/vwap.ini) on 2 local pinned workers with a progress bar, print the
-# result and where it was written.
+# result and where it was written. The first run converts the CSV once into
+# a kdb+ splayed table (jobs/.qpeach/vwap.input-*/), which the workers map.
 set -e
 BUILD=${1:-build}
 QP="$BUILD/qpeach"
@@ -22,6 +23,9 @@ echo "== the plan"
 
 echo "== qpeach run jobs/vwap.ini"
 "$QP" run jobs/vwap.ini
+
+echo "== the input, as the kdb+ table the workers mapped"
+"$QP" db info "$(ls -d jobs/.qpeach/vwap.input-*/ | head -1)"
 
 echo "== result"
 cat out/vwap.csv

@@ -3,6 +3,9 @@
 
   gen_trades.py --rows 10000000 --out data/trades.csv
   gen_trades.py --rows 300000 --days 3 --dir data/daily   # one file per day
+  gen_trades.py --rows 3000000 --days 5 --out data/dated.csv --dated
+      # one file with a leading date column (2024.01.01 ...), for
+      # `qpeach db import data/dated.csv data/db trade --partition date`
 
 Deterministic for a given --seed, so tests can recompute the answer with
 numpy. Uses Debian's python3 + numpy only.
@@ -27,10 +30,10 @@ def make(rows, seed):
     return sym, price, size
 
 
-def write(path, sym, price, size, chunk=1_000_000):
+def write(path, sym, price, size, chunk=1_000_000, date=None):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write("sym,price,size\n")
+        f.write("date,sym,price,size\n" if date is not None else "sym,price,size\n")
         for a in range(0, len(sym), chunk):
             b = min(a + chunk, len(sym))
             # Formatting in numpy, one string per row, is much faster than
@@ -38,6 +41,8 @@ def write(path, sym, price, size, chunk=1_000_000):
             px = np.char.mod("%.2f", price[a:b])
             sz = size[a:b].astype(str)
             lines = np.char.add(np.char.add(np.char.add(sym[a:b], ","), np.char.add(px, ",")), sz)
+            if date is not None:
+                lines = np.char.add(date[a:b], lines)
             f.write("\n".join(lines.tolist()))
             f.write("\n")
     os.replace(tmp, path)
@@ -50,9 +55,11 @@ def main():
     ap.add_argument("--out", help="one CSV file")
     ap.add_argument("--days", type=int, default=0, help="split into this many daily files")
     ap.add_argument("--dir", help="folder for the daily files")
+    ap.add_argument("--dated", action="store_true",
+                    help="with --out and --days: a leading date column, rows spread over the days")
     a = ap.parse_args()
     sym, price, size = make(a.rows, a.seed)
-    if a.days:
+    if a.days and a.dir:
         os.makedirs(a.dir, exist_ok=True)
         edges = np.linspace(0, a.rows, a.days + 1).astype(int)
         for d in range(a.days):
@@ -60,7 +67,11 @@ def main():
             write(os.path.join(a.dir, "2024.01.%02d.csv" % (d + 1)), sym[s:e], price[s:e], size[s:e])
     if a.out:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        write(a.out, sym, price, size)
+        date = None
+        if a.dated:
+            day = np.minimum(np.arange(a.rows) * max(a.days, 1) // max(a.rows, 1), max(a.days, 1) - 1)
+            date = np.char.add(np.char.mod("2024.01.%02d", day + 1), ",")
+        write(a.out, sym, price, size, date=date)
     if not a.out and not a.days:
         ap.error("give --out and/or --days with --dir")
     return 0

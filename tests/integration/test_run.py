@@ -197,9 +197,9 @@ def test_categorical_symbols_equal_numpy():
     r = run(vwap_job(d, by="column", merge="concat", symbols="categorical", out="out/c.csv"))
     assert r.returncode == 0, r.stderr
     same(read_vwap(os.path.join(d, "out", "c.csv")), want)
-    p = write(d, "bad.ini", "[job]\nsymbols = codes\n")
+    p = write(d, "bad.ini", "[job]\nsymbols = enum\n")
     r = run(p)
-    assert r.returncode == 2 and "bad.ini:2: [job] symbols: expected str or categorical" in r.stderr, r.stderr
+    assert r.returncode == 2 and "bad.ini:2: [job] symbols: expected str, categorical or codes" in r.stderr, r.stderr
 
 
 def test_servers_over_tls_equal_numpy():
