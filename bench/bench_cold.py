@@ -10,9 +10,10 @@ of both workers at its peak during a run, against the table's own bytes.
 Mapped columns are shared page cache, so PSS splits them between the
 processes mapping them instead of counting them twice.
 
-  bench_cold.py [--rows N] [--reps R] [--json]
+  bench_cold.py [--rows N] [--reps R] [--json] [--save]
 
-Prints the two ratios; with --json a last line of JSON for the harness.
+Prints the two ratios; with --json a last line of JSON for the harness;
+with --save also writes the text to bench/results/cold.txt.
 The VWAP of both is checked equal (relative 1e-9); exit 1 if not.
 """
 import argparse
@@ -141,6 +142,7 @@ def main():
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--save", action="store_true")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="qpeach-bench-cold-")
     try:
@@ -160,12 +162,18 @@ def main():
     finally:
         shutil.rmtree(d, ignore_errors=True)
     mn, mq = statistics.median(tn), statistics.median(tq)
-    print(f"cold VWAP, {a.rows:,} rows from a kdb+ db, page cache warm, median of {a.reps}:")
-    print(f"  numpy, 1 process on mmap'd .npy: {mn:.3f} s")
-    print(f"  qpeach run, local = 2:           {mq:.3f} s   speed ratio numpy/qpeach = {mn / mq:.2f}x")
-    print(f"  workers' total peak PSS {pss / 2**20:.0f} MB, table {table_bytes / 2**20:.0f} MB: "
-          f"{pss / table_bytes:.2f}x the table's bytes")
-    print("  results equal: " + ("yes" if same else "NO"))
+    text = (f"cold VWAP, {a.rows:,} rows from a kdb+ db, page cache warm, median of {a.reps}:\n"
+            f"  numpy, 1 process on mmap'd .npy: {mn:.3f} s  (runs: {' '.join(f'{t:.3f}' for t in tn)})\n"
+            f"  qpeach run, local = 2:           {mq:.3f} s  (runs: {' '.join(f'{t:.3f}' for t in tq)})\n"
+            f"  speed ratio numpy/qpeach = {mn / mq:.2f}x (> 1: qpeach faster)\n"
+            f"  workers' total peak PSS {pss / 2**20:.0f} MB, table {table_bytes / 2**20:.0f} MB: "
+            f"{pss / table_bytes:.2f}x the table's bytes\n"
+            f"  results equal: {'yes' if same else 'NO'}\n")
+    print(text, end="")
+    if a.save:
+        with open(os.path.join(HERE, "results", "cold.txt"), "w") as f:
+            f.write(f"`{' '.join(sys.argv)}` on {os.cpu_count()} cores, "
+                    f"{time.strftime('%Y-%m-%d %H:%M')}\n" + text)
     if a.json:
         print(json.dumps({"rows": a.rows, "numpy_s": tn, "qpeach_s": tq, "pss_bytes": pss,
                           "table_bytes": table_bytes, "same": same}))

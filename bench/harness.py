@@ -354,6 +354,27 @@ def workloads(quick):
                      "peak RSS (all processes) / the table's own bytes", note=str(rows))
 
 
+def cold(quick):
+    """A cold job from a kdb+ db vs numpy on mmap'd .npy (bench_cold.py)."""
+    rows = 1_000_000 if quick else 10_000_000
+    log(f"== cold job from a kdb+ db, {rows:,} rows")
+    r = sh([PY, os.path.join(HERE, "bench_cold.py"), "--rows", str(rows), "--reps", "3" if quick else "9",
+            "--json"], timeout=3600)
+    try:
+        j = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        failures.append("cold: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        return
+    if not j["same"]:
+        failures.append("cold: qpeach's VWAP differs from numpy's")
+    case = f"vwap {rows // 1_000_000}M from a db"
+    mn, mq = statistics.median(j["numpy_s"]), statistics.median(j["qpeach_s"])
+    emit("cold", case, "qpeach run, local = 2", "median s", mq, "s", mn, mn / mq,
+         "numpy on mmap'd .npy, 1 process / this time (>1: faster)", note=f"median of {len(j['qpeach_s'])}")
+    emit("cold", case, "workers' peak PSS", "bytes", j["pss_bytes"], "B", j["table_bytes"],
+         j["pss_bytes"] / j["table_bytes"], "PSS of both workers / the table's bytes")
+
+
 def growth(quick):
     """Extra sizes for the cost-growth curves (the workload sizes add theirs)."""
     sizes = [300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
@@ -415,6 +436,10 @@ def markdown(info, mode, cmd, csv_name):
     table("workload", ["workload", "contender", "median", "× numpy", "note"],
           lambda r: [r["case"], r["contender"], fmt(r["value"]) + (" s" if r["value"] != "" else ""),
                      fmt(r["ratio"]) if r["status"] == "ok" else r["status"], r["note"]])
+    L += ["### Cold job from a kdb+ db (ratio = numpy on mmap'd .npy in one process / qpeach run; "
+          "PSS of both workers / the table's bytes)", ""]
+    table("cold", ["case", "measure", "value", "ratio", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]) + " " + r["unit"], fmt(r["ratio"]), r["note"]])
     L += ["### Per-task overhead, 10,000 empty tasks (ratio = Pool chunksize=1 / contender)", ""]
     table("overhead", ["contender", "µs per task", "× Pool", "note"],
           lambda r: [r["contender"], fmt(r["value"]), fmt(r["ratio"]) if r["status"] == "ok" else r["status"],
@@ -454,19 +479,19 @@ def markdown(info, mode, cmd, csv_name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,workloads,growth")
+    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,workloads,cold,growth")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args()
     mode = "quick" if a.quick else "full"
     cmd = "make bench-quick" if a.quick else "make bench"
-    sections = (a.only or "codec,latency,overhead,workloads,growth").split(",")
+    sections = (a.only or "codec,latency,overhead,workloads,cold,growth").split(",")
     if "codec" in sections:
         install_nodeq()
     info = machine()
     log("machine:", json.dumps(info))
     for s in sections:
         {"codec": codec, "latency": latency, "overhead": overhead, "workloads": workloads,
-         "growth": growth}[s](a.quick)
+         "cold": cold, "growth": growth}[s](a.quick)
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     csv_name = f"{mode}-{stamp}.csv"
