@@ -166,3 +166,36 @@ def test_info_q_written_db():
                  "table t: 4 rows, partitioned by date, 2 partitions 2015.01.01..2015.01.02, 4 columns",
                  "table tref: 3 rows, splayed, 2 columns"):
         assert line in r.stdout.splitlines(), r.stdout
+
+
+def test_round_trip_import_info_serve_get_equals_the_csv():
+    """import a CSV -> `qpeach db info` -> a server mounting the db answers
+    `.qp.get` with the CSV's values (partitioned and splayed)."""
+    import csv
+    import datetime
+    from harness import Server
+    from qipc import Conn
+    d = tmpdir()
+    rows = [("2024.01.0%d" % (1 + i % 3), "S%d" % (i % 4), 1.5 * i, i * 7) for i in range(60)]
+    src = os.path.join(d, "t.csv")
+    write(src, "date,sym,price,size\n" + "".join("%s,%s,%r,%d\n" % r for r in rows))
+    db = os.path.join(d, "db")
+    r = qpeach("db", "import", src, db, "trade", "--partition", "date", "--types", "DSFJ", "--no-parted")
+    assert r.returncode == 0, r.stderr
+    r = qpeach("db", "import", src, db, "flat", "--types", "DSFJ")
+    assert r.returncode == 0, r.stderr
+    info = qpeach("db", "info", db)
+    assert info.returncode == 0, info.stderr
+    assert "table trade: 60 rows, partitioned by date, 3 partitions 2024.01.01..2024.01.03" in info.stdout, info.stdout
+    assert "table flat: 60 rows" in info.stdout, info.stdout
+    epoch = datetime.date(2000, 1, 1)
+    days = lambda s: (datetime.date(*map(int, s.split("."))) - epoch).days
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for name in ("trade", "flat"):
+            t = c.call(".qp.get `" + name).cols
+            if name == "trade":                 # partitions in date order
+                assert t["date"].items == sorted(t["date"].items), t["date"]
+            got = sorted(zip([days(x) if isinstance(x, str) else x for x in t["date"].items],
+                             t["sym"].items, t["price"].items, t["size"].items))
+            want = sorted((days(a), b, p, z) for a, b, p, z in rows)
+            assert got == want, (name, got[:3], want[:3])
