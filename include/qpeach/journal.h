@@ -60,11 +60,15 @@ int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len
 /* Group commit: qp_journal_write appends a record (one write(), so a
  * killed process loses nothing; a power cut may lose it) and
  * qp_journal_sync makes every record written so far durable with one
- * fdatasync (a no-op when nothing is pending). The scheduler syncs once per
- * dispatch round, after refilling the workers' windows, so the disk wait
- * overlaps work instead of stalling it per task. Return 0 or -errno. */
+ * fdatasync (a no-op when nothing is pending), waiting for it.
+ * qp_journal_sync_async asks for the same without waiting: a thread of the
+ * journal's runs the fdatasync (tens of ms on some disks) while the caller
+ * goes on; the scheduler asks once per dispatch round and waits (sync)
+ * only before the output is written. Both return 0 or -errno, including a
+ * failed earlier fdatasync (the error sticks). One thread calls these. */
 int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len);
 int qp_journal_sync(qp_journal *j);
+int qp_journal_sync_async(qp_journal *j);
 
 /* SHA-256 of a file's bytes. Returns 0 or -errno. */
 int qp_sha256_file(const char *path, uint8_t out[32]);

@@ -289,7 +289,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
 
 static int journal_sync(run *r)
 {
-    int rc = qp_journal_sync(r->journal);
+    int rc = qp_journal_sync_async(r->journal);
     if (rc && !r->failure[0])
         snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
     return rc;

@@ -8,6 +8,7 @@
 #include "qpeach/value.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <msgpack.h>
 #include <openssl/sha.h>
@@ -30,7 +31,17 @@ struct qp_journal {
     int state;
     record *rec;
     int64_t n, cap;
-    bool dirty;            /* records written since the last fdatasync */
+    /* The syncer thread (started by the first qp_journal_sync_async): it
+     * runs fdatasync while the dispatch loop goes on. Generations count
+     * writes; mu guards everything below. */
+    pthread_t th;
+    bool th_started, th_stop;
+    pthread_mutex_t mu;
+    pthread_cond_t want_cv, done_cv;
+    uint64_t gen;          /* writes so far */
+    uint64_t want;         /* sync requested up to this generation */
+    uint64_t synced;       /* durable up to this generation */
+    int err;               /* a failed fdatasync's -errno; sticks */
 };
 
 /* ---- hashing ---- */
@@ -131,16 +142,64 @@ int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
     if (len) memcpy(rec + h, bytes, len);
     int rc = write_all(j->fd, rec, h + len);
     free(rec);
-    if (!rc) j->dirty = true;
+    if (!rc) {
+        pthread_mutex_lock(&j->mu);
+        j->gen++;
+        pthread_mutex_unlock(&j->mu);
+    }
+    return rc;
+}
+
+static void *syncer(void *data)
+{
+    qp_journal *j = data;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->th_stop && j->want <= j->synced) pthread_cond_wait(&j->want_cv, &j->mu);
+        if (j->th_stop) break;
+        uint64_t target = j->want;
+        pthread_mutex_unlock(&j->mu);
+        int rc = fdatasync(j->fd) ? -errno : 0;      /* every write before `target` */
+        pthread_mutex_lock(&j->mu);
+        if (rc && !j->err) j->err = rc;
+        j->synced = target;
+        pthread_cond_broadcast(&j->done_cv);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+int qp_journal_sync_async(qp_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->th_started && !j->th_stop) {
+        j->th_started = pthread_create(&j->th, NULL, syncer, j) == 0;
+        j->th_stop = !j->th_started;        /* no thread: sync inline from now on */
+    }
+    int rc = j->err;
+    bool inline_sync = !j->th_started && j->gen > j->synced;
+    uint64_t target = j->gen;
+    if (j->th_started && j->gen > j->want) {
+        j->want = j->gen;
+        pthread_cond_signal(&j->want_cv);
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (inline_sync && !rc) {
+        rc = fdatasync(j->fd) ? -errno : 0;
+        if (!rc) j->synced = target;
+    }
     return rc;
 }
 
 int qp_journal_sync(qp_journal *j)
 {
-    if (!j->dirty) return 0;
-    if (fdatasync(j->fd)) return -errno;
-    j->dirty = false;
-    return 0;
+    int rc = qp_journal_sync_async(j);
+    pthread_mutex_lock(&j->mu);
+    uint64_t target = j->gen;
+    while (j->th_started && !j->err && j->synced < target) pthread_cond_wait(&j->done_cv, &j->mu);
+    if (!rc) rc = j->err;
+    pthread_mutex_unlock(&j->mu);
+    return rc;
 }
 
 int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len)
@@ -280,6 +339,11 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
     *out = NULL;
     msg[0] = '\0';
     qp_journal *j = calloc(1, sizeof *j);
+    if (j) {
+        pthread_mutex_init(&j->mu, NULL);
+        pthread_cond_init(&j->want_cv, NULL);
+        pthread_cond_init(&j->done_cv, NULL);
+    }
     if (!j) return QP_ENOMEM;
     j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     int rc;
@@ -323,7 +387,7 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
         /* Durable with the first records, by the next qp_journal_sync: a
          * header lost to a power cut before then loses no finished task
          * (there is none yet), and --resume then starts over. */
-        j->dirty = true;
+        j->gen++;
     }
     *out = j;
     return 0;
@@ -335,6 +399,14 @@ fail:
 void qp_journal_close(qp_journal *j)
 {
     if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    j->th_stop = true;
+    pthread_cond_signal(&j->want_cv);
+    pthread_mutex_unlock(&j->mu);
+    if (j->th_started) pthread_join(j->th, NULL);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->want_cv);
+    pthread_cond_destroy(&j->done_cv);
     if (j->fd >= 0) close(j->fd);
     for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
     free(j->rec);

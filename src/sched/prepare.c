@@ -291,7 +291,7 @@ qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
         snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
         return NULL;
     }
-    if (r->journal && (rc = qp_journal_sync(r->journal))) {
+    if (r->journal && (rc = qp_journal_sync_async(r->journal))) {
         snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
         return NULL;
     }

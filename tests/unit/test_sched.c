@@ -424,6 +424,26 @@ static void test_journal(void)
     qp_journal_record(j, 2, &task, &b, &len);
     CU_ASSERT(task == 1ll << 40 && len == sizeof big && !memcmp(b, big, len));
     CU_ASSERT_EQUAL(qp_journal_append(j, 4, "four", 4), 0);
+    /* Group commit through the syncer thread: records written between
+     * requests, a request with nothing new, then a wait. */
+    CU_ASSERT_EQUAL(qp_journal_write(j, 5, "five", 4), 0);
+    CU_ASSERT_EQUAL(qp_journal_sync_async(j), 0);
+    CU_ASSERT_EQUAL(qp_journal_write(j, 6, "six", 3), 0);
+    CU_ASSERT_EQUAL(qp_journal_sync_async(j), 0);
+    CU_ASSERT_EQUAL(qp_journal_sync_async(j), 0);
+    CU_ASSERT_EQUAL(qp_journal_sync(j), 0);
+    qp_journal_close(j);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_count(j), 6);
+    qp_journal_record(j, 5, &task, &b, &len);
+    CU_ASSERT(task == 6 && len == 3 && !memcmp(b, "six", 3));
+    qp_journal_close(j);        /* then the 4 records the tests below expect */
+    CU_ASSERT_EQUAL(truncate(path, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, false, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 3, "three", 5), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 0, "", 0), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 1ll << 40, big, sizeof big), 0);
+    CU_ASSERT_EQUAL(qp_journal_append(j, 4, "four", 4), 0);
     qp_journal_close(j);
 
     /* Tear the last record at every length: the whole ones survive, the
