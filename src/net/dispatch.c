@@ -388,7 +388,8 @@ int qp__expr_parse(const char *s, size_t n, qp__expr *e)
         if (p != end) goto bad;
         return 0;
     }
-    if (!isspace((unsigned char)*p)) goto bad;
+    /* f x, and f`x as q reads it (.qp.count`trade) */
+    if (!isspace((unsigned char)*p) && *p != '`') goto bad;
     if (!(x = qp__literal_parse(p, (size_t)(end - p), NULL, 0))) goto bad;
     if (qp_vec_append(e->args, &x)) goto nomem;
     return 0;
@@ -401,6 +402,155 @@ bad:
     qp_unref(e->args);
     e->args = NULL;
     return QP_EARG;
+}
+
+/* ====================================================================
+ * Errors for text qpeach does not evaluate
+ *
+ * A kdb+ user types q (`count trade`, `select from t`, `til 10`). The
+ * answer names what the server does evaluate and, when there is one, the
+ * .qp call that does the same work. One line: clients show q errors on one.
+ * ==================================================================== */
+
+#define EVALUATES "qpeach evaluates literals, global names and f[x;y] / f x calls of its " \
+                  "functions with literal arguments"
+
+/* Where a q word's .qp equivalent finds its table in the text. */
+enum { ARG_NONE, ARG_NEXT, ARG_FROM };
+#define QSQL_NOTE ", or a Python function on it via .qp.apply"
+
+/* q words with a .qp equivalent: `count trade` -> .qp.count`trade. */
+static const struct { const char *word, *call; int arg; const char *note; } q_equiv[] = {
+    { "count", ".qp.count`", ARG_NEXT, "" },   { "meta", ".qp.meta`", ARG_NEXT, "" },
+    { "cols", ".qp.meta`", ARG_NEXT, "" },     { "tables", ".qp.tables[]", ARG_NONE, "" },
+    { "get", ".qp.get`", ARG_NEXT, "" },       { "value", ".qp.get`", ARG_NEXT, "" },
+    { "set", ".qp.set[`name;value]", ARG_NONE, "" },
+    { "select", ".qp.get`", ARG_FROM, QSQL_NOTE }, { "exec", ".qp.get`", ARG_FROM, QSQL_NOTE },
+    { "update", ".qp.get`", ARG_FROM, QSQL_NOTE }, { "delete", ".qp.get`", ARG_FROM, QSQL_NOTE },
+};
+
+/* Other q keywords: space-separated, with a space at each end. */
+static const char q_keywords[] =
+    " abs aj all and any asc asof avg avgs by ceiling cor cov cross cut deltas desc dev "
+    "differ distinct div each ej enlist except exit exp fby fills first fkeys flip floor "
+    "from group hcount hopen iasc idesc ij in inter insert key keys last like lj log "
+    "lower lsq ltrim max maxs mcount md5 med min mins mmax mmin mod msum neg next not "
+    "null or over parse peach prd prds prev rand rank ratios raze read0 read1 reciprocal "
+    "reverse rtrim save scan show signum sin sqrt ss ssr string sublist sum sums sv "
+    "system til trim type uj ungroup union upper upsert var view where within wj wsum "
+    "xasc xbar xcol xdesc xexp xgroup xkey xlog xprev xrank ";
+
+static bool is_q_keyword(const char *w, size_t n)
+{
+    if (n == 0 || n > 16) return false;
+    char key[20];
+    snprintf(key, sizeof key, " %.*s ", (int)n, w);
+    return strstr(q_keywords, key) != NULL;
+}
+
+/* Whether name is a q keyword (with or without a .qp equivalent). */
+static bool is_q_word(const char *name)
+{
+    for (size_t i = 0; i < sizeof q_equiv / sizeof q_equiv[0]; i++)
+        if (!strcmp(name, q_equiv[i].word)) return true;
+    return is_q_keyword(name, strlen(name));
+}
+
+/* The name after p (skipping blanks, `[` and a backquote); "t" if none. */
+static void next_name(const char *p, const char *end, char *out, size_t len)
+{
+    while (p < end && (isspace((unsigned char)*p) || *p == '[' || *p == '`')) p++;
+    const char *b = p;
+    while (p < end && name_char(*p)) p++;
+    if (p == b) snprintf(out, len, "t");
+    else snprintf(out, len, "%.*s", (int)(p - b), b);
+}
+
+/* The position after the word "from" in text, or end. */
+static const char *after_from(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && !name_char(*p)) p++;
+        const char *w = p;
+        while (p < end && name_char(*p)) p++;
+        if (p - w == 4 && !memcmp(w, "from", 4)) return p;
+    }
+    return end;
+}
+
+/* Whether text (outside strings and symbols) holds a q operator, adverb,
+ * lambda, system command or keyword. */
+static bool looks_like_q(const char *p, const char *end)
+{
+    const char *start = p;
+    while (p < end) {
+        if (*p == '"') {                             /* skip "..." with its escapes */
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\' && p + 1 < end) p++;
+            if (p < end) p++;
+        } else if (*p == '`') {
+            for (p++; p < end && sym_char(*p); p++) {}
+        } else if (isalpha((unsigned char)*p)) {
+            const char *w = p;
+            while (p < end && name_char(*p)) p++;
+            if (is_q_keyword(w, (size_t)(p - w))) return true;
+        } else if (isdigit((unsigned char)*p)) {
+            while (p < end && name_char(*p)) p++;    /* 1.5e, 0x0a, 10b */
+        } else if (*p && strchr("+*%&|<>=~!#,$@?'^:{}\\", *p)) {
+            return true;
+        } else if (*p == '-' && p > start && (name_char(p[-1]) || p[-1] == ')' || p[-1] == ']')) {
+            return true;                             /* x-1, not the literal -1 */
+        } else {
+            p++;
+        }
+    }
+    return false;
+}
+
+/* Fills buf with a hint for text: the .qp call that does what its q word
+ * would, or that q is not evaluated; empty when text does not look like q
+ * (a malformed literal, an unknown name). */
+static void q_hint(const char *s, size_t n, char *buf, size_t len)
+{
+    const char *p = s, *end = s + n;
+    buf[0] = 0;
+    while (p < end && isspace((unsigned char)*p)) p++;
+    const char *w = p;
+    while (p < end && name_char(*p)) p++;
+    size_t wn = (size_t)(p - w);
+    for (size_t i = 0; wn && i < sizeof q_equiv / sizeof q_equiv[0]; i++) {
+        if (strlen(q_equiv[i].word) != wn || memcmp(w, q_equiv[i].word, wn)) continue;
+        char t[64] = "";
+        if (q_equiv[i].arg != ARG_NONE)
+            next_name(q_equiv[i].arg == ARG_FROM ? after_from(p, end) : p, end, t, sizeof t);
+        snprintf(buf, len, "try %s%s%s", q_equiv[i].call, t, q_equiv[i].note);
+        return;
+    }
+    if (looks_like_q(w, end)) snprintf(buf, len, "q operators and keywords are not evaluated");
+}
+
+/* The error for text qpeach does not evaluate (a char message). */
+static qp_value *unsupported_text(const char *s, size_t n)
+{
+    char hint[160];
+    q_hint(s, n, hint, sizeof hint);
+    int m = n > 200 ? 200 : (int)n;
+    return qp_error("qpeach: unsupported expression: %.*s%s (%s%s" EVALUATES ")", m, s,
+                    n > 200 ? "..." : "", hint, hint[0] ? "; " : "");
+}
+
+/* The error for a call of a function this server does not have: text is
+ * the char message that named it (NULL for a list message, whose first
+ * argument args[0] may name a table). A q keyword gets the hint. */
+static qp_value *unknown_fn(const char *name, const qp_value *text, const qp_value *args)
+{
+    if (!is_q_word(name)) return qp_error("qpeach: unknown function: %s", name);
+    if (text) return unsupported_text(qp_C(text), (size_t)text->v.n);
+    char call[128], hint[160];
+    const qp_value *a0 = args && args->type == QP_LIST && args->v.n ? qp_K(args)[0] : NULL;
+    snprintf(call, sizeof call, "%s %s", name, a0 && a0->type == -QP_SYMBOL ? a0->s : "");
+    q_hint(call, strlen(call), hint, sizeof hint);
+    return qp_error("qpeach: unknown function: %s (%s; " EVALUATES ")", name, hint);
 }
 
 /* ====================================================================
@@ -421,37 +571,65 @@ static const char *pykx_lambda_or_name(const qp_value *f)
     return qp_sym_intern(fn, strlen(fn));
 }
 
+/* A char message as a call: 0 with *name and *args (NULL for a bare
+ * name) set, or 1 with j->result set (a literal's value, or an error). */
+static int resolve_text(qp__job *j, const qp_value *x, const char **name, qp_value **args)
+{
+    int64_t sp = 0;
+    while (sp < x->v.n && isspace((unsigned char)qp_C(x)[sp])) sp++;
+    if (sp == x->v.n) { j->result = qp_identity(); return 1; }   /* "" is (::) */
+    /* PyKX's session check and pykx.q load (pykxwire.c): answered as q
+     * with pykx.q loaded answers them */
+    int pk = qp__pykx_text(qp_C(x), (size_t)x->v.n);
+    if (pk == QP__PYKX_SESSION) { j->result = qp_bool(true); return 1; }
+    if (pk == QP__PYKX_LOAD) { j->result = qp_identity(); return 1; }
+    qp__expr e;
+    int rc = qp__expr_parse(qp_C(x), (size_t)x->v.n, &e);
+    if (rc == QP_ENOMEM) { j->result = qp_error("wsfull"); return 1; }
+    if (rc) {
+        int n = x->v.n > 200 ? 200 : (int)x->v.n;
+        snprintf(j->what, sizeof j->what, "%.*s", n, qp_C(x));
+        /* a literal evaluates to itself, as in q */
+        if (!(j->result = qp__literal_parse(qp_C(x), (size_t)x->v.n, NULL, 0)))
+            j->result = unsupported_text(qp_C(x), (size_t)x->v.n);
+        return 1;
+    }
+    *name = e.name;
+    *args = e.args;
+    return 0;
+}
+
+/* A bare name: a global's value, a db table (read off the loop, as
+ * .qp.get `name), or q's error for an undefined name. text: the char
+ * message that named it, or NULL. */
+static void resolve_global(qp_server *s, qp__job *j, const char *name, const qp_value *text)
+{
+    snprintf(j->what, sizeof j->what, "%s", name);
+    if ((j->result = qp__global_get(s, name))) return;
+    if (qp__db_has(s, name)) {
+        if (!(j->args = qp_list(1, qp_symbol(name)))) { j->result = qp_error("wsfull"); return; }
+        j->fn = qp__fn_find(s, qp_sym_intern(".qp.get", 7));
+        return;
+    }
+    if (qp__fn_find(s, name))
+        j->result = qp_error("qpeach: %s is a function: call it as %s[...]", name, name);
+    else if (is_q_word(name))                 /* `tables` alone: say what to use */
+        j->result = unknown_fn(name, text, NULL);
+    else
+        j->result = qp_error("%s", name);    /* q's error for an undefined name */
+}
+
 /* Turns a decoded message into a call (j->fn, j->args) or a result. */
 static void resolve(qp_server *s, qp__job *j, qp_value *x)
 {
     const char *name = NULL;
     qp_value *args = NULL;
     if (x->type == QP_CHAR) {
-        int64_t sp = 0;
-        while (sp < x->v.n && isspace((unsigned char)qp_C(x)[sp])) sp++;
-        if (sp == x->v.n) { j->result = qp_identity(); return; }   /* "" is (::) */
-        /* PyKX's session check and pykx.q load (pykxwire.c): answered as q
-         * with pykx.q loaded answers them */
-        int pk = qp__pykx_text(qp_C(x), (size_t)x->v.n);
-        if (pk == QP__PYKX_SESSION) { j->result = qp_bool(true); return; }
-        if (pk == QP__PYKX_LOAD) { j->result = qp_identity(); return; }
-        qp__expr e;
-        int rc = qp__expr_parse(qp_C(x), (size_t)x->v.n, &e);
-        if (rc == QP_ENOMEM) { j->result = qp_error("wsfull"); return; }
-        if (rc) {
-            int n = x->v.n > 200 ? 200 : (int)x->v.n;
-            j->result = qp_error("qpeach: unsupported expression: %.*s%s (qpeach evaluates "
-                                 "global names and calls of .qp functions)",
-                                 n, qp_C(x), x->v.n > 200 ? "..." : "");
-            snprintf(j->what, sizeof j->what, "%.*s", n, qp_C(x));
-            return;
-        }
-        name = e.name;
-        args = e.args;
-        if (!e.call) goto global;
+        if (resolve_text(j, x, &name, &args)) return;
+        if (!args) { resolve_global(s, j, name, x); return; }
     } else if (x->type == -QP_SYMBOL) {
-        name = x->s;
-        goto global;
+        resolve_global(s, j, x->s, NULL);
+        return;
     } else if (x->type == QP_LIST && x->v.n >= 1 &&
                (qp_K(x)[0]->type == -QP_SYMBOL || qp_K(x)[0]->type == QP_CHAR)) {
         qp_value *f = qp_K(x)[0];
@@ -482,8 +660,8 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
     }
     const qp__fn *fn = qp__fn_find(s, name);
     if (!fn) {
+        j->result = unknown_fn(name, x->type == QP_CHAR ? x : NULL, args);
         qp_unref(args);
-        j->result = qp_error("qpeach: unknown function: %s", name);
         return;
     }
     if (fn->nargs >= 0 && args->v.n != fn->nargs) {
@@ -494,21 +672,6 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
     }
     j->fn = fn;
     j->args = args;
-    return;
-global:
-    qp_unref(args);
-    snprintf(j->what, sizeof j->what, "%s", name);
-    if ((j->result = qp__global_get(s, name))) return;
-    if (qp__db_has(s, name)) {
-        /* a db table is read off the loop: as .qp.get `name */
-        if (!(j->args = qp_list(1, qp_symbol(name)))) { j->result = qp_error("wsfull"); return; }
-        j->fn = qp__fn_find(s, qp_sym_intern(".qp.get", 7));
-        return;
-    }
-    if (qp__fn_find(s, name))
-        j->result = qp_error("qpeach: %s is a function: call it as %s[...]", name, name);
-    else
-        j->result = qp_error("%s", name);    /* q's error for an undefined name */
 }
 
 static void encode(qp__job *j)

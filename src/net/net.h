@@ -105,7 +105,7 @@ typedef struct qp__expr {
     bool call;             /* name[args] or name x; else a bare name */
     qp_value *args;        /* general list of arguments (new reference) */
 } qp__expr;
-/* Parses "name", "name[a;b]", "name x". Returns 0 and fills e, or
+/* Parses "name", "name[a;b]", "name x", "name`sym". Returns 0 and fills e, or
  * QP_EARG (unsupported: the caller builds the message) / QP_ENOMEM. */
 int qp__expr_parse(const char *s, size_t n, qp__expr *e);
 

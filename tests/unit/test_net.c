@@ -145,6 +145,12 @@ static void test_expr(void)
     CU_ASSERT(e.call && e.args->v.n == 1 && qp_K(e.args)[0]->type == QP_LONG);
     qp_unref(e.args);
 
+    s = ".qp.count`trade";                             /* f`x, as q reads it */
+    CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && !strcmp(e.name, ".qp.count") && e.args->v.n == 1 &&
+              qp_K(e.args)[0]->type == -QP_SYMBOL && !strcmp(qp_K(e.args)[0]->s, "trade"));
+    qp_unref(e.args);
+
     s = "f[\"a;b]\";(1;2)]";                           /* ; and ] inside strings/parens */
     CU_ASSERT_EQUAL(qp__expr_parse(s, strlen(s), &e), 0);
     CU_ASSERT(e.args && e.args->v.n == 2 && qp_K(e.args)[0]->v.n == 4);
