@@ -9,8 +9,8 @@
 
 #include "qpeach/auth.h"
 #include "qpeach/conn.h"
+#include "qpeach/qparse.h"
 #include "qpeach/table.h"
-#include "../net/net.h"
 
 /* ---- the command ---- */
 
@@ -85,7 +85,7 @@ int qp_cmd_call(int argc, char **argv)
         if (msg) qp_K(msg)[0] = qp_cstring(expr);
         for (int i = 0; msg && i < nargs; i++) {
             const char *a = argv[optind + 2 + i];
-            qp_value *v = qp__literal_parse(a, strlen(a), err, sizeof err);
+            qp_value *v = qp_literal_parse(a, strlen(a), err, sizeof err);
             if (!v) {
                 fprintf(stderr, "qpeach call: argument %d (%s): %s\n", i + 1, a, err);
                 qp_unref(msg);
