@@ -176,6 +176,15 @@ static int parse_num(const char *s, size_t n, num *out)
     return 0;
 }
 
+/* An integer token as a float: 0N and 0W (written without a float
+ * suffix, in a vector that is float) are the float null and infinity. */
+static double num_float(const num *x)
+{
+    if (x->isfloat) return x->f;
+    return x->j == QP_NULL_J ? QP_NULL_F : x->j == QP_INF_J ? QP_INF_F
+         : x->j == -QP_INF_J ? -QP_INF_F : (double)x->j;
+}
+
 static qp_value *num_atom(int t, const num *x)
 {
     switch (t) {
@@ -183,10 +192,18 @@ static qp_value *num_atom(int t, const num *x)
                                     : x->j == -QP_INF_J ? -QP_INF_H : (int16_t)x->j);
     case -QP_INT: return qp_int(x->j == QP_NULL_J ? QP_NULL_I : x->j == QP_INF_J ? QP_INF_I
                                 : x->j == -QP_INF_J ? -QP_INF_I : (int32_t)x->j);
-    case -QP_REAL: return qp_real(x->isfloat ? (float)x->f : (float)x->j);
-    case -QP_FLOAT: return qp_float(x->isfloat ? x->f : (double)x->j);
+    case -QP_REAL: return qp_real((float)num_float(x));
+    case -QP_FLOAT: return qp_float(num_float(x));
     default: return qp_long(x->j);
     }
+}
+
+/* strspn within n bytes: the text need not be NUL-terminated. */
+static size_t span_in(const char *s, size_t n, const char *set)
+{
+    size_t i = 0;
+    while (i < n && s[i] && strchr(set, s[i])) i++;
+    return i;
 }
 
 static qp_value *parse_numbers(lex *l)
@@ -195,7 +212,7 @@ static qp_value *parse_numbers(lex *l)
     const char *s = l->p;
     while (l->p < l->end && (isalnum((unsigned char)*l->p) || *l->p == '.' || *l->p == '-')) l->p++;
     size_t n = (size_t)(l->p - s);
-    if (n >= 2 && s[n - 1] == 'b' && strspn(s, "01") == n - 1) {
+    if (n >= 2 && s[n - 1] == 'b' && span_in(s, n, "01") == n - 1) {
         if (n == 2) return qp_bool(s[0] == '1');
         qp_value *v = qp_vector(QP_BOOL, (int64_t)n - 1);
         for (size_t i = 0; v && i < n - 1; i++) qp_G(v)[i] = s[i] == '1';
@@ -203,7 +220,7 @@ static qp_value *parse_numbers(lex *l)
     }
     if (n >= 2 && s[0] == '0' && s[1] == 'x') {
         size_t h = n - 2;
-        if (h == 0 || strspn(s + 2, "0123456789abcdefABCDEF") != h) return lerr(l, "bad byte literal");
+        if (h == 0 || span_in(s + 2, h, "0123456789abcdefABCDEF") != h) return lerr(l, "bad byte literal");
         char digits[3] = {0};
         if (h <= 2) {
             memcpy(digits, s + 2, h);
@@ -338,7 +355,8 @@ static const char *arg_end(const char *p, const char *end)
     while (p < end) {
         char c = *p;
         if (c == '"') {
-            for (p++; p < end && *p != '"'; p++) if (*p == '\\') p++;
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\' && p + 1 < end) p++;   /* never past end */
         } else if (c == '(' || c == '[') depth++;
         else if ((c == ')' || c == ']') && depth) depth--;
         else if ((c == ';' || c == ']') && !depth) return p;
