@@ -176,6 +176,10 @@ def test_qpeach_call_q_expressions():
             line = r.stderr.rstrip("\n")
             assert "\n" not in line and line.startswith(f"'qpeach: unsupported expression: {text} ("), r.stderr
             assert hint in line, (text, line)
+        # EXPR ARG...: the list ("count"; `trade)
+        r = qpeach("call", s.addr, "count", "`trade")
+        assert r.returncode == 1 and r.stderr.startswith("'qpeach: unknown function: count (try .qp.count`trade;"), r
+        assert qpeach("call", s.addr, ".qp.count", "`trade").stdout == "2\n"
         assert qpeach("call", s.addr, ".qp.count`trade").stdout == "2\n"
         assert qpeach("call", s.addr, ".qp.tables[]").stdout == ",`trade\n"
         assert qpeach("call", s.addr, "1 2 3").stdout == "1 2 3\n"
