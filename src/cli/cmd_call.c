@@ -9,8 +9,8 @@
 
 #include "qpeach/auth.h"
 #include "qpeach/conn.h"
+#include "qpeach/qparse.h"
 #include "qpeach/table.h"
-#include "../net/net.h"
 
 /* ---- the command ---- */
 
@@ -20,10 +20,23 @@ static void usage(FILE *f)
         "usage: qpeach call [-u USER:PASSWORD | -u @FILE] [--tls] [--tls-ca FILE] [--tls-no-verify]\n"
         "                   [--timeout MS] ADDR EXPR [ARG...]\n"
         "\n"
-        "Sends EXPR (a q expression, as a string) to the q process at ADDR\n"
-        "(host:port, :port, unix:/path, @/path), or with ARGs the list\n"
-        "(EXPR; ARG...) where each ARG is a q literal (42, 1.5, `sym, \"text\",\n"
-        "1 2 3, (1;`a)), and prints the result as the q console would.\n"
+        "Sends EXPR (as a string) to the q process at ADDR (host:port, :port,\n"
+        "unix:/path, @/path), or with ARGs the list (EXPR; ARG...) where each ARG\n"
+        "is a q literal (42, 1.5, `sym, \"text\", 1 2 3, (1;`a)), and prints the\n"
+        "result as the q console would.\n"
+        "\n"
+        "A qpeach server is not a q interpreter. It evaluates only:\n"
+        "  a literal                    42   1 2 3   `a`b   \"text\"   (1;`a)\n"
+        "  a global's name              trade   (a --load/--db table or .qp.set value)\n"
+        "  a call with literal args     f[x;y]   f x   f[]   of the functions it has:\n"
+        "    .qp.echo .qp.ping .qp.info .qp.set .qp.get .qp.tables .qp.count .qp.meta\n"
+        "    .qp.partitions .qp.def .qp.call .qp.callk .qp.apply .qp.peach .qp.import\n"
+        "    .qp.load .qp.timeout (a program embedding libqpeach may define more)\n"
+        "q operators, keywords, lambdas and qSQL are not evaluated: instead of\n"
+        "count t, meta t, tables[], select from t use .qp.count`t, .qp.meta`t,\n"
+        ".qp.tables[], .qp.get`t (or a Python function on t via .qp.apply).\n"
+        "A real kdb+ process at ADDR evaluates any q, as usual.\n"
+        "\n"
         "-u @FILE reads USER:PASSWORD from FILE's first line, so the password\n"
         "does not show in ps.\n"
         "Exit status: 0 result, 1 q error ('msg on stderr), 2 usage or connection error.\n");
@@ -72,7 +85,7 @@ int qp_cmd_call(int argc, char **argv)
         if (msg) qp_K(msg)[0] = qp_cstring(expr);
         for (int i = 0; msg && i < nargs; i++) {
             const char *a = argv[optind + 2 + i];
-            qp_value *v = qp__literal_parse(a, strlen(a), err, sizeof err);
+            qp_value *v = qp_literal_parse(a, strlen(a), err, sizeof err);
             if (!v) {
                 fprintf(stderr, "qpeach call: argument %d (%s): %s\n", i + 1, a, err);
                 qp_unref(msg);

@@ -1,6 +1,6 @@
-/* src/net/net.h - internals of the net module, shared by its files, the CLI
- * (literal parsing for `qpeach call`) and tests/unit/test_net.c. Not a
- * public header: nothing here is a promise to other modules.
+/* src/net/net.h - internals of the net module, shared by its files and
+ * tests/unit/test_net.c. Not a public header: nothing here is a promise
+ * to other modules.
  *
  * Memory rules: see value.h. A qp__tp owns its fd and SSL object; close
  * releases both.
@@ -91,22 +91,5 @@ int qp__set_nonblock(int fd);
  * or -errno. */
 int qp__wait_fd(int fd, int want, int64_t deadline_ms);
 int64_t qp__now_ms(void);
-
-/* ---- q literals and expressions (dispatch.c) ---- */
-/* Parses one q literal: numbers with q's type suffixes (1 1i 1h 1j 1e 1f
- * 1b 010b 0x0a 0N 0Nj 0w), vectors of them ("1 2 3"), `sym and `a`b,
- * "strings" with q escapes, (::), ( ; ) lists and (). Returns a new
- * reference, or NULL with a message in err. */
-qp_value *qp__literal_parse(const char *s, size_t n, char *err, size_t errlen);
-
-/* A parsed char-vector message. */
-typedef struct qp__expr {
-    const char *name;      /* interned function or global name */
-    bool call;             /* name[args] or name x; else a bare name */
-    qp_value *args;        /* general list of arguments (new reference) */
-} qp__expr;
-/* Parses "name", "name[a;b]", "name x". Returns 0 and fills e, or
- * QP_EARG (unsupported: the caller builds the message) / QP_ENOMEM. */
-int qp__expr_parse(const char *s, size_t n, qp__expr *e);
 
 #endif

@@ -185,8 +185,9 @@ def test_session_check_and_load_bytes():
     # the same texts re-indented still match; a look-alike does not
     assert c.ask("  `pykx  in key ` \n") is True
     expect_error(lambda: c.ask("`pykx in key `.q"),
-                 "qpeach: unsupported expression: `pykx in key `.q (qpeach evaluates global "
-                 "names and calls of .qp functions)")
+                 "qpeach: unsupported expression: `pykx in key `.q (q operators and keywords "
+                 "are not evaluated; qpeach evaluates literals, global names and f[x;y] / f x "
+                 "calls of its functions with literal arguments)")
     c.close()
 
 

@@ -83,7 +83,7 @@ def test_char_vector_expressions():
 def test_errors_are_q_errors():
     with Server() as s, Conn(port=s.port) as c:
         msg = expect_qerror(lambda: c.call("1+1"), "qpeach: unsupported expression: 1+1")
-        assert "global names and calls of .qp functions" in msg
+        assert "qpeach evaluates literals, global names and f[x;y] / f x calls" in msg
         expect_qerror(lambda: c.call("select from t"), "unsupported expression: select from t")
         expect_qerror(lambda: c.call("nope[1]"), "unknown function: nope")
         expect_qerror(lambda: c.call([Sym(".qp.nope"), 1]), "unknown function: .qp.nope")
@@ -94,6 +94,101 @@ def test_errors_are_q_errors():
         expect_qerror(lambda: c.call(42), "unsupported message")
         # the connection survives errors
         assert c.call(".qp.echo 1") == 1
+
+
+# What a kdb+ user types first. Each is answered by a one-line q error that
+# says what the server evaluates and, where one exists, the .qp call to use.
+Q_HABITS = [
+    ("til 10", "q operators and keywords are not evaluated"),
+    ("1+1", "q operators and keywords are not evaluated"),
+    ("x-1", "q operators and keywords are not evaluated"),
+    ("sum 1 2 3", "q operators and keywords are not evaluated"),
+    ("{x*2} 3", "q operators and keywords are not evaluated"),
+    ("\\t 1", "q operators and keywords are not evaluated"),
+    ("`a in `a`b", "q operators and keywords are not evaluated"),
+    ("count trade", "try .qp.count`trade"),
+    ("count[`trade]", "try .qp.count`trade"),
+    ("meta trade", "try .qp.meta`trade"),
+    ("cols trade", "try .qp.meta`trade"),
+    ("tables[]", "try .qp.tables[]"),
+    ("tables", "try .qp.tables[]"),
+    ("select from trade", "try .qp.get`trade, or a Python function on it via .qp.apply"),
+    ("select sym from trade where px>1", "try .qp.get`trade"),
+    ("exec px from trade", "try .qp.get`trade"),
+    ("update px:2*px from trade", "try .qp.get`trade"),
+    ("delete from trade where px>1", "try .qp.get`trade"),
+]
+
+
+def test_q_expressions_answered_with_what_is_supported():
+    d = tmpdir()
+    csv = os.path.join(d, "trade.csv")
+    with open(csv, "w") as f:
+        f.write("sym,px\na,1.5\nb,2.5\n")
+    with Server("--load", f"trade={csv}") as s, Conn(port=s.port) as c:
+        for text, hint in Q_HABITS:
+            msg = expect_qerror(lambda: c.call(text), f"qpeach: unsupported expression: {text} (")
+            assert hint in msg, (text, msg)
+            assert "qpeach evaluates literals, global names and f[x;y] / f x calls" in msg, msg
+            assert "\n" not in msg and len(msg) < 300, msg
+            # the hint it gives works
+            if "try .qp.count`trade" in msg:
+                assert c.call(".qp.count`trade") == 2
+            if "try .qp.tables[]" in msg:
+                assert c.call(".qp.tables[]") == Vec("s", ["trade"])
+        assert c.call(".qp.meta`trade")                       # what meta t / cols t point to
+        assert c.call(".qp.get`trade") == c.call("trade")     # what select/exec point to
+        # a malformed call that is not q gets no hint, only what is evaluated
+        msg = expect_qerror(lambda: c.call(".qp.echo 1 2.5x"), "unsupported expression: .qp.echo 1 2.5x (qpeach evaluates")
+        msg = expect_qerror(lambda: c.call(".qp.echo \"a+b"), "(qpeach evaluates literals")
+        # an unknown function that is not a q keyword: as before
+        assert str(expect_qerror(lambda: c.call("nope[1]"), "")) == "qpeach: unknown function: nope"
+        # the same q words sent as (`f; args) lists and symbols
+        msg = expect_qerror(lambda: c.call([Sym("count"), Sym("trade")]), "qpeach: unknown function: count (")
+        assert "try .qp.count`trade" in msg
+        msg = expect_qerror(lambda: c.call(Vec("s", ["meta", "trade"])), "unknown function: meta (")
+        assert "try .qp.meta`trade" in msg
+        msg = expect_qerror(lambda: c.call([Sym("til"), 10]), "unknown function: til (q operators")
+        msg = expect_qerror(lambda: c.call(Sym("tables")), "unknown function: tables (try .qp.tables[]")
+        # what is supported still works: literals evaluate to themselves
+        assert c.call("42") == 42
+        assert c.call(" 1 2 3h ") == Vec("h", [1, 2, 3])
+        assert c.call("`a`b") == Vec("s", ["a", "b"])
+        assert c.call('"hi"') == "hi"
+        assert c.call("(1;`a;\"xy\")") == [1, Sym("a"), "xy"]
+        assert c.call("-1.5") == -1.5
+        # names of globals and calls of its functions
+        assert c.call(".qp.count `trade") == 2
+        assert c.call(".qp.count[`trade]") == 2
+        assert c.call("trade") == c.call(".qp.get`trade")
+        assert str(expect_qerror(lambda: c.call("undefinedname"), "")) == "undefinedname"
+
+
+def test_qpeach_call_q_expressions():
+    d = tmpdir()
+    csv = os.path.join(d, "trade.csv")
+    with open(csv, "w") as f:
+        f.write("sym,px\na,1.5\nb,2.5\n")
+    with Server("--load", f"trade={csv}") as s:
+        for text, hint in Q_HABITS[:4] + Q_HABITS[7:14]:
+            r = qpeach("call", s.addr, text)
+            assert r.returncode == 1 and r.stdout == "", (text, r)
+            line = r.stderr.rstrip("\n")
+            assert "\n" not in line and line.startswith(f"'qpeach: unsupported expression: {text} ("), r.stderr
+            assert hint in line, (text, line)
+        # EXPR ARG...: the list ("count"; `trade)
+        r = qpeach("call", s.addr, "count", "`trade")
+        assert r.returncode == 1 and r.stderr.startswith("'qpeach: unknown function: count (try .qp.count`trade;"), r
+        assert qpeach("call", s.addr, ".qp.count", "`trade").stdout == "2\n"
+        assert qpeach("call", s.addr, ".qp.count`trade").stdout == "2\n"
+        assert qpeach("call", s.addr, ".qp.tables[]").stdout == ",`trade\n"
+        assert qpeach("call", s.addr, "1 2 3").stdout == "1 2 3\n"
+        assert qpeach("call", s.addr, "`a`b").stdout == "`a`b\n"
+    h = qpeach("call", "--help")
+    assert h.returncode == 0
+    for text in ("not a q interpreter", "a literal", "a global's name", "f[x;y]", ".qp.count`t",
+                 ".qp.meta`t", ".qp.tables[]", ".qp.get`t", ".qp.apply", "not evaluated"):
+        assert text in h.stdout, text
 
 
 def test_builtin_info_tables_count_meta():
@@ -458,7 +553,7 @@ def test_qpeach_call_output_and_exit_codes():
         t = call(".qp.meta `trade")
         assert t.returncode == 0 and t.stdout.splitlines()[:3] == ["c  | t f a", "---| -----", "sym| s    "], t
         e = call("1+1")
-        assert e.returncode == 1 and e.stderr.startswith("'qpeach: unsupported expression: 1+1")
+        assert e.returncode == 1 and e.stderr.startswith("'qpeach: unsupported expression: 1+1 (q operators")
         e = call(".qp.echo", "1+")
         assert e.returncode == 2 and "argument 1" in e.stderr
     r = qpeach("serve", "-p", "0", "--load", f"t={d}/missing.csv", timeout=120)

@@ -1,0 +1,55 @@
+/* qpeach/qparse.h - q text that qpeach reads without a q interpreter: q
+ * literals, and the call forms a server evaluates (a name, f[a;b], f x).
+ * Used by the server for char-vector messages and by `qpeach call` for its
+ * arguments. No sockets, no server: text in, values out.
+ *
+ * Memory rules (they hold for every qp_ function in every module, see
+ * value.h): "returns a new reference": the caller owns one reference and
+ * must qp_unref() it. Names are interned symbols (qp_sym_intern): never
+ * freed, equal names have equal pointers. Input text is borrowed for the
+ * call only and need not be NUL-terminated.
+ *
+ * Limits: parentheses nest at most 64 deep (deeper text is refused, not a
+ * stack overflow); a number token is at most 63 characters.
+ */
+#ifndef QPEACH_QPARSE_H
+#define QPEACH_QPARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "qpeach/value.h"
+
+/* Parses one q literal from the n bytes at s:
+ *   numbers with q's type suffixes: 1 1i 1h 1j 1e 1f, 1.5 1e3 .5;
+ *   nulls and infinities 0N 0Nh 0Ni 0Nj 0Ne 0Nf 0n 0W 0Wi 0w -0W -0w;
+ *   booleans 1b 010b; bytes 0x0a 0x0a0b;
+ *   vectors of numbers "1 2 3" (typed by the last token's suffix, else
+ *   float if any item is, else long);
+ *   symbols `a and `a`b`c (` alone is the empty symbol);
+ *   "strings" with q's escapes \n \t \r \\ \" \NNN (one char: a char atom);
+ *   (::), () the empty list, (x) = x, and (a;b;...) lists, which collapse
+ *   to a vector when every item is an atom of one type, as q does.
+ * Blanks around the literal are ignored; anything else after it is an
+ * error. Returns a new reference, or NULL with a one-line message in err
+ * (what is wrong and the text where it went wrong, "out of memory" when
+ * that was the cause). err may be NULL. */
+qp_value *qp_literal_parse(const char *s, size_t n, char *err, size_t errlen);
+
+/* A parsed call form. */
+typedef struct qp_expr {
+    const char *name;      /* interned function or global name */
+    bool call;             /* name[args], name x or name`x; false: a bare name */
+    qp_value *args;        /* a general list of the arguments, a new reference
+                            * owned by the caller (NULL for a bare name) */
+} qp_expr;
+
+/* Parses the n bytes at s as "name", "name[a;b;...]", "name[]" (one
+ * argument, (::)), "name x" or "name`x" (as q reads it), where name is
+ * letters, digits, '.' and '_' not starting with a digit, and each argument
+ * a literal (qp_literal_parse). Returns 0 and fills e; QP_EARG for any
+ * other text (nothing to free: the caller words the error, knowing what it
+ * evaluates); QP_ENOMEM. */
+int qp_expr_parse(const char *s, size_t n, qp_expr *e);
+
+#endif
