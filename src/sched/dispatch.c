@@ -157,7 +157,7 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
         return false;
     }
     if (t->attempts > r->job->retries) {
-        snprintf(r->failure, sizeof r->failure, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
+        qp__fail(r, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
                  i, d ? d : "?", t->attempts, t->attempts == 1 ? "" : "s", why);
         free(d);
         return false;
@@ -235,7 +235,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     w->head_start_ms = qp__ms();
     task *t = &r->t[f.task];
     qp_value *v = qp_ipc_decode(m, NULL);
-    if (!v) { snprintf(r->failure, sizeof r->failure, "out of memory"); return false; }
+    if (!v) { qp__fail(r, "out of memory"); return false; }
     bool ok = true;
     bool stale = f.attempt != t->sends || t->state != T_RUNNING;
     if (f.final) w->tasks_in--;
@@ -263,7 +263,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
      * --resume gives exactly this value. */
     int rc = qp_journal_write(r->journal, f.task, m->data, m->len);
     if (rc) {
-        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp__fail(r, "journal: %s", qp_strerror(rc));
         qp_unref(v);
         return false;
     }
@@ -291,7 +291,7 @@ static int journal_sync(run *r)
 {
     int rc = qp_journal_sync(r->journal);
     if (rc && !r->failure[0])
-        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp__fail(r, "journal: %s", qp_strerror(rc));
     return rc;
 }
 
@@ -351,7 +351,7 @@ int qp__dispatch(run *r)
             for (int wi = 0; wi < r->nw; wi++)
                 if (!r->ws[wi].dead_for_good && r->ws[wi].local && restart_worker(r, wi) == 0) any = true;
             if (!any) {
-                snprintf(r->failure, sizeof r->failure, "no worker left (%" PRId64 " of %" PRId64
+                qp__fail(r, "no worker left (%" PRId64 " of %" PRId64
                          " tasks done)", r->ndone, r->plan->n);
                 goto failed;
             }
@@ -360,7 +360,7 @@ int qp__dispatch(run *r)
         qp__draw_bar(r, false);
         int pr = poll(pfd, (nfds_t)n, (int)wait);
         if (pr < 0 && errno != EINTR) {
-            snprintf(r->failure, sizeof r->failure, "poll: %s", strerror(errno));
+            qp__fail(r, "poll: %s", strerror(errno));
             goto failed;
         }
         for (int k = 0; pr >= 0 && k < n; k++) {

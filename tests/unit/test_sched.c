@@ -7,6 +7,7 @@
 #include "qpeach/value.h"
 
 #include "cunit_run.h"
+#include "../../src/sched/run_int.h"
 #include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -724,6 +725,29 @@ static void test_merge_sum_by_key_mixed_types(void)
     qp_unref(d[1]);
 }
 
+/* Regression: when the plan could not be encoded or the journal's path
+ * not be made, qp_run reported an uninitialised message buffer as the
+ * failure. The failure now names the cause. */
+static void test_journal_begin_failure(void)
+{
+    qp_run_opts o = { 0 };
+    run r = { .o = &o, .log = stderr, .mode = QP_LOG_QUIET };
+    qp_journal_id ids[3] = { { 0 } };
+    memset(r.failure, 'x', sizeof r.failure - 1);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, "/nonexistent/j", QP_ETOOBIG, NULL, 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_STRING_EQUAL(r.failure, "journal: cannot encode the plan: message larger than the limit");
+    CU_ASSERT_PTR_NULL(r.journal);
+    memset(r.failure, 'x', sizeof r.failure - 1);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, NULL, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_STRING_EQUAL(r.failure, "journal: out of memory");
+    /* A journal that cannot be created: qp_journal_open's own message. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/nodir/j.journal", tmp);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, path, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.failure, "nodir/j.journal"));
+    CU_ASSERT_PTR_NULL(r.journal);
+}
+
 static void test_msgpack_output(void)
 {
     const char *k[] = {"a", "b"};
@@ -768,6 +792,7 @@ int main(void)
         {"merge: sum-by-key", test_merge_sum_by_key},
         {"merge: sum-by-key, long meets float", test_merge_sum_by_key_mixed_types},
         {"output: msgpack, csv, errors", test_msgpack_output},
+        {"journal failures name their cause", test_journal_begin_failure},
         {"partitions = A..B / A,B", test_partition_selection},
     };
     int fails = qp_test_run("sched", suite_init, suite_clean, tests, QP_NTESTS(tests));
