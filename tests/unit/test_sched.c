@@ -274,6 +274,9 @@ static void test_durations(void)
     CU_ASSERT(qp_job_parse_duration("5 days", &ms) < 0);
     CU_ASSERT(qp_job_parse_duration("-1s", &ms) < 0);
     CU_ASSERT(qp_job_parse_duration("", &ms) < 0);
+    /* A code of the error table, not -1 (which qp_strerror reads as EPERM). */
+    CU_ASSERT_EQUAL(qp_job_parse_duration("5 days", &ms), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(qp_strerror(qp_job_parse_duration("x", &ms)), "bad argument");
 }
 
 /* ---- topology plans ---- */
