@@ -57,7 +57,7 @@ enum qp_py_flags {
 };
 
 /* q -> Python. x borrowed. Returns a new reference, or NULL with a Python
- * exception set. Mapping (see src/py/conv.c for the full table): atoms to
+ * exception set. Mapping (see src/py/fromq.c for the full table): atoms to
  * Python/numpy scalars, numeric vectors to numpy arrays viewing the q items
  * (no copy), temporal vectors shifted to numpy's 1970 epoch (a copy; a
  * timespan vector is a view), symbols to object arrays of str (or a
@@ -66,7 +66,7 @@ enum qp_py_flags {
 struct _object *qp_py_from_q(const qp_value *x, int flags);
 /* Python -> q. o borrowed. Returns a new reference: the value, or an error
  * value (-128) naming the Python type that could not be converted. NULL
- * only on out-of-memory. */
+ * only on out-of-memory. Mapping: see src/py/toq.c. */
 qp_value *qp_py_to_q(struct _object *o);
 /* The current Python exception as a q error value ("Type: message" then
  * the last frames of the traceback), clearing it. New reference. */
