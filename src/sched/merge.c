@@ -4,6 +4,7 @@
  * which worker finished first. */
 #include "qpeach/sched.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +392,7 @@ static int64_t keyhash_row(keyhash *h, const uint8_t *row)
     memcpy(h->keyb + (size_t)dst * kw, row, kw);
     memset(h->acc + (size_t)dst * nv, 0, nv * sizeof *h->acc);
     if (h->nrows * 2 > h->cap && keyhash_rehash(h)) return QP_ENOMEM;
+    assert(h->nrows * 2 <= h->cap);   /* probing always finds a free slot */
     return dst;
 }
 
