@@ -103,7 +103,8 @@ typedef struct qp_job {
 int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen);
 void qp_job_free(qp_job *job);               /* NULL-safe */
 
-/* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0 or -1 on error. */
+/* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0, or QP_EARG for
+ * anything else (negative, unknown unit, over 1e15 ms). */
 int qp_job_parse_duration(const char *s, int64_t *ms);
 /* [partition] partitions: spec is "A..B" (inclusive) or "A,B,C", each a
  * partition as its folder is named: a date 2022.06.17, a month 2022.06 or

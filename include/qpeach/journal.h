@@ -7,8 +7,8 @@
  *                "plan": bin}
  *   record: array [task id (uint), result (bin: the q IPC message bytes)]
  * Every record is written with one write() and fsync'd (in groups: see
- * qp_journal_sync) before the job's output is written. After a crash the last record may be torn: opening the
- * journal drops it (the task simply runs again). A header whose ids or plan
+ * qp_journal_sync) before the job's output is written. After a crash the
+ * last record may be torn: opening the journal drops it (the task simply runs again). A header whose ids or plan
  * differ from this run's means the job file, its code or its input changed:
  * the journal is started over and the message says what changed.
  *
@@ -48,13 +48,14 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids,
 void qp_journal_close(qp_journal *j);            /* NULL-safe */
 
 int qp_journal_state(const qp_journal *j);       /* enum qp_journal_state */
-/* Records loaded on open (a task id may appear once; later ones win). */
+/* Records loaded on open, in file order. A task id may appear more than
+ * once; every copy is a whole result (the scheduler takes the first). */
 int64_t qp_journal_count(const qp_journal *j);
 /* Record i: its task id, and its bytes (borrowed). */
 void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task,
                        const uint8_t **bytes, size_t *len);
 
-/* Appends and fsyncs one record. Returns 0 or -errno. Thread-compatible:
+/* Appends and fsyncs one record. Returns 0, -errno or QP_ENOMEM. Thread-compatible:
  * one thread appends at a time. */
 int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len);
 /* Group commit: qp_journal_write appends a record (one write(), so a
@@ -65,7 +66,8 @@ int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len
  * journal's runs the fdatasync (tens of ms on some disks) while the caller
  * goes on; the scheduler asks once per dispatch round and waits (sync)
  * only before the output is written. Both return 0 or -errno, including a
- * failed earlier fdatasync (the error sticks). One thread calls these. */
+ * failed earlier fdatasync (the error sticks; qp_journal_write also
+ * QP_ENOMEM). One thread calls these. */
 int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len);
 int qp_journal_sync(qp_journal *j);
 int qp_journal_sync_async(qp_journal *j);

@@ -57,7 +57,7 @@ enum qp_py_flags {
 };
 
 /* q -> Python. x borrowed. Returns a new reference, or NULL with a Python
- * exception set. Mapping (see src/py/conv.c for the full table): atoms to
+ * exception set. Mapping (see src/py/fromq.c for the full table): atoms to
  * Python/numpy scalars, numeric vectors to numpy arrays viewing the q items
  * (no copy), temporal vectors shifted to numpy's 1970 epoch (a copy; a
  * timespan vector is a view), symbols to object arrays of str (or a
@@ -66,7 +66,7 @@ enum qp_py_flags {
 struct _object *qp_py_from_q(const qp_value *x, int flags);
 /* Python -> q. o borrowed. Returns a new reference: the value, or an error
  * value (-128) naming the Python type that could not be converted. NULL
- * only on out-of-memory. */
+ * only on out-of-memory. Mapping: see src/py/toq.c. */
 qp_value *qp_py_to_q(struct _object *o);
 /* The current Python exception as a q error value ("Type: message" then
  * the last frames of the traceback), clearing it. New reference. */
@@ -119,12 +119,17 @@ typedef struct qp_py_opts {
  * server's tables and globals. Python itself starts on the server's main
  * thread at the first of these calls (or at that thread's start with
  * QPEACH_PY_EAGER=1 when on_thread_start is qp_py_thread_start_cb). o may
- * be NULL. Returns 0, or a negative code with a message in err. */
+ * be NULL. Returns 0, or a negative code with a message in err.
+ * One server per process: the interpreter, the registry of functions and
+ * the -s -N workers are process-wide, so registering a second server
+ * fails with QP_EARG (and says so in err) until qp_py_shutdown; the same
+ * server may register again. */
 int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen);
 /* A qp_server_opts.on_thread_start: starts Python on the main thread
  * (index -1) when QPEACH_PY_EAGER=1; does nothing elsewhere. */
 void qp_py_thread_start_cb(int index, void *data);
-/* Stops the worker processes (called at exit too). */
+/* Stops the worker processes (called at exit too) and ends the server's
+ * registration (the interpreter and its functions stay). */
 void qp_py_shutdown(void);
 
 #endif

@@ -38,7 +38,7 @@ typedef struct qp_partplan {
 int qp_partplan_rows(int64_t count, int pieces, qp_partplan **out);
 /* One partition per distinct value of a column: values is a vector of the
  * column's items (borrowed; duplicates allowed), sorted into a fixed order
- * so every run plans the same. counts may be NULL. */
+ * so every run plans the same. */
 int qp_partplan_column(const char *column, const qp_value *values, qp_partplan **out);
 /* One partition per file matching a glob pattern, in sorted order.
  * Returns QP_EARG when nothing matches. */

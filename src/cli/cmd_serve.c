@@ -18,6 +18,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,84 @@ static int load_tables(qp_server *s, const char *const *loads, int nloads)
     return 0;
 }
 
-int qp_cmd_serve(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct serve_args {
+    qp_server_opts o;
+    qp_py_opts po;
+    const char *pin_list, *db_path;
+    const char **loads;    /* --load values (argv's strings), nloads of them */
+    int nloads;
+} serve_args;
+
+/* optarg as a whole number in lo..hi; false if it is not one. */
+static bool arg_long(long lo, long hi, long *out)
+{
+    char *end;
+    long n = strtol(optarg, &end, 10);
+    if (*end || n < lo || n > hi) return false;
+    *out = n;
+    return true;
+}
+
+/* Takes one option c (with optarg) into a. -1 to go on, else the exit
+ * status after saying why. */
+static int take_opt(int c, serve_args *a)
+{
+    long n;
+    switch (c) {
+    case 'h': usage(stdout); return 0;
+    case 'p': a->o.listen = optarg; break;
+    case 's':
+        if (!arg_long(-1024, 1024, &n)) {
+            fprintf(stderr, "qpeach serve: -s wants a count 0..1024, not %s\n", optarg);
+            return 2;
+        }
+        a->o.secondary = n > 0 ? (int)n : 0;
+        a->po.procs = n < 0 ? (int)-n : 0;
+        break;
+    case 'u': case 'U': a->o.passwd_file = optarg; break;
+    case 1: a->o.tls_cert = optarg; break;
+    case 2: a->o.tls_key = optarg; break;
+    case 3: a->o.insecure = true; break;
+    case 7:
+        if (!arg_long(1, 86400000, &n)) {
+            fprintf(stderr, "qpeach serve: --handshake-timeout wants milliseconds 1..86400000, "
+                    "not %s\n", optarg);
+            return 2;
+        }
+        a->o.handshake_ms = (int)n;
+        break;
+    case 8: a->pin_list = optarg; break;
+    case 9:
+        if (a->db_path) {
+            fprintf(stderr, "qpeach serve: --db given twice (one database per server)\n");
+            return 2;
+        }
+        a->db_path = optarg;
+        break;
+    case 4:
+        if (!strchr(optarg, '=')) {
+            fprintf(stderr, "qpeach serve: --load wants NAME=FILE, not %s\n", optarg);
+            return 2;
+        }
+        a->loads[a->nloads++] = optarg;
+        break;
+    case 5: case 6:
+        if (!arg_long(0, 86400000, &n)) {
+            fprintf(stderr, "qpeach serve: --%s wants a number, not %s\n",
+                    c == 5 ? "timeout" : "parent-fd", optarg);
+            return 2;
+        }
+        if (c == 5) a->po.timeout_ms = (int)n; else a->po.parent_fd = (int)n;
+        break;
+    default: usage(stderr); return 2;
+    }
+    return -1;
+}
+
+/* Reads the command line into a (whose loads has room for argc items).
+ * -1 to go on, else the exit status after saying why. */
+static int parse_args(int argc, char **argv, serve_args *a)
 {
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -180,125 +258,33 @@ int qp_cmd_serve(int argc, char **argv)
         { "db", required_argument, NULL, 9 },
         { NULL, 0, NULL, 0 },
     };
-    static pinning pin;    /* static: the threads read it until qp_server_free */
-    qp_server_opts o = { .listen = NULL, .on_thread_start = thread_start_cb, .thread_data = &pin };
-    qp_py_opts po = { .parent_fd = -1 };
-    const char *pin_list = NULL, *db_path = NULL;
-    const char **loads = calloc((size_t)argc, sizeof *loads);
-    int nloads = 0, c;
-    if (!loads) return 1;
+    int c, rc;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hp:s:u:U:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h': usage(stdout); free(loads); return 0;
-        case 'p': o.listen = optarg; break;
-        case 's': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < -1024 || n > 1024) {
-                fprintf(stderr, "qpeach serve: -s wants a count 0..1024, not %s\n", optarg);
-                free(loads);
-                return 2;
-            }
-            o.secondary = n > 0 ? (int)n : 0;
-            po.procs = n < 0 ? (int)-n : 0;
-            break;
-        }
-        case 'u': case 'U': o.passwd_file = optarg; break;
-        case 1: o.tls_cert = optarg; break;
-        case 2: o.tls_key = optarg; break;
-        case 3: o.insecure = true; break;
-        case 7: {
-            char *end;
-            long ms = strtol(optarg, &end, 10);
-            if (*end || ms < 1 || ms > 86400000) {
-                fprintf(stderr, "qpeach serve: --handshake-timeout wants milliseconds 1..86400000, not %s\n", optarg);
-                free(loads);
-                return 2;
-            }
-            o.handshake_ms = (int)ms;
-            break;
-        }
-        case 8: pin_list = optarg; break;
-        case 9:
-            if (db_path) {
-                fprintf(stderr, "qpeach serve: --db given twice (one database per server)\n");
-                free(loads);
-                return 2;
-            }
-            db_path = optarg;
-            break;
-        case 4:
-            if (!strchr(optarg, '=')) {
-                fprintf(stderr, "qpeach serve: --load wants NAME=FILE, not %s\n", optarg);
-                free(loads);
-                return 2;
-            }
-            loads[nloads++] = optarg;
-            break;
-        case 5: case 6: {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 0 || n > 86400000) {
-                fprintf(stderr, "qpeach serve: --%s wants a number, not %s\n",
-                        c == 5 ? "timeout" : "parent-fd", optarg);
-                free(loads);
-                return 2;
-            }
-            if (c == 5) po.timeout_ms = (int)n; else po.parent_fd = (int)n;
-            break;
-        }
-        default: usage(stderr); free(loads); return 2;
-        }
-    }
-    if (optind < argc || !o.listen) {
-        if (!o.listen) fprintf(stderr, "qpeach serve: -p PORT is required\n");
+    while ((c = getopt_long(argc, argv, "hp:s:u:U:", longopts, NULL)) != -1)
+        if ((rc = take_opt(c, a)) >= 0) return rc;
+    if (optind < argc || !a->o.listen) {
+        if (!a->o.listen) fprintf(stderr, "qpeach serve: -p PORT is required\n");
         else fprintf(stderr, "qpeach serve: unexpected argument %s\n", argv[optind]);
         usage(stderr);
-        free(loads);
         return 2;
     }
-    /* Before any thread starts (they inherit the process's binding) and
-     * before listening (a bad list is a usage error, exit 2). */
-    int rc = pinning_setup(&pin, pin_list, o.secondary);
-    if (rc) {
-        free(loads);
-        return rc;
-    }
+    return -1;
+}
+
+/* Registers Python (.qp.import/def/call/apply/load/peach/timeout) and
+ * the -s -N worker processes (which load the same --load files and --db),
+ * then serves until a signal stops it. The exit status. */
+static int serve(qp_server *s, serve_args *a)
+{
     char err[512];
-    qp_kdb *db = NULL;   /* lives until the server is freed */
-    if (db_path && (rc = qp_kdb_open(db_path, &db, err, sizeof err))) {
-        fprintf(stderr, "qpeach serve: --db %s: %s\n", db_path, err[0] ? err : qp_strerror(rc));
-        pinning_clear(&pin);
-        free(loads);
-        return 2;
-    }
-    qp_server *s = NULL;
-    rc = qp_server_new(&o, &s, err, sizeof err);
-    if (!rc && db && (rc = qp_server_mount(s, db)))
-        snprintf(err, sizeof err, "--db %s: %s", db_path, qp_strerror(rc));
+    a->po.loads = a->loads;
+    a->po.nloads = a->nloads;
+    a->po.db = a->db_path;
+    int rc = qp_py_register(s, &a->po, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
-        qp_server_free(s);
-        qp_kdb_close(db);
-        pinning_clear(&pin);
-        free(loads);
-        return rc == QP_EADDR || rc == QP_EARG ? 2 : 1;     /* usage errors are 2 */
+        return 1;
     }
-    int status = 1;
-    if (load_tables(s, loads, nloads)) goto done;
-    /* Python (.qp.import/def/call/apply/load/peach/timeout) and the -s -N
-     * worker processes, which load the same --load files and --db. */
-    po.loads = loads;
-    po.nloads = nloads;
-    po.db = db_path;
-    rc = qp_py_register(s, &po, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "qpeach serve: %s\n", err);
-        goto done;
-    }
-    free(loads);
-    loads = NULL;
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     running = s;
@@ -308,12 +294,46 @@ int qp_cmd_serve(int argc, char **argv)
     rc = qp_server_run(s);
     running = NULL;
     if (rc) fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
-    status = rc ? 1 : 0;
-done:
+    return rc ? 1 : 0;
+}
+
+int qp_cmd_serve(int argc, char **argv)
+{
+    static pinning pin;    /* static: the threads read it until qp_server_free */
+    serve_args a = {
+        .o = { .listen = NULL, .on_thread_start = thread_start_cb, .thread_data = &pin },
+        .po = { .parent_fd = -1 },
+        .loads = calloc((size_t)argc, sizeof *a.loads),
+    };
+    char err[512];
+    qp_kdb *db = NULL;     /* lives until the server is freed */
+    qp_server *s = NULL;
+    int rc, status;
+    if (!a.loads) return 1;
+    if ((status = parse_args(argc, argv, &a)) >= 0) goto out;
+    /* Before any thread starts (they inherit the process's binding) and
+     * before listening (a bad list is a usage error, exit 2). */
+    if ((status = pinning_setup(&pin, a.pin_list, a.o.secondary)) != 0) goto out;
+    if (a.db_path && (rc = qp_kdb_open(a.db_path, &db, err, sizeof err))) {
+        fprintf(stderr, "qpeach serve: --db %s: %s\n", a.db_path, err[0] ? err : qp_strerror(rc));
+        status = 2;
+        goto fail;
+    }
+    rc = qp_server_new(&a.o, &s, err, sizeof err);
+    if (!rc && db && (rc = qp_server_mount(s, db)))
+        snprintf(err, sizeof err, "--db %s: %s", a.db_path, qp_strerror(rc));
+    if (rc) {
+        fprintf(stderr, "qpeach serve: %s\n", err);
+        status = rc == QP_EADDR || rc == QP_EARG ? 2 : 1;     /* usage errors are 2 */
+        goto fail;
+    }
+    status = load_tables(s, a.loads, a.nloads) ? 1 : serve(s, &a);
     qp_py_shutdown();
+fail:
     qp_server_free(s);
     qp_kdb_close(db);
     pinning_clear(&pin);
-    free(loads);
+out:
+    free(a.loads);
     return status;
 }

@@ -517,6 +517,92 @@ static int alloc_col(col *cl, int64_t rows)
     return cl->v ? 0 : QP_ENOMEM;
 }
 
+/* The header line h..hle: c->ncols and the column names. 0 or QP_ENOMEM. */
+static int read_header(ctx *c, const char *h, const char *hle)
+{
+    chunk k = {0};
+    const char *fs, *fe, *q = h;
+    for (c->ncols = 0;; c->ncols++) {
+        q = next_field(&k, q, hle, c->delim, &fs, &fe);
+        if (!q || q >= hle) { c->ncols++; break; }
+        q++;
+    }
+    c->cols = calloc((size_t)c->ncols, sizeof *c->cols);
+    q = h;
+    for (int f = 0; c->cols && f < c->ncols; f++) {
+        q = next_field(&k, q, hle, c->delim, &fs, &fe);
+        c->cols[f].name = q ? qp_sym_intern(fs, (size_t)(fe - fs)) : NULL;
+        if (!c->cols[f].name) { free(c->cols); c->cols = NULL; break; }
+        q++;
+    }
+    free(k.scratch);
+    return c->cols ? 0 : QP_ENOMEM;
+}
+
+/* The given type letters (NULL: infer every column). An error value
+ * naming the bad letter, or NULL. */
+static qp_value *apply_types(ctx *c, const char *types)
+{
+    if (types && (int)strlen(types) != c->ncols)
+        return qp_error("%s: %zu types given for %d columns", c->path, strlen(types), c->ncols);
+    for (int f = 0; f < c->ncols; f++) {
+        col *cl = &c->cols[f];
+        cl->active = true;
+        if (!types) { cl->inferred = true; continue; }
+        char t = types[f];
+        cl->tc = t >= 'A' && t <= 'Z' ? (char)(t + 32) : t;
+        cl->type = type_of(cl->tc);
+        if (cl->tc == ' ') cl->active = false;
+        else if (cl->type < 0)
+            return qp_error("%s: unknown type char '%c' for column %s", c->path, t, cl->name);
+    }
+    return NULL;
+}
+
+/* Inferred columns that met a misfit are narrowed and made the only
+ * active ones, to be reparsed alone; *again says whether there are any.
+ * 0 or QP_ENOMEM. */
+static int narrow_misfits(ctx *c, int64_t rows, bool *again)
+{
+    *again = false;
+    for (int f = 0; f < c->ncols; f++) {
+        col *cl = &c->cols[f];
+        unsigned mis = ~0u;
+        bool hit = false;
+        for (int i = 0; i < c->nchunks; i++)
+            if (c->chunks[i].misfit[f]) {
+                mis &= c->chunks[i].misfit[f];
+                hit = true;
+                c->chunks[i].misfit[f] = 0;
+            }
+        cl->active = hit;
+        if (!hit) continue;
+        *again = true;
+        cl->classes &= mis;
+        cl->tc = qp__csv_pick(cl->classes);
+        cl->type = type_of(cl->tc);
+        if (alloc_col(cl, rows) < 0) return QP_ENOMEM;
+    }
+    return 0;
+}
+
+/* The loaded columns (taken from c) as a table; NULL if out of memory. */
+static qp_value *to_table(ctx *c)
+{
+    int nout = 0;
+    for (int f = 0; f < c->ncols; f++) nout += c->cols[f].v != NULL;
+    qp_value *names = qp_vector(QP_SYMBOL, nout), *list = qp_vector(QP_LIST, nout);
+    if (!names || !list) { qp_unref(names); qp_unref(list); return NULL; }
+    for (int f = 0, o = 0; f < c->ncols; f++) {
+        if (!c->cols[f].v) continue;
+        qp_S(names)[o] = c->cols[f].name;
+        qp_K(list)[o++] = c->cols[f].v;
+        c->cols[f].v = NULL;
+    }
+    qp_value *d = qp_dict(names, list);
+    return d ? qp_table(d) : NULL;
+}
+
 qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
 {
     ctx c = {0};
@@ -550,44 +636,9 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     if (size >= 3 && memcmp(h, "\xEF\xBB\xBF", 3) == 0) h += 3;
     const char *hnl = line_end(&c, h, c.end), *hle = trim_cr(h, hnl);
     const char *body = hnl < c.end ? hnl + 1 : c.end;
-    c.ncols = 1;
-    {
-        chunk k = {0};
-        const char *fs, *fe, *q = h;
-        for (c.ncols = 0;; c.ncols++) {
-            q = next_field(&k, q, hle, c.delim, &fs, &fe);
-            if (!q || q >= hle) { c.ncols++; break; }
-            q++;
-        }
-        c.cols = calloc((size_t)c.ncols, sizeof *c.cols);
-        q = h;
-        for (int f = 0; c.cols && f < c.ncols; f++) {
-            q = next_field(&k, q, hle, c.delim, &fs, &fe);
-            c.cols[f].name = q ? qp_sym_intern(fs, (size_t)(fe - fs)) : NULL;
-            if (!c.cols[f].name) { free(c.cols); c.cols = NULL; break; }
-            q++;
-        }
-        free(k.scratch);
-        if (!c.cols) goto done;
-    }
+    if (read_header(&c, h, hle)) goto done;
     const char *types = opts ? opts->types : NULL;
-    if (types && (int)strlen(types) != c.ncols) {
-        result = qp_error("%s: %zu types given for %d columns", path, strlen(types), c.ncols);
-        goto done;
-    }
-    for (int f = 0; f < c.ncols; f++) {
-        col *cl = &c.cols[f];
-        cl->active = true;
-        if (!types) { cl->inferred = true; continue; }
-        char t = types[f];
-        cl->tc = t >= 'A' && t <= 'Z' ? (char)(t + 32) : t;
-        cl->type = type_of(cl->tc);
-        if (cl->tc == ' ') cl->active = false;
-        else if (cl->type < 0) {
-            result = qp_error("%s: unknown type char '%c' for column %s", path, t, cl->name);
-            goto done;
-        }
-    }
+    if ((result = apply_types(&c, types)) != NULL) goto done;
     if (!types) sample(&c, body);
 
     if (split(&c, body, threads) < 0) goto done;
@@ -601,37 +652,12 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
         run_pass(&c, 2, threads);
         if (c.oom) goto done;
         if ((result = load_error(&c)) != NULL) goto done;
-        /* Inferred columns that met a misfit: narrow, reparse them alone. */
-        bool again = false;
-        for (int f = 0; f < c.ncols; f++) {
-            col *cl = &c.cols[f];
-            unsigned mis = ~0u;
-            bool hit = false;
-            for (int i = 0; i < c.nchunks; i++)
-                if (c.chunks[i].misfit[f]) { mis &= c.chunks[i].misfit[f]; hit = true; c.chunks[i].misfit[f] = 0; }
-            cl->active = hit;
-            if (!hit) continue;
-            again = true;
-            cl->classes &= mis;
-            cl->tc = qp__csv_pick(cl->classes);
-            cl->type = type_of(cl->tc);
-            if (alloc_col(cl, rows) < 0) goto done;
-        }
+        bool again;
+        if (narrow_misfits(&c, rows, &again)) goto done;
         if (!again) break;
     }
 
-    int nout = 0;
-    for (int f = 0; f < c.ncols; f++) nout += c.cols[f].v != NULL;
-    qp_value *names = qp_vector(QP_SYMBOL, nout), *list = qp_vector(QP_LIST, nout);
-    if (!names || !list) { qp_unref(names); qp_unref(list); goto done; }
-    for (int f = 0, o = 0; f < c.ncols; f++) {
-        if (!c.cols[f].v) continue;
-        qp_S(names)[o] = c.cols[f].name;
-        qp_K(list)[o++] = c.cols[f].v;
-        c.cols[f].v = NULL;
-    }
-    qp_value *d = qp_dict(names, list);
-    result = d ? qp_table(d) : NULL;
+    result = to_table(&c);
 done:
     for (int f = 0; c.cols && f < c.ncols; f++) qp_unref(c.cols[f].v);
     for (int i = 0; c.chunks && i < c.nchunks; i++) {

@@ -2,6 +2,7 @@
  * Memory rules are in include/qpeach/value.h. */
 #include "qpeach/value.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -91,6 +92,8 @@ int qp_buf_map(int fd, size_t len, qp_buf **out)
 
 int qp_buf_resize(qp_buf *b, size_t len)
 {
+    /* Only the one holder of a buffer may move its bytes. */
+    assert(atomic_load_explicit(&b->refs, memory_order_relaxed) == 1);
     if (b->maplen) return QP_EARG;     /* a read-only mapping never grows */
     size_t skew = (size_t)(b->data - (uint8_t *)b->base);
     /* realloc keeps malloc's 16-byte alignment, so data's alignment
@@ -350,6 +353,9 @@ static int vec_reserve(qp_value *x, int64_t need)
 
 int qp_vec_append(qp_value *x, const void *item)
 {
+    /* A value is mutated only while its count is 1 (value.h): another
+     * holder would see its items change. */
+    assert(atomic_load_explicit(&x->refs, memory_order_relaxed) == 1);
     /* An enum's items are indices checked against its domain when it was
      * made: appending one unchecked would break that promise. */
     if (x->type == QP_ENUM || (x->type > 19 && x->type != QP_LIST)) return QP_ETYPE;

@@ -37,6 +37,7 @@
  */
 #include "pyint.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,7 @@ static PyObject *from_q(const qp_value *x, int flags, int depth)
 
 PyObject *qp_py_from_q(const qp_value *x, int flags)
 {
+    assert(PyGILState_Check());   /* py.h: conversions need the GIL */
     if (!x) return PyErr_Format(PyExc_ValueError, "qpeach: no value");
     return from_q(x, flags, 0);
 }

@@ -18,10 +18,12 @@
 /* Deepest nesting converted either way (a list holding itself must end). */
 #define QP_PY_MAX_DEPTH 100
 
-/* conv.c: set up / drop the cached numpy dtypes and the symbol cache. */
+/* fromq.c: set up / drop the cached numpy dtypes and the symbol cache
+ * (qp__conv_fini also drops symcat.c's and dbpart.c's caches). 0 or -1
+ * with an exception set. */
 int qp__conv_init(void);
 void qp__conv_fini(void);
-/* The general list lst as a vector when every item is an atom of one type
+/* toq.c: the general list lst as a vector when every item is an atom of one type
  * (as q collapses `(1;2;3)`), else lst itself. Steals lst; new reference. */
 qp_value *qp__collapse(qp_value *lst);
 /* fromq.c: the cached str of symbol s (borrowed; the cache owns it), and
@@ -64,11 +66,15 @@ PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
 
-/* py.c: run f(args, kwargs) for a registered name under the timeout,
- * converting the result. fn_out (optional) gets the function's flags. */
+/* py.c: the registry of functions. */
 /* Sets alias to o (borrowed) in the shared namespace and every function's. */
 int qp__lib_set(const char *alias, PyObject *o);
+/* The QP_PY_* flags the function registered as name was defined with:
+ * 0, or QP_EARG when there is none. */
 int qp__func_flags(const char *name, int *flags);
+/* Calls the function registered as name with args and kwargs (borrowed)
+ * under the timeout and converts the result to q. New reference: the
+ * result, or an error value (no such function, or the Python exception). */
 qp_value *qp__call_obj(const char *name, PyObject *args, PyObject *kwargs);
 /* f(*args, **kwargs) under the per-call timeout when on the main thread;
  * name (interned: it must outlive the call) is what a timeout reports.

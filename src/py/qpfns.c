@@ -34,6 +34,8 @@
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
+/* The one server Python serves (see qp_py_register): qget and qtable,
+ * called from Python without a server at hand, read its globals. */
 static qp_server *server;
 static qp_py_opts opts;
 
@@ -539,6 +541,7 @@ void qp_py_thread_start_cb(int index, void *data)
 void qp_py_shutdown(void)
 {
     qp__procs_stop();
+    server = NULL;   /* another server may register now */
 }
 
 int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
@@ -551,6 +554,12 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
     int rc0;
+    if (server && server != s) {
+        snprintf(err, errlen, "Python is registered with another server of this process already "
+                 "(one per process: the interpreter, its functions and the -s -N workers "
+                 "are shared); call qp_py_shutdown first");
+        return QP_EARG;
+    }
     server = s;
     if (o) opts = *o;
     else opts.parent_fd = -1;

@@ -60,6 +60,7 @@
  */
 #include "pyint.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +237,7 @@ static void drop(size_t i)
 
 size_t qp__symcat_sweep(void)
 {
+    assert(PyGILState_Check());   /* the GIL guards the cache */
     doms_sweep();
     for (size_t i = 0; i < nents;) {
         if (atomic_load(&ents[i].owner->refs) == 1) drop(i);
@@ -246,6 +248,7 @@ size_t qp__symcat_sweep(void)
 
 int qp__symcat_prime(const qp_value *col)
 {
+    assert(PyGILState_Check());   /* the GIL guards the cache */
     if (col->type != QP_SYMBOL || !col->v.owner) return 0;
     if (pandas_init() < 0) return -1;
     qp__symcat_sweep();
@@ -282,6 +285,7 @@ PyObject *qp__symcat_codes(const qp_value *col)
 
 PyObject *qp__sym_categorical(const qp_value *x)
 {
+    assert(PyGILState_Check());   /* the GIL guards the cache */
     if (pandas_init() < 0) return NULL;
     entry *e = x->v.owner ? find(x) : NULL;
     if (!e) {
@@ -495,6 +499,7 @@ static PyObject *enum_fallback(const qp_value *x)
 
 PyObject *qp__enum_categorical(const qp_value *x)
 {
+    assert(PyGILState_Check());   /* the GIL guards the cache */
     if (pandas_init() < 0) return NULL;
     domain *d = dom_get(x);
     if (!d) return NULL;

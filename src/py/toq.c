@@ -29,6 +29,7 @@
 #include "pyint.h"
 
 #include <datetime.h>
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,6 +636,7 @@ static qp_value *to_q(PyObject *o, int depth)
 
 qp_value *qp_py_to_q(PyObject *o)
 {
+    assert(PyGILState_Check());   /* py.h: conversions need the GIL */
     if (!o) return qp_error("qpeach: no Python object");
     return to_q(o, 0);
 }

@@ -157,7 +157,7 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
         return false;
     }
     if (t->attempts > r->job->retries) {
-        snprintf(r->failure, sizeof r->failure, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
+        qp__fail(r, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
                  i, d ? d : "?", t->attempts, t->attempts == 1 ? "" : "s", why);
         free(d);
         return false;
@@ -235,7 +235,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     w->head_start_ms = qp__ms();
     task *t = &r->t[f.task];
     qp_value *v = qp_ipc_decode(m, NULL);
-    if (!v) { snprintf(r->failure, sizeof r->failure, "out of memory"); return false; }
+    if (!v) { qp__fail(r, "out of memory"); return false; }
     bool ok = true;
     bool stale = f.attempt != t->sends || t->state != T_RUNNING;
     if (f.final) w->tasks_in--;
@@ -263,7 +263,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
      * --resume gives exactly this value. */
     int rc = qp_journal_write(r->journal, f.task, m->data, m->len);
     if (rc) {
-        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp__fail(r, "journal: %s", qp_strerror(rc));
         qp_unref(v);
         return false;
     }
@@ -291,8 +291,99 @@ static int journal_sync(run *r)
 {
     int rc = qp_journal_sync_async(r->journal);
     if (rc && !r->failure[0])
-        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp__fail(r, "journal: %s", qp_strerror(rc));
     return rc;
+}
+
+/* Fills every worker's window with tasks. false: the run failed. */
+static bool fill_windows(run *r, int fixed)
+{
+    for (int wi = 0; wi < r->nw; wi++) {
+        qp__worker *w = &r->ws[wi];
+        int window = fixed ? fixed : auto_window(w);
+        while (w->c && w->tasks_in < window) {
+            int64_t i = pick(r, wi);
+            if (i < 0) break;
+            if (send_task(r, w, i)) {
+                if (!worker_lost(r, wi, qp_conn_errstr(w->c), false)) return false;
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+/* The connections to wait on (pfd, and who[k] the worker of pfd[k]) and
+ * how long (*wait, ms): the next task timeout, or 0 when a connection
+ * already holds bytes. Workers past their task timeout are lost here.
+ * The count, or -1: the run failed. */
+static int poll_set(run *r, struct pollfd *pfd, int *who, int64_t *wait)
+{
+    const qp_job *j = r->job;
+    int n = 0;
+    int64_t now = qp__ms();
+    *wait = 200;
+    for (int wi = 0; wi < r->nw; wi++) {
+        qp__worker *w = &r->ws[wi];
+        if (!w->c) continue;
+        if (w->nfl && j->task_timeout_ms) {
+            int64_t left = w->head_start_ms + j->task_timeout_ms - now;
+            if (left <= 0) {
+                char why[64];
+                snprintf(why, sizeof why, "timed out after %" PRId64 " ms", j->task_timeout_ms);
+                if (!worker_lost(r, wi, why, true)) return -1;
+                continue;
+            }
+            if (left < *wait) *wait = left;
+        }
+        /* Bytes the connection already holds are invisible to poll. */
+        if (qp_conn_pending(w->c)) *wait = 0;
+        pfd[n] = (struct pollfd){ .fd = qp_conn_fd(w->c), .events = POLLIN };
+        who[n++] = wi;
+    }
+    return n;
+}
+
+/* No connection left: restarts the local workers that may be. false
+ * (with r->failure) if none could be. */
+static bool restart_all(run *r)
+{
+    bool any = false;
+    for (int wi = 0; wi < r->nw; wi++)
+        if (!r->ws[wi].dead_for_good && r->ws[wi].local && restart_worker(r, wi) == 0) any = true;
+    if (!any)
+        qp__fail(r, "no worker left (%" PRId64 " of %" PRId64 " tasks done)", r->ndone, r->plan->n);
+    return any;
+}
+
+/* Takes every whole message worker wi's connection holds, even when it
+ * then turns out closed (those results are good); a broken connection
+ * loses the worker. false: the run failed. */
+static bool read_worker(run *r, int wi)
+{
+    qp__worker *w = &r->ws[wi];
+    int rc = 0;
+    for (;;) {
+        qp_buf *m = NULL;
+        qp_ipc_header h;
+        int got = qp_conn_recv_nowait(w->c, &m, &h);
+        if (got == 0) {
+            bool ok = on_response(r, wi, m, &h);
+            qp_buf_unref(m);
+            if (!ok) return false;
+            if (!w->c) break;
+            continue;
+        }
+        if (got != -EAGAIN) rc = got;
+        break;
+    }
+    if (rc && w->c) {
+        char why[256];
+        const char *e = qp_conn_errstr(w->c);
+        snprintf(why, sizeof why, "%s", e[0] ? e : qp_strerror(rc));
+        if (!worker_lost(r, wi, why, true)) return false;
+    }
+    return true;
 }
 
 int qp__dispatch(run *r)
@@ -301,23 +392,11 @@ int qp__dispatch(run *r)
     int fixed = j->window < QP__MAX_WINDOW ? j->window : QP__MAX_WINDOW;
     struct pollfd *pfd = calloc((size_t)r->nw, sizeof *pfd);
     int *who = calloc((size_t)r->nw, sizeof *who);
-    if (!pfd || !who) { free(pfd); free(who); return QP_RUN_FAILED; }
     int result = QP_RUN_OK;
+    if (!pfd || !who) { result = QP_RUN_FAILED; goto out; }
     while (r->ndone < r->plan->n) {
         if (qp__stop_signal) { result = QP_RUN_INTERRUPTED; break; }
-        /* Fill every window. */
-        for (int wi = 0; wi < r->nw; wi++) {
-            qp__worker *w = &r->ws[wi];
-            int window = fixed ? fixed : auto_window(w);
-            while (w->c && w->tasks_in < window) {
-                int64_t i = pick(r, wi);
-                if (i < 0) break;
-                if (send_task(r, w, i)) {
-                    if (!worker_lost(r, wi, qp_conn_errstr(w->c), false)) goto failed;
-                    break;
-                }
-            }
-        }
+        if (!fill_windows(r, fixed)) goto failed;
         if (stalled(r) && alive_count(r) > 0) {
             qp__fail(r, "%" PRId64 " of %" PRId64 " tasks left, and no live worker holds their "
                      "partitions", r->plan->n - r->ndone, r->plan->n);
@@ -326,84 +405,35 @@ int qp__dispatch(run *r)
         /* Group commit, now that every worker has work: the disk wait
          * overlaps the tasks instead of stalling the loop once per task. */
         if (journal_sync(r)) goto failed;
-        int n = 0;
-        int64_t now = qp__ms(), wait = 200;
-        for (int wi = 0; wi < r->nw; wi++) {
-            qp__worker *w = &r->ws[wi];
-            if (!w->c) continue;
-            if (w->nfl && j->task_timeout_ms) {
-                int64_t left = w->head_start_ms + j->task_timeout_ms - now;
-                if (left <= 0) {
-                    char why[64];
-                    snprintf(why, sizeof why, "timed out after %" PRId64 " ms", j->task_timeout_ms);
-                    if (!worker_lost(r, wi, why, true)) goto failed;
-                    continue;
-                }
-                if (left < wait) wait = left;
-            }
-            /* Bytes the connection already holds are invisible to poll. */
-            if (qp_conn_pending(w->c)) wait = 0;
-            pfd[n] = (struct pollfd){ .fd = qp_conn_fd(w->c), .events = POLLIN };
-            who[n++] = wi;
-        }
+        int64_t wait;
+        int n = poll_set(r, pfd, who, &wait);
+        if (n < 0) goto failed;
         if (n == 0) {
-            bool any = false;
-            for (int wi = 0; wi < r->nw; wi++)
-                if (!r->ws[wi].dead_for_good && r->ws[wi].local && restart_worker(r, wi) == 0) any = true;
-            if (!any) {
-                snprintf(r->failure, sizeof r->failure, "no worker left (%" PRId64 " of %" PRId64
-                         " tasks done)", r->ndone, r->plan->n);
-                goto failed;
-            }
+            if (!restart_all(r)) goto failed;
             continue;
         }
         qp__draw_bar(r, false);
         int pr = poll(pfd, (nfds_t)n, (int)wait);
         if (pr < 0 && errno != EINTR) {
-            snprintf(r->failure, sizeof r->failure, "poll: %s", strerror(errno));
+            qp__fail(r, "poll: %s", strerror(errno));
             goto failed;
         }
         for (int k = 0; pr >= 0 && k < n; k++) {
-            int wi = who[k];
-            qp__worker *w = &r->ws[wi];
+            qp__worker *w = &r->ws[who[k]];
             if (!pfd[k].revents && !(w->c && qp_conn_pending(w->c))) continue;
-            if (!w->c) continue;
-            int rc = 0;
-            /* Take every whole message until the connection has nothing
-             * more buffered, even when it then turns out closed: those
-             * results are good. */
-            for (;;) {
-                qp_buf *m = NULL;
-                qp_ipc_header h;
-                int got = qp_conn_recv_nowait(w->c, &m, &h);
-                if (got == 0) {
-                    bool ok = on_response(r, wi, m, &h);
-                    qp_buf_unref(m);
-                    if (!ok) goto failed;
-                    if (!w->c) break;
-                    continue;
-                }
-                if (got != -EAGAIN) rc = got;
-                break;
-            }
-            if (rc && w->c) {
-                char why[256];
-                snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c)[0] ? qp_conn_errstr(w->c) : qp_strerror(rc));
-                if (!worker_lost(r, wi, why, true)) goto failed;
-            }
+            if (w->c && !read_worker(r, who[k])) goto failed;
         }
     }
     qp__draw_bar(r, true);
-    free(pfd);
-    free(who);
     /* Interrupted: what was received is made durable now. Done: run.c
      * syncs while the reducer runs (qp__call_one), or before the output. */
-    if (result != QP_RUN_OK) return journal_sync(r) ? QP_RUN_FAILED : result;
-    return QP_RUN_OK;
+    if (result != QP_RUN_OK && journal_sync(r)) result = QP_RUN_FAILED;
+    goto out;
 failed:
+    journal_sync(r);
+    result = r->badjob ? QP_RUN_BADJOB : QP_RUN_FAILED;
+out:
     free(pfd);
     free(who);
-    journal_sync(r);
-    return r->badjob ? QP_RUN_BADJOB : QP_RUN_FAILED;
+    return result;
 }
-

@@ -150,14 +150,14 @@ int qp_job_parse_duration(const char *s, int64_t *ms)
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    if (errno || end == s || x < 0 || x != x) return -1;
+    if (errno || end == s || x < 0 || x != x) return QP_EARG;
     double mult = 1000;
     if (!*end || !strcmp(end, "s")) mult = 1000;
     else if (!strcmp(end, "ms")) mult = 1;
     else if (!strcmp(end, "m")) mult = 60000;
     else if (!strcmp(end, "h")) mult = 3600000;
-    else return -1;
-    if (x * mult > 1e15) return -1;
+    else return QP_EARG;
+    if (x * mult > 1e15) return QP_EARG;
     *ms = (int64_t)(x * mult + 0.5);
     return 0;
 }
@@ -240,6 +240,8 @@ static void parse_user(parse *p, const char *v)
 
 /* ---- the key table ---- */
 
+/* In section order: handler() picks the setter by range (K_DB ends [job]
+ * and [input], K_PARTITIONS [partition], K_TLS_CA [workers]). */
 enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
@@ -354,41 +356,45 @@ static bool valid_name(const char *v)
     return true;
 }
 
-static int handler(void *user, const char *section, const char *name, const char *value)
+/* [job] libraries = alias=module, ...: modules the function's file may
+ * use under another name. false if the value was bad (p says why). */
+static bool parse_libraries(parse *p, const char *value)
 {
-    parse *p = user;
     qp_job *j = p->job;
-    if (p->failed || p->oom) return 0;
-    if (!section[0]) { fail(p, "%s: key before any [section]", name); return 0; }
-    int k = -1;
-    bool sec_known = false;
-    for (int i = 0; i < K_COUNT; i++) {
-        if (!strcmp(keys[i].sec, section)) {
-            sec_known = true;
-            if (!strcmp(keys[i].key, name)) k = i;
+    char **items;
+    int n = split(p, value, &items);
+    j->lib_alias = calloc(n ? n : 1, sizeof *j->lib_alias);
+    j->lib_module = calloc(n ? n : 1, sizeof *j->lib_module);
+    if (!j->lib_alias || !j->lib_module) { free_list(items, n); p->oom = true; return false; }
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(items[i], '=');
+        const char *alias = items[i], *mod = eq ? eq + 1 : items[i];
+        if (eq) *eq = '\0';
+        while (*mod == ' ') mod++;
+        size_t al = strlen(alias);
+        while (al && alias[al - 1] == ' ') al--;
+        j->lib_alias[i] = strndup(alias, al);
+        j->lib_module[i] = dup(p, mod);
+        j->nlibs = i + 1;
+        if (!j->lib_alias[i] || !valid_name(j->lib_alias[i]) || !valid_name(mod)) {
+            fail(p, "[job] libraries: expected alias=module, comma separated: '%s'", value);
+            free_list(items, n);
+            return false;
         }
     }
-    if (!sec_known) { fail(p, "unknown section [%s]", section); return 0; }
-    if (k < 0) {
-        char known[256] = "";
-        for (int i = 0; i < K_COUNT; i++)
-            if (!strcmp(keys[i].sec, section)) {
-                if (known[0]) strncat(known, ", ", sizeof known - strlen(known) - 1);
-                strncat(known, keys[i].key, sizeof known - strlen(known) - 1);
-            }
-        fail(p, "[%s] %s: unknown key (known: %s)", section, name, known);
-        return 0;
-    }
-    if (p->seen[k / 32] & (1u << (k % 32))) {
-        fail(p, "[%s] %s: given twice", section, name);
-        return 0;
-    }
-    p->seen[k / 32] |= 1u << (k % 32);
-    if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
+    free_list(items, n);
+    return true;
+}
 
-    long x;
-    int64_t ms;
-#define BAD(what) do { fail(p, "[%s] %s: " what ": '%s'", section, name, value); return 0; } while (0)
+/* A bad value: says which key and what was expected, and stops the
+ * setter. */
+#define BAD(what) \
+    do { fail(p, "[%s] %s: " what ": '%s'", section, name, value); return false; } while (0)
+
+/* Sets one of the [job] and [input] keys. false if the value was bad (p says why). */
+static bool set_job(parse *p, int k, const char *section, const char *name, const char *value)
+{
+    qp_job *j = p->job;
     switch (k) {
     case K_NAME:
         if (!valid_name(value)) BAD("not a name (letters, digits, _ and .)");
@@ -396,33 +402,16 @@ static int handler(void *user, const char *section, const char *name, const char
         j->name = dup(p, value);
         break;
     case K_FUNCTION:
-        if (!parse_fn(p, section, name, value, &j->function)) return 0;
+        if (!parse_fn(p, section, name, value, &j->function)) return false;
         break;
-    case K_LIBRARIES: {
-        char **items;
-        int n = split(p, value, &items);
-        j->lib_alias = calloc(n ? n : 1, sizeof *j->lib_alias);
-        j->lib_module = calloc(n ? n : 1, sizeof *j->lib_module);
-        if (!j->lib_alias || !j->lib_module) { free_list(items, n); p->oom = true; return 0; }
-        for (int i = 0; i < n; i++) {
-            char *eq = strchr(items[i], '=');
-            const char *alias = items[i], *mod = eq ? eq + 1 : items[i];
-            if (eq) *eq = '\0';
-            while (*mod == ' ') mod++;
-            size_t al = strlen(alias);
-            while (al && alias[al - 1] == ' ') al--;
-            j->lib_alias[i] = strndup(alias, al);
-            j->lib_module[i] = dup(p, mod);
-            j->nlibs = i + 1;
-            if (!j->lib_alias[i] || !valid_name(j->lib_alias[i]) || !valid_name(mod)) {
-                fail(p, "[job] libraries: expected alias=module, comma separated: '%s'", value);
-                free_list(items, n);
-                return 0;
-            }
-        }
-        free_list(items, n);
+    case K_LIBRARIES:
+        if (!parse_libraries(p, value)) return false;
         break;
-    }
+    case K_SYMBOLS:
+        if (!strcmp(value, "categorical")) j->categorical = true;
+        else if (!strcmp(value, "codes")) j->codes = true;
+        else if (strcmp(value, "str")) BAD("expected str, categorical or codes");
+        break;
     case K_TABLE:
         if (!valid_name(value)) BAD("not a table name");
         j->table = dup(p, value);
@@ -435,11 +424,16 @@ static int handler(void *user, const char *section, const char *name, const char
         j->csv_types = dup(p, value);
         break;
     case K_DB: j->db = abspath(p, value); break;
-    case K_PARTITIONS:
-        if (qp_job_partitions_parse(value, 0, 0, NULL))
-            BAD("expected partitions as A..B or A,B,C (e.g. 2022.06.17..2022.06.30, 2022.06, 7)");
-        j->partitions = dup(p, value);
-        break;
+    }
+    return true;
+}
+
+/* Sets one of the [partition] keys. false if the value was bad (p says why). */
+static bool set_partition(parse *p, int k, const char *section, const char *name, const char *value)
+{
+    qp_job *j = p->job;
+    long x;
+    switch (k) {
     case K_BY:
         for (x = 0; x <= QP_PART_PARTITION; x++)
             if (!strcmp(value, part_names[x])) break;
@@ -454,6 +448,22 @@ static int handler(void *user, const char *section, const char *name, const char
         if (!parse_int(value, 1, 1000000, &x)) BAD("not a positive integer");
         j->pieces = (int)x;
         break;
+    case K_PARTITIONS:
+        if (qp_job_partitions_parse(value, 0, 0, NULL))
+            BAD("expected partitions as A..B or A,B,C (e.g. 2022.06.17..2022.06.30, 2022.06, 7)");
+        j->partitions = dup(p, value);
+        break;
+    }
+    return true;
+}
+
+/* Sets one of the [workers] keys. false if the value was bad (p says why). */
+static bool set_workers(parse *p, int k, const char *section, const char *name, const char *value)
+{
+    qp_job *j = p->job;
+    long x;
+    int64_t ms;
+    switch (k) {
     case K_LOCAL:
         if (!parse_int(value, 0, 1024, &x)) BAD("not a worker count (0..1024)");
         j->local = (int)x;
@@ -463,7 +473,7 @@ static int handler(void *user, const char *section, const char *name, const char
         for (int i = 0; i < j->nservers; i++)
             if (!strchr(j->servers[i], ':') && j->servers[i][0] != '@')
                 { fail(p, "[%s] %s: not an address (host:port, unix:/path): '%s'",
-                       section, name, j->servers[i]); return 0; }
+                       section, name, j->servers[i]); return false; }
         break;
     case K_THREADS:
         if (!parse_int(value, 0, 1024, &x)) BAD("not a thread count (0..1024)");
@@ -479,15 +489,21 @@ static int handler(void *user, const char *section, const char *name, const char
         if (qp_job_parse_duration(value, &ms) || ms <= 0) BAD("not a duration (e.g. 10s, 500ms)");
         j->connect_timeout_ms = (int)ms;
         break;
-    case K_SYMBOLS:
-        if (!strcmp(value, "categorical")) j->categorical = true;
-        else if (!strcmp(value, "codes")) j->codes = true;
-        else if (strcmp(value, "str")) BAD("expected str, categorical or codes");
-        break;
     case K_TLS:
         if (!parse_bool(value, &j->tls)) BAD("expected true or false");
         break;
     case K_TLS_CA: j->tls_ca = abspath(p, value); break;
+    }
+    return true;
+}
+
+/* Sets one of the [merge], [output] and [run] keys. false if the value was bad (p says why). */
+static bool set_merge(parse *p, int k, const char *section, const char *name, const char *value)
+{
+    qp_job *j = p->job;
+    long x;
+    int64_t ms;
+    switch (k) {
     case K_HOW:
         for (x = 0; x <= QP_MERGE_NONE; x++)
             if (!strcmp(value, merge_names[x])) break;
@@ -496,7 +512,7 @@ static int handler(void *user, const char *section, const char *name, const char
         j->merge = (int)x;
         break;
     case K_REDUCER:
-        if (!parse_fn(p, section, name, value, &j->reducer)) return 0;
+        if (!parse_fn(p, section, name, value, &j->reducer)) return false;
         break;
     case K_KEY:
         j->nkeys = split(p, value, &j->keys);
@@ -528,7 +544,56 @@ static int handler(void *user, const char *section, const char *name, const char
         if (!parse_bool(value, &j->retry_errors)) BAD("expected true or false");
         break;
     }
+    return true;
+}
+
 #undef BAD
+
+/* The key id of section.name, or -1 with p failed (unknown section or
+ * key, or a key given twice). */
+static int find_key(parse *p, const char *section, const char *name)
+{
+    int k = -1;
+    bool sec_known = false;
+    for (int i = 0; i < K_COUNT; i++) {
+        if (!strcmp(keys[i].sec, section)) {
+            sec_known = true;
+            if (!strcmp(keys[i].key, name)) k = i;
+        }
+    }
+    if (!sec_known) { fail(p, "unknown section [%s]", section); return -1; }
+    if (k < 0) {
+        char known[256] = "";
+        for (int i = 0; i < K_COUNT; i++)
+            if (!strcmp(keys[i].sec, section)) {
+                if (known[0]) strncat(known, ", ", sizeof known - strlen(known) - 1);
+                strncat(known, keys[i].key, sizeof known - strlen(known) - 1);
+            }
+        fail(p, "[%s] %s: unknown key (known: %s)", section, name, known);
+        return -1;
+    }
+    if (p->seen[k / 32] & (1u << (k % 32))) {
+        fail(p, "[%s] %s: given twice", section, name);
+        return -1;
+    }
+    p->seen[k / 32] |= 1u << (k % 32);
+    return k;
+}
+
+/* inih's callback for each key: 1 to go on, 0 to stop (p says why). */
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    parse *p = user;
+    if (p->failed || p->oom) return 0;
+    if (!section[0]) { fail(p, "%s: key before any [section]", name); return 0; }
+    int k = find_key(p, section, name);
+    if (k < 0) return 0;
+    if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
+    bool ok = k <= K_DB ? set_job(p, k, section, name, value)
+            : k <= K_PARTITIONS ? set_partition(p, k, section, name, value)
+            : k <= K_TLS_CA ? set_workers(p, k, section, name, value)
+            : set_merge(p, k, section, name, value);
+    if (!ok) return 0;
     if (k == K_PIECES) p->pieces_line = p->line;
     return p->oom ? 0 : 1;
 }

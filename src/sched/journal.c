@@ -1,4 +1,5 @@
-/* journal.c - the msgpack job journal: header, fsync'd records, torn tails. */
+/* journal.c - the msgpack job journal: header, records (fsync'd in
+ * groups by qp_journal_sync), torn tails. */
 /* SHA256_Init & co. are deprecated in OpenSSL 3 in favour of EVP, but the
  * first EVP digest of a process loads openssl.cnf and the default provider:
  * about 1 ms, plus its teardown at exit, on every `qpeach run` (whose whole
@@ -124,10 +125,11 @@ static int write_header(int fd, const qp_journal_id *ids, int nids, const void *
 
 int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
 {
-    /* Header of the record packed by hand so the payload is not copied:
-     * array(2), uint64, bin32 length; then the bytes, in one writev-like
-     * pair of writes followed by fsync. A crash between them leaves a torn
-     * record, which open() drops. */
+    /* Header of the record packed by hand (array(2), uint64, bin32
+     * length) and copied with the payload into one buffer, so the record
+     * goes out in one write. Not fsync'd here: qp_journal_sync (or
+     * qp_journal_append) does that, once for a group of records. A crash
+     * mid-write leaves a torn record, which open() drops. */
     uint8_t hdr[1 + 9 + 5];
     size_t h = 0;
     hdr[h++] = 0x92;

@@ -4,6 +4,7 @@
  * which worker finished first. */
 #include "qpeach/sched.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,13 +228,22 @@ static qp_value *merge_arith(int op, qp_value *const *p, int64_t n)
 
 /* ---- sum-by-key ---- */
 
+/* The shapes a sum-by-key partial may take; the result takes the first
+ * partial's shape. */
+enum kv_shape {
+    KV_DICT_VEC,     /* keys!values: one key vector, one value vector */
+    KV_DICT_TABLE,   /* keys!table: one key vector, the table's columns as values */
+    KV_KEYED,        /* keyed table: key columns and value columns */
+    KV_TABLE         /* plain table: [merge] key names the key columns */
+};
+
 /* A partial split into key columns and value columns (borrowed). */
 typedef struct kv {
-    int shape;             /* 0 dict of vectors, 1 dict to a table, 2 keyed table, 3 table */
+    enum kv_shape shape;
     int nk, nv;
     qp_value *k[16];
     qp_value *v[64];
-    qp_value *knames, *vnames;
+    qp_value *knames, *vnames;   /* owned for KV_TABLE, else borrowed */
     int64_t rows;
 } kv;
 
@@ -242,7 +252,7 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
     memset(o, 0, sizeof *o);
     if (qp_is_keyed_table(x)) {
         qp_value *kt = qp_dict_keys(x), *vt = qp_dict_values(x);
-        o->shape = 2;
+        o->shape = KV_KEYED;
         o->knames = qp_table_names(kt);
         o->vnames = qp_table_names(vt);
         o->nk = (int)o->knames->v.n;
@@ -255,19 +265,19 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
         o->nk = 1;
         o->k[0] = k;
         if (v->type == QP_TABLE) {
-            o->shape = 1;
+            o->shape = KV_DICT_TABLE;
             o->vnames = qp_table_names(v);
             o->nv = (int)o->vnames->v.n;
             if (o->nv > 64) return qp_error("sum-by-key: too many columns");
             for (int i = 0; i < o->nv; i++) o->v[i] = qp_K(qp_table_columns(v))[i];
         } else {
-            o->shape = 0;
+            o->shape = KV_DICT_VEC;
             o->nv = 1;
             o->v[0] = v;
         }
     } else if (x->type == QP_TABLE) {
         if (!nkeys) return qp_error("sum-by-key: a plain table needs [merge] key = column, ...");
-        o->shape = 3;
+        o->shape = KV_TABLE;
         o->knames = qp_vector(QP_SYMBOL, 0);   /* owned: freed by the caller */
         o->vnames = qp_vector(QP_SYMBOL, 0);
         if (!o->knames || !o->vnames) return qp_error("wsfull");
@@ -311,160 +321,235 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
     return h ^ (h >> 29);
 }
 
+/* The distinct keys seen so far, in first-seen order: open addressing
+ * over slot (row numbers, -1 empty, at most half full), the key bytes of
+ * row q at keyb + q*kw, and its nv sums at acc + q*nv (each an int64 or
+ * the bits of a double). */
+typedef struct keyhash {
+    int64_t cap, nrows, rcap;
+    int64_t *slot;
+    uint8_t *keyb;
+    int64_t *acc;
+    size_t kw;
+    int nv;
+} keyhash;
+
+static void keyhash_free(keyhash *h)
+{
+    free(h->slot);
+    free(h->keyb);
+    free(h->acc);
+}
+
+static int keyhash_init(keyhash *h, size_t kw, int nv)
+{
+    *h = (keyhash){ .cap = 1024, .rcap = 256, .kw = kw, .nv = nv };
+    h->slot = malloc((size_t)h->cap * sizeof *h->slot);
+    h->keyb = malloc((size_t)h->rcap * (kw ? kw : 1));
+    h->acc = calloc((size_t)h->rcap * (size_t)(nv ? nv : 1), sizeof *h->acc);
+    if (!h->slot || !h->keyb || !h->acc) { keyhash_free(h); return QP_ENOMEM; }
+    memset(h->slot, 0xff, (size_t)h->cap * sizeof *h->slot);
+    return 0;
+}
+
+/* Doubles the slots and rehashes the rows. */
+static int keyhash_rehash(keyhash *h)
+{
+    int64_t ncap = h->cap * 2;
+    int64_t *ns = malloc((size_t)ncap * sizeof *ns);
+    if (!ns) return QP_ENOMEM;
+    memset(ns, 0xff, (size_t)ncap * sizeof *ns);
+    for (int64_t q = 0; q < h->nrows; q++) {
+        int64_t a = (int64_t)(hash_bytes(h->keyb + (size_t)q * h->kw, h->kw) & (uint64_t)(ncap - 1));
+        while (ns[a] >= 0) a = (a + 1) & (ncap - 1);
+        ns[a] = q;
+    }
+    free(h->slot);
+    h->slot = ns;
+    h->cap = ncap;
+    return 0;
+}
+
+/* Row number of the key bytes row (kw of them), added with zero sums if
+ * new; QP_ENOMEM if it cannot be added. */
+static int64_t keyhash_row(keyhash *h, const uint8_t *row)
+{
+    size_t kw = h->kw, nv = (size_t)(h->nv ? h->nv : 1);
+    int64_t at = (int64_t)(hash_bytes(row, kw) & (uint64_t)(h->cap - 1));
+    while (h->slot[at] >= 0 && memcmp(h->keyb + (size_t)h->slot[at] * kw, row, kw))
+        at = (at + 1) & (h->cap - 1);
+    if (h->slot[at] >= 0) return h->slot[at];
+    if (h->nrows == h->rcap) {
+        uint8_t *k2 = realloc(h->keyb, (size_t)h->rcap * 2 * (kw ? kw : 1));
+        if (!k2) return QP_ENOMEM;
+        h->keyb = k2;
+        int64_t *a2 = realloc(h->acc, (size_t)h->rcap * 2 * nv * sizeof *a2);
+        if (!a2) return QP_ENOMEM;
+        h->acc = a2;
+        h->rcap *= 2;
+    }
+    int64_t dst = h->slot[at] = h->nrows++;
+    memcpy(h->keyb + (size_t)dst * kw, row, kw);
+    memset(h->acc + (size_t)dst * nv, 0, nv * sizeof *h->acc);
+    if (h->nrows * 2 > h->cap && keyhash_rehash(h)) return QP_ENOMEM;
+    assert(h->nrows * 2 <= h->cap);   /* probing always finds a free slot */
+    return dst;
+}
+
+/* Checks that the partials s[1..n) have the first one's shape and key types. */
+static qp_value *check_shapes(const kv *s, int64_t n)
+{
+    for (int64_t i = 1; i < n; i++) {
+        if (s[i].shape != s[0].shape || s[i].nk != s[0].nk || s[i].nv != s[0].nv)
+            return qp_error("sum-by-key: partials differ in shape");
+        for (int c = 0; c < s[0].nk; c++)
+            if (s[i].k[c]->type != s[0].k[c]->type)
+                return qp_error("sum-by-key: key types differ between partials");
+    }
+    return NULL;
+}
+
+/* Adds the rows of partial p into h; fl[c] says column c sums as float.
+ * Returns 0, QP_ENOMEM, or QP_ETYPE with *err set to the (one) error. */
+static int add_partial(keyhash *h, const kv *p, const bool *fl, qp_value **err)
+{
+    uint8_t row[16 * 16 + 64];
+    for (int64_t r = 0; r < p->rows; r++) {
+        size_t off = 0;
+        for (int c = 0; c < p->nk; c++) {
+            size_t w = qp_type_width(p->k[c]->type);
+            memcpy(row + off, (const char *)p->k[c]->v.data + (size_t)r * w, w);
+            off += w;
+        }
+        int64_t dst = keyhash_row(h, row);
+        if (dst < 0) return (int)dst;
+        for (int c = 0; c < p->nv; c++) {
+            int64_t j = 0;
+            double f = 0;
+            int t = p->v[c]->type;
+            if (!get_num(t, p->v[c]->v.data, r, &j, &f)) continue;
+            int64_t *a = &h->acc[(size_t)dst * (size_t)h->nv + (size_t)c];
+            if (fl[c]) {
+                /* An integer column adds into float sums as its value. */
+                double d;
+                memcpy(&d, a, 8);
+                d += is_float_type(t) ? f : (double)j;
+                memcpy(a, &d, 8);
+            } else if (is_float_type(t)) {
+                *err = qp_error("sum-by-key: value types differ (integer sums meet %s values)",
+                                qp_type_name(t));
+                return QP_ETYPE;
+            } else {
+                *a += j;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The key columns (kcols) and sum columns (vcols) of h, as general lists
+ * of new references; QP_ENOMEM with both NULL if out of memory. */
+static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
+                           qp_value **kcols, qp_value **vcols)
+{
+    qp_value *kc = qp_vector(QP_LIST, first->nk), *vc = qp_vector(QP_LIST, first->nv);
+    if (kc) for (int c = 0; c < first->nk; c++) qp_K(kc)[c] = NULL;
+    if (vc) for (int c = 0; c < first->nv; c++) qp_K(vc)[c] = NULL;
+    if (!kc || !vc) goto fail;
+    size_t koff = 0;
+    for (int c = 0; c < first->nk; c++) {
+        int t = first->k[c]->type;
+        size_t w = qp_type_width(t);
+        qp_value *col = qp_K(kc)[c] = qp_vector(t, h->nrows);
+        if (!col) goto fail;
+        for (int64_t q = 0; q < h->nrows; q++)
+            memcpy((char *)col->v.data + (size_t)q * w, h->keyb + (size_t)q * h->kw + koff, w);
+        koff += w;
+    }
+    for (int c = 0; c < first->nv; c++) {
+        qp_value *col = qp_K(vc)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, h->nrows);
+        if (!col) goto fail;
+        for (int64_t q = 0; q < h->nrows; q++)
+            memcpy(qp_J(col) + q, &h->acc[(size_t)q * (size_t)h->nv + (size_t)c], 8);
+    }
+    *kcols = kc;
+    *vcols = vc;
+    return 0;
+fail:
+    for (int c = 0; kc && c < first->nk; c++) if (!qp_K(kc)[c]) qp_K(kc)[c] = qp_identity();
+    for (int c = 0; vc && c < first->nv; c++) if (!qp_K(vc)[c]) qp_K(vc)[c] = qp_identity();
+    qp_unref(kc);
+    qp_unref(vc);
+    *kcols = *vcols = NULL;
+    return QP_ENOMEM;
+}
+
+/* The result in the first partial's shape; steals kcols and vcols. */
+static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols)
+{
+    qp_value *r = NULL;
+    switch (first->shape) {
+    case KV_DICT_VEC:
+        r = qp_dict(qp_ref(qp_K(kcols)[0]), qp_ref(qp_K(vcols)[0]));
+        break;
+    case KV_DICT_TABLE:
+        r = qp_dict(qp_ref(qp_K(kcols)[0]), qp_table(qp_dict(qp_ref(first->vnames), vcols)));
+        vcols = NULL;
+        break;
+    case KV_KEYED:
+        r = qp_dict(qp_table(qp_dict(qp_ref(first->knames), kcols)),
+                    qp_table(qp_dict(qp_ref(first->vnames), vcols)));
+        kcols = vcols = NULL;
+        break;
+    case KV_TABLE: {
+        /* Key columns first, then the sums, as q's `0!select sum v by k
+         * from t` lays them out. */
+        int nk = first->nk, nv = first->nv;
+        qp_value *names = qp_vector(QP_SYMBOL, nk + nv), *cols = qp_vector(QP_LIST, nk + nv);
+        if (!names || !cols) { qp_unref(names); qp_unref(cols); break; }
+        for (int c = 0; c < nk; c++) {
+            qp_S(names)[c] = qp_S(first->knames)[c];
+            qp_K(cols)[c] = qp_ref(qp_K(kcols)[c]);
+        }
+        for (int c = 0; c < nv; c++) {
+            qp_S(names)[nk + c] = qp_S(first->vnames)[c];
+            qp_K(cols)[nk + c] = qp_ref(qp_K(vcols)[c]);
+        }
+        r = qp_table(qp_dict(names, cols));
+        break;
+    }
+    }
+    qp_unref(kcols);
+    qp_unref(vcols);
+    return r;
+}
+
+/* Sums the value columns of the partials by key, keys in first-seen
+ * order. Returns a new reference, an error value, or NULL if out of
+ * memory. */
 static qp_value *merge_by_key(qp_value *const *p, int64_t n, char *const *keys, int nkeys)
 {
     if (n == 0) return qp_error("sum-by-key: no partials");
-    kv first;
-    qp_value *err = NULL, *result = NULL;
+    qp_value *err = NULL, *result = NULL, *kcols, *vcols;
+    keyhash h = { 0 };
+    bool fl[64];
+    int64_t done = 0;
     kv *s = calloc((size_t)n, sizeof *s);
     if (!s) return NULL;
-    int64_t done = 0;
-    for (; done < n && !err; done++) err = split_kv(p[done], keys, nkeys, &s[done]);
-    if (err) goto out;
-    first = s[0];
+    while (done < n && !err) err = split_kv(p[done], keys, nkeys, &s[done]), done++;
+    if (err || (err = check_shapes(s, n))) goto fail;
     size_t kw = 0;
-    for (int i = 0; i < first.nk; i++) kw += qp_type_width(first.k[i]->type);
-    for (int64_t i = 1; i < n && !err; i++) {
-        if (s[i].shape != first.shape || s[i].nk != first.nk || s[i].nv != first.nv)
-            err = qp_error("sum-by-key: partials differ in shape");
-        for (int c = 0; !err && c < first.nk; c++)
-            if (s[i].k[c]->type != first.k[c]->type)
-                err = qp_error("sum-by-key: key types differ between partials");
-    }
-    if (err) goto out;
-    bool fl[64];
-    for (int c = 0; c < first.nv; c++) fl[c] = is_float_type(first.v[c]->type);
-
-    /* Open addressing over the distinct keys seen so far, in first-seen
-     * order: rows of key bytes in keyb, sums in acc (a union per column). */
-    int64_t cap = 1024, nrows = 0, rcap = 256;
-    int64_t *slot = malloc((size_t)cap * sizeof *slot);
-    uint8_t *keyb = malloc((size_t)rcap * (kw ? kw : 1));
-    int64_t *acc = calloc((size_t)rcap * (size_t)(first.nv ? first.nv : 1), sizeof *acc);
-    uint8_t row[16 * 16 + 64];
-    if (!slot || !keyb || !acc) { free(slot); free(keyb); free(acc); result = NULL; goto out_oom; }
-    memset(slot, 0xff, (size_t)cap * sizeof *slot);
-    for (int64_t i = 0; i < n; i++) {
-        for (int64_t r = 0; r < s[i].rows; r++) {
-            size_t off = 0;
-            for (int c = 0; c < first.nk; c++) {
-                size_t w = qp_type_width(first.k[c]->type);
-                memcpy(row + off, (const char *)s[i].k[c]->v.data + (size_t)r * w, w);
-                off += w;
-            }
-            uint64_t h = hash_bytes(row, kw);
-            int64_t at = (int64_t)(h & (uint64_t)(cap - 1));
-            while (slot[at] >= 0 && memcmp(keyb + (size_t)slot[at] * kw, row, kw))
-                at = (at + 1) & (cap - 1);
-            int64_t dst = slot[at];
-            if (dst < 0) {
-                if (nrows == rcap) {
-                    rcap *= 2;
-                    uint8_t *k2 = realloc(keyb, (size_t)rcap * (kw ? kw : 1));
-                    if (k2) keyb = k2;
-                    int64_t *a2 = k2 ? realloc(acc, (size_t)rcap * first.nv * sizeof *acc) : NULL;
-                    if (!a2) { free(slot); free(keyb); free(acc); goto out_oom; }
-                    acc = a2;
-                }
-                dst = slot[at] = nrows++;
-                memcpy(keyb + (size_t)dst * kw, row, kw);
-                memset(acc + (size_t)dst * first.nv, 0, (size_t)first.nv * sizeof *acc);
-                if (nrows * 2 > cap) {
-                    /* Grow and rehash. */
-                    int64_t ncap = cap * 2;
-                    int64_t *ns = malloc((size_t)ncap * sizeof *ns);
-                    if (!ns) { free(slot); free(keyb); free(acc); goto out_oom; }
-                    memset(ns, 0xff, (size_t)ncap * sizeof *ns);
-                    for (int64_t q = 0; q < nrows; q++) {
-                        int64_t a = (int64_t)(hash_bytes(keyb + (size_t)q * kw, kw) & (uint64_t)(ncap - 1));
-                        while (ns[a] >= 0) a = (a + 1) & (ncap - 1);
-                        ns[a] = q;
-                    }
-                    free(slot);
-                    slot = ns;
-                    cap = ncap;
-                }
-            }
-            for (int c = 0; c < first.nv; c++) {
-                int64_t j = 0;
-                double f = 0;
-                if (!get_num(s[i].v[c]->type, s[i].v[c]->v.data, r, &j, &f)) continue;
-                int64_t *a = &acc[(size_t)dst * first.nv + c];
-                if (fl[c]) { double d; memcpy(&d, a, 8); d += f; memcpy(a, &d, 8); }
-                else if (is_float_type(s[i].v[c]->type)) { err = qp_error("sum-by-key: value types differ"); }
-                else *a += j;
-            }
-        }
-    }
-    /* Build the result in the first partial's shape. */
-    qp_value *kcols = qp_vector(QP_LIST, first.nk), *vcols = qp_vector(QP_LIST, first.nv);
-    bool oom = !kcols || !vcols;
-    size_t koff = 0;
-    for (int c = 0; !oom && c < first.nk; c++) {
-        int t = first.k[c]->type;
-        size_t w = qp_type_width(t);
-        qp_value *col = qp_K(kcols)[c] = qp_vector(t, nrows);
-        if (!col) { oom = true; break; }
-        for (int64_t q = 0; q < nrows; q++)
-            memcpy((char *)col->v.data + (size_t)q * w, keyb + (size_t)q * kw + koff, w);
-        koff += w;
-    }
-    for (int c = 0; !oom && c < first.nv; c++) {
-        qp_value *col = qp_K(vcols)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, nrows);
-        if (!col) { oom = true; break; }
-        for (int64_t q = 0; q < nrows; q++) memcpy(qp_J(col) + q, &acc[(size_t)q * first.nv + c], 8);
-    }
-    free(slot);
-    free(keyb);
-    free(acc);
-    if (oom || err) {
-        for (int c = 0; kcols && c < first.nk; c++) if (!qp_K(kcols)[c]) qp_K(kcols)[c] = qp_identity();
-        for (int c = 0; vcols && c < first.nv; c++) if (!qp_K(vcols)[c]) qp_K(vcols)[c] = qp_identity();
-        qp_unref(kcols);
-        qp_unref(vcols);
-        goto out;
-    }
-    switch (first.shape) {
-    case 0: {
-        result = qp_dict(qp_ref(qp_K(kcols)[0]), qp_ref(qp_K(vcols)[0]));
-        qp_unref(kcols);
-        qp_unref(vcols);
-        break;
-    }
-    case 1:
-        result = qp_dict(qp_ref(qp_K(kcols)[0]),
-                         qp_table(qp_dict(qp_ref(first.vnames), vcols)));
-        qp_unref(kcols);
-        break;
-    case 2:
-        result = qp_dict(qp_table(qp_dict(qp_ref(first.knames), kcols)),
-                         qp_table(qp_dict(qp_ref(first.vnames), vcols)));
-        break;
-    default: {
-        /* A plain table: key columns first, then the sums, as q's
-         * `0!select sum v by k from t` lays it out. */
-        qp_value *names = qp_vector(QP_SYMBOL, first.nk + first.nv);
-        qp_value *cols = qp_vector(QP_LIST, first.nk + first.nv);
-        if (!names || !cols) { qp_unref(names); qp_unref(cols); qp_unref(kcols); qp_unref(vcols); break; }
-        for (int c = 0; c < first.nk; c++) {
-            qp_S(names)[c] = qp_S(first.knames)[c];
-            qp_K(cols)[c] = qp_ref(qp_K(kcols)[c]);
-        }
-        for (int c = 0; c < first.nv; c++) {
-            qp_S(names)[first.nk + c] = qp_S(first.vnames)[c];
-            qp_K(cols)[first.nk + c] = qp_ref(qp_K(vcols)[c]);
-        }
-        qp_unref(kcols);
-        qp_unref(vcols);
-        result = qp_table(qp_dict(names, cols));
-    }
-    }
-    goto out;
-out_oom:
-    result = NULL;
-out:
-    for (int64_t i = 0; i < done && i < n; i++)
-        if (s[i].shape == 3) { qp_unref(s[i].knames); qp_unref(s[i].vnames); }
+    for (int i = 0; i < s[0].nk; i++) kw += qp_type_width(s[0].k[i]->type);
+    for (int c = 0; c < s[0].nv; c++) fl[c] = is_float_type(s[0].v[c]->type);
+    if (keyhash_init(&h, kw, s[0].nv)) goto fail;
+    for (int64_t i = 0; i < n; i++)
+        if (add_partial(&h, &s[i], fl, &err)) goto fail;
+    if (keyhash_columns(&h, &s[0], fl, &kcols, &vcols)) goto fail;
+    result = shape_result(&s[0], kcols, vcols);
+fail:
+    keyhash_free(&h);
+    for (int64_t i = 0; i < done; i++)
+        if (s[i].shape == KV_TABLE) { qp_unref(s[i].knames); qp_unref(s[i].vnames); }
     free(s);
     return err ? err : result;
 }

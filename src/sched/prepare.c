@@ -281,25 +281,25 @@ qp_value *qp__call_one(run *r, qp_value *msg)
 qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
 {
     if (!w || !msg) {
-        snprintf(r->failure, sizeof r->failure, "%s", msg ? "no worker is usable" : "out of memory");
+        qp__fail(r, "%s", msg ? "no worker is usable" : "out of memory");
         qp_unref(msg);
         return NULL;
     }
     int rc = qp_conn_send(w->c, msg, QP_MSG_SYNC);
     qp_unref(msg);
     if (rc) {
-        snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
+        qp__fail(r, "%s: %s", w->addr, qp_conn_errstr(w->c));
         return NULL;
     }
     if (r->journal && (rc = qp_journal_sync_async(r->journal))) {
-        snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
+        qp__fail(r, "journal: %s", qp_strerror(rc));
         return NULL;
     }
     for (;;) {
         qp_value *v = NULL;
         int t = QP_MSG_RESPONSE;
         if (qp_conn_recv(w->c, &v, &t, -1)) {
-            snprintf(r->failure, sizeof r->failure, "%s: %s", w->addr, qp_conn_errstr(w->c));
+            qp__fail(r, "%s: %s", w->addr, qp_conn_errstr(w->c));
             return NULL;
         }
         if (t == QP_MSG_RESPONSE) return v;
@@ -441,7 +441,7 @@ int qp__make_plan(run *r, int slots)
         if (plan_partitions(r)) return QP_RUN_FAILED;
     } else if (j->part_by == QP_PART_FILE) {
         rc = qp_partplan_files(j->files, &r->plan);
-        if (rc == QP_EARG) snprintf(r->failure, sizeof r->failure, "no file matches %s", j->files);
+        if (rc == QP_EARG) qp__fail(r, "no file matches %s", j->files);
     } else if (j->part_by == QP_PART_ROWS) {
         int64_t count;
         if (r->input) count = qp_count(r->input);
@@ -449,7 +449,7 @@ int qp__make_plan(run *r, int slots)
             qp_value *v = qp__call_one(r, qp__call(".qp.count", 1, qp_symbol(j->table)));
             if (!v) return QP_RUN_FAILED;
             if (v->type != -QP_LONG) {
-                snprintf(r->failure, sizeof r->failure, "counting table %s: %s", j->table,
+                qp__fail(r, "counting table %s: %s", j->table,
                          qp_is_error(v) ? v->s : "not a count");
                 qp_unref(v);
                 return QP_RUN_FAILED;
@@ -479,24 +479,23 @@ int qp__make_plan(run *r, int slots)
             }
             if (!v) return QP_RUN_FAILED;
             if (qp_is_error(v)) {
-                snprintf(r->failure, sizeof r->failure, "distinct values of %s.%s: %s", j->table,
-                         j->column, v->s);
+                qp__fail(r, "distinct values of %s.%s: %s", j->table, j->column, v->s);
                 qp_unref(v);
                 return QP_RUN_FAILED;
             }
             col = v;
         }
         if (!col) {
-            snprintf(r->failure, sizeof r->failure, "input has no column %s", j->column);
+            qp__fail(r, "input has no column %s", j->column);
             return QP_RUN_FAILED;
         }
         rc = qp_partplan_column(j->column, col, &r->plan);
         qp_unref(col);
         if (rc == QP_ETYPE || rc == QP_EARG)
-            snprintf(r->failure, sizeof r->failure, "cannot partition by column %s", j->column);
+            qp__fail(r, "cannot partition by column %s", j->column);
     }
     if (rc) {
-        if (!r->failure[0]) snprintf(r->failure, sizeof r->failure, "planning: %s", qp_strerror(rc));
+        if (!r->failure[0]) qp__fail(r, "planning: %s", qp_strerror(rc));
         return QP_RUN_FAILED;
     }
     r->rows_total = 0;

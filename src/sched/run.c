@@ -28,7 +28,7 @@ static int lock_job(run *r, int *fd_out)
     if (!path) return QP_RUN_FAILED;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(r->failure, sizeof r->failure, "lock %s: %s", path, strerror(errno));
+        qp__fail(r, "lock %s: %s", path, strerror(errno));
         free(path);
         return QP_RUN_FAILED;
     }
@@ -37,8 +37,8 @@ static int lock_job(run *r, int *fd_out)
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         if (n > 0) pid[n] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        snprintf(r->failure, sizeof r->failure, "another run of this job holds the lock %s%s%s%s",
-                 path, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        qp__fail(r, "another run of this job holds the lock %s%s%s%s", path,
+                 pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
         close(fd);
         free(path);
         return QP_RUN_LOCKED;
@@ -78,74 +78,57 @@ static int resolve_log(const qp_run_opts *o)
     return isatty(fileno(o->log_to)) ? QP_LOG_BAR : QP_LOG_LINES;
 }
 
-int qp_run(const qp_job *job, const qp_run_opts *opts)
+/* --dry-run: plans without starting anything: files by glob, a file input
+ * by reading it here; a resident table needs a worker. */
+static int dry_run(run *r, int local, FILE *out)
 {
-    run R = { .job = job, .o = opts, .log = opts->log_to ? opts->log_to : stderr };
-    run *r = &R;
-    r->mode = resolve_log(opts);
-    r->t0 = qp__ms();
-    int result = QP_RUN_FAILED, lockfd = -1;
-    int local = opts->jobs > 0 ? opts->jobs : job->local;
-    FILE *out = opts->out ? opts->out : stdout;
-    char (*errs)[512] = NULL;
-    qp__stop_signal = 0;
-
-    struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term, old_pipe;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    struct sigaction ign = { .sa_handler = SIG_IGN };
-    sigaction(SIGPIPE, &ign, &old_pipe);
-
-    if (local > 0) {
-        if (qp_topo_load(NULL, &r->topo) || qp_topo_plan(r->topo, local, job->threads, &r->place)) {
-            snprintf(r->failure, sizeof r->failure, "hwloc: cannot read the topology");
-            goto done;
-        }
+    const qp_job *job = r->job;
+    int rc;
+    if (job->part_by == QP_PART_FILE || job->file) {
+        if ((rc = qp__prepare_input(r, true)) != 0) return rc;
+        if (qp__make_plan(r, local + job->nservers)) return QP_RUN_FAILED;
+    } else if (job->db && job->part_by != QP_PART_COLUMN) {
+        if (qp__plan_db(r, local + job->nservers)) return QP_RUN_FAILED;
     }
-    if (opts->dry_run) {
-        /* Plan without starting anything: files by glob, a file input by
-         * reading it here; a resident table needs a worker. */
-        if (job->part_by == QP_PART_FILE || job->file) {
-            if ((result = qp__prepare_input(r, true)) != 0) goto done;
-            if (qp__make_plan(r, local + job->nservers)) { result = QP_RUN_FAILED; goto done; }
-        } else if (job->db && job->part_by != QP_PART_COLUMN) {
-            if (qp__plan_db(r, local + job->nservers)) { result = QP_RUN_FAILED; goto done; }
-        }
-        qp__print_plan(r, out);
-        result = QP_RUN_OK;
-        goto done;
-    }
-    qp__mkdir_p(job->state);
-    if ((result = lock_job(r, &lockfd)) != 0) goto done;
-    result = QP_RUN_FAILED;
-    if (qp__prepare_input(r, job->part_by == QP_PART_COLUMN && job->file) != 0) goto done;
+    qp__print_plan(r, out);
+    return QP_RUN_OK;
+}
 
-    /* Workers: start the local ones, connect to all, set them up. The
-     * private folder holds local workers' sockets only. */
-    if (local > 0) snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/qpeach-run-XXXXXX");
-    if (local > 0 && !mkdtemp(r->tmpdir)) {
-        r->tmpdir[0] = '\0';
-        snprintf(r->failure, sizeof r->failure, "temporary folder: %s", strerror(errno));
-        goto done;
-    }
-    r->nw = local + job->nservers;
-    r->ws = calloc((size_t)r->nw, sizeof *r->ws);
-    errs = calloc((size_t)r->nw, sizeof *errs);
-    if (!r->ws || !errs) goto done;
-    if (r->place && r->place->sched.ncores) qp_topo_bind(r->topo, &r->place->sched, true);
+/* Starts the local workers (in a private folder that holds their sockets
+ * and logs only) and names the remote ones; errs[i] says why worker i
+ * could not start. 0 or QP_RUN_FAILED. */
+static int spawn_workers(run *r, int local, char (*errs)[512])
+{
+    const qp_job *job = r->job;
     char err[512];
+    if (local > 0) {
+        snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/qpeach-run-XXXXXX");
+        if (!mkdtemp(r->tmpdir)) {
+            r->tmpdir[0] = '\0';
+            qp__fail(r, "temporary folder: %s", strerror(errno));
+            return QP_RUN_FAILED;
+        }
+    }
+    if (r->place && r->place->sched.ncores) qp_topo_bind(r->topo, &r->place->sched, true);
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         w->id = i;
-        if (i < local) {
-            if (qp__worker_spawn(w, opts->self, r->tmpdir, job, r->topo,
-                                 &r->place->worker[i], err, sizeof err))
-                snprintf(errs[i], 512, "%s", err);
-        } else {
+        if (i >= local)
             snprintf(w->addr, sizeof w->addr, "%s", job->servers[i - local]);
-        }
+        else if (qp__worker_spawn(w, r->o->self, r->tmpdir, job, r->topo,
+                                  &r->place->worker[i], err, sizeof err))
+            snprintf(errs[i], 512, "%s", err);
     }
+    return 0;
+}
+
+/* Connects to every worker that started and sends each the setup calls;
+ * a worker that fails is reported and left out. Sets *ready to the count
+ * of usable workers. 0, QP_RUN_BADJOB or QP_RUN_FAILED. */
+static int setup_workers(run *r, char (*errs)[512], int *ready)
+{
+    const qp_job *job = r->job;
+    char err[512];
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         if (errs[i][0]) continue;
@@ -155,118 +138,191 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
         }
     }
     if (qp__setup_msgs(job, job->files ? NULL : r->input_path, &r->setup, &r->nsetup, err, sizeof err)) {
-        snprintf(r->failure, sizeof r->failure, "%s", err);
-        result = QP_RUN_BADJOB;
-        goto done;
+        qp__fail(r, "%s", err);
+        return QP_RUN_BADJOB;
     }
-    int ready = qp__setup_all(r->ws, r->nw, r->setup, r->nsetup, 600000, errs);
+    *ready = qp__setup_all(r->ws, r->nw, r->setup, r->nsetup, 600000, errs);
     for (int i = 0; i < r->nw; i++)
         if (errs[i][0]) {
             qp__say(r, "worker", "worker %d (%s) unusable: %s", i, r->ws[i].addr, errs[i]);
             if (!r->ws[i].local) r->ws[i].dead_for_good = true;
         }
-    if (ready == 0) {
-        snprintf(r->failure, sizeof r->failure, "no worker is usable%s%s", r->nw ? ": " : "",
-                 r->nw ? errs[0] : "");
-        goto done;
+    if (*ready == 0) {
+        qp__fail(r, "no worker is usable%s%s", r->nw ? ": " : "", r->nw ? errs[0] : "");
+        return QP_RUN_FAILED;
     }
-    if (qp__stop_signal) { result = QP_RUN_INTERRUPTED; goto done; }
-    if ((result = qp__check_columns(r)) != 0) goto done;
-    result = QP_RUN_FAILED;
+    return 0;
+}
 
-    /* Plan, journal, and what an earlier run already finished. */
-    if (qp__make_plan(r, ready)) goto done;
+/* Step 1: starts, connects and sets up the workers. Sets *ready to the
+ * count of usable ones. 0 or an exit code. */
+static int start_workers(run *r, int local, int *ready)
+{
+    r->nw = local + r->job->nservers;
+    r->ws = calloc((size_t)r->nw, sizeof *r->ws);
+    char (*errs)[512] = calloc((size_t)r->nw, sizeof *errs);
+    int rc = QP_RUN_FAILED;
+    if (!r->ws || !errs) goto fail;
+    if ((rc = spawn_workers(r, local, errs)) != 0) goto fail;
+    rc = setup_workers(r, errs, ready);
+fail:
+    free(errs);
+    return rc;
+}
+
+int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
+                      const qp_journal_id ids[3])
+{
+    char msg[1024] = "";
+    if (enc) {
+        qp__fail(r, "journal: cannot encode the plan: %s", qp_strerror(enc));
+        return QP_RUN_FAILED;
+    }
+    if (!jpath) {
+        qp__fail(r, "journal: %s", qp_strerror(QP_ENOMEM));
+        return QP_RUN_FAILED;
+    }
+    int rc = qp_journal_open(jpath, ids, 3, pb, pl, r->o->resume, &r->journal, msg, sizeof msg);
+    if (rc || !r->journal) {
+        qp__fail(r, "%s", msg[0] ? msg : qp_strerror(rc ? rc : QP_ENOMEM));
+        return QP_RUN_FAILED;
+    }
+    if (msg[0]) qp__say(r, "journal", "%s", msg);
+    return 0;
+}
+
+/* Takes the results an earlier run journaled: those tasks are done. 0 or
+ * QP_RUN_FAILED (out of memory). */
+static int replay_journal(run *r)
+{
+    for (int64_t k = 0; k < qp_journal_count(r->journal); k++) {
+        int64_t id;
+        const uint8_t *b;
+        size_t len;
+        qp_journal_record(r->journal, k, &id, &b, &len);
+        if (id < 0 || id >= r->plan->n || r->t[id].state == T_DONE) continue;
+        qp_buf *buf = qp_buf_new(len);
+        if (!buf) return QP_RUN_FAILED;
+        memcpy(buf->data, b, len);
+        qp_value *v = qp_ipc_decode(buf, NULL);
+        qp_buf_unref(buf);
+        if (!v || qp_is_error(v)) { qp_unref(v); continue; }
+        r->t[id].result = v;
+        r->t[id].state = T_DONE;
+        r->ndone++;
+        if (r->plan->parts[id].rows > 0) r->rows_done += r->plan->parts[id].rows;
+    }
+    if (qp_journal_state(r->journal) == QP_JOURNAL_RESUMED)
+        qp__say(r, "resume", "resuming: %" PRId64 " of %" PRId64 " tasks already done", r->ndone,
+            r->plan->n);
+    return 0;
+}
+
+/* Step 2: the plan over the ready workers, its tasks, the journal, and
+ * what an earlier run already finished. 0 or an exit code. */
+static int open_journal(run *r, int ready)
+{
+    if (qp__make_plan(r, ready)) return QP_RUN_FAILED;
     r->t = calloc((size_t)(r->plan->n ? r->plan->n : 1), sizeof *r->t);
     r->retry = calloc((size_t)(r->plan->n ? r->plan->n : 1), sizeof *r->retry);
-    if (!r->t || !r->retry) goto done;
+    if (!r->t || !r->retry) return QP_RUN_FAILED;
     for (int64_t i = 0; i < r->plan->n; i++) r->t[i].last_worker = -1;
-    {
-        qp_journal_id ids[3];
-        if (qp__job_ids(r, ids)) { snprintf(r->failure, sizeof r->failure, "cannot hash the job"); goto done; }
-        qp_value *pv = qp_partplan_value(r->plan);
-        uint8_t *pb = NULL;
-        size_t pl = 0;
-        int rc = pv ? qp_ipc_encode(pv, QP_MSG_ASYNC, &pb, &pl) : QP_ENOMEM;
-        qp_unref(pv);
-        char *jpath = qp_job_state_path(job, "journal");
-        char msg[1024];
-        if (!rc && jpath)
-            rc = qp_journal_open(jpath, ids, 3, pb, pl, opts->resume, &r->journal, msg, sizeof msg);
-        free(pb);
-        free(jpath);
-        if (rc || !r->journal) { snprintf(r->failure, sizeof r->failure, "%s", msg); goto done; }
-        if (msg[0]) qp__say(r, "journal", "%s", msg);
-        for (int64_t k = 0; k < qp_journal_count(r->journal); k++) {
-            int64_t id;
-            const uint8_t *b;
-            size_t len;
-            qp_journal_record(r->journal, k, &id, &b, &len);
-            if (id < 0 || id >= r->plan->n || r->t[id].state == T_DONE) continue;
-            qp_buf *buf = qp_buf_new(len);
-            if (!buf) goto done;
-            memcpy(buf->data, b, len);
-            qp_value *v = qp_ipc_decode(buf, NULL);
-            qp_buf_unref(buf);
-            if (!v || qp_is_error(v)) { qp_unref(v); continue; }
-            r->t[id].result = v;
-            r->t[id].state = T_DONE;
-            r->ndone++;
-            if (r->plan->parts[id].rows > 0) r->rows_done += r->plan->parts[id].rows;
-        }
-        if (qp_journal_state(r->journal) == QP_JOURNAL_RESUMED)
-            qp__say(r, "resume", "resuming: %" PRId64 " of %" PRId64 " tasks already done", r->ndone,
-                r->plan->n);
+    qp_journal_id ids[3];
+    if (qp__job_ids(r, ids)) {
+        qp__fail(r, "cannot hash the job");
+        return QP_RUN_FAILED;
     }
+    qp_value *pv = qp_partplan_value(r->plan);
+    uint8_t *pb = NULL;
+    size_t pl = 0;
+    int enc = pv ? qp_ipc_encode(pv, QP_MSG_ASYNC, &pb, &pl) : QP_ENOMEM;
+    qp_unref(pv);
+    char *jpath = qp_job_state_path(r->job, "journal");
+    int rc = qp__journal_begin(r, jpath, enc, pb, pl, ids);
+    free(pb);
+    free(jpath);
+    return rc ? rc : replay_journal(r);
+}
+
+/* Step 3: runs every task not yet done. An exit code. */
+static int dispatch(run *r, int ready)
+{
     qp__say(r, "start", "%" PRId64 " tasks (%s) on %d worker%s", r->plan->n,
-        qp_job_part_name(job->part_by), ready, ready == 1 ? "" : "s");
-    result = qp__dispatch(r);
-    if (result == QP_RUN_INTERRUPTED) {
-        snprintf(r->failure, sizeof r->failure, "interrupted by signal %d: %" PRId64 " of %" PRId64
+        qp_job_part_name(r->job->part_by), ready, ready == 1 ? "" : "s");
+    int rc = qp__dispatch(r);
+    if (rc == QP_RUN_INTERRUPTED)
+        qp__fail(r, "interrupted by signal %d: %" PRId64 " of %" PRId64
                  " tasks done, journal kept (the next qpeach run resumes from it)",
                  (int)qp__stop_signal, r->ndone, r->plan->n);
-        goto done;
+    return rc;
+}
+
+/* Step 4: merges, makes every result durable, writes the output, and
+ * drops the journal. An exit code. */
+static int finish_output(run *r, FILE *out)
+{
+    const qp_job *job = r->job;
+    char err[512];
+    qp_value *v = finish(r);
+    if (!v || qp_is_error(v)) {
+        qp__fail(r, "merge: %s", v ? v->s : "out of memory");
+        goto fail;
     }
-    if (result) goto done;
-    result = QP_RUN_FAILED;
-    {
-        qp_value *v = finish(r);
-        if (!v || qp_is_error(v)) {
-            snprintf(r->failure, sizeof r->failure, "merge: %s", v ? v->s : "out of memory");
-            qp_unref(v);
-            goto done;
-        }
-        /* Every result durable before the output exists (a no-op when
-         * the reducer call already synced). */
-        int rc = qp_journal_sync(r->journal);
-        if (rc) {
-            snprintf(r->failure, sizeof r->failure, "journal: %s", qp_strerror(rc));
-            qp_unref(v);
-            goto done;
-        }
-        const char *slash = strrchr(job->output, '/');
-        if (slash && slash != job->output) {       /* the output's folder, on demand */
-            char dir[4096];
-            snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
-            qp__mkdir_p(dir);
-        }
-        rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
-        qp_unref(v);
-        if (rc) { snprintf(r->failure, sizeof r->failure, "output %s", err); goto done; }
+    /* Every result durable before the output exists (a no-op when the
+     * reducer call already synced). */
+    int rc = qp_journal_sync(r->journal);
+    if (rc) {
+        qp__fail(r, "journal: %s", qp_strerror(rc));
+        goto fail;
     }
-    result = QP_RUN_OK;
-    {
-        double secs = (qp__ms() - r->t0) / 1000.0;
-        qp__clear_bar(r);
-        r->last_draw = 0;
-        qp__say(r, "done", "%" PRId64 " tasks in %.2fs%s%s", r->plan->n, secs,
-            strcmp(job->output, "-") ? ", wrote " : "", strcmp(job->output, "-") ? job->output : "");
+    const char *slash = strrchr(job->output, '/');
+    if (slash && slash != job->output) {       /* the output's folder, on demand */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
+        qp__mkdir_p(dir);
     }
+    rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
+    if (rc) {
+        qp__fail(r, "output %s", err);
+        goto fail;
+    }
+    qp_unref(v);
+    double secs = (qp__ms() - r->t0) / 1000.0;
+    qp__clear_bar(r);
+    r->last_draw = 0;
+    bool file = strcmp(job->output, "-") != 0;
+    qp__say(r, "done", "%" PRId64 " tasks in %.2fs%s%s", r->plan->n, secs,
+        file ? ", wrote " : "", file ? job->output : "");
     char *jpath = qp_job_state_path(job, "journal");
     if (jpath) unlink(jpath);
     free(jpath);
+    return QP_RUN_OK;
+fail:
+    qp_unref(v);
+    return QP_RUN_FAILED;
+}
 
-done:
-    if (result == QP_RUN_FAILED && r->badjob) result = QP_RUN_BADJOB;
+/* From the lock to the output, after the topology is read. An exit code. */
+static int run_job(run *r, int local, FILE *out, int *lockfd)
+{
+    const qp_job *job = r->job;
+    int rc, ready = 0;
+    if (r->o->dry_run) return dry_run(r, local, out);
+    qp__mkdir_p(job->state);
+    if ((rc = lock_job(r, lockfd)) != 0) return rc;
+    if (qp__prepare_input(r, job->part_by == QP_PART_COLUMN && job->file) != 0) return QP_RUN_FAILED;
+    if ((rc = start_workers(r, local, &ready)) != 0) return rc;
+    if (qp__stop_signal) return QP_RUN_INTERRUPTED;
+    if ((rc = qp__check_columns(r)) != 0) return rc;
+    if ((rc = open_journal(r, ready)) != 0) return rc;
+    if ((rc = dispatch(r, ready)) != 0) return rc;
+    return finish_output(r, out);
+}
+
+/* Says why the run failed (even in quiet mode) and keeps every finished
+ * task: a failed merge, reducer or output loses none. */
+static void report_failure(run *r, int result)
+{
     if (result != QP_RUN_OK && r->failure[0]) {
         qp__clear_bar(r);
         r->last_draw = 0;
@@ -275,8 +331,12 @@ done:
         qp__say(r, "error", "%s", r->failure);
         r->mode = m;
     }
-    /* A failed merge, reducer or output keeps every finished task. */
     if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
+}
+
+/* Stops the workers and frees everything r owns. */
+static void cleanup(run *r)
+{
     if (r->ws) qp__workers_stop(r->ws, r->nw);
     if (r->tmpdir[0]) {
         for (int i = 0; i < r->nw; i++) {
@@ -297,17 +357,42 @@ done:
     for (int i = 0; r->holds && i < r->nw; i++) free(r->holds[i]);
     free(r->holds);
     free(r->ws);
-    free(errs);
     qp_journal_close(r->journal);
     qp_partplan_free(r->plan);
     qp_unref(r->input);
     free(r->input_path);
     qp_plan_free(r->place);
     qp_topo_free(r->topo);
+}
+
+int qp_run(const qp_job *job, const qp_run_opts *opts)
+{
+    run R = { .job = job, .o = opts, .log = opts->log_to ? opts->log_to : stderr };
+    run *r = &R;
+    r->mode = resolve_log(opts);
+    r->t0 = qp__ms();
+    int result = QP_RUN_FAILED, lockfd = -1;
+    int local = opts->jobs > 0 ? opts->jobs : job->local;
+    qp__stop_signal = 0;
+
+    struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term, old_pipe;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    struct sigaction ign = { .sa_handler = SIG_IGN };
+    sigaction(SIGPIPE, &ign, &old_pipe);
+
+    if (local > 0
+        && (qp_topo_load(NULL, &r->topo) || qp_topo_plan(r->topo, local, job->threads, &r->place)))
+        qp__fail(r, "hwloc: cannot read the topology");
+    else
+        result = run_job(r, local, opts->out ? opts->out : stdout, &lockfd);
+    if (result == QP_RUN_FAILED && r->badjob) result = QP_RUN_BADJOB;
+    report_failure(r, result);
+    cleanup(r);
     if (lockfd >= 0) close(lockfd);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
     return result;
 }
-

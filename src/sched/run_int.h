@@ -108,6 +108,13 @@ int qp__plan_db(run *r, int slots);
 /* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
 int qp__make_plan(run *r, int slots);
 
+/* ---- run.c ---- */
+/* Opens r->journal at jpath (NULL: the path could not be made) for the
+ * plan encoded in (pb, pl); enc is what encoding the plan returned. 0, or
+ * QP_RUN_FAILED with r->failure naming the cause. */
+int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
+                      const qp_journal_id ids[3]);
+
 /* ---- dispatch.c ---- */
 /* Runs every task not yet done. QP_RUN_OK (the last records may not be
  * fsync'd yet: the caller syncs before writing the output),

@@ -796,6 +796,27 @@ static void test_timeout(void)
     qp_py_set_timeout(0);
 }
 
+/* One server per process: a second server's register fails with a clear
+ * error until the first one's registration ends. */
+static void test_register_one_server(void)
+{
+    char err[512] = "";
+    qp_server_opts o = { .listen = "0" };
+    qp_server *a = NULL, *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_server_new(&o, &a, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_server_new(&o, &b, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_py_register(a, NULL, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp_py_register(a, NULL, err, sizeof err), 0);     /* the same one again */
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(qp_py_register(b, NULL, err, sizeof err), QP_EARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "another server"));
+    qp_py_shutdown();
+    CU_ASSERT_EQUAL(qp_py_register(b, NULL, err, sizeof err), 0);
+    qp_py_shutdown();
+    qp_server_free(a);
+    qp_server_free(b);
+}
+
 int main(void)
 {
     static const qp_test tests[] = {
@@ -818,6 +839,7 @@ int main(void)
         {"exceptions", test_exceptions},
         {"pandas annotation", test_pandas_annotation},
         {"timeout", test_timeout},
+        {"one server registers Python", test_register_one_server},
     };
     return qp_test_run("py", suite_init, suite_fini, tests, QP_NTESTS(tests));
 }

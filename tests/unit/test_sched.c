@@ -7,6 +7,7 @@
 #include "qpeach/value.h"
 
 #include "cunit_run.h"
+#include "../../src/sched/run_int.h"
 #include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -273,6 +274,9 @@ static void test_durations(void)
     CU_ASSERT(qp_job_parse_duration("5 days", &ms) < 0);
     CU_ASSERT(qp_job_parse_duration("-1s", &ms) < 0);
     CU_ASSERT(qp_job_parse_duration("", &ms) < 0);
+    /* A code of the error table, not -1 (which qp_strerror reads as EPERM). */
+    CU_ASSERT_EQUAL(qp_job_parse_duration("5 days", &ms), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(qp_strerror(qp_job_parse_duration("x", &ms)), "bad argument");
 }
 
 /* ---- topology plans ---- */
@@ -716,6 +720,57 @@ static void test_merge_sum_by_key(void)
     qp_unref(bd[1]);
 }
 
+/* Regression: a long value column in one partial and a float one in
+ * another is an error, reported once; it used to build one error value
+ * per row and leak all but the last (ASan: 99 leaks for 100 rows). */
+static void test_merge_sum_by_key_mixed_types(void)
+{
+    qp_value *k1 = qp_vector(QP_LONG, 100), *k2 = qp_vector(QP_LONG, 100);
+    qp_value *l = qp_vector(QP_LONG, 100), *f = qp_vector(QP_FLOAT, 100);
+    for (int i = 0; i < 100; i++) {
+        qp_J(k1)[i] = qp_J(k2)[i] = i;
+        qp_J(l)[i] = i;
+        qp_F(f)[i] = i + 0.5;
+    }
+    qp_value *d[2] = { qp_dict(k1, l), qp_dict(k2, f) };
+    qp_value *m = qp_merge(QP_MERGE_SUM_BY_KEY, d, 2, NULL, 0);
+    CU_ASSERT_FATAL(m && qp_is_error(m));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->s, "value types differ"));
+    qp_unref(m);
+    /* Float first, long second: longs add into the float sums. */
+    qp_value *e[2] = { d[1], d[0] };
+    m = qp_merge(QP_MERGE_SUM_BY_KEY, e, 2, NULL, 0);
+    CU_ASSERT_FATAL(qp_is_dict(m));
+    CU_ASSERT_EQUAL(qp_dict_values(m)->type, QP_FLOAT);
+    CU_ASSERT_DOUBLE_EQUAL(qp_F(qp_dict_values(m))[99], 198.5, 1e-9);
+    qp_unref(m);
+    qp_unref(d[0]);
+    qp_unref(d[1]);
+}
+
+/* Regression: when the plan could not be encoded or the journal's path
+ * not be made, qp_run reported an uninitialised message buffer as the
+ * failure. The failure now names the cause. */
+static void test_journal_begin_failure(void)
+{
+    qp_run_opts o = { 0 };
+    run r = { .o = &o, .log = stderr, .mode = QP_LOG_QUIET };
+    qp_journal_id ids[3] = { { 0 } };
+    memset(r.failure, 'x', sizeof r.failure - 1);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, "/nonexistent/j", QP_ETOOBIG, NULL, 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_STRING_EQUAL(r.failure, "journal: cannot encode the plan: message larger than the limit");
+    CU_ASSERT_PTR_NULL(r.journal);
+    memset(r.failure, 'x', sizeof r.failure - 1);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, NULL, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_STRING_EQUAL(r.failure, "journal: out of memory");
+    /* A journal that cannot be created: qp_journal_open's own message. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/nodir/j.journal", tmp);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, path, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.failure, "nodir/j.journal"));
+    CU_ASSERT_PTR_NULL(r.journal);
+}
+
 static void test_msgpack_output(void)
 {
     const char *k[] = {"a", "b"};
@@ -758,7 +813,9 @@ int main(void)
         {"plan: column values, files", test_plan_column_and_files},
         {"merge: concat, sum, min, max, count", test_merge_concat_and_arith},
         {"merge: sum-by-key", test_merge_sum_by_key},
+        {"merge: sum-by-key, long meets float", test_merge_sum_by_key_mixed_types},
         {"output: msgpack, csv, errors", test_msgpack_output},
+        {"journal failures name their cause", test_journal_begin_failure},
         {"partitions = A..B / A,B", test_partition_selection},
     };
     int fails = qp_test_run("sched", suite_init, suite_clean, tests, QP_NTESTS(tests));
