@@ -77,6 +77,9 @@ typedef struct qp_job {
     int connect_timeout_ms;
     bool tls;              /* TLS to the servers (local workers: unix sockets) */
     char *tls_ca;          /* CA file that verifies the servers; NULL: system store */
+    bool pykx;             /* protocol = pykx: the servers get PyKX's own
+                            * messages (q + pykx.q), with each task's data
+                            * in the call; local workers still speak qpeach */
 
     /* [merge] */
     int merge;             /* enum qp_merge_how */

@@ -19,35 +19,50 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "pykxwire.h"
 #include "srv.h"
 
-/* Known texts, whitespace removed (PYKX_WIRE.md). */
-static const char q0_session[] = "`pykxinkey`";
+/* The texts as PyKX sends them (PYKX_WIRE.md gives their SHA-256). */
+const char qp__pykx_q0[] = "`pykx in key `";
+const char qp__pykx_q2[] =
+    "\n"
+    "                {[alias;library]\n"
+    "                  alias:string alias;\n"
+    "                  library:string library;\n"
+    "                  @[.pykx.pyexec;\n"
+    "                    \"import \",library,\" as \",alias;\n"
+    "                    {'\"Failed to load library '\",x,\n"
+    "                      \"' with alias '\",y,\"' with error: \",z}[library;alias]\n"
+    "                    ]}\n"
+    "                ";
+const char qp__pykx_q3[] =
+    "\n"
+    "                                           {[code;func_name;args;lenargs]\n"
+    "                                             .pykx.pyexec trim \"\n\" sv 1_\"\n\" vs code;\n"
+    "                                             func:.pykx.get[func_name;<];\n"
+    "                                             $[lenargs;func . args;func[]]\n"
+    "                                             }\n"
+    "                                           ";
 /* Q1 differs between 3.x ("PyKX") and 4.x ("KDB-X Python") only in the
  * error text after this prefix, which we never show: it is only sent when
  * Q0 answered false, and we answer true. */
 static const char q1_load_prefix[] = "@[system\"l\",;\"pykx.q\";";
-static const char q2_libraries[] =
-    "{[alias;library]alias:stringalias;library:stringlibrary;@[.pykx.pyexec;"
-    "\"import\",library,\"as\",alias;{'\"Failedtoloadlibrary'\",x,\"'withalias'\",y,"
-    "\"'witherror:\",z}[library;alias]]}";
-static const char q3_call[] =
-    "{[code;func_name;args;lenargs].pykx.pyexectrim\"\"sv1_\"\"vscode;"
-    "func:.pykx.get[func_name;<];$[lenargs;func.args;func[]]}";
 
-/* Compares s (n bytes) with whitespace skipped against pat. Returns true
- * when every non-space byte of s matches pat in order and, unless prefix,
- * pat is used up exactly. Linear, no allocation: a 400-byte call text costs
+/* Compares s (n bytes) with pat, whitespace skipped in both. Returns true
+ * when every non-space byte of s matches pat's next non-space byte in
+ * order and, unless prefix, pat is used up exactly. Linear, no allocation: a 400-byte call text costs
  * one pass, against the call it prefixes. */
 static bool squeezed_eq(const char *s, size_t n, const char *pat, bool prefix)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (isspace(c)) continue;
+        while (isspace((unsigned char)*pat)) pat++;
         if (!*pat) return prefix;
         if ((unsigned char)*pat != c) return false;
         pat++;
     }
+    while (isspace((unsigned char)*pat)) pat++;
     return *pat == 0;
 }
 
@@ -59,12 +74,12 @@ int qp__pykx_text(const char *s, size_t n)
     if (i == n) return QP__PYKX_NONE;
     switch (s[i]) {
     case '`':
-        return squeezed_eq(s, n, q0_session, false) ? QP__PYKX_SESSION : QP__PYKX_NONE;
+        return squeezed_eq(s, n, qp__pykx_q0, false) ? QP__PYKX_SESSION : QP__PYKX_NONE;
     case '@':
         return squeezed_eq(s, n, q1_load_prefix, true) ? QP__PYKX_LOAD : QP__PYKX_NONE;
     case '{':
-        if (squeezed_eq(s, n, q3_call, false)) return QP__PYKX_CALL;
-        if (squeezed_eq(s, n, q2_libraries, false)) return QP__PYKX_LIBRARIES;
+        if (squeezed_eq(s, n, qp__pykx_q3, false)) return QP__PYKX_CALL;
+        if (squeezed_eq(s, n, qp__pykx_q2, false)) return QP__PYKX_LIBRARIES;
         return QP__PYKX_NONE;
     default:
         return QP__PYKX_NONE;

@@ -64,12 +64,23 @@ static void push_flight(qp__worker *w, int64_t task, bool final, int attempt)
     w->nfl++;
 }
 
+/* Sends task i to w: 0, a negative code (the connection failed), or 1
+ * (the run failed: r->failure says why). */
 static int send_task(run *r, qp__worker *w, int64_t i)
 {
     bool file = r->plan->parts[i].kind == QP_PART_FILE;
     r->t[i].state = T_RUNNING;
     r->t[i].attempt_failed = false;
     r->t[i].sends++;
+    if (w->pykx) {      /* one call that carries the partition (pykxmsg.c) */
+        qp_value *m = qp__pykx_task(r, i);
+        if (!m) return 1;
+        int rc = qp_conn_send(w->c, m, QP_MSG_SYNC);
+        qp_unref(m);
+        push_flight(w, i, true, r->t[i].sends);
+        if (!rc) w->tasks_in++;
+        return rc;
+    }
     for (int step = file ? 0 : 1; step < 2; step++) {
         qp_value *m = task_msg(r, i, step == 0);
         int rc = m ? qp_conn_send(w->c, m, QP_MSG_SYNC) : QP_ENOMEM;
@@ -180,7 +191,7 @@ static int restart_worker(run *r, int wi)
     if (!rc) rc = qp__worker_connect(w, r->job, 30000, err, sizeof err);
     if (!rc) {
         char errs[1][512] = { "" };
-        if (qp__setup_all(w, 1, r->setup, r->nsetup, 300000, errs) != 1) {
+        if (qp__setup_all(w, 1, &r->setup, 300000, errs) != 1) {
             snprintf(err, sizeof err, "%s", errs[0]);
             rc = -1;
         }
@@ -304,7 +315,9 @@ static bool fill_windows(run *r, int fixed)
         while (w->c && w->tasks_in < window) {
             int64_t i = pick(r, wi);
             if (i < 0) break;
-            if (send_task(r, w, i)) {
+            int rc = send_task(r, w, i);
+            if (rc > 0) return false;
+            if (rc) {
                 if (!worker_lost(r, wi, qp_conn_errstr(w->c), false)) return false;
                 break;
             }

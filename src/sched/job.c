@@ -241,12 +241,13 @@ static void parse_user(parse *p, const char *v)
 /* ---- the key table ---- */
 
 /* In section order: handler() picks the setter by range (K_DB ends [job]
- * and [input], K_PARTITIONS [partition], K_TLS_CA [workers]). */
+ * and [input], K_PARTITIONS [partition], K_PROTOCOL [workers]). */
 enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
     K_BY, K_COLUMN, K_PIECES, K_PARTITIONS,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
+    K_PROTOCOL,
     K_HOW, K_REDUCER, K_KEY,
     K_PATH, K_FORMAT,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
@@ -265,6 +266,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
     [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
+    [K_PROTOCOL] = {"workers", "protocol"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
     [K_PATH] = {"output", "path"}, [K_FORMAT] = {"output", "format"},
     [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
@@ -493,6 +495,11 @@ static bool set_workers(parse *p, int k, const char *section, const char *name, 
         if (!parse_bool(value, &j->tls)) BAD("expected true or false");
         break;
     case K_TLS_CA: j->tls_ca = abspath(p, value); break;
+    case K_PROTOCOL:
+        if (!strcmp(value, "qpeach")) j->pykx = false;
+        else if (!strcmp(value, "pykx")) j->pykx = true;
+        else BAD("expected qpeach or pykx");
+        break;
     }
     return true;
 }
@@ -591,7 +598,7 @@ static int handler(void *user, const char *section, const char *name, const char
     if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
     bool ok = k <= K_DB ? set_job(p, k, section, name, value)
             : k <= K_PARTITIONS ? set_partition(p, k, section, name, value)
-            : k <= K_TLS_CA ? set_workers(p, k, section, name, value)
+            : k <= K_PROTOCOL ? set_workers(p, k, section, name, value)
             : set_merge(p, k, section, name, value);
     if (!ok) return 0;
     if (k == K_PIECES) p->pieces_line = p->line;
@@ -633,6 +640,11 @@ static void check(parse *p)
     if (j->tls_ca && !j->tls) REQ("%s: [workers] tls_ca needs tls = true", b);
     if (j->tls && j->nservers == 0)
         REQ("%s: [workers] tls is for servers (local workers use unix sockets)", b);
+    if (j->pykx && j->nservers == 0)
+        REQ("%s: [workers] protocol = pykx is for servers (local workers speak qpeach)", b);
+    if (j->pykx && !j->db && !j->file && !j->files)
+        REQ("%s: [workers] protocol = pykx needs the input here ([input] file, files or db): "
+            "a q server selects nothing for us", b);
     if (j->merge == QP_MERGE_PYTHON && !j->reducer.file)
         REQ("%s: [merge] how = python needs [merge] reducer (file.py:function)", b);
     if (j->nkeys && j->merge != QP_MERGE_SUM_BY_KEY)

@@ -263,7 +263,7 @@ int qp__check_key(run *r, const qp_value *result, int64_t task)
 
 /* ---- planning ---- */
 
-static qp__worker *first_ready(run *r)
+qp__worker *qp__first_ready(run *r)
 {
     for (int i = 0; i < r->nw; i++) if (r->ws[i].c) return &r->ws[i];
     return NULL;
@@ -275,7 +275,7 @@ static qp__worker *first_ready(run *r)
  * nothing. New reference or NULL with r->failure set. */
 qp_value *qp__call_one(run *r, qp_value *msg)
 {
-    return qp__call_on(r, first_ready(r), msg);
+    return qp__call_on(r, qp__first_ready(r), msg);
 }
 
 qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
@@ -437,7 +437,10 @@ int qp__make_plan(run *r, int slots)
 {
     const qp_job *j = r->job;
     int rc = 0;
-    if (j->part_by == QP_PART_PARTITION) {
+    if (j->part_by == QP_PART_PARTITION && j->pykx) {
+        /* the partitions of the db here: they travel with the calls */
+        if (qp__plan_db(r, slots)) return QP_RUN_FAILED;
+    } else if (j->part_by == QP_PART_PARTITION) {
         if (plan_partitions(r)) return QP_RUN_FAILED;
     } else if (j->part_by == QP_PART_FILE) {
         rc = qp_partplan_files(j->files, &r->plan);

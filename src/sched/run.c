@@ -7,6 +7,7 @@
  * the tasks, runlog.c talks to people. See run_int.h for the shared state.
  */
 #include "run_int.h"
+#include "qpeach/kdb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,10 +65,17 @@ static qp_value *finish(run *r)
     if (!m || qp_is_error(m) || !j->reducer.file) return m;
     /* The reducer runs on a worker: over the list of partials for how =
      * python, else over the merged value. */
-    qp_value *args = qp_vector(QP_LIST, 1);
-    if (!args) { qp_unref(m); return NULL; }
-    qp_K(args)[0] = m;
-    qp_value *v = qp__call_one(r, qp__call(".qp.call", 2, qp_symbol(j->reducer.name), args));
+    qp__worker *w = qp__first_ready(r);
+    qp_value *msg;
+    if (w && w->pykx) {     /* PyKX's call, the merged value its one argument */
+        msg = qp__pykx_call_msg(r->pykx_reducer, j->reducer.name, m);
+    } else {
+        qp_value *args = qp_vector(QP_LIST, 1);
+        if (!args) { qp_unref(m); return NULL; }
+        qp_K(args)[0] = m;
+        msg = qp__call(".qp.call", 2, qp_symbol(j->reducer.name), args);
+    }
+    qp_value *v = qp__call_on(r, w, msg);
     if (!v) return qp_error("reducer %s: %s", j->reducer.name, r->failure);
     return v;
 }
@@ -113,8 +121,10 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         w->id = i;
-        if (i >= local)
+        if (i >= local) {
             snprintf(w->addr, sizeof w->addr, "%s", job->servers[i - local]);
+            w->pykx = job->pykx;
+        }
         else if (qp__worker_spawn(w, r->o->self, r->tmpdir, job, r->topo,
                                   &r->place->worker[i], err, sizeof err))
             snprintf(errs[i], 512, "%s", err);
@@ -137,11 +147,16 @@ static int setup_workers(run *r, char (*errs)[512], int *ready)
             w->dead_for_good = !w->local;
         }
     }
-    if (qp__setup_msgs(job, job->files ? NULL : r->input_path, &r->setup, &r->nsetup, err, sizeof err)) {
+    if (qp__setup_msgs(job, job->files ? NULL : r->input_path, &r->setup.msgs, &r->setup.n,
+                       err, sizeof err)) {
         qp__fail(r, "%s", err);
         return QP_RUN_BADJOB;
     }
-    *ready = qp__setup_all(r->ws, r->nw, r->setup, r->nsetup, 600000, errs);
+    if (job->pykx && qp__pykx_setup_msgs(job, &r->setup.pykx, &r->setup.npykx)) {
+        qp__fail(r, "out of memory");
+        return QP_RUN_FAILED;
+    }
+    *ready = qp__setup_all(r->ws, r->nw, &r->setup, 600000, errs);
     for (int i = 0; i < r->nw; i++)
         if (errs[i][0]) {
             qp__say(r, "worker", "worker %d (%s) unusable: %s", i, r->ws[i].addr, errs[i]);
@@ -310,7 +325,10 @@ static int run_job(run *r, int local, FILE *out, int *lockfd)
     if (r->o->dry_run) return dry_run(r, local, out);
     qp__mkdir_p(job->state);
     if ((rc = lock_job(r, lockfd)) != 0) return rc;
-    if (qp__prepare_input(r, job->part_by == QP_PART_COLUMN && job->file) != 0) return QP_RUN_FAILED;
+    /* protocol = pykx: every call carries its rows, so the input is held here */
+    if (qp__prepare_input(r, (job->part_by == QP_PART_COLUMN || job->pykx) && job->file) != 0)
+        return QP_RUN_FAILED;
+    if (job->pykx && qp__pykx_prepare(r)) return QP_RUN_FAILED;
     if ((rc = start_workers(r, local, &ready)) != 0) return rc;
     if (qp__stop_signal) return QP_RUN_INTERRUPTED;
     if ((rc = qp__check_columns(r)) != 0) return rc;
@@ -348,9 +366,14 @@ static void cleanup(run *r)
         }
         rmdir(r->tmpdir);
     }
-    for (int i = 0; i < r->nsetup; i++) qp_unref(r->setup[i]);
-    free(r->setup);
-    r->setup = NULL;
+    for (int i = 0; i < r->setup.n; i++) qp_unref(r->setup.msgs[i]);
+    for (int i = 0; i < r->setup.npykx; i++) qp_unref(r->setup.pykx[i]);
+    free(r->setup.msgs);
+    free(r->setup.pykx);
+    r->setup = (qp__setup){ 0 };
+    qp_kdb_close(r->db);
+    free(r->pykx_fn);
+    free(r->pykx_reducer);
     for (int64_t i = 0; r->t && i < r->plan->n; i++) qp_unref(r->t[i].result);
     free(r->t);
     free(r->retry);

@@ -52,8 +52,10 @@ typedef struct run {
                             * every worker holds every task */
     int64_t *retry;        /* tasks waiting for another attempt */
     int64_t nretry;
-    qp_value **setup;      /* setup calls every (re)started worker gets */
-    int nsetup;
+    qp__setup setup;       /* setup calls every (re)started worker gets */
+    struct qp_kdb *db;     /* protocol = pykx over [input] db: opened here */
+    char *pykx_fn;         /* protocol = pykx: the function's module as sent */
+    char *pykx_reducer;    /* ... and the reducer's (NULL: none) */
     char failure[1024];    /* why the job failed */
     bool badjob;           /* the failure is the job file's: exit 2 */
 } run;
@@ -107,6 +109,16 @@ qp_value *qp__call_one(run *r, qp_value *msg);
 int qp__plan_db(run *r, int slots);
 /* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
 int qp__make_plan(run *r, int slots);
+
+/* ---- pykxmsg.c ---- */
+/* protocol = pykx: the modules to send, and the input held here (the db
+ * opened; its table read unless by = partition). 0 or QP_RUN_FAILED. */
+int qp__pykx_prepare(run *r);
+/* Task i's call to a PyKX server, its partition's rows in it. New
+ * reference, or NULL with r->failure set. */
+qp_value *qp__pykx_task(run *r, int64_t i);
+/* The first connected worker (NULL: none). */
+qp__worker *qp__first_ready(run *r);
 
 /* ---- run.c ---- */
 /* Opens r->journal at jpath (NULL: the path could not be made) for the

@@ -23,6 +23,7 @@ typedef struct qp__worker {
     int id;
     char addr[300];        /* what we connect to */
     bool local;            /* a process we started */
+    bool pykx;             /* a q + PyKX server: PyKX's messages (pykxmsg.c) */
     pid_t pid;             /* local: its pid (0 when not running) */
     int restarts;
     qp_conn *c;            /* NULL when down */
@@ -54,11 +55,30 @@ void qp__worker_down(qp__worker *w, bool kill_process);
  * input load), as a list of messages (new references). */
 int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, int *n,
                    char *err, size_t errlen);
-/* Sends the setup messages to every connected worker, then reads every
- * answer: workers that answer an error are dropped, with the reason in
- * errs[i]. Returns how many are ready. */
-int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeout_ms,
-                  char (*errs)[512]);
+/* The setup messages of qpeach workers and of PyKX servers. */
+typedef struct qp__setup {
+    qp_value **msgs;       /* qpeach workers' (owned) */
+    int n;
+    qp_value **pykx;       /* PyKX servers' (owned) */
+    int npykx;
+} qp__setup;
+/* Sends the setup messages to every connected worker (each its kind's),
+ * then reads every answer: workers that answer an error are dropped, with
+ * the reason in errs[i]. Returns how many are ready. */
+int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512]);
+
+/* ---- pykxmsg.c ---- */
+/* PyKX's session check on a new connection: 0 when it answers 1b, else
+ * a negative code with err saying what it answered. */
+int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen);
+/* PyKX's libraries lambda, one message per [job] libraries entry (new
+ * references in a malloc'd array; none: NULL, 0). 0 or QP_ENOMEM. */
+int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n);
+/* PyKX's call lambda applied to (source; `name; enlist arg; 1): steals
+ * arg. New reference, NULL on OOM. */
+qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg);
+/* A file's bytes, NUL-terminated (*len without it); NULL with errno. */
+char *qp__slurp(const char *path, size_t *len);
 /* A general list (`name; args...): steals the args. */
 qp_value *qp__call(const char *name, int nargs, ...);
 /* The source of one top-level function (with its decorators) from a

@@ -86,7 +86,11 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
         usleep(2000);           /* a worker listens ~6 ms after its exec */
     }
     w->nfl = w->flhead = w->tasks_in = 0;
-    return 0;
+    /* PyKX's session check, as kx.remote.session sends it: a q server
+     * without pykx.q could not run a single call */
+    int rc = w->pykx ? qp__pykx_check_session(w->c, wait_ms, err, errlen) : 0;
+    if (rc) qp__worker_down(w, false);
+    return rc;
 }
 
 void qp__worker_down(qp__worker *w, bool kill_process)
@@ -149,7 +153,7 @@ qp_value *qp__call(const char *name, int nargs, ...)
     return l;
 }
 
-static char *slurp(const char *path, size_t *len)
+char *qp__slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -175,7 +179,7 @@ static char *slurp(const char *path, size_t *len)
 char *qp__py_function_source(const char *file, const char *name, char *err, size_t errlen)
 {
     size_t len;
-    char *src = slurp(file, &len);
+    char *src = qp__slurp(file, &len);
     if (!src) {
         snprintf(err, errlen, "%s: %s", file, strerror(errno));
         return NULL;
@@ -249,7 +253,7 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
          * for the def here gives a clear error before any worker starts. */
         char *src = qp__py_function_source(fns[i]->file, fns[i]->name, err, errlen);
         free(src);
-        char *mod = src ? slurp(fns[i]->file, NULL) : NULL;
+        char *mod = src ? qp__slurp(fns[i]->file, NULL) : NULL;
         if (!mod) {
             if (src) snprintf(err, errlen, "%s: %s", fns[i]->file, strerror(errno));
             for (int j = 0; j < k; j++) qp_unref(m[j]);
@@ -287,14 +291,42 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
     return 0;
 }
 
-int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeout_ms,
-                  char (*errs)[512])
+/* Reads the answers to worker i's setup messages m[0..n); false (with
+ * errs[i]) on the first error or a lost connection. */
+static bool setup_answers(qp__worker *w, qp_value **m, int n, int timeout_ms, char *err)
+{
+    bool ok = true;
+    for (int k = 0; k < n; k++) {
+        qp_value *v = NULL;
+        int t = 0, rc;
+        do {
+            qp_unref(v);
+            rc = qp_conn_recv(w->c, &v, &t, timeout_ms);
+        } while (!rc && t != QP_MSG_RESPONSE);
+        if (rc) {
+            if (ok) snprintf(err, 512, "%s", qp_conn_errstr(w->c));
+            return false;
+        }
+        /* PyKX's error text names the library and alias itself */
+        if (qp_is_error(v) && ok) {
+            if (w->pykx) snprintf(err, 512, "libraries: %s", v->s);
+            else snprintf(err, 512, "%s: %s", qp_K(m[k])[0]->s, v->s);
+            ok = false;
+        }
+        qp_unref(v);
+    }
+    return ok;
+}
+
+int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512])
 {
     int ready = 0;
     for (int i = 0; i < nw; i++) {
         if (!ws[i].c) continue;
-        for (int k = 0; k < nmsgs; k++)
-            if (qp_conn_send(ws[i].c, msgs[k], QP_MSG_SYNC)) {
+        qp_value **m = ws[i].pykx ? s->pykx : s->msgs;
+        int n = ws[i].pykx ? s->npykx : s->n;
+        for (int k = 0; k < n; k++)
+            if (qp_conn_send(ws[i].c, m[k], QP_MSG_SYNC)) {
                 snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
                 qp__worker_down(&ws[i], true);
                 break;
@@ -302,26 +334,8 @@ int qp__setup_all(qp__worker *ws, int nw, qp_value **msgs, int nmsgs, int timeou
     }
     for (int i = 0; i < nw; i++) {
         if (!ws[i].c) continue;
-        bool ok = true;
-        for (int k = 0; k < nmsgs; k++) {
-            qp_value *v = NULL;
-            int t = 0, rc;
-            do {
-                qp_unref(v);
-                rc = qp_conn_recv(ws[i].c, &v, &t, timeout_ms);
-            } while (!rc && t != QP_MSG_RESPONSE);
-            if (rc) {
-                if (ok) snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
-                ok = false;
-                break;
-            }
-            if (qp_is_error(v) && ok) {
-                snprintf(errs[i], 512, "%s: %s", qp_K(msgs[k])[0]->s, v->s);
-                ok = false;
-            }
-            qp_unref(v);
-        }
-        if (ok) ready++;
+        if (setup_answers(&ws[i], ws[i].pykx ? s->pykx : s->msgs,
+                          ws[i].pykx ? s->npykx : s->n, timeout_ms, errs[i])) ready++;
         else qp__worker_down(&ws[i], true);
     }
     return ready;
