@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from . import _pykx_client
 from .errors import ArgList, CharVector, FanoutError, KwDict, QError
 
 try:
@@ -275,8 +276,11 @@ class Session:
                  libraries: Optional[Dict[str, Union[str, types.ModuleType]]] = None, *,
                  username: str = "", password: str = "", timeout: float = 0.0,
                  large_messages: bool = True, tls: bool = False, unix: bool = False,
-                 reconnection_attempts: int = -1) -> None:
+                 reconnection_attempts: int = -1, protocol: str = "qpeach") -> None:
         _check("host", host, (str,), "a str")
+        if protocol not in ("qpeach", "pykx"):
+            raise ValueError(f"protocol must be 'qpeach' or 'pykx', got {protocol!r}")
+        self.protocol = protocol    # 'pykx': PyKX's own messages (_pykx_client.py)
         if port is not None:
             _check("port", port, (int,), "an int")
         if libraries is not None:
@@ -304,6 +308,8 @@ class Session:
         self._closed = False
         self._dropped = None        # why the connection was closed (a timeout)
         self._conn = _extension().Connection(self.address, **self._opts)
+        if protocol == "pykx":
+            _pykx_client.check_session(self._conn)
         if libraries is not None:
             self.libraries(libraries)
 
@@ -324,7 +330,10 @@ class Session:
             clean[alias] = mod
         if not clean:
             return
-        self._call(".qp.import", KwDict(clean))
+        if self.protocol == "pykx":
+            self._with_conn(lambda c: _pykx_client.libraries(c, clean))
+        else:
+            self._call(".qp.import", KwDict(clean))
         self._libs.update(clean)
 
     def close(self) -> None:
@@ -364,7 +373,10 @@ class Session:
 
     def _connect_once(self):
         conn = _extension().Connection(self.address, **self._opts)
-        if self._libs:
+        if self.protocol == "pykx":
+            _pykx_client.check_session(conn)
+            _pykx_client.libraries(conn, self._libs)
+        elif self._libs:
             conn.call(".qp.import", KwDict(self._libs))
         return conn
 
@@ -474,6 +486,12 @@ class Session:
         """Calls a shipped function (registering it first when needed) with
         the current values of its data globals; apply=(table, part) runs it
         with `.qp.apply` on a resident table."""
+        if self.protocol == "pykx":
+            if apply is not None:
+                raise ValueError("protocol='pykx' has no resident tables: pass the data")
+            return self._with_conn(
+                lambda c: _pykx_client.call(c, shipped.fn, args, kwargs, pandas))
+
         def op(conn):
             name = self._ensure(conn, shipped, pandas)
             return self._send_call(conn, shipped, name, args, kwargs, pandas, apply)
@@ -484,15 +502,16 @@ def session(host: str = "localhost", port: Optional[int] = None,
             libraries: Optional[Dict[str, Union[str, types.ModuleType]]] = None, *,
             username: str = "", password: str = "", timeout: float = 0.0,
             large_messages: bool = True, tls: bool = False, unix: bool = False,
-            reconnection_attempts: int = -1) -> Session:
+            reconnection_attempts: int = -1, protocol: str = "qpeach") -> Session:
     """Opens a session: PyKX's ``kx.remote.session``. host may be a unix
     socket, 'unix:/path' (or '@/path'), with no port. timeout (seconds, 0:
     none) bounds the connect and every call: a late call raises
     TimeoutError, is not re-sent, and the next call uses a new connection.
-    See Session."""
+    protocol='pykx' sends PyKX's own messages, for q + pykx.q servers
+    (_pykx_client.py says what changes). See Session."""
     return Session(host, port, libraries, username=username, password=password,
                    timeout=timeout, large_messages=large_messages, tls=tls, unix=unix,
-                   reconnection_attempts=reconnection_attempts)
+                   reconnection_attempts=reconnection_attempts, protocol=protocol)
 
 
 class RemoteFunction:
