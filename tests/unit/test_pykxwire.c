@@ -9,7 +9,11 @@
 
 #include "cunit_run.h"
 
+#include "qpeach/journal.h"
+
+#include "../../src/net/pykxwire.h"
 #include "../../src/net/srv.h"
+#include "../../src/sched/sched_int.h"
 
 /* The texts exactly as PyKX 3.1.9 sends them. */
 static const char Q0[] = "`pykx in key `";
@@ -115,12 +119,55 @@ static void test_lookalikes_rejected(void)
     }
 }
 
+/* The one copy the server matches and the scheduler sends is PyKX's
+ * bytes, and its SHA-256 is PYKX_WIRE.md's. */
+static void test_shared_texts(void)
+{
+    CU_ASSERT_STRING_EQUAL(qp__pykx_q0, Q0);
+    CU_ASSERT_STRING_EQUAL(qp__pykx_q2, Q2);
+    CU_ASSERT_STRING_EQUAL(qp__pykx_q3, Q3);
+    static const struct { const char *text; uint8_t head[4], tail[4]; } sha[] = {
+        { Q0, { 0x86, 0x41, 0x8d, 0x9c }, { 0x3e, 0x16, 0x85, 0xea } },
+        { Q2, { 0x96, 0xb7, 0xed, 0x3b }, { 0x32, 0xab, 0x82, 0xbf } },
+        { Q3, { 0x63, 0xb6, 0x21, 0xef }, { 0xc5, 0x63, 0x77, 0x6c } },
+    };
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t h[32];
+        qp_sha256(sha[i].text, strlen(sha[i].text), h);
+        CU_ASSERT_EQUAL(memcmp(h, sha[i].head, 4), 0);
+        CU_ASSERT_EQUAL(memcmp(h + 28, sha[i].tail, 4), 0);
+    }
+}
+
+/* The scheduler's call: (Q3; source; `name; enlist arg; 1j), as an
+ * unlicensed PyKX client frames one argument; the server takes it for
+ * PyKX's call. */
+static void test_call_message(void)
+{
+    qp_value *m = qp__pykx_call_msg("@d\ndef f(t):\n    return t\n", "f", qp_long(7));
+    CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_EQUAL_FATAL(m->type, QP_LIST);
+    CU_ASSERT_EQUAL_FATAL(m->v.n, 5);
+    qp_value **k = qp_K(m);
+    CU_ASSERT_EQUAL(k[0]->type, QP_CHAR);
+    CU_ASSERT_EQUAL(qp__pykx_text(qp_C(k[0]), (size_t)k[0]->v.n), QP__PYKX_CALL);
+    CU_ASSERT_EQUAL(k[1]->type, QP_CHAR);
+    CU_ASSERT_EQUAL(k[2]->type, -QP_SYMBOL);
+    CU_ASSERT_STRING_EQUAL(k[2]->s, "f");
+    CU_ASSERT(k[3]->type == QP_LIST && k[3]->v.n == 1 && qp_K(k[3])[0]->j == 7);
+    CU_ASSERT(k[4]->type == -QP_LONG && k[4]->j == 1);
+    qp_unref(m);
+    CU_ASSERT_EQUAL(qp__pykx_call_msg("x", "f", NULL), NULL);    /* an OOM'd argument */
+}
+
 int main(void)
 {
     static const qp_test tests[] = {
         { "exact texts", test_exact_texts },
         { "whitespace tolerated", test_whitespace_tolerated },
         { "look-alikes rejected", test_lookalikes_rejected },
+        { "shared texts", test_shared_texts },
+        { "call message", test_call_message },
     };
     return qp_test_run("pykxwire", NULL, NULL, tests, QP_NTESTS(tests));
 }

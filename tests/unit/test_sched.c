@@ -233,6 +233,13 @@ static void test_job_errors(void)
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = column\ncolumn = s\n"
           "pieces = 3\n[workers]\nlocal = 1\n",
           "bad.ini:8: [partition] pieces: only for by = rows" },
+        { "[workers]\nprotocol = q\n",
+          "bad.ini:2: [workers] protocol: expected qpeach or pykx: 'q'" },
+        { "[job]\nfunction = f.py:g\n[input]\nfile = a.csv\n[workers]\nlocal = 1\nprotocol = pykx\n",
+          "bad.ini: [workers] protocol = pykx is for servers (local workers speak qpeach)" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[workers]\nservers = h:1\nprotocol = pykx\n",
+          "bad.ini: [workers] protocol = pykx needs the input here ([input] file, files or db): "
+          "a q server selects nothing for us" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char err[512] = "", want[512];
