@@ -83,9 +83,10 @@ static char *module_source(run *r, const qp_job_fn *fn)
     char *def = qp__py_function_source(fn->file, fn->name, err, sizeof err);
     size_t len = 0;
     char *mod = def ? qp__slurp(fn->file, &len) : NULL;
+    if (def && !mod) snprintf(err, sizeof err, "%s: %s", fn->file, strerror(errno));
     free(def);
     if (!mod) {
-        qp__fail(r, "%s", def ? strerror(errno) : err);
+        qp__fail(r, "%s", err);
         return NULL;
     }
     const char *first = "# qpeach: the whole module, sent by qpeach run (pykx.q drops this line)\n";
@@ -165,7 +166,11 @@ static qp_value *rows_where(run *r, const qp_value *t, const char *col, const qp
     }
     free(idx);
     qp_unref(s);
-    return qp_table(qp_dict(qp_ref(names), cols));
+    qp_value *rows = qp_table(qp_dict(qp_ref(names), cols));
+    if (rows && !qp_is_error(rows)) return rows;
+    qp__fail(r, "rows of %s = a value: %s", col, rows ? rows->s : "out of memory");
+    qp_unref(rows);
+    return NULL;
 oom:
     qp__fail(r, "out of memory");
 fail:
@@ -208,7 +213,7 @@ static qp_value *part_data(run *r, int64_t i)
 
 qp_value *qp__pykx_task(run *r, int64_t i)
 {
-    qp_value *t = part_data(r, i);
+    qp_value *t = part_data(r, i);      /* NULL: r->failure says why */
     if (!t) return NULL;
     qp_value *m = qp__pykx_call_msg(r->pykx_fn, r->job->function.name, t);
     if (!m) qp__fail(r, "out of memory");
