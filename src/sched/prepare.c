@@ -150,7 +150,13 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     if (rc) return rc;
     /* Code: the function's and the reducer's module files, as sent. */
     uint8_t h1[32], h2[32] = {0};
-    if ((rc = qp_sha256_file(j->function.file, h1))) return rc;
+    if (r->o->fn_code) {        /* the code as the caller gave it */
+        uint8_t *b = NULL;
+        size_t len = 0;
+        if ((rc = qp_ipc_encode(r->o->fn_code, QP_MSG_ASYNC, &b, &len))) return rc;
+        qp_sha256(b, len, h1);
+        free(b);
+    } else if ((rc = qp_sha256_file(j->function.file, h1))) return rc;
     if (j->reducer.file && (rc = qp_sha256_file(j->reducer.file, h2))) return rc;
     uint8_t both[64];
     memcpy(both, h1, 32);

@@ -154,7 +154,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
             w->dead_for_good = !w->local;
         }
     }
-    if (qp__setup_msgs(job, job->files ? NULL : r->input_path, &r->setup, &r->nsetup, err, sizeof err)) {
+    if (qp__setup_msgs(job, opts, job->files ? NULL : r->input_path, &r->setup, &r->nsetup, err, sizeof err)) {
         snprintf(r->failure, sizeof r->failure, "%s", err);
         result = QP_RUN_BADJOB;
         goto done;
@@ -249,7 +249,10 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
             snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
             qp__mkdir_p(dir);
         }
-        rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
+        /* A caller that takes the value gets it instead of "-" output. */
+        if (opts->merged) *opts->merged = qp_ref(v);
+        if (!opts->merged || strcmp(job->output, "-"))
+            rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
         qp_unref(v);
         if (rc) { snprintf(r->failure, sizeof r->failure, "output %s", err); goto done; }
     }
@@ -275,6 +278,9 @@ done:
         qp__say(r, "error", "%s", r->failure);
         r->mode = m;
     }
+    if (result != QP_RUN_OK && opts->merged) { qp_unref(*opts->merged); *opts->merged = NULL; }
+    if (result != QP_RUN_OK && opts->err)
+        snprintf(opts->err, opts->errlen, "%s", r->failure[0] ? r->failure : "run failed");
     /* A failed merge, reducer or output keeps every finished task. */
     if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
     if (r->ws) qp__workers_stop(r->ws, r->nw);
