@@ -41,6 +41,16 @@ class FanoutError(Exception):
         self.address = address
 
 
+class RunError(Exception):
+    """A scheduler run (qpeach.run, fanout, map) that stopped for another
+    reason than a failed task: ``code`` is `qpeach run`'s exit code (1
+    failed, 2 bad job, 3 locked), the message its reason."""
+
+    def __init__(self, code, why):
+        super().__init__(why)
+        self.code = code
+
+
 class CharVector(str):
     """A str sent as a q char vector (a plain str is sent as a symbol)."""
 
