@@ -112,7 +112,8 @@ typedef struct qp_run_opts {
     const qp_value *fn_code; /* borrowed: the code .qp.def gets for [job]
                             * function (dill bytes or source text) instead
                             * of its module file, which need not exist */
-    bool fn_pandas;        /* define that function with the pandas option */
+    const qp_value *reducer_code; /* the same for [merge] reducer */
+    bool fn_pandas;        /* define the function with the pandas option */
     qp_value **merged;     /* non-NULL: on QP_RUN_OK, *merged is the merged
                             * value (new reference); output "-" is then not
                             * printed (a path is still written) */

@@ -1,5 +1,6 @@
-/* _qpeach.c - the Python client's C extension: the C codec and the client
- * connection (include/qpeach/conn.h) for Python.
+/* _qpeach.c - the Python client's C extension: the C codec, the client
+ * connection (include/qpeach/conn.h) and the scheduler (include/qpeach/
+ * sched.h: qpeach.run, fanout and map run qp_run) for Python.
  *
  * The q <-> Python conversion is not written here: it is the embedded
  * worker's (include/qpeach/py.h, src/py/conv.c), linked from libqpeach.a,
@@ -14,6 +15,8 @@
  * is released while waiting for that lock and while on the network, so
  * calls on different connections (fan-out threads) overlap. Python values
  * are converted with the GIL held, before sending and after receiving.
+ * run() releases the GIL for the whole of qp_run; its progress callback
+ * takes it again (PyGILState) on the scheduler's thread.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -637,33 +640,36 @@ static PyObject *merged_to_py(const qp_value *v, int raw, int flags)
 }
 
 /* run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False,
- *     log=False, resume=True, jobs=0) -> (exit code, value or None, why):
- * qp_run of the job file at path, the GIL released while it runs. code
- * replaces [job] function's module file (see qp_run_opts.fn_code); qpeach
+ *     log=False, resume=True, jobs=0, reducer=None) -> (exit code, value or
+ * None, why): qp_run of the job file at path, the GIL released while it
+ * runs. code (reducer) replaces [job] function's ([merge] reducer's) module
+ * file (see qp_run_opts.fn_code); qpeach
  * is the binary that local workers run; progress(done, total, failed) is
  * called as tasks finish; log=True writes the run's log lines to stderr. */
 static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "code", "pandas", "qpeach", "progress", "raw", "log",
-                             "resume", "jobs", NULL};
+                             "resume", "jobs", "reducer", NULL};
     const char *path, *self = NULL;
-    PyObject *code = Py_None, *progress = Py_None, *out = NULL;
+    PyObject *code = Py_None, *rcode = Py_None, *progress = Py_None, *out = NULL;
     int pandas = 0, raw = 0, log = 0, resume = 1, jobs = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OpzOpppi", kwlist, &path, &code, &pandas,
-                                     &self, &progress, &raw, &log, &resume, &jobs))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OpzOpppiO", kwlist, &path, &code, &pandas,
+                                     &self, &progress, &raw, &log, &resume, &jobs, &rcode))
         return NULL;
     char err[2048] = "";
     qp_job *job = NULL;
-    qp_value *fn = NULL, *merged = NULL;
+    qp_value *fn = NULL, *red = NULL, *merged = NULL;
     progress_ctx ctx = { .cb = progress };
     FILE *sink = NULL;
     int rc = qp_job_load(path, &job, err, sizeof err);
     if (rc) return raise_code(rc == QP_EARG ? QP_EARG : rc, err);
     if (code != Py_None && !(fn = code_to_q(code))) goto done;
+    if (rcode != Py_None && !(red = code_to_q(rcode))) goto done;
     if (!log && !(sink = fopen("/dev/null", "w"))) { PyErr_SetFromErrno(PyExc_OSError); goto done; }
     qp_run_opts o = {
         .resume = resume, .log = log ? QP_LOG_LINES : QP_LOG_QUIET, .jobs = jobs,
         .self = self, .out = stdout, .log_to = log ? stderr : sink, .fn_code = fn,
+        .reducer_code = red,
         .fn_pandas = pandas, .merged = &merged, .err = err, .errlen = sizeof err,
         .progress_cb = progress != Py_None ? progress_cb : NULL, .progress_data = &ctx,
     };
@@ -682,6 +688,7 @@ done:
     if (sink) fclose(sink);
     qp_unref(merged);
     qp_unref(fn);
+    qp_unref(red);
     qp_job_free(job);
     return out;
 }
@@ -721,7 +728,7 @@ static PyMethodDef mod_methods[] = {
      "loads(data, pandas=False) -> obj: decode a kdb+ IPC message."},
     {"run", (PyCFunction)(void (*)(void))mod_run, METH_VARARGS | METH_KEYWORDS,
      "run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False, log=False, "
-     "resume=True, jobs=0) -> (exit code, merged value or None, why it failed): "
+     "resume=True, jobs=0, reducer=None) -> (exit code, merged value or None, why it failed): "
      "the scheduler (qp_run) on a job file; see qpeach.run."},
     {"_set_types", mod_set_types, METH_VARARGS, "internal"},
     {NULL, NULL, 0, NULL},

@@ -548,8 +548,14 @@ def function(session: Session, *, pandas: bool = False) -> Callable[[Callable], 
 _fan_seq = [0]
 
 
+def _fn_name(shipped, pandas=False):
+    """The name a shipped function is defined under by the scheduler
+    (a job file's function names allow letters, digits and _)."""
+    return re.sub(r"\W", "_", shipped.name_for(pandas))
+
+
 def _fan_job(shipped, pandas, sessions, local, table_name, input_file, part, merge, key,
-             retries, retry_errors, task_timeout, libraries, threads):
+             reducer, retries, retry_errors, task_timeout, libraries, threads):
     """The job (a dict of sections) a fan-out runs: every key means what it
     means in a job file (jobs/README.md)."""
     sessions = list(sessions)
@@ -562,7 +568,8 @@ def _fan_job(shipped, pandas, sessions, local, table_name, input_file, part, mer
         raise ValueError("fanout: the sessions must share username, password and tls "
                          "(one scheduler connects to all of them)")
     user, password, tls = creds.pop() if creds else (None, None, False)
-    name = re.sub(r"\W", "_", shipped.name_for(pandas))
+    name = _fn_name(shipped, pandas)
+    rname = _fn_name(reducer) if reducer else None
     job = {"job": {"name": "fanout", "function": f"{name}.py:{name}",
                    "libraries": libs or None},
            "input": {"table": table_name, "file": input_file},
@@ -571,10 +578,11 @@ def _fan_job(shipped, pandas, sessions, local, table_name, input_file, part, mer
                        "servers": [s.address for s in sessions] or None,
                        "user": (f"{user}:{password}" if password else user) if user else None,
                        "tls": tls or None, "threads": threads or None},
-           "merge": {"how": merge, "key": key},
+           "merge": {"how": merge, "key": key,
+                     "reducer": f"{rname}.py:{rname}" if rname else None},
            "run": {"retries": retries, "retry_errors": retry_errors or None,
                    "task_timeout": f"{int(task_timeout * 1000)}ms" if task_timeout else None}}
-    return job, name
+    return job
 
 
 def _resident(sessions, local, table, ext):
@@ -614,7 +622,8 @@ _HOWS = ("concat", "sum", "min", "max", "count", "sum-by-key", "none")
 
 def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by: str = "rows",
            pieces: Optional[int] = None, merge: Union[str, Callable[[List[Any]], Any]] = "concat",
-           pandas: bool = False, *, key: Union[None, str, Sequence[str]] = None, local: int = 0,
+           pandas: bool = False, *, key: Union[None, str, Sequence[str]] = None,
+           reducer: Optional[Callable] = None, local: int = 0,
            threads: int = 0, retries: int = 2, retry_errors: bool = False,
            task_timeout: Optional[float] = None,
            libraries: Optional[Dict[str, str]] = None,
@@ -639,8 +648,10 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
               order; 'partition': one per kdb+ partition of a db table.
     merge     a [merge] how: 'concat', 'sum', 'min', 'max', 'count',
               'sum-by-key' (with key= for plain tables), 'none' (the list
-              of partials); or a callable, given that list in partition
-              order (run here, after the scheduler's 'none').
+              of partials); or a callable: how = python, the reducer given
+              that list in partition order, run on a worker.
+    reducer   a function run on a worker over the merged value (as a job
+              file's [merge] reducer with another how).
     retries, retry_errors, task_timeout (seconds), threads: as [run] and
               [workers] in a job file. progress: callable(done, total,
               failed), None for a tqdm bar on a TTY, False for none.
@@ -653,12 +664,20 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
     if isinstance(fn, RemoteFunction):
         pandas = pandas or fn.pandas
     # Shipped now, so the globals it reads are the ones of this call.
+    if callable(merge):
+        if reducer is not None:
+            raise ValueError("give the reducer as merge= or reducer=, not both")
+        merge, reducer = "python", merge
+    red = None
+    if reducer is not None:
+        red = _Shipped(reducer.__wrapped__ if isinstance(reducer, RemoteFunction) else reducer)
     return _fan(_Shipped(base), sessions, table, by, pieces, merge, pandas, key, local,
-                threads, retries, retry_errors, task_timeout, libraries, progress, log, raw)
+                threads, retries, retry_errors, task_timeout, libraries, progress, log, raw,
+                red)
 
 
 def _fan(shipped, sessions, table, by, pieces, merge, pandas, key, local, threads, retries,
-         retry_errors, task_timeout, libraries, progress, log, raw):
+         retry_errors, task_timeout, libraries, progress, log, raw, reducer=None):
     from .sched import run
     sessions = list(sessions)
     if not all(isinstance(s, Session) for s in sessions):
@@ -671,9 +690,8 @@ def _fan(shipped, sessions, table, by, pieces, merge, pandas, key, local, thread
         if pieces < 1:
             raise ValueError("pieces must be >= 1")
     _check("by", by, (str,), "'rows', 'partition' or a column name")
-    reducer = merge if callable(merge) else None
-    how = "none" if reducer else merge
-    if how not in _HOWS:
+    how = merge
+    if how not in _HOWS and not (how == "python" and reducer):
         raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
     if by == "rows":
         part = {"by": "rows", "pieces": pieces}
@@ -688,14 +706,13 @@ def _fan(shipped, sessions, table, by, pieces, merge, pandas, key, local, thread
     else:
         tname, tfile, undo = _resident(sessions, local, table, ext)
     try:
-        job, _ = _fan_job(shipped, pandas, sessions, local, tname, tfile, part, how, key,
-                          retries, retry_errors, task_timeout, libraries, threads)
-        out = run(job, progress=progress, log=log, resume=False, raw=raw and not reducer,
-                  pandas=pandas, code=shipped.code)
+        job = _fan_job(shipped, pandas, sessions, local, tname, tfile, part, how, key,
+                       reducer, retries, retry_errors, task_timeout, libraries, threads)
+        return run(job, progress=progress, log=log, resume=False, raw=raw, pandas=pandas,
+                   code=shipped.code, reducer=reducer.code if reducer else None)
     finally:
         if undo:
             undo()
-    return reducer(list(out)) if reducer else out
 
 
 def map(fn: Callable, iterable: Any, sessions: Sequence[Session] = (), *, local: int = 0,

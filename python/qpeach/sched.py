@@ -124,7 +124,8 @@ def _raise(code, why):
 def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
         progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
         log: bool = False, resume: bool = True, jobs: int = 0, raw: bool = False,
-        pandas: bool = False, code: Union[None, bytes, str] = None) -> Any:
+        pandas: bool = False, code: Union[None, bytes, str] = None,
+        reducer: Union[None, bytes, str] = None) -> Any:
     """Runs a job as `qpeach run` does and returns the merged value.
 
     job       a job file path, or a dict of sections -> {key: value}
@@ -137,6 +138,7 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     pandas    tables as DataFrames (for the result, and with code for the function)
     code      the function's code (dill bytes or source text) for [job]
               function's name, instead of its module file (what fanout uses)
+    reducer   the same for [merge] reducer
 
     A failed task raises FanoutError naming the partition, with the worker's
     error (QError) as its cause; anything else that stops the run raises
@@ -159,7 +161,8 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
         cb, bar = _progress(progress)
         try:
             rc, value, why = ext.run(path, code=code, pandas=pandas, qpeach=_binary(),
-                                     progress=cb, raw=raw, log=log, resume=resume, jobs=jobs)
+                                     progress=cb, raw=raw, log=log, resume=resume, jobs=jobs,
+                                     reducer=reducer)
         finally:
             if bar is not None:
                 bar.close()

@@ -244,7 +244,7 @@ int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_pa
     const qp_job_fn *fns[2] = { &job->function, job->reducer.file ? &job->reducer : NULL };
     for (int i = 0; i < 2; i++) {
         if (!fns[i]) continue;
-        const qp_value *given = i == 0 && o ? o->fn_code : NULL;
+        const qp_value *given = !o ? NULL : i == 0 ? o->fn_code : o->reducer_code;
         /* The whole module goes: the worker runs it in the function's own
          * namespace, so module-level imports and helpers work; checking
          * for the def here gives a clear error before any worker starts. */
@@ -263,7 +263,7 @@ int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_pa
          * again; symbols as codes + names (categorical) for the function:
          * no str object per row, and it can group by the codes directly. */
         const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
-        bool pandas = given && o->fn_pandas;
+        bool pandas = i == 0 && given && o->fn_pandas;
         int nopt = 1 + (sym_opt != NULL) + pandas;
         qp_value *ok = qp_vector(QP_SYMBOL, nopt), *on = qp_vector(QP_BOOL, nopt);
         if (ok && on) {

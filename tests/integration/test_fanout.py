@@ -122,10 +122,10 @@ def test_fanout_bytes_equal_qpeach_run_for_every_how():
         assert got == cli, name
         with open(os.path.join(d, name + ".qipc"), "rb") as f:
             assert f.read() == cli, name
-        if how == "python":
-            continue                  # a reducer on a worker: a job-file feature
-        # fanout with the function defined here, on a table held here.
-        got = kx.remote.fanout(FNS[fn], local=2, table=t, by=by, merge=how, key=key,
+        # fanout with the function defined here, on a table held here (a
+        # callable merge is how = python: the reducer runs on a worker).
+        merge = FNS[reducer] if how == "python" else how
+        got = kx.remote.fanout(FNS[fn], local=2, table=t, by=by, merge=merge, key=key,
                                pieces=5 if by == "rows" else None, raw=True, progress=False)
         assert got == cli, (name, kx.remote._extension().loads(got),
                             kx.remote._extension().loads(cli))
