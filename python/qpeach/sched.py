@@ -106,15 +106,16 @@ def _progress(progress):
 
 # "task 5 (rows 5-6) failed on host:port: why" or
 # "task 5 (rows 5-6) failed after 3 attempts: why" (src/sched/dispatch.c)
-_TASK_FAILED = re.compile(r"task (\d+) \((.*?)\) failed (?:on (\S+)|after \d+ attempts?): (.*)\Z",
+_TASK_FAILED = re.compile(r"task (\d+) \((.*?)\) failed (?:on (\S+)|after (\d+) attempts?): (.*)\Z",
                           re.S)
 
 
 def _raise(code, why):
     m = _TASK_FAILED.match(why)
     if m:
-        cause = QError(m.group(4))
-        err = FanoutError(int(m.group(1)), m.group(2), m.group(3) or "any worker", cause)
+        cause = QError(m.group(5))
+        err = FanoutError(int(m.group(1)), m.group(2), m.group(3), cause,
+                          int(m.group(4)) if m.group(4) else None)
         raise err from cause
     if code == 4:
         raise KeyboardInterrupt(why)

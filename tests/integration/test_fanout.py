@@ -251,3 +251,52 @@ def test_fanout_on_servers_sum_by_key_and_progress_stop():
             str(n).startswith("qp_fanout_") for n in sa._call(".qp.tables"))
         sa.close()
         sb.close()
+
+
+def test_gil_released_while_the_scheduler_runs():
+    # Another Python thread keeps running during the run: the scheduler
+    # holds no GIL (and with progress=False never takes it).
+    import threading
+    import time
+    stamps, stop = [], threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            stamps.append(time.monotonic())
+            time.sleep(0.002)
+
+    def nap(tbl):
+        import time
+        time.sleep(0.1)
+        return 1
+
+    th = threading.Thread(target=ticker)
+    th.start()
+    t0 = time.monotonic()
+    got = kx.remote.fanout(nap, local=2, table={"x": np.arange(8)}, pieces=8, merge="sum",
+                           progress=False)
+    t1 = time.monotonic()
+    stop.set()
+    th.join()
+    assert got == 8, got
+    # The tasks alone take 0.4 s on two workers; the ticker ran inside it.
+    during = [s for s in stamps if t0 + 0.1 < s < t1 - 0.1]
+    assert len(during) > 10, (len(during), t1 - t0)
+
+
+def test_task_timeout_retries_then_names_the_partition():
+    def stuck_on_three(tbl):
+        import time
+        if 3 in list(tbl["x"]):
+            time.sleep(30)
+        return 0
+
+    try:
+        kx.remote.fanout(stuck_on_three, local=2, table={"x": np.arange(6)}, pieces=6,
+                         task_timeout=0.5, retries=1, progress=False)
+    except kx.FanoutError as e:
+        assert e.partition == 3 and e.description == "rows 3-4", str(e)
+        assert e.attempts == 2 and "after 2 attempts" in str(e), str(e)
+        assert "timed out" in str(e.__cause__), str(e.__cause__)
+    else:
+        raise AssertionError("a task past task_timeout must fail after its retries")
