@@ -20,11 +20,16 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 from typing import Any, Callable, Dict, Optional, Union
 
 from .errors import FanoutError, QError, RunError
 
 __all__ = ["run"]
+
+# qp_run owns the process's SIGINT/SIGTERM handlers and its stop flag while
+# it runs: two runs in one process (two Python threads) take turns.
+_one_run = threading.Lock()
 
 # Keys whose values are paths (relative to the job file's folder).
 _PATH_KEYS = {("job", "function"), ("merge", "reducer"), ("input", "file"),
@@ -144,14 +149,15 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     A failed task raises FanoutError naming the partition, with the worker's
     error (QError) as its cause; anything else that stops the run raises
     RunError with its exit code and reason; SIGINT raises KeyboardInterrupt
-    (the journal is kept). The GIL is released while the scheduler runs.
+    (the journal is kept). The GIL is released while the scheduler runs;
+    runs from several threads of one process take turns.
     """
     from .remote import _extension
     ext = _extension()
     tmp = None
     try:
         if isinstance(job, dict):
-            job = {s: dict(k) for s, k in job.items()}
+            job = {s: dict(k) if isinstance(k, dict) else k for s, k in job.items()}
             tmp = tempfile.mkdtemp(prefix="qpeach-job-")
             job.setdefault("run", {}).setdefault("state", os.path.join(tmp, "state"))
             path = os.path.join(tmp, "job.ini")
@@ -161,9 +167,10 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
             path = os.fspath(job)
         cb, bar = _progress(progress)
         try:
-            rc, value, why = ext.run(path, code=code, pandas=pandas, qpeach=_binary(),
-                                     progress=cb, raw=raw, log=log, resume=resume, jobs=jobs,
-                                     reducer=reducer)
+            with _one_run:
+                rc, value, why = ext.run(path, code=code, pandas=pandas, qpeach=_binary(),
+                                         progress=cb, raw=raw, log=log, resume=resume,
+                                         jobs=jobs, reducer=reducer)
         finally:
             if bar is not None:
                 bar.close()
