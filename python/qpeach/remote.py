@@ -554,15 +554,13 @@ def _fn_name(shipped, pandas=False):
     return re.sub(r"\W", "_", shipped.name_for(pandas))
 
 
-def _fan_job(shipped, pandas, sessions, local, table_name, input_file, part, merge, key,
-             reducer, retries, retry_errors, task_timeout, libraries, threads):
+def _fan_job(shipped, reducer, sessions, table_name, input_file, part, how, pandas, key, o):
     """The job (a dict of sections) a fan-out runs: every key means what it
     means in a job file (jobs/README.md)."""
-    sessions = list(sessions)
     libs = {}
     for s in sessions:
         libs.update(s._libs)
-    libs.update(libraries or {})
+    libs.update(o["libraries"] or {})
     creds = {(s._opts["user"], s._opts["password"], s._opts["tls"]) for s in sessions}
     if len(creds) > 1:
         raise ValueError("fanout: the sessions must share username, password and tls "
@@ -570,28 +568,29 @@ def _fan_job(shipped, pandas, sessions, local, table_name, input_file, part, mer
     user, password, tls = creds.pop() if creds else (None, None, False)
     name = _fn_name(shipped, pandas)
     rname = _fn_name(reducer) if reducer else None
-    job = {"job": {"name": "fanout", "function": f"{name}.py:{name}",
-                   "libraries": libs or None},
-           "input": {"table": table_name, "file": input_file},
-           "partition": part,
-           "workers": {"local": local or None,
-                       "servers": [s.address for s in sessions] or None,
-                       "user": (f"{user}:{password}" if password else user) if user else None,
-                       "tls": tls or None, "threads": threads or None},
-           "merge": {"how": merge, "key": key,
-                     "reducer": f"{rname}.py:{rname}" if rname else None},
-           "run": {"retries": retries, "retry_errors": retry_errors or None,
-                   "task_timeout": f"{int(task_timeout * 1000)}ms" if task_timeout else None}}
-    return job
+    tt = o["task_timeout"]
+    return {"job": {"name": "fanout", "function": f"{name}.py:{name}",
+                    "libraries": libs or None},
+            "input": {"table": table_name, "file": input_file},
+            "partition": part,
+            "workers": {"local": o["local"] or None,
+                        "servers": [s.address for s in sessions] or None,
+                        "user": (f"{user}:{password}" if password else user) if user else None,
+                        "tls": tls or None, "threads": o["threads"] or None},
+            "merge": {"how": how, "key": key,
+                      "reducer": f"{rname}.py:{rname}" if rname else None},
+            "run": {"retries": o["retries"], "retry_errors": o["retry_errors"] or None,
+                    "task_timeout": f"{int(tt * 1000)}ms" if tt else None,
+                    "state": o["journal"]}}
 
 
-def _resident(sessions, local, table, ext):
-    """Where the workers find a table held here: set on every session under
-    a fresh name (.qp.set), or, with local workers, written once to a
-    temporary q IPC file they load (servers given with local workers must
-    then see this machine's files). Returns (name, file or None, undo)."""
-    _fan_seq[0] += 1
-    name = f"qp_fanout_{os.getpid()}_{_fan_seq[0]}"
+def _resident(sessions, local, table, journal, ext):
+    """Where the workers find a table held here: set on every session
+    (.qp.set), or, with local workers, written once to a q IPC file they
+    load (servers given with local workers must then see this machine's
+    files). With a journal folder the name is the table's SHA-256 and the
+    file is kept there, so a later run of the same fan-out matches the
+    journal and resumes. Returns (name, file or None, undo)."""
     if isinstance(table, dict):
         table = {str(k): np.asarray(v) for k, v in table.items()}
         if len({len(v) for v in table.values()}) > 1:
@@ -599,11 +598,22 @@ def _resident(sessions, local, table, ext):
     elif not (hasattr(table, "columns") and hasattr(table, "to_numpy")):
         raise TypeError(f"table must be a dict of arrays, a DataFrame or the name of a "
                         f"table on the servers, got {type(table).__name__}")
+    data = ext.dumps(table) if local or journal else None
+    if journal:
+        name = "qp_fanout_" + hashlib.sha256(data).hexdigest()[:24]
+    else:
+        _fan_seq[0] += 1
+        name = f"qp_fanout_{os.getpid()}_{_fan_seq[0]}"
     if local:
-        d = tempfile.mkdtemp(prefix="qpeach-fanout-")
+        d = journal or tempfile.mkdtemp(prefix="qpeach-fanout-")
         path = os.path.join(d, name + ".qipc")
-        with open(path, "wb") as f:
-            f.write(ext.dumps(table))
+        if not os.path.exists(path):
+            os.makedirs(d, exist_ok=True)
+            with open(path + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(path + ".tmp", path)
+        if journal:
+            return name, path, None
         return name, path, lambda: shutil.rmtree(d, ignore_errors=True)
     for s in sessions:
         s._call(".qp.set", name, table)
@@ -620,6 +630,19 @@ def _resident(sessions, local, table, ext):
 _HOWS = ("concat", "sum", "min", "max", "count", "sum-by-key", "none")
 
 
+def _options(local, threads, retries, retry_errors, task_timeout, libraries, progress, log,
+             journal):
+    _check("local", local, (int,), "an int")
+    _check("retries", retries, (int,), "an int")
+    if task_timeout is not None:
+        _check("task_timeout", task_timeout, (int, float), "a number of seconds")
+    if journal is not None:
+        journal = os.path.abspath(os.fspath(journal))
+    return dict(local=local, threads=threads, retries=retries, retry_errors=retry_errors,
+                task_timeout=task_timeout, libraries=libraries, progress=progress, log=log,
+                journal=journal)
+
+
 def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by: str = "rows",
            pieces: Optional[int] = None, merge: Union[str, Callable[[List[Any]], Any]] = "concat",
            pandas: bool = False, *, key: Union[None, str, Sequence[str]] = None,
@@ -628,7 +651,7 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
            task_timeout: Optional[float] = None,
            libraries: Optional[Dict[str, str]] = None,
            progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
-           log: bool = False, raw: bool = False) -> Any:
+           log: bool = False, journal: Optional[str] = None, raw: bool = False) -> Any:
     """Runs fn over the partitions of a table on several workers at once
     and merges the results: `qpeach run` (the C scheduler, one meaning of
     every merge) with a function defined here.
@@ -655,6 +678,9 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
     retries, retry_errors, task_timeout (seconds), threads: as [run] and
               [workers] in a job file. progress: callable(done, total,
               failed), None for a tqdm bar on a TTY, False for none.
+    journal   a folder for the run's journal and lock ([run] state): a
+              fan-out that failed or was interrupted, run again the same
+              way, redoes only the partitions not finished.
     raw       return the merged value's q IPC bytes (a .qipc output's).
 
     A partition that fails for good raises FanoutError naming it (index,
@@ -663,53 +689,45 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
     base = fn.__wrapped__ if isinstance(fn, RemoteFunction) else fn
     if isinstance(fn, RemoteFunction):
         pandas = pandas or fn.pandas
-    # Shipped now, so the globals it reads are the ones of this call.
     if callable(merge):
         if reducer is not None:
             raise ValueError("give the reducer as merge= or reducer=, not both")
         merge, reducer = "python", merge
-    red = None
-    if reducer is not None:
-        red = _Shipped(reducer.__wrapped__ if isinstance(reducer, RemoteFunction) else reducer)
-    return _fan(_Shipped(base), sessions, table, by, pieces, merge, pandas, key, local,
-                threads, retries, retry_errors, task_timeout, libraries, progress, log, raw,
-                red)
-
-
-def _fan(shipped, sessions, table, by, pieces, merge, pandas, key, local, threads, retries,
-         retry_errors, task_timeout, libraries, progress, log, raw, reducer=None):
-    from .sched import run
-    sessions = list(sessions)
-    if not all(isinstance(s, Session) for s in sessions):
-        raise TypeError("sessions must be a list of qpeach sessions")
-    _check("local", local, (int,), "an int")
-    if not sessions and local < 1:
-        raise TypeError("fanout needs sessions or local=N worker processes")
+    if merge not in _HOWS and not (merge == "python" and reducer):
+        raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
     if pieces is not None:
         _check("pieces", pieces, (int,), "an int")
         if pieces < 1:
             raise ValueError("pieces must be >= 1")
     _check("by", by, (str,), "'rows', 'partition' or a column name")
-    how = merge
-    if how not in _HOWS and not (how == "python" and reducer):
-        raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
-    if by == "rows":
-        part = {"by": "rows", "pieces": pieces}
-    elif by == "partition":
-        part = {"by": "partition"}
-    else:
-        part = {"by": "column", "column": by}
-    ext = _extension()
+    part = ({"by": "rows", "pieces": pieces} if by == "rows" else
+            {"by": "partition"} if by == "partition" else {"by": "column", "column": by})
+    o = _options(local, threads, retries, retry_errors, task_timeout, libraries, progress,
+                 log, journal)
+    # Shipped now, so the globals it reads are the ones of this call.
+    red = None
+    if reducer is not None:
+        red = _Shipped(reducer.__wrapped__ if isinstance(reducer, RemoteFunction) else reducer)
+    return _fan(_Shipped(base), red, sessions, table, part, merge, pandas, key, raw, o)
+
+
+def _fan(shipped, reducer, sessions, table, part, how, pandas, key, raw, o):
+    from .sched import run
+    sessions = list(sessions)
+    if not all(isinstance(s, Session) for s in sessions):
+        raise TypeError("sessions must be a list of qpeach sessions")
+    if not sessions and o["local"] < 1:
+        raise TypeError("fan-out needs sessions or local=N worker processes")
     undo = None
     if isinstance(table, str):
         tname, tfile = table, None
     else:
-        tname, tfile, undo = _resident(sessions, local, table, ext)
+        tname, tfile, undo = _resident(sessions, o["local"], table, o["journal"], _extension())
     try:
-        job = _fan_job(shipped, pandas, sessions, local, tname, tfile, part, how, key,
-                       reducer, retries, retry_errors, task_timeout, libraries, threads)
-        return run(job, progress=progress, log=log, resume=False, raw=raw, pandas=pandas,
-                   code=shipped.code, reducer=reducer.code if reducer else None)
+        job = _fan_job(shipped, reducer, sessions, tname, tfile, part, how, pandas, key, o)
+        return run(job, progress=o["progress"], log=o["log"], resume=bool(o["journal"]),
+                   raw=raw, pandas=pandas, code=shipped.code,
+                   reducer=reducer.code if reducer else None)
     finally:
         if undo:
             undo()
@@ -719,18 +737,20 @@ def map(fn: Callable, iterable: Any, sessions: Sequence[Session] = (), *, local:
         threads: int = 0, retries: int = 2, retry_errors: bool = False,
         task_timeout: Optional[float] = None, libraries: Optional[Dict[str, str]] = None,
         progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
-        log: bool = False) -> List[Any]:
+        log: bool = False, journal: Optional[str] = None) -> List[Any]:
     """[fn(x) for x in iterable], one task per item on the scheduler's
     workers (sessions and/or local=N), in order: what Pool.map and
     client.map users reach for. The items travel with the function (dill),
-    so they should be small; retries and the other options are fanout's."""
+    so they should be small; the options are fanout's."""
     items = list(iterable)
+    o = _options(local, threads, retries, retry_errors, task_timeout, libraries, progress,
+                 log, journal)
     if not items:
         return []
     base = fn.__wrapped__ if isinstance(fn, RemoteFunction) else fn
     if _dill is None:
         raise TypeError("map() ships its items with dill, which is not installed")
-    shipped = _Shipped(base, items=items)
-    return list(_fan(shipped, sessions, {"i": np.arange(len(items), dtype=np.int64)}, "rows",
-                     len(items), "none", False, None, local, threads, retries, retry_errors,
-                     task_timeout, libraries, progress, log, False))
+    table = {"i": np.arange(len(items), dtype=np.int64)}
+    part = {"by": "rows", "pieces": len(items)}
+    return list(_fan(_Shipped(base, items=items), None, sessions, table, part, "none", False,
+                     None, False, o))

@@ -300,3 +300,42 @@ def test_task_timeout_retries_then_names_the_partition():
         assert "timed out" in str(e.__cause__), str(e.__cause__)
     else:
         raise AssertionError("a task past task_timeout must fail after its retries")
+
+
+def test_fanout_journal_resumes_only_unfinished_partitions():
+    d = harness.tmpdir()
+    flag = os.path.join(d, "broken")
+    calls = os.path.join(d, "calls")
+    open(flag, "w").close()
+    t = {"x": np.arange(10, dtype=np.int64)}
+    # The paths are literals in the code, so both runs ship the same
+    # function (same code: the journal matches).
+    src = (f"def part_sum(tbl):\n"
+           f"    import os\n"
+           f"    with open({calls!r}, 'a') as f:\n"
+           f"        f.write('%d\\n' % tbl['x'][0])\n"
+           f"    if tbl['x'][0] == 7 and os.path.exists({flag!r}):\n"
+           f"        raise RuntimeError('not yet')\n"
+           f"    return int(tbl['x'].sum())\n")
+    ns = {}
+    exec(compile(src, "journal_fn.py", "exec"), ns)
+    state = os.path.join(d, "state")
+    try:
+        kx.remote.fanout(ns["part_sum"], local=2, table=t, pieces=10, merge="sum",
+                         journal=state, progress=False)
+    except kx.FanoutError as e:
+        assert e.partition == 7, str(e)
+    else:
+        raise AssertionError("partition 7 must fail while the flag exists")
+    with open(calls) as f:
+        first = [int(x) for x in f.read().split()]
+    os.unlink(flag)
+    os.unlink(calls)
+    got = kx.remote.fanout(ns["part_sum"], local=2, table=t, pieces=10, merge="sum",
+                           journal=state, progress=False)
+    assert got == 45, got
+    with open(calls) as f:
+        second = sorted(int(x) for x in f.read().split())
+    done_before = set(range(10)) - set(second)
+    assert 7 in second and done_before, (first, second)
+    assert done_before <= set(first), (first, second)
