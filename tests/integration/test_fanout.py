@@ -5,7 +5,6 @@ scheduler starts, and running servers). The merged bytes must equal what
 killed with SIGKILL mid-run must not change the answer."""
 import os
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -17,15 +16,8 @@ ROOT = harness.ROOT
 PYDIR = os.path.join(ROOT, "python")
 
 # Under a sanitizer build the extension loads only with the ASan runtime
-# first: start this module again that way (as test_client.py does).
-_asan_dir = os.path.join(harness.BUILD, "python", "qpeach")
-if os.path.isdir(_asan_dir) and "libasan" not in os.environ.get("LD_PRELOAD", ""):
-    lib = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                         text=True).stdout.strip()
-    env = dict(os.environ, LD_PRELOAD=lib, QPEACH_EXT_DIR=_asan_dir,
-               ASAN_OPTIONS="detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", ""))
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+# first: start this module again that way.
+harness.asan_client_reexec()
 
 sys.path.insert(0, PYDIR)
 os.environ["QPEACH_BIN"] = os.path.join(harness.BUILD, "qpeach")
@@ -189,11 +181,7 @@ def test_fanout_survives_kill_9_of_a_local_worker():
 
 
 def _is_worker(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"serve" in f.read()
-    except OSError:
-        return False
+    return b"serve" in harness.cmdline(pid)
 
 
 def test_map_over_a_list():
