@@ -31,6 +31,11 @@ up to N times, waiting 0.5 s and doubling; 0 tries without limit. After a
 reconnect the libraries are imported again, every function is registered
 again when next called, and the call that found the connection lost is
 sent once more.
+
+Fan-out (fanout, map) is the C scheduler's, as `qpeach run` runs a job
+file: the function is shipped the same way but defined by the scheduler on
+every worker (qp_run_opts.fn_code), and this module only writes the job
+(see sched.py); it has no partitioning or merging of its own.
 """
 import hashlib
 import inspect
@@ -46,7 +51,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import ArgList, CharVector, FanoutError, KwDict, QError
+from .errors import ArgList, CharVector, KwDict, QError
 
 try:
     import dill as _dill

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Union
 
 from .errors import FanoutError, QError, RunError
 
