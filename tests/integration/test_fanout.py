@@ -224,6 +224,8 @@ def test_fanout_on_servers_sum_by_key_and_progress_stop():
         for s, y in zip(got["sym"], got["y"]):
             assert np.isclose(y, t["y"][t["sym"] == s].sum()), s
         assert calls and calls[-1][:2] == (6, 6), calls
+        assert kx.remote.map(lambda v: v * 3, [5, "ab", 2.5], [sa, sb],
+                             progress=False) == [15, "ababab", 7.5]
         # A callback that raises stops the run; its exception comes out.
         def stop(done, total, failed):
             raise RuntimeError("enough")
