@@ -3,7 +3,7 @@
  * sched.h: qpeach.run, fanout and map run qp_run) for Python.
  *
  * The q <-> Python conversion is not written here: it is the embedded
- * worker's (include/qpeach/py.h, src/py/conv.c), linked from libqpeach.a,
+ * worker's (include/qpeach/py.h, src/py/fromq.c and toq.c), linked from libqpeach.a,
  * so the client and the worker map values the same way.
  *
  * Memory rules: value.h's and py.h's. Every qp_value made here is unref'd
