@@ -106,6 +106,23 @@ typedef struct qp_run_opts {
     const char *self;      /* path of the qpeach binary (to start workers) */
     FILE *out;             /* where "-" output and the plan go (stdout) */
     FILE *log_to;          /* progress and log lines (stderr) */
+
+    /* For a caller that holds the function and wants the value back (the
+     * Python client, python/qpeach/_qpeach.c); all zero for the CLI. */
+    const qp_value *fn_code; /* borrowed: the code .qp.def gets for [job]
+                            * function (dill bytes or source text) instead
+                            * of its module file, which need not exist */
+    const qp_value *reducer_code; /* the same for [merge] reducer */
+    bool fn_pandas;        /* define the function with the pandas option */
+    qp_value **merged;     /* non-NULL: on QP_RUN_OK, *merged is the merged
+                            * value (new reference); output "-" is then not
+                            * printed (a path is still written) */
+    /* Called as tasks finish (at most once per change, and at the end);
+     * a nonzero return stops the run as SIGINT would. */
+    int (*progress_cb)(int64_t done, int64_t total, int64_t failed, void *data);
+    void *progress_data;
+    char *err;             /* non-NULL: why the run failed, as logged */
+    size_t errlen;
 } qp_run_opts;
 
 /* Runs a loaded job to the end. Returns an enum qp_run_exit code. */

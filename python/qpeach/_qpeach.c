@@ -1,8 +1,9 @@
-/* _qpeach.c - the Python client's C extension: the C codec and the client
- * connection (include/qpeach/conn.h) for Python.
+/* _qpeach.c - the Python client's C extension: the C codec, the client
+ * connection (include/qpeach/conn.h) and the scheduler (include/qpeach/
+ * sched.h: qpeach.run, fanout and map run qp_run) for Python.
  *
  * The q <-> Python conversion is not written here: it is the embedded
- * worker's (include/qpeach/py.h, src/py/conv.c), linked from libqpeach.a,
+ * worker's (include/qpeach/py.h, src/py/fromq.c and toq.c), linked from libqpeach.a,
  * so the client and the worker map values the same way.
  *
  * Memory rules: value.h's and py.h's. Every qp_value made here is unref'd
@@ -14,6 +15,8 @@
  * is released while waiting for that lock and while on the network, so
  * calls on different connections (fan-out threads) overlap. Python values
  * are converted with the GIL held, before sending and after receiving.
+ * run() releases the GIL for the whole of qp_run; its progress callback
+ * takes it again (PyGILState) on the scheduler's thread.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +29,9 @@
 
 #include "qpeach/conn.h"
 #include "qpeach/ipc.h"
+#include "qpeach/job.h"
 #include "qpeach/py.h"
+#include "qpeach/sched.h"
 #include "qpeach/value.h"
 
 /* ---- Module state: exception types and marker classes set from Python. */
@@ -573,6 +578,121 @@ static PyObject *mod_set_types(PyObject *Py_UNUSED(m), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- The scheduler (include/qpeach/sched.h) ---------------------------- */
+
+/* The progress callback's state: the Python callable, and the exception it
+ * raised (which stops the run and is raised again once it has ended). */
+typedef struct {
+    PyObject *cb;
+    PyObject *et, *ev, *etb;
+} progress_ctx;
+
+/* Called by qp_run on the scheduler's thread, which holds no GIL. */
+static int progress_cb(int64_t done, int64_t total, int64_t failed, void *data)
+{
+    progress_ctx *p = data;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = 0;
+    PyObject *r = PyObject_CallFunction(p->cb, "LLL", (long long)done, (long long)total,
+                                        (long long)failed);
+    if (!r) {
+        if (!p->et) PyErr_Fetch(&p->et, &p->ev, &p->etb);
+        else PyErr_Clear();
+        stop = 1;
+    }
+    Py_XDECREF(r);
+    PyGILState_Release(g);
+    return stop;
+}
+
+/* The function's code as .qp.def takes it: bytes -> byte vector (dill),
+ * str -> char vector (source). New reference, NULL with an exception. */
+static qp_value *code_to_q(PyObject *code)
+{
+    qp_value *v = NULL;
+    if (PyBytes_Check(code)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(code);
+        if ((v = qp_vector(QP_BYTE, n))) memcpy(qp_G(v), PyBytes_AS_STRING(code), (size_t)n);
+    } else if (PyUnicode_Check(code)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(code, &n);
+        if (!s) return NULL;
+        v = qp_string(s, (size_t)n);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "code must be bytes (dill) or str (source)");
+        return NULL;
+    }
+    if (!v) PyErr_NoMemory();
+    return v;
+}
+
+/* The merged value for Python: IPC bytes (raw), or converted. */
+static PyObject *merged_to_py(const qp_value *v, int raw, int flags)
+{
+    if (!raw) return qp_py_from_q(v, flags);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = qp_ipc_encode(v, QP_MSG_ASYNC, &buf, &len);
+    if (r < 0) return raise_code(r, qp_strerror(r));
+    PyObject *b = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)len);
+    free(buf);
+    return b;
+}
+
+/* run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False,
+ *     log=False, resume=True, jobs=0, reducer=None) -> (exit code, value or
+ * None, why): qp_run of the job file at path, the GIL released while it
+ * runs. code (reducer) replaces [job] function's ([merge] reducer's) module
+ * file (see qp_run_opts.fn_code); qpeach
+ * is the binary that local workers run; progress(done, total, failed) is
+ * called as tasks finish; log=True writes the run's log lines to stderr. */
+static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "code", "pandas", "qpeach", "progress", "raw", "log",
+                             "resume", "jobs", "reducer", NULL};
+    const char *path, *self = NULL;
+    PyObject *code = Py_None, *rcode = Py_None, *progress = Py_None, *out = NULL;
+    int pandas = 0, raw = 0, log = 0, resume = 1, jobs = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OpzOpppiO", kwlist, &path, &code, &pandas,
+                                     &self, &progress, &raw, &log, &resume, &jobs, &rcode))
+        return NULL;
+    char err[2048] = "";
+    qp_job *job = NULL;
+    qp_value *fn = NULL, *red = NULL, *merged = NULL;
+    progress_ctx ctx = { .cb = progress };
+    FILE *sink = NULL;
+    int rc = qp_job_load(path, &job, err, sizeof err);
+    if (rc) return raise_code(rc == QP_EARG ? QP_EARG : rc, err);
+    if (code != Py_None && !(fn = code_to_q(code))) goto done;
+    if (rcode != Py_None && !(red = code_to_q(rcode))) goto done;
+    if (!log && !(sink = fopen("/dev/null", "w"))) { PyErr_SetFromErrno(PyExc_OSError); goto done; }
+    qp_run_opts o = {
+        .resume = resume, .log = log ? QP_LOG_LINES : QP_LOG_QUIET, .jobs = jobs,
+        .self = self, .out = stdout, .log_to = log ? stderr : sink, .fn_code = fn,
+        .reducer_code = red,
+        .fn_pandas = pandas, .merged = &merged, .err = err, .errlen = sizeof err,
+        .progress_cb = progress != Py_None ? progress_cb : NULL, .progress_data = &ctx,
+    };
+    Py_BEGIN_ALLOW_THREADS
+    rc = qp_run(job, &o);
+    Py_END_ALLOW_THREADS
+    if (ctx.et) {                       /* the callback's own exception wins */
+        PyErr_Restore(ctx.et, ctx.ev, ctx.etb);
+        goto done;
+    }
+    PyObject *value = Py_None;
+    if (merged && !(value = merged_to_py(merged, raw, pandas ? QP_PY_PANDAS : 0))) goto done;
+    if (!merged) Py_INCREF(value);
+    out = Py_BuildValue("(iNs)", rc, value, rc == QP_RUN_OK ? "" : err);
+done:
+    if (sink) fclose(sink);
+    qp_unref(merged);
+    qp_unref(fn);
+    qp_unref(red);
+    qp_job_free(job);
+    return out;
+}
+
 /* py.h's conversion needs numpy's C API table and its dtype caches. In
  * the server qp_py_init() sets both up while starting the interpreter; here
  * the interpreter is already running (and owns its signals), so only those
@@ -606,6 +726,10 @@ static PyMethodDef mod_methods[] = {
     {"dumps", mod_dumps, METH_O, "dumps(obj) -> bytes: a kdb+ IPC message."},
     {"loads", (PyCFunction)(void (*)(void))mod_loads, METH_VARARGS | METH_KEYWORDS,
      "loads(data, pandas=False) -> obj: decode a kdb+ IPC message."},
+    {"run", (PyCFunction)(void (*)(void))mod_run, METH_VARARGS | METH_KEYWORDS,
+     "run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False, log=False, "
+     "resume=True, jobs=0, reducer=None) -> (exit code, merged value or None, why it failed): "
+     "the scheduler (qp_run) on a job file; see qpeach.run."},
     {"_set_types", mod_set_types, METH_VARARGS, "internal"},
     {NULL, NULL, 0, NULL},
 };

@@ -30,15 +30,28 @@ except ImportError:
 
 class FanoutError(Exception):
     """A partition of a fan-out failed. ``partition`` is its index,
-    ``description`` says which rows or group, ``address`` the server, and
+    ``description`` says which rows or group, ``address`` the server (None
+    when it failed on several: lost or timed out ``attempts`` times), and
     ``__cause__`` the original error."""
 
-    def __init__(self, partition, description, address, cause):
-        super().__init__(f"partition {partition} ({description}) on {address} failed: "
+    def __init__(self, partition, description, address, cause, attempts=None):
+        where = f"on {address}" if address else f"after {attempts} attempts"
+        super().__init__(f"partition {partition} ({description}) failed {where}: "
                          f"{type(cause).__name__}: {cause}")
         self.partition = partition
         self.description = description
         self.address = address
+        self.attempts = attempts
+
+
+class RunError(Exception):
+    """A scheduler run (qpeach.run, fanout, map) that stopped for another
+    reason than a failed task: ``code`` is `qpeach run`'s exit code (1
+    failed, 2 bad job, 3 locked), the message its reason."""
+
+    def __init__(self, code, why):
+        super().__init__(why)
+        self.code = code
 
 
 class CharVector(str):

@@ -31,10 +31,18 @@ up to N times, waiting 0.5 s and doubling; 0 tries without limit. After a
 reconnect the libraries are imported again, every function is registered
 again when next called, and the call that found the connection lost is
 sent once more.
+
+Fan-out (fanout, map) is the C scheduler's, as `qpeach run` runs a job
+file: the function is shipped the same way but defined by the scheduler on
+every worker (qp_run_opts.fn_code), and this module only writes the job
+(see sched.py); it has no partitioning or merging of its own.
 """
 import hashlib
 import inspect
-import queue
+import os
+import re
+import shutil
+import tempfile
 import textwrap
 import threading
 import time
@@ -44,14 +52,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _pykx_client
-from .errors import ArgList, CharVector, FanoutError, KwDict, QError
+from .errors import ArgList, CharVector, KwDict, QError
 
 try:
     import dill as _dill
 except ImportError:           # dill is optional: source text then
     _dill = None
 
-__all__ = ["session", "function", "fanout", "Session", "RemoteFunction"]
+__all__ = ["session", "function", "fanout", "map", "Session", "RemoteFunction"]
 
 _ext = None
 
@@ -167,6 +175,9 @@ def _make_entry(st):
                                   "of the function's globals")
             if only:
                 return None
+        items = st.get("items")
+        if items is not None:       # map(): the task's row names its item
+            return f(items[int(args[0]["i"][0])])
         return f(*args, **kwargs)
 
     return entry
@@ -181,7 +192,7 @@ class _Shipped:
     is registered under; with dill, also the names of the data globals it
     uses, whose current values go with a call when they changed."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, items=None):
         if not callable(fn) or not isinstance(fn, types.FunctionType):
             raise TypeError(f"remote function must be a Python function, "
                             f"got {type(fn).__name__}")
@@ -196,7 +207,8 @@ class _Shipped:
                 self.live = tuple(sorted(live))
                 now = self.globals_now()
                 st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
-                      "live": frozenset(self.live), "h": now[0] if now else None}
+                      "live": frozenset(self.live), "h": now[0] if now else None,
+                      "items": items}
                 entry = _make_entry(st)
                 ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
                                         fn.__name__, None, entry.__closure__)
@@ -208,6 +220,8 @@ class _Shipped:
                 self.code = _dill.dumps(ep, recurse=True)
             except Exception:       # unpicklable closure: fall back to source
                 self.code, self.live, self._last = None, (), None
+        if self.code is None and items is not None:
+            raise TypeError(f"map() could not pickle {fn.__name__} or its items with dill")
         if self.code is None:
             try:
                 src = textwrap.dedent(inspect.getsource(fn))
@@ -553,146 +567,214 @@ def function(session: Session, *, pandas: bool = False) -> Callable[[Callable], 
     return decorate
 
 
-# ---- fan-out -------------------------------------------------------------
+# ---- fan-out: the C scheduler (qpeach.run) ---------------------------------
 
-def _columns(table):
-    """A local table as (dict name -> numpy array, row count)."""
-    if hasattr(table, "columns") and hasattr(table, "to_numpy"):      # DataFrame
-        cols = {str(c): table[c].to_numpy() for c in table.columns}
-    elif isinstance(table, dict):
-        cols = {str(k): np.asarray(v) for k, v in table.items()}
-    else:
+_fan_seq = [0]
+
+
+def _fn_name(shipped, pandas=False):
+    """The name a shipped function is defined under by the scheduler
+    (a job file's function names allow letters, digits and _)."""
+    return re.sub(r"\W", "_", shipped.name_for(pandas))
+
+
+def _fan_job(shipped, reducer, sessions, table_name, input_file, part, how, pandas, key, o):
+    """The job (a dict of sections) a fan-out runs: every key means what it
+    means in a job file (jobs/README.md)."""
+    libs = {}
+    for s in sessions:
+        libs.update(s._libs)
+    libs.update(o["libraries"] or {})
+    creds = {(s._opts["user"], s._opts["password"], s._opts["tls"]) for s in sessions}
+    if len(creds) > 1:
+        raise ValueError("fanout: the sessions must share username, password and tls "
+                         "(one scheduler connects to all of them)")
+    user, password, tls = creds.pop() if creds else (None, None, False)
+    name = _fn_name(shipped, pandas)
+    rname = _fn_name(reducer) if reducer else None
+    tt = o["task_timeout"]
+    return {"job": {"name": "fanout", "function": f"{name}.py:{name}",
+                    "libraries": libs or None},
+            "input": {"table": table_name, "file": input_file},
+            "partition": part,
+            "workers": {"local": o["local"] or None,
+                        "servers": [s.address for s in sessions] or None,
+                        "user": (f"{user}:{password}" if password else user) if user else None,
+                        "tls": tls or None, "threads": o["threads"] or None},
+            "merge": {"how": how, "key": key,
+                      "reducer": f"{rname}.py:{rname}" if rname else None},
+            "run": {"retries": o["retries"], "retry_errors": o["retry_errors"] or None,
+                    "task_timeout": f"{int(tt * 1000)}ms" if tt else None,
+                    "state": o["journal"]}}
+
+
+def _resident(sessions, local, table, journal, ext):
+    """Where the workers find a table held here: set on every session
+    (.qp.set), or, with local workers, written once to a q IPC file they
+    load (servers given with local workers must then see this machine's
+    files). With a journal folder the name is the table's SHA-256 and the
+    file is kept there, so a later run of the same fan-out matches the
+    journal and resumes. Returns (name, file or None, undo)."""
+    if isinstance(table, dict):
+        table = {str(k): np.asarray(v) for k, v in table.items()}
+        if len({len(v) for v in table.values()}) > 1:
+            raise ValueError("table columns differ in length")
+    elif not (hasattr(table, "columns") and hasattr(table, "to_numpy")):
         raise TypeError(f"table must be a dict of arrays, a DataFrame or the name of a "
                         f"table on the servers, got {type(table).__name__}")
-    lens = {len(v) for v in cols.values()}
-    if len(lens) > 1:
-        raise ValueError("table columns differ in length")
-    return cols, (lens.pop() if lens else 0)
+    data = ext.dumps(table) if local or journal else None
+    if journal:
+        name = "qp_fanout_" + hashlib.sha256(data).hexdigest()[:24]
+    else:
+        _fan_seq[0] += 1
+        name = f"qp_fanout_{os.getpid()}_{_fan_seq[0]}"
+    if local:
+        d = journal or tempfile.mkdtemp(prefix="qpeach-fanout-")
+        path = os.path.join(d, name + ".qipc")
+        if not os.path.exists(path):
+            os.makedirs(d, exist_ok=True)
+            with open(path + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(path + ".tmp", path)
+        if journal:
+            return name, path, None
+        return name, path, lambda: shutil.rmtree(d, ignore_errors=True)
+    for s in sessions:
+        s._call(".qp.set", name, table)
+
+    def undo():
+        for s in sessions:
+            try:
+                s._call(".qp.set", name, None)
+            except Exception:       # the run's own error matters more
+                pass
+    return name, None, undo
 
 
-def _merge(results, merge):
-    if callable(merge):
-        return merge(results)
-    if merge == "concat":
-        if not results:
-            return results
-        r0 = results[0]
-        if isinstance(r0, dict):
-            return {k: np.concatenate([np.atleast_1d(r[k]) for r in results]) for k in r0}
-        if hasattr(r0, "columns") and hasattr(r0, "iloc"):
-            import pandas as pd
-            return pd.concat(results, ignore_index=True)
-        if isinstance(r0, np.ndarray) and r0.ndim:
-            return np.concatenate(results)
-        if isinstance(r0, list):
-            return [x for r in results for x in r]
-        return np.array(results)
-    ops = {"sum": np.add, "min": np.minimum, "max": np.maximum}
-    if merge not in ops:
-        raise ValueError(f"merge must be 'concat', 'sum', 'min', 'max' or a callable, got {merge!r}")
-    op = ops[merge]
-    acc = results[0]
-    for r in results[1:]:
-        acc = {k: op(acc[k], r[k]) for k in acc} if isinstance(acc, dict) else op(acc, r)
-    return acc
+_HOWS = ("concat", "sum", "min", "max", "count", "sum-by-key", "none")
 
 
-def fanout(fn: Callable, sessions: Sequence[Session], table: Any = None, by: str = "rows",
+def _options(local, threads, retries, retry_errors, task_timeout, libraries, progress, log,
+             journal):
+    _check("local", local, (int,), "an int")
+    _check("retries", retries, (int,), "an int")
+    if task_timeout is not None:
+        _check("task_timeout", task_timeout, (int, float), "a number of seconds")
+    if journal is not None:
+        journal = os.path.abspath(os.fspath(journal))
+    return dict(local=local, threads=threads, retries=retries, retry_errors=retry_errors,
+                task_timeout=task_timeout, libraries=libraries, progress=progress, log=log,
+                journal=journal)
+
+
+def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by: str = "rows",
            pieces: Optional[int] = None, merge: Union[str, Callable[[List[Any]], Any]] = "concat",
-           pandas: bool = False) -> Any:
-    """Runs fn over the partitions of a table on several sessions at once
-    and merges the results. What PyKX's remote functions do not have.
+           pandas: bool = False, *, key: Union[None, str, Sequence[str]] = None,
+           reducer: Optional[Callable] = None, local: int = 0,
+           threads: int = 0, retries: int = 2, retry_errors: bool = False,
+           task_timeout: Optional[float] = None,
+           libraries: Optional[Dict[str, str]] = None,
+           progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
+           log: bool = False, journal: Optional[str] = None, raw: bool = False) -> Any:
+    """Runs fn over the partitions of a table on several workers at once
+    and merges the results: `qpeach run` (the C scheduler, one meaning of
+    every merge) with a function defined here.
 
     fn        a remote function (its session is ignored) or a plain Python
               function; it gets one partition of the table.
-    sessions  the sessions to use: every one is kept busy, partitions are
-              handed out from one queue, so faster servers take more.
-    table     a dict of arrays or a DataFrame held here (each partition is
-              sent with the call), or the name of a table resident on every
-              server (each server runs fn on its partition in place with
-              `.qp.apply`, nothing is sent but the bounds).
-    by        'rows': contiguous row ranges, ``pieces`` of them (default: 4
-              per session); or a column name: one partition per distinct
-              value of that column, in sorted order (local tables).
-    merge     'concat' (tables by column, arrays end to end, scalars into an
-              array, in partition order), 'sum', 'min', 'max', or a callable
-              taking the list of results in partition order.
-    pandas    hand each partition to fn as a DataFrame (and return tables as
-              DataFrames); implied by a remote function made with pandas=True.
+    sessions  running servers to use; local=N also starts N worker
+              processes pinned to cores (as [workers] local). Tasks go out
+              from one queue, a few in flight per worker, so faster
+              workers take more; a lost worker's tasks go to another.
+    table     a dict of arrays or a DataFrame held here (set on every
+              server once, or written once for local workers), or the name
+              of a table resident on every server (nothing is sent but the
+              bounds: `.qp.apply`).
+    by        'rows': ``pieces`` row ranges (default: 4 per worker); a
+              column name: one partition per distinct value, in sorted
+              order; 'partition': one per kdb+ partition of a db table.
+    merge     a [merge] how: 'concat', 'sum', 'min', 'max', 'count',
+              'sum-by-key' (with key= for plain tables), 'none' (the list
+              of partials); or a callable: how = python, the reducer given
+              that list in partition order, run on a worker.
+    reducer   a function run on a worker over the merged value (as a job
+              file's [merge] reducer with another how).
+    retries, retry_errors, task_timeout (seconds), threads: as [run] and
+              [workers] in a job file. progress: callable(done, total,
+              failed), None for a tqdm bar on a TTY, False for none.
+    journal   a folder for the run's journal and lock ([run] state): a
+              fan-out that failed or was interrupted, run again the same
+              way, redoes only the partitions not finished.
+    raw       return the merged value's q IPC bytes (a .qipc output's).
 
-    Errors in any partition raise FanoutError naming the partition (index,
-    rows or group value, and server) with the original error as its cause;
-    partitions not yet started are then abandoned.
+    A partition that fails for good raises FanoutError naming it (index,
+    rows or group value, worker) with the worker's QError as its cause.
     """
-    shipped = fn.shipped if isinstance(fn, RemoteFunction) else _Shipped(fn)
+    base = fn.__wrapped__ if isinstance(fn, RemoteFunction) else fn
     if isinstance(fn, RemoteFunction):
         pandas = pandas or fn.pandas
-    sessions = list(sessions)
-    if not sessions or not all(isinstance(s, Session) for s in sessions):
-        raise TypeError("sessions must be a non-empty list of qpeach sessions")
+    if callable(merge):
+        if reducer is not None:
+            raise ValueError("give the reducer as merge= or reducer=, not both")
+        merge, reducer = "python", merge
+    if merge not in _HOWS and not (merge == "python" and reducer):
+        raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
     if pieces is not None:
         _check("pieces", pieces, (int,), "an int")
         if pieces < 1:
             raise ValueError("pieces must be >= 1")
-    _check("by", by, (str,), "'rows' or a column name")
+    _check("by", by, (str,), "'rows', 'partition' or a column name")
+    part = ({"by": "rows", "pieces": pieces} if by == "rows" else
+            {"by": "partition"} if by == "partition" else {"by": "column", "column": by})
+    o = _options(local, threads, retries, retry_errors, task_timeout, libraries, progress,
+                 log, journal)
+    # Shipped now, so the globals it reads are the ones of this call.
+    red = None
+    if reducer is not None:
+        red = _Shipped(reducer.__wrapped__ if isinstance(reducer, RemoteFunction) else reducer)
+    return _fan(_Shipped(base), red, sessions, table, part, merge, pandas, key, raw, o)
 
-    # Partitions as (description, args for _run, apply spec)
-    parts = []
+
+def _fan(shipped, reducer, sessions, table, part, how, pandas, key, raw, o):
+    from .sched import run
+    sessions = list(sessions)
+    if not all(isinstance(s, Session) for s in sessions):
+        raise TypeError("sessions must be a list of qpeach sessions")
+    if not sessions and o["local"] < 1:
+        raise TypeError("fan-out needs sessions or local=N worker processes")
+    undo = None
     if isinstance(table, str):
-        if by != "rows":
-            raise ValueError("a resident table is partitioned by='rows'")
-        n = int(sessions[0]._call(".qp.count", table))
-        k = pieces or 4 * len(sessions)
-        bounds = np.linspace(0, n, min(k, max(n, 1)) + 1).astype(np.int64)
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            parts.append((f"rows {a}..{b}", (), (table, np.array([a, b], dtype=np.int64))))
+        tname, tfile = table, None
     else:
-        cols, n = _columns(table)
-        if by == "rows":
-            k = pieces or 4 * len(sessions)
-            bounds = np.linspace(0, n, min(k, max(n, 1)) + 1).astype(np.int64)
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                piece = {c: v[a:b] for c, v in cols.items()}
-                parts.append((f"rows {a}..{b}", (piece,), None))
-        else:
-            if by not in cols:
-                raise ValueError(f"by: no column {by!r} in the table")
-            key = cols[by]
-            order = np.argsort(key, kind="stable")
-            sk = key[order]
-            cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
-            for idx in np.split(order, cut) if n else []:
-                g = key[idx[0]]
-                piece = {c: v[idx] for c, v in cols.items()}
-                parts.append((f"{by}={g!r}", (piece,), None))
+        tname, tfile, undo = _resident(sessions, o["local"], table, o["journal"], _extension())
+    try:
+        job = _fan_job(shipped, reducer, sessions, tname, tfile, part, how, pandas, key, o)
+        return run(job, progress=o["progress"], log=o["log"], resume=bool(o["journal"]),
+                   raw=raw, pandas=pandas, code=shipped.code,
+                   reducer=reducer.code if reducer else None)
+    finally:
+        if undo:
+            undo()
 
-    results = [None] * len(parts)
-    work = queue.Queue()
-    for i in range(len(parts)):
-        work.put(i)
-    failure = []
-    stop = threading.Event()
 
-    def worker(s):
-        while not stop.is_set():
-            try:
-                i = work.get_nowait()
-            except queue.Empty:
-                return
-            desc, args, apply = parts[i]
-            try:
-                results[i] = s._run(shipped, args, None, pandas=pandas, apply=apply)
-            except Exception as e:
-                failure.append(FanoutError(i, desc, s.address, e).with_traceback(None))
-                failure[-1].__cause__ = e
-                stop.set()
-                return
-
-    threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in sessions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failure:
-        raise failure[0]
-    return _merge(results, merge)
+def map(fn: Callable, iterable: Any, sessions: Sequence[Session] = (), *, local: int = 0,
+        threads: int = 0, retries: int = 2, retry_errors: bool = False,
+        task_timeout: Optional[float] = None, libraries: Optional[Dict[str, str]] = None,
+        progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
+        log: bool = False, journal: Optional[str] = None) -> List[Any]:
+    """[fn(x) for x in iterable], one task per item on the scheduler's
+    workers (sessions and/or local=N), in order: what Pool.map and
+    client.map users reach for. The items travel with the function (dill),
+    so they should be small; the options are fanout's."""
+    items = list(iterable)
+    o = _options(local, threads, retries, retry_errors, task_timeout, libraries, progress,
+                 log, journal)
+    if not items:
+        return []
+    base = fn.__wrapped__ if isinstance(fn, RemoteFunction) else fn
+    if _dill is None:
+        raise TypeError("map() ships its items with dill, which is not installed")
+    table = {"i": np.arange(len(items), dtype=np.int64)}
+    part = {"by": "rows", "pieces": len(items)}
+    return list(_fan(_Shipped(base, items=items), None, sessions, table, part, "none", False,
+                     None, False, o))

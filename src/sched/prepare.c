@@ -141,6 +141,20 @@ int qp__prepare_input(run *r, bool need_table)
     return parse_csv(r, !have_copy && !r->o->dry_run);
 }
 
+/* SHA-256 of a function's code: as the caller gave it (its IPC bytes),
+ * else its module file. */
+static int code_sha(const qp_value *given, const char *file, uint8_t out[32])
+{
+    if (!given) return qp_sha256_file(file, out);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = qp_ipc_encode(given, QP_MSG_ASYNC, &b, &len);
+    if (rc) return rc;
+    qp_sha256(b, len, out);
+    free(b);
+    return 0;
+}
+
 /* What must be unchanged for a journal to be resumed. */
 int qp__job_ids(run *r, qp_journal_id ids[3])
 {
@@ -150,8 +164,8 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     if (rc) return rc;
     /* Code: the function's and the reducer's module files, as sent. */
     uint8_t h1[32], h2[32] = {0};
-    if ((rc = qp_sha256_file(j->function.file, h1))) return rc;
-    if (j->reducer.file && (rc = qp_sha256_file(j->reducer.file, h2))) return rc;
+    if ((rc = code_sha(r->o->fn_code, j->function.file, h1))) return rc;
+    if (j->reducer.file && (rc = code_sha(r->o->reducer_code, j->reducer.file, h2))) return rc;
     uint8_t both[64];
     memcpy(both, h1, 32);
     memcpy(both + 32, h2, 32);

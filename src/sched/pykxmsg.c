@@ -77,14 +77,26 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
 
 /* The module of fn, with a first line for pykx.q to drop. malloc'd, or
  * NULL with r->failure set. */
-static char *module_source(run *r, const qp_job_fn *fn)
+static char *module_source(run *r, const qp_job_fn *fn, const qp_value *given)
 {
     char err[512];
-    char *def = qp__py_function_source(fn->file, fn->name, err, sizeof err);
     size_t len = 0;
-    char *mod = def ? qp__slurp(fn->file, &len) : NULL;
-    if (def && !mod) snprintf(err, sizeof err, "%s: %s", fn->file, strerror(errno));
-    free(def);
+    char *mod = NULL;
+    if (given && given->type != QP_CHAR) {     /* dill bytes: nothing pykx.q can exec */
+        snprintf(err, sizeof err, "%s: protocol = pykx sends source text, and this function "
+                 "came as pickled bytes", fn->name);
+    } else if (given) {                        /* a caller's source text (the Python client) */
+        if ((mod = malloc((size_t)given->v.n + 1))) {
+            len = (size_t)given->v.n;
+            memcpy(mod, qp_C(given), len);
+            mod[len] = '\0';
+        } else snprintf(err, sizeof err, "out of memory");
+    } else {
+        char *def = qp__py_function_source(fn->file, fn->name, err, sizeof err);
+        mod = def ? qp__slurp(fn->file, &len) : NULL;
+        if (def && !mod) snprintf(err, sizeof err, "%s: %s", fn->file, strerror(errno));
+        free(def);
+    }
     if (!mod) {
         qp__fail(r, "%s", err);
         return NULL;
@@ -103,8 +115,9 @@ int qp__pykx_prepare(run *r)
 {
     const qp_job *j = r->job;
     char err[512];
-    if (!(r->pykx_fn = module_source(r, &j->function))) return QP_RUN_FAILED;
-    if (j->reducer.file && !(r->pykx_reducer = module_source(r, &j->reducer))) return QP_RUN_FAILED;
+    if (!(r->pykx_fn = module_source(r, &j->function, r->o->fn_code))) return QP_RUN_FAILED;
+    if (j->reducer.file && !(r->pykx_reducer = module_source(r, &j->reducer, r->o->reducer_code)))
+        return QP_RUN_FAILED;
     if (!j->db) return 0;
     if (qp_kdb_open(j->db, &r->db, err, sizeof err)) {
         qp__fail(r, "%s", err);

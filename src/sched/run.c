@@ -147,8 +147,8 @@ static int setup_workers(run *r, char (*errs)[512], int *ready)
             w->dead_for_good = !w->local;
         }
     }
-    if (qp__setup_msgs(job, job->files ? NULL : r->input_path, &r->setup.msgs, &r->setup.n,
-                       err, sizeof err)) {
+    if (qp__setup_msgs(job, r->o, job->files ? NULL : r->input_path, &r->setup.msgs,
+                       &r->setup.n, err, sizeof err)) {
         qp__fail(r, "%s", err);
         return QP_RUN_BADJOB;
     }
@@ -296,7 +296,10 @@ static int finish_output(run *r, FILE *out)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
         qp__mkdir_p(dir);
     }
-    rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
+    /* A caller that takes the value gets it instead of "-" output. */
+    if (r->o->merged) *r->o->merged = qp_ref(v);
+    if (!r->o->merged || strcmp(job->output, "-"))
+        rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
     if (rc) {
         qp__fail(r, "output %s", err);
         goto fail;
@@ -349,6 +352,10 @@ static void report_failure(run *r, int result)
         qp__say(r, "error", "%s", r->failure);
         r->mode = m;
     }
+    const qp_run_opts *opts = r->o;
+    if (result != QP_RUN_OK && opts->merged) { qp_unref(*opts->merged); *opts->merged = NULL; }
+    if (result != QP_RUN_OK && opts->err)
+        snprintf(opts->err, opts->errlen, "%s", r->failure[0] ? r->failure : "run failed");
     if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
 }
 

@@ -45,6 +45,7 @@ typedef struct run {
     task *t;               /* plan->n tasks */
     int64_t ndone, nfailed_attempts, rows_done, rows_total;
     int64_t t0, last_draw; /* start of the run; last progress bar draw */
+    int64_t cb_done;       /* ndone + 1 at the last progress_cb (0: none) */
     qp_journal *journal;   /* finished tasks, for --resume */
     int64_t next_fresh;    /* no never-tried task before this one */
     bool **holds;          /* by = partition: holds[w][i], worker w holds

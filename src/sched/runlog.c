@@ -65,6 +65,13 @@ void qp__say(run *r, const char *event, const char *fmt, ...)
 
 void qp__draw_bar(run *r, bool force)
 {
+    /* The caller's callback (a Python progress bar) sees every change;
+     * asking to stop is handled as a signal would be. */
+    if (r->o->progress_cb && r->plan && (force || r->cb_done != r->ndone + 1)) {
+        r->cb_done = r->ndone + 1;
+        if (r->o->progress_cb(r->ndone, r->plan->n, r->nfailed_attempts, r->o->progress_data))
+            qp__stop_signal = SIGINT;
+    }
     if (r->mode != QP_LOG_BAR || !r->plan) return;
     int64_t now = qp__ms();
     if (!force && now - r->last_draw < 100) return;

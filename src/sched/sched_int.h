@@ -52,8 +52,10 @@ void qp__workers_stop(qp__worker *ws, int n);
 /* Drops the connection; a local process is killed and reaped. */
 void qp__worker_down(qp__worker *w, bool kill_process);
 /* The setup calls every worker gets (imports, function definitions, the
- * input load), as a list of messages (new references). */
-int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, int *n,
+ * input load), as a list of messages (new references). o may be NULL; its
+ * fn_code (reducer_code), when set, is the function's (reducer's) code:
+ * no module file is read. */
+int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_path, qp_value ***msgs, int *n,
                    char *err, size_t errlen);
 /* The setup messages of qpeach workers and of PyKX servers. */
 typedef struct qp__setup {

@@ -229,8 +229,8 @@ char *qp__py_function_source(const char *file, const char *name, char *err, size
     return out;
 }
 
-int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, int *n,
-                   char *err, size_t errlen)
+int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_path,
+                   qp_value ***msgs, int *n, char *err, size_t errlen)
 {
     qp_value **m = calloc(4, sizeof *m);
     int k = 0;
@@ -248,13 +248,14 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
     const qp_job_fn *fns[2] = { &job->function, job->reducer.file ? &job->reducer : NULL };
     for (int i = 0; i < 2; i++) {
         if (!fns[i]) continue;
+        const qp_value *given = !o ? NULL : i == 0 ? o->fn_code : o->reducer_code;
         /* The whole module goes: the worker runs it in the function's own
          * namespace, so module-level imports and helpers work; checking
          * for the def here gives a clear error before any worker starts. */
-        char *src = qp__py_function_source(fns[i]->file, fns[i]->name, err, errlen);
+        char *src = given ? NULL : qp__py_function_source(fns[i]->file, fns[i]->name, err, errlen);
         free(src);
         char *mod = src ? qp__slurp(fns[i]->file, NULL) : NULL;
-        if (!mod) {
+        if (!mod && !given) {
             if (src) snprintf(err, errlen, "%s: %s", fns[i]->file, strerror(errno));
             for (int j = 0; j < k; j++) qp_unref(m[j]);
             free(m);
@@ -266,15 +267,18 @@ int qp__setup_msgs(const qp_job *job, const char *input_path, qp_value ***msgs, 
          * again; symbols as codes + names (categorical) for the function:
          * no str object per row, and it can group by the codes directly. */
         const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
-        qp_value *ok = qp_vector(QP_SYMBOL, sym_opt ? 2 : 1), *on = qp_vector(QP_BOOL, sym_opt ? 2 : 1);
+        bool pandas = i == 0 && given && o->fn_pandas;
+        int nopt = 1 + (sym_opt != NULL) + pandas;
+        qp_value *ok = qp_vector(QP_SYMBOL, nopt), *on = qp_vector(QP_BOOL, nopt);
         if (ok && on) {
             qp_S(ok)[0] = qp_sym_intern("reuse", 5);
-            qp_G(on)[0] = 1;
-            if (sym_opt) { qp_S(ok)[1] = qp_sym_intern(sym_opt, strlen(sym_opt)); qp_G(on)[1] = 1; }
+            if (sym_opt) qp_S(ok)[1] = qp_sym_intern(sym_opt, strlen(sym_opt));
+            if (pandas) qp_S(ok)[nopt - 1] = qp_sym_intern("pandas", 6);
+            for (int j = 0; j < nopt; j++) qp_G(on)[j] = 1;
         }
-        m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), qp_cstring(mod),
-                                     qp_dict(ok, on))
-                          : (qp_unref(ok), qp_unref(on), NULL);
+        qp_value *code = given ? qp_ref((qp_value *)given) : qp_cstring(mod);
+        m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), code, qp_dict(ok, on))
+                          : (qp_unref(ok), qp_unref(on), qp_unref(code), NULL);
         free(mod);
     }
     if (input_path)

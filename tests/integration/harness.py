@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -114,6 +115,30 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def cmdline(pid):
+    """A process's command line (NUL-separated bytes), b"" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def asan_client_reexec():
+    """Under a sanitizer build the client extension is in
+    $(BUILD)/python/qpeach and loads only with the ASan runtime first: the
+    calling test module is started again that way (once)."""
+    d = os.path.join(BUILD, "python", "qpeach")
+    if not os.path.isdir(d) or "libasan" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                         text=True).stdout.strip()
+    env = dict(os.environ, LD_PRELOAD=lib, QPEACH_EXT_DIR=d,
+               ASAN_OPTIONS="detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", ""))
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def children(pid):

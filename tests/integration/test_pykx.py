@@ -12,7 +12,6 @@ import inspect
 import os
 import socket
 import struct
-import subprocess
 import sys
 
 import numpy as np
@@ -25,14 +24,7 @@ PYDIR = os.path.join(harness.ROOT, "python")
 
 # Under a sanitizer build the client extension loads only with the ASan
 # runtime first (as in test_client.py): start this module again that way.
-_asan_dir = os.path.join(harness.BUILD, "python", "qpeach")
-if os.path.isdir(_asan_dir) and "libasan" not in os.environ.get("LD_PRELOAD", ""):
-    lib = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                         text=True).stdout.strip()
-    env = dict(os.environ, LD_PRELOAD=lib, QPEACH_EXT_DIR=_asan_dir,
-               ASAN_OPTIONS="detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", ""))
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+harness.asan_client_reexec()
 
 # ---- the texts, byte for byte (PYKX_WIRE.md) -------------------------------
 

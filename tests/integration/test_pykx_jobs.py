@@ -8,7 +8,6 @@ its table as a pandas DataFrame, a raised exception comes back as
 repr(exc). Each job runs twice, over the same two servers, once per
 protocol, and the outputs must be the same bytes."""
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,15 +16,8 @@ import harness
 from harness import Server, free_port, tmpdir
 
 # Under a sanitizer build the client extension loads only with the ASan
-# runtime first (as in test_pykx.py): start this module again that way.
-_asan_dir = os.path.join(harness.BUILD, "python", "qpeach")
-if os.path.isdir(_asan_dir) and "libasan" not in os.environ.get("LD_PRELOAD", ""):
-    lib = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                         text=True).stdout.strip()
-    env = dict(os.environ, LD_PRELOAD=lib, QPEACH_EXT_DIR=_asan_dir,
-               ASAN_OPTIONS="detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", ""))
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+# runtime first: start this module again that way.
+harness.asan_client_reexec()
 
 import test_pykx  # noqa: E402  (after the re-exec: it has the same one)
 from test_db import DOLPHIN, need  # noqa: E402

@@ -1,0 +1,331 @@
+"""Python fan-out on the C scheduler: `qpeach.run`, `kx.remote.fanout` and
+`kx.remote.map` against real `qpeach serve` workers (local ones the
+scheduler starts, and running servers). The merged bytes must equal what
+`qpeach run` writes for the same job, for every [merge] how; a worker
+killed with SIGKILL mid-run must not change the answer."""
+import os
+import signal
+import sys
+
+import numpy as np
+
+import harness
+from harness import Server
+
+ROOT = harness.ROOT
+PYDIR = os.path.join(ROOT, "python")
+
+# Under a sanitizer build the extension loads only with the ASan runtime
+# first: start this module again that way.
+harness.asan_client_reexec()
+
+sys.path.insert(0, PYDIR)
+os.environ["QPEACH_BIN"] = os.path.join(harness.BUILD, "qpeach")
+import qpeach as kx                     # noqa: E402
+
+# The functions of the jobs, as a module file for `qpeach run` and as
+# Python functions (from the same text) for fanout.
+MODULE = '''
+import numpy as np
+
+def rows2(t):
+    return {"sym": t["sym"], "z": t["x"] * 2}
+
+def ysum(t):
+    return float(t["y"].sum())
+
+def ymin(t):
+    return float(t["y"].min())
+
+def ymax(t):
+    return float(t["y"].max())
+
+def nrows(t):
+    return np.arange(len(t["x"]))
+
+def bysym(t):
+    syms, inv = np.unique(t["sym"], return_inverse=True)
+    return {"sym": syms, "y": np.bincount(inv, weights=t["y"]), "n": np.bincount(inv)}
+
+def finish(parts):
+    return float(sum(parts))
+'''
+FNS = {}
+exec(compile(MODULE, "fanout_fns.py", "exec"), FNS)
+
+N = 2000
+
+
+def _data():
+    rng = np.random.default_rng(7)
+    return {"sym": rng.choice(np.array(["AA", "BB", "CC", "DD"], dtype=object), N),
+            "x": rng.integers(0, 1000, N).astype(np.int64),
+            "y": np.round(rng.uniform(0, 100, N), 3)}
+
+
+def _write_inputs(d):
+    t = _data()
+    with open(os.path.join(d, "data.csv"), "w") as f:
+        f.write("sym,x,y\n")
+        for s, x, y in zip(t["sym"], t["x"], t["y"]):
+            f.write(f"{s},{x},{y!r}\n")
+    with open(os.path.join(d, "fns.py"), "w") as f:
+        f.write(MODULE)
+    return t
+
+
+def _job(d, name, fn, how, by="rows", key=None, reducer=None):
+    part = "by = rows\npieces = 5\n" if by == "rows" else f"by = column\ncolumn = {by}\n"
+    merge = f"how = {how}\n" + (f"key = {key}\n" if key else "") + \
+        (f"reducer = fns.py:{reducer}\n" if reducer else "")
+    path = os.path.join(d, name + ".ini")
+    with open(path, "w") as f:
+        f.write(f"[job]\nfunction = fns.py:{fn}\n[input]\ntable = t\nfile = data.csv\n"
+                f"types = SJF\n[partition]\n{part}[workers]\nlocal = 2\n[merge]\n{merge}"
+                f"[output]\npath = {name}.qipc\n")
+    return path
+
+
+CASES = [  # (name, function, how, by, key, reducer)
+    ("concat", "rows2", "concat", "rows", None, None),
+    ("sum", "ysum", "sum", "rows", None, None),
+    ("min", "ymin", "min", "sym", None, None),
+    ("max", "ymax", "max", "rows", None, None),
+    ("count", "nrows", "count", "rows", None, None),
+    ("sumbykey", "bysym", "sum-by-key", "rows", "sym", None),
+    ("none", "ysum", "none", "sym", None, None),
+    ("python", "ysum", "python", "rows", None, "finish"),
+]
+
+
+def test_fanout_bytes_equal_qpeach_run_for_every_how():
+    d = harness.tmpdir()
+    t = _write_inputs(d)
+    for name, fn, how, by, key, reducer in CASES:
+        path = _job(d, name, fn, how, by, key, reducer)
+        r = harness.qpeach("run", path, timeout=300)
+        assert r.returncode == 0, (name, r.stderr)
+        with open(os.path.join(d, name + ".qipc"), "rb") as f:
+            cli = f.read()
+        os.unlink(os.path.join(d, name + ".qipc"))
+        # The same job file through the extension: the value comes back
+        # (and [output] path is written again, byte for byte).
+        got = kx.run(path, raw=True, progress=False)
+        assert got == cli, name
+        with open(os.path.join(d, name + ".qipc"), "rb") as f:
+            assert f.read() == cli, name
+        # fanout with the function defined here, on a table held here (a
+        # callable merge is how = python: the reducer runs on a worker).
+        merge = FNS[reducer] if how == "python" else how
+        got = kx.remote.fanout(FNS[fn], local=2, table=t, by=by, merge=merge, key=key,
+                               pieces=5 if by == "rows" else None, raw=True, progress=False)
+        assert got == cli, (name, kx.remote._extension().loads(got),
+                            kx.remote._extension().loads(cli))
+
+
+def test_run_dict_job_and_value():
+    # A dict job: paths from the current folder; the value as Python.
+    d = harness.tmpdir()
+    t = _write_inputs(d)
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        got = kx.run({"job": {"function": "fns.py:bysym"},
+                      "input": {"table": "t", "file": "data.csv", "types": "SJF"},
+                      "partition": {"by": "rows", "pieces": 3},
+                      "workers": {"local": 2},
+                      "merge": {"how": "sum-by-key", "key": "sym"}}, progress=False)
+    finally:
+        os.chdir(cwd)
+    for s, y, n in zip(got["sym"], got["y"], got["n"]):
+        m = t["sym"] == s
+        assert n == m.sum() and np.isclose(y, t["y"][m].sum()), (s, y, n)
+    assert sorted(got["sym"]) == ["AA", "BB", "CC", "DD"]
+    try:
+        kx.run({"job": {"function": "nofile.py:f"}, "input": {"table": "t"},
+                "workers": {"local": 1}, "partition": {"by": "nope"}}, progress=False)
+    except ValueError as e:
+        assert "[partition] by" in str(e), str(e)
+    else:
+        raise AssertionError("a bad job must raise ValueError naming the key")
+
+
+def test_fanout_survives_kill_9_of_a_local_worker():
+    t = {"x": np.arange(400, dtype=np.int64)}
+
+    def slow_sum(tbl):
+        import time
+        time.sleep(0.05)
+        return int(tbl["x"].sum())
+
+    me = os.getpid()
+    killed = []
+    seen = []
+
+    def progress(done, total, failed):
+        seen.append((done, total, failed))
+        if done >= 5 and not killed:
+            kids = [p for p in harness.children(me) if _is_worker(p)]
+            assert kids, "no local worker process found"
+            os.kill(kids[0], signal.SIGKILL)
+            killed.append(kids[0])
+
+    got = kx.remote.fanout(slow_sum, local=2, table=t, pieces=40, merge="sum",
+                           progress=progress)
+    assert killed, "the worker was never killed"
+    assert got == int(t["x"].sum()), got
+    assert seen[-1][0] == seen[-1][1] == 40, seen[-1]
+    assert seen[-1][2] >= 1, "the killed worker's tasks were not retried"
+    dones = [s[0] for s in seen]
+    assert dones == sorted(dones), "progress went backwards"
+
+
+def _is_worker(pid):
+    return b"serve" in harness.cmdline(pid)
+
+
+def test_map_over_a_list():
+    words = ["alpha", "be", "gamma", "", "delta"] * 3
+
+    def shout(w):
+        return w.upper() + "!" * len(w)
+
+    assert kx.remote.map(shout, words, local=2, progress=False) == [shout(w) for w in words]
+    assert kx.remote.map(shout, [], local=2) == []
+
+
+def test_fanout_error_names_partition_and_python_error():
+    t = {"x": np.arange(10, dtype=np.int64)}
+
+    def fails_on_seven(tbl):
+        if 7 in list(tbl["x"]):
+            raise KeyError("seven is missing")
+        return 0
+
+    try:
+        kx.remote.fanout(fails_on_seven, local=2, table=t, pieces=10, progress=False)
+    except kx.FanoutError as e:
+        assert e.partition == 7 and e.description == "rows 7-8", str(e)
+        assert "KeyError" in str(e) and "seven is missing" in str(e), str(e)
+        assert isinstance(e.__cause__, kx.QError)
+    else:
+        raise AssertionError("a raising function must raise FanoutError")
+
+
+def test_fanout_on_servers_sum_by_key_and_progress_stop():
+    t = _data()
+    env = dict(os.environ, PYTHONPATH=PYDIR)
+    with Server(env=env) as a, Server(env=env) as b:
+        sa = kx.remote.session(port=a.port)
+        sb = kx.remote.session(port=b.port)
+        calls = []
+        got = kx.remote.fanout(FNS["bysym"], [sa, sb], table=t, pieces=6, merge="sum-by-key",
+                               key="sym", progress=lambda *a: calls.append(a))
+        for s, y in zip(got["sym"], got["y"]):
+            assert np.isclose(y, t["y"][t["sym"] == s].sum()), s
+        assert calls and calls[-1][:2] == (6, 6), calls
+        assert kx.remote.map(lambda v: v * 3, [5, "ab", 2.5], [sa, sb],
+                             progress=False) == [15, "ababab", 7.5]
+        # A callback that raises stops the run; its exception comes out.
+        def stop(done, total, failed):
+            raise RuntimeError("enough")
+        try:
+            kx.remote.fanout(FNS["ysum"], [sa, sb], table=t, pieces=6, merge="sum",
+                             progress=stop)
+        except RuntimeError as e:
+            assert "enough" in str(e)
+        else:
+            raise AssertionError("the callback's exception must surface")
+        # The table set for the run is gone again (set to ::).
+        assert sa._call(".qp.tables") is None or not any(
+            str(n).startswith("qp_fanout_") for n in sa._call(".qp.tables"))
+        sa.close()
+        sb.close()
+
+
+def test_gil_released_while_the_scheduler_runs():
+    # Another Python thread keeps running during the run: the scheduler
+    # holds no GIL (and with progress=False never takes it).
+    import threading
+    import time
+    stamps, stop = [], threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            stamps.append(time.monotonic())
+            time.sleep(0.002)
+
+    def nap(tbl):
+        import time
+        time.sleep(0.1)
+        return 1
+
+    th = threading.Thread(target=ticker)
+    th.start()
+    t0 = time.monotonic()
+    got = kx.remote.fanout(nap, local=2, table={"x": np.arange(8)}, pieces=8, merge="sum",
+                           progress=False)
+    t1 = time.monotonic()
+    stop.set()
+    th.join()
+    assert got == 8, got
+    # The tasks alone take 0.4 s on two workers; the ticker ran inside it.
+    during = [s for s in stamps if t0 + 0.1 < s < t1 - 0.1]
+    assert len(during) > 10, (len(during), t1 - t0)
+
+
+def test_task_timeout_retries_then_names_the_partition():
+    def stuck_on_three(tbl):
+        import time
+        if 3 in list(tbl["x"]):
+            time.sleep(30)
+        return 0
+
+    try:
+        kx.remote.fanout(stuck_on_three, local=2, table={"x": np.arange(6)}, pieces=6,
+                         task_timeout=0.5, retries=1, progress=False)
+    except kx.FanoutError as e:
+        assert e.partition == 3 and e.description == "rows 3-4", str(e)
+        assert e.attempts == 2 and "after 2 attempts" in str(e), str(e)
+        assert "timed out" in str(e.__cause__), str(e.__cause__)
+    else:
+        raise AssertionError("a task past task_timeout must fail after its retries")
+
+
+def test_fanout_journal_resumes_only_unfinished_partitions():
+    d = harness.tmpdir()
+    flag = os.path.join(d, "broken")
+    calls = os.path.join(d, "calls")
+    open(flag, "w").close()
+    t = {"x": np.arange(10, dtype=np.int64)}
+    # The paths are literals in the code, so both runs ship the same
+    # function (same code: the journal matches).
+    src = (f"def part_sum(tbl):\n"
+           f"    import os\n"
+           f"    with open({calls!r}, 'a') as f:\n"
+           f"        f.write('%d\\n' % tbl['x'][0])\n"
+           f"    if tbl['x'][0] == 7 and os.path.exists({flag!r}):\n"
+           f"        raise RuntimeError('not yet')\n"
+           f"    return int(tbl['x'].sum())\n")
+    ns = {}
+    exec(compile(src, "journal_fn.py", "exec"), ns)
+    state = os.path.join(d, "state")
+    try:
+        kx.remote.fanout(ns["part_sum"], local=2, table=t, pieces=10, merge="sum",
+                         journal=state, progress=False)
+    except kx.FanoutError as e:
+        assert e.partition == 7, str(e)
+    else:
+        raise AssertionError("partition 7 must fail while the flag exists")
+    with open(calls) as f:
+        first = [int(x) for x in f.read().split()]
+    os.unlink(flag)
+    os.unlink(calls)
+    got = kx.remote.fanout(ns["part_sum"], local=2, table=t, pieces=10, merge="sum",
+                           journal=state, progress=False)
+    assert got == 45, got
+    with open(calls) as f:
+        second = sorted(int(x) for x in f.read().split())
+    done_before = set(range(10)) - set(second)
+    assert 7 in second and done_before, (first, second)
+    assert done_before <= set(first), (first, second)
