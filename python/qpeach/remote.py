@@ -740,6 +740,9 @@ def _fan(shipped, reducer, sessions, table, part, how, pandas, key, raw, o):
     sessions = list(sessions)
     if not all(isinstance(s, Session) for s in sessions):
         raise TypeError("sessions must be a list of qpeach sessions")
+    if any(s.protocol == "pykx" for s in sessions):
+        raise ValueError("fan-out over protocol='pykx' sessions is not supported: use a job "
+                         "file with [workers] protocol = pykx (the data then goes with the calls)")
     if not sessions and o["local"] < 1:
         raise TypeError("fan-out needs sessions or local=N worker processes")
     undo = None

@@ -280,6 +280,11 @@ def test_client_walkthrough_with_protocol_pykx():
     except TypeError as e:
         assert "positional arguments only" in str(e), str(e)
     try:
+        kx.remote.fanout(single_arg_function, [session], {'x': np.arange(4)})
+        raise AssertionError("no error")
+    except ValueError as e:
+        assert "[workers] protocol = pykx" in str(e), str(e)
+    try:
         session.libraries({'nx': 'no_such_module_x'})
         raise AssertionError("no error")
     except kx.QError as e:
