@@ -2,8 +2,11 @@
 # Installs what qpeach needs from Debian's packages, only when missing.
 # Does nothing (and needs no root) when everything is present.
 # Arguments add what optional targets need: `fuzz` (clang + its libFuzzer
-# runtime), `valgrind`.
+# runtime), `valgrind`. With --check first, installs nothing: names what is
+# missing and exits 1, or exits 0.
 set -u
+check=""
+[ "${1:-}" = "--check" ] && { check=y; shift; }
 need=""
 for pair in hwloc:libhwloc-dev msgpack:libmsgpack-dev openssl:libssl-dev \
             cunit:libcunit1-dev inih:libinih-dev python3-embed:python3-dev zlib:zlib1g-dev; do
@@ -32,6 +35,7 @@ for extra in "$@"; do
     esac
 done
 [ -z "$need" ] && exit 0
+[ -n "$check" ] && { echo "deps: missing:$need" >&2; exit 1; }
 echo "deps: installing$need"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
