@@ -575,10 +575,11 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
         result = qp_error("%s: %zu types given for %d columns", path, strlen(types), c.ncols);
         goto done;
     }
+    int kept = 0;
     for (int f = 0; f < c.ncols; f++) {
         col *cl = &c.cols[f];
         cl->active = true;
-        if (!types) { cl->inferred = true; continue; }
+        if (!types) { cl->inferred = true; kept++; continue; }
         char t = types[f];
         cl->tc = t >= 'A' && t <= 'Z' ? (char)(t + 32) : t;
         cl->type = type_of(cl->tc);
@@ -586,7 +587,12 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
         else if (cl->type < 0) {
             result = qp_error("%s: unknown type char '%c' for column %s", path, t, cl->name);
             goto done;
-        }
+        } else kept++;
+    }
+    /* A table needs a column: its row count is its columns' length. */
+    if (kept == 0) {
+        result = qp_error("%s: every column is skipped (types \"%s\"): nothing to load", path, types);
+        goto done;
     }
     if (!types) sample(&c, body);
 
