@@ -132,6 +132,36 @@ static void test_csv_every_column_skipped(void)
     qp_unref(t);
 }
 
+/* fuzz_csv: a symbol field holding a NUL byte ("a\0b"). Interning keyed
+ * it on all its bytes: a second symbol that reads as "a" (two pointers for
+ * one text), and when a stored "a" shared its hash slot the compare read
+ * t[n], past the end of "a" (ASan: heap-buffer-overflow at the end of an
+ * arena chunk). Now a symbol's text ends at its first NUL: one pointer. */
+static void test_sym_with_nul(void)
+{
+    const char *a = qp_sym_intern("a", 1);
+    CU_ASSERT_PTR_EQUAL(qp_sym_intern("a\0b", 3), a);
+    CU_ASSERT_PTR_EQUAL(qp_sym_intern("a\0", 2), a);
+    CU_ASSERT_PTR_EQUAL(qp_sym_intern("\0zz", 3), qp_sym_intern("", 0));
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/n.csv", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fwrite("s\na\0b\na\n", 1, 8, f);          /* the fuzzer's input, shortened */
+    fclose(f);
+    for (int th = 1; th <= 2; th++) {
+        qp_csv_opts o = { .types = "S", .threads = th };
+        qp_value *t = qp_csv_load(path, &o);
+        CU_ASSERT_FATAL(t != NULL);
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+        qp_value *c = qp_K(qp_table_columns(t))[0];
+        CU_ASSERT_EQUAL(c->v.n, 2);
+        if (c->v.n == 2) CU_ASSERT(qp_S(c)[0] == a && qp_S(c)[1] == a);
+        qp_unref(t);
+    }
+}
+
 /* fuzz_server (through the reader): an 88-byte compressed message stating
  * an uncompressed length of 4 GB made the decompressor allocate 4 GB
  * before looking at the stream. A stream of n bytes yields at most
@@ -192,6 +222,7 @@ int main(void)
         {"fuzz_csv: error in a doubled-quote field", test_csv_error_in_doubled_quote_field},
         {"fuzz_csv: temporal overflow", test_csv_temporal_overflow},
         {"fuzz_csv: every column skipped", test_csv_every_column_skipped},
+        {"fuzz_csv: a symbol with a NUL byte", test_sym_with_nul},
         {"fuzz_server: impossible decompressed length", test_decompress_refuses_impossible_length},
     };
     int failed = qp_test_run("regress", NULL, NULL, tests, QP_NTESTS(tests));
