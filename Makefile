@@ -31,6 +31,14 @@ ifeq ($(SAN),1)
 QP_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 QP_LDFLAGS += -fsanitize=address,undefined
 endif
+# FUZZ=1 (set by `make fuzz` and `make check` for their build/fuzz make, with
+# CC=clang): every object gets libFuzzer's coverage hooks and ASan + UBSan;
+# only the fuzz programs link libFuzzer's main.
+ifeq ($(FUZZ),1)
+QP_CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+QP_LDFLAGS += -fsanitize=address,undefined
+endif
 
 LIB_SRC  := $(sort $(wildcard src/core/*.c src/net/*.c src/py/*.c src/sched/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
@@ -43,11 +51,13 @@ HLP_OBJ  := $(UNIT_HLP:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/%)
 
 # Keep intermediate objects (bench and test .o files), so a second make
 # does not delete and rebuild them.
 .SECONDARY:
-.PHONY: all deps test check unit integration interop asan fuzz demo clean bench bench-quick valgrind
+.PHONY: all deps test check unit integration interop asan fuzz fuzz-build fuzz-bins fuzz-smoke demo clean bench bench-quick valgrind
 
 all: $(BUILD)/libqpeach.a $(BUILD)/libqpeach.so $(if $(CLI_SRC),$(BUILD)/qpeach) $(UNIT_BIN) $(BENCH_BIN) pyext
 
@@ -74,22 +84,40 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libqpeach.a
 	@mkdir -p $(dir $@)
 	$(CC) $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libqpeach.a $(QP_LDLIBS)
 
+# libFuzzer programs: each tests/fuzz/fuzz_*.c linked against the library
+# built with the same FUZZ=1 flags, so they follow the Makefile's own source
+# lists and pkg-config flags. Built only by the build/fuzz make (fuzz-build).
+$(BUILD)/obj/tests/fuzz/%.o: QP_CFLAGS += -Isrc/core
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/libqpeach.a
+	$(CC) -fsanitize=fuzzer $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libqpeach.a $(QP_LDLIBS)
+
+# Writes the seed corpora: a plain program, without the fuzzer runtime.
+$(BUILD)/seeds: tests/fuzz/seeds.c tests/unit/ipc_vectors.h
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
+
+fuzz-bins: $(if $(filter 1,$(FUZZ)),$(FUZZ_BIN) $(BUILD)/seeds,fuzz-needs-FUZZ)
+	@:
+
 # The Python extension (python/qpeach/_qpeach*.so), built against Debian's
 # python3 by python/setup-free rules in python/Makefile.inc when present.
 -include python/Makefile.inc
 pyext::
 
+# DEPS_EXTRA adds optional tools (scripts/deps.sh's arguments); the targets
+# that build the fuzzers ask for clang and libFuzzer.
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh $(DEPS_EXTRA)
+test asan fuzz: DEPS_EXTRA = fuzz
 
 # Every test: CUnit suites, then integration and interop through one runner
-# that ends with "N passed, N failed".
+# that ends with "N passed, N failed", then each fuzz target for a few seconds.
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all
+check: all fuzz-build
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
 	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
+	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 unit: all
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
@@ -100,10 +128,26 @@ asan: deps
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-quarantine_size_mb=16} \
 	    $(MAKE) --no-print-directory BUILD=build/asan SAN=1 check
 
+# Fuzzing: the library and tests/fuzz/fuzz_*.c built by clang with
+# libFuzzer + ASan + UBSan in build/fuzz (a second make with FUZZ=1), then
+# scripts/fuzz.sh seeds the corpora and runs each target. `make fuzz` runs
+# each for FUZZ_SECONDS and keeps what it finds in build/fuzz/corpus_*;
+# `make check` runs each for FUZZ_SMOKE_SECONDS from the seeds only.
+FUZZ_DIR     := build/fuzz
+FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-fuzz:
-	@sh scripts/deps.sh fuzz
-	@sh scripts/fuzz.sh $(FUZZ_SECONDS)
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_TARGETS ?=
+fuzz-build:
+	@sh scripts/deps.sh --check fuzz || { echo "fuzz: install them with \`make deps DEPS_EXTRA=fuzz\` (make test and make fuzz do)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=$(FUZZ_CC) CFLAGS='-O1 -g' SAN= FUZZ=1 fuzz-bins
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Every CUnit suite under valgrind's memcheck: any error or definite leak
 # fails. tests/valgrind.supp holds suppressions for third-party internals;
@@ -137,4 +181,4 @@ bench-quick: deps
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(HLP_OBJ:.o=.d) $(UNIT_BIN:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(HLP_OBJ:.o=.d) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.d) $(UNIT_BIN:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.d)

@@ -2,9 +2,28 @@
 # Installs what qpeach needs from Debian's packages, only when missing.
 # Does nothing (and needs no root) when everything is present.
 # Arguments add what optional targets need: `fuzz` (clang + its libFuzzer
-# runtime), `valgrind`.
+# runtime), `valgrind`. With --check first, checks only what those need and
+# installs nothing: names what is missing and exits 1, or exits 0.
 set -u
+check=""
+[ "${1:-}" = "--check" ] && { check=y; shift; }
 need=""
+extras() {   # what the optional targets named in the arguments need
+    for extra in "$@"; do
+        case $extra in
+        fuzz) command -v clang >/dev/null 2>&1 || need="$need clang"
+              ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+                  need="$need libclang-rt-14-dev" ;;
+        valgrind) command -v valgrind >/dev/null 2>&1 || need="$need valgrind" ;;
+        esac
+    done
+}
+if [ -n "$check" ]; then
+    extras "$@"
+    [ -z "$need" ] && exit 0
+    echo "deps: missing:$need" >&2
+    exit 1
+fi
 for pair in hwloc:libhwloc-dev msgpack:libmsgpack-dev openssl:libssl-dev \
             cunit:libcunit1-dev inih:libinih-dev python3-embed:python3-dev zlib:zlib1g-dev; do
     pc=${pair%%:*}; pkg=${pair#*:}
@@ -23,14 +42,7 @@ command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"        # network-namespace test peers
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
-for extra in "$@"; do
-    case $extra in
-    fuzz) command -v clang >/dev/null 2>&1 || need="$need clang"
-          ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
-              need="$need libclang-rt-14-dev" ;;
-    valgrind) command -v valgrind >/dev/null 2>&1 || need="$need valgrind" ;;
-    esac
-done
+extras "$@"
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -1,44 +1,34 @@
 #!/bin/sh
-# Builds the libFuzzer targets (clang, ASan + UBSan) into build/fuzz/, seeds
-# their corpora from the unit tests' known messages, the example jobs and a
-# few CSV files, runs each for SECONDS and prints executions and findings
-# per target. Exits non-zero on any finding.
-# Usage: sh scripts/fuzz.sh [SECONDS] [TARGET...]
-#   targets: fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv fuzz_kdbfile
+# Seeds the libFuzzer targets' corpora (from the unit tests' known messages,
+# the example jobs, a few CSV files and the fixture dbs) and runs each
+# target built by `make fuzz-build` in DIR (build/fuzz), printing one line
+# per target: executions and findings. Exits non-zero on any finding, crash
+# or missing target.
+# Usage: sh scripts/fuzz.sh [--smoke] DIR SECONDS [TARGET...]
+#   targets: every DIR/fuzz_* program unless named (fuzz_decode fuzz_server ...)
+#   --smoke: start from the seeds only and keep nothing (make check); without
+#   it new inputs are kept in DIR/corpus_<name>, so each run goes on from the
+#   last one (make fuzz).
 set -eu
-secs=${1:-60}
-[ $# -gt 0 ] && shift
-targets=${*:-"fuzz_decode fuzz_decompress fuzz_server fuzz_jobfile fuzz_csv fuzz_kdbfile"}
-out=build/fuzz
-CC=${FUZZ_CC:-clang}
-mkdir -p "$out"
-codec="src/core/value.c src/core/sym.c src/core/ipc.c src/core/ipc_decode.c src/core/compress.c src/core/reader.c"
-core=$(ls src/core/*.c)
-flags="-std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc/core -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-for t in $targets; do
-    case $t in
-    fuzz_decode|fuzz_decompress) src=$codec; libs="-lm" ;;
-    fuzz_server) src="$core $(ls src/net/*.c)"; libs="$(pkg-config --libs openssl) -lm" ;;
-    fuzz_jobfile) src="src/core/value.c src/core/sym.c src/sched/job.c"; libs="$(pkg-config --libs inih) -lm" ;;
-    fuzz_csv) src=$core; libs="-lm" ;;
-    fuzz_kdbfile) src="$codec src/core/kdbfile.c src/core/kdbnest.c src/core/kdbzip.c"; libs="$(pkg-config --libs zlib) -lm" ;;
-    *) echo "unknown target $t" >&2; exit 2 ;;
-    esac
-    echo "== building $out/$t"
-    # shellcheck disable=SC2086
-    $CC $flags $(pkg-config --cflags openssl inih) $src "tests/fuzz/$t.c" -o "$out/$t" $libs
-done
+smoke=""
+[ "${1:-}" = "--smoke" ] && { smoke=y; shift; }
+out=${1:?usage: fuzz.sh [--smoke] DIR SECONDS [TARGET...]}
+secs=${2:?usage: fuzz.sh [--smoke] DIR SECONDS [TARGET...]}
+shift 2
+targets=${*:-$(cd "$out" && ls fuzz_* 2>/dev/null | grep -v '\.log$' | tr '\n' ' ')}
+[ -n "$targets" ] || { echo "fuzz: no fuzz_* programs in $out (make fuzz-build)" >&2; exit 1; }
 
 # ---- seed corpora ----
-$CC -std=c11 -O1 tests/fuzz/seeds.c -o "$out/seeds"
-for t in decode decompress server jobfile csv kdbfile; do mkdir -p "$out/corpus_$t"; done
+# seeds_<name> are written afresh each run; corpus_<name> (make fuzz) grows.
+rm -rf "$out"/seeds_*
+for t in decode decompress server jobfile csv kdbfile; do mkdir -p "$out/seeds_$t"; done
 mkdir -p "$out/findings"
-"$out/seeds" "$out/corpus_decode" "$out/corpus_decompress"
+"$out/seeds" "$out/seeds_decode" "$out/seeds_decompress"
 # server: byte 0 odd = log in first, then the codec's messages, and calls
-for f in "$out"/corpus_decode/*; do
-    { printf '\001'; cat "$f"; } >"$out/corpus_server/msg_$(basename "$f")"
+for f in "$out"/seeds_decode/*; do
+    { printf '\001'; cat "$f"; } >"$out/seeds_server/msg_$(basename "$f")"
 done
-${PYTHON:-/usr/bin/python3} - "$out/corpus_server" <<'PY'
+${PYTHON:-/usr/bin/python3} - "$out/seeds_server" <<'PY'
 import os, struct, sys
 d = sys.argv[1]
 def m(body, t=1):
@@ -56,16 +46,16 @@ open(os.path.join(d, "call_sym"), "wb").write(b"\x01" + m(call) + m(call, 0))
 open(os.path.join(d, "hs_only"), "wb").write(b"\x00user:pass\x03\x00" + m(call))
 open(os.path.join(d, "hs_old"), "wb").write(b"\x00user\x00" + m(call))
 PY
-cp jobs/*.ini "$out/corpus_jobfile/" 2>/dev/null || true
-printf '[job]\nfunction = f.py:f\n[input]\nfile = a.csv\n[partition]\nby = rows\npieces = 4\n[workers]\nlocal = 2\nuser = @creds\n[merge]\nhow = sum\n[run]\ntask_timeout = 30s\n' >"$out/corpus_jobfile/small.ini"
-printf '\000a,b,c\n1,2.5,x\n3,,y\n' >"$out/corpus_csv/plain"
-printf '\001sym,price,size,time,date\nIBM,101.5,100,09:30:00.000,2024.01.02\nMSFT,0n,200,09:30:01.5,2024.01.03\n' >"$out/corpus_csv/trade"
-printf '\010SFJ\nname,v,n\n"a,b",1.5,7\n"x""y",,8\n' >"$out/corpus_csv/typed"
-printf '\004a\tb\n1\t2\n\t\n' >"$out/corpus_csv/tabs"
-printf '\003g,p,b,x\n8c680a01-5a49-5aab-5a65-d4bfddb6a661,2024.01.02D10:00:00.123456789,1,0x0a\n,,0,\n' >"$out/corpus_csv/types"
+cp jobs/*.ini "$out/seeds_jobfile/" 2>/dev/null || true
+printf '[job]\nfunction = f.py:f\n[input]\nfile = a.csv\n[partition]\nby = rows\npieces = 4\n[workers]\nlocal = 2\nuser = @creds\n[merge]\nhow = sum\n[run]\ntask_timeout = 30s\n' >"$out/seeds_jobfile/small.ini"
+printf '\000a,b,c\n1,2.5,x\n3,,y\n' >"$out/seeds_csv/plain"
+printf '\001sym,price,size,time,date\nIBM,101.5,100,09:30:00.000,2024.01.02\nMSFT,0n,200,09:30:01.5,2024.01.03\n' >"$out/seeds_csv/trade"
+printf '\010SFJ\nname,v,n\n"a,b",1.5,7\n"x""y",,8\n' >"$out/seeds_csv/typed"
+printf '\004a\tb\n1\t2\n\t\n' >"$out/seeds_csv/tabs"
+printf '\003g,p,b,x\n8c680a01-5a49-5aab-5a65-d4bfddb6a661,2024.01.02D10:00:00.123456789,1,0x0a\n,,0,\n' >"$out/seeds_csv/types"
 # kdbfile: the fixture dbs' files (never copied into the repository), each
 # as uint32 length + file + its name# companion when it has one.
-${PYTHON:-/usr/bin/python3} - "$out/corpus_kdbfile" "${QPEACH_FIXTURES:-../shared/fixtures/kdb}" <<'PY'
+${PYTHON:-/usr/bin/python3} - "$out/seeds_kdbfile" "${QPEACH_FIXTURES:-../shared/fixtures/kdb}" <<'PY'
 import os, struct, sys
 d, fix = sys.argv[1], sys.argv[2]
 k = 0
@@ -82,20 +72,43 @@ PY
 
 # ---- runs ----
 status=0
+[ -n "$smoke" ] && echo "== fuzz smoke: each target for ${secs}s from its seeds ($out)"
 for t in $targets; do
-    corpus=$out/corpus_${t#fuzz_}
+    name=${t#fuzz_}
     log=$out/$t.log
-    echo "== running $t for ${secs}s (corpus $corpus)"
+    mkdir -p "$out/seeds_$name"
+    if [ -x "$out/$t" ]; then :; else
+        echo "$t: FAILED: $out/$t not built"; status=1; continue
+    fi
+    if [ -n "$smoke" ]; then
+        corpus=$(mktemp -d "${TMPDIR:-/tmp}/qpfuzz-smoke-XXXXXX")
+    else
+        corpus=$out/corpus_$name
+        mkdir -p "$corpus"
+        echo "== running $t for ${secs}s (corpus $corpus)"
+    fi
     before=$(ls "$out/findings" | wc -l)
-    "$out/$t" "$corpus" -max_total_time="$secs" -print_final_stats=1 -timeout=20 \
-        -rss_limit_mb=2048 -artifact_prefix="$out/findings/$t-" >"$log" 2>&1 || true
+    rc=0
+    "$out/$t" "$corpus" "$out/seeds_$name" -max_total_time="$secs" -print_final_stats=1 \
+        -timeout=20 -rss_limit_mb=2048 -artifact_prefix="$out/findings/$t-" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     found=$(( $(ls "$out/findings" | wc -l) - before ))
-    echo "$t: ${execs:-?} executions, $found findings, corpus $(ls "$corpus" | wc -l) inputs"
-    if [ "$found" -ne 0 ]; then
-        status=1
-        ls -t "$out/findings" | head -n "$found" | sed 's/^/  finding: /'
-        grep -m5 -E 'ERROR|SUMMARY|fuzz_' "$log" || true
+    if [ -n "$smoke" ]; then
+        rm -rf "$corpus"
+        size=""
+    else
+        size=", corpus $(ls "$corpus" | wc -l) inputs"
     fi
+    if [ "$rc" -eq 0 ] && [ "$found" -eq 0 ]; then
+        echo "$t: ok, ${execs:-?} executions in ${secs}s, 0 findings$size"
+        continue
+    fi
+    status=1
+    echo "$t: FAILED (exit $rc), ${execs:-?} executions in ${secs}s, $found findings$size; log $log"
+    ls -t "$out/findings" | head -n "$found" | sed "s|^|  finding: $out/findings/|"
+    # the sanitizer's or libFuzzer's report: its first line and the stack
+    sed -n '/ERROR: /,/^SUMMARY/p' "$log" | grep -E 'ERROR|SUMMARY|^ *#[0-9]+ ' |
+        grep -vE 'fuzzer::|libc_start|in _start|in main ' | sed 's/ (BuildId: [0-9a-f]*)//; s/^/  /' | head -12
+    [ "$found" -ne 0 ] && echo "  reproduce: $out/$t $out/findings/$(ls -t "$out/findings" | head -1)"
 done
 exit $status

@@ -282,7 +282,8 @@ bool qp_is_keyed_table(const qp_value *x);
 qp_value *qp_item(const qp_value *x, int64_t i);
 
 /* ---- Symbols. ---- */
-/* The interned copy of s[0..n): thread-safe; never freed. NULL on OOM. */
+/* The interned copy of s[0..n), which ends at a NUL if s[0..n) holds one
+ * (a symbol is a C string): thread-safe; never freed. NULL on OOM. */
 const char *qp_sym_intern(const char *s, size_t n);
 
 /* ---- Comparison and printing. ---- */

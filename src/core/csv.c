@@ -545,17 +545,22 @@ static qp_value *apply_types(ctx *c, const char *types)
 {
     if (types && (int)strlen(types) != c->ncols)
         return qp_error("%s: %zu types given for %d columns", c->path, strlen(types), c->ncols);
+    int kept = 0;
     for (int f = 0; f < c->ncols; f++) {
         col *cl = &c->cols[f];
         cl->active = true;
-        if (!types) { cl->inferred = true; continue; }
+        if (!types) { cl->inferred = true; kept++; continue; }
         char t = types[f];
         cl->tc = t >= 'A' && t <= 'Z' ? (char)(t + 32) : t;
         cl->type = type_of(cl->tc);
         if (cl->tc == ' ') cl->active = false;
         else if (cl->type < 0)
             return qp_error("%s: unknown type char '%c' for column %s", c->path, t, cl->name);
+        else kept++;
     }
+    /* A table needs a column: its row count is its columns' length. */
+    if (kept == 0 && types)
+        return qp_error("%s: every column is skipped (types \"%s\"): nothing to load", c->path, types);
     return NULL;
 }
 

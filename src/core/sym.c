@@ -78,6 +78,10 @@ static int grow(shard *sh)
 
 const char *qp_sym_intern(const char *s, size_t n)
 {
+    /* A symbol is a C string, so its text ends at a NUL: keyed on all n
+     * bytes, "a\0b" would be a second symbol that reads as "a" (breaking
+     * pointer equality), and the compare below would read past "a". */
+    n = strnlen(s, n);
     uint64_t h = hash(s, n);
     shard *sh = &shards[h & (SHARDS - 1)];
     const char *out = NULL;

@@ -44,9 +44,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data = nl + 1;
         size -= k + 1;
     }
-    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* Overwritten in place and cut to size, not opened with O_TRUNC: ext4
+     * flushes a file truncated to zero when it is closed, which made each
+     * input wait for the disk (300 inputs/s instead of thousands). */
+    int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) abort();
     if (size && write(fd, data, size) != (ssize_t)size) abort();
+    if (ftruncate(fd, (off_t)size)) abort();
     close(fd);
 
     qp_value *t = qp_csv_load(file, &opts);

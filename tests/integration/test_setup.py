@@ -36,3 +36,17 @@ def test_parsing_the_makefile_runs_no_pkg_config_on_targets_that_install():
     r = make("-n", "deps", env_extra={"PKG_CONFIG_LIBDIR": empty, "PKG_CONFIG_PATH": ""})
     assert r.returncode == 0, r.stderr
     assert "scripts/deps.sh" in r.stdout and "cannot find" not in r.stderr
+
+
+def test_make_test_builds_and_runs_the_fuzzers():
+    """`make test` asks deps for clang + libFuzzer, and `check` builds every
+    tests/fuzz/fuzz_*.c in build/fuzz from the Makefile's lists, then runs
+    each for a few seconds (scripts/fuzz.sh --smoke)."""
+    r = make("-n", "test", env_extra={})
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "sh scripts/deps.sh fuzz" in out, out[:2000]
+    assert "FUZZ=1 fuzz-bins" in out and "CC=clang" in out, out[-3000:]
+    assert "sh scripts/fuzz.sh --smoke build/fuzz 3" in out, out[-3000:]
+    # the smoke comes after the unit and integration tests
+    assert out.index("scripts/run-unit.sh") < out.index("tests/run.py") < out.index("fuzz.sh --smoke")
