@@ -114,10 +114,11 @@ test asan fuzz: DEPS_EXTRA = fuzz
 test: deps
 	@$(MAKE) --no-print-directory check
 
+# The integration runner goes last: its "N passed, N failed" closes the run.
 check: all fuzz-build
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
-	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
 	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
 
 unit: all
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)

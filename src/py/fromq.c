@@ -257,8 +257,7 @@ static void capsule_free(PyObject *c)
     qp_unref(PyCapsule_GetPointer(c, "qpeach.value"));
 }
 
-/* A read-only numpy array over x's items; d is stolen. */
-static PyObject *view_vector(const qp_value *x, PyArray_Descr *d)
+PyObject *qp__view_vector(const qp_value *x, PyArray_Descr *d)
 {
     npy_intp n = (npy_intp)x->v.n;
     if (n == 0)
@@ -364,7 +363,7 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     case QP_FLOAT: npy = NPY_FLOAT64; break;
     case QP_TIMESPAN:
         Py_INCREF(descrs[D_SPAN]);      /* same layout, same null (NaT) */
-        return view_vector(x, descrs[D_SPAN]);
+        return qp__view_vector(x, descrs[D_SPAN]);
     case QP_CHAR:
         return PyUnicode_DecodeUTF8(x->v.data, (Py_ssize_t)x->v.n, "surrogateescape");
     case QP_SYMBOL:
@@ -374,7 +373,7 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     default:
         return temporal_vector(x);
     }
-    return view_vector(x, PyArray_DescrFromType(npy));
+    return qp__view_vector(x, PyArray_DescrFromType(npy));
 }
 
 /* ---- containers ---- */

@@ -54,6 +54,10 @@ PyObject *qp__symcat_codes(const qp_value *col);
  * domain; copied codes only for nulls or a domain with repeated names.
  * New reference, NULL with an exception. */
 PyObject *qp__enum_categorical(const qp_value *x);
+/* A read-only numpy array over vector x's items, whose base holds a
+ * reference to x (so its buffer or mapping outlives the array); d is
+ * stolen. New reference. */
+PyObject *qp__view_vector(const qp_value *x, PyArray_Descr *d);
 /* Enum x as SymbolCodes(codes, categories): codes a read-only view of the
  * indices (a copy, with nulls as the index of ``, when 0Nj occurs), the
  * categories the domain's strs, made once per domain. New reference. */

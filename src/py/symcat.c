@@ -422,31 +422,11 @@ PyObject *qp__enum_objects(const qp_value *x)
     return a;
 }
 
-static void capsule_free(PyObject *c)
-{
-    qp_unref(PyCapsule_GetPointer(c, "qpeach.value"));
-}
-
-/* Read-only int64 array viewing x's indices; its base is a capsule holding
- * a reference to x (and so to the mapping). New reference. */
+/* Read-only int64 array viewing x's indices (and keeping x, so the
+ * mapping, alive). New reference. */
 static PyObject *index_view(const qp_value *x)
 {
-    npy_intp n = (npy_intp)x->v.n;
-    PyObject *a = PyArray_New(&PyArray_Type, 1, &n, NPY_INT64, NULL, n ? x->v.data : NULL, 0,
-                              NPY_ARRAY_C_CONTIGUOUS, NULL);   /* no WRITEABLE flag */
-    if (!a || n == 0) return a;
-    qp_value *keep = qp_ref((qp_value *)x);
-    PyObject *cap = PyCapsule_New(keep, "qpeach.value", capsule_free);
-    if (!cap) {
-        qp_unref(keep);
-        Py_DECREF(a);
-        return NULL;
-    }
-    if (PyArray_SetBaseObject((PyArrayObject *)a, cap) < 0) {   /* steals cap */
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
+    return qp__view_vector(x, PyArray_DescrFromType(NPY_INT64));
 }
 
 /* Copy of x's indices with 0Nj replaced by the index of `` (e). */
