@@ -33,6 +33,12 @@ int qp_ipcfile_write(const qp_value *x, const char *path);
  * enumerations as type 20); anything else as q IPC. */
 qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
 
+/* q's meta of a table, (+`c!,c)!(+`t`f`a!(t;f;a)): c the column names, t
+ * their type chars, f foreign keys, a attributes (symbol vectors of one
+ * length, t a char vector). Steals all four (even on failure). New
+ * reference; NULL on OOM. */
+qp_value *qp_meta_table(qp_value *c, qp_value *t, qp_value *f, qp_value *a);
+
 /* x as the q console shows it (console width cols, 0: 80; rows beyond the
  * console height elided with ".." as q does). malloc'd; NULL on OOM. */
 char *qp_format(const qp_value *x, int cols);

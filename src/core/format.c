@@ -688,3 +688,34 @@ char *qp_format(const qp_value *x, int cols)
     free(b.p);
     return s;
 }
+
+/* ------------------------------------------------------------------ */
+/* meta                                                                */
+/* ------------------------------------------------------------------ */
+
+static qp_value *sym_names(int n, ...)
+{
+    qp_value *v = qp_vector(QP_SYMBOL, n);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const char *s = va_arg(ap, const char *);
+        if (v) qp_S(v)[i] = qp_sym_intern(s, strlen(s));
+    }
+    va_end(ap);
+    return v;
+}
+
+qp_value *qp_meta_table(qp_value *c, qp_value *t, qp_value *f, qp_value *a)
+{
+    qp_value *kn = sym_names(1, "c"), *vn = sym_names(3, "t", "f", "a");
+    if (!c || !t || !f || !a || !kn || !vn) {
+        qp_unref(c); qp_unref(t); qp_unref(f); qp_unref(a); qp_unref(kn); qp_unref(vn);
+        return NULL;
+    }
+    qp_value *kt = qp_table(qp_dict(kn, qp_list(1, c)));
+    qp_value *vt = qp_table(qp_dict(vn, qp_list(3, t, f, a)));
+    qp_value *r = kt && vt ? qp_dict(kt, vt) : NULL;
+    if (!r) { qp_unref(kt); qp_unref(vt); }
+    return r;
+}

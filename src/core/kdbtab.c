@@ -12,6 +12,7 @@
  * or its domain is missing. The db keeps serving its other tables.
  */
 #include "kdb_int.h"
+#include "qpeach/table.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -459,23 +460,13 @@ static qp_value *meta_table(qp_value *c, qp_value *ty, const int *attrs)
     static const char *const an[] = {"", "s", "u", "p", "", "g"};
     int64_t n = c->v.n;
     qp_value *f = qp_vector(QP_SYMBOL, n), *a = qp_vector(QP_SYMBOL, n);
-    qp_value *kn = qp_vector(QP_SYMBOL, 1), *vn = qp_vector(QP_SYMBOL, 3);
-    if (!f || !a || !kn || !vn) {
-        qp_unref(f); qp_unref(a); qp_unref(kn); qp_unref(vn); qp_unref(c); qp_unref(ty);
-        return qp_error("out of memory");
-    }
-    for (int64_t i = 0; i < n; i++) {
+    const char *empty = qp_sym_intern("", 0);
+    for (int64_t i = 0; f && a && i < n; i++) {
         const char *s = attrs[i] >= 0 && attrs[i] < 6 ? an[attrs[i]] : "";
         qp_S(a)[i] = qp_sym_intern(s, strlen(s));
+        qp_S(f)[i] = empty;
     }
-    qp_S(kn)[0] = qp_sym_intern("c", 1);
-    qp_S(vn)[0] = qp_sym_intern("t", 1);
-    qp_S(vn)[1] = qp_sym_intern("f", 1);
-    qp_S(vn)[2] = qp_sym_intern("a", 1);
-    qp_value *kt = qp_table(qp_dict(kn, qp_list(1, c)));
-    qp_value *vt = qp_table(qp_dict(vn, qp_list(3, ty, f, a)));
-    qp_value *r = kt && vt ? qp_dict(kt, vt) : NULL;
-    if (!r) { qp_unref(kt); qp_unref(vt); }
+    qp_value *r = qp_meta_table(c, ty, f, a);
     return r ? r : qp_error("out of memory");
 }
 

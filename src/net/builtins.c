@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qpeach/table.h"
 #include "qpeach/topo.h"
 #include "srv.h"
 
@@ -339,17 +340,8 @@ qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data)
             if (!(qp_S(a)[i] = qp_sym_intern(at, strlen(at)))) goto done;
         }
     }
-    qp_value *kn = qp_vector(QP_SYMBOL, 1), *vn = qp_vector(QP_SYMBOL, 3);
-    if (!kn || !vn) { qp_unref(kn); qp_unref(vn); goto done; }
-    qp_S(kn)[0] = qp_sym_intern("c", 1);
-    qp_S(vn)[0] = qp_sym_intern("t", 1);
-    qp_S(vn)[1] = qp_sym_intern("f", 1);
-    qp_S(vn)[2] = qp_sym_intern("a", 1);
-    qp_value *kt = qp_table(qp_dict(kn, qp_list(1, c)));
-    qp_value *vt = qp_table(qp_dict(vn, qp_list(3, ty, f, a)));
+    r = qp_meta_table(c, ty, f, a);
     c = ty = f = a = NULL;
-    r = kt && vt ? qp_dict(kt, vt) : NULL;
-    if (!r) { qp_unref(kt); qp_unref(vt); }
 done:
     qp_unref(c); qp_unref(ty); qp_unref(f); qp_unref(a);
     qp_unref(t);
