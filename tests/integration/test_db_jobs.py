@@ -151,3 +151,45 @@ def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
         want = sorted({row["sym"] for row in csv.DictReader(f)})
     assert sorted(g["sym"] for g in got) == want, (got[:3], want[:3])
     assert {g["pandas"] for g in got} == {"0"}, "pandas was imported"
+
+
+def test_a_server_lost_mid_run_fails_its_partitions_loudly_then_resumes():
+    """Servers hold different partitions. When one dies mid-run, its
+    partitions cannot go elsewhere: the run fails saying so (exit 1, no
+    output), keeps the journal, and once the server is back the next run
+    does only what is left."""
+    import signal
+    import subprocess
+    from harness import QPEACH, wait_for
+    need(EGOR)
+    d = tmpdir()
+    a = link_db(os.path.join(d, "a"), ["2015.01.01"])
+    b = link_db(os.path.join(d, "b"), ["2015.01.02"])
+    write(d, "slow.py", "import os, time\nimport numpy as np\ndef f(t):\n"
+          f"    open(os.path.join({d!r}, 'started.%d' % os.getpid()), 'w').close()\n"
+          "    time.sleep(1.5)\n"
+          "    return {'part': np.asarray(t['date'][:1]).astype(str), 'n': np.array([len(t['date'])])}\n")
+    with Server("--db", a) as sa:
+        sb = Server("--db", b)
+        try:
+            p = write(d, "j.ini", "[job]\nname = j\nfunction = slow.py:f\n[input]\ntable = t\n"
+                      f"[partition]\nby = partition\n[workers]\nservers = {sa.addr}, {sb.addr}\n"
+                      "[merge]\nhow = concat\n[output]\npath = out/o.csv\n[run]\nretries = 1\n")
+            proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True)
+            started = lambda: len([f for f in os.listdir(d) if f.startswith("started.")]) == 2
+            assert wait_for(started, 60), "the two tasks never started"
+            sb.proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            sb.stop()
+        assert proc.returncode == 1, (proc.returncode, err)
+        assert "no live worker holds their partitions" in err, err
+        assert not os.path.exists(os.path.join(d, "out", "o.csv"))
+        with Server("--db", b, port=int(sb.addr.rsplit(":", 1)[1])) as sb2:
+            r = run(p)
+            assert r.returncode == 0, r.stderr
+            assert "resuming: 1 of 2 tasks already done" in r.stderr, r.stderr
+            assert r.stderr.count("done on worker") == 1, r.stderr
+            got = {g["part"]: int(g["n"]) for g in rows_of(os.path.join(d, "out", "o.csv"))}
+            assert got == {"2015-01-01": 2, "2015-01-02": 2}, got
+            assert sb2.alive()
