@@ -80,7 +80,7 @@ qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsi
 /* The whole table: a splayed or flat table as it is on disk (mapped, read
  * once and kept by the db: later calls return the same value, as q maps a
  * db until it is loaded again); a partitioned one as every partition
- * concatenated (this copies, every call). New reference, or an error
+ * concatenated (a copy, made on every call, when there are two or more). New reference, or an error
  * value. */
 qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
 

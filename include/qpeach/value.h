@@ -229,6 +229,17 @@ qp_value *qp_vector_borrow(int type, int64_t n, void *data, qp_buf *buf);
 qp_value *qp_slice(const qp_value *x, int64_t start, int64_t n);
 /* Rows [start, start+n) of a table: every column sliced as above. */
 qp_value *qp_table_slice(const qp_value *t, int64_t start, int64_t n);
+/* The items of n vectors or general lists, in order, in a new vector (a
+ * list's items are shared). Types must agree, but symbols and enumerations
+ * mix: enumerations all over one domain stay an enumeration (indices
+ * copied), anything else comes out as symbols. New reference, an error
+ * value naming the types that differ, or NULL on OOM. */
+qp_value *qp_concat(qp_value *const *v, int64_t n);
+/* The rows of n (>= 1) tables with the same column names, in order: each
+ * column as qp_concat (one table is returned itself, so views of a mapped
+ * file stay views). New reference, an error value (naming the column), or
+ * NULL on OOM. */
+qp_value *qp_table_concat(qp_value *const *t, int64_t n);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
 int qp_vec_append(qp_value *x, const void *item);

@@ -211,73 +211,6 @@ qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsi
 /* Whole tables: partitions concatenated                               */
 /* ------------------------------------------------------------------ */
 
-/* Column c of every table in ts, concatenated (new vectors). */
-static qp_value *concat_col(qp_value **ts, int64_t n, int64_t c, const char *name)
-{
-    int64_t total = 0;
-    int type = qp_K(qp_table_columns(ts[0]))[c]->type;
-    bool enums = type == QP_ENUM, same_dom = true;
-    qp_value *dom = enums ? qp_K(qp_table_columns(ts[0]))[c]->v.dom : NULL;
-    for (int64_t i = 0; i < n; i++) {
-        qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
-        total += x->v.n;
-        bool sym = x->type == QP_SYMBOL || x->type == QP_ENUM;
-        if (x->type != type && !(sym && (type == QP_SYMBOL || type == QP_ENUM)))
-            return qp_error("column %s is %s in one partition and %s in another", name,
-                            qp_type_name(type), qp_type_name(x->type));
-        if (x->type == QP_ENUM) enums = true;
-        if (x->type != QP_ENUM || x->v.dom != dom) same_dom = false;
-    }
-    if (enums && same_dom) {                  /* one domain: stay an enum */
-        qp_buf *b = qp_buf_new((size_t)total * 8);
-        if (!b) return NULL;
-        int64_t at = 0;
-        for (int64_t i = 0; i < n; i++) {
-            qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
-            memcpy(b->data + at * 8, x->v.data, (size_t)x->v.n * 8);
-            at += x->v.n;
-        }
-        qp_value *e = qp_enum_borrow(total, (int64_t *)b->data, b, qp_ref(dom));
-        qp_buf_unref(b);
-        return e;
-    }
-    int rt = enums ? QP_SYMBOL : type;
-    qp_value *r = qp_vector(rt, total);
-    int64_t at = 0;
-    for (int64_t i = 0; r && i < n; i++) {
-        qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
-        if (rt == QP_LIST)
-            for (int64_t k = 0; k < x->v.n; k++) qp_K(r)[at + k] = qp_ref(qp_K(x)[k]);
-        else if (x->type == QP_ENUM)
-            for (int64_t k = 0; k < x->v.n; k++) qp_S(r)[at + k] = qp_enum_sym(x, k);
-        else if (x->v.n)
-            memcpy((char *)r->v.data + (size_t)at * qp_type_width(rt), x->v.data,
-                   (size_t)x->v.n * qp_type_width(rt));
-        at += x->v.n;
-    }
-    return r;
-}
-
-static qp_value *concat_parts(qp_value **ts, int64_t n)
-{
-    qp_value *names = qp_table_names(ts[0]);
-    for (int64_t i = 1; i < n; i++)
-        if (!qp_equal(qp_table_names(ts[i]), names))
-            return qp_error("partitions have different columns");
-    qp_value *cols = qp_vector(QP_LIST, names->v.n);
-    if (!cols) return NULL;
-    for (int64_t c = 0; c < names->v.n; c++) {
-        qp_value *v = concat_col(ts, n, c, qp_S(names)[c]);
-        if (!v || qp_is_error(v)) {
-            cols->v.n = c;
-            qp_unref(cols);
-            return v;
-        }
-        qp_K(cols)[c] = v;
-    }
-    return qp_table(qp_dict(qp_ref(names), cols));
-}
-
 static qp_value *whole_parted(qp_kdb *db, const qp__ktable *t, unsigned flags)
 {
     qp_value **ts = calloc((size_t)(t->nparts ? t->nparts : 1), sizeof *ts), *r = NULL;
@@ -287,7 +220,7 @@ static qp_value *whole_parted(qp_kdb *db, const qp__ktable *t, unsigned flags)
         ts[i] = part_table(db, t, t->parts[i], flags);
         if (qp_is_error(ts[i])) { r = qp_ref(ts[i]); i++; goto done; }
     }
-    r = t->nparts ? concat_parts(ts, t->nparts) : qp_error("table %s has no partitions", t->name);
+    r = t->nparts ? qp_table_concat(ts, t->nparts) : qp_error("table %s has no partitions", t->name);
     if (!r) r = qp_error("%s: out of memory", t->name);
 done:
     while (i-- > 0) qp_unref(ts[i]);

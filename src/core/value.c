@@ -499,6 +499,88 @@ qp_value *qp_table_slice(const qp_value *t, int64_t start, int64_t n)
     return qp_table(qp_dict(qp_ref(qp_table_names(t)), out));
 }
 
+/* Whether x's items can follow those of a vector of type t (qp_concat). */
+static bool concat_ok(int t, const qp_value *x)
+{
+    bool sym = t == QP_SYMBOL || t == QP_ENUM;
+    return x->type == t || (sym && (x->type == QP_SYMBOL || x->type == QP_ENUM));
+}
+
+/* qp_concat of enumerations over one domain: the indices, copied. */
+static qp_value *concat_indices(qp_value *const *v, int64_t n, int64_t total)
+{
+    qp_buf *b = qp_buf_new((size_t)(total ? total : 1) * 8);
+    if (!b) return NULL;
+    int64_t at = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i]->v.n) memcpy(b->data + at * 8, v[i]->v.data, (size_t)v[i]->v.n * 8);
+        at += v[i]->v.n;
+    }
+    qp_value *r = qp_enum_borrow(total, (int64_t *)b->data, b, qp_ref(v[0]->v.dom));
+    qp_buf_unref(b);
+    return r;
+}
+
+qp_value *qp_concat(qp_value *const *v, int64_t n)
+{
+    if (n == 0) return qp_vector(QP_LIST, 0);
+    int t = v[0]->type;
+    bool one_dom = t == QP_ENUM;
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!concat_ok(v[0]->type, v[i]))
+            return qp_error("%s and %s do not concatenate", qp_type_name(v[0]->type),
+                            qp_type_name(v[i]->type));
+        if (v[i]->type != QP_ENUM || v[i]->v.dom != v[0]->v.dom) one_dom = false;
+        total += v[i]->v.n;
+    }
+    if (one_dom) return concat_indices(v, n, total);
+    if (t == QP_ENUM) t = QP_SYMBOL;
+    qp_value *r = qp_vector(t, total);
+    size_t w = t == QP_LIST ? 0 : qp_type_width(t);
+    for (int64_t i = 0, at = 0; r && i < n; at += v[i]->v.n, i++) {
+        const qp_value *x = v[i];
+        if (t == QP_LIST)
+            for (int64_t k = 0; k < x->v.n; k++) qp_K(r)[at + k] = qp_ref(qp_K(x)[k]);
+        else if (x->type == QP_ENUM)
+            for (int64_t k = 0; k < x->v.n; k++) qp_S(r)[at + k] = qp_enum_sym(x, k);
+        else if (x->v.n)
+            memcpy((char *)r->v.data + (size_t)at * w, x->v.data, (size_t)x->v.n * w);
+    }
+    return r;
+}
+
+qp_value *qp_table_concat(qp_value *const *t, int64_t n)
+{
+    if (n == 1) return qp_ref(t[0]);            /* one table: itself, views kept */
+    qp_value *names = qp_table_names(t[0]);
+    for (int64_t i = 1; i < n; i++)
+        if (!qp_equal(qp_table_names(t[i]), names))
+            return qp_error("the tables have different columns");
+    int64_t nc = names->v.n;
+    qp_value *cols = qp_vector(QP_LIST, nc), *err = NULL;
+    qp_value **col = malloc((size_t)(n ? n : 1) * sizeof *col);
+    for (int64_t c = 0; cols && col && c < nc && !err; c++) {
+        for (int64_t i = 0; i < n; i++) col[i] = qp_K(qp_table_columns(t[i]))[c];
+        qp_value *x = qp_concat(col, n);
+        if (x && qp_is_error(x)) {
+            err = qp_error("column %s: %s", qp_S(names)[c], x->s);
+            qp_unref(x);
+            x = NULL;
+        }
+        if (!x && !err) break;                  /* out of memory */
+        qp_K(cols)[c] = x;
+    }
+    free(col);
+    bool whole = cols && !err && (nc == 0 || qp_K(cols)[nc - 1]);
+    if (!whole) {
+        for (int64_t c = 0; cols && c < nc; c++) if (!qp_K(cols)[c]) qp_K(cols)[c] = qp_identity();
+        qp_unref(cols);
+        return err;
+    }
+    return qp_table(qp_dict(qp_ref(names), cols));
+}
+
 qp_value *qp_table_column(const qp_value *t, const char *name)
 {
     qp_value *names = qp_table_names(t);

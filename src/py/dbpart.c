@@ -53,81 +53,7 @@ static counts *counts_of(qp_kdb *db, const char *table, int64_t nparts)
     return c;
 }
 
-/* ---- concatenating slices of partitions ---- */
-
-/* Column c of the k tables in ts, concatenated. Enumerations over one
- * domain stay an enumeration (a Categorical in Python); mixed with other
- * domains or symbols they become symbols. New reference or error value. */
-static qp_value *concat_col(qp_value *const *ts, int64_t k, int64_t c, const char *name)
-{
-    const qp_value *first = qp_K(qp_table_columns(ts[0]))[c];
-    int type = first->type;
-    bool same_dom = type == QP_ENUM;
-    int64_t total = 0;
-    for (int64_t i = 0; i < k; i++) {
-        const qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
-        bool symish = (x->type == QP_ENUM || x->type == QP_SYMBOL) &&
-                      (type == QP_ENUM || type == QP_SYMBOL);
-        if (x->type != type && !symish)
-            return qp_error("column %s is %s in one partition and %s in another",
-                            name, qp_type_name(type), qp_type_name(x->type));
-        if (x->type != QP_ENUM || x->v.dom != first->v.dom) same_dom = false;
-        if (x->type != type) type = QP_SYMBOL;
-        total += x->v.n;
-    }
-    if (same_dom) {
-        qp_buf *b = qp_buf_new((size_t)(total ? total : 1) * 8);
-        if (!b) return NULL;
-        int64_t at = 0;
-        for (int64_t i = 0; i < k; i++) {
-            const qp_value *x = qp_K(qp_table_columns(ts[i]))[c];
-            memcpy(b->data + at * 8, x->v.data, (size_t)x->v.n * 8);
-            at += x->v.n;
-        }
-        qp_value *r = qp_enum_borrow(total, (int64_t *)b->data, b, qp_ref(first->v.dom));
-        qp_buf_unref(b);
-        return r;
-    }
-    qp_value *r = qp_vector(type, total);
-    int64_t at = 0;
-    for (int64_t i = 0; r && i < k; i++) {
-        qp_value *x = qp_enum_resolve(qp_K(qp_table_columns(ts[i]))[c]);
-        if (!x) { qp_unref(r); return NULL; }
-        if (type == QP_LIST) {
-            for (int64_t j = 0; j < x->v.n; j++) qp_K(r)[at + j] = qp_ref(qp_K(x)[j]);
-        } else {
-            size_t w = type == QP_GUID ? 16 : qp_type_width(type);
-            memcpy((char *)r->v.data + (size_t)at * w, x->v.data, (size_t)x->v.n * w);
-        }
-        at += x->v.n;
-        qp_unref(x);
-    }
-    return r;
-}
-
-static qp_value *concat_tables(qp_value *const *ts, int64_t k)
-{
-    if (k == 1) return qp_ref(ts[0]);
-    qp_value *names = qp_table_names(ts[0]);
-    for (int64_t i = 1; i < k; i++) {
-        const qp_value *ni = qp_table_names(ts[i]);
-        if (ni->v.n != names->v.n || memcmp(ni->v.data, names->v.data, (size_t)ni->v.n * sizeof(char *)))
-            return qp_error("the partitions of the table have different columns");
-    }
-    qp_value *cols = qp_vector(QP_LIST, names->v.n);
-    for (int64_t c = 0; cols && c < names->v.n; c++) {
-        qp_value *x = concat_col(ts, k, c, qp_S(names)[c]);
-        if (!x || qp_is_error(x)) {
-            for (int64_t j = c; j < names->v.n; j++) qp_K(cols)[j] = qp_identity();
-            qp_unref(cols);
-            return x;
-        }
-        qp_K(cols)[c] = x;
-    }
-    return cols ? qp_table(qp_dict(qp_ref(names), cols)) : NULL;
-}
-
-/* ---- rows across partitions ---- */
+/* ---- rows across partitions (qp_table_concat) ---- */
 
 typedef struct pieces {
     qp_value **t;
@@ -183,7 +109,7 @@ static qp_value *rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
         qp_unref(tp);
         off += n;
     }
-    r = p.n ? concat_tables(p.t, p.n) : qp_error("rows %lld..%lld of %s not found",
+    r = p.n ? qp_table_concat(p.t, p.n) : qp_error("rows %lld..%lld of %s not found",
                                                 (long long)a, (long long)b, table);
 done:
     for (int64_t i = 0; i < p.n; i++) qp_unref(p.t[i]);

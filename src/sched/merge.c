@@ -11,46 +11,6 @@
 
 /* ---- concat ---- */
 
-static qp_value *concat_vecs(qp_value *const *v, int64_t n, int t);
-
-/* Enumerations (read from kdb+ files) concatenate as the symbols they
- * stand for: their domains may differ. */
-static qp_value *concat_enums(qp_value *const *v, int64_t n)
-{
-    qp_value **r = calloc((size_t)(n ? n : 1), sizeof *r);
-    qp_value *out = NULL;
-    if (!r) return NULL;
-    for (int64_t i = 0; i < n; i++)
-        if (!(r[i] = qp_enum_resolve(v[i]))) goto done;
-    out = concat_vecs(r, n, QP_SYMBOL);
-done:
-    for (int64_t i = 0; i < n; i++) qp_unref(r[i]);
-    free(r);
-    return out;
-}
-
-/* Concatenates vectors (all of type t) or general lists. */
-static qp_value *concat_vecs(qp_value *const *v, int64_t n, int t)
-{
-    if (t == QP_ENUM) return concat_enums(v, n);
-    int64_t total = 0;
-    for (int64_t i = 0; i < n; i++) total += v[i]->v.n;
-    qp_value *r = qp_vector(t, total);
-    if (!r) return NULL;
-    if (t == QP_LIST) {
-        int64_t k = 0;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < v[i]->v.n; j++) qp_K(r)[k++] = qp_ref(qp_K(v[i])[j]);
-        return r;
-    }
-    size_t w = qp_type_width(t), off = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (v[i]->v.n) memcpy((char *)r->v.data + off, v[i]->v.data, (size_t)v[i]->v.n * w);
-        off += (size_t)v[i]->v.n * w;
-    }
-    return r;
-}
-
 /* Atom of type -t to a one-item vector (new reference). */
 static qp_value *enlist_atom(const qp_value *a)
 {
@@ -62,47 +22,14 @@ static qp_value *enlist_atom(const qp_value *a)
     return r;
 }
 
+/* Tables (or a keyed table's halves) row after row; the error says so. */
 static qp_value *concat_tables(qp_value *const *t, int64_t n)
 {
-    qp_value *names = qp_table_names(t[0]);
-    int64_t nc = names->v.n;
-    for (int64_t i = 1; i < n; i++) {
-        qp_value *ni = qp_table_names(t[i]);
-        if (ni->v.n != nc) return qp_error("concat: partials have different columns");
-        for (int64_t c = 0; c < nc; c++)
-            if (qp_S(ni)[c] != qp_S(names)[c])
-                return qp_error("concat: partials have different columns (%s vs %s)",
-                                qp_S(names)[c], qp_S(ni)[c]);
-    }
-    qp_value *cols = qp_vector(QP_LIST, nc);
-    qp_value **tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    if (!cols || !tmp) { qp_unref(cols); free(tmp); return NULL; }
-    for (int64_t c = 0; c < nc; c++) qp_K(cols)[c] = NULL;
-    qp_value *err = NULL;
-    for (int64_t c = 0; c < nc && !err; c++) {
-        int type = qp_K(qp_table_columns(t[0]))[c]->type, ctype = type;
-        for (int64_t i = 0; i < n; i++) {
-            tmp[i] = qp_K(qp_table_columns(t[i]))[c];
-            bool symish = (type == QP_ENUM || type == QP_SYMBOL)
-                          && (tmp[i]->type == QP_ENUM || tmp[i]->type == QP_SYMBOL);
-            if (tmp[i]->type == QP_ENUM) ctype = QP_ENUM;   /* resolve all */
-            if (tmp[i]->type != type && !symish) {
-                /* An empty general-list column takes any type (numpy's
-                 * empty object arrays), anything else must agree. */
-                err = qp_error("concat: column %s is %s in one partial and %s in another",
-                               qp_S(names)[c], qp_type_name(type), qp_type_name(tmp[i]->type));
-                break;
-            }
-        }
-        if (!err && !(qp_K(cols)[c] = concat_vecs(tmp, n, ctype))) err = qp_error("wsfull");
-    }
-    free(tmp);
-    if (err) {
-        for (int64_t c = 0; c < nc; c++) if (!qp_K(cols)[c]) qp_K(cols)[c] = qp_identity();
-        qp_unref(cols);
-        return err;
-    }
-    return qp_table(qp_dict(qp_ref(names), cols));
+    qp_value *r = qp_table_concat(t, n);
+    if (!r || !qp_is_error(r)) return r;
+    qp_value *e = qp_error("concat: partials: %s", r->s);
+    qp_unref(r);
+    return e;
 }
 
 static qp_value *merge_concat(qp_value *const *p, int64_t n)
@@ -131,7 +58,7 @@ static qp_value *merge_concat(qp_value *const *p, int64_t n)
         }
         return qp_dict(kt, vt);
     }
-    if (same && (qp_is_vector(p[0]) || t == QP_LIST)) return concat_vecs(p, n, t);
+    if (same && (qp_is_vector(p[0]) || t == QP_LIST)) return qp_concat(p, n);
     if (same && qp_is_atom(p[0])) {
         qp_value *r = enlist_atom(p[0]);
         for (int64_t i = 1; r && i < n; i++) {

@@ -181,6 +181,52 @@ static void test_enum_consumers(void)
 }
 
 /* qp_buf_map: a read-only shared view of the file, unmapped on release. */
+/* qp_concat / qp_table_concat: one domain stays an enumeration, other
+ * mixes come out as symbols, a type that differs is named. */
+static void test_concat(void)
+{
+    int64_t i1[] = {1, 0}, i2[] = {3};
+    qp_value *a = make_enum(2, i1), *b = make_enum(1, i2);
+    qp_value *two[] = {a, b};
+    qp_value *c = qp_concat(two, 2);             /* two enums, but two domains */
+    CU_ASSERT_EQUAL_FATAL(c->type, QP_SYMBOL);
+    CU_ASSERT_STRING_EQUAL(qp_S(c)[2], "goog");
+    qp_unref(c);
+    qp_value *one_dom = make_enum(1, i2);
+    qp_unref(one_dom->v.dom);
+    one_dom->v.dom = qp_ref(a->v.dom);
+    qp_value *same[] = {a, one_dom};
+    c = qp_concat(same, 2);
+    CU_ASSERT_EQUAL_FATAL(c->type, QP_ENUM);
+    CU_ASSERT_PTR_EQUAL(c->v.dom, a->v.dom);
+    CU_ASSERT(c->v.n == 3 && qp_J(c)[0] == 1 && qp_J(c)[2] == 3);
+    qp_unref(c);
+    qp_value *s = syms(1, (const char *[]){"x"});
+    qp_value *mixed[] = {s, a};
+    c = qp_concat(mixed, 2);
+    CU_ASSERT_EQUAL_FATAL(c->type, QP_SYMBOL);
+    CU_ASSERT(!strcmp(qp_S(c)[0], "x") && !strcmp(qp_S(c)[1], "msft") && !strcmp(qp_S(c)[2], "ibm"));
+    qp_unref(c);
+    qp_value *l = qp_vector(QP_LONG, 1);
+    qp_J(l)[0] = 7;
+    qp_value *t1 = qp_table(qp_dict(syms(1, (const char *[]){"s"}), qp_list(1, qp_ref(a))));
+    qp_value *t2 = qp_table(qp_dict(syms(1, (const char *[]){"s"}), qp_list(1, l)));
+    qp_value *tt[] = {t1, t1};
+    qp_value *t = qp_table_concat(tt, 2);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    CU_ASSERT_EQUAL(qp_count(t), 4);
+    CU_ASSERT_EQUAL(qp_table_column(t, "s")->type, QP_ENUM);
+    qp_unref(t);
+    CU_ASSERT_PTR_EQUAL(qp_table_concat(tt, 1), t1);      /* one table: itself */
+    qp_unref(t1);
+    tt[1] = t2;
+    t = qp_table_concat(tt, 2);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT_STRING_EQUAL(t->s, "column s: enum and long do not concatenate");
+    qp_unref(t);
+    qp_unref(t1); qp_unref(t2); qp_unref(s); qp_unref(a); qp_unref(b); qp_unref(one_dom);
+}
+
 static void test_buf_map(void)
 {
     char path[] = "/tmp/qp_map_XXXXXX";
@@ -220,6 +266,7 @@ int main(void)
         {"enum ipc bytes", test_enum_ipc},
         {"enum consumers", test_enum_consumers},
         {"buf map", test_buf_map},
+        {"concat", test_concat},
     };
     return qp_test_run("enum", NULL, NULL, tests, QP_NTESTS(tests));
 }
