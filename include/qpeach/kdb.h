@@ -50,6 +50,13 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen);
 void qp_kdb_close(qp_kdb *db);        /* NULL-safe */
 const char *qp_kdb_path(const qp_kdb *db);   /* borrowed */
 
+/* The partition a folder name stands for: a date (2015.01.07), a month
+ * (2015.01) or a number (a year, 2015, or an int partition). Returns the
+ * type of qp_kdb_partitions' vector for it (QP_DATE, QP_MONTH or QP_LONG)
+ * with its value in *v (days or months since 2000.01.01, the number), or
+ * 0 when name is none of those. */
+int qp_kdb_part_name(const char *name, int64_t *v);
+
 /* Table names, sorted (a symbol vector). New reference. */
 qp_value *qp_kdb_tables(qp_kdb *db);
 /* True when the db has a table of that name. */

@@ -98,6 +98,12 @@ enum qp_attr { QP_ATTR_NONE = 0, QP_ATTR_SORTED = 1, QP_ATTR_UNIQUE = 2,
 #define QP_EPOCH_DAYS  10957
 #define QP_EPOCH_NANOS (10957LL * 86400LL * 1000000000LL)
 
+/* A date as q counts it, days since 2000.01.01, from the proleptic
+ * Gregorian year, month (1-12) and day, and back (H. Hinnant's civil
+ * algorithms; no range is checked). */
+int64_t qp_days_from_ymd(int64_t y, int m, int d);
+void qp_ymd_from_days(int64_t days, int *y, int *m, int *d);
+
 /* ---- Refcounted byte buffer: the home of received messages. ---- */
 typedef struct qp_buf {
     atomic_int refs;       /* references; freed at zero */

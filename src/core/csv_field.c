@@ -114,17 +114,6 @@ words:
     return -1;
 }
 
-/* Days since 2000.01.01 of a proleptic Gregorian date (H. Hinnant). */
-int64_t qp__csv_days(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468 - QP_EPOCH_DAYS;
-}
-
 static int num(const char *s, int len)
 {
     int v = 0;
@@ -147,7 +136,7 @@ int qp__csv_date(const char *s, size_t n, int32_t *out)
     static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > mdays[m - 1] || (m == 2 && d == 29 && !leap)) return -1;
-    *out = (int32_t)qp__csv_days(y, m, d);
+    *out = (int32_t)qp_days_from_ymd(y, m, d);
     return 0;
 }
 

@@ -26,7 +26,6 @@ int qp__csv_timespan(const char *s, size_t n, int64_t *out);
 int qp__csv_guid(const char *s, size_t n, uint8_t out[16]);
 int qp__csv_bool(const char *s, size_t n, uint8_t *out);
 int qp__csv_byte(const char *s, size_t n, uint8_t *out);
-int64_t qp__csv_days(int y, int m, int d);
 unsigned qp__csv_classes(const char *s, size_t n);
 char qp__csv_pick(unsigned classes);
 

@@ -95,20 +95,6 @@ enum { M_INLINE = 0,   /* with q's type suffix where q shows one */
        M_CELL = 2,     /* inside a table/dict column: no suffix, nulls blank */
        M_CSV = 3 };    /* a cell, floats with round-trip digits */
 
-static void civil(int64_t days, int *y, int *m, int *d)
-{
-    /* days since 2000.01.01 -> proleptic Gregorian (H. Hinnant's method). */
-    int64_t z = days + QP_EPOCH_DAYS + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 static int64_t floordiv(int64_t a, int64_t b)
 {
     int64_t q = a / b;
@@ -118,7 +104,7 @@ static int64_t floordiv(int64_t a, int64_t b)
 static void put_date(sb *b, int64_t days)
 {
     int y, m, d;
-    civil(days, &y, &m, &d);
+    qp_ymd_from_days(days, &y, &m, &d);
     sb_printf(b, "%04d.%02d.%02d", y, m, d);
 }
 

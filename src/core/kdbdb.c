@@ -39,17 +39,6 @@
 /* Partition names                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Days from 2000.01.01 to y.m.d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468 - 10957;
-}
-
 static bool digits(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -72,7 +61,7 @@ static int part_of(const char *s, int64_t *v)
         digits(s + 8, 2)) {
         int m = num(s + 5, 2), d = num(s + 8, 2);
         if (m < 1 || m > 12 || d < 1 || d > 31) return PK_NONE;
-        *v = days_from_civil(num(s, 4), m, d);
+        *v = qp_days_from_ymd(num(s, 4), m, d);
         return PK_DATE;
     }
     if (n == 7 && s[4] == '.' && digits(s, 4) && digits(s + 5, 2)) {
@@ -86,6 +75,16 @@ static int part_of(const char *s, int64_t *v)
         return n == 4 ? PK_YEAR : PK_INT;
     }
     return PK_NONE;
+}
+
+int qp_kdb_part_name(const char *name, int64_t *v)
+{
+    switch (part_of(name, v)) {
+    case PK_DATE: return QP_DATE;
+    case PK_MONTH: return QP_MONTH;
+    case PK_YEAR: case PK_INT: return QP_LONG;
+    default: return 0;
+    }
 }
 
 const char *qp__kdb_pcol(int pkind)

@@ -530,7 +530,7 @@ static int write_part(plan *p, int64_t k, char *err, size_t errlen)
     char parent[PATH_MAX];
     if (p->pcol >= 0) {
         int y, m, d;
-        qp__kw_ymd(qp_I(col(p, p->pcol))[p->perm[p->pstart[k]]], &y, &m, &d);
+        qp_ymd_from_days(qp_I(col(p, p->pcol))[p->perm[p->pstart[k]]], &y, &m, &d);
         snprintf(parent, sizeof parent, "%s/%04d.%02d.%02d", p->db, y, m, d);
         int rc = make_dir(p, parent, err, errlen);
         if (rc) return rc;

@@ -27,8 +27,6 @@ int qp__kw_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
  * null). Borrowed. */
 const char *qp__kw_symat(const qp_value *x, int64_t r);
 
-/* q date (days since 2000.01.01) to year, month, day. */
-void qp__kw_ymd(int32_t days, int *y, int *m, int *d);
 
 /* The enumeration domain: db/sym as it is plus the names to append. */
 typedef struct qp__kw_sym {

@@ -235,21 +235,3 @@ void qp__kw_runs_free(qp__kw_runs *r)
     free(r->start);
     *r = (qp__kw_runs){0};
 }
-
-/* ------------------------------------------------------------------ */
-/* Dates                                                               */
-/* ------------------------------------------------------------------ */
-
-void qp__kw_ymd(int32_t days, int *y, int *m, int *d)
-{
-    /* civil-from-days (H. Hinnant), on days since 1970.01.01 */
-    int64_t z = (int64_t)days + QP_EPOCH_DAYS + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}

@@ -110,6 +110,29 @@ int qp_buf_resize(qp_buf *b, size_t len)
 /* Types                                                               */
 /* ------------------------------------------------------------------ */
 
+int64_t qp_days_from_ymd(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468 - QP_EPOCH_DAYS;
+}
+
+void qp_ymd_from_days(int64_t days, int *y, int *m, int *d)
+{
+    int64_t z = days + QP_EPOCH_DAYS + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
 size_t qp_type_width(int t)
 {
     static const uint8_t w[20] = {0, 1, 16, 0, 1, 2, 4, 8, 4, 8, 1,

@@ -2,6 +2,7 @@
  * name the file, line and key, paths made absolute against the job file. */
 #include "qpeach/auth.h"
 #include "qpeach/job.h"
+#include "qpeach/kdb.h"
 #include "qpeach/value.h"
 
 #include <ctype.h>
@@ -279,37 +280,14 @@ static const char *merge_names[] = { "concat", "sum", "min", "max", "count", "su
 
 /* ---- [partition] partitions ---- */
 
-/* Days from 2000.01.01 to y.m.d (proleptic Gregorian). */
-static int64_t days_2000(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400, yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468 - 10957;
-}
-
-/* One partition name: 2022.06.17 (date), 2022.06 (month), 42 (long). */
+/* One partition, named as its folder is (qp_kdb_part_name). */
 static int part_token(const char *s, size_t n, int *type, int64_t *v)
 {
-    long long a, b, c;
-    int used = 0;
     char buf[32];
     if (n == 0 || n >= sizeof buf) return QP_EARG;
     memcpy(buf, s, n);
     buf[n] = '\0';
-    if (sscanf(buf, "%4lld.%2lld.%2lld%n", &a, &b, &c, &used) == 3 && (size_t)used == n && n == 10
-        && b >= 1 && b <= 12 && c >= 1 && c <= 31) {
-        *type = QP_DATE; *v = days_2000(a, b, c);
-    } else if (sscanf(buf, "%4lld.%2lld%n", &a, &b, &used) == 2 && (size_t)used == n && n == 7
-               && b >= 1 && b <= 12) {
-        *type = QP_MONTH; *v = (a - 2000) * 12 + b - 1;
-    } else if (sscanf(buf, "%lld%n", &a, &used) == 1 && (size_t)used == n && buf[0] != '+') {
-        *type = QP_LONG; *v = a;
-    } else {
-        return QP_EARG;
-    }
-    return 0;
+    return (*type = qp_kdb_part_name(buf, v)) ? 0 : QP_EARG;
 }
 
 int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)

@@ -201,15 +201,9 @@ static void atom_text(const qp_value *a, char *buf, size_t n)
     case QP_FLOAT: snprintf(buf, n, "%g", a->f); break;
     case QP_CHAR: snprintf(buf, n, "\"%c\"", a->c); break;
     case QP_DATE: {
-        /* Civil date from days since 2000.01.01 (Howard Hinnant's algorithm). */
-        int64_t z = (int64_t)a->i + QP_EPOCH_DAYS + 719468;
-        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-        int64_t doe = z - era * 146097;
-        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
-        int64_t m = mp < 10 ? mp + 3 : mp - 9;
-        snprintf(buf, n, "%04" PRId64 ".%02" PRId64 ".%02" PRId64, y + (m <= 2), m, d);
+        int y, m, d;
+        qp_ymd_from_days(a->i, &y, &m, &d);
+        snprintf(buf, n, "%04d.%02d.%02d", y, m, d);
         break;
     }
     default:
