@@ -119,4 +119,8 @@ typedef struct qp_kdb_write_opts {
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen);
 
+/* Removes folder dir and everything in it (links are removed, not
+ * followed): a db, or a table folder qp_kdb_write made. 0 or -errno. */
+int qp_kdb_remove(const char *dir);
+
 #endif

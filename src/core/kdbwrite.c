@@ -494,8 +494,10 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     return (flag == FTW_DP ? rmdir(path) : unlink(path)) ? -1 : 0;
 }
 
-/* Removes a folder we made and everything in it. */
-static int rmtree(const char *dir) { return nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+int qp_kdb_remove(const char *dir)
+{
+    return nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) ? -errno : 0;
+}
 
 static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *str_printf(const char *fmt, ...)
@@ -631,7 +633,7 @@ static void undo(plan *p)
         move *mv = &p->moves[i];
         if (mv->placed && !rename(mv->final, mv->tmp)) mv->placed = false;
         if (!mv->placed && mv->old) rename(mv->old, mv->final);
-        if (!mv->placed && mv->tmp[0]) rmtree(mv->tmp);
+        if (!mv->placed && mv->tmp[0]) qp_kdb_remove(mv->tmp);
     }
     if (p->symplaced) {
         snprintf(path, sizeof path, "%s/sym", p->db);
@@ -648,7 +650,7 @@ static void undo(plan *p)
 static void finish(plan *p)
 {
     for (int64_t i = 0; i < p->nmoves; i++)
-        if (p->moves[i].old) rmtree(p->moves[i].old);
+        if (p->moves[i].old) qp_kdb_remove(p->moves[i].old);
     if (p->symold) unlink(p->symold);
 }
 

@@ -11,7 +11,6 @@
 #include "qpeach/table.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -58,12 +57,6 @@ static char *parsed_copy_path(const qp_job *j, const struct stat *st)
     return qp_job_state_path(j, suffix);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 /* Removes this job's parsed copies other than the one at r->input_path
  * (older CSVs or types): they can never be used again. */
 static void drop_stale_copies(run *r)
@@ -74,7 +67,7 @@ static void drop_stale_copies(run *r)
     if (pat && !glob(pat, 0, NULL, &g)) {
         for (size_t i = 0; i < g.gl_pathc; i++)
             if (strlen(g.gl_pathv[i]) != keep || strncmp(g.gl_pathv[i], r->input_path, keep))
-                nftw(g.gl_pathv[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                qp_kdb_remove(g.gl_pathv[i]);
         globfree(&g);
     }
     free(pat);
