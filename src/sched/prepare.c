@@ -316,20 +316,34 @@ qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
 
 /* ---- by = partition ---- */
 
-/* Whether partition value k of v is picked by [partition] partitions.
- * -1 (with r->failure) when the spec names another kind of partition. */
-static int selected(run *r, const qp_value *v, int64_t k)
+/* Partition k of a partitions vector (date, month or long), as a number. */
+static int64_t part_at(const qp_value *v, int64_t k)
+{
+    return v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k];
+}
+
+/* Appends the partitions in v that [partition] partitions selects to all
+ * (of v's type). 0, or QP_RUN_FAILED with r->failure (and r->badjob
+ * when the spec names another kind of partition). */
+static int append_selected(run *r, const qp_value *v, qp_value *all)
 {
     const char *spec = r->job->partitions;
-    if (!spec) return 1;
-    int64_t x = v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k];
-    int type = v->type == QP_LONG ? QP_LONG : v->type;
-    bool in;
-    if (qp_job_partitions_parse(spec, type, x, &in) == 0) return in;
-    qp__fail(r, "[partition] partitions = %s: table %s is partitioned by %s", spec, r->job->table,
-             v->type == QP_DATE ? "date" : v->type == QP_MONTH ? "month" : "year or int");
-    r->badjob = true;
-    return -1;
+    size_t w = qp_type_width(v->type);
+    for (int64_t k = 0; k < v->v.n; k++) {
+        bool in = true;
+        if (spec && qp_job_partitions_parse(spec, v->type, part_at(v, k), &in)) {
+            qp__fail(r, "[partition] partitions = %s: table %s is partitioned by %s", spec,
+                     r->job->table, v->type == QP_DATE ? "date" : v->type == QP_MONTH ? "month"
+                                                                      : "year or int");
+            r->badjob = true;
+            return QP_RUN_FAILED;
+        }
+        if (in && qp_vec_append(all, (const uint8_t *)v->v.data + (size_t)k * w)) {
+            qp__fail(r, "out of memory");
+            return QP_RUN_FAILED;
+        }
+    }
+    return 0;
 }
 
 /* Every worker's partitions of the table (.qp.partitions), the selected
@@ -357,12 +371,7 @@ static int gather_partitions(run *r, qp_value **per, qp_value **all)
                      r->job->table, r->ws[0].addr);
             return QP_RUN_FAILED;
         }
-        for (int64_t k = 0; k < v->v.n; k++) {
-            int in = selected(r, v, k);
-            if (in < 0) return QP_RUN_FAILED;
-            if (in && qp_vec_append(*all, (const uint8_t *)v->v.data + k * (int64_t)qp_type_width(v->type)))
-                return QP_RUN_FAILED;
-        }
+        if (append_selected(r, v, *all)) return QP_RUN_FAILED;
     }
     return 0;
 }
@@ -377,13 +386,12 @@ static int set_holds(run *r, qp_value **per)
         bool *h = calloc((size_t)(r->plan->n ? r->plan->n : 1), sizeof *h);
         if (!h) return QP_RUN_FAILED;
         int64_t held = 0;
-        for (int64_t i = 0; i < r->plan->n; i++)
-            for (int64_t k = 0; k < per[wi]->v.n && !h[i]; k++) {
-                qp_value *x = qp_item(per[wi], k);
-                h[i] = x && qp_equal(x, r->plan->parts[i].value);
-                held += h[i];
-                qp_unref(x);
-            }
+        for (int64_t i = 0; i < r->plan->n; i++) {
+            const qp_value *pv = r->plan->parts[i].value;    /* an atom of per's type */
+            int64_t want = pv->type == -QP_LONG ? pv->j : pv->i;
+            for (int64_t k = 0; k < per[wi]->v.n && !h[i]; k++) h[i] = part_at(per[wi], k) == want;
+            held += h[i];
+        }
         if (held == r->plan->n) { free(h); h = NULL; }
         r->holds[wi] = h;
     }
@@ -424,10 +432,9 @@ int qp__plan_db(run *r, int slots)
     if (!rc && j->part_by == QP_PART_PARTITION) {
         qp_value *v = qp_kdb_partitions(db, j->table), *sel = v && !qp_is_error(v) ? qp_vector(v->type, 0) : NULL;
         if (!sel) snprintf(err, sizeof err, "table %s: %s", j->table, v ? v->s : "out of memory");
-        for (int64_t k = 0; sel && k < v->v.n; k++) {
-            int in = selected(r, v, k);
-            if (in < 0) { qp_unref(v); qp_unref(sel); qp_kdb_close(db); return QP_RUN_FAILED; }
-            if (in) qp_vec_append(sel, (const uint8_t *)v->v.data + k * (int64_t)qp_type_width(v->type));
+        if (sel && append_selected(r, v, sel)) {
+            qp_unref(v); qp_unref(sel); qp_kdb_close(db);
+            return QP_RUN_FAILED;
         }
         const char *col = qp_kdb_part_column(db, j->table);
         rc = !sel ? QP_EARG : qp_partplan_column(col ? col : "date", sel, &r->plan);
