@@ -96,6 +96,16 @@ static int count_items(qp__khead *h, int64_t n, int rawattr, size_t len, char *e
     return 0;
 }
 
+/* h is a vector of simple type t; QP_ETYPE (with err) for any other t. */
+static int vec_kind(qp__khead *h, int t, char *err, size_t errlen)
+{
+    if (!simple_type(t)) return herr(err, errlen, QP_ETYPE, "unknown or unsupported column type %d", t);
+    h->kind = KF_VEC;
+    h->type = t;
+    h->width = qp_type_width(t);
+    return 0;
+}
+
 /* `fe 20`: a 16-byte header, then the items. */
 static int head_fe20(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
                      size_t errlen)
@@ -109,12 +119,8 @@ static int head_fe20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
         h->kind = KF_NESTED;
         h->type = t - 77;
         h->width = 8;
-    } else if (simple_type(t)) {
-        h->kind = KF_VEC;
-        h->type = t;
-        h->width = qp_type_width(t);
-    } else {
-        return herr(err, errlen, QP_ETYPE, "unknown or unsupported column type %d", t);
+    } else if (vec_kind(h, t, err, errlen)) {
+        return QP_ETYPE;
     }
     return count_items(h, rd64(p + 8), p[3], len, err, errlen);
 }
@@ -142,12 +148,8 @@ static int head_fd20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
     } else if (t == 77) {
         h->kind = KF_ANYMAP;
         h->type = 0;
-    } else if (simple_type(t)) {
-        h->kind = KF_VEC;
-        h->type = t;
-        h->width = qp_type_width(t);
-    } else {
-        return herr(err, errlen, QP_ETYPE, "unknown or unsupported column type %d", t);
+    } else if (vec_kind(h, t, err, errlen)) {
+        return QP_ETYPE;
     }
     return count_items(h, rd64(q + 8), q[3], len, err, errlen);
 }
