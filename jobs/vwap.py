@@ -9,21 +9,23 @@ import numpy as np
 
 def vwap_parts(t):
     sym = t['sym']
-    price = np.asarray(t['price'], dtype=float)
-    size = np.asarray(t['size'], dtype=float)
     if hasattr(sym, 'codes'):
-        # a pandas Categorical ([job] symbols = categorical): the codes
-        # already number the syms, so no string is compared or sorted. Its
-        # categories are the whole enumeration domain (a kdb+ db's `sym`),
-        # so names this partition does not use are dropped below.
+        # a pandas Categorical ([job] symbols = categorical) or SymbolCodes
+        # (symbols = codes): the codes already number the syms, so no
+        # string is compared or sorted. Its categories are the whole
+        # enumeration domain (a kdb+ db's `sym`), so names this partition
+        # does not trade are dropped below.
         names = np.asarray(sym.categories).astype(str)
         inv = np.asarray(sym.codes)
     else:
         names, inv = np.unique(np.asarray(sym).astype(str), return_inverse=True)
-    used = np.bincount(inv, minlength=len(names)) > 0
-    return {'sym': names[used],
-            'pv': np.bincount(inv, weights=price * size, minlength=len(names))[used],
-            'size': np.bincount(inv, weights=size, minlength=len(names))[used]}
+    size = np.asarray(t['size'])
+    # price * size in one pass, the int sizes cast as they are read (no
+    # float copy of the column); bincount casts its weights alike.
+    pv = np.bincount(inv, weights=np.multiply(t['price'], size, dtype=float), minlength=len(names))
+    vol = np.bincount(inv, weights=size, minlength=len(names))
+    used = vol != 0    # syms with no volume here: none traded, or a VWAP undefined
+    return {'sym': names[used], 'pv': pv[used], 'size': vol[used]}
 
 
 def finish(t):

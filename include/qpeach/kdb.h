@@ -90,6 +90,13 @@ qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsi
  * concatenated (a copy, made on every call, when there are two or more). New reference, or an error
  * value. */
 qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
+/* Rows [a, b) of a splayed or flat table (b is capped at its count): views
+ * of the same mapping, the enumerated columns' indices checked over those
+ * rows only, so that workers given parts of one large table each read
+ * their own part of its symbol columns and no more. New reference, or an
+ * error value: rows outside the table, a partitioned table (read it by
+ * partition), or a bad index (naming its file, column and row). */
+qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
 
 /* ---- Writing (q 4.x bytes) ---- */
 

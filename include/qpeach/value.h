@@ -274,6 +274,9 @@ qp_value *qp_func(int type, const uint8_t *bytes, size_t n);
 /* n indices at idx inside buf (adds a buf reference, copies nothing);
  * steals dom. New reference, or an error value for an index beyond dom. */
 qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *dom);
+/* The check those constructors make: the position of the first of n
+ * indices that is neither 0Nj nor below ndom, or -1 when all are good. */
+int64_t qp_enum_check(const int64_t *idx, int64_t n, int64_t ndom);
 /* The symbol vector an enum stands for (a new vector of interned symbols;
  * dom's symbols, no string is interned again). New reference. For any
  * other value: returns a new reference to x itself. */

@@ -57,8 +57,19 @@ typedef struct qp__kdb_env {
      * ("#"): 0 and a new buffer reference, or a negative code and err. */
     int (*companion)(void *data, const char *suffix, qp_buf **out, char *err, size_t errlen);
     void *data;
-    unsigned flags;    /* QP_KDB_ENUMS */
+    unsigned flags;    /* QP_KDB_ENUMS, QP__KDB_UNCHECKED */
 } qp__kdb_env;
+
+/* env flag, kdbtab.c's alone: enumerations come back as type 20 whose
+ * indices are NOT yet checked against their domain (nor paged in).
+ * kdbtab.c keeps such a table to itself and hands out only the rows it
+ * has checked (qp__kdb_populate, then qp_enum_check). */
+enum { QP__KDB_UNCHECKED = 1u << 8 };
+
+/* Asks the kernel to map the pages under [p, p + len) of a file mapping
+ * in one call, instead of a fault per page, before a pass reads them all
+ * (Linux 5.14; a no-op before). */
+void qp__kdb_populate(const void *p, size_t len);
 
 /* Decodes one whole file held in buf (mapped, read or fuzzer bytes; may be
  * kxzipped). path names it in errors. New reference or error value. */
@@ -105,8 +116,10 @@ typedef struct qp__ktable {
     char *path;            /* splayed folder or flat file (NULL: partitioned) */
     int64_t *parts;        /* partitioned: indexes into db->parts, ascending */
     int64_t nparts, cap;
-    qp_value *mapped[2];   /* splayed and flat: the table once read, without
-                            * and with QP_KDB_ENUMS (db->lock guards them) */
+    qp_value *raw;         /* splayed and flat: the table as mapped, its
+                            * enumerations unchecked (QP__KDB_UNCHECKED) */
+    qp_value *mapped[2];   /* ... and once checked whole, without and with
+                            * QP_KDB_ENUMS (db->lock guards all three) */
 } qp__ktable;
 
 typedef struct qp__kdom {

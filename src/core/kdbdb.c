@@ -383,6 +383,7 @@ void qp_kdb_close(qp_kdb *db)
     for (int i = 0; i < db->ntables; i++) {
         free(db->tables[i].path);
         free(db->tables[i].parts);
+        qp_unref(db->tables[i].raw);
         qp_unref(db->tables[i].mapped[0]);
         qp_unref(db->tables[i].mapped[1]);
     }

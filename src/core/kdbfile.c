@@ -298,7 +298,15 @@ static qp_value *flat(qp_buf *buf, const char *path)
     return x;
 }
 
-/* Enumerations: the domain, then the indices (widened when int32). */
+void qp__kdb_populate(const void *p, size_t len)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p & ~(pg - 1);
+    if (len) madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ);
+}
+
+/* Enumerations: the domain, then the indices (widened when int32), checked
+ * against it (the pages mapped in first: the check reads every index)
+ * unless the caller checks them later (QP__KDB_UNCHECKED). */
 static qp_value *enumeration(qp_buf *buf, const qp__khead *h, const char *path,
                              const qp__kdb_env *env)
 {
@@ -318,13 +326,16 @@ static qp_value *enumeration(qp_buf *buf, const qp__khead *h, const char *path,
             w[i] = v == QP_NULL_I ? QP_NULL_J : v;
         }
         idx = w;
-    } else if (buf->maplen) {
-        /* The check below reads every index: fault the pages in one call
-         * rather than one fault per page (kernels before 5.14 ignore it). */
-        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)idx & ~(pg - 1);
-        madvise((void *)a, (uintptr_t)(idx + h->n) - a, MADV_POPULATE_READ);
     }
-    qp_value *e = qp_enum_borrow(h->n, idx, ib, dom);
+    qp_value *e;
+    if (env->flags & QP__KDB_UNCHECKED) {      /* kdbtab.c checks the rows it hands out */
+        e = qp_vector_borrow(QP_ENUM, h->n, (void *)idx, ib);
+        if (e) e->v.dom = dom;
+        else qp_unref(dom);
+    } else {
+        if (ib == buf && buf->maplen) qp__kdb_populate(idx, (size_t)h->n * 8);
+        e = qp_enum_borrow(h->n, idx, ib, dom);
+    }
     if (ib != buf) qp_buf_unref(ib);
     if (!e) return qp_error("%s: out of memory", path);
     if (qp_is_error(e)) {

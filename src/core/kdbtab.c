@@ -241,10 +241,74 @@ static qp_value *load_flat(qp_kdb *db, const qp__ktable *t, unsigned flags)
     return x ? x : qp_error("%s: out of memory", t->path);
 }
 
-/* A splayed or flat table is read (mapped, its enumerations checked) once
- * and kept: every later call, e.g. each task's rows of it, gets the same
- * value. The files are not looked at again, as q maps a db once until it
- * is loaded again: a table rewritten on disk is seen after the next mount. */
+/* A splayed or flat table is read (mapped) once and kept: every later
+ * call, e.g. each task's rows of it, views the same mapping. The files are
+ * not looked at again, as q maps a db once until it is loaded again: a
+ * table rewritten on disk is seen after the next mount. Its enumerations'
+ * indices are checked against their domains only as rows are asked for:
+ * a worker given half of a large table reads (and pages in) only that
+ * half of its symbol columns, once. */
+static qp_value *raw_table(qp_kdb *db, qp__ktable *t)
+{
+    pthread_mutex_lock(&db->lock);
+    qp_value *x = qp_ref(t->raw);
+    pthread_mutex_unlock(&db->lock);
+    if (x) return x;
+    unsigned f = QP_KDB_ENUMS | QP__KDB_UNCHECKED;
+    x = t->kind == KT_SPLAY ? load_splay(db, t->path, t->name, f) : load_flat(db, t, f);
+    if (!x || qp_is_error(x)) return x;
+    pthread_mutex_lock(&db->lock);
+    if (!t->raw) t->raw = qp_ref(x);
+    pthread_mutex_unlock(&db->lock);
+    return x;
+}
+
+/* Column c of raw table x, rows [a, a + n): a view (the column itself when
+ * whole, attribute and all), its indices checked when it is an
+ * enumeration, and resolved to symbols without QP_KDB_ENUMS. */
+static qp_value *checked_column(const qp__ktable *t, const qp_value *x, int64_t c, int64_t a,
+                                int64_t n, unsigned flags)
+{
+    const qp_value *col = qp_K(qp_table_columns(x))[c];
+    qp_value *v = a == 0 && n == qp_count(col) ? qp_ref((qp_value *)col) : qp_slice(col, a, n);
+    if (!v || v->type != QP_ENUM) return v;
+    if (v->v.owner && v->v.owner->maplen) qp__kdb_populate(v->v.data, (size_t)n * 8);
+    int64_t bad = qp_enum_check(qp_J(v), n, v->v.dom->v.n);
+    if (bad >= 0) {
+        qp_value *e = qp_error("%s/%s: enum: index %lld at row %lld is beyond the domain of "
+                               "%lld names", t->path, qp_S(qp_table_names(x))[c],
+                               (long long)qp_J(v)[bad], (long long)(a + bad),
+                               (long long)v->v.dom->v.n);
+        qp_unref(v);
+        return e;
+    }
+    if (flags & QP_KDB_ENUMS) return v;
+    qp_value *s = qp_enum_resolve(v);
+    qp_unref(v);
+    return s;
+}
+
+/* Rows [a, a + n) of raw table x, checked: a new table of views, or an
+ * error value naming the file, column and row of a bad index. */
+static qp_value *checked_rows(const qp__ktable *t, const qp_value *x, int64_t a, int64_t n,
+                              unsigned flags)
+{
+    const qp_value *cols = qp_table_columns(x);
+    qp_value *out = qp_vector(QP_LIST, cols->v.n);
+    for (int64_t c = 0; out && c < cols->v.n; c++) {
+        qp_value *v = checked_column(t, x, c, a, n, flags);
+        if (!v || qp_is_error(v)) {
+            out->v.n = c;                  /* only the filled slots */
+            qp_unref(out);
+            return v ? v : qp_error("%s: out of memory", t->name);
+        }
+        qp_K(out)[c] = v;
+    }
+    qp_value *r = out ? qp_table(qp_dict(qp_ref(qp_table_names(x)), out)) : NULL;
+    return r ? r : qp_error("%s: out of memory", t->name);
+}
+
+/* The whole table, checked once and then kept. */
 static qp_value *cached(qp_kdb *db, qp__ktable *t, unsigned flags)
 {
     int k = (flags & QP_KDB_ENUMS) != 0;
@@ -252,8 +316,11 @@ static qp_value *cached(qp_kdb *db, qp__ktable *t, unsigned flags)
     qp_value *x = qp_ref(t->mapped[k]);
     pthread_mutex_unlock(&db->lock);
     if (x) return x;
-    x = t->kind == KT_SPLAY ? load_splay(db, t->path, t->name, flags) : load_flat(db, t, flags);
-    if (!x || qp_is_error(x)) return x;
+    qp_value *raw = raw_table(db, t);
+    if (!raw || qp_is_error(raw)) return raw;
+    x = checked_rows(t, raw, 0, qp_count(raw), flags);
+    qp_unref(raw);
+    if (qp_is_error(x)) return x;
     pthread_mutex_lock(&db->lock);
     if (!t->mapped[k]) t->mapped[k] = qp_ref(x);      /* a racing reader may have won */
     pthread_mutex_unlock(&db->lock);
@@ -267,6 +334,31 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags)
     if (!t) return err;
     if (t->kind == KT_SPLAY || t->kind == KT_FLAT) return cached(db, t, flags);
     return whole_parted(db, t, flags);
+}
+
+qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind == KT_PART)
+        return qp_error("%s: table %s is partitioned: its rows are read by partition", db->path, table);
+    int k = (flags & QP_KDB_ENUMS) != 0;
+    pthread_mutex_lock(&db->lock);
+    qp_value *whole = qp_ref(t->mapped[k]);        /* checked already: views will do */
+    pthread_mutex_unlock(&db->lock);
+    qp_value *x = whole ? whole : raw_table(db, t);
+    if (!x || qp_is_error(x)) return x;
+    int64_t n = qp_count(x);
+    qp_value *r;
+    if (a < 0 || b < a || a > n)
+        r = qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)a, (long long)b,
+                     (long long)n, table);
+    else
+        r = whole ? qp_table_slice(x, a, (b < n ? b : n) - a)
+                  : checked_rows(t, x, a, (b < n ? b : n) - a, flags);
+    qp_unref(x);
+    return r ? r : qp_error("%s: out of memory", table);
 }
 
 /* ------------------------------------------------------------------ */

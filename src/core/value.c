@@ -674,6 +674,21 @@ bool qp_equal(const qp_value *a, const qp_value *b)
 /* Enumerations                                                        */
 /* ------------------------------------------------------------------ */
 
+int64_t qp_enum_check(const int64_t *idx, int64_t n, int64_t ndom)
+{
+    uint64_t dn = (uint64_t)ndom;
+    /* Blocks without a branch per item (the compiler vectorizes them);
+     * the first bad index is looked for only in a block that has one. */
+    for (int64_t b = 0; b < n; b += 4096) {
+        int64_t e = b + 4096 < n ? b + 4096 : n;
+        bool bad = false;
+        for (int64_t i = b; i < e; i++) bad |= (uint64_t)idx[i] >= dn && idx[i] != QP_NULL_J;
+        for (int64_t i = b; bad && i < e; i++)
+            if ((uint64_t)idx[i] >= dn && idx[i] != QP_NULL_J) return i;
+    }
+    return -1;
+}
+
 qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *dom)
 {
     if (!dom) return NULL;
@@ -682,19 +697,12 @@ qp_value *qp_enum_borrow(int64_t n, const int64_t *idx, qp_buf *buf, qp_value *d
         qp_unref(dom);
         return qp_error("enum: the domain is not a symbol vector (type %d)", t);
     }
-    uint64_t dn = (uint64_t)dom->v.n;
-    /* Blocks without a branch per item (the compiler vectorizes them);
-     * the first bad index is looked for only in a block that has one. */
-    for (int64_t b = 0; b < n; b += 4096) {
-        int64_t e = b + 4096 < n ? b + 4096 : n;
-        bool bad = false;
-        for (int64_t i = b; i < e; i++) bad |= (uint64_t)idx[i] >= dn && idx[i] != QP_NULL_J;
-        for (int64_t i = b; bad && i < e; i++) {
-            if ((uint64_t)idx[i] < dn || idx[i] == QP_NULL_J) continue;
-            qp_unref(dom);
-            return qp_error("enum: index %lld at row %lld is beyond the domain of %llu names",
-                            (long long)idx[i], (long long)i, (unsigned long long)dn);
-        }
+    int64_t bad = qp_enum_check(idx, n, dom->v.n);
+    if (bad >= 0) {
+        qp_value *e = qp_error("enum: index %lld at row %lld is beyond the domain of %lld names",
+                               (long long)idx[bad], (long long)bad, (long long)dom->v.n);
+        qp_unref(dom);
+        return e;
     }
     qp_value *x = value_new(QP_ENUM);
     if (!x) { qp_unref(dom); return NULL; }

@@ -9,11 +9,12 @@
  *                         partition the range touches is mapped and
  *                         sliced (views); one partition's rows are returned
  *                         as they are, rows spanning several are
- *                         concatenated (a copy of those rows only).
+ *                         concatenated (a copy of those rows only). Of a
+ *                         splayed or flat table: qp_kdb_table_rows, views
+ *                         whose enumerations are checked over those rows.
  *
- * Anything else (a splayed or flat table, another column's value) is left
- * to the caller, which reads the table whole (mapped) as for a resident
- * one.
+ * Anything else (another column's value) is left to the caller, which
+ * reads the table whole (mapped) as for a resident one.
  *
  * Row counts per partition are learnt as partitions are first mapped and
  * kept for the life of the process (the db does not change under a
@@ -119,6 +120,7 @@ done:
 
 qp_value *qp__db_rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
 {
+    if (!qp_kdb_part_column(db, table)) return qp_kdb_table_rows(db, table, a, b, QP_KDB_ENUMS);
     char err[512];
     int64_t total = 0;
     if (qp_kdb_count(db, table, &total, err, sizeof err)) return qp_error("%s", err);
@@ -135,14 +137,13 @@ int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value *
     qp_kdb *db = qp_server_db(s);
     if (!db || !qp_server_is_db_table(s, name)) return 0;
     const char *pcol = qp_kdb_part_column(db, name);
-    if (!pcol) return 0;   /* splayed / flat: mapped whole, sliced as resident */
     if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
         int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
         int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
         *out = qp__db_rows(db, name, a, b);
         return 1;
     }
-    if (part->type != QP_LIST || part->v.n != 2) return 0;
+    if (!pcol || part->type != QP_LIST || part->v.n != 2) return 0;
     const qp_value *c = qp_K(part)[0];
     const char *col = c->type == -QP_SYMBOL ? c->s
                       : c->type == QP_CHAR ? qp_sym_intern(qp_C(c), (size_t)c->v.n) : NULL;

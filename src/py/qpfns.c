@@ -81,10 +81,10 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
         if (a < 0 || b < a) return PyErr_Format(PyExc_IndexError, "qtable: bad rows");
     }
     qp_value *t = NULL;
-    /* rows of a partitioned db table: only the partitions they touch */
+    /* rows of a db table: only the partitions they touch, or of a splayed
+     * one views whose symbols are checked over those rows only */
     qp_kdb *db = qp_server_db(server);
-    bool db_rows = rows != Py_None && db && qp_server_is_db_table(server, name) &&
-                   qp_kdb_part_column(db, name);
+    bool db_rows = rows != Py_None && db && qp_server_is_db_table(server, name);
     t = db_rows ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
     if (t && qp_is_error(t)) {   /* a db table that cannot be read, or bad rows */
         PyErr_Format(PyExc_RuntimeError, "qtable: %s: %s", name, t->s);
@@ -419,8 +419,8 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
     const qp_value *tv = arg(args, 1), *part = arg(args, 2);
     qp_value *t = NULL, *p = NULL;
-    /* a partitioned db table: one partition, or the rows asked for, read
-     * alone (dbpart.c) */
+    /* a db table: one partition, or the rows asked for, read alone
+     * (dbpart.c) */
     if (tv->type == -QP_SYMBOL && qp__db_part(s, tv->s, part, &p)) {
         if (p && qp_is_error(p)) {
             qp_value *e = qp_error("qp.apply: %s: %s", tv->s, p->s);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,6 +421,23 @@ static int plan_partitions(run *r)
     return rc;
 }
 
+/* Row ranges for `by = rows` when the job gives no `pieces`: 4 per worker
+ * slot, so that the last task is not the run's long tail, and more when
+ * the table is large, so that no task exceeds ROWS_PER_TASK rows. A
+ * task's temporaries (numpy's copies and casts of its columns: 20-30 bytes
+ * a row for jobs/vwap.py) scale with its rows, and a worker keeps its
+ * largest task's worth; small tasks keep the workers' memory near the
+ * mapped table's own size (bench/bench_cold.py), at ~0.2 ms a task. */
+enum { ROWS_PER_TASK = 1 << 19 };
+
+static int row_pieces(const qp_job *j, int64_t count, int slots)
+{
+    if (j->pieces) return j->pieces;
+    int64_t n = 4 * (int64_t)(slots > 0 ? slots : 1), big = (count + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    if (big > n) n = big;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
 int qp__plan_db(run *r, int slots)
 {
     const qp_job *j = r->job;
@@ -428,7 +446,7 @@ int qp__plan_db(run *r, int slots)
     int64_t n = 0;
     int rc = qp_kdb_open(j->db, &db, err, sizeof err);
     if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(db, j->table, &n, err, sizeof err)))
-        rc = qp_partplan_rows(n, j->pieces ? j->pieces : 4 * (slots ? slots : 1), &r->plan);
+        rc = qp_partplan_rows(n, row_pieces(j, n, slots), &r->plan);
     if (!rc && j->part_by == QP_PART_PARTITION) {
         qp_value *v = qp_kdb_partitions(db, j->table), *sel = v && !qp_is_error(v) ? qp_vector(v->type, 0) : NULL;
         if (!sel) snprintf(err, sizeof err, "table %s: %s", j->table, v ? v->s : "out of memory");
@@ -474,7 +492,7 @@ int qp__make_plan(run *r, int slots)
             count = v->j;
             qp_unref(v);
         }
-        rc = qp_partplan_rows(count, j->pieces ? j->pieces : 4 * (slots ? slots : 1), &r->plan);
+        rc = qp_partplan_rows(count, row_pieces(j, count, slots), &r->plan);
     } else {
         qp_value *col = NULL;
         if (r->input) {

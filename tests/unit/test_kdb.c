@@ -724,6 +724,68 @@ static void test_bad_tables(void)
     qp_kdb_close(db);
 }
 
+/* Rows of a splayed table: views whose enumeration indices are checked
+ * over those rows only; a bad index fails the rows that hold it (naming
+ * file, column and row) and the whole table, not the rows that do not. */
+static void test_rows(void)
+{
+    enum { N = 10000, BAD = 7000 };
+    const char *abc[3] = {qp_sym_intern("a", 1), qp_sym_intern("b", 1), qp_sym_intern("c", 1)};
+    qp_value *sym = qp_vector(QP_SYMBOL, N), *px = qp_vector(QP_FLOAT, N);
+    for (int64_t i = 0; i < N; i++) {
+        qp_S(sym)[i] = abc[i % 3];
+        qp_F(px)[i] = (double)i;
+    }
+    qp_value *names = qp_vector(QP_SYMBOL, 2);
+    qp_S(names)[0] = qp_sym_intern("sym", 3);
+    qp_S(names)[1] = qp_sym_intern("px", 2);
+    qp_value *t = qp_table(qp_dict(names, qp_list(2, sym, px)));
+    char err[512];
+    qp_kdb_write_opts o = {.parted = ""};
+    CU_ASSERT_EQUAL_FATAL(qp_kdb_write(tmp("rows"), "t", t, &o, err, sizeof err), 0);
+    qp_kdb *db = open_db(tmp("rows"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    qp_value *whole = qp_kdb_table(db, "t", QP_KDB_ENUMS);
+    qp_value *r = qp_kdb_table_rows(db, "t", 2500, 2600, QP_KDB_ENUMS);
+    qp_value *want = qp_table_slice(whole, 2500, 100);
+    CU_ASSERT_TRUE(qp_equal(r, want));
+    CU_ASSERT_EQUAL(qp_table_column(r, "sym")->type, QP_ENUM);
+    qp_unref(want);
+    qp_unref(r);
+    r = qp_kdb_table_rows(db, "t", 9990, 20000, 0);            /* capped; resolved */
+    CU_ASSERT_EQUAL(qp_count(r), 10);
+    CU_ASSERT_EQUAL(qp_table_column(r, "sym")->type, QP_SYMBOL);
+    qp_unref(r);
+    r = qp_kdb_table_rows(db, "t", 10001, 10002, QP_KDB_ENUMS);
+    CU_ASSERT_TRUE(has_text(r, "outside 0..10000"));
+    qp_unref(r);
+    qp_unref(whole);
+    qp_kdb_close(db);
+    /* index BAD beyond the domain of 3 names */
+    int64_t big = 99;
+    FILE *f = fopen(tmp("rows/t/sym"), "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fseek(f, 4096 + 8 * BAD, SEEK_SET), 0);     /* fd 20: items at 4096 */
+    CU_ASSERT_EQUAL(fwrite(&big, 8, 1, f), 1);
+    fclose(f);
+    db = open_db(tmp("rows"));
+    r = qp_kdb_table_rows(db, "t", 0, BAD, QP_KDB_ENUMS);
+    CU_ASSERT_EQUAL(qp_count(r), BAD);
+    qp_unref(r);
+    r = qp_kdb_table_rows(db, "t", BAD - 5, BAD + 5, QP_KDB_ENUMS);
+    CU_ASSERT_TRUE(has_text(r, "rows/t/sym"));
+    CU_ASSERT_TRUE(has_text(r, "index 99 at row 7000 is beyond the domain of 3 names"));
+    qp_unref(r);
+    r = qp_kdb_table(db, "t", 0);
+    CU_ASSERT_TRUE(has_text(r, "at row 7000"));
+    qp_unref(r);
+    r = qp_kdb_table_rows(db, "t", BAD + 1, N, QP_KDB_ENUMS);
+    CU_ASSERT_EQUAL(qp_count(r), N - BAD - 1);
+    qp_unref(r);
+    qp_kdb_close(db);
+    qp_unref(t);
+}
+
 /* One db from several threads: the domain loads once and is shared. */
 static void *load_cust(void *arg)
 {
@@ -777,6 +839,7 @@ int main(void)
         {"bad headers", test_bad_headers},
         {"bad compressed files", test_bad_compressed},
         {"bad tables", test_bad_tables},
+        {"rows checked as asked for", test_rows},
         {"threads share one domain", test_threads},
     };
     return qp_test_run("kdb", setup, teardown, tests, QP_NTESTS(tests));
