@@ -60,12 +60,16 @@ static qp_value *finish(run *r)
     qp_value **parts = malloc((size_t)(r->plan->n ? r->plan->n : 1) * sizeof *parts);
     if (!parts) return NULL;
     for (int64_t i = 0; i < r->plan->n; i++) parts[i] = r->t[i].result;
+    /* Every task is done: the workers the reducer will not use are killed
+     * now, so that their exits (unmapping the table, freeing Python)
+     * overlap the merge, the reducer and the output. */
+    qp__worker *w = j->reducer.file ? qp__first_ready(r) : NULL;
+    qp__workers_kill(r->ws, r->nw, w);
     qp_value *m = qp_merge(j->merge, parts, r->plan->n, j->keys, j->nkeys);
     free(parts);
     if (!m || qp_is_error(m) || !j->reducer.file) return m;
     /* The reducer runs on a worker: over the list of partials for how =
      * python, else over the merged value. */
-    qp__worker *w = qp__first_ready(r);
     qp_value *msg;
     if (w && w->pykx) {     /* PyKX's call, the merged value its one argument */
         msg = qp__pykx_call_msg(r->pykx_reducer, j->reducer.name, m);

@@ -46,6 +46,9 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
 /* Connects (waiting up to wait_ms for a local worker to come up). */
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);
+/* Every connection but keep's (NULL: none) closed and its local process
+ * sent SIGKILL, not reaped (qp__workers_stop reaps). */
+void qp__workers_kill(qp__worker *ws, int n, const qp__worker *keep);
 /* The end of a run: every connection closed, every local worker killed
  * (SIGKILL, all at once) and reaped. */
 void qp__workers_stop(qp__worker *ws, int n);

@@ -111,16 +111,22 @@ void qp__worker_down(qp__worker *w, bool kill_process)
     }
 }
 
+void qp__workers_kill(qp__worker *ws, int n, const qp__worker *keep)
+{
+    for (int i = 0; i < n; i++) {
+        if (&ws[i] == keep) continue;
+        qp_conn_close(ws[i].c);
+        ws[i].c = NULL;
+        if (ws[i].local && ws[i].pid > 0) kill(ws[i].pid, SIGKILL);
+    }
+}
+
 void qp__workers_stop(qp__worker *ws, int n)
 {
     /* Every result is in hand: no worker has anything left to say, so
      * they are killed at once, all of them before waiting for any (a
      * SIGTERM would have each finalize Python, one after another). */
-    for (int i = 0; i < n; i++) {
-        qp_conn_close(ws[i].c);
-        ws[i].c = NULL;
-        if (ws[i].local && ws[i].pid > 0) kill(ws[i].pid, SIGKILL);
-    }
+    qp__workers_kill(ws, n, NULL);
     for (int i = 0; i < n; i++) {
         int st;
         if (ws[i].local && ws[i].pid > 0) waitpid(ws[i].pid, &st, 0);
