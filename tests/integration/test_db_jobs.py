@@ -11,8 +11,9 @@ import csv
 import os
 import re
 
-from harness import Server, tmpdir
-from test_db import DOLPHIN, DOLPHIN_CSV, EGOR, need
+from harness import Server, qpeach, tmpdir
+from qipc import Conn, Sym, Vec
+from test_db import APPLY, DOLPHIN, DOLPHIN_CSV, EGOR, define, expect_error, need
 from test_run import run, write
 
 COUNT = ("import os\nimport numpy as np\n"
@@ -193,3 +194,39 @@ def test_a_server_lost_mid_run_fails_its_partitions_loudly_then_resumes():
             got = {g["part"]: int(g["n"]) for g in rows_of(os.path.join(d, "out", "o.csv"))}
             assert got == {"2015-01-01": 2, "2015-01-02": 2}, got
             assert sb2.alive()
+
+
+def test_large_tables_split_into_small_tasks_checked_as_read():
+    """by = rows without pieces: no task over 524,288 rows. A splayed
+    table's symbol indices are checked over each task's rows: a bad one
+    fails its task (naming column and row) and so the run, while rows
+    without it still read, on a server too."""
+    d = tmpdir()
+    n, bad = 2_200_000, 2_000_000
+    write(d, "t.csv", "sym,x\n" + "".join(f"S{i % 5},{i}\n" for i in range(n)))
+    db = os.path.join(d, "db")
+    r = qpeach("db", "import", os.path.join(d, "t.csv"), db, "t", "--types", "SJ", timeout=120)
+    assert r.returncode == 0, r.stderr
+    p = job(d, f"db = {db}\ntable = t\n", "by = rows\n", "local = 1\n")
+    r = run("--dry-run", p)                      # ceil(n / 2^19), over 4 per worker
+    assert r.returncode == 0 and "partitions: 5 by rows" in r.stdout, r.stdout
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = [int(g["n"]) for g in rows_of(os.path.join(d, "out", "o.csv"))]
+    assert sum(got) == n and len(got) == 5 and max(got) <= 1 << 19, got
+    p2 = job(d, f"db = {db}\ntable = t\n", "by = rows\npieces = 2\n", "local = 1\n")
+    r = run("--dry-run", p2)
+    assert r.returncode == 0 and "partitions: 2 by rows" in r.stdout, r.stdout
+    with open(os.path.join(db, "t", "sym"), "r+b") as f:     # fd 20: indices from byte 4096
+        f.seek(4096 + 8 * bad)
+        f.write((99).to_bytes(8, "little"))
+    r = run(p)
+    assert r.returncode == 1, r.stderr
+    assert "t/sym: enum: index 99 at row 2000000 is beyond the domain of 5 names" in r.stderr, r.stderr
+    with Server("--db", db) as s, Conn(port=s.port, timeout=60) as c:
+        define(c, "nrows", "def nrows(t):\n    return len(t['x'])\n")
+        assert c.call([APPLY, Sym("nrows"), Sym("t"), Vec("j", [0, bad])]) == bad
+        expect_error(lambda: c.call([APPLY, Sym("nrows"), Sym("t"), Vec("j", [bad, n])]),
+                     "at row 2000000")
+        expect_error(lambda: c.call([Sym(".qp.get"), Sym("t")]), "at row 2000000")
+        assert c.call([APPLY, Sym("nrows"), Sym("t"), Vec("j", [bad + 1, n])]) == n - bad - 1
