@@ -677,8 +677,9 @@ bool qp_equal(const qp_value *a, const qp_value *b)
 int64_t qp_enum_check(const int64_t *idx, int64_t n, int64_t ndom)
 {
     uint64_t dn = (uint64_t)ndom;
-    /* Blocks without a branch per item (the compiler vectorizes them);
-     * the first bad index is looked for only in a block that has one. */
+    /* Blocks with no early exit per item (one well-predicted branch per
+     * 4096); the first bad index is looked for only in a block that has
+     * one. */
     for (int64_t b = 0; b < n; b += 4096) {
         int64_t e = b + 4096 < n ? b + 4096 : n;
         bool bad = false;

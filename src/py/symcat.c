@@ -477,15 +477,21 @@ static PyObject *enum_fallback(const qp_value *x)
     return r;
 }
 
+/* Whether any of n indices is 0Nj (the null symbol). */
+static bool has_null(const int64_t *idx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] == QP_NULL_J) return true;
+    return false;
+}
+
 PyObject *qp__enum_categorical(const qp_value *x)
 {
     assert(PyGILState_Check());   /* the GIL guards the cache */
     if (pandas_init() < 0) return NULL;
     domain *d = dom_get(x);
     if (!d) return NULL;
-    bool null = false;
-    const int64_t *idx = qp_J(x);
-    for (int64_t i = 0; i < x->v.n && !null; i++) null = idx[i] == QP_NULL_J;
+    bool null = has_null(qp_J(x), x->v.n);
     if (d->dup || (null && d->empty < 0)) return enum_fallback(x);
     PyObject *dtype = dom_dtype(d);
     if (!dtype) return NULL;
@@ -505,9 +511,7 @@ PyObject *qp__enum_codes(const qp_value *x)
     domain *d = dom_get(x);
     if (!d) return NULL;
     if (!codes_cls) return PyErr_Format(PyExc_RuntimeError, "qpeach: no SymbolCodes class");
-    bool null = false;
-    const int64_t *idx = qp_J(x);
-    for (int64_t i = 0; i < x->v.n && !null; i++) null = idx[i] == QP_NULL_J;
+    bool null = has_null(qp_J(x), x->v.n);
     PyObject *cats = dom_cats(d);
     PyObject *codes = !cats ? NULL : null ? index_copy(x, d->empty) : index_view(x);
     PyObject *r = codes ? PyObject_CallFunctionObjArgs(codes_cls, codes, cats, NULL) : NULL;
