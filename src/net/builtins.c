@@ -20,6 +20,10 @@
  *   .qp.meta t         q's meta: a table c,t,f,a keyed by c
  *   .qp.partitions t   the partitions of a db table (db.c), an empty long
  *                      vector for other tables
+ *   .qp.distinct[t;c]  the distinct values of column c of table t (a name,
+ *                      or a value), sorted (symbols by bytes): what a
+ *                      scheduler plans `by = column` from; runs on the pool,
+ *                      as it may read and scan a whole db table
  *
  * With a mounted database (db.c) its tables are globals too, behind the
  * ones set here: qp_server_get reads them from the db when asked for.
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qpeach/sched.h"
 #include "qpeach/table.h"
 #include "qpeach/topo.h"
 #include "srv.h"
@@ -348,6 +353,25 @@ done:
     return r;
 }
 
+qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    const char *col = name_of(qp_K(args)[1]);
+    if (!col) return qp_error("type: .qp.distinct takes a table (or its name) and a column name");
+    qp_value *t = table_arg(s, arg0(args), ".qp.distinct");
+    if (t->type == QP_ERROR) return t;
+    qp_value *c = NULL, *r;
+    if (t->type == QP_TABLE) c = qp_table_column(t, col);
+    else if (qp_is_keyed_table(t)) {
+        c = qp_table_column(qp_dict_keys(t), col);
+        if (!c) c = qp_table_column(qp_dict_values(t), col);
+    }
+    if (c) r = qp_distinct_sorted(c);
+    else r = qp_error(is_table(t) ? "%s: no such column" : "type: .qp.distinct takes a table", col);
+    qp_unref(t);
+    return r ? r : qp_error("wsfull");
+}
+
 int qp__builtins_register(qp_server *s)
 {
     static const struct { const char *name; int nargs; qp_fn_cb fn; } b[] = {
@@ -362,5 +386,5 @@ int qp__builtins_register(qp_server *s)
         int rc = qp_server_def(s, b[i].name, b[i].nargs, QP_EXEC_LOOP, b[i].fn, NULL);
         if (rc) return rc;
     }
-    return 0;
+    return qp_server_def(s, ".qp.distinct", 2, QP_EXEC_POOL, qp__fn_distinct, NULL);
 }

@@ -5,6 +5,7 @@
  * no column file is opened until a table is asked for, and then only what
  * the call needs: .qp.count reads one column header per partition,
  * .qp.meta the `.d` and one partition's headers, .qp.partitions nothing,
+ * .qp.distinct one partition at a time,
  * .qp.get / a bare name / qtable() map the table (a partitioned one is
  * concatenated, which copies), and .qp.apply one partition or the rows it
  * needs (src/py/dbpart.c). Nothing is cached here: mapped columns cost a
@@ -27,6 +28,7 @@
 #include <string.h>
 
 #include "qpeach/kdb.h"
+#include "qpeach/sched.h"
 #include "srv.h"
 
 bool qp__db_has(const qp_server *s, const char *sym)
@@ -100,6 +102,49 @@ qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
     return qp_vector(QP_LONG, 0);
 }
 
+/* Distinct values of column col over every partition of db table t, one
+ * partition mapped at a time (a whole partitioned table would be a copy). */
+static qp_value *parts_distinct(qp_kdb *db, const char *t, const char *col)
+{
+    qp_value *parts = qp_kdb_partitions(db, t);
+    if (!parts || qp_is_error(parts)) return parts;
+    int64_t n = qp_count(parts);
+    qp_value *each = qp_vector(QP_LIST, n), *r = NULL;
+    for (int64_t i = 0; each && i < n; i++) {
+        qp_value *tp = qp_kdb_table_part(db, t, i, QP_KDB_ENUMS);
+        const qp_value *c = tp && !qp_is_error(tp) ? qp_table_column(tp, col) : NULL;
+        qp_K(each)[i] = c ? qp_distinct_sorted(c)
+                          : tp && qp_is_error(tp) ? qp_ref(tp) : qp_error("%s: no such column", col);
+        qp_unref(tp);
+        if (!qp_K(each)[i] || qp_is_error(qp_K(each)[i])) {
+            r = qp_ref(qp_K(each)[i]);
+            goto done;
+        }
+    }
+    qp_value *all = each ? qp_concat(qp_K(each), n) : NULL;
+    r = all ? qp_distinct_sorted(all) : NULL;
+    qp_unref(all);
+done:
+    qp_unref(each);
+    qp_unref(parts);
+    return r;
+}
+
+/* .qp.distinct on a partitioned db table: its partition column from the
+ * folder names, another column partition by partition. */
+static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
+{
+    const char *t = db_name(s, qp_K(args)[0]);
+    const char *pcol = t ? qp_kdb_part_column(s->db, t) : NULL;
+    const qp_value *c = qp_K(args)[1];
+    const char *col = c->type == -QP_SYMBOL ? c->s
+                      : c->type == QP_CHAR ? qp_sym_intern(qp_C(c), (size_t)c->v.n) : NULL;
+    if (!pcol || !col) return qp__fn_distinct(s, args, data);
+    if (strcmp(col, pcol) == 0) return qp_kdb_partitions(s->db, t);
+    qp_value *r = parts_distinct(s->db, t, col);
+    return r ? r : qp_error("wsfull");
+}
+
 int qp_server_mount(qp_server *s, qp_kdb *db)
 {
     if (!s || !db || s->db) return QP_EARG;
@@ -112,7 +157,8 @@ int qp_server_mount(qp_server *s, qp_kdb *db)
     if ((rc = qp_server_def(s, ".qp.count", 1, QP_EXEC_POOL, fn_db_count, NULL)) ||
         (rc = qp_server_def(s, ".qp.meta", 1, QP_EXEC_POOL, fn_db_meta, NULL)) ||
         (rc = qp_server_def(s, ".qp.get", 1, QP_EXEC_POOL, qp__fn_get, NULL)) ||
-        (rc = qp_server_def(s, ".qp.partitions", 1, QP_EXEC_POOL, qp__fn_partitions, NULL))) {
+        (rc = qp_server_def(s, ".qp.partitions", 1, QP_EXEC_POOL, qp__fn_partitions, NULL)) ||
+        (rc = qp_server_def(s, ".qp.distinct", 2, QP_EXEC_POOL, fn_db_distinct, NULL))) {
         qp_unref(names);
         return rc;
     }

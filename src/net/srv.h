@@ -165,6 +165,7 @@ qp_value *qp__global_get(qp_server *s, const char *sym);
 qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
 
 /* ---- db.c ---- */
 /* True when sym (interned) is a table of the mounted db. No lock taken. */

@@ -322,7 +322,17 @@ static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
     size_t w = qp_type_width(col->type);
     const char *src = col->v.data;
     char *dst = v->v.data;
-    for (int64_t i = 0; i < m; i++) memcpy(dst + (size_t)i * w, src + (size_t)idx[i] * w, w);
+    /* memcpy of a constant width is one load and one store a row (and
+     * safe unaligned); of a variable width, a call */
+#define GATHER(W) for (int64_t i = 0; i < m; i++) memcpy(dst + i * W, src + idx[i] * W, W)
+    switch (w) {
+    case 8: GATHER(8); break;
+    case 4: GATHER(4); break;
+    case 2: GATHER(2); break;
+    case 1: GATHER(1); break;
+    default: GATHER((int64_t)w);
+    }
+#undef GATHER
     return v;
 }
 
@@ -356,6 +366,28 @@ static qp_value *as_item(const qp_value *col, const qp_value *v)
     }
 }
 
+/* The rows of enumeration col that stand for symbol s, into idx; their
+ * count, or -1 when out of memory. Which indices mean s is worked out once
+ * per name of the domain (slot nd: the null, the empty symbol), so each
+ * row costs one byte looked up in a table the size of the domain. idx
+ * has room for every row. */
+static int64_t enum_rows(const qp_value *col, const char *s, int64_t *idx)
+{
+    const qp_value *dom = col->v.dom;
+    int64_t nd = dom->v.n, m = 0;
+    uint8_t *hit = malloc((size_t)nd + 1);
+    if (!hit) return -1;
+    for (int64_t k = 0; k < nd; k++) hit[k] = qp_S(dom)[k] == s;
+    hit[nd] = s == qp_sym_intern("", 0);
+    const int64_t *x = qp_J(col);
+    for (int64_t i = 0; i < col->v.n; i++) {    /* no branch on the data */
+        idx[m] = i;
+        m += hit[x[i] == QP_NULL_J ? nd : x[i]];
+    }
+    free(hit);
+    return m;
+}
+
 static qp_value *rows_where(const qp_value *t, const char *colname, const qp_value *val)
 {
     const qp_value *col = qp_table_column(t, colname);
@@ -374,12 +406,12 @@ static qp_value *rows_where(const qp_value *t, const char *colname, const qp_val
         const char *s = a->s;
         for (int64_t i = 0; i < n; i++) if (qp_S(col)[i] == s) idx[m++] = i;
     } else if (col->type == QP_ENUM) {
-        const char *s = a->s;
-        for (int64_t i = 0; i < n; i++) if (qp_enum_sym(col, i) == s) idx[m++] = i;
+        m = enum_rows(col, a->s, idx);
     } else {
         for (int64_t i = 0; i < n; i++) if (item_eq(col, i, a)) idx[m++] = i;
     }
     qp_unref(a);
+    if (m < 0) { free(idx); return NULL; }
     const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
     qp_value *out = qp_vector(QP_LIST, cols->v.n);
     for (int64_t c = 0; out && c < cols->v.n; c++) {

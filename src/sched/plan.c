@@ -80,14 +80,35 @@ static int cmp_f32(const void *a, const void *b)
 }
 static int cmp_guid(const void *a, const void *b) { return memcmp(a, b, 16); }
 
+/* The distinct symbols an enumeration stands for: one pass marking the
+ * indices it uses (a byte per name of its domain; its indices were checked
+ * when it was made), then only those names sorted. Sorting a symbol per
+ * row instead took seconds for a 10M-row column. */
+static qp_value *distinct_enum(const qp_value *v)
+{
+    const qp_value *dom = v->v.dom;
+    int64_t nd = dom->v.n, k = 0;
+    uint8_t *seen = calloc((size_t)nd + 1, 1);        /* seen[nd]: the null */
+    if (!seen) return NULL;
+    const int64_t *idx = qp_J(v);
+    for (int64_t i = 0; i < v->v.n; i++) seen[idx[i] == QP_NULL_J ? nd : idx[i]] = 1;
+    for (int64_t i = 0; i <= nd; i++) k += seen[i];
+    qp_value *s = qp_vector(QP_SYMBOL, k), *d = NULL;
+    const char *empty = qp_sym_intern("", 0);
+    if (s && empty) {
+        k = 0;
+        for (int64_t i = 0; i <= nd; i++)
+            if (seen[i]) qp_S(s)[k++] = i == nd ? empty : qp_S(dom)[i];
+        d = qp_distinct_sorted(s);     /* a domain may hold a name twice */
+    }
+    qp_unref(s);
+    free(seen);
+    return d;
+}
+
 qp_value *qp_distinct_sorted(const qp_value *v)
 {
-    if (v->type == QP_ENUM) {      /* the distinct symbols it stands for */
-        qp_value *r = qp_enum_resolve(v);
-        qp_value *d = r ? qp_distinct_sorted(r) : NULL;
-        qp_unref(r);
-        return d;
-    }
+    if (v->type == QP_ENUM) return distinct_enum(v);
     int (*cmp)(const void *, const void *) = NULL;
     switch (v->type) {
     case QP_BOOL: case QP_BYTE: cmp = cmp_u8; break;

@@ -499,19 +499,10 @@ int qp__make_plan(run *r, int slots)
             col = qp_table_column(r->input, j->column);
             if (col) qp_ref(col);
         } else {
-            /* The values come from a worker: a small helper function over
-             * the whole table returns the distinct values of the column. */
-            char code[512];
-            snprintf(code, sizeof code, "def qp__distinct(t):\n    import numpy\n"
-                     "    return numpy.unique(numpy.asarray(t['%s']))\n", j->column);
-            qp_value *v = qp__call_one(r, qp__call(".qp.def", 2, qp_symbol("qp__distinct"), qp_cstring(code)));
-            if (v && !qp_is_error(v)) {
-                qp_unref(v);
-                qp_value *all = qp_vector(QP_LONG, 2);
-                if (all) { qp_J(all)[0] = 0; qp_J(all)[1] = QP_INF_J; }
-                v = qp__call_one(r, qp__call(".qp.apply", 3, qp_symbol("qp__distinct"),
-                                         qp_symbol(j->table), all));
-            }
+            /* The values come from a worker, which reads and scans the
+             * column where the table is (mapped, or in its memory). */
+            qp_value *v = qp__call_one(r, qp__call(".qp.distinct", 2, qp_symbol(j->table),
+                                                   qp_symbol(j->column)));
             if (!v) return QP_RUN_FAILED;
             if (qp_is_error(v)) {
                 qp__fail(r, "distinct values of %s.%s: %s", j->table, j->column, v->s);

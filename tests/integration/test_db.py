@@ -134,6 +134,27 @@ def test_egor7_meta_partitions():
         assert c.call([Sym(".qp.partitions"), Sym("r")]) == Vec("j", [])   # resident: none
 
 
+
+def test_distinct_values_of_a_column():
+    """.qp.distinct[t; c], what a scheduler plans by = column from: sorted,
+    a partitioned db table's partition by partition, and from a splayed
+    one's, a resident one's; errors name the column."""
+    need(EGOR)
+    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+        dist = lambda t, col: c.call([Sym(".qp.distinct"), Sym(t), Sym(col)])
+        assert dist("t", "sym") == Vec("s", ["ibm", "msft"])
+        assert dist("t", "date") == Vec("d", [qdate(2015, 1, 1), qdate(2015, 1, 2)])
+        assert dist("t", "p") == Vec("f", [33.0, 33.5, 101.0, 101.5])
+        assert dist("cust", "name") == Vec("s", ["google", "microsoft", "oracle"])
+        c.call([Sym(".qp.set"), Sym("r"), Table({"a": Vec("j", [3, 1, 3, 2])})])
+        assert dist("r", "a") == Vec("j", [1, 2, 3])
+        expect_error(lambda: dist("t", "nope"), "nope: no such column")
+        expect_error(lambda: dist("cust", "nope"), "nope: no such column")
+        expect_error(lambda: dist("nosuch", "a"), "nosuch")
+        expect_error(lambda: c.call([Sym(".qp.distinct"), Sym("r"), 1]), "type")
+        assert s.alive()
+
+
 ROWS = """
 def rows(t):
     return [int(len(t['date'])), list(t)[0], [str(d) for d in t['date']],

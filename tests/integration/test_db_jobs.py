@@ -83,6 +83,22 @@ def test_rows_across_partitions_of_a_db():
     assert sum(int(g["n"]) for g in got) == 4, got           # 2 rows in each of 2 dates
 
 
+def test_by_column_on_a_db_table():
+    """by = column on a partitioned db table: one task per distinct value,
+    planned by the worker from the mapped partitions (.qp.distinct)."""
+    need(EGOR)
+    d = tmpdir()
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = column\ncolumn = sym\n", "local = 2\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    assert [int(g["n"]) for g in got] == [2, 2] and len(got) == r.stderr.count("done on worker"), got
+    assert "sym=`ibm" in r.stderr and "sym=`msft" in r.stderr, r.stderr
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = column\ncolumn = nope\n", "local = 1\n")
+    r = run(p)
+    assert r.returncode == 2 and "column = nope: t has no such column (it has: date, ti, sym, p)" in r.stderr, r.stderr
+
+
 def link_db(root, parts):
     """A db root holding some of egor7's partitions (symlinks: nothing copied)."""
     os.makedirs(root)
