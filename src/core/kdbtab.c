@@ -264,17 +264,17 @@ static qp_value *raw_table(qp_kdb *db, qp__ktable *t)
 }
 
 /* Column c of raw table x, rows [a, a + n): a view (the column itself when
- * whole, attribute and all) whose pages are mapped in one call (the caller
- * is about to read them all), its indices checked when it is an
- * enumeration, and resolved to symbols without QP_KDB_ENUMS. */
+ * whole, attribute and all); when it is an enumeration, its indices
+ * checked (their pages mapped in one call first: the check reads them
+ * all), and resolved to symbols without QP_KDB_ENUMS. Other columns are
+ * left to fault in as read: a function may use few of a wide table's. */
 static qp_value *checked_column(const qp__ktable *t, const qp_value *x, int64_t c, int64_t a,
                                 int64_t n, unsigned flags)
 {
     const qp_value *col = qp_K(qp_table_columns(x))[c];
     qp_value *v = a == 0 && n == qp_count(col) ? qp_ref((qp_value *)col) : qp_slice(col, a, n);
-    if (v && v->type >= 1 && v->type <= QP_ENUM && v->v.owner && v->v.owner->maplen)
-        qp__kdb_populate(v->v.data, (size_t)n * qp_type_width(v->type));
     if (!v || v->type != QP_ENUM) return v;
+    if (v->v.owner && v->v.owner->maplen) qp__kdb_populate(v->v.data, (size_t)n * 8);
     int64_t bad = qp_enum_check(qp_J(v), n, v->v.dom->v.n);
     if (bad >= 0) {
         qp_value *e = qp_error("%s/%s: enum: index %lld at row %lld is beyond the domain of "
