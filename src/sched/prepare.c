@@ -1,5 +1,6 @@
 /* prepare.c - everything `qpeach run` settles before the first task goes
- * out: the input (a CSV converted once to a kdb+ splayed table), the identity a journal
+ * out: the input (a CSV or q IPC file converted once to a kdb+ splayed
+ * table), the identity a journal
  * is checked against, and the partition plan (which may need a worker to
  * count a resident table or list a column's values).
  *
@@ -76,35 +77,50 @@ static void drop_stale_copies(run *r)
 
 /* Writes the parsed table as a kdb+ splayed table at r->input_path, its
  * symbols enumerated against a `sym` beside it: every worker maps the
- * columns (one page cache for all) and gets symbols as codes. */
-static int write_copy(run *r)
+ * columns (one page cache for all) and gets symbols as codes. A failure
+ * fails the run when loud, else is only reported. */
+static int write_copy(run *r, bool loud)
 {
     char root[4096], err[512];
     snprintf(root, sizeof root, "%.*s", (int)(strlen(r->input_path) - strlen(r->job->table) - 1),
              r->input_path);
     qp__mkdir_p(root);
     int rc = qp_kdb_write(root, r->job->table, r->input, NULL, err, sizeof err);
-    if (rc) qp__fail(r, "writing %s: %s", r->input_path, err);
+    if (rc && loud) qp__fail(r, "writing %s: %s", r->input_path, err);
+    else if (rc) qp__say(r, "input", "%s stays a file each worker loads: %s", r->job->file, err);
     return rc ? QP_RUN_FAILED : 0;
 }
 
-/* Parses the CSV (always loudly: a parse error fails the run, naming file,
- * line and column) and, unless this is a dry run, writes the parsed copy
- * at r->input_path. */
-static int parse_csv(run *r, bool write)
+/* The input stays the file itself (workers load it), not a parsed copy. */
+static int keep_file(run *r)
+{
+    free(r->input_path);
+    r->input_path = strdup(r->job->file);
+    return r->input_path ? 0 : QP_RUN_FAILED;
+}
+
+/* Reads the input file (a CSV always loudly: a parse error fails the run,
+ * naming file, line and column) and, unless this is a dry run, writes the
+ * parsed copy at r->input_path. A q IPC file holding anything but a table
+ * the db writer takes (a keyed table, say) is left as it is: each worker
+ * loads the file, as before copies existed. */
+static int read_input(run *r, bool csv, bool write)
 {
     const qp_job *j = r->job;
     int64_t t = qp__ms();
     qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
-    r->input = qp_csv_load(j->file, &co);
+    r->input = csv ? qp_csv_load(j->file, &co) : qp_ipcfile_load(j->file);
     if (!r->input || qp_is_error(r->input)) {      /* the loader's text names the file */
-        qp__fail(r, "input: %s", r->input ? r->input->s : "out of memory");
+        qp__fail(r, "input%s%s: %s", csv ? "" : " ", csv ? "" : j->file,
+                 r->input ? r->input->s : "out of memory");
         return QP_RUN_FAILED;
     }
-    if (!write || write_copy(r)) return write ? QP_RUN_FAILED : 0;
+    if (!write) return 0;
+    if (!csv && r->input->type != QP_TABLE) return keep_file(r);
+    if (write_copy(r, csv)) return csv ? QP_RUN_FAILED : keep_file(r);
     drop_stale_copies(r);
-    qp__say(r, "input", "parsed %s once (%" PRId64 " rows, %.1fs) into %s", j->file,
-            qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
+    qp__say(r, "input", "%s %s once (%" PRId64 " rows, %.1fs) into %s", csv ? "parsed" : "read",
+            j->file, qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
     return 0;
 }
 
@@ -117,22 +133,25 @@ int qp__prepare_input(run *r, bool need_table)
         qp__fail(r, "input %s: %s", j->file, strerror(errno));
         return QP_RUN_FAILED;
     }
-    if (!ends_with(j->file, ".csv")) {
-        r->input_path = strdup(j->file);
-        if (!r->input_path) return QP_RUN_FAILED;
+    if (S_ISDIR(st.st_mode)) {      /* a kdb+ splayed table: mapped as it is */
+        if (!(r->input_path = strdup(j->file))) return QP_RUN_FAILED;
         if (!need_table) return 0;
         r->input = qp_table_load(j->file, NULL);
         if (r->input && !qp_is_error(r->input)) return 0;
         qp__fail(r, "input %s: %s", j->file, r->input ? r->input->s : "out of memory");
         return QP_RUN_FAILED;
     }
+    /* a CSV or a q IPC file: read once into a splayed table the workers map */
     r->input_path = parsed_copy_path(j, &st);
     if (!r->input_path) return QP_RUN_FAILED;
     char done[4200];          /* qp_kdb_write writes .d last */
     snprintf(done, sizeof done, "%s/.d", r->input_path);
-    bool have_copy = !access(done, R_OK);
-    if (have_copy && !need_table) return 0;
-    return parse_csv(r, !have_copy && !r->o->dry_run);
+    if (access(done, R_OK)) return read_input(r, ends_with(j->file, ".csv"), !r->o->dry_run);
+    if (!need_table) return 0;
+    r->input = qp_table_load(r->input_path, NULL);      /* the copy, mapped */
+    if (r->input && !qp_is_error(r->input)) return 0;
+    qp__fail(r, "input %s: %s", r->input_path, r->input ? r->input->s : "out of memory");
+    return QP_RUN_FAILED;
 }
 
 /* SHA-256 of a function's code: as the caller gave it (its IPC bytes),

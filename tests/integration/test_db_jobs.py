@@ -12,7 +12,7 @@ import os
 import re
 
 from harness import Server, qpeach, tmpdir
-from qipc import Conn, Sym, Vec
+from qipc import Conn, Sym, Table, Vec, encode
 from test_db import APPLY, DOLPHIN, DOLPHIN_CSV, EGOR, define, expect_error, need
 from test_run import run, write
 
@@ -145,6 +145,37 @@ def test_csv_input_becomes_a_splayed_table_the_workers_map():
     assert sum(int(g["n"]) for g in got) == 300 and {g["cat"] for g in got} == {"1"}, got
     r = run(p)                                   # reused: not parsed again
     assert r.returncode == 0 and "parsed" not in r.stderr, r.stderr
+
+
+def test_ipc_file_input_becomes_a_splayed_table_too():
+    """A q IPC file input (-8! bytes) is read once into a splayed table the
+    workers map, like a CSV, and reused while the file is unchanged."""
+    d = tmpdir()
+    n = 3000
+    t = Table({"sym": Vec("s", [f"S{i % 3}" for i in range(n)]),
+               "price": Vec("f", [i + 0.5 for i in range(n)]), "size": Vec("j", list(range(n)))})
+    with open(os.path.join(d, "t.qipc"), "wb") as f:
+        f.write(encode(t))
+    write(d, "m.py", "import numpy as np\ndef f(t):\n"
+          "    return {'n': np.array([len(t['size'])]), 'sum': np.array([int(t['size'].sum())]),\n"
+          "            'codes': np.array([hasattr(t['sym'], 'codes')])}\n")
+    p = write(d, "m.ini", "[job]\nname = m\nfunction = m.py:f\nsymbols = codes\n"
+              "[input]\ntable = trade\nfile = t.qipc\n[partition]\npieces = 3\n"
+              "[workers]\nlocal = 2\n[merge]\nhow = concat\n[output]\npath = out/o.csv\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"read \S+ once \(3000 rows.*into (\S+)", r.stderr)
+    assert m and os.path.isfile(os.path.join(m.group(1), ".d")), r.stderr
+    got = rows_of(os.path.join(d, "out", "o.csv"))
+    assert sum(int(g["n"]) for g in got) == n and sum(int(g["sum"]) for g in got) == n * (n - 1) // 2
+    assert {g["codes"] for g in got} == {"1"}, got          # symbols enumerated in the copy
+    r = run(p)                                   # reused: not read again
+    assert r.returncode == 0 and "once" not in r.stderr, r.stderr
+    with open(os.path.join(d, "t.qipc"), "wb") as f:       # changed: read again
+        f.write(encode(Table({"sym": Vec("s", ["a"]), "price": Vec("f", [1.0]), "size": Vec("j", [7])})))
+    r = run(p)
+    assert r.returncode == 0 and "read" in r.stderr and "once (1 rows" in r.stderr, r.stderr
+    assert sum(int(g["sum"]) for g in rows_of(os.path.join(d, "out", "o.csv"))) == 7
 
 
 def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
