@@ -21,7 +21,7 @@ def vwap_parts(t):
         names, inv = np.unique(np.asarray(sym).astype(str), return_inverse=True)
     size = np.asarray(t['size'])
     # price * size in one pass, the int sizes cast as they are read (no
-    # float copy of the column); bincount casts its weights alike.
+    # float copy of the column first); bincount converts its own weights.
     pv = np.bincount(inv, weights=np.multiply(t['price'], size, dtype=float), minlength=len(names))
     vol = np.bincount(inv, weights=size, minlength=len(names))
     used = vol != 0    # syms with no volume here: none traded, or a VWAP undefined
