@@ -30,21 +30,16 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "python"))
 
 from harness import Server        # noqa: E402
 from qipc import Conn, Sym        # noqa: E402
+from qpeach._pykx_client import Q3   # PyKX's call lambda, byte for byte (PYKX_WIRE.md)  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 N = 1000 if QUICK else 5000
 ROUNDS = 10
 
-# PyKX's call lambda, byte for byte (PYKX_WIRE.md, Q3)
-Q3 = ("\n" + " " * 43 + "{[code;func_name;args;lenargs]\n"
-      + " " * 45 + '.pykx.pyexec trim "\n" sv 1_"\n" vs code;\n'
-      + " " * 45 + "func:.pykx.get[func_name;<];\n"
-      + " " * 45 + "$[lenargs;func . args;func[]]\n"
-      + " " * 45 + "}\n"
-      + " " * 43)
 # the source as dill/inspect give it: decorator line first
 SRC = ("@kx.remote.function(session)\n"
        "def single_arg_function(x):\n"

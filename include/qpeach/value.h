@@ -305,6 +305,9 @@ qp_value *qp_item(const qp_value *x, int64_t i);
 /* The interned copy of s[0..n), which ends at a NUL if s[0..n) holds one
  * (a symbol is a C string): thread-safe; never freed. NULL on OOM. */
 const char *qp_sym_intern(const char *s, size_t n);
+/* A name as q sends one: a symbol, a string or a one-char atom, interned;
+ * NULL for any other value (or on OOM). */
+const char *qp_name_of(const qp_value *x);
 
 /* ---- Comparison and printing. ---- */
 /* Deep equality: same type, attribute, count and items (NaN equals NaN,

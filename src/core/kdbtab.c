@@ -351,14 +351,13 @@ qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b,
     pthread_mutex_unlock(&db->lock);
     qp_value *x = whole ? whole : raw_table(db, t);
     if (!x || qp_is_error(x)) return x;
-    int64_t n = qp_count(x);
+    int64_t n = qp_count(x), m = (b < n ? b : n) - a;
     qp_value *r;
     if (a < 0 || b < a || a > n)
         r = qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)a, (long long)b,
                      (long long)n, table);
     else
-        r = whole ? qp_table_slice(x, a, (b < n ? b : n) - a)
-                  : checked_rows(t, x, a, (b < n ? b : n) - a, flags);
+        r = whole ? qp_table_slice(x, a, m) : checked_rows(t, x, a, m, flags);
     qp_unref(x);
     return r ? r : qp_error("%s: out of memory", table);
 }

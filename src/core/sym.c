@@ -98,3 +98,11 @@ done:
     pthread_mutex_unlock(&sh->lock);
     return out;
 }
+
+const char *qp_name_of(const qp_value *x)
+{
+    if (x->type == -QP_SYMBOL) return x->s;
+    if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
+    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
+    return NULL;
+}

@@ -180,15 +180,6 @@ void qp__globals_free(qp_server *s)
 
 static qp_value *arg0(qp_value *args) { return qp_K(args)[0]; }
 
-/* A name given as `sym or "string"; NULL if x is neither. */
-static const char *name_of(const qp_value *x)
-{
-    if (x->type == -QP_SYMBOL) return x->s;
-    if (x->type == QP_CHAR) return qp_sym_intern(qp_C(x), (size_t)x->v.n);
-    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
-    return NULL;
-}
-
 static qp_value *fn_echo(qp_server *s, qp_value *args, void *data)
 {
     (void)s; (void)data;
@@ -249,7 +240,7 @@ oom:
 static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
-    const char *name = name_of(qp_K(args)[0]);
+    const char *name = qp_name_of(qp_K(args)[0]);
     if (!name || !*name) return qp_error("type: .qp.set takes a name (symbol or string) and a value");
     if (qp_server_set(s, name, qp_ref(qp_K(args)[1]))) return NULL;
     return qp_symbol(name);
@@ -258,7 +249,7 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
 qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
-    const char *name = name_of(arg0(args));
+    const char *name = qp_name_of(arg0(args));
     if (!name) return qp_error("type: .qp.get takes a name (symbol or string)");
     qp_value *v = qp_server_get(s, name);
     return v ? v : qp_error("%s", name);
@@ -275,7 +266,7 @@ static qp_value *fn_tables(qp_server *s, qp_value *args, void *data)
 static qp_value *table_arg(qp_server *s, qp_value *x, const char *fn)
 {
     if (x->type == -QP_SYMBOL || x->type == QP_CHAR) {
-        const char *name = name_of(x);
+        const char *name = qp_name_of(x);
         qp_value *v = name ? qp_server_get(s, name) : NULL;
         if (!v) return qp_error("%s", name ? name : "wsfull");
         return v;
@@ -356,7 +347,7 @@ done:
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
-    const char *col = name_of(qp_K(args)[1]);
+    const char *col = qp_name_of(qp_K(args)[1]);
     if (!col) return qp_error("type: .qp.distinct takes a table (or its name) and a column name");
     qp_value *t = table_arg(s, arg0(args), ".qp.distinct");
     if (t->type == QP_ERROR) return t;

@@ -51,9 +51,7 @@ qp_value *qp__db_table(qp_server *s, const char *sym)
  * argument names no db table or a global hides it. */
 static const char *db_name(qp_server *s, const qp_value *x)
 {
-    const char *sym = NULL;
-    if (x->type == -QP_SYMBOL) sym = x->s;
-    else if (x->type == QP_CHAR) sym = qp_sym_intern(qp_C(x), (size_t)x->v.n);
+    const char *sym = qp_name_of(x);
     if (!sym || !qp__db_has(s, sym)) return NULL;
     qp_value *g = qp__global_get(s, sym);
     qp_unref(g);
@@ -93,7 +91,7 @@ qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
         return qp_error("type: .qp.partitions takes a table name (symbol or string)");
     const char *t = db_name(s, x);
     if (t) return qp_kdb_partitions(s->db, t);
-    const char *sym = x->type == -QP_SYMBOL ? x->s : qp_sym_intern(qp_C(x), (size_t)x->v.n);
+    const char *sym = qp_name_of(x);
     qp_value *g = sym ? qp_server_get(s, sym) : NULL;
     if (!g) return qp_error("%s", sym ? sym : "wsfull");
     bool table = g->type == QP_TABLE || qp_is_keyed_table(g);
@@ -136,9 +134,7 @@ static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
 {
     const char *t = db_name(s, qp_K(args)[0]);
     const char *pcol = t ? qp_kdb_part_column(s->db, t) : NULL;
-    const qp_value *c = qp_K(args)[1];
-    const char *col = c->type == -QP_SYMBOL ? c->s
-                      : c->type == QP_CHAR ? qp_sym_intern(qp_C(c), (size_t)c->v.n) : NULL;
+    const char *col = qp_name_of(qp_K(args)[1]);
     if (!pcol || !col) return qp__fn_distinct(s, args, data);
     if (strcmp(col, pcol) == 0) return qp_kdb_partitions(s->db, t);
     qp_value *r = parts_distinct(s->db, t, col);

@@ -144,9 +144,7 @@ int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value *
         return 1;
     }
     if (!pcol || part->type != QP_LIST || part->v.n != 2) return 0;
-    const qp_value *c = qp_K(part)[0];
-    const char *col = c->type == -QP_SYMBOL ? c->s
-                      : c->type == QP_CHAR ? qp_sym_intern(qp_C(c), (size_t)c->v.n) : NULL;
+    const char *col = qp_name_of(qp_K(part)[0]);
     if (!col || strcmp(col, pcol) != 0) return 0;
     *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
     return 1;

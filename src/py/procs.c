@@ -348,12 +348,9 @@ static const char *hist_name(const qp_value *msg, bool *replaces)
         *replaces = false;
         return NULL;
     }
-    const qp_value *x = msg->v.n > 1 ? qp_K(msg)[1] : NULL;
-    if (x && x->type == -QP_SYMBOL) return x->s;
-    if (x && x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
-    if (x && x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
-    *replaces = false;
-    return NULL;
+    const char *name = msg->v.n > 1 ? qp_name_of(qp_K(msg)[1]) : NULL;
+    if (!name) *replaces = false;
+    return name;
 }
 
 static int record(const qp_value *msg)

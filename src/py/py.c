@@ -435,14 +435,6 @@ static qp_value *import_one(const char *alias, const char *mod)
     return rc < 0 ? qp_py_error() : NULL;
 }
 
-static const char *name_of(const qp_value *x)
-{
-    if (x->type == -QP_SYMBOL) return x->s;
-    if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
-    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
-    return NULL;
-}
-
 qp_value *qp_py_import(const qp_value *x)
 {
     if (!ready) return qp_error("qp.import: python is not running");
@@ -458,7 +450,7 @@ qp_value *qp_py_import(const qp_value *x)
     for (int64_t i = 0; i < n; i++) {
         qp_value *k = keys->type == -QP_SYMBOL ? qp_ref((qp_value *)keys) : qp_item(keys, i);
         qp_value *v = vals->type == -QP_SYMBOL ? qp_ref((qp_value *)vals) : qp_item(vals, i);
-        const char *a = k ? name_of(k) : NULL, *m = v ? name_of(v) : NULL;
+        const char *a = k ? qp_name_of(k) : NULL, *m = v ? qp_name_of(v) : NULL;
         qp_unref(k);
         qp_unref(v);
         if (!a || !m || !*a || !*m) {

@@ -125,21 +125,11 @@ static qp_value *repr_error(void)
     return e;
 }
 
-/* A name sent as a symbol or a string (interned: NUL-terminated, lives
- * as long as the process); NULL for anything else. */
-static const char *text_of(const qp_value *x)
-{
-    if (x->type == -QP_SYMBOL) return x->s;
-    if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
-    if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
-    return NULL;
-}
-
 /* ---- Q2: libraries ---- */
 
 qp_value *qp__pykx_libraries(const qp_value *alias, const qp_value *library)
 {
-    const char *a = text_of(alias), *l = text_of(library);
+    const char *a = qp_name_of(alias), *l = qp_name_of(library);
     if (!a || !l)
         return qp_error("type: PyKX's libraries call takes an alias and a library "
                         "(symbols or strings), not %s and %s",
@@ -521,7 +511,7 @@ static qp_value *to_q(PyObject *o, int depth)
 qp_value *qp__pykx_call(const qp_value *code, const qp_value *name, const qp_value *args,
                         const qp_value *n)
 {
-    const char *fname = text_of(name);
+    const char *fname = qp_name_of(name);
     if (code->type != QP_CHAR)
         return qp_error("type: PyKX's call takes the function's source as a string, not %s",
                         qp_type_name(code->type));

@@ -110,9 +110,10 @@ static int read_input(run *r, bool csv, bool write)
     int64_t t = qp__ms();
     qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
     r->input = csv ? qp_csv_load(j->file, &co) : qp_ipcfile_load(j->file);
-    if (!r->input || qp_is_error(r->input)) {      /* the loader's text names the file */
-        qp__fail(r, "input%s%s: %s", csv ? "" : " ", csv ? "" : j->file,
-                 r->input ? r->input->s : "out of memory");
+    if (!r->input || qp_is_error(r->input)) {
+        const char *why = r->input ? r->input->s : "out of memory";
+        if (csv) qp__fail(r, "input: %s", why);     /* the CSV loader's text names the file */
+        else qp__fail(r, "input %s: %s", j->file, why);
         return QP_RUN_FAILED;
     }
     if (!write) return 0;
