@@ -144,6 +144,8 @@ struct qp_kdb {
 
 /* The table named name, or NULL. */
 qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
+/* "a/b", malloc'd (NULL on OOM). */
+char *qp__kdb_join(const char *a, const char *b);
 /* The decoding environment of column file path of db (domains from db). */
 typedef struct qp__colenv {
     qp_kdb *db;

@@ -116,7 +116,7 @@ typedef struct opening {
     size_t errlen;
 } opening;
 
-static char *join(const char *a, const char *b)
+char *qp__kdb_join(const char *a, const char *b)
 {
     char *s = NULL;
     return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
@@ -147,7 +147,7 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
         o->c = c;
         o->capc = cap;
     }
-    char *dir = join(seg, name);
+    char *dir = qp__kdb_join(seg, name);
     if (!dir) return QP_ENOMEM;
     o->c[o->nc++] = (cand){kind, v, dir};
     return 0;
@@ -159,7 +159,7 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
 static bool entry_is_dir(const char *dir, const struct dirent *e)
 {
     if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) return e->d_type == DT_DIR;
-    char *p = join(dir, e->d_name);
+    char *p = qp__kdb_join(dir, e->d_name);
     struct stat st;
     bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
     free(p);
@@ -170,7 +170,7 @@ static bool entry_is_dir(const char *dir, const struct dirent *e)
  * and no folder (finspace's splays have no .d). */
 static bool is_splay(const char *dir)
 {
-    char *d = join(dir, ".d");
+    char *d = qp__kdb_join(dir, ".d");
     struct stat st;
     bool yes = d && stat(d, &st) == 0 && S_ISREG(st.st_mode);
     free(d);
@@ -223,7 +223,7 @@ static int list_folder(opening *o, const char *seg, bool root, bool parts)
         if (kind != PK_NONE && !entry_is_dir(seg, e)) kind = PK_NONE;
         if (kind != PK_NONE) { rc = cand_add(o, kind, v, seg, e->d_name); continue; }
         if (!root) continue;
-        char *p = join(seg, e->d_name);
+        char *p = qp__kdb_join(seg, e->d_name);
         if (!p) { rc = QP_ENOMEM; break; }
         struct stat st;
         int tk = 0;
@@ -252,7 +252,7 @@ static int list_segments(opening *o, const char *partxt)
     while (!rc && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0]) continue;
-        char *seg = line[0] == '/' ? strdup(line) : join(o->db->path, line);
+        char *seg = line[0] == '/' ? strdup(line) : qp__kdb_join(o->db->path, line);
         if (!seg) { rc = QP_ENOMEM; break; }
         rc = list_folder(o, seg, false, true);
         free(seg);
@@ -354,7 +354,7 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto fail;
-    char *partxt = join(db->path, "par.txt");
+    char *partxt = qp__kdb_join(db->path, "par.txt");
     if (!partxt) goto fail;
     bool seg = stat(partxt, &st) == 0 && S_ISREG(st.st_mode);
     rc = list_folder(&o, db->path, true, !seg);

@@ -21,12 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *join(const char *a, const char *b)
-{
-    char *s = NULL;
-    return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -52,7 +46,7 @@ static qp_value *columns_listed(const char *dir)
 
 qp_value *qp__kdb_columns(const char *dir)
 {
-    char *d = join(dir, ".d");
+    char *d = qp__kdb_join(dir, ".d");
     struct stat st;
     if (!d) return qp_error("%s: out of memory", dir);
     if (stat(d, &st) < 0) { free(d); return columns_listed(dir); }
@@ -82,7 +76,7 @@ static qp_value *load_splay(qp_kdb *db, const char *dir, const char *tname, unsi
     int64_t got = 0;
     for (; got < names->v.n && !err; got++) {
         const char *cn = qp_S(names)[got];
-        char *p = join(dir, cn);
+        char *p = qp__kdb_join(dir, cn);
         qp__colenv ce;
         qp__kdb_env env;
         qp__kdb_colenv(&ce, &env, db, p, flags);
@@ -144,14 +138,14 @@ oom:
  * missing there comes back as 0 rows of another partition's columns. */
 static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned flags)
 {
-    char *dir = join(db->parts[p].dir, t->name);
+    char *dir = qp__kdb_join(db->parts[p].dir, t->name);
     if (!dir) return qp_error("out of memory");
     struct stat st;
     qp_value *x;
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
         x = load_splay(db, dir, t->name, flags);
     } else {
-        char *other = join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
+        char *other = qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
         qp_value *full = other ? load_splay(db, other, t->name, flags) : NULL;
         x = full && !qp_is_error(full) ? qp_table_slice(full, 0, 0) : qp_ref(full);
         qp_unref(full);
@@ -411,7 +405,7 @@ static int count_splay(qp_kdb *db, const char *dir, const char *col, int64_t *n,
     *n = 0;
     int rc = col ? 0 : first_column(dir, &col, err, errlen);
     if (rc || !col) return rc;
-    char *p = join(dir, col);
+    char *p = qp__kdb_join(dir, col);
     rc = p ? count_col(db, p, n, err, errlen) : QP_ENOMEM;
     free(p);
     return rc;
@@ -436,12 +430,12 @@ int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t er
     }
     /* One .d (the last partition's) names the column; then one header
      * per partition. */
-    char *last = join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
+    char *last = qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
     const char *col = NULL;
     int rc = last ? first_column(last, &col, err, errlen) : QP_ENOMEM;
     free(last);
     for (int64_t i = 0; !rc && col && i < t->nparts; i++) {
-        char *dir = join(db->parts[t->parts[i]].dir, t->name);
+        char *dir = qp__kdb_join(db->parts[t->parts[i]].dir, t->name);
         int64_t k = 0;
         rc = dir ? count_splay(db, dir, col, &k, err, errlen) : QP_ENOMEM;
         free(dir);
@@ -526,7 +520,7 @@ qp_value *qp_kdb_meta(qp_kdb *db, const char *table)
     if (!t) return err;
     if (t->kind == KT_FLAT) return meta_flat(db, t);
     bool part = t->kind == KT_PART;
-    char *dir = part ? join(db->parts[t->parts[t->nparts - 1]].dir, t->name) : strdup(t->path);
+    char *dir = part ? qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name) : strdup(t->path);
     qp_value *names = dir ? qp__kdb_columns(dir) : NULL;
     if (!names || qp_is_error(names)) { free(dir); return names ? names : qp_error("out of memory"); }
     int64_t n = names->v.n + part;
@@ -540,7 +534,7 @@ qp_value *qp_kdb_meta(qp_kdb *db, const char *table)
         qp_C(ty)[0] = db->pkind == PK_DATE ? 'd' : db->pkind == PK_MONTH ? 'm' : 'j';
     }
     for (int64_t i = 0; i < names->v.n; i++) {
-        char *p = join(dir, qp_S(names)[i]);
+        char *p = qp__kdb_join(dir, qp_S(names)[i]);
         int rc = p ? col_meta(p, &qp_C(ty)[i + part], &attrs[i + part], msg, sizeof msg) : QP_ENOMEM;
         free(p);
         if (rc) { err = qp_error("%s", rc == QP_ENOMEM ? "out of memory" : msg); goto done; }
