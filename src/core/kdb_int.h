@@ -11,6 +11,21 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+
+/* The int64 at p, which need not be aligned (headers and items are
+ * little-endian, as this machine). */
+static inline int64_t qp__krd64(const uint8_t *p)
+{
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Formats err (when given) and returns code: how the reader and the
+ * writer report a failure with its reason. */
+int qp__kerr(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The kinds of file q writes (KDB_FORMAT.md "File kinds"). */
 enum {

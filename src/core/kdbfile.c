@@ -46,21 +46,14 @@ qp_value *qp__kdb_nested(qp_buf *buf, const qp__khead *h, const char *path,
 /* Headers                                                             */
 /* ------------------------------------------------------------------ */
 
-static int64_t rd64(const uint8_t *p)
+int qp__kerr(char *err, size_t errlen, int code, const char *fmt, ...)
 {
-    int64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static int herr(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int herr(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
     return code;
 }
 
@@ -81,16 +74,16 @@ static int count_items(qp__khead *h, int64_t n, int rawattr, size_t len, char *e
 {
     size_t w = h->width, room = len >= h->data ? len - h->data : 0;
     if (len < h->data)
-        return herr(err, errlen, QP_ETRUNC, "truncated: %zu bytes, the items start at %zu",
+        return qp__kerr(err, errlen, QP_ETRUNC, "truncated: %zu bytes, the items start at %zu",
                     len, h->data);
     if (n == 0 && rawattr <= 1) {           /* newer files leave n to the length */
         if (room % w)
-            return herr(err, errlen, QP_ECORRUPT, "%zu data bytes are not a whole number of "
+            return qp__kerr(err, errlen, QP_ECORRUPT, "%zu data bytes are not a whole number of "
                         "%zu-byte items", room, w);
         n = (int64_t)(room / w);
     }
     if (n < 0 || (uint64_t)n > room / w)
-        return herr(err, errlen, QP_ETRUNC, "header count %lld needs %llu bytes, the file "
+        return qp__kerr(err, errlen, QP_ETRUNC, "header count %lld needs %llu bytes, the file "
                     "holds %zu", (long long)n, (unsigned long long)n * w, room);
     h->n = n;
     return 0;
@@ -99,7 +92,8 @@ static int count_items(qp__khead *h, int64_t n, int rawattr, size_t len, char *e
 /* h is a vector of simple type t; QP_ETYPE (with err) for any other t. */
 static int vec_kind(qp__khead *h, int t, char *err, size_t errlen)
 {
-    if (!simple_type(t)) return herr(err, errlen, QP_ETYPE, "unknown or unsupported column type %d", t);
+    if (!simple_type(t))
+        return qp__kerr(err, errlen, QP_ETYPE, "unknown or unsupported column type %d", t);
     h->kind = KF_VEC;
     h->type = t;
     h->width = qp_type_width(t);
@@ -110,10 +104,10 @@ static int vec_kind(qp__khead *h, int t, char *err, size_t errlen)
 static int head_fe20(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
                      size_t errlen)
 {
-    if (have < 16) return herr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
+    if (have < 16) return qp__kerr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
     int t = p[2];
     h->attr = attr_of(p[3]);
-    if (h->attr < 0) return herr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[3]);
+    if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[3]);
     h->data = 16;
     if (t >= 77 + 1 && simple_type(t - 77)) {
         h->kind = KF_NESTED;
@@ -122,27 +116,28 @@ static int head_fe20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
     } else if (vec_kind(h, t, err, errlen)) {
         return QP_ETYPE;
     }
-    return count_items(h, rd64(p + 8), p[3], len, err, errlen);
+    return count_items(h, qp__krd64(p + 8), p[3], len, err, errlen);
 }
 
 /* `fd 20`: a domain name at 16, a second header at 4080, items at 4096. */
 static int head_fd20(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
                      size_t errlen)
 {
-    if (have < 4096) return herr(err, errlen, QP_ETRUNC, "truncated page header (%zu bytes)", have);
+    if (have < 4096)
+        return qp__kerr(err, errlen, QP_ETRUNC, "truncated page header (%zu bytes)", have);
     const uint8_t *nul = memchr(p + 16, 0, 4080 - 16);
     size_t nl = nul ? (size_t)(nul - (p + 16)) : SIZE_MAX;
-    if (nl >= sizeof h->dom) return herr(err, errlen, QP_ECORRUPT, "bad domain name");
+    if (nl >= sizeof h->dom) return qp__kerr(err, errlen, QP_ECORRUPT, "bad domain name");
     memcpy(h->dom, p + 16, nl);
     h->dom[nl] = 0;
     const uint8_t *q = p + 4080;
     int t = q[2];
     h->attr = attr_of(q[3]);
-    if (h->attr < 0) return herr(err, errlen, QP_ECORRUPT, "unknown attribute %d", q[3]);
+    if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", q[3]);
     h->data = 4096;
     h->width = 8;
     if (t == QP_ENUM) {
-        if (!nl) return herr(err, errlen, QP_ECORRUPT, "enumeration without a domain name");
+        if (!nl) return qp__kerr(err, errlen, QP_ECORRUPT, "enumeration without a domain name");
         h->kind = KF_ENUM;
         h->type = QP_ENUM;
     } else if (t == 77) {
@@ -151,7 +146,7 @@ static int head_fd20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
     } else if (vec_kind(h, t, err, errlen)) {
         return QP_ETYPE;
     }
-    return count_items(h, rd64(q + 8), q[3], len, err, errlen);
+    return count_items(h, qp__krd64(q + 8), q[3], len, err, errlen);
 }
 
 /* Pre-3.6 enumeration: fe, the domain name, zero padding to 8, a 16-byte
@@ -161,20 +156,23 @@ static int head_oldenum(const uint8_t *p, size_t have, size_t len, qp__khead *h,
 {
     size_t lim = have < 64 ? have : 64;
     const uint8_t *nul = lim > 1 ? memchr(p + 1, 0, lim - 1) : NULL;
-    if (!nul) return herr(err, errlen, QP_ECORRUPT, "not a kdb+ file (magic fe %02x)", have > 1 ? p[1] : 0);
+    if (!nul)
+        return qp__kerr(err, errlen, QP_ECORRUPT, "not a kdb+ file (magic fe %02x)",
+                        have > 1 ? p[1] : 0);
     size_t nl = (size_t)(nul - (p + 1));
-    if (!nl) return herr(err, errlen, QP_ECORRUPT, "enumeration without a domain name");
+    if (!nl) return qp__kerr(err, errlen, QP_ECORRUPT, "enumeration without a domain name");
     memcpy(h->dom, p + 1, nl);
     h->dom[nl] = 0;
     size_t hdr = (1 + nl + 1 + 7) & ~(size_t)7;
-    if (have < hdr + 16) return herr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
+    if (have < hdr + 16)
+        return qp__kerr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
     h->attr = attr_of(p[hdr + 3]);
-    if (h->attr < 0) return herr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[hdr + 3]);
+    if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[hdr + 3]);
     h->kind = KF_OLDENUM;
     h->type = QP_ENUM;
     h->data = hdr + 16;
     h->width = 4;
-    return count_items(h, rd64(p + hdr + 8), p[hdr + 3], len, err, errlen);
+    return count_items(h, qp__krd64(p + hdr + 8), p[hdr + 3], len, err, errlen);
 }
 
 int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
@@ -183,9 +181,10 @@ int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *
     memset(h, 0, sizeof *h);
     h->n = -1;
     if (have > len) have = len;
-    if (have < 2) return herr(err, errlen, QP_ETRUNC, "empty or truncated file (%zu bytes)", len);
+    if (have < 2)
+        return qp__kerr(err, errlen, QP_ETRUNC, "empty or truncated file (%zu bytes)", len);
     if (p[0] == 0xff && p[1] == 0x01) {
-        if (have < 3) return herr(err, errlen, QP_ETRUNC, "truncated file (%zu bytes)", len);
+        if (have < 3) return qp__kerr(err, errlen, QP_ETRUNC, "truncated file (%zu bytes)", len);
         h->kind = KF_FLAT;
         h->type = (int8_t)p[2];
         h->data = 2;
@@ -194,8 +193,9 @@ int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *
     if (p[0] == 0xfe && p[1] == 0x20) return head_fe20(p, have, len, h, err, errlen);
     if (p[0] == 0xfd && p[1] == 0x20) return head_fd20(p, have, len, h, err, errlen);
     if (p[0] == 0xfe) return head_oldenum(p, have, len, h, err, errlen);
-    if (qp__kdb_zipped(p, have)) return herr(err, errlen, QP_ECORRUPT, "compressed file inside a compressed file");
-    return herr(err, errlen, QP_ETYPE, "not a kdb+ file (magic %02x %02x)", p[0], p[1]);
+    if (qp__kdb_zipped(p, have))
+        return qp__kerr(err, errlen, QP_ECORRUPT, "compressed file inside a compressed file");
+    return qp__kerr(err, errlen, QP_ETYPE, "not a kdb+ file (magic %02x %02x)", p[0], p[1]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -206,14 +206,14 @@ int qp__kdb_map(const char *path, qp_buf **out, char *err, size_t errlen)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return herr(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    if (fd < 0) return qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0) rc = -errno;
     else if (S_ISDIR(st.st_mode)) rc = -EISDIR;
     else rc = qp_buf_map(fd, (size_t)st.st_size, out);
     close(fd);
-    if (rc < 0) return herr(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
+    if (rc < 0) return qp__kerr(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
     return 0;
 }
 
@@ -226,7 +226,7 @@ int qp__kdb_bytes(const char *path, qp_buf **out, char *err, size_t errlen)
     rc = qp__kdb_unzip(z->data, z->len, SIZE_MAX, &u, why, sizeof why);
     qp_buf_unref(z);
     *out = u;
-    if (rc < 0) herr(err, errlen, rc, "%s: %s", path, why);
+    if (rc < 0) qp__kerr(err, errlen, rc, "%s: %s", path, why);
     return rc;
 }
 
@@ -250,7 +250,7 @@ int qp__kdb_peek(const char *path, qp__khead *h, char *err, size_t errlen)
     qp_buf_unref(b);
     return 0;
 fail:
-    herr(err, errlen, rc, "%s: %s", path, why);
+    qp__kerr(err, errlen, rc, "%s: %s", path, why);
     qp_buf_unref(u);
     qp_buf_unref(b);
     return rc;
@@ -454,7 +454,7 @@ static int file_companion(void *data, const char *suffix, qp_buf **out, char *er
     fileenv *fe = data;
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s%s", fe->path, suffix) >= (int)sizeof p)
-        return herr(err, errlen, QP_EARG, "%s%s: path too long", fe->path, suffix);
+        return qp__kerr(err, errlen, QP_EARG, "%s%s: path too long", fe->path, suffix);
     return qp__kdb_bytes(p, out, err, errlen);
 }
 

@@ -30,13 +30,6 @@ qp_value *qp__kdb_nested(qp_buf *buf, const qp__khead *h, const char *path,
 
 static bool simple_type(int t) { return t >= 1 && t <= 19 && t != 3 && t != QP_SYMBOL; }
 
-static int64_t rd64(const uint8_t *p)
-{
-    int64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 /* Pre-3.6: rows are slices of name#'s items. */
 static qp_value *nested_old(qp_buf *col, const qp__khead *h, qp_buf *items, const char *path)
 {
@@ -47,7 +40,7 @@ static qp_value *nested_old(qp_buf *col, const qp__khead *h, qp_buf *items, cons
     if (!list) return qp_error("%s: out of memory", path);
     int64_t prev = 0;
     for (int64_t i = 0; i < h->n; i++) {
-        int64_t e = rd64(ends + 8 * i);
+        int64_t e = qp__krd64(ends + 8 * i);
         if (e < prev || (uint64_t)e > have) {
             list->v.n = i;
             qp_unref(list);
@@ -102,7 +95,7 @@ static qp_value *anymap_item(qp_buf *items, uint64_t at, int fmt, const char **w
     } else if (fmt == 0) {
         if (room < 16 || p[0] != 0xfb) { *why = "bad item header"; return NULL; }
         t = p[2];
-        n = rd64(p + 8);
+        n = qp__krd64(p + 8);
         hdr = 16;
     } else {
         *why = "unknown item format";
@@ -125,7 +118,7 @@ static qp_value *anymap(qp_buf *col, const qp__khead *h, qp_buf *items, const ch
     qp_value *list = qp_vector(QP_LIST, h->n);
     if (!list) return qp_error("%s: out of memory", path);
     for (int64_t i = 0; i < h->n; i++) {
-        uint64_t e = (uint64_t)rd64(ent + 8 * i);
+        uint64_t e = (uint64_t)qp__krd64(ent + 8 * i);
         uint64_t off = e & 0x00ffffffffffffffULL;
         const char *why = "offset beyond the end";
         qp_value *v = NULL;

@@ -52,17 +52,6 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "kdb+ files are little
 
 #define PAGE 4096
 
-int qp__kw_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* ------------------------------------------------------------------ */
 /* Buffered output with a sticky error                                 */
 /* ------------------------------------------------------------------ */
@@ -115,7 +104,7 @@ static int out_open(out *o, const char *dir, const char *name, char *err, size_t
     o->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     o->rc = o->fd < 0 ? -errno : 0;
     o->used = 0;
-    if (o->rc) return qp__kw_fail(err, errlen, o->rc, "%s: %s", path, strerror(-o->rc));
+    if (o->rc) return qp__kerr(err, errlen, o->rc, "%s: %s", path, strerror(-o->rc));
     return 0;
 }
 
@@ -125,7 +114,7 @@ static int out_close(out *o, const char *dir, const char *name, char *err, size_
     out_flush(o);
     if (o->fd >= 0 && close(o->fd) < 0 && !o->rc) o->rc = -errno;
     o->fd = -1;
-    if (o->rc) return qp__kw_fail(err, errlen, o->rc, "%s/%s: %s", dir, name, strerror(-o->rc));
+    if (o->rc) return qp__kerr(err, errlen, o->rc, "%s/%s: %s", dir, name, strerror(-o->rc));
     return 0;
 }
 
@@ -196,19 +185,19 @@ static int check_columns(plan *p, char *err, size_t errlen)
         const qp_value *x = col(p, c);
         const char *cn = col_name(p, c);
         if (!good_name(cn))
-            return qp__kw_fail(err, errlen, QP_EARG, "column name '%s' cannot be a file name", cn);
+            return qp__kerr(err, errlen, QP_EARG, "column name '%s' cannot be a file name", cn);
         if (x->type == QP_ENUM && !x->v.dom)
-            return qp__kw_fail(err, errlen, QP_EARG, "column %s: enumeration without a domain", cn);
+            return qp__kerr(err, errlen, QP_EARG, "column %s: enumeration without a domain", cn);
         for (int64_t r = 0; x->type == QP_LIST && r < x->v.n; r++) {
             const qp_value *it = qp_K(x)[r];
             if (it->type < 1 || it->type > 19 || it->type == QP_SYMBOL || it->type == 3)
-                return qp__kw_fail(err, errlen, QP_ETYPE, "column %s: row %lld is a %s; a general "
+                return qp__kerr(err, errlen, QP_ETYPE, "column %s: row %lld is a %s; a general "
                                    "list column is written only when every row is a vector "
                                    "(strings, numbers; not symbols)", cn, (long long)r,
                                    qp_type_name(it->type));
         }
         if (x->type < 0 || (x->type > 19 && x->type != QP_ENUM) || x->type == 3)
-            return qp__kw_fail(err, errlen, QP_ETYPE, "column %s: type %d cannot be written",
+            return qp__kerr(err, errlen, QP_ETYPE, "column %s: type %d cannot be written",
                                cn, x->type);
     }
     return 0;
@@ -217,10 +206,10 @@ static int check_columns(plan *p, char *err, size_t errlen)
 static int plan_check(plan *p, const qp_kdb_write_opts *opts, char *err, size_t errlen)
 {
     if (!p->t || p->t->type != QP_TABLE)
-        return qp__kw_fail(err, errlen, QP_EARG, "not a table (a keyed table must be unkeyed first)");
+        return qp__kerr(err, errlen, QP_EARG, "not a table (a keyed table must be unkeyed first)");
     /* a q name: a letter first, so it cannot look like a partition */
     if (!good_name(p->name) || !strcmp(p->name, "sym") || !isalpha((unsigned char)p->name[0]))
-        return qp__kw_fail(err, errlen, QP_EARG, "bad table name '%s'", p->name ? p->name : "");
+        return qp__kerr(err, errlen, QP_EARG, "bad table name '%s'", p->name ? p->name : "");
     p->ncol = (int)qp_count(qp_table_names(p->t));
     p->n = qp_count(p->t);
     int rc = check_columns(p, err, errlen);
@@ -229,21 +218,21 @@ static int plan_check(plan *p, const qp_kdb_write_opts *opts, char *err, size_t 
     const char *pc = opts ? opts->partition : NULL;
     if (pc) {
         if ((p->pcol = find_col(p, pc)) < 0)
-            return qp__kw_fail(err, errlen, QP_EARG, "no column %s to partition by", pc);
+            return qp__kerr(err, errlen, QP_EARG, "no column %s to partition by", pc);
         if (col(p, p->pcol)->type != QP_DATE)
-            return qp__kw_fail(err, errlen, QP_ETYPE, "partition column %s is %s, not date", pc,
+            return qp__kerr(err, errlen, QP_ETYPE, "partition column %s is %s, not date", pc,
                                qp_type_name(col(p, p->pcol)->type));
         if (p->ncol < 2)
-            return qp__kw_fail(err, errlen, QP_EARG, "nothing to store beside partition column %s", pc);
+            return qp__kerr(err, errlen, QP_EARG, "nothing to store beside partition column %s", pc);
         if (p->n == 0)
-            return qp__kw_fail(err, errlen, QP_EARG, "no rows: no partition to write");
+            return qp__kerr(err, errlen, QP_EARG, "no rows: no partition to write");
     }
     const char *pt = opts ? opts->parted : NULL;
     if (pt && *pt) {
         if ((p->parted = find_col(p, pt)) < 0 || p->parted == p->pcol)
-            return qp__kw_fail(err, errlen, QP_EARG, "no column %s to give p#", pt);
+            return qp__kerr(err, errlen, QP_EARG, "no column %s to give p#", pt);
         if (!is_sym(col(p, p->parted)))
-            return qp__kw_fail(err, errlen, QP_ETYPE, "p# column %s is not a symbol column", pt);
+            return qp__kerr(err, errlen, QP_ETYPE, "p# column %s is not a symbol column", pt);
     } else if (!pt && p->pcol >= 0) {
         for (int c = 0; c < p->ncol && p->parted < 0; c++)
             if (c != p->pcol && is_sym(col(p, c))) p->parted = c;
@@ -278,21 +267,21 @@ static int plan_rows(plan *p, char *err, size_t errlen)
     p->np = 1;
     if (p->pcol >= 0 || p->parted >= 0) {
         p->perm = malloc((size_t)(p->n ? p->n : 1) * sizeof *p->perm);
-        if (!p->perm) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+        if (!p->perm) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
         for (int64_t r = 0; r < p->n; r++) p->perm[r] = r;
     }
     if (p->pcol >= 0) {
         const int32_t *d = qp_I(col(p, p->pcol));
         for (int64_t r = 0; r < p->n; r++)
             if (d[r] == QP_NULL_I || d[r] < -730119 || d[r] > 2921939)
-                return qp__kw_fail(err, errlen, QP_EARG, "partition column %s: row %lld has %s date",
+                return qp__kerr(err, errlen, QP_EARG, "partition column %s: row %lld has %s date",
                                    col_name(p, p->pcol), (long long)r,
                                    d[r] == QP_NULL_I ? "a null" : "an out-of-range");
         qsort_r(p->perm, (size_t)p->n, sizeof *p->perm, cmp_day, (void *)d);
         for (int64_t i = 1; i < p->n; i++) p->np += d[p->perm[i]] != d[p->perm[i - 1]];
     }
     p->pstart = malloc((size_t)(p->np + 1) * sizeof *p->pstart);
-    if (!p->pstart) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+    if (!p->pstart) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     p->pstart[0] = 0;
     int64_t k = 1;
     if (p->pcol >= 0) {
@@ -325,7 +314,7 @@ static int plan_enumerate(plan *p, char *err, size_t errlen)
             if (c == p->pcol || !is_sym(col(p, c))) continue;
             for (int64_t i = p->pstart[k]; i < p->pstart[k + 1]; i++)
                 if (qp__kw_sym_add(&p->sym, qp__kw_symat(col(p, c), row_at(p, i))) < 0)
-                    return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+                    return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
         }
     return 0;
 }
@@ -427,7 +416,7 @@ static int write_nested(plan *p, const qp_value *x, const char *dir, const char 
     char hname[256];
     snprintf(hname, sizeof hname, "%s#", name);
     uint64_t *ent = malloc((size_t)(b > a ? b - a : 1) * sizeof *ent), off = 0;
-    if (!ent) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+    if (!ent) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     int rc = out_open(p->o, dir, hname, err, errlen);
     if (!rc) {
         put_page(p->o, "", 0, QP_BYTE, 0);
@@ -474,7 +463,7 @@ static int write_splay(plan *p, const char *dir, int64_t a, int64_t b, char *err
             rc = write_enum(p, x, c == p->parted, a, b);
             if (rc) {
                 out_close(p->o, dir, col_name(p, c), NULL, 0);
-                return qp__kw_fail(err, errlen, rc, "%s/%s: %s", dir, col_name(p, c), qp_strerror(rc));
+                return qp__kerr(err, errlen, rc, "%s/%s: %s", dir, col_name(p, c), qp_strerror(rc));
             }
         } else {
             write_simple(p, x, a, b);
@@ -516,11 +505,11 @@ static int make_dir(plan *p, const char *dir, char *err, size_t errlen)
     struct stat st;
     if (!stat(dir, &st) && S_ISDIR(st.st_mode)) return 0;
     char **m = realloc(p->made, (size_t)(p->nmade + 1) * sizeof *m);
-    if (!m) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+    if (!m) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     p->made = m;
     if (mkdir(dir, 0755) < 0)
-        return qp__kw_fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
-    if (!(m[p->nmade] = strdup(dir))) { rmdir(dir); return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory"); }
+        return qp__kerr(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+    if (!(m[p->nmade] = strdup(dir))) { rmdir(dir); return qp__kerr(err, errlen, QP_ENOMEM, "out of memory"); }
     p->nmade++;
     return 0;
 }
@@ -545,16 +534,16 @@ static int write_part(plan *p, int64_t k, char *err, size_t errlen)
     mv->tmp = str_printf("%s/.%s.qpXXXXXX", parent, p->name);
     if (!mv->final || !mv->tmp) {
         free(mv->final); free(mv->tmp);
-        return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+        return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     }
     p->nmoves++;
     struct stat st;
     if (!lstat(mv->final, &st) && !S_ISDIR(st.st_mode))
-        return qp__kw_fail(err, errlen, QP_EARG, "%s exists and is not a folder", mv->final);
+        return qp__kerr(err, errlen, QP_EARG, "%s exists and is not a folder", mv->final);
     if (!mkdtemp(mv->tmp)) {
         int e = errno;
         mv->tmp[0] = 0;
-        return qp__kw_fail(err, errlen, -e, "%s: %s", parent, strerror(e));
+        return qp__kerr(err, errlen, -e, "%s: %s", parent, strerror(e));
     }
     return write_splay(p, mv->tmp, p->pstart[k], p->pstart[k + 1], err, errlen);
 }
@@ -565,13 +554,13 @@ static int write_sym(plan *p, char *err, size_t errlen)
     /* a new name, or a first symbol column: the domain file must exist */
     if (!p->syms || (p->sym.file && !qp__kw_sym_new(&p->sym))) return 0;
     if (!(p->symtmp = str_printf("%s/.sym.qpXXXXXX", p->db)))
-        return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+        return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     p->o->fd = mkstemp(p->symtmp);
     if (p->o->fd < 0) {
         int e = errno;
         free(p->symtmp);
         p->symtmp = NULL;
-        return qp__kw_fail(err, errlen, -e, "%s: %s", p->db, strerror(e));
+        return qp__kerr(err, errlen, -e, "%s: %s", p->db, strerror(e));
     }
     fchmod(p->o->fd, 0644);
     p->o->rc = 0;
@@ -588,17 +577,17 @@ static int commit(plan *p, char *err, size_t errlen)
         snprintf(path, sizeof path, "%s/sym", p->db);
         if (p->sym.file) {
             if (!(p->symold = str_printf("%s/.sym.qpold.%ld", p->db, (long)getpid())))
-                return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+                return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
             unlink(p->symold);
             if (link(path, p->symold) < 0) {
                 int e = errno;
                 free(p->symold);
                 p->symold = NULL;
-                return qp__kw_fail(err, errlen, -e, "%s: cannot keep the old sym: %s", path, strerror(e));
+                return qp__kerr(err, errlen, -e, "%s: cannot keep the old sym: %s", path, strerror(e));
             }
         }
         if (rename(p->symtmp, path) < 0)
-            return qp__kw_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+            return qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
         p->symplaced = true;
     }
     for (int64_t i = 0; i < p->nmoves; i++) {
@@ -612,13 +601,13 @@ static int commit(plan *p, char *err, size_t errlen)
                 if (mv->old) rmdir(mv->old);
                 free(mv->old);
                 mv->old = NULL;
-                return qp__kw_fail(err, errlen, -e, "%s: cannot move it aside: %s", mv->final, strerror(e));
+                return qp__kerr(err, errlen, -e, "%s: cannot move it aside: %s", mv->final, strerror(e));
             }
         }
         if (rename(mv->tmp, mv->final) < 0) {
             int e = errno;
             if (mv->old && !rename(mv->old, mv->final)) { free(mv->old); mv->old = NULL; }
-            return qp__kw_fail(err, errlen, -e, "%s: %s", mv->final, strerror(e));
+            return qp__kerr(err, errlen, -e, "%s: %s", mv->final, strerror(e));
         }
         mv->placed = true;
     }
@@ -670,14 +659,14 @@ int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen)
 {
     if (err && errlen) err[0] = 0;
-    if (!db || !*db) return qp__kw_fail(err, errlen, QP_EARG, "no database folder given");
+    if (!db || !*db) return qp__kerr(err, errlen, QP_EARG, "no database folder given");
     plan p = {.db = db, .name = name, .t = t};
     int rc = plan_check(&p, opts, err, errlen);
     if (rc) return rc;
     for (int c = 0; c < p.ncol; c++) p.syms |= c != p.pcol && is_sym(col(&p, c));
     if ((rc = plan_rows(&p, err, errlen))) goto fail;
     if (!(p.o = malloc(sizeof *p.o)) || !(p.moves = calloc((size_t)p.np, sizeof *p.moves))) {
-        rc = qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+        rc = qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
         goto fail;
     }
     p.o->fd = -1;

@@ -4,7 +4,7 @@
 #ifndef QPEACH_KDBWRITE_INT_H
 #define QPEACH_KDBWRITE_INT_H
 
-#include "qpeach/kdb.h"
+#include "kdb_int.h"      /* qp__kerr */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,9 +19,6 @@ typedef struct qp__kw_out {
 } qp__kw_out;
 void qp__kw_put(qp__kw_out *o, const void *p, size_t n);
 
-/* Formats err (when given) and returns rc. */
-int qp__kw_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* The symbol of row r of a symbol (11) or enumeration (20) column ("" for
  * null). Borrowed. */

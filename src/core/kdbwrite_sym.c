@@ -98,15 +98,15 @@ static int parse_sym(qp__kw_sym *s, const char *path, char *err, size_t errlen)
     const char *b = s->file;
     size_t len = s->filelen;
     if (len >= 8 && !memcmp(b, "kxzipped", 8))
-        return qp__kw_fail(err, errlen, QP_ETYPE, "%s is compressed: qpeach cannot append to it", path);
+        return qp__kerr(err, errlen, QP_ETYPE, "%s is compressed: qpeach cannot append to it", path);
     if (len < 8 || (uint8_t)b[0] != 0xff || b[1] != 1 || b[2] != QP_SYMBOL)
-        return qp__kw_fail(err, errlen, QP_ECORRUPT, "%s is not a q symbol list (ff 01 0b)", path);
+        return qp__kerr(err, errlen, QP_ECORRUPT, "%s is not a q symbol list (ff 01 0b)", path);
     if (len > 8 && b[len - 1] != 0)
-        return qp__kw_fail(err, errlen, QP_ECORRUPT, "%s: its last name has no NUL end", path);
+        return qp__kerr(err, errlen, QP_ECORRUPT, "%s: its last name has no NUL end", path);
     for (size_t at = 8; at < len; at += strlen(b + at) + 1)
-        if (push_name(s, b + at)) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+        if (push_name(s, b + at)) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     s->nold = s->n;
-    if (grow_slots(s)) return qp__kw_fail(err, errlen, QP_ENOMEM, "out of memory");
+    if (grow_slots(s)) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -116,7 +116,7 @@ int qp__kw_sym_load(qp__kw_sym *s, const char *db, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/sym", db);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) return 0;
-    if (fd < 0) return qp__kw_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    if (fd < 0) return qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
@@ -129,7 +129,7 @@ int qp__kw_sym_load(qp__kw_sym *s, const char *db, char *err, size_t errlen)
     return parse_sym(s, path, err, errlen);
 fail:
     close(fd);
-    return qp__kw_fail(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
+    return qp__kerr(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
 }
 
 void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o)

@@ -35,13 +35,6 @@ bool qp__kdb_zipped(const uint8_t *p, size_t len)
     return len >= 8 && (memcmp(p, "kxzipped", 8) == 0 || memcmp(p, "kxzippEd", 8) == 0);
 }
 
-static int64_t rd64(const uint8_t *p)
-{
-    int64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static int32_t rd32(const uint8_t *p)
 {
     int32_t v;
@@ -61,7 +54,7 @@ static int trailer(const uint8_t *p, size_t len, ztrailer *z, char *err, size_t 
         snprintf(err, errlen, "compressed file of %zu bytes is too short for its trailer", len);
         return QP_ETRUNC;
     }
-    int64_t k = rd64(p + len - 8);
+    int64_t k = qp__krd64(p + len - 8);
     if (k < 0 || (uint64_t)k > (len - 48) / 8) {
         snprintf(err, errlen, "compressed file: block count %lld does not fit in %zu bytes",
                  (long long)k, len);
@@ -69,7 +62,7 @@ static int trailer(const uint8_t *p, size_t len, ztrailer *z, char *err, size_t 
     }
     size_t t = len - 8 - 8 * (size_t)k - 32;
     const uint8_t *tr = p + t;
-    int64_t u = rd64(tr + 8), tp = rd64(tr + 16), b = rd64(tr + 24);
+    int64_t u = qp__krd64(tr + 8), tp = qp__krd64(tr + 16), b = qp__krd64(tr + 24);
     z->alg = tr[4];
     z->k = (uint64_t)k;
     z->tpos = t;
