@@ -70,6 +70,31 @@ PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
 
+/* pdcol.c: pandas' missing values and char columns, both ways (GIL
+ * held; pandas imported at the first use). Each returns a new reference,
+ * or NULL with an exception set. */
+/* Short, int or long vector x holding a q null as a pandas nullable
+ * Int16/Int32/Int64 array (<NA> there; the values view x); x itself (as
+ * a numpy array) when it holds none. */
+PyObject *qp__pd_ints(const qp_value *x);
+/* cat (stolen), the Categorical of symbol or enumeration column x, with
+ * the null symbol as pandas' missing value (code -1) when x holds one. */
+PyObject *qp__pd_sym_nulls(const qp_value *x, PyObject *cat);
+/* Marks df's columns that were q char columns (names, a symbol vector,
+ * borrowed) in df.attrs, so they go back as char columns. 0 or -1. */
+int qp__pd_mark_chars(PyObject *df, const qp_value *names);
+/* The names of df's columns marked as char columns: a list (empty when
+ * none). */
+PyObject *qp__pd_char_columns(PyObject *df);
+/* The values of Series s as a numpy array with q's nulls where pandas has
+ * missing values (nullable integers, floats and strings); an error for
+ * <NA> in a boolean (q booleans have no null). */
+PyObject *qp__pd_values(PyObject *s);
+/* numpy masked array a with q's nulls where masked (a plain array). */
+PyObject *qp__pd_unmask(PyObject *a);
+/* Drops the helpers (qp__conv_fini). */
+void qp__pd_fini(void);
+
 /* py.c: the registry of functions. */
 /* Sets alias to o (borrowed) in the shared namespace and every function's. */
 int qp__lib_set(const char *alias, PyObject *o);

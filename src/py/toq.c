@@ -126,7 +126,18 @@ static const char *cached_intern(strcache *c, PyObject *o)
     return s;
 }
 
-/* Symbol vector from n str objects at items (borrowed). */
+/* Whether o is a missing value as pandas and numpy write one in a column
+ * of objects: None, a float NaN, pandas.NA. */
+static bool is_missing(PyObject *o)
+{
+    if (o == Py_None) return true;
+    if (PyFloat_Check(o)) return isnan(PyFloat_AS_DOUBLE(o));
+    const char *t = Py_TYPE(o)->tp_name, *dot = strrchr(t, '.');
+    return !strcmp(dot ? dot + 1 : t, "NAType");
+}
+
+/* Symbol vector from n str objects at items (borrowed); missing values
+ * (is_missing) are the null symbol. */
 static qp_value *symbols_from(PyObject *const *items, Py_ssize_t n)
 {
     qp_value *v = qp_vector(QP_SYMBOL, n);
@@ -137,7 +148,7 @@ static qp_value *symbols_from(PyObject *const *items, Py_ssize_t n)
     const char *lasts = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (items[i] != last) {
-            lasts = cached_intern(&c, items[i]);
+            lasts = is_missing(items[i]) ? qp_sym_intern("", 0) : cached_intern(&c, items[i]);
             if (!lasts) { free(c.t); qp_unref(v); return py_failed("symbol"); }
             last = items[i];
         }
@@ -162,10 +173,14 @@ static qp_value *numeric_copy(PyArrayObject *a, int qt, int npy)
     return v;
 }
 
+static PyArray_DatetimeMetaData *dt_meta(PyArrayObject *a)
+{
+    return &((PyArray_DatetimeDTypeMetaData *)PyArray_DESCR(a)->c_metadata)->meta;
+}
+
 static int dt_unit(PyArrayObject *a)
 {
-    PyArray_Descr *d = PyArray_DESCR(a);
-    PyArray_DatetimeMetaData *m = &((PyArray_DatetimeDTypeMetaData *)d->c_metadata)->meta;
+    PyArray_DatetimeMetaData *m = dt_meta(a);
     return m->num == 1 ? (int)m->base : -1;
 }
 
@@ -181,13 +196,6 @@ static PyArrayObject *temporal_cast(PyArrayObject *a, const char *spec)
                                             NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
 }
 
-/* numpy int64 (epoch 1970) -> q 64-bit temporal (epoch 2000 for timestamps). */
-static inline int64_t unshift_j(int64_t v, int64_t by)
-{
-    if (v == QP_NULL_J || v == QP_INF_J || v == -QP_INF_J) return v;
-    return (int64_t)((uint64_t)v - (uint64_t)by);
-}
-
 /* -> 32-bit q temporal; false when the value does not fit. */
 static inline bool unshift_i(int64_t v, int64_t by, int32_t *out)
 {
@@ -200,7 +208,85 @@ static inline bool unshift_i(int64_t v, int64_t by, int32_t *out)
     return true;
 }
 
-static qp_value *temporal_to_q(PyArrayObject *a)
+/* Nanoseconds per item of a's unit as mul / div (div > 1 for units finer
+ * than ns); false for calendar units (years, months) and generic ones. */
+static bool unit_ns(PyArrayObject *a, int64_t *mul, int64_t *div)
+{
+    static const int64_t per[] = {
+        [NPY_FR_W] = 7 * 86400000000000LL, [NPY_FR_D] = 86400000000000LL, [NPY_FR_h] = 3600000000000LL,
+        [NPY_FR_m] = 60000000000LL, [NPY_FR_s] = 1000000000LL, [NPY_FR_ms] = 1000000LL,
+        [NPY_FR_us] = 1000LL, [NPY_FR_ns] = 1, [NPY_FR_ps] = -1000LL, [NPY_FR_fs] = -1000000LL,
+        [NPY_FR_as] = -1000000000LL,
+    };
+    PyArray_DatetimeMetaData *m = dt_meta(a);
+    if ((int)m->base < NPY_FR_W || (int)m->base > NPY_FR_as) return false;
+    int64_t p = per[m->base];
+    *mul = p > 0 ? p : 1;
+    *div = p > 0 ? 1 : -p;
+    return !__builtin_mul_overflow(*mul, (int64_t)m->num, mul);
+}
+
+/* Error for item i of temporal array a, beyond q's type what: at row i of
+ * column col, item i of a vector (col NULL), or an atom (col atom_pos). */
+static const char atom_pos[] = "an atom";
+static qp_value *beyond_q(PyArrayObject *a, npy_intp i, const char *col, const char *what)
+{
+    PyObject *it = PySequence_GetItem((PyObject *)a, i);
+    PyObject *txt = it ? PyObject_Str(it) : NULL, *dt = PyObject_Str((PyObject *)PyArray_DESCR(a));
+    const char *t = txt ? PyUnicode_AsUTF8(txt) : NULL, *d = dt ? PyUnicode_AsUTF8(dt) : NULL;
+    PyErr_Clear();
+    qp_value *e = col == atom_pos ? qp_error("qpeach: %s %s is beyond %s", d ? d : "?", t ? t : "?", what)
+                : col ? qp_error("qpeach: column %s, row %ld: %s %s is beyond %s", col, (long)i,
+                                 d ? d : "?", t ? t : "?", what)
+                      : qp_error("qpeach: item %ld: %s %s is beyond %s", (long)i, d ? d : "?", t ? t : "?", what);
+    Py_XDECREF(it);
+    Py_XDECREF(txt);
+    Py_XDECREF(dt);
+    return e;
+}
+
+/* A datetime64/timedelta64 array as q timestamps/timespans, in exact
+ * integer arithmetic from its own unit: NaT is q's null, int64 max and
+ * min+1 (any unit) its infinities, and a value q cannot hold is an error
+ * naming it (numpy's own cast to ns would wrap: 2300 became 1715). */
+static qp_value *nanos_to_q(PyArrayObject *a, const char *col)
+{
+    bool dt = PyArray_DESCR(a)->kind == 'M';
+    int64_t mul, div;
+    PyArrayObject *c = NULL;
+    if (!unit_ns(a, &mul, &div)) {
+        if (!dt) return qp_error("qpeach: cannot convert a timedelta64 of calendar unit to q");
+        if (!(c = temporal_cast(a, "M8[D]"))) return py_failed("temporal cast");   /* years, months */
+        mul = 86400000000000LL, div = 1;
+    } else {
+        PyArray_Descr *d = PyArray_DescrNewByteorder(PyArray_DESCR(a), NPY_NATIVE);
+        c = d ? (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1, NPY_ARRAY_CARRAY_RO, NULL) : NULL;
+        if (!c) return py_failed("temporal array");
+    }
+    npy_intp n = PyArray_DIM(c, 0);
+    const int64_t *s = PyArray_DATA(c);
+    qp_value *v = qp_vector(dt ? QP_TIMESTAMP : QP_TIMESPAN, n);
+    for (npy_intp i = 0; v && i < n; i++) {
+        int64_t x = s[i];
+        if (x == QP_NULL_J || x == QP_INF_J || x == -QP_INF_J) { qp_J(v)[i] = x; continue; }
+        __int128 r = (__int128)x * mul;
+        if (div > 1) r = r / div - (r % div < 0);          /* floor */
+        if (dt) r -= QP_EPOCH_NANOS;
+        if (r <= -QP_INF_J || r >= QP_INF_J) {
+            qp_unref(v);
+            v = beyond_q(a, i, col, dt ? "q's timestamp range (1707.09.22D00:12:43.145224194 to "
+                                         "2292.04.10D23:47:16.854775806)"
+                                       : "q's timespan range (-106751D23:47:16.854775806 to "
+                                         "106751D23:47:16.854775806)");
+            break;
+        }
+        qp_J(v)[i] = (int64_t)r;
+    }
+    Py_DECREF(c);
+    return v;
+}
+
+static qp_value *temporal_to_q(PyArrayObject *a, const char *col)
 {
     bool dt = PyArray_DESCR(a)->kind == 'M';
     int unit = dt_unit(a);
@@ -222,19 +308,23 @@ static qp_value *temporal_to_q(PyArrayObject *a)
         for (npy_intp i = 0; v && i < n && fits; i++) fits = unshift_i(s[i], by, &qp_I(v)[i]);
         Py_DECREF(c);
         if (!v || fits) return v;
-        qp_unref(v);    /* too wide for 32 bits: fall back to ns */
+        qp_unref(v);    /* too wide for 32 bits: a timestamp or timespan */
     }
-    PyArrayObject *c = temporal_cast(a, dt ? "M8[ns]" : "m8[ns]");
-    if (!c) return py_failed("temporal cast");
-    npy_intp n = PyArray_DIM(c, 0);
-    const int64_t *s = PyArray_DATA(c);
-    qp_value *v = qp_vector(dt ? QP_TIMESTAMP : QP_TIMESPAN, n);
-    for (npy_intp i = 0; v && i < n; i++) qp_J(v)[i] = dt ? unshift_j(s[i], QP_EPOCH_NANOS) : s[i];
-    Py_DECREF(c);
-    return v;
+    return nanos_to_q(a, col);
 }
 
-static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth)
+/* Error e (stolen) placed at item i of a list, or row i of column col. */
+static qp_value *at_item(qp_value *e, const char *col, Py_ssize_t i)
+{
+    if (!e || !qp_is_error(e)) return e;
+    const char *m = strncmp(e->s, "qpeach: ", 8) ? e->s : e->s + 8;
+    qp_value *r = col ? qp_error("qpeach: column %s, row %zd: %s", col, i, m)
+                      : qp_error("qpeach: item %zd: %s", i, m);
+    qp_unref(e);
+    return r;
+}
+
+static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth, const char *col)
 {
     qp_value *l = qp_vector(QP_LIST, n);
     if (!l) return NULL;
@@ -243,30 +333,49 @@ static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth)
         if (!v || qp_is_error(v)) {
             for (Py_ssize_t j = i; j < n; j++) qp_K(l)[j] = qp_identity();
             qp_unref(l);
-            return v;
+            return at_item(v, col, i);
         }
         qp_K(l)[i] = v;
     }
     return qp__collapse(l);
 }
 
-static qp_value *objects_to_q(PyArrayObject *a, int depth)
+/* An object array: str items (and missing values, is_missing) are a
+ * symbol vector; one-byte bytes items a char vector (PyKX's .pd() of a
+ * char column, and pandas' view of an S1 array); others a general list. */
+static qp_value *objects_to_q(PyArrayObject *a, int depth, const char *col)
 {
     PyArrayObject *c = (PyArrayObject *)PyArray_FromAny((PyObject *)a, NULL, 1, 1,
                                                         NPY_ARRAY_CARRAY_RO, NULL);
     if (!c) return py_failed("array");
     npy_intp n = PyArray_DIM(c, 0);
     PyObject *const *items = PyArray_DATA(c);
-    bool strs = n > 0;
-    for (npy_intp i = 0; i < n && strs; i++) strs = items[i] && PyUnicode_Check(items[i]);
-    qp_value *v = strs ? symbols_from(items, n) : list_items(items, n, depth);
+    bool str = false, syms = n > 0, chars = n > 0;
+    for (npy_intp i = 0; i < n && (syms || chars); i++) {
+        PyObject *o = items[i];
+        bool s = o && PyUnicode_Check(o), b = o && PyBytes_Check(o) && PyBytes_GET_SIZE(o) == 1;
+        str |= s;
+        syms &= s || (o && is_missing(o));
+        chars &= b;
+    }
+    qp_value *v = NULL;
+    if (chars && (v = qp_vector(QP_CHAR, n)))
+        for (npy_intp i = 0; i < n; i++) ((char *)v->v.data)[i] = PyBytes_AS_STRING(items[i])[0];
+    if (!chars) v = syms && str ? symbols_from(items, n) : list_items(items, n, depth, col);
     Py_DECREF(c);
     return v;
 }
 
 static qp_value *chars_to_q(PyArrayObject *a)
 {
-    /* fixed-width str/bytes arrays: one Python object per item, once */
+    if (PyArray_DESCR(a)->kind == 'S' && PyArray_DESCR(a)->elsize == 1) {   /* S1: q's chars */
+        PyArrayObject *c = (PyArrayObject *)PyArray_GETCONTIGUOUS(a);
+        if (!c) return py_failed("array");
+        qp_value *v = qp_string(PyArray_DATA(c), (size_t)PyArray_DIM(c, 0));
+        Py_DECREF(c);
+        return v;
+    }
+    /* other fixed-width str/bytes arrays: one Python object per item, once */
     PyObject *l = PySequence_List((PyObject *)a);
     if (!l) return py_failed("array");
     qp_value *v = symbols_from(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l));
@@ -274,13 +383,24 @@ static qp_value *chars_to_q(PyArrayObject *a)
     return v;
 }
 
-static qp_value *array_to_q(PyArrayObject *a, int depth)
+static bool is_instance(PyObject *o, const char *module, const char *cls);
+
+/* a: a numpy array (1-d, or 0-d for an atom); col: the table column it is
+ * (row numbers in errors), or NULL. */
+static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
 {
+    if (!PyArray_CheckExact(a) && is_instance((PyObject *)a, "numpy.ma", "MaskedArray")) {
+        PyObject *u = qp__pd_unmask((PyObject *)a);
+        qp_value *v = !u ? py_failed("masked array")
+                    : PyArray_Check(u) ? array_to_q((PyArrayObject *)u, depth, col) : to_q(u, depth);
+        Py_XDECREF(u);
+        return v;
+    }
     int nd = PyArray_NDIM(a);
     if (nd == 0) {
         PyObject *r = PyArray_Ravel(a, NPY_CORDER);
         if (!r) return py_failed("array");
-        qp_value *v = array_to_q((PyArrayObject *)r, depth);
+        qp_value *v = array_to_q((PyArrayObject *)r, depth, atom_pos);
         Py_DECREF(r);
         if (!v || qp_is_error(v)) return v;
         qp_value *atom = qp_item(v, 0);
@@ -290,7 +410,7 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
     if (nd > 1) {
         PyObject *l = PySequence_List((PyObject *)a);
         if (!l) return py_failed("array");
-        qp_value *v = list_items(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l), depth);
+        qp_value *v = list_items(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l), depth, col);
         if (v && v->type != QP_LIST && !qp_is_error(v)) {   /* rows are lists, never atoms */
             qp_unref(v);
             v = qp_error("qpeach: cannot convert numpy array of shape %d-d", nd);
@@ -313,8 +433,8 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
     case 'f':
         if (size <= 4) return numeric_copy(a, QP_REAL, NPY_FLOAT32);
         return numeric_copy(a, QP_FLOAT, NPY_FLOAT64);
-    case 'M': case 'm': return temporal_to_q(a);
-    case 'O': return objects_to_q(a, depth);
+    case 'M': case 'm': return temporal_to_q(a, col);
+    case 'O': return objects_to_q(a, depth, col == atom_pos ? NULL : col);
     case 'U': case 'S': return chars_to_q(a);
     default: break;
     }
@@ -323,17 +443,24 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
 
 /* ---- pandas ---- */
 
-static bool is_pandas(PyObject *o, const char *cls)
+/* Whether o is an instance of module.cls, when that module is loaded (o
+ * cannot be one of its types otherwise, and nothing is imported). */
+static bool is_instance(PyObject *o, const char *module, const char *cls)
 {
     PyObject *mods = PyImport_GetModuleDict();
-    PyObject *pd = mods ? PyDict_GetItemString(mods, "pandas") : NULL;   /* borrowed */
-    if (!pd) return false;       /* pandas not loaded: o cannot be one of its types */
-    PyObject *c = PyObject_GetAttrString(pd, cls);
+    PyObject *m = mods ? PyDict_GetItemString(mods, module) : NULL;   /* borrowed */
+    if (!m) return false;
+    PyObject *c = PyObject_GetAttrString(m, cls);
     if (!c) { PyErr_Clear(); return false; }
     int r = PyObject_IsInstance(o, c);
     Py_DECREF(c);
     if (r < 0) PyErr_Clear();
     return r > 0;
+}
+
+static bool is_pandas(PyObject *o, const char *cls)
+{
+    return is_instance(o, "pandas", cls);
 }
 
 static qp_value *categorical_to_q(PyObject *cat)
@@ -370,7 +497,27 @@ done:
     return v;
 }
 
-static qp_value *series_to_q(PyObject *s)
+/* The pending Python exception as an error at column col (or "pandas"):
+ * its message alone, which says which row. */
+static qp_value *pd_failed(const char *col)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyObject *m = v ? PyObject_Str(v) : NULL;
+    const char *txt = m ? PyUnicode_AsUTF8(m) : NULL;
+    PyErr_Clear();
+    qp_value *e = qp_error("qpeach: %s%s%s %s", col ? "column " : "pandas", col ? col : "",
+                           txt && !strncmp(txt, "row ", 4) ? "," : ":", txt ? txt : "?");
+    Py_XDECREF(m);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    return e;
+}
+
+/* Series s (column col of a frame, or NULL): a Categorical as symbols,
+ * other values through numpy with q's nulls for pandas' <NA> (pdcol.c). */
+static qp_value *series_to_q(PyObject *s, const char *col)
 {
     PyObject *dt = PyObject_GetAttrString(s, "dtype");
     PyObject *name = dt ? PyObject_GetAttrString(dt, "name") : NULL;
@@ -378,11 +525,50 @@ static qp_value *series_to_q(PyObject *s)
     Py_XDECREF(name);
     Py_XDECREF(dt);
     PyErr_Clear();
-    PyObject *x = cat ? PyObject_GetAttrString(s, "array") : PyObject_CallMethod(s, "to_numpy", NULL);
-    if (!x) return py_failed("pandas");
-    qp_value *v = cat ? categorical_to_q(x) : to_q(x, 1);
+    PyObject *x = cat ? PyObject_GetAttrString(s, "array") : qp__pd_values(s);
+    if (!x) return pd_failed(col);
+    qp_value *v = cat ? categorical_to_q(x)
+                : PyArray_Check(x) ? array_to_q((PyArrayObject *)x, 1, col) : to_q(x, 1);
     Py_DECREF(x);
     return v;
+}
+
+/* Symbols v (stolen) of a column that was a q char column, as chars when
+ * each is one char (the null symbol is the char null, a blank); else v. */
+static qp_value *as_chars(qp_value *v)
+{
+    if (!v || v->type != QP_SYMBOL) return v;
+    for (int64_t i = 0; i < v->v.n; i++)
+        if (qp_S(v)[i] && strlen(qp_S(v)[i]) > 1) return v;
+    qp_value *c = qp_vector(QP_CHAR, v->v.n);
+    for (int64_t i = 0; c && i < v->v.n; i++) {
+        const char *s = qp_S(v)[i];
+        ((char *)c->v.data)[i] = s && *s ? *s : QP_NULL_C;
+    }
+    qp_unref(v);
+    return c;
+}
+
+/* Column i of a frame (cols: its columns, iloc: its iloc), named *sym;
+ * one of chars (the frame's columns marked as q char columns) goes back
+ * as chars. New reference or an error value. */
+static qp_value *frame_column(PyObject *cols, PyObject *iloc, PyObject *chars, Py_ssize_t i,
+                              const char **sym)
+{
+    PyObject *nm = PySequence_GetItem(cols, i);
+    PyObject *ns = nm ? PyObject_Str(nm) : NULL;
+    PyObject *key = Py_BuildValue("(On)", Py_None, i);
+    PyObject *slice = key ? PySlice_New(NULL, NULL, NULL) : NULL;
+    if (key && slice) PyTuple_SetItem(key, 0, slice);    /* steals slice */
+    PyObject *s = (ns && key && slice) ? PyObject_GetItem(iloc, key) : NULL;
+    *sym = ns ? str_intern(ns) : NULL;
+    int marked = ns ? PySequence_Contains(chars, ns) : 0;
+    Py_XDECREF(key);
+    Py_XDECREF(nm);
+    Py_XDECREF(ns);
+    qp_value *c = !s || !*sym || marked < 0 ? py_failed("DataFrame column") : series_to_q(s, *sym);
+    Py_XDECREF(s);
+    return marked > 0 ? as_chars(c) : c;
 }
 
 /* An index is a key only when named (set_index, groupby): the unnamed
@@ -426,27 +612,17 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
 {
     PyObject *cols = PyObject_GetAttrString(df, "columns");
     PyObject *iloc = cols ? PyObject_GetAttrString(df, "iloc") : NULL;
+    PyObject *chars = iloc ? qp__pd_char_columns(df) : NULL;
     Py_ssize_t nc = cols ? PyObject_Length(cols) : -1;
     qp_value *names = NULL, *vals = NULL, *r = NULL;
-    if (!iloc || nc < 0) { r = py_failed("DataFrame"); goto done; }
+    if (!chars || nc < 0) { r = py_failed("DataFrame"); goto done; }
     names = qp_vector(QP_SYMBOL, nc);
     vals = qp_vector(QP_LIST, nc);
     if (!names || !vals) goto done;
     for (Py_ssize_t i = 0; i < nc; i++) qp_K(vals)[i] = qp_identity();
     for (Py_ssize_t i = 0; i < nc; i++) {
-        PyObject *nm = PySequence_GetItem(cols, i);
-        PyObject *ns = nm ? PyObject_Str(nm) : NULL;
-        PyObject *key = Py_BuildValue("(On)", Py_None, i);
-        PyObject *slice = key ? PySlice_New(NULL, NULL, NULL) : NULL;
-        if (key && slice) PyTuple_SetItem(key, 0, slice);    /* steals slice */
-        PyObject *s = (ns && key && slice) ? PyObject_GetItem(iloc, key) : NULL;
-        Py_XDECREF(key);
-        Py_XDECREF(nm);
-        const char *sym = ns ? str_intern(ns) : NULL;
-        Py_XDECREF(ns);
-        if (!s || !sym) { Py_XDECREF(s); r = py_failed("DataFrame column"); goto done; }
-        qp_value *c = series_to_q(s);
-        Py_DECREF(s);
+        const char *sym;
+        qp_value *c = frame_column(cols, iloc, chars, i, &sym);
         if (!c || qp_is_error(c)) { r = c; goto done; }
         qp_S(names)[i] = sym;
         qp_unref(qp_K(vals)[i]);
@@ -468,6 +644,7 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
 done:
     qp_unref(names);
     qp_unref(vals);
+    Py_XDECREF(chars);
     Py_XDECREF(iloc);
     Py_XDECREF(cols);
     return r;
@@ -504,7 +681,8 @@ static qp_value *dict_to_q(PyObject *o, int depth)
         qp_value *kq = to_q(k, depth), *vq = NULL;
         if (kq && !qp_is_error(kq))
             vq = !table ? to_q(v, depth)
-               : PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth) : series_to_q(v);
+               : PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth, PyUnicode_AsUTF8(k))
+                                  : series_to_q(v, PyUnicode_AsUTF8(k));
         if (!kq || qp_is_error(kq) || !vq || qp_is_error(vq)) {
             r = kq && qp_is_error(kq) ? kq : vq;
             if (r == kq) qp_unref(vq); else qp_unref(kq);
@@ -572,16 +750,16 @@ static qp_value *to_q(PyObject *o, int depth)
     if (PyArray_IsScalar(o, Generic)) {
         PyObject *a = PyArray_FromScalar(o, NULL);
         if (!a) return py_failed("numpy scalar");
-        qp_value *v = array_to_q((PyArrayObject *)a, depth);
+        qp_value *v = array_to_q((PyArrayObject *)a, depth, NULL);
         Py_DECREF(a);
         return v;
     }
-    if (PyArray_Check(o)) return array_to_q((PyArrayObject *)o, depth);
+    if (PyArray_Check(o)) return array_to_q((PyArrayObject *)o, depth, NULL);
     if (PyDict_Check(o)) return dict_to_q(o, depth);
     if (PyList_Check(o) || PyTuple_Check(o)) {
         PyObject *f = PySequence_Fast(o, "");
         if (!f) return py_failed("sequence");
-        qp_value *v = list_items(PySequence_Fast_ITEMS(f), PySequence_Fast_GET_SIZE(f), depth);
+        qp_value *v = list_items(PySequence_Fast_ITEMS(f), PySequence_Fast_GET_SIZE(f), depth, NULL);
         Py_DECREF(f);
         return v;
     }
@@ -607,7 +785,7 @@ static qp_value *to_q(PyObject *o, int depth)
         PyErr_Clear();
     }
     if (is_pandas(o, "DataFrame")) return dataframe_to_q(o);
-    if (is_pandas(o, "Series")) return series_to_q(o);
+    if (is_pandas(o, "Series")) return series_to_q(o, NULL);
     if (is_pandas(o, "Categorical")) return categorical_to_q(o);
     if (is_pandas(o, "Index")) {
         PyObject *a = PyObject_CallMethod(o, "to_numpy", NULL);
