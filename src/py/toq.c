@@ -740,7 +740,8 @@ static qp_value *to_q(PyObject *o, int depth)
         const char *s = str_intern(o);
         return s ? qp_symbol(s) : py_failed("str");
     }
-    if (PyBytes_Check(o) || PyByteArray_Check(o)) {
+    /* numpy's bytes_ (an item of an S array) converts as its array does */
+    if ((PyBytes_Check(o) && !PyArray_IsScalar(o, String)) || PyByteArray_Check(o)) {
         Py_ssize_t n = PyBytes_Check(o) ? PyBytes_GET_SIZE(o) : PyByteArray_GET_SIZE(o);
         const char *p = PyBytes_Check(o) ? PyBytes_AS_STRING(o) : PyByteArray_AS_STRING(o);
         qp_value *v = qp_vector(QP_BYTE, n);

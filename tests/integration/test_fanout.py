@@ -329,3 +329,115 @@ def test_fanout_journal_resumes_only_unfinished_partitions():
     done_before = set(range(10)) - set(second)
     assert 7 in second and done_before, (first, second)
     assert done_before <= set(first), (first, second)
+
+
+# ---- the data boundary: char columns and nulls, against pandas
+
+def _import(d, text, types):
+    csv, db = os.path.join(d, "t.csv"), os.path.join(d, "db")
+    with open(csv, "w") as f:
+        f.write(text)
+    r = harness.qpeach("db", "import", csv, db, "t", "--types", types)
+    assert r.returncode == 0, r.stderr
+    return csv, db
+
+
+def test_fanout_partitions_get_char_columns_per_row():
+    """A q char column reaches each partition one char per row (not one
+    str for the column), with and without pandas, and comes back a char
+    column: compared with pandas reading the same CSV."""
+    import pandas as pd
+    d = harness.tmpdir()
+    csv, db = _import(d, "side,x\nB,1\nS,2\nB,3\nS,4\nS,5\n", "CJ")
+    want = pd.read_csv(csv, dtype={"side": str})
+    env = dict(os.environ, PYTHONPATH=PYDIR)
+    with Server("--db", db, env=env) as s:
+        sess = kx.remote.session(host="127.0.0.1", port=s.port)
+
+        def sides(t):
+            assert t["side"].dtype == "S1" and len(t["side"]) == len(t["x"])
+            return {"side": t["side"], "x": t["x"]}
+
+        got = kx.remote.fanout(sides, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               progress=False)
+        assert got["side"].dtype == "S1", got
+        assert [c.decode() for c in got["side"]] == want["side"].tolist(), got
+
+        def sides_pd(df):
+            return df[["side", "x"]]
+
+        got = kx.remote.fanout(sides_pd, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               pandas=True, progress=False)
+        assert got["side"].tolist() == want["side"].tolist() and got["x"].tolist() == want["x"].tolist(), got
+        raw = kx.remote.fanout(sides_pd, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               pandas=True, raw=True, progress=False)
+        # the q column: a char vector (type 10, 5 items), not symbols
+        assert b"\x0a\x00\x05\x00\x00\x00" + "".join(want["side"]).encode() in raw, raw
+        sess.close()
+
+
+def test_vwap_example_skips_nulls_as_pandas_does():
+    """jobs/vwap.py over a CSV with one empty size (and an empty price and
+    sym): VWAP 10.5 and size 100 for A, as pandas gives, not 13 and
+    -9.2e18 (q's long null taken as a number)."""
+    import pandas as pd
+    d = harness.tmpdir()
+    with open(os.path.join(d, "trades.csv"), "w") as f:
+        f.write("sym,price,size\nA,10,50\nA,11,50\nA,13,\nB,20,10\nB,,5\n,30,7\nB,21,30\n")
+    df = pd.read_csv(os.path.join(d, "trades.csv"))
+    ok = df.dropna(subset=["price", "size"])
+    want = ((ok.price * ok["size"]).groupby(ok.sym).sum() / ok["size"].groupby(ok.sym).sum())
+    vol = ok["size"].groupby(ok.sym).sum()
+    assert abs(want["A"] - 10.5) < 1e-12 and vol["A"] == 100     # the issue's numbers
+    vwap = os.path.join(ROOT, "jobs", "vwap.py")
+    for symbols in ("codes", "str", "categorical"):
+        job = os.path.join(d, f"vwap_{symbols}.ini")
+        with open(job, "w") as f:
+            f.write(f"[job]\nfunction = {vwap}:vwap_parts\nsymbols = {symbols}\n"
+                    f"[input]\ntable = trade\nfile = trades.csv\ntypes = SFJ\n"
+                    f"[partition]\nby = rows\npieces = 3\n[workers]\nlocal = 2\n"
+                    f"[merge]\nhow = sum-by-key\nkey = sym\nreducer = {vwap}:finish\n"
+                    f"[output]\npath = vwap_{symbols}.csv\n")
+        r = harness.qpeach("run", job, timeout=120)
+        assert r.returncode == 0, (symbols, r.stderr)
+        got = pd.read_csv(os.path.join(d, f"vwap_{symbols}.csv")).set_index("sym")
+        assert sorted(got.index) == sorted(want.index), (symbols, got)
+        for s in want.index:
+            assert abs(got.loc[s, "vwap"] - want[s]) < 1e-9 and got.loc[s, "size"] == vol[s], (symbols, got)
+
+
+def test_timestamp_infinities_survive_python_and_msgpack():
+    """0W/-0W timestamps pass through a Python function as numpy's largest
+    and smallest datetime64[ns] and back as q's infinities; msgpack output
+    writes q's own instants (0W is 2292.04.10D23:47:16.854775807), where the
+    epoch shift used to overflow into 1707. Checked with msgpack's reader
+    against Python's integer arithmetic."""
+    import msgpack
+    d = harness.tmpdir()
+    with open(os.path.join(d, "in.csv"), "w") as f:
+        f.write("ts,x\n2020.01.01D00:00:00.5,1\n0W,2\n-0W,3\n,4\n")
+    with open(os.path.join(d, "f.py"), "w") as f:
+        f.write("import numpy as np\ndef ident(t):\n"
+                "    top = np.iinfo(np.int64).max\n"
+                "    assert t['ts'].view('i8').tolist() in ([top], [-top], [-top - 1]) or t['x'][0] == 1\n"
+                "    return t\n")
+    top = 2**63 - 1
+    q = [int((np.datetime64("2020-01-01T00:00:00.5", "ns") - np.datetime64("2000-01-01", "ns")).astype("i8")),
+         top, -top]
+    want = [divmod(v + 946684800 * 10**9, 10**9) for v in q]
+    for out in ("out.msgpack", "out.qipc"):
+        job = os.path.join(d, "j.ini")
+        with open(job, "w") as f:
+            f.write(f"[job]\nfunction = f.py:ident\n[input]\nfile = in.csv\ntypes = PJ\n"
+                    f"[partition]\nby = rows\npieces = 4\n[workers]\nlocal = 1\n[output]\npath = {out}\n")
+        r = harness.qpeach("run", job, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(d, out), "rb") as f:
+            data = f.read()
+        if out.endswith(".msgpack"):
+            got = msgpack.unpackb(data, timestamp=0)["ts"]
+            assert [(t.seconds, t.nanoseconds) for t in got[:3]] == want and got[3] is None, got
+        else:       # q IPC: the ts column's raw int64 items, after its 6-byte vector header
+            import struct
+            i = data.index(b"\x0c\x00\x04\x00\x00\x00")
+            assert list(struct.unpack_from("<4q", data, i + 6)) == q + [-top - 1], data
