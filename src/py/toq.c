@@ -12,19 +12,29 @@
  *     datetime64[D] -> date, [M] -> month, other units -> timestamp (ns),
  *     timedelta64[m] -> minute, [s] -> second, [ms] -> time (each when the
  *     values fit q's 32 bits, else timespan), other units -> timespan,
- *     str/bytes arrays and object arrays of str -> symbol vectors, other
- *     object arrays -> lists, 2-d and up -> lists of rows.
+ *     S1 arrays (and bytes_ items) and object arrays of one-byte bytes ->
+ *     char vectors (q's chars, as PyKX's toq), other str/bytes arrays and
+ *     object arrays of str -> symbol vectors, other object arrays ->
+ *     lists, 2-d and up -> lists of rows; masked arrays with q's nulls
+ *     where masked.
  *   list, tuple -> general list, collapsed to a vector when every item
  *     converts to an atom of one type (as q collapses (1;2;3) to 1 2 3);
  *     empty -> ().
  *   dict of str -> equal-length 1-d arrays (or Series) -> table; any other
  *     dict -> dict (keys and values collapsed as lists are).
  *   pandas: DataFrame -> table (keyed by its index when the index is
- *     named, as set_index and groupby leave it; an unnamed index is dropped),
+ *     named, as set_index and groupby leave it; an unnamed index is dropped;
+ *     columns that were q char columns, named in df.attrs, -> chars),
  *     Series/Index -> vector, Categorical -> symbol vector.
  * Nulls: NaN -> 0n/0Ne, NaT -> the temporal null, int64 max/min+1 of a
- * datetime64/timedelta64 -> +-infinity; ints map to themselves, so q's
- * sentinels round-trip. Anything else is an error naming the Python type.
+ * datetime64/timedelta64 (any unit) -> +-infinity; ints map to themselves,
+ * so q's sentinels round-trip. pandas' <NA> (nullable integers, floats,
+ * strings), masked items, and None/NaN in a column of str -> q's null of
+ * the type (pdcol.c); a missing boolean or byte is an error (q has none).
+ * Temporal values are converted in exact integer arithmetic from their own
+ * unit: one beyond q's type (a timestamp outside 1707.09.22..2292.04.10) is
+ * an error naming its column and row (or list item), never a wrapped value.
+ * Anything else is an error naming the Python type.
  */
 #include "pyint.h"
 

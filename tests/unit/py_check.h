@@ -96,10 +96,12 @@ static inline qp_value *syms(int n, ...)
     return v;
 }
 
-/* Binds name in the check globals to o (stolen). */
+/* Binds name in the check globals to o (stolen; NULL, a failed
+ * conversion: its exception printed, name bound to None). */
 static inline void bind(const char *name, PyObject *o)
 {
-    PyDict_SetItemString(g, name, o);
+    if (!o) PyErr_Print();
+    PyDict_SetItemString(g, name, o ? o : Py_None);
     Py_XDECREF(o);
 }
 

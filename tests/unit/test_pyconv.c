@@ -15,6 +15,20 @@ static qp_value *table1(const char *name, qp_value *col)
     return qp_table(qp_dict(syms(1, name), qp_list(1, col)));
 }
 
+/* Column name of table v (NULL when v is no table or has none). */
+static const qp_value *column(const qp_value *v, const char *name)
+{
+    return v && v->type == QP_TABLE ? qp_table_column(v, name) : NULL;
+}
+
+/* Whether column name of table v is of type t, with the n chars s when
+ * it is a char column. */
+static bool column_is(const qp_value *v, const char *name, int t, const char *s, int64_t n)
+{
+    const qp_value *c = column(v, name);
+    return c && c->type == t && (t != QP_CHAR || (c->v.n == n && !memcmp(c->v.data, s, (size_t)n)));
+}
+
 /* q -> Python must fail with an exception whose text holds a and b; drops x. */
 static bool q2py_fails(qp_value *x, int flags, const char *a, const char *b)
 {
@@ -81,7 +95,7 @@ static void test_char_columns(void)
     qp_value *t = table1("side", qp_cstring("BSB"));
     /* numpy: S1 items viewing the column's bytes, read-only */
     PyObject *o = qp_py_from_q(t, 0);
-    bind("addr", PyLong_FromVoidPtr(qp_table_column(t, "side")->v.data));
+    bind("addr", PyLong_FromVoidPtr(column(t, "side")->v.data));
     CU_ASSERT(check(o, "x['side'].dtype == 'S1' and x['side'].tolist() == [b'B', b'S', b'B'] and "
                        "x['side'].__array_interface__['data'][0] == addr and not x['side'].flags.writeable"));
     Py_XDECREF(o);
@@ -97,20 +111,18 @@ static void test_char_columns(void)
     PyObject *df = qp_py_from_q(t, QP_PY_PANDAS);
     bind("df", df);
     qp_value *v = py2q("df[df['side'] == 'B']");
-    CU_ASSERT(v && v->type == QP_TABLE && qp_table_column(v, "side")->type == QP_CHAR &&
-              qp_count(v) == 2 && !memcmp(qp_table_column(v, "side")->v.data, "BB", 2));
+    CU_ASSERT(column_is(v, "side", QP_CHAR, "BB", 2));
     qp_unref(v);
     /* a marked column changed to longer strings, or with None, and an
      * unmarked one-char str column */
     v = py2q("df.assign(side=df['side'] + 'x')");
-    CU_ASSERT(v && qp_table_column(v, "side")->type == QP_SYMBOL);
+    CU_ASSERT(column_is(v, "side", QP_SYMBOL, NULL, 0));
     qp_unref(v);
     v = py2q("df.assign(side=[None, 'S', 'B'])");
-    CU_ASSERT(v && qp_table_column(v, "side")->type == QP_CHAR &&
-              !memcmp(qp_table_column(v, "side")->v.data, " SB", 3));
+    CU_ASSERT(column_is(v, "side", QP_CHAR, " SB", 3));
     qp_unref(v);
     v = py2q("pd.DataFrame({'side': ['B', 'S']})");
-    CU_ASSERT(v && qp_table_column(v, "side")->type == QP_SYMBOL);
+    CU_ASSERT(column_is(v, "side", QP_SYMBOL, NULL, 0));
     qp_unref(v);
     PyDict_DelItemString(g, "df");
     qp_unref(t);
