@@ -179,7 +179,7 @@ static int64_t month_days(int32_t m)
  * ns for every type (pandas' unit): q's null NaT, +-infinity int64 max and
  * min+1 (no epoch shift for those). False when the value does not fit, or
  * would read as NaT or an infinity. */
-static bool temporal_value(int t, const void *p, bool ns, int64_t *out)
+static inline __attribute__((always_inline)) bool temporal_value(int t, const void *p, bool ns, int64_t *out)
 {
     __int128 r;
     if (t == QP_DATETIME) {
@@ -343,6 +343,28 @@ static PyObject *new_array(PyArray_Descr *d, npy_intp n)   /* steals d */
     return PyArray_NewFromDescr(&PyArray_Type, d, 1, &n, NULL, NULL, 0, NULL);
 }
 
+/* The n items at p of temporal type t into o (temporal_value): the index
+ * of the first that does not fit, or -1. One loop per type (and ns), the
+ * conversion inlined into it: a 10M-item date column is ~10 ms. */
+static inline __attribute__((always_inline)) int64_t convert_all(int t, bool ns, const char *p, int64_t n,
+                                                                  int64_t *o)
+{
+#define LOOP(T, W)                                                              \
+    for (int64_t i = 0; i < n; i++)                                             \
+        if (!temporal_value(T, p + i * (W), ns, &o[i])) return i;               \
+    return -1
+    switch (t) {
+    case QP_TIMESTAMP: LOOP(QP_TIMESTAMP, 8);
+    case QP_DATETIME: LOOP(QP_DATETIME, 8);
+    case QP_MONTH: LOOP(QP_MONTH, 4);
+    case QP_DATE: LOOP(QP_DATE, 4);
+    case QP_MINUTE: LOOP(QP_MINUTE, 4);
+    case QP_SECOND: LOOP(QP_SECOND, 4);
+    default: LOOP(QP_TIME, 4);
+    }
+#undef LOOP
+}
+
 /* Temporal vector x as datetime64/timedelta64 in its own unit, or with ns
  * in ns (pandas'); a value that does not fit raises naming its row of
  * column col (or its item, col NULL). A timespan is a view (same items,
@@ -355,17 +377,11 @@ static PyObject *temporal_vector(const qp_value *x, bool ns, const char *col)
     if (t == QP_TIMESPAN) return qp__view_vector(x, d);
     PyObject *a = new_array(d, (npy_intp)x->v.n);
     if (!a) return NULL;
-    int64_t *o = PyArray_DATA((PyArrayObject *)a);
-    size_t w = qp_type_width(t);
-    const char *p = x->v.data;
-    /* a switch per item, predicted every time: a 10M-item date column is ~20 ms */
-    for (int64_t i = 0; i < x->v.n; i++, p += w) {
-        if (!temporal_value(t, p, ns, &o[i])) {
-            Py_DECREF(a);
-            return beyond(col, i, t, p, slot);
-        }
-    }
-    return a;
+    int64_t bad = ns ? convert_all(t, true, x->v.data, x->v.n, PyArray_DATA((PyArrayObject *)a))
+                     : convert_all(t, false, x->v.data, x->v.n, PyArray_DATA((PyArrayObject *)a));
+    if (bad < 0) return a;
+    Py_DECREF(a);
+    return beyond(col, bad, t, (const char *)x->v.data + bad * (int64_t)qp_type_width(t), slot);
 }
 
 /* Char column x: an S1 array viewing its bytes (numpy), or one-char str
