@@ -26,6 +26,15 @@ void qp__conv_fini(void);
 /* toq.c: the general list lst as a vector when every item is an atom of one type
  * (as q collapses `(1;2;3)`), else lst itself. Steals lst; new reference. */
 qp_value *qp__collapse(qp_value *lst);
+/* toq.c: the pending Python exception as a q error "qpeach: what: ...",
+ * clearing it. New reference. */
+qp_value *qp__py_failed(const char *what);
+/* toqtime.c: 1-d datetime64/timedelta64 array a as a q temporal vector
+ * (borrowed a; new reference or an error value). col names where a value
+ * q cannot hold is, for the error: column col (rows), NULL (items of a
+ * vector), or qp__atom_pos (a 0-d array's one item, no position). */
+qp_value *qp__temporal_to_q(PyArrayObject *a, const char *col);
+extern const char qp__atom_pos[];
 /* fromq.c: the cached str of symbol s (borrowed; the cache owns it), and
  * the pandas module (borrowed; imported at the first call). NULL with an
  * exception set. */

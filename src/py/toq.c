@@ -32,7 +32,7 @@
  * strings), masked items, and None/NaN in a column of str -> q's null of
  * the type (pdcol.c); a missing boolean or byte is an error (q has none).
  * Temporal values are converted in exact integer arithmetic from their own
- * unit: one beyond q's type (a timestamp outside 1707.09.22..2292.04.10) is
+ * unit (toqtime.c): one beyond q's type (a timestamp outside 1707.09.22..2292.04.10) is
  * an error naming its column and row (or list item), never a wrapped value.
  * Anything else is an error naming the Python type.
  */
@@ -51,8 +51,7 @@ static qp_value *cannot(PyObject *o, const char *why)
     return qp_error("qpeach: cannot convert Python %s to q%s", Py_TYPE(o)->tp_name, why);
 }
 
-/* Stores the pending Python exception's text in a q error. */
-static qp_value *py_failed(const char *what)
+qp_value *qp__py_failed(const char *what)
 {
     qp_value *e = qp_py_error();
     qp_value *r = qp_error("qpeach: %s: %s", what, e ? e->s : "?");
@@ -159,7 +158,7 @@ static qp_value *symbols_from(PyObject *const *items, Py_ssize_t n)
     for (Py_ssize_t i = 0; i < n; i++) {
         if (items[i] != last) {
             lasts = is_missing(items[i]) ? qp_sym_intern("", 0) : cached_intern(&c, items[i]);
-            if (!lasts) { free(c.t); qp_unref(v); return py_failed("symbol"); }
+            if (!lasts) { free(c.t); qp_unref(v); return qp__py_failed("symbol"); }
             last = items[i];
         }
         s[i] = lasts;
@@ -175,152 +174,12 @@ static qp_value *numeric_copy(PyArrayObject *a, int qt, int npy)
     PyArray_Descr *d = PyArray_DescrFromType(npy);
     PyArrayObject *c = (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1,
                                                         NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
-    if (!c) return py_failed("array cast");
+    if (!c) return qp__py_failed("array cast");
     npy_intp n = PyArray_DIM(c, 0);
     qp_value *v = qp_vector(qt, n);
     if (v && n) memcpy(v->v.data, PyArray_DATA(c), (size_t)n * qp_type_width(qt));
     Py_DECREF(c);
     return v;
-}
-
-static PyArray_DatetimeMetaData *dt_meta(PyArrayObject *a)
-{
-    return &((PyArray_DatetimeDTypeMetaData *)PyArray_DESCR(a)->c_metadata)->meta;
-}
-
-static int dt_unit(PyArrayObject *a)
-{
-    PyArray_DatetimeMetaData *m = dt_meta(a);
-    return m->num == 1 ? (int)m->base : -1;
-}
-
-/* int64 items of a temporal array, cast to the unit of spec ("M8[ns]"...). */
-static PyArrayObject *temporal_cast(PyArrayObject *a, const char *spec)
-{
-    PyObject *s = PyUnicode_FromString(spec);
-    PyArray_Descr *d = NULL;
-    int ok = s && PyArray_DescrConverter(s, &d);
-    Py_XDECREF(s);
-    if (!ok) return NULL;
-    return (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1,
-                                            NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
-}
-
-/* -> 32-bit q temporal; false when the value does not fit. */
-static inline bool unshift_i(int64_t v, int64_t by, int32_t *out)
-{
-    if (v == QP_NULL_J) { *out = QP_NULL_I; return true; }
-    if (v == QP_INF_J) { *out = QP_INF_I; return true; }
-    if (v == -QP_INF_J) { *out = -QP_INF_I; return true; }
-    v -= by;
-    if (v <= -QP_INF_I || v >= QP_INF_I) return false;
-    *out = (int32_t)v;
-    return true;
-}
-
-/* Nanoseconds per item of a's unit as mul / div (div > 1 for units finer
- * than ns); false for calendar units (years, months) and generic ones. */
-static bool unit_ns(PyArrayObject *a, int64_t *mul, int64_t *div)
-{
-    static const int64_t per[] = {
-        [NPY_FR_W] = 7 * 86400000000000LL, [NPY_FR_D] = 86400000000000LL, [NPY_FR_h] = 3600000000000LL,
-        [NPY_FR_m] = 60000000000LL, [NPY_FR_s] = 1000000000LL, [NPY_FR_ms] = 1000000LL,
-        [NPY_FR_us] = 1000LL, [NPY_FR_ns] = 1, [NPY_FR_ps] = -1000LL, [NPY_FR_fs] = -1000000LL,
-        [NPY_FR_as] = -1000000000LL,
-    };
-    PyArray_DatetimeMetaData *m = dt_meta(a);
-    if ((int)m->base < NPY_FR_W || (int)m->base > NPY_FR_as) return false;
-    int64_t p = per[m->base];
-    *mul = p > 0 ? p : 1;
-    *div = p > 0 ? 1 : -p;
-    return !__builtin_mul_overflow(*mul, (int64_t)m->num, mul);
-}
-
-/* Error for item i of temporal array a, beyond q's type what: at row i of
- * column col, item i of a vector (col NULL), or an atom (col atom_pos). */
-static const char atom_pos[] = "an atom";
-static qp_value *beyond_q(PyArrayObject *a, npy_intp i, const char *col, const char *what)
-{
-    PyObject *it = PySequence_GetItem((PyObject *)a, i);
-    PyObject *txt = it ? PyObject_Str(it) : NULL, *dt = PyObject_Str((PyObject *)PyArray_DESCR(a));
-    const char *t = txt ? PyUnicode_AsUTF8(txt) : NULL, *d = dt ? PyUnicode_AsUTF8(dt) : NULL;
-    PyErr_Clear();
-    qp_value *e = col == atom_pos ? qp_error("qpeach: %s %s is beyond %s", d ? d : "?", t ? t : "?", what)
-                : col ? qp_error("qpeach: column %s, row %ld: %s %s is beyond %s", col, (long)i,
-                                 d ? d : "?", t ? t : "?", what)
-                      : qp_error("qpeach: item %ld: %s %s is beyond %s", (long)i, d ? d : "?", t ? t : "?", what);
-    Py_XDECREF(it);
-    Py_XDECREF(txt);
-    Py_XDECREF(dt);
-    return e;
-}
-
-/* A datetime64/timedelta64 array as q timestamps/timespans, in exact
- * integer arithmetic from its own unit: NaT is q's null, int64 max and
- * min+1 (any unit) its infinities, and a value q cannot hold is an error
- * naming it (numpy's own cast to ns would wrap: 2300 became 1715). */
-static qp_value *nanos_to_q(PyArrayObject *a, const char *col)
-{
-    bool dt = PyArray_DESCR(a)->kind == 'M';
-    int64_t mul, div;
-    PyArrayObject *c = NULL;
-    if (!unit_ns(a, &mul, &div)) {
-        if (!dt) return qp_error("qpeach: cannot convert a timedelta64 of calendar unit to q");
-        if (!(c = temporal_cast(a, "M8[D]"))) return py_failed("temporal cast");   /* years, months */
-        mul = 86400000000000LL, div = 1;
-    } else {
-        PyArray_Descr *d = PyArray_DescrNewByteorder(PyArray_DESCR(a), NPY_NATIVE);
-        c = d ? (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1, NPY_ARRAY_CARRAY_RO, NULL) : NULL;
-        if (!c) return py_failed("temporal array");
-    }
-    npy_intp n = PyArray_DIM(c, 0);
-    const int64_t *s = PyArray_DATA(c);
-    qp_value *v = qp_vector(dt ? QP_TIMESTAMP : QP_TIMESPAN, n);
-    for (npy_intp i = 0; v && i < n; i++) {
-        int64_t x = s[i];
-        if (x == QP_NULL_J || x == QP_INF_J || x == -QP_INF_J) { qp_J(v)[i] = x; continue; }
-        __int128 r = (__int128)x * mul;
-        if (div > 1) r = r / div - (r % div < 0);          /* floor */
-        if (dt) r -= QP_EPOCH_NANOS;
-        if (r <= -QP_INF_J || r >= QP_INF_J) {
-            qp_unref(v);
-            v = beyond_q(a, i, col, dt ? "q's timestamp range (1707.09.22D00:12:43.145224194 to "
-                                         "2292.04.10D23:47:16.854775806)"
-                                       : "q's timespan range (-106751D23:47:16.854775806 to "
-                                         "106751D23:47:16.854775806)");
-            break;
-        }
-        qp_J(v)[i] = (int64_t)r;
-    }
-    Py_DECREF(c);
-    return v;
-}
-
-static qp_value *temporal_to_q(PyArrayObject *a, const char *col)
-{
-    bool dt = PyArray_DESCR(a)->kind == 'M';
-    int unit = dt_unit(a);
-    int qt32 = 0;
-    int64_t by = 0;
-    const char *spec = NULL;
-    if (dt && unit == NPY_FR_D) { qt32 = QP_DATE; by = QP_EPOCH_DAYS; spec = "M8[D]"; }
-    else if (dt && unit == NPY_FR_M) { qt32 = QP_MONTH; by = 360; spec = "M8[M]"; }
-    else if (!dt && unit == NPY_FR_m) { qt32 = QP_MINUTE; spec = "m8[m]"; }
-    else if (!dt && unit == NPY_FR_s) { qt32 = QP_SECOND; spec = "m8[s]"; }
-    else if (!dt && unit == NPY_FR_ms) { qt32 = QP_TIME; spec = "m8[ms]"; }
-    if (qt32) {
-        PyArrayObject *c = temporal_cast(a, spec);
-        if (!c) return py_failed("temporal cast");
-        npy_intp n = PyArray_DIM(c, 0);
-        const int64_t *s = PyArray_DATA(c);
-        qp_value *v = qp_vector(qt32, n);
-        bool fits = true;
-        for (npy_intp i = 0; v && i < n && fits; i++) fits = unshift_i(s[i], by, &qp_I(v)[i]);
-        Py_DECREF(c);
-        if (!v || fits) return v;
-        qp_unref(v);    /* too wide for 32 bits: a timestamp or timespan */
-    }
-    return nanos_to_q(a, col);
 }
 
 /* Error e (stolen) placed at item i of a list, or row i of column col. */
@@ -357,7 +216,7 @@ static qp_value *objects_to_q(PyArrayObject *a, int depth, const char *col)
 {
     PyArrayObject *c = (PyArrayObject *)PyArray_FromAny((PyObject *)a, NULL, 1, 1,
                                                         NPY_ARRAY_CARRAY_RO, NULL);
-    if (!c) return py_failed("array");
+    if (!c) return qp__py_failed("array");
     npy_intp n = PyArray_DIM(c, 0);
     PyObject *const *items = PyArray_DATA(c);
     bool str = false, syms = n > 0, chars = n > 0;
@@ -380,14 +239,14 @@ static qp_value *chars_to_q(PyArrayObject *a)
 {
     if (PyArray_DESCR(a)->kind == 'S' && PyArray_DESCR(a)->elsize == 1) {   /* S1: q's chars */
         PyArrayObject *c = (PyArrayObject *)PyArray_GETCONTIGUOUS(a);
-        if (!c) return py_failed("array");
+        if (!c) return qp__py_failed("array");
         qp_value *v = qp_string(PyArray_DATA(c), (size_t)PyArray_DIM(c, 0));
         Py_DECREF(c);
         return v;
     }
     /* other fixed-width str/bytes arrays: one Python object per item, once */
     PyObject *l = PySequence_List((PyObject *)a);
-    if (!l) return py_failed("array");
+    if (!l) return qp__py_failed("array");
     qp_value *v = symbols_from(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l));
     Py_DECREF(l);
     return v;
@@ -401,7 +260,7 @@ static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
 {
     if (!PyArray_CheckExact(a) && is_instance((PyObject *)a, "numpy.ma", "MaskedArray")) {
         PyObject *u = qp__pd_unmask((PyObject *)a);
-        qp_value *v = !u ? py_failed("masked array")
+        qp_value *v = !u ? qp__py_failed("masked array")
                     : PyArray_Check(u) ? array_to_q((PyArrayObject *)u, depth, col) : to_q(u, depth);
         Py_XDECREF(u);
         return v;
@@ -409,8 +268,8 @@ static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
     int nd = PyArray_NDIM(a);
     if (nd == 0) {
         PyObject *r = PyArray_Ravel(a, NPY_CORDER);
-        if (!r) return py_failed("array");
-        qp_value *v = array_to_q((PyArrayObject *)r, depth, atom_pos);
+        if (!r) return qp__py_failed("array");
+        qp_value *v = array_to_q((PyArrayObject *)r, depth, qp__atom_pos);
         Py_DECREF(r);
         if (!v || qp_is_error(v)) return v;
         qp_value *atom = qp_item(v, 0);
@@ -419,7 +278,7 @@ static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
     }
     if (nd > 1) {
         PyObject *l = PySequence_List((PyObject *)a);
-        if (!l) return py_failed("array");
+        if (!l) return qp__py_failed("array");
         qp_value *v = list_items(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l), depth, col);
         if (v && v->type != QP_LIST && !qp_is_error(v)) {   /* rows are lists, never atoms */
             qp_unref(v);
@@ -443,8 +302,8 @@ static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
     case 'f':
         if (size <= 4) return numeric_copy(a, QP_REAL, NPY_FLOAT32);
         return numeric_copy(a, QP_FLOAT, NPY_FLOAT64);
-    case 'M': case 'm': return temporal_to_q(a, col);
-    case 'O': return objects_to_q(a, depth, col == atom_pos ? NULL : col);
+    case 'M': case 'm': return qp__temporal_to_q(a, col);
+    case 'O': return objects_to_q(a, depth, col == qp__atom_pos ? NULL : col);
     case 'U': case 'S': return chars_to_q(a);
     default: break;
     }
@@ -481,14 +340,14 @@ static qp_value *categorical_to_q(PyObject *cat)
     PyArrayObject *c = codes ? (PyArrayObject *)PyArray_FromAny(codes, PyArray_DescrFromType(NPY_INT64),
                                                                 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL) : NULL;
     qp_value *v = NULL, *syms = NULL;
-    if (!c || !names) { v = py_failed("categorical"); goto done; }
+    if (!c || !names) { v = qp__py_failed("categorical"); goto done; }
     syms = to_q(names, 1);
     if (!syms || qp_is_error(syms) || (syms->type != QP_SYMBOL && PyArray_SIZE((PyArrayObject *)names) > 0)) {
         /* categories that are not strings: convert the values as they are */
         qp_unref(syms);
         syms = NULL;
         PyObject *vals = PyArray_FromAny(cat, NULL, 1, 1, 0, NULL);
-        v = vals ? to_q(vals, 1) : py_failed("categorical");
+        v = vals ? to_q(vals, 1) : qp__py_failed("categorical");
         Py_XDECREF(vals);
         goto done;
     }
@@ -576,7 +435,7 @@ static qp_value *frame_column(PyObject *cols, PyObject *iloc, PyObject *chars, P
     Py_XDECREF(key);
     Py_XDECREF(nm);
     Py_XDECREF(ns);
-    qp_value *c = !s || !*sym || marked < 0 ? py_failed("DataFrame column") : series_to_q(s, *sym);
+    qp_value *c = !s || !*sym || marked < 0 ? qp__py_failed("DataFrame column") : series_to_q(s, *sym);
     Py_XDECREF(s);
     return marked > 0 ? as_chars(c) : c;
 }
@@ -602,7 +461,7 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys);
 static qp_value *dataframe_to_q(PyObject *df)
 {
     PyObject *idx = PyObject_GetAttrString(df, "index");
-    if (!idx) return py_failed("DataFrame");
+    if (!idx) return qp__py_failed("DataFrame");
     if (unkeyed_index(idx)) {
         Py_DECREF(idx);
         return frame_columns(df, 0);
@@ -612,7 +471,7 @@ static qp_value *dataframe_to_q(PyObject *df)
     Py_XDECREF(nl);
     Py_DECREF(idx);
     PyObject *flat = nkeys > 0 ? PyObject_CallMethod(df, "reset_index", NULL) : NULL;
-    if (!flat) return py_failed("DataFrame index");
+    if (!flat) return qp__py_failed("DataFrame index");
     qp_value *v = frame_columns(flat, nkeys);
     Py_DECREF(flat);
     return v;
@@ -625,7 +484,7 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
     PyObject *chars = iloc ? qp__pd_char_columns(df) : NULL;
     Py_ssize_t nc = cols ? PyObject_Length(cols) : -1;
     qp_value *names = NULL, *vals = NULL, *r = NULL;
-    if (!chars || nc < 0) { r = py_failed("DataFrame"); goto done; }
+    if (!chars || nc < 0) { r = qp__py_failed("DataFrame"); goto done; }
     names = qp_vector(QP_SYMBOL, nc);
     vals = qp_vector(QP_LIST, nc);
     if (!names || !vals) goto done;
@@ -727,7 +586,7 @@ static qp_value *via_numpy(PyObject *o, const char *ctor)
     PyObject *np = PyImport_ImportModule("numpy");
     PyObject *r = np ? PyObject_CallMethod(np, ctor, "O", o) : NULL;
     Py_XDECREF(np);
-    if (!r) return py_failed(ctor);
+    if (!r) return qp__py_failed(ctor);
     qp_value *v = to_q(r, 1);
     Py_DECREF(r);
     return v;
@@ -742,13 +601,13 @@ static qp_value *to_q(PyObject *o, int depth)
         int over = 0;
         long long j = PyLong_AsLongLongAndOverflow(o, &over);
         if (over) return cannot(o, ": value beyond a 64-bit long");
-        if (j == -1 && PyErr_Occurred()) return py_failed("int");
+        if (j == -1 && PyErr_Occurred()) return qp__py_failed("int");
         return qp_long(j);
     }
     if (PyFloat_Check(o)) return qp_float(PyFloat_AS_DOUBLE(o));
     if (PyUnicode_Check(o)) {
         const char *s = str_intern(o);
-        return s ? qp_symbol(s) : py_failed("str");
+        return s ? qp_symbol(s) : qp__py_failed("str");
     }
     /* numpy's bytes_ (an item of an S array) converts as its array does */
     if ((PyBytes_Check(o) && !PyArray_IsScalar(o, String)) || PyByteArray_Check(o)) {
@@ -760,7 +619,7 @@ static qp_value *to_q(PyObject *o, int depth)
     }
     if (PyArray_IsScalar(o, Generic)) {
         PyObject *a = PyArray_FromScalar(o, NULL);
-        if (!a) return py_failed("numpy scalar");
+        if (!a) return qp__py_failed("numpy scalar");
         qp_value *v = array_to_q((PyArrayObject *)a, depth, NULL);
         Py_DECREF(a);
         return v;
@@ -769,7 +628,7 @@ static qp_value *to_q(PyObject *o, int depth)
     if (PyDict_Check(o)) return dict_to_q(o, depth);
     if (PyList_Check(o) || PyTuple_Check(o)) {
         PyObject *f = PySequence_Fast(o, "");
-        if (!f) return py_failed("sequence");
+        if (!f) return qp__py_failed("sequence");
         qp_value *v = list_items(PySequence_Fast_ITEMS(f), PySequence_Fast_GET_SIZE(f), depth, NULL);
         Py_DECREF(f);
         return v;
@@ -781,7 +640,7 @@ static qp_value *to_q(PyObject *o, int depth)
             const char *m = PyDelta_Check(o) ? "to_timedelta64" : "to_datetime64";
             if (PyObject_HasAttrString(o, m)) {
                 PyObject *r = PyObject_CallMethod(o, m, NULL);
-                qp_value *v = r ? to_q(r, depth) : py_failed(m);
+                qp_value *v = r ? to_q(r, depth) : qp__py_failed(m);
                 Py_XDECREF(r);
                 return v;
             }
@@ -800,7 +659,7 @@ static qp_value *to_q(PyObject *o, int depth)
     if (is_pandas(o, "Categorical")) return categorical_to_q(o);
     if (is_pandas(o, "Index")) {
         PyObject *a = PyObject_CallMethod(o, "to_numpy", NULL);
-        qp_value *v = a ? to_q(a, depth) : py_failed("Index");
+        qp_value *v = a ? to_q(a, depth) : qp__py_failed("Index");
         Py_XDECREF(a);
         return v;
     }
@@ -812,7 +671,7 @@ static qp_value *to_q(PyObject *o, int depth)
         PyObject *b = PyObject_GetAttrString(o, "bytes");
         if (!b || !PyBytes_Check(b) || PyBytes_GET_SIZE(b) != 16) {
             Py_XDECREF(b);
-            return py_failed("UUID");
+            return qp__py_failed("UUID");
         }
         qp_value *v = qp_guid((const uint8_t *)PyBytes_AS_STRING(b));
         Py_DECREF(b);
