@@ -32,8 +32,9 @@
  * strings), masked items, and None/NaN in a column of str -> q's null of
  * the type (pdcol.c); a missing boolean or byte is an error (q has none).
  * Temporal values are converted in exact integer arithmetic from their own
- * unit (toqtime.c): one beyond q's type (a timestamp outside 1707.09.22..2292.04.10) is
- * an error naming its column and row (or list item), never a wrapped value.
+ * unit (toqtime.c): one beyond q's type (a timestamp outside
+ * 1707.09.22..2292.04.10) is an error naming its column and row (or list
+ * item), never a wrapped value.
  * Anything else is an error naming the Python type.
  */
 #include "pyint.h"
