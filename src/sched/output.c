@@ -45,12 +45,10 @@ static int pack_item(msgpack_packer *pk, int t, const void *data, int64_t i)
         if (v == QP_NULL_J) return msgpack_pack_nil(pk);
         if (t != QP_TIMESTAMP) return msgpack_pack_int64(pk, v);
         /* msgpack's timestamp extension (type -1): seconds and ns since
-         * 1970, which msgpack readers turn into datetimes. Split before the
-         * epoch shift: v + the shift in ns overflows from 2262 (0W and a
-         * 2280 wrapped to 1695). Infinities are q's own instants. */
-        int64_t s = v / 1000000000, rem = v % 1000000000;
+         * 1970, which msgpack readers turn into datetimes. */
+        int64_t ns = v + QP_EPOCH_NANOS, s = ns / 1000000000, rem = ns % 1000000000;
         if (rem < 0) { rem += 1000000000; s--; }
-        msgpack_timestamp ts = { .tv_sec = s + QP_EPOCH_NANOS / 1000000000, .tv_nsec = (uint32_t)rem };
+        msgpack_timestamp ts = { .tv_sec = s, .tv_nsec = (uint32_t)rem };
         return msgpack_pack_timestamp(pk, &ts);
     }
     case QP_REAL: return msgpack_pack_float(pk, ((const float *)data)[i]);
