@@ -493,6 +493,11 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
     for (Py_ssize_t i = 0; i < nc; i++) {
         const char *sym;
         qp_value *c = frame_column(cols, iloc, chars, i, &sym);
+        for (Py_ssize_t j = 0; c && !qp_is_error(c) && j < i; j++)   /* a table keeps one column per name */
+            if (qp_S(names)[j] == sym) {
+                qp_unref(c);
+                c = qp_error("qpeach: DataFrame column %s appears twice (columns %zd and %zd)", sym, j + 1, i + 1);
+            }
         if (!c || qp_is_error(c)) { r = c; goto done; }
         qp_S(names)[i] = sym;
         qp_unref(qp_K(vals)[i]);
