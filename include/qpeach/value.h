@@ -242,10 +242,14 @@ qp_value *qp_table_slice(const qp_value *t, int64_t start, int64_t n);
  * value naming the types that differ, or NULL on OOM. */
 qp_value *qp_concat(qp_value *const *v, int64_t n);
 /* The rows of n (>= 1) tables with the same column names, in order: each
- * column as qp_concat (one table is returned itself, so views of a mapped
- * file stay views). New reference, an error value (naming the column), or
- * NULL on OOM. */
+ * column as qp_concat, matched by name in the first table's order (one
+ * table is returned itself, so views of a mapped file stay views). New
+ * reference, an error value (naming the column, or both sets of names),
+ * or NULL on OOM. */
 qp_value *qp_table_concat(qp_value *const *t, int64_t n);
+/* The first n names of symbol vector syms as "a, b, c" into buf (cap
+ * bytes, NUL-terminated, cut short when full). */
+void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
 int qp_vec_append(qp_value *x, const void *item);

@@ -573,18 +573,62 @@ qp_value *qp_concat(qp_value *const *v, int64_t n)
     return r;
 }
 
+void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n)
+{
+    size_t at = 0;
+    if (cap) buf[0] = '\0';
+    for (int64_t i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? ", " : "", qp_S(syms)[i]);
+}
+
+/* Whether table u has the columns of table t, each once, in any order
+ * (an error value saying how not, naming both sets, else NULL). */
+static qp_value *same_columns(const qp_value *t, const qp_value *u, int64_t which)
+{
+    const qp_value *a = qp_table_names(t), *b = qp_table_names(u);
+    if (qp_equal(a, b)) return NULL;            /* same order: by position */
+    bool ok = a->v.n == b->v.n;
+    for (int64_t i = 0; ok && i < a->v.n; i++) {
+        int64_t in_a = 0, in_b = 0;
+        for (int64_t k = 0; k < a->v.n; k++) {
+            in_a += qp_S(a)[k] == qp_S(a)[i];
+            in_b += qp_S(b)[k] == qp_S(a)[i];
+        }
+        ok = in_a == 1 && in_b == 1;
+    }
+    if (ok) return NULL;
+    char x[512], y[512];
+    qp_syms_text(x, sizeof x, b, b->v.n);
+    qp_syms_text(y, sizeof y, a, a->v.n);
+    return qp_error("the tables have different columns: table %lld has (%s) where table 1 has "
+                    "(%s)", (long long)which + 1, x, y);
+}
+
+/* Table u's column named as column c of t (same_columns holds): the one
+ * at the same place when it has that name, so equal names in equal order
+ * (duplicates too) go by position. */
+static qp_value *column_as(const qp_value *t, const qp_value *u, int64_t c)
+{
+    const qp_value *b = qp_table_names(u);
+    const char *name = qp_S(qp_table_names(t))[c];
+    for (int64_t k = c; k < c + b->v.n; k++)
+        if (qp_S(b)[k % b->v.n] == name) return qp_K(qp_table_columns(u))[k % b->v.n];
+    return NULL;
+}
+
 qp_value *qp_table_concat(qp_value *const *t, int64_t n)
 {
     if (n == 1) return qp_ref(t[0]);            /* one table: itself, views kept */
     qp_value *names = qp_table_names(t[0]);
-    for (int64_t i = 1; i < n; i++)
-        if (!qp_equal(qp_table_names(t[i]), names))
-            return qp_error("the tables have different columns");
+    for (int64_t i = 1; i < n; i++) {
+        qp_value *e = same_columns(t[0], t[i], i);
+        if (e) return e;
+    }
     int64_t nc = names->v.n;
     qp_value *cols = qp_vector(QP_LIST, nc), *err = NULL;
     qp_value **col = malloc((size_t)(n ? n : 1) * sizeof *col);
     for (int64_t c = 0; cols && col && c < nc && !err; c++) {
-        for (int64_t i = 0; i < n; i++) col[i] = qp_K(qp_table_columns(t[i]))[c];
+        for (int64_t i = 0; i < n; i++) col[i] = column_as(t[0], t[i], c);
         qp_value *x = qp_concat(col, n);
         if (x && qp_is_error(x)) {
             err = qp_error("column %s: %s", qp_S(names)[c], x->s);
