@@ -317,5 +317,14 @@ const char *qp_name_of(const qp_value *x);
 /* Deep equality: same type, attribute, count and items (NaN equals NaN,
  * as q's ~ match). */
 bool qp_equal(const qp_value *a, const qp_value *b);
+/* One item of vector type t (1..19) as q's = compares it, for grouping:
+ * -0.0 as 0.0 and every NaN as the one float null (real, float,
+ * datetime); other types as they are. qp_type_width(t) bytes from src to
+ * dst (which may be src). Equal items get equal bytes, so memcmp and
+ * hashing of the keys group as q does (distinct, by-column partitions,
+ * sum-by-key keys). */
+void qp_item_key(int t, const void *src, void *dst);
+/* Whether items a and b of vector type t are equal as qp_item_key says. */
+bool qp_item_eq(int t, const void *a, const void *b);
 
 #endif

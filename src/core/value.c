@@ -684,6 +684,32 @@ static bool items_equal(int t, const void *a, const void *b, int64_t n)
     return memcmp(a, b, (size_t)n * qp_type_width(t)) == 0;
 }
 
+void qp_item_key(int t, const void *src, void *dst)
+{
+    if (t == QP_REAL) {
+        float e;
+        memcpy(&e, src, 4);
+        e = isnan(e) ? QP_NULL_E : e == 0 ? 0.0f : e;
+        memcpy(dst, &e, 4);
+    } else if (t == QP_FLOAT || t == QP_DATETIME) {
+        double f;
+        memcpy(&f, src, 8);
+        f = isnan(f) ? QP_NULL_F : f == 0 ? 0.0 : f;
+        memcpy(dst, &f, 8);
+    } else if (dst != src) {
+        memcpy(dst, src, qp_type_width(t));
+    }
+}
+
+bool qp_item_eq(int t, const void *a, const void *b)
+{
+    uint8_t x[16], y[16];
+    size_t w = qp_type_width(t);
+    qp_item_key(t, a, x);
+    qp_item_key(t, b, y);
+    return memcmp(x, y, w) == 0;
+}
+
 /* Equality of an enum with anything: as the symbols it stands for. */
 static bool enum_equal(const qp_value *a, const qp_value *b)
 {

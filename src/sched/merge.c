@@ -423,9 +423,9 @@ static int add_partial(keyhash *h, const kv *p, const int *col, const bool *fl)
     uint8_t row[16 * 16 + 64];
     for (int64_t r = 0; r < p->rows; r++) {
         size_t off = 0;
-        for (int c = 0; c < p->nk; c++) {
+        for (int c = 0; c < p->nk; c++) {    /* 0.0 and -0.0 one key, as q's = */
             size_t w = qp_type_width(p->k[c]->type);
-            memcpy(row + off, (const char *)p->k[c]->v.data + (size_t)r * w, w);
+            qp_item_key(p->k[c]->type, (const char *)p->k[c]->v.data + (size_t)r * w, row + off);
             off += w;
         }
         int64_t dst = keyhash_row(h, row);
