@@ -366,3 +366,34 @@ def test_fanout_by_float_column_groups_as_q():
         g = got.loc[[k]] if not np.isnan(k) else got[np.isnan(got.index.values)]
         assert len(g) == 1 and g["n"].iloc[0] == row["size"] and g["v"].iloc[0] == row["sum"], \
             (k, g, row)
+
+
+def test_fanout_sum_by_key_missing_columns():
+    """sum-by-key over partials whose value columns differ in names (a
+    pivot per partition: column B where only buys traded, S where only
+    sells): the run fails naming both sets; with missing='zero' the missing
+    ones count as zero, as pandas' pivot_table over the whole data with
+    fill_value=0."""
+    import pandas as pd
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame({"sym": rng.choice(["AA", "BB", "CC"], n), "size": rng.integers(1, 9, n)})
+    df["side"] = np.where(np.arange(n) < n // 2, "B", "S")
+
+    def pivot(t):
+        import pandas as pd
+        d = pd.DataFrame({"sym": t["sym"], "side": t["side"], "size": t["size"]})
+        return d.pivot_table(index="sym", columns="side", values="size", aggfunc="sum")
+
+    try:
+        kx.remote.fanout(pivot, local=2, table=df, pieces=2, merge="sum-by-key", progress=False)
+    except kx.RunError as e:
+        assert "(S) where partial 1 has (B)" in str(e), str(e)
+    else:
+        raise AssertionError("partials with other value columns must fail the run")
+    got = kx.remote.fanout(pivot, local=2, table=df, pieces=2, merge="sum-by-key",
+                           missing="zero", progress=False)
+    got = pd.DataFrame(got).set_index("sym").sort_index()
+    want = df.pivot_table(index="sym", columns="side", values="size", aggfunc="sum", fill_value=0)
+    want.columns = list(want.columns)
+    assert got.equals(want), (got, want)
