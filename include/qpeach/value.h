@@ -247,9 +247,6 @@ qp_value *qp_concat(qp_value *const *v, int64_t n);
  * reference, an error value (naming the column, or both sets of names),
  * or NULL on OOM. */
 qp_value *qp_table_concat(qp_value *const *t, int64_t n);
-/* The first n names of symbol vector syms as "a, b, c" into buf (cap
- * bytes, NUL-terminated, cut short when full). */
-void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
 int qp_vec_append(qp_value *x, const void *item);
@@ -312,6 +309,9 @@ const char *qp_sym_intern(const char *s, size_t n);
 /* A name as q sends one: a symbol, a string or a one-char atom, interned;
  * NULL for any other value (or on OOM). */
 const char *qp_name_of(const qp_value *x);
+/* The first n names of symbol vector syms as "a, b, c" into buf (cap
+ * bytes, NUL-terminated, cut short when full): for messages. */
+void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n);
 
 /* ---- Comparison and printing. ---- */
 /* Deep equality: same type, attribute, count and items (NaN equals NaN,

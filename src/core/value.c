@@ -573,14 +573,6 @@ qp_value *qp_concat(qp_value *const *v, int64_t n)
     return r;
 }
 
-void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n)
-{
-    size_t at = 0;
-    if (cap) buf[0] = '\0';
-    for (int64_t i = 0; i < n && at < cap; i++)
-        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? ", " : "", qp_S(syms)[i]);
-}
-
 /* Whether table u has the columns of table t, each once, in any order
  * (an error value saying how not, naming both sets, else NULL). */
 static qp_value *same_columns(const qp_value *t, const qp_value *u, int64_t which)
