@@ -10,6 +10,8 @@
 
 #include "qpeach/value.h"
 
+#include <stdio.h>
+
 /* The columns of a table that a CSV is loaded into (an import appending
  * to a db table): every column of the file must be one of them, every one
  * of them in the file, each parsed as the type the table holds. */
@@ -37,9 +39,13 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts);
 /* Writes a table as CSV with a header row, values as q prints them
  * (2024.03.01D09:30:00.000000000). Returns 0 or a negative code. */
 int qp_csv_write(const qp_value *table, const char *path);
-/* Same; iso: dates, months, timestamps and datetimes in ISO 8601
- * (2024-03-01T09:30:00.000000000), which pandas' parse_dates reads. */
+/* Same; iso: each column's text chosen by its type so that pandas reads
+ * back the values ([output] format = iso in jobs/README.md: ISO 8601
+ * dates, timestamps and durations, true/false, inf, nulls blank). */
 int qp_csv_write_iso(const qp_value *table, const char *path, bool iso);
+/* The same CSV text to an open stream (flushed, not closed): a table or a
+ * keyed table, else QP_ETYPE. Returns 0 or a negative code. */
+int qp_csv_fwrite(const qp_value *table, FILE *f, bool iso);
 /* Loads a q IPC file: the bytes of -8! (with header) or of `set`. */
 qp_value *qp_ipcfile_load(const char *path);
 /* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */

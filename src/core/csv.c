@@ -756,21 +756,8 @@ done:
 typedef struct out {
     FILE *f;
     char delim;
-    bool iso;              /* dates and timestamps in ISO 8601 */
+    bool iso;              /* [output] format = iso: qp__format_csv_cell */
 } out;
-
-/* q's text of a date, month, timestamp or datetime ("2024.03.01D09:30:00")
- * as ISO 8601 ("2024-03-01T09:30:00"), in place; nulls and infinities
- * (no yyyy.mm at the start) are left as they are. Returns the new length. */
-static int iso_cell(char *buf, int n, int type)
-{
-    if (n < 7 || buf[4] != '.') return n;
-    buf[4] = '-';
-    if (type == QP_MONTH) return buf[n - 1] == 'm' ? n - 1 : n;
-    if (n >= 10 && buf[7] == '.') buf[7] = '-';
-    if (n > 10 && buf[10] == 'D') buf[10] = 'T';
-    return n;
-}
 
 /* Text quoted when it holds the delimiter, a quote, a newline, or edge
  * spaces (which a reader might trim). */
@@ -801,9 +788,10 @@ static int put_value(out *o, const qp_value *c, int64_t r)
         return 0;
     }
     if (qp_is_vector(c)) {
-        int n = qp__format_cell(buf, sizeof buf, c->type, (const uint8_t *)c->v.data + (size_t)r * qp_type_width(c->type));
+        int n = qp__format_csv_cell(buf, sizeof buf, c->type,
+                                    (const uint8_t *)c->v.data + (size_t)r * qp_type_width(c->type),
+                                    o->iso);
         if (n < 0) return QP_EARG;
-        if (o->iso) n = iso_cell(buf, n, c->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -811,9 +799,8 @@ static int put_value(out *o, const qp_value *c, int64_t r)
     if (x->type == QP_CHAR) { put_text(o, x->v.data, (size_t)x->v.n); return 0; }
     if (x->type == -QP_SYMBOL) { put_text(o, x->s, strlen(x->s)); return 0; }
     if (qp_is_atom(x)) {
-        int n = qp__format_cell(buf, sizeof buf, -x->type, &x->g);
+        int n = qp__format_csv_cell(buf, sizeof buf, -x->type, &x->g, o->iso);
         if (n < 0) return QP_EARG;
-        if (o->iso) n = iso_cell(buf, n, -x->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -825,7 +812,8 @@ int qp_csv_write(const qp_value *table, const char *path)
     return qp_csv_write_iso(table, path, false);
 }
 
-int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
+/* The header and rows of table to f; 0 or a negative code. */
+static int write_rows(const qp_value *table, FILE *f, bool iso)
 {
     const qp_value *cols[4096];
     const char *names[4096];
@@ -846,9 +834,7 @@ int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
         }
     }
     int64_t rows = ncols ? qp_count(cols[0]) : 0;
-    out o = {fopen(path, "w"), ',', iso};
-    if (!o.f) return -errno;
-    setvbuf(o.f, NULL, _IOFBF, 1 << 20);
+    out o = {f, ',', iso};
     int rc = 0;
     for (int i = 0; i < ncols; i++) {
         if (i) fputc(',', o.f);
@@ -863,7 +849,24 @@ int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
         fputc('\n', o.f);
     }
     if (ferror(o.f) && rc == 0) rc = QP_EIO;
-    if (fclose(o.f) != 0 && rc == 0) rc = -errno;
+    return rc;
+}
+
+int qp_csv_fwrite(const qp_value *table, FILE *f, bool iso)
+{
+    int rc = write_rows(table, f, iso);
+    if (fflush(f) && rc == 0) rc = -errno;
+    return rc;
+}
+
+int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
+{
+    if (!qp_is_keyed_table(table) && table->type != QP_TABLE) return QP_ETYPE;
+    FILE *f = fopen(path, "w");
+    if (!f) return -errno;
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    int rc = write_rows(table, f, iso);
+    if (fclose(f) != 0 && rc == 0) rc = -errno;
     if (rc < 0) unlink(path);
     return rc;
 }

@@ -535,6 +535,65 @@ static void test_csv_roundtrip_types(void)
     qp_unref(t);
 }
 
+/* Reads a whole (small) file into buf. */
+static const char *slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* Both CSV formats, cell by cell, for every type whose text is chosen by
+ * its type: iso never rewrites a float (1234.56 stayed 1234-56 before),
+ * writes what pandas reads back (true/false, decimal bytes, 3217000.0,
+ * inf, ISO 8601 dates, timestamps with +-0Wp as numpy's extremes, ISO 8601
+ * durations, minutes as hh:mm:00); q writes q's text. Row 2 holds nulls
+ * and infinities. The types a Python function cannot return (datetime,
+ * char) are here; tests/integration/test_values.py reads the others back
+ * with pandas. */
+static void test_csv_iso_and_q_cells(void)
+{
+    qp_value *names = syms(14, "b", "x", "h", "e", "f", "c", "p", "m", "d", "z", "n", "u", "v", "t");
+    qp_value *cols = qp_vector(QP_LIST, 14);
+    static const int types[14] = {QP_BOOL, QP_BYTE, QP_SHORT, QP_REAL, QP_FLOAT, QP_CHAR,
+                                  QP_TIMESTAMP, QP_MONTH, QP_DATE, QP_DATETIME, QP_TIMESPAN,
+                                  QP_MINUTE, QP_SECOND, QP_TIME};
+    for (int c = 0; c < 14; c++) qp_K(cols)[c] = qp_vector(types[c], 2);
+    qp_value **k = qp_K(cols);
+    qp_G(k[0])[0] = 1, qp_G(k[0])[1] = 0;
+    qp_G(k[1])[0] = 16, qp_G(k[1])[1] = 255;
+    qp_H(k[2])[0] = QP_INF_H, qp_H(k[2])[1] = QP_NULL_H;
+    qp_E(k[3])[0] = 1234.56f, qp_E(k[3])[1] = -QP_INF_E;
+    qp_F(k[4])[0] = -123.25, qp_F(k[4])[1] = 3217000;
+    qp_C(k[5])[0] = 'x', qp_C(k[5])[1] = ' ';
+    qp_J(k[6])[0] = QP_INF_J, qp_J(k[6])[1] = QP_NULL_J;
+    qp_I(k[7])[0] = 290, qp_I(k[7])[1] = QP_INF_I;
+    qp_I(k[8])[0] = -1, qp_I(k[8])[1] = -QP_INF_I;
+    qp_F(k[9])[0] = 1.5, qp_F(k[9])[1] = -QP_INF_F;
+    qp_J(k[10])[0] = -1500000000, qp_J(k[10])[1] = QP_INF_J;
+    qp_I(k[11])[0] = 570, qp_I(k[11])[1] = QP_NULL_I;
+    qp_I(k[12])[0] = -1, qp_I(k[12])[1] = QP_INF_I;
+    qp_I(k[13])[0] = QP_INF_I, qp_I(k[13])[1] = QP_NULL_I;
+    qp_value *t = qp_table(qp_dict(names, cols));
+    static const char *const want[2] = {     /* format = q, format = iso */
+        "b,x,h,e,f,c,p,m,d,z,n,u,v,t\n"
+        "1,10,0W,1234.56,-123.25,x,0W,2024.03,1999.12.31,2000.01.02T12:00:00.000,"
+        "-0D00:00:01.500000000,09:30,-00:00:01,0W\n"
+        "0,ff,,-0W,3217000,\" \",,0W,-0W,-0W,0W,,0W,\n",
+        "b,x,h,e,f,c,p,m,d,z,n,u,v,t\n"
+        "true,16,32767,1234.56,-123.25,x,2262-04-11T23:47:16.854775807,2024-03,1999-12-31,"
+        "2000-01-02T12:00:00.000,-P0DT0H0M1.500000000S,09:30:00,-00:00:01,0W\n"
+        "false,255,,-inf,3217000.0,\" \",,0W,-0W,-0W,P106751DT23H47M16.854775807S,,0W,\n" };
+    char got[1024];
+    for (int iso = 0; iso < 2; iso++) {
+        CU_ASSERT_EQUAL(qp_csv_write_iso(t, tmp("o.csv"), iso), 0);
+        CU_ASSERT_STRING_EQUAL(slurp(tmp("o.csv"), got, sizeof got), want[iso]);
+    }
+    qp_unref(t);
+}
+
 /* A 1M-row file, loaded in parallel (many chunks), every value checked. */
 static void test_csv_million(void)
 {
@@ -692,6 +751,7 @@ int main(void)
         {"csv quotes", test_csv_quotes},
         {"csv errors", test_csv_errors},
         {"csv round trip, every type", test_csv_roundtrip_types},
+        {"csv iso and q text, by type", test_csv_iso_and_q_cells},
         {"csv 1M rows", test_csv_million},
         {"csv garbage in, no crash", test_csv_garbage},
         {"q IPC files", test_ipc_files},
