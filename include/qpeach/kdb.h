@@ -15,8 +15,10 @@
  *     the root) shared by every column of the db, when flags has
  *     QP_KDB_ENUMS; otherwise as symbol vectors (qp_enum_resolve: one
  *     pointer per row, no string interned per row).
- *   - A qp_kdb is safe to use from several threads (one mutex inside);
- *     qp_kdb_close frees it, and must not race with other calls on it.
+ *   - A qp_kdb is safe to use from several threads (one mutex inside).
+ *     It is reference counted: qp_kdb_close drops one reference, and the
+ *     last must not race with other calls on it. Its listing never
+ *     changes; qp_kdb_reload makes a new qp_kdb when the disk changed.
  */
 #ifndef QPEACH_KDB_H
 #define QPEACH_KDB_H
@@ -43,12 +45,36 @@ typedef struct qp_kdb qp_kdb;
 /* Mounts the database at path: a partitioned root (date, month, year or
  * int partition folders, optionally par.txt segments), a root of splayed
  * folders and flat table files, or one splayed table folder (its table is
- * named after the folder). Reads folder listings and par.txt only: no
- * column file and no domain is opened until a table is asked for.
- * Returns 0 or a negative code, with a message in err. */
+ * named after the folder, and its root is the folder above it). A table
+ * is a folder with `.d` or column files (a folder with neither is left
+ * out: qp_kdb_skipped), or a flat table file. Enumeration domains are the
+ * root's files (the root holding par.txt), never a folder above it.
+ * Reads folder listings, par.txt and the first bytes of files without
+ * `.d` beside them: no column is mapped and no domain opened until a
+ * table is asked for. A path holding no table is refused ("PATH: no kdb+
+ * tables found ..."). Returns 0 or a negative code, with a message in
+ * err. The qp_kdb is a snapshot of that listing: see qp_kdb_reload. */
 int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen);
-void qp_kdb_close(qp_kdb *db);        /* NULL-safe */
+/* Drops a reference (the one qp_kdb_open gave, or qp_kdb_ref's); the last
+ * frees the db. NULL-safe. Values read from it keep their mappings. */
+void qp_kdb_close(qp_kdb *db);
+qp_kdb *qp_kdb_ref(qp_kdb *db);       /* a new reference to db */
 const char *qp_kdb_path(const qp_kdb *db);   /* borrowed */
+/* The i-th folder (0-based) that was listed where a table could be but is
+ * not one (neither .d nor column files: an empty folder, one holding only
+ * a .q script, TorQ's int folders inside a partition), or NULL past the
+ * last. Borrowed. */
+const char *qp_kdb_skipped(const qp_kdb *db, int64_t i);
+/* Mounts *db's path again when force, or when what its listing depends
+ * on changed since it was opened: the root folder, par.txt and its segment
+ * folders (a partition or table added or removed there), or a domain
+ * file (sym grown). Checking costs a stat of each. A table added to an
+ * existing partition, or files rewritten inside a table folder, change
+ * none of them: force finds those. On a new mount *db is replaced and the
+ * old reference dropped (callers holding their own references keep the
+ * old snapshot). Returns 1 when replaced, 0 when unchanged, or a negative
+ * code with err (*db kept). Not thread-safe on one *db: callers lock. */
+int qp_kdb_reload(qp_kdb **db, bool force, char *err, size_t errlen);
 
 /* The partition a folder name stands for: a date (2015.01.07), a month
  * (2015.01) or a number (a year, 2015, or an int partition). Returns the

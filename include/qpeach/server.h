@@ -78,23 +78,34 @@ int qp_server_secondary(const qp_server *s);  /* secondary thread count */
  * of the mounted db that cannot be read, an error value (-128) naming the
  * file and column. A partitioned db table is read whole (concatenated). */
 qp_value *qp_server_get(qp_server *s, const char *name);
-/* Defines or replaces name; steals value. Returns 0 or QP_ENOMEM. */
+/* Defines or replaces name; steals value. Returns 0, QP_ENOMEM, or
+ * -EEXIST when name is a table of the mounted db (check first with
+ * qp_server_name_taken, which says so in words). */
 int qp_server_set(qp_server *s, const char *name, qp_value *value);
 /* Names of globals that are tables, then the mounted db's tables, as a
  * symbol vector (new reference). */
 qp_value *qp_server_tables(qp_server *s);
 /* Mounts a kdb+ database (qpeach/kdb.h): its tables become globals, read
  * from db when asked for (.qp.get, a bare name, .qp.count and .qp.meta
- * from headers, .qp.partitions, qtable() in Python), never at mount; a
- * global of the same name hides a db table. Moves those built-ins off the
- * event loop. db is borrowed: it must outlive the server. One db per
- * server; call before qp_server_run. Returns 0 or a negative code. */
+ * from headers, .qp.partitions, qtable() in Python), never at mount, and
+ * ahead of any global: no global may take a db table's name. Each call
+ * about a db table first looks whether the db changed on disk and mounts
+ * it again if so (qp_kdb_reload); .qp.reload[] forces that. Moves those
+ * built-ins off the event loop. The server takes db (closes it when
+ * freed; keeps it on failure). One db per server; call before
+ * qp_server_run. Returns 0 or a negative code. */
 typedef struct qp_kdb qp_kdb;
 int qp_server_mount(qp_server *s, qp_kdb *db);
-/* The mounted database, or NULL. Borrowed. */
-qp_kdb *qp_server_db(const qp_server *s);
-/* True when name means a table of the mounted db (no global hides it). */
-bool qp_server_is_db_table(qp_server *s, const char *name);
+/* When name is a table of the mounted db as it is now on disk (mounted
+ * again first if it changed): a new reference to that db (qp_kdb_close
+ * it). NULL when it is not (or no db is mounted), and then *err is NULL,
+ * or an error value (new reference) when the db could not be mounted
+ * again and name was one of its tables. */
+qp_kdb *qp_server_db_table(qp_server *s, const char *name, qp_value **err);
+/* An error value (new reference) saying that name is a db table, which a
+ * global (.qp.set, .qp.load, --load: by) may not replace or hide; NULL
+ * when name is free. */
+qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by);
 /* Actual address bound (the port chosen for "0"), e.g. "127.0.0.1:5050". */
 const char *qp_server_address(const qp_server *s);
 

@@ -49,9 +49,13 @@ static void usage(FILE *f)
         "        byte for byte as it was: new names reach DB/sym only when the\n"
         "        import commits, and a guard process rolls back a killed import.\n"
         "info    prints each table: rows, partitions (count, first..last), and its\n"
-        "        columns with their q type chars and attributes, as q's meta shows them.\n"
+        "        columns with their q type chars and attributes, as q's meta shows them;\n"
+        "        then a note for each folder that is not a table (neither .d nor column\n"
+        "        files: left out). A table that cannot be read is named with the reason\n"
+        "        (exit 1); DB holding no table at all is exit 2.\n"
         "\n"
-        "Exit status: 0 done, 1 an error (named on stderr), 2 a usage error.\n");
+        "Exit status: 0 done, 1 an error (named on stderr), 2 a usage error or a DB\n"
+        "that is not a kdb+ database.\n");
 }
 
 /* A usage error: the reason, the short synopsis, exit status 2. */
@@ -371,20 +375,32 @@ done:
     return rc;
 }
 
+/* The folders left out as not tables: the first few, then how many more. */
+static void print_skipped(const qp_kdb *db)
+{
+    enum { SHOWN = 20 };
+    int64_t n = 0;
+    for (const char *p; (p = qp_kdb_skipped(db, n)); n++)
+        if (n < SHOWN) printf("note: %s: not a table (neither .d nor column files), left out\n", p);
+    if (n > SHOWN)
+        printf("note: %lld more folders are not tables either, left out\n", (long long)(n - SHOWN));
+}
+
 static int info(int argc, char **argv)
 {
     if (argc != 3 || argv[2][0] == '-') return bad_usage("info wants one DB folder%s", "");
     char err[1024];
     qp_kdb *db = NULL;
-    if (qp_kdb_open(argv[2], &db, err, sizeof err)) {
+    if (qp_kdb_open(argv[2], &db, err, sizeof err)) {   /* err names the path */
         fprintf(stderr, "qpeach db info: %s\n", err);
-        return 1;
+        return 2;
     }
     qp_value *tables = qp_kdb_tables(db);
     int rc = tables ? 0 : 1;
     printf("database %s: %lld table%s\n", qp_kdb_path(db), (long long)(tables ? tables->v.n : 0),
            tables && tables->v.n == 1 ? "" : "s");
     for (int64_t i = 0; tables && i < tables->v.n; i++) rc |= info_table(db, qp_S(tables)[i]);
+    print_skipped(db);
     qp_unref(tables);
     qp_kdb_close(db);
     return rc;

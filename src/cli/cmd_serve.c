@@ -12,9 +12,11 @@
  * distinct cores while there are enough.
  *
  * --db PATH mounts a kdb+ database (qpeach/kdb.h) before listening: its
- * tables become globals, read lazily when a call asks for them (see
- * src/net/db.c). A database that cannot be mounted is a usage error, exit
- * 2, before the listener is bound.
+ * tables become globals, read lazily when a call asks for them, and what
+ * is written to it later is seen (see src/net/db.c). A database that
+ * cannot be mounted (a folder holding no table among them) is a usage
+ * error, exit 2, one line, before the listener is bound; so is a --load
+ * name that is one of its tables.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -126,8 +128,10 @@ static void usage(FILE *f)
         "                    Its tables are globals (.qp.tables[], .qp.count,\n"
         "                    .qp.meta, .qp.get, .qp.partitions, qtable(), a bare\n"
         "                    name), read from disk only when asked for (mapped,\n"
-        "                    not copied); a global of the same name hides one.\n"
-        "                    One database per server; exit 2 if it cannot be\n"
+        "                    not copied); no global may take their names. New\n"
+        "                    partitions and tables are seen when next asked for\n"
+        "                    (.qp.reload[] forces a new look). One database per\n"
+        "                    server; exit 2 if it holds no table or cannot be\n"
         "                    mounted. -s -N workers mount it too\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
         "  --pin CORES       bind the server to these cores: logical indices as\n"
@@ -142,7 +146,8 @@ static void usage(FILE *f)
 }
 
 /* --load NAME[:TYPES]=FILE: tables (CSV, or q IPC files) as globals before the
- * first client can ask for them. Returns 0, or -1 after saying why. */
+ * first client can ask for them. Returns 0, or the exit status after saying
+ * why: 2 for a name the --db database has as a table, 1 otherwise. */
 static int load_tables(qp_server *s, const char *const *loads, int nloads)
 {
     for (int i = 0; i < nloads; i++) {
@@ -152,15 +157,21 @@ static int load_tables(qp_server *s, const char *const *loads, int nloads)
         char *colon = strchr(name, ':');          /* NAME:TYPES=FILE */
         qp_csv_opts co = { .types = colon ? colon + 1 : NULL };
         if (colon) *colon = '\0';
-        qp_value *t = qp_table_load(eq + 1, &co);
+        qp_value *t = qp_server_name_taken(s, name, "--load");
+        if (t) {
+            fprintf(stderr, "qpeach serve: %s\n", t->s);
+            qp_unref(t);
+            return 2;
+        }
+        t = qp_table_load(eq + 1, &co);
         if (!t || t->type == QP_ERROR) {
             fprintf(stderr, "qpeach serve: --load %s: %s\n", loads[i], t ? t->s : "out of memory");
             qp_unref(t);
-            return -1;
+            return 1;
         }
         if (qp_server_set(s, name, t)) {
             fprintf(stderr, "qpeach serve: --load %s: out of memory\n", loads[i]);
-            return -1;
+            return 1;
         }
     }
     return 0;
@@ -306,7 +317,7 @@ int qp_cmd_serve(int argc, char **argv)
         .loads = calloc((size_t)argc, sizeof *a.loads),
     };
     char err[512];
-    qp_kdb *db = NULL;     /* lives until the server is freed */
+    qp_kdb *db = NULL;     /* until the server takes it */
     qp_server *s = NULL;
     int rc, status;
     if (!a.loads) return 1;
@@ -315,19 +326,22 @@ int qp_cmd_serve(int argc, char **argv)
      * before listening (a bad list is a usage error, exit 2). */
     if ((status = pinning_setup(&pin, a.pin_list, a.o.secondary)) != 0) goto out;
     if (a.db_path && (rc = qp_kdb_open(a.db_path, &db, err, sizeof err))) {
-        fprintf(stderr, "qpeach serve: --db %s: %s\n", a.db_path, err[0] ? err : qp_strerror(rc));
+        /* err names the path: "PATH: no kdb+ tables found ..." */
+        fprintf(stderr, "qpeach serve: %s\n", err[0] ? err : qp_strerror(rc));
         status = 2;
         goto fail;
     }
     rc = qp_server_new(&a.o, &s, err, sizeof err);
     if (!rc && db && (rc = qp_server_mount(s, db)))
         snprintf(err, sizeof err, "--db %s: %s", a.db_path, qp_strerror(rc));
+    else if (!rc)
+        db = NULL;                            /* the server's now */
     if (rc) {
         fprintf(stderr, "qpeach serve: %s\n", err);
         status = rc == QP_EADDR || rc == QP_EARG ? 2 : 1;     /* usage errors are 2 */
         goto fail;
     }
-    status = load_tables(s, a.loads, a.nloads) ? 1 : serve(s, &a);
+    if (!(status = load_tables(s, a.loads, a.nloads))) status = serve(s, &a);
     qp_py_shutdown();
 fail:
     qp_server_free(s);

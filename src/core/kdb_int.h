@@ -48,6 +48,9 @@ typedef struct qp__khead {
     char dom[128];     /* enumerations: the domain's name */
 } qp__khead;
 
+/* On-disk attribute byte to qp's (4, g#, is QP_ATTR_GROUPED); -1: none. */
+int qp__kdb_attr(int a);
+
 /* Header of an uncompressed file of len bytes whose first have bytes are
  * at p. Returns 0, or a negative code with a message in err. */
 int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *err,
@@ -90,9 +93,20 @@ void qp__kdb_populate(const void *p, size_t len);
  * kxzipped). path names it in errors. New reference or error value. */
 qp_value *qp__kdb_decode(qp_buf *buf, const char *path, const qp__kdb_env *env);
 
+/* The enumeration h describes in buf (KF_ENUM, or KF_OLDENUM: int32
+ * indices, widened), its domain from env, checked against it unless
+ * env->flags has QP__KDB_UNCHECKED. New reference or error value. */
+qp_value *qp__kdb_enum(qp_buf *buf, const qp__khead *h, const char *path,
+                       const qp__kdb_env *env);
+
 /* A symbol domain (or .d) file: `ff 01` + symbol list, names read to the
  * end of the file whatever the count says. New reference or error. */
 qp_value *qp__kdb_syms(const uint8_t *p, size_t len, const char *path);
+
+/* True when the file at path starts as a column file q writes (fe 20,
+ * fd 20, a pre-3.6 enumeration fe + name, or kxzipped): what makes a
+ * folder without .d a splayed table. */
+bool qp__kdb_sniff(const char *path);
 
 /* Maps path read-only: 0 and a new buffer (an empty one for an empty
  * file), or a negative code with err naming the file. */
@@ -116,6 +130,8 @@ qp_value *qp__kdb_domain_in(const char *dir, const char *name);
 /* ---- Databases (kdbdb.c: opening and listing; kdbtab.c: tables) ---- */
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 
 enum { PK_NONE = 0, PK_DATE, PK_MONTH, PK_YEAR, PK_INT };   /* partition kinds */
 enum { KT_SPLAY = 1, KT_FLAT, KT_PART };                      /* table kinds */
@@ -135,16 +151,31 @@ typedef struct qp__ktable {
                             * enumerations unchecked (QP__KDB_UNCHECKED) */
     qp_value *mapped[2];   /* ... and once checked whole, without and with
                             * QP_KDB_ENUMS (db->lock guards all three) */
+    char *clash;           /* a root splay or flat file of the same name as
+                            * this partitioned table: refused (NULL: none) */
 } qp__ktable;
+
+/* What a file or folder looked like when listed (or a domain when read):
+ * a change in any field means the db changed under it (kdbstamp.c). */
+typedef struct qp__kstamp {
+    bool present;
+    dev_t dev;
+    ino_t ino;
+    nlink_t nlink;         /* a folder's: changes with its subfolders */
+    off_t size;
+    struct timespec mtime;
+} qp__kstamp;
 
 typedef struct qp__kdom {
     char name[128];
     qp_value *v;           /* the domain (one reference) */
+    qp__kstamp st;         /* its file when read */
 } qp__kdom;
 
 /* Immutable after qp_kdb_open but for the domain cache and the tables'
- * mapped values, which lock guards. */
+ * mapped values, which lock guards, and refs. */
 struct qp_kdb {
+    atomic_int refs;       /* qp_kdb_ref / qp_kdb_close */
     pthread_mutex_t lock;
     char *path;            /* as given, without trailing slashes */
     char *domdir;          /* where domain files live */
@@ -155,23 +186,50 @@ struct qp_kdb {
     int ntables;
     qp__kdom *doms;        /* loaded domains */
     int ndoms, capdoms;
+    char **watch;          /* root, sym, par.txt, segments: what a change
+                            * shows in, stamped before listing (kdbstamp.c) */
+    qp__kstamp *stamps;
+    int nwatch;
+    char **skipped;        /* folders listed that are not tables */
+    int64_t nskipped;
 };
 
 /* The table named name, or NULL. */
 qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
+/* The error that refuses table t (a name in two places), or NULL. */
+qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t);
+/* The error for enumeration domain name missing at db's root, for the
+ * file at path (column: its column, or NULL when not known). */
+qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+                           const char *name);
+/* True when db's root has a domain file of that name. */
+bool qp__kdb_has_domain(const qp_kdb *db, const char *name);
 /* "a/b", malloc'd (NULL on OOM). */
 char *qp__kdb_join(const char *a, const char *b);
 /* The decoding environment of column file path of db (domains from db). */
 typedef struct qp__colenv {
     qp_kdb *db;
     const char *path;
+    const char *column;    /* its column's name, or NULL (a flat table) */
 } qp__colenv;
 void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *path,
-                    unsigned flags);
+                    const char *column, unsigned flags);
 /* Column names of the splayed folder dir: its .d, or its files in name
  * order when it has none. New reference (symbol vector) or error value. */
 qp_value *qp__kdb_columns(const char *dir);
 /* The partition column's name for a kind: "date", "month", "year", "int". */
 const char *qp__kdb_pcol(int pkind);
+
+/* kdbstamp.c: stamps what path looks like now (absent: present false). */
+void qp__kdb_stamp(const char *path, qp__kstamp *st);
+bool qp__kdb_stamp_same(const qp__kstamp *a, const qp__kstamp *b);
+/* Adds path to what db watches, stamped now. 0 or QP_ENOMEM. */
+int qp__kdb_watch(qp_kdb *db, char *path);   /* steals path */
+
+/* kdbflat.c: a flat table file (ff 01 98) whose body holds pre-3.6
+ * enumerations (type 20+k, KDB_FORMAT.md layout 6): the table, its
+ * enumerations resolved through env like a column file's. Returns NULL
+ * when the body holds none (the IPC decoder reads it). */
+qp_value *qp__kdb_flat_enums(qp_buf *buf, const char *path, const qp__kdb_env *env);
 
 #endif

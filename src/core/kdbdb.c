@@ -9,16 +9,24 @@
  *   - Domains load once per db, on first use, under the db's one mutex;
  *     every column enumerated against a domain shares that one value.
  *   - Everything else in a qp_kdb is immutable after open, so readers need
- *     no lock but for the domain cache.
+ *     no lock but for the domain cache. A db changed on disk is mounted
+ *     again into a new qp_kdb (qp_kdb_reload, kdbstamp.c); references to
+ *     the old one keep reading the old listing.
  *
  * Layouts: a partitioned root (folders named as dates 2015.01.07, months
  * 2015.01, years 2015 or integers; the kind with the highest precedence
  * date > month > year/int wins, other folders are not partitions), with
  * par.txt segments; splayed folders (with .d, or without .d when they hold
- * only files, as finspace's) and flat table files (ff 01, type 98) at the
- * root; or one splayed folder opened directly. Domain files are looked for
- * in the opened folder, then up to two parents (a partition or a table
- * folder opened alone finds the root's `sym`).
+ * column files and no folder, as finspace's) and flat table files (ff 01,
+ * type 98) at the root; or one splayed folder opened directly. A folder
+ * that is none of these where a table could be (an empty folder, one with
+ * only a .q script, TorQ's int folders inside a date folder) is not a
+ * table: it is listed in skipped, for `db info` to say so. A name that is
+ * both a root table and a partitioned one is refused (one name, one
+ * table). Domain files are the root's only (a partition or a table folder
+ * of a db opened as if it were a root finds none: a folder above the
+ * root is never read, so the answer cannot depend on how the path is
+ * spelt); a splayed folder opened alone has the folder above as its root.
  *
  * Unverified (no public db has them): par.txt segments (tested only with a
  * db built by copying fixture partitions), month and year partitions.
@@ -166,8 +174,9 @@ static bool entry_is_dir(const char *dir, const struct dirent *e)
     return yes;
 }
 
-/* True when folder dir is a splayed table: it has .d, or it holds files
- * and no folder (finspace's splays have no .d). */
+/* True when folder dir is a splayed table: it has .d, or it holds column
+ * files q writes and no folder (finspace's splays have no .d). An empty
+ * folder, one holding only a .q script or only folders is not. */
 static bool is_splay(const char *dir)
 {
     char *d = qp__kdb_join(dir, ".d");
@@ -177,14 +186,31 @@ static bool is_splay(const char *dir)
     if (yes) return true;
     DIR *h = opendir(dir);
     if (!h) return false;
-    int files = 0, dirs = 0;
-    for (struct dirent *e; (e = readdir(h));) {
+    bool cols = false, dirs = false;
+    for (struct dirent *e; !dirs && (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
-        if (entry_is_dir(dir, e)) dirs++;
-        else files++;
+        if (entry_is_dir(dir, e)) { dirs = true; continue; }
+        if (cols || strchr(e->d_name, '#')) continue;
+        char *p = qp__kdb_join(dir, e->d_name);
+        cols = p && qp__kdb_sniff(p);
+        free(p);
     }
     closedir(h);
-    return files > 0 && dirs == 0;
+    return cols && !dirs;
+}
+
+/* Notes folder dir as listed but not a table. 0 or QP_ENOMEM. */
+static int skip_add(qp_kdb *db, const char *dir)
+{
+    int64_t n = db->nskipped;
+    if (!(n & (n - 1))) {                 /* 0, 1, 2, 4, ...: grow */
+        char **s = realloc(db->skipped, sizeof *s * (size_t)(n ? 2 * n : 1));
+        if (!s) return QP_ENOMEM;
+        db->skipped = s;
+    }
+    if (!(db->skipped[n] = strdup(dir))) return QP_ENOMEM;
+    db->nskipped++;
+    return 0;
 }
 
 /* True when the regular file at path holds a flat table (ff 01, type 98),
@@ -227,8 +253,12 @@ static int list_folder(opening *o, const char *seg, bool root, bool parts)
         if (!p) { rc = QP_ENOMEM; break; }
         struct stat st;
         int tk = 0;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) tk = is_splay(p) ? KT_SPLAY : 0;
-        else if (S_ISREG(st.st_mode)) tk = is_flat_table(p) ? KT_FLAT : 0;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            tk = is_splay(p) ? KT_SPLAY : 0;
+            if (!tk && parts) rc = skip_add(o->db, p);   /* (par.txt's segments may be here) */
+        } else if (S_ISREG(st.st_mode)) {
+            tk = is_flat_table(p) ? KT_FLAT : 0;
+        }
         qp__ktable *t = tk ? table_add(o->db, e->d_name, tk) : NULL;
         if (tk && !t) rc = QP_ENOMEM;
         if (t && !t->path) t->path = p;
@@ -254,7 +284,8 @@ static int list_segments(opening *o, const char *partxt)
         if (!line[0]) continue;
         char *seg = line[0] == '/' ? strdup(line) : qp__kdb_join(o->db->path, line);
         if (!seg) { rc = QP_ENOMEM; break; }
-        rc = list_folder(o, seg, false, true);
+        rc = qp__kdb_watch(o->db, strdup(seg));
+        if (!rc) rc = list_folder(o, seg, false, true);
         free(seg);
     }
     fclose(f);
@@ -271,6 +302,47 @@ static int cmp_cand(const void *a, const void *b)
 static int cmp_table(const void *a, const void *b)
 {
     return strcmp(((const qp__ktable *)a)->name, ((const qp__ktable *)b)->name);
+}
+
+/* Adds partition p (an index into db->parts) to table name; a root
+ * table of that name makes it a clash, refused when asked for. */
+static int part_add(qp_kdb *db, const char *name, int64_t p)
+{
+    qp__ktable *t = table_add(db, name, KT_PART);
+    if (!t) return QP_ENOMEM;
+    if (t->kind != KT_PART) {        /* a root splay or flat file of this name */
+        t->clash = t->path;
+        t->path = NULL;
+        t->kind = KT_PART;
+    }
+    if (t->nparts == t->cap) {
+        int64_t cap = t->cap ? t->cap * 2 : 8;
+        int64_t *np = realloc(t->parts, sizeof *np * (size_t)cap);
+        if (!np) return QP_ENOMEM;
+        t->parts = np;
+        t->cap = cap;
+    }
+    if (!t->nparts || t->parts[t->nparts - 1] != p) t->parts[t->nparts++] = p;
+    return 0;
+}
+
+/* Lists the tables in partition p's folder; other folders are noted. */
+static int part_tables(qp_kdb *db, int64_t p)
+{
+    const char *pd = db->parts[p].dir;
+    DIR *h = opendir(pd);
+    if (!h) return 0;                   /* unreadable: a partition without tables */
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(h));) {
+        if (e->d_name[0] == '.' || !entry_is_dir(pd, e)) continue;
+        char *dir = qp__kdb_join(pd, e->d_name);
+        if (!dir) rc = QP_ENOMEM;
+        else if (!is_splay(dir)) rc = skip_add(db, dir);
+        else rc = part_add(db, e->d_name, p);
+        free(dir);
+    }
+    closedir(h);
+    return rc;
 }
 
 /* Keeps the candidates of the winning kind as the db's partitions, and
@@ -292,45 +364,30 @@ static int settle_parts(opening *o)
         db->parts[db->nparts++] = (qp__kpart){o->c[i].v, o->c[i].dir};
         o->c[i].dir = NULL;
     }
-    for (int64_t p = 0; p < db->nparts; p++) {
-        DIR *h = opendir(db->parts[p].dir);
-        if (!h) continue;               /* unreadable: a partition without tables */
-        int rc = 0;
-        for (struct dirent *e; !rc && (e = readdir(h));) {
-            if (e->d_name[0] == '.' || !entry_is_dir(db->parts[p].dir, e)) continue;
-            qp__ktable *t = table_add(db, e->d_name, KT_PART);
-            if (!t) { rc = QP_ENOMEM; break; }
-            if (t->kind != KT_PART) {   /* a root splay of the same name: partitioned wins */
-                free(t->path);
-                t->path = NULL;
-                t->kind = KT_PART;
-            }
-            if (t->nparts == t->cap) {
-                int64_t cap = t->cap ? t->cap * 2 : 8;
-                int64_t *np = realloc(t->parts, sizeof *np * (size_t)cap);
-                if (!np) { rc = QP_ENOMEM; break; }
-                t->parts = np;
-                t->cap = cap;
-            }
-            if (!t->nparts || t->parts[t->nparts - 1] != p) t->parts[t->nparts++] = p;
-        }
-        closedir(h);
-        if (rc) return rc;
-    }
-    return 0;
+    int rc = 0;
+    for (int64_t p = 0; !rc && p < db->nparts; p++) rc = part_tables(db, p);
+    return rc;
 }
 
-/* No tables found: path itself may be one splayed table. */
-static int lone_splay(qp_kdb *db)
+/* No tables found: path itself may be one splayed table, whose root (its
+ * domains) is the folder above it, found from the real path so that
+ * "t", "./t" and "/db/t" mean one folder. */
+static int lone_splay(opening *o)
 {
+    qp_kdb *db = o->db;
     if (db->ntables || db->nparts || !is_splay(db->path)) return 0;
     const char *slash = strrchr(db->path, '/');
-    const char *name = slash ? slash + 1 : db->path;
-    qp__ktable *t = table_add(db, name, KT_SPLAY);
+    qp__ktable *t = table_add(db, slash ? slash + 1 : db->path, KT_SPLAY);
     if (!t || !(t->path = strdup(db->path))) return QP_ENOMEM;
+    char real[PATH_MAX];
+    if (!realpath(db->path, real)) {
+        int e = errno;
+        snprintf(o->err, o->errlen, "%s: %s", db->path, strerror(e));
+        return -e;
+    }
+    char *up = strrchr(real, '/');
     free(db->domdir);
-    db->domdir = slash ? strndup(db->path, (size_t)(slash - db->path)) : strdup(".");
-    if (slash == db->path) { free(db->domdir); db->domdir = strdup("/"); }
+    db->domdir = up == real ? strdup("/") : strndup(real, (size_t)(up - real));
     return db->domdir ? 0 : QP_ENOMEM;
 }
 
@@ -343,25 +400,34 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
         return -errno;
     }
     if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a folder (a kdb+ db is a folder; use qp_kdb_load_file for one file)", path);
+        snprintf(err, errlen, "%s: not a folder (a kdb+ db is a folder: a partitioned root, a "
+                 "root of splayed tables, or one splayed table)", path);
         return QP_EARG;
     }
     qp_kdb *db = calloc(1, sizeof *db);
     opening o = {db, NULL, 0, 0, err, errlen};
     int rc = QP_ENOMEM;
     if (!db) goto fail;
+    atomic_init(&db->refs, 1);
     pthread_mutex_init(&db->lock, NULL);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto fail;
     char *partxt = qp__kdb_join(db->path, "par.txt");
-    if (!partxt) goto fail;
+    /* stamped before listing: a change while listing shows at the next check */
+    if (!partxt || qp__kdb_watch(db, strdup(db->path)) || qp__kdb_watch(db, strdup(partxt)))
+        { free(partxt); goto fail; }
     bool seg = stat(partxt, &st) == 0 && S_ISREG(st.st_mode);
     rc = list_folder(&o, db->path, true, !seg);
     if (!rc && seg) rc = list_segments(&o, partxt);
     free(partxt);
     if (!rc) rc = settle_parts(&o);
-    if (!rc) rc = lone_splay(db);
+    if (!rc) rc = lone_splay(&o);
+    if (!rc && !db->ntables) {
+        snprintf(err, errlen, "%s: no kdb+ tables found (a db root holds sym and date folders "
+                 "or splayed tables)", db->path);
+        rc = QP_EARG;
+    }
     if (rc) goto fail;
     if (db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
     for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
@@ -376,12 +442,21 @@ fail:
     return rc;
 }
 
+qp_kdb *qp_kdb_ref(qp_kdb *db)
+{
+    atomic_fetch_add(&db->refs, 1);
+    return db;
+}
+
 void qp_kdb_close(qp_kdb *db)
 {
-    if (!db) return;
+    if (!db || atomic_fetch_sub(&db->refs, 1) > 1) return;
     for (int64_t i = 0; i < db->nparts; i++) free(db->parts[i].dir);
+    for (int64_t i = 0; i < db->nskipped; i++) free(db->skipped[i]);
+    for (int i = 0; i < db->nwatch; i++) free(db->watch[i]);
     for (int i = 0; i < db->ntables; i++) {
         free(db->tables[i].path);
+        free(db->tables[i].clash);
         free(db->tables[i].parts);
         qp_unref(db->tables[i].raw);
         qp_unref(db->tables[i].mapped[0]);
@@ -389,6 +464,9 @@ void qp_kdb_close(qp_kdb *db)
     }
     for (int i = 0; i < db->ndoms; i++) qp_unref(db->doms[i].v);
     free(db->doms);
+    free(db->skipped);
+    free(db->watch);
+    free(db->stamps);
     free(db->tables);
     free(db->parts);
     free(db->path);
@@ -398,6 +476,11 @@ void qp_kdb_close(qp_kdb *db)
 }
 
 const char *qp_kdb_path(const qp_kdb *db) { return db->path; }
+
+const char *qp_kdb_skipped(const qp_kdb *db, int64_t i)
+{
+    return i >= 0 && i < db->nskipped ? db->skipped[i] : NULL;
+}
 
 /* ------------------------------------------------------------------ */
 /* Lookups                                                             */
@@ -430,10 +513,20 @@ const char *qp_kdb_part_column(qp_kdb *db, const char *table)
     return t && t->kind == KT_PART ? qp__kdb_pcol(db->pkind) : NULL;
 }
 
+qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t)
+{
+    if (!t->clash) return NULL;
+    return qp_error("table %s is in two places: %s at the db root and %s/%s (partitioned, %lld "
+                    "partition%s): one name must be one table, so it is refused; rename or "
+                    "remove one", t->name, t->clash, db->parts[t->parts[0]].dir, t->name,
+                    (long long)t->nparts, t->nparts == 1 ? "" : "s");
+}
+
 qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
 {
     qp__ktable *t = qp__kdb_find(db, table);
     if (!t) return qp_error("%s: no table %s", db->path, table);
+    if (t->clash) return qp__kdb_refused(db, t);
     if (t->kind != KT_PART) return qp_vector(QP_LONG, 0);
     int type = db->pkind == PK_DATE ? QP_DATE : db->pkind == PK_MONTH ? QP_MONTH : QP_LONG;
     qp_value *v = qp_vector(type, t->nparts);
@@ -449,7 +542,24 @@ qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
 /* Domains                                                             */
 /* ------------------------------------------------------------------ */
 
-/* The domain name of db: loaded once, then shared. Under the db's lock. */
+qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+                           const char *name)
+{
+    return qp_error("%s: %s%s%senumeration domain `%s not found: the db root %s has no domain "
+                    "file %s (domains are read from the db root only)", path, column ? "column " : "",
+                    column ? column : "", column ? ": " : "", name, db->domdir, name);
+}
+
+bool qp__kdb_has_domain(const qp_kdb *db, const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    return snprintf(p, sizeof p, "%s/%s", db->domdir, name) < (int)sizeof p &&
+           stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The domain name of db: read from the root once, then shared (its file
+ * stamped first, for qp_kdb_reload to see it change). Under the lock. */
 static qp_value *db_domain(void *data, const char *name)
 {
     qp__colenv *ce = data;
@@ -459,18 +569,11 @@ static qp_value *db_domain(void *data, const char *name)
     for (int i = 0; i < db->ndoms && !d; i++)
         if (strcmp(db->doms[i].name, name) == 0) d = qp_ref(db->doms[i].v);
     if (d) goto done;
-    /* The db's folder, then up to two parents: a partition or a table
-     * folder opened on its own finds the root's domains. */
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", db->domdir);
-    for (int up = 0; up < 3 && !d; up++) {
-        d = qp__kdb_domain_in(dir, name);
-        char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) break;
-        *slash = 0;
-    }
-    if (!d) d = qp_error("%s: enumeration domain `%s not found in %s or its parents", ce->path,
-                         name, db->domdir);
+    char p[PATH_MAX];
+    qp__kstamp st = {0};
+    if (snprintf(p, sizeof p, "%s/%s", db->domdir, name) < (int)sizeof p) qp__kdb_stamp(p, &st);
+    if (!(d = qp__kdb_domain_in(db->domdir, name)))
+        d = qp__kdb_nodomain(db, ce->path, ce->column, name);
     if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
     if (db->ndoms == db->capdoms) {
         int cap = db->capdoms ? db->capdoms * 2 : 4;
@@ -480,6 +583,7 @@ static qp_value *db_domain(void *data, const char *name)
         db->capdoms = cap;
     }
     snprintf(db->doms[db->ndoms].name, sizeof db->doms[0].name, "%s", name);
+    db->doms[db->ndoms].st = st;
     db->doms[db->ndoms++].v = qp_ref(d);
 done:
     pthread_mutex_unlock(&db->lock);
@@ -498,9 +602,10 @@ static int db_companion(void *data, const char *suffix, qp_buf **out, char *err,
 }
 
 void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *path,
-                    unsigned flags)
+                    const char *column, unsigned flags)
 {
     ce->db = db;
     ce->path = path;
+    ce->column = column;
     *env = (qp__kdb_env){db_domain, db_companion, ce, flags};
 }

@@ -57,8 +57,7 @@ int qp__kerr(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-/* On-disk attribute byte to qp's: 4 (g#) is QP_ATTR_GROUPED. */
-static int attr_of(int a)
+int qp__kdb_attr(int a)
 {
     static const int map[5] = {QP_ATTR_NONE, QP_ATTR_SORTED, QP_ATTR_UNIQUE,
                                QP_ATTR_PARTED, QP_ATTR_GROUPED};
@@ -106,7 +105,7 @@ static int head_fe20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
 {
     if (have < 16) return qp__kerr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
     int t = p[2];
-    h->attr = attr_of(p[3]);
+    h->attr = qp__kdb_attr(p[3]);
     if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[3]);
     h->data = 16;
     if (t >= 77 + 1 && simple_type(t - 77)) {
@@ -132,7 +131,7 @@ static int head_fd20(const uint8_t *p, size_t have, size_t len, qp__khead *h, ch
     h->dom[nl] = 0;
     const uint8_t *q = p + 4080;
     int t = q[2];
-    h->attr = attr_of(q[3]);
+    h->attr = qp__kdb_attr(q[3]);
     if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", q[3]);
     h->data = 4096;
     h->width = 8;
@@ -166,7 +165,7 @@ static int head_oldenum(const uint8_t *p, size_t have, size_t len, qp__khead *h,
     size_t hdr = (1 + nl + 1 + 7) & ~(size_t)7;
     if (have < hdr + 16)
         return qp__kerr(err, errlen, QP_ETRUNC, "truncated header (%zu bytes)", have);
-    h->attr = attr_of(p[hdr + 3]);
+    h->attr = qp__kdb_attr(p[hdr + 3]);
     if (h->attr < 0) return qp__kerr(err, errlen, QP_ECORRUPT, "unknown attribute %d", p[hdr + 3]);
     h->kind = KF_OLDENUM;
     h->type = QP_ENUM;
@@ -196,6 +195,19 @@ int qp__kdb_head(const uint8_t *p, size_t have, size_t len, qp__khead *h, char *
     if (qp__kdb_zipped(p, have))
         return qp__kerr(err, errlen, QP_ECORRUPT, "compressed file inside a compressed file");
     return qp__kerr(err, errlen, QP_ETYPE, "not a kdb+ file (magic %02x %02x)", p[0], p[1]);
+}
+
+bool qp__kdb_sniff(const char *path)
+{
+    uint8_t b[8] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = pread(fd, b, sizeof b, 0);
+    close(fd);
+    if (n < 2) return false;
+    if ((b[0] == 0xfe || b[0] == 0xfd) && b[1] == 0x20) return true;
+    if (b[0] == 0xfe && ((b[1] | 0x20) >= 'a' && (b[1] | 0x20) <= 'z')) return true;
+    return n == 8 && qp__kdb_zipped(b, 8);
 }
 
 /* ------------------------------------------------------------------ */
@@ -281,15 +293,17 @@ qp_value *qp__kdb_syms(const uint8_t *p, size_t len, const char *path)
         }
         at += k + 1;
     }
-    v->attr = attr_of(p[3]) > 0 ? (uint8_t)attr_of(p[3]) : 0;
+    v->attr = qp__kdb_attr(p[3]) > 0 ? (uint8_t)qp__kdb_attr(p[3]) : 0;
     return v;
 }
 
-static qp_value *flat(qp_buf *buf, const char *path)
+static qp_value *flat(qp_buf *buf, const char *path, const qp__kdb_env *env)
 {
     const uint8_t *p = buf->data;
     if (p[2] == QP_SYMBOL) return qp__kdb_syms(p, buf->len, path);
-    qp_value *x = qp_ipc_decode_body(buf, 2, buf->len - 2, false, NULL);
+    qp_value *x = p[2] == QP_TABLE ? qp__kdb_flat_enums(buf, path, env) : NULL;
+    if (x) return x;
+    x = qp_ipc_decode_body(buf, 2, buf->len - 2, false, NULL);
     if (x && qp_is_error(x)) {
         qp_value *e = qp_error("%s: %s", path, x->s);
         qp_unref(x);
@@ -307,8 +321,8 @@ void qp__kdb_populate(const void *p, size_t len)
 /* Enumerations: the domain, then the indices (widened when int32), checked
  * against it (the pages mapped in first: the check reads every index)
  * unless the caller checks them later (QP__KDB_UNCHECKED). */
-static qp_value *enumeration(qp_buf *buf, const qp__khead *h, const char *path,
-                             const qp__kdb_env *env)
+qp_value *qp__kdb_enum(qp_buf *buf, const qp__khead *h, const char *path,
+                       const qp__kdb_env *env)
 {
     if (!env || !env->domain) return qp_error("%s: enumeration against `%s: no domain", path, h->dom);
     qp_value *dom = env->domain(env->data, h->dom);
@@ -357,14 +371,14 @@ static qp_value *decode_plain(qp_buf *buf, const char *path, const qp__kdb_env *
     if (qp__kdb_head(buf->data, buf->len, buf->len, &h, why, sizeof why) < 0)
         return qp_error("%s: %s", path, why);
     switch (h.kind) {
-    case KF_FLAT: return flat(buf, path);
+    case KF_FLAT: return flat(buf, path, env);
     case KF_VEC: {
         qp_value *v = qp_vector_borrow(h.type, h.n, buf->data + h.data, buf);
         if (!v) return qp_error("%s: out of memory", path);
         v->attr = (uint8_t)h.attr;
         return v;
     }
-    case KF_ENUM: case KF_OLDENUM: return enumeration(buf, &h, path, env);
+    case KF_ENUM: case KF_OLDENUM: return qp__kdb_enum(buf, &h, path, env);
     default: return qp__kdb_nested(buf, &h, path, env);
     }
 }

@@ -9,7 +9,9 @@
  * A table is refused, by an error value naming the file and column, when
  * a column file cannot be read, its `.d` names a missing column, its
  * columns differ in length, an enumeration index lies beyond its domain,
- * or its domain is missing. The db keeps serving its other tables.
+ * or its domain is missing at the db root (meta already says so); and,
+ * naming both places, when its name is both a root table and a
+ * partitioned one. The db keeps serving its other tables.
  */
 #include "kdb_int.h"
 #include "qpeach/table.h"
@@ -26,7 +28,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Column files of a folder without .d, in name order (finspace). */
+/* Column files of a folder without .d, in name order (finspace): files
+ * that start as q's column files do (a .q script beside them is not). */
 static qp_value *columns_listed(const char *dir)
 {
     DIR *h = opendir(dir);
@@ -35,6 +38,10 @@ static qp_value *columns_listed(const char *dir)
     for (struct dirent *e; v && (e = readdir(h));) {
         if (e->d_name[0] == '.' || strchr(e->d_name, '#')) continue;
         if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) continue;
+        char *p = qp__kdb_join(dir, e->d_name);
+        bool col = p && qp__kdb_sniff(p);
+        free(p);
+        if (!col) continue;
         const char *s = qp_sym_intern(e->d_name, strlen(e->d_name));
         if (!s || qp_vec_append(v, &s) < 0) { qp_unref(v); v = NULL; }
     }
@@ -79,7 +86,7 @@ static qp_value *load_splay(qp_kdb *db, const char *dir, const char *tname, unsi
         char *p = qp__kdb_join(dir, cn);
         qp__colenv ce;
         qp__kdb_env env;
-        qp__kdb_colenv(&ce, &env, db, p, flags);
+        qp__kdb_colenv(&ce, &env, db, p, cn, flags);
         qp_value *c = p ? qp__kdb_load(p, &env) : NULL;
         if (!c) err = qp_error("%s: out of memory", dir);
         else if (qp_is_error(c)) { err = c; c = NULL; }
@@ -156,10 +163,12 @@ static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned
     return with_pcol(x, db->pkind, db->parts[p].v);
 }
 
+/* Table `table`, or NULL and *err: there is none, or it is refused. */
 static qp__ktable *find_or(qp_kdb *db, const char *table, qp_value **err)
 {
     qp__ktable *t = qp__kdb_find(db, table);
     if (!t) *err = qp_error("%s: no table %s", db->path, table);
+    else if ((*err = qp__kdb_refused(db, t))) t = NULL;
     return t;
 }
 
@@ -226,7 +235,7 @@ static qp_value *load_flat(qp_kdb *db, const qp__ktable *t, unsigned flags)
 {
     qp__colenv ce;
     qp__kdb_env env;
-    qp__kdb_colenv(&ce, &env, db, t->path, flags);
+    qp__kdb_colenv(&ce, &env, db, t->path, NULL, flags);
     qp_value *x = qp__kdb_load(t->path, &env);
     if (x && !qp_is_error(x) && x->type != QP_TABLE) {
         qp_unref(x);
@@ -371,7 +380,7 @@ static int count_col(qp_kdb *db, const char *path, int64_t *n, char *err, size_t
     }
     qp__colenv ce;
     qp__kdb_env env;
-    qp__kdb_colenv(&ce, &env, db, path, 0);
+    qp__kdb_colenv(&ce, &env, db, path, NULL, 0);
     qp_value *x = qp__kdb_load(path, &env);
     if (!x || qp_is_error(x)) {
         snprintf(err, errlen, "%s", x ? x->s : "out of memory");
@@ -414,9 +423,11 @@ static int count_splay(qp_kdb *db, const char *dir, const char *col, int64_t *n,
 int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t errlen)
 {
     *n = 0;
-    qp__ktable *t = qp__kdb_find(db, table);
+    qp_value *no = NULL;
+    qp__ktable *t = find_or(db, table, &no);
     if (!t) {
-        snprintf(err, errlen, "%s: no table %s", db->path, table);
+        snprintf(err, errlen, "%s", no ? no->s : "out of memory");
+        qp_unref(no);
         return QP_EARG;
     }
     if (t->kind == KT_SPLAY) return count_splay(db, t->path, NULL, n, err, errlen);
@@ -446,12 +457,20 @@ int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t er
 
 static const char TC[] = " bg xhijefcspmdznuvt";
 
-/* Type char and attribute of a column file, from its header. */
-static int col_meta(const char *path, char *tc, int *attr, char *err, size_t errlen)
+/* Type char and attribute of column col's file, from its header; an
+ * enumeration whose domain the root lacks is refused here already. */
+static int col_meta(qp_kdb *db, const char *path, const char *col, char *tc, int *attr,
+                    char *err, size_t errlen)
 {
     qp__khead h;
     int rc = qp__kdb_peek(path, &h, err, errlen);
     if (rc) return rc;
+    if ((h.kind == KF_ENUM || h.kind == KF_OLDENUM) && !qp__kdb_has_domain(db, h.dom)) {
+        qp_value *e = qp__kdb_nodomain(db, path, col, h.dom);
+        snprintf(err, errlen, "%s", e ? e->s : "out of memory");
+        qp_unref(e);
+        return QP_EIO;
+    }
     *attr = h.attr;
     switch (h.kind) {
     case KF_VEC: *tc = TC[h.type]; break;
@@ -535,7 +554,8 @@ qp_value *qp_kdb_meta(qp_kdb *db, const char *table)
     }
     for (int64_t i = 0; i < names->v.n; i++) {
         char *p = qp__kdb_join(dir, qp_S(names)[i]);
-        int rc = p ? col_meta(p, &qp_C(ty)[i + part], &attrs[i + part], msg, sizeof msg) : QP_ENOMEM;
+        int rc = p ? col_meta(db, p, qp_S(names)[i], &qp_C(ty)[i + part], &attrs[i + part], msg,
+                              sizeof msg) : QP_ENOMEM;
         free(p);
         if (rc) { err = qp_error("%s", rc == QP_ENOMEM ? "out of memory" : msg); goto done; }
         qp_S(c)[i + part] = qp_S(names)[i];

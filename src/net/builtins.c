@@ -13,7 +13,8 @@
  *                      numbers them
  *   .qp.set[name;v]    defines the global name (symbol or string); returns name
  *                      (with -s -N the py module replaces it with one that
- *                      also forwards the value to its worker processes)
+ *                      also forwards the value to its worker processes; with
+ *                      a db, db.c with one that refuses a db table's name)
  *   .qp.get name       the global's value, or q's error 'name
  *   .qp.tables[]       names of globals that are tables (symbol vector)
  *   .qp.count t        rows of table t (a name, or a value)
@@ -25,9 +26,11 @@
  *                      scheduler plans `by = column` from; runs on the pool,
  *                      as it may read and scan a whole db table
  *
- * With a mounted database (db.c) its tables are globals too, behind the
- * ones set here: qp_server_get reads them from the db when asked for.
+ * With a mounted database (db.c) its tables are globals too, ahead of the
+ * ones set here (which may not take their names): qp_server_get reads
+ * them from the db when asked for.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +102,8 @@ qp_value *qp_server_get(qp_server *s, const char *name)
 {
     const char *sym = qp_sym_intern(name, strlen(name));
     if (!sym) return NULL;
-    qp_value *v = qp__global_get(s, sym);
-    if (!v && qp__db_has(s, sym)) v = qp__db_table(s, sym);
-    return v;
+    qp_value *v = s->mounted ? qp__db_table(s, sym) : NULL;   /* db tables first */
+    return v ? v : qp__global_get(s, sym);
 }
 
 /* Makes room for one more global; call with gmu held. */
@@ -123,6 +125,7 @@ int qp_server_set(qp_server *s, const char *name, qp_value *value)
 {
     const char *sym = qp_sym_intern(name, strlen(name));
     if (!sym || !value) { qp_unref(value); return QP_ENOMEM; }
+    if (qp__db_has(s, sym)) { qp_unref(value); return -EEXIST; }   /* a db table's name */
     qp_value *old = NULL;
     int rc = 0;
     pthread_mutex_lock(&s->gmu);
@@ -150,14 +153,17 @@ qp_value *qp_server_tables(qp_server *s)
 {
     qp_value *r = qp_vector(QP_SYMBOL, 0);
     pthread_mutex_lock(&s->gmu);
-    for (int i = 0; r && i < s->ng; i++)
-        if (is_table(s->gvals[i]) && qp_vec_append(r, &s->gnames[i])) { qp_unref(r); r = NULL; }
-    /* then the db's, unless a global of the name (table or not) hides it */
-    for (int64_t i = 0; r && s->dbnames && i < s->dbnames->v.n; i++)
-        if (gfind(s, qp_S(s->dbnames)[i]) < 0 && qp_vec_append(r, &qp_S(s->dbnames)[i])) {
+    const qp_value *db = s->dbnames;
+    for (int i = 0; r && i < s->ng; i++) {
+        bool hidden = false;        /* by a db table that appeared since it was set */
+        for (int64_t k = 0; db && !hidden && k < db->v.n; k++) hidden = qp_S(db)[k] == s->gnames[i];
+        if (!hidden && is_table(s->gvals[i]) && qp_vec_append(r, &s->gnames[i])) {
             qp_unref(r);
             r = NULL;
         }
+    }
+    for (int64_t i = 0; r && db && i < db->v.n; i++)     /* then the db's */
+        if (qp_vec_append(r, &qp_S(db)[i])) { qp_unref(r); r = NULL; }
     pthread_mutex_unlock(&s->gmu);
     return r;
 }
@@ -172,6 +178,8 @@ void qp__globals_free(qp_server *s)
     s->ng = s->capg = 0;
     qp_unref(s->dbnames);
     s->dbnames = NULL;
+    qp_kdb_close(s->db);
+    s->db = NULL;
 }
 
 /* ====================================================================
@@ -237,7 +245,7 @@ oom:
     return NULL;
 }
 
-static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
+qp_value *qp__fn_set(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
     const char *name = qp_name_of(qp_K(args)[0]);
@@ -367,7 +375,7 @@ int qp__builtins_register(qp_server *s)
 {
     static const struct { const char *name; int nargs; qp_fn_cb fn; } b[] = {
         { ".qp.echo", 1, fn_echo },   { ".qp.ping", 1, fn_ping },
-        { ".qp.info", 1, fn_info },   { ".qp.set", 2, fn_set },
+        { ".qp.info", 1, fn_info },   { ".qp.set", 2, qp__fn_set },
         { ".qp.get", 1, qp__fn_get }, { ".qp.tables", 1, fn_tables },
         { ".qp.count", 1, qp__fn_count }, { ".qp.meta", 1, qp__fn_meta },
         { ".qp.partitions", 1, qp__fn_partitions },

@@ -12,18 +12,33 @@
  * few system calls to map again, and a cached concatenation would hold a
  * whole partitioned table in memory for good.
  *
- * A global of the same name (.qp.set, --load) hides a db table.
+ * What was written since the mount is seen: every call about a db table
+ * first asks qp_kdb_reload whether the root, par.txt or a domain changed
+ * (a stat of each) and, when one did, mounts the db again (a new
+ * snapshot: calls already running finish on the one they started with).
+ * .qp.reload[] mounts it again whatever changed (a table added to an
+ * existing partition shows nowhere else). A db that can no longer be
+ * mounted fails the calls about its tables with the reason.
  *
- * Threads: the table names are copied into the server at mount, so the
- * event loop answers "is this a db table?" without the qp_kdb's mutex;
- * every built-in that may read files (.qp.get, .qp.count, .qp.meta,
- * .qp.partitions, and a bare name, which becomes a .qp.get) is moved to
- * the secondary threads, so a slow disk never stalls the loop.
+ * Db tables come before globals, and no global may take a db table's
+ * name (.qp.set, .qp.load and --load refuse it: qp_server_name_taken), so
+ * every client sees the db's table under its name. A table that appears
+ * on disk under a global's name hides that global.
+ *
+ * Threads: the table names are copied into the server at each mount
+ * (under gmu), so the event loop answers "is this a db table?" without
+ * the disk; every built-in that may read files or look at the disk
+ * (.qp.get, .qp.count, .qp.meta, .qp.partitions, .qp.distinct,
+ * .qp.tables, .qp.set, .qp.reload, and a bare name, which becomes a
+ * .qp.get) is moved to the secondary threads, so a slow disk never stalls
+ * the loop. dbmu serialises reloads; a call holds its own reference to
+ * the snapshot it reads.
  *
  * A table that cannot be read (a file missing or corrupt, an enumeration
  * beyond its domain) is the reader's error value, which names the file and
  * column: the call fails with it and the server goes on serving.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,53 +46,107 @@
 #include "qpeach/sched.h"
 #include "srv.h"
 
-bool qp__db_has(const qp_server *s, const char *sym)
+bool qp__db_has(qp_server *s, const char *sym)
 {
+    bool yes = false;
+    pthread_mutex_lock(&s->gmu);
     const qp_value *n = s->dbnames;
-    if (!n) return false;
-    for (int64_t i = 0; i < n->v.n; i++)
-        if (qp_S(n)[i] == sym) return true;
-    return false;
+    for (int64_t i = 0; n && !yes && i < n->v.n; i++) yes = qp_S(n)[i] == sym;
+    pthread_mutex_unlock(&s->gmu);
+    return yes;
 }
 
-qp_kdb *qp_server_db(const qp_server *s) { return s->db; }
+/* The db as it is now (mounted again when it changed on disk, or when
+ * force): a new reference, or NULL and *err saying why it could not be
+ * mounted again. */
+static qp_kdb *db_now(qp_server *s, bool force, qp_value **err)
+{
+    char msg[1024];
+    qp_value *names = NULL;
+    pthread_mutex_lock(&s->dbmu);
+    int rc = qp_kdb_reload(&s->db, force, msg, sizeof msg);
+    if (rc == 1 && (names = qp_kdb_tables(s->db))) {
+        pthread_mutex_lock(&s->gmu);
+        qp_value *old = s->dbnames;
+        s->dbnames = names;
+        pthread_mutex_unlock(&s->gmu);
+        names = old;
+    }
+    qp_kdb *db = rc < 0 ? NULL : qp_kdb_ref(s->db);
+    pthread_mutex_unlock(&s->dbmu);
+    qp_unref(names);
+    if (!db) *err = qp_error("%s", msg);
+    return db;
+}
+
+qp_kdb *qp_server_db_table(qp_server *s, const char *name, qp_value **err)
+{
+    *err = NULL;
+    const char *sym = s->mounted && name && *name != '.' ? qp_sym_intern(name, strlen(name)) : NULL;
+    if (!sym) return NULL;
+    qp_kdb *db = db_now(s, false, err);
+    if (!db) {          /* a name it held fails; any other may be a global */
+        if (!qp__db_has(s, sym)) { qp_unref(*err); *err = NULL; }
+        return NULL;
+    }
+    if (qp_kdb_has(db, sym)) return db;
+    qp_kdb_close(db);
+    return NULL;
+}
 
 qp_value *qp__db_table(qp_server *s, const char *sym)
 {
-    return qp_kdb_table(s->db, sym, QP_KDB_ENUMS);
+    qp_value *err = NULL;
+    qp_kdb *db = qp_server_db_table(s, sym, &err);
+    qp_value *t = db ? qp_kdb_table(db, sym, QP_KDB_ENUMS) : err;
+    qp_kdb_close(db);
+    return t;
 }
 
-/* A db table's name from a .qp.* argument (`t or "t"), or NULL when the
- * argument names no db table or a global hides it. */
-static const char *db_name(qp_server *s, const qp_value *x)
+qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by)
+{
+    qp_value *err = NULL;
+    qp_kdb *db = qp_server_db_table(s, name, &err);
+    if (!db) return err;
+    qp_value *e = qp_error("%s: %s is a db table (of %s): a global cannot replace or hide it; "
+                           "choose another name", by, name, qp_kdb_path(db));
+    qp_kdb_close(db);
+    return e;
+}
+
+/* The db table a .qp.* argument (`t or "t") names, with a reference to
+ * the db holding it (*db; qp_kdb_close it); NULL when it names none
+ * (*err set when the db could not be mounted again). */
+static const char *db_name(qp_server *s, const qp_value *x, qp_kdb **db, qp_value **err)
 {
     const char *sym = qp_name_of(x);
-    if (!sym || !qp__db_has(s, sym)) return NULL;
-    qp_value *g = qp__global_get(s, sym);
-    qp_unref(g);
-    return g ? NULL : sym;
-}
-
-bool qp_server_is_db_table(qp_server *s, const char *name)
-{
-    const char *sym = qp_sym_intern(name, strlen(name));
-    return sym && db_name(s, &(qp_value){ .type = -QP_SYMBOL, .s = sym }) != NULL;
+    *db = sym ? qp_server_db_table(s, sym, err) : NULL;
+    if (!sym) *err = NULL;
+    return *db ? sym : NULL;
 }
 
 static qp_value *fn_db_count(qp_server *s, qp_value *args, void *data)
 {
-    const char *t = db_name(s, qp_K(args)[0]);
-    if (!t) return qp__fn_count(s, args, data);
-    char err[512];
+    qp_kdb *db;
+    qp_value *e = NULL;
+    const char *t = db_name(s, qp_K(args)[0], &db, &e);
+    if (!t) return e ? e : qp__fn_count(s, args, data);
+    char err[1024];
     int64_t n = 0;
-    if (qp_kdb_count(s->db, t, &n, err, sizeof err)) return qp_error("%s", err);
-    return qp_long(n);
+    int rc = qp_kdb_count(db, t, &n, err, sizeof err);
+    qp_kdb_close(db);
+    return rc ? qp_error("%s", err) : qp_long(n);
 }
 
 static qp_value *fn_db_meta(qp_server *s, qp_value *args, void *data)
 {
-    const char *t = db_name(s, qp_K(args)[0]);
-    return t ? qp_kdb_meta(s->db, t) : qp__fn_meta(s, args, data);
+    qp_kdb *db;
+    qp_value *e = NULL;
+    const char *t = db_name(s, qp_K(args)[0], &db, &e);
+    if (!t) return e ? e : qp__fn_meta(s, args, data);
+    qp_value *r = qp_kdb_meta(db, t);
+    qp_kdb_close(db);
+    return r;
 }
 
 /* .qp.partitions t: the partitions of db table t (dates, months, or longs
@@ -89,8 +158,15 @@ qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
     const qp_value *x = qp_K(args)[0];
     if (x->type != -QP_SYMBOL && x->type != QP_CHAR)
         return qp_error("type: .qp.partitions takes a table name (symbol or string)");
-    const char *t = db_name(s, x);
-    if (t) return qp_kdb_partitions(s->db, t);
+    qp_kdb *db = NULL;
+    qp_value *e = NULL;
+    const char *t = s->mounted ? db_name(s, x, &db, &e) : NULL;
+    if (e) return e;
+    if (t) {
+        qp_value *r = qp_kdb_partitions(db, t);
+        qp_kdb_close(db);
+        return r;
+    }
     const char *sym = qp_name_of(x);
     qp_value *g = sym ? qp_server_get(s, sym) : NULL;
     if (!g) return qp_error("%s", sym ? sym : "wsfull");
@@ -132,13 +208,47 @@ done:
  * folder names, another column partition by partition. */
 static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
 {
-    const char *t = db_name(s, qp_K(args)[0]);
-    const char *pcol = t ? qp_kdb_part_column(s->db, t) : NULL;
+    qp_kdb *db;
+    qp_value *e = NULL, *r;
+    const char *t = db_name(s, qp_K(args)[0], &db, &e);
+    const char *pcol = t ? qp_kdb_part_column(db, t) : NULL;
     const char *col = qp_name_of(qp_K(args)[1]);
-    if (!pcol || !col) return qp__fn_distinct(s, args, data);
-    if (strcmp(col, pcol) == 0) return qp_kdb_partitions(s->db, t);
-    qp_value *r = parts_distinct(s->db, t, col);
+    if (e) return e;
+    if (!pcol || !col) r = qp__fn_distinct(s, args, data);
+    else if (strcmp(col, pcol) == 0) r = qp_kdb_partitions(db, t);
+    else r = parts_distinct(db, t, col);
+    qp_kdb_close(db);
     return r ? r : qp_error("wsfull");
+}
+
+/* .qp.tables[], after a look at the disk. */
+static qp_value *fn_db_tables(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    qp_value *e = NULL;
+    qp_kdb *db = db_now(s, false, &e);
+    qp_kdb_close(db);
+    return e ? e : qp_server_tables(s);
+}
+
+/* .qp.reload[]: mounts the db again, whatever changed; its tables. */
+static qp_value *fn_db_reload(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    qp_value *e = NULL;
+    qp_kdb *db = db_now(s, true, &e);
+    qp_value *r = db ? qp_kdb_tables(db) : e;
+    qp_kdb_close(db);
+    return r;
+}
+
+/* .qp.set on a db server: the name checked against the db as it is now
+ * (off the loop: that looks at the disk). */
+static qp_value *fn_db_set(qp_server *s, qp_value *args, void *data)
+{
+    const char *name = qp_name_of(qp_K(args)[0]);
+    qp_value *e = name ? qp_server_name_taken(s, name, ".qp.set") : NULL;
+    return e ? e : qp__fn_set(s, args, data);
 }
 
 int qp_server_mount(qp_server *s, qp_kdb *db)
@@ -146,19 +256,23 @@ int qp_server_mount(qp_server *s, qp_kdb *db)
     if (!s || !db || s->db) return QP_EARG;
     qp_value *names = qp_kdb_tables(db);
     if (!names) return QP_ENOMEM;
-    if (names->type != QP_SYMBOL) { qp_unref(names); return QP_EARG; }
     /* The built-ins that may now read files leave the loop; count and meta
      * keep the resident-table code for names that are not db tables. */
-    int rc;
-    if ((rc = qp_server_def(s, ".qp.count", 1, QP_EXEC_POOL, fn_db_count, NULL)) ||
-        (rc = qp_server_def(s, ".qp.meta", 1, QP_EXEC_POOL, fn_db_meta, NULL)) ||
-        (rc = qp_server_def(s, ".qp.get", 1, QP_EXEC_POOL, qp__fn_get, NULL)) ||
-        (rc = qp_server_def(s, ".qp.partitions", 1, QP_EXEC_POOL, qp__fn_partitions, NULL)) ||
-        (rc = qp_server_def(s, ".qp.distinct", 2, QP_EXEC_POOL, fn_db_distinct, NULL))) {
-        qp_unref(names);
-        return rc;
+    static const struct { const char *name; int nargs; qp_fn_cb fn; } fns[] = {
+        { ".qp.count", 1, fn_db_count }, { ".qp.meta", 1, fn_db_meta },
+        { ".qp.get", 1, qp__fn_get }, { ".qp.partitions", 1, qp__fn_partitions },
+        { ".qp.distinct", 2, fn_db_distinct }, { ".qp.tables", 1, fn_db_tables },
+        { ".qp.reload", 1, fn_db_reload }, { ".qp.set", 2, fn_db_set },
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        int rc = qp_server_def(s, fns[i].name, fns[i].nargs, QP_EXEC_POOL, fns[i].fn, NULL);
+        if (rc) {
+            qp_unref(names);
+            return rc;
+        }
     }
     s->db = db;
     s->dbnames = names;
+    s->mounted = true;
     return 0;
 }

@@ -217,16 +217,18 @@ static int resolve_text(qp__job *j, const qp_value *x, const char **name, qp_val
 
 /* A bare name: a global's value, a db table (read off the loop, as
  * .qp.get `name), or q's error for an undefined name. text: the char
- * message that named it, or NULL. */
+ * message that named it, or NULL. With a db mounted, a name that may be
+ * one of its tables (db tables come first, and one may have appeared on
+ * disk since the last listing) goes to .qp.get, off the loop. */
 static void resolve_global(qp_server *s, qp__job *j, const char *name, const qp_value *text)
 {
     snprintf(j->what, sizeof j->what, "%s", name);
-    if ((j->result = qp__global_get(s, name))) return;
-    if (qp__db_has(s, name)) {
+    if (s->mounted && *name != '.' && !qp__fn_find(s, name) && !is_q_word(name)) {
         if (!(j->args = qp_list(1, qp_symbol(name)))) { j->result = qp_error("wsfull"); return; }
         j->fn = qp__fn_find(s, qp_sym_intern(".qp.get", 7));
         return;
     }
+    if ((j->result = qp__global_get(s, name))) return;
     if (qp__fn_find(s, name))
         j->result = qp_error("qpeach: %s is a function: call it as %s[...]", name, name);
     else if (is_q_word(name))                 /* `tables` alone: say what to use */

@@ -537,6 +537,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (pages > 0 && psize > 0) s->rlim.max_msg = (uint64_t)pages * (uint64_t)psize;
     if (opts->max_msg) s->rlim.max_msg = opts->max_msg;
     pthread_mutex_init(&s->gmu, NULL);
+    pthread_mutex_init(&s->dbmu, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
     qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };
     for (int i = 0; i < 3; i++) {
@@ -664,6 +665,7 @@ void qp_server_free(qp_server *s)
     qp__globals_free(s);
     free(s->fns);
     pthread_mutex_destroy(&s->gmu);
+    pthread_mutex_destroy(&s->dbmu);
     pthread_cond_destroy(&s->ready_cv);
     free(s);
 }

@@ -99,8 +99,12 @@ struct qp_server {
     qp__fn *fns;           /* registered functions (fixed once running) */
     int nfns, capfns;
 
-    qp_kdb *db;            /* --db: mounted database (borrowed), or NULL */
-    qp_value *dbnames;     /* its table names (symbol vector), read at mount */
+    bool mounted;          /* a db is mounted (set once, before running) */
+    pthread_mutex_t dbmu;  /* db: a reload replaces it */
+    qp_kdb *db;            /* --db: mounted database (owned), or NULL */
+    qp_value *dbnames;     /* its table names (symbol vector) as last
+                            * listed: set under dbmu and gmu, read under
+                            * either (the loop reads them under gmu) */
 
     pthread_mutex_t gmu;   /* globals */
     const char **gnames;   /* interned */
@@ -163,15 +167,18 @@ void qp__globals_free(qp_server *s);
 qp_value *qp__global_get(qp_server *s, const char *sym);
 /* The built-ins db.c wraps (args as qp_fn_cb gets them). */
 qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_set(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
 
 /* ---- db.c ---- */
-/* True when sym (interned) is a table of the mounted db. No lock taken. */
-bool qp__db_has(const qp_server *s, const char *sym);
-/* Db table sym, as qp_kdb_table reads it (enums kept): new reference, or
- * an error value naming the file and column. */
+/* True when sym (interned) was a table of the mounted db when it was last
+ * listed (takes gmu; never looks at the disk). */
+bool qp__db_has(qp_server *s, const char *sym);
+/* Db table sym as it is now on disk (qp_kdb_table, enums kept): a new
+ * reference, an error value naming the file and column (or why the db
+ * could not be mounted again), or NULL when sym is not a db table. */
 qp_value *qp__db_table(qp_server *s, const char *sym);
 qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 

@@ -17,9 +17,11 @@
  * reads the table whole (mapped) as for a resident one.
  *
  * Row counts per partition are learnt as partitions are first mapped and
- * kept for the life of the process (the db does not change under a
- * server), so later ranges map only the partitions they overlap. Only the
- * main (Python) thread calls in here: no lock.
+ * kept, per table, with a reference to the db snapshot they were learnt
+ * from (a qp_kdb does not change; a db mounted again after a change on
+ * disk is a new snapshot, which starts afresh), so later ranges map only
+ * the partitions they overlap. Only the main (Python) thread calls in
+ * here: no lock.
  */
 #include "pyint.h"
 
@@ -29,7 +31,7 @@
 #include "qpeach/kdb.h"
 
 typedef struct counts {
-    const qp_kdb *db;
+    qp_kdb *db;                    /* a reference: its address is not reused */
     const char *table;             /* interned */
     int64_t nparts;
     int64_t *n;                    /* rows per partition; -1: not known yet */
@@ -38,19 +40,27 @@ typedef struct counts {
 static counts *cache;
 static size_t ncache;
 
+/* The counts of table in db: kept, started, or restarted when the table's
+ * were learnt from an older snapshot. */
 static counts *counts_of(qp_kdb *db, const char *table, int64_t nparts)
 {
-    for (size_t i = 0; i < ncache; i++)
-        if (cache[i].db == db && cache[i].table == table) return &cache[i];
-    counts *nc = realloc(cache, (ncache + 1) * sizeof *nc);
-    if (!nc) return NULL;
-    cache = nc;
-    counts *c = &cache[ncache];
-    *c = (counts){ .db = db, .table = table, .nparts = nparts,
-                   .n = malloc((size_t)(nparts ? nparts : 1) * sizeof *c->n) };
-    if (!c->n) return NULL;
-    for (int64_t i = 0; i < nparts; i++) c->n[i] = -1;
-    ncache++;
+    counts *c = NULL;
+    for (size_t i = 0; i < ncache && !c; i++)
+        if (cache[i].table == table) c = &cache[i];
+    if (c && c->db == db) return c;
+    if (!c) {
+        counts *nc = realloc(cache, (ncache + 1) * sizeof *nc);
+        if (!nc) return NULL;
+        cache = nc;
+        c = &cache[ncache++];
+        *c = (counts){ .table = table };
+    }
+    int64_t *n = malloc((size_t)(nparts ? nparts : 1) * sizeof *n);
+    if (!n) return NULL;
+    for (int64_t i = 0; i < nparts; i++) n[i] = -1;
+    qp_kdb_close(c->db);
+    free(c->n);
+    *c = (counts){ .db = qp_kdb_ref(db), .table = table, .nparts = nparts, .n = n };
     return c;
 }
 
@@ -134,25 +144,34 @@ qp_value *qp__db_rows(qp_kdb *db, const char *table, int64_t a, int64_t b)
 int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out)
 {
     *out = NULL;
-    qp_kdb *db = qp_server_db(s);
-    if (!db || !qp_server_is_db_table(s, name)) return 0;
+    qp_value *err = NULL;
+    qp_kdb *db = qp_server_db_table(s, name, &err);
+    if (!db) {
+        *out = err;                  /* the db could not be mounted again */
+        return err != NULL;
+    }
     const char *pcol = qp_kdb_part_column(db, name);
+    const char *col = part->type == QP_LIST && part->v.n == 2 ? qp_name_of(qp_K(part)[0]) : NULL;
+    int r = 1;
     if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
         int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
         int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
         *out = qp__db_rows(db, name, a, b);
-        return 1;
+    } else if (pcol && col && strcmp(col, pcol) == 0) {
+        *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
+    } else {
+        r = 0;
     }
-    if (!pcol || part->type != QP_LIST || part->v.n != 2) return 0;
-    const char *col = qp_name_of(qp_K(part)[0]);
-    if (!col || strcmp(col, pcol) != 0) return 0;
-    *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
-    return 1;
+    qp_kdb_close(db);
+    return r;
 }
 
 void qp__db_fini(void)
 {
-    for (size_t i = 0; i < ncache; i++) free(cache[i].n);
+    for (size_t i = 0; i < ncache; i++) {
+        free(cache[i].n);
+        qp_kdb_close(cache[i].db);
+    }
     free(cache);
     cache = NULL;
     ncache = 0;

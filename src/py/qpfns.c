@@ -83,9 +83,11 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
     qp_value *t = NULL;
     /* rows of a db table: only the partitions they touch, or of a splayed
      * one views whose symbols are checked over those rows only */
-    qp_kdb *db = qp_server_db(server);
-    bool db_rows = rows != Py_None && db && qp_server_is_db_table(server, name);
-    t = db_rows ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
+    qp_value *dberr = NULL;
+    qp_kdb *db = rows != Py_None ? qp_server_db_table(server, name, &dberr) : NULL;
+    bool db_rows = db != NULL;
+    t = dberr ? dberr : db ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
+    qp_kdb_close(db);
     if (t && qp_is_error(t)) {   /* a db table that cannot be read, or bad rows */
         PyErr_Format(PyExc_RuntimeError, "qtable: %s: %s", name, t->s);
         qp_unref(t);
@@ -283,7 +285,8 @@ static qp_value *fn_load(qp_server *s, qp_value *args, void *data)
         return qp_error("qp.load: takes [name; path] or [name; path; types] (symbols or "
                         "strings; types: q type letters of a CSV's columns, e.g. \"SFJ\")");
     if (*path == ':') path++;   /* q's file symbol `:path */
-    return forward(load_table(name, path, types), ".qp.load", args);
+    qp_value *e = qp_server_name_taken(server, name, "qp.load");
+    return e ? e : forward(load_table(name, path, types), ".qp.load", args);
 }
 
 /* ---- .qp.set (with worker processes) ---- */
@@ -294,6 +297,8 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     const qp_value *x = arg(args, 0);
     const char *name = x->type == -QP_CHAR ? qp_sym_intern(&x->c, 1) : sym_arg(x);
     if (!name || !*name) return qp_error("type: .qp.set takes a name (symbol or string) and a value");
+    qp_value *e = qp_server_name_taken(s, name, ".qp.set");
+    if (e) return e;
     if (qp_server_set(s, name, qp_ref(arg(args, 1)))) return NULL;
     return forward(qp_symbol(name), ".qp.set", args);
 }

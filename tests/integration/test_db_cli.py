@@ -137,7 +137,7 @@ def test_bad_input():
             (["db", "import", f"{d}/t.csv", f"{d}/db"], 2, "import wants CSV DB TABLE"),
             (["db", "import", f"{d}/t.csv", f"{d}/db", "t", "--bogus"], 2, "unknown or incomplete option --bogus"),
             (["db", "frob"], 2, "unknown subcommand frob"),
-            (["db", "info", f"{d}/none"], 1, "none"),
+            (["db", "info", f"{d}/none"], 2, "none"),
         ]
         for args, rc, msg in cases:
             r = qpeach(*args)

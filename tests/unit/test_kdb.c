@@ -518,15 +518,18 @@ static void test_layouts(void)
     qp_unref(c1);
     qp_unref(c2);
     qp_kdb_close(one);
-    /* a partition folder, and a table inside it, opened on their own */
+    /* a partition folder, and a table inside it, opened on their own: the
+     * root (the partition) has no sym, and the db's root above it is never
+     * read, so the table is refused naming the column and the domain */
     const char *inner[2] = {"egor7/db/2015.01.01", "egor7/db/2015.01.01/t"};
     for (int k = 0; k < 2; k++) {
         one = open_db(fx(inner[k]));
         CU_ASSERT_PTR_NOT_NULL_FATAL(one);
-        qp_value *t = qp_kdb_table(one, "t", 0);
-        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
-        CU_ASSERT_STRING_EQUAL(qp_S(qp_table_column(t, "sym"))[1], "msft");
+        qp_value *t = qp_kdb_table(one, "t", 0), *m = qp_kdb_meta(one, "t");
+        CU_ASSERT_TRUE(has_text(t, "column sym: enumeration domain `sym not found"));
+        CU_ASSERT_TRUE(has_text(m, "column sym: enumeration domain `sym not found"));
         qp_unref(t);
+        qp_unref(m);
         qp_kdb_close(one);
     }
     qp_kdb_close(ref);
@@ -710,7 +713,7 @@ static void test_bad_tables(void)
     /* missing sym: the enumerated table fails, the others still load */
     CU_ASSERT_EQUAL(sh("mkdir -p %s/x/y && cp -r %s %s/x/y/nosym && rm %s/x/y/nosym/sym",
                        TMP, fx("egor7/db"), TMP, TMP), 0);
-    db = open_db(tmp("x/y/nosym"));     /* parents searched: x/y, x */
+    db = open_db(tmp("x/y/nosym"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     t = qp_kdb_table_part(db, "t", 0, 0);
     CU_ASSERT_TRUE(has_text(t, "domain `sym"));
@@ -786,6 +789,171 @@ static void test_rows(void)
     qp_unref(t);
 }
 
+/* A table as q before 3.6 `set` it to one flat file (KDB_FORMAT.md layout
+ * 6), built byte by byte: its sym column is type 0x15, "sym\0", attribute 3
+ * (p#, no index), an int32 count, int32 indices; then a float column. */
+static size_t old_flat(uint8_t *b, const char *dom, const int32_t *idx, const double *px, int32_t n)
+{
+    static const uint8_t head[] = {0xff, 0x01, 0x62, 0x00, 0x63, 0x0b, 0x00, 2, 0, 0, 0,
+                                   's', 'y', 'm', 0, 'p', 'x', 0, 0x00, 0x00, 2, 0, 0, 0, 0x15};
+    size_t at = sizeof head, dl = strlen(dom) + 1;
+    memcpy(b, head, at);
+    memcpy(b + at, dom, dl);
+    at += dl;
+    b[at++] = 3;
+    memcpy(b + at, &n, 4);
+    memcpy(b + at + 4, idx, 4 * (size_t)n);
+    at += 4 + 4 * (size_t)n;
+    b[at++] = QP_FLOAT;
+    b[at++] = 0;
+    memcpy(b + at, &n, 4);
+    memcpy(b + at + 4, px, 8 * (size_t)n);
+    return at + 4 + 8 * (size_t)n;
+}
+
+static void test_old_flat_enums(void)
+{
+    static const char sym[] = "\xff\x01\x0b\x00\x03\x00\x00\x00" "a\0bb\0ccc";
+    int32_t idx[5] = {0, 0, 1, 2, 2};
+    double px[5] = {1.5, 2.5, 3.5, 4.5, 5.5};
+    uint8_t b[256];
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp("old"), 0755), 0);
+    write_file(tmp("old/sym"), sym, sizeof sym);
+    write_file(tmp("old/t"), b, old_flat(b, "sym", idx, px, 5));
+    qp_kdb *db = open_db(tmp("old"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    const char *want[5] = {"a", "a", "bb", "ccc", "ccc"};
+    for (unsigned f = 0; f <= QP_KDB_ENUMS; f++) {
+        qp_value *t = qp_kdb_table(db, "t", f);
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+        const qp_value *c = qp_table_column(t, "sym"), *p = qp_table_column(t, "px");
+        CU_ASSERT_EQUAL(c->type, f ? QP_ENUM : QP_SYMBOL);
+        for (int i = 0; i < 5; i++) {
+            CU_ASSERT_STRING_EQUAL(f ? qp_enum_sym(c, i) : qp_S(c)[i], want[i]);
+            CU_ASSERT_EQUAL(qp_F(p)[i], px[i]);
+        }
+        qp_unref(t);
+    }
+    qp_value *m = qp_kdb_meta(db, "t");
+    CU_ASSERT_EQUAL(m->type, QP_DICT);
+    qp_unref(m);
+    qp_kdb_close(db);
+    /* an index beyond the domain; a domain the root lacks; cut short */
+    idx[3] = 3;
+    write_file(tmp("old/t"), b, old_flat(b, "sym", idx, px, 5));
+    db = open_db(tmp("old"));
+    qp_value *x = qp_kdb_table(db, "t", 0);
+    CU_ASSERT_TRUE(has_text(x, "index 3 at row 3"));
+    qp_unref(x);
+    qp_kdb_close(db);
+    write_file(tmp("old/t"), b, old_flat(b, "sym2", idx, px, 5));
+    db = open_db(tmp("old"));
+    x = qp_kdb_table(db, "t", 0);
+    CU_ASSERT_TRUE(has_text(x, "enumeration domain `sym2 not found"));
+    CU_ASSERT_TRUE(has_text(x, "(column sym)"));
+    qp_unref(x);
+    qp_kdb_close(db);
+    size_t n = old_flat(b, "sym", idx, px, 5);
+    for (size_t cut = 30; cut < n; cut += 7) {
+        write_file(tmp("old/t"), b, cut);
+        db = open_db(tmp("old"));
+        x = qp_kdb_table(db, "t", 0);
+        CU_ASSERT_TRUE(has_text(x, "old/t"));
+        qp_unref(x);
+        qp_kdb_close(db);
+    }
+}
+
+/* n rows of (date; sym; px) on day (days since 2000.01.01), written by
+ * our writer into db as table name: partitioned by date when part. */
+static void write_trades(const char *db, const char *name, int32_t day, int n, bool part)
+{
+    const char *abc[3] = {qp_sym_intern("a", 1), qp_sym_intern("b", 1), qp_sym_intern("c", 1)};
+    qp_value *date = qp_vector(QP_DATE, n), *sym = qp_vector(QP_SYMBOL, n);
+    qp_value *px = qp_vector(QP_FLOAT, n), *names = qp_vector(QP_SYMBOL, 3);
+    for (int i = 0; i < n; i++) {
+        qp_I(date)[i] = day;
+        qp_S(sym)[i] = abc[i % 3];
+        qp_F(px)[i] = i + 0.5;
+    }
+    qp_S(names)[0] = qp_sym_intern("date", 4);
+    qp_S(names)[1] = qp_sym_intern("sym", 3);
+    qp_S(names)[2] = qp_sym_intern("px", 2);
+    qp_value *t = qp_table(qp_dict(names, qp_list(3, date, sym, px)));
+    qp_kdb_write_opts o = {.partition = part ? "date" : NULL};
+    char err[512];
+    int rc = qp_kdb_write(db, name, t, &o, err, sizeof err);
+    if (rc) fprintf(stderr, "write %s: %s\n", name, err);
+    CU_ASSERT_EQUAL(rc, 0);
+    qp_unref(t);
+}
+
+/* A reload makes a new snapshot only when the root or a domain changed;
+ * a reference to the old one goes on reading the old listing. */
+static void test_reload(void)
+{
+    write_trades(tmp("rl"), "t", 0, 3, true);
+    qp_kdb *db = open_db(tmp("rl")), *old = qp_kdb_ref(db);
+    char err[512];
+    CU_ASSERT_EQUAL(qp_kdb_reload(&db, false, err, sizeof err), 0);
+    CU_ASSERT_PTR_EQUAL(db, old);
+    write_trades(tmp("rl"), "t", 1, 4, true);          /* a new date */
+    CU_ASSERT_EQUAL(qp_kdb_reload(&db, false, err, sizeof err), 1);
+    qp_value *a = qp_kdb_partitions(old, "t"), *b = qp_kdb_partitions(db, "t");
+    CU_ASSERT_EQUAL(a->v.n, 1);
+    CU_ASSERT_EQUAL(b->v.n, 2);
+    qp_unref(a);
+    qp_unref(b);
+    qp_kdb_close(old);
+    qp_value *t = qp_kdb_table(db, "t", 0);           /* sym read and stamped */
+    CU_ASSERT_EQUAL(qp_count(t), 7);
+    qp_unref(t);
+    CU_ASSERT_EQUAL(qp_kdb_reload(&db, false, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(sh("printf 'x\\000' >>%s/rl/sym", TMP), 0);    /* appended in place */
+    old = db;
+    CU_ASSERT_EQUAL(qp_kdb_reload(&db, false, err, sizeof err), 1);
+    CU_ASSERT_PTR_NOT_EQUAL(db, old);
+    CU_ASSERT_EQUAL(qp_kdb_reload(&db, true, err, sizeof err), 1);     /* forced */
+    CU_ASSERT_EQUAL(sh("rm -r %s/rl/2000.01.01 %s/rl/2000.01.02", TMP, TMP), 0);
+    CU_ASSERT_TRUE(qp_kdb_reload(&db, false, err, sizeof err) < 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no kdb+ tables found"));
+    qp_kdb_close(db);
+}
+
+/* Folders that are not tables are left out and listed; a name that is
+ * both a root splay and a partitioned table is refused naming both. */
+static void test_not_tables_and_clashes(void)
+{
+    write_trades(tmp("nt"), "t", 0, 2, true);
+    write_trades(tmp("nt"), "cust", 0, 3, false);
+    CU_ASSERT_EQUAL(sh("mkdir -p %s/nt/empty %s/nt/qs %s/nt/2000.01.01/0/t %s/nt/2000.01.01/9 && "
+                       "echo 1+1 >%s/nt/qs/a.q", TMP, TMP, TMP, TMP, TMP), 0);
+    qp_kdb *db = open_db(tmp("nt"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    qp_value *names = qp_kdb_tables(db);
+    CU_ASSERT_EQUAL(names->v.n, 2);               /* cust, t */
+    qp_unref(names);
+    int64_t k = 0;
+    while (qp_kdb_skipped(db, k)) k++;
+    CU_ASSERT_EQUAL(k, 4);                        /* empty, qs, 2000.01.01/0 and /9 */
+    qp_kdb_close(db);
+    write_trades(tmp("nt"), "cust", 0, 3, true);
+    db = open_db(tmp("nt"));
+    qp_value *t = qp_kdb_table(db, "cust", 0), *p = qp_kdb_partitions(db, "cust");
+    CU_ASSERT_TRUE(has_text(t, "nt/cust at the db root and "));
+    CU_ASSERT_TRUE(has_text(p, "nt/2000.01.01/cust (partitioned"));
+    int64_t n;
+    char err[512];
+    CU_ASSERT_EQUAL(qp_kdb_count(db, "cust", &n, err, sizeof err), QP_EARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "two places"));
+    qp_unref(t);
+    qp_unref(p);
+    t = qp_kdb_table(db, "t", 0);
+    CU_ASSERT_EQUAL(qp_count(t), 2);
+    qp_unref(t);
+    qp_kdb_close(db);
+}
+
 /* One db from several threads: the domain loads once and is shared. */
 static void *load_cust(void *arg)
 {
@@ -824,7 +992,13 @@ static int teardown(void) { return qp_test_rmtree(TMP); }
 
 int main(void)
 {
-    /* every test here reads the q-written fixtures */
+    /* databases built here, byte by byte or by our writer */
+    static const qp_test tests[] = {
+        {"pre-3.6 flat tables with enumerations", test_old_flat_enums},
+        {"reload sees a changed root or sym", test_reload},
+        {"folders that are not tables; one name, one table", test_not_tables_and_clashes},
+    };
+    /* these read the q-written fixtures */
     static const qp_test fixture_tests[] = {
         {"dolphindb equals its csv", test_dolphindb},
         {"egor7 exact values", test_egor7},
@@ -842,6 +1016,6 @@ int main(void)
         {"rows checked as asked for", test_rows},
         {"threads share one domain", test_threads},
     };
-    return qp_test_run_fixtures("kdb", setup, teardown, NULL, 0, fixture_tests,
+    return qp_test_run_fixtures("kdb", setup, teardown, tests, QP_NTESTS(tests), fixture_tests,
                                 QP_NTESTS(fixture_tests));
 }
