@@ -584,6 +584,25 @@ static void test_journal_task_ids(void)
 }
 
 
+/* A local worker that exits before listening: the error carries the
+ * last line it wrote to stderr (why, as `qpeach serve` says it), not only
+ * its exit status. The "binary" is a script that fails as serve would. */
+static void test_worker_says_why_it_could_not_start(void)
+{
+    char *self = write_file("fakeserve", "#!/bin/sh\necho starting >&2\n"
+                            "echo 'qpeach serve: --db /x: /x: No such file or directory' >&2\nexit 2\n");
+    CU_ASSERT_EQUAL_FATAL(chmod(self, 0755), 0);
+    qp_job job = { .connect_timeout_ms = 1000 };
+    qp__worker w = { .id = 0 };
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(qp__worker_spawn(&w, self, tmp, &job, NULL, NULL, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp__worker_connect(&w, &job, 10000, err, sizeof err), QP_ECLOSED);
+    CU_ASSERT_STRING_EQUAL(err, "worker process exited (status 2) before listening: "
+                           "qpeach serve: --db /x: /x: No such file or directory");
+    CU_ASSERT_EQUAL(w.pid, 0);
+}
+
+
 /* ---- partition planning ---- */
 
 static void test_plan_rows(void)
@@ -890,6 +909,7 @@ int main(void)
         {"topology: synthetic", test_topo_synthetic},
         {"journal", test_journal},
         {"journal: tasks with identities of their own", test_journal_task_ids},
+        {"a worker that cannot start says why", test_worker_says_why_it_could_not_start},
         {"plan: rows", test_plan_rows},
         {"plan: column values, files", test_plan_column_and_files},
         {"merge: concat, sum, min, max, count", test_merge_concat_and_arith},
