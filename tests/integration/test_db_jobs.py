@@ -6,7 +6,10 @@ converted once into a splayed table that the workers map.
 
 The fixture databases are q-written (../shared/fixtures/kdb, read in
 place); expected values from fixtures/kdb/README.md and the CSVs published
-with the dolphindb database."""
+with the dolphindb database. The tests at the end (input checked before a
+job runs: missing partitions, a bad db, a resumed run over a re-imported
+partition) use dbs made by `qpeach db import` in temporary folders, checked
+against pandas on the same CSVs."""
 import csv
 import os
 import re
