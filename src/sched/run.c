@@ -96,7 +96,10 @@ static int dry_run(run *r, int local, FILE *out)
 {
     const qp_job *job = r->job;
     int rc;
-    if (job->db && (rc = qp__check_db(r)) != 0) return rc;
+    /* the db as a run would check it: local workers mount it, or the
+     * plan is read from it here (by rows or partition) */
+    bool reads_db = local > 0 || job->pykx || job->part_by != QP_PART_COLUMN;
+    if (job->db && reads_db && (rc = qp__check_db(r)) != 0) return rc;
     if (job->part_by == QP_PART_FILE || job->file) {
         if ((rc = qp__prepare_input(r, true)) != 0) return rc;
         if (qp__make_plan(r, local + job->nservers)) return QP_RUN_FAILED;
