@@ -28,7 +28,33 @@ QPEACH = os.path.join(BUILD, "qpeach")
 
 
 class Skip(Exception):
-    """Raised by a test that cannot run here; counted as skipped."""
+    """Raised by a test that cannot run here; counted as skipped. Only for
+    what this machine lacks (a second core, network namespaces), never to
+    hide a failure of our own code."""
+
+
+class NoFixtures(Skip):
+    """The q-written kdb+ fixtures are not beside this clone: the test did
+    not run. tests/run.py counts these in one line (tests/README.md)."""
+
+
+# q-written databases for conformance tests, read in place: $QPEACH_FIXTURES,
+# or ../shared/fixtures/kdb beside the repository.
+FIXTURES = os.environ.get("QPEACH_FIXTURES") or os.path.join(
+    os.path.dirname(ROOT), "shared", "fixtures", "kdb")
+
+
+def fixture(*parts):
+    """The path of a fixture under FIXTURES. Raises NoFixtures when the
+    fixtures are absent; a fixture missing from a present set is a failure
+    (a broken set must not pass as skipped)."""
+    if os.environ.get("QPEACH_FIXTURES") and not os.path.isdir(FIXTURES):
+        raise AssertionError(f"QPEACH_FIXTURES={FIXTURES}: no such folder")
+    if not os.path.isdir(FIXTURES):
+        raise NoFixtures("no kdb+ fixtures beside this clone")
+    path = os.path.join(FIXTURES, *parts)
+    assert os.path.exists(path), f"fixture {path} missing from {FIXTURES}"
+    return path
 
 
 def free_port():

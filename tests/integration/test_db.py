@@ -13,10 +13,9 @@ import csv
 import datetime
 import os
 
-from harness import ROOT, Server, Skip, qpeach
+from harness import FIXTURES as FIX, Server, fixture, qpeach
 from qipc import Atom, Conn, Dict, Identity, QError, Sym, Table, Vec
 
-FIX = os.environ.get("QPEACH_FIXTURES") or os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "kdb")
 EGOR = os.path.join(FIX, "egor7", "db")
 DOLPHIN = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "kdb_sample")
 DOLPHIN_CSV = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "csv_sample")
@@ -27,8 +26,8 @@ APPLY = Sym(".qp.apply")
 
 
 def need(path):
-    if not os.path.isdir(path):
-        raise Skip(f"fixture {path} missing")
+    """Raises NoFixtures without the fixtures; fails if path is missing from them."""
+    fixture(os.path.relpath(path, FIX))
 
 
 def qdate(y, m, d):

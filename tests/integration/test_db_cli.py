@@ -9,7 +9,6 @@ import struct
 import harness
 from harness import qpeach, tmpdir
 
-FIXTURES = os.environ.get("QPEACH_FIXTURES") or os.path.join(harness.ROOT, "..", "shared", "fixtures", "kdb")
 
 
 def write(path, text):
@@ -50,15 +49,28 @@ TRADES = """date,sym,price,size
 """
 
 
-def test_import_splayed_matches_q():
+def import_tref(d):
+    write(f"{d}/tref.csv", "c1,c2\n1,1.1\n2,2.2\n3,3.3\n")
+    r = qpeach("db", "import", f"{d}/tref.csv", f"{d}/db", "tref", "--types", "JF")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 3 rows, 2 columns of tref" in r.stdout and "(splayed)" in r.stdout, r.stdout
+
+
+def test_import_splayed_bytes_equal_q():
+    q = harness.fixture("egor7", "db", "tref")
     d = tmpdir()
     try:
-        write(f"{d}/tref.csv", "c1,c2\n1,1.1\n2,2.2\n3,3.3\n")
-        r = qpeach("db", "import", f"{d}/tref.csv", f"{d}/db", "tref", "--types", "JF")
-        assert r.returncode == 0, r.stderr
-        assert "wrote 3 rows, 2 columns of tref" in r.stdout and "(splayed)" in r.stdout, r.stdout
+        import_tref(d)
         for f in (".d", "c1", "c2"):     # the bytes q wrote for the same table
-            assert read(f"{d}/db/tref/{f}") == read(f"{FIXTURES}/egor7/db/tref/{f}"), f
+            assert read(f"{d}/db/tref/{f}") == read(f"{q}/{f}"), f
+    finally:
+        shutil.rmtree(d)
+
+
+def test_import_splayed_and_info():
+    d = tmpdir()
+    try:
+        import_tref(d)
         r = qpeach("db", "info", f"{d}/db")
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
@@ -160,7 +172,7 @@ def test_import_strings():
 
 
 def test_info_q_written_db():
-    r = qpeach("db", "info", f"{FIXTURES}/egor7/db")
+    r = qpeach("db", "info", harness.fixture("egor7", "db"))
     assert r.returncode == 0, r.stderr
     for line in ("table cust: 3 rows, splayed, 2 columns",
                  "table t: 4 rows, partitioned by date, 2 partitions 2015.01.01..2015.01.02, 4 columns",

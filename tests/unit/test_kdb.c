@@ -815,9 +815,8 @@ static void test_threads(void)
 
 static int setup(void)
 {
-    const char *env = getenv("QPEACH_FIXTURES");
-    if (env) snprintf(FIX, sizeof FIX, "%s", env);
-    else if (!realpath("../shared/fixtures/kdb", FIX)) return 1;
+    const char *fix = qp_test_fixtures();
+    if (fix) snprintf(FIX, sizeof FIX, "%s", fix);
     return mkdtemp(TMP) ? 0 : 1;
 }
 
@@ -825,7 +824,8 @@ static int teardown(void) { return qp_test_rmtree(TMP); }
 
 int main(void)
 {
-    static const qp_test tests[] = {
+    /* every test here reads the q-written fixtures */
+    static const qp_test fixture_tests[] = {
         {"dolphindb equals its csv", test_dolphindb},
         {"egor7 exact values", test_egor7},
         {"ssshahani daily equals its csv", test_ssshahani},
@@ -842,5 +842,6 @@ int main(void)
         {"rows checked as asked for", test_rows},
         {"threads share one domain", test_threads},
     };
-    return qp_test_run("kdb", setup, teardown, tests, QP_NTESTS(tests));
+    return qp_test_run_fixtures("kdb", setup, teardown, NULL, 0, fixture_tests,
+                                QP_NTESTS(fixture_tests));
 }

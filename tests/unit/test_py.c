@@ -450,18 +450,22 @@ static void test_enum_to_py(void)
     PyDict_DelItemString(g, "addr");
 }
 
-/* A real db's symbol column: the Categorical's codes are the mapped file. */
+/* A db's symbol column, written by our writer and mapped back: the
+ * Categorical's codes are the mapped file. */
 static void test_enum_mapped_file(void)
 {
-    char path[4096];
-    const char *fix = getenv("QPEACH_FIXTURES");
-    snprintf(path, sizeof path, "%s/egor7/db", fix ? fix : "../shared/fixtures/kdb");
+    char dir[] = "/tmp/qp_py_db_XXXXXX", err[256] = "";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    qp_value *src = qp_table(qp_dict(syms(2, "sym", "name"),
+                                     qp_list(2, syms(3, "ibm", "msft", "goog"),
+                                             syms(3, "oracle", "microsoft", "google"))));
+    int rc = qp_kdb_write(dir, "cust", src, NULL, err, sizeof err);
+    qp_unref(src);
+    if (rc) fprintf(stderr, "\n  %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
     qp_kdb *db = NULL;
-    char err[256];
-    if (qp_kdb_open(path, &db, err, sizeof err)) {     /* as test_kdb: no fixtures is a failure */
-        fprintf(stderr, "\n  %s\n", err);
-        CU_FAIL_FATAL("the kdb+ fixtures are missing (../shared/fixtures/kdb or $QPEACH_FIXTURES)");
-    }
+    if (qp_kdb_open(dir, &db, err, sizeof err)) fprintf(stderr, "\n  %s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     qp_value *t = qp_kdb_table(db, "cust", QP_KDB_ENUMS);
     qp_kdb_close(db);   /* the table keeps its mappings */
     qp_value *col = t ? qp_table_column(t, "sym") : NULL;
@@ -471,6 +475,7 @@ static void test_enum_mapped_file(void)
                                     "x['sym'].cat.codes.to_numpy().__array_interface__['data'][0] == addr and "
                                     "list(x['name']) == ['oracle', 'microsoft', 'google']"));
     PyDict_DelItemString(g, "addr");
+    CU_ASSERT_EQUAL(qp_test_rmtree(dir), 0);
 }
 
 static void test_scalars_to_q(void)
