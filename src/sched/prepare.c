@@ -393,25 +393,24 @@ int qp__check_db(run *r)
     const qp_job *j = r->job;
     char err[512];
     if (!j->db) return 0;
-    r->badjob = true;           /* every failure below is the job's input */
     if (qp__open_db(r, err, sizeof err)) {
         qp__fail(r, "[input] db: %s", err);
-        return QP_RUN_FAILED;
-    }
-    if (!qp_kdb_has(r->db, j->table)) {
+    } else if (!qp_kdb_has(r->db, j->table)) {
         qp_value *t = qp_kdb_tables(r->db);
         char have[600] = "none";
         if (t && t->v.n) list_names(t, have, sizeof have);
         qp__fail(r, "[input] db: %s has no table %s (its tables: %s)", j->db, j->table, have);
         qp_unref(t);
-        return QP_RUN_FAILED;
+    } else {
+        qp_value *m = qp_kdb_meta(r->db, j->table);      /* its .d and column headers read */
+        bool ok = m && !qp_is_error(m);
+        if (!ok)
+            qp__fail(r, "[input] db: %s: table %s: %s", j->db, j->table, m ? m->s : "out of memory");
+        qp_unref(m);
+        if (ok) return 0;
     }
-    qp_value *m = qp_kdb_meta(r->db, j->table);      /* its .d and column headers read */
-    bool ok = m && !qp_is_error(m);
-    if (!ok) qp__fail(r, "[input] db: %s: table %s: %s", j->db, j->table, m ? m->s : "out of memory");
-    qp_unref(m);
-    r->badjob = !ok;
-    return ok ? 0 : QP_RUN_FAILED;
+    r->badjob = true;           /* the job's input is not there */
+    return QP_RUN_FAILED;
 }
 
 /* ---- planning ---- */
@@ -497,7 +496,8 @@ static int check_named(run *r, const qp_value *all, const char *where)
     size_t at = 0;
     int64_t nmiss = 0, v;
     int type;
-    for (int64_t i = 0; j->partitions && !qp_job_partitions_named(j->partitions, i, &type, &v, name); i++) {
+    for (int64_t i = 0; j->partitions; i++) {
+        if (qp_job_partitions_named(j->partitions, i, &type, &v, name)) break;     /* the last */
         bool found = false;
         for (int64_t k = 0; all && type == all->type && k < all->v.n && !found; k++)
             found = part_at(all, k) == v;
@@ -659,7 +659,8 @@ int qp__plan_db(run *r, int slots)
     char err[512];
     int64_t n = 0;
     int rc = qp__open_db(r, err, sizeof err);
-    if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(r->db, j->table, &n, err, sizeof err)))
+    if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(r->db, j->table, &n, err,
+                                                                 sizeof err)))
         rc = qp_partplan_rows(n, row_pieces(j, n, slots), &r->plan);
     if (rc) {
         qp__fail(r, "%s", err);

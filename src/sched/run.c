@@ -233,7 +233,8 @@ static void say_changed(run *r)
         named[id] = true;
         char *d = qp_part_describe(r->plan, id);
         if (at < sizeof names)
-            at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", n ? ", " : "", d ? d : "?");
+            at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", n ? ", " : "",
+                                   d ? d : "?");
         free(d);
         n++;
     }
