@@ -40,6 +40,7 @@ for pair in numpy:python3-numpy pandas:python3-pandas dill:python3-dill \
 done
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"        # network-namespace test peers
+command -v strace >/dev/null 2>&1 || need="$need strace"      # kills a db import at each commit step
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 extras "$@"

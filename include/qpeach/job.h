@@ -24,6 +24,9 @@ enum qp_merge_how {
     QP_MERGE_CONCAT = 0, QP_MERGE_SUM, QP_MERGE_MIN, QP_MERGE_MAX,
     QP_MERGE_COUNT, QP_MERGE_SUM_BY_KEY, QP_MERGE_PYTHON, QP_MERGE_NONE,
 };
+/* Or'd into a how for qp_merge: [merge] missing = zero (sum-by-key counts
+ * the value columns a partial lacks as zero instead of failing). */
+#define QP_MERGE_MISSING_ZERO 0x100
 
 /* A Python function named as "file.py:name" in the job file. */
 typedef struct qp_job_fn {
@@ -89,6 +92,8 @@ typedef struct qp_job {
     qp_job_fn reducer;     /* python: over the partials; else on the merged result */
     int nkeys;             /* sum-by-key over a plain table: key columns */
     char **keys;
+    bool missing_zero;     /* missing = zero: sum-by-key partials' missing
+                            * value columns count as zero */
 
     /* [output] */
     char *output;          /* absolute path, or "-" for stdout */

@@ -105,6 +105,27 @@ qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b,
 
 /* ---- Writing (q 4.x bytes) ---- */
 
+/* The writer's lock of a database folder: one qp_kdb_write (or `qpeach db
+ * import`) at a time, from reading db/sym to the commit. */
+typedef struct qp_kdb_lock qp_kdb_lock;
+enum { QP_KDB_GUARD = 1 };   /* qp_kdb_lock flags */
+
+/* Takes db's lock: flock(2) on db/.qpeach.lock (db is made if missing, not
+ * its parents), the file holding this pid. Waits up to wait seconds while
+ * another process holds it (0: tries once); then fails with QP_ETIMEOUT,
+ * *holder (when given) its pid. A write whose process died half way (its
+ * journal, db/.qpeach.journal, left behind) is rolled back first.
+ * QP_KDB_GUARD also forks a guard process that, should this process die
+ * before qp_kdb_lock_release (kill -9 included), rolls its write back and
+ * releases the lock; use it only while the process has one thread.
+ * Returns 0 and *out (free with qp_kdb_lock_release), or a negative code with
+ * err. */
+int qp_kdb_lock_take(const char *db, double wait, unsigned flags, qp_kdb_lock **out, long *holder,
+                char *err, size_t errlen);
+/* Releases the lock and removes its file; a db folder qp_kdb_lock made is
+ * removed again unless a write under the lock committed. NULL-safe. */
+void qp_kdb_lock_release(qp_kdb_lock *lk);
+
 typedef struct qp_kdb_write_opts {
     const char *partition;  /* column of dates to partition by, or NULL:
                              * one splayed table */
@@ -113,6 +134,8 @@ typedef struct qp_kdb_write_opts {
                              * .d, as q's .Q.dpft does); NULL: the first
                              * symbol column when partitioning; "": none,
                              * rows in table order (as q's `set`) */
+    qp_kdb_lock *lock;      /* db's lock, held by the caller; NULL: taken
+                             * for the call (waiting up to a minute) */
 } qp_kdb_write_opts;
 
 /* Writes table t into database folder db as table name: splayed at
@@ -121,12 +144,14 @@ typedef struct qp_kdb_write_opts {
  * enumerated against db/sym, appending new names (as .Q.en does), and
  * general lists of simple vectors (e.g. strings) as q's anymap name +
  * name#; `.d` lists the columns. Bytes as q 4.x writes them (see
- * src/core/kdbwrite.c for what is checked against q-written files). Each
- * table folder is written whole in a temporary folder, then db/sym is
- * replaced, then the folders are renamed into place, so a reader never
- * sees half a table; a failure undoes every step and leaves db as it was.
- * db is made if missing (not its parents). An existing table folder is
- * replaced. opts may be NULL. Returns 0 or a negative code, with a
+ * src/core/kdbwrite.c for what is checked against q-written files). Under
+ * db's lock (opts->lock, or taken for the call), each table folder is
+ * written whole in a temporary folder, then db/sym is replaced, then the
+ * folders are renamed into place, every step noted in db's journal first,
+ * so a reader never sees half a table; a failure rolls every step back
+ * and leaves db as it was, byte for byte. db is made if missing (not its
+ * parents). An existing table folder is replaced. Folders and files
+ * follow the umask. opts may be NULL. Returns 0 or a negative code, with a
  * message in err naming the file or column. */
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen);

@@ -63,23 +63,29 @@ qp_value *qp_distinct_sorted(const qp_value *v);
 
 /* Merges the partials (borrowed, in partition order) as the job says:
  * concat, sum, min, max, count, sum-by-key (dicts, keyed tables, or plain
- * tables with key columns named in keys). QP_MERGE_PYTHON and
- * QP_MERGE_NONE return the partials as a general list. */
+ * tables with key columns named in keys). Tables' columns are matched by
+ * name, in the first partial's order; sum-by-key partials whose value
+ * columns differ in names fail the merge naming both sets, unless how has
+ * QP_MERGE_MISSING_ZERO. QP_MERGE_PYTHON and QP_MERGE_NONE return the
+ * partials as a general list. */
 qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys, int nkeys);
 
 /* ---- Output ---- */
 
-/* Writes x to path by its extension: .csv (a table, header row; dates and
- * timestamps in ISO 8601 unless q_text), .msgpack, .qipc (q IPC bytes), or
- * "-" (q console text to out). Files are written to a temporary name
+/* Writes x to path by its extension: .csv (a table, header row; each
+ * column's text chosen by its type, as pandas reads it back, or q's own
+ * text with q_text), .msgpack, .qipc (q IPC bytes), or "-": the same CSV,
+ * whole, to out (flushed). Files are written to a temporary name
  * beside path, fsync'd and renamed, so a reader never sees half a result.
  * Returns 0 or a negative code with err set. */
 int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out, char *err,
                     size_t errlen);
 /* x as msgpack: atoms as scalars, vectors and lists as arrays, dicts as
- * maps, tables as a map of column name to array; temporal values as their
- * q integers (dates: days since 1970), timestamps as msgpack's timestamp
- * extension (type -1). Returns 0, QP_ETYPE or
+ * maps, tables as a map of column name to array; nulls nil; timestamps,
+ * datetimes, dates and months as msgpack's timestamp extension (type -1;
+ * a date or month at midnight UTC of its first day), timespans, minutes,
+ * seconds and times as counts of their unit; temporal infinities as
+ * numpy's int64 extremes (jobs/README.md, [output] path). Returns 0, QP_ETYPE or
  * QP_ENOMEM; *out is malloc'd. */
 int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len);
 
@@ -101,6 +107,9 @@ typedef struct qp_run_opts {
                             * matches the job (the CLI's default; false:
                             * --fresh) */
     bool dry_run;          /* print the plan and stop */
+    bool show;             /* --show: q's console view of the result (its
+                            * first rows) to out, instead of output "-"
+                            * (a file output is still written) */
     int log;               /* enum qp_run_log */
     int jobs;              /* -j N: overrides [workers] local when > 0 */
     const char *self;      /* path of the qpeach binary (to start workers) */

@@ -10,21 +10,42 @@
 
 #include "qpeach/value.h"
 
+#include <stdio.h>
+
+/* The columns of a table that a CSV is loaded into (an import appending
+ * to a db table): every column of the file must be one of them, every one
+ * of them in the file, each parsed as the type the table holds. */
+typedef struct qp_csv_schema {
+    const char *of;        /* what holds them, for errors: "table trade" */
+    int n;
+    const char *const *names;
+    const char *types;     /* one q type char per name ('*' a string) */
+} qp_csv_schema;
+
 typedef struct qp_csv_opts {
     const char *types;     /* q type chars per column ("SFJ", " " skips a
                             * column), or NULL to infer from the data */
     char delim;            /* 0: ',' */
     int threads;           /* parser threads; 0: the online cores */
+    const qp_csv_schema *schema;   /* or NULL; borrowed for the call */
 } qp_csv_opts;
 
-/* Loads a CSV file with a header line as a table. opts may be NULL. */
+/* Loads a CSV file with a header line as a table. opts may be NULL.
+ * Without types (or a schema) each column's type is inferred from its
+ * first 1000 values: a later value of another type is an error, never a
+ * silent change of type (see csv.c). A header naming a column twice is
+ * an error. */
 qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts);
 /* Writes a table as CSV with a header row, values as q prints them
  * (2024.03.01D09:30:00.000000000). Returns 0 or a negative code. */
 int qp_csv_write(const qp_value *table, const char *path);
-/* Same; iso: dates, months, timestamps and datetimes in ISO 8601
- * (2024-03-01T09:30:00.000000000), which pandas' parse_dates reads. */
+/* Same; iso: each column's text chosen by its type so that pandas reads
+ * back the values ([output] format = iso in jobs/README.md: ISO 8601
+ * dates, timestamps and durations, true/false, inf, nulls blank). */
 int qp_csv_write_iso(const qp_value *table, const char *path, bool iso);
+/* The same CSV text to an open stream (flushed, not closed): a table or a
+ * keyed table, else QP_ETYPE. Returns 0 or a negative code. */
+int qp_csv_fwrite(const qp_value *table, FILE *f, bool iso);
 /* Loads a q IPC file: the bytes of -8! (with header) or of `set`. */
 qp_value *qp_ipcfile_load(const char *path);
 /* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */

@@ -242,9 +242,10 @@ qp_value *qp_table_slice(const qp_value *t, int64_t start, int64_t n);
  * value naming the types that differ, or NULL on OOM. */
 qp_value *qp_concat(qp_value *const *v, int64_t n);
 /* The rows of n (>= 1) tables with the same column names, in order: each
- * column as qp_concat (one table is returned itself, so views of a mapped
- * file stay views). New reference, an error value (naming the column), or
- * NULL on OOM. */
+ * column as qp_concat, matched by name in the first table's order (one
+ * table is returned itself, so views of a mapped file stay views). New
+ * reference, an error value (naming the column, or both sets of names),
+ * or NULL on OOM. */
 qp_value *qp_table_concat(qp_value *const *t, int64_t n);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
@@ -308,10 +309,22 @@ const char *qp_sym_intern(const char *s, size_t n);
 /* A name as q sends one: a symbol, a string or a one-char atom, interned;
  * NULL for any other value (or on OOM). */
 const char *qp_name_of(const qp_value *x);
+/* The first n names of symbol vector syms as "a, b, c" into buf (cap
+ * bytes, NUL-terminated, cut short when full): for messages. */
+void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n);
 
 /* ---- Comparison and printing. ---- */
 /* Deep equality: same type, attribute, count and items (NaN equals NaN,
  * as q's ~ match). */
 bool qp_equal(const qp_value *a, const qp_value *b);
+/* One item of vector type t (1..19) as q's = compares it, for grouping:
+ * -0.0 as 0.0 and every NaN as the one float null (real, float,
+ * datetime); other types as they are. qp_type_width(t) bytes from src to
+ * dst (which may be src). Equal items get equal bytes, so memcmp and
+ * hashing of the keys group as q does (distinct, by-column partitions,
+ * sum-by-key keys). */
+void qp_item_key(int t, const void *src, void *dst);
+/* Whether items a and b of vector type t are equal as qp_item_key says. */
+bool qp_item_eq(int t, const void *a, const void *b);
 
 #endif

@@ -601,7 +601,7 @@ def _fan_job(shipped, reducer, sessions, table_name, input_file, part, how, pand
                         "servers": [s.address for s in sessions] or None,
                         "user": (f"{user}:{password}" if password else user) if user else None,
                         "tls": tls or None, "threads": o["threads"] or None},
-            "merge": {"how": how, "key": key,
+            "merge": {"how": how, "key": key, "missing": o.get("missing"),
                       "reducer": f"{rname}.py:{rname}" if rname else None},
             "run": {"retries": o["retries"], "retry_errors": o["retry_errors"] or None,
                     "task_timeout": f"{int(tt * 1000)}ms" if tt else None,
@@ -675,7 +675,8 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
            task_timeout: Optional[float] = None,
            libraries: Optional[Dict[str, str]] = None,
            progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
-           log: bool = False, journal: Optional[str] = None, raw: bool = False) -> Any:
+           log: bool = False, journal: Optional[str] = None, raw: bool = False,
+           missing: str = "fail") -> Any:
     """Runs fn over the partitions of a table on several workers at once
     and merges the results: `qpeach run` (the C scheduler, one meaning of
     every merge) with a function defined here.
@@ -699,6 +700,9 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
               that list in partition order, run on a worker.
     reducer   a function run on a worker over the merged value (as a job
               file's [merge] reducer with another how).
+    missing   'fail' or 'zero', as [merge] missing: 'sum-by-key' partials
+              whose value columns differ in names fail the run, or count
+              a partial's missing columns as zero.
     retries, retry_errors, task_timeout (seconds), threads: as [run] and
               [workers] in a job file. progress: callable(done, total,
               failed), None for a tqdm bar on a TTY, False for none.
@@ -728,6 +732,9 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
             {"by": "partition"} if by == "partition" else {"by": "column", "column": by})
     o = _options(local, threads, retries, retry_errors, task_timeout, libraries, progress,
                  log, journal)
+    if missing not in ("fail", "zero"):
+        raise ValueError(f"missing must be 'fail' or 'zero', got {missing!r}")
+    o["missing"] = None if missing == "fail" else missing     # the job file's default
     # Shipped now, so the globals it reads are the ones of this call.
     red = None
     if reducer is not None:

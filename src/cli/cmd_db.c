@@ -3,17 +3,20 @@
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#define SYNOPSIS \
+    "usage: qpeach db import CSV DB TABLE [--types TYPES] [--partition COLUMN]\n" \
+    "                        [--parted COLUMN | --no-parted] [--wait SECONDS]\n" \
+    "       qpeach db info DB\n"
+
 static void usage(FILE *f)
 {
-    fprintf(f,
-        "usage: qpeach db import CSV DB TABLE [--types TYPES] [--partition COLUMN]\n"
-        "                        [--parted COLUMN | --no-parted]\n"
-        "       qpeach db info DB\n"
+    fprintf(f, SYNOPSIS
         "\n"
         "import  loads CSV (a header line, then rows) and writes it into the kdb+\n"
         "        database folder DB (made if missing; its parent must exist) as\n"
@@ -24,10 +27,27 @@ static void usage(FILE *f)
         "        names appended. When partitioning, the first symbol column (or\n"
         "        --parted COLUMN) is sorted within each partition and given p#, as\n"
         "        q's .Q.dpft does; --no-parted keeps the rows in file order without\n"
-        "        p#. An existing table folder is replaced; on any error the database\n"
-        "        is left as it was. --types gives one q type char per column (\"SFJ\";\n"
-        "        \"*\" is a string column, written as q 4.x nests it: NAME and NAME#);\n"
-        "        without it the types are inferred.\n"
+        "        p#. An existing table folder (a splayed table, or a date already\n"
+        "        there) is replaced. Folders and files follow the umask, as q's do.\n"
+        "types   --types gives one q type char per column (\"SFJ\"; \"*\" is a string\n"
+        "        column, written as q 4.x nests it: NAME and NAME#). Without it each\n"
+        "        column's type is inferred from its first 1000 values (blanks\n"
+        "        skipped): the narrowest type they all parse as; words only make a\n"
+        "        symbol column, no value at all a float (null) one, integers beyond\n"
+        "        64 bits symbols (ids). A later value that does not parse as that\n"
+        "        type (or a blank boolean: q has none) fails the import, naming\n"
+        "        file, line, column and value; the type never changes silently.\n"
+        "append  a new date for a partitioned table that exists takes the table's\n"
+        "        columns, order, types and p# column from its last partition: the\n"
+        "        CSV's columns may come in any order and are parsed as the table\n"
+        "        holds them (an integer as a float); a missing or extra column, or\n"
+        "        a value that does not parse, fails naming the column and both types.\n"
+        "safety  one import at a time per DB: an import holds DB/.qpeach.lock (flock)\n"
+        "        from reading DB/sym to its commit; another waits up to --wait\n"
+        "        SECONDS (default 60, 0: not at all), then fails naming the holder's\n"
+        "        pid. Any failure (a bad value, a full disk, a kill -9) leaves DB\n"
+        "        byte for byte as it was: new names reach DB/sym only when the\n"
+        "        import commits, and a guard process rolls back a killed import.\n"
         "info    prints each table: rows, partitions (count, first..last), and its\n"
         "        columns with their q type chars and attributes, as q's meta shows them.\n"
         "\n"
@@ -39,9 +59,7 @@ static int bad_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "qpeach db: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nusage: qpeach db import CSV DB TABLE [--types TYPES] [--partition COLUMN]\n"
-                    "                        [--parted COLUMN | --no-parted]\n"
-                    "       qpeach db info DB\n(qpeach db --help says more)\n");
+    fprintf(stderr, "\n" SYNOPSIS "(qpeach db --help says more)\n");
     return 2;
 }
 
@@ -79,47 +97,218 @@ static void print_parts(const qp_value *dates)
     free(d);
 }
 
+/* What an append must keep: the existing table's columns (from its last
+ * partition: names in .d order, type chars, the p# column). */
+typedef struct schema {
+    qp_csv_schema s;
+    const char **names;
+    char *types;
+    const char *parted;    /* its p# column, or "" */
+    char of[300];
+} schema;
+
+static void schema_free(schema *sc)
+{
+    free(sc->names);
+    free(sc->types);
+}
+
+/* Type char of a stored column, as --types spells it; 0 when a CSV cannot
+ * give it (a list of anything but strings). */
+static char stored_type(const qp_value *x)
+{
+    static const char TC[] = " bg xhijefcspmdznuvt";
+    if (x->type == QP_ENUM) return 's';
+    if (x->type >= 1 && x->type <= 19) return TC[x->type];
+    if (x->type == QP_LIST && (!x->v.n || qp_K(x)[0]->type == QP_CHAR)) return '*';
+    return 0;
+}
+
+/* Columns of partition t (the virtual date first) into sc, then pcol. */
+static int schema_of_part(const qp_value *t, const char *name, const char *pcol, schema *sc,
+                          char *err, size_t errlen)
+{
+    const qp_value *nv = qp_table_names(t), *cv = qp_table_columns(t);
+    int n = (int)nv->v.n;              /* n - 1 stored columns, then pcol */
+    sc->names = malloc((size_t)n * sizeof *sc->names);
+    sc->types = calloc((size_t)n + 1, 1);
+    if (!sc->names || !sc->types) return snprintf(err, errlen, "out of memory"), QP_ENOMEM;
+    sc->parted = "";
+    for (int i = 1; i < n; i++) {
+        const qp_value *x = qp_K(cv)[i];
+        sc->names[i - 1] = qp_S(nv)[i];
+        if (!(sc->types[i - 1] = stored_type(x)))
+            return snprintf(err, errlen, "column %s of table %s holds %s lists: a CSV cannot append "
+                            "to it", qp_S(nv)[i], name, qp_type_name(qp_K(x)[0]->type)), QP_ETYPE;
+        if (x->attr == QP_ATTR_PARTED) sc->parted = qp_S(nv)[i];
+    }
+    if (!(sc->names[n - 1] = qp_sym_intern(pcol, strlen(pcol))))
+        return snprintf(err, errlen, "out of memory"), QP_ENOMEM;
+    sc->types[n - 1] = 'd';
+    snprintf(sc->of, sizeof sc->of, "table %s", name);
+    sc->s = (qp_csv_schema){sc->of, n, sc->names, sc->types};
+    return 0;
+}
+
+/* Whether db/name or db/ANY/name exists: a table the import must fit (a
+ * new db is not opened as one). */
+static bool has_table(const char *db, const char *name)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", db, name);
+    bool found = !stat(path, &st);
+    DIR *d = found ? NULL : opendir(db);
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "%s/%s/%s", db, e->d_name, name);
+        found = e->d_name[0] != '.' && !stat(path, &st);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+/* The schema an import of table name into dbpath must keep (sc->s.n 0:
+ * none, a new table or a splayed one being replaced). 0 or an error. */
+static int read_schema(const char *dbpath, const char *name, const char *pcol, schema *sc,
+                       char *err, size_t errlen)
+{
+    qp_kdb *db = NULL;
+    qp_value *parts = NULL, *t = NULL;
+    if (!has_table(dbpath, name)) return 0;
+    int rc = qp_kdb_open(dbpath, &db, err, errlen);
+    if (rc || !qp_kdb_has(db, name)) goto done;
+    const char *pc = qp_kdb_part_column(db, name);
+    if (!pc != !pcol || (pc && strcmp(pc, "date"))) {
+        rc = QP_EARG;
+        snprintf(err, errlen, pc ? "table %s is partitioned by %s in %s: import it with --partition "
+                 "COLUMN (a date column)" : "table %s is a splayed table in %s: importing it by "
+                 "partition would make a second table of that name", name, pc ? pc : dbpath, dbpath);
+        goto done;
+    }
+    if (!pc) goto done;                /* splayed: replaced whole */
+    parts = qp_kdb_partitions(db, name);
+    if (!parts || qp_is_error(parts) || !parts->v.n) goto done;
+    t = qp_kdb_table_part(db, name, parts->v.n - 1, QP_KDB_ENUMS);
+    if (!t || qp_is_error(t)) {
+        rc = QP_EIO;
+        snprintf(err, errlen, "table %s: %s", name, t ? t->s : "out of memory");
+        goto done;
+    }
+    rc = schema_of_part(t, name, pcol, sc, err, errlen);
+done:
+    qp_unref(t);
+    qp_unref(parts);
+    qp_kdb_close(db);
+    return rc;
+}
+
+/* t's columns in the schema's order (a new table), or t itself. */
+static qp_value *in_schema_order(qp_value *t, const schema *sc)
+{
+    if (!sc->s.n) return t;
+    qp_value *names = qp_vector(QP_SYMBOL, sc->s.n), *cols = qp_vector(QP_LIST, sc->s.n);
+    for (int i = 0; names && cols && i < sc->s.n; i++) {
+        qp_S(names)[i] = sc->names[i];
+        qp_K(cols)[i] = qp_ref(qp_table_column(t, sc->names[i]));   /* the loader checked */
+    }
+    qp_unref(t);
+    if (!names || !cols) { qp_unref(names); qp_unref(cols); return NULL; }
+    return qp_table(qp_dict(names, cols));
+}
+
+/* Takes DB's lock with a guard: at once, or after saying it waits. */
+static int lock_db(const char *db, double wait, qp_kdb_lock **lk)
+{
+    char err[1024];
+    long pid = 0;
+    int rc = qp_kdb_lock_take(db, 0, QP_KDB_GUARD, lk, &pid, err, sizeof err);
+    if (rc == QP_ETIMEOUT && wait > 0) {
+        fprintf(stderr, "qpeach db import: waiting for pid %ld, which is writing %s (up to %g s; "
+                "--wait SECONDS)\n", pid, db, wait);
+        rc = qp_kdb_lock_take(db, wait, QP_KDB_GUARD, lk, &pid, err, sizeof err);
+    }
+    if (rc == QP_ETIMEOUT)
+        fprintf(stderr, "qpeach db import: %s; waited %g s (--wait SECONDS)\n", err, wait);
+    else if (rc)
+        fprintf(stderr, "qpeach db import: %s\n", err);
+    return rc;
+}
+
+/* Prints what was written. */
+static void say_wrote(const qp_value *t, const char *db, const char *name, const char *pcol)
+{
+    int64_t cols = qp_count(qp_table_names(t));
+    printf("wrote %lld rows, %lld columns of %s to ", (long long)qp_count(t),
+           (long long)(cols - (pcol != NULL)), name);
+    if (pcol) {
+        printf("%s/*/%s: ", db, name);
+        print_parts(qp_table_column(t, pcol));
+        printf("\n");
+    } else {
+        printf("%s/%s (splayed)\n", db, name);
+    }
+}
+
+/* Loads the CSV as the db's table must be, and writes it, under the lock. */
+static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts *wopts)
+{
+    char err[1024];
+    schema sc = {0};
+    qp_value *t = NULL;
+    int rc = read_schema(pos[1], pos[2], wopts->partition, &sc, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "qpeach db import: %s\n", err);
+        goto done;
+    }
+    copts->schema = sc.s.n ? &sc.s : NULL;
+    if (sc.s.n && !wopts->parted) wopts->parted = sc.parted;
+    t = qp_csv_load(pos[0], copts);
+    if (t && !qp_is_error(t)) t = in_schema_order(t, &sc);
+    if (!t || qp_is_error(t)) {
+        fprintf(stderr, "qpeach db import: %s\n", t ? t->s : "out of memory");
+        rc = 1;
+        goto done;
+    }
+    if ((rc = qp_kdb_write(pos[1], pos[2], t, wopts, err, sizeof err))) {
+        fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
+        goto done;
+    }
+    say_wrote(t, pos[1], pos[2], wopts->partition);
+done:
+    qp_unref(t);
+    schema_free(&sc);
+    return rc ? 1 : 0;
+}
+
 static int import(int argc, char **argv)
 {
     const char *pos[3];
     int npos = 0;
+    double wait = 60;
     qp_csv_opts copts = {0};
     qp_kdb_write_opts wopts = {0};
     for (int i = 2; i < argc; i++) {
+        char *end;
         if (!strcmp(argv[i], "--types") && i + 1 < argc) copts.types = argv[++i];
         else if (!strcmp(argv[i], "--partition") && i + 1 < argc) wopts.partition = argv[++i];
         else if (!strcmp(argv[i], "--parted") && i + 1 < argc) wopts.parted = argv[++i];
         else if (!strcmp(argv[i], "--no-parted")) wopts.parted = "";
+        else if (!strcmp(argv[i], "--wait") && i + 1 < argc) {
+            wait = strtod(argv[++i], &end);
+            if (*end || end == argv[i] || !(wait >= 0 && wait < 1e9))
+                return bad_usage("--wait wants a number of seconds, not %s", argv[i]);
+        }
         else if (argv[i][0] == '-') return bad_usage("unknown or incomplete option %s", argv[i]);
         else if (npos == 3) return bad_usage("one argument too many: %s", argv[i]);
         else pos[npos++] = argv[i];
     }
     if (npos != 3) return bad_usage("import wants CSV DB TABLE%s", "");
-    qp_value *t = qp_csv_load(pos[0], &copts);
-    if (!t || qp_is_error(t)) {
-        fprintf(stderr, "qpeach db import: %s\n", t ? t->s : "out of memory");
-        qp_unref(t);
-        return 1;
-    }
-    char err[1024];
-    int rc = qp_kdb_write(pos[1], pos[2], t, &wopts, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
-        qp_unref(t);
-        return 1;
-    }
-    int64_t cols = qp_count(qp_table_names(t));
-    printf("wrote %lld rows, %lld columns of %s to ", (long long)qp_count(t),
-           (long long)(cols - (wopts.partition != NULL)), pos[2]);
-    if (wopts.partition) {
-        printf("%s/*/%s: ", pos[1], pos[2]);
-        print_parts(qp_table_column(t, wopts.partition));
-        printf("\n");
-    } else {
-        printf("%s/%s (splayed)\n", pos[1], pos[2]);
-    }
-    qp_unref(t);
-    return 0;
+    qp_kdb_lock *lk = NULL;
+    if (lock_db(pos[1], wait, &lk)) return 1;
+    wopts.lock = lk;
+    int rc = import_locked(pos, &copts, &wopts);
+    qp_kdb_lock_release(lk);
+    return rc;
 }
 
 /* ---- info ---- */

@@ -12,7 +12,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: qpeach run JOB [--fresh] [--dry-run] [--quiet] [--log-json] [-j N]\n"
+        "usage: qpeach run JOB [--fresh] [--dry-run] [--show] [--quiet] [--log-json] [-j N]\n"
         "\n"
         "Runs the job file JOB (INI; every key in jobs/README.md): splits the input\n"
         "into partitions, runs the job's Python function on each across local worker\n"
@@ -23,6 +23,9 @@ static void usage(FILE *f)
         "               code, input and plan are unchanged, and says so)\n"
         "  --resume     the default; accepted for old cron lines\n"
         "  --dry-run    print the plan (partitions, workers, cores) and exit\n"
+        "  --show       print q's console view of the result (its first rows) to\n"
+        "               stdout; [output] path = - (the default) otherwise writes the\n"
+        "               whole result there as CSV (a file path is written either way)\n"
         "  --quiet      no progress, only errors\n"
         "  --log-json   progress as JSON lines on stderr\n"
         "  -j N         N local workers (overrides [workers] local)\n"
@@ -44,7 +47,7 @@ int qp_cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "resume", no_argument, NULL, 'r' }, { "fresh", no_argument, NULL, 'f' },
-        { "dry-run", no_argument, NULL, 'n' },
+        { "dry-run", no_argument, NULL, 'n' }, { "show", no_argument, NULL, 's' },
         { "quiet", no_argument, NULL, 'q' },  { "log-json", no_argument, NULL, 'J' },
         { "help", no_argument, NULL, 'h' },   { NULL, 0, NULL, 0 },
     };
@@ -56,6 +59,7 @@ int qp_cmd_run(int argc, char **argv)
         case 'r': o.resume = true; break;
         case 'f': o.resume = false; break;
         case 'n': o.dry_run = true; break;
+        case 's': o.show = true; break;
         case 'q': o.log = QP_LOG_QUIET; break;
         case 'J': o.log = QP_LOG_JSON; break;
         case 'j': {

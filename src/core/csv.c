@@ -9,14 +9,20 @@
  * per-thread cache of recent texts: most columns repeat a few symbols, and
  * a cache hit skips the shared table's lock.
  *
- * Types come from opts->types or are inferred: every value of a column must
- * parse as the chosen type. A sample of the first rows gives a first
- * guess; a value that does not fit narrows the column's class set (see
- * qp__csv_classes) and the column alone is parsed again, so inference is
- * exact over the whole file and costs nothing when the guess was right.
+ * Types come from opts->types or are inferred from a sample: each column's
+ * first SAMPLE values (blanks skipped; the scan goes on past the first rows
+ * only for columns still short of values). The type is the narrowest one
+ * every number, date or time of the sample parses as (qp__csv_classes);
+ * a column of words only is a symbol column, one with no value at all a
+ * float (null) column, as pandas makes it. Then every value of the file
+ * must parse as that type: a misfit anywhere (a word in a float column, a
+ * float after a thousand longs, a blank boolean) fails the load naming
+ * file, line, column and value, never turning the column into symbols or
+ * rounding it. A bad value costs one parse: there is no second pass.
  *
- * A quoted field may hold the delimiter, doubled quotes and newlines. Files
- * without any quote take a faster path (memchr line splitting).
+ * Lines end at \n, \r\n or a lone \r (old Mac files). A quoted field may
+ * hold the delimiter, doubled quotes and line ends. Files without any quote
+ * take a faster path (memchr line splitting).
  */
 #include "csv_int.h"
 
@@ -31,17 +37,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SAMPLE_ROWS 1000
+#define SAMPLE 1000             /* values of a column its type is inferred from */
 #define CHUNK_MIN (256 * 1024)
 #define SYMCACHE 4096          /* per-thread symbol cache slots (power of 2) */
 
 typedef struct col {
     char tc;               /* type char (lower case), '*' string, ' ' skip */
     int type;              /* qp type of the column: 1..19, or 0 for strings */
-    bool inferred;         /* from the data: a misfit widens, not fails */
-    bool active;           /* parsed in the current pass */
-    unsigned classes;      /* inferred: classes every value seen fits */
+    bool inferred;         /* from the sample (the error says so) */
+    bool active;           /* parsed (not skipped) */
+    int64_t sampled;       /* inferred: rows the sample spanned for it */
     const char *name;      /* interned header text */
+    bool held;             /* the type is opts->schema's (errors say so) */
     qp_value *v;           /* the column (NULL for skipped ones) */
 } col;
 
@@ -56,8 +63,8 @@ typedef struct chunk {
     const char *err_at;    /* first bad field (or line) in the chunk */
     size_t err_len;
     int err_col;           /* column of the bad field; -1: field count */
+    bool err_blank;        /* the bad field is blank */
     int err_fields;        /* fields found, for field-count errors */
-    unsigned *misfit;      /* per column: classes of the first misfit, or 0 */
     char *scratch;         /* unescaped quoted field */
     size_t scratch_cap;
 } chunk;
@@ -66,6 +73,7 @@ typedef struct ctx {
     const char *path;
     const char *data, *end;/* the mapped file */
     bool quotes;           /* the file has a '"' somewhere */
+    bool cr;               /* ... and a '\r' */
     char delim;
     int ncols;
     col *cols;
@@ -74,19 +82,32 @@ typedef struct ctx {
     atomic_int next;       /* next chunk to take */
     int pass;              /* 1 count, 2 parse */
     int oom;               /* set by any thread on allocation failure */
+    const qp_csv_opts *o;
 } ctx;
 
 /* ------------------------------------------------------------------ */
 /* Lines and fields                                                    */
 /* ------------------------------------------------------------------ */
 
-/* End of the line starting at p (the '\n' or end), honouring quotes. */
+/* End of the unquoted line at p: its '\n', a lone '\r' before that, or end.
+ * For "\r\n" the '\n' (trim_cr drops the '\r'), so the common endings
+ * cost one memchr each, and a second over the line in files with a '\r'. */
+static const char *eol(const ctx *c, const char *p, const char *end)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if (c->cr) {
+        const char *r = memchr(p, '\r', (size_t)(nl - p));
+        if (r && r + 1 != nl) return r;
+    }
+    return nl;
+}
+
+/* End of the line starting at p (its '\n', lone '\r' or end), honouring
+ * quotes. */
 static const char *line_end(const ctx *c, const char *p, const char *end)
 {
-    if (!c->quotes) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        return nl ? nl : end;
-    }
+    if (!c->quotes) return eol(c, p, end);
     /* Only a quote that opens a field starts quoted text (as next_field
      * reads it), so a stray quote inside a bare field (5" pipe) does not
      * swallow the following lines. */
@@ -103,6 +124,7 @@ static const char *line_end(const ctx *c, const char *p, const char *end)
             continue;
         }
         if (*p == '\n') return p;
+        if (*p == '\r' && (p + 1 == end || p[1] != '\n')) return p;
         start = *p == c->delim;
     }
     return end;
@@ -214,10 +236,13 @@ static int put_special(col *c, int64_t r, const char *s, size_t n)
 }
 
 /* Parses s[0..n) into row r of column c. Returns 0, -1 if the text is not
- * of the column's type, QP_ENOMEM on OOM. */
+ * of the column's type, QP_ENOMEM on OOM. A blank is the column's null;
+ * q has no boolean null, so a blank in a column only guessed boolean is
+ * an error (0b when the type was given, as q's 0: reads it). */
 static int put_field(col *c, int64_t r, const char *s, size_t n, symslot *cache)
 {
     if (n == 0) {
+        if (c->type == QP_BOOL && c->inferred) return -1;
         if (c->type == QP_LIST) {
             qp_value *e = qp_string("", 0);
             if (!e) return QP_ENOMEM;
@@ -343,18 +368,17 @@ static void parse_chunk(ctx *c, chunk *k)
             if (!q) { c->oom = 1; goto done; }
             if (f < c->ncols) {
                 col *cl = &c->cols[f];
-                if (cl->active && !k->misfit[f]) {
+                if (cl->active) {
                     int rc = put_field(cl, r, fs, (size_t)(fe - fs), cache);
                     if (rc == QP_ENOMEM) { c->oom = 1; goto done; }
-                    if (rc < 0 && cl->inferred) {
-                        k->misfit[f] = qp__csv_classes(fs, (size_t)(fe - fs));
-                    } else if (rc < 0) {
+                    if (rc < 0) {
                         /* the field as it stands in the file: fs may point
                          * into the scratch buffer (a field with doubled
                          * quotes), which line_of cannot measure from */
                         k->err_at = raw;
                         k->err_len = (size_t)(q - raw);
                         k->err_col = f;
+                        k->err_blank = fe == fs;
                         goto done;
                     }
                 }
@@ -419,7 +443,12 @@ static const char *article(const char *noun)
 static int64_t line_of(const ctx *c, const char *at)
 {
     int64_t line = 1;
-    for (const char *p = c->data; (p = memchr(p, '\n', (size_t)(at - p))) != NULL; p++) line++;
+    if (!c->cr) {
+        for (const char *p = c->data; (p = memchr(p, '\n', (size_t)(at - p))) != NULL; p++) line++;
+        return line;
+    }
+    for (const char *p = c->data; p < at; p++)
+        line += *p == '\n' || (*p == '\r' && (p + 1 == c->end || p[1] != '\n'));
     return line;
 }
 
@@ -440,8 +469,8 @@ static int split(ctx *c, const char *body, int threads)
         if (i == n - 1) e = c->end;
         else if (!c->quotes) {
             if (target < p) target = p;
-            const char *nl = memchr(target, '\n', (size_t)(c->end - target));
-            e = nl ? nl + 1 : c->end;
+            const char *nl = eol(c, target, c->end);
+            e = nl < c->end ? nl + 1 : c->end;
         } else {
             while (e < target && e < c->end) e = line_end(c, e, c->end) + 1;
             if (e > c->end) e = c->end;
@@ -449,8 +478,6 @@ static int split(ctx *c, const char *body, int threads)
         if (e > p) {
             c->chunks[k].beg = p;
             c->chunks[k].end = e;
-            c->chunks[k].misfit = calloc((size_t)c->ncols, sizeof(unsigned));
-            if (!c->chunks[k].misfit) return QP_ENOMEM;
             k++;
         }
         p = e;
@@ -459,13 +486,38 @@ static int split(ctx *c, const char *body, int threads)
     return 0;
 }
 
-/* The first rows decide the first guess of each inferred column. */
-static void sample(ctx *c, const char *body)
+/* What the sample saw of one inferred column. */
+typedef struct seen {
+    unsigned acc;          /* classes every typed value fits; ~0u: none yet */
+    bool words;            /* a value that is no number, date or time */
+    int n;                 /* values seen */
+} seen;
+
+/* A value's classes into the column's: a value of no type but symbol is a
+ * word; one that would leave the typed values no common type is skipped
+ * here, and the parse reports it where it stands. */
+static void see(seen *sn, unsigned cls)
 {
+    unsigned typed = cls & ~(unsigned)CSV_C_S;
+    if (!typed) sn->words = true;
+    else if (sn->acc & typed) sn->acc &= typed;
+}
+
+/* Infers the type of every inferred column from its first SAMPLE values
+ * (blanks skipped): the narrowest type its numbers, dates and times all
+ * parse as; symbol for words only; float (all null) for no value at all.
+ * 0 or QP_ENOMEM. */
+static int sample(ctx *c, const char *body)
+{
+    seen *sn = calloc((size_t)c->ncols, sizeof *sn);
+    if (!sn) return QP_ENOMEM;
+    int open = 0;                  /* inferred columns short of SAMPLE values */
+    for (int f = 0; f < c->ncols; f++)
+        if (c->cols[f].inferred) { sn[f].acc = ~0u; open++; }
     chunk k = {0};
-    for (int f = 0; f < c->ncols; f++) c->cols[f].classes = ~0u;
-    int rows = 0;
-    for (const char *p = body; p < c->end && rows < SAMPLE_ROWS;) {
+    int64_t rows = 0;
+    int rc = 0;
+    for (const char *p = body; p < c->end && open > 0;) {
         const char *nl = line_end(c, p, c->end), *le = trim_cr(p, nl);
         const char *q = p;
         p = nl + 1;
@@ -473,23 +525,27 @@ static void sample(ctx *c, const char *body)
         rows++;
         for (int f = 0; f < c->ncols; f++) {
             const char *fs, *fe;
-            q = next_field(&k, q, le, c->delim, &fs, &fe);
-            if (!q) break;
-            if (c->cols[f].inferred && fe > fs) {
-                c->cols[f].classes &= qp__csv_classes(fs, (size_t)(fe - fs));
+            if (!(q = next_field(&k, q, le, c->delim, &fs, &fe))) { rc = QP_ENOMEM; goto done; }
+            col *cl = &c->cols[f];
+            if (cl->inferred && sn[f].n < SAMPLE && fe > fs) {
+                see(&sn[f], qp__csv_classes(fs, (size_t)(fe - fs)));
+                if (++sn[f].n == SAMPLE) { cl->sampled = rows; open--; }
             }
             if (q >= le) break;
             q++;
         }
     }
-    free(k.scratch);
     for (int f = 0; f < c->ncols; f++) {
         col *cl = &c->cols[f];
         if (!cl->inferred) continue;
-        /* no value seen (all bits set): guess long; a misfit corrects it */
-        cl->tc = cl->classes == ~0u ? 'j' : qp__csv_pick(cl->classes);
+        if (sn[f].n < SAMPLE) cl->sampled = rows;
+        cl->tc = sn[f].acc != ~0u ? qp__csv_pick(sn[f].acc) : sn[f].words ? 's' : 'f';
         cl->type = type_of(cl->tc);
     }
+done:
+    free(k.scratch);
+    free(sn);
+    return rc;
 }
 
 static qp_value *load_error(ctx *c)
@@ -498,16 +554,30 @@ static qp_value *load_error(ctx *c)
     for (int i = 0; i < c->nchunks; i++)
         if (c->chunks[i].err_at && (!bad || c->chunks[i].err_at < bad->err_at)) bad = &c->chunks[i];
     if (!bad) return NULL;
-    int64_t line = line_of(c, bad->err_at);
+    long long line = line_of(c, bad->err_at);
     if (bad->err_col < 0)
-        return qp_error("%s:%lld: %d fields, expected %d", c->path, (long long)line,
-                        bad->err_fields, c->ncols);
+        return qp_error("%s:%lld: %d fields, expected %d", c->path, line, bad->err_fields, c->ncols);
     col *cl = &c->cols[bad->err_col];
-    const char *tn = cl->type ? qp_type_name(cl->type) : "string";
+    const char *tn = cl->type ? qp_type_name(cl->type) : "string", *v = bad->err_at;
     int shown = bad->err_len > 40 ? 40 : (int)bad->err_len;
-    return qp_error("%s:%lld: column %s: `%.*s%s` is not %s %s", c->path, (long long)line,
-                    cl->name, shown, bad->err_at, bad->err_len > 40 ? "..." : "",
-                    article(tn), tn);
+    const char *more = bad->err_len > 40 ? "..." : "";
+    long long n = cl->sampled;
+    if (bad->err_blank)
+        return qp_error("%s:%lld: column %s: a blank in a boolean column: q has no boolean null "
+                        "(boolean inferred from the first %lld rows; give --types to choose, "
+                        "where B reads a blank as false)", c->path, line, cl->name, n);
+    if (cl->inferred)
+        return qp_error("%s:%lld: column %s: '%.*s%s' is not %s %s (inferred from the first %lld "
+                        "rows; give --types to choose)", c->path, line, cl->name, shown, v, more,
+                        article(tn), tn, n);
+    if (cl->held) {
+        const char *is = qp_type_name(type_of(qp__csv_pick(qp__csv_classes(v, bad->err_len))));
+        return qp_error("%s:%lld: column %s: '%.*s%s' is %s %s, not %s %s (as %s holds it)", c->path,
+                        line, cl->name, shown, v, more, article(is), is, article(tn), tn,
+                        c->o->schema->of);
+    }
+    return qp_error("%s:%lld: column %s: '%.*s%s' is not %s %s", c->path, line, cl->name, shown, v,
+                    more, article(tn), tn);
 }
 
 static int alloc_col(col *cl, int64_t rows)
@@ -539,24 +609,42 @@ static int read_header(ctx *c, const char *h, const char *hle)
     return c->cols ? 0 : QP_ENOMEM;
 }
 
-/* The given type letters (NULL: infer every column). An error value
- * naming the bad letter, or NULL. */
+static char lower(char t) { return t >= 'A' && t <= 'Z' ? (char)(t + 32) : t; }
+
+/* The name of a type char's type ('*': string). */
+static const char *tc_name(char tc) { return type_of(tc) > 0 ? qp_type_name(type_of(tc)) : "string"; }
+
+/* The schema's (lower-case) type char for column name, or 0. */
+static char held_type(const qp_csv_schema *sc, const char *name)
+{
+    for (int i = 0; i < sc->n; i++)
+        if (!strcmp(sc->names[i], name)) return lower(sc->types[i]);
+    return 0;
+}
+
+/* Each column's type: given (types), held (opts->schema) or to infer
+ * (NULL types, no schema). An error value naming the column, or NULL. */
 static qp_value *apply_types(ctx *c, const char *types)
 {
+    const qp_csv_schema *sc = c->o ? c->o->schema : NULL;
     if (types && (int)strlen(types) != c->ncols)
         return qp_error("%s: %zu types given for %d columns", c->path, strlen(types), c->ncols);
     int kept = 0;
     for (int f = 0; f < c->ncols; f++) {
         col *cl = &c->cols[f];
-        cl->active = true;
-        if (!types) { cl->inferred = true; kept++; continue; }
-        char t = types[f];
-        cl->tc = t >= 'A' && t <= 'Z' ? (char)(t + 32) : t;
-        cl->type = type_of(cl->tc);
-        if (cl->tc == ' ') cl->active = false;
-        else if (cl->type < 0)
-            return qp_error("%s: unknown type char '%c' for column %s", c->path, t, cl->name);
-        else kept++;
+        char t = types ? lower(types[f]) : 0, h = sc ? held_type(sc, cl->name) : 0;
+        if (!(cl->active = t != ' ')) continue;
+        if (t && type_of(t) < 0)
+            return qp_error("%s: unknown type char '%c' for column %s", c->path, types[f], cl->name);
+        if (sc && !h) return qp_error("%s: column %s is not in %s", c->path, cl->name, sc->of);
+        if (t && h && t != h)
+            return qp_error("%s: column %s: given as %s, but %s holds it as %s", c->path, cl->name,
+                            tc_name(t), sc->of, tc_name(h));
+        cl->held = h != 0;
+        cl->inferred = !t && !h;
+        cl->tc = t ? t : h;
+        cl->type = cl->tc ? type_of(cl->tc) : 0;
+        kept++;
     }
     /* A table needs a column: its row count is its columns' length. */
     if (kept == 0 && types)
@@ -564,31 +652,25 @@ static qp_value *apply_types(ctx *c, const char *types)
     return NULL;
 }
 
-/* Inferred columns that met a misfit are narrowed and made the only
- * active ones, to be reparsed alone; *again says whether there are any.
- * 0 or QP_ENOMEM. */
-static int narrow_misfits(ctx *c, int64_t rows, bool *again)
+/* A name twice among the loaded columns would leave one of them unseen (a
+ * dict keeps one value per key); a schema column must be there. An error
+ * value, or NULL. */
+static qp_value *check_names(ctx *c)
 {
-    *again = false;
-    for (int f = 0; f < c->ncols; f++) {
-        col *cl = &c->cols[f];
-        unsigned mis = ~0u;
-        bool hit = false;
-        for (int i = 0; i < c->nchunks; i++)
-            if (c->chunks[i].misfit[f]) {
-                mis &= c->chunks[i].misfit[f];
-                hit = true;
-                c->chunks[i].misfit[f] = 0;
-            }
-        cl->active = hit;
-        if (!hit) continue;
-        *again = true;
-        cl->classes &= mis;
-        cl->tc = qp__csv_pick(cl->classes);
-        cl->type = type_of(cl->tc);
-        if (alloc_col(cl, rows) < 0) return QP_ENOMEM;
+    for (int f = 0; f < c->ncols; f++)
+        for (int g = 0; g < f && c->cols[f].active; g++)
+            if (c->cols[g].active && c->cols[g].name == c->cols[f].name)   /* interned */
+                return qp_error("%s: column %s appears twice in the header (fields %d and %d)",
+                                c->path, c->cols[f].name, g + 1, f + 1);
+    const qp_csv_schema *sc = c->o ? c->o->schema : NULL;
+    for (int i = 0; sc && i < sc->n; i++) {
+        int f = 0;
+        while (f < c->ncols && !(c->cols[f].active && !strcmp(c->cols[f].name, sc->names[i]))) f++;
+        if (f == c->ncols)
+            return qp_error("%s: column %s (%s in %s) is not in the file", c->path, sc->names[i],
+                            tc_name(lower(sc->types[i])), sc->of);
     }
-    return 0;
+    return NULL;
 }
 
 /* The loaded columns (taken from c) as a table; NULL if out of memory. */
@@ -616,6 +698,7 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     size_t size = 0;
     void *map = MAP_FAILED;
     c.path = path;
+    c.o = opts;
     c.delim = opts && opts->delim ? opts->delim : ',';
     int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
@@ -635,6 +718,7 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     c.data = map;
     c.end = c.data + size;
     c.quotes = memchr(c.data, '"', size) != NULL;
+    c.cr = memchr(c.data, '\r', size) != NULL;
 
     /* Header line (skipping a UTF-8 byte order mark). */
     const char *h = c.data;
@@ -643,8 +727,8 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     const char *body = hnl < c.end ? hnl + 1 : c.end;
     if (read_header(&c, h, hle)) goto done;
     const char *types = opts ? opts->types : NULL;
-    if ((result = apply_types(&c, types)) != NULL) goto done;
-    if (!types) sample(&c, body);
+    if ((result = apply_types(&c, types)) != NULL || (result = check_names(&c)) != NULL) goto done;
+    if (sample(&c, body) < 0) goto done;
 
     if (split(&c, body, threads) < 0) goto done;
     run_pass(&c, 1, threads);
@@ -652,23 +736,12 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     for (int i = 0; i < c.nchunks; i++) { c.chunks[i].row0 = rows; rows += c.chunks[i].rows; }
     for (int f = 0; f < c.ncols; f++)
         if (c.cols[f].active && alloc_col(&c.cols[f], rows) < 0) goto done;
-
-    for (;;) {
-        run_pass(&c, 2, threads);
-        if (c.oom) goto done;
-        if ((result = load_error(&c)) != NULL) goto done;
-        bool again;
-        if (narrow_misfits(&c, rows, &again)) goto done;
-        if (!again) break;
-    }
-
+    run_pass(&c, 2, threads);
+    if (c.oom || (result = load_error(&c)) != NULL) goto done;
     result = to_table(&c);
 done:
     for (int f = 0; c.cols && f < c.ncols; f++) qp_unref(c.cols[f].v);
-    for (int i = 0; c.chunks && i < c.nchunks; i++) {
-        free(c.chunks[i].misfit);
-        free(c.chunks[i].scratch);
-    }
+    for (int i = 0; c.chunks && i < c.nchunks; i++) free(c.chunks[i].scratch);
     free(c.chunks);
     free(c.cols);
     if (map != MAP_FAILED) munmap(map, size);
@@ -683,21 +756,8 @@ done:
 typedef struct out {
     FILE *f;
     char delim;
-    bool iso;              /* dates and timestamps in ISO 8601 */
+    bool iso;              /* [output] format = iso: qp__format_csv_cell */
 } out;
-
-/* q's text of a date, month, timestamp or datetime ("2024.03.01D09:30:00")
- * as ISO 8601 ("2024-03-01T09:30:00"), in place; nulls and infinities
- * (no yyyy.mm at the start) are left as they are. Returns the new length. */
-static int iso_cell(char *buf, int n, int type)
-{
-    if (n < 7 || buf[4] != '.') return n;
-    buf[4] = '-';
-    if (type == QP_MONTH) return buf[n - 1] == 'm' ? n - 1 : n;
-    if (n >= 10 && buf[7] == '.') buf[7] = '-';
-    if (n > 10 && buf[10] == 'D') buf[10] = 'T';
-    return n;
-}
 
 /* Text quoted when it holds the delimiter, a quote, a newline, or edge
  * spaces (which a reader might trim). */
@@ -728,9 +788,10 @@ static int put_value(out *o, const qp_value *c, int64_t r)
         return 0;
     }
     if (qp_is_vector(c)) {
-        int n = qp__format_cell(buf, sizeof buf, c->type, (const uint8_t *)c->v.data + (size_t)r * qp_type_width(c->type));
+        int n = qp__format_csv_cell(buf, sizeof buf, c->type,
+                                    (const uint8_t *)c->v.data + (size_t)r * qp_type_width(c->type),
+                                    o->iso);
         if (n < 0) return QP_EARG;
-        if (o->iso) n = iso_cell(buf, n, c->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -738,9 +799,8 @@ static int put_value(out *o, const qp_value *c, int64_t r)
     if (x->type == QP_CHAR) { put_text(o, x->v.data, (size_t)x->v.n); return 0; }
     if (x->type == -QP_SYMBOL) { put_text(o, x->s, strlen(x->s)); return 0; }
     if (qp_is_atom(x)) {
-        int n = qp__format_cell(buf, sizeof buf, -x->type, &x->g);
+        int n = qp__format_csv_cell(buf, sizeof buf, -x->type, &x->g, o->iso);
         if (n < 0) return QP_EARG;
-        if (o->iso) n = iso_cell(buf, n, -x->type);
         fwrite(buf, 1, (size_t)n, o->f);
         return 0;
     }
@@ -752,7 +812,8 @@ int qp_csv_write(const qp_value *table, const char *path)
     return qp_csv_write_iso(table, path, false);
 }
 
-int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
+/* The header and rows of table to f; 0 or a negative code. */
+static int write_rows(const qp_value *table, FILE *f, bool iso)
 {
     const qp_value *cols[4096];
     const char *names[4096];
@@ -773,9 +834,7 @@ int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
         }
     }
     int64_t rows = ncols ? qp_count(cols[0]) : 0;
-    out o = {fopen(path, "w"), ',', iso};
-    if (!o.f) return -errno;
-    setvbuf(o.f, NULL, _IOFBF, 1 << 20);
+    out o = {f, ',', iso};
     int rc = 0;
     for (int i = 0; i < ncols; i++) {
         if (i) fputc(',', o.f);
@@ -790,7 +849,24 @@ int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
         fputc('\n', o.f);
     }
     if (ferror(o.f) && rc == 0) rc = QP_EIO;
-    if (fclose(o.f) != 0 && rc == 0) rc = -errno;
+    return rc;
+}
+
+int qp_csv_fwrite(const qp_value *table, FILE *f, bool iso)
+{
+    int rc = write_rows(table, f, iso);
+    if (fflush(f) && rc == 0) rc = -errno;
+    return rc;
+}
+
+int qp_csv_write_iso(const qp_value *table, const char *path, bool iso)
+{
+    if (!qp_is_keyed_table(table) && table->type != QP_TABLE) return QP_ETYPE;
+    FILE *f = fopen(path, "w");
+    if (!f) return -errno;
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    int rc = write_rows(table, f, iso);
+    if (fclose(f) != 0 && rc == 0) rc = -errno;
     if (rc < 0) unlink(path);
     return rc;
 }

@@ -278,6 +278,16 @@ int qp__csv_byte(const char *s, size_t n, uint8_t *out)
     return 0;
 }
 
+/* Digits, with an optional sign. */
+static bool integer(const char *s, size_t n)
+{
+    size_t i = n && (s[0] == '-' || s[0] == '+');
+    if (i == n) return false;
+    for (; i < n; i++)
+        if (digit(s[i]) > 9) return false;
+    return true;
+}
+
 /* Inference classes a value fits: every parser the value passes. Booleans
  * count only as true/false: 0/1 columns stay longs. */
 unsigned qp__csv_classes(const char *s, size_t n)
@@ -288,8 +298,9 @@ unsigned qp__csv_classes(const char *s, size_t n)
     int sp = qp__csv_special(s, n);
     if (sp != 2) return m | CSV_C_J | CSV_C_F | CSV_C_D | CSV_C_P | CSV_C_T | CSV_C_N;
     if (ieq(s, n, "true") || ieq(s, n, "false")) m |= CSV_C_B;
+    /* an integer beyond int64 is an id: a float would round it */
     if (qp__csv_long(s, n, &v.j) == 0) m |= CSV_C_J;
-    if (qp__csv_float(s, n, &v.f) == 0) m |= CSV_C_F;
+    else if (!integer(s, n) && qp__csv_float(s, n, &v.f) == 0) m |= CSV_C_F;
     if (qp__csv_date(s, n, &v.i) == 0) m |= CSV_C_D;
     if (qp__csv_timestamp(s, n, &v.j) == 0) m |= CSV_C_P;
     int fd;

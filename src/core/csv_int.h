@@ -34,5 +34,8 @@ char qp__csv_pick(unsigned classes);
  * floats with enough digits to round-trip. Returns the length, or -1 if
  * cap is too small. */
 int qp__format_cell(char *dst, size_t cap, int t, const void *p);
+/* The same, or with iso the text [output] format = iso writes: chosen by
+ * the type t, so that pandas reads back the value (format.c: put_iso). */
+int qp__format_csv_cell(char *dst, size_t cap, int t, const void *p, bool iso);
 
 #endif

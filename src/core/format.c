@@ -93,7 +93,8 @@ static void sb_printf(sb *b, const char *fmt, ...)
 enum { M_INLINE = 0,   /* with q's type suffix where q shows one */
        M_BARE = 1,     /* as an item inside a vector: no suffix */
        M_CELL = 2,     /* inside a table/dict column: no suffix, nulls blank */
-       M_CSV = 3 };    /* a cell, floats with round-trip digits */
+       M_CSV = 3,      /* a cell, floats with round-trip digits */
+       M_ISO = 4 };    /* a CSV cell as pandas reads it back (put_iso) */
 
 static int64_t floordiv(int64_t a, int64_t b)
 {
@@ -208,9 +209,94 @@ static void put_qchar(sb *b, char c)
     else sb_putc(b, c);
 }
 
+static void put_item(sb *b, int t, const void *p, int m);
+
+/* A timestamp as ISO 8601, from nanoseconds since 2000.01.01, wide
+ * enough for q's values and numpy's extremes alike. */
+static void put_iso_timestamp(sb *b, __int128 ns)
+{
+    const __int128 day_ns = 86400000000000LL;
+    __int128 day = ns / day_ns;
+    if (ns % day_ns < 0) day--;
+    int y, m, d;
+    qp_ymd_from_days((int64_t)day, &y, &m, &d);
+    sb_printf(b, "%04d-%02d-%02dT", y, m, d);
+    put_clock(b, (int64_t)(ns - day * day_ns), 9, 1);
+}
+
+/* A timespan as an ISO 8601 duration, [-]PnDTnHnMn.nnnnnnnnnS, which
+ * pd.to_timedelta reads exactly (it reads q's -1D02:03:04 as -1 day
+ * plus 2 hours). */
+static void put_iso_duration(sb *b, int64_t ns)
+{
+    uint64_t a = ns < 0 ? -(uint64_t)ns : (uint64_t)ns, s = a / 1000000000u;
+    sb_printf(b, "%sP%lluDT%lluH%lluM%llu.%09lluS", ns < 0 ? "-" : "",
+              (unsigned long long)(s / 86400), (unsigned long long)(s / 3600 % 24),
+              (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60),
+              (unsigned long long)(a % 1000000000u));
+}
+
+/* Item p of type t as format = iso writes it, chosen by the type (never by
+ * the look of q's text) so pandas reads back the value: booleans
+ * true/false, bytes decimal, integer infinities as the integers they are,
+ * floats with a decimal point (3217000.0) and infinities inf/-inf, temporal types in ISO 8601 with +-0Wp as
+ * numpy's largest/smallest datetime64[ns] (pandas' Timestamp.max/min, as a
+ * Python function gets them), minutes as hh:mm:00. false where the text is
+ * q's: nulls (blank), symbols, guids, chars, seconds, times, and the
+ * infinities of month, date, datetime, minute, second and time (0W/-0W:
+ * no pandas value holds them). */
+static bool put_iso(sb *b, int t, const void *p)
+{
+    const char *sp = special(t, p);
+    if (sp && (sp[1] == 'N' || sp[1] == 'n')) return false;
+    int64_t j = 0;
+    switch (t) {
+    case QP_BOOL: sb_puts(b, *(const uint8_t *)p ? "true" : "false"); return true;
+    case QP_BYTE: sb_printf(b, "%u", *(const uint8_t *)p); return true;
+    case QP_SHORT: j = *(const int16_t *)p; break;
+    case QP_INT: j = *(const int32_t *)p; break;
+    case QP_LONG: j = *(const int64_t *)p; break;
+    case QP_REAL: case QP_FLOAT: {
+        if (sp) {
+            sb_puts(b, sp[0] == '-' ? "-inf" : "inf");
+            return true;
+        }
+        size_t at = b->n;        /* 3217000.0: read back as a float, not an int */
+        put_float_exact(b, t == QP_REAL ? *(const float *)p : *(const double *)p, t == QP_REAL);
+        if (!b->oom && integral_text(b->p + at, b->n - at)) sb_puts(b, ".0");
+        return true;
+    }
+    case QP_TIMESTAMP:
+        j = *(const int64_t *)p;
+        put_iso_timestamp(b, j == QP_INF_J ? (__int128)INT64_MAX - QP_EPOCH_NANOS
+                             : j == -QP_INF_J ? (__int128)(INT64_MIN + 1) - QP_EPOCH_NANOS : j);
+        return true;
+    case QP_TIMESPAN: put_iso_duration(b, *(const int64_t *)p); return true;
+    case QP_MINUTE:
+        if (sp) return false;
+        put_clock(b, (int64_t)*(const int32_t *)p * 60, 0, 1);
+        return true;
+    case QP_MONTH: case QP_DATE: case QP_DATETIME: {
+        if (sp) return false;
+        size_t at = b->n;
+        put_item(b, t, p, M_CSV);    /* yyyy.mm.dd... with dashes */
+        for (size_t i = at; i < b->n && !b->oom && b->p[i] != 'T'; i++)
+            if (b->p[i] == '.') b->p[i] = '-';
+        return true;
+    }
+    default: return false;
+    }
+    sb_printf(b, "%lld", (long long)j);   /* short, int, long: also 0W, -0W */
+    return true;
+}
+
 /* Item p of vector type t (1..19) in mode m. */
 static void put_item(sb *b, int t, const void *p, int m)
 {
+    if (m == M_ISO) {
+        if (put_iso(b, t, p)) return;
+        m = M_CSV;
+    }
     const char *sp = special(t, p);
     if (sp) {
         if (m >= M_CELL && (sp[1] == 'N' || sp[1] == 'n')) return;   /* null: blank */
@@ -656,9 +742,14 @@ static char *clip_lines(sb *in, int cols)
 
 int qp__format_cell(char *dst, size_t cap, int t, const void *p)
 {
+    return qp__format_csv_cell(dst, cap, t, p, false);
+}
+
+int qp__format_csv_cell(char *dst, size_t cap, int t, const void *p, bool iso)
+{
     sb b = {.p = dst, .cap = cap, .fixed = 1};
     if (cap) dst[0] = 0;
-    put_item(&b, t, p, M_CSV);
+    put_item(&b, t, p, iso ? M_ISO : M_CSV);
     return b.oom ? -1 : (int)b.n;
 }
 

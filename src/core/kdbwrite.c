@@ -21,18 +21,23 @@
  * domain (existing file read whole + new names, which point into t's
  * interned symbols) lives for the call only.
  *
- * Atomicity: every table folder is written complete (columns, then .d) in
- * a temporary folder beside its final place (".NAME.qpXXXXXX": a dot name,
- * which the reader skips). Only when all are written, db/sym is replaced by a
- * temporary copy holding the old bytes plus the new names (the old file
- * kept as a hard link until the end), then each temporary folder is
- * renamed into place (an existing table folder moved aside first). Any
- * failure undoes every step (best effort: an undo that itself fails, e.g.
- * a rename back, is not reported): the db is left as it was. A reader
- * never sees a half-written table folder; it may see a new, still empty
- * partition folder while the write runs, and the new sym before the
- * folders (extra names are harmless). No fsync: this protects against
- * errors, not power loss.
+ * Atomicity: a write holds db's lock (kdbwrite_lock.c) from reading db/sym
+ * to its commit, so two writers never append to one sym. Every table
+ * folder is written complete (columns, then .d) in a temporary folder
+ * beside its final place (".NAME.qpeach-new": a dot name, which the reader
+ * skips). Only when all are written, db/sym is replaced by a temporary
+ * copy holding the old bytes plus the new names (the old file kept as a
+ * hard link until the end), then each temporary folder is renamed into
+ * place (an existing table folder moved aside first). Each step is noted
+ * in db's journal before it is taken, and any failure rolls back what the
+ * journal says was done: the db is left as it was, byte for byte. A
+ * process killed half way is rolled back the same way by its guard
+ * (QP_KDB_GUARD) or by the next writer. A reader never sees a
+ * half-written table folder; it may see a new, still empty partition
+ * folder while the write runs, and the new sym before the folders (extra
+ * names are harmless). Folders and files are made 0777 and 0666 less the
+ * umask, as q makes them. No fsync: this protects against errors and
+ * kills, not power loss.
  */
 #include "kdbwrite_int.h"
 
@@ -96,12 +101,12 @@ static void qp__kw_zeros(out *o, size_t n)
     qp__kw_put(o, z, n);
 }
 
-/* Opens dir/name for writing (new file, mode 0644 less umask). */
+/* Opens dir/name for writing (new file, mode 0666 less the umask). */
 static int out_open(out *o, const char *dir, const char *name, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    o->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    o->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     o->rc = o->fd < 0 ? -errno : 0;
     o->used = 0;
     if (o->rc) return qp__kerr(err, errlen, o->rc, "%s: %s", path, strerror(-o->rc));
@@ -122,11 +127,9 @@ static int out_close(out *o, const char *dir, const char *name, char *err, size_
 /* The write plan                                                      */
 /* ------------------------------------------------------------------ */
 
+/* A table folder written: DIR/.NAME.qpeach-new, to be DIR/NAME. */
 typedef struct move {
-    char *tmp;             /* the folder as written */
-    char *final;           /* where it goes */
-    char *old;             /* the folder it replaced, moved aside; or NULL */
-    bool placed;           /* renamed into place */
+    char dir[16];          /* its folder under db: a date, or "." */
 } move;
 
 typedef struct plan {
@@ -144,10 +147,8 @@ typedef struct plan {
     qp__kw_sym sym;        /* the domain */
     move *moves;           /* one per table folder */
     int64_t nmoves;
-    char **made;           /* folders we created (db, partitions) */
-    int64_t nmade;
-    char *symtmp, *symold; /* new sym (temporary name), old sym link */
-    bool symplaced;
+    bool symnew;           /* db/.sym.qpeach-new written */
+    int jfd;               /* the journal, or -1 */
     out *o;
 } plan;
 
@@ -488,64 +489,43 @@ int qp_kdb_remove(const char *dir)
     return nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) ? -errno : 0;
 }
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
-
-/* mkdir that records the folder for undoing; an existing folder is fine. */
+/* Makes folder dir of db (a partition) unless it exists, noted first in
+ * the journal. */
 static int make_dir(plan *p, const char *dir, char *err, size_t errlen)
 {
+    char path[PATH_MAX];
     struct stat st;
-    if (!stat(dir, &st) && S_ISDIR(st.st_mode)) return 0;
-    char **m = realloc(p->made, (size_t)(p->nmade + 1) * sizeof *m);
-    if (!m) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-    p->made = m;
-    if (mkdir(dir, 0755) < 0)
-        return qp__kerr(err, errlen, -errno, "%s: %s", dir, strerror(errno));
-    if (!(m[p->nmade] = strdup(dir))) { rmdir(dir); return qp__kerr(err, errlen, QP_ENOMEM, "out of memory"); }
-    p->nmade++;
-    return 0;
+    snprintf(path, sizeof path, "%s/%s", p->db, dir);
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) return 0;
+    int rc = qp__kw_jot(p->jfd, err, errlen, "mkdir %s", dir);
+    if (!rc && mkdir(path, 0777) < 0) rc = qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    return rc;
 }
 
 /* Writes partition k (or the splayed table) into a new temporary folder
  * and records where it goes. */
 static int write_part(plan *p, int64_t k, char *err, size_t errlen)
 {
-    char parent[PATH_MAX];
+    move *mv = &p->moves[p->nmoves++];
+    strcpy(mv->dir, ".");
     if (p->pcol >= 0) {
         int y, m, d;
         qp_ymd_from_days(qp_I(col(p, p->pcol))[p->perm[p->pstart[k]]], &y, &m, &d);
-        snprintf(parent, sizeof parent, "%s/%04d.%02d.%02d", p->db, y, m, d);
-        int rc = make_dir(p, parent, err, errlen);
+        snprintf(mv->dir, sizeof mv->dir, "%04d.%02d.%02d", y, m, d);
+        int rc = make_dir(p, mv->dir, err, errlen);
         if (rc) return rc;
-    } else {
-        snprintf(parent, sizeof parent, "%s", p->db);
     }
-    move *mv = &p->moves[p->nmoves];
-    *mv = (move){0};
-    mv->final = str_printf("%s/%s", parent, p->name);
-    mv->tmp = str_printf("%s/.%s.qpXXXXXX", parent, p->name);
-    if (!mv->final || !mv->tmp) {
-        free(mv->final); free(mv->tmp);
-        return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-    }
-    p->nmoves++;
+    char tmp[PATH_MAX], final[PATH_MAX];
+    qp__kw_path(final, sizeof final, p->db, mv->dir, p->name, NULL);
+    qp__kw_path(tmp, sizeof tmp, p->db, mv->dir, p->name, QP__KW_NEW);
     struct stat st;
-    if (!lstat(mv->final, &st) && !S_ISDIR(st.st_mode))
-        return qp__kerr(err, errlen, QP_EARG, "%s exists and is not a folder", mv->final);
-    if (!mkdtemp(mv->tmp)) {
-        int e = errno;
-        mv->tmp[0] = 0;
-        return qp__kerr(err, errlen, -e, "%s: %s", parent, strerror(e));
-    }
-    return write_splay(p, mv->tmp, p->pstart[k], p->pstart[k + 1], err, errlen);
+    if (!lstat(final, &st) && !S_ISDIR(st.st_mode))
+        return qp__kerr(err, errlen, QP_EARG, "%s exists and is not a folder", final);
+    int rc = qp__kw_jot(p->jfd, err, errlen, "table %s %s", mv->dir, p->name);
+    if (rc) return rc;
+    qp_kdb_remove(tmp);    /* one of ours, journal lost: the lock makes it stale */
+    if (mkdir(tmp, 0777) < 0) return qp__kerr(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+    return write_splay(p, tmp, p->pstart[k], p->pstart[k + 1], err, errlen);
 }
 
 /* Writes the new sym (old bytes + new names) to a temporary file. */
@@ -553,106 +533,75 @@ static int write_sym(plan *p, char *err, size_t errlen)
 {
     /* a new name, or a first symbol column: the domain file must exist */
     if (!p->syms || (p->sym.file && !qp__kw_sym_new(&p->sym))) return 0;
-    if (!(p->symtmp = str_printf("%s/.sym.qpXXXXXX", p->db)))
-        return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-    p->o->fd = mkstemp(p->symtmp);
-    if (p->o->fd < 0) {
-        int e = errno;
-        free(p->symtmp);
-        p->symtmp = NULL;
-        return qp__kerr(err, errlen, -e, "%s: %s", p->db, strerror(e));
-    }
-    fchmod(p->o->fd, 0644);
+    char tmp[PATH_MAX];
+    qp__kw_path(tmp, sizeof tmp, p->db, ".", "sym", QP__KW_NEW);
+    int rc = qp__kw_jot(p->jfd, err, errlen, "sym %d", p->sym.file != NULL);
+    if (rc) return rc;
+    p->symnew = true;
+    unlink(tmp);
+    p->o->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (p->o->fd < 0) return qp__kerr(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
     p->o->rc = 0;
     p->o->used = 0;
     qp__kw_sym_write(&p->sym, p->o);
     return out_close(p->o, p->db, "sym (its new copy)", err, errlen);
 }
 
-/* Puts the new sym and every folder in place, undoing all on failure. */
+/* rename(2), naming what failed. */
+static int move_to(const char *from, const char *to, char *err, size_t errlen)
+{
+    if (!rename(from, to)) return 0;
+    return qp__kerr(err, errlen, -errno, "%s: cannot rename it to %s: %s", from, to, strerror(errno));
+}
+
+/* Puts the new sym and every folder in place (a failure is rolled back
+ * by the journal). */
 static int commit(plan *p, char *err, size_t errlen)
 {
-    char path[PATH_MAX];
-    if (p->symtmp) {
-        snprintf(path, sizeof path, "%s/sym", p->db);
-        if (p->sym.file) {
-            if (!(p->symold = str_printf("%s/.sym.qpold.%ld", p->db, (long)getpid())))
-                return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-            unlink(p->symold);
-            if (link(path, p->symold) < 0) {
-                int e = errno;
-                free(p->symold);
-                p->symold = NULL;
-                return qp__kerr(err, errlen, -e, "%s: cannot keep the old sym: %s", path, strerror(e));
-            }
-        }
-        if (rename(p->symtmp, path) < 0)
-            return qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
-        p->symplaced = true;
+    char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
+    int rc = qp__kw_jot(p->jfd, err, errlen, "commit");
+    if (!rc && p->symnew) {
+        qp__kw_path(a, sizeof a, p->db, ".", "sym", NULL);
+        qp__kw_path(b, sizeof b, p->db, ".", "sym", QP__KW_NEW);
+        qp__kw_path(c, sizeof c, p->db, ".", "sym", QP__KW_OLD);
+        unlink(c);
+        if (p->sym.file && link(a, c) < 0)
+            rc = qp__kerr(err, errlen, -errno, "%s: cannot keep the old sym: %s", a, strerror(errno));
+        if (!rc) rc = move_to(b, a, err, errlen);
     }
-    for (int64_t i = 0; i < p->nmoves; i++) {
-        move *mv = &p->moves[i];
+    for (int64_t i = 0; !rc && i < p->nmoves; i++) {
+        qp__kw_path(a, sizeof a, p->db, p->moves[i].dir, p->name, NULL);
+        qp__kw_path(b, sizeof b, p->db, p->moves[i].dir, p->name, QP__KW_NEW);
+        qp__kw_path(c, sizeof c, p->db, p->moves[i].dir, p->name, QP__KW_OLD);
         struct stat st;
-        if (!lstat(mv->final, &st)) {
-            char *dot = strrchr(mv->final, '/');
-            mv->old = str_printf("%.*s/.%s.qpoldXXXXXX", (int)(dot - mv->final), mv->final, dot + 1);
-            if (!mv->old || !mkdtemp(mv->old) || rename(mv->final, mv->old) < 0) {
-                int e = mv->old ? errno : ENOMEM;
-                if (mv->old) rmdir(mv->old);
-                free(mv->old);
-                mv->old = NULL;
-                return qp__kerr(err, errlen, -e, "%s: cannot move it aside: %s", mv->final, strerror(e));
-            }
+        if (!lstat(a, &st)) {
+            qp_kdb_remove(c);
+            rc = move_to(a, c, err, errlen);
         }
-        if (rename(mv->tmp, mv->final) < 0) {
-            int e = errno;
-            if (mv->old && !rename(mv->old, mv->final)) { free(mv->old); mv->old = NULL; }
-            return qp__kerr(err, errlen, -e, "%s: %s", mv->final, strerror(e));
-        }
-        mv->placed = true;
+        if (!rc) rc = move_to(b, a, err, errlen);
     }
-    return 0;
-}
-
-/* Undoes whatever commit and the writes did (failure path). */
-static void undo(plan *p)
-{
-    char path[PATH_MAX];
-    for (int64_t i = p->nmoves - 1; i >= 0; i--) {
-        move *mv = &p->moves[i];
-        if (mv->placed && !rename(mv->final, mv->tmp)) mv->placed = false;
-        if (!mv->placed && mv->old) rename(mv->old, mv->final);
-        if (!mv->placed && mv->tmp[0]) qp_kdb_remove(mv->tmp);
-    }
-    if (p->symplaced) {
-        snprintf(path, sizeof path, "%s/sym", p->db);
-        if (p->symold) rename(p->symold, path);
-        else unlink(path);
-    } else if (p->symtmp) {
-        unlink(p->symtmp);
-    }
-    if (p->symold) unlink(p->symold);
-    for (int64_t i = p->nmade - 1; i >= 0; i--) rmdir(p->made[i]);
-}
-
-/* Success: drops what was replaced. */
-static void finish(plan *p)
-{
-    for (int64_t i = 0; i < p->nmoves; i++)
-        if (p->moves[i].old) qp_kdb_remove(p->moves[i].old);
-    if (p->symold) unlink(p->symold);
+    return rc ? rc : qp__kw_jot(p->jfd, err, errlen, "done");
 }
 
 static void plan_free(plan *p)
 {
-    for (int64_t i = 0; i < p->nmoves; i++) {
-        free(p->moves[i].tmp); free(p->moves[i].final); free(p->moves[i].old);
-    }
-    for (int64_t i = 0; i < p->nmade; i++) free(p->made[i]);
-    free(p->moves); free(p->made); free(p->perm); free(p->pstart);
-    free(p->symtmp); free(p->symold);
+    free(p->moves); free(p->perm); free(p->pstart);
     qp__kw_sym_free(&p->sym);
     free(p->o);
+}
+
+/* The writes, under the lock, noted in the journal. */
+static int write_all_parts(plan *p, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (p->syms && (rc = qp__kw_sym_load(&p->sym, p->db, err, errlen))) return rc;
+    if (p->syms && (rc = plan_enumerate(p, err, errlen))) return rc;
+    plan_sort_parted(p);
+    if ((rc = qp__kw_jopen(p->db, &p->jfd, err, errlen))) return rc;
+    for (int64_t k = 0; k < p->np; k++)
+        if ((rc = write_part(p, k, err, errlen))) return rc;
+    if ((rc = write_sym(p, err, errlen)) || (rc = commit(p, err, errlen))) return rc;
+    return 0;
 }
 
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
@@ -660,29 +609,28 @@ int qp_kdb_write(const char *db, const char *name, const qp_value *t,
 {
     if (err && errlen) err[0] = 0;
     if (!db || !*db) return qp__kerr(err, errlen, QP_EARG, "no database folder given");
-    plan p = {.db = db, .name = name, .t = t};
+    plan p = {.db = db, .name = name, .t = t, .jfd = -1};
+    qp_kdb_lock *own = NULL, *lk = opts ? opts->lock : NULL;
     int rc = plan_check(&p, opts, err, errlen);
     if (rc) return rc;
     for (int c = 0; c < p.ncol; c++) p.syms |= c != p.pcol && is_sym(col(&p, c));
-    if ((rc = plan_rows(&p, err, errlen))) goto fail;
+    if ((rc = plan_rows(&p, err, errlen))) goto done;
     if (!(p.o = malloc(sizeof *p.o)) || !(p.moves = calloc((size_t)p.np, sizeof *p.moves))) {
         rc = qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-        goto fail;
+        goto done;
     }
     p.o->fd = -1;
-    if (p.syms && (rc = qp__kw_sym_load(&p.sym, db, err, errlen))) goto fail;
-    if (p.syms && (rc = plan_enumerate(&p, err, errlen))) goto fail;
-    plan_sort_parted(&p);
-    if ((rc = make_dir(&p, db, err, errlen))) goto fail;
-    for (int64_t k = 0; k < p.np; k++)
-        if ((rc = write_part(&p, k, err, errlen))) goto fail;
-    if ((rc = write_sym(&p, err, errlen)) || (rc = commit(&p, err, errlen))) goto fail;
-    finish(&p);
-    plan_free(&p);
-    return 0;
-fail:
-    if (p.o && p.o->fd >= 0) close(p.o->fd);
-    undo(&p);
+    if (!lk && (rc = qp_kdb_lock_take(db, 60, 0, &own, NULL, err, errlen))) goto done;
+    rc = write_all_parts(&p, err, errlen);
+    if (p.o->fd >= 0) close(p.o->fd);
+    if (p.jfd >= 0) close(p.jfd);
+    /* failed: roll back; done: drop what was kept aside */
+    char err2[256];
+    if (p.jfd >= 0 && qp__kw_recover(db, err2, sizeof err2) && !rc)
+        rc = qp__kerr(err, errlen, QP_EIO, "%s", err2);
+    if (!rc) qp__kw_committed(own ? own : lk);
+done:
+    qp_kdb_lock_release(own);
     plan_free(&p);
     return rc;
 }

@@ -51,6 +51,27 @@ bool qp__kw_sym_new(const qp__kw_sym *s);
 void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o);
 void qp__kw_sym_free(qp__kw_sym *s);
 
+/* ---- One writer at a time, and roll back (kdbwrite_lock.c) ---- */
+#define QP__KW_LOCK ".qpeach.lock"        /* at the db root, while a write runs */
+#define QP__KW_JOURNAL ".qpeach.journal"  /* ditto: what the write changed */
+#define QP__KW_NEW ".qpeach-new"          /* DIR/.NAME.qpeach-new: written, not placed */
+#define QP__KW_OLD ".qpeach-old"          /* DIR/.NAME.qpeach-old: replaced, kept */
+
+/* db/dir/name, or db/dir/.name+suffix when suffix is given; dir "." is
+ * the root. */
+void qp__kw_path(char *buf, size_t cap, const char *db, const char *dir, const char *name,
+                 const char *suffix);
+/* Creates (empties) db's journal for writing. 0 or a negative code. */
+int qp__kw_jopen(const char *db, int *fd, char *err, size_t errlen);
+/* Appends one line to the journal. 0 or a negative code with err. */
+int qp__kw_jot(int fd, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Rolls back (or, after `done`, finishes) the write db's journal records,
+ * then removes the journal. 0 when there was none or it was handled. */
+int qp__kw_recover(const char *db, char *err, size_t errlen);
+/* Marks a write under lk committed (the db folder it made stays). */
+void qp__kw_committed(qp_kdb_lock *lk);
+
 /* The runs of a p# column: distinct values in order and where each starts. */
 typedef struct qp__kw_runs {
     int64_t *val, *start;

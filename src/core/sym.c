@@ -8,6 +8,7 @@
 #include "qpeach/value.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,4 +106,12 @@ const char *qp_name_of(const qp_value *x)
     if (x->type == QP_CHAR) return qp_sym_intern(x->v.data, (size_t)x->v.n);
     if (x->type == -QP_CHAR) return qp_sym_intern(&x->c, 1);
     return NULL;
+}
+
+void qp_syms_text(char *buf, size_t cap, const qp_value *syms, int64_t n)
+{
+    size_t at = 0;
+    if (cap) buf[0] = '\0';
+    for (int64_t i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? ", " : "", qp_S(syms)[i]);
 }

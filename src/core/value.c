@@ -573,18 +573,54 @@ qp_value *qp_concat(qp_value *const *v, int64_t n)
     return r;
 }
 
+/* Whether table u has the columns of table t, each once, in any order
+ * (an error value saying how not, naming both sets, else NULL). */
+static qp_value *same_columns(const qp_value *t, const qp_value *u, int64_t which)
+{
+    const qp_value *a = qp_table_names(t), *b = qp_table_names(u);
+    if (qp_equal(a, b)) return NULL;            /* same order: by position */
+    bool ok = a->v.n == b->v.n;
+    for (int64_t i = 0; ok && i < a->v.n; i++) {
+        int64_t in_a = 0, in_b = 0;
+        for (int64_t k = 0; k < a->v.n; k++) {
+            in_a += qp_S(a)[k] == qp_S(a)[i];
+            in_b += qp_S(b)[k] == qp_S(a)[i];
+        }
+        ok = in_a == 1 && in_b == 1;
+    }
+    if (ok) return NULL;
+    char x[512], y[512];
+    qp_syms_text(x, sizeof x, b, b->v.n);
+    qp_syms_text(y, sizeof y, a, a->v.n);
+    return qp_error("the tables have different columns: table %lld has (%s) where table 1 has "
+                    "(%s)", (long long)which + 1, x, y);
+}
+
+/* Table u's column named as column c of t (same_columns holds): the one
+ * at the same place when it has that name, so equal names in equal order
+ * (duplicates too) go by position. */
+static qp_value *column_as(const qp_value *t, const qp_value *u, int64_t c)
+{
+    const qp_value *b = qp_table_names(u);
+    const char *name = qp_S(qp_table_names(t))[c];
+    for (int64_t k = c; k < c + b->v.n; k++)
+        if (qp_S(b)[k % b->v.n] == name) return qp_K(qp_table_columns(u))[k % b->v.n];
+    return NULL;
+}
+
 qp_value *qp_table_concat(qp_value *const *t, int64_t n)
 {
     if (n == 1) return qp_ref(t[0]);            /* one table: itself, views kept */
     qp_value *names = qp_table_names(t[0]);
-    for (int64_t i = 1; i < n; i++)
-        if (!qp_equal(qp_table_names(t[i]), names))
-            return qp_error("the tables have different columns");
+    for (int64_t i = 1; i < n; i++) {
+        qp_value *e = same_columns(t[0], t[i], i);
+        if (e) return e;
+    }
     int64_t nc = names->v.n;
     qp_value *cols = qp_vector(QP_LIST, nc), *err = NULL;
     qp_value **col = malloc((size_t)(n ? n : 1) * sizeof *col);
     for (int64_t c = 0; cols && col && c < nc && !err; c++) {
-        for (int64_t i = 0; i < n; i++) col[i] = qp_K(qp_table_columns(t[i]))[c];
+        for (int64_t i = 0; i < n; i++) col[i] = column_as(t[0], t[i], c);
         qp_value *x = qp_concat(col, n);
         if (x && qp_is_error(x)) {
             err = qp_error("column %s: %s", qp_S(names)[c], x->s);
@@ -638,6 +674,32 @@ static bool items_equal(int t, const void *a, const void *b, int64_t n)
         return true;
     }
     return memcmp(a, b, (size_t)n * qp_type_width(t)) == 0;
+}
+
+void qp_item_key(int t, const void *src, void *dst)
+{
+    if (t == QP_REAL) {
+        float e;
+        memcpy(&e, src, 4);
+        e = isnan(e) ? QP_NULL_E : e == 0 ? 0.0f : e;
+        memcpy(dst, &e, 4);
+    } else if (t == QP_FLOAT || t == QP_DATETIME) {
+        double f;
+        memcpy(&f, src, 8);
+        f = isnan(f) ? QP_NULL_F : f == 0 ? 0.0 : f;
+        memcpy(dst, &f, 8);
+    } else if (dst != src) {
+        memcpy(dst, src, qp_type_width(t));
+    }
+}
+
+bool qp_item_eq(int t, const void *a, const void *b)
+{
+    uint8_t x[16], y[16];
+    size_t w = qp_type_width(t);
+    qp_item_key(t, a, x);
+    qp_item_key(t, b, y);
+    return memcmp(x, y, w) == 0;
 }
 
 /* Equality of an enum with anything: as the symbols it stands for. */

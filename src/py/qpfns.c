@@ -336,13 +336,15 @@ static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
     return v;
 }
 
-/* Is item i of col equal to atom a (already of the column's item type)? */
+/* Is item i of col equal to atom a (already of the column's item type),
+ * as q's = says (-0.0 is 0.0, every NaN the null: the equality
+ * .qp.distinct planned the partitions with)? */
 static bool item_eq(const qp_value *col, int64_t i, const qp_value *a)
 {
     size_t w = qp_type_width(col->type);
     const void *p = (const char *)col->v.data + (size_t)i * w;
     const void *q = col->type == QP_GUID ? (const void *)a->u : (const void *)&a->g;
-    return memcmp(p, q, w) == 0;
+    return qp_item_eq(col->type, p, q);
 }
 
 /* The atom v as an atom of the column's item type, or NULL. */

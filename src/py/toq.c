@@ -445,6 +445,13 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
         const char *sym = ns ? str_intern(ns) : NULL;
         Py_XDECREF(ns);
         if (!s || !sym) { Py_XDECREF(s); r = py_failed("DataFrame column"); goto done; }
+        for (Py_ssize_t j = 0; j < i; j++)      /* a table keeps one column per name */
+            if (qp_S(names)[j] == sym) {
+                Py_DECREF(s);
+                r = qp_error("qpeach: DataFrame column %s appears twice (columns %zd and %zd)",
+                             sym, j + 1, i + 1);
+                goto done;
+            }
         qp_value *c = series_to_q(s);
         Py_DECREF(s);
         if (!c || qp_is_error(c)) { r = c; goto done; }

@@ -249,7 +249,7 @@ enum key_id {
     K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_MISSING,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_PROTOCOL,
-    K_HOW, K_REDUCER, K_KEY,
+    K_HOW, K_REDUCER, K_KEY, K_MISSING,
     K_PATH, K_FORMAT,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
     K_COUNT
@@ -269,6 +269,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
     [K_PROTOCOL] = {"workers", "protocol"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
+    [K_MISSING] = {"merge", "missing"},
     [K_PATH] = {"output", "path"}, [K_FORMAT] = {"output", "format"},
     [K_RETRIES] = {"run", "retries"}, [K_TASK_TIMEOUT] = {"run", "task_timeout"},
     [K_STATE] = {"run", "state"}, [K_RETRY_ERRORS] = {"run", "retry_errors"},
@@ -527,6 +528,10 @@ static bool set_merge(parse *p, int k, const char *section, const char *name, co
         j->nkeys = split(p, value, &j->keys);
         for (int i = 0; i < j->nkeys; i++)
             if (!valid_name(j->keys[i])) BAD("not a list of column names");
+        break;
+    case K_MISSING:
+        if (!strcmp(value, "zero")) j->missing_zero = true;
+        else if (strcmp(value, "fail")) BAD("expected fail or zero");
         break;
     case K_PATH: {
         const char *dot = strrchr(value, '.');

@@ -323,12 +323,41 @@ static int64_t keyhash_row(keyhash *h, const uint8_t *row)
     return dst;
 }
 
-/* Checks that the partials s[1..n) have the first one's shape and key types. */
-static qp_value *check_shapes(const kv *s, int64_t n)
+static int name_at(const qp_value *names, int nn, const char *s)
+{
+    for (int c = 0; c < nn; c++) if (qp_S(names)[c] == s) return c;
+    return -1;
+}
+
+/* Puts the key columns of keyed-table partial p in the first partial's
+ * order, matched by name; an error when the names differ. */
+static qp_value *align_keys(const kv *first, kv *p, int64_t i)
+{
+    qp_value *k[16];
+    for (int c = 0; c < first->nk; c++) {
+        int at = name_at(p->knames, p->nk, qp_S(first->knames)[c]);
+        if (at < 0) {
+            char a[512], b[512];
+            qp_syms_text(a, sizeof a, p->knames, p->nk);
+            qp_syms_text(b, sizeof b, first->knames, first->nk);
+            return qp_error("sum-by-key: partial %lld has key columns (%s) where partial 1 "
+                            "has (%s)", (long long)i + 1, a, b);
+        }
+        k[c] = p->k[at];
+    }
+    memcpy(p->k, k, (size_t)first->nk * sizeof *k);
+    return NULL;
+}
+
+/* Checks that the partials s[1..n) have the first one's shape, key names
+ * (keyed tables' key columns matched by name) and key types. */
+static qp_value *check_shapes(kv *s, int64_t n)
 {
     for (int64_t i = 1; i < n; i++) {
-        if (s[i].shape != s[0].shape || s[i].nk != s[0].nk || s[i].nv != s[0].nv)
+        if (s[i].shape != s[0].shape || s[i].nk != s[0].nk)
             return qp_error("sum-by-key: partials differ in shape");
+        qp_value *e = s[0].shape == KV_KEYED ? align_keys(&s[0], &s[i], i) : NULL;
+        if (e) return e;
         for (int c = 0; c < s[0].nk; c++)
             if (s[i].k[c]->type != s[0].k[c]->type)
                 return qp_error("sum-by-key: key types differ between partials");
@@ -336,36 +365,84 @@ static qp_value *check_shapes(const kv *s, int64_t n)
     return NULL;
 }
 
-/* Adds the rows of partial p into h; fl[c] says column c sums as float.
- * Returns 0, QP_ENOMEM, or QP_ETYPE with *err set to the (one) error. */
-static int add_partial(keyhash *h, const kv *p, const bool *fl, qp_value **err)
+/* The value columns of the result, matched by name across the partials:
+ * the first partial's, then (missing = zero) names first seen in later
+ * ones. col[i][c]: partial i's column for result column c, or -1 (none:
+ * it adds nothing, as a column of zeros would). */
+typedef struct schema {
+    int nv;
+    const char *names[64];
+    int (*col)[64];
+} schema;
+
+/* Partial p's value names against the first's: the error names both. */
+static qp_value *names_differ(const kv *first, const kv *p, int64_t i)
+{
+    char a[512], b[512];
+    qp_syms_text(a, sizeof a, p->vnames, p->nv);
+    qp_syms_text(b, sizeof b, first->vnames, first->nv);
+    return qp_error("sum-by-key: partial %lld has value columns (%s) where partial 1 has (%s): "
+                    "name them alike, or set [merge] missing = zero to count a partial's "
+                    "missing columns as zero", (long long)i + 1, a, b);
+}
+
+/* Fills sc from the partials' value names (an unnamed dict value vector
+ * is column 0 of every partial). */
+static qp_value *match_values(const kv *s, int64_t n, bool zero, schema *sc)
+{
+    if (s[0].shape == KV_DICT_VEC) {
+        sc->nv = 1;
+        for (int64_t i = 0; i < n; i++) sc->col[i][0] = 0;
+        return NULL;
+    }
+    sc->nv = 0;
+    for (int64_t i = 0; i < n; i++) {
+        for (int c = 0; c < 64; c++) sc->col[i][c] = -1;
+        for (int c = 0; c < s[i].nv; c++) {
+            const char *name = qp_S(s[i].vnames)[c];
+            int at = -1;
+            for (int k = 0; k < sc->nv && at < 0; k++) if (sc->names[k] == name) at = k;
+            if (at >= 0 && sc->col[i][at] >= 0)
+                return qp_error("sum-by-key: partial %lld has two value columns named %s",
+                                (long long)i + 1, name);
+            if (at < 0 && i > 0 && !zero) return names_differ(&s[0], &s[i], i);
+            if (at < 0 && sc->nv == 64) return qp_error("sum-by-key: too many columns");
+            if (at < 0) sc->names[at = sc->nv++] = name;
+            sc->col[i][at] = c;
+        }
+        if (!zero && s[i].nv != s[0].nv) return names_differ(&s[0], &s[i], i);
+    }
+    return NULL;
+}
+
+/* Adds the rows of partial p into h: result column c from p's column
+ * col[c] (none when -1); fl[c] says column c sums as float. Returns 0 or
+ * QP_ENOMEM. */
+static int add_partial(keyhash *h, const kv *p, const int *col, const bool *fl)
 {
     uint8_t row[16 * 16 + 64];
     for (int64_t r = 0; r < p->rows; r++) {
         size_t off = 0;
-        for (int c = 0; c < p->nk; c++) {
+        for (int c = 0; c < p->nk; c++) {    /* 0.0 and -0.0 one key, as q's = */
             size_t w = qp_type_width(p->k[c]->type);
-            memcpy(row + off, (const char *)p->k[c]->v.data + (size_t)r * w, w);
+            qp_item_key(p->k[c]->type, (const char *)p->k[c]->v.data + (size_t)r * w, row + off);
             off += w;
         }
         int64_t dst = keyhash_row(h, row);
         if (dst < 0) return (int)dst;
-        for (int c = 0; c < p->nv; c++) {
+        for (int c = 0; c < h->nv; c++) {
             int64_t j = 0;
             double f = 0;
-            int t = p->v[c]->type;
-            if (!get_num(t, p->v[c]->v.data, r, &j, &f)) continue;
+            if (col[c] < 0) continue;
+            const qp_value *v = p->v[col[c]];
+            if (!get_num(v->type, v->v.data, r, &j, &f)) continue;
             int64_t *a = &h->acc[(size_t)dst * (size_t)h->nv + (size_t)c];
             if (fl[c]) {
                 /* An integer column adds into float sums as its value. */
                 double d;
                 memcpy(&d, a, 8);
-                d += is_float_type(t) ? f : (double)j;
+                d += is_float_type(v->type) ? f : (double)j;
                 memcpy(a, &d, 8);
-            } else if (is_float_type(t)) {
-                *err = qp_error("sum-by-key: value types differ (integer sums meet %s values)",
-                                qp_type_name(t));
-                return QP_ETYPE;
             } else {
                 *a += j;
             }
@@ -374,14 +451,15 @@ static int add_partial(keyhash *h, const kv *p, const bool *fl, qp_value **err)
     return 0;
 }
 
-/* The key columns (kcols) and sum columns (vcols) of h, as general lists
- * of new references; QP_ENOMEM with both NULL if out of memory. */
+/* The key columns (kcols) and sum columns (vcols, h->nv of them) of h,
+ * as general lists of new references; QP_ENOMEM with both NULL if out of
+ * memory. */
 static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
                            qp_value **kcols, qp_value **vcols)
 {
-    qp_value *kc = qp_vector(QP_LIST, first->nk), *vc = qp_vector(QP_LIST, first->nv);
+    qp_value *kc = qp_vector(QP_LIST, first->nk), *vc = qp_vector(QP_LIST, h->nv);
     if (kc) for (int c = 0; c < first->nk; c++) qp_K(kc)[c] = NULL;
-    if (vc) for (int c = 0; c < first->nv; c++) qp_K(vc)[c] = NULL;
+    if (vc) for (int c = 0; c < h->nv; c++) qp_K(vc)[c] = NULL;
     if (!kc || !vc) goto fail;
     size_t koff = 0;
     for (int c = 0; c < first->nk; c++) {
@@ -393,7 +471,7 @@ static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
             memcpy((char *)col->v.data + (size_t)q * w, h->keyb + (size_t)q * h->kw + koff, w);
         koff += w;
     }
-    for (int c = 0; c < first->nv; c++) {
+    for (int c = 0; c < h->nv; c++) {
         qp_value *col = qp_K(vc)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, h->nrows);
         if (!col) goto fail;
         for (int64_t q = 0; q < h->nrows; q++)
@@ -404,15 +482,17 @@ static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
     return 0;
 fail:
     for (int c = 0; kc && c < first->nk; c++) if (!qp_K(kc)[c]) qp_K(kc)[c] = qp_identity();
-    for (int c = 0; vc && c < first->nv; c++) if (!qp_K(vc)[c]) qp_K(vc)[c] = qp_identity();
+    for (int c = 0; vc && c < h->nv; c++) if (!qp_K(vc)[c]) qp_K(vc)[c] = qp_identity();
     qp_unref(kc);
     qp_unref(vc);
     *kcols = *vcols = NULL;
     return QP_ENOMEM;
 }
 
-/* The result in the first partial's shape; steals kcols and vcols. */
-static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols)
+/* The result in the first partial's shape, its value columns named
+ * vnames; steals kcols, vcols and vnames. */
+static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols,
+                              qp_value *vnames)
 {
     qp_value *r = NULL;
     switch (first->shape) {
@@ -420,18 +500,18 @@ static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols)
         r = qp_dict(qp_ref(qp_K(kcols)[0]), qp_ref(qp_K(vcols)[0]));
         break;
     case KV_DICT_TABLE:
-        r = qp_dict(qp_ref(qp_K(kcols)[0]), qp_table(qp_dict(qp_ref(first->vnames), vcols)));
-        vcols = NULL;
+        r = qp_dict(qp_ref(qp_K(kcols)[0]), qp_table(qp_dict(vnames, vcols)));
+        vcols = vnames = NULL;
         break;
     case KV_KEYED:
         r = qp_dict(qp_table(qp_dict(qp_ref(first->knames), kcols)),
-                    qp_table(qp_dict(qp_ref(first->vnames), vcols)));
-        kcols = vcols = NULL;
+                    qp_table(qp_dict(vnames, vcols)));
+        kcols = vcols = vnames = NULL;
         break;
     case KV_TABLE: {
         /* Key columns first, then the sums, as q's `0!select sum v by k
          * from t` lays them out. */
-        int nk = first->nk, nv = first->nv;
+        int nk = first->nk, nv = (int)vnames->v.n;
         qp_value *names = qp_vector(QP_SYMBOL, nk + nv), *cols = qp_vector(QP_LIST, nk + nv);
         if (!names || !cols) { qp_unref(names); qp_unref(cols); break; }
         for (int c = 0; c < nk; c++) {
@@ -439,7 +519,7 @@ static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols)
             qp_K(cols)[c] = qp_ref(qp_K(kcols)[c]);
         }
         for (int c = 0; c < nv; c++) {
-            qp_S(names)[nk + c] = qp_S(first->vnames)[c];
+            qp_S(names)[nk + c] = qp_S(vnames)[c];
             qp_K(cols)[nk + c] = qp_ref(qp_K(vcols)[c]);
         }
         r = qp_table(qp_dict(names, cols));
@@ -448,42 +528,65 @@ static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols)
     }
     qp_unref(kcols);
     qp_unref(vcols);
+    qp_unref(vnames);
     return r;
 }
 
-/* Sums the value columns of the partials by key, keys in first-seen
- * order. Returns a new reference, an error value, or NULL if out of
- * memory. */
-static qp_value *merge_by_key(qp_value *const *p, int64_t n, char *const *keys, int nkeys)
+/* Sums the partials of s into a result: value columns by name (sc),
+ * float sums for a column that is float in any partial. */
+static qp_value *sum_partials(const kv *s, int64_t n, const schema *sc)
 {
-    if (n == 0) return qp_error("sum-by-key: no partials");
-    qp_value *err = NULL, *result = NULL, *kcols, *vcols;
     keyhash h = { 0 };
-    bool fl[64];
-    int64_t done = 0;
-    kv *s = calloc((size_t)n, sizeof *s);
-    if (!s) return NULL;
-    while (done < n && !err) err = split_kv(p[done], keys, nkeys, &s[done]), done++;
-    if (err || (err = check_shapes(s, n))) goto fail;
+    bool fl[64] = { false };
+    qp_value *kcols, *vcols, *vnames = NULL, *result = NULL;
     size_t kw = 0;
     for (int i = 0; i < s[0].nk; i++) kw += qp_type_width(s[0].k[i]->type);
-    for (int c = 0; c < s[0].nv; c++) fl[c] = is_float_type(s[0].v[c]->type);
-    if (keyhash_init(&h, kw, s[0].nv)) goto fail;
     for (int64_t i = 0; i < n; i++)
-        if (add_partial(&h, &s[i], fl, &err)) goto fail;
-    if (keyhash_columns(&h, &s[0], fl, &kcols, &vcols)) goto fail;
-    result = shape_result(&s[0], kcols, vcols);
-fail:
+        for (int c = 0; c < sc->nv; c++)
+            if (sc->col[i][c] >= 0 && is_float_type(s[i].v[sc->col[i][c]]->type)) fl[c] = true;
+    if (keyhash_init(&h, kw, sc->nv)) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (add_partial(&h, &s[i], sc->col[i], fl)) goto done;
+    if (s[0].shape != KV_DICT_VEC) {
+        if (!(vnames = qp_vector(QP_SYMBOL, sc->nv))) goto done;
+        for (int c = 0; c < sc->nv; c++) qp_S(vnames)[c] = sc->names[c];
+    }
+    if (keyhash_columns(&h, &s[0], fl, &kcols, &vcols)) { qp_unref(vnames); goto done; }
+    result = shape_result(&s[0], kcols, vcols, vnames);
+done:
     keyhash_free(&h);
+    return result;
+}
+
+/* Sums the value columns of the partials by key, keys in first-seen
+ * order, value columns matched by name (zero: a partial's missing ones
+ * count as zero, else they fail the merge). Returns a new reference, an
+ * error value, or NULL if out of memory. */
+static qp_value *merge_by_key(qp_value *const *p, int64_t n, char *const *keys, int nkeys,
+                              bool zero)
+{
+    if (n == 0) return qp_error("sum-by-key: no partials");
+    qp_value *err = NULL, *result = NULL;
+    schema sc = { 0 };
+    int64_t done = 0;
+    kv *s = calloc((size_t)n, sizeof *s);
+    sc.col = calloc((size_t)n, sizeof *sc.col);
+    if (!s || !sc.col) goto fail;
+    while (done < n && !err) err = split_kv(p[done], keys, nkeys, &s[done]), done++;
+    if (err || (err = check_shapes(s, n)) || (err = match_values(s, n, zero, &sc))) goto fail;
+    result = sum_partials(s, n, &sc);
+fail:
     for (int64_t i = 0; i < done; i++)
         if (s[i].shape == KV_TABLE) { qp_unref(s[i].knames); qp_unref(s[i].vnames); }
     free(s);
+    free(sc.col);
     return err ? err : result;
 }
 
 qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys, int nkeys)
 {
-    switch (how) {
+    bool zero = how & QP_MERGE_MISSING_ZERO;
+    switch (how & ~QP_MERGE_MISSING_ZERO) {
     case QP_MERGE_CONCAT: return merge_concat(parts, n);
     case QP_MERGE_SUM: return merge_arith(OP_SUM, parts, n);
     case QP_MERGE_MIN: return merge_arith(OP_MIN, parts, n);
@@ -493,7 +596,7 @@ qp_value *qp_merge(int how, qp_value *const *parts, int64_t n, char *const *keys
         for (int64_t i = 0; i < n; i++) c += qp_count(parts[i]);
         return qp_long(c);
     }
-    case QP_MERGE_SUM_BY_KEY: return merge_by_key(parts, n, keys, nkeys);
+    case QP_MERGE_SUM_BY_KEY: return merge_by_key(parts, n, keys, nkeys, zero);
     default: {
         qp_value *r = qp_vector(QP_LIST, n);
         if (r) for (int64_t i = 0; i < n; i++) qp_K(r)[i] = qp_ref(parts[i]);

@@ -1,5 +1,5 @@
-/* output.c - writing a job's result: CSV, msgpack, q IPC, or the console.
- * Files go to a temporary name in the same folder, are fsync'd, then
+/* output.c - writing a job's result: CSV (to a file or, whole, to
+ * stdout), msgpack or q IPC. Files go to a temporary name in the same folder, are fsync'd, then
  * renamed over the target: a reader sees the old file or the whole new one. */
 #include "qpeach/ipc.h"
 #include "qpeach/sched.h"
@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +25,38 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s ? s : "", n);
 }
 
+/* msgpack's timestamp extension (type -1) of ns nanoseconds since 1970:
+ * wide enough for every q timestamp and numpy's extremes. */
+static int pack_instant(msgpack_packer *pk, __int128 ns)
+{
+    __int128 s = ns / 1000000000, rem = ns % 1000000000;
+    if (rem < 0) { rem += 1000000000; s--; }
+    msgpack_timestamp ts = { .tv_sec = (int64_t)s, .tv_nsec = (uint32_t)rem };
+    return msgpack_pack_timestamp(pk, &ts);
+}
+
+/* A temporal item (timestamp, month, date, datetime as nanoseconds since
+ * 2000.01.01 in ns; durations and times of day as their count v) the one
+ * way msgpack output writes them (jobs/README.md, [output] path): instants
+ * and calendar days as the timestamp extension (dates and months at
+ * midnight UTC of their first day), durations and times of day as counts
+ * of their unit; +-infinity as numpy's int64 extremes (the timestamp of
+ * pandas' Timestamp.max/min, or the count), as a Python function gets
+ * them. inf: 0, 1 or -1. */
+static int pack_temporal(msgpack_packer *pk, int t, __int128 ns, int64_t v, int inf)
+{
+    bool instant = t == QP_TIMESTAMP || t == QP_MONTH || t == QP_DATE || t == QP_DATETIME;
+    if (inf) {
+        int64_t x = inf > 0 ? INT64_MAX : INT64_MIN + 1;
+        return instant ? pack_instant(pk, x) : msgpack_pack_int64(pk, x);
+    }
+    return instant ? pack_instant(pk, ns + QP_EPOCH_NANOS) : msgpack_pack_int64(pk, v);
+}
+
 /* Item i of a vector as a msgpack scalar; nulls as nil. */
 static int pack_item(msgpack_packer *pk, int t, const void *data, int64_t i)
 {
+    const __int128 day_ns = 86400000000000LL;
     switch (t) {
     case QP_BOOL: return ((const uint8_t *)data)[i] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
     case QP_BYTE: return msgpack_pack_uint8(pk, ((const uint8_t *)data)[i]);
@@ -34,25 +64,35 @@ static int pack_item(msgpack_packer *pk, int t, const void *data, int64_t i)
         int16_t h = ((const int16_t *)data)[i];
         return h == QP_NULL_H ? msgpack_pack_nil(pk) : msgpack_pack_int16(pk, h);
     }
-    case QP_INT: case QP_MONTH: case QP_DATE: case QP_MINUTE: case QP_SECOND: case QP_TIME: {
+    case QP_INT: {
+        int32_t v = ((const int32_t *)data)[i];
+        return v == QP_NULL_I ? msgpack_pack_nil(pk) : msgpack_pack_int32(pk, v);
+    }
+    case QP_MONTH: case QP_DATE: case QP_MINUTE: case QP_SECOND: case QP_TIME: {
         int32_t v = ((const int32_t *)data)[i];
         if (v == QP_NULL_I) return msgpack_pack_nil(pk);
-        /* Dates as days since 1970, the convention of most readers. */
-        return msgpack_pack_int64(pk, t == QP_DATE ? (int64_t)v + QP_EPOCH_DAYS : v);
+        int inf = v == QP_INF_I ? 1 : v == -QP_INF_I ? -1 : 0;
+        __int128 days = v;
+        if (t == QP_MONTH) {     /* the first day of the month */
+            int64_t y = v / 12 - (v % 12 < 0);
+            days = qp_days_from_ymd(2000 + y, (int)(v - y * 12) + 1, 1);
+        }
+        return pack_temporal(pk, t, days * day_ns, v, inf);
     }
     case QP_LONG: case QP_TIMESPAN: case QP_TIMESTAMP: {
         int64_t v = ((const int64_t *)data)[i];
         if (v == QP_NULL_J) return msgpack_pack_nil(pk);
-        if (t != QP_TIMESTAMP) return msgpack_pack_int64(pk, v);
-        /* msgpack's timestamp extension (type -1): seconds and ns since
-         * 1970, which msgpack readers turn into datetimes. */
-        int64_t ns = v + QP_EPOCH_NANOS, s = ns / 1000000000, rem = ns % 1000000000;
-        if (rem < 0) { rem += 1000000000; s--; }
-        msgpack_timestamp ts = { .tv_sec = s, .tv_nsec = (uint32_t)rem };
-        return msgpack_pack_timestamp(pk, &ts);
+        if (t == QP_LONG) return msgpack_pack_int64(pk, v);
+        return pack_temporal(pk, t, v, v, v == QP_INF_J ? 1 : v == -QP_INF_J ? -1 : 0);
     }
     case QP_REAL: return msgpack_pack_float(pk, ((const float *)data)[i]);
-    case QP_FLOAT: case QP_DATETIME: return msgpack_pack_double(pk, ((const double *)data)[i]);
+    case QP_FLOAT: return msgpack_pack_double(pk, ((const double *)data)[i]);
+    case QP_DATETIME: {      /* days since 2000.01.01, to the millisecond as q shows it */
+        double z = ((const double *)data)[i];
+        if (isnan(z)) return msgpack_pack_nil(pk);
+        if (isinf(z)) return pack_temporal(pk, t, 0, 0, z > 0 ? 1 : -1);
+        return pack_temporal(pk, t, (__int128)llround(z * 86400000.0) * 1000000, 0, 0);
+    }
     case QP_CHAR: return msgpack_pack_str_with_body(pk, (const char *)data + i, 1);
     case QP_SYMBOL: pack_cstr(pk, ((const char *const *)data)[i]); return 0;
     case QP_GUID:
@@ -201,18 +241,24 @@ static qp_value *as_table(const qp_value *x)
     return NULL;
 }
 
+/* x as CSV to out (stdout): the whole value in the output format. */
+static int write_stdout(const qp_value *x, bool q_text, FILE *out, char *err, size_t errlen)
+{
+    qp_value *t = as_table(x);
+    int rc = !t || qp_is_error(t) ? QP_ETYPE : qp_csv_fwrite(t, out, !q_text);
+    if (rc == QP_ETYPE)
+        snprintf(err, errlen, "stdout: a %s result cannot be written as CSV (write it to a "
+                 ".qipc or .msgpack path, or see it with --show)", qp_type_name(x->type));
+    else if (rc)
+        snprintf(err, errlen, "stdout: %s", qp_strerror(rc));
+    qp_unref(t);
+    return rc;
+}
+
 int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out, char *err,
                     size_t errlen)
 {
-    if (!strcmp(path, "-")) {
-        char *s = qp_format(x, 0);
-        if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
-        fputs(s, out);
-        if (s[0] && s[strlen(s) - 1] != '\n') fputc('\n', out);
-        fflush(out);
-        free(s);
-        return 0;
-    }
+    if (!strcmp(path, "-")) return write_stdout(x, q_text, out, err, errlen);
     const char *dot = strrchr(path, '.');
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);

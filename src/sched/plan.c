@@ -136,6 +136,10 @@ qp_value *qp_distinct_sorted(const qp_value *v)
             k++;
         }
     r->v.n = k;
+    /* The comparisons take -0.0 as 0.0 and every NaN as one, as q's =
+     * does; each kept value is written as that one (0.0, the null), which
+     * the rows of its partition are then selected by (qp_item_eq). */
+    for (int64_t i = 0; i < k; i++) qp_item_key(r->type, d + (size_t)i * w, d + (size_t)i * w);
     return r;
 }
 

@@ -166,8 +166,8 @@ static qp_value *rows_where(run *r, const qp_value *t, const char *col, const qp
         goto fail;
     }
     if (!(idx = malloc((size_t)(n ? n : 1) * sizeof *idx))) goto oom;
-    for (int64_t i = 0; i < n; i++)
-        if (!memcmp((const char *)c->v.data + (size_t)i * w, &v->g, w)) idx[k++] = i;
+    for (int64_t i = 0; i < n; i++)    /* q's =, as the plan's distinct values */
+        if (qp_item_eq(c->type, (const char *)c->v.data + (size_t)i * w, &v->g)) idx[k++] = i;
     if (!(cols = qp_vector(QP_LIST, names->v.n))) goto oom;
     for (int64_t i = 0; i < names->v.n; i++) {
         qp_K(cols)[i] = take(qp_K(qp_table_columns(t))[i], idx, k);

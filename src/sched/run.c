@@ -8,6 +8,7 @@
  */
 #include "run_int.h"
 #include "qpeach/kdb.h"
+#include "qpeach/table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +66,8 @@ static qp_value *finish(run *r)
      * overlap the merge, the reducer and the output. */
     qp__worker *w = j->reducer.file ? qp__first_ready(r) : NULL;
     qp__workers_kill(r->ws, r->nw, w);
-    qp_value *m = qp_merge(j->merge, parts, r->plan->n, j->keys, j->nkeys);
+    qp_value *m = qp_merge(j->merge | (j->missing_zero ? QP_MERGE_MISSING_ZERO : 0), parts,
+                           r->plan->n, j->keys, j->nkeys);
     free(parts);
     if (!m || qp_is_error(m) || !j->reducer.file) return m;
     /* The reducer runs on a worker: over the list of partials for how =
@@ -317,6 +319,25 @@ static int dispatch(run *r, int ready)
     return rc;
 }
 
+/* --show: q's console view of the merged value (tables: the first rows,
+ * then ".."). 0, or QP_RUN_FAILED with the failure set. */
+static int show(run *r, const qp_value *v, FILE *out)
+{
+    char *s = qp_format(v, 0);
+    if (!s) {
+        qp__fail(r, "--show: out of memory");
+        return QP_RUN_FAILED;
+    }
+    fputs(s, out);
+    if (s[0] && s[strlen(s) - 1] != '\n') fputc('\n', out);
+    free(s);
+    if (fflush(out)) {
+        qp__fail(r, "--show: %s", strerror(errno));
+        return QP_RUN_FAILED;
+    }
+    return 0;
+}
+
 /* Step 4: merges, makes every result durable, writes the output, and
  * drops the journal. An exit code. */
 static int finish_output(run *r, FILE *out)
@@ -341,14 +362,17 @@ static int finish_output(run *r, FILE *out)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - job->output), job->output);
         qp__mkdir_p(dir);
     }
-    /* A caller that takes the value gets it instead of "-" output. */
+    /* A caller that takes the value, or --show, gets it instead of "-"
+     * output. */
+    bool stdout_out = !strcmp(job->output, "-");
     if (r->o->merged) *r->o->merged = qp_ref(v);
-    if (!r->o->merged || strcmp(job->output, "-"))
+    if (!stdout_out || (!r->o->merged && !r->o->show))
         rc = qp_output_write(v, job->output, job->q_text, out, err, sizeof err);
     if (rc) {
         qp__fail(r, "output %s", err);
         goto fail;
     }
+    if (r->o->show && show(r, v, out)) goto fail;
     qp_unref(v);
     double secs = (qp__ms() - r->t0) / 1000.0;
     qp__clear_bar(r);

@@ -3,8 +3,8 @@
 It shares no code with qpeach (no import of our C code), so when it and our
 server agree, they agree with the kdb+ wire format as documented, not with
 each other's bugs. Covers the common types: atoms and vectors of bool,
-byte, short, int, long, real, float, char, symbol, timestamp (and the
-other temporal types as q's raw numbers); general
+guid (16 bytes), byte, short, int, long, real, float, char, symbol, timestamp
+(and the other temporal types as q's raw numbers); general
 lists; dicts; tables; errors; (::). Uncompressed messages only (we talk to
 loopback, where q does not compress).
 
@@ -22,7 +22,7 @@ import struct
 # float days: q's own numbers since 2000.01.01, unconverted)
 VEC = {1: "?", 4: "B", 5: "h", 6: "i", 7: "q", 8: "f", 9: "d", 12: "q", 13: "i", 14: "i",
        15: "d", 16: "q", 17: "i", 18: "i", 19: "i"}
-CHAR = {"b": 1, "x": 4, "h": 5, "i": 6, "j": 7, "e": 8, "f": 9, "c": 10, "s": 11, "p": 12,
+CHAR = {"b": 1, "g": 2, "x": 4, "h": 5, "i": 6, "j": 7, "e": 8, "f": 9, "c": 10, "s": 11, "p": 12,
         "m": 13, "d": 14, "z": 15, "n": 16, "u": 17, "v": 18, "t": 19}
 
 
@@ -202,6 +202,10 @@ class _Dec:
                 s = bytes(self.b[self.p:self.p + n])
                 self.p += n
                 return s
+            if t == 2:
+                items = [bytes(self.b[self.p + 16 * k:self.p + 16 * k + 16]) for k in range(n)]
+                self.p += 16 * n
+                return Vec("g", items)
             f = VEC[t]
             items = list(self.take("%d%s" % (n, f)))
             tc = [k for k, v in CHAR.items() if v == t][0]

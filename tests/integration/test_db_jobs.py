@@ -149,7 +149,7 @@ def test_csv_input_becomes_a_splayed_table_the_workers_map():
     assert m and os.path.isfile(os.path.join(m.group(1), ".d")), r.stderr
     assert os.path.isfile(os.path.join(os.path.dirname(m.group(1)), "sym")), r.stderr
     got = rows_of(os.path.join(d, "out", "o.csv"))
-    assert sum(int(g["n"]) for g in got) == 300 and {g["cat"] for g in got} == {"1"}, got
+    assert sum(int(g["n"]) for g in got) == 300 and {g["cat"] for g in got} == {"true"}, got
     r = run(p)                                   # reused: not parsed again
     assert r.returncode == 0 and "parsed" not in r.stderr, r.stderr
 
@@ -175,7 +175,7 @@ def test_ipc_file_input_becomes_a_splayed_table_too():
     assert m and os.path.isfile(os.path.join(m.group(1), ".d")), r.stderr
     got = rows_of(os.path.join(d, "out", "o.csv"))
     assert sum(int(g["n"]) for g in got) == n and sum(int(g["sum"]) for g in got) == n * (n - 1) // 2
-    assert {g["codes"] for g in got} == {"1"}, got          # symbols enumerated in the copy
+    assert {g["codes"] for g in got} == {"true"}, got          # symbols enumerated in the copy
     r = run(p)                                   # reused: not read again
     assert r.returncode == 0 and "once" not in r.stderr, r.stderr
     with open(os.path.join(d, "t.qipc"), "wb") as f:       # changed: read again
@@ -205,7 +205,7 @@ def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
     with open(os.path.join(DOLPHIN_CSV, "Daily.csv")) as f:
         want = sorted({row["sym"] for row in csv.DictReader(f)})
     assert sorted(g["sym"] for g in got) == want, (got[:3], want[:3])
-    assert {g["pandas"] for g in got} == {"0"}, "pandas was imported"
+    assert {g["pandas"] for g in got} == {"false"}, "pandas was imported"
 
 
 def test_a_server_lost_mid_run_fails_its_partitions_loudly_then_resumes():

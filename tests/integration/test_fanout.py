@@ -329,3 +329,71 @@ def test_fanout_journal_resumes_only_unfinished_partitions():
     done_before = set(range(10)) - set(second)
     assert 7 in second and done_before, (first, second)
     assert done_before <= set(first), (first, second)
+
+
+def test_fanout_by_float_column_groups_as_q():
+    """A DataFrame grouped by a float column holding NaNs of different sign
+    bits (np.nan, 0/0, log(-1), inf*0) and 0.0 / -0.0: every NaN is the one
+    float null and -0.0 is 0.0, as q's = says, for the partitions (planned
+    by distinct) and the rows each selects: every row is processed (it was
+    4 of 6 with the NaNs). sum-by-key keyed by that column: one NaN key,
+    one 0.0 key. Both compared with pandas' groupby(dropna=False)."""
+    import pandas as pd
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.array([np.nan, 0.0, np.float64(0.0) / np.float64(0.0), -0.0,
+                      np.log(np.float64(-1.0)), np.float64(np.inf) * 0.0, 1.5, -0.0])
+    assert len(set(x[np.isnan(x)].view(np.uint64).tolist())) >= 2, "the NaNs must differ"
+    df = pd.DataFrame({"x": x, "v": np.arange(1, len(x) + 1, dtype=np.int64)})
+    want = df.groupby("x", dropna=False)["v"].agg(["size", "sum"])
+
+    def count(t):
+        return len(t["x"])
+
+    got = kx.remote.fanout(count, local=2, table=df, by="x", merge="concat", progress=False)
+    assert sum(got) == len(df), (list(got), len(df))
+    # q sorts the null first, pandas last
+    assert list(got) == [want["size"].iloc[-1]] + want["size"].iloc[:-1].tolist(), (got, want)
+
+    def keyed(t):
+        return {"x": np.asarray(t["x"]), "n": np.ones(len(t["x"]), dtype=np.int64),
+                "v": np.asarray(t["v"])}
+
+    got = kx.remote.fanout(keyed, local=2, table=df, pieces=3, merge="sum-by-key", key="x",
+                           progress=False)
+    got = pd.DataFrame(got).set_index("x")
+    assert len(got) == len(want), (got, want)
+    for k, row in want.iterrows():
+        g = got.loc[[k]] if not np.isnan(k) else got[np.isnan(got.index.values)]
+        assert len(g) == 1 and g["n"].iloc[0] == row["size"] and g["v"].iloc[0] == row["sum"], \
+            (k, g, row)
+
+
+def test_fanout_sum_by_key_missing_columns():
+    """sum-by-key over partials whose value columns differ in names (a
+    pivot per partition: column B where only buys traded, S where only
+    sells): the run fails naming both sets; with missing='zero' the missing
+    ones count as zero, as pandas' pivot_table over the whole data with
+    fill_value=0."""
+    import pandas as pd
+    rng = np.random.default_rng(5)
+    n = 400
+    df = pd.DataFrame({"sym": rng.choice(["AA", "BB", "CC"], n), "size": rng.integers(1, 9, n)})
+    df["side"] = np.where(np.arange(n) < n // 2, "B", "S")
+
+    def pivot(t):
+        import pandas as pd
+        d = pd.DataFrame({"sym": t["sym"], "side": t["side"], "size": t["size"]})
+        return d.pivot_table(index="sym", columns="side", values="size", aggfunc="sum")
+
+    try:
+        kx.remote.fanout(pivot, local=2, table=df, pieces=2, merge="sum-by-key", progress=False)
+    except kx.RunError as e:
+        assert "(S) where partial 1 has (B)" in str(e), str(e)
+    else:
+        raise AssertionError("partials with other value columns must fail the run")
+    got = kx.remote.fanout(pivot, local=2, table=df, pieces=2, merge="sum-by-key",
+                           missing="zero", progress=False)
+    got = pd.DataFrame(got).set_index("sym").sort_index()
+    want = df.pivot_table(index="sym", columns="side", values="size", aggfunc="sum", fill_value=0)
+    want.columns = list(want.columns)
+    assert got.equals(want), (got, want)

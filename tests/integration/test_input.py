@@ -73,7 +73,7 @@ def test_parse_error_without_a_parsed_copy_names_the_cause():
     write(d, "t.csv", csv_rows(100, price=lambda i: "x" if i == 41 else "1.5"))
     r = run(count_job(d, types="SFJ"))
     assert r.returncode in (1, 2), r.stderr
-    assert "t.csv:43: column price: `x` is not a float" in r.stderr, r.stderr
+    assert "t.csv:43: column price: 'x' is not a float" in r.stderr, r.stderr
     assert "input.qipc" not in r.stderr and "No such file" not in r.stderr, r.stderr
 
 

@@ -257,7 +257,7 @@ def test_resident_server_keeps_same_function_between_runs():
                     workers={"servers": s.addr}, merge={"how": "max"}, output={"path": "-"})
             r = run("--quiet", p)
             assert r.returncode == 0, r.stderr
-            return r.stdout.strip()
+            return r.stdout.split()[-1]            # stdout: the result as CSV, "x\n1\n"
         assert job_output() == "1"
         assert job_output() == "1"                 # kept: the module did not run again
         write(d, "count.py", COUNTING + "# changed\n")
@@ -330,7 +330,7 @@ def test_python_merge_and_stdout_and_json_log():
     r = qpeach("run", "--log-json", p)
     assert r.returncode == 0, r.stderr
     _, _, sz = load_csv(os.path.join(d, "trades.csv"))
-    assert r.stdout.strip() == str(int(sz.sum()) * 2), r.stdout
+    assert r.stdout == f"x\n{int(sz.sum()) * 2}\n", r.stdout   # the result as CSV
     import json
     events = [json.loads(l)["event"] for l in r.stderr.splitlines()]
     assert events.count("task") == 8 and events[-1] == "done", events

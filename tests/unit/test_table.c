@@ -328,7 +328,7 @@ static void test_csv_inference(void)
     CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
     qp_value *c = qp_table_columns(t);
     CU_ASSERT_EQUAL(qp_count(t), 2);
-    int want[] = {QP_LONG, QP_FLOAT, QP_DATE, QP_SYMBOL, QP_TIMESTAMP, QP_TIME, QP_BOOL, QP_LONG, QP_GUID};
+    int want[] = {QP_LONG, QP_FLOAT, QP_DATE, QP_SYMBOL, QP_TIMESTAMP, QP_TIME, QP_BOOL, QP_FLOAT, QP_GUID};
     for (int i = 0; i < 9; i++) CU_ASSERT_EQUAL(qp_K(c)[i]->type, want[i]);
     CU_ASSERT_EQUAL(qp_J(qp_K(c)[0])[1], -2);
     CU_ASSERT_EQUAL(qp_F(qp_K(c)[1])[0], 1.5);
@@ -337,29 +337,66 @@ static void test_csv_inference(void)
     CU_ASSERT_EQUAL(qp_J(qp_K(c)[4])[0], 8767LL * 86400000000000LL + 34200500000000LL);
     CU_ASSERT_EQUAL(qp_I(qp_K(c)[5])[1], 36000000);
     CU_ASSERT_EQUAL(qp_G(qp_K(c)[6])[0], 1);
-    CU_ASSERT_EQUAL(qp_J(qp_K(c)[7])[0], QP_NULL_J);
+    CU_ASSERT(isnan(qp_F(qp_K(c)[7])[0]));          /* all empty: float nulls, as pandas */
     CU_ASSERT_EQUAL(qp_U(qp_K(c)[8])[31], 0x62);
     qp_unref(t);
 
-    /* A misfit after the sample widens the column: long -> float, and
-     * long -> symbol; an empty sample starts at long and finds dates. */
+    /* A column's type comes from its first 1000 values; a misfit after
+     * them fails naming line, column and value (never a wider type or
+     * symbols). A column empty in the first rows is typed by its first
+     * values further down. */
     const char *p = tmp("wide.csv");
-    FILE *f = fopen(p, "w");
-    fputs("n,m,e,k\n", f);
-    for (int i = 0; i < 5000; i++) fprintf(f, "%d,%d,,%d\n", i, i, i);
-    fputs("2.5,abc,2024.01.01,5\n", f);
+    const char *bad[] = {"2.5", "abc", "12345678901234567890", ""};
+    const char *says[] = {"'2.5' is not a long", "'abc' is not a long",
+                          "'12345678901234567890' is not a long", NULL};
+    for (int b = 0; b < 4; b++) {
+        FILE *f = fopen(p, "w");
+        fputs("n,e,k\n", f);
+        for (int i = 0; i < 5000; i++) fprintf(f, "%d,,%s\n", i, i % 2 ? "true" : "false");
+        fprintf(f, "%s,2024.01.01,%s\n", bad[b], b == 3 ? "" : "true");
+        fclose(f);
+        t = qp_csv_load(p, NULL);
+        char want[512];
+        if (b < 3) {
+            snprintf(want, sizeof want, "%s:5002: column n: %s (inferred from the first 1000 rows; "
+                     "give --types to choose)", p, says[b]);
+        } else {
+            snprintf(want, sizeof want, "%s:5002: column k: a blank in a boolean column: q has no "
+                     "boolean null (boolean inferred from the first 1000 rows; give --types to "
+                     "choose, where B reads a blank as false)", p);
+        }
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+        CU_ASSERT_STRING_EQUAL(t->s, want);
+        qp_unref(t);
+    }
+    t = qp_csv_load(p, &(qp_csv_opts){.types = "JDB"});   /* given: a blank boolean is 0b */
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    c = qp_table_columns(t);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[1])[5000], 8766);
+    CU_ASSERT_EQUAL(qp_G(qp_K(c)[2])[5000], 0);
+    qp_unref(t);
+    FILE *f = fopen(p, "w");                  /* the same with a good last line */
+    fputs("n,e\n", f);
+    for (int i = 0; i < 5000; i++) fprintf(f, "%d,\n", i);
+    fputs("5000,2024.01.01\n", f);
     fclose(f);
     t = qp_csv_load(p, NULL);
     CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
     c = qp_table_columns(t);
-    CU_ASSERT_EQUAL(qp_K(c)[0]->type, QP_FLOAT);
-    CU_ASSERT_EQUAL(qp_F(qp_K(c)[0])[4999], 4999.0);
-    CU_ASSERT_EQUAL(qp_F(qp_K(c)[0])[5000], 2.5);
-    CU_ASSERT_EQUAL(qp_K(c)[1]->type, QP_SYMBOL);
-    CU_ASSERT_STRING_EQUAL(qp_S(qp_K(c)[1])[7], "7");
-    CU_ASSERT_EQUAL(qp_K(c)[2]->type, QP_DATE);
-    CU_ASSERT_EQUAL(qp_I(qp_K(c)[2])[0], QP_NULL_I);
-    CU_ASSERT_EQUAL(qp_K(c)[3]->type, QP_LONG);
+    CU_ASSERT_EQUAL(qp_K(c)[0]->type, QP_LONG);
+    CU_ASSERT_EQUAL(qp_K(c)[1]->type, QP_DATE);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[1])[0], QP_NULL_I);
+    CU_ASSERT_EQUAL(qp_I(qp_K(c)[1])[5000], 8766);
+    qp_unref(t);
+    /* a word among numbers, a number among dates: the first misfit of the
+     * sample is the error; words only are symbols */
+    t = load("a,b,c\n1.5,2024.01.02,x\nfoo,7,y\n", NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT(strstr(t->s, "t.csv:3: column a: 'foo' is not a float (inferred from the first 2 rows") != NULL);
+    qp_unref(t);
+    t = load("b,c\n2024.01.02,x\n7,y\n", NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+    CU_ASSERT(strstr(t->s, "t.csv:3: column b: '7' is not a date") != NULL);
     qp_unref(t);
 }
 
@@ -403,7 +440,7 @@ static void test_csv_errors(void)
     qp_value *t = load("sym,price\nibm,1.5\nmsft,abc\n", "SF");
     CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
     char want[256];
-    snprintf(want, sizeof want, "%s:3: column price: `abc` is not a float", tmp("t.csv"));
+    snprintf(want, sizeof want, "%s:3: column price: 'abc' is not a float", tmp("t.csv"));
     CU_ASSERT_STRING_EQUAL(t->s, want);
     qp_unref(t);
     t = load("a,b\n1,2\n3\n", NULL);
@@ -495,6 +532,65 @@ static void test_csv_roundtrip_types(void)
     }
     CU_ASSERT_EQUAL(qp_csv_write(qp_K(cols)[0], p), QP_ETYPE);
     qp_unref(back);
+    qp_unref(t);
+}
+
+/* Reads a whole (small) file into buf. */
+static const char *slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* Both CSV formats, cell by cell, for every type whose text is chosen by
+ * its type: iso never rewrites a float (1234.56 stayed 1234-56 before),
+ * writes what pandas reads back (true/false, decimal bytes, 3217000.0,
+ * inf, ISO 8601 dates, timestamps with +-0Wp as numpy's extremes, ISO 8601
+ * durations, minutes as hh:mm:00); q writes q's text. Row 2 holds nulls
+ * and infinities. The types a Python function cannot return (datetime,
+ * char) are here; tests/integration/test_values.py reads the others back
+ * with pandas. */
+static void test_csv_iso_and_q_cells(void)
+{
+    qp_value *names = syms(14, "b", "x", "h", "e", "f", "c", "p", "m", "d", "z", "n", "u", "v", "t");
+    qp_value *cols = qp_vector(QP_LIST, 14);
+    static const int types[14] = {QP_BOOL, QP_BYTE, QP_SHORT, QP_REAL, QP_FLOAT, QP_CHAR,
+                                  QP_TIMESTAMP, QP_MONTH, QP_DATE, QP_DATETIME, QP_TIMESPAN,
+                                  QP_MINUTE, QP_SECOND, QP_TIME};
+    for (int c = 0; c < 14; c++) qp_K(cols)[c] = qp_vector(types[c], 2);
+    qp_value **k = qp_K(cols);
+    qp_G(k[0])[0] = 1, qp_G(k[0])[1] = 0;
+    qp_G(k[1])[0] = 16, qp_G(k[1])[1] = 255;
+    qp_H(k[2])[0] = QP_INF_H, qp_H(k[2])[1] = QP_NULL_H;
+    qp_E(k[3])[0] = 1234.56f, qp_E(k[3])[1] = -QP_INF_E;
+    qp_F(k[4])[0] = -123.25, qp_F(k[4])[1] = 3217000;
+    qp_C(k[5])[0] = 'x', qp_C(k[5])[1] = ' ';
+    qp_J(k[6])[0] = QP_INF_J, qp_J(k[6])[1] = QP_NULL_J;
+    qp_I(k[7])[0] = 290, qp_I(k[7])[1] = QP_INF_I;
+    qp_I(k[8])[0] = -1, qp_I(k[8])[1] = -QP_INF_I;
+    qp_F(k[9])[0] = 1.5, qp_F(k[9])[1] = -QP_INF_F;
+    qp_J(k[10])[0] = -1500000000, qp_J(k[10])[1] = QP_INF_J;
+    qp_I(k[11])[0] = 570, qp_I(k[11])[1] = QP_NULL_I;
+    qp_I(k[12])[0] = -1, qp_I(k[12])[1] = QP_INF_I;
+    qp_I(k[13])[0] = QP_INF_I, qp_I(k[13])[1] = QP_NULL_I;
+    qp_value *t = qp_table(qp_dict(names, cols));
+    static const char *const want[2] = {     /* format = q, format = iso */
+        "b,x,h,e,f,c,p,m,d,z,n,u,v,t\n"
+        "1,10,0W,1234.56,-123.25,x,0W,2024.03,1999.12.31,2000.01.02T12:00:00.000,"
+        "-0D00:00:01.500000000,09:30,-00:00:01,0W\n"
+        "0,ff,,-0W,3217000,\" \",,0W,-0W,-0W,0W,,0W,\n",
+        "b,x,h,e,f,c,p,m,d,z,n,u,v,t\n"
+        "true,16,32767,1234.56,-123.25,x,2262-04-11T23:47:16.854775807,2024-03,1999-12-31,"
+        "2000-01-02T12:00:00.000,-P0DT0H0M1.500000000S,09:30:00,-00:00:01,0W\n"
+        "false,255,,-inf,3217000.0,\" \",,0W,-0W,-0W,P106751DT23H47M16.854775807S,,0W,\n" };
+    char got[1024];
+    for (int iso = 0; iso < 2; iso++) {
+        CU_ASSERT_EQUAL(qp_csv_write_iso(t, tmp("o.csv"), iso), 0);
+        CU_ASSERT_STRING_EQUAL(slurp(tmp("o.csv"), got, sizeof got), want[iso]);
+    }
     qp_unref(t);
 }
 
@@ -655,6 +751,7 @@ int main(void)
         {"csv quotes", test_csv_quotes},
         {"csv errors", test_csv_errors},
         {"csv round trip, every type", test_csv_roundtrip_types},
+        {"csv iso and q text, by type", test_csv_iso_and_q_cells},
         {"csv 1M rows", test_csv_million},
         {"csv garbage in, no crash", test_csv_garbage},
         {"q IPC files", test_ipc_files},
