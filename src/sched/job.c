@@ -242,11 +242,11 @@ static void parse_user(parse *p, const char *v)
 /* ---- the key table ---- */
 
 /* In section order: handler() picks the setter by range (K_DB ends [job]
- * and [input], K_MISSING [partition], K_PROTOCOL [workers]). */
+ * and [input], K_PART_MISSING [partition], K_PROTOCOL [workers]). */
 enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
-    K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_MISSING,
+    K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_PART_MISSING,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_PROTOCOL,
     K_HOW, K_REDUCER, K_KEY, K_MISSING,
@@ -262,7 +262,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_FILES] = {"input", "files"}, [K_TYPES] = {"input", "types"},
     [K_BY] = {"partition", "by"}, [K_COLUMN] = {"partition", "column"},
     [K_PIECES] = {"partition", "pieces"}, [K_DB] = {"input", "db"},
-    [K_PARTITIONS] = {"partition", "partitions"}, [K_MISSING] = {"partition", "missing"},
+    [K_PARTITIONS] = {"partition", "partitions"}, [K_PART_MISSING] = {"partition", "missing"},
     [K_LOCAL] = {"workers", "local"}, [K_SERVERS] = {"workers", "servers"},
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
@@ -454,7 +454,7 @@ static bool set_partition(parse *p, int k, const char *section, const char *name
             BAD("expected partitions as A..B or A,B,C (e.g. 2022.06.17..2022.06.30, 2022.06, 7)");
         j->partitions = dup(p, value);
         break;
-    case K_MISSING:
+    case K_PART_MISSING:
         if (strcmp(value, "fail") && strcmp(value, "skip")) BAD("expected fail or skip");
         j->missing_skip = value[0] == 's';
         break;
@@ -604,7 +604,7 @@ static int handler(void *user, const char *section, const char *name, const char
     if (k < 0) return 0;
     if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
     bool ok = k <= K_DB ? set_job(p, k, section, name, value)
-            : k <= K_MISSING ? set_partition(p, k, section, name, value)
+            : k <= K_PART_MISSING ? set_partition(p, k, section, name, value)
             : k <= K_PROTOCOL ? set_workers(p, k, section, name, value)
             : set_merge(p, k, section, name, value);
     if (!ok) return 0;
@@ -631,7 +631,7 @@ static void check(parse *p)
             "servers hold)", b);
     if (j->partitions && j->part_by != QP_PART_PARTITION)
         REQ("%s: [partition] partitions is only for by = partition", b);
-    if ((p->seen[K_MISSING / 32] & (1u << (K_MISSING % 32)))
+    if ((p->seen[K_PART_MISSING / 32] & (1u << (K_PART_MISSING % 32)))
         && (!j->partitions || strstr(j->partitions, "..")))
         REQ("%s: [partition] missing is only for a list of partitions (partitions = A, B, C): "
             "a range takes the partitions that exist", b);
