@@ -67,6 +67,9 @@ typedef struct qp_job {
     char *partitions;      /* for by = partition: "A..B" or "A,B,C" (kdb+
                             * partition values as their folders are named);
                             * NULL: all */
+    bool missing_skip;     /* missing = skip: a listed partition that no
+                            * worker holds is skipped (and logged), not an
+                            * error */
 
     /* [workers] */
     int local;             /* local worker processes */
@@ -122,6 +125,10 @@ int qp_job_parse_duration(const char *s, int64_t *ms);
  * QP_LONG) is selected. Returns 0, QP_EARG (syntax) or QP_ETYPE (the spec
  * names a kind of partition other than type). */
 int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in);
+/* Item i (from 0) of a list spec "A,B,C": its type and value as above,
+ * and its text as the spec spells it in name. 0, or QP_EARG past the last
+ * item, on a bad item, or for a range. */
+int qp_job_partitions_named(const char *spec, int64_t i, int *type, int64_t *v, char name[32]);
 
 /* Names as the job file spells them (static strings). */
 const char *qp_job_part_name(int by);

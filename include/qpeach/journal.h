@@ -5,12 +5,18 @@
  * File format: a stream of msgpack objects.
  *   header: map {"qpeach_journal": 1, "ids": {what: bin[32], ...},
  *                "plan": bin}
- *   record: array [task id (uint), result (bin: the q IPC message bytes)]
+ *   record: array [task id (uint), result (bin: the q IPC message bytes),
+ *                  the task's identity (bin[32]; zeros: none)]
+ *           (records of two items, from before identities, read as zeros)
  * Every record is written with one write() and fsync'd (in groups: see
  * qp_journal_sync) before the job's output is written. After a crash the
  * last record may be torn: opening the journal drops it (the task simply runs again). A header whose ids or plan
  * differ from this run's means the job file, its code or its input changed:
- * the journal is started over and the message says what changed.
+ * the journal is started over and the message says what changed. A task
+ * may have an identity of its own (what it alone reads: a kdb+ partition's
+ * files); a record written under another identity than the task has now
+ * is kept in the file but not current (qp_journal_current): that task
+ * runs again while the others resume.
  *
  * Memory rules: the journal owns the records it read; record bytes are
  * borrowed, valid until qp_journal_close (NULL-safe).
@@ -39,12 +45,15 @@ enum qp_journal_state {
 /* Opens (creating or truncating) the journal at path. With resume, an
  * existing journal whose ids and plan match is kept and its records loaded;
  * one that does not match is started over and msg says why. msg also notes
- * a dropped torn record. A new header is written but not yet fsync'd:
+ * a dropped torn record. task_ids (borrowed, copied; NULL: no task has an
+ * identity) holds ntasks identities, task i's at task_ids[i]; every record
+ * written carries its task's. A new header is written but not yet fsync'd:
  * the next qp_journal_sync (or append) makes it durable with the first
- * records. Returns 0 and *out, or -errno / QP_ENOMEM with msg set. */
+ * records. Returns 0 and *out, or -errno / QP_ENOMEM with msg set (on
+ * QP_ENOMEM it may be empty). */
 int qp_journal_open(const char *path, const qp_journal_id *ids, int nids,
-                    const void *plan, size_t planlen, bool resume,
-                    qp_journal **out, char *msg, size_t msglen);
+                    const void *plan, size_t planlen, const uint8_t (*task_ids)[32],
+                    int64_t ntasks, bool resume, qp_journal **out, char *msg, size_t msglen);
 void qp_journal_close(qp_journal *j);            /* NULL-safe */
 
 int qp_journal_state(const qp_journal *j);       /* enum qp_journal_state */
@@ -54,6 +63,10 @@ int64_t qp_journal_count(const qp_journal *j);
 /* Record i: its task id, and its bytes (borrowed). */
 void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task,
                        const uint8_t **bytes, size_t *len);
+/* Whether record i was written under the identity its task has now
+ * (task_ids at open): false means what the task reads changed since, and
+ * its result must not be reused. */
+bool qp_journal_current(const qp_journal *j, int64_t i);
 
 /* Appends and fsyncs one record. Returns 0, -errno or QP_ENOMEM. Thread-compatible:
  * one thread appends at a time. */

@@ -94,6 +94,11 @@ const char *qp_kdb_part_column(qp_kdb *db, const char *table);
  * or long (7; for year and int partitions) vector. An empty long vector
  * for splayed and flat tables. New reference, or an error value. */
 qp_value *qp_kdb_partitions(qp_kdb *db, const char *table);
+/* Where table's files are: its splayed folder or flat file, or for a
+ * partitioned table its folder in partition part (an index into
+ * qp_kdb_partitions; par.txt segments resolved). malloc'd; NULL when there
+ * is no such table or partition, or on OOM. */
+char *qp_kdb_table_dir(qp_kdb *db, const char *table, int64_t part);
 /* Columns of the table as q's meta shows them (c, t, f, a), the virtual
  * partition column first. Reads the `.d` and the headers of one
  * partition's columns only. New reference, or an error value. */

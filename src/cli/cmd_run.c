@@ -36,7 +36,8 @@ static void usage(FILE *f)
         "  0  ok: the output was written\n"
         "  1  the job failed (a task failed after its retries, no usable worker,\n"
         "     merge or output error); the message names the partition and error\n"
-        "  2  bad job file or command line\n"
+        "  2  bad job file or command line, or input it names is not there (a db,\n"
+        "     a table, a listed partition no worker holds)\n"
         "  3  another run of this job holds its lock (cron overlap)\n"
         "  4  interrupted by SIGINT/SIGTERM; the journal is kept: the next run\n"
         "     resumes from it\n");

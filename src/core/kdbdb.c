@@ -538,6 +538,15 @@ qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
     return v;
 }
 
+char *qp_kdb_table_dir(qp_kdb *db, const char *table, int64_t part)
+{
+    qp__ktable *t = qp__kdb_find(db, table);
+    if (!t) return NULL;
+    if (t->kind != KT_PART) return t->path ? strdup(t->path) : NULL;
+    if (part < 0 || part >= t->nparts) return NULL;
+    return qp__kdb_join(db->parts[t->parts[part]].dir, table);
+}
+
 /* ------------------------------------------------------------------ */
 /* Domains                                                             */
 /* ------------------------------------------------------------------ */

@@ -242,11 +242,11 @@ static void parse_user(parse *p, const char *v)
 /* ---- the key table ---- */
 
 /* In section order: handler() picks the setter by range (K_DB ends [job]
- * and [input], K_PARTITIONS [partition], K_PROTOCOL [workers]). */
+ * and [input], K_PART_MISSING [partition], K_PROTOCOL [workers]). */
 enum key_id {
     K_NAME, K_FUNCTION, K_LIBRARIES, K_SYMBOLS,
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
-    K_BY, K_COLUMN, K_PIECES, K_PARTITIONS,
+    K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_PART_MISSING,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
     K_PROTOCOL,
     K_HOW, K_REDUCER, K_KEY, K_MISSING,
@@ -262,7 +262,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_FILES] = {"input", "files"}, [K_TYPES] = {"input", "types"},
     [K_BY] = {"partition", "by"}, [K_COLUMN] = {"partition", "column"},
     [K_PIECES] = {"partition", "pieces"}, [K_DB] = {"input", "db"},
-    [K_PARTITIONS] = {"partition", "partitions"},
+    [K_PARTITIONS] = {"partition", "partitions"}, [K_PART_MISSING] = {"partition", "missing"},
     [K_LOCAL] = {"workers", "local"}, [K_SERVERS] = {"workers", "servers"},
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
@@ -291,6 +291,31 @@ static int part_token(const char *s, size_t n, int *type, int64_t *v)
     return (*type = qp_kdb_part_name(buf, v)) ? 0 : QP_EARG;
 }
 
+/* The next item of a list spec from *p: its type and value, and its text
+ * in name (when not NULL; 32 bytes); *p moves past it (NULL after the
+ * last). 0 or QP_EARG. */
+static int next_item(const char **p, int *type, int64_t *v, char *name)
+{
+    const char *s = *p, *comma = strchr(s, ',');
+    size_t n = comma ? (size_t)(comma - s) : strlen(s);
+    while (n && *s == ' ') { s++; n--; }
+    while (n && s[n - 1] == ' ') n--;
+    *p = comma ? comma + 1 : NULL;
+    int rc = part_token(s, n, type, v);
+    if (!rc && name) snprintf(name, 32, "%.*s", (int)n, s);
+    return rc;
+}
+
+int qp_job_partitions_named(const char *spec, int64_t i, int *type, int64_t *v, char name[32])
+{
+    if (strstr(spec, "..")) return QP_EARG;
+    for (const char *p = spec; p; i--) {
+        if (next_item(&p, type, v, name)) return QP_EARG;
+        if (i == 0) return 0;
+    }
+    return QP_EARG;
+}
+
 int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)
 {
     if (in) *in = false;
@@ -306,17 +331,12 @@ int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)
         *in = value >= lo && value <= hi;
         return 0;
     }
-    for (const char *p = spec;;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        while (n && *p == ' ') { p++; n--; }
-        while (n && p[n - 1] == ' ') n--;
-        if (part_token(p, n, &t1, &lo)) return QP_EARG;
+    for (const char *p = spec; p;) {
+        if (next_item(&p, &t1, &lo, NULL)) return QP_EARG;
         if (in && t1 != type) return QP_ETYPE;
         if (in && lo == value) *in = true;
-        if (!comma) return 0;
-        p = comma + 1;
     }
+    return 0;
 }
 
 const char *qp_job_part_name(int by)
@@ -433,6 +453,10 @@ static bool set_partition(parse *p, int k, const char *section, const char *name
         if (qp_job_partitions_parse(value, 0, 0, NULL))
             BAD("expected partitions as A..B or A,B,C (e.g. 2022.06.17..2022.06.30, 2022.06, 7)");
         j->partitions = dup(p, value);
+        break;
+    case K_PART_MISSING:
+        if (strcmp(value, "fail") && strcmp(value, "skip")) BAD("expected fail or skip");
+        j->missing_skip = value[0] == 's';
         break;
     }
     return true;
@@ -580,7 +604,7 @@ static int handler(void *user, const char *section, const char *name, const char
     if (k < 0) return 0;
     if (!value[0]) { fail(p, "[%s] %s: empty value", section, name); return 0; }
     bool ok = k <= K_DB ? set_job(p, k, section, name, value)
-            : k <= K_PARTITIONS ? set_partition(p, k, section, name, value)
+            : k <= K_PART_MISSING ? set_partition(p, k, section, name, value)
             : k <= K_PROTOCOL ? set_workers(p, k, section, name, value)
             : set_merge(p, k, section, name, value);
     if (!ok) return 0;
@@ -607,6 +631,10 @@ static void check(parse *p)
             "servers hold)", b);
     if (j->partitions && j->part_by != QP_PART_PARTITION)
         REQ("%s: [partition] partitions is only for by = partition", b);
+    if ((p->seen[K_PART_MISSING / 32] & (1u << (K_PART_MISSING % 32)))
+        && (!j->partitions || strstr(j->partitions, "..")))
+        REQ("%s: [partition] missing is only for a list of partitions (partitions = A, B, C): "
+            "a range takes the partitions that exist", b);
     if (j->files && !has) j->part_by = QP_PART_FILE;
     if (j->part_by == QP_PART_FILE && !j->files)
         REQ("%s: [partition] by = file needs [input] files", b);

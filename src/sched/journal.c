@@ -25,6 +25,7 @@ typedef struct record {
     int64_t task;
     uint8_t *bytes;
     size_t len;
+    bool current;          /* written for what its task reads now */
 } record;
 
 struct qp_journal {
@@ -32,6 +33,8 @@ struct qp_journal {
     int state;
     record *rec;
     int64_t n, cap;
+    uint8_t (*task_ids)[32]; /* each task's identity (NULL: none has one) */
+    int64_t ntasks;
     /* The syncer thread (started by the first qp_journal_sync_async): it
      * runs fdatasync while the dispatch loop goes on. Generations count
      * writes; mu guards everything below. */
@@ -123,26 +126,35 @@ static int write_header(int fd, const qp_journal_id *ids, int nids, const void *
     return rc;
 }
 
+/* Task task's identity: the one given at open, else 32 zero bytes. */
+static const uint8_t *task_id(const qp_journal *j, int64_t task)
+{
+    static const uint8_t none[32];
+    return j->task_ids && task >= 0 && task < j->ntasks ? j->task_ids[task] : none;
+}
+
 int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
 {
-    /* Header of the record packed by hand (array(2), uint64, bin32
-     * length) and copied with the payload into one buffer, so the record
+    /* The record packed by hand (array(3), uint64, bin32 length, the
+     * payload, bin8 of the task's identity) into one buffer, so that it
      * goes out in one write. Not fsync'd here: qp_journal_sync (or
      * qp_journal_append) does that, once for a group of records. A crash
      * mid-write leaves a torn record, which open() drops. */
-    uint8_t hdr[1 + 9 + 5];
+    uint8_t hdr[1 + 9 + 5], tail[2 + 32] = { 0xc4, 32 };
     size_t h = 0;
-    hdr[h++] = 0x92;
+    hdr[h++] = 0x93;
     hdr[h++] = 0xcf;
     for (int i = 7; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)task >> (8 * i));
     hdr[h++] = 0xc6;
     for (int i = 3; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
     if (len > UINT32_MAX) return -EFBIG;
-    uint8_t *rec = malloc(h + len);
+    memcpy(tail + 2, task_id(j, task), 32);
+    uint8_t *rec = malloc(h + len + sizeof tail);
     if (!rec) return QP_ENOMEM;
     memcpy(rec, hdr, h);
     if (len) memcpy(rec + h, bytes, len);
-    int rc = write_all(j->fd, rec, h + len);
+    memcpy(rec + h + len, tail, sizeof tail);
+    int rc = write_all(j->fd, rec, h + len + sizeof tail);
     free(rec);
     if (!rc) {
         pthread_mutex_lock(&j->mu);
@@ -251,7 +263,8 @@ static void header_diff(const msgpack_object *hd, const qp_journal_id *ids, int 
         snprintf(why, whylen, "partition plan changed");
 }
 
-static int add_record(qp_journal *j, int64_t task, const void *bytes, size_t len)
+static int add_record(qp_journal *j, int64_t task, const void *bytes, size_t len,
+                      const uint8_t *id)
 {
     if (j->n == j->cap) {
         int64_t cap = j->cap ? j->cap * 2 : 64;
@@ -266,6 +279,7 @@ static int add_record(qp_journal *j, int64_t task, const void *bytes, size_t len
     if (len) memcpy(r->bytes, bytes, len);
     r->len = len;
     r->task = task;
+    r->current = !memcmp(id, task_id(j, task), 32);
     j->n++;
     return 0;
 }
@@ -287,6 +301,22 @@ static int read_file(int fd, char **out, size_t *len)
     *out = buf;
     *len = got;
     return 0;
+}
+
+/* A record's task identity: its third item, or for a record of two items
+ * (written before records had one) 32 zero bytes. NULL when o is not a
+ * record. */
+static const uint8_t *record_id(const msgpack_object *o)
+{
+    static const uint8_t none[32];
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 2 || o->via.array.size > 3)
+        return NULL;
+    const msgpack_object *a = o->via.array.ptr;
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].type != MSGPACK_OBJECT_BIN)
+        return NULL;
+    if (o->via.array.size == 2) return none;
+    return a[2].type == MSGPACK_OBJECT_BIN && a[2].via.bin.size == 32
+               ? (const uint8_t *)a[2].via.bin.ptr : NULL;
 }
 
 /* Loads an existing journal. Returns 0 with the records loaded and *keep
@@ -315,15 +345,13 @@ static int load(qp_journal *j, const qp_journal_id *ids, int nids, const void *p
         size_t at = off;
         r = msgpack_unpack_next(&u, buf, len, &off);
         if (r != MSGPACK_UNPACK_SUCCESS) break;
-        const msgpack_object *o = &u.data;
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2
-            || o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER
-            || o->via.array.ptr[1].type != MSGPACK_OBJECT_BIN) {
+        const uint8_t *id = record_id(&u.data);
+        if (!id) {
             off = at;
             break;
         }
-        rc = add_record(j, (int64_t)o->via.array.ptr[0].via.u64, o->via.array.ptr[1].via.bin.ptr,
-                        o->via.array.ptr[1].via.bin.size);
+        const msgpack_object *a = u.data.via.array.ptr;
+        rc = add_record(j, (int64_t)a[0].via.u64, a[1].via.bin.ptr, a[1].via.bin.size, id);
         if (rc) break;
         *good = off;
     }
@@ -336,7 +364,8 @@ done:
 }
 
 int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const void *plan,
-                    size_t planlen, bool resume, qp_journal **out, char *msg, size_t msglen)
+                    size_t planlen, const uint8_t (*task_ids)[32], int64_t ntasks, bool resume,
+                    qp_journal **out, char *msg, size_t msglen)
 {
     *out = NULL;
     msg[0] = '\0';
@@ -345,10 +374,16 @@ int qp_journal_open(const char *path, const qp_journal_id *ids, int nids, const 
         pthread_mutex_init(&j->mu, NULL);
         pthread_cond_init(&j->want_cv, NULL);
         pthread_cond_init(&j->done_cv, NULL);
+        j->fd = -1;
     }
     if (!j) return QP_ENOMEM;
+    int rc = QP_ENOMEM;
+    if (task_ids && ntasks > 0) {
+        if (!(j->task_ids = malloc((size_t)ntasks * 32))) goto fail;
+        memcpy(j->task_ids, task_ids, (size_t)ntasks * 32);
+        j->ntasks = ntasks;
+    }
     j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    int rc;
     if (j->fd < 0) {
         rc = -errno;
         snprintf(msg, msglen, "journal %s: %s", path, strerror(errno));
@@ -412,11 +447,13 @@ void qp_journal_close(qp_journal *j)
     if (j->fd >= 0) close(j->fd);
     for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
     free(j->rec);
+    free(j->task_ids);
     free(j);
 }
 
 int qp_journal_state(const qp_journal *j) { return j->state; }
 int64_t qp_journal_count(const qp_journal *j) { return j->n; }
+bool qp_journal_current(const qp_journal *j, int64_t i) { return j->rec[i].current; }
 
 void qp_journal_record(const qp_journal *j, int64_t i, int64_t *task, const uint8_t **bytes,
                        size_t *len)

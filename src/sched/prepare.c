@@ -11,6 +11,7 @@
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
@@ -169,6 +170,111 @@ static int code_sha(const qp_value *given, const char *file, uint8_t out[32])
     return 0;
 }
 
+/* ---- what a task reads, for the journal ---- */
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);       /* not the locale's order */
+}
+
+/* One line per file of folder path (or for path itself when it is a
+ * file): name, inode, size and modification time, in name order. A
+ * re-import replaces the files (new inodes and times), an in-place write
+ * (q's upsert) changes sizes and times: stat tells both apart from an
+ * unchanged table without reading a byte. */
+static void describe_files(FILE *m, const char *path)
+{
+    struct stat st;
+    struct dirent **e = NULL;
+    int n = stat(path, &st) ? -1 : S_ISDIR(st.st_mode) ? scandir(path, &e, NULL, by_name) : 0;
+    fprintf(m, "%s %d\n", path, n);
+    if (n == 0) fprintf(m, "%llu %lld %lld.%09ld\n", (unsigned long long)st.st_ino,
+                        (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    for (int i = 0; i < n; i++) {
+        char p[4600];
+        snprintf(p, sizeof p, "%s/%s", path, e[i]->d_name);
+        if (strcmp(e[i]->d_name, ".") && strcmp(e[i]->d_name, "..") && !stat(p, &st))
+            fprintf(m, "%s %llu %lld %lld.%09ld\n", e[i]->d_name, (unsigned long long)st.st_ino,
+                    (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+        free(e[i]);
+    }
+    free(e);
+}
+
+int qp__open_db(run *r, char *err, size_t errlen)
+{
+    return r->db ? 0 : qp_kdb_open(r->job->db, &r->db, err, errlen);
+}
+
+/* The db's part of the input's identity: its sym (appended by every
+ * write) and par.txt, and the files of the table, all of them unless by =
+ * partition, where each task has its partition's for an identity of its
+ * own (qp__task_ids): a re-imported partition then runs again while the
+ * others resume. A db that does not open here (servers hold it): its
+ * root, as far as it can be seen. */
+static void describe_db(run *r, FILE *m)
+{
+    const qp_job *j = r->job;
+    char p[4200], err[512];
+    struct stat st;
+    static const char *const db_files[] = { "/sym", "/par.txt" };
+    for (size_t k = 0; k < sizeof db_files / sizeof *db_files; k++) {
+        snprintf(p, sizeof p, "%s%s", j->db, db_files[k]);
+        if (!stat(p, &st))
+            fprintf(m, "%s %lld %lld.%09ld\n", p, (long long)st.st_size,
+                    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+    if (qp__open_db(r, err, sizeof err)) {
+        describe_files(m, j->db);
+        return;
+    }
+    if (j->part_by == QP_PART_PARTITION) return;
+    qp_value *v = qp_kdb_partitions(r->db, j->table);
+    int64_t n = v && !qp_is_error(v) && v->v.n ? v->v.n : 1;     /* 1: a splayed table */
+    for (int64_t k = 0; k < n; k++) {
+        char *dir = qp_kdb_table_dir(r->db, j->table, k);
+        if (dir) describe_files(m, dir);
+        free(dir);
+    }
+    qp_unref(v);
+}
+
+/* Partition k of a partitions vector (date, month or long), as a number. */
+static int64_t part_at(const qp_value *v, int64_t k)
+{
+    return v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k];
+}
+
+int qp__task_ids(run *r, uint8_t (**out)[32])
+{
+    const qp_job *j = r->job;
+    char err[512];
+    *out = NULL;
+    if (j->part_by != QP_PART_PARTITION || !j->db || qp__open_db(r, err, sizeof err)) return 0;
+    qp_value *v = qp_kdb_partitions(r->db, j->table);
+    uint8_t (*ids)[32] = calloc((size_t)(r->plan->n ? r->plan->n : 1), 32);
+    if (!v || !ids) { qp_unref(v); free(ids); return QP_RUN_FAILED; }
+    for (int64_t i = 0; !qp_is_error(v) && i < r->plan->n; i++) {
+        const qp_value *pv = r->plan->parts[i].value;
+        int64_t want = pv->type == -QP_LONG ? pv->j : pv->i, k = 0;
+        while (k < v->v.n && part_at(v, k) != want) k++;
+        char *dir = k < v->v.n ? qp_kdb_table_dir(r->db, j->table, k) : NULL;
+        char *desc = NULL;
+        size_t len = 0;
+        FILE *m = dir ? open_memstream(&desc, &len) : NULL;
+        if (m) {            /* none: a partition only servers hold, unseen here */
+            describe_files(m, dir);
+            fclose(m);
+            qp_sha256(desc, len, ids[i]);
+        }
+        free(desc);
+        free(dir);
+    }
+    qp_unref(v);
+    *out = ids;
+    return 0;
+}
+
 /* What must be unchanged for a journal to be resumed. */
 int qp__job_ids(run *r, qp_journal_id ids[3])
 {
@@ -195,16 +301,7 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     if (j->file && !stat(j->file, &st))
         fprintf(m, "%s %lld %lld.%09ld\n", j->file, (long long)st.st_size,
                 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    /* A db: its root (a partition added or removed changes its mtime),
-     * its sym file (appended by every write) and par.txt. */
-    static const char *const db_files[] = { "", "/sym", "/par.txt" };
-    for (size_t k = 0; j->db && k < sizeof db_files / sizeof *db_files; k++) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s%s", j->db, db_files[k]);
-        if (!stat(p, &st))
-            fprintf(m, "%s %lld %lld.%09ld\n", p, (long long)st.st_size,
-                    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    }
+    if (j->db) describe_db(r, m);
     for (int64_t i = 0; r->plan && i < r->plan->n; i++)
         if (r->plan->parts[i].file && !stat(r->plan->parts[i].file, &st))
             fprintf(m, "%s %lld %lld.%09ld\n", r->plan->parts[i].file, (long long)st.st_size,
@@ -289,6 +386,33 @@ int qp__check_key(run *r, const qp_value *result, int64_t task)
     return 0;
 }
 
+/* ---- the db, before any worker starts ---- */
+
+int qp__check_db(run *r)
+{
+    const qp_job *j = r->job;
+    char err[512];
+    if (!j->db) return 0;
+    if (qp__open_db(r, err, sizeof err)) {
+        qp__fail(r, "[input] db: %s", err);
+    } else if (!qp_kdb_has(r->db, j->table)) {
+        qp_value *t = qp_kdb_tables(r->db);
+        char have[600] = "none";
+        if (t && t->v.n) list_names(t, have, sizeof have);
+        qp__fail(r, "[input] db: %s has no table %s (its tables: %s)", j->db, j->table, have);
+        qp_unref(t);
+    } else {
+        qp_value *m = qp_kdb_meta(r->db, j->table);      /* its .d and column headers read */
+        bool ok = m && !qp_is_error(m);
+        if (!ok)
+            qp__fail(r, "[input] db: %s: table %s: %s", j->db, j->table, m ? m->s : "out of memory");
+        qp_unref(m);
+        if (ok) return 0;
+    }
+    r->badjob = true;           /* the job's input is not there */
+    return QP_RUN_FAILED;
+}
+
 /* ---- planning ---- */
 
 qp__worker *qp__first_ready(run *r)
@@ -337,12 +461,6 @@ qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
 
 /* ---- by = partition ---- */
 
-/* Partition k of a partitions vector (date, month or long), as a number. */
-static int64_t part_at(const qp_value *v, int64_t k)
-{
-    return v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k];
-}
-
 /* Appends the partitions in v that [partition] partitions selects to all
  * (of v's type). 0, or QP_RUN_FAILED with r->failure (and r->badjob
  * when the spec names another kind of partition). */
@@ -365,6 +483,57 @@ static int append_selected(run *r, const qp_value *v, qp_value *all)
         }
     }
     return 0;
+}
+
+/* [partition] partitions as a list: each partition it names must be
+ * among those found (all: every worker's selected partitions, or the
+ * db's; where says which), else the run fails before any task naming
+ * them, or with missing = skip says what it skips. 0 or QP_RUN_FAILED. */
+static int check_named(run *r, const qp_value *all, const char *where)
+{
+    const qp_job *j = r->job;
+    char miss[600] = "", name[32];
+    size_t at = 0;
+    int64_t nmiss = 0, v;
+    int type;
+    for (int64_t i = 0; j->partitions; i++) {
+        if (qp_job_partitions_named(j->partitions, i, &type, &v, name)) break;     /* the last */
+        bool found = false;
+        for (int64_t k = 0; all && type == all->type && k < all->v.n && !found; k++)
+            found = part_at(all, k) == v;
+        if (found) continue;
+        if (at < sizeof miss)
+            at += (size_t)snprintf(miss + at, sizeof miss - at, "%s%s", nmiss ? ", " : "", name);
+        nmiss++;
+    }
+    if (!nmiss) return 0;
+    if (j->missing_skip) {
+        qp__say(r, "plan", "skipped %" PRId64 " partition%s of %s not found %s: %s", nmiss,
+                nmiss == 1 ? "" : "s", j->table, where, miss);
+        return 0;
+    }
+    qp__fail(r, "[partition] partitions = %s: table %s has no partition %s %s (missing = skip "
+             "runs the others)", j->partitions, j->table, miss, where);
+    r->badjob = true;
+    return QP_RUN_FAILED;
+}
+
+/* No partition to run: the table has none, or the spec selects none. */
+static int no_partitions(run *r)
+{
+    qp__fail(r, "table %s: %s", r->job->table, r->job->partitions
+             ? "[partition] partitions selects none of its partitions"
+             : "no partitions (by = partition needs a partitioned kdb+ table)");
+    return QP_RUN_FAILED;
+}
+
+/* The plan is made: a range says how many partitions it found. */
+static void report_range(run *r)
+{
+    const char *spec = r->job->partitions;
+    if (spec && strstr(spec, ".."))
+        qp__say(r, "plan", "partitions = %s: %" PRId64 " partition%s of %s found", spec, r->plan->n,
+                r->plan->n == 1 ? "" : "s", r->job->table);
 }
 
 /* Every worker's partitions of the table (.qp.partitions), the selected
@@ -425,14 +594,11 @@ static int plan_partitions(run *r)
 {
     qp_value **per = calloc((size_t)r->nw, sizeof *per), *all = NULL, *names = NULL;
     int rc = per ? gather_partitions(r, per, &all) : QP_RUN_FAILED;
-    if (!rc && (!all || all->v.n == 0)) {
-        qp__fail(r, "table %s: %s", r->job->table, r->job->partitions
-                 ? "[partition] partitions selects none of its partitions"
-                 : "no partitions (by = partition needs a partitioned kdb+ table)");
-        rc = QP_RUN_FAILED;
-    }
+    if (!rc) rc = check_named(r, all, "on any worker");
+    if (!rc && (!all || all->v.n == 0)) rc = no_partitions(r);
     if (!rc && !(names = input_names(r))) rc = QP_RUN_FAILED;   /* the virtual column first */
     if (!rc && qp_partplan_column(qp_S(names)[0], all, &r->plan)) rc = QP_RUN_FAILED;
+    if (!rc) report_range(r);
     if (!rc) rc = set_holds(r, per);
     for (int wi = 0; per && wi < r->nw; wi++) qp_unref(per[wi]);
     free(per);
@@ -458,31 +624,49 @@ static int row_pieces(const qp_job *j, int64_t count, int slots)
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
+/* by = partition from the db opened here: its partitions that [partition]
+ * partitions selects. 0 or QP_RUN_FAILED. */
+static int plan_db_partitions(run *r)
+{
+    const qp_job *j = r->job;
+    qp_value *v = qp_kdb_partitions(r->db, j->table), *sel = NULL;
+    int rc = QP_RUN_FAILED;
+    if (!v || qp_is_error(v) || !(sel = qp_vector(v->type, 0))) {
+        qp__fail(r, "table %s: %s", j->table, v && qp_is_error(v) ? v->s : "out of memory");
+        goto fail;
+    }
+    if (append_selected(r, v, sel) || check_named(r, sel, "in the db")) goto fail;
+    if (sel->v.n == 0) {
+        no_partitions(r);
+        goto fail;
+    }
+    const char *col = qp_kdb_part_column(r->db, j->table);
+    if (qp_partplan_column(col ? col : "date", sel, &r->plan)) {
+        qp__fail(r, "planning: out of memory");
+        goto fail;
+    }
+    report_range(r);
+    rc = 0;
+fail:
+    qp_unref(v);
+    qp_unref(sel);
+    return rc;
+}
+
 int qp__plan_db(run *r, int slots)
 {
     const qp_job *j = r->job;
     char err[512];
-    qp_kdb *db = NULL;
     int64_t n = 0;
-    int rc = qp_kdb_open(j->db, &db, err, sizeof err);
-    if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(db, j->table, &n, err, sizeof err)))
+    int rc = qp__open_db(r, err, sizeof err);
+    if (!rc && j->part_by == QP_PART_ROWS && !(rc = qp_kdb_count(r->db, j->table, &n, err,
+                                                                 sizeof err)))
         rc = qp_partplan_rows(n, row_pieces(j, n, slots), &r->plan);
-    if (!rc && j->part_by == QP_PART_PARTITION) {
-        qp_value *v = qp_kdb_partitions(db, j->table), *sel = v && !qp_is_error(v) ? qp_vector(v->type, 0) : NULL;
-        if (!sel) snprintf(err, sizeof err, "table %s: %s", j->table, v ? v->s : "out of memory");
-        if (sel && append_selected(r, v, sel)) {
-            qp_unref(v); qp_unref(sel); qp_kdb_close(db);
-            return QP_RUN_FAILED;
-        }
-        const char *col = qp_kdb_part_column(db, j->table);
-        rc = !sel ? QP_EARG : qp_partplan_column(col ? col : "date", sel, &r->plan);
-        if (rc && sel) snprintf(err, sizeof err, "table %s has no partitions", j->table);
-        qp_unref(v);
-        qp_unref(sel);
+    if (rc) {
+        qp__fail(r, "%s", err);
+        return QP_RUN_FAILED;
     }
-    qp_kdb_close(db);
-    if (rc) qp__fail(r, "%s", err);
-    return rc ? QP_RUN_FAILED : 0;
+    return j->part_by == QP_PART_PARTITION ? plan_db_partitions(r) : 0;
 }
 
 int qp__make_plan(run *r, int slots)

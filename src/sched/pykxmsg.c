@@ -119,7 +119,7 @@ int qp__pykx_prepare(run *r)
     if (j->reducer.file && !(r->pykx_reducer = module_source(r, &j->reducer, r->o->reducer_code)))
         return QP_RUN_FAILED;
     if (!j->db) return 0;
-    if (qp_kdb_open(j->db, &r->db, err, sizeof err)) {
+    if (qp__open_db(r, err, sizeof err)) {
         qp__fail(r, "%s", err);
         return QP_RUN_FAILED;
     }

@@ -98,6 +98,10 @@ static int dry_run(run *r, int local, FILE *out)
 {
     const qp_job *job = r->job;
     int rc;
+    /* the db as a run would check it: local workers mount it, or the
+     * plan is read from it here (by rows or partition) */
+    bool reads_db = local > 0 || job->pykx || job->part_by != QP_PART_COLUMN;
+    if (job->db && reads_db && (rc = qp__check_db(r)) != 0) return rc;
     if (job->part_by == QP_PART_FILE || job->file) {
         if ((rc = qp__prepare_input(r, true)) != 0) return rc;
         if (qp__make_plan(r, local + job->nservers)) return QP_RUN_FAILED;
@@ -192,7 +196,7 @@ fail:
 }
 
 int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
-                      const qp_journal_id ids[3])
+                      const qp_journal_id ids[3], const uint8_t (*tids)[32])
 {
     char msg[1024] = "";
     if (enc) {
@@ -203,7 +207,8 @@ int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, siz
         qp__fail(r, "journal: %s", qp_strerror(QP_ENOMEM));
         return QP_RUN_FAILED;
     }
-    int rc = qp_journal_open(jpath, ids, 3, pb, pl, r->o->resume, &r->journal, msg, sizeof msg);
+    int rc = qp_journal_open(jpath, ids, 3, pb, pl, tids, tids ? r->plan->n : 0, r->o->resume,
+                             &r->journal, msg, sizeof msg);
     if (rc || !r->journal) {
         qp__fail(r, "%s", msg[0] ? msg : qp_strerror(rc ? rc : QP_ENOMEM));
         return QP_RUN_FAILED;
@@ -212,7 +217,37 @@ int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, siz
     return 0;
 }
 
-/* Takes the results an earlier run journaled: those tasks are done. 0 or
+/* Names the tasks whose journaled results were left out because what they
+ * read changed since (a partition imported again): they run again. */
+static void say_changed(run *r)
+{
+    char names[600] = "";
+    size_t at = 0;
+    int64_t n = 0, id;
+    const uint8_t *b;
+    size_t len;
+    bool *named = calloc((size_t)(r->plan->n ? r->plan->n : 1), sizeof *named);
+    for (int64_t k = 0; named && k < qp_journal_count(r->journal); k++) {
+        qp_journal_record(r->journal, k, &id, &b, &len);
+        if (qp_journal_current(r->journal, k) || id < 0 || id >= r->plan->n
+            || r->t[id].state == T_DONE || named[id])
+            continue;
+        named[id] = true;
+        char *d = qp_part_describe(r->plan, id);
+        if (at < sizeof names)
+            at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", n ? ", " : "",
+                                   d ? d : "?");
+        free(d);
+        n++;
+    }
+    free(named);
+    if (n)
+        qp__say(r, "resume", "%s changed since %s journaled: %s again", names,
+                n == 1 ? "its result was" : "their results were", n == 1 ? "it runs" : "they run");
+}
+
+/* Takes the results an earlier run journaled: those tasks are done,
+ * unless what a task reads changed since (qp_journal_current). 0 or
  * QP_RUN_FAILED (out of memory). */
 static int replay_journal(run *r)
 {
@@ -221,7 +256,9 @@ static int replay_journal(run *r)
         const uint8_t *b;
         size_t len;
         qp_journal_record(r->journal, k, &id, &b, &len);
-        if (id < 0 || id >= r->plan->n || r->t[id].state == T_DONE) continue;
+        if (id < 0 || id >= r->plan->n || r->t[id].state == T_DONE
+            || !qp_journal_current(r->journal, k))
+            continue;
         qp_buf *buf = qp_buf_new(len);
         if (!buf) return QP_RUN_FAILED;
         memcpy(buf->data, b, len);
@@ -233,6 +270,7 @@ static int replay_journal(run *r)
         r->ndone++;
         if (r->plan->parts[id].rows > 0) r->rows_done += r->plan->parts[id].rows;
     }
+    say_changed(r);
     if (qp_journal_state(r->journal) == QP_JOURNAL_RESUMED)
         qp__say(r, "resume", "resuming: %" PRId64 " of %" PRId64 " tasks already done", r->ndone,
             r->plan->n);
@@ -259,7 +297,10 @@ static int open_journal(run *r, int ready)
     int enc = pv ? qp_ipc_encode(pv, QP_MSG_ASYNC, &pb, &pl) : QP_ENOMEM;
     qp_unref(pv);
     char *jpath = qp_job_state_path(r->job, "journal");
-    int rc = qp__journal_begin(r, jpath, enc, pb, pl, ids);
+    uint8_t (*tids)[32] = NULL;
+    int rc = qp__task_ids(r, &tids);
+    if (!rc) rc = qp__journal_begin(r, jpath, enc, pb, pl, ids, tids);
+    free(tids);
     free(pb);
     free(jpath);
     return rc ? rc : replay_journal(r);
@@ -359,6 +400,9 @@ static int run_job(run *r, int local, FILE *out, int *lockfd)
     /* protocol = pykx: every call carries its rows, so the input is held here */
     if (qp__prepare_input(r, (job->part_by == QP_PART_COLUMN || job->pykx) && job->file) != 0)
         return QP_RUN_FAILED;
+    /* a db local workers mount or the scheduler reads: checked here, so
+     * that a bad one is named rather than seen as workers that exit */
+    if ((local > 0 || job->pykx) && (rc = qp__check_db(r)) != 0) return rc;
     if (job->pykx && qp__pykx_prepare(r)) return QP_RUN_FAILED;
     if ((rc = start_workers(r, local, &ready)) != 0) return rc;
     if (qp__stop_signal) return QP_RUN_INTERRUPTED;

@@ -54,7 +54,9 @@ typedef struct run {
     int64_t *retry;        /* tasks waiting for another attempt */
     int64_t nretry;
     qp__setup setup;       /* setup calls every (re)started worker gets */
-    struct qp_kdb *db;     /* protocol = pykx over [input] db: opened here */
+    struct qp_kdb *db;     /* [input] db opened here (qp__open_db): checked
+                            * before workers start, planned from for a dry
+                            * run or protocol = pykx, stat'd for the journal */
     char *pykx_fn;         /* protocol = pykx: the function's module as sent */
     char *pykx_reducer;    /* ... and the reducer's (NULL: none) */
     char failure[1024];    /* why the job failed */
@@ -108,6 +110,20 @@ qp_value *qp__call_one(run *r, qp_value *msg);
 /* --dry-run of a job on a db: the plan from the db itself (by rows or by
  * partition), opened here. 0 or QP_RUN_FAILED with r->failure. */
 int qp__plan_db(run *r, int slots);
+/* Opens [input] db here as r->db, once (later calls: 0 at once). 0 or a
+ * negative code with err naming the path and the cause. */
+int qp__open_db(run *r, char *err, size_t errlen);
+/* [input] db, before any worker starts (local workers would mount it and
+ * exit before listening, with nothing but their status to say why): it
+ * opens here, holds the table, and the table's metadata reads. Else the
+ * run fails naming the cause (a missing path, a file, the tables there
+ * are), exit 2. 0 or QP_RUN_FAILED. */
+int qp__check_db(run *r);
+/* Each task's identity for the journal: by = partition over a db that
+ * opens here, its partition's files of the table (a partition only
+ * servers hold: zeros). *out is malloc'd, plan->n of them, or NULL when
+ * tasks have no identity of their own. 0 or QP_RUN_FAILED (OOM). */
+int qp__task_ids(run *r, uint8_t (**out)[32]);
 /* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
 int qp__make_plan(run *r, int slots);
 
@@ -123,10 +139,11 @@ qp__worker *qp__first_ready(run *r);
 
 /* ---- run.c ---- */
 /* Opens r->journal at jpath (NULL: the path could not be made) for the
- * plan encoded in (pb, pl); enc is what encoding the plan returned. 0, or
- * QP_RUN_FAILED with r->failure naming the cause. */
+ * plan encoded in (pb, pl), with each task's identity in tids (NULL:
+ * none; else r->plan->n of them); enc is what encoding the plan returned.
+ * 0, or QP_RUN_FAILED with r->failure naming the cause. */
 int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
-                      const qp_journal_id ids[3]);
+                      const qp_journal_id ids[3], const uint8_t (*tids)[32]);
 
 /* ---- dispatch.c ---- */
 /* Runs every task not yet done. QP_RUN_OK (the last records may not be

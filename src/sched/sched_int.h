@@ -25,6 +25,7 @@ typedef struct qp__worker {
     bool local;            /* a process we started */
     bool pykx;             /* a q + PyKX server: PyKX's messages (pykxmsg.c) */
     pid_t pid;             /* local: its pid (0 when not running) */
+    char log[300];         /* local: the file its stderr goes to */
     int restarts;
     qp_conn *c;            /* NULL when down */
     qp__flight fl[QP__MAX_WINDOW * 2];

@@ -24,9 +24,9 @@ int64_t qp__ms(void)
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen)
 {
-    char sock[256], log[256], sarg[16];
+    char sock[256], sarg[16];
     snprintf(sock, sizeof sock, "unix:%s/w%d.sock", dir, w->id);
-    snprintf(log, sizeof log, "%s/w%d.log", dir, w->id);
+    snprintf(w->log, sizeof w->log, "%s/w%d.log", dir, w->id);
     snprintf(sarg, sizeof sarg, "%d", job->threads);
     unlink(sock + 5);
     snprintf(w->addr, sizeof w->addr, "%s", sock);
@@ -43,7 +43,7 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         if (getppid() != parent) _exit(127);
         signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
         if (topo && place) qp_topo_bind(topo, place, false);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fd = open(w->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) { dup2(fd, 2); }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
@@ -59,6 +59,24 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
     w->pid = pid;
     w->local = true;
     return 0;
+}
+
+/* The last line a local worker wrote to its log (its stderr) into buf:
+ * why it exited, as `qpeach serve` says it ("" when it said nothing). */
+static void last_log_line(const qp__worker *w, char *buf, size_t n)
+{
+    char tail[1024];
+    buf[0] = '\0';
+    int fd = open(w->log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    off_t end = lseek(fd, 0, SEEK_END), keep = (off_t)sizeof tail - 1;
+    ssize_t got = pread(fd, tail, sizeof tail - 1, end > keep ? end - keep : 0);
+    close(fd);
+    if (got <= 0) return;
+    while (got > 0 && (tail[got - 1] == '\n' || tail[got - 1] == '\r')) got--;
+    tail[got] = '\0';
+    const char *nl = strrchr(tail, '\n');
+    snprintf(buf, n, "%.*s", (int)(n - 1), nl ? nl + 1 : tail);
 }
 
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen)
@@ -78,9 +96,11 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
         int st;
         if (w->pid && waitpid(w->pid, &st, WNOHANG) == w->pid) {
             w->pid = 0;
-            snprintf(err, errlen, "worker process exited (%s %d) before listening",
+            char why[512];
+            last_log_line(w, why, sizeof why);
+            snprintf(err, errlen, "worker process exited (%s %d) before listening%s%s",
                      WIFSIGNALED(st) ? "signal" : "status",
-                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), why[0] ? ": " : "", why);
             return QP_ECLOSED;
         }
         usleep(2000);           /* a worker listens ~6 ms after its exec */

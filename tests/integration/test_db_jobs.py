@@ -6,7 +6,10 @@ converted once into a splayed table that the workers map.
 
 The fixture databases are q-written (../shared/fixtures/kdb, read in
 place); expected values from fixtures/kdb/README.md and the CSVs published
-with the dolphindb database."""
+with the dolphindb database. The tests at the end (input checked before a
+job runs: missing partitions, a bad db, a resumed run over a re-imported
+partition) use dbs made by `qpeach db import` in temporary folders, checked
+against pandas on the same CSVs."""
 import csv
 import os
 import re
@@ -66,6 +69,10 @@ def test_partitions_selects_some():
     r = run(p)
     assert r.returncode == 2 and "partitioned by date" in r.stderr, r.stderr
     p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2016.01.01\n", "local = 1\n")
+    r = run(p)
+    assert r.returncode == 2 and "has no partition 2016.01.01" in r.stderr, r.stderr
+    p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2016.01.01..2016.12.31\n",
+            "local = 1\n")
     r = run(p)
     assert r.returncode == 1 and "selects none of its partitions" in r.stderr, r.stderr
     p = job(d, f"db = {EGOR}\ntable = tref\n", "by = partition\n", "local = 1\n")
@@ -277,3 +284,172 @@ def test_large_tables_split_into_small_tasks_checked_as_read():
                      "at row 2000000")
         expect_error(lambda: c.call([Sym(".qp.get"), Sym("t")]), "at row 2000000")
         assert c.call([APPLY, Sym("nrows"), Sym("t"), Vec("j", [bad + 1, n])]) == n - bad - 1
+
+
+# ---- a job's input checked before it runs: dbs made by `qpeach db import` ----
+
+DAYS = ["2024.01.02", "2024.01.03", "2024.01.04"]
+
+
+def day_rows(day, seed):
+    """Rows of one day: a few syms, prices and sizes that differ by seed."""
+    return [(day, "AB"[i % 2], round(1.25 + seed * 10 + i * 0.5, 2), 10 * (i + seed + 1))
+            for i in range(4 + seed % 3)]
+
+
+def import_days(d, db, days, seed=0):
+    """Imports each day from a CSV of its own (kept, so that pandas reads
+    the same source); returns the CSV paths."""
+    paths = []
+    for k, day in enumerate(days):
+        p = os.path.join(d, f"{day}-{seed}.csv")
+        with open(p, "w") as f:
+            f.write("date,sym,price,size\n")
+            f.writelines(f"{a},{b},{c},{e}\n" for a, b, c, e in day_rows(day, seed + k))
+        r = qpeach("db", "import", p, db, "trade", "--partition", "date", "--types", "DSFJ")
+        assert r.returncode == 0, r.stderr
+        paths.append(p)
+    return paths
+
+
+def pandas_sums(paths):
+    """Per day: rows, sum of price, sum of size, from the source CSVs."""
+    import pandas as pd
+    df = pd.concat([pd.read_csv(p) for p in paths])
+    g = df.groupby("date").agg(n=("size", "size"), px=("price", "sum"), size=("size", "sum"))
+    return {day.replace(".", "-"): (int(r["n"]), float(r["px"]), int(r["size"])) for day, r in g.iterrows()}
+
+
+def csv_sums(path):
+    got = {}
+    for g in rows_of(path):
+        n, px, size = got.get(g["day"], (0, 0.0, 0))
+        got[g["day"]] = (n + int(g["n"]), px + float(g["px"]), size + int(g["size"]))
+    return got
+
+
+# Sums per day of what a task gets; raises at a day whose stop file exists
+# (a run stopped there, its journal kept).
+SUMS = ("import os\nimport numpy as np\n"
+        "def f(t):\n"
+        "    days = np.asarray(t['date']).astype('datetime64[D]').astype(str)\n"
+        "    u = np.unique(days)\n"
+        "    for day in u:\n"
+        "        if os.path.exists(os.path.join(DIR, 'stop.' + day)):\n"
+        "            raise RuntimeError('stopped at ' + day)\n"
+        "    return {'day': u, 'n': np.array([int((days == x).sum()) for x in u]),\n"
+        "            'px': np.array([float(t['price'][days == x].sum()) for x in u]),\n"
+        "            'size': np.array([int(t['size'][days == x].sum()) for x in u])}\n")
+
+
+def sums_job(d, db, part, workers="local = 1\nwindow = 1\n", table="trade"):
+    write(d, "s.py", f"DIR = {d!r}\n" + SUMS)
+    return write(d, "s.ini", f"[job]\nname = s\nfunction = s.py:f\n[input]\ndb = {db}\ntable = {table}\n"
+                 f"[partition]\n{part}[workers]\n{workers}[merge]\nhow = concat\n"
+                 "[output]\npath = out/s.csv\n")
+
+
+def test_a_named_partition_nobody_holds_fails_the_run_before_any_task():
+    d = tmpdir()
+    db = os.path.join(d, "db")
+    paths = import_days(d, db, DAYS)
+    want = pandas_sums(paths)
+    out = os.path.join(d, "out", "s.csv")
+    p = sums_job(d, db, "by = partition\npartitions = 2024.01.02, 2024.01.06\n")
+    for args in ([p], ["--dry-run", p]):
+        r = run(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert "2024.01.06" in r.stderr and "2024.01.02, 2024.01.06" in r.stderr, r.stderr
+        assert "missing = skip" in r.stderr and "done on worker" not in r.stderr, r.stderr
+    assert not os.path.exists(out)
+    # Two servers holding a day each: a day neither holds fails the same way.
+    a, b = os.path.join(d, "a"), os.path.join(d, "b")
+    import_days(d, a, DAYS[:1])
+    import_days(d, b, DAYS[1:2], seed=1)
+    with Server("--db", a) as sa, Server("--db", b) as sb:
+        ps = sums_job(d, db, "by = partition\npartitions = 2024.01.02, 2024.01.03, 2024.01.04\n",
+                      workers=f"servers = {sa.addr}, {sb.addr}\n")
+        r = run(ps)
+        assert r.returncode == 2 and "2024.01.04" in r.stderr and "done on worker" not in r.stderr, r.stderr
+    # Opting in to skipping: the log lists what was skipped.
+    p = sums_job(d, db, "by = partition\npartitions = 2024.01.02, 2024.01.06, 2024.01.07\nmissing = skip\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 2 partitions of trade not found on any worker: 2024.01.06, 2024.01.07" in r.stderr, r.stderr
+    assert csv_sums(out) == {"2024-01-02": want["2024-01-02"]}, (csv_sums(out), want)
+    # A range takes what exists and says how many it found.
+    p = sums_job(d, db, "by = partition\npartitions = 2023.12.30..2024.01.06\n")
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    assert "partitions = 2023.12.30..2024.01.06: 3 partitions of trade found" in r.stderr, r.stderr
+    assert csv_sums(out) == want, (csv_sums(out), want)
+    r = run(sums_job(d, db, "by = partition\npartitions = 2024.01.02..2024.01.03\nmissing = skip\n"))
+    assert r.returncode == 2 and "missing is only for a list of partitions" in r.stderr, r.stderr
+
+
+def test_a_bad_db_or_table_fails_before_workers_start_naming_the_cause():
+    d = tmpdir()
+    db = os.path.join(d, "db")
+    import_days(d, db, DAYS[:1])
+    r = qpeach("db", "import", os.path.join(d, "2024.01.02-0.csv"), db, "quote", "--types", "DSFJ")
+    assert r.returncode == 0, r.stderr
+    os.makedirs(os.path.join(d, "notadb"))
+    write(d, "notadb/a.txt", "hello\n")
+    write(d, "afile", "hello\n")
+    cases = [(os.path.join(d, "nodb"), "trade", "No such file or directory"),
+             (os.path.join(d, "afile"), "trade", "not a folder"),
+             (os.path.join(d, "notadb"), "trade", os.path.join(d, "notadb")),
+             (db, "trades", "no table trades (its tables: quote, trade)")]
+    for path, table, cause in cases:
+        p = sums_job(d, path, "by = rows\n", workers="local = 3\n", table=table)
+        for args in ([p], ["--dry-run", p]):
+            r = run(*args)
+            assert r.returncode == 2, (path, args, r.returncode, r.stderr)
+            assert cause in r.stderr and "[input] db" in r.stderr, (path, args, r.stderr)
+            assert "before listening" not in r.stderr and "unusable" not in r.stderr, r.stderr
+
+
+def stop_at(d, day, on=True):
+    p = os.path.join(d, "stop." + day.replace(".", "-"))
+    if on:
+        open(p, "w").close()
+    elif os.path.exists(p):
+        os.unlink(p)
+
+
+def test_resume_runs_again_a_partition_imported_since():
+    """A run stopped after 2 of 3 days; one of the 2 finished days is
+    imported again with new values; a plain re-run gives what --fresh gives
+    and what pandas gives on the final CSVs: the re-imported day runs again,
+    the other finished one is resumed."""
+    d = tmpdir()
+    db = os.path.join(d, "db")
+    paths = import_days(d, db, DAYS)
+    out = os.path.join(d, "out", "s.csv")
+    p = sums_job(d, db, "by = partition\n")
+    stop_at(d, DAYS[2])
+    r = run(p)
+    assert r.returncode == 1 and "stopped at 2024-01-04" in r.stderr, r.stderr
+    assert r.stderr.count("done on worker") == 2, r.stderr
+    paths[0] = import_days(d, db, DAYS[:1], seed=5)[0]         # same syms, new values
+    stop_at(d, DAYS[2], on=False)
+    r = run(p)
+    assert r.returncode == 0, r.stderr
+    assert "resuming: 1 of 3 tasks already done" in r.stderr, r.stderr
+    assert "date=2024.01.02" in r.stderr and "changed since" in r.stderr, r.stderr
+    assert r.stderr.count("done on worker") == 2, r.stderr
+    got = open(out).read()
+    assert csv_sums(out) == pandas_sums(paths), (csv_sums(out), pandas_sums(paths))
+    r = run("--fresh", p)
+    assert r.returncode == 0 and r.stderr.count("done on worker") == 3, r.stderr
+    assert open(out).read() == got
+    # by = rows reads across days: any re-imported day starts it over.
+    p = sums_job(d, db, "by = rows\npieces = 3\n")
+    stop_at(d, DAYS[2])
+    r = run(p)
+    assert r.returncode == 1 and "stopped at 2024-01-04" in r.stderr, r.stderr
+    paths[1] = import_days(d, db, DAYS[1:2], seed=7)[0]
+    stop_at(d, DAYS[2], on=False)
+    r = run(p)
+    assert r.returncode == 0 and "cannot be resumed (input changed)" in r.stderr, r.stderr
+    assert csv_sums(out) == pandas_sums(paths), (csv_sums(out), pandas_sums(paths))

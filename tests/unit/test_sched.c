@@ -136,6 +136,18 @@ static void test_partition_selection(void)
     CU_ASSERT_EQUAL(qp_job_partitions_parse("x", 0, 0, NULL), QP_EARG);
     CU_ASSERT_EQUAL(qp_job_partitions_parse("3..1", 0, 0, NULL), QP_EARG);
     CU_ASSERT_EQUAL(qp_job_partitions_parse("1,,2", 0, 0, NULL), QP_EARG);
+    /* The items a list names, as spelt, for "no partition X" messages. */
+    int type;
+    int64_t v;
+    char name[32];
+    CU_ASSERT_EQUAL(qp_job_partitions_named("2022.06.17 , 2022.06,7", 0, &type, &v, name), 0);
+    CU_ASSERT(type == QP_DATE && v == d0617 && !strcmp(name, "2022.06.17"));
+    CU_ASSERT_EQUAL(qp_job_partitions_named("2022.06.17 , 2022.06,7", 1, &type, &v, name), 0);
+    CU_ASSERT(type == QP_MONTH && v == 22 * 12 + 5 && !strcmp(name, "2022.06"));
+    CU_ASSERT_EQUAL(qp_job_partitions_named("2022.06.17 , 2022.06,7", 2, &type, &v, name), 0);
+    CU_ASSERT(type == QP_LONG && v == 7 && !strcmp(name, "7"));
+    CU_ASSERT_EQUAL(qp_job_partitions_named("2022.06.17 , 2022.06,7", 3, &type, &v, name), QP_EARG);
+    CU_ASSERT_EQUAL(qp_job_partitions_named("2015..2016", 0, &type, &v, name), QP_EARG);
 }
 
 static void test_job_defaults_and_credentials_file(void)
@@ -169,6 +181,16 @@ static void test_job_errors(void)
           "bad.ini:7: [partition] pieces: not a positive integer: 'x'" },
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\npieces = 0\n",
           "bad.ini:6: [partition] pieces: not a positive integer: '0'" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nmissing = maybe\n",
+          "bad.ini:6: [partition] missing: expected fail or skip: 'maybe'" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = partition\n"
+          "partitions = 2024.01.02..2024.01.05\nmissing = skip\n[workers]\nlocal = 1\n",
+          "bad.ini: [partition] missing is only for a list of partitions (partitions = A, B, C): "
+          "a range takes the partitions that exist" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = partition\n"
+          "missing = fail\n[workers]\nlocal = 1\n",
+          "bad.ini: [partition] missing is only for a list of partitions (partitions = A, B, C): "
+          "a range takes the partitions that exist" },
         { "[job]\nfunction = f.py:g\ncolour = red\n",
           "bad.ini:3: [job] colour: unknown key (known: name, function, libraries, symbols)" },
         { "[job]\nfunction = f.py:g\n[extra]\n",
@@ -412,7 +434,7 @@ static void test_journal(void)
     qp_journal_id ids[2];
     ids_for(ids, "job1", "in1");
     qp_journal *j = NULL;
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, false, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, NULL, 0, false, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_NEW);
     CU_ASSERT_EQUAL(qp_journal_count(j), 0);
     CU_ASSERT_EQUAL(qp_journal_append(j, 3, "three", 5), 0);
@@ -423,7 +445,7 @@ static void test_journal(void)
     qp_journal_close(j);
 
     /* Reopen with resume: the records come back, in order. */
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESUMED);
     CU_ASSERT_STRING_EQUAL(msg, "");
     CU_ASSERT_EQUAL_FATAL(qp_journal_count(j), 3);
@@ -446,13 +468,13 @@ static void test_journal(void)
     CU_ASSERT_EQUAL(qp_journal_sync_async(j), 0);
     CU_ASSERT_EQUAL(qp_journal_sync(j), 0);
     qp_journal_close(j);
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_count(j), 6);
     qp_journal_record(j, 5, &task, &b, &len);
     CU_ASSERT(task == 6 && len == 3 && !memcmp(b, "six", 3));
     qp_journal_close(j);        /* then the 4 records the tests below expect */
     CU_ASSERT_EQUAL(truncate(path, 0), 0);
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, false, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, NULL, 0, false, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_append(j, 3, "three", 5), 0);
     CU_ASSERT_EQUAL(qp_journal_append(j, 0, "", 0), 0);
     CU_ASSERT_EQUAL(qp_journal_append(j, 1ll << 40, big, sizeof big), 0);
@@ -464,9 +486,9 @@ static void test_journal(void)
     struct stat st;
     CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
     off_t full = st.st_size;
-    for (off_t cut = 1; cut < 1 + 9 + 5 + 4; cut++) {
+    for (off_t cut = 1; cut < 1 + 9 + 5 + 4 + 2 + 32; cut++) {
         CU_ASSERT_EQUAL(truncate(path, full - cut), 0);
-        CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+        CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan", 4, NULL, 0, true, &j, msg, sizeof msg), 0);
         CU_ASSERT_EQUAL(qp_journal_count(j), 3);
         CU_ASSERT_PTR_NOT_NULL(strstr(msg, "dropped a torn last record"));
         CU_ASSERT_EQUAL(qp_journal_append(j, 4, "four", 4), 0);
@@ -478,26 +500,26 @@ static void test_journal(void)
     /* A changed input: started over, and the message says what changed. */
     qp_journal_id ids2[2];
     ids_for(ids2, "job1", "in2");
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan", 4, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan", 4, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
     CU_ASSERT_EQUAL(qp_journal_count(j), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "cannot be resumed (input changed): starting over"));
     qp_journal_close(j);
     /* Now the journal is for ids2: the old job file and input both differ
      * from nothing, but a changed plan is named too. */
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan2", 5, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids2, 2, "plan2", 5, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "partition plan changed"));
     qp_journal_close(j);
     ids_for(ids, "job2", "in3");
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan2", 5, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "plan2", 5, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "job file changed, input changed"));
     qp_journal_close(j);
     /* Garbage is not a journal. */
     FILE *f = fopen(path, "w");
     fputs("\xc1garbage", f);
     fclose(f);
-    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, NULL, 0, true, &j, msg, sizeof msg), 0);
     CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESTARTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "header is damaged"));
     qp_journal_close(j);
@@ -510,6 +532,76 @@ static void test_journal(void)
     CU_ASSERT_EQUAL(qp_sha256_file(p2, h), 0);
     CU_ASSERT_EQUAL(h[0], 0xba);
     CU_ASSERT_EQUAL(h[31], 0xad);
+}
+
+/* Tasks with identities of their own (a kdb+ partition's files): a
+ * record written under another identity than its task has now is not
+ * current, the others are; a task without one (zeros) matches records
+ * written without one. */
+static void test_journal_task_ids(void)
+{
+    char path[512], msg[512];
+    snprintf(path, sizeof path, "%s/t.journal", tmp);
+    qp_journal_id ids[2];
+    ids_for(ids, "job", "in");
+    uint8_t tid[3][32];
+    for (int i = 0; i < 3; i++) qp_sha256(&i, sizeof i, tid[i]);
+    qp_journal *j = NULL;
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, tid, 3, false, &j, msg, sizeof msg), 0);
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(qp_journal_append(j, i, "r", 1), 0);
+    qp_journal_close(j);
+    memset(tid[1], 7, 32);          /* task 1's partition changed */
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, tid, 3, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL(qp_journal_state(j), QP_JOURNAL_RESUMED);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_count(j), 3);
+    CU_ASSERT(qp_journal_current(j, 0) && !qp_journal_current(j, 1) && qp_journal_current(j, 2));
+    CU_ASSERT_EQUAL(qp_journal_append(j, 1, "R", 1), 0);      /* run again: current */
+    qp_journal_close(j);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, tid, 3, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_count(j), 4);
+    int64_t task;
+    const uint8_t *b;
+    size_t len;
+    qp_journal_record(j, 3, &task, &b, &len);
+    CU_ASSERT(task == 1 && len == 1 && b[0] == 'R' && qp_journal_current(j, 3));
+    CU_ASSERT(!qp_journal_current(j, 1));
+    qp_journal_close(j);
+    /* Without identities now: none of those records is current. */
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, NULL, 0, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT(!qp_journal_current(j, 0) && !qp_journal_current(j, 3));
+    qp_journal_close(j);
+    /* A record of two items (no identity) is current for a task without one. */
+    FILE *f = fopen(path, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fseek(f, 0, SEEK_END), 0);
+    const uint8_t old[] = { 0x92, 0x05, 0xc4, 0x01, 'o' };
+    CU_ASSERT_EQUAL(fwrite(old, 1, sizeof old, f), sizeof old);
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_open(path, ids, 2, "p", 1, tid, 3, true, &j, msg, sizeof msg), 0);
+    CU_ASSERT_EQUAL_FATAL(qp_journal_count(j), 5);
+    qp_journal_record(j, 4, &task, &b, &len);
+    CU_ASSERT(task == 5 && len == 1 && b[0] == 'o' && qp_journal_current(j, 4));
+    CU_ASSERT_STRING_EQUAL(msg, "");
+    qp_journal_close(j);
+}
+
+
+/* A local worker that exits before listening: the error carries the
+ * last line it wrote to stderr (why, as `qpeach serve` says it), not only
+ * its exit status. The "binary" is a script that fails as serve would. */
+static void test_worker_says_why_it_could_not_start(void)
+{
+    char *self = write_file("fakeserve", "#!/bin/sh\necho starting >&2\n"
+                            "echo 'qpeach serve: --db /x: /x: No such file or directory' >&2\nexit 2\n");
+    CU_ASSERT_EQUAL_FATAL(chmod(self, 0755), 0);
+    qp_job job = { .connect_timeout_ms = 1000 };
+    qp__worker w = { .id = 0 };
+    char err[512] = "";
+    CU_ASSERT_EQUAL_FATAL(qp__worker_spawn(&w, self, tmp, &job, NULL, NULL, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(qp__worker_connect(&w, &job, 10000, err, sizeof err), QP_ECLOSED);
+    CU_ASSERT_STRING_EQUAL(err, "worker process exited (status 2) before listening: "
+                           "qpeach serve: --db /x: /x: No such file or directory");
+    CU_ASSERT_EQUAL(w.pid, 0);
 }
 
 
@@ -840,16 +932,16 @@ static void test_journal_begin_failure(void)
     run r = { .o = &o, .log = stderr, .mode = QP_LOG_QUIET };
     qp_journal_id ids[3] = { { 0 } };
     memset(r.failure, 'x', sizeof r.failure - 1);
-    CU_ASSERT_EQUAL(qp__journal_begin(&r, "/nonexistent/j", QP_ETOOBIG, NULL, 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, "/nonexistent/j", QP_ETOOBIG, NULL, 0, ids, NULL), QP_RUN_FAILED);
     CU_ASSERT_STRING_EQUAL(r.failure, "journal: cannot encode the plan: message larger than the limit");
     CU_ASSERT_PTR_NULL(r.journal);
     memset(r.failure, 'x', sizeof r.failure - 1);
-    CU_ASSERT_EQUAL(qp__journal_begin(&r, NULL, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, NULL, 0, (const uint8_t *)"", 0, ids, NULL), QP_RUN_FAILED);
     CU_ASSERT_STRING_EQUAL(r.failure, "journal: out of memory");
     /* A journal that cannot be created: qp_journal_open's own message. */
     char path[512];
     snprintf(path, sizeof path, "%s/nodir/j.journal", tmp);
-    CU_ASSERT_EQUAL(qp__journal_begin(&r, path, 0, (const uint8_t *)"", 0, ids), QP_RUN_FAILED);
+    CU_ASSERT_EQUAL(qp__journal_begin(&r, path, 0, (const uint8_t *)"", 0, ids, NULL), QP_RUN_FAILED);
     CU_ASSERT_PTR_NOT_NULL(strstr(r.failure, "nodir/j.journal"));
     CU_ASSERT_PTR_NULL(r.journal);
 }
@@ -951,6 +1043,8 @@ int main(void)
         {"topology: this machine", test_topo_machine},
         {"topology: synthetic", test_topo_synthetic},
         {"journal", test_journal},
+        {"journal: tasks with identities of their own", test_journal_task_ids},
+        {"a worker that cannot start says why", test_worker_says_why_it_could_not_start},
         {"plan: rows", test_plan_rows},
         {"plan: column values, files", test_plan_column_and_files},
         {"merge: concat, sum, min, max, count", test_merge_concat_and_arith},
