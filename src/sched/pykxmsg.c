@@ -16,7 +16,7 @@
  * (pykx.q caches nothing), and its names land in the server's __main__.
  */
 #include "run_int.h"
-#include "../net/pykxwire.h"
+#include "server/pykxwire.h"
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 

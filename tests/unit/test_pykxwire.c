@@ -11,9 +11,9 @@
 
 #include "qpeach/journal.h"
 
-#include "../../src/net/pykxwire.h"
-#include "../../src/net/srv.h"
-#include "../../src/sched/sched_int.h"
+#include "server/pykxwire.h"
+#include "server/srv.h"
+#include "sched/sched_int.h"
 
 /* The texts exactly as PyKX 3.1.9 sends them. */
 static const char Q0[] = "`pykx in key `";

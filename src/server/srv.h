@@ -16,7 +16,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
 #include "qpeach/server.h"
-#include "net.h"
+#include "net/net.h"
 
 /* Messages (and results) up to this size are decoded, run (when the
  * function is a loop one) and encoded on the loop thread itself: a thread
