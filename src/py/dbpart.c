@@ -23,7 +23,7 @@
  * the partitions they overlap. Only the main (Python) thread calls in
  * here: no lock.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -46,7 +46,7 @@
  * timedelta64[ns], as pandas holds them (a date beyond 2262 fails, as
  * above).
  */
-#include "pyint.h"
+#include "py_int.h"
 #include "qpeach/table.h"
 
 #include <assert.h>

@@ -28,7 +28,7 @@
  * that forked ends, and dispatchers end with each peach. A worker found
  * dead between calls is restarted at the next peach or broadcast.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

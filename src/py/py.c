@@ -17,7 +17,7 @@
  * checks for signals cannot be interrupted; the server survives the rest.
  */
 #define QP_PY_IMPORT_ARRAY
-#include "pyint.h"
+#include "py_int.h"
 
 #include <errno.h>
 #include <malloc.h>

@@ -31,7 +31,7 @@
  *
  * Errors: the text PyKX's client shows is repr(exception), no traceback.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

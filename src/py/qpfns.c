@@ -25,7 +25,7 @@
  * partitioned one (dbpart.c); their symbol columns are enumerations
  * (type 20), which convert to Categoricals without building codes.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -589,7 +589,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
-        /* the names src/net/srv.h gives PyKX's lambdas */
+        /* the names src/server/server_int.h gives PyKX's lambdas */
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
     int rc0;

@@ -58,7 +58,7 @@
  * refuses repeated categories) falls back to resolving the symbols and
  * building codes as for a symbol vector: a copy, correct, slower.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <assert.h>
 #include <stdlib.h>

@@ -39,7 +39,7 @@
 #include "qpeach/sched.h"
 #include "qpeach/table.h"
 #include "qpeach/topo.h"
-#include "srv.h"
+#include "server_int.h"
 
 #ifndef QPEACH_VERSION
 #define QPEACH_VERSION "0.1.0"

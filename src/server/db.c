@@ -44,7 +44,7 @@
 
 #include "qpeach/kdb.h"
 #include "qpeach/sched.h"
-#include "srv.h"
+#include "server_int.h"
 
 bool qp__db_has(qp_server *s, const char *sym)
 {

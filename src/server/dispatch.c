@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "qpeach/qparse.h"
-#include "srv.h"
+#include "server_int.h"
 
 /* ====================================================================
  * Errors for text qpeach does not evaluate

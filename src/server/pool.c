@@ -11,7 +11,7 @@
 
 #include <openssl/crypto.h>
 
-#include "srv.h"
+#include "server_int.h"
 
 static _Thread_local int this_thread = QP_EXEC_LOOP;
 

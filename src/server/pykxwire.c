@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "pykxwire.h"
-#include "srv.h"
+#include "server_int.h"
 
 /* The texts as PyKX sends them (PYKX_WIRE.md gives their SHA-256). */
 const char qp__pykx_q0[] = "`pykx in key `";

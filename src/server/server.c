@@ -29,7 +29,7 @@
 
 #include <openssl/crypto.h>
 
-#include "srv.h"
+#include "server_int.h"
 
 #define OUT_HIGH (16 << 20)    /* unsent bytes above which we stop reading */
 #define HANDSHAKE_MAX 1024     /* longest "user:password" + cap + NUL */

@@ -12,7 +12,7 @@
 #include "qpeach/journal.h"
 
 #include "server/pykxwire.h"
-#include "server/srv.h"
+#include "server/server_int.h"
 #include "sched/sched_int.h"
 
 /* The texts exactly as PyKX 3.1.9 sends them. */

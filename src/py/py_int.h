@@ -1,7 +1,7 @@
-/* src/py/pyint.h - internals shared by the files of src/py. Include first:
+/* py_int.h - internals shared by the files of src/py. Include first:
  * Python.h must come before any system header. */
-#ifndef QPEACH_PYINT_H
-#define QPEACH_PYINT_H
+#ifndef QPEACH_PY_INT_H
+#define QPEACH_PY_INT_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

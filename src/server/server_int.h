@@ -1,4 +1,4 @@
-/* src/net/srv.h - the server's insides, shared by server.c (event loop,
+/* server_int.h - the server's insides, shared by server.c (event loop,
  * connections, threads), dispatch.c (messages -> calls -> responses) and
  * builtins.c (function registry, globals, the `.qp` built-ins).
  *
@@ -6,8 +6,8 @@
  * thread that holds a job (by having popped it from a queue) is the only
  * one touching it.
  */
-#ifndef QPEACH_SRV_H
-#define QPEACH_SRV_H
+#ifndef QPEACH_SERVER_INT_H
+#define QPEACH_SERVER_INT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,7 +16,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
 #include "qpeach/server.h"
-#include "net/net.h"
+#include "net/net_int.h"
 
 /* Messages (and results) up to this size are decoded, run (when the
  * function is a loop one) and encoded on the loop thread itself: a thread
