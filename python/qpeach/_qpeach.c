@@ -31,6 +31,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/job.h"
 #include "qpeach/py.h"
+#include "qpeach/pykx.h"
 #include "qpeach/sched.h"
 #include "qpeach/value.h"
 
@@ -753,6 +754,11 @@ PyMODINIT_FUNC PyInit__qpeach(void)
     PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
     PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
     PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);
+    /* PyKX's texts for session(..., protocol='pykx'): their one copy is
+     * the library's (qpeach/pykx.h). */
+    PyModule_AddStringConstant(m, "PYKX_Q0", qp_pykx_q0);
+    PyModule_AddStringConstant(m, "PYKX_Q2", qp_pykx_q2);
+    PyModule_AddStringConstant(m, "PYKX_Q3", qp_pykx_q3);
     /* The codes Connection.error reports: EAUTH, ETIMEOUT, ECLOSED, ... */
 #define QP__ERR_CONST(name, code, text) PyModule_AddIntConstant(m, "E" #name, code);
     QP_ERRORS(QP__ERR_CONST)

@@ -1,6 +1,5 @@
 /* pykxmsg.c - what `qpeach run` sends q + PyKX servers ([workers] protocol
- * = pykx): PyKX's own messages (../shared/PYKX_WIRE.md, texts in
- * src/net/pykxwire.c), in place of the .qp.* calls qpeach workers get.
+ * = pykx): PyKX's own messages (their texts: qpeach/pykx.h), in place of the .qp.* calls qpeach workers get.
  *
  *   at connect   Q0 `pykx in key `, which must answer 1b
  *   setup        (Q2; `alias; `library), one per [job] libraries entry
@@ -16,7 +15,7 @@
  * (pykx.q caches nothing), and its names land in the server's __main__.
  */
 #include "run_int.h"
-#include "server/pykxwire.h"
+#include "qpeach/pykx.h"
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
@@ -27,7 +26,7 @@
 
 int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen)
 {
-    qp_value *q0 = qp_cstring(qp__pykx_q0), *v = NULL;
+    qp_value *q0 = qp_cstring(qp_pykx_q0), *v = NULL;
     int t = 0, rc = q0 ? qp_conn_send(c, q0, QP_MSG_SYNC) : QP_ENOMEM;
     qp_unref(q0);
     while (!rc) {
@@ -53,7 +52,7 @@ int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n)
     qp_value **m = calloc((size_t)job->nlibs, sizeof *m);
     if (!m) return QP_ENOMEM;
     for (int i = 0; i < job->nlibs; i++) {
-        m[i] = qp_list(3, qp_cstring(qp__pykx_q2), qp_symbol(job->lib_alias[i]),
+        m[i] = qp_list(3, qp_cstring(qp_pykx_q2), qp_symbol(job->lib_alias[i]),
                        qp_symbol(job->lib_module[i]));
         if (!m[i]) {
             for (int k = 0; k < i; k++) qp_unref(m[k]);
@@ -71,7 +70,7 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
     /* args as an unlicensed PyKX client frames one argument: a general
      * list (enlist arg), and the count as a long atom */
     qp_value *args = arg ? qp_list(1, arg) : NULL;
-    return qp_list(5, qp_cstring(qp__pykx_q3), qp_cstring(source), qp_symbol(name), args,
+    return qp_list(5, qp_cstring(qp_pykx_q3), qp_cstring(source), qp_symbol(name), args,
                    qp_long(1));
 }
 
