@@ -12,6 +12,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
+#include "fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,38 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Reads the whole file into a new buffer. Returns 0 or -errno. */
-static int slurp(const char *path, qp_buf **out)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct stat st;
-    int rc = 0;
-    qp_buf *b = NULL;
-    if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
-    b = qp_buf_new((size_t)st.st_size);
-    if (!b) { rc = QP_ENOMEM; goto fail; }
-    for (size_t got = 0; got < (size_t)st.st_size;) {
-        ssize_t n = read(fd, b->data + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { rc = -errno; goto fail; }
-        if (n == 0) { b->len = got; break; }      /* shrank while reading */
-        got += (size_t)n;
-    }
-    close(fd);
-    *out = b;
-    return 0;
-fail:
-    qp_buf_unref(b);
-    close(fd);
-    return rc;
-}
-
 qp_value *qp_ipcfile_load(const char *path)
 {
     qp_buf *b;
-    int rc = slurp(path, &b);
+    int rc = qp__file_read(path, &b);
     if (rc < 0) return qp_error("%s: %s", path, qp_strerror(rc));
     const uint8_t *d = b->data;
     size_t n = b->len;

@@ -79,34 +79,32 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
 static char *module_source(run *r, const qp_job_fn *fn, const qp_value *given)
 {
     char err[512];
+    qp_buf *file = NULL;
+    const char *text = NULL;
     size_t len = 0;
-    char *mod = NULL;
     if (given && given->type != QP_CHAR) {     /* dill bytes: nothing pykx.q can exec */
         snprintf(err, sizeof err, "%s: protocol = pykx sends source text, and this function "
                  "came as pickled bytes", fn->name);
     } else if (given) {                        /* a caller's source text (the Python client) */
-        if ((mod = malloc((size_t)given->v.n + 1))) {
-            len = (size_t)given->v.n;
-            memcpy(mod, qp_C(given), len);
-            mod[len] = '\0';
-        } else snprintf(err, sizeof err, "out of memory");
-    } else {
-        char *def = qp__py_function_source(fn->file, fn->name, err, sizeof err);
-        mod = def ? qp__slurp(fn->file, &len) : NULL;
-        if (def && !mod) snprintf(err, sizeof err, "%s: %s", fn->file, strerror(errno));
-        free(def);
+        text = (const char *)qp_C(given);
+        len = (size_t)given->v.n;
+    } else if (!qp__py_module(fn->file, fn->name, &file, err, sizeof err)) {
+        text = (const char *)file->data;
+        len = file->len;
     }
-    if (!mod) {
+    if (!text) {
         qp__fail(r, "%s", err);
         return NULL;
     }
     const char *first = "# qpeach: the whole module, sent by qpeach run (pykx.q drops this line)\n";
-    char *out = malloc(strlen(first) + len + 1);
+    size_t fl = strlen(first);
+    char *out = malloc(fl + len + 1);
     if (out) {
-        memcpy(out, first, strlen(first));
-        memcpy(out + strlen(first), mod, len + 1);
+        memcpy(out, first, fl);
+        memcpy(out + fl, text, len);
+        out[fl + len] = '\0';
     } else qp__fail(r, "out of memory");
-    free(mod);
+    qp_buf_unref(file);
     return out;
 }
 
