@@ -63,12 +63,7 @@ int qp_ipcfile_write(const qp_value *x, const char *path)
     if (rc < 0) return rc;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) { rc = -errno; goto done; }
-    for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, bytes + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) { rc = -errno; break; }
-        off += (size_t)w;
-    }
+    rc = qp__write_all(fd, bytes, len);
     if (close(fd) < 0 && rc == 0) rc = -errno;
     if (rc < 0) unlink(path);
 done:
