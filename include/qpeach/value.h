@@ -326,5 +326,10 @@ bool qp_equal(const qp_value *a, const qp_value *b);
 void qp_item_key(int t, const void *src, void *dst);
 /* Whether items a and b of vector type t are equal as qp_item_key says. */
 bool qp_item_eq(int t, const void *a, const void *b);
+/* Distinct items of a vector (or the symbols of an enumeration) in sorted
+ * order: symbols by bytes, numbers numerically, the null first; equal as
+ * qp_item_key says, each kept as its key. New reference, or an error
+ * value for unsupported types. */
+qp_value *qp_distinct_sorted(const qp_value *v);
 
 #endif

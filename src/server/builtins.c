@@ -36,7 +36,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "qpeach/sched.h"
 #include "qpeach/table.h"
 #include "qpeach/topo.h"
 #include "server_int.h"

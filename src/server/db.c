@@ -43,7 +43,6 @@
 #include <string.h>
 
 #include "qpeach/kdb.h"
-#include "qpeach/sched.h"
 #include "server_int.h"
 
 bool qp__db_has(qp_server *s, const char *sym)
