@@ -23,6 +23,7 @@
 #ifndef QPEACH_KDB_H
 #define QPEACH_KDB_H
 
+#include "qpeach/table.h"
 #include "qpeach/value.h"
 
 enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
@@ -185,5 +186,12 @@ int qp_kdb_write(const char *db, const char *name, const qp_value *t,
 /* Removes folder dir and everything in it (links are removed, not
  * followed): a db, or a table folder qp_kdb_write made. 0 or -errno. */
 int qp_kdb_remove(const char *dir);
+
+/* ---- Tables from files ---- */
+
+/* Loads by kind: a .csv name with the CSV loader (opts), a folder as a
+ * kdb+ splayed table (mapped, enumerations as type 20), anything else as
+ * a q IPC file. New reference or an error value naming the file. */
+qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
 
 #endif

@@ -1,7 +1,7 @@
 /* ipcfile.c - q values in files: the bytes of -8! (an IPC message with its
  * 8-byte header, possibly compressed) and of q's `set` for a flat value
- * (0xff 0x01, six zero bytes, then the IPC body), and qp_table_load, which
- * picks the CSV loader or this one by extension.
+ * (0xff 0x01, six zero bytes, then the IPC body). qp_table_load
+ * (src/kdb/tableload.c) picks the CSV loader, a splayed folder or this.
  *
  * The file is read whole into one refcounted buffer so the decoder can
  * leave numeric vectors in place (zero-copy); the buffer lives as long as
@@ -10,7 +10,6 @@
  * splayed columns (load a splayed table column by column in q instead).
  */
 #include "qpeach/ipc.h"
-#include "qpeach/kdb.h"
 #include "qpeach/table.h"
 #include "fileio_int.h"
 
@@ -69,29 +68,4 @@ int qp_ipcfile_write(const qp_value *x, const char *path)
 done:
     free(bytes);
     return rc;
-}
-
-/* A folder: a kdb+ splayed table (its enumerations resolved against the
- * db root above it), mapped, with enumerated columns kept as type 20 so
- * Python gets zero-copy Categoricals. */
-static qp_value *splayed_load(const char *path)
-{
-    char err[512];
-    qp_kdb *db = NULL;
-    if (qp_kdb_open(path, &db, err, sizeof err)) return qp_error("%s", err);
-    qp_value *names = qp_kdb_tables(db);
-    qp_value *t = names && names->v.n == 1 ? qp_kdb_table(db, qp_S(names)[0], QP_KDB_ENUMS)
-                : names ? qp_error("%s: not one splayed table", path) : NULL;
-    qp_unref(names);
-    qp_kdb_close(db);          /* the table keeps its mappings */
-    return t;
-}
-
-qp_value *qp_table_load(const char *path, const qp_csv_opts *opts)
-{
-    size_t n = strlen(path);
-    struct stat st;
-    if (n >= 4 && strcasecmp(path + n - 4, ".csv") == 0) return qp_csv_load(path, opts);
-    if (!stat(path, &st) && S_ISDIR(st.st_mode)) return splayed_load(path);
-    return qp_ipcfile_load(path);
 }
