@@ -118,7 +118,9 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 # The integration runner goes last: its "N passed, N failed" closes the run.
+# First the rooms' dependency order (includes, and the calls in the objects).
 check: all fuzz-build
+	@sh scripts/check-layers.sh $(BUILD)
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
 	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
