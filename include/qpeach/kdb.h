@@ -130,6 +130,20 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
  * partition), or a bad index (naming its file, column and row). */
 qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
 
+/* Rows [a, b) of any table (b capped at its count): of a splayed or flat
+ * one as qp_kdb_table_rows; of a partitioned one, only the partitions
+ * the rows touch are mapped (their row counts, learnt at the first
+ * mapping, are kept with the db), one partition's rows as views, rows
+ * spanning several concatenated (a copy of those rows). New reference, or
+ * an error value (rows outside the table, a file that cannot be read). */
+qp_value *qp_kdb_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
+/* The distinct values of column col of table, sorted (qp_distinct_sorted;
+ * enumerations kept): a partitioned table's partition column from its
+ * partitions' names, another column one partition mapped at a time. New
+ * reference, or an error value ("COL: no such column", a file that
+ * cannot be read). */
+qp_value *qp_kdb_distinct(qp_kdb *db, const char *table, const char *col);
+
 /* ---- Writing (q 4.x bytes) ---- */
 
 /* The writer's lock of a database folder: one qp_kdb_write (or `qpeach db

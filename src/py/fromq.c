@@ -135,7 +135,6 @@ int qp__conv_init(void)
 void qp__conv_fini(void)
 {
     qp__symcat_fini();
-    qp__db_fini();
     qp__pd_fini();
     for (int i = 0; i < 256; i++) Py_CLEAR(char_strs[i]);
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);

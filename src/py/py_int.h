@@ -136,19 +136,6 @@ void qp__pykx_fini(void);
 /* Sets name to o (borrowed) in __main__, where PyKX functions live. */
 int qp__pykx_main_set(const char *name, PyObject *o);
 
-/* dbpart.c: parts of a mounted db's tables for .qp.apply and qtable.
- * When name is a db table and part is (start; end) rows, or name is a
- * partitioned one and part is (partition column; value), sets *out (new
- * reference: the table, an error value, or NULL on OOM) and returns 1;
- * otherwise returns 0 (the caller reads the table whole). */
-int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
-/* Rows [a, b) of db table `table`: of a partitioned one reading only the
- * partitions they touch, of a splayed one views checked over those rows
- * (qp_kdb_table_rows). New reference, or an error value. */
-qp_value *qp__db_rows(struct qp_kdb *db, const char *table, int64_t a, int64_t b);
-/* Drops the cached row counts (qp__conv_fini). */
-void qp__db_fini(void);
-
 /* procs.c: worker processes for -s -N. */
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);
 int qp__procs_count(void);

@@ -86,7 +86,7 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
     qp_value *dberr = NULL;
     qp_kdb *db = rows != Py_None ? qp_server_db_table(server, name, &dberr) : NULL;
     bool db_rows = db != NULL;
-    t = dberr ? dberr : db ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
+    t = dberr ? dberr : db ? qp_kdb_rows(db, name, a, b, QP_KDB_ENUMS) : qp_server_get(server, name);
     qp_kdb_close(db);
     if (t && qp_is_error(t)) {   /* a db table that cannot be read, or bad rows */
         PyErr_Format(PyExc_RuntimeError, "qtable: %s: %s", name, t->s);
@@ -458,9 +458,8 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
     const qp_value *tv = arg(args, 1), *part = arg(args, 2);
     qp_value *t = NULL, *p = NULL;
-    /* a db table: one partition, or the rows asked for, read alone
-     * (dbpart.c) */
-    if (tv->type == -QP_SYMBOL && qp__db_part(s, tv->s, part, &p)) {
+    /* a db table: one partition, or the rows asked for, read alone */
+    if (tv->type == -QP_SYMBOL && qp_server_db_part(s, tv->s, part, &p)) {
         if (p && qp_is_error(p)) {
             qp_value *e = qp_error("qp.apply: %s: %s", tv->s, p->s);
             qp_unref(p);

@@ -8,7 +8,7 @@
  * .qp.distinct one partition at a time,
  * .qp.get / a bare name / qtable() map the table (a partitioned one is
  * concatenated, which copies), and .qp.apply one partition or the rows it
- * needs (src/py/dbpart.c). Nothing is cached here: mapped columns cost a
+ * needs (qp_server_db_part, qp_kdb_rows). Nothing is cached here: mapped columns cost a
  * few system calls to map again, and a cached concatenation would hold a
  * whole partitioned table in memory for good.
  *
@@ -175,49 +175,44 @@ qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
     return qp_vector(QP_LONG, 0);
 }
 
-/* Distinct values of column col over every partition of db table t, one
- * partition mapped at a time (a whole partitioned table would be a copy). */
-static qp_value *parts_distinct(qp_kdb *db, const char *t, const char *col)
-{
-    qp_value *parts = qp_kdb_partitions(db, t);
-    if (!parts || qp_is_error(parts)) return parts;
-    int64_t n = qp_count(parts);
-    qp_value *each = qp_vector(QP_LIST, n), *r = NULL;
-    for (int64_t i = 0; each && i < n; i++) {
-        qp_value *tp = qp_kdb_table_part(db, t, i, QP_KDB_ENUMS);
-        const qp_value *c = tp && !qp_is_error(tp) ? qp_table_column(tp, col) : NULL;
-        qp_K(each)[i] = c ? qp_distinct_sorted(c)
-                          : tp && qp_is_error(tp) ? qp_ref(tp) : qp_error("%s: no such column", col);
-        qp_unref(tp);
-        if (!qp_K(each)[i] || qp_is_error(qp_K(each)[i])) {
-            r = qp_ref(qp_K(each)[i]);
-            goto done;
-        }
-    }
-    qp_value *all = each ? qp_concat(qp_K(each), n) : NULL;
-    r = all ? qp_distinct_sorted(all) : NULL;
-    qp_unref(all);
-done:
-    qp_unref(each);
-    qp_unref(parts);
-    return r;
-}
-
-/* .qp.distinct on a partitioned db table: its partition column from the
- * folder names, another column partition by partition. */
+/* .qp.distinct on a db table: qp_kdb_distinct (a partitioned one's
+ * partition column from the folder names, another column partition by
+ * partition). */
 static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
 {
     qp_kdb *db;
-    qp_value *e = NULL, *r;
+    qp_value *e = NULL;
     const char *t = db_name(s, qp_K(args)[0], &db, &e);
-    const char *pcol = t ? qp_kdb_part_column(db, t) : NULL;
     const char *col = qp_name_of(qp_K(args)[1]);
     if (e) return e;
-    if (!pcol || !col) r = qp__fn_distinct(s, args, data);
-    else if (strcmp(col, pcol) == 0) r = qp_kdb_partitions(db, t);
-    else r = parts_distinct(db, t, col);
+    qp_value *r = t && col ? qp_kdb_distinct(db, t, col) : qp__fn_distinct(s, args, data);
     qp_kdb_close(db);
     return r ? r : qp_error("wsfull");
+}
+
+int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out)
+{
+    *out = NULL;
+    qp_value *err = NULL;
+    qp_kdb *db = qp_server_db_table(s, name, &err);
+    if (!db) {
+        *out = err;                  /* the db could not be mounted again */
+        return err != NULL;
+    }
+    const char *pcol = qp_kdb_part_column(db, name);
+    const char *col = part->type == QP_LIST && part->v.n == 2 ? qp_name_of(qp_K(part)[0]) : NULL;
+    int r = 1;
+    if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
+        int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
+        int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
+        *out = qp_kdb_rows(db, name, a, b, QP_KDB_ENUMS);
+    } else if (pcol && col && strcmp(col, pcol) == 0) {
+        *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
+    } else {
+        r = 0;
+    }
+    qp_kdb_close(db);
+    return r;
 }
 
 /* .qp.tables[], after a look at the disk. */
