@@ -368,3 +368,21 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
     j->result = NULL;
     return QP__JOB_DONE;
 }
+
+void qp__log_text(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *src && n + 5 < cap; src++) {
+        unsigned char ch = (unsigned char)*src;
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            dst[n++] = (char)ch;
+        } else {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[ch >> 4];
+            dst[n++] = hex[ch & 15];
+        }
+    }
+    dst[n] = 0;
+}

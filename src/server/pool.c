@@ -121,7 +121,7 @@ static void *thread_main(void *p)
             free(j);
             continue;
         }
-        if (qp__job_run(s, j, this_thread) == QP__JOB_DONE) post_done(s, j);
+        if (s->run(s, j, this_thread) == QP__JOB_DONE) post_done(s, j);
     }
     return NULL;
 }

@@ -401,24 +401,6 @@ static void conn_accept(qp_server *s)
     }
 }
 
-void qp__log_text(char *dst, size_t cap, const char *src)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-    for (; *src && n + 5 < cap; src++) {
-        unsigned char ch = (unsigned char)*src;
-        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-            dst[n++] = (char)ch;
-        } else {
-            dst[n++] = '\\';
-            dst[n++] = 'x';
-            dst[n++] = hex[ch >> 4];
-            dst[n++] = hex[ch & 15];
-        }
-    }
-    dst[n] = 0;
-}
-
 /* A finished job is back on the loop. */
 static void job_done(qp_server *s, qp__job *j)
 {
@@ -531,6 +513,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
+    s->run = qp__job_run;   /* what the pool's threads do with a job */
     /* A length field beyond physical memory is refused before anything is
      * allocated for it (and under ASan, rather than abort on a huge malloc). */
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);

@@ -119,13 +119,27 @@ struct qp_server {
     int nready;            /* threads past on_thread_start (under done.mu) */
     pthread_cond_t ready_cv;  /* signalled as nready grows */
     bool threads_stop;     /* under each queue's mutex: threads exit */
+    /* How a thread advances a job it popped: dispatch.c's qp__job_run,
+     * set by server.c (the pool knows threads and queues, not messages). */
+    int (*run)(qp_server *s, qp__job *j, int where);
 };
+
+/* The files, each using only those listed before it (no circles):
+ *   pool.c      threads and their queues; runs work through s->run
+ *   pykxwire.c  PyKX's q texts recognised
+ *   globals.c   the function registry, globals, the mounted db's names
+ *   builtins.c  the .qp built-ins that need no Python
+ *   db.c        the built-ins of a mounted db (over builtins.c's)
+ *   dispatch.c  a message -> its call -> the response
+ *   server.c    the event loop, connections, logins; starts the pool
+ *               with dispatch.c's qp__job_run as s->run */
 
 /* ---- pool.c ---- */
 void qp__jobq_push(qp__jobq *q, qp__job *j);
 /* Takes every job in q at once (the loop drains `done` this way). */
 qp__job *qp__jobq_take_all(qp__jobq *q);
-/* Starts the main thread and the secondaries and waits until each has run
+/* Starts the main thread and the secondaries, which run the jobs they
+ * pop through s->run (set first), and waits until each has run
  * on_thread_start; stops and joins them. */
 int qp__threads_start(qp_server *s, char *err, size_t errlen);
 void qp__threads_stop(qp_server *s);
@@ -133,19 +147,8 @@ void qp__threads_stop(qp_server *s);
 void qp__job_post(qp_server *s, qp__job *j, int exec);
 void qp__job_free(qp__job *j);
 
-/* Copies client-supplied text into dst (cap > 0 bytes, NUL-terminated,
- * truncated) for a one-line log: bytes outside printable ASCII become \xHH,
- * so a client cannot forge log lines or break a log reader's decoding. */
-void qp__log_text(char *dst, size_t cap, const char *src);
-
-/* ---- dispatch.c ---- */
-/* Advances a job as far as it can on the calling thread (where: the
- * enum qp_exec kind of this thread). DONE: the response is encoded (or
- * none is due); MOVED: the job went to another thread's queue. */
-int qp__job_run(qp_server *s, qp__job *j, int where);
-
 /* ---- pykxwire.c ---- */
-/* What a PyKX client's q text is (PYKX_WIRE.md): */
+/* What a PyKX client's q text is (qpeach/pykx.h): */
 enum qp__pykx_text {
     QP__PYKX_NONE = 0,     /* not one of PyKX's texts */
     QP__PYKX_SESSION,      /* Q0, the session check: answered 1b */
@@ -159,27 +162,45 @@ enum qp__pykx_text {
 /* Classifies the q text s (n bytes, whitespace ignored); never evaluates. */
 int qp__pykx_text(const char *s, size_t n);
 
-/* ---- builtins.c ---- */
+/* ---- globals.c ---- */
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
-int qp__builtins_register(qp_server *s);
 void qp__globals_free(qp_server *s);
 /* A global set in this server (not a db table): new reference or NULL. */
 qp_value *qp__global_get(qp_server *s, const char *sym);
+static inline bool qp__is_table(const qp_value *v)
+{
+    return v->type == QP_TABLE || qp_is_keyed_table(v);
+}
+/* True when sym (interned) was a table of the mounted db when it was last
+ * listed (takes gmu; never looks at the disk). */
+bool qp__db_has(qp_server *s, const char *sym);
+/* The db as it is now (mounted again when it changed on disk, or when
+ * force): a new reference, or NULL and *err saying why it could not be
+ * mounted again. */
+qp_kdb *qp__db_now(qp_server *s, bool force, qp_value **err);
+/* Db table sym as it is now on disk (qp_kdb_table, enums kept): a new
+ * reference, an error value naming the file and column (or why the db
+ * could not be mounted again), or NULL when sym is not a db table. */
+qp_value *qp__db_table(qp_server *s, const char *sym);
+
+/* ---- builtins.c ---- */
+int qp__builtins_register(qp_server *s);
 /* The built-ins db.c wraps (args as qp_fn_cb gets them). */
 qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_set(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
 
-/* ---- db.c ---- */
-/* True when sym (interned) was a table of the mounted db when it was last
- * listed (takes gmu; never looks at the disk). */
-bool qp__db_has(qp_server *s, const char *sym);
-/* Db table sym as it is now on disk (qp_kdb_table, enums kept): a new
- * reference, an error value naming the file and column (or why the db
- * could not be mounted again), or NULL when sym is not a db table. */
-qp_value *qp__db_table(qp_server *s, const char *sym);
-qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
+/* ---- dispatch.c ---- */
+/* Advances a job as far as it can on the calling thread (where: the
+ * enum qp_exec kind of this thread). DONE: the response is encoded (or
+ * none is due); MOVED: the job went to another thread's queue. */
+int qp__job_run(qp_server *s, qp__job *j, int where);
+/* Copies client-supplied text into dst (cap > 0 bytes, NUL-terminated,
+ * truncated) for a one-line log: bytes outside printable ASCII become \xHH,
+ * so a client cannot forge log lines or break a log reader's decoding. */
+void qp__log_text(char *dst, size_t cap, const char *src);
 
 #endif
