@@ -128,8 +128,6 @@ int qp_buf_resize(qp_buf *b, size_t len);
  * fd may be closed afterwards. len 0 gives an empty buffer. Returns 0 or
  * -errno / QP_ENOMEM; *out gets a new reference. */
 int qp_buf_map(int fd, size_t len, qp_buf **out);
-/* Internal, for tests: how many qp_buf_map mappings were made so far. */
-long long qp__buf_maps(void);
 qp_buf *qp_buf_ref(qp_buf *b);          /* returns b */
 void qp_buf_unref(qp_buf *b);           /* NULL-safe */
 

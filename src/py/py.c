@@ -309,6 +309,16 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
+int qp_py_conv_init(void)
+{
+    if (_import_array() < 0) return -1;       /* sets ImportError */
+    if (qp__conv_init() < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ImportError, "qpeach: numpy dtype setup failed");
+        return -1;
+    }
+    return 0;
+}
+
 int qp_py_init(char *err, size_t errlen)
 {
     if (ready) return 0;

@@ -7,6 +7,7 @@
 #include "qpeach/table.h"
 #include "qpeach/value.h"
 #include "core/csv_int.h"      /* qp__format_cell */
+#include "core/value_int.h"    /* qp__buf_maps */
 
 #include "cunit_run.h"
 #include <limits.h>
