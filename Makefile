@@ -42,7 +42,7 @@ endif
 
 # The library's rooms, lowest first (docs/ARCHITECTURE.md): each may use
 # the ones before it only. cli is the binary on top. -Isrc lets a file
-# name another room's internal header by its room ("net/net.h").
+# name another room's internal header by its room ("net/net_int.h").
 LIB_ROOMS := core kdb net server py sched
 LIB_SRC  := $(sort $(wildcard $(LIB_ROOMS:%=src/%/*.c)))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))

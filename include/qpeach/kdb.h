@@ -185,7 +185,7 @@ typedef struct qp_kdb_write_opts {
  * enumerated against db/sym, appending new names (as .Q.en does), and
  * general lists of simple vectors (e.g. strings) as q's anymap name +
  * name#; `.d` lists the columns. Bytes as q 4.x writes them (see
- * src/core/kdbwrite.c for what is checked against q-written files). Under
+ * src/kdb/kdbwrite.c for what is checked against q-written files). Under
  * db's lock (opts->lock, or taken for the call), each table folder is
  * written whole in a temporary folder, then db/sym is replaced, then the
  * folders are renamed into place, every step noted in db's journal first,

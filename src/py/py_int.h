@@ -19,7 +19,7 @@
 #define QP_PY_MAX_DEPTH 100
 
 /* fromq.c: set up / drop the cached numpy dtypes and the symbol cache
- * (qp__conv_fini also drops symcat.c's and dbpart.c's caches). 0 or -1
+ * (qp__conv_fini also drops symcat.c's caches). 0 or -1
  * with an exception set. */
 int qp__conv_init(void);
 void qp__conv_fini(void);

@@ -7,7 +7,7 @@
  * With worker processes (-s -N), every call that changes what a worker
  * knows (import, def, load, set, timeout) is applied here first and then
  * sent to each worker, so the workers stay copies of this server. For
- * .qp.set that means replacing the server's built-in (src/net/builtins.c,
+ * .qp.set that means replacing the server's built-in (src/server/builtins.c,
  * run on the event loop) with fn_set below, on this thread: it stores
  * the global the same way (qp_server_set) and forwards it. Servers
  * without worker processes keep the built-in.
@@ -22,7 +22,7 @@
  * Tables of a mounted kdb+ database (serve --db) are globals like the
  * others (qp_server_get reads them when asked for). .qp.apply and
  * qtable(name, rows) read only the partition or the rows asked for of a
- * partitioned one (dbpart.c); their symbol columns are enumerations
+ * partitioned one (qp_server_db_part, qp_kdb_rows); their symbol columns are enumerations
  * (type 20), which convert to Categoricals without building codes.
  */
 #include "py_int.h"
@@ -306,7 +306,7 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
 /* ---- .qp.apply ----
  * part: (start; end) rows, a view of the table; or (column; value), the
  * rows where column = value, gathered (an enumerated column compares its
- * symbols). A partitioned db table is served by dbpart.c first. */
+ * symbols). A db table is served by qp_server_db_part first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {

@@ -1,10 +1,10 @@
-/* server_int.h - the server's insides, shared by server.c (event loop,
- * connections, threads), dispatch.c (messages -> calls -> responses) and
- * builtins.c (function registry, globals, the `.qp` built-ins).
+/* server_int.h - the worker server's insides, shared by the files of
+ * src/server (listed below, in their order) and its unit tests. Not a
+ * public header.
  *
  * Memory rules: see value.h. A work item owns everything it points to; the
- * thread that holds a work item (by having popped it from a queue) is the only
- * one touching it.
+ * thread that holds a work item (by having popped it from a queue) is the
+ * only one touching it.
  */
 #ifndef QPEACH_SERVER_INT_H
 #define QPEACH_SERVER_INT_H
