@@ -118,9 +118,11 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 # The integration runner goes last: its "N passed, N failed" closes the run.
-# First the rooms' dependency order (includes, and the calls in the objects).
+# First the rooms' dependency order (includes, and the calls in the objects)
+# and the length of functions.
 check: all fuzz-build
 	@sh scripts/check-layers.sh $(BUILD)
+	@sh scripts/check-functions.sh
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
 	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
