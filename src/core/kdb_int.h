@@ -103,6 +103,14 @@ qp_value *qp__kdb_enum(qp_buf *buf, const qp__khead *h, const char *path,
  * end of the file whatever the count says. New reference or error. */
 qp_value *qp__kdb_syms(const uint8_t *p, size_t len, const char *path);
 
+/* The type of the first item of the anymap column at path (header h,
+ * kdbnest.c): a vector's (1..19) or an atom's (negative), 0 when it has no
+ * rows or the item is of a format not known. Reads the column's first
+ * entry and that item's header in path#, nothing more (what q's meta
+ * looks at). Returns 0 or a negative code with err naming the file. */
+int qp__kdb_anymap_first(const char *path, const qp__khead *h, int *type, char *err,
+                         size_t errlen);
+
 /* True when the file at path starts as a column file q writes (fe 20,
  * fd 20, a pre-3.6 enumeration fe + name, or kxzipped): what makes a
  * folder without .d a splayed table. */

@@ -472,11 +472,16 @@ static int col_meta(qp_kdb *db, const char *path, const char *col, char *tc, int
         return QP_EIO;
     }
     *attr = h.attr;
+    int first = 0;
     switch (h.kind) {
     case KF_VEC: *tc = TC[h.type]; break;
     case KF_NESTED: *tc = (char)(TC[h.type] - 'a' + 'A'); break;
     case KF_ENUM: case KF_OLDENUM: *tc = 's'; break;
     case KF_FLAT: *tc = h.type >= 0 && h.type <= 19 ? TC[h.type] : ' '; break;
+    case KF_ANYMAP:   /* q 4.x's strings: as q's meta, its first item's type upper case */
+        if ((rc = qp__kdb_anymap_first(path, &h, &first, err, errlen))) return rc;
+        *tc = first >= 1 && first <= 19 && TC[first] != ' ' ? (char)(TC[first] - 'a' + 'A') : ' ';
+        break;
     default: *tc = ' ';
     }
     return 0;

@@ -214,6 +214,18 @@ static void test_dolphindb(void)
     CU_ASSERT_EQUAL(qp_K(dcol)[1]->j, 4);
     CU_ASSERT_EQUAL(qp_K(dcol)[3]->v.n, 30);               /* format 0 item */
     qp_unref(iv);
+    /* anymap columns' meta is their first item's type, upper case, as q's
+     * meta shows it (compressed files too) */
+    const char *const am[][2] = {{"intArrayVector", "JC"}, {"charArrayVector", "iC"},
+                                 {"compressCharArrayVector", "iC"}};
+    for (int i = 0; i < 3; i++) {
+        m = qp_kdb_meta(db, am[i][0]);
+        CU_ASSERT_EQUAL_FATAL(m->type, QP_DICT);
+        types = qp_K(qp_table_columns(qp_dict_values(m)))[0];
+        CU_ASSERT_EQUAL(types->v.n, 2);
+        CU_ASSERT_EQUAL(memcmp(qp_C(types), am[i][1], 2), 0);
+        qp_unref(m);
+    }
     qp_value *q = qp_kdb_table(db, "quote_cffex", 0);
     CU_ASSERT_EQUAL(q->type, QP_TABLE);
     CU_ASSERT_EQUAL(qp_count(q), 0);
