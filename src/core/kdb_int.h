@@ -206,9 +206,9 @@ struct qp_kdb {
 qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
 /* The error that refuses table t (a name in two places), or NULL. */
 qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t);
-/* The error for enumeration domain name missing at db's root, for the
- * file at path (column: its column, or NULL when not known). */
-qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+/* The error for enumeration domain name missing at the db root root, for
+ * the file at path (column: its column, or NULL when not known). */
+qp_value *qp__kdb_nodomain(const char *root, const char *path, const char *column,
                            const char *name);
 /* True when db's root has a domain file of that name. */
 bool qp__kdb_has_domain(const qp_kdb *db, const char *name);

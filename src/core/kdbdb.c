@@ -551,12 +551,12 @@ char *qp_kdb_table_dir(qp_kdb *db, const char *table, int64_t part)
 /* Domains                                                             */
 /* ------------------------------------------------------------------ */
 
-qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+qp_value *qp__kdb_nodomain(const char *root, const char *path, const char *column,
                            const char *name)
 {
     return qp_error("%s: %s%s%senumeration domain `%s not found: the db root %s has no domain "
                     "file %s (domains are read from the db root only)", path, column ? "column " : "",
-                    column ? column : "", column ? ": " : "", name, db->domdir, name);
+                    column ? column : "", column ? ": " : "", name, root, name);
 }
 
 bool qp__kdb_has_domain(const qp_kdb *db, const char *name)
@@ -582,7 +582,7 @@ static qp_value *db_domain(void *data, const char *name)
     qp__kstamp st = {0};
     if (snprintf(p, sizeof p, "%s/%s", db->domdir, name) < (int)sizeof p) qp__kdb_stamp(p, &st);
     if (!(d = qp__kdb_domain_in(db->domdir, name)))
-        d = qp__kdb_nodomain(db, ce->path, ce->column, name);
+        d = qp__kdb_nodomain(db->domdir, ce->path, ce->column, name);
     if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
     if (db->ndoms == db->capdoms) {
         int cap = db->capdoms ? db->capdoms * 2 : 4;

@@ -466,7 +466,7 @@ static int col_meta(qp_kdb *db, const char *path, const char *col, char *tc, int
     int rc = qp__kdb_peek(path, &h, err, errlen);
     if (rc) return rc;
     if ((h.kind == KF_ENUM || h.kind == KF_OLDENUM) && !qp__kdb_has_domain(db, h.dom)) {
-        qp_value *e = qp__kdb_nodomain(db, path, col, h.dom);
+        qp_value *e = qp__kdb_nodomain(db->domdir, path, col, h.dom);
         snprintf(err, errlen, "%s", e ? e->s : "out of memory");
         qp_unref(e);
         return QP_EIO;

@@ -966,6 +966,28 @@ static void test_not_tables_and_clashes(void)
     qp_kdb_close(db);
 }
 
+/* One file loaded alone reads its enumerations' domains from the db root
+ * it is given, never from a folder it happens to sit under (issue 18.9):
+ * without a root it is refused naming the domain. */
+static void test_load_file_domains(void)
+{
+    write_trades(tmp("lf"), "t", 0, 3, true);
+    const char *col = tmp("lf/2000.01.01/t/sym");
+    qp_value *x = qp_kdb_load_file(col, NULL, 0);
+    CU_ASSERT_EQUAL(x->type, QP_ERROR);
+    CU_ASSERT_TRUE(has_text(x, "`sym"));
+    CU_ASSERT_TRUE(has_text(x, "no db root"));
+    qp_unref(x);
+    x = qp_kdb_load_file(col, tmp("lf/2000.01.01"), 0);    /* a partition is not a root */
+    CU_ASSERT_TRUE(has_text(x, "lf/2000.01.01 has no domain file sym"));
+    qp_unref(x);
+    x = qp_kdb_load_file(col, tmp("lf"), 0);
+    CU_ASSERT_EQUAL_FATAL(x->type, QP_SYMBOL);
+    CU_ASSERT_EQUAL(x->v.n, 3);
+    CU_ASSERT_STRING_EQUAL(qp_S(x)[2], "c");
+    qp_unref(x);
+}
+
 /* One db from several threads: the domain loads once and is shared. */
 static void *load_cust(void *arg)
 {
@@ -1009,6 +1031,7 @@ int main(void)
         {"pre-3.6 flat tables with enumerations", test_old_flat_enums},
         {"reload sees a changed root or sym", test_reload},
         {"folders that are not tables; one name, one table", test_not_tables_and_clashes},
+        {"one file's domains from the root given", test_load_file_domains},
     };
     /* these read the q-written fixtures */
     static const qp_test fixture_tests[] = {
