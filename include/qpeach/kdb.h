@@ -62,11 +62,31 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen);
 void qp_kdb_close(qp_kdb *db);
 qp_kdb *qp_kdb_ref(qp_kdb *db);       /* a new reference to db */
 const char *qp_kdb_path(const qp_kdb *db);   /* borrowed */
-/* The i-th folder (0-based) that was listed where a table could be but is
- * not one (neither .d nor column files: an empty folder, one holding only
- * a .q script, TorQ's int folders inside a partition), or NULL past the
- * last. Borrowed. */
-const char *qp_kdb_skipped(const qp_kdb *db, int64_t i);
+/* Why a folder was left out (qp_kdb_skipped). */
+enum {
+    QP_KDB_SKIP_NOT_TABLE = 1,  /* neither .d nor column files: an empty
+                                 * folder, one holding only a .q script,
+                                 * TorQ's int folders inside a partition */
+    QP_KDB_SKIP_OTHER_KIND,     /* named as a partition of a kind that lost
+                                 * (a month folder in a date-partitioned
+                                 * db): q ignores it too */
+    QP_KDB_SKIP_UNOPENED,       /* could not be opened (a broken link, no
+                                 * permission) and holds no known table */
+};
+/* The i-th folder (0-based) that was listed where a table or a partition
+ * could be but was left out, or NULL past the last. Borrowed. *reason
+ * (when given) is a QP_KDB_SKIP_*; why (when given, whylen bytes) gets the
+ * words for it ("not a table (neither .d nor column files)", "named as a
+ * month partition, but this db is partitioned by date: not one of its
+ * partitions (q ignores it too)", "cannot be opened (Permission denied)"). */
+const char *qp_kdb_skipped(const qp_kdb *db, int64_t i, int *reason, char *why, size_t whylen);
+/* The i-th partition folder (0-based) of the winning kind that cannot be
+ * read (a broken link to a disk not mounted, no permission), its cause
+ * (errno) in *err; NULL past the last. Borrowed. While there is one, every
+ * partitioned table is refused (its reads, counts, meta and partitions
+ * fail naming the folder and the cause): which of its rows are there is
+ * not known. A db whose only partitions are such folders fails to open. */
+const char *qp_kdb_unreadable(const qp_kdb *db, int64_t i, int *err);
 /* Mounts *db's path again when force, or when what its listing depends
  * on changed since it was opened: the root folder, par.txt and its segment
  * folders (a partition or table added or removed there), or a domain

@@ -375,15 +375,25 @@ done:
     return rc;
 }
 
-/* The folders left out as not tables: the first few, then how many more. */
-static void print_skipped(const qp_kdb *db)
+/* The folders left out (not tables, partitions of a kind that lost the
+ * vote, folders that cannot be opened): the first few, then how many
+ * more. Partition folders that cannot be read: each, and 1 (every
+ * partitioned table is refused). */
+static int print_skipped(const qp_kdb *db)
 {
     enum { SHOWN = 20 };
     int64_t n = 0;
-    for (const char *p; (p = qp_kdb_skipped(db, n)); n++)
-        if (n < SHOWN) printf("note: %s: not a table (neither .d nor column files), left out\n", p);
+    char why[256];
+    for (const char *p; (p = qp_kdb_skipped(db, n, NULL, why, sizeof why)); n++)
+        if (n < SHOWN) printf("note: %s: %s, left out\n", p, why);
     if (n > SHOWN)
-        printf("note: %lld more folders are not tables either, left out\n", (long long)(n - SHOWN));
+        printf("note: %lld more folders left out\n", (long long)(n - SHOWN));
+    int err = 0;
+    n = 0;
+    for (const char *p; (p = qp_kdb_unreadable(db, n, &err)); n++)
+        printf("error: partition folder %s cannot be read (%s): every partitioned table is "
+               "refused\n", p, strerror(err));
+    return n ? 1 : 0;
 }
 
 static int info(int argc, char **argv)
@@ -400,7 +410,7 @@ static int info(int argc, char **argv)
     printf("database %s: %lld table%s\n", qp_kdb_path(db), (long long)(tables ? tables->v.n : 0),
            tables && tables->v.n == 1 ? "" : "s");
     for (int64_t i = 0; tables && i < tables->v.n; i++) rc |= info_table(db, qp_S(tables)[i]);
-    print_skipped(db);
+    rc |= print_skipped(db);
     qp_unref(tables);
     qp_kdb_close(db);
     return rc;

@@ -180,6 +180,20 @@ typedef struct qp__kdom {
     qp__kstamp st;         /* its file when read */
 } qp__kdom;
 
+/* A folder listed and left out (qp_kdb_skipped). */
+typedef struct qp__kskip {
+    char *dir;
+    int reason;            /* QP_KDB_SKIP_* */
+    int kind;              /* OTHER_KIND: the partition kind its name is */
+    int err;               /* UNOPENED: why it could not be opened (errno) */
+} qp__kskip;
+
+/* A partition folder that cannot be read (qp_kdb_unreadable). */
+typedef struct qp__kbad {
+    char *dir;
+    int err;               /* errno */
+} qp__kbad;
+
 /* Immutable after qp_kdb_open but for the domain cache and the tables'
  * mapped values, which lock guards, and refs. */
 struct qp_kdb {
@@ -198,8 +212,12 @@ struct qp_kdb {
                             * shows in, stamped before listing (kdbstamp.c) */
     qp__kstamp *stamps;
     int nwatch;
-    char **skipped;        /* folders listed that are not tables */
+    qp__kskip *skipped;    /* folders listed and left out, with why */
     int64_t nskipped;
+    qp__kbad *bad;         /* partition folders that cannot be read: every
+                            * partitioned table is refused (which of its
+                            * rows are there is not known) */
+    int64_t nbad;
 };
 
 /* The table named name, or NULL. */

@@ -946,7 +946,7 @@ static void test_not_tables_and_clashes(void)
     CU_ASSERT_EQUAL(names->v.n, 2);               /* cust, t */
     qp_unref(names);
     int64_t k = 0;
-    while (qp_kdb_skipped(db, k)) k++;
+    while (qp_kdb_skipped(db, k, NULL, NULL, 0)) k++;
     CU_ASSERT_EQUAL(k, 4);                        /* empty, qs, 2000.01.01/0 and /9 */
     qp_kdb_close(db);
     write_trades(tmp("nt"), "cust", 0, 3, true);
