@@ -49,7 +49,11 @@ typedef struct qp_kdb qp_kdb;
  * folders and flat table files, or one splayed table folder (its table is
  * named after the folder, and its root is the folder above it). A table
  * is a folder with `.d` or column files (a folder with neither is left
- * out: qp_kdb_skipped), or a flat table file. Enumeration domains are the
+ * out: qp_kdb_skipped), or a flat table file. Partition folders of a kind
+ * that lost to another (a month folder in a date-partitioned root) are
+ * left out as q leaves them (qp_kdb_skipped); one of the winning kind that
+ * cannot be read refuses the partitioned tables (qp_kdb_unreadable).
+ * Enumeration domains are the
  * root's files (the root holding par.txt), never a folder above it.
  * Reads folder listings, par.txt and the first bytes of files without
  * `.d` beside them: no column is mapped and no domain opened until a

@@ -15,13 +15,20 @@
  *
  * Layouts: a partitioned root (folders named as dates 2015.01.07, months
  * 2015.01, years 2015 or integers; the kind with the highest precedence
- * date > month > year/int wins, other folders are not partitions), with
- * par.txt segments; splayed folders (with .d, or without .d when they hold
- * column files and no folder, as finspace's) and flat table files (ff 01,
- * type 98) at the root; or one splayed folder opened directly. A folder
- * that is none of these where a table could be (an empty folder, one with
- * only a .q script, TorQ's int folders inside a date folder) is not a
- * table: it is listed in skipped, for `db info` to say so. A name that is
+ * date > month > year/int wins; folders of the kinds that lost are not
+ * partitions, as q ignores them, and are listed in skipped), with par.txt
+ * segments; splayed folders (with .d, or without .d when they hold column
+ * files and no folder, as finspace's) and flat table files (ff 01, type
+ * 98) at the root; or one splayed folder opened directly. A folder that is
+ * none of these where a table could be (an empty folder, one with only a
+ * .q script, TorQ's int folders inside a date folder) is not a table: it
+ * is listed in skipped, for `db info` to say so. Nothing that cannot be
+ * opened is taken for absent: a partition folder of the winning kind that
+ * cannot be read (a link to a disk not mounted, no permission) is listed
+ * in bad and refuses every partitioned table (its rows there cannot be
+ * known); an entry of a partition that cannot be opened is a part of the
+ * table of its name when other partitions hold that table (reading it
+ * fails with the cause), else listed in skipped with the cause. A name that is
  * both a root table and a partitioned one is refused (one name, one
  * table). Domain files are the root's only (a partition or a table folder
  * of a db opened as if it were a root finds none: a folder above the
