@@ -241,7 +241,9 @@ static int skip_add(qp_kdb *db, const char *dir, int reason, int kind, int err)
     return 0;
 }
 
-/* Notes partition folder dir as unreadable (err). 0 or QP_ENOMEM. */
+/* Notes partition folder dir as unreadable (err), and watches it: a link
+ * to a disk that is mounted again is seen at the next check. 0 or
+ * QP_ENOMEM. */
 static int bad_add(qp_kdb *db, const char *dir, int err)
 {
     qp__kbad *b = realloc(db->bad, sizeof *b * (size_t)(db->nbad + 1));
@@ -249,7 +251,7 @@ static int bad_add(qp_kdb *db, const char *dir, int err)
     db->bad = b;
     if (!(b[db->nbad].dir = strdup(dir))) return QP_ENOMEM;
     b[db->nbad++].err = err;
-    return 0;
+    return qp__kdb_watch(db, strdup(dir));
 }
 
 /* True when the regular file at path holds a flat table (ff 01, type 98),

@@ -64,6 +64,12 @@ def test_unreadable_partition_folder_fails_its_tables():
         expect_error(lambda: c.call("trade"), gone)
         assert call(c, ".qp.count", Sym("ref")) == 3          # the others are served
         assert call(c, ".qp.get", Sym("ref")).cols["px"].items == ref["px"].tolist()
+        # the disk comes back: the running server sees the partition
+        shutil.copytree(os.path.join(db, "2024.01.04"), os.path.join(d, "unmounted-disk", "2024.01.05"))
+        assert call(c, ".qp.partitions", Sym("trade")) == Vec("d", [days(x) for x in (
+            "2024.01.02", "2024.01.03", "2024.01.04", "2024.01.05")])
+        assert call(c, ".qp.count", Sym("trade")) == sum(len(f) for f in frames) + len(frames[2])
+        shutil.rmtree(os.path.join(d, "unmounted-disk"))
     write(d, "n.py", "import numpy as np\ndef n(t):\n    return {'n': np.array([len(t['price'])])}\n")
     ini = write(d, "j.ini", f"[job]\nname = j\nfunction = n.py:n\n[input]\ndb = {db}\ntable = trade\n"
                 "[partition]\nby = partition\n[workers]\nlocal = 1\n[output]\npath = o.csv\n")
