@@ -33,10 +33,10 @@ enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
  * `.d`), `fe 20` vector (zero-count rule), `fd 20` enumeration or anymap
  * page, pre-3.6 `fe` + name enumeration, pre-3.6 nested (77+t with
  * `name#`), any of them inside `kxzipped` (algorithms 0, 1, 2; 3/4/5
- * snappy/lz4hc/zstd and encrypted files are refused by name). Enumerations resolve against the domain
- * files of root, the db root the file belongs to (the folder holding `sym`
- * and par.txt), as qp_kdb_open reads them: never the file's own folder or
- * one above root. NULL root: the file belongs to no db, and an
+ * snappy/lz4hc/zstd and encrypted files are refused by name).
+ * Enumerations resolve against the domain files of root, the db root the
+ * file belongs to (the folder holding `sym` and par.txt), as qp_kdb_open
+ * reads them: never the file's own folder or one above root. NULL root: the file belongs to no db, and an
  * enumeration in it is refused naming its domain. */
 qp_value *qp_kdb_load_file(const char *path, const char *root, unsigned flags);
 

@@ -282,14 +282,14 @@ static int root_entry(opening *o, const char *seg, const char *name, bool parts)
     char *p = qp__kdb_join(seg, name);
     if (!p) return QP_ENOMEM;
     struct stat st;
-    int tk = 0, rc = 0, s = 0;
+    int tk = 0, rc = 0, s = 0;         /* s: is_splay's answer, or -errno */
+    bool dir = false;
     if (stat(p, &st) < 0) s = -errno;
-    else if (S_ISDIR(st.st_mode)) s = is_splay(p);
+    else if ((dir = S_ISDIR(st.st_mode))) s = is_splay(p);
     else if (S_ISREG(st.st_mode)) tk = is_flat_table(p) ? KT_FLAT : 0;
     if (s > 0) tk = KT_SPLAY;
-    else if (S_ISDIR(st.st_mode) || s < 0)
-        rc = !parts ? 0 : s < 0 ? skip_add(o->db, p, QP_KDB_SKIP_UNOPENED, 0, -s)
-                                : skip_add(o->db, p, QP_KDB_SKIP_NOT_TABLE, 0, 0);
+    else if ((dir || s < 0) && parts)
+        rc = skip_add(o->db, p, s < 0 ? QP_KDB_SKIP_UNOPENED : QP_KDB_SKIP_NOT_TABLE, 0, -s);
     qp__ktable *t = tk ? table_add(o->db, name, tk) : NULL;
     if (tk && !t) rc = QP_ENOMEM;
     if (t && !t->path) t->path = p;
@@ -429,12 +429,13 @@ static int settle_pending(opening *o)
 {
     int rc = 0;
     for (int64_t i = 0; !rc && i < o->npe; i++) {
-        const char *name = strrchr(o->pe[i].dir, '/') + 1, *in = qp_sym_intern(name, strlen(name));
+        const pending *pe = &o->pe[i];
+        const char *name = strrchr(pe->dir, '/') + 1, *in = qp_sym_intern(name, strlen(name));
         bool known = false;
         for (int k = 0; in && k < o->db->ntables; k++)
             known |= o->db->tables[k].name == in && o->db->tables[k].kind == KT_PART;
-        rc = !in ? QP_ENOMEM : known ? part_add(o->db, name, o->pe[i].p)
-                                     : skip_add(o->db, o->pe[i].dir, QP_KDB_SKIP_UNOPENED, 0, o->pe[i].err);
+        rc = !in ? QP_ENOMEM : known ? part_add(o->db, name, pe->p)
+                                     : skip_add(o->db, pe->dir, QP_KDB_SKIP_UNOPENED, 0, pe->err);
     }
     return rc;
 }
@@ -507,16 +508,16 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
     qp_kdb *db = calloc(1, sizeof *db);
     opening o = {.db = db, .err = err, .errlen = errlen};
     int rc = QP_ENOMEM;
-    if (!db) goto fail;
+    if (!db) goto done;
     atomic_init(&db->refs, 1);
     pthread_mutex_init(&db->lock, NULL);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
-    if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto fail;
+    if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto done;
     char *partxt = qp__kdb_join(db->path, "par.txt");
     /* stamped before listing: a change while listing shows at the next check */
     if (!partxt || qp__kdb_watch(db, strdup(db->path)) || qp__kdb_watch(db, strdup(partxt)))
-        { free(partxt); goto fail; }
+        { free(partxt); goto done; }
     bool seg = stat(partxt, &st) == 0 && S_ISREG(st.st_mode);
     rc = list_folder(&o, db->path, true, !seg);
     if (!rc && seg) rc = list_segments(&o, partxt);
@@ -533,7 +534,7 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
         rc = QP_EARG;
     }
     if (!rc && db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
-fail:
+done:
     if (rc == QP_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
     for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
     for (int64_t i = 0; i < o.npe; i++) free(o.pe[i].dir);
@@ -591,7 +592,8 @@ const char *qp_kdb_skipped(const qp_kdb *db, int64_t i, int *reason, char *why, 
         snprintf(why, whylen, "not a table (neither .d nor column files)");
     else if (k->reason == QP_KDB_SKIP_OTHER_KIND)
         snprintf(why, whylen, "named as a %s partition, but this db is partitioned by %s: not one "
-                 "of its partitions (q ignores it too)", qp__kdb_pcol(k->kind), qp__kdb_pcol(db->pkind));
+                 "of its partitions (q ignores it too)", qp__kdb_pcol(k->kind),
+                 qp__kdb_pcol(db->pkind));
     else
         snprintf(why, whylen, "cannot be opened (%s)", strerror(k->err));
     return k->dir;
