@@ -36,8 +36,9 @@ enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
  * snappy/lz4hc/zstd and encrypted files are refused by name).
  * Enumerations resolve against the domain files of root, the db root the
  * file belongs to (the folder holding `sym` and par.txt), as qp_kdb_open
- * reads them: never the file's own folder or one above root. NULL root: the file belongs to no db, and an
- * enumeration in it is refused naming its domain. */
+ * reads them: never the file's own folder or one above root. NULL root:
+ * the file belongs to no db, and an enumeration in it is refused naming
+ * its domain. */
 qp_value *qp_kdb_load_file(const char *path, const char *root, unsigned flags);
 
 /* ---- Databases ---- */
