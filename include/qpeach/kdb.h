@@ -1,5 +1,6 @@
 /* qpeach/kdb.h - kdb+ databases on disk: read in place (mapped), written
- * q-compatibly. Byte layouts: ../shared/KDB_FORMAT.md.
+ * q-compatibly. Byte layouts: q's own (src/kdb/kdbfile.c reads them,
+ * kdbwrite.c writes them).
  *
  * Memory rules (value.h's words):
  *   - Loaders return a new reference: the value, or an error value (-128)
