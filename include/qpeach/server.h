@@ -110,6 +110,12 @@ qp_value *qp_server_reload(qp_server *s);
  * global (.qp.set, .qp.load, --load: by) may not replace or hide; NULL
  * when name is free. */
 qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by);
+/* A .qp.apply part that is (column; value): a two-item list whose first
+ * item names the column (a symbol or string), or the two-symbol vector
+ * `c`v, which is what q makes of (`c;`v). Returns 1 with *col (interned)
+ * and *value (a new reference) set, 0 when part is something else (both
+ * NULL), QP_ENOMEM. */
+int qp_server_part_column(const qp_value *part, const char **col, qp_value **value);
 /* The part of db table name that a .qp.apply descriptor asks for, read
  * alone: (start; end) rows (qp_kdb_rows: only the partitions they touch),
  * or on a partitioned table (partition column; value), that partition.

@@ -324,7 +324,8 @@ static qp_value *fn_reload(qp_server *s, qp_value *args, void *data)
 /* ---- .qp.apply ----
  * part: (start; end) rows, a view of the table; or (column; value), the
  * rows where column = value, gathered (an enumerated column compares its
- * symbols). A db table is served by qp_server_db_part first. */
+ * symbols; `c`v is (`c;`v) as q collapses it). A db table is served by
+ * qp_server_db_part first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {
@@ -458,9 +459,14 @@ static qp_value *partition(const qp_value *t, const qp_value *part)
                                                      (long long)a, (long long)b, (long long)n);
         return qp_table_slice(t, a, b - a);    /* views: no copy */
     }
-    if (part->type == QP_LIST && part->v.n == 2) {
-        const char *col = sym_arg(qp_K(part)[0]);
-        if (col) return rows_where(t, col, qp_K(part)[1]);
+    const char *col;
+    qp_value *val;
+    int rc = qp_server_part_column(part, &col, &val);
+    if (rc < 0) return NULL;
+    if (rc) {
+        qp_value *r = rows_where(t, col, val);
+        qp_unref(val);
+        return r;
     }
     return qp_error("qp.apply: part is (start; end) rows or (column; value)");
 }

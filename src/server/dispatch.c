@@ -145,11 +145,18 @@ static void q_hint(const char *s, size_t n, char *buf, size_t len)
     if (looks_like_q(w, end)) snprintf(buf, len, "q operators and keywords are not evaluated");
 }
 
-/* The error for text qpeach does not evaluate (a char message). */
-static qp_value *unsupported_text(const char *s, size_t n)
+/* The error for text qpeach does not evaluate (a char message); why: what
+ * was wrong with an argument (qp_expr.err). A literal that is malformed
+ * (a bad date, a mixed vector) is said before the guess that the text is
+ * q; a q word's .qp equivalent comes first. */
+static qp_value *unsupported_text(const char *s, size_t n, const char *why)
 {
     char hint[160];
     q_hint(s, n, hint, sizeof hint);
+    bool bad_literal = why && (!strncmp(why, "bad ", 4) || !strncmp(why, "mixed ", 6) ||
+                               !strncmp(why, "float in", 8));
+    if (why && *why && (!hint[0] || (bad_literal && strncmp(hint, "try ", 4))))
+        snprintf(hint, sizeof hint, "%s", why);
     int m = n > 200 ? 200 : (int)n;
     return qp_error("qpeach: unsupported expression: %.*s%s (%s%s" EVALUATES ")", m, s,
                     n > 200 ? "..." : "", hint, hint[0] ? "; " : "");
@@ -161,7 +168,7 @@ static qp_value *unsupported_text(const char *s, size_t n)
 static qp_value *unknown_fn(const char *name, const qp_value *text, const qp_value *args)
 {
     if (!is_q_word(name)) return qp_error("qpeach: unknown function: %s", name);
-    if (text) return unsupported_text(qp_C(text), (size_t)text->v.n);
+    if (text) return unsupported_text(qp_C(text), (size_t)text->v.n, NULL);
     char call[128], hint[160];
     const qp_value *a0 = args && args->type == QP_LIST && args->v.n ? qp_K(args)[0] : NULL;
     snprintf(call, sizeof call, "%s %s", name, a0 && a0->type == -QP_SYMBOL ? a0->s : "");
@@ -207,7 +214,7 @@ static int resolve_text(qp__work *j, const qp_value *x, const char **name, qp_va
         snprintf(j->what, sizeof j->what, "%.*s", n, qp_C(x));
         /* a literal evaluates to itself, as in q */
         if (!(j->result = qp_literal_parse(qp_C(x), (size_t)x->v.n, NULL, 0)))
-            j->result = unsupported_text(qp_C(x), (size_t)x->v.n);
+            j->result = unsupported_text(qp_C(x), (size_t)x->v.n, e.err);
         return 1;
     }
     *name = e.name;
