@@ -319,6 +319,46 @@ static void encode(qp__work *j)
     j->outlen = len;
 }
 
+/* j's function, run here. On the main thread the call is numbered
+ * first, then its cancel flag read: qp__work_cancel sets the flag, then
+ * reads the number, so one of them sees the other. */
+static qp_value *run_fn(qp_server *s, qp__work *j, int where)
+{
+    bool main = where == QP_EXEC_MAIN;
+    if (main) {
+        uint64_t seq = atomic_fetch_add(&s->main_seq, 1) + 1;
+        atomic_store(&j->seq, seq);
+        atomic_store(&s->main_run, seq);
+    }
+    qp_value *r = atomic_load(&j->cancelled)
+        ? qp_error("cancelled: the client closed the connection")
+        : j->fn->fn(s, j->args, j->fn->data);
+    if (main) atomic_store(&s->main_run, 0);
+    return r;
+}
+
+bool qp__work_cancel(qp_server *s, qp__work *j)
+{
+    if (j->msgtype != QP_MSG_SYNC || atomic_exchange(&j->cancelled, true)) return false;
+    uint64_t seq = atomic_load(&j->seq);
+    if (!seq) return true;                    /* not started: run_fn will not */
+    atomic_store(&s->cancel_seq, seq);
+    if (s->on_cancel && atomic_load(&s->main_run) == seq) s->on_cancel(s->on_cancel_data);
+    return true;
+}
+
+void qp_server_on_cancel(qp_server *s, void (*fn)(void *data), void *data)
+{
+    s->on_cancel = fn;
+    s->on_cancel_data = data;
+}
+
+bool qp_server_cancelled(qp_server *s)
+{
+    uint64_t run = atomic_load(&s->main_run);
+    return run && run == atomic_load(&s->cancel_seq);
+}
+
 int qp__work_run(qp_server *s, qp__work *j, int where)
 {
     if (j->kind == QP__WORK_AUTH) {
@@ -349,7 +389,7 @@ int qp__work_run(qp_server *s, qp__work *j, int where)
             qp__work_post(s, j, exec);
             return QP__WORK_MOVED;
         }
-        j->result = j->fn->fn(s, j->args, j->fn->data);
+        j->result = run_fn(s, j, where);
         if (!j->result) j->result = qp_error("wsfull");
         qp_unref(j->args);
         j->args = NULL;
