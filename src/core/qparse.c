@@ -401,6 +401,7 @@ static int read_run(lex *l, num **all, size_t *cnt)
  * m types the rest, as a suffix does numbers. */
 static qp_value *parse_run(lex *l)
 {
+    const char *start = l->p;
     num *all;
     size_t cnt;
     int type, rc = read_run(l, &all, &cnt);
@@ -413,7 +414,7 @@ static qp_value *parse_run(lex *l)
                 return lerr(l, "bad month");
             }
     const char *why = run_type(all, cnt, &type);
-    if (why) { free(all); return lerr(l, why); }
+    if (why) { free(all); l->p = start; return lerr(l, why); }
     qp_value *v = NULL;
     if (cnt == 1) {
         v = num_atom(type, &all[0]);

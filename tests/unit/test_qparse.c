@@ -449,6 +449,8 @@ static void test_literal_temporal_errors(void)
         { "09:30 1.5", "mixed types" },
         { "2024.01.02 1 2h", "mixed types" },
         { "0Nx", "bad number" },
+        { "2024.01.02 09:30", "mixed types in a vector at \"2024.01.02 09:30\"" },
+        { "(1;2024.01 2024.02 0Nd)", "mixed types in a vector at \"2024.01 2024.02 0Nd)\"" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[128] = "";
