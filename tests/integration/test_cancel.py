@@ -20,6 +20,7 @@ import harness
 from harness import Server, qpeach
 import test_client as tc
 from test_client import PYDIR, kx, open_session
+from test_client_session import _lines
 
 
 def teardown_module():
@@ -66,14 +67,6 @@ def stubborn(path):
 
 def quick(x):
     return x
-
-
-def _lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def _log():
