@@ -27,7 +27,9 @@
  * vectors object arrays of UUID, general lists lists, dicts dicts, tables a
  * dict of column arrays (or with QP_PY_PANDAS a DataFrame, whose symbol
  * columns are categoricals), keyed tables one dict of key and value columns
- * (or a DataFrame indexed by the keys).
+ * (or a DataFrame indexed by the keys). A table's general-list column (a
+ * string column, say) is an object array of its items, so every column is
+ * an array; strings come back as symbols (toq.c).
  *
  * Nulls and infinities: float and real nulls are NaN and infinities inf.
  * Integer nulls and infinities stay the sentinel integers (0Nj is
@@ -406,12 +408,27 @@ static PyObject *list_to_py(const qp_value *x, int flags, int depth)
     return l;
 }
 
+/* A general-list column (strings, nested vectors) as a 1-d object array
+ * of its items: every column of a table is a numpy array, so a function
+ * returning the dict it got returns a table (a list column made it a
+ * plain dict). */
+static PyObject *object_column(const qp_value *x, int flags, int depth)
+{
+    PyObject *a = new_array(PyArray_DescrFromType(NPY_OBJECT), (npy_intp)x->v.n);
+    if (!a) return NULL;
+    PyObject **o = PyArray_DATA((PyArrayObject *)a);    /* NULL items: numpy's None */
+    for (int64_t i = 0; i < x->v.n; i++)
+        if (!(o[i] = from_q(qp_K(x)[i], flags, depth))) { Py_DECREF(a); return NULL; }
+    return a;
+}
+
 /* Columns of table t added to dict d (name -> array). */
 static int columns_into(PyObject *d, const qp_value *t, int flags, int depth)
 {
     const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
     for (int64_t i = 0; i < names->v.n; i++) {
-        PyObject *c = from_q(qp_K(cols)[i], flags, depth);
+        const qp_value *x = qp_K(cols)[i];
+        PyObject *c = x->type == QP_LIST ? object_column(x, flags, depth) : from_q(x, flags, depth);
         if (!c) return -1;
         int rc = PyDict_SetItem(d, qp__sym_str(qp_S(names)[i]), c);
         Py_DECREF(c);
