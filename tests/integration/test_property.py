@@ -60,3 +60,30 @@ def test_string_columns_reach_python_as_arrays_and_keep_the_table():
     assert v == qipc.Table({"k": qipc.Vec("s", ["a", "b", "a"]),
                             "str": qipc.Vec("s", ["x,y", "", "hello"]),
                             "f": qipc.Vec("f", [1.5, -0.0, 2.0])}), v
+
+
+def test_symbols_categorical_and_codes_go_back_as_symbol_columns():
+    """With [job] symbols = categorical (pandas Categorical columns) or
+    codes (SymbolCodes), a function returning the table it got returns a
+    table: Categorical columns made a dict and a general list of partials
+    with exit 0, SymbolCodes failed to convert."""
+    d = tmpdir()
+    reg_db(d, "k,j\nb,1\na,2\nb,3\n", "SJ")
+    for mode in ("categorical", "codes"):
+        r, v = reg_run(d, "ident", f"symbols = {mode}\n[input]\ndb = db\ntable = s\n"
+                       "[partition]\npieces = 2\n")
+        assert r.returncode == 0, (mode, r.stderr)
+        assert v == qipc.Table({"k": qipc.Vec("s", ["b", "a", "b"]),
+                                "j": qipc.Vec("j", [1, 2, 3])}), (mode, v)
+
+
+def test_an_empty_table_comes_back_an_empty_table():
+    """A table of no rows through a function that returns it: an empty
+    table with its columns' types (the symbol column was an empty general
+    list, the result a list holding a dict, with exit 0)."""
+    d = tmpdir()
+    reg_db(d, "k,f,str\n", "SF*")
+    r, v = reg_run(d, "ident", "[input]\ndb = db\ntable = s\n")
+    assert r.returncode == 0, r.stderr
+    assert v == qipc.Table({"k": qipc.Vec("s", []), "f": qipc.Vec("f", []),
+                            "str": qipc.Vec("s", [])}), v
