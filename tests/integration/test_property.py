@@ -22,6 +22,12 @@ def checked(t):
     if bad:
         raise TypeError(f"columns that are not numpy arrays: {bad}")
     return t
+
+def firsts(t):
+    return np.asarray(t["j"][:1])
+
+def kj(t):
+    return {"k": t["k"], "j": t["j"], "f": t["f"]}
 '''
 
 
@@ -87,3 +93,25 @@ def test_an_empty_table_comes_back_an_empty_table():
     assert r.returncode == 0, r.stderr
     assert v == qipc.Table({"k": qipc.Vec("s", []), "f": qipc.Vec("f", []),
                             "str": qipc.Vec("s", [])}), v
+
+
+def test_long_sums_beyond_q_longs_fail_loudly():
+    """sum and sum-by-key of long columns: a sum beyond q's longs (past 0W,
+    or onto -0W - 1, the null) fails the run naming the column (and the
+    key) instead of wrapping around with exit 0; one that only passes 0W
+    on the way and ends inside is exact."""
+    d = tmpdir()
+    big = 2**63 - 1
+    reg_db(d, f"k,j,f\na,{big},1\nb,5,2\na,1,3\nb,-3,4\nc,{big},5\nc,-5,6\nc,1,7\n", "SJF")
+    part = "[input]\ndb = db\ntable = s\n[partition]\nby = column\ncolumn = k\n"
+    r, _ = reg_run(d, "kj", part + "[merge]\nhow = sum-by-key\nkey = k\n")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "column j" in r.stderr and "`a" in r.stderr and "long" in r.stderr, r.stderr
+    r, _ = reg_run(d, "firsts", part + "[merge]\nhow = sum\n")       # 0W + 5 + 0W
+    assert r.returncode == 1 and "sum" in r.stderr and "long" in r.stderr, r.stderr
+    # c alone: 0W - 5 + 1 passes nothing; b: 5 - 3
+    reg_db(d, f"k,j,f\nc,{big},1\nc,1,2\nc,-5,3\nb,5,4\nb,-3,5\n", "SJF")
+    r, v = reg_run(d, "kj", part + "[merge]\nhow = sum-by-key\nkey = k\n")
+    assert r.returncode == 0, r.stderr
+    assert v == qipc.Table({"k": qipc.Vec("s", ["b", "c"]), "j": qipc.Vec("j", [2, big - 4]),
+                            "f": qipc.Vec("f", [9.0, 6.0])}), v
