@@ -511,7 +511,9 @@ static bool is_column(PyObject *v, Py_ssize_t *len)
 
 /* Column v of a table. An empty object column is a symbol column, the
  * dtype symbols have (an empty table's symbol column arrives as one), not
- * an empty general list: an empty table keeps its symbol columns. */
+ * an empty general list: an empty table keeps its symbol columns. (An
+ * empty guid column, also an object array, says nothing of its type: it
+ * becomes a symbol column too.) */
 static qp_value *column_to_q(PyObject *v, int depth)
 {
     qp_value *c = PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth)
