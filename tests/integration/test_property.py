@@ -28,6 +28,12 @@ def firsts(t):
 
 def kj(t):
     return {"k": t["k"], "j": t["j"], "f": t["f"]}
+
+def one_column(t):
+    return {"k": t["k"]}
+
+def floats(t):
+    return np.array([1.5, np.nan, 2.5])
 '''
 
 
@@ -41,13 +47,13 @@ def reg_db(d, csv_text, types, name="s"):
     assert r.returncode == 0, r.stderr
 
 
-def reg_run(d, fn, body, out="out.qipc"):
+def reg_run(d, fn, body, out="out.qipc", fmt=None):
     ini = os.path.join(d, "r.ini")
     with open(ini, "w") as f:
         f.write(f"[job]\nfunction = fns.py:{fn}\n{body}[workers]\nlocal = 1\n"
-                f"[output]\npath = {out}\n")
+                f"[output]\npath = {out}\n" + (f"format = {fmt}\n" if fmt else ""))
     r = subprocess.run([QPEACH, "run", "--quiet", ini], capture_output=True, text=True, timeout=120)
-    if r.returncode:
+    if r.returncode or not out.endswith(".qipc"):
         return r, None
     with open(os.path.join(d, out), "rb") as f:
         return r, qipc.decode(f.read())
@@ -115,3 +121,21 @@ def test_long_sums_beyond_q_longs_fail_loudly():
     assert r.returncode == 0, r.stderr
     assert v == qipc.Table({"k": qipc.Vec("s", ["b", "c"]), "j": qipc.Vec("j", [2, big - 4]),
                             "f": qipc.Vec("f", [9.0, 6.0])}), v
+
+
+def test_one_column_csv_keeps_its_null_rows():
+    """A result of one column (a vector, or a table of one column) with
+    nulls, written as CSV: a null row is `""`, not a blank line, which
+    pandas' read_csv (and most readers) skip, so the rows read back are
+    the rows written (3 came back as 2)."""
+    import pandas as pd
+    d = tmpdir()
+    reg_db(d, "k,j\na,1\n,2\nb,3\n", "SJ")
+    for fn, want in (("floats", [1.5, None, 2.5]), ("one_column", ["a", None, "b"])):
+        for fmt in ("iso", "q"):
+            r, _ = reg_run(d, fn, "[input]\ndb = db\ntable = s\n[partition]\npieces = 1\n",
+                           out="o.csv", fmt=fmt)
+            assert r.returncode == 0, r.stderr
+            got = pd.read_csv(os.path.join(d, "o.csv"), keep_default_na=False, na_values=[""])
+            col = got.iloc[:, 0].tolist()
+            assert [None if pd.isna(x) else x for x in col] == want, (fn, fmt, col)
