@@ -23,7 +23,9 @@ Value mapping (the same C conversion the worker uses, include/qpeach/py.h):
   float/real atom           float
   boolean atom              bool
   symbol atom               str               (a str is sent as a symbol)
-  char vector               str               (send errors.CharVector)
+  char vector               str               (send errors.CharVector); a
+                            table's char column: numpy S1 array, one item
+                            per row
   byte vector               bytes / numpy uint8
   numeric vector            numpy array of the same width, no copy
   symbol vector             numpy object array of str
@@ -34,13 +36,19 @@ Value mapping (the same C conversion the worker uses, include/qpeach/py.h):
   general list              list
   dict                      dict
   table                     dict of numpy arrays (a pandas DataFrame with
-                            function(..., pandas=True))
+                            function(..., pandas=True): integer nulls <NA>
+                            in Int16/32/64, the null symbol NaN, temporal
+                            columns in ns, char columns one-char str)
   (::)                      None
   error                     raises qpeach.QError (remote traceback kept)
 
 Nulls: float nulls are NaN; integer nulls keep q's bit pattern (the dtype's
 minimum: 0N is -9223372036854775808), 0W is the dtype's maximum; temporal
-nulls are NaT; the null symbol is ''.
+nulls are NaT, their infinities datetime64's largest and smallest values;
+the null symbol is ''. A value the other side cannot hold (a q timestamp
+after 2262.04.11 for numpy, a Python datetime before 1707.09.22 for q)
+raises, naming the column and row. Every type, null and infinity: the
+README's "q <-> Python" table.
 """
 import os as _os
 

@@ -34,11 +34,17 @@ _QEPOCH = np.datetime64("2000-01-01T00:00:00", "ns")
 # ---- helpers -------------------------------------------------------------
 
 def _vec(x):
-    """x as a 1-d numpy array; a list with None becomes float with NaN."""
+    """x as a 1-d numpy array; a list with None becomes float with NaN, a
+    pandas nullable column (a DataFrame column holding q's nulls) its numpy
+    dtype with <NA> as q's null."""
     if isinstance(x, np.ndarray):
         a = x
     elif hasattr(x, "to_numpy"):             # pandas Series / Index
-        a = x.to_numpy()
+        nd = getattr(x.dtype, "numpy_dtype", None)
+        if nd is not None and nd.kind in "if" and x.hasnans:
+            a = x.to_numpy(dtype=nd, na_value=np.nan if nd.kind == "f" else np.iinfo(nd).min)
+        else:
+            a = x.to_numpy()
     else:
         a = np.asarray(x)
         if a.dtype == object:

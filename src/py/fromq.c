@@ -13,7 +13,9 @@
  *
  * Vectors: bool, byte, short, int, long, real, float and timespan become
  * numpy arrays that view the q items (no copy; read-only; a capsule holding
- * a q reference is the array's base). The other temporal types need the
+ * a q reference is the array's base), as does a char column of a table
+ * (dtype S1, one item per row, as PyKX's .np()); a char vector that is not
+ * a column is one str. The other temporal types need the
  * epoch shift (q counts from 2000.01.01, numpy from 1970.01.01) or a wider
  * item, so they are copied. Symbols become object arrays of str (one str
  * object per distinct symbol, cached for the life of the interpreter, since
@@ -34,10 +36,20 @@
  * Nulls and infinities: float and real nulls are NaN and infinities inf.
  * Integer nulls and infinities stay the sentinel integers (0Nj is
  * -9223372036854775808, 0Wj 9223372036854775807), as in q. Temporal nulls
- * are NaT, +-infinity the largest/smallest datetime64 (int64 max, min+1),
- * and the epoch shift is not applied to them.
+ * are NaT, +-infinity the largest/smallest datetime64 (int64 max, min+1:
+ * pandas' Timestamp.max/min in ns), and the epoch shift is not applied to
+ * them. A value beyond its numpy type (a timestamp after 2262.04.11, which
+ * q holds to 2292) raises OverflowError naming the column and row, never
+ * wraps.
+ *
+ * DataFrame columns (QP_PY_PANDAS) follow pandas' rules instead (pdcol.c):
+ * integer nulls are <NA> (nullable Int16/32/64), the null symbol NaN, char
+ * columns one-char str objects, and every temporal column datetime64[ns] or
+ * timedelta64[ns], as pandas holds them (a date beyond 2262 fails, as
+ * above).
  */
 #include "pyint.h"
+#include "qpeach/table.h"
 
 #include <assert.h>
 #include <math.h>
@@ -46,13 +58,14 @@
 
 /* ---- cached dtypes and classes ---- */
 
-enum { D_TS, D_MONTH, D_DATE, D_DT, D_SPAN, D_MIN, D_SEC, D_TIME, D_N };
+enum { D_TS, D_MONTH, D_DATE, D_DT, D_SPAN, D_MIN, D_SEC, D_TIME, D_S1, D_N };
 static const char *const descr_spec[D_N] = {
-    "M8[ns]", "M8[M]", "M8[D]", "M8[ms]", "m8[ns]", "m8[m]", "m8[s]", "m8[ms]",
+    "M8[ns]", "M8[M]", "M8[D]", "M8[ms]", "m8[ns]", "m8[m]", "m8[s]", "m8[ms]", "S1",
 };
 static PyArray_Descr *descrs[D_N];
 static PyObject *uuid_cls;         /* uuid.UUID, imported lazily */
 static PyObject *pandas_mod;       /* pandas, imported lazily */
+static PyObject *char_strs[256];   /* one-char str of each byte, made lazily */
 
 /* ---- symbol -> str cache: pointer-keyed open addressing ----
  * Symbols are interned and never freed, so a str made for one can be kept
@@ -125,6 +138,8 @@ void qp__conv_fini(void)
 {
     qp__symcat_fini();
     qp__db_fini();
+    qp__pd_fini();
+    for (int i = 0; i < 256; i++) Py_CLEAR(char_strs[i]);
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);
     for (size_t i = 0; i < symcap; i++) Py_XDECREF(symtab[i].v);
     free(symtab);
@@ -153,53 +168,96 @@ PyObject *qp__pandas(void)
 
 /* ---- temporal values: q -> numpy int64 ---- */
 
-/* q's 0N/0W/-0W of a 64-bit temporal kept as NaT / int64 max / min+1. */
-static inline int64_t shift_j(int64_t v, int64_t by)
+#define DAY_NS (86400LL * 1000000000LL)
+
+/* Days since 1970.01.01 of the first day of q month m (months since 2000.01). */
+static int64_t month_days(int32_t m)
 {
-    if (v == QP_NULL_J || v == QP_INF_J || v == -QP_INF_J) return v;
-    return (int64_t)((uint64_t)v + (uint64_t)by);    /* wraps, never UB */
+    int64_t y = m >= 0 ? m / 12 : -((-(int64_t)m + 11) / 12);
+    return qp_days_from_ymd(2000 + y, (int)(m - y * 12) + 1, 1) + QP_EPOCH_DAYS;
 }
 
-static inline int64_t shift_i(int32_t v, int64_t by)
+/* Item p of temporal type t as numpy's int64 in its unit, or with ns in
+ * ns for every type (pandas' unit): q's null NaT, +-infinity int64 max and
+ * min+1 (no epoch shift for those). False when the value does not fit, or
+ * would read as NaT or an infinity. */
+static inline __attribute__((always_inline)) bool temporal_value(int t, const void *p, bool ns, int64_t *out)
 {
-    if (v == QP_NULL_I) return QP_NULL_J;
-    if (v == QP_INF_I) return QP_INF_J;
-    if (v == -QP_INF_I) return -QP_INF_J;
-    return (int64_t)v + by;
+    __int128 r;
+    if (t == QP_DATETIME) {
+        double f = *(const double *)p;
+        if (isnan(f) || isinf(f)) {
+            *out = isnan(f) ? QP_NULL_J : f > 0 ? QP_INF_J : -QP_INF_J;
+            return true;
+        }
+        double ms = (f + QP_EPOCH_DAYS) * 86400000.0;
+        if (!(fabs(ms) < 9e18)) return false;
+        r = (__int128)llround(ms) * (ns ? 1000000 : 1);
+    } else if (t == QP_TIMESTAMP || t == QP_TIMESPAN) {
+        int64_t v = *(const int64_t *)p;
+        if (v == QP_NULL_J || v == QP_INF_J || v == -QP_INF_J) { *out = v; return true; }
+        r = (__int128)v + (t == QP_TIMESTAMP ? QP_EPOCH_NANOS : 0);
+    } else {
+        int32_t v = *(const int32_t *)p;
+        if (v == QP_NULL_I || v == QP_INF_I || v == -QP_INF_I) {
+            *out = v == QP_NULL_I ? QP_NULL_J : v > 0 ? QP_INF_J : -QP_INF_J;
+            return true;
+        }
+        switch (t) {
+        case QP_MONTH: r = ns ? (__int128)month_days(v) * DAY_NS : (__int128)v + 360; break;
+        case QP_DATE: r = ((__int128)v + QP_EPOCH_DAYS) * (ns ? DAY_NS : 1); break;
+        case QP_MINUTE: r = (__int128)v * (ns ? 60000000000LL : 1); break;
+        case QP_SECOND: r = (__int128)v * (ns ? 1000000000LL : 1); break;
+        default: r = (__int128)v * (ns ? 1000000LL : 1); break;   /* time */
+        }
+    }
+    if (r <= -QP_INF_J || r >= QP_INF_J) return false;
+    *out = (int64_t)r;
+    return true;
 }
 
-static inline int64_t datetime_ms(double f)
-{
-    if (isnan(f)) return QP_NULL_J;
-    if (isinf(f)) return f > 0 ? QP_INF_J : -QP_INF_J;
-    return llround((f + QP_EPOCH_DAYS) * 86400000.0);
-}
-
-/* Descriptor slot and int64 value of temporal item p of type t (12..19). */
-static int temporal_slot(int t)
+/* Descriptor slot of temporal type t (12..19): its own unit, or ns. */
+static int temporal_slot(int t, bool ns)
 {
     switch (t) {
     case QP_TIMESTAMP: return D_TS;
-    case QP_MONTH: return D_MONTH;
-    case QP_DATE: return D_DATE;
-    case QP_DATETIME: return D_DT;
+    case QP_MONTH: return ns ? D_TS : D_MONTH;
+    case QP_DATE: return ns ? D_TS : D_DATE;
+    case QP_DATETIME: return ns ? D_TS : D_DT;
     case QP_TIMESPAN: return D_SPAN;
-    case QP_MINUTE: return D_MIN;
-    case QP_SECOND: return D_SEC;
-    default: return D_TIME;
+    case QP_MINUTE: return ns ? D_SPAN : D_MIN;
+    case QP_SECOND: return ns ? D_SPAN : D_SEC;
+    default: return ns ? D_SPAN : D_TIME;
     }
 }
 
-static int64_t temporal_value(int t, const void *p)
+/* Raises OverflowError for item p (of type t) of a value that does not fit
+ * the numpy type of slot: at row i of column col, at item i of a vector
+ * (col NULL), or an atom (i < 0). Returns NULL. */
+static PyObject *beyond(const char *col, int64_t i, int t, const void *p, int slot)
 {
-    switch (t) {
-    case QP_TIMESTAMP: return shift_j(*(const int64_t *)p, QP_EPOCH_NANOS);
-    case QP_TIMESPAN: return *(const int64_t *)p;
-    case QP_MONTH: return shift_i(*(const int32_t *)p, 360);
-    case QP_DATE: return shift_i(*(const int32_t *)p, QP_EPOCH_DAYS);
-    case QP_DATETIME: return datetime_ms(*(const double *)p);
-    default: return shift_i(*(const int32_t *)p, 0);
-    }
+    qp_value *a = qp_atom(-t);
+    if (a) memcpy(&a->g, p, qp_type_width(t));
+    char *txt = a ? qp_format(a, 0) : NULL;
+    qp_unref(a);
+    if (txt) txt[strcspn(txt, "\n")] = 0;
+    PyObject *dn = PyObject_Str((PyObject *)descrs[slot]);    /* "datetime64[ns]" */
+    const char *np_name = dn ? PyUnicode_AsUTF8(dn) : NULL;
+    if (!np_name) { PyErr_Clear(); np_name = descr_spec[slot]; }
+    const char *range = slot == D_TS ? " (1677.09.21D00:12:43.145224194 to 2262.04.11D23:47:16.854775806)"
+                      : slot == D_SPAN ? " (-106751D23:47:16.854775806 to 106751D23:47:16.854775806)" : "";
+    if (col)
+        PyErr_Format(PyExc_OverflowError, "qpeach: column %s, row %lld: %s %s is beyond numpy's %s%s",
+                     col, (long long)i, qp_type_name(t), txt ? txt : "?", np_name, range);
+    else if (i >= 0)
+        PyErr_Format(PyExc_OverflowError, "qpeach: item %lld: %s %s is beyond numpy's %s%s",
+                     (long long)i, qp_type_name(t), txt ? txt : "?", np_name, range);
+    else
+        PyErr_Format(PyExc_OverflowError, "qpeach: %s %s is beyond numpy's %s%s",
+                     qp_type_name(t), txt ? txt : "?", np_name, range);
+    free(txt);
+    Py_XDECREF(dn);
+    return NULL;
 }
 
 /* ---- atoms ---- */
@@ -245,8 +303,9 @@ static PyObject *item_to_py(int t, const void *p)
     }
     default:
         if (t >= QP_TIMESTAMP && t <= QP_TIME) {
-            int64_t v = temporal_value(t, p);
-            return PyArray_Scalar(&v, descrs[temporal_slot(t)], NULL);
+            int64_t v;
+            if (!temporal_value(t, p, false, &v)) return beyond(NULL, -1, t, p, temporal_slot(t, false));
+            return PyArray_Scalar(&v, descrs[temporal_slot(t, false)], NULL);
         }
         return PyErr_Format(PyExc_TypeError, "qpeach: cannot convert q type %d to Python", t);
     }
@@ -286,32 +345,67 @@ static PyObject *new_array(PyArray_Descr *d, npy_intp n)   /* steals d */
     return PyArray_NewFromDescr(&PyArray_Type, d, 1, &n, NULL, NULL, 0, NULL);
 }
 
-static PyObject *temporal_vector(const qp_value *x)
+/* The n items at p of temporal type t into o (temporal_value): the index
+ * of the first that does not fit, or -1. One loop per type (and ns), the
+ * conversion inlined into it: a 10M-item date column is ~10 ms. */
+static inline __attribute__((always_inline)) int64_t convert_all(int t, bool ns, const char *p, int64_t n,
+                                                                  int64_t *o)
 {
-    PyArray_Descr *d = descrs[temporal_slot(x->type)];
+#define LOOP(T, W)                                                              \
+    for (int64_t i = 0; i < n; i++)                                             \
+        if (!temporal_value(T, p + i * (W), ns, &o[i])) return i;               \
+    return -1
+    switch (t) {
+    case QP_TIMESTAMP: LOOP(QP_TIMESTAMP, 8);
+    case QP_DATETIME: LOOP(QP_DATETIME, 8);
+    case QP_MONTH: LOOP(QP_MONTH, 4);
+    case QP_DATE: LOOP(QP_DATE, 4);
+    case QP_MINUTE: LOOP(QP_MINUTE, 4);
+    case QP_SECOND: LOOP(QP_SECOND, 4);
+    default: LOOP(QP_TIME, 4);
+    }
+#undef LOOP
+}
+
+/* Temporal vector x as datetime64/timedelta64 in its own unit, or with ns
+ * in ns (pandas'); a value that does not fit raises naming its row of
+ * column col (or its item, col NULL). A timespan is a view (same items,
+ * same null); the others need a shift or a wider item, so are copied. */
+static PyObject *temporal_vector(const qp_value *x, bool ns, const char *col)
+{
+    int t = x->type, slot = temporal_slot(t, ns);
+    PyArray_Descr *d = descrs[slot];
     Py_INCREF(d);
+    if (t == QP_TIMESPAN) return qp__view_vector(x, d);
     PyObject *a = new_array(d, (npy_intp)x->v.n);
     if (!a) return NULL;
-    int64_t *o = PyArray_DATA((PyArrayObject *)a);
-    int64_t n = x->v.n;
-    /* One tight loop per type: a 10M-item date column is ~10 ms. */
-    switch (x->type) {
-    case QP_TIMESTAMP: {
-        const int64_t *s = qp_J(x);
-        for (int64_t i = 0; i < n; i++) o[i] = shift_j(s[i], QP_EPOCH_NANOS);
-        break;
+    int64_t bad = ns ? convert_all(t, true, x->v.data, x->v.n, PyArray_DATA((PyArrayObject *)a))
+                     : convert_all(t, false, x->v.data, x->v.n, PyArray_DATA((PyArrayObject *)a));
+    if (bad < 0) return a;
+    Py_DECREF(a);
+    return beyond(col, bad, t, (const char *)x->v.data + bad * (int64_t)qp_type_width(t), slot);
+}
+
+/* Char column x: an S1 array viewing its bytes (numpy), or one-char str
+ * objects (pandas: what read_csv gives for such a column). */
+static PyObject *char_column(const qp_value *x, bool objects)
+{
+    if (!objects) {
+        Py_INCREF(descrs[D_S1]);
+        return qp__view_vector(x, descrs[D_S1]);
     }
-    case QP_DATETIME: {
-        const double *s = qp_F(x);
-        for (int64_t i = 0; i < n; i++) o[i] = datetime_ms(s[i]);
-        break;
-    }
-    default: {   /* 32-bit items: month, date, minute, second, time */
-        const int32_t *s = qp_I(x);
-        int64_t by = x->type == QP_MONTH ? 360 : x->type == QP_DATE ? QP_EPOCH_DAYS : 0;
-        for (int64_t i = 0; i < n; i++) o[i] = shift_i(s[i], by);
-        break;
-    }
+    PyObject *a = new_array(PyArray_DescrFromType(NPY_OBJECT), (npy_intp)x->v.n);
+    if (!a) return NULL;
+    PyObject **o = PyArray_DATA((PyArrayObject *)a);
+    const uint8_t *c = x->v.data;
+    for (int64_t i = 0; i < x->v.n; i++) {
+        PyObject **s = &char_strs[c[i]];
+        if (!*s && !(*s = PyUnicode_DecodeUTF8((const char *)&c[i], 1, "surrogateescape"))) {
+            Py_DECREF(a);
+            return NULL;
+        }
+        Py_INCREF(*s);
+        o[i] = *s;
     }
     return a;
 }
@@ -363,9 +457,6 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     case QP_LONG: npy = NPY_INT64; break;
     case QP_REAL: npy = NPY_FLOAT32; break;
     case QP_FLOAT: npy = NPY_FLOAT64; break;
-    case QP_TIMESPAN:
-        Py_INCREF(descrs[D_SPAN]);      /* same layout, same null (NaT) */
-        return qp__view_vector(x, descrs[D_SPAN]);
     case QP_CHAR:
         return PyUnicode_DecodeUTF8(x->v.data, (Py_ssize_t)x->v.n, "surrogateescape");
     case QP_SYMBOL:
@@ -373,7 +464,7 @@ static PyObject *vector_to_py(const qp_value *x, int flags)
     case QP_GUID:
         return guid_objects(x);
     default:
-        return temporal_vector(x);
+        return temporal_vector(x, false, NULL);
     }
     return qp__view_vector(x, PyArray_DescrFromType(npy));
 }
@@ -422,13 +513,26 @@ static PyObject *object_column(const qp_value *x, int flags, int depth)
     return a;
 }
 
+/* Column name of a table: one item per row, so a char column is an array
+ * of chars (not one str); range errors name the column; with pandas,
+ * pandas' missing values and units (pdcol.c). */
+static PyObject *column_to_py(const qp_value *x, int flags, int depth, const char *name)
+{
+    bool pd = flags & QP_PY_PANDAS;
+    if (x->type == QP_LIST) return object_column(x, flags, depth);
+    if (x->type == QP_CHAR) return char_column(x, pd);
+    if (x->type >= QP_TIMESTAMP && x->type <= QP_TIME) return temporal_vector(x, pd, name);
+    if (pd && (x->type == QP_SHORT || x->type == QP_INT || x->type == QP_LONG)) return qp__pd_ints(x);
+    PyObject *r = from_q(x, flags, depth);
+    return pd && (x->type == QP_SYMBOL || x->type == QP_ENUM) ? qp__pd_sym_nulls(x, r) : r;
+}
+
 /* Columns of table t added to dict d (name -> array). */
 static int columns_into(PyObject *d, const qp_value *t, int flags, int depth)
 {
     const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
     for (int64_t i = 0; i < names->v.n; i++) {
-        const qp_value *x = qp_K(cols)[i];
-        PyObject *c = x->type == QP_LIST ? object_column(x, flags, depth) : from_q(x, flags, depth);
+        PyObject *c = column_to_py(qp_K(cols)[i], flags, depth, qp_S(names)[i]);
         if (!c) return -1;
         int rc = PyDict_SetItem(d, qp__sym_str(qp_S(names)[i]), c);
         Py_DECREF(c);
@@ -452,6 +556,21 @@ static PyObject *dataframe(PyObject *cols)
     return r;
 }
 
+/* Names df's char columns (of table t) in its attrs (pdcol.c). 0 or -1. */
+static int mark_chars(PyObject *df, const qp_value *t)
+{
+    const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
+    qp_value *chars = qp_vector(QP_SYMBOL, 0);
+    for (int64_t i = 0; chars && i < names->v.n; i++)
+        if (qp_K(cols)[i]->type == QP_CHAR && qp_vec_append(chars, &qp_S(names)[i]) < 0) {
+            qp_unref(chars);
+            chars = NULL;
+        }
+    int rc = !chars ? (PyErr_NoMemory(), -1) : chars->v.n ? qp__pd_mark_chars(df, chars) : 0;
+    qp_unref(chars);
+    return rc;
+}
+
 static PyObject *table_to_py(const qp_value *t, const qp_value *keys, int flags, int depth)
 {
     /* DataFrames get categorical symbol columns: pandas keeps them as
@@ -467,6 +586,7 @@ static PyObject *table_to_py(const qp_value *t, const qp_value *keys, int flags,
     if (!(flags & QP_PY_PANDAS)) return d;
     PyObject *df = dataframe(d);
     Py_DECREF(d);
+    if (df && mark_chars(df, t) < 0) Py_CLEAR(df);
     if (!df || !keys) return df;
     PyObject *idx = from_q(qp_table_names(keys), 0, depth);
     PyObject *lst = idx ? PySequence_List(idx) : NULL;

@@ -26,6 +26,15 @@ void qp__conv_fini(void);
 /* toq.c: the general list lst as a vector when every item is an atom of one type
  * (as q collapses `(1;2;3)`), else lst itself. Steals lst; new reference. */
 qp_value *qp__collapse(qp_value *lst);
+/* toq.c: the pending Python exception as a q error "qpeach: what: ...",
+ * clearing it. New reference. */
+qp_value *qp__py_failed(const char *what);
+/* toqtime.c: 1-d datetime64/timedelta64 array a as a q temporal vector
+ * (borrowed a; new reference or an error value). col names where a value
+ * q cannot hold is, for the error: column col (rows), NULL (items of a
+ * vector), or qp__atom_pos (a 0-d array's one item, no position). */
+qp_value *qp__temporal_to_q(PyArrayObject *a, const char *col);
+extern const char qp__atom_pos[];
 /* fromq.c: the cached str of symbol s (borrowed; the cache owns it), and
  * the pandas module (borrowed; imported at the first call). NULL with an
  * exception set. */
@@ -71,6 +80,31 @@ bool qp__is_symbol_codes(PyObject *o);
 PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
+
+/* pdcol.c: pandas' missing values and char columns, both ways (GIL
+ * held; pandas imported at the first use). Each returns a new reference,
+ * or NULL with an exception set. */
+/* Short, int or long vector x holding a q null as a pandas nullable
+ * Int16/Int32/Int64 array (<NA> there; the values view x); x itself (as
+ * a numpy array) when it holds none. */
+PyObject *qp__pd_ints(const qp_value *x);
+/* cat (stolen), the Categorical of symbol or enumeration column x, with
+ * the null symbol as pandas' missing value (code -1) when x holds one. */
+PyObject *qp__pd_sym_nulls(const qp_value *x, PyObject *cat);
+/* Marks df's columns that were q char columns (names, a symbol vector,
+ * borrowed) in df.attrs, so they go back as char columns. 0 or -1. */
+int qp__pd_mark_chars(PyObject *df, const qp_value *names);
+/* The names of df's columns marked as char columns: a list (empty when
+ * none). */
+PyObject *qp__pd_char_columns(PyObject *df);
+/* The values of Series s as a numpy array with q's nulls where pandas has
+ * missing values (nullable integers, floats and strings); an error for
+ * <NA> in a boolean (q booleans have no null). */
+PyObject *qp__pd_values(PyObject *s);
+/* numpy masked array a with q's nulls where masked (a plain array). */
+PyObject *qp__pd_unmask(PyObject *a);
+/* Drops the helpers (qp__conv_fini). */
+void qp__pd_fini(void);
 
 /* py.c: the registry of functions. */
 /* Sets alias to o (borrowed) in the shared namespace and every function's. */

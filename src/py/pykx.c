@@ -24,7 +24,8 @@
  * (fromq.c, toq.c): long and float atoms arrive as numpy.int64 and
  * numpy.float64, char atoms as bytes, char vectors as S1 arrays, integer
  * vectors holding nulls as masked arrays, tables as DataFrames (symbol
- * columns as str objects, keyed tables indexed by their keys); results
+ * columns as str objects, integer columns holding nulls as nullable
+ * Int16/32/64, keyed tables indexed by their keys); results
  * that are bytes go back as char vectors, and dicts as dictionaries (never
  * tables). Numeric vectors still view the q memory read-only, as in qpeach.
  *
@@ -324,13 +325,15 @@ static PyObject *atom(const qp_value *x)
     }
 }
 
-/* Columns of table t into d (name -> array); char columns as S1 arrays. */
+/* Columns of table t into d (name -> array); char columns as S1 arrays,
+ * integer columns holding nulls as pandas' nullable integers (.pd()). */
 static int columns_into(PyObject *d, const qp_value *t)
 {
     const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
     for (int64_t i = 0; i < names->v.n; i++) {
         const qp_value *c = qp_K(cols)[i];
-        PyObject *v = c->type == QP_CHAR ? char_array(c) : qp_py_from_q(c, 0);
+        bool ints = c->type == QP_SHORT || c->type == QP_INT || c->type == QP_LONG;
+        PyObject *v = c->type == QP_CHAR ? char_array(c) : ints ? qp__pd_ints(c) : qp_py_from_q(c, 0);
         if (!v) return -1;
         int rc = PyDict_SetItemString(d, qp_S(names)[i], v);
         Py_DECREF(v);

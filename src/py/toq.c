@@ -12,8 +12,11 @@
  *     datetime64[D] -> date, [M] -> month, other units -> timestamp (ns),
  *     timedelta64[m] -> minute, [s] -> second, [ms] -> time (each when the
  *     values fit q's 32 bits, else timespan), other units -> timespan,
- *     str/bytes arrays and object arrays of str -> symbol vectors, other
- *     object arrays -> lists, 2-d and up -> lists of rows.
+ *     S1 arrays (and bytes_ items) and object arrays of one-byte bytes ->
+ *     char vectors (q's chars, as PyKX's toq), other str/bytes arrays and
+ *     object arrays of str -> symbol vectors, other object arrays ->
+ *     lists, 2-d and up -> lists of rows; masked arrays with q's nulls
+ *     where masked.
  *   list, tuple -> general list, collapsed to a vector when every item
  *     converts to an atom of one type (as q collapses (1;2;3) to 1 2 3);
  *     empty -> ().
@@ -21,12 +24,20 @@
  *     SymbolCodes) -> table, an empty object column a symbol column; any
  *     other dict -> dict (keys and values collapsed as lists are).
  *   pandas: DataFrame -> table (keyed by its index when the index is
- *     named, as set_index and groupby leave it; an unnamed index is dropped),
+ *     named, as set_index and groupby leave it; an unnamed index is dropped;
+ *     columns that were q char columns, named in df.attrs, -> chars),
  *     Series/Index -> vector, Categorical (and qpeach's SymbolCodes) ->
  *     symbol vector.
  * Nulls: NaN -> 0n/0Ne, NaT -> the temporal null, int64 max/min+1 of a
- * datetime64/timedelta64 -> +-infinity; ints map to themselves, so q's
- * sentinels round-trip. Anything else is an error naming the Python type.
+ * datetime64/timedelta64 (any unit) -> +-infinity; ints map to themselves,
+ * so q's sentinels round-trip. pandas' <NA> (nullable integers, floats,
+ * strings), masked items, and None/NaN in a column of str -> q's null of
+ * the type (pdcol.c); a missing boolean or byte is an error (q has none).
+ * Temporal values are converted in exact integer arithmetic from their own
+ * unit (toqtime.c): one beyond q's type (a timestamp outside
+ * 1707.09.22..2292.04.10) is an error naming its column and row (or list
+ * item), never a wrapped value.
+ * Anything else is an error naming the Python type.
  */
 #include "pyint.h"
 
@@ -43,8 +54,7 @@ static qp_value *cannot(PyObject *o, const char *why)
     return qp_error("qpeach: cannot convert Python %s to q%s", Py_TYPE(o)->tp_name, why);
 }
 
-/* Stores the pending Python exception's text in a q error. */
-static qp_value *py_failed(const char *what)
+qp_value *qp__py_failed(const char *what)
 {
     qp_value *e = qp_py_error();
     qp_value *r = qp_error("qpeach: %s: %s", what, e ? e->s : "?");
@@ -128,7 +138,18 @@ static const char *cached_intern(strcache *c, PyObject *o)
     return s;
 }
 
-/* Symbol vector from n str objects at items (borrowed). */
+/* Whether o is a missing value as pandas and numpy write one in a column
+ * of objects: None, a float NaN, pandas.NA. */
+static bool is_missing(PyObject *o)
+{
+    if (o == Py_None) return true;
+    if (PyFloat_Check(o)) return isnan(PyFloat_AS_DOUBLE(o));
+    const char *t = Py_TYPE(o)->tp_name, *dot = strrchr(t, '.');
+    return !strcmp(dot ? dot + 1 : t, "NAType");
+}
+
+/* Symbol vector from n str objects at items (borrowed); missing values
+ * (is_missing) are the null symbol. */
 static qp_value *symbols_from(PyObject *const *items, Py_ssize_t n)
 {
     qp_value *v = qp_vector(QP_SYMBOL, n);
@@ -139,8 +160,8 @@ static qp_value *symbols_from(PyObject *const *items, Py_ssize_t n)
     const char *lasts = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (items[i] != last) {
-            lasts = cached_intern(&c, items[i]);
-            if (!lasts) { free(c.t); qp_unref(v); return py_failed("symbol"); }
+            lasts = is_missing(items[i]) ? qp_sym_intern("", 0) : cached_intern(&c, items[i]);
+            if (!lasts) { free(c.t); qp_unref(v); return qp__py_failed("symbol"); }
             last = items[i];
         }
         s[i] = lasts;
@@ -156,7 +177,7 @@ static qp_value *numeric_copy(PyArrayObject *a, int qt, int npy)
     PyArray_Descr *d = PyArray_DescrFromType(npy);
     PyArrayObject *c = (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1,
                                                         NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
-    if (!c) return py_failed("array cast");
+    if (!c) return qp__py_failed("array cast");
     npy_intp n = PyArray_DIM(c, 0);
     qp_value *v = qp_vector(qt, n);
     if (v && n) memcpy(v->v.data, PyArray_DATA(c), (size_t)n * qp_type_width(qt));
@@ -164,79 +185,18 @@ static qp_value *numeric_copy(PyArrayObject *a, int qt, int npy)
     return v;
 }
 
-static int dt_unit(PyArrayObject *a)
+/* Error e (stolen) placed at item i of a list, or row i of column col. */
+static qp_value *at_item(qp_value *e, const char *col, Py_ssize_t i)
 {
-    PyArray_Descr *d = PyArray_DESCR(a);
-    PyArray_DatetimeMetaData *m = &((PyArray_DatetimeDTypeMetaData *)d->c_metadata)->meta;
-    return m->num == 1 ? (int)m->base : -1;
+    if (!e || !qp_is_error(e)) return e;
+    const char *m = strncmp(e->s, "qpeach: ", 8) ? e->s : e->s + 8;
+    qp_value *r = col ? qp_error("qpeach: column %s, row %zd: %s", col, i, m)
+                      : qp_error("qpeach: item %zd: %s", i, m);
+    qp_unref(e);
+    return r;
 }
 
-/* int64 items of a temporal array, cast to the unit of spec ("M8[ns]"...). */
-static PyArrayObject *temporal_cast(PyArrayObject *a, const char *spec)
-{
-    PyObject *s = PyUnicode_FromString(spec);
-    PyArray_Descr *d = NULL;
-    int ok = s && PyArray_DescrConverter(s, &d);
-    Py_XDECREF(s);
-    if (!ok) return NULL;
-    return (PyArrayObject *)PyArray_FromAny((PyObject *)a, d, 1, 1,
-                                            NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
-}
-
-/* numpy int64 (epoch 1970) -> q 64-bit temporal (epoch 2000 for timestamps). */
-static inline int64_t unshift_j(int64_t v, int64_t by)
-{
-    if (v == QP_NULL_J || v == QP_INF_J || v == -QP_INF_J) return v;
-    return (int64_t)((uint64_t)v - (uint64_t)by);
-}
-
-/* -> 32-bit q temporal; false when the value does not fit. */
-static inline bool unshift_i(int64_t v, int64_t by, int32_t *out)
-{
-    if (v == QP_NULL_J) { *out = QP_NULL_I; return true; }
-    if (v == QP_INF_J) { *out = QP_INF_I; return true; }
-    if (v == -QP_INF_J) { *out = -QP_INF_I; return true; }
-    v -= by;
-    if (v <= -QP_INF_I || v >= QP_INF_I) return false;
-    *out = (int32_t)v;
-    return true;
-}
-
-static qp_value *temporal_to_q(PyArrayObject *a)
-{
-    bool dt = PyArray_DESCR(a)->kind == 'M';
-    int unit = dt_unit(a);
-    int qt32 = 0;
-    int64_t by = 0;
-    const char *spec = NULL;
-    if (dt && unit == NPY_FR_D) { qt32 = QP_DATE; by = QP_EPOCH_DAYS; spec = "M8[D]"; }
-    else if (dt && unit == NPY_FR_M) { qt32 = QP_MONTH; by = 360; spec = "M8[M]"; }
-    else if (!dt && unit == NPY_FR_m) { qt32 = QP_MINUTE; spec = "m8[m]"; }
-    else if (!dt && unit == NPY_FR_s) { qt32 = QP_SECOND; spec = "m8[s]"; }
-    else if (!dt && unit == NPY_FR_ms) { qt32 = QP_TIME; spec = "m8[ms]"; }
-    if (qt32) {
-        PyArrayObject *c = temporal_cast(a, spec);
-        if (!c) return py_failed("temporal cast");
-        npy_intp n = PyArray_DIM(c, 0);
-        const int64_t *s = PyArray_DATA(c);
-        qp_value *v = qp_vector(qt32, n);
-        bool fits = true;
-        for (npy_intp i = 0; v && i < n && fits; i++) fits = unshift_i(s[i], by, &qp_I(v)[i]);
-        Py_DECREF(c);
-        if (!v || fits) return v;
-        qp_unref(v);    /* too wide for 32 bits: fall back to ns */
-    }
-    PyArrayObject *c = temporal_cast(a, dt ? "M8[ns]" : "m8[ns]");
-    if (!c) return py_failed("temporal cast");
-    npy_intp n = PyArray_DIM(c, 0);
-    const int64_t *s = PyArray_DATA(c);
-    qp_value *v = qp_vector(dt ? QP_TIMESTAMP : QP_TIMESPAN, n);
-    for (npy_intp i = 0; v && i < n; i++) qp_J(v)[i] = dt ? unshift_j(s[i], QP_EPOCH_NANOS) : s[i];
-    Py_DECREF(c);
-    return v;
-}
-
-static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth)
+static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth, const char *col)
 {
     qp_value *l = qp_vector(QP_LIST, n);
     if (!l) return NULL;
@@ -245,44 +205,74 @@ static qp_value *list_items(PyObject *const *items, Py_ssize_t n, int depth)
         if (!v || qp_is_error(v)) {
             for (Py_ssize_t j = i; j < n; j++) qp_K(l)[j] = qp_identity();
             qp_unref(l);
-            return v;
+            return at_item(v, col, i);
         }
         qp_K(l)[i] = v;
     }
     return qp__collapse(l);
 }
 
-static qp_value *objects_to_q(PyArrayObject *a, int depth)
+/* An object array: str items (and missing values, is_missing) are a
+ * symbol vector; one-byte bytes items a char vector (PyKX's .pd() of a
+ * char column, and pandas' view of an S1 array); others a general list. */
+static qp_value *objects_to_q(PyArrayObject *a, int depth, const char *col)
 {
     PyArrayObject *c = (PyArrayObject *)PyArray_FromAny((PyObject *)a, NULL, 1, 1,
                                                         NPY_ARRAY_CARRAY_RO, NULL);
-    if (!c) return py_failed("array");
+    if (!c) return qp__py_failed("array");
     npy_intp n = PyArray_DIM(c, 0);
     PyObject *const *items = PyArray_DATA(c);
-    bool strs = n > 0;
-    for (npy_intp i = 0; i < n && strs; i++) strs = items[i] && PyUnicode_Check(items[i]);
-    qp_value *v = strs ? symbols_from(items, n) : list_items(items, n, depth);
+    bool str = false, syms = n > 0, chars = n > 0;
+    for (npy_intp i = 0; i < n && (syms || chars); i++) {
+        PyObject *o = items[i];
+        bool s = o && PyUnicode_Check(o), b = o && PyBytes_Check(o) && PyBytes_GET_SIZE(o) == 1;
+        str |= s;
+        syms &= s || (o && is_missing(o));
+        chars &= b;
+    }
+    qp_value *v = NULL;
+    if (chars && (v = qp_vector(QP_CHAR, n)))
+        for (npy_intp i = 0; i < n; i++) ((char *)v->v.data)[i] = PyBytes_AS_STRING(items[i])[0];
+    if (!chars) v = syms && str ? symbols_from(items, n) : list_items(items, n, depth, col);
     Py_DECREF(c);
     return v;
 }
 
 static qp_value *chars_to_q(PyArrayObject *a)
 {
-    /* fixed-width str/bytes arrays: one Python object per item, once */
+    if (PyArray_DESCR(a)->kind == 'S' && PyArray_DESCR(a)->elsize == 1) {   /* S1: q's chars */
+        PyArrayObject *c = (PyArrayObject *)PyArray_GETCONTIGUOUS(a);
+        if (!c) return qp__py_failed("array");
+        qp_value *v = qp_string(PyArray_DATA(c), (size_t)PyArray_DIM(c, 0));
+        Py_DECREF(c);
+        return v;
+    }
+    /* other fixed-width str/bytes arrays: one Python object per item, once */
     PyObject *l = PySequence_List((PyObject *)a);
-    if (!l) return py_failed("array");
+    if (!l) return qp__py_failed("array");
     qp_value *v = symbols_from(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l));
     Py_DECREF(l);
     return v;
 }
 
-static qp_value *array_to_q(PyArrayObject *a, int depth)
+static bool is_instance(PyObject *o, const char *module, const char *cls);
+
+/* a: a numpy array (1-d, or 0-d for an atom); col: the table column it is
+ * (row numbers in errors), or NULL. */
+static qp_value *array_to_q(PyArrayObject *a, int depth, const char *col)
 {
+    if (!PyArray_CheckExact(a) && is_instance((PyObject *)a, "numpy.ma", "MaskedArray")) {
+        PyObject *u = qp__pd_unmask((PyObject *)a);
+        qp_value *v = !u ? qp__py_failed("masked array")
+                    : PyArray_Check(u) ? array_to_q((PyArrayObject *)u, depth, col) : to_q(u, depth);
+        Py_XDECREF(u);
+        return v;
+    }
     int nd = PyArray_NDIM(a);
     if (nd == 0) {
         PyObject *r = PyArray_Ravel(a, NPY_CORDER);
-        if (!r) return py_failed("array");
-        qp_value *v = array_to_q((PyArrayObject *)r, depth);
+        if (!r) return qp__py_failed("array");
+        qp_value *v = array_to_q((PyArrayObject *)r, depth, qp__atom_pos);
         Py_DECREF(r);
         if (!v || qp_is_error(v)) return v;
         qp_value *atom = qp_item(v, 0);
@@ -291,8 +281,8 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
     }
     if (nd > 1) {
         PyObject *l = PySequence_List((PyObject *)a);
-        if (!l) return py_failed("array");
-        qp_value *v = list_items(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l), depth);
+        if (!l) return qp__py_failed("array");
+        qp_value *v = list_items(PySequence_Fast_ITEMS(l), PyList_GET_SIZE(l), depth, col);
         if (v && v->type != QP_LIST && !qp_is_error(v)) {   /* rows are lists, never atoms */
             qp_unref(v);
             v = qp_error("qpeach: cannot convert numpy array of shape %d-d", nd);
@@ -315,8 +305,8 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
     case 'f':
         if (size <= 4) return numeric_copy(a, QP_REAL, NPY_FLOAT32);
         return numeric_copy(a, QP_FLOAT, NPY_FLOAT64);
-    case 'M': case 'm': return temporal_to_q(a);
-    case 'O': return objects_to_q(a, depth);
+    case 'M': case 'm': return qp__temporal_to_q(a, col);
+    case 'O': return objects_to_q(a, depth, col == qp__atom_pos ? NULL : col);
     case 'U': case 'S': return chars_to_q(a);
     default: break;
     }
@@ -325,17 +315,24 @@ static qp_value *array_to_q(PyArrayObject *a, int depth)
 
 /* ---- pandas ---- */
 
-static bool is_pandas(PyObject *o, const char *cls)
+/* Whether o is an instance of module.cls, when that module is loaded (o
+ * cannot be one of its types otherwise, and nothing is imported). */
+static bool is_instance(PyObject *o, const char *module, const char *cls)
 {
     PyObject *mods = PyImport_GetModuleDict();
-    PyObject *pd = mods ? PyDict_GetItemString(mods, "pandas") : NULL;   /* borrowed */
-    if (!pd) return false;       /* pandas not loaded: o cannot be one of its types */
-    PyObject *c = PyObject_GetAttrString(pd, cls);
+    PyObject *m = mods ? PyDict_GetItemString(mods, module) : NULL;   /* borrowed */
+    if (!m) return false;
+    PyObject *c = PyObject_GetAttrString(m, cls);
     if (!c) { PyErr_Clear(); return false; }
     int r = PyObject_IsInstance(o, c);
     Py_DECREF(c);
     if (r < 0) PyErr_Clear();
     return r > 0;
+}
+
+static bool is_pandas(PyObject *o, const char *cls)
+{
+    return is_instance(o, "pandas", cls);
 }
 
 /* A pandas Categorical, or a SymbolCodes (whose categories are an array
@@ -349,14 +346,14 @@ static qp_value *categorical_to_q(PyObject *cat)
     PyArrayObject *c = codes ? (PyArrayObject *)PyArray_FromAny(codes, PyArray_DescrFromType(NPY_INT64),
                                                                 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL) : NULL;
     qp_value *v = NULL, *syms = NULL;
-    if (!c || !names) { v = py_failed("categorical"); goto done; }
+    if (!c || !names) { v = qp__py_failed("categorical"); goto done; }
     syms = to_q(names, 1);
     if (!syms || qp_is_error(syms) || (syms->type != QP_SYMBOL && PyArray_SIZE((PyArrayObject *)names) > 0)) {
         /* categories that are not strings: convert the values as they are */
         qp_unref(syms);
         syms = NULL;
         PyObject *vals = PyArray_FromAny(cat, NULL, 1, 1, 0, NULL);
-        v = vals ? to_q(vals, 1) : py_failed("categorical");
+        v = vals ? to_q(vals, 1) : qp__py_failed("categorical");
         Py_XDECREF(vals);
         goto done;
     }
@@ -375,7 +372,27 @@ done:
     return v;
 }
 
-static qp_value *series_to_q(PyObject *s)
+/* The pending Python exception as an error at column col (or "pandas"):
+ * its message alone, which says which row. */
+static qp_value *pd_failed(const char *col)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyObject *m = v ? PyObject_Str(v) : NULL;
+    const char *txt = m ? PyUnicode_AsUTF8(m) : NULL;
+    PyErr_Clear();
+    qp_value *e = qp_error("qpeach: %s%s%s %s", col ? "column " : "pandas", col ? col : "",
+                           txt && !strncmp(txt, "row ", 4) ? "," : ":", txt ? txt : "?");
+    Py_XDECREF(m);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    return e;
+}
+
+/* Series s (column col of a frame, or NULL): a Categorical as symbols,
+ * other values through numpy with q's nulls for pandas' <NA> (pdcol.c). */
+static qp_value *series_to_q(PyObject *s, const char *col)
 {
     PyObject *dt = PyObject_GetAttrString(s, "dtype");
     PyObject *name = dt ? PyObject_GetAttrString(dt, "name") : NULL;
@@ -383,11 +400,52 @@ static qp_value *series_to_q(PyObject *s)
     Py_XDECREF(name);
     Py_XDECREF(dt);
     PyErr_Clear();
-    PyObject *x = cat ? PyObject_GetAttrString(s, "array") : PyObject_CallMethod(s, "to_numpy", NULL);
-    if (!x) return py_failed("pandas");
-    qp_value *v = cat ? categorical_to_q(x) : to_q(x, 1);
+    PyObject *x = cat ? PyObject_GetAttrString(s, "array") : qp__pd_values(s);
+    if (!x) return pd_failed(col);
+    qp_value *v = cat ? categorical_to_q(x)
+                : PyArray_Check(x) ? array_to_q((PyArrayObject *)x, 1, col) : to_q(x, 1);
     Py_DECREF(x);
     return v;
+}
+
+/* Symbols v (stolen) of a column that was a q char column, as chars when
+ * each is one char (the null symbol is the char null, a blank); else v. */
+static qp_value *as_chars(qp_value *v)
+{
+    if (!v || v->type != QP_SYMBOL) return v;
+    for (int64_t i = 0; i < v->v.n; i++)
+        if (qp_S(v)[i] && strlen(qp_S(v)[i]) > 1) return v;
+    qp_value *c = qp_vector(QP_CHAR, v->v.n);
+    for (int64_t i = 0; c && i < v->v.n; i++) {
+        const char *s = qp_S(v)[i];
+        ((char *)c->v.data)[i] = s && *s ? *s : QP_NULL_C;
+    }
+    qp_unref(v);
+    return c;
+}
+
+static qp_value *column_to_q(PyObject *v, int depth, const char *name);
+
+/* Column i of a frame (cols: its columns, iloc: its iloc), named *sym;
+ * one of chars (the frame's columns marked as q char columns) goes back
+ * as chars. New reference or an error value. */
+static qp_value *frame_column(PyObject *cols, PyObject *iloc, PyObject *chars, Py_ssize_t i,
+                              const char **sym)
+{
+    PyObject *nm = PySequence_GetItem(cols, i);
+    PyObject *ns = nm ? PyObject_Str(nm) : NULL;
+    PyObject *key = Py_BuildValue("(On)", Py_None, i);
+    PyObject *slice = key ? PySlice_New(NULL, NULL, NULL) : NULL;
+    if (key && slice) PyTuple_SetItem(key, 0, slice);    /* steals slice */
+    PyObject *s = (ns && key && slice) ? PyObject_GetItem(iloc, key) : NULL;
+    *sym = ns ? str_intern(ns) : NULL;
+    int marked = ns ? PySequence_Contains(chars, ns) : 0;
+    Py_XDECREF(key);
+    Py_XDECREF(nm);
+    Py_XDECREF(ns);
+    qp_value *c = !s || !*sym || marked < 0 ? qp__py_failed("DataFrame column") : column_to_q(s, 1, *sym);
+    Py_XDECREF(s);
+    return marked > 0 ? as_chars(c) : c;
 }
 
 /* An index is a key only when named (set_index, groupby): the unnamed
@@ -407,12 +465,11 @@ static bool unkeyed_index(PyObject *idx)
 
 /* Table from frame df (no index), or keyed by its first nkeys columns. */
 static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys);
-static qp_value *column_to_q(PyObject *v, int depth);
 
 static qp_value *dataframe_to_q(PyObject *df)
 {
     PyObject *idx = PyObject_GetAttrString(df, "index");
-    if (!idx) return py_failed("DataFrame");
+    if (!idx) return qp__py_failed("DataFrame");
     if (unkeyed_index(idx)) {
         Py_DECREF(idx);
         return frame_columns(df, 0);
@@ -422,7 +479,7 @@ static qp_value *dataframe_to_q(PyObject *df)
     Py_XDECREF(nl);
     Py_DECREF(idx);
     PyObject *flat = nkeys > 0 ? PyObject_CallMethod(df, "reset_index", NULL) : NULL;
-    if (!flat) return py_failed("DataFrame index");
+    if (!flat) return qp__py_failed("DataFrame index");
     qp_value *v = frame_columns(flat, nkeys);
     Py_DECREF(flat);
     return v;
@@ -432,34 +489,22 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
 {
     PyObject *cols = PyObject_GetAttrString(df, "columns");
     PyObject *iloc = cols ? PyObject_GetAttrString(df, "iloc") : NULL;
+    PyObject *chars = iloc ? qp__pd_char_columns(df) : NULL;
     Py_ssize_t nc = cols ? PyObject_Length(cols) : -1;
     qp_value *names = NULL, *vals = NULL, *r = NULL;
-    if (!iloc || nc < 0) { r = py_failed("DataFrame"); goto done; }
+    if (!chars || nc < 0) { r = qp__py_failed("DataFrame"); goto done; }
     names = qp_vector(QP_SYMBOL, nc);
     vals = qp_vector(QP_LIST, nc);
     if (!names || !vals) goto done;
     for (Py_ssize_t i = 0; i < nc; i++) qp_K(vals)[i] = qp_identity();
     for (Py_ssize_t i = 0; i < nc; i++) {
-        PyObject *nm = PySequence_GetItem(cols, i);
-        PyObject *ns = nm ? PyObject_Str(nm) : NULL;
-        PyObject *key = Py_BuildValue("(On)", Py_None, i);
-        PyObject *slice = key ? PySlice_New(NULL, NULL, NULL) : NULL;
-        if (key && slice) PyTuple_SetItem(key, 0, slice);    /* steals slice */
-        PyObject *s = (ns && key && slice) ? PyObject_GetItem(iloc, key) : NULL;
-        Py_XDECREF(key);
-        Py_XDECREF(nm);
-        const char *sym = ns ? str_intern(ns) : NULL;
-        Py_XDECREF(ns);
-        if (!s || !sym) { Py_XDECREF(s); r = py_failed("DataFrame column"); goto done; }
-        for (Py_ssize_t j = 0; j < i; j++)      /* a table keeps one column per name */
+        const char *sym;
+        qp_value *c = frame_column(cols, iloc, chars, i, &sym);
+        for (Py_ssize_t j = 0; c && !qp_is_error(c) && j < i; j++)   /* a table keeps one column per name */
             if (qp_S(names)[j] == sym) {
-                Py_DECREF(s);
-                r = qp_error("qpeach: DataFrame column %s appears twice (columns %zd and %zd)",
-                             sym, j + 1, i + 1);
-                goto done;
+                qp_unref(c);
+                c = qp_error("qpeach: DataFrame column %s appears twice (columns %zd and %zd)", sym, j + 1, i + 1);
             }
-        qp_value *c = column_to_q(s, 1);
-        Py_DECREF(s);
         if (!c || qp_is_error(c)) { r = c; goto done; }
         qp_S(names)[i] = sym;
         qp_unref(qp_K(vals)[i]);
@@ -481,6 +526,7 @@ static qp_value *frame_columns(PyObject *df, Py_ssize_t nkeys)
 done:
     qp_unref(names);
     qp_unref(vals);
+    Py_XDECREF(chars);
     Py_XDECREF(iloc);
     Py_XDECREF(cols);
     return r;
@@ -514,10 +560,10 @@ static bool is_column(PyObject *v, Py_ssize_t *len)
  * an empty general list: an empty table keeps its symbol columns. (An
  * empty guid column, also an object array, says nothing of its type: it
  * becomes a symbol column too.) */
-static qp_value *column_to_q(PyObject *v, int depth)
+static qp_value *column_to_q(PyObject *v, int depth, const char *name)
 {
-    qp_value *c = PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth)
-                : is_pandas(v, "Series") ? series_to_q(v) : categorical_to_q(v);
+    qp_value *c = PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth, name)
+                : is_pandas(v, "Series") ? series_to_q(v, name) : categorical_to_q(v);
     if (c && c->type == QP_LIST && c->v.n == 0) {
         qp_unref(c);
         c = qp_vector(QP_SYMBOL, 0);
@@ -539,7 +585,7 @@ static qp_value *dict_to_q(PyObject *o, int depth)
     while (PyDict_Next(o, &pos, &k, &v)) {
         qp_value *kq = to_q(k, depth), *vq = NULL;
         if (kq && !qp_is_error(kq))
-            vq = table ? column_to_q(v, depth) : to_q(v, depth);
+            vq = table ? column_to_q(v, depth, PyUnicode_AsUTF8(k)) : to_q(v, depth);
         if (!kq || qp_is_error(kq) || !vq || qp_is_error(vq)) {
             r = kq && qp_is_error(kq) ? kq : vq;
             if (r == kq) qp_unref(vq); else qp_unref(kq);
@@ -574,7 +620,7 @@ static qp_value *via_numpy(PyObject *o, const char *ctor)
     PyObject *np = PyImport_ImportModule("numpy");
     PyObject *r = np ? PyObject_CallMethod(np, ctor, "O", o) : NULL;
     Py_XDECREF(np);
-    if (!r) return py_failed(ctor);
+    if (!r) return qp__py_failed(ctor);
     qp_value *v = to_q(r, 1);
     Py_DECREF(r);
     return v;
@@ -589,15 +635,16 @@ static qp_value *to_q(PyObject *o, int depth)
         int over = 0;
         long long j = PyLong_AsLongLongAndOverflow(o, &over);
         if (over) return cannot(o, ": value beyond a 64-bit long");
-        if (j == -1 && PyErr_Occurred()) return py_failed("int");
+        if (j == -1 && PyErr_Occurred()) return qp__py_failed("int");
         return qp_long(j);
     }
     if (PyFloat_Check(o)) return qp_float(PyFloat_AS_DOUBLE(o));
     if (PyUnicode_Check(o)) {
         const char *s = str_intern(o);
-        return s ? qp_symbol(s) : py_failed("str");
+        return s ? qp_symbol(s) : qp__py_failed("str");
     }
-    if (PyBytes_Check(o) || PyByteArray_Check(o)) {
+    /* numpy's bytes_ (an item of an S array) converts as its array does */
+    if ((PyBytes_Check(o) && !PyArray_IsScalar(o, String)) || PyByteArray_Check(o)) {
         Py_ssize_t n = PyBytes_Check(o) ? PyBytes_GET_SIZE(o) : PyByteArray_GET_SIZE(o);
         const char *p = PyBytes_Check(o) ? PyBytes_AS_STRING(o) : PyByteArray_AS_STRING(o);
         qp_value *v = qp_vector(QP_BYTE, n);
@@ -606,17 +653,17 @@ static qp_value *to_q(PyObject *o, int depth)
     }
     if (PyArray_IsScalar(o, Generic)) {
         PyObject *a = PyArray_FromScalar(o, NULL);
-        if (!a) return py_failed("numpy scalar");
-        qp_value *v = array_to_q((PyArrayObject *)a, depth);
+        if (!a) return qp__py_failed("numpy scalar");
+        qp_value *v = array_to_q((PyArrayObject *)a, depth, NULL);
         Py_DECREF(a);
         return v;
     }
-    if (PyArray_Check(o)) return array_to_q((PyArrayObject *)o, depth);
+    if (PyArray_Check(o)) return array_to_q((PyArrayObject *)o, depth, NULL);
     if (PyDict_Check(o)) return dict_to_q(o, depth);
     if (PyList_Check(o) || PyTuple_Check(o)) {
         PyObject *f = PySequence_Fast(o, "");
-        if (!f) return py_failed("sequence");
-        qp_value *v = list_items(PySequence_Fast_ITEMS(f), PySequence_Fast_GET_SIZE(f), depth);
+        if (!f) return qp__py_failed("sequence");
+        qp_value *v = list_items(PySequence_Fast_ITEMS(f), PySequence_Fast_GET_SIZE(f), depth, NULL);
         Py_DECREF(f);
         return v;
     }
@@ -627,7 +674,7 @@ static qp_value *to_q(PyObject *o, int depth)
             const char *m = PyDelta_Check(o) ? "to_timedelta64" : "to_datetime64";
             if (PyObject_HasAttrString(o, m)) {
                 PyObject *r = PyObject_CallMethod(o, m, NULL);
-                qp_value *v = r ? to_q(r, depth) : py_failed(m);
+                qp_value *v = r ? to_q(r, depth) : qp__py_failed(m);
                 Py_XDECREF(r);
                 return v;
             }
@@ -642,11 +689,11 @@ static qp_value *to_q(PyObject *o, int depth)
         PyErr_Clear();
     }
     if (is_pandas(o, "DataFrame")) return dataframe_to_q(o);
-    if (is_pandas(o, "Series")) return series_to_q(o);
+    if (is_pandas(o, "Series")) return series_to_q(o, NULL);
     if (is_symbols(o)) return categorical_to_q(o);
     if (is_pandas(o, "Index")) {
         PyObject *a = PyObject_CallMethod(o, "to_numpy", NULL);
-        qp_value *v = a ? to_q(a, depth) : py_failed("Index");
+        qp_value *v = a ? to_q(a, depth) : qp__py_failed("Index");
         Py_XDECREF(a);
         return v;
     }
@@ -658,7 +705,7 @@ static qp_value *to_q(PyObject *o, int depth)
         PyObject *b = PyObject_GetAttrString(o, "bytes");
         if (!b || !PyBytes_Check(b) || PyBytes_GET_SIZE(b) != 16) {
             Py_XDECREF(b);
-            return py_failed("UUID");
+            return qp__py_failed("UUID");
         }
         qp_value *v = qp_guid((const uint8_t *)PyBytes_AS_STRING(b));
         Py_DECREF(b);

@@ -128,6 +128,60 @@ def test_echo_roundtrip_server():
         raise AssertionError("a closed connection must raise RuntimeError")
 
 
+def test_client_conversions_at_the_data_boundary():
+    """The client converts with the worker's rules: a char column one char
+    per row, q's nulls as pandas' missing values with pandas=True (as
+    pandas reads the CSV), a timestamp beyond numpy's ns range and a Python
+    datetime beyond q's an error naming the column and row."""
+    import datetime
+    import pandas as pd
+    d = harness.tmpdir()
+    csv, db = os.path.join(d, "t.csv"), os.path.join(d, "db")
+    with open(csv, "w") as f:
+        f.write("side,size,sym\nB,100,a\nS,,\nB,300,b\n")
+    with open(os.path.join(d, "big.csv"), "w") as f:
+        f.write("ts\n2020.01.01D00:00:00\n2280.01.01D00:00:00\n")
+    for name, path, types in (("t", csv, "CJS"), ("big", os.path.join(d, "big.csv"), "P")):
+        r = harness.qpeach("db", "import", path, db, name, "--types", types)
+        assert r.returncode == 0, r.stderr
+    want = pd.read_csv(csv, dtype={"side": str})
+    with Server("--db", db) as s:
+        c = ext().Connection(s.addr)
+        try:
+            t = c.call(".qp.get", "t")
+            assert t["side"].dtype == "S1" and [v.decode() for v in t["side"]] == want["side"].tolist(), t
+            assert t["size"].tolist() == [100, np.iinfo(np.int64).min, 300], t    # numpy: q's values
+            df = c.call(".qp.get", "t", pandas=True)
+            assert df["side"].tolist() == want["side"].tolist(), df
+            assert str(df["size"].dtype) == "Int64", df.dtypes
+            assert df["size"].isna().tolist() == want["size"].isna().tolist(), df
+            assert df["size"].sum() == want["size"].sum(), df
+            assert df["sym"].isna().tolist() == want["sym"].isna().tolist(), df
+            try:
+                c.call(".qp.get", "big")
+            except OverflowError as e:
+                assert "column ts, row 1" in str(e) and "2280.01.01" in str(e), str(e)
+            else:
+                raise AssertionError("a 2280 timestamp must not wrap into datetime64[ns]")
+            try:
+                c.call(".qp.echo", {"ts": np.array(["2020-01-01", "2300-01-01"], "M8[s]")})
+            except TypeError as e:
+                assert "column ts, row 1" in str(e) and "2300-01-01" in str(e), str(e)
+            else:
+                raise AssertionError("datetime64[s] 2300 is beyond q's timestamps")
+            try:
+                c.call(".qp.echo", datetime.datetime(1650, 1, 1))
+            except TypeError as e:
+                assert "1650-01-01" in str(e), str(e)
+            else:
+                raise AssertionError("1650 is before q's first timestamp")
+            # and a DataFrame goes back with q's nulls and its char column
+            back = c.call(".qp.echo", df)
+            assert back["side"].dtype == "S1" and back["size"].tolist() == t["size"].tolist(), back
+        finally:
+            c.close()
+
+
 def test_q_error_raises_qerror():
     c = connect(server())
     try:

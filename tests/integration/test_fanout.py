@@ -397,3 +397,108 @@ def test_fanout_sum_by_key_missing_columns():
     want = df.pivot_table(index="sym", columns="side", values="size", aggfunc="sum", fill_value=0)
     want.columns = list(want.columns)
     assert got.equals(want), (got, want)
+
+
+# ---- the data boundary: char columns and nulls, against pandas
+
+def _import(d, text, types):
+    csv, db = os.path.join(d, "t.csv"), os.path.join(d, "db")
+    with open(csv, "w") as f:
+        f.write(text)
+    r = harness.qpeach("db", "import", csv, db, "t", "--types", types)
+    assert r.returncode == 0, r.stderr
+    return csv, db
+
+
+def test_fanout_partitions_get_char_columns_per_row():
+    """A q char column reaches each partition one char per row (not one
+    str for the column), with and without pandas, and comes back a char
+    column: compared with pandas reading the same CSV."""
+    import pandas as pd
+    d = harness.tmpdir()
+    csv, db = _import(d, "side,x\nB,1\nS,2\nB,3\nS,4\nS,5\n", "CJ")
+    want = pd.read_csv(csv, dtype={"side": str})
+    env = dict(os.environ, PYTHONPATH=PYDIR)
+    with Server("--db", db, env=env) as s:
+        sess = kx.remote.session(host="127.0.0.1", port=s.port)
+
+        def sides(t):
+            assert t["side"].dtype == "S1" and len(t["side"]) == len(t["x"])
+            return {"side": t["side"], "x": t["x"]}
+
+        got = kx.remote.fanout(sides, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               progress=False)
+        assert got["side"].dtype == "S1", got
+        assert [c.decode() for c in got["side"]] == want["side"].tolist(), got
+
+        def sides_pd(df):
+            return df[["side", "x"]]
+
+        got = kx.remote.fanout(sides_pd, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               pandas=True, progress=False)
+        assert got["side"].tolist() == want["side"].tolist() and got["x"].tolist() == want["x"].tolist(), got
+        raw = kx.remote.fanout(sides_pd, [sess], table="t", by="rows", pieces=2, merge="concat",
+                               pandas=True, raw=True, progress=False)
+        # the q column: a char vector (type 10, 5 items), not symbols
+        assert b"\x0a\x00\x05\x00\x00\x00" + "".join(want["side"]).encode() in raw, raw
+        sess.close()
+
+
+def test_vwap_example_skips_nulls_as_pandas_does():
+    """jobs/vwap.py over a CSV with one empty size (and an empty price and
+    sym): VWAP 10.5 and size 100 for A, as pandas gives, not 13 and
+    -9.2e18 (q's long null taken as a number)."""
+    import pandas as pd
+    d = harness.tmpdir()
+    with open(os.path.join(d, "trades.csv"), "w") as f:
+        f.write("sym,price,size\nA,10,50\nA,11,50\nA,13,\nB,20,10\nB,,5\n,30,7\nB,21,30\n")
+    df = pd.read_csv(os.path.join(d, "trades.csv"))
+    ok = df.dropna(subset=["price", "size"])
+    want = ((ok.price * ok["size"]).groupby(ok.sym).sum() / ok["size"].groupby(ok.sym).sum())
+    vol = ok["size"].groupby(ok.sym).sum()
+    assert abs(want["A"] - 10.5) < 1e-12 and vol["A"] == 100     # the issue's numbers
+    vwap = os.path.join(ROOT, "jobs", "vwap.py")
+    for symbols in ("codes", "str", "categorical"):
+        job = os.path.join(d, f"vwap_{symbols}.ini")
+        with open(job, "w") as f:
+            f.write(f"[job]\nfunction = {vwap}:vwap_parts\nsymbols = {symbols}\n"
+                    f"[input]\ntable = trade\nfile = trades.csv\ntypes = SFJ\n"
+                    f"[partition]\nby = rows\npieces = 3\n[workers]\nlocal = 2\n"
+                    f"[merge]\nhow = sum-by-key\nkey = sym\nreducer = {vwap}:finish\n"
+                    f"[output]\npath = vwap_{symbols}.csv\n")
+        r = harness.qpeach("run", job, timeout=120)
+        assert r.returncode == 0, (symbols, r.stderr)
+        got = pd.read_csv(os.path.join(d, f"vwap_{symbols}.csv")).set_index("sym")
+        assert sorted(got.index) == sorted(want.index), (symbols, got)
+        for s in want.index:
+            assert abs(got.loc[s, "vwap"] - want[s]) < 1e-9 and got.loc[s, "size"] == vol[s], (symbols, got)
+
+
+def test_timestamp_infinities_survive_a_python_function():
+    """0W/-0W/0N timestamps of a job's input reach the function as numpy's
+    largest and smallest datetime64[ns] and NaT, and go back to q (here the
+    .qipc output) as q's infinities and null, with the finite value exact:
+    checked on the output's bytes against numpy's arithmetic."""
+    import struct
+    d = harness.tmpdir()
+    with open(os.path.join(d, "in.csv"), "w") as f:
+        f.write("ts,x\n2020.01.01D00:00:00.5,1\n0W,2\n-0W,3\n,4\n")
+    top = 2**63 - 1
+    with open(os.path.join(d, "f.py"), "w") as f:
+        f.write("import numpy as np\ndef ident(t):\n"
+                f"    want = {{1: np.datetime64('2020-01-01T00:00:00.5', 'ns'), 2: np.datetime64({top}, 'ns'),\n"
+                f"            3: np.datetime64({-top}, 'ns')}}.get(int(t['x'][0]), np.datetime64('NaT'))\n"
+                "    assert t['ts'][0] == want or (np.isnat(want) and np.isnat(t['ts'][0])), t\n"
+                "    return t\n")
+    q = [int((np.datetime64("2020-01-01T00:00:00.5", "ns") - np.datetime64("2000-01-01", "ns")).astype("i8")),
+         top, -top, -top - 1]
+    job = os.path.join(d, "j.ini")
+    with open(job, "w") as f:
+        f.write("[job]\nfunction = f.py:ident\n[input]\nfile = in.csv\ntypes = PJ\n"
+                "[partition]\nby = rows\npieces = 4\n[workers]\nlocal = 1\n[output]\npath = out.qipc\n")
+    r = harness.qpeach("run", job, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(d, "out.qipc"), "rb") as f:
+        data = f.read()
+    i = data.index(b"\x0c\x00\x04\x00\x00\x00")      # the ts column: a timestamp vector of 4
+    assert list(struct.unpack_from("<4q", data, i + 6)) == q, data

@@ -314,6 +314,24 @@ def test_arguments_arrive_as_pykx_s_default_conversion():
     c.close()
 
 
+def test_frames_hold_integer_nulls_and_chars_as_pykx_pd():
+    """A table argument is PyKX's .pd(): an integer column holding q's null
+    is pandas' nullable Int64 (<NA> there, as pandas reads an empty CSV
+    field), a char column one bytes item per row; returned, the frame is
+    the same q table again (nulls and chars included)."""
+    import pandas as pd
+    c = PyKXSession(server().port)
+    t = Table({"n": Vec("j", [1, -2**63, 3]), "side": "BSB"})
+    look = src("(t):\n    return [str(t['n'].dtype), t['n'].isna().tolist(), int(t['n'].sum()),"
+               " [v.decode() for v in t['side']]]\n", "look")
+    want = pd.Series([1, None, 3], dtype="Int64")
+    assert c.call(look, "look", [t]) == [Sym("Int64"), Vec("b", want.isna().tolist()), int(want.sum()),
+                                         Vec("s", ["B", "S", "B"])]
+    back = src("(t):\n    return t\n", "back")
+    assert c.call(back, "back", [t]) == t
+    c.close()
+
+
 def test_results_go_back_as_pykx_s_toq():
     c = PyKXSession(server().port)
     ret = src("(i):\n    import numpy, pandas\n    return [\n"

@@ -12,6 +12,7 @@ import struct
 
 import numpy as np
 
+import harness
 from harness import Server, children, tmpdir, wait_for
 from qipc import Conn, Identity, QError, Sym, Table, Vec
 
@@ -210,6 +211,186 @@ def test_pandas_when_asked():
         assert call(c, "by_opt", t) == Table({"sym": Vec("s", ["a", "b"]), "px": Vec("f", [4.0, 2.0])})
 
 
+# ------------------------------------------------------------ the data boundary
+# Databases made by `qpeach db import` in a temp folder, served with
+# `qpeach serve --db`; what a function sees is compared with pandas reading
+# the same CSV.
+
+def _db(text, types, table="t"):
+    """(csv path, db path): text written as a CSV and imported as table."""
+    d = tmpdir()
+    csv, db = os.path.join(d, table + ".csv"), os.path.join(d, "db")
+    with open(csv, "w") as f:
+        f.write(text)
+    r = harness.qpeach("db", "import", csv, db, table, "--types", types)
+    assert r.returncode == 0, r.stderr
+    return csv, db
+
+
+CHARFN = """
+import numpy as np
+def cols():
+    t = qtable('t')
+    s = t['side']
+    return [str(s.dtype), [c.decode() for c in s.tolist()], len(s) == len(t['x'])]
+def pdcols():
+    df = qtable('t', pandas=True)
+    return [str(df['side'].dtype), list(df['side'])]
+def whole():
+    return qtable('t')
+def whole_pd():
+    df = qtable('t', pandas=True)
+    return df[df['x'] > 1]
+def part(t):
+    return {'side': t['side'], 'n': np.arange(len(t['side']))}
+"""
+
+
+def test_char_column_one_item_per_row():
+    """A q char column (type C) is one char per row: an S1 array (a view,
+    as PyKX's .np()), a pandas column of one-char strings, and back a C
+    column; a bare char vector stays a str."""
+    import pandas as pd
+    csv, db = _db("side,x\nB,1\nS,2\nB,3\n", "CJ")
+    want = pd.read_csv(csv, dtype={"side": str})
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for f in ("cols", "pdcols", "whole", "whole_pd", "part"):
+            define(c, f, CHARFN)
+        assert call(c, "cols") == [Sym("|S1"), Vec("s", want["side"].tolist()), True]
+        assert call(c, "pdcols") == [Sym("object"), Vec("s", want["side"].tolist())]
+        assert call(c, "whole") == Table({"side": "".join(want["side"]), "x": Vec("j", want["x"].tolist())})
+        rest = want[want["x"] > 1]
+        assert call(c, "whole_pd") == Table({"side": "".join(rest["side"]), "x": Vec("j", rest["x"].tolist())})
+        # a partition of the table, as a job's function gets it
+        got = c.call([Sym(".qp.apply"), Sym("part"), Sym("t"), Vec("j", [1, 3])])
+        assert got == Table({"side": "".join(want["side"][1:3]), "n": Vec("j", [0, 1])}), got
+        define(c, "kind", "def kind(x):\n    return type(x).__name__\n")
+        assert call(c, "kind", "BSB") == Sym("str")       # not a column: one str
+
+
+TSFN = """
+import numpy as np
+def ts():
+    return qtable('t')['ts'].astype('i8').tolist()
+def ts_pd():
+    df = qtable('t', pandas=True)
+    return [str(df['ts'].dtype), [str(v) for v in df['ts']]]
+def whole():
+    return qtable('t')
+def whole_pd():
+    return qtable('t', pandas=True)
+def first(t):
+    return str(t['ts'][0])
+"""
+
+
+def test_timestamps_beyond_numpy_fail_naming_column_and_row():
+    """q timestamps run to 2292, numpy's datetime64[ns] to 2262: a stored
+    2280.01.01 must not wrap to 1695; the conversion fails naming the
+    column and the row. q's infinities are numpy's (and pandas') largest and
+    smallest datetime64[ns], and go back as infinities."""
+    big = np.datetime64("2280-01-01", "s")
+    assert big.astype("M8[ns]").astype("M8[s]") != big     # numpy cannot hold it in ns
+    csv, db = _db("ts,x\n2020.01.01D00:00:00,1\n2280.01.01D00:00:00,2\n", "PJ")
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for f in ("ts", "ts_pd", "first"):
+            define(c, f, TSFN)
+        for f in ("ts", "ts_pd"):
+            e = expect_error(lambda: call(c, f), "column ts", "row 1", "2280.01.01")
+            assert "1695" not in e, e
+        # rows that fit still convert (a partition of row 0 only)
+        got = c.call([Sym(".qp.apply"), Sym("first"), Sym("t"), Vec("j", [0, 1])])
+        assert got == Sym(str(np.datetime64("2020-01-01T00:00:00", "ns"))), got
+    top = np.iinfo(np.int64).max
+    csv, db = _db("ts,x\n0W,1\n-0W,2\n,3\n2262.04.11D23:47:16.854775806,4\n"
+                  "1707.09.23D00:00:00,5\n", "PJ")
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for f in ("ts", "ts_pd", "whole", "whole_pd"):
+            define(c, f, TSFN)
+        edge = [np.datetime64(top - 1, "ns"), np.datetime64("1707-09-23T00:00:00", "ns")]
+        assert call(c, "ts") == Vec("j", [top, -top, -top - 1] + [int(v.astype("i8")) for v in edge])
+        import pandas as pd
+        got = call(c, "ts_pd")
+        assert got == ["datetime64[ns]", Vec("s", [str(pd.Timestamp.max), str(pd.Timestamp.min), "NaT"]
+                                                  + [str(pd.Timestamp(v)) for v in edge])], got
+        q = [top, -top, -top - 1] + [int(v.astype("i8")) - 946684800 * 10**9 for v in edge]
+        for f in ("whole", "whole_pd"):
+            assert call(c, f).cols["ts"] == Vec("p", q), f
+
+
+def test_python_temporals_beyond_q_fail_naming_column_and_row():
+    """Python -> q: datetime64[s] 2300 (beyond q's 2292) must not become
+    1715, datetime(1650, 1, 1) not 2234, a 200,000-day timedelta not a
+    negative timespan: each fails naming column (or item) and row. 2280 in
+    seconds is a q timestamp. q datetime infinities come back infinite."""
+    with Server() as s, Conn(port=s.port) as c:
+        define(c, "out", "def out(k):\n    import numpy as np, datetime\n    return {\n"
+               "      's2300': {'ts': np.array(['2020-01-01', '2300-01-01'], 'M8[s]'), 'x': np.arange(2)},\n"
+               "      'py1650': [datetime.datetime(2020, 1, 1), datetime.datetime(1650, 1, 1)],\n"
+               "      'td': {'span': np.array([1, 200000], 'm8[D]')},\n"
+               "      'pytd': datetime.timedelta(days=200000),\n"
+               "      's2280': np.array(['2280-01-01'], 'M8[s]'),\n"
+               "      'ns1700': np.array(['2020-01-01', '1700-01-01'], 'M8[ns]'),\n"
+               "    }[k]\n")
+        e = expect_error(lambda: call(c, "out", Sym("s2300")), "column ts", "row 1", "2300-01-01")
+        assert "1715" not in e, e
+        e = expect_error(lambda: call(c, "out", Sym("py1650")), "item 1", "1650-01-01")
+        assert "2234" not in e, e
+        expect_error(lambda: call(c, "out", Sym("td")), "column span", "row 1", "200000")
+        expect_error(lambda: call(c, "out", Sym("pytd")), "timespan")
+        expect_error(lambda: call(c, "out", Sym("ns1700")), "item 1", "1700-01-01")
+        want = int((np.datetime64("2280-01-01", "s") - np.datetime64("2000-01-01", "s")).astype("i8")) * 10**9
+        assert call(c, "out", Sym("s2280")) == Vec("p", [want])
+        # datetime (z) infinities and null: numpy's extremes and NaT, then
+        # q's timestamp infinities and null (datetime64[ms] is a timestamp)
+        define(c, "ident", "def ident(x):\n    return x\n")
+        inf = float("inf")
+        top = np.iinfo(np.int64).max
+        assert call(c, "ident", Vec("z", [inf, -inf, float("nan")])) == Vec("p", [top, -top, -top - 1])
+
+
+NULLFN = """
+import numpy as np
+def pdnulls():
+    df = qtable('t', pandas=True)
+    return [str(df['size'].dtype), df['size'].isna().tolist(), int(df['size'].sum()),
+            df['sym'].isna().tolist(), df['ts'].isna().tolist(), float(df['price'].sum())]
+def npnulls():
+    t = qtable('t')
+    return [t['size'].tolist(), t['sym'].tolist()]
+def whole_pd():
+    return qtable('t', pandas=True)
+"""
+
+
+def test_pandas_nulls_are_missing_values():
+    """With pandas, q's integer, temporal and symbol nulls are pandas'
+    missing values (nullable Int64, NaT, NaN), as pandas reads the same
+    CSV; the numpy path keeps q's values; a DataFrame goes back with q's
+    nulls."""
+    import pandas as pd
+    text = ("sym,price,size,ts\nA,10.5,100,2024.01.02D09:30:00\n,11.0,,2024.01.02D09:31:00\n"
+            "B,,300,\nA,12.0,50,2024.01.02D09:33:00\n")
+    csv, db = _db(text, "SFJP")
+    want = pd.read_csv(csv)
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for f in ("pdnulls", "npnulls", "whole_pd"):
+            define(c, f, NULLFN)
+        got = call(c, "pdnulls")
+        assert got[0] == Sym("Int64"), got
+        assert got[1] == Vec("b", want["size"].isna().tolist()), got
+        assert got[2] == int(want["size"].sum()), got
+        assert got[3] == Vec("b", want["sym"].isna().tolist()), got
+        assert got[4] == Vec("b", want["ts"].isna().tolist()), got
+        assert abs(got[5] - want["price"].sum()) < 1e-9, got
+        lo = np.iinfo(np.int64).min
+        sizes = [lo if v != v else int(v) for v in want["size"]]
+        assert call(c, "npnulls") == [Vec("j", sizes), Vec("s", want["sym"].fillna("").tolist())]
+        back = call(c, "whole_pd").cols
+        assert back["size"] == Vec("j", sizes) and back["sym"] == Vec("s", want["sym"].fillna("").tolist())
+        assert back["ts"].items[2] == lo, back
+
+
 # ------------------------------------------------------------ tables
 
 def test_apply_on_1m_rows_against_numpy():
@@ -309,11 +490,12 @@ def test_apply_categorical_resident_against_numpy():
         _close(_got(r), _want(syms, px, sz, 1000, 3000))
         bases.add(r["base"])
         assert len(bases) == 1, bases
-        # pandas mode over the same resident table
+        # pandas mode over the same resident table: the null symbol is
+        # pandas' missing value, which groupby leaves out, as pandas does
         c.call([DEF, Sym("frame"), CATFN, {"pandas": True}])
         r = c.call([Sym(".qp.apply"), Sym("frame"), Sym("trade"), Vec("j", [10, 90_000])])
         want = _want(syms, px, sz, 10, 90_000)
-        assert dict(zip(map(str, _v(r["sym"])), _v(r["size"]))) == {k: v[1] for k, v in want.items()}, r
+        assert dict(zip(map(str, _v(r["sym"])), _v(r["size"]))) == {k: v[1] for k, v in want.items() if k}, r
         # replace the global: new symbols, same shape; nothing stale served
         t2, syms2, px2, sz2 = _table(rng, n, ["x%d" % i for i in range(300)])
         c.call([Sym(".qp.set"), Sym("trade"), t2])

@@ -127,6 +127,10 @@ def test_weighted():
     # https://code.kx.com/q/ref/sum/#wsum
     same(q.wsum([2, 3, 4], [1, 2, 4]), 24)
     same(q.wsum(2, [1, 2, 4]), 14)
+    # a DataFrame column holding q's nulls (pandas' nullable Int64): the same
+    import pandas as pd
+    same(q.wavg(pd.Series([2, None, 4, 5], dtype="Int64"), pd.Series([1, 2, None, 8], dtype="Int64")), 6.0)
+    same(q.msum(2, pd.Series([1, None, 3], dtype="Int64")), J(1, 1, 3))
 
 
 def test_xbar_til():

@@ -2,82 +2,13 @@
  * infinities, epochs), zero-copy views, and the function registry (import,
  * def from source and dill, calls, keyword arguments, exceptions, timeout).
  * Checks on the Python side are Python expressions over the converted `x`. */
-#include "../../src/py/pyint.h"
+#include "py_check.h"
 #include "qpeach/kdb.h"
 
 #include "cunit_run.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static PyObject *g;   /* globals for check expressions: np, pd, x, ... */
-
-/* Evaluates expr with x bound to o (borrowed); true when truthy. */
-static bool check(PyObject *o, const char *expr)
-{
-    if (!o) {
-        PyErr_Print();
-        return false;
-    }
-    PyDict_SetItemString(g, "x", o);
-    PyObject *r = PyRun_String(expr, Py_eval_input, g, g);
-    bool ok = r && PyObject_IsTrue(r) == 1;
-    if (!ok) {
-        if (PyErr_Occurred()) PyErr_Print();
-        PyObject *rep = PyObject_Repr(o);
-        fprintf(stderr, "\n  check failed: %s\n  x = %s\n", expr, rep ? PyUnicode_AsUTF8(rep) : "?");
-        Py_XDECREF(rep);
-    }
-    Py_XDECREF(r);
-    return ok;
-}
-
-/* q -> Python, then check; drops x. */
-static bool q2py(qp_value *x, int flags, const char *expr)
-{
-    PyObject *o = qp_py_from_q(x, flags);
-    bool ok = check(o, expr);
-    Py_XDECREF(o);
-    qp_unref(x);
-    return ok;
-}
-
-/* Python expression -> q value (new reference). */
-static qp_value *py2q(const char *expr)
-{
-    PyObject *o = PyRun_String(expr, Py_eval_input, g, g);
-    if (!o) {
-        PyErr_Print();
-        return qp_error("eval failed: %s", expr);
-    }
-    qp_value *v = qp_py_to_q(o);
-    Py_DECREF(o);
-    if (v && qp_is_error(v)) fprintf(stderr, "\n  %s -> error: %s\n", expr, v->s);
-    return v;
-}
-
-static int suite_init(void)
-{
-    char err[256];
-    if (qp_py_init(err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    g = PyDict_New();
-    PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
-    PyObject *r = PyRun_String("import numpy as np, pandas as pd, datetime, uuid, dill, hashlib, math",
-                               Py_file_input, g, g);
-    if (!r) { PyErr_Print(); return 1; }
-    Py_DECREF(r);
-    return 0;
-}
-
-static int suite_fini(void)
-{
-    Py_CLEAR(g);
-    qp_py_fini();
-    return 0;
-}
 
 /* ---- q -> Python: atoms ---- */
 
@@ -192,19 +123,6 @@ static void test_temporal_vectors_to_py(void)
     CU_ASSERT(q2py(z, 0, "x.dtype == 'M8[ms]' and x[0] == np.datetime64('2000-01-01T06:00') and np.isnat(x[1])"));
 }
 
-static qp_value *syms(int n, ...)
-{
-    va_list ap;
-    va_start(ap, n);
-    qp_value *v = qp_vector(QP_SYMBOL, n);
-    for (int i = 0; i < n; i++) {
-        const char *s = va_arg(ap, const char *);
-        qp_S(v)[i] = qp_sym_intern(s, strlen(s));
-    }
-    va_end(ap);
-    return v;
-}
-
 static void test_symbols_strings_lists(void)
 {
     CU_ASSERT(q2py(syms(4, "a", "bb", "a", ""), 0,
@@ -271,13 +189,6 @@ static qp_value *symtab(int n, int k, const char *prefix)
         qp_J(i)[r] = r;
     }
     return qp_table(qp_dict(syms(2, "sym", "i"), qp_list(2, sym, i)));
-}
-
-/* Binds name in the check globals to o (stolen). */
-static void bind(const char *name, PyObject *o)
-{
-    PyDict_SetItemString(g, name, o);
-    Py_XDECREF(o);
 }
 
 static void test_symcat_slices_share_codes(void)
@@ -384,17 +295,6 @@ static bool is_atom(qp_value *v, int type)
 }
 
 /* ---- enumerations (type 20, src/py/symcat.c) ---- */
-
-/* An enum over the symbols dom[0..k) (one domain value, passed back in
- * *domv when asked) of the n indices idx, in a buffer of its own. */
-static qp_value *enumv(int n, const int64_t *idx, qp_value *dom)
-{
-    qp_buf *b = qp_buf_new((size_t)(n ? n : 1) * 8);
-    memcpy(b->data, idx, (size_t)n * 8);
-    qp_value *e = qp_enum_borrow(n, (int64_t *)b->data, b, dom);
-    qp_buf_unref(b);
-    return e;
-}
 
 static void test_enum_to_py(void)
 {
