@@ -372,21 +372,33 @@ def by_column(tab, col):
 
 # ---- reading each output format back to q values
 
-def iso_cell(t, s):
-    """q value of one CSV cell, format = iso (jobs/README, Output formats),
-    s None for a blank. Timestamps and durations through pandas."""
-    import pandas as pd
+MORE = object()
+
+
+def plain_cell(t, s, true):
+    """q value of a cell both CSV formats write alike (guids, chars,
+    symbols, blanks: nulls) or a boolean (true: its text for 1b); MORE for
+    the others."""
     if t == "b":
-        return {"true": True, "false": False}[s]
+        assert s in (true, {"true": "false", "1": "0"}[true]), s
+        return s == true
     if t == "g":
         return bytes(16) if s is None else uuid.UUID(s).bytes
     if t in "cs":
         return "" if s is None else s
     if s is None:
         return float("nan") if t in "ef" else qnull(t)
-    if t == "x":
-        return int(s)
-    if t in "hij":
+    return MORE
+
+
+def iso_cell(t, s):
+    """q value of one CSV cell, format = iso (jobs/README, Output formats),
+    s None for a blank. Timestamps and durations through pandas."""
+    import pandas as pd
+    v = plain_cell(t, s, "true")
+    if v is not MORE:
+        return v
+    if t in "xhij":
         return int(s)
     if t in "ef":
         assert s in ("inf", "-inf") or "." in s or "e" in s, f"float text {s!r} reads as an integer"
@@ -414,14 +426,9 @@ def iso_cell(t, s):
 
 def q_cell(t, s):
     """q value of one CSV cell, format = q: q's own text."""
-    if t == "b":
-        return {"1": True, "0": False}[s]
-    if t == "g":
-        return bytes(16) if s is None else uuid.UUID(s).bytes
-    if t in "cs":
-        return "" if s is None else s
-    if s is None:
-        return float("nan") if t in "ef" else qnull(t)
+    v = plain_cell(t, s, "1")
+    if v is not MORE:
+        return v
     if t == "x":
         assert len(s) == 2, s
         return int(s, 16)
