@@ -33,10 +33,13 @@ enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
  * `.d`), `fe 20` vector (zero-count rule), `fd 20` enumeration or anymap
  * page, pre-3.6 `fe` + name enumeration, pre-3.6 nested (77+t with
  * `name#`), any of them inside `kxzipped` (algorithms 0, 1, 2; 3/4/5
- * snappy/lz4hc/zstd and encrypted files are refused by name). Enumerations resolve against domain files in
- * folder domains (NULL: the file's own folder, then its parents up to
- * three levels, which covers splayed and partitioned layouts). */
-qp_value *qp_kdb_load_file(const char *path, const char *domains, unsigned flags);
+ * snappy/lz4hc/zstd and encrypted files are refused by name).
+ * Enumerations resolve against the domain files of root, the db root the
+ * file belongs to (the folder holding `sym` and par.txt), as qp_kdb_open
+ * reads them: never the file's own folder or one above root. NULL root:
+ * the file belongs to no db, and an enumeration in it is refused naming
+ * its domain. */
+qp_value *qp_kdb_load_file(const char *path, const char *root, unsigned flags);
 
 /* ---- Databases ---- */
 
@@ -47,7 +50,11 @@ typedef struct qp_kdb qp_kdb;
  * folders and flat table files, or one splayed table folder (its table is
  * named after the folder, and its root is the folder above it). A table
  * is a folder with `.d` or column files (a folder with neither is left
- * out: qp_kdb_skipped), or a flat table file. Enumeration domains are the
+ * out: qp_kdb_skipped), or a flat table file. Partition folders of a kind
+ * that lost to another (a month folder in a date-partitioned root) are
+ * left out as q leaves them (qp_kdb_skipped); one of the winning kind that
+ * cannot be read refuses the partitioned tables (qp_kdb_unreadable).
+ * Enumeration domains are the
  * root's files (the root holding par.txt), never a folder above it.
  * Reads folder listings, par.txt and the first bytes of files without
  * `.d` beside them: no column is mapped and no domain opened until a
@@ -60,11 +67,31 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen);
 void qp_kdb_close(qp_kdb *db);
 qp_kdb *qp_kdb_ref(qp_kdb *db);       /* a new reference to db */
 const char *qp_kdb_path(const qp_kdb *db);   /* borrowed */
-/* The i-th folder (0-based) that was listed where a table could be but is
- * not one (neither .d nor column files: an empty folder, one holding only
- * a .q script, TorQ's int folders inside a partition), or NULL past the
- * last. Borrowed. */
-const char *qp_kdb_skipped(const qp_kdb *db, int64_t i);
+/* Why a folder was left out (qp_kdb_skipped). */
+enum {
+    QP_KDB_SKIP_NOT_TABLE = 1,  /* neither .d nor column files: an empty
+                                 * folder, one holding only a .q script,
+                                 * TorQ's int folders inside a partition */
+    QP_KDB_SKIP_OTHER_KIND,     /* named as a partition of a kind that lost
+                                 * (a month folder in a date-partitioned
+                                 * db): q ignores it too */
+    QP_KDB_SKIP_UNOPENED,       /* could not be opened (a broken link, no
+                                 * permission) and holds no known table */
+};
+/* The i-th folder (0-based) that was listed where a table or a partition
+ * could be but was left out, or NULL past the last. Borrowed. *reason
+ * (when given) is a QP_KDB_SKIP_*; why (when given, whylen bytes) gets the
+ * words for it ("not a table (neither .d nor column files)", "named as a
+ * month partition, but this db is partitioned by date: not one of its
+ * partitions (q ignores it too)", "cannot be opened (Permission denied)"). */
+const char *qp_kdb_skipped(const qp_kdb *db, int64_t i, int *reason, char *why, size_t whylen);
+/* The i-th partition folder (0-based) of the winning kind that cannot be
+ * read (a broken link to a disk not mounted, no permission), its cause
+ * (errno) in *err; NULL past the last. Borrowed. While there is one, every
+ * partitioned table is refused (its reads, counts, meta and partitions
+ * fail naming the folder and the cause): which of its rows are there is
+ * not known. A db whose only partitions are such folders fails to open. */
+const char *qp_kdb_unreadable(const qp_kdb *db, int64_t i, int *err);
 /* Mounts *db's path again when force, or when what its listing depends
  * on changed since it was opened: the root folder, par.txt and its segment
  * folders (a partition or table added or removed there), or a domain

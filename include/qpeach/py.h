@@ -113,7 +113,8 @@ typedef struct qp_py_opts {
 /* Starts the worker processes (o->procs > 0) and
  * registers .qp.import, .qp.def, .qp.call, .qp.callk, .qp.apply, .qp.load,
  * .qp.peach, .qp.timeout, and with worker processes a .qp.set that also
- * forwards the global to them (over the server's built-in). Worker
+ * forwards the global to them (over the server's built-in) and, with
+ * o->db, a .qp.reload[] that mounts the db again in each of them too. Worker
  * processes that die are restarted with all of that replayed (procs.c).
  * Inside Python functions, qtable(name, ...) and qget(name) read the
  * server's tables and globals. Python itself starts on the server's main

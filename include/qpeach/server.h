@@ -102,6 +102,10 @@ int qp_server_mount(qp_server *s, qp_kdb *db);
  * or an error value (new reference) when the db could not be mounted
  * again and name was one of its tables. */
 qp_kdb *qp_server_db_table(qp_server *s, const char *name, qp_value **err);
+/* Mounts the db again whatever changed (what .qp.reload[] does): its
+ * tables as a symbol vector, or an error value (no db mounted, or it can
+ * no longer be mounted). New reference. */
+qp_value *qp_server_reload(qp_server *s);
 /* An error value (new reference) saying that name is a db table, which a
  * global (.qp.set, .qp.load, --load: by) may not replace or hide; NULL
  * when name is free. */

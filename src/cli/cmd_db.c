@@ -32,11 +32,14 @@ static void usage(FILE *f)
         "types   --types gives one q type char per column (\"SFJ\"; \"*\" is a string\n"
         "        column, written as q 4.x nests it: NAME and NAME#). Without it each\n"
         "        column's type is inferred from its first 1000 values (blanks\n"
-        "        skipped): the narrowest type they all parse as; words only make a\n"
-        "        symbol column, no value at all a float (null) one, integers beyond\n"
-        "        64 bits symbols (ids). A later value that does not parse as that\n"
-        "        type (or a blank boolean: q has none) fails the import, naming\n"
-        "        file, line, column and value; the type never changes silently.\n"
+        "        skipped): the narrowest type they all parse as (2024-03 a month,\n"
+        "        09:30 a minute, 09:30:00 a second, 09:30:00.123 a time, P1DT2H3M4S or\n"
+        "        1D02:03:04 a timespan: what qpeach run's CSV output writes reads\n"
+        "        back); words only make a symbol column, no value at all a float\n"
+        "        (null) one, integers beyond 64 bits symbols (ids). A later value\n"
+        "        that does not parse as that type (or a blank boolean: q has none)\n"
+        "        fails the import, naming file, line, column and value; the type\n"
+        "        never changes silently.\n"
         "append  a new date for a partitioned table that exists takes the table's\n"
         "        columns, order, types and p# column from its last partition: the\n"
         "        CSV's columns may come in any order and are parsed as the table\n"
@@ -49,10 +52,14 @@ static void usage(FILE *f)
         "        byte for byte as it was: new names reach DB/sym only when the\n"
         "        import commits, and a guard process rolls back a killed import.\n"
         "info    prints each table: rows, partitions (count, first..last), and its\n"
-        "        columns with their q type chars and attributes, as q's meta shows them;\n"
-        "        then a note for each folder that is not a table (neither .d nor column\n"
-        "        files: left out). A table that cannot be read is named with the reason\n"
-        "        (exit 1); DB holding no table at all is exit 2.\n"
+        "        columns with their q type chars and attributes, as q's meta shows them\n"
+        "        (C for a column of strings); then a note for each folder left out: not\n"
+        "        a table (neither .d nor column files), named as a partition of another\n"
+        "        kind (a month folder in a date-partitioned db: q ignores it too), or\n"
+        "        one that cannot be opened. A table that cannot be read is named with\n"
+        "        the reason, and a partition folder that cannot be read (a broken link,\n"
+        "        no permission) refuses every partitioned table (exit 1); DB holding\n"
+        "        no table at all is exit 2.\n"
         "\n"
         "Exit status: 0 done, 1 an error (named on stderr), 2 a usage error or a DB\n"
         "that is not a kdb+ database.\n");
@@ -375,15 +382,25 @@ done:
     return rc;
 }
 
-/* The folders left out as not tables: the first few, then how many more. */
-static void print_skipped(const qp_kdb *db)
+/* The folders left out (not tables, partitions of a kind that lost the
+ * vote, folders that cannot be opened): the first few, then how many
+ * more. Partition folders that cannot be read: each, and 1 (every
+ * partitioned table is refused). */
+static int print_skipped(const qp_kdb *db)
 {
     enum { SHOWN = 20 };
     int64_t n = 0;
-    for (const char *p; (p = qp_kdb_skipped(db, n)); n++)
-        if (n < SHOWN) printf("note: %s: not a table (neither .d nor column files), left out\n", p);
+    char why[256];
+    for (const char *p; (p = qp_kdb_skipped(db, n, NULL, why, sizeof why)); n++)
+        if (n < SHOWN) printf("note: %s: %s, left out\n", p, why);
     if (n > SHOWN)
-        printf("note: %lld more folders are not tables either, left out\n", (long long)(n - SHOWN));
+        printf("note: %lld more folders left out\n", (long long)(n - SHOWN));
+    int err = 0;
+    n = 0;
+    for (const char *p; (p = qp_kdb_unreadable(db, n, &err)); n++)
+        printf("error: partition folder %s cannot be read (%s): every partitioned table is "
+               "refused\n", p, strerror(err));
+    return n ? 1 : 0;
 }
 
 static int info(int argc, char **argv)
@@ -400,7 +417,7 @@ static int info(int argc, char **argv)
     printf("database %s: %lld table%s\n", qp_kdb_path(db), (long long)(tables ? tables->v.n : 0),
            tables && tables->v.n == 1 ? "" : "s");
     for (int64_t i = 0; tables && i < tables->v.n; i++) rc |= info_table(db, qp_S(tables)[i]);
-    print_skipped(db);
+    rc |= print_skipped(db);
     qp_unref(tables);
     qp_kdb_close(db);
     return rc;

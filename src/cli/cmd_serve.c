@@ -177,6 +177,36 @@ static int load_tables(qp_server *s, const char *const *loads, int nloads)
     return 0;
 }
 
+/* The log lines at mount for what the db leaves out: each partition
+ * folder that cannot be read (its partitioned tables are refused), each
+ * folder named as a partition of a kind that lost the vote or that cannot
+ * be opened (the first few), and how many folders are not tables
+ * (`qpeach db info` lists them). Worker processes (-s -N) say nothing:
+ * their server said it. */
+static void log_db_notes(const char *path, const qp_kdb *db)
+{
+    enum { SHOWN = 20 };
+    int64_t shown = 0, others = 0, nt = 0;
+    int err = 0, reason = 0;
+    char why[256];
+    for (const char *p; (p = qp_kdb_unreadable(db, nt, &err)); nt++)
+        fprintf(stderr, "qpeach serve: --db %s: partition folder %s cannot be read (%s): every "
+                "partitioned table is refused\n", path, p, strerror(err));
+    nt = 0;
+    for (int64_t i = 0; qp_kdb_skipped(db, i, NULL, NULL, 0); i++) {
+        const char *p = qp_kdb_skipped(db, i, &reason, why, sizeof why);
+        if (reason == QP_KDB_SKIP_NOT_TABLE) nt++;
+        else if (shown++ < SHOWN) fprintf(stderr, "qpeach serve: note: %s: %s, left out\n", p, why);
+        else others++;
+    }
+    if (others)
+        fprintf(stderr, "qpeach serve: note: %lld more folders left out\n", (long long)others);
+    if (nt)
+        fprintf(stderr, "qpeach serve: note: --db %s: %lld folder%s (neither .d nor column "
+                "files), left out (qpeach db info lists them)\n", path, (long long)nt,
+                nt == 1 ? " is not a table" : "s are not tables");
+}
+
 /* What the command line asked for. */
 typedef struct serve_args {
     qp_server_opts o;
@@ -331,6 +361,7 @@ int qp_cmd_serve(int argc, char **argv)
         status = 2;
         goto fail;
     }
+    if (db && a.po.parent_fd < 0) log_db_notes(a.db_path, db);
     rc = qp_server_new(&a.o, &s, err, sizeof err);
     if (!rc && db && (rc = qp_server_mount(s, db)))
         snprintf(err, sizeof err, "--db %s: %s", a.db_path, qp_strerror(rc));

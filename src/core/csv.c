@@ -12,7 +12,10 @@
  * Types come from opts->types or are inferred from a sample: each column's
  * first SAMPLE values (blanks skipped; the scan goes on past the first rows
  * only for columns still short of values). The type is the narrowest one
- * every number, date or time of the sample parses as (qp__csv_classes);
+ * every number, date or time of the sample parses as (qp__csv_classes),
+ * reading q's text and what [output] format = iso writes alike: 2024-03 a
+ * month, hh:mm a minute, hh:mm:ss a second, hh:mm:ss.fff a time, more
+ * digits, 1D02:03:04 or an ISO 8601 duration (P1DT2H3M4.5S) a timespan;
  * a column of words only is a symbol column, one with no value at all a
  * float (null) column, as pandas makes it. Then every value of the file
  * must parse as that type: a misfit anywhere (a word in a float column, a
@@ -307,16 +310,19 @@ static int put_field(col *c, int64_t r, const char *s, size_t n, symslot *cache)
         if (qp__csv_timespan(s, n, &j) < 0) return put_special(c, r, s, n);
         ((int64_t *)d)[r] = j;
         return 0;
+    /* clocks as q writes them, negative ones too; a minute also as
+     * hh:mm:00, as format = iso writes it */
     case QP_TIME:
-        if (qp__csv_clock(s, n, &j, &fd, &secs) < 0 || fd > 3) return put_special(c, r, s, n);
+        if (qp__csv_sclock(s, n, &j, &fd, &secs) < 0 || fd > 3) return put_special(c, r, s, n);
         ((int32_t *)d)[r] = (int32_t)(j / 1000000);
         return 0;
     case QP_SECOND:
-        if (qp__csv_clock(s, n, &j, &fd, &secs) < 0 || fd || !secs) return put_special(c, r, s, n);
+        if (qp__csv_sclock(s, n, &j, &fd, &secs) < 0 || fd || !secs) return put_special(c, r, s, n);
         ((int32_t *)d)[r] = (int32_t)(j / 1000000000);
         return 0;
     case QP_MINUTE:
-        if (qp__csv_clock(s, n, &j, &fd, &secs) < 0 || secs) return put_special(c, r, s, n);
+        if (qp__csv_sclock(s, n, &j, &fd, &secs) < 0 || fd || j % 60000000000LL)
+            return put_special(c, r, s, n);
         ((int32_t *)d)[r] = (int32_t)(j / 60000000000LL);
         return 0;
     case QP_BOOL: return qp__csv_bool(s, n, (uint8_t *)d + r);

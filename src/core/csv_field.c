@@ -183,6 +183,14 @@ int qp__csv_clock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs)
     return 0;
 }
 
+int qp__csv_sclock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs)
+{
+    bool neg = n > 1 && s[0] == '-';
+    if (qp__csv_clock(s + neg, n - neg, ns, fd, secs) < 0) return -1;
+    if (neg) *ns = -*ns;
+    return 0;
+}
+
 /* date, or date then D, T or a space then a clock: ns since 2000.01.01. */
 int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
 {
@@ -205,9 +213,53 @@ int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-/* [-][dD]clock: nanoseconds. */
+/* An ISO 8601 duration, [-]P[nD][T[nH][nM][n[.f]S]] as format = iso and
+ * pandas' isoformat write it: nanoseconds. Years, months and weeks (no
+ * fixed length) are refused; so is anything beyond q's range, but for
+ * +-int64 max ns exactly, which is 0W/-0W (what the writer writes for
+ * them). */
+static int iso_duration(const char *s, size_t n, int64_t *out)
+{
+    static const char units[] = "DHMS";
+    static const int64_t unit_ns[] = {86400000000000LL, 3600000000000LL, 60000000000LL,
+                                      1000000000LL};
+    bool neg = s[0] == '-', time = false;
+    size_t i = neg;
+    int last = -1;                       /* units in order: D, then T, H, M, S */
+    __int128 ns = 0;
+    if (i >= n || s[i++] != 'P') return -1;
+    while (i < n) {
+        if (s[i] == 'T' && !time) { time = true; i++; continue; }
+        uint64_t v = 0;
+        int nd = 0, fd = 0;
+        int64_t frac = 0;
+        for (; i < n && digit(s[i]) <= 9; i++, nd++) {
+            if (nd == 18) return -1;
+            v = v * 10 + digit(s[i]);
+        }
+        if (i < n && s[i] == '.')
+            for (i++; i < n && digit(s[i]) <= 9; i++, fd++) {
+                if (fd == 9) return -1;
+                frac = frac * 10 + digit(s[i]);
+            }
+        const char *u = i < n && s[i] ? strchr(units, s[i]) : NULL;
+        int k = u ? (int)(u - units) : -1;
+        if (!nd || k <= last || (k == 0) == time || (fd && k != 3)) return -1;
+        for (int z = fd; z < 9; z++) frac *= 10;
+        ns += (__int128)v * unit_ns[k] + frac;
+        if (ns > INT64_MAX) return -1;
+        last = k;
+        i++;
+    }
+    if (last < 0) return -1;
+    *out = neg ? -(int64_t)ns : (int64_t)ns;
+    return 0;
+}
+
+/* [-][dD]clock, or an ISO 8601 duration: nanoseconds. */
 int qp__csv_timespan(const char *s, size_t n, int64_t *out)
 {
+    if (n > 1 && (s[0] == 'P' || (s[0] == '-' && s[1] == 'P'))) return iso_duration(s, n, out);
     bool neg = n > 0 && s[0] == '-';
     size_t i = neg;
     int64_t days = 0, ns;
@@ -296,8 +348,12 @@ unsigned qp__csv_classes(const char *s, size_t n)
     unsigned m = CSV_C_S;
     union { int64_t j; double f; int32_t i; uint8_t u[16]; } v;
     int sp = qp__csv_special(s, n);
-    if (sp != 2) return m | CSV_C_J | CSV_C_F | CSV_C_D | CSV_C_P | CSV_C_T | CSV_C_N;
+    if (sp != 2)
+        return m | CSV_C_J | CSV_C_F | CSV_C_D | CSV_C_P | CSV_C_M | CSV_C_U | CSV_C_V | CSV_C_T |
+               CSV_C_N;
     if (ieq(s, n, "true") || ieq(s, n, "false")) m |= CSV_C_B;
+    /* 2024-03 (ISO, as format = iso writes months); 2024.03 is a float first */
+    if (qp__csv_month(s, n, &v.i) == 0) m |= CSV_C_M;
     /* an integer beyond int64 is an id: a float would round it */
     if (qp__csv_long(s, n, &v.j) == 0) m |= CSV_C_J;
     else if (!integer(s, n) && qp__csv_float(s, n, &v.f) == 0) m |= CSV_C_F;
@@ -305,7 +361,10 @@ unsigned qp__csv_classes(const char *s, size_t n)
     if (qp__csv_timestamp(s, n, &v.j) == 0) m |= CSV_C_P;
     int fd;
     bool secs;
-    if (qp__csv_clock(s, n, &v.j, &fd, &secs) == 0) {
+    /* as q's own text of each: hh:mm a minute, hh:mm:ss a second,
+     * hh:mm:ss.fff a time, more digits a timespan (each may be negative) */
+    if (qp__csv_sclock(s, n, &v.j, &fd, &secs) == 0) {
+        if (!fd) m |= secs ? CSV_C_V : CSV_C_U;
         if (fd <= 3) m |= CSV_C_T;
         m |= CSV_C_N;
     } else if (qp__csv_timespan(s, n, &v.j) == 0) {
@@ -320,7 +379,8 @@ char qp__csv_pick(unsigned m)
 {
     static const struct { unsigned c; char t; } order[] = {
         {CSV_C_B, 'b'}, {CSV_C_J, 'j'}, {CSV_C_F, 'f'}, {CSV_C_D, 'd'}, {CSV_C_P, 'p'},
-        {CSV_C_T, 't'}, {CSV_C_N, 'n'}, {CSV_C_G, 'g'}};
+        {CSV_C_M, 'm'}, {CSV_C_U, 'u'}, {CSV_C_V, 'v'}, {CSV_C_T, 't'}, {CSV_C_N, 'n'},
+        {CSV_C_G, 'g'}};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (m & order[i].c) return order[i].t;
     return 's';

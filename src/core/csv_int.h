@@ -12,7 +12,8 @@
 
 /* Inference classes (bit set): the types a value parses as. */
 enum { CSV_C_B = 1, CSV_C_J = 2, CSV_C_F = 4, CSV_C_D = 8, CSV_C_P = 16,
-       CSV_C_T = 32, CSV_C_N = 64, CSV_C_G = 128, CSV_C_S = 256 };
+       CSV_C_T = 32, CSV_C_N = 64, CSV_C_G = 128, CSV_C_S = 256,
+       CSV_C_M = 512, CSV_C_U = 1024, CSV_C_V = 2048 };
 
 /* Parsers: s[0..n) with n > 0; return 0 and store the item, or -1. */
 int qp__csv_special(const char *s, size_t n);   /* 0 null, 1 inf, -1 -inf, 2 none */
@@ -21,6 +22,9 @@ int qp__csv_float(const char *s, size_t n, double *out);
 int qp__csv_date(const char *s, size_t n, int32_t *out);
 int qp__csv_month(const char *s, size_t n, int32_t *out);
 int qp__csv_clock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs);
+/* The same with an optional leading '-' (q's text of a negative minute,
+ * second or time: -00:00:01): *ns negative. */
+int qp__csv_sclock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs);
 int qp__csv_timestamp(const char *s, size_t n, int64_t *out);
 int qp__csv_timespan(const char *s, size_t n, int64_t *out);
 int qp__csv_guid(const char *s, size_t n, uint8_t out[16]);

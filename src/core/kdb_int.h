@@ -103,6 +103,14 @@ qp_value *qp__kdb_enum(qp_buf *buf, const qp__khead *h, const char *path,
  * end of the file whatever the count says. New reference or error. */
 qp_value *qp__kdb_syms(const uint8_t *p, size_t len, const char *path);
 
+/* The type of the first item of the anymap column at path (header h,
+ * kdbnest.c): a vector's (1..19) or an atom's (negative), 0 when it has no
+ * rows or the item is of a format not known. Reads the column's first
+ * entry and that item's header in path#, nothing more (what q's meta
+ * looks at). Returns 0 or a negative code with err naming the file. */
+int qp__kdb_anymap_first(const char *path, const qp__khead *h, int *type, char *err,
+                         size_t errlen);
+
 /* True when the file at path starts as a column file q writes (fe 20,
  * fd 20, a pre-3.6 enumeration fe + name, or kxzipped): what makes a
  * folder without .d a splayed table. */
@@ -172,6 +180,20 @@ typedef struct qp__kdom {
     qp__kstamp st;         /* its file when read */
 } qp__kdom;
 
+/* A folder listed and left out (qp_kdb_skipped). */
+typedef struct qp__kskip {
+    char *dir;
+    int reason;            /* QP_KDB_SKIP_* */
+    int kind;              /* OTHER_KIND: the partition kind its name is */
+    int err;               /* UNOPENED: why it could not be opened (errno) */
+} qp__kskip;
+
+/* A partition folder that cannot be read (qp_kdb_unreadable). */
+typedef struct qp__kbad {
+    char *dir;
+    int err;               /* errno */
+} qp__kbad;
+
 /* Immutable after qp_kdb_open but for the domain cache and the tables'
  * mapped values, which lock guards, and refs. */
 struct qp_kdb {
@@ -190,17 +212,21 @@ struct qp_kdb {
                             * shows in, stamped before listing (kdbstamp.c) */
     qp__kstamp *stamps;
     int nwatch;
-    char **skipped;        /* folders listed that are not tables */
+    qp__kskip *skipped;    /* folders listed and left out, with why */
     int64_t nskipped;
+    qp__kbad *bad;         /* partition folders that cannot be read: every
+                            * partitioned table is refused (which of its
+                            * rows are there is not known) */
+    int64_t nbad;
 };
 
 /* The table named name, or NULL. */
 qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
 /* The error that refuses table t (a name in two places), or NULL. */
 qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t);
-/* The error for enumeration domain name missing at db's root, for the
- * file at path (column: its column, or NULL when not known). */
-qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+/* The error for enumeration domain name missing at the db root root, for
+ * the file at path (column: its column, or NULL when not known). */
+qp_value *qp__kdb_nodomain(const char *root, const char *path, const char *column,
                            const char *name);
 /* True when db's root has a domain file of that name. */
 bool qp__kdb_has_domain(const qp_kdb *db, const char *name);

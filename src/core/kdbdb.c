@@ -15,13 +15,20 @@
  *
  * Layouts: a partitioned root (folders named as dates 2015.01.07, months
  * 2015.01, years 2015 or integers; the kind with the highest precedence
- * date > month > year/int wins, other folders are not partitions), with
- * par.txt segments; splayed folders (with .d, or without .d when they hold
- * column files and no folder, as finspace's) and flat table files (ff 01,
- * type 98) at the root; or one splayed folder opened directly. A folder
- * that is none of these where a table could be (an empty folder, one with
- * only a .q script, TorQ's int folders inside a date folder) is not a
- * table: it is listed in skipped, for `db info` to say so. A name that is
+ * date > month > year/int wins; folders of the kinds that lost are not
+ * partitions, as q ignores them, and are listed in skipped), with par.txt
+ * segments; splayed folders (with .d, or without .d when they hold column
+ * files and no folder, as finspace's) and flat table files (ff 01, type
+ * 98) at the root; or one splayed folder opened directly. A folder that is
+ * none of these where a table could be (an empty folder, one with only a
+ * .q script, TorQ's int folders inside a date folder) is not a table: it
+ * is listed in skipped, for `db info` to say so. Nothing that cannot be
+ * opened is taken for absent: a partition folder of the winning kind that
+ * cannot be read (a link to a disk not mounted, no permission) is listed
+ * in bad and refuses every partitioned table (its rows there cannot be
+ * known); an entry of a partition that cannot be opened is a part of the
+ * table of its name when other partitions hold that table (reading it
+ * fails with the cause), else listed in skipped with the cause. A name that is
  * both a root table and a partitioned one is refused (one name, one
  * table). Domain files are the root's only (a partition or a table folder
  * of a db opened as if it were a root finds none: a folder above the
@@ -113,13 +120,22 @@ const char *qp__kdb_pcol(int pkind)
 typedef struct cand {          /* a partition folder seen while listing */
     int kind;
     int64_t v;
+    int err;               /* it cannot be opened: why (errno); 0 */
     char *dir;
 } cand;
+
+typedef struct pending {       /* an entry of a partition that cannot be opened */
+    char *dir;
+    int64_t p;             /* the partition */
+    int err;
+} pending;
 
 typedef struct opening {
     qp_kdb *db;
     cand *c;
     int64_t nc, capc;
+    pending *pe;           /* decided once every partition is listed */
+    int64_t npe;
     char *err;
     size_t errlen;
 } opening;
@@ -146,7 +162,7 @@ static qp__ktable *table_add(qp_kdb *db, const char *name, int kind)
     return t;
 }
 
-static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char *name)
+static int cand_add(opening *o, int kind, int64_t v, int err, const char *seg, const char *name)
 {
     if (o->nc == o->capc) {
         int64_t cap = o->capc ? o->capc * 2 : 64;
@@ -157,35 +173,45 @@ static int cand_add(opening *o, int kind, int64_t v, const char *seg, const char
     }
     char *dir = qp__kdb_join(seg, name);
     if (!dir) return QP_ENOMEM;
-    o->c[o->nc++] = (cand){kind, v, dir};
+    o->c[o->nc++] = (cand){kind, v, err, dir};
     return 0;
 }
 
-/* True when entry e of folder dir is a folder, or a symbolic link to one
- * (kdb+ sites link partitions to other disks); stat when the file system
- * does not say. */
-static bool entry_is_dir(const char *dir, const struct dirent *e)
+/* Whether entry e of folder dir is a folder, or a symbolic link to one
+ * (kdb+ sites link partitions to other disks), in *isdir; stat when the
+ * file system does not say. Returns 0, or the errno when it cannot be
+ * told (a link whose target is gone, a folder not searchable). */
+static int entry_stat(const char *dir, const struct dirent *e, bool *isdir)
 {
-    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) return e->d_type == DT_DIR;
+    *isdir = e->d_type == DT_DIR;
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK) return 0;
     char *p = qp__kdb_join(dir, e->d_name);
     struct stat st;
-    bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    int rc = !p ? ENOMEM : stat(p, &st) < 0 ? errno : 0;
+    *isdir = !rc && S_ISDIR(st.st_mode);
     free(p);
-    return yes;
+    return rc;
 }
 
-/* True when folder dir is a splayed table: it has .d, or it holds column
- * files q writes and no folder (finspace's splays have no .d). An empty
- * folder, one holding only a .q script or only folders is not. */
-static bool is_splay(const char *dir)
+static bool entry_is_dir(const char *dir, const struct dirent *e)
+{
+    bool isdir;
+    return entry_stat(dir, e, &isdir) == 0 && isdir;
+}
+
+/* 1 when folder dir is a splayed table: it has .d, or it holds column
+ * files q writes and no folder (finspace's splays have no .d); 0 when it
+ * is not (an empty folder, one holding only a .q script or only folders);
+ * -errno when it cannot be opened to tell. */
+static int is_splay(const char *dir)
 {
     char *d = qp__kdb_join(dir, ".d");
     struct stat st;
     bool yes = d && stat(d, &st) == 0 && S_ISREG(st.st_mode);
     free(d);
-    if (yes) return true;
+    if (yes) return 1;
     DIR *h = opendir(dir);
-    if (!h) return false;
+    if (!h) return -errno;
     bool cols = false, dirs = false;
     for (struct dirent *e; !dirs && (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
@@ -199,18 +225,33 @@ static bool is_splay(const char *dir)
     return cols && !dirs;
 }
 
-/* Notes folder dir as listed but not a table. 0 or QP_ENOMEM. */
-static int skip_add(qp_kdb *db, const char *dir)
+/* Notes folder dir as listed and left out, for reason (QP_KDB_SKIP_*;
+ * kind or err as qp__kskip says). 0 or QP_ENOMEM. */
+static int skip_add(qp_kdb *db, const char *dir, int reason, int kind, int err)
 {
     int64_t n = db->nskipped;
     if (!(n & (n - 1))) {                 /* 0, 1, 2, 4, ...: grow */
-        char **s = realloc(db->skipped, sizeof *s * (size_t)(n ? 2 * n : 1));
+        qp__kskip *s = realloc(db->skipped, sizeof *s * (size_t)(n ? 2 * n : 1));
         if (!s) return QP_ENOMEM;
         db->skipped = s;
     }
-    if (!(db->skipped[n] = strdup(dir))) return QP_ENOMEM;
+    db->skipped[n] = (qp__kskip){strdup(dir), reason, kind, err};
+    if (!db->skipped[n].dir) return QP_ENOMEM;
     db->nskipped++;
     return 0;
+}
+
+/* Notes partition folder dir as unreadable (err), and watches it: a link
+ * to a disk that is mounted again is seen at the next check. 0 or
+ * QP_ENOMEM. */
+static int bad_add(qp_kdb *db, const char *dir, int err)
+{
+    qp__kbad *b = realloc(db->bad, sizeof *b * (size_t)(db->nbad + 1));
+    if (!b) return QP_ENOMEM;
+    db->bad = b;
+    if (!(b[db->nbad].dir = strdup(dir))) return QP_ENOMEM;
+    b[db->nbad++].err = err;
+    return qp__kdb_watch(db, strdup(dir));
 }
 
 /* True when the regular file at path holds a flat table (ff 01, type 98),
@@ -232,8 +273,33 @@ static bool is_flat_table(const char *path)
     return false;
 }
 
-/* Lists one folder: partition folders become candidates; at the root
- * (root true) other folders and files may be splayed or flat tables. */
+/* Entry name of root folder seg that names no partition: a splayed
+ * folder or a flat table file becomes a table; another folder, or one
+ * that cannot be opened, is noted when parts (a par.txt root's folders
+ * may be its segments). 0 or QP_ENOMEM. */
+static int root_entry(opening *o, const char *seg, const char *name, bool parts)
+{
+    char *p = qp__kdb_join(seg, name);
+    if (!p) return QP_ENOMEM;
+    struct stat st;
+    int tk = 0, rc = 0, s = 0;         /* s: is_splay's answer, or -errno */
+    bool dir = false;
+    if (stat(p, &st) < 0) s = -errno;
+    else if ((dir = S_ISDIR(st.st_mode))) s = is_splay(p);
+    else if (S_ISREG(st.st_mode)) tk = is_flat_table(p) ? KT_FLAT : 0;
+    if (s > 0) tk = KT_SPLAY;
+    else if ((dir || s < 0) && parts)
+        rc = skip_add(o->db, p, s < 0 ? QP_KDB_SKIP_UNOPENED : QP_KDB_SKIP_NOT_TABLE, 0, -s);
+    qp__ktable *t = tk ? table_add(o->db, name, tk) : NULL;
+    if (tk && !t) rc = QP_ENOMEM;
+    if (t && !t->path) t->path = p;
+    else free(p);
+    return rc;
+}
+
+/* Lists one folder: partition folders (and links to them, and names of
+ * partitions that cannot be opened) become candidates; at the root (root
+ * true) other folders and files may be splayed or flat tables. */
 static int list_folder(opening *o, const char *seg, bool root, bool parts)
 {
     DIR *h = opendir(seg);
@@ -245,24 +311,11 @@ static int list_folder(opening *o, const char *seg, bool root, bool parts)
     for (struct dirent *e; !rc && (e = readdir(h));) {
         if (e->d_name[0] == '.') continue;
         int64_t v;
+        bool isdir = false;
         int kind = parts ? part_of(e->d_name, &v) : PK_NONE;
-        if (kind != PK_NONE && !entry_is_dir(seg, e)) kind = PK_NONE;
-        if (kind != PK_NONE) { rc = cand_add(o, kind, v, seg, e->d_name); continue; }
-        if (!root) continue;
-        char *p = qp__kdb_join(seg, e->d_name);
-        if (!p) { rc = QP_ENOMEM; break; }
-        struct stat st;
-        int tk = 0;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            tk = is_splay(p) ? KT_SPLAY : 0;
-            if (!tk && parts) rc = skip_add(o->db, p);   /* (par.txt's segments may be here) */
-        } else if (S_ISREG(st.st_mode)) {
-            tk = is_flat_table(p) ? KT_FLAT : 0;
-        }
-        qp__ktable *t = tk ? table_add(o->db, e->d_name, tk) : NULL;
-        if (tk && !t) rc = QP_ENOMEM;
-        if (t && !t->path) t->path = p;
-        else free(p);
+        int err = kind != PK_NONE ? entry_stat(seg, e, &isdir) : 0;
+        if (kind != PK_NONE && (err || isdir)) rc = cand_add(o, kind, v, err, seg, e->d_name);
+        else if (root) rc = root_entry(o, seg, e->d_name, parts);
     }
     closedir(h);
     if (rc == QP_ENOMEM) snprintf(o->err, o->errlen, "%s: out of memory", seg);
@@ -304,8 +357,8 @@ static int cmp_table(const void *a, const void *b)
     return strcmp(((const qp__ktable *)a)->name, ((const qp__ktable *)b)->name);
 }
 
-/* Adds partition p (an index into db->parts) to table name; a root
- * table of that name makes it a clash, refused when asked for. */
+/* Adds partition p (an index into db->parts) to table name, in order; a
+ * root table of that name makes it a clash, refused when asked for. */
 static int part_add(qp_kdb *db, const char *name, int64_t p)
 {
     qp__ktable *t = table_add(db, name, KT_PART);
@@ -322,26 +375,68 @@ static int part_add(qp_kdb *db, const char *name, int64_t p)
         t->parts = np;
         t->cap = cap;
     }
-    if (!t->nparts || t->parts[t->nparts - 1] != p) t->parts[t->nparts++] = p;
+    int64_t at = t->nparts;          /* the end, but for a pending entry */
+    while (at > 0 && t->parts[at - 1] > p) at--;
+    if (at > 0 && t->parts[at - 1] == p) return 0;
+    memmove(&t->parts[at + 1], &t->parts[at], sizeof *t->parts * (size_t)(t->nparts - at));
+    t->parts[at] = p;
+    t->nparts++;
     return 0;
 }
 
-/* Lists the tables in partition p's folder; other folders are noted. */
-static int part_tables(qp_kdb *db, int64_t p)
+static int pend_add(opening *o, const char *dir, int64_t p, int err)
 {
+    pending *pe = realloc(o->pe, sizeof *pe * (size_t)(o->npe + 1));
+    if (!pe) return QP_ENOMEM;
+    o->pe = pe;
+    if (!(pe[o->npe].dir = strdup(dir))) return QP_ENOMEM;
+    pe[o->npe].p = p;
+    pe[o->npe++].err = err;
+    return 0;
+}
+
+/* Lists the tables in partition p's folder; other folders are noted, and
+ * entries that cannot be opened (a table linked to a disk that is gone)
+ * are decided once every partition is listed. A partition folder that
+ * cannot be opened refuses every partitioned table (qp__kdb_refused). */
+static int part_tables(opening *o, int64_t p)
+{
+    qp_kdb *db = o->db;
     const char *pd = db->parts[p].dir;
     DIR *h = opendir(pd);
-    if (!h) return 0;                   /* unreadable: a partition without tables */
+    if (!h) return bad_add(db, pd, errno);
     int rc = 0;
     for (struct dirent *e; !rc && (e = readdir(h));) {
-        if (e->d_name[0] == '.' || !entry_is_dir(pd, e)) continue;
+        bool isdir;
+        int err = e->d_name[0] == '.' ? 0 : entry_stat(pd, e, &isdir);
+        if (e->d_name[0] == '.' || (!err && !isdir)) continue;
         char *dir = qp__kdb_join(pd, e->d_name);
+        int s = !dir ? 0 : err ? -err : is_splay(dir);
         if (!dir) rc = QP_ENOMEM;
-        else if (!is_splay(dir)) rc = skip_add(db, dir);
-        else rc = part_add(db, e->d_name, p);
+        else if (s > 0) rc = part_add(db, e->d_name, p);
+        else if (s == 0) rc = skip_add(db, dir, QP_KDB_SKIP_NOT_TABLE, 0, 0);
+        else rc = pend_add(o, dir, p, -s);
         free(dir);
     }
     closedir(h);
+    return rc;
+}
+
+/* An entry of a partition that could not be opened: a part of the table of
+ * its name when other partitions hold that table (reading it then fails
+ * with the cause, never 0 rows there), else noted (a lost+found). */
+static int settle_pending(opening *o)
+{
+    int rc = 0;
+    for (int64_t i = 0; !rc && i < o->npe; i++) {
+        const pending *pe = &o->pe[i];
+        const char *name = strrchr(pe->dir, '/') + 1, *in = qp_sym_intern(name, strlen(name));
+        bool known = false;
+        for (int k = 0; in && k < o->db->ntables; k++)
+            known |= o->db->tables[k].name == in && o->db->tables[k].kind == KT_PART;
+        rc = !in ? QP_ENOMEM : known ? part_add(o->db, name, pe->p)
+                                     : skip_add(o->db, pe->dir, QP_KDB_SKIP_UNOPENED, 0, pe->err);
+    }
     return rc;
 }
 
@@ -359,14 +454,20 @@ static int settle_parts(opening *o)
     if (o->nc) qsort(o->c, (size_t)o->nc, sizeof *o->c, cmp_cand);
     db->parts = calloc((size_t)(o->nc ? o->nc : 1), sizeof *db->parts);
     if (!db->parts) return QP_ENOMEM;
-    for (int64_t i = 0; i < o->nc; i++) {
-        if (o->c[i].kind != db->pkind) continue;
-        db->parts[db->nparts++] = (qp__kpart){o->c[i].v, o->c[i].dir};
-        o->c[i].dir = NULL;
-    }
     int rc = 0;
-    for (int64_t p = 0; !rc && p < db->nparts; p++) rc = part_tables(db, p);
-    return rc;
+    for (int64_t i = 0; !rc && i < o->nc; i++) {
+        cand *c = &o->c[i];
+        if (c->kind != db->pkind) {          /* as q, not a partition: noted */
+            rc = skip_add(db, c->dir, QP_KDB_SKIP_OTHER_KIND, c->kind, 0);
+        } else if (c->err) {
+            rc = bad_add(db, c->dir, c->err);
+        } else {
+            db->parts[db->nparts++] = (qp__kpart){c->v, c->dir};
+            c->dir = NULL;
+        }
+    }
+    for (int64_t p = 0; !rc && p < db->nparts; p++) rc = part_tables(o, p);
+    return rc ? rc : settle_pending(o);
 }
 
 /* No tables found: path itself may be one splayed table, whose root (its
@@ -375,7 +476,7 @@ static int settle_parts(opening *o)
 static int lone_splay(opening *o)
 {
     qp_kdb *db = o->db;
-    if (db->ntables || db->nparts || !is_splay(db->path)) return 0;
+    if (db->ntables || db->nparts || db->nbad || is_splay(db->path) <= 0) return 0;
     const char *slash = strrchr(db->path, '/');
     qp__ktable *t = table_add(db, slash ? slash + 1 : db->path, KT_SPLAY);
     if (!t || !(t->path = strdup(db->path))) return QP_ENOMEM;
@@ -405,40 +506,42 @@ int qp_kdb_open(const char *path, qp_kdb **out, char *err, size_t errlen)
         return QP_EARG;
     }
     qp_kdb *db = calloc(1, sizeof *db);
-    opening o = {db, NULL, 0, 0, err, errlen};
+    opening o = {.db = db, .err = err, .errlen = errlen};
     int rc = QP_ENOMEM;
-    if (!db) goto fail;
+    if (!db) goto done;
     atomic_init(&db->refs, 1);
     pthread_mutex_init(&db->lock, NULL);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
-    if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto fail;
+    if (!(db->path = strndup(path, n)) || !(db->domdir = strdup(db->path))) goto done;
     char *partxt = qp__kdb_join(db->path, "par.txt");
     /* stamped before listing: a change while listing shows at the next check */
     if (!partxt || qp__kdb_watch(db, strdup(db->path)) || qp__kdb_watch(db, strdup(partxt)))
-        { free(partxt); goto fail; }
+        { free(partxt); goto done; }
     bool seg = stat(partxt, &st) == 0 && S_ISREG(st.st_mode);
     rc = list_folder(&o, db->path, true, !seg);
     if (!rc && seg) rc = list_segments(&o, partxt);
     free(partxt);
     if (!rc) rc = settle_parts(&o);
     if (!rc) rc = lone_splay(&o);
-    if (!rc && !db->ntables) {
+    if (!rc && !db->ntables && db->nbad) {
+        snprintf(err, errlen, "%s: no kdb+ table could be listed: partition folder %s cannot be "
+                 "read (%s)", db->path, db->bad[0].dir, strerror(db->bad[0].err));
+        rc = QP_EARG;
+    } else if (!rc && !db->ntables) {
         snprintf(err, errlen, "%s: no kdb+ tables found (a db root holds sym and date folders "
                  "or splayed tables)", db->path);
         rc = QP_EARG;
     }
-    if (rc) goto fail;
-    if (db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
-    for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
-    free(o.c);
-    *out = db;
-    return 0;
-fail:
+    if (!rc && db->ntables) qsort(db->tables, (size_t)db->ntables, sizeof *db->tables, cmp_table);
+done:
     if (rc == QP_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
     for (int64_t i = 0; i < o.nc; i++) free(o.c[i].dir);
+    for (int64_t i = 0; i < o.npe; i++) free(o.pe[i].dir);
     free(o.c);
-    qp_kdb_close(db);
+    free(o.pe);
+    if (rc) qp_kdb_close(db);
+    else *out = db;
     return rc;
 }
 
@@ -452,7 +555,8 @@ void qp_kdb_close(qp_kdb *db)
 {
     if (!db || atomic_fetch_sub(&db->refs, 1) > 1) return;
     for (int64_t i = 0; i < db->nparts; i++) free(db->parts[i].dir);
-    for (int64_t i = 0; i < db->nskipped; i++) free(db->skipped[i]);
+    for (int64_t i = 0; i < db->nskipped; i++) free(db->skipped[i].dir);
+    for (int64_t i = 0; i < db->nbad; i++) free(db->bad[i].dir);
     for (int i = 0; i < db->nwatch; i++) free(db->watch[i]);
     for (int i = 0; i < db->ntables; i++) {
         free(db->tables[i].path);
@@ -465,6 +569,7 @@ void qp_kdb_close(qp_kdb *db)
     for (int i = 0; i < db->ndoms; i++) qp_unref(db->doms[i].v);
     free(db->doms);
     free(db->skipped);
+    free(db->bad);
     free(db->watch);
     free(db->stamps);
     free(db->tables);
@@ -477,9 +582,28 @@ void qp_kdb_close(qp_kdb *db)
 
 const char *qp_kdb_path(const qp_kdb *db) { return db->path; }
 
-const char *qp_kdb_skipped(const qp_kdb *db, int64_t i)
+const char *qp_kdb_skipped(const qp_kdb *db, int64_t i, int *reason, char *why, size_t whylen)
 {
-    return i >= 0 && i < db->nskipped ? db->skipped[i] : NULL;
+    if (i < 0 || i >= db->nskipped) return NULL;
+    const qp__kskip *k = &db->skipped[i];
+    if (reason) *reason = k->reason;
+    if (!why || !whylen) return k->dir;
+    if (k->reason == QP_KDB_SKIP_NOT_TABLE)
+        snprintf(why, whylen, "not a table (neither .d nor column files)");
+    else if (k->reason == QP_KDB_SKIP_OTHER_KIND)
+        snprintf(why, whylen, "named as a %s partition, but this db is partitioned by %s: not one "
+                 "of its partitions (q ignores it too)", qp__kdb_pcol(k->kind),
+                 qp__kdb_pcol(db->pkind));
+    else
+        snprintf(why, whylen, "cannot be opened (%s)", strerror(k->err));
+    return k->dir;
+}
+
+const char *qp_kdb_unreadable(const qp_kdb *db, int64_t i, int *err)
+{
+    if (i < 0 || i >= db->nbad) return NULL;
+    if (err) *err = db->bad[i].err;
+    return db->bad[i].dir;
 }
 
 /* ------------------------------------------------------------------ */
@@ -515,6 +639,11 @@ const char *qp_kdb_part_column(qp_kdb *db, const char *table)
 
 qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t)
 {
+    if (t->kind == KT_PART && db->nbad)
+        return qp_error("partition folder %s cannot be read (%s)%s: the rows of table %s there "
+                        "cannot be known, so it is refused; mount or fix the folder, or remove it",
+                        db->bad[0].dir, strerror(db->bad[0].err),
+                        db->nbad > 1 ? " (and more: qpeach db info lists them)" : "", t->name);
     if (!t->clash) return NULL;
     return qp_error("table %s is in two places: %s at the db root and %s/%s (partitioned, %lld "
                     "partition%s): one name must be one table, so it is refused; rename or "
@@ -526,7 +655,8 @@ qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
 {
     qp__ktable *t = qp__kdb_find(db, table);
     if (!t) return qp_error("%s: no table %s", db->path, table);
-    if (t->clash) return qp__kdb_refused(db, t);
+    qp_value *no = qp__kdb_refused(db, t);
+    if (no) return no;
     if (t->kind != KT_PART) return qp_vector(QP_LONG, 0);
     int type = db->pkind == PK_DATE ? QP_DATE : db->pkind == PK_MONTH ? QP_MONTH : QP_LONG;
     qp_value *v = qp_vector(type, t->nparts);
@@ -551,12 +681,12 @@ char *qp_kdb_table_dir(qp_kdb *db, const char *table, int64_t part)
 /* Domains                                                             */
 /* ------------------------------------------------------------------ */
 
-qp_value *qp__kdb_nodomain(const qp_kdb *db, const char *path, const char *column,
+qp_value *qp__kdb_nodomain(const char *root, const char *path, const char *column,
                            const char *name)
 {
     return qp_error("%s: %s%s%senumeration domain `%s not found: the db root %s has no domain "
                     "file %s (domains are read from the db root only)", path, column ? "column " : "",
-                    column ? column : "", column ? ": " : "", name, db->domdir, name);
+                    column ? column : "", column ? ": " : "", name, root, name);
 }
 
 bool qp__kdb_has_domain(const qp_kdb *db, const char *name)
@@ -582,7 +712,7 @@ static qp_value *db_domain(void *data, const char *name)
     qp__kstamp st = {0};
     if (snprintf(p, sizeof p, "%s/%s", db->domdir, name) < (int)sizeof p) qp__kdb_stamp(p, &st);
     if (!(d = qp__kdb_domain_in(db->domdir, name)))
-        d = qp__kdb_nodomain(db, ce->path, ce->column, name);
+        d = qp__kdb_nodomain(db->domdir, ce->path, ce->column, name);
     if (!d || qp_is_error(d) || strlen(name) >= sizeof db->doms[0].name) goto done;
     if (db->ndoms == db->capdoms) {
         int cap = db->capdoms ? db->capdoms * 2 : 4;

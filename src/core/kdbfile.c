@@ -406,12 +406,12 @@ qp_value *qp__kdb_load(const char *path, const qp__kdb_env *env)
 }
 
 /* ------------------------------------------------------------------ */
-/* qp_kdb_load_file: domains from a folder                             */
+/* qp_kdb_load_file: domains from the db root                          */
 /* ------------------------------------------------------------------ */
 
 typedef struct fileenv {
     const char *path;        /* the column file */
-    const char *domains;     /* folder, or NULL: the file's folder and up */
+    const char *root;        /* the db root holding its domains, or NULL */
     qp_value *cache[4];      /* domains loaded so far (one call) */
     char names[4][128];
 } fileenv;
@@ -434,26 +434,19 @@ qp_value *qp__kdb_domain_in(const char *dir, const char *name)
     return v;
 }
 
+/* The domain from the root only, as qp_kdb_open reads them: a folder above
+ * it, or the file's own folder, is never looked in (the answer must not
+ * depend on where the file happens to sit). */
 static qp_value *file_domain(void *data, const char *name)
 {
     fileenv *fe = data;
     for (int i = 0; i < 4; i++)
         if (fe->cache[i] && strcmp(fe->names[i], name) == 0) return qp_ref(fe->cache[i]);
-    qp_value *d = NULL;
-    if (fe->domains) {
-        d = qp__kdb_domain_in(fe->domains, name);
-    } else {
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", fe->path);
-        for (int up = 0; up <= 3 && !d; up++) {
-            char *slash = strrchr(dir, '/');
-            if (slash) *slash = 0;
-            else strcpy(dir, ".");
-            d = qp__kdb_domain_in(dir, name);
-            if (!slash) break;
-        }
-    }
-    if (!d) return qp_error("%s: enumeration domain `%s not found", fe->path, name);
+    if (!fe->root)
+        return qp_error("%s: enumeration domain `%s: no db root was given to read it from "
+                        "(domains are read from the db root only)", fe->path, name);
+    qp_value *d = qp__kdb_domain_in(fe->root, name);
+    if (!d) return qp__kdb_nodomain(fe->root, fe->path, NULL, name);
     for (int i = 0; i < 4 && !qp_is_error(d); i++)
         if (!fe->cache[i]) {
             fe->cache[i] = qp_ref(d);
@@ -472,9 +465,9 @@ static int file_companion(void *data, const char *suffix, qp_buf **out, char *er
     return qp__kdb_bytes(p, out, err, errlen);
 }
 
-qp_value *qp_kdb_load_file(const char *path, const char *domains, unsigned flags)
+qp_value *qp_kdb_load_file(const char *path, const char *root, unsigned flags)
 {
-    fileenv fe = {.path = path, .domains = domains};
+    fileenv fe = {.path = path, .root = root};
     qp__kdb_env env = {file_domain, file_companion, &fe, flags};
     qp_value *x = qp__kdb_load(path, &env);
     for (int i = 0; i < 4; i++) qp_unref(fe.cache[i]);

@@ -21,6 +21,7 @@
  */
 #include "kdb_int.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -147,4 +148,36 @@ qp_value *qp__kdb_nested(qp_buf *buf, const qp__khead *h, const char *path,
                                        : anymap(buf, h, items, path);
     qp_buf_unref(items);
     return x;
+}
+
+int qp__kdb_anymap_first(const char *path, const qp__khead *h, int *type, char *err,
+                         size_t errlen)
+{
+    *type = 0;
+    if (h->kind != KF_ANYMAP || h->n <= 0) return 0;
+    qp_buf *col = NULL, *items = NULL;
+    char p[PATH_MAX];
+    int rc = qp__kdb_bytes(path, &col, err, errlen);
+    if (rc < 0) return rc;
+    if (snprintf(p, sizeof p, "%s#", path) >= (int)sizeof p)
+        rc = qp__kerr(err, errlen, QP_EARG, "%s#: path too long", path);
+    else if (col->len < h->data + 8)
+        rc = qp__kerr(err, errlen, QP_EIO, "%s: truncated (%zu bytes)", path, col->len);
+    else
+        rc = qp__kdb_bytes(p, &items, err, errlen);
+    if (rc < 0) goto done;
+    uint64_t e = (uint64_t)qp__krd64(col->data + h->data), off = e & 0x00ffffffffffffffULL;
+    int fmt = (int)(e >> 56);
+    if (items->len < 4096 || off >= items->len - 4096) {
+        rc = qp__kerr(err, errlen, QP_EIO, "%s: row 0: offset beyond the end (%s#, offset %llu)",
+                      path, path, (unsigned long long)off);
+        goto done;
+    }
+    const uint8_t *at = items->data + 4096 + off;
+    if (fmt == 1) *type = (int)at[0] - 0x7F;
+    else if (fmt == 0 && items->len - 4096 - off >= 16 && at[0] == 0xfb) *type = at[2];
+done:
+    qp_buf_unref(items);
+    qp_buf_unref(col);
+    return rc;
 }

@@ -8,7 +8,9 @@
  *     added or removed within one clock tick);
  *   - par.txt and each segment folder it names, likewise;
  *   - each domain file read so far (`sym`): q's .Q.en appends to it in
- *     place, so only its size and mtime show new names.
+ *     place, so only its size and mtime show new names;
+ *   - each partition folder that could not be read (a link to a disk not
+ *     mounted): its target coming back changes nothing above.
  * Each is stamped (stat) before it is listed or read, so a change made
  * while listing shows at the next check. A check is one stat per stamp;
  * partition and table folders are not stamped (a db of 1,000 dates would

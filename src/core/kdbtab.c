@@ -17,6 +17,7 @@
 #include "qpeach/table.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@ static int cmp_str(const void *a, const void *b)
 static qp_value *columns_listed(const char *dir)
 {
     DIR *h = opendir(dir);
-    if (!h) return qp_error("%s: cannot list the folder", dir);
+    if (!h) return qp_error("%s: cannot list the folder: %s", dir, strerror(errno));
     qp_value *v = qp_vector(QP_SYMBOL, 0);
     for (struct dirent *e; v && (e = readdir(h));) {
         if (e->d_name[0] == '.' || strchr(e->d_name, '#')) continue;
@@ -142,15 +143,20 @@ oom:
 }
 
 /* Partition p (an index into db->parts) of partitioned table t; a table
- * missing there comes back as 0 rows of another partition's columns. */
+ * missing there (no such name at all) comes back as 0 rows of another
+ * partition's columns; one there that cannot be opened (a link to a disk
+ * that is gone) is an error naming it and the cause. */
 static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned flags)
 {
     char *dir = qp__kdb_join(db->parts[p].dir, t->name);
     if (!dir) return qp_error("out of memory");
     struct stat st;
     qp_value *x;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+    int e = stat(dir, &st) == 0 ? 0 : errno;
+    if (!e && S_ISDIR(st.st_mode)) {
         x = load_splay(db, dir, t->name, flags);
+    } else if (e != ENOENT || lstat(dir, &st) == 0) {
+        x = qp_error("%s: table %s: %s", dir, t->name, e ? strerror(e) : "not a folder");
     } else {
         char *other = qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
         qp_value *full = other ? load_splay(db, other, t->name, flags) : NULL;
@@ -466,17 +472,22 @@ static int col_meta(qp_kdb *db, const char *path, const char *col, char *tc, int
     int rc = qp__kdb_peek(path, &h, err, errlen);
     if (rc) return rc;
     if ((h.kind == KF_ENUM || h.kind == KF_OLDENUM) && !qp__kdb_has_domain(db, h.dom)) {
-        qp_value *e = qp__kdb_nodomain(db, path, col, h.dom);
+        qp_value *e = qp__kdb_nodomain(db->domdir, path, col, h.dom);
         snprintf(err, errlen, "%s", e ? e->s : "out of memory");
         qp_unref(e);
         return QP_EIO;
     }
     *attr = h.attr;
+    int first = 0;
     switch (h.kind) {
     case KF_VEC: *tc = TC[h.type]; break;
     case KF_NESTED: *tc = (char)(TC[h.type] - 'a' + 'A'); break;
     case KF_ENUM: case KF_OLDENUM: *tc = 's'; break;
     case KF_FLAT: *tc = h.type >= 0 && h.type <= 19 ? TC[h.type] : ' '; break;
+    case KF_ANYMAP:   /* q 4.x's strings: as q's meta, its first item's type upper case */
+        if ((rc = qp__kdb_anymap_first(path, &h, &first, err, errlen))) return rc;
+        *tc = first >= 1 && first <= 19 && TC[first] != ' ' ? (char)(TC[first] - 'a' + 'A') : ' ';
+        break;
     default: *tc = ' ';
     }
     return 0;

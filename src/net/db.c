@@ -231,15 +231,21 @@ static qp_value *fn_db_tables(qp_server *s, qp_value *args, void *data)
     return e ? e : qp_server_tables(s);
 }
 
-/* .qp.reload[]: mounts the db again, whatever changed; its tables. */
-static qp_value *fn_db_reload(qp_server *s, qp_value *args, void *data)
+qp_value *qp_server_reload(qp_server *s)
 {
-    (void)args; (void)data;
+    if (!s->mounted) return qp_error(".qp.reload: no database is mounted (serve --db)");
     qp_value *e = NULL;
     qp_kdb *db = db_now(s, true, &e);
     qp_value *r = db ? qp_kdb_tables(db) : e;
     qp_kdb_close(db);
     return r;
+}
+
+/* .qp.reload[]: mounts the db again, whatever changed; its tables. */
+static qp_value *fn_db_reload(qp_server *s, qp_value *args, void *data)
+{
+    (void)args; (void)data;
+    return qp_server_reload(s);
 }
 
 /* .qp.set on a db server: the name checked against the db as it is now

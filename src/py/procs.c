@@ -9,7 +9,9 @@
  * follows: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.set/
  * .qp.timeout through qp__procs_broadcast, which also keeps them in a
  * history (the latest .qp.def/.qp.set/.qp.load per name, the latest
- * timeout, every import) to replay to a restarted worker.
+ * timeout, every import) to replay to a restarted worker; and a forced
+ * .qp.reload[] of the db, which is not replayed (a new worker mounts the
+ * db as it is).
  *
  * Children never outlive the server: PR_SET_PDEATHSIG (SIGTERM) covers a
  * crash of the parent, and a pipe whose write end only the parent holds
@@ -377,7 +379,7 @@ static int record(const qp_value *msg)
     return 0;
 }
 
-qp_value *qp__procs_broadcast(const qp_value *msg)
+qp_value *qp__procs_broadcast(const qp_value *msg, bool replay)
 {
     /* a worker that cannot be brought back now gets msg with the history
      * at the next attempt */
@@ -394,7 +396,7 @@ qp_value *qp__procs_broadcast(const qp_value *msg)
         if (qp_is_error(r)) return r;
         qp_unref(r);
     }
-    return record(msg) ? qp_error("wsfull") : NULL;
+    return replay && record(msg) ? qp_error("wsfull") : NULL;
 }
 
 /* ---- peach ---- */

@@ -155,8 +155,9 @@ void qp__db_fini(void);
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);
 int qp__procs_count(void);
 /* Sends msg (borrowed) to every worker; returns the first error (new
- * reference) or NULL when all succeeded. */
-qp_value *qp__procs_broadcast(const qp_value *msg);
+ * reference) or NULL when all succeeded. replay: keep msg in the history
+ * a restarted worker is given (not for what a new process has anyway). */
+qp_value *qp__procs_broadcast(const qp_value *msg, bool replay);
 /* Runs `.qp.call[fn; enlist item]` for every item of items across the
  * workers, handing items out as each finishes. New reference. */
 qp_value *qp__procs_peach(const char *fn, const qp_value *items);

@@ -1,7 +1,7 @@
 /* src/py/qpfns.c - the `.qp` functions that run Python, registered into a
  * qp_server: import, def, call, callk, apply, load, peach, timeout,
  * pykx.libraries and pykx.call (PyKX's remote functions: pykx.c); with
- * worker processes also set.
+ * worker processes also set, and reload when a db is mounted.
  *
  * All run on the server's main thread (QP_EXEC_MAIN), where Python lives.
  * With worker processes (-s -N), every call that changes what a worker
@@ -166,8 +166,9 @@ static qp_value *need_python(void)
     return NULL;
 }
 
-/* Forwards `name args...` to the worker processes after a local success. */
-static qp_value *forward(qp_value *result, const char *fn, const qp_value *args)
+/* Forwards `name args...` to the worker processes after a local success;
+ * replay: a restarted worker is given it too. */
+static qp_value *forward_to(qp_value *result, const char *fn, const qp_value *args, bool replay)
 {
     if (!result || qp_is_error(result) || qp__procs_count() == 0) return result;
     int64_t n = args->v.n;
@@ -175,10 +176,15 @@ static qp_value *forward(qp_value *result, const char *fn, const qp_value *args)
     if (!msg) { qp_unref(result); return NULL; }
     qp_K(msg)[0] = qp_symbol(fn);
     for (int64_t i = 0; i < n; i++) qp_K(msg)[i + 1] = qp_ref(qp_K(args)[i]);
-    qp_value *e = qp__procs_broadcast(msg);
+    qp_value *e = qp__procs_broadcast(msg, replay);
     qp_unref(msg);
     if (e) { qp_unref(result); return e; }
     return result;
+}
+
+static qp_value *forward(qp_value *result, const char *fn, const qp_value *args)
+{
+    return forward_to(result, fn, args, true);
 }
 
 /* ---- .qp.import / .qp.def / .qp.call / .qp.callk ---- */
@@ -301,6 +307,18 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     if (e) return e;
     if (qp_server_set(s, name, qp_ref(arg(args, 1)))) return NULL;
     return forward(qp_symbol(name), ".qp.set", args);
+}
+
+/* ---- .qp.reload (with worker processes and a db) ----
+ * The db mounted again here, then in each worker: their own mounts notice
+ * a changed root or sym, but not a table added to an existing partition,
+ * which only a forced reload finds. Not replayed: a restarted worker
+ * mounts the db as it is then. */
+
+static qp_value *fn_reload(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    return forward_to(qp_server_reload(s), ".qp.reload", args, false);
 }
 
 /* ---- .qp.apply ----
@@ -615,6 +633,11 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
     }
     if (opts.procs > 0 && (rc0 = qp_server_def(s, ".qp.set", 2, QP_EXEC_MAIN, fn_set, NULL)) < 0) {
         snprintf(err, errlen, "cannot register .qp.set: %s", qp_strerror(rc0));
+        return rc0;
+    }
+    if (opts.procs > 0 && opts.db &&
+        (rc0 = qp_server_def(s, ".qp.reload", 1, QP_EXEC_MAIN, fn_reload, NULL)) < 0) {
+        snprintf(err, errlen, "cannot register .qp.reload: %s", qp_strerror(rc0));
         return rc0;
     }
     if (opts.parent_fd >= 0 && qp__procs_watch_parent(opts.parent_fd, s) < 0) {

@@ -1,6 +1,7 @@
 /* plan.c - partition plans: row ranges, column values, files. Partitions
  * of a resident table travel as descriptors, never as data. */
 #include "qpeach/sched.h"
+#include "qpeach/table.h"
 
 #include <glob.h>
 #include <inttypes.h>
@@ -212,31 +213,14 @@ qp_value *qp_partplan_value(const qp_partplan *p)
     return l;
 }
 
-/* An atom as q would print it, for messages ("`IBM", "42", "2024.01.02"). */
+/* An atom as q's console prints it, for messages and log lines ("`IBM",
+ * "42", "2024.01.02", "2024.03m", "09:30", "0D00:00:01.500000000"): the
+ * console formatter's text, every type included. */
 static void atom_text(const qp_value *a, char *buf, size_t n)
 {
-    switch (-a->type) {
-    case QP_SYMBOL: snprintf(buf, n, "`%s", a->s); break;
-    case QP_BOOL: snprintf(buf, n, "%db", a->g); break;
-    case QP_BYTE: snprintf(buf, n, "0x%02x", a->g); break;
-    case QP_SHORT: snprintf(buf, n, "%dh", a->h); break;
-    case QP_INT: snprintf(buf, n, "%di", a->i); break;
-    case QP_LONG: snprintf(buf, n, "%" PRId64, a->j); break;
-    case QP_REAL: snprintf(buf, n, "%ge", (double)a->e); break;
-    case QP_FLOAT: snprintf(buf, n, "%g", a->f); break;
-    case QP_CHAR: snprintf(buf, n, "\"%c\"", a->c); break;
-    case QP_DATE: {
-        int y, m, d;
-        qp_ymd_from_days(a->i, &y, &m, &d);
-        snprintf(buf, n, "%04d.%02d.%02d", y, m, d);
-        break;
-    }
-    default:
-        if (a->type == -QP_TIMESTAMP || a->type == -QP_TIMESPAN)
-            snprintf(buf, n, "%" PRId64, a->j);
-        else
-            snprintf(buf, n, "%d", a->i);
-    }
+    char *s = qp_format(a, 1 << 20);
+    snprintf(buf, n, "%.*s", s ? (int)strcspn(s, "\n") : 1, s ? s : "?");
+    free(s);
 }
 
 char *qp_part_describe(const qp_partplan *p, int64_t i)

@@ -218,6 +218,18 @@ static void test_dolphindb(void)
     CU_ASSERT_EQUAL(qp_K(dcol)[1]->j, 4);
     CU_ASSERT_EQUAL(qp_K(dcol)[3]->v.n, 30);               /* format 0 item */
     qp_unref(iv);
+    /* anymap columns' meta is their first item's type, upper case, as q's
+     * meta shows it (compressed files too) */
+    const char *const am[][2] = {{"intArrayVector", "JC"}, {"charArrayVector", "iC"},
+                                 {"compressCharArrayVector", "iC"}};
+    for (int i = 0; i < 3; i++) {
+        m = qp_kdb_meta(db, am[i][0]);
+        CU_ASSERT_EQUAL_FATAL(m->type, QP_DICT);
+        types = qp_K(qp_table_columns(qp_dict_values(m)))[0];
+        CU_ASSERT_EQUAL(types->v.n, 2);
+        CU_ASSERT_EQUAL(memcmp(qp_C(types), am[i][1], 2), 0);
+        qp_unref(m);
+    }
     qp_value *q = qp_kdb_table(db, "quote_cffex", 0);
     CU_ASSERT_EQUAL(q->type, QP_TABLE);
     CU_ASSERT_EQUAL(qp_count(q), 0);
@@ -1044,7 +1056,7 @@ static void test_not_tables_and_clashes(void)
     CU_ASSERT_EQUAL(names->v.n, 2);               /* cust, t */
     qp_unref(names);
     int64_t k = 0;
-    while (qp_kdb_skipped(db, k)) k++;
+    while (qp_kdb_skipped(db, k, NULL, NULL, 0)) k++;
     CU_ASSERT_EQUAL(k, 4);                        /* empty, qs, 2000.01.01/0 and /9 */
     qp_kdb_close(db);
     write_trades(tmp("nt"), "cust", 0, 3, true);
@@ -1062,6 +1074,28 @@ static void test_not_tables_and_clashes(void)
     CU_ASSERT_EQUAL(qp_count(t), 2);
     qp_unref(t);
     qp_kdb_close(db);
+}
+
+/* One file loaded alone reads its enumerations' domains from the db root
+ * it is given, never from a folder it happens to sit under (issue 18.9):
+ * without a root it is refused naming the domain. */
+static void test_load_file_domains(void)
+{
+    write_trades(tmp("lf"), "t", 0, 3, true);
+    const char *col = tmp("lf/2000.01.01/t/sym");
+    qp_value *x = qp_kdb_load_file(col, NULL, 0);
+    CU_ASSERT_EQUAL(x->type, QP_ERROR);
+    CU_ASSERT_TRUE(has_text(x, "`sym"));
+    CU_ASSERT_TRUE(has_text(x, "no db root"));
+    qp_unref(x);
+    x = qp_kdb_load_file(col, tmp("lf/2000.01.01"), 0);    /* a partition is not a root */
+    CU_ASSERT_TRUE(has_text(x, "lf/2000.01.01 has no domain file sym"));
+    qp_unref(x);
+    x = qp_kdb_load_file(col, tmp("lf"), 0);
+    CU_ASSERT_EQUAL_FATAL(x->type, QP_SYMBOL);
+    CU_ASSERT_EQUAL(x->v.n, 3);
+    CU_ASSERT_STRING_EQUAL(qp_S(x)[2], "c");
+    qp_unref(x);
 }
 
 /* One db from several threads: the domain loads once and is shared. */
@@ -1107,6 +1141,7 @@ int main(void)
         {"pre-3.6 flat tables with enumerations", test_old_flat_enums},
         {"reload sees a changed root or sym", test_reload},
         {"folders that are not tables; one name, one table", test_not_tables_and_clashes},
+        {"one file's domains from the root given", test_load_file_domains},
         {"segments, months, years, lone splay", test_layouts},
         {"1000 partitions open lazily", test_lazy_open},
         {"bad headers", test_bad_headers},

@@ -594,6 +594,68 @@ static void test_csv_iso_and_q_cells(void)
     qp_unref(t);
 }
 
+/* What format = iso writes, the reader's inference reads back as the same
+ * values: ISO months as months, ISO 8601 durations (0W/-0W too) as
+ * timespans, hh:mm:ss (a minute written as hh:mm:00 too) as seconds,
+ * negative clocks as q writes them, hh:mm:ss.fff as times. */
+static void test_csv_iso_reads_back(void)
+{
+    qp_value *names = syms(5, "m", "n", "u", "v", "t");
+    static const int types[5] = {QP_MONTH, QP_TIMESPAN, QP_MINUTE, QP_SECOND, QP_TIME};
+    static const int back[5] = {QP_MONTH, QP_TIMESPAN, QP_SECOND, QP_SECOND, QP_TIME};
+    static const int64_t v[5][3] = {
+        {290, QP_INF_I, -1}, {-1500000000, QP_INF_J, -QP_INF_J}, {570, 0, 1439},
+        {-1, 34200, QP_INF_I}, {34200123, 0, -1}};
+    static const int64_t want_u[3] = {34200, 0, 86340};     /* the minutes, as seconds */
+    qp_value *cols = qp_vector(QP_LIST, 5);
+    for (int c = 0; c < 5; c++) {
+        qp_K(cols)[c] = qp_vector(types[c], 3);
+        for (int r = 0; r < 3; r++) {
+            if (types[c] == QP_TIMESPAN) qp_J(qp_K(cols)[c])[r] = v[c][r];
+            else qp_I(qp_K(cols)[c])[r] = (int32_t)v[c][r];
+        }
+    }
+    qp_value *t = qp_table(qp_dict(names, cols));
+    CU_ASSERT_EQUAL(qp_csv_write_iso(t, tmp("iso.csv"), 1), 0);
+    qp_unref(t);
+    t = qp_csv_load(tmp("iso.csv"), NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    for (int c = 0; c < 5; c++) {
+        qp_value *col = qp_K(qp_table_columns(t))[c];
+        CU_ASSERT_EQUAL(col->type, back[c]);
+        for (int r = 0; col->type == back[c] && r < 3; r++) {
+            int64_t got = back[c] == QP_TIMESPAN ? qp_J(col)[r] : qp_I(col)[r];
+            CU_ASSERT_EQUAL(got, c == 2 ? want_u[r] : v[c][r]);
+        }
+    }
+    qp_unref(t);
+    /* ISO durations as pandas writes them; what is no fixed length (years,
+     * months, weeks) or out of order is not a duration */
+    t = load("n,bad\nPT1H30M,P1Y\nP2D,PT\nP1DT0.5S,P1H\n", NULL);
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    qp_value *n = qp_K(qp_table_columns(t))[0];
+    CU_ASSERT_EQUAL_FATAL(n->type, QP_TIMESPAN);
+    CU_ASSERT_EQUAL(qp_J(n)[0], 5400000000000LL);
+    CU_ASSERT_EQUAL(qp_J(n)[1], 172800000000000LL);
+    CU_ASSERT_EQUAL(qp_J(n)[2], 86400500000000LL);
+    CU_ASSERT_EQUAL(qp_K(qp_table_columns(t))[1]->type, QP_SYMBOL);
+    qp_unref(t);
+    /* 2024.03 stays a float (q's month text looks like one); given the
+     * type, a minute reads hh:mm:00 but not a second that is not 00 */
+    t = load("a,b\n2024.03,2024-03\n", NULL);
+    CU_ASSERT_EQUAL(qp_K(qp_table_columns(t))[0]->type, QP_FLOAT);
+    CU_ASSERT_EQUAL(qp_K(qp_table_columns(t))[1]->type, QP_MONTH);
+    qp_unref(t);
+    t = load("u\n09:30:00\n-00:01\n", "U");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    CU_ASSERT_EQUAL(qp_I(qp_K(qp_table_columns(t))[0])[0], 570);
+    CU_ASSERT_EQUAL(qp_I(qp_K(qp_table_columns(t))[0])[1], -1);
+    qp_unref(t);
+    t = load("u\n09:30:01\n", "U");
+    CU_ASSERT_TRUE(t->type == QP_ERROR && strstr(t->s, "'09:30:01' is not a minute"));
+    qp_unref(t);
+}
+
 /* A 1M-row file, loaded in parallel (many chunks), every value checked. */
 static void test_csv_million(void)
 {
@@ -752,6 +814,7 @@ int main(void)
         {"csv errors", test_csv_errors},
         {"csv round trip, every type", test_csv_roundtrip_types},
         {"csv iso and q text, by type", test_csv_iso_and_q_cells},
+        {"csv iso output reads back", test_csv_iso_reads_back},
         {"csv 1M rows", test_csv_million},
         {"csv garbage in, no crash", test_csv_garbage},
         {"q IPC files", test_ipc_files},
