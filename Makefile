@@ -25,7 +25,7 @@ NPY_INC    = $(call once,NPY_INC,$(shell $(PYTHON) -c 'import numpy; print(numpy
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 QP_CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread \
-              -Iinclude $(PKG_CFLAGS) $(if $(NPY_INC),-I$(NPY_INC)) -MMD -MP
+              -Iinclude -Isrc $(PKG_CFLAGS) $(if $(NPY_INC),-I$(NPY_INC)) -MMD -MP
 QP_LDLIBS   = $(PKG_LIBS) -lpthread -lm
 ifeq ($(SAN),1)
 QP_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -40,7 +40,11 @@ QP_CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointe
 QP_LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(sort $(wildcard src/core/*.c src/net/*.c src/py/*.c src/sched/*.c))
+# The library's rooms, lowest first (docs/ARCHITECTURE.md): each may use
+# the ones before it only. cli is the binary on top. -Isrc lets a file
+# name another room's internal header by its room ("net/net_int.h").
+LIB_ROOMS := core kdb net server py sched
+LIB_SRC  := $(sort $(wildcard $(LIB_ROOMS:%=src/%/*.c)))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HLP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
@@ -87,13 +91,12 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libqpeach.a
 # libFuzzer programs: each tests/fuzz/fuzz_*.c linked against the library
 # built with the same FUZZ=1 flags, so they follow the Makefile's own source
 # lists and pkg-config flags. Built only by the build/fuzz make (fuzz-build).
-$(BUILD)/obj/tests/fuzz/%.o: QP_CFLAGS += -Isrc/core
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/libqpeach.a
 	$(CC) -fsanitize=fuzzer $(QP_LDFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libqpeach.a $(QP_LDLIBS)
 
 # Writes the seed corpora: a plain program, without the fuzzer runtime.
 $(BUILD)/seeds: tests/fuzz/seeds.c tests/unit/ipc_vectors.h
-	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -Itests/unit -o $@ $<
 
 fuzz-bins: $(if $(filter 1,$(FUZZ)),$(FUZZ_BIN) $(BUILD)/seeds,fuzz-needs-FUZZ)
 	@:
@@ -115,7 +118,11 @@ test: deps
 	@$(MAKE) --no-print-directory check
 
 # The integration runner goes last: its "N passed, N failed" closes the run.
+# First the rooms' dependency order (includes, and the calls in the objects)
+# and the length of functions.
 check: all fuzz-build
+	@sh scripts/check-layers.sh $(BUILD)
+	@sh scripts/check-functions.sh
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
 	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py

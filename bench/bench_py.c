@@ -8,7 +8,7 @@
  *
  * Usage: build/bench/bench_py [--quick]   (--quick: 10M floats, 1M symbols)
  */
-#include "../src/py/pyint.h"
+#include "py/py_int.h"
 
 #include <stdio.h>
 #include <string.h>

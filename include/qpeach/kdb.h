@@ -1,5 +1,6 @@
 /* qpeach/kdb.h - kdb+ databases on disk: read in place (mapped), written
- * q-compatibly. Byte layouts: ../shared/KDB_FORMAT.md.
+ * q-compatibly. Byte layouts: q's own (src/kdb/kdbfile.c reads them,
+ * kdbwrite.c writes them).
  *
  * Memory rules (value.h's words):
  *   - Loaders return a new reference: the value, or an error value (-128)
@@ -23,6 +24,7 @@
 #ifndef QPEACH_KDB_H
 #define QPEACH_KDB_H
 
+#include "qpeach/table.h"
 #include "qpeach/value.h"
 
 enum { QP_KDB_ENUMS = 1 };   /* flags: keep enumerations as type 20 */
@@ -156,6 +158,20 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags);
  * partition), or a bad index (naming its file, column and row). */
 qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
 
+/* Rows [a, b) of any table (b capped at its count): of a splayed or flat
+ * one as qp_kdb_table_rows; of a partitioned one, only the partitions
+ * the rows touch are mapped (their row counts, learnt at the first
+ * mapping, are kept with the db), one partition's rows as views, rows
+ * spanning several concatenated (a copy of those rows). New reference, or
+ * an error value (rows outside the table, a file that cannot be read). */
+qp_value *qp_kdb_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
+/* The distinct values of column col of table, sorted (qp_distinct_sorted;
+ * enumerations kept): a partitioned table's partition column from its
+ * partitions' names, another column one partition mapped at a time. New
+ * reference, or an error value ("COL: no such column", a file that
+ * cannot be read). */
+qp_value *qp_kdb_distinct(qp_kdb *db, const char *table, const char *col);
+
 /* ---- Writing (q 4.x bytes) ---- */
 
 /* The writer's lock of a database folder: one qp_kdb_write (or `qpeach db
@@ -197,7 +213,7 @@ typedef struct qp_kdb_write_opts {
  * enumerated against db/sym, appending new names (as .Q.en does), and
  * general lists of simple vectors (e.g. strings) as q's anymap name +
  * name#; `.d` lists the columns. Bytes as q 4.x writes them (see
- * src/core/kdbwrite.c for what is checked against q-written files). Under
+ * src/kdb/kdbwrite.c for what is checked against q-written files). Under
  * db's lock (opts->lock, or taken for the call), each table folder is
  * written whole in a temporary folder, then db/sym is replaced, then the
  * folders are renamed into place, every step noted in db's journal first,
@@ -212,5 +228,12 @@ int qp_kdb_write(const char *db, const char *name, const qp_value *t,
 /* Removes folder dir and everything in it (links are removed, not
  * followed): a db, or a table folder qp_kdb_write made. 0 or -errno. */
 int qp_kdb_remove(const char *dir);
+
+/* ---- Tables from files ---- */
+
+/* Loads by kind: a .csv name with the CSV loader (opts), a folder as a
+ * kdb+ splayed table (mapped, enumerations as type 20), anything else as
+ * a q IPC file. New reference or an error value naming the file. */
+qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
 
 #endif

@@ -44,6 +44,11 @@ int qp_py_init(char *err, size_t errlen);
 bool qp_py_ready(void);
 /* Finalizes the interpreter (tests; the server just exits). */
 void qp_py_fini(void);
+/* For a Python that is already running (the Python client's extension
+ * module): sets up what the conversions need, numpy's C API and its dtype
+ * caches, which qp_py_init does in a server. GIL held; 0, or -1 with a
+ * Python exception set. */
+int qp_py_conv_init(void);
 
 /* ---- Conversion (GIL held) ---- */
 

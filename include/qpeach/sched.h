@@ -55,10 +55,6 @@ qp_value *qp_partplan_value(const qp_partplan *p);
 /* "rows 0-1250000", "sym=`IBM", "trades/2024.01.02.csv" (malloc'd). */
 char *qp_part_describe(const qp_partplan *p, int64_t i);
 
-/* Distinct items of a vector in sorted order (symbols by bytes, numbers
- * numerically). New reference, or an error value for unsupported types. */
-qp_value *qp_distinct_sorted(const qp_value *v);
-
 /* ---- Merging ---- */
 
 /* Merges the partials (borrowed, in partition order) as the job says:

@@ -110,6 +110,13 @@ qp_value *qp_server_reload(qp_server *s);
  * global (.qp.set, .qp.load, --load: by) may not replace or hide; NULL
  * when name is free. */
 qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by);
+/* The part of db table name that a .qp.apply descriptor asks for, read
+ * alone: (start; end) rows (qp_kdb_rows: only the partitions they touch),
+ * or on a partitioned table (partition column; value), that partition.
+ * When name is a db table and part is one of those, sets *out (new
+ * reference: the table, an error value, or NULL on OOM) and returns 1;
+ * otherwise 0, and the caller reads the table whole. */
+int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
 /* Actual address bound (the port chosen for "0"), e.g. "127.0.0.1:5050". */
 const char *qp_server_address(const qp_server *s);
 

@@ -50,9 +50,6 @@ int qp_csv_fwrite(const qp_value *table, FILE *f, bool iso);
 qp_value *qp_ipcfile_load(const char *path);
 /* Writes x as a q IPC file (-8! bytes). Returns 0 or a negative code. */
 int qp_ipcfile_write(const qp_value *x, const char *path);
-/* Loads by extension: .csv; a folder as a kdb+ splayed table (mapped,
- * enumerations as type 20); anything else as q IPC. */
-qp_value *qp_table_load(const char *path, const qp_csv_opts *opts);
 
 /* q's meta of a table, (+`c!,c)!(+`t`f`a!(t;f;a)): c the column names, t
  * their type chars, f foreign keys, a attributes (symbol vectors of one

@@ -128,8 +128,6 @@ int qp_buf_resize(qp_buf *b, size_t len);
  * fd may be closed afterwards. len 0 gives an empty buffer. Returns 0 or
  * -errno / QP_ENOMEM; *out gets a new reference. */
 int qp_buf_map(int fd, size_t len, qp_buf **out);
-/* Internal, for tests: how many qp_buf_map mappings were made so far. */
-long long qp__buf_maps(void);
 qp_buf *qp_buf_ref(qp_buf *b);          /* returns b */
 void qp_buf_unref(qp_buf *b);           /* NULL-safe */
 
@@ -326,5 +324,10 @@ bool qp_equal(const qp_value *a, const qp_value *b);
 void qp_item_key(int t, const void *src, void *dst);
 /* Whether items a and b of vector type t are equal as qp_item_key says. */
 bool qp_item_eq(int t, const void *a, const void *b);
+/* Distinct items of a vector (or the symbols of an enumeration) in sorted
+ * order: symbols by bytes, numbers numerically, the null first; equal as
+ * qp_item_key says, each kept as its key. New reference, or an error
+ * value for unsupported types. */
+qp_value *qp_distinct_sorted(const qp_value *v);
 
 #endif

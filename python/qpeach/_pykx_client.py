@@ -1,12 +1,13 @@
 """PyKX's own messages, for ``session(..., protocol='pykx')``: what an
 unmodified PyKX client sends for kx.remote.session, session.libraries and
-@kx.remote.function (../shared/PYKX_WIRE.md, Q0, Q2 and Q3 there), so our
-client can drive a q process with pykx.q loaded (or `qpeach serve`, which
-answers the same texts).
+@kx.remote.function (the texts Q0, Q2 and Q3), so our client can drive a
+q process with pykx.q loaded (or `qpeach serve`, which answers the same
+texts).
 
-The texts are byte for byte PyKX 3.1.9's (their SHA-256 is checked by
-tests/integration/test_pykx.py against the same constants; the C side keeps
-its copy in src/net/pykxwire.c). What differs from protocol='qpeach':
+The texts are byte for byte PyKX 3.1.9's; their one copy is the C
+library's (include/qpeach/pykx.h), read from the extension, and
+tests/integration/test_pykx.py checks their SHA-256. What differs from
+protocol='qpeach':
 
 - the function's source goes with every call (q caches nothing) and is
   exec'd in the server's one ``__main__``: the function must be defined
@@ -22,36 +23,35 @@ import textwrap
 
 from .errors import ArgList, CharVector, QError
 
-Q0 = "`pykx in key `"
-Q2 = ("\n                {[alias;library]\n"
-      "                  alias:string alias;\n"
-      "                  library:string library;\n"
-      "                  @[.pykx.pyexec;\n"
-      '                    "import ",library," as ",alias;\n'
-      "                    {'\"Failed to load library '\",x,\n"
-      "                      \"' with alias '\",y,\"' with error: \",z}[library;alias]\n"
-      "                    ]}\n"
-      "                ")
-Q3 = ("\n" + " " * 43 + "{[code;func_name;args;lenargs]\n"
-      + " " * 45 + '.pykx.pyexec trim "\n" sv 1_"\n" vs code;\n'
-      + " " * 45 + "func:.pykx.get[func_name;<];\n"
-      + " " * 45 + "$[lenargs;func . args;func[]]\n"
-      + " " * 45 + "}\n"
-      + " " * 43)
+
+def _text(name):
+    """PyKX's text Q0, Q2 or Q3 from the C extension, which holds the one
+    copy (include/qpeach/pykx.h); imported on first use, as remote.py does,
+    so ``import qpeach`` needs no extension."""
+    from . import _qpeach
+    return getattr(_qpeach, "PYKX_" + name)
+
+
+def __getattr__(name):
+    """Q0, Q2 and Q3 as module attributes (PEP 562)."""
+    if name in ("Q0", "Q2", "Q3"):
+        return _text(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_session(conn):
     """PyKX's session check on a new connection: q with pykx.q answers 1b."""
-    r = conn.call(None, CharVector(Q0))
+    q0 = _text("Q0")
+    r = conn.call(None, CharVector(q0))
     if r is not True:
-        raise QError(f"{conn.addr}: PyKX session check (`pykx in key `) answered {r!r}, "
+        raise QError(f"{conn.addr}: PyKX session check ({q0}) answered {r!r}, "
                      "not 1b: is pykx.q loaded on the server?")
 
 
 def libraries(conn, libs):
     """PyKX's libraries lambda, once per alias (PyKX's order)."""
     for alias, mod in libs.items():
-        conn.call(None, ArgList([CharVector(Q2), alias, mod]))
+        conn.call(None, ArgList([CharVector(_text("Q2")), alias, mod]))
 
 
 def source(fn):
@@ -70,6 +70,6 @@ def call(conn, fn, args, kwargs, pandas=False):
     if kwargs:
         raise TypeError(f"{fn.__name__}: protocol='pykx' passes positional arguments only "
                         f"(PyKX's call lambda spreads a list), got {sorted(kwargs)}")
-    msg = ArgList([CharVector(Q3), CharVector(source(fn)), fn.__name__,
+    msg = ArgList([CharVector(_text("Q3")), CharVector(source(fn)), fn.__name__,
                    ArgList(args), len(args)])
     return conn.call(None, msg, pandas=pandas)

@@ -31,6 +31,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/job.h"
 #include "qpeach/py.h"
+#include "qpeach/pykx.h"
 #include "qpeach/sched.h"
 #include "qpeach/value.h"
 
@@ -693,35 +694,6 @@ done:
     return out;
 }
 
-/* py.h's conversion needs numpy's C API table and its dtype caches. In
- * the server qp_py_init() sets both up while starting the interpreter; here
- * the interpreter is already running (and owns its signals), so only those
- * two steps are done, through src/py's internal names.
- * TODO(py helper): a public qp_py_conv_init() in py.h would replace this. */
-extern void **qp__numpy_api;            /* PY_ARRAY_UNIQUE_SYMBOL of src/py */
-int qp__conv_init(void);                /* src/py/pyint.h */
-
-static int conv_init(void)
-{
-    PyObject *mod = PyImport_ImportModule("numpy.core._multiarray_umath");
-    if (!mod) return -1;
-    PyObject *cap = PyObject_GetAttrString(mod, "_ARRAY_API");
-    Py_DECREF(mod);
-    if (!cap) return -1;
-    void **api = PyCapsule_CheckExact(cap) ? PyCapsule_GetPointer(cap, NULL) : NULL;
-    Py_DECREF(cap);
-    if (!api) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ImportError, "numpy's _ARRAY_API is not a capsule");
-        return -1;
-    }
-    qp__numpy_api = api;
-    if (qp__conv_init() < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ImportError, "qpeach: numpy dtype setup failed");
-        return -1;
-    }
-    return 0;
-}
-
 static PyMethodDef mod_methods[] = {
     {"dumps", mod_dumps, METH_O, "dumps(obj) -> bytes: a kdb+ IPC message."},
     {"loads", (PyCFunction)(void (*)(void))mod_loads, METH_VARARGS | METH_KEYWORDS,
@@ -742,7 +714,7 @@ static struct PyModuleDef moddef = {
 
 PyMODINIT_FUNC PyInit__qpeach(void)
 {
-    if (conv_init() < 0) return NULL;
+    if (qp_py_conv_init() < 0) return NULL;
     if (PyType_Ready(&ConnType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
@@ -753,6 +725,11 @@ PyMODINIT_FUNC PyInit__qpeach(void)
     PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
     PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
     PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);
+    /* PyKX's texts for session(..., protocol='pykx'): their one copy is
+     * the library's (qpeach/pykx.h). */
+    PyModule_AddStringConstant(m, "PYKX_Q0", qp_pykx_q0);
+    PyModule_AddStringConstant(m, "PYKX_Q2", qp_pykx_q2);
+    PyModule_AddStringConstant(m, "PYKX_Q3", qp_pykx_q3);
     /* The codes Connection.error reports: EAUTH, ETIMEOUT, ECLOSED, ... */
 #define QP__ERR_CONST(name, code, text) PyModule_AddIntConstant(m, "E" #name, code);
     QP_ERRORS(QP__ERR_CONST)

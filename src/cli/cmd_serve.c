@@ -13,7 +13,7 @@
  *
  * --db PATH mounts a kdb+ database (qpeach/kdb.h) before listening: its
  * tables become globals, read lazily when a call asks for them, and what
- * is written to it later is seen (see src/net/db.c). A database that
+ * is written to it later is seen (see src/server/db.c). A database that
  * cannot be mounted (a folder holding no table among them) is a usage
  * error, exit 2, one line, before the listener is bound; so is a --load
  * name that is one of its tables.

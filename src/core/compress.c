@@ -16,7 +16,7 @@
  * every back-reference is checked; bad data gives QP_ECORRUPT.
  */
 #include "qpeach/ipc.h"
-#include "ipc_internal.h"
+#include "ipc_int.h"
 
 #include <stdlib.h>
 #include <string.h>

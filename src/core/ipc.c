@@ -9,7 +9,7 @@
  * is refused with QP_ETOOBIG (see ipc_decode.c for why).
  */
 #include "qpeach/ipc.h"
-#include "ipc_internal.h"
+#include "ipc_int.h"
 
 #include <string.h>
 #include <stdlib.h>

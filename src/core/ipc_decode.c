@@ -15,7 +15,7 @@
  * we could find, so such a count (a negative int32) is rejected by name.
  */
 #include "qpeach/ipc.h"
-#include "ipc_internal.h"
+#include "ipc_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>

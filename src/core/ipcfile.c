@@ -1,7 +1,7 @@
 /* ipcfile.c - q values in files: the bytes of -8! (an IPC message with its
  * 8-byte header, possibly compressed) and of q's `set` for a flat value
- * (0xff 0x01, six zero bytes, then the IPC body), and qp_table_load, which
- * picks the CSV loader or this one by extension.
+ * (0xff 0x01, six zero bytes, then the IPC body). qp_table_load
+ * (src/kdb/tableload.c) picks the CSV loader, a splayed folder or this.
  *
  * The file is read whole into one refcounted buffer so the decoder can
  * leave numeric vectors in place (zero-copy); the buffer lives as long as
@@ -10,8 +10,8 @@
  * splayed columns (load a splayed table column by column in q instead).
  */
 #include "qpeach/ipc.h"
-#include "qpeach/kdb.h"
 #include "qpeach/table.h"
+#include "fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,38 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Reads the whole file into a new buffer. Returns 0 or -errno. */
-static int slurp(const char *path, qp_buf **out)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct stat st;
-    int rc = 0;
-    qp_buf *b = NULL;
-    if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
-    b = qp_buf_new((size_t)st.st_size);
-    if (!b) { rc = QP_ENOMEM; goto fail; }
-    for (size_t got = 0; got < (size_t)st.st_size;) {
-        ssize_t n = read(fd, b->data + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { rc = -errno; goto fail; }
-        if (n == 0) { b->len = got; break; }      /* shrank while reading */
-        got += (size_t)n;
-    }
-    close(fd);
-    *out = b;
-    return 0;
-fail:
-    qp_buf_unref(b);
-    close(fd);
-    return rc;
-}
-
 qp_value *qp_ipcfile_load(const char *path)
 {
     qp_buf *b;
-    int rc = slurp(path, &b);
+    int rc = qp__file_read(path, &b);
     if (rc < 0) return qp_error("%s: %s", path, qp_strerror(rc));
     const uint8_t *d = b->data;
     size_t n = b->len;
@@ -90,40 +62,10 @@ int qp_ipcfile_write(const qp_value *x, const char *path)
     if (rc < 0) return rc;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) { rc = -errno; goto done; }
-    for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, bytes + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) { rc = -errno; break; }
-        off += (size_t)w;
-    }
+    rc = qp__write_all(fd, bytes, len);
     if (close(fd) < 0 && rc == 0) rc = -errno;
     if (rc < 0) unlink(path);
 done:
     free(bytes);
     return rc;
-}
-
-/* A folder: a kdb+ splayed table (its enumerations resolved against the
- * db root above it), mapped, with enumerated columns kept as type 20 so
- * Python gets zero-copy Categoricals. */
-static qp_value *splayed_load(const char *path)
-{
-    char err[512];
-    qp_kdb *db = NULL;
-    if (qp_kdb_open(path, &db, err, sizeof err)) return qp_error("%s", err);
-    qp_value *names = qp_kdb_tables(db);
-    qp_value *t = names && names->v.n == 1 ? qp_kdb_table(db, qp_S(names)[0], QP_KDB_ENUMS)
-                : names ? qp_error("%s: not one splayed table", path) : NULL;
-    qp_unref(names);
-    qp_kdb_close(db);          /* the table keeps its mappings */
-    return t;
-}
-
-qp_value *qp_table_load(const char *path, const qp_csv_opts *opts)
-{
-    size_t n = strlen(path);
-    struct stat st;
-    if (n >= 4 && strcasecmp(path + n - 4, ".csv") == 0) return qp_csv_load(path, opts);
-    if (!stat(path, &st) && S_ISDIR(st.st_mode)) return splayed_load(path);
-    return qp_ipcfile_load(path);
 }

@@ -9,7 +9,7 @@
  * Any error is sticky: the stream is out of step and cannot recover.
  */
 #include "qpeach/ipc.h"
-#include "ipc_internal.h"
+#include "ipc_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>

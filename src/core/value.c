@@ -1,6 +1,7 @@
 /* value.c - the q value model: construction, lifetime, items and slices.
  * Memory rules are in include/qpeach/value.h. */
 #include "qpeach/value.h"
+#include "value_int.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -16,6 +16,7 @@
 
 #include "qpeach/auth.h"
 #include "qpeach/value.h"
+#include "core/fileio_int.h"
 
 #define SCHEME "pbkdf2-sha256"
 #define SALT_LEN 16
@@ -99,13 +100,45 @@ static int valid_user(const char *u)
     return *u && !strpbrk(u, ":\r\n") && strlen(u) < 256;
 }
 
+/* The password file's text with user's entry set: every other line kept
+ * (each ending in a newline), user's first line replaced and any later
+ * ones dropped, or the entry added at the end. 0 or a negative code. */
+static int passwd_text(const char *file, const char *user, const char *entry, char **text,
+                       size_t *len)
+{
+    qp_buf *old = NULL;
+    int rc = qp__file_read(file, &old);
+    if (rc && rc != -ENOENT) return rc;
+    FILE *out = open_memstream(text, len);
+    if (!out) {
+        qp_buf_unref(old);
+        return QP_ENOMEM;
+    }
+    size_t ul = strlen(user);
+    bool replaced = false;
+    const char *p = old ? (const char *)old->data : "", *end = p + (old ? old->len : 0);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n > ul && !strncmp(p, user, ul) && p[ul] == ':') {
+            if (!replaced) fprintf(out, "%s:%s\n", user, entry);
+            replaced = true;
+        } else {
+            fprintf(out, "%.*s\n", (int)n, p);
+        }
+        p += n + 1;
+    }
+    if (!replaced) fprintf(out, "%s:%s\n", user, entry);
+    qp_buf_unref(old);
+    return fclose(out) ? QP_ENOMEM : 0;
+}
+
 int qp_passwd_set(const char *file, const char *user, const char *password,
                   char *err, size_t errlen)
 {
-    char entry[QP_PASSWD_MAX], tmp[4096], *line = NULL;
-    size_t cap = 0;
-    FILE *in = NULL, *out = NULL;
-    int fd = -1, rc;
+    char entry[QP_PASSWD_MAX], *text = NULL;
+    size_t len = 0;
+    int rc;
     if (!valid_user(user)) {
         snprintf(err, errlen, "bad user name (empty, or has ':' or a newline)");
         return QP_EARG;
@@ -118,48 +151,12 @@ int qp_passwd_set(const char *file, const char *user, const char *password,
         snprintf(err, errlen, "hashing failed: %s", qp_strerror(rc));
         return rc;
     }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", file, (int)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "path too long");
-        return QP_EARG;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || !(out = fdopen(fd, "w"))) goto io_fail;
-    fd = -1;
-    fchmod(fileno(out), 0600);   /* even when umask or an old tmp file said otherwise */
-    size_t ul = strlen(user);
-    bool replaced = false;
-    if ((in = fopen(file, "r"))) {
-        ssize_t n;
-        while ((n = getline(&line, &cap, in)) > 0) {
-            if (!strncmp(line, user, ul) && line[ul] == ':') {
-                if (!replaced) fprintf(out, "%s:%s\n", user, entry);
-                replaced = true;
-                continue;
-            }
-            fputs(line, out);
-            if (line[n - 1] != '\n') fputc('\n', out);
-        }
-        fclose(in);
-        in = NULL;
-    } else if (errno != ENOENT) {
-        goto io_fail;
-    }
-    if (!replaced) fprintf(out, "%s:%s\n", user, entry);
-    if (fflush(out) || fsync(fileno(out))) goto io_fail;
-    if (fclose(out)) { out = NULL; goto io_fail; }
-    out = NULL;
-    if (rename(tmp, file)) goto io_fail;
-    free(line);
-    return 0;
-io_fail:
-    rc = -errno;
-    snprintf(err, errlen, "%s: %s", file, strerror(errno));
-    if (fd >= 0) close(fd);
-    if (out) fclose(out);
-    if (in) fclose(in);
-    unlink(tmp);
-    free(line);
-    return rc ? rc : QP_EIO;
+    /* mode 0600 exactly, whatever the umask or an old temporary file */
+    rc = passwd_text(file, user, entry, &text, &len);
+    if (!rc) rc = qp__file_replace(file, text, len, 0600);
+    if (rc) snprintf(err, errlen, "%s: %s", file, qp_strerror(rc));
+    free(text);
+    return rc;
 }
 
 /* ====================================================================

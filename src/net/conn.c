@@ -14,7 +14,7 @@
 
 #include "qpeach/conn.h"
 #include "qpeach/ipc.h"
-#include "net.h"
+#include "net_int.h"
 
 struct qp_conn {
     qp__tp tp;             /* socket or TLS session */

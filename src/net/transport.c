@@ -25,7 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "net.h"
+#include "net_int.h"
 
 /* ====================================================================
  * Addresses

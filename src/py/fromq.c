@@ -48,8 +48,9 @@
  * timedelta64[ns], as pandas holds them (a date beyond 2262 fails, as
  * above).
  */
-#include "pyint.h"
+#include "py_int.h"
 #include "qpeach/table.h"
+#include "core/ptrmap_int.h"
 
 #include <assert.h>
 #include <math.h>
@@ -67,57 +68,25 @@ static PyObject *uuid_cls;         /* uuid.UUID, imported lazily */
 static PyObject *pandas_mod;       /* pandas, imported lazily */
 static PyObject *char_strs[256];   /* one-char str of each byte, made lazily */
 
-/* ---- symbol -> str cache: pointer-keyed open addressing ----
+/* ---- symbol -> str cache (a qp__ptrmap) ----
  * Symbols are interned and never freed, so a str made for one can be kept
  * and shared: a 10M-row column of a few thousand distinct symbols costs a
  * few thousand str objects and 10M pointer lookups. */
-typedef struct { const char *k; PyObject *v; } symslot;
-static symslot *symtab;
-static size_t symcap, symused;
-
-static inline size_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
-    return (size_t)x;
-}
-
-static int symtab_grow(void)
-{
-    size_t ncap = symcap ? symcap * 2 : 1024;
-    symslot *n = calloc(ncap, sizeof *n);
-    if (!n) return -1;
-    for (size_t i = 0; i < symcap; i++) {
-        if (!symtab[i].k) continue;
-        size_t h = ptr_hash(symtab[i].k) & (ncap - 1);
-        while (n[h].k) h = (h + 1) & (ncap - 1);
-        n[h] = symtab[i];
-    }
-    free(symtab);
-    symtab = n;
-    symcap = ncap;
-    return 0;
-}
+static qp__ptrmap symtab;
 
 /* Borrowed str for symbol s (cache owns it); NULL with exception set. */
 PyObject *qp__sym_str(const char *s)
 {
     if (!s) s = "";
-    if (symcap) {
-        size_t h = ptr_hash(s) & (symcap - 1);
-        while (symtab[h].k) {
-            if (symtab[h].k == s) return symtab[h].v;
-            h = (h + 1) & (symcap - 1);
-        }
-    }
-    if ((symused + 1) * 2 > symcap && symtab_grow() < 0) return PyErr_NoMemory();
+    qp__ptrslot *e = qp__ptrmap_find(&symtab, s);
+    if (e) return e->v.p;
     PyObject *v = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
     if (!v) return NULL;
-    size_t h = ptr_hash(s) & (symcap - 1);
-    while (symtab[h].k) h = (h + 1) & (symcap - 1);
-    symtab[h].k = s;
-    symtab[h].v = v;
-    symused++;
+    if (!(e = qp__ptrmap_add(&symtab, s))) {
+        Py_DECREF(v);
+        return PyErr_NoMemory();
+    }
+    e->v.p = v;
     return v;
 }
 
@@ -137,14 +106,11 @@ int qp__conv_init(void)
 void qp__conv_fini(void)
 {
     qp__symcat_fini();
-    qp__db_fini();
     qp__pd_fini();
     for (int i = 0; i < 256; i++) Py_CLEAR(char_strs[i]);
     for (int i = 0; i < D_N; i++) Py_CLEAR(descrs[i]);
-    for (size_t i = 0; i < symcap; i++) Py_XDECREF(symtab[i].v);
-    free(symtab);
-    symtab = NULL;
-    symcap = symused = 0;
+    for (size_t i = 0; i < symtab.cap; i++) Py_XDECREF((PyObject *)symtab.slots[i].v.p);
+    qp__ptrmap_free(&symtab);
     Py_CLEAR(uuid_cls);
     Py_CLEAR(pandas_mod);
 }

@@ -20,7 +20,7 @@
  * file); C checks first whether a column needs them, so a column without
  * nulls costs one pass over its items and no Python call.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <string.h>
 

@@ -30,7 +30,7 @@
  * that forked ends, and dispatchers end with each peach. A worker found
  * dead between calls is restarted at the next peach or broadcast.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -401,7 +401,8 @@ qp_value *qp__procs_broadcast(const qp_value *msg, bool replay)
 
 /* ---- peach ---- */
 
-typedef struct pjob {
+/* One .qp.peach spread over the worker processes. */
+typedef struct peachrun {
     const char *fn;
     const qp_value *items;
     qp_value **out;
@@ -413,11 +414,11 @@ typedef struct pjob {
     int running;           /* dispatchers still going */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-} pjob;
+} peachrun;
 
-typedef struct parg { pjob *j; int w; } parg;
+typedef struct parg { peachrun *j; int w; } parg;
 
-static int64_t take(pjob *j)
+static int64_t take(peachrun *j)
 {
     int64_t i = -1;
     pthread_mutex_lock(&j->mu);
@@ -431,7 +432,7 @@ static int64_t take(pjob *j)
 static void *dispatch_main(void *p)
 {
     parg *a = p;
-    pjob *j = a->j;
+    peachrun *j = a->j;
     worker *w = &workers[a->w];
     int64_t i;
     while ((i = take(j)) >= 0) {
@@ -474,7 +475,7 @@ qp_value *qp__procs_peach(const char *fn, const qp_value *items)
     qp_value *out = qp_vector(QP_LIST, n), *lost = NULL;
     pthread_t *th = calloc((size_t)nworkers, sizeof *th);
     parg *args = calloc((size_t)nworkers, sizeof *args);
-    pjob j = {.fn = fn, .items = items, .n = n};
+    peachrun j = {.fn = fn, .items = items, .n = n};
     j.queue = calloc((size_t)nworkers, sizeof *j.queue);
     j.deaths = calloc((size_t)(n ? n : 1), 1);
     if (!out || !th || !args || !j.queue || !j.deaths) goto done;

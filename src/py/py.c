@@ -17,7 +17,7 @@
  * checks for signals cannot be interrupted; the server survives the rest.
  */
 #define QP_PY_IMPORT_ARRAY
-#include "pyint.h"
+#include "py_int.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -307,6 +307,16 @@ static void tune_malloc(void)
         return;
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
+int qp_py_conv_init(void)
+{
+    if (_import_array() < 0) return -1;       /* sets ImportError */
+    if (qp__conv_init() < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ImportError, "qpeach: numpy dtype setup failed");
+        return -1;
+    }
+    return 0;
 }
 
 int qp_py_init(char *err, size_t errlen)

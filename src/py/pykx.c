@@ -1,5 +1,5 @@
 /* src/py/pykx.c - PyKX's remote functions, answered by `qpeach serve`
- * (../shared/PYKX_WIRE.md). src/net/pykxwire.c recognises the q texts an
+ * (../shared/PYKX_WIRE.md). src/server/pykxwire.c recognises the q texts an
  * unmodified PyKX client sends; this file does what q with pykx.q does
  * with them:
  *
@@ -31,7 +31,7 @@
  *
  * Errors: the text PyKX's client shows is repr(exception), no traceback.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

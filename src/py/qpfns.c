@@ -7,7 +7,7 @@
  * With worker processes (-s -N), every call that changes what a worker
  * knows (import, def, load, set, timeout) is applied here first and then
  * sent to each worker, so the workers stay copies of this server. For
- * .qp.set that means replacing the server's built-in (src/net/builtins.c,
+ * .qp.set that means replacing the server's built-in (src/server/builtins.c,
  * run on the event loop) with fn_set below, on this thread: it stores
  * the global the same way (qp_server_set) and forwards it. Servers
  * without worker processes keep the built-in.
@@ -22,10 +22,10 @@
  * Tables of a mounted kdb+ database (serve --db) are globals like the
  * others (qp_server_get reads them when asked for). .qp.apply and
  * qtable(name, rows) read only the partition or the rows asked for of a
- * partitioned one (dbpart.c); their symbol columns are enumerations
+ * partitioned one (qp_server_db_part, qp_kdb_rows); their symbol columns are enumerations
  * (type 20), which convert to Categoricals without building codes.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +86,7 @@ static PyObject *py_qtable(PyObject *self, PyObject *args, PyObject *kw)
     qp_value *dberr = NULL;
     qp_kdb *db = rows != Py_None ? qp_server_db_table(server, name, &dberr) : NULL;
     bool db_rows = db != NULL;
-    t = dberr ? dberr : db ? qp__db_rows(db, name, a, b) : qp_server_get(server, name);
+    t = dberr ? dberr : db ? qp_kdb_rows(db, name, a, b, QP_KDB_ENUMS) : qp_server_get(server, name);
     qp_kdb_close(db);
     if (t && qp_is_error(t)) {   /* a db table that cannot be read, or bad rows */
         PyErr_Format(PyExc_RuntimeError, "qtable: %s: %s", name, t->s);
@@ -324,7 +324,7 @@ static qp_value *fn_reload(qp_server *s, qp_value *args, void *data)
 /* ---- .qp.apply ----
  * part: (start; end) rows, a view of the table; or (column; value), the
  * rows where column = value, gathered (an enumerated column compares its
- * symbols). A partitioned db table is served by dbpart.c first. */
+ * symbols). A db table is served by qp_server_db_part first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {
@@ -476,9 +476,8 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
     const qp_value *tv = arg(args, 1), *part = arg(args, 2);
     qp_value *t = NULL, *p = NULL;
-    /* a db table: one partition, or the rows asked for, read alone
-     * (dbpart.c) */
-    if (tv->type == -QP_SYMBOL && qp__db_part(s, tv->s, part, &p)) {
+    /* a db table: one partition, or the rows asked for, read alone */
+    if (tv->type == -QP_SYMBOL && qp_server_db_part(s, tv->s, part, &p)) {
         if (p && qp_is_error(p)) {
             qp_value *e = qp_error("qp.apply: %s: %s", tv->s, p->s);
             qp_unref(p);
@@ -607,7 +606,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
-        /* the names src/net/srv.h gives PyKX's lambdas */
+        /* the names src/server/server_int.h gives PyKX's lambdas */
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
     int rc0;

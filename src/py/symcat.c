@@ -58,7 +58,8 @@
  * refuses repeated categories) falls back to resolving the symbols and
  * building codes as for a symbol vector: a copy, correct, slower.
  */
-#include "pyint.h"
+#include "py_int.h"
+#include "core/ptrmap_int.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -103,15 +104,6 @@ static int pandas_init(void)
 
 /* ---- building codes ---- */
 
-typedef struct { const char *k; int32_t c; } codeslot;
-
-static inline size_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
-    return (size_t)x;
-}
-
 static int narrow_type(Py_ssize_t k)   /* pandas' coerce_indexer_dtype */
 {
     return k < 127 ? NPY_INT8 : k < 32767 ? NPY_INT16 : NPY_INT32;
@@ -127,43 +119,26 @@ static int build(const char *const *s, int64_t n, PyObject **codes, PyObject **d
     npy_intp dn = (npy_intp)n;
     PyObject *c32 = PyArray_SimpleNew(1, &dn, NPY_INT32);
     PyObject *cats = PyList_New(0), *idx = NULL, *nar = NULL;
-    size_t cap = 1024, used = 0;
-    codeslot *tab = calloc(cap, sizeof *tab);
+    qp__ptrmap tab = {0};           /* symbol -> its code */
     int rc = -1;
-    if (!tab) PyErr_NoMemory();
-    if (!c32 || !cats || !tab) goto done;
+    if (!c32 || !cats) goto done;
     int32_t *c = PyArray_DATA((PyArrayObject *)c32);
     const char *last = NULL;
     int32_t lastc = -1;
     for (int64_t i = 0; i < n; i++) {
         const char *k = s[i] ? s[i] : empty;
         if (k == last) { c[i] = lastc; continue; }
-        if ((used + 1) * 2 > cap) {
-            size_t ncap = cap * 2;
-            codeslot *t2 = calloc(ncap, sizeof *t2);
-            if (!t2) { PyErr_NoMemory(); goto done; }
-            for (size_t j = 0; j < cap; j++) {
-                if (!tab[j].k) continue;
-                size_t h = ptr_hash(tab[j].k) & (ncap - 1);
-                while (t2[h].k) h = (h + 1) & (ncap - 1);
-                t2[h] = tab[j];
-            }
-            free(tab);
-            tab = t2;
-            cap = ncap;
-        }
-        size_t h = ptr_hash(k) & (cap - 1);
-        while (tab[h].k && tab[h].k != k) h = (h + 1) & (cap - 1);
-        if (!tab[h].k) {
+        qp__ptrslot *e = qp__ptrmap_find(&tab, k);
+        if (!e) {
             PyObject *v = qp__sym_str(k);
             if (!v || PyList_Append(cats, v) < 0) goto done;
-            tab[h].k = k;
-            tab[h].c = (int32_t)used++;
+            if (!(e = qp__ptrmap_add(&tab, k))) { PyErr_NoMemory(); goto done; }
+            e->v.i = (int64_t)tab.used - 1;
         }
-        c[i] = lastc = tab[h].c;
+        c[i] = lastc = (int32_t)e->v.i;
         last = k;
     }
-    int t = narrow_type((Py_ssize_t)used);
+    int t = narrow_type((Py_ssize_t)tab.used);
     if (t == NPY_INT32) {
         nar = c32;
         c32 = NULL;
@@ -187,7 +162,7 @@ static int build(const char *const *s, int64_t n, PyObject **codes, PyObject **d
     nar = NULL;
     rc = 0;
 done:
-    free(tab);
+    qp__ptrmap_free(&tab);
     Py_XDECREF(c32);
     Py_XDECREF(nar);
     Py_XDECREF(cats);
@@ -362,23 +337,28 @@ static int dom_scan(domain *d)
 {
     int64_t n = d->dom->v.n;
     const char *empty = qp_sym_intern("", 0);
-    size_t cap = 16;
-    while (cap < (size_t)n * 2) cap *= 2;
-    const char **set = calloc(cap, sizeof *set);
+    qp__ptrmap seen = {0};
+    int rc = -1;
     d->strs = malloc((size_t)(n ? n : 1) * sizeof *d->strs);
-    if (!set || !d->strs) { free(set); PyErr_NoMemory(); return -1; }
+    if (!d->strs) {
+        PyErr_NoMemory();
+        goto done;
+    }
     d->empty = -1;
     for (int64_t i = 0; i < n; i++) {
         const char *k = qp_S(d->dom)[i] ? qp_S(d->dom)[i] : empty;
-        if (!(d->strs[i] = qp__sym_str(k))) { free(set); return -1; }
+        if (!(d->strs[i] = qp__sym_str(k))) goto done;
         if (k == empty && d->empty < 0) d->empty = i;
-        size_t h = ptr_hash(k) & (cap - 1);
-        while (set[h] && set[h] != k) h = (h + 1) & (cap - 1);
-        if (set[h]) d->dup = true;
-        set[h] = k;
+        if (qp__ptrmap_find(&seen, k)) d->dup = true;
+        else if (!qp__ptrmap_add(&seen, k)) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
-    free(set);
-    return 0;
+    rc = 0;
+done:
+    qp__ptrmap_free(&seen);
+    return rc;
 }
 
 /* The cache entry of x's domain, made at the first use (borrowed), or

@@ -39,7 +39,7 @@
  * item), never a wrapped value.
  * Anything else is an error naming the Python type.
  */
-#include "pyint.h"
+#include "py_int.h"
 
 #include <datetime.h>
 #include <assert.h>

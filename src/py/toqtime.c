@@ -11,7 +11,7 @@
  * is q's null and int64 max / min+1, in any unit, q's infinities (the
  * values fromq.c makes of them).
  */
-#include "pyint.h"
+#include "py_int.h"
 
 static PyArray_DatetimeMetaData *dt_meta(PyArrayObject *a)
 {

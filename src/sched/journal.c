@@ -7,6 +7,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "qpeach/journal.h"
 #include "qpeach/value.h"
+#include "core/fileio_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -81,19 +82,6 @@ int qp_sha256_file(const char *path, uint8_t out[32])
 
 /* ---- writing ---- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *s = p;
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void pack_str(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
@@ -121,7 +109,7 @@ static int write_header(int fd, const qp_journal_id *ids, int nids, const void *
     pack_str(&pk, "plan");
     msgpack_pack_bin(&pk, planlen);
     msgpack_pack_bin_body(&pk, plan, planlen);
-    int rc = sb.data ? write_all(fd, sb.data, sb.size) : QP_ENOMEM;
+    int rc = sb.data ? qp__write_all(fd, sb.data, sb.size) : QP_ENOMEM;
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -154,7 +142,7 @@ int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
     memcpy(rec, hdr, h);
     if (len) memcpy(rec + h, bytes, len);
     memcpy(rec + h + len, tail, sizeof tail);
-    int rc = write_all(j->fd, rec, h + len + sizeof tail);
+    int rc = qp__write_all(j->fd, rec, h + len + sizeof tail);
     free(rec);
     if (!rc) {
         pthread_mutex_lock(&j->mu);

@@ -4,6 +4,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/sched.h"
 #include "qpeach/table.h"
+#include "core/fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -182,18 +183,6 @@ int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len)
 
 /* ---- files ---- */
 
-static int write_fd_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* A table for CSV: keyed tables unkeyed, dicts as two columns key,value,
  * vectors as one column "x". New reference or NULL (no table shape). */
 static qp_value *as_table(const qp_value *x)
@@ -260,49 +249,32 @@ int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out,
 {
     if (!strcmp(path, "-")) return write_stdout(x, q_text, out, err, errlen);
     const char *dot = strrchr(path, '.');
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) return QP_ENOMEM;
-    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
-    int rc = 0;
-    if (dot && !strcmp(dot, ".csv")) {
-        qp_value *t = as_table(x);
-        if (!t || qp_is_error(t)) {
-            snprintf(err, errlen, "%s: a %s result cannot be written as CSV", path,
-                     qp_type_name(x->type));
-            qp_unref(t);
-            free(tmp);
-            return QP_ETYPE;
-        }
-        rc = qp_csv_write_iso(t, tmp, !q_text);
+    bool csv = dot && !strcmp(dot, ".csv");
+    qp_value *t = csv ? as_table(x) : NULL;
+    if (csv && (!t || qp_is_error(t))) {
+        snprintf(err, errlen, "%s: a %s result cannot be written as CSV", path,
+                 qp_type_name(x->type));
         qp_unref(t);
-        if (!rc) {
-            /* fsync through a fresh descriptor: the writer closed its own. */
-            int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-            if (fd < 0 || fsync(fd)) rc = -errno;
-            if (fd >= 0) close(fd);
-        }
-    } else {
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        if (dot && !strcmp(dot, ".msgpack")) rc = qp_msgpack_encode(x, &bytes, &len);
-        else rc = qp_ipc_encode(x, QP_MSG_ASYNC, &bytes, &len);
-        if (!rc) {
-            int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (fd < 0) rc = -errno;
-            else {
-                rc = write_fd_all(fd, bytes, len);
-                if (!rc && fsync(fd)) rc = -errno;
-                close(fd);
-            }
-        }
-        free(bytes);
+        return QP_ETYPE;
     }
-    if (!rc && rename(tmp, path)) rc = -errno;
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", path, qp_strerror(rc));
-        unlink(tmp);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (!csv && dot && !strcmp(dot, ".msgpack")) rc = qp_msgpack_encode(x, &bytes, &len);
+    else if (!csv) rc = qp_ipc_encode(x, QP_MSG_ASYNC, &bytes, &len);
+    /* The modes files always had: the CSV writer's (0666 less the umask),
+     * the encoded formats' 0644. */
+    qp__replace r;
+    if (!rc) rc = qp__replace_begin(&r, path, csv ? 0666 : 0644);
+    if (!rc) {
+        /* the CSV writer opens the temporary file by name; commit syncs it
+         * through r.fd all the same (one file) */
+        rc = csv ? qp_csv_write_iso(t, r.tmp, !q_text) : qp__write_all(r.fd, bytes, len);
+        if (rc) qp__replace_abort(&r);
+        else rc = qp__replace_commit(&r);
     }
-    free(tmp);
+    if (rc) snprintf(err, errlen, "%s: %s", path, qp_strerror(rc));
+    qp_unref(t);
+    free(bytes);
     return rc;
 }

@@ -1,6 +1,5 @@
 /* pykxmsg.c - what `qpeach run` sends q + PyKX servers ([workers] protocol
- * = pykx): PyKX's own messages (../shared/PYKX_WIRE.md, texts in
- * src/net/pykxwire.c), in place of the .qp.* calls qpeach workers get.
+ * = pykx): PyKX's own messages (their texts: qpeach/pykx.h), in place of the .qp.* calls qpeach workers get.
  *
  *   at connect   Q0 `pykx in key `, which must answer 1b
  *   setup        (Q2; `alias; `library), one per [job] libraries entry
@@ -16,7 +15,7 @@
  * (pykx.q caches nothing), and its names land in the server's __main__.
  */
 #include "run_int.h"
-#include "../net/pykxwire.h"
+#include "qpeach/pykx.h"
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
@@ -27,7 +26,7 @@
 
 int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen)
 {
-    qp_value *q0 = qp_cstring(qp__pykx_q0), *v = NULL;
+    qp_value *q0 = qp_cstring(qp_pykx_q0), *v = NULL;
     int t = 0, rc = q0 ? qp_conn_send(c, q0, QP_MSG_SYNC) : QP_ENOMEM;
     qp_unref(q0);
     while (!rc) {
@@ -53,7 +52,7 @@ int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n)
     qp_value **m = calloc((size_t)job->nlibs, sizeof *m);
     if (!m) return QP_ENOMEM;
     for (int i = 0; i < job->nlibs; i++) {
-        m[i] = qp_list(3, qp_cstring(qp__pykx_q2), qp_symbol(job->lib_alias[i]),
+        m[i] = qp_list(3, qp_cstring(qp_pykx_q2), qp_symbol(job->lib_alias[i]),
                        qp_symbol(job->lib_module[i]));
         if (!m[i]) {
             for (int k = 0; k < i; k++) qp_unref(m[k]);
@@ -71,7 +70,7 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
     /* args as an unlicensed PyKX client frames one argument: a general
      * list (enlist arg), and the count as a long atom */
     qp_value *args = arg ? qp_list(1, arg) : NULL;
-    return qp_list(5, qp_cstring(qp__pykx_q3), qp_cstring(source), qp_symbol(name), args,
+    return qp_list(5, qp_cstring(qp_pykx_q3), qp_cstring(source), qp_symbol(name), args,
                    qp_long(1));
 }
 
@@ -80,34 +79,32 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
 static char *module_source(run *r, const qp_job_fn *fn, const qp_value *given)
 {
     char err[512];
+    qp_buf *file = NULL;
+    const char *text = NULL;
     size_t len = 0;
-    char *mod = NULL;
     if (given && given->type != QP_CHAR) {     /* dill bytes: nothing pykx.q can exec */
         snprintf(err, sizeof err, "%s: protocol = pykx sends source text, and this function "
                  "came as pickled bytes", fn->name);
     } else if (given) {                        /* a caller's source text (the Python client) */
-        if ((mod = malloc((size_t)given->v.n + 1))) {
-            len = (size_t)given->v.n;
-            memcpy(mod, qp_C(given), len);
-            mod[len] = '\0';
-        } else snprintf(err, sizeof err, "out of memory");
-    } else {
-        char *def = qp__py_function_source(fn->file, fn->name, err, sizeof err);
-        mod = def ? qp__slurp(fn->file, &len) : NULL;
-        if (def && !mod) snprintf(err, sizeof err, "%s: %s", fn->file, strerror(errno));
-        free(def);
+        text = (const char *)qp_C(given);
+        len = (size_t)given->v.n;
+    } else if (!qp__py_module(fn->file, fn->name, &file, err, sizeof err)) {
+        text = (const char *)file->data;
+        len = file->len;
     }
-    if (!mod) {
+    if (!text) {
         qp__fail(r, "%s", err);
         return NULL;
     }
     const char *first = "# qpeach: the whole module, sent by qpeach run (pykx.q drops this line)\n";
-    char *out = malloc(strlen(first) + len + 1);
+    size_t fl = strlen(first);
+    char *out = malloc(fl + len + 1);
     if (out) {
-        memcpy(out, first, strlen(first));
-        memcpy(out + strlen(first), mod, len + 1);
+        memcpy(out, first, fl);
+        memcpy(out + fl, text, len);
+        out[fl + len] = '\0';
     } else qp__fail(r, "out of memory");
-    free(mod);
+    qp_buf_unref(file);
     return out;
 }
 

@@ -83,13 +83,13 @@ int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n);
 /* PyKX's call lambda applied to (source; `name; enlist arg; 1): steals
  * arg. New reference, NULL on OOM. */
 qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg);
-/* A file's bytes, NUL-terminated (*len without it); NULL with errno. */
-char *qp__slurp(const char *path, size_t *len);
 /* A general list (`name; args...): steals the args. */
 qp_value *qp__call(const char *name, int nargs, ...);
-/* The source of one top-level function (with its decorators) from a
- * Python file, malloc'd; NULL with err set when not found. */
-char *qp__py_function_source(const char *file, const char *name, char *err, size_t errlen);
+/* The Python module file, read once and checked to define function name
+ * at its top level: 0 and a new buffer (its text, NUL-terminated), or a
+ * negative code with err naming the file and why (the read's cause, or
+ * "no top-level function 'NAME'"). */
+int qp__py_module(const char *file, const char *name, qp_buf **out, char *err, size_t errlen);
 
 int64_t qp__ms(void);
 

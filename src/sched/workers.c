@@ -1,6 +1,7 @@
 /* workers.c - worker processes the scheduler starts, connections to them
  * and to running servers, and the setup every worker gets. */
 #include "sched_int.h"
+#include "core/fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -179,80 +180,34 @@ qp_value *qp__call(const char *name, int nargs, ...)
     return l;
 }
 
-char *qp__slurp(const char *path, size_t *len)
+/* Whether src has "def NAME(" (or "async def", or "def NAME (") at the
+ * start of a line: a top-level function of that name. */
+static bool defines(const char *src, const char *name)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap = (cap + 4096) * 2;
-            char *b = realloc(buf, cap);
-            if (!b) { free(buf); fclose(f); return NULL; }
-            buf = b;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
+    size_t nl = strlen(name);
+    for (const char *p = src; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        const char *q = p;
+        if (!strncmp(q, "async ", 6)) q += 6;
+        if (strncmp(q, "def ", 4)) continue;
+        q += 4;
+        while (*q == ' ') q++;
+        if (!strncmp(q, name, nl) && (q[nl] == '(' || q[nl] == ' ')) return true;
     }
-    fclose(f);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
+    return false;
 }
 
-char *qp__py_function_source(const char *file, const char *name, char *err, size_t errlen)
+int qp__py_module(const char *file, const char *name, qp_buf **out, char *err, size_t errlen)
 {
-    size_t len;
-    char *src = qp__slurp(file, &len);
-    if (!src) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        return NULL;
+    int rc = qp__file_read(file, out);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", file, qp_strerror(rc));
+        return rc;
     }
-    /* Find "def NAME(" at the start of a line; take the decorator lines
-     * right above it and every following line that is blank, a comment or
-     * indented (the body), up to the next top-level statement. */
-    size_t nl = strlen(name);
-    char *start = NULL;
-    for (char *p = src; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        char *q = p;
-        if (!strncmp(q, "async ", 6)) q += 6;
-        if (!strncmp(q, "def ", 4)) {
-            q += 4;
-            while (*q == ' ') q++;
-            if (!strncmp(q, name, nl) && (q[nl] == '(' || q[nl] == ' ')) { start = p; break; }
-        }
-    }
-    if (!start) {
-        snprintf(err, errlen, "%s: no top-level function '%s'", file, name);
-        free(src);
-        return NULL;
-    }
-    char *first = start;
-    while (first > src) {
-        char *prev = first - 1;                /* the '\n' ending the line above */
-        char *ls = prev;
-        while (ls > src && ls[-1] != '\n') ls--;
-        if (*ls != '@') break;
-        first = ls;
-    }
-    char *end = strchr(start, '\n');
-    while (end) {
-        char *line = end + 1;
-        if (!*line) { end = line; break; }
-        if (*line == ' ' || *line == '\t' || *line == '\n' || *line == '\r' || *line == '#') {
-            end = strchr(line, '\n');
-            continue;
-        }
-        end = line;
-        break;
-    }
-    if (!end) end = src + len;
-    char *out = strndup(first, (size_t)(end - first));
-    free(src);
-    if (!out) snprintf(err, errlen, "out of memory");
-    return out;
+    if (defines((const char *)(*out)->data, name)) return 0;
+    snprintf(err, errlen, "%s: no top-level function '%s'", file, name);
+    qp_buf_unref(*out);
+    *out = NULL;
+    return QP_EARG;
 }
 
 int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_path,
@@ -278,11 +233,8 @@ int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_pa
         /* The whole module goes: the worker runs it in the function's own
          * namespace, so module-level imports and helpers work; checking
          * for the def here gives a clear error before any worker starts. */
-        char *src = given ? NULL : qp__py_function_source(fns[i]->file, fns[i]->name, err, errlen);
-        free(src);
-        char *mod = src ? qp__slurp(fns[i]->file, NULL) : NULL;
-        if (!mod && !given) {
-            if (src) snprintf(err, errlen, "%s: %s", fns[i]->file, strerror(errno));
+        qp_buf *mod = NULL;
+        if (!given && qp__py_module(fns[i]->file, fns[i]->name, &mod, err, errlen)) {
             for (int j = 0; j < k; j++) qp_unref(m[j]);
             free(m);
             return QP_EARG;
@@ -302,10 +254,10 @@ int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_pa
             if (pandas) qp_S(ok)[nopt - 1] = qp_sym_intern("pandas", 6);
             for (int j = 0; j < nopt; j++) qp_G(on)[j] = 1;
         }
-        qp_value *code = given ? qp_ref((qp_value *)given) : qp_cstring(mod);
+        qp_value *code = given ? qp_ref((qp_value *)given) : qp_cstring((const char *)mod->data);
         m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), code, qp_dict(ok, on))
                           : (qp_unref(ok), qp_unref(on), qp_unref(code), NULL);
-        free(mod);
+        qp_buf_unref(mod);
     }
     if (input_path)
         m[k++] = qp__call(".qp.load", 2, qp_symbol(job->table), qp_cstring(input_path));

@@ -10,7 +10,7 @@
  * out-of-bounds read (ASan); a value that is a table or list-like has
  * every item inside its buffer, which encoding it to IPC touches.
  */
-#include "kdb_int.h"
+#include "kdb/kdb_int.h"
 #include "qpeach/ipc.h"
 
 #include <stdlib.h>

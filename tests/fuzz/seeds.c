@@ -2,7 +2,7 @@
  * tests use (tests/unit/ipc_vectors.h): whole messages for fuzz_decode,
  * compressed streams (from byte 8) for fuzz_decompress.
  * Usage: seeds DECODE_DIR DECOMPRESS_DIR */
-#include "../unit/ipc_vectors.h"
+#include "ipc_vectors.h"
 
 #include <stdio.h>
 #include <stdlib.h>

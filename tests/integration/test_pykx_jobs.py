@@ -314,3 +314,16 @@ def test_client_texts_are_the_servers():
     from qpeach import _pykx_client as c
     t = test_pykx
     assert (c.Q0, c.Q2, c.Q3) == (t.Q0, t.Q2, t.Q3)
+
+
+def test_client_texts_come_from_the_library():
+    # one copy in the whole project (include/qpeach/pykx.h): the Python
+    # client takes the texts from the extension and holds none of its own
+    sys.path.insert(0, os.path.join(harness.ROOT, "python"))
+    from qpeach import _pykx_client as c, _qpeach
+    t = test_pykx
+    assert (_qpeach.PYKX_Q0, _qpeach.PYKX_Q2, _qpeach.PYKX_Q3) == (t.Q0, t.Q2, t.Q3)
+    with open(c.__file__, encoding="utf-8") as f:
+        src = f.read()
+    for piece in ("pykx in key", "{[alias;library]", "{[code;func_name;args;lenargs]"):
+        assert piece not in src, f"_pykx_client.py holds a copy of a PyKX text ({piece!r})"

@@ -125,6 +125,19 @@ def test_bad_job_files_name_file_line_key():
     assert r.returncode == 0 and "Exit status" in r.stdout
 
 
+def test_unreadable_function_file_names_its_cause():
+    # the module is read once, and a read that fails says why (a folder
+    # read as a file used to look like a module without the function)
+    d = tmpdir()
+    os.mkdir(os.path.join(d, "fn.py"))
+    write(d, "in.csv", "a,b\n1,2\n")
+    p = write(d, "j.ini", "[job]\nfunction = fn.py:f\n[input]\nfile = in.csv\n"
+                          "[workers]\nlocal = 1\n")
+    r = run(p)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "fn.py: Is a directory" in r.stderr, r.stderr
+
+
 def test_dry_run_prints_plan_and_cores():
     d = tmpdir()
     gen(d, rows=1000)

@@ -7,7 +7,7 @@
 #ifndef QPEACH_TESTS_PY_CHECK_H
 #define QPEACH_TESTS_PY_CHECK_H
 
-#include "../../src/py/pyint.h"
+#include "py/py_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>

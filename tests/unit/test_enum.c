@@ -5,6 +5,7 @@
 #include "qpeach/sched.h"
 #include "qpeach/table.h"
 #include "qpeach/value.h"
+#include "core/value_int.h"     /* qp__buf_maps */
 
 #include "cunit_run.h"
 #include <fcntl.h>

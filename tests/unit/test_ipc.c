@@ -2,6 +2,7 @@
  * byte-for-byte, split reads, truncation at every offset, malformed and
  * oversized input, big-endian messages, compression, zero-copy. */
 #include "qpeach/ipc.h"
+#include "core/ipc_int.h"      /* qp__ipc_header_write */
 #include "ipc_vectors.h"
 
 #include "cunit_run.h"
@@ -9,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Internal helper from src/core (ipc_internal.h). */
-void qp__ipc_header_write(uint8_t *dst, int msgtype, uint64_t len);
 
 /* ---- helpers ---- */
 

@@ -9,6 +9,8 @@
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 #include "qpeach/value.h"
+#include "core/csv_int.h"      /* qp__format_cell */
+#include "core/value_int.h"    /* qp__buf_maps */
 
 #include "cunit_run.h"
 #include <limits.h>
@@ -21,8 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-
-int qp__format_cell(char *dst, size_t cap, int t, const void *p);
 
 static char FIX[PATH_MAX];
 static char TMP[] = "/tmp/qp_kdb_XXXXXX";

@@ -18,7 +18,7 @@
 #include "qpeach/conn.h"
 #include "qpeach/ipc.h"
 #include "qpeach/server.h"
-#include "../../src/net/net.h"
+#include "net/net_int.h"
 
 /* ---- passwords ---- */
 

@@ -1,4 +1,4 @@
-/* test_pykxwire.c - CUnit suite for src/net/pykxwire.c: PyKX's q texts
+/* test_pykxwire.c - CUnit suite for src/server/pykxwire.c: PyKX's q texts
  * (../shared/PYKX_WIRE.md) are recognised byte for byte, re-indented, and
  * split anywhere by whitespace; look-alikes, truncations and extensions are
  * not. The server's answers to them are tested against a real process in
@@ -11,9 +11,9 @@
 
 #include "qpeach/journal.h"
 
-#include "../../src/net/pykxwire.h"
-#include "../../src/net/srv.h"
-#include "../../src/sched/sched_int.h"
+#include "qpeach/pykx.h"
+#include "server/server_int.h"
+#include "sched/sched_int.h"
 
 /* The texts exactly as PyKX 3.1.9 sends them. */
 static const char Q0[] = "`pykx in key `";
@@ -123,9 +123,9 @@ static void test_lookalikes_rejected(void)
  * bytes, and its SHA-256 is PYKX_WIRE.md's. */
 static void test_shared_texts(void)
 {
-    CU_ASSERT_STRING_EQUAL(qp__pykx_q0, Q0);
-    CU_ASSERT_STRING_EQUAL(qp__pykx_q2, Q2);
-    CU_ASSERT_STRING_EQUAL(qp__pykx_q3, Q3);
+    CU_ASSERT_STRING_EQUAL(qp_pykx_q0, Q0);
+    CU_ASSERT_STRING_EQUAL(qp_pykx_q2, Q2);
+    CU_ASSERT_STRING_EQUAL(qp_pykx_q3, Q3);
     static const struct { const char *text; uint8_t head[4], tail[4]; } sha[] = {
         { Q0, { 0x86, 0x41, 0x8d, 0x9c }, { 0x3e, 0x16, 0x85, 0xea } },
         { Q2, { 0x96, 0xb7, 0xed, 0x3b }, { 0x32, 0xab, 0x82, 0xbf } },

@@ -7,7 +7,7 @@
 #include "qpeach/value.h"
 
 #include "cunit_run.h"
-#include "../../src/sched/run_int.h"
+#include "sched/run_int.h"
 #include <sched.h>
 #include <fcntl.h>
 #include <math.h>

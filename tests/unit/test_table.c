@@ -1,7 +1,8 @@
 /* test_table.c - q-console formatting, the CSV loader and writer, q IPC
  * files. Files go to a fresh directory under /tmp, removed at the end. */
+#include "qpeach/kdb.h"       /* qp_table_load */
 #include "qpeach/table.h"
-#include "../../src/core/csv_int.h"
+#include "core/csv_int.h"
 
 #include "cunit_run.h"
 #include <math.h>

@@ -1,10 +1,10 @@
 /* server.c - the worker server's event loop and connections (its threads and
- * job queues are in pool.c).
+ * work queues are in pool.c).
  *
  * One loop thread owns every socket (epoll, level-triggered). A connection
  * goes TLS handshake (if any) -> q handshake -> ready. In ready state the
  * loop feeds bytes to the connection's qp_reader and takes one message at a
- * time: the job runs inline when it is small and its function is a loop
+ * time: the work item runs inline when it is small and its function is a loop
  * one (see QP__SMALL_MSG), else it goes to the pool or main thread and
  * comes back through the `done` queue and the eventfd. While a message is
  * in progress, or while the connection's unsent output is above OUT_HIGH,
@@ -29,7 +29,7 @@
 
 #include <openssl/crypto.h>
 
-#include "srv.h"
+#include "server_int.h"
 
 #define OUT_HIGH (16 << 20)    /* unsent bytes above which we stop reading */
 #define HANDSHAKE_MAX 1024     /* longest "user:password" + cap + NUL */
@@ -181,21 +181,21 @@ static void conn_next(qp_server *s, qp__sconn *c)
         }
         if (r == 0) break;
         if (h.msgtype == QP_MSG_RESPONSE) { qp_buf_unref(m); continue; }  /* nothing asked */
-        qp__job *j = calloc(1, sizeof *j);
+        qp__work *j = calloc(1, sizeof *j);
         if (!j) { qp_buf_unref(m); conn_close(s, c); return; }
-        j->kind = QP__JOB_MSG;
+        j->kind = QP__WORK_MSG;
         j->fd = c->tp.fd;
         j->cid = c->id;
         j->msgtype = h.msgtype;
         j->local = c->tp.local;
         j->msg = m;
         c->busy = true;
-        if (qp__job_run(s, j, QP_EXEC_LOOP) == QP__JOB_MOVED) break;
+        if (qp__work_run(s, j, QP_EXEC_LOOP) == QP__WORK_MOVED) break;
         c->busy = false;
         uint8_t *out = j->out;
         size_t len = j->outlen;
         j->out = NULL;
-        qp__job_free(j);
+        qp__work_free(j);
         if (out && conn_send(s, c, out, len)) return;
     }
     conn_update(s, c);
@@ -219,14 +219,14 @@ static void conn_handshake_done(qp_server *s, qp__sconn *c, size_t nul)
         conn_next(s, c);
         return;
     }
-    qp__job *j = calloc(1, sizeof *j);
+    qp__work *j = calloc(1, sizeof *j);
     if (!j || !(j->cred = strdup(c->hs))) { free(j); conn_close(s, c); return; }
-    j->kind = QP__JOB_AUTH;
+    j->kind = QP__WORK_AUTH;
     j->fd = c->tp.fd;
     j->cid = c->id;
     c->state = C_AUTHING;
     /* a login costs tens of ms: never on the loop */
-    qp__job_post(s, j, QP_EXEC_POOL);
+    qp__work_post(s, j, QP_EXEC_POOL);
     conn_update(s, c);
 }
 
@@ -401,37 +401,19 @@ static void conn_accept(qp_server *s)
     }
 }
 
-void qp__log_text(char *dst, size_t cap, const char *src)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-    for (; *src && n + 5 < cap; src++) {
-        unsigned char ch = (unsigned char)*src;
-        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-            dst[n++] = (char)ch;
-        } else {
-            dst[n++] = '\\';
-            dst[n++] = 'x';
-            dst[n++] = hex[ch >> 4];
-            dst[n++] = hex[ch & 15];
-        }
-    }
-    dst[n] = 0;
-}
-
-/* A finished job is back on the loop. */
-static void job_done(qp_server *s, qp__job *j)
+/* A finished work item is back on the loop. */
+static void work_done(qp_server *s, qp__work *j)
 {
     qp__sconn *c = j->fd < s->nconns ? s->conns[j->fd] : NULL;
-    if (!c || c->id != j->cid) { qp__job_free(j); return; }   /* client left */
-    if (j->kind == QP__JOB_AUTH) {
+    if (!c || c->id != j->cid) { qp__work_free(j); return; }   /* client left */
+    if (j->kind == QP__WORK_AUTH) {
         if (j->auth_ok) {
             int fd = j->fd;
             uint8_t *ans = malloc(1);
-            if (!ans) { qp__job_free(j); conn_close(s, c); return; }
+            if (!ans) { qp__work_free(j); conn_close(s, c); return; }
             ans[0] = (uint8_t)(c->cap < 6 ? c->cap : 6);
             c->state = C_READY;
-            qp__job_free(j);
+            qp__work_free(j);
             if (conn_send(s, c, ans, 1)) return;
             conn_next(s, c);
             if (s->conns[fd] == c) conn_read(s, c);
@@ -442,7 +424,7 @@ static void job_done(qp_server *s, qp__job *j)
         char user[64 * 4 + 8];
         qp__log_text(user, sizeof user, j->cred);
         fprintf(stderr, "qpeach serve: failed login for user '%s' from %s\n", user, c->peer);
-        qp__job_free(j);
+        qp__work_free(j);
         if (timer_add(&s->denied, &s->denied_tail, c, DENY_MS)) { conn_close(s, c); return; }
         c->state = C_DENIED;
         conn_update(s, c);
@@ -452,7 +434,7 @@ static void job_done(qp_server *s, qp__job *j)
     size_t len = j->outlen;
     int fd = j->fd;
     j->out = NULL;
-    qp__job_free(j);
+    qp__work_free(j);
     c->busy = false;
     if (out && conn_send(s, c, out, len)) return;
     conn_next(s, c);
@@ -531,6 +513,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
+    s->run = qp__work_run;   /* what the pool's threads do with a work item */
     /* A length field beyond physical memory is refused before anything is
      * allocated for it (and under ASan, rather than abort on a huge malloc). */
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
@@ -539,7 +522,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     pthread_mutex_init(&s->gmu, NULL);
     pthread_mutex_init(&s->dbmu, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
-    qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };
+    qp__workq *qs[] = { &s->pool, &s->mainq, &s->done };
     for (int i = 0; i < 3; i++) {
         pthread_mutex_init(&qs[i]->mu, NULL);
         pthread_cond_init(&qs[i]->cv, NULL);
@@ -602,9 +585,9 @@ int qp_server_run(qp_server *s)
                 uint64_t v;
                 ssize_t r = read(s->evfd, &v, sizeof v);
                 (void)r;
-                for (qp__job *j = qp__jobq_take_all(&s->done), *nx; j; j = nx) {
+                for (qp__work *j = qp__workq_take_all(&s->done), *nx; j; j = nx) {
                     nx = j->next;
-                    job_done(s, j);
+                    work_done(s, j);
                 }
                 continue;
             }
@@ -647,11 +630,11 @@ void qp_server_free(qp_server *s)
     free(s->conns);
     for (qp__deny *d = s->denied, *n; d; d = n) { n = d->next; free(d); }
     for (qp__deny *d = s->hs_timers, *n; d; d = n) { n = d->next; free(d); }
-    qp__jobq *qs[] = { &s->pool, &s->mainq, &s->done };
+    qp__workq *qs[] = { &s->pool, &s->mainq, &s->done };
     for (int i = 0; i < 3; i++) {
-        for (qp__job *j = qs[i]->head, *n; j; j = n) {
+        for (qp__work *j = qs[i]->head, *n; j; j = n) {
             n = j->next;
-            if (j->kind == QP__JOB_TASK) free(j); else qp__job_free(j);
+            if (j->kind == QP__WORK_TASK) free(j); else qp__work_free(j);
         }
         pthread_mutex_destroy(&qs[i]->mu);
         pthread_cond_destroy(&qs[i]->cv);

@@ -1,6 +1,6 @@
 /* pool.c - the server's threads: the main (Python) thread, the secondary
- * threads, their job queues (one mutex + condvar each, intrusive FIFOs),
- * the hand-back of finished jobs to the loop through the eventfd, and
+ * threads, their work queues (one mutex + condvar each, intrusive FIFOs),
+ * the hand-back of finished work items to the loop through the eventfd, and
  * qp_server_parallel.
  */
 #include <errno.h>
@@ -11,7 +11,7 @@
 
 #include <openssl/crypto.h>
 
-#include "srv.h"
+#include "server_int.h"
 
 static _Thread_local int this_thread = QP_EXEC_LOOP;
 
@@ -19,7 +19,7 @@ static _Thread_local int this_thread = QP_EXEC_LOOP;
  * Queues and threads
  * ==================================================================== */
 
-void qp__jobq_push(qp__jobq *q, qp__job *j)
+void qp__workq_push(qp__workq *q, qp__work *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&q->mu);
@@ -30,12 +30,12 @@ void qp__jobq_push(qp__jobq *q, qp__job *j)
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Pops a job, waiting; NULL when the server stops. */
-static qp__job *jobq_pop(qp_server *s, qp__jobq *q)
+/* Pops a work item, waiting; NULL when the server stops. */
+static qp__work *workq_pop(qp_server *s, qp__workq *q)
 {
     pthread_mutex_lock(&q->mu);
     while (!q->head && !s->threads_stop) pthread_cond_wait(&q->cv, &q->mu);
-    qp__job *j = q->head;
+    qp__work *j = q->head;
     if (j) {
         q->head = j->next;
         if (!q->head) q->tail = NULL;
@@ -45,17 +45,17 @@ static qp__job *jobq_pop(qp_server *s, qp__jobq *q)
     return j;
 }
 
-qp__job *qp__jobq_take_all(qp__jobq *q)
+qp__work *qp__workq_take_all(qp__workq *q)
 {
     pthread_mutex_lock(&q->mu);
-    qp__job *j = q->head;
+    qp__work *j = q->head;
     q->head = q->tail = NULL;
     q->len = 0;
     pthread_mutex_unlock(&q->mu);
     return j;
 }
 
-void qp__job_free(qp__job *j)
+void qp__work_free(qp__work *j)
 {
     if (!j) return;
     qp_buf_unref(j->msg);
@@ -69,13 +69,13 @@ void qp__job_free(qp__job *j)
     free(j);
 }
 
-void qp__job_post(qp_server *s, qp__job *j, int exec)
+void qp__work_post(qp_server *s, qp__work *j, int exec)
 {
-    qp__jobq_push(exec == QP_EXEC_MAIN ? &s->mainq : &s->pool, j);
+    qp__workq_push(exec == QP_EXEC_MAIN ? &s->mainq : &s->pool, j);
 }
 
-/* A finished job goes back to the loop; one eventfd write per batch. */
-static void post_done(qp_server *s, qp__job *j)
+/* A finished work item goes back to the loop; one eventfd write per batch. */
+static void post_done(qp_server *s, qp__work *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&s->done.mu);
@@ -113,15 +113,15 @@ static void *thread_main(void *p)
     s->nready++;
     pthread_cond_broadcast(&s->ready_cv);
     pthread_mutex_unlock(&s->done.mu);
-    qp__jobq *q = a.index < 0 ? &s->mainq : &s->pool;
-    qp__job *j;
-    while ((j = jobq_pop(s, q))) {
-        if (j->kind == QP__JOB_TASK) {
+    qp__workq *q = a.index < 0 ? &s->mainq : &s->pool;
+    qp__work *j;
+    while ((j = workq_pop(s, q))) {
+        if (j->kind == QP__WORK_TASK) {
             j->task(j->task_data);
             free(j);
             continue;
         }
-        if (qp__job_run(s, j, this_thread) == QP__JOB_DONE) post_done(s, j);
+        if (s->run(s, j, this_thread) == QP__WORK_DONE) post_done(s, j);
     }
     return NULL;
 }
@@ -157,7 +157,7 @@ int qp__threads_start(qp_server *s, char *err, size_t errlen)
 
 void qp__threads_stop(qp_server *s)
 {
-    qp__jobq *qs[] = { &s->pool, &s->mainq };
+    qp__workq *qs[] = { &s->pool, &s->mainq };
     for (int i = 0; i < 2; i++) {
         pthread_mutex_lock(&qs[i]->mu);
         s->threads_stop = true;
@@ -224,13 +224,13 @@ void qp_server_parallel(qp_server *s, int64_t n, void (*fn)(int64_t i, void *dat
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     for (int h = 0; h < helpers; h++) {
-        qp__job *j = calloc(1, sizeof *j);
+        qp__work *j = calloc(1, sizeof *j);
         if (!j) break;
-        j->kind = QP__JOB_TASK;
+        j->kind = QP__WORK_TASK;
         j->task = par_work;
         j->task_data = p;
         atomic_fetch_add(&p->refs, 1);
-        qp__jobq_push(&s->pool, j);
+        qp__workq_push(&s->pool, j);
     }
     atomic_fetch_add(&p->refs, 1);            /* par_work drops one */
     par_work(p);

@@ -19,30 +19,9 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "pykxwire.h"
-#include "srv.h"
+#include "qpeach/pykx.h"
+#include "server_int.h"
 
-/* The texts as PyKX sends them (PYKX_WIRE.md gives their SHA-256). */
-const char qp__pykx_q0[] = "`pykx in key `";
-const char qp__pykx_q2[] =
-    "\n"
-    "                {[alias;library]\n"
-    "                  alias:string alias;\n"
-    "                  library:string library;\n"
-    "                  @[.pykx.pyexec;\n"
-    "                    \"import \",library,\" as \",alias;\n"
-    "                    {'\"Failed to load library '\",x,\n"
-    "                      \"' with alias '\",y,\"' with error: \",z}[library;alias]\n"
-    "                    ]}\n"
-    "                ";
-const char qp__pykx_q3[] =
-    "\n"
-    "                                           {[code;func_name;args;lenargs]\n"
-    "                                             .pykx.pyexec trim \"\n\" sv 1_\"\n\" vs code;\n"
-    "                                             func:.pykx.get[func_name;<];\n"
-    "                                             $[lenargs;func . args;func[]]\n"
-    "                                             }\n"
-    "                                           ";
 /* Q1 differs between 3.x ("PyKX") and 4.x ("KDB-X Python") only in the
  * error text after this prefix, which we never show: it is only sent when
  * Q0 answered false, and we answer true. */
@@ -74,12 +53,12 @@ int qp__pykx_text(const char *s, size_t n)
     if (i == n) return QP__PYKX_NONE;
     switch (s[i]) {
     case '`':
-        return squeezed_eq(s, n, qp__pykx_q0, false) ? QP__PYKX_SESSION : QP__PYKX_NONE;
+        return squeezed_eq(s, n, qp_pykx_q0, false) ? QP__PYKX_SESSION : QP__PYKX_NONE;
     case '@':
         return squeezed_eq(s, n, q1_load_prefix, true) ? QP__PYKX_LOAD : QP__PYKX_NONE;
     case '{':
-        if (squeezed_eq(s, n, qp__pykx_q3, false)) return QP__PYKX_CALL;
-        if (squeezed_eq(s, n, qp__pykx_q2, false)) return QP__PYKX_LIBRARIES;
+        if (squeezed_eq(s, n, qp_pykx_q3, false)) return QP__PYKX_CALL;
+        if (squeezed_eq(s, n, qp_pykx_q2, false)) return QP__PYKX_LIBRARIES;
         return QP__PYKX_NONE;
     default:
         return QP__PYKX_NONE;

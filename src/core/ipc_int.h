@@ -1,7 +1,7 @@
-/* ipc_internal.h - shared by the codec's files (ipc.c, ipc_decode.c,
+/* ipc_int.h - shared by the codec's files (ipc.c, ipc_decode.c,
  * compress.c, reader.c); not a public header. */
-#ifndef QPEACH_IPC_INTERNAL_H
-#define QPEACH_IPC_INTERNAL_H
+#ifndef QPEACH_IPC_INT_H
+#define QPEACH_IPC_INT_H
 
 #include "qpeach/ipc.h"
 

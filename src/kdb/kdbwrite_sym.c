@@ -6,6 +6,7 @@
  * index needs one hash table of at most 16384 int64 slots.
  */
 #include "kdbwrite_int.h"
+#include "core/fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,23 +81,11 @@ int64_t qp__kw_sym_add(qp__kw_sym *s, const char *name)
 
 bool qp__kw_sym_new(const qp__kw_sym *s) { return s->n > s->nold; }
 
-static int read_whole(int fd, char *buf, size_t len)
-{
-    for (size_t got = 0; got < len;) {
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -errno;
-        if (r == 0) return QP_ETRUNC;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 /* Checks the bytes of a sym file and lists its names. */
 static int parse_sym(qp__kw_sym *s, const char *path, char *err, size_t errlen)
 {
-    const char *b = s->file;
-    size_t len = s->filelen;
+    const char *b = (const char *)s->file->data;
+    size_t len = s->file->len;
     if (len >= 8 && !memcmp(b, "kxzipped", 8))
         return qp__kerr(err, errlen, QP_ETYPE, "%s is compressed: qpeach cannot append to it", path);
     if (len < 8 || (uint8_t)b[0] != 0xff || b[1] != 1 || b[2] != QP_SYMBOL)
@@ -114,28 +103,16 @@ int qp__kw_sym_load(qp__kw_sym *s, const char *db, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/sym", db);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) return 0;
-    if (fd < 0) return qp__kerr(err, errlen, -errno, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
-    if (!S_ISREG(st.st_mode)) { rc = -EISDIR; goto fail; }
-    s->filelen = (size_t)st.st_size;
-    if (!(s->file = malloc(s->filelen + 1))) { rc = QP_ENOMEM; goto fail; }
-    if ((rc = read_whole(fd, s->file, s->filelen))) goto fail;
-    s->file[s->filelen] = 0;
-    close(fd);
+    int rc = qp__file_read(path, &s->file);
+    if (rc == -ENOENT) return 0;
+    if (rc) return qp__kerr(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
     return parse_sym(s, path, err, errlen);
-fail:
-    close(fd);
-    return qp__kerr(err, errlen, rc, "%s: %s", path, qp_strerror(rc));
 }
 
 void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o)
 {
     if (s->file) {
-        qp__kw_put(o, s->file, s->filelen);
+        qp__kw_put(o, s->file->data, s->file->len);
     } else {
         static const uint8_t h[8] = {0xff, 0x01, QP_SYMBOL, 0, 0, 0, 0, 0};
         qp__kw_put(o, h, 8);
@@ -145,7 +122,7 @@ void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o)
 
 void qp__kw_sym_free(qp__kw_sym *s)
 {
-    free(s->file);
+    qp_buf_unref(s->file);
     free(s->names);
     free(s->slots);
     *s = (qp__kw_sym){0};

@@ -562,6 +562,7 @@ void qp_kdb_close(qp_kdb *db)
         free(db->tables[i].path);
         free(db->tables[i].clash);
         free(db->tables[i].parts);
+        free((void *)db->tables[i].rows);
         qp_unref(db->tables[i].raw);
         qp_unref(db->tables[i].mapped[0]);
         qp_unref(db->tables[i].mapped[1]);

@@ -26,6 +26,7 @@
  * qp_kdb_lock_release; the journal is read whole for a roll back and freed.
  */
 #include "kdbwrite_int.h"
+#include "core/fileio_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,26 +103,19 @@ int qp__kw_jot(int fd, char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* The journal's text, whole lines only (NULL when there is none). */
-static char *read_journal(const char *db, int *rc)
+static qp_buf *read_journal(const char *db, int *rc)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/" QP__KW_JOURNAL, db);
-    *rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { *rc = errno == ENOENT ? 0 : -errno; return NULL; }
-    struct stat st;
-    char *buf = NULL;
-    if (fstat(fd, &st) < 0 || !(buf = malloc((size_t)st.st_size + 1))) {
-        *rc = buf ? -errno : QP_ENOMEM;
-        close(fd);
-        return NULL;
-    }
-    ssize_t got = read(fd, buf, (size_t)st.st_size);
-    close(fd);
-    if (got < 0) { *rc = -errno; free(buf); return NULL; }
-    while (got > 0 && buf[got - 1] != '\n') got--;      /* a line cut short: not begun */
-    buf[got] = 0;
-    return buf;
+    qp_buf *b = NULL;
+    *rc = qp__file_read(path, &b);
+    if (*rc == -ENOENT) *rc = 0;
+    if (!b) return NULL;
+    size_t got = b->len;
+    while (got > 0 && b->data[got - 1] != '\n') got--;      /* a line cut short: not begun */
+    b->data[got] = 0;
+    b->len = got;
+    return b;
 }
 
 /* Whether the journal has line word (alone on its line). */
@@ -162,14 +156,15 @@ static void undo_sym(const char *db, bool had, bool commit, bool done)
 int qp__kw_recover(const char *db, char *err, size_t errlen)
 {
     int rc;
-    char *text = read_journal(db, &rc);
+    qp_buf *jb = read_journal(db, &rc);
+    char *text = jb ? (char *)jb->data : NULL;
     if (!text) return rc ? qp__kerr(err, errlen, rc, "%s/" QP__KW_JOURNAL ": %s", db, qp_strerror(rc)) : 0;
     bool commit = has_line(text, "commit"), done = has_line(text, "done");
     /* last change first: tables, the sym, then the folders made */
     int nl = 0;
     for (char *p = text; *p; p++) nl += *p == '\n';
     char **lines = malloc((size_t)(nl + 1) * sizeof *lines);
-    if (!lines) { free(text); return qp__kerr(err, errlen, QP_ENOMEM, "out of memory"); }
+    if (!lines) { qp_buf_unref(jb); return qp__kerr(err, errlen, QP_ENOMEM, "out of memory"); }
     int k = 0;
     for (char *p = text, *e; *p; p = e + 1) {
         e = strchr(p, '\n');
@@ -190,7 +185,7 @@ int qp__kw_recover(const char *db, char *err, size_t errlen)
         }
     }
     free(lines);
-    free(text);
+    qp_buf_unref(jb);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/" QP__KW_JOURNAL, db);
     unlink(path);

@@ -27,8 +27,7 @@ const char *qp__kw_symat(const qp_value *x, int64_t r);
 
 /* The enumeration domain: db/sym as it is plus the names to append. */
 typedef struct qp__kw_sym {
-    char *file;            /* the existing db/sym, read whole, or NULL */
-    size_t filelen;
+    qp_buf *file;          /* the existing db/sym, read whole, or NULL */
     const char **names;    /* every name in domain order: into file, or
                             * borrowed from the table being written */
     int64_t n, cap;        /* names, allocated */

@@ -8,7 +8,7 @@
  * .qp.distinct one partition at a time,
  * .qp.get / a bare name / qtable() map the table (a partitioned one is
  * concatenated, which copies), and .qp.apply one partition or the rows it
- * needs (src/py/dbpart.c). Nothing is cached here: mapped columns cost a
+ * needs (qp_server_db_part, qp_kdb_rows). Nothing is cached here: mapped columns cost a
  * few system calls to map again, and a cached concatenation would hold a
  * whole partitioned table in memory for good.
  *
@@ -43,76 +43,7 @@
 #include <string.h>
 
 #include "qpeach/kdb.h"
-#include "qpeach/sched.h"
-#include "srv.h"
-
-bool qp__db_has(qp_server *s, const char *sym)
-{
-    bool yes = false;
-    pthread_mutex_lock(&s->gmu);
-    const qp_value *n = s->dbnames;
-    for (int64_t i = 0; n && !yes && i < n->v.n; i++) yes = qp_S(n)[i] == sym;
-    pthread_mutex_unlock(&s->gmu);
-    return yes;
-}
-
-/* The db as it is now (mounted again when it changed on disk, or when
- * force): a new reference, or NULL and *err saying why it could not be
- * mounted again. */
-static qp_kdb *db_now(qp_server *s, bool force, qp_value **err)
-{
-    char msg[1024];
-    qp_value *names = NULL;
-    pthread_mutex_lock(&s->dbmu);
-    int rc = qp_kdb_reload(&s->db, force, msg, sizeof msg);
-    if (rc == 1 && (names = qp_kdb_tables(s->db))) {
-        pthread_mutex_lock(&s->gmu);
-        qp_value *old = s->dbnames;
-        s->dbnames = names;
-        pthread_mutex_unlock(&s->gmu);
-        names = old;
-    }
-    qp_kdb *db = rc < 0 ? NULL : qp_kdb_ref(s->db);
-    pthread_mutex_unlock(&s->dbmu);
-    qp_unref(names);
-    if (!db) *err = qp_error("%s", msg);
-    return db;
-}
-
-qp_kdb *qp_server_db_table(qp_server *s, const char *name, qp_value **err)
-{
-    *err = NULL;
-    const char *sym = s->mounted && name && *name != '.' ? qp_sym_intern(name, strlen(name)) : NULL;
-    if (!sym) return NULL;
-    qp_kdb *db = db_now(s, false, err);
-    if (!db) {          /* a name it held fails; any other may be a global */
-        if (!qp__db_has(s, sym)) { qp_unref(*err); *err = NULL; }
-        return NULL;
-    }
-    if (qp_kdb_has(db, sym)) return db;
-    qp_kdb_close(db);
-    return NULL;
-}
-
-qp_value *qp__db_table(qp_server *s, const char *sym)
-{
-    qp_value *err = NULL;
-    qp_kdb *db = qp_server_db_table(s, sym, &err);
-    qp_value *t = db ? qp_kdb_table(db, sym, QP_KDB_ENUMS) : err;
-    qp_kdb_close(db);
-    return t;
-}
-
-qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by)
-{
-    qp_value *err = NULL;
-    qp_kdb *db = qp_server_db_table(s, name, &err);
-    if (!db) return err;
-    qp_value *e = qp_error("%s: %s is a db table (of %s): a global cannot replace or hide it; "
-                           "choose another name", by, name, qp_kdb_path(db));
-    qp_kdb_close(db);
-    return e;
-}
+#include "server_int.h"
 
 /* The db table a .qp.* argument (`t or "t") names, with a reference to
  * the db holding it (*db; qp_kdb_close it); NULL when it names none
@@ -149,76 +80,60 @@ static qp_value *fn_db_meta(qp_server *s, qp_value *args, void *data)
     return r;
 }
 
-/* .qp.partitions t: the partitions of db table t (dates, months, or longs
- * for year and int partitions); an empty long vector for a splayed or
- * flat db table and for a resident table; q's 'name error otherwise. */
-qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
+/* .qp.partitions t on a db server: a db table's partitions (dates,
+ * months, or longs for year and int partitions; an empty long vector for
+ * a splayed or flat one), else the resident tables' answer. */
+static qp_value *fn_db_partitions(qp_server *s, qp_value *args, void *data)
 {
-    (void)data;
-    const qp_value *x = qp_K(args)[0];
-    if (x->type != -QP_SYMBOL && x->type != QP_CHAR)
-        return qp_error("type: .qp.partitions takes a table name (symbol or string)");
     qp_kdb *db = NULL;
     qp_value *e = NULL;
-    const char *t = s->mounted ? db_name(s, x, &db, &e) : NULL;
+    const qp_value *x = qp_K(args)[0];
+    const char *t = x->type == -QP_SYMBOL || x->type == QP_CHAR ? db_name(s, x, &db, &e) : NULL;
     if (e) return e;
-    if (t) {
-        qp_value *r = qp_kdb_partitions(db, t);
-        qp_kdb_close(db);
-        return r;
-    }
-    const char *sym = qp_name_of(x);
-    qp_value *g = sym ? qp_server_get(s, sym) : NULL;
-    if (!g) return qp_error("%s", sym ? sym : "wsfull");
-    bool table = g->type == QP_TABLE || qp_is_keyed_table(g);
-    qp_unref(g);
-    if (!table) return qp_error("type: .qp.partitions takes a table name; %s is not a table", sym);
-    return qp_vector(QP_LONG, 0);
-}
-
-/* Distinct values of column col over every partition of db table t, one
- * partition mapped at a time (a whole partitioned table would be a copy). */
-static qp_value *parts_distinct(qp_kdb *db, const char *t, const char *col)
-{
-    qp_value *parts = qp_kdb_partitions(db, t);
-    if (!parts || qp_is_error(parts)) return parts;
-    int64_t n = qp_count(parts);
-    qp_value *each = qp_vector(QP_LIST, n), *r = NULL;
-    for (int64_t i = 0; each && i < n; i++) {
-        qp_value *tp = qp_kdb_table_part(db, t, i, QP_KDB_ENUMS);
-        const qp_value *c = tp && !qp_is_error(tp) ? qp_table_column(tp, col) : NULL;
-        qp_K(each)[i] = c ? qp_distinct_sorted(c)
-                          : tp && qp_is_error(tp) ? qp_ref(tp) : qp_error("%s: no such column", col);
-        qp_unref(tp);
-        if (!qp_K(each)[i] || qp_is_error(qp_K(each)[i])) {
-            r = qp_ref(qp_K(each)[i]);
-            goto done;
-        }
-    }
-    qp_value *all = each ? qp_concat(qp_K(each), n) : NULL;
-    r = all ? qp_distinct_sorted(all) : NULL;
-    qp_unref(all);
-done:
-    qp_unref(each);
-    qp_unref(parts);
+    if (!t) return qp__fn_partitions(s, args, data);
+    qp_value *r = qp_kdb_partitions(db, t);
+    qp_kdb_close(db);
     return r;
 }
 
-/* .qp.distinct on a partitioned db table: its partition column from the
- * folder names, another column partition by partition. */
+/* .qp.distinct on a db table: qp_kdb_distinct (a partitioned one's
+ * partition column from the folder names, another column partition by
+ * partition). */
 static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
 {
     qp_kdb *db;
-    qp_value *e = NULL, *r;
+    qp_value *e = NULL;
     const char *t = db_name(s, qp_K(args)[0], &db, &e);
-    const char *pcol = t ? qp_kdb_part_column(db, t) : NULL;
     const char *col = qp_name_of(qp_K(args)[1]);
     if (e) return e;
-    if (!pcol || !col) r = qp__fn_distinct(s, args, data);
-    else if (strcmp(col, pcol) == 0) r = qp_kdb_partitions(db, t);
-    else r = parts_distinct(db, t, col);
+    qp_value *r = t && col ? qp_kdb_distinct(db, t, col) : qp__fn_distinct(s, args, data);
     qp_kdb_close(db);
     return r ? r : qp_error("wsfull");
+}
+
+int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out)
+{
+    *out = NULL;
+    qp_value *err = NULL;
+    qp_kdb *db = qp_server_db_table(s, name, &err);
+    if (!db) {
+        *out = err;                  /* the db could not be mounted again */
+        return err != NULL;
+    }
+    const char *pcol = qp_kdb_part_column(db, name);
+    const char *col = part->type == QP_LIST && part->v.n == 2 ? qp_name_of(qp_K(part)[0]) : NULL;
+    int r = 1;
+    if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
+        int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
+        int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
+        *out = qp_kdb_rows(db, name, a, b, QP_KDB_ENUMS);
+    } else if (pcol && col && strcmp(col, pcol) == 0) {
+        *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
+    } else {
+        r = 0;
+    }
+    qp_kdb_close(db);
+    return r;
 }
 
 /* .qp.tables[], after a look at the disk. */
@@ -226,7 +141,7 @@ static qp_value *fn_db_tables(qp_server *s, qp_value *args, void *data)
 {
     (void)args; (void)data;
     qp_value *e = NULL;
-    qp_kdb *db = db_now(s, false, &e);
+    qp_kdb *db = qp__db_now(s, false, &e);
     qp_kdb_close(db);
     return e ? e : qp_server_tables(s);
 }
@@ -235,7 +150,7 @@ qp_value *qp_server_reload(qp_server *s)
 {
     if (!s->mounted) return qp_error(".qp.reload: no database is mounted (serve --db)");
     qp_value *e = NULL;
-    qp_kdb *db = db_now(s, true, &e);
+    qp_kdb *db = qp__db_now(s, true, &e);
     qp_value *r = db ? qp_kdb_tables(db) : e;
     qp_kdb_close(db);
     return r;
@@ -266,7 +181,7 @@ int qp_server_mount(qp_server *s, qp_kdb *db)
      * keep the resident-table code for names that are not db tables. */
     static const struct { const char *name; int nargs; qp_fn_cb fn; } fns[] = {
         { ".qp.count", 1, fn_db_count }, { ".qp.meta", 1, fn_db_meta },
-        { ".qp.get", 1, qp__fn_get }, { ".qp.partitions", 1, qp__fn_partitions },
+        { ".qp.get", 1, qp__fn_get }, { ".qp.partitions", 1, fn_db_partitions },
         { ".qp.distinct", 2, fn_db_distinct }, { ".qp.tables", 1, fn_db_tables },
         { ".qp.reload", 1, fn_db_reload }, { ".qp.set", 2, fn_db_set },
     };

@@ -40,6 +40,7 @@
  * kills, not power loss.
  */
 #include "kdbwrite_int.h"
+#include "core/fileio_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -63,22 +64,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "kdb+ files are little
 
 typedef qp__kw_out out;
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void out_flush(out *o)
 {
-    if (!o->rc && o->used) o->rc = write_all(o->fd, o->buf, o->used);
+    if (!o->rc && o->used) o->rc = qp__write_all(o->fd, o->buf, o->used);
     o->used = 0;
 }
 
@@ -87,7 +75,7 @@ void qp__kw_put(out *o, const void *p, size_t n)
     if (o->rc) return;
     if (o->used + n > sizeof o->buf) out_flush(o);
     if (n >= sizeof o->buf) {
-        if (!o->rc) o->rc = write_all(o->fd, p, n);
+        if (!o->rc) o->rc = qp__write_all(o->fd, p, n);
         return;
     }
     memcpy(o->buf + o->used, p, n);

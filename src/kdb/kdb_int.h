@@ -161,6 +161,9 @@ typedef struct qp__ktable {
                             * QP_KDB_ENUMS (db->lock guards all three) */
     char *clash;           /* a root splay or flat file of the same name as
                             * this partitioned table: refused (NULL: none) */
+    _Atomic int64_t *rows; /* partitioned: rows of each of its partitions,
+                            * -1 until one is mapped (kdbrows.c; made
+                            * under db->lock) */
 } qp__ktable;
 
 /* What a file or folder looked like when listed (or a domain when read):

@@ -1,13 +1,13 @@
-/* src/net/srv.h - the server's insides, shared by server.c (event loop,
- * connections, threads), dispatch.c (messages -> calls -> responses) and
- * builtins.c (function registry, globals, the `.qp` built-ins).
+/* server_int.h - the worker server's insides, shared by the files of
+ * src/server (listed below, in their order) and its unit tests. Not a
+ * public header.
  *
- * Memory rules: see value.h. A job owns everything it points to; the
- * thread that holds a job (by having popped it from a queue) is the only
- * one touching it.
+ * Memory rules: see value.h. A work item owns everything it points to; the
+ * thread that holds a work item (by having popped it from a queue) is the
+ * only one touching it.
  */
-#ifndef QPEACH_SRV_H
-#define QPEACH_SRV_H
+#ifndef QPEACH_SERVER_INT_H
+#define QPEACH_SERVER_INT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,7 +16,7 @@
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
 #include "qpeach/server.h"
-#include "net.h"
+#include "net/net_int.h"
 
 /* Messages (and results) up to this size are decoded, run (when the
  * function is a loop one) and encoded on the loop thread itself: a thread
@@ -33,19 +33,19 @@ typedef struct qp__fn {
     void *data;
 } qp__fn;
 
-enum qp__job_kind {
-    QP__JOB_MSG = 0,       /* a client message: decode, call, encode */
-    QP__JOB_AUTH = 1,      /* a handshake to verify against the passwd file */
-    QP__JOB_TASK = 2,      /* a qp_server_parallel helper */
+enum qp__work_kind {
+    QP__WORK_MSG = 0,      /* a client message: decode, call, encode */
+    QP__WORK_AUTH = 1,     /* a handshake to verify against the passwd file */
+    QP__WORK_TASK = 2,     /* a qp_server_parallel helper */
 };
 
-/* Where a job stands when qp__job_run returns. */
-enum qp__job_status { QP__JOB_DONE = 0, QP__JOB_MOVED = 1 };
+/* Where a work item stands when qp__work_run returns. */
+enum qp__work_status { QP__WORK_DONE = 0, QP__WORK_MOVED = 1 };
 
-typedef struct qp__job qp__job;
-struct qp__job {
-    qp__job *next;         /* queue link */
-    int kind;              /* enum qp__job_kind */
+typedef struct qp__work qp__work;
+struct qp__work {
+    qp__work *next;        /* queue link */
+    int kind;              /* enum qp__work_kind */
     int fd;                /* the connection it came from ... */
     uint64_t cid;          /* ... and that connection's id (fds are reused) */
     int msgtype;           /* of the request */
@@ -64,12 +64,12 @@ struct qp__job {
 };
 
 /* An intrusive FIFO with one mutex + condvar. */
-typedef struct qp__jobq {
+typedef struct qp__workq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    qp__job *head, *tail;
+    qp__work *head, *tail;
     int64_t len;
-} qp__jobq;
+} qp__workq;
 
 typedef struct qp__sconn qp__sconn;   /* server-side connection (server.c) */
 
@@ -78,7 +78,7 @@ struct qp_server {
     char address[300];     /* what we bound, for the ready line */
     int lfd;               /* listening socket */
     int epfd;              /* epoll */
-    int evfd;              /* eventfd: finished jobs and stop requests */
+    int evfd;              /* eventfd: finished work items and stop requests */
     bool unix_sock;        /* listening on a unix socket */
     char unix_path[108];   /* socket file to remove at exit ("" if none) */
     SSL_CTX *tls;          /* server TLS context, NULL for plain */
@@ -111,41 +111,44 @@ struct qp_server {
     qp_value **gvals;
     int ng, capg;
 
-    qp__jobq pool;         /* secondary threads (or the one internal helper with -s 0) */
-    qp__jobq mainq;        /* for the main (Python) thread */
-    qp__jobq done;         /* finished jobs for the loop */
+    qp__workq pool;        /* secondary threads (or the one internal helper with -s 0) */
+    qp__workq mainq;       /* for the main (Python) thread */
+    qp__workq done;        /* finished work items for the loop */
     pthread_t *threads;    /* main thread first, then secondaries */
     int nthreads;          /* started so far */
     int nready;            /* threads past on_thread_start (under done.mu) */
     pthread_cond_t ready_cv;  /* signalled as nready grows */
     bool threads_stop;     /* under each queue's mutex: threads exit */
+    /* How a thread advances a work item it popped: dispatch.c's qp__work_run,
+     * set by server.c (the pool knows threads and queues, not messages). */
+    int (*run)(qp_server *s, qp__work *j, int where);
 };
 
+/* The files, each using only those listed before it (no circles):
+ *   pool.c      threads and their queues; runs work through s->run
+ *   pykxwire.c  PyKX's q texts recognised
+ *   globals.c   the function registry, globals, the mounted db's names
+ *   builtins.c  the .qp built-ins that need no Python
+ *   db.c        the built-ins of a mounted db (over builtins.c's)
+ *   dispatch.c  a message -> its call -> the response
+ *   server.c    the event loop, connections, logins; starts the pool
+ *               with dispatch.c's qp__work_run as s->run */
+
 /* ---- pool.c ---- */
-void qp__jobq_push(qp__jobq *q, qp__job *j);
-/* Takes every job in q at once (the loop drains `done` this way). */
-qp__job *qp__jobq_take_all(qp__jobq *q);
-/* Starts the main thread and the secondaries and waits until each has run
+void qp__workq_push(qp__workq *q, qp__work *j);
+/* Takes every work item in q at once (the loop drains `done` this way). */
+qp__work *qp__workq_take_all(qp__workq *q);
+/* Starts the main thread and the secondaries, which run the work items they
+ * pop through s->run (set first), and waits until each has run
  * on_thread_start; stops and joins them. */
 int qp__threads_start(qp_server *s, char *err, size_t errlen);
 void qp__threads_stop(qp_server *s);
-/* Hands a job to the thread kind that must run it next (pool, or main). */
-void qp__job_post(qp_server *s, qp__job *j, int exec);
-void qp__job_free(qp__job *j);
-
-/* Copies client-supplied text into dst (cap > 0 bytes, NUL-terminated,
- * truncated) for a one-line log: bytes outside printable ASCII become \xHH,
- * so a client cannot forge log lines or break a log reader's decoding. */
-void qp__log_text(char *dst, size_t cap, const char *src);
-
-/* ---- dispatch.c ---- */
-/* Advances a job as far as it can on the calling thread (where: the
- * enum qp_exec kind of this thread). DONE: the response is encoded (or
- * none is due); MOVED: the job went to another thread's queue. */
-int qp__job_run(qp_server *s, qp__job *j, int where);
+/* Hands a work item to the thread kind that must run it next (pool, or main). */
+void qp__work_post(qp_server *s, qp__work *j, int exec);
+void qp__work_free(qp__work *j);
 
 /* ---- pykxwire.c ---- */
-/* What a PyKX client's q text is (PYKX_WIRE.md): */
+/* What a PyKX client's q text is (qpeach/pykx.h): */
 enum qp__pykx_text {
     QP__PYKX_NONE = 0,     /* not one of PyKX's texts */
     QP__PYKX_SESSION,      /* Q0, the session check: answered 1b */
@@ -159,27 +162,45 @@ enum qp__pykx_text {
 /* Classifies the q text s (n bytes, whitespace ignored); never evaluates. */
 int qp__pykx_text(const char *s, size_t n);
 
-/* ---- builtins.c ---- */
+/* ---- globals.c ---- */
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
-int qp__builtins_register(qp_server *s);
 void qp__globals_free(qp_server *s);
 /* A global set in this server (not a db table): new reference or NULL. */
 qp_value *qp__global_get(qp_server *s, const char *sym);
+static inline bool qp__is_table(const qp_value *v)
+{
+    return v->type == QP_TABLE || qp_is_keyed_table(v);
+}
+/* True when sym (interned) was a table of the mounted db when it was last
+ * listed (takes gmu; never looks at the disk). */
+bool qp__db_has(qp_server *s, const char *sym);
+/* The db as it is now (mounted again when it changed on disk, or when
+ * force): a new reference, or NULL and *err saying why it could not be
+ * mounted again. */
+qp_kdb *qp__db_now(qp_server *s, bool force, qp_value **err);
+/* Db table sym as it is now on disk (qp_kdb_table, enums kept): a new
+ * reference, an error value naming the file and column (or why the db
+ * could not be mounted again), or NULL when sym is not a db table. */
+qp_value *qp__db_table(qp_server *s, const char *sym);
+
+/* ---- builtins.c ---- */
+int qp__builtins_register(qp_server *s);
 /* The built-ins db.c wraps (args as qp_fn_cb gets them). */
 qp_value *qp__fn_get(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_set(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
 
-/* ---- db.c ---- */
-/* True when sym (interned) was a table of the mounted db when it was last
- * listed (takes gmu; never looks at the disk). */
-bool qp__db_has(qp_server *s, const char *sym);
-/* Db table sym as it is now on disk (qp_kdb_table, enums kept): a new
- * reference, an error value naming the file and column (or why the db
- * could not be mounted again), or NULL when sym is not a db table. */
-qp_value *qp__db_table(qp_server *s, const char *sym);
-qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
+/* ---- dispatch.c ---- */
+/* Advances a work item as far as it can on the calling thread (where: the
+ * enum qp_exec kind of this thread). DONE: the response is encoded (or
+ * none is due); MOVED: the work item went to another thread's queue. */
+int qp__work_run(qp_server *s, qp__work *j, int where);
+/* Copies client-supplied text into dst (cap > 0 bytes, NUL-terminated,
+ * truncated) for a one-line log: bytes outside printable ASCII become \xHH,
+ * so a client cannot forge log lines or break a log reader's decoding. */
+void qp__log_text(char *dst, size_t cap, const char *src);
 
 #endif

@@ -1,5 +1,5 @@
-/* builtins.c - the server's function registry, its globals, and the
- * built-in `.qp` functions that need no Python:
+/* builtins.c - the built-in `.qp` functions that need no Python (the
+ * names they look up, functions, globals and db tables, are globals.c's):
  *
  *   .qp.echo x         x unchanged
  *   .qp.ping[]         1b (a liveness check that costs nothing)
@@ -26,9 +26,10 @@
  *                      scheduler plans `by = column` from; runs on the pool,
  *                      as it may read and scan a whole db table
  *
- * With a mounted database (db.c) its tables are globals too, ahead of the
- * ones set here (which may not take their names): qp_server_get reads
- * them from the db when asked for.
+ * With a mounted database its tables are globals too, ahead of the ones
+ * set here (which may not take their names): qp_server_get reads them
+ * from the db when asked for, and db.c replaces the built-ins that may
+ * read files with ones that answer for db tables from the db.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,151 +37,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "qpeach/sched.h"
 #include "qpeach/table.h"
 #include "qpeach/topo.h"
-#include "srv.h"
+#include "server_int.h"
 
 #ifndef QPEACH_VERSION
 #define QPEACH_VERSION "0.1.0"
 #endif
-
-/* ====================================================================
- * Registry
- * ==================================================================== */
-
-int qp_server_def(qp_server *s, const char *name, int nargs, int exec, qp_fn_cb fn, void *data)
-{
-    if (!name || !*name || !fn || exec < QP_EXEC_LOOP || exec > QP_EXEC_MAIN) return QP_EARG;
-    const char *sym = qp_sym_intern(name, strlen(name));
-    if (!sym) return QP_ENOMEM;
-    qp__fn *f = (qp__fn *)qp__fn_find(s, sym);
-    if (!f) {
-        if (s->nfns == s->capfns) {
-            int cap = s->capfns ? 2 * s->capfns : 16;
-            qp__fn *m = realloc(s->fns, (size_t)cap * sizeof *m);
-            if (!m) return QP_ENOMEM;
-            s->fns = m;
-            s->capfns = cap;
-        }
-        f = &s->fns[s->nfns++];
-    }
-    *f = (qp__fn){ sym, nargs, exec, fn, data };
-    return 0;
-}
-
-const qp__fn *qp__fn_find(const qp_server *s, const char *name)
-{
-    /* symbols are interned: pointer equality is name equality */
-    for (int i = 0; i < s->nfns; i++)
-        if (s->fns[i].name == name) return &s->fns[i];
-    return NULL;
-}
-
-/* ====================================================================
- * Globals (a small array under a mutex: there are few, and lookups are
- * dwarfed by the calls that use them)
- * ==================================================================== */
-
-static int gfind(const qp_server *s, const char *sym)
-{
-    for (int i = 0; i < s->ng; i++)
-        if (s->gnames[i] == sym) return i;
-    return -1;
-}
-
-qp_value *qp__global_get(qp_server *s, const char *sym)
-{
-    pthread_mutex_lock(&s->gmu);
-    int i = gfind(s, sym);
-    qp_value *v = i >= 0 ? qp_ref(s->gvals[i]) : NULL;
-    pthread_mutex_unlock(&s->gmu);
-    return v;
-}
-
-qp_value *qp_server_get(qp_server *s, const char *name)
-{
-    const char *sym = qp_sym_intern(name, strlen(name));
-    if (!sym) return NULL;
-    qp_value *v = s->mounted ? qp__db_table(s, sym) : NULL;   /* db tables first */
-    return v ? v : qp__global_get(s, sym);
-}
-
-/* Makes room for one more global; call with gmu held. */
-static int ggrow(qp_server *s)
-{
-    if (s->ng < s->capg) return 0;
-    int cap = s->capg ? 2 * s->capg : 16;
-    const char **n = realloc(s->gnames, (size_t)cap * sizeof *n);
-    if (!n) return QP_ENOMEM;
-    s->gnames = n;
-    qp_value **v = realloc(s->gvals, (size_t)cap * sizeof *v);
-    if (!v) return QP_ENOMEM;
-    s->gvals = v;
-    s->capg = cap;
-    return 0;
-}
-
-int qp_server_set(qp_server *s, const char *name, qp_value *value)
-{
-    const char *sym = qp_sym_intern(name, strlen(name));
-    if (!sym || !value) { qp_unref(value); return QP_ENOMEM; }
-    if (qp__db_has(s, sym)) { qp_unref(value); return -EEXIST; }   /* a db table's name */
-    qp_value *old = NULL;
-    int rc = 0;
-    pthread_mutex_lock(&s->gmu);
-    int i = gfind(s, sym);
-    if (i >= 0) {
-        old = s->gvals[i];
-        s->gvals[i] = value;
-    } else if ((rc = ggrow(s))) {
-        old = value;
-    } else {
-        s->gnames[s->ng] = sym;
-        s->gvals[s->ng++] = value;
-    }
-    pthread_mutex_unlock(&s->gmu);
-    qp_unref(old);   /* outside the lock: freeing a big value takes time */
-    return rc;
-}
-
-static bool is_table(const qp_value *v)
-{
-    return v->type == QP_TABLE || qp_is_keyed_table(v);
-}
-
-qp_value *qp_server_tables(qp_server *s)
-{
-    qp_value *r = qp_vector(QP_SYMBOL, 0);
-    pthread_mutex_lock(&s->gmu);
-    const qp_value *db = s->dbnames;
-    for (int i = 0; r && i < s->ng; i++) {
-        bool hidden = false;        /* by a db table that appeared since it was set */
-        for (int64_t k = 0; db && !hidden && k < db->v.n; k++) hidden = qp_S(db)[k] == s->gnames[i];
-        if (!hidden && is_table(s->gvals[i]) && qp_vec_append(r, &s->gnames[i])) {
-            qp_unref(r);
-            r = NULL;
-        }
-    }
-    for (int64_t i = 0; r && db && i < db->v.n; i++)     /* then the db's */
-        if (qp_vec_append(r, &qp_S(db)[i])) { qp_unref(r); r = NULL; }
-    pthread_mutex_unlock(&s->gmu);
-    return r;
-}
-
-void qp__globals_free(qp_server *s)
-{
-    for (int i = 0; i < s->ng; i++) qp_unref(s->gvals[i]);
-    free(s->gnames);
-    free(s->gvals);
-    s->gnames = NULL;
-    s->gvals = NULL;
-    s->ng = s->capg = 0;
-    qp_unref(s->dbnames);
-    s->dbnames = NULL;
-    qp_kdb_close(s->db);
-    s->db = NULL;
-}
 
 /* ====================================================================
  * Built-ins
@@ -279,7 +142,7 @@ static qp_value *table_arg(qp_server *s, qp_value *x, const char *fn)
         if (!v) return qp_error("%s", name ? name : "wsfull");
         return v;
     }
-    if (!is_table(x)) return qp_error("type: %s takes a table or its name", fn);
+    if (!qp__is_table(x)) return qp_error("type: %s takes a table or its name", fn);
     return qp_ref(x);
 }
 
@@ -317,7 +180,7 @@ qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data)
     (void)data;
     qp_value *t = table_arg(s, arg0(args), ".qp.meta");
     if (t->type == QP_ERROR) return t;
-    if (!is_table(t)) {                       /* a global that is not a table */
+    if (!qp__is_table(t)) {                       /* a global that is not a table */
         qp_unref(t);
         return qp_error("type: .qp.meta takes a table or its name");
     }
@@ -352,6 +215,23 @@ done:
     return r;
 }
 
+/* .qp.partitions t of a resident table: an empty long vector (it has
+ * none); q's 'name error for no such global. db.c answers for db tables. */
+qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    const qp_value *x = qp_K(args)[0];
+    if (x->type != -QP_SYMBOL && x->type != QP_CHAR)
+        return qp_error("type: .qp.partitions takes a table name (symbol or string)");
+    const char *sym = qp_name_of(x);
+    qp_value *g = sym ? qp_server_get(s, sym) : NULL;
+    if (!g) return qp_error("%s", sym ? sym : "wsfull");
+    bool table = qp__is_table(g);
+    qp_unref(g);
+    if (!table) return qp_error("type: .qp.partitions takes a table name; %s is not a table", sym);
+    return qp_vector(QP_LONG, 0);
+}
+
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data)
 {
     (void)data;
@@ -366,7 +246,7 @@ qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data)
         if (!c) c = qp_table_column(qp_dict_values(t), col);
     }
     if (c) r = qp_distinct_sorted(c);
-    else r = qp_error(is_table(t) ? "%s: no such column" : "type: .qp.distinct takes a table", col);
+    else r = qp_error(qp__is_table(t) ? "%s: no such column" : "type: .qp.distinct takes a table", col);
     qp_unref(t);
     return r ? r : qp_error("wsfull");
 }

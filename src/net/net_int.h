@@ -1,12 +1,12 @@
-/* src/net/net.h - internals of the net module, shared by its files and
+/* net_int.h - internals of the net module, shared by its files and
  * tests/unit/test_net.c. Not a public header: nothing here is a promise
  * to other modules.
  *
  * Memory rules: see value.h. A qp__tp owns its fd and SSL object; close
  * releases both.
  */
-#ifndef QPEACH_NET_INTERNAL_H
-#define QPEACH_NET_INTERNAL_H
+#ifndef QPEACH_NET_INT_H
+#define QPEACH_NET_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
-/* src/py/pyint.h - internals shared by the files of src/py. Include first:
+/* py_int.h - internals shared by the files of src/py. Include first:
  * Python.h must come before any system header. */
-#ifndef QPEACH_PYINT_H
-#define QPEACH_PYINT_H
+#ifndef QPEACH_PY_INT_H
+#define QPEACH_PY_INT_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,7 +19,7 @@
 #define QP_PY_MAX_DEPTH 100
 
 /* fromq.c: set up / drop the cached numpy dtypes and the symbol cache
- * (qp__conv_fini also drops symcat.c's and dbpart.c's caches). 0 or -1
+ * (qp__conv_fini also drops symcat.c's caches). 0 or -1
  * with an exception set. */
 int qp__conv_init(void);
 void qp__conv_fini(void);
@@ -137,19 +137,6 @@ int qp__pykx_init(void);
 void qp__pykx_fini(void);
 /* Sets name to o (borrowed) in __main__, where PyKX functions live. */
 int qp__pykx_main_set(const char *name, PyObject *o);
-
-/* dbpart.c: parts of a mounted db's tables for .qp.apply and qtable.
- * When name is a db table and part is (start; end) rows, or name is a
- * partitioned one and part is (partition column; value), sets *out (new
- * reference: the table, an error value, or NULL on OOM) and returns 1;
- * otherwise returns 0 (the caller reads the table whole). */
-int qp__db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
-/* Rows [a, b) of db table `table`: of a partitioned one reading only the
- * partitions they touch, of a splayed one views checked over those rows
- * (qp_kdb_table_rows). New reference, or an error value. */
-qp_value *qp__db_rows(struct qp_kdb *db, const char *table, int64_t a, int64_t b);
-/* Drops the cached row counts (qp__conv_fini). */
-void qp__db_fini(void);
 
 /* procs.c: worker processes for -s -N. */
 int qp__procs_start(const qp_py_opts *o, char *err, size_t errlen);

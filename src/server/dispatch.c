@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "qpeach/qparse.h"
-#include "srv.h"
+#include "server_int.h"
 
 /* ====================================================================
  * Errors for text qpeach does not evaluate
@@ -170,7 +170,7 @@ static qp_value *unknown_fn(const char *name, const qp_value *text, const qp_val
 }
 
 /* ====================================================================
- * Jobs
+ * Work items
  * ==================================================================== */
 
 /* The function a (text; args...) message names: PyKX's libraries and call
@@ -189,7 +189,7 @@ static const char *pykx_lambda_or_name(const qp_value *f)
 
 /* A char message as a call: 0 with *name and *args (NULL for a bare
  * name) set, or 1 with j->result set (a literal's value, or an error). */
-static int resolve_text(qp__job *j, const qp_value *x, const char **name, qp_value **args)
+static int resolve_text(qp__work *j, const qp_value *x, const char **name, qp_value **args)
 {
     int64_t sp = 0;
     while (sp < x->v.n && isspace((unsigned char)qp_C(x)[sp])) sp++;
@@ -220,7 +220,7 @@ static int resolve_text(qp__job *j, const qp_value *x, const char **name, qp_val
  * message that named it, or NULL. With a db mounted, a name that may be
  * one of its tables (db tables come first, and one may have appeared on
  * disk since the last listing) goes to .qp.get, off the loop. */
-static void resolve_global(qp_server *s, qp__job *j, const char *name, const qp_value *text)
+static void resolve_global(qp_server *s, qp__work *j, const char *name, const qp_value *text)
 {
     snprintf(j->what, sizeof j->what, "%s", name);
     if (s->mounted && *name != '.' && !qp__fn_find(s, name) && !is_q_word(name)) {
@@ -238,7 +238,7 @@ static void resolve_global(qp_server *s, qp__job *j, const char *name, const qp_
 }
 
 /* Turns a decoded message into a call (j->fn, j->args) or a result. */
-static void resolve(qp_server *s, qp__job *j, qp_value *x)
+static void resolve(qp_server *s, qp__work *j, qp_value *x)
 {
     const char *name = NULL;
     qp_value *args = NULL;
@@ -292,7 +292,7 @@ static void resolve(qp_server *s, qp__job *j, qp_value *x)
     j->args = args;
 }
 
-static void encode(qp__job *j)
+static void encode(qp__work *j)
 {
     uint8_t *msg = NULL, *z = NULL;
     size_t len = 0, zlen = 0;
@@ -312,20 +312,20 @@ static void encode(qp__job *j)
     j->outlen = len;
 }
 
-int qp__job_run(qp_server *s, qp__job *j, int where)
+int qp__work_run(qp_server *s, qp__work *j, int where)
 {
-    if (j->kind == QP__JOB_AUTH) {
+    if (j->kind == QP__WORK_AUTH) {
         char *colon = strchr(j->cred, ':');
         const char *pw = "";
         if (colon) { *colon = 0; pw = colon + 1; }
         j->auth_ok = qp_auth_check(s->auth, j->cred, pw);
         if (colon) *colon = ':';
-        return QP__JOB_DONE;
+        return QP__WORK_DONE;
     }
     if (j->msg) {
         if (where == QP_EXEC_LOOP && j->msg->len > QP__SMALL_MSG) {
-            qp__job_post(s, j, QP_EXEC_POOL);
-            return QP__JOB_MOVED;
+            qp__work_post(s, j, QP_EXEC_POOL);
+            return QP__WORK_MOVED;
         }
         qp_value *x = qp_ipc_decode(j->msg, NULL);
         qp_buf_unref(j->msg);
@@ -339,8 +339,8 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
         int exec = j->fn->exec;
         if (exec == QP_EXEC_POOL && s->opts.secondary == 0) exec = QP_EXEC_MAIN;
         if (exec != QP_EXEC_LOOP && exec != where) {
-            qp__job_post(s, j, exec);
-            return QP__JOB_MOVED;
+            qp__work_post(s, j, exec);
+            return QP__WORK_MOVED;
         }
         j->result = j->fn->fn(s, j->args, j->fn->data);
         if (!j->result) j->result = qp_error("wsfull");
@@ -356,15 +356,33 @@ int qp__job_run(qp_server *s, qp__job *j, int where)
         }
         qp_unref(j->result);
         j->result = NULL;
-        return QP__JOB_DONE;
+        return QP__WORK_DONE;
     }
     if (where != QP_EXEC_POOL &&
         qp_ipc_size(j->result) > QP__SMALL_MSG) {
-        qp__job_post(s, j, QP_EXEC_POOL);     /* encode big results off this thread */
-        return QP__JOB_MOVED;
+        qp__work_post(s, j, QP_EXEC_POOL);     /* encode big results off this thread */
+        return QP__WORK_MOVED;
     }
     encode(j);
     qp_unref(j->result);
     j->result = NULL;
-    return QP__JOB_DONE;
+    return QP__WORK_DONE;
+}
+
+void qp__log_text(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *src && n + 5 < cap; src++) {
+        unsigned char ch = (unsigned char)*src;
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            dst[n++] = (char)ch;
+        } else {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[ch >> 4];
+            dst[n++] = hex[ch & 15];
+        }
+    }
+    dst[n] = 0;
 }
