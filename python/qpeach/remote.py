@@ -34,13 +34,13 @@ sent once more.
 
 Fan-out (fanout, map) is the C scheduler's, as `qpeach run` runs a job
 file: the function is shipped the same way but defined by the scheduler on
-every worker (qp_run_opts.fn_code), and this module only writes the job
-(see sched.py); it has no partitioning or merging of its own.
+every worker (qp_run_opts.fn_code), and this module only makes the job, a
+dict the scheduler reads as it reads a job file (see sched.py); it has no
+partitioning or merging of its own.
 """
 import hashlib
 import inspect
 import os
-import re
 import shutil
 import tempfile
 import textwrap
@@ -573,9 +573,9 @@ _fan_seq = [0]
 
 
 def _fn_name(shipped, pandas=False):
-    """The name a shipped function is defined under by the scheduler
-    (a job file's function names allow letters, digits and _)."""
-    return re.sub(r"\W", "_", shipped.name_for(pandas))
+    """The name a shipped function is defined under by the scheduler, as
+    the scheduler's rule for a job's function names makes it."""
+    return _extension().fn_name(shipped.name_for(pandas))
 
 
 def _fan_job(shipped, reducer, sessions, table_name, input_file, part, how, pandas, key, o):
@@ -651,9 +651,6 @@ def _resident(sessions, local, table, journal, ext):
     return name, None, undo
 
 
-_HOWS = ("concat", "sum", "min", "max", "count", "sum-by-key", "none")
-
-
 def _options(local, threads, retries, retry_errors, task_timeout, libraries, progress, log,
              journal):
     _check("local", local, (int,), "an int")
@@ -721,8 +718,10 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
         if reducer is not None:
             raise ValueError("give the reducer as merge= or reducer=, not both")
         merge, reducer = "python", merge
-    if merge not in _HOWS and not (merge == "python" and reducer):
-        raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
+    # the scheduler's [merge] how names; python is a callable here
+    hows = [h for h in _extension().MERGE_HOWS if h != "python"]
+    if merge not in hows and not (merge == "python" and reducer):
+        raise ValueError(f"merge must be one of {', '.join(hows)} or a callable, got {merge!r}")
     if pieces is not None:
         _check("pieces", pieces, (int,), "an int")
         if pieces < 1:

@@ -515,8 +515,15 @@ def test_fanout_error_names_partition():
     try:
         kx.remote.fanout(fails_on_five, [a, b], table=t, pieces=10)
     except kx.FanoutError as e:
-        assert e.partition == 5 and "rows 5-6" in str(e) and "five" in str(e), str(e)
+        # the parts, from the scheduler's error (not parsed from its text)
+        assert e.task == 5 and e.partition == "rows 5-6", (e.task, e.partition)
+        assert e.worker in (a.address, b.address), (e.worker, a.address, b.address)
+        assert e.remote_type == "ZeroDivisionError" and e.remote_message == "five", \
+            (e.remote_type, e.remote_message)
+        assert "fails_on_five" in e.remote_traceback, e.remote_traceback
+        assert e.attempts == 1 and e.code == 1 and "five" in str(e), str(e)
         assert isinstance(e.__cause__, kx.QError)
+        assert e.__cause__.remote_type == "ZeroDivisionError", e.__cause__.remote_type
     else:
         raise AssertionError("a failed partition must raise FanoutError")
     a.close()
