@@ -191,8 +191,12 @@ int qp__restart_worker(run *r, int wi)
     char err[512] = "";
     if (!w->local || w->restarts >= 5) { w->dead_for_good = true; return -1; }
     w->restarts++;
-    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job, r->topo,
-                              r->place ? &r->place->worker[wi] : NULL, err, sizeof err);
+    const qp_place *pl = r->place ? &r->place->worker[wi] : NULL;
+    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job, r->topo, pl, err, sizeof err);
+    if (!rc && w->pin_error[0]) {
+        snprintf(err, sizeof err, "worker %d", wi);
+        qp__say_unpinned(r, err, pl, w->pin_error);
+    }
     if (!rc) rc = qp__worker_connect(w, r->job, 30000, err, sizeof err);
     if (!rc) {
         char errs[1][512] = { "" };

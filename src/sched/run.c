@@ -137,7 +137,8 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
             return QP_RUN_FAILED;
         }
     }
-    if (r->place && r->place->sched.ncores) qp_topo_bind(r->topo, &r->place->sched, true);
+    int rc = r->place ? qp_topo_bind(r->topo, &r->place->sched, true) : 0;
+    if (rc) qp__say_unpinned(r, "the scheduler's thread", &r->place->sched, qp_strerror(rc));
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         w->id = i;
@@ -147,6 +148,10 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
         else if (qp__worker_spawn(w, r->o->self, r->tmpdir, job, r->topo,
                                   &r->place->worker[i], err, sizeof err))
             snprintf(errs[i], 512, "%s", err);
+        else if (w->pin_error[0]) {
+            snprintf(err, sizeof err, "worker %d", i);
+            qp__say_unpinned(r, err, &r->place->worker[i], w->pin_error);
+        }
     }
     return 0;
 }

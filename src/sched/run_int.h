@@ -72,6 +72,9 @@ extern volatile sig_atomic_t qp__stop_signal;
 /* A log event: a text line for people, or one JSON object with event +
  * message (--log-json). Quiet mode keeps only "error". */
 void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A binding to cores that failed (who: "worker 1", "the scheduler"),
+ * said with the cores and the cause: the run goes on unpinned. */
+void qp__say_unpinned(run *r, const char *who, const qp_place *pl, const char *why);
 /* Redraws the progress bar (TTY mode; at most every 100 ms unless force). */
 void qp__draw_bar(run *r, bool force);
 /* Erases the bar so a log line can take its place. */

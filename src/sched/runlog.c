@@ -62,6 +62,16 @@ void qp__fail_remote(run *r, const qp__worker *w, const char *text)
     w->proto->remote_error(text, &e->remote);
 }
 
+void qp__say_unpinned(run *r, const char *who, const qp_place *pl, const char *why)
+{
+    char cores[128];
+    qp__cores_text(pl, cores, sizeof cores);
+    char *pus = qp_place_pus(r->topo, pl);
+    qp__say(r, "pin", "%s could not be pinned to %s (PUs %s), and runs on any core: %s", who,
+            cores, pus ? pus : "?", why);
+    free(pus);
+}
+
 void qp__clear_bar(run *r)
 {
     if (r->mode == QP_LOG_BAR && r->last_draw) fprintf(r->log, "\r\033[K");

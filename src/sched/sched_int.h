@@ -70,6 +70,8 @@ struct qp__worker {
     pid_t pid;             /* local: its pid (0 when not running) */
     char log[300];         /* local: the file its stderr goes to */
     int restarts;
+    char pin_error[256];   /* local: why it could not be bound to its
+                            * cores ("" when it was, or was not asked to) */
     qp_conn *c;            /* NULL when down */
     qp__flight fl[QP__MAX_WINDOW * 2];
     int nfl, flhead;       /* ring of requests in flight */
@@ -85,9 +87,12 @@ struct qp__worker {
 /* ---- workers.c ---- */
 /* Starts local worker i: `qpeach serve -p unix:SOCK -s T [--db PATH]`
  * (the job's threads and db), pinned to place (NULL: not pinned), dying
- * with us (PR_SET_PDEATHSIG). */
+ * with us (PR_SET_PDEATHSIG). A binding that fails leaves the worker
+ * running unpinned, the cause in w->pin_error. */
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
+/* "core 3" or "cores 2,3": a place's cores for messages. */
+void qp__cores_text(const qp_place *pl, char *buf, size_t n);
 /* Connects (waiting up to wait_ms for a local worker to come up). */
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);
 /* Every connection but keep's (NULL: none) closed and its local process

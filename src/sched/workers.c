@@ -32,11 +32,24 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
     snprintf(sarg, sizeof sarg, "%d", job->threads);
     unlink(sock + 5);
     snprintf(w->addr, sizeof w->addr, "%s", sock);
+    w->pin_error[0] = '\0';
+    /* The child binds itself to its cores before exec (so every thread
+     * Python and numpy start is bound) and writes why when it cannot into
+     * this pipe, which its exec closes. */
+    int pin[2];
+    if (pipe2(pin, O_CLOEXEC)) {
+        int e = errno;
+        snprintf(err, errlen, "pipe: %s", strerror(e));
+        return -e;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        snprintf(err, errlen, "fork: %s", strerror(errno));
-        return -errno;
+        int e = errno;
+        close(pin[0]);
+        close(pin[1]);
+        snprintf(err, errlen, "fork: %s", strerror(e));
+        return -e;
     }
     if (pid == 0) {
         /* Die with the scheduler, even on its SIGKILL; and if it died
@@ -44,7 +57,9 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
         signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
-        if (topo && place) qp_topo_bind(topo, place, false);
+        close(pin[0]);
+        int rc = topo && place ? qp_topo_bind(topo, place, false) : 0;
+        if (rc) dprintf(pin[1], "%s", qp_strerror(rc));
         int fd = open(w->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) { dup2(fd, 2); }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -58,9 +73,23 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         dprintf(2, "exec %s: %s\n", self, strerror(errno));
         _exit(127);
     }
+    close(pin[1]);
+    ssize_t got, at = 0;
+    while ((got = read(pin[0], w->pin_error + at, sizeof w->pin_error - 1 - (size_t)at)) > 0
+           || (got < 0 && errno == EINTR))
+        at += got > 0 ? got : 0;
+    w->pin_error[at] = '\0';
+    close(pin[0]);
     w->pid = pid;
     w->local = true;
     return 0;
+}
+
+void qp__cores_text(const qp_place *pl, char *buf, size_t n)
+{
+    size_t at = (size_t)snprintf(buf, n, "core%s ", pl->ncores == 1 ? "" : "s");
+    for (int i = 0; i < pl->ncores && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%d", i ? "," : "", pl->cores[i]);
 }
 
 /* The last line a local worker wrote to its log (its stderr) into buf:
