@@ -923,6 +923,43 @@ static void test_merge_sum_by_key_mixed_types(void)
     qp_unref(d[1]);
 }
 
+/* A job from pairs: paths from the folder given, values trimmed as a
+ * file's, the file's errors named by the name given. */
+static void test_job_from_pairs(void)
+{
+    const char *kv[] = { "job", "function", "  f.py:g ", "input", "file", "../d.csv",
+                         "workers", "local", "2" };
+    qp_job *j = NULL;
+    char err[256] = "";
+    CU_ASSERT_EQUAL_FATAL(qp_job_from_pairs("job", "/srv/x", kv, 3, &j, err, sizeof err), 0);
+    CU_ASSERT_STRING_EQUAL(j->function.file, "/srv/x/f.py");
+    CU_ASSERT_STRING_EQUAL(j->function.name, "g");
+    CU_ASSERT_STRING_EQUAL(j->file, "/srv/d.csv");
+    CU_ASSERT_STRING_EQUAL(j->name, "job");
+    CU_ASSERT_STRING_EQUAL(j->state, "/srv/x/.qpeach");
+    CU_ASSERT_PTR_NULL(j->path);
+    uint8_t sha[32];
+    memcpy(sha, j->sha, 32);
+    qp_job_free(j);
+    /* the same pairs from another folder are another job */
+    CU_ASSERT_EQUAL_FATAL(qp_job_from_pairs("job", "/srv/y", kv, 3, &j, err, sizeof err), 0);
+    CU_ASSERT(memcmp(sha, j->sha, 32) != 0);
+    qp_job_free(j);
+    const char *bad[] = { "job", "function", "f.py:g", "partition", "pieces", "x" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", bad, 2, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [partition] pieces: not a positive integer: 'x'");
+    CU_ASSERT_PTR_NULL(j);
+    const char *two[] = { "job", "function", "f.py:g\nname = h" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", two, 1, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [job] function: a value must be one line");
+    const char *twice[] = { "run", "retries", "1", "run", "retries", "2" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", twice, 2, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [run] retries: given twice");
+    char *n = qp_job_fn_name("f-1.x_Y");
+    CU_ASSERT_STRING_EQUAL(n, "f_1_x_Y");
+    free(n);
+}
+
 /* A run whose error message holds garbage but is not set (code 0). */
 static void fresh_run(run *r, const qp_run_opts *o)
 {
@@ -1147,6 +1184,7 @@ int main(void)
         {"output: msgpack, csv, errors", test_msgpack_output},
         {"output: msgpack temporal types", test_msgpack_temporal},
         {"journal failures name their cause", test_journal_begin_failure},
+        {"a job from pairs", test_job_from_pairs},
         {"the first failure of a run sticks", test_first_failure_sticks},
         {"a worker's error text read as a Python exception", test_remote_error_parse},
         {"partitions = A..B / A,B", test_partition_selection},
