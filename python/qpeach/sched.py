@@ -32,6 +32,7 @@ __all__ = ["run"]
 # it runs: two runs in one process (two Python threads) take turns.
 _one_run = threading.Lock()
 
+
 def _binary():
     """The qpeach binary local workers run: $QPEACH_BIN, the build folder
     of a source tree this package sits in, or qpeach on PATH."""
