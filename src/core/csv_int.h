@@ -1,4 +1,5 @@
-/* csv_int.h - internal to the table module (csv.c, csv_field.c, format.c):
+/* csv_int.h - internal to the table module (csv.c, csv_field.c, format.c)
+ * and to qparse.c, which reads q's temporal literals with the parsers below:
  * field parsers and the cell formatter the CSV writer shares with
  * qp_format. Not installed; no stability promised. */
 #ifndef QPEACH_CSV_INT_H

@@ -73,6 +73,8 @@ PyObject *qp__view_vector(const qp_value *x, PyArray_Descr *d);
 PyObject *qp__enum_codes(const qp_value *x);
 /* Takes the SymbolCodes class (py.c's helpers define it). 0 or -1. */
 int qp__symcat_codes_class(PyObject *cls);
+/* Whether o is a SymbolCodes (what a function got for symbols = codes). */
+bool qp__is_symbol_codes(PyObject *o);
 /* x as an object array of str, filled from the domain's str objects.
  * New reference, NULL with an exception. */
 PyObject *qp__enum_objects(const qp_value *x);
@@ -144,10 +146,16 @@ int qp__procs_count(void);
  * a restarted worker is given (not for what a new process has anyway). */
 qp_value *qp__procs_broadcast(const qp_value *msg, bool replay);
 /* Runs `.qp.call[fn; enlist item]` for every item of items across the
- * workers, handing items out as each finishes. New reference. */
-qp_value *qp__procs_peach(const char *fn, const qp_value *items);
+ * workers, handing items out as each finishes. When the call is cancelled
+ * (qp_server_cancelled(s)) no more items go out, and the connections to
+ * the workers running one are closed: each worker cancels it itself, as
+ * any server does when its client leaves. New reference. */
+qp_value *qp__procs_peach(qp_server *s, const char *fn, const qp_value *items);
 void qp__procs_stop(void);
 /* Worker side: exit when the parent's pipe closes. */
 int qp__procs_watch_parent(int fd, qp_server *s);
+/* py.c: calls of server s (NULL: none) become cancellable: its on_cancel
+ * interrupts the Python call that runs for a client that left. */
+void qp__cancel_init(qp_server *s);
 
 #endif
