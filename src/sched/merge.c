@@ -228,7 +228,7 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
             if (o->nk == 16) return qp_error("sum-by-key: too many key columns");
             o->k[o->nk++] = c;
             const char *s = qp_sym_intern(keys[i], strlen(keys[i]));
-            qp_vec_append(o->knames, &s);
+            if (!s || qp_vec_append(o->knames, &s)) return qp_error("wsfull");
         }
         for (int64_t c = 0; c < names->v.n; c++) {
             bool key = false;
@@ -237,7 +237,7 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
             if (key) continue;
             if (o->nv == 64) return qp_error("sum-by-key: too many columns");
             o->v[o->nv++] = qp_K(qp_table_columns(x))[c];
-            qp_vec_append(o->vnames, &qp_S(names)[c]);
+            if (qp_vec_append(o->vnames, &qp_S(names)[c])) return qp_error("wsfull");
         }
     } else {
         return qp_error("sum-by-key: partials must be dicts or tables, not %s",

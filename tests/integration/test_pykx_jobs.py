@@ -205,6 +205,19 @@ def test_raising_function_names_the_partition():
     assert r.returncode == 1, r.stderr
     assert "(rows 0-50) failed on " in r.stderr, r.stderr
     assert "ZeroDivisionError('division by zero')" in r.stderr, r.stderr
+    # the same job from Python: PyKX's repr(exception) read by the PyKX
+    # protocol into the error's parts
+    sys.path.insert(0, os.path.join(harness.ROOT, "python"))
+    import qpeach as kx
+    try:
+        kx.run(p, progress=False)
+    except kx.FanoutError as e:
+        assert (e.task, e.partition, e.worker) == (0, "rows 0-50", servers()[0].addr), \
+            (e.task, e.partition, e.worker)
+        assert (e.remote_type, e.remote_message, e.remote_traceback) == \
+            ("ZeroDivisionError", "division by zero", ""), (e.remote_type, e.remote_message)
+    else:
+        raise AssertionError("a raising function must raise FanoutError")
 
 
 def test_a_lost_server_leaves_the_job_to_the_other():
