@@ -41,6 +41,7 @@ done
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"        # network-namespace test peers
 command -v strace >/dev/null 2>&1 || need="$need strace"      # kills a db import at each commit step
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"   # checks deploy/'s unit
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 extras "$@"

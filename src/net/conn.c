@@ -1,7 +1,10 @@
 /* conn.c - the client side of kdb+ IPC: connect, handshake, send, receive.
  *
- * The socket stays non-blocking; every wait is a poll() bounded by the
- * connect or call deadline, so a dead peer costs at most the timeout. A
+ * Every wait is bounded by the connect or call deadline, so a dead peer
+ * costs at most the timeout: a plain socket, made blocking once connected,
+ * waits for an answer inside recv() (qp__tp_block says why) with
+ * SO_RCVTIMEO, and every other read and write on it never blocks; a TLS
+ * session, non-blocking, waits in poll(). A
  * transport failure or a timeout in the middle of a message leaves the
  * stream at an unknown offset: the connection is then marked broken and
  * every later call fails fast with the first error.
@@ -73,21 +76,6 @@ static int send_all(qp_conn *c, const uint8_t *p, size_t n, int64_t deadline)
     return 0;
 }
 
-/* Reads up to n (>= 1) bytes before the deadline; 0 means end of stream. */
-static ssize_t recv_some(qp_conn *c, void *p, size_t n, int64_t deadline)
-{
-    for (;;) {
-        ssize_t r = qp__tp_read(&c->tp, p, n);
-        if (r >= 0) return r;
-        if (r == QP__WANT_READ || r == QP__WANT_WRITE) {
-            int w = qp__wait_fd(c->tp.fd, (int)r, deadline);
-            if (w < 0) return w;
-            continue;
-        }
-        return r;
-    }
-}
-
 int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
                  char *err, size_t errlen)
 {
@@ -132,6 +120,7 @@ int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
         }
     } else {
         qp__tp_plain(&c->tp, fd);
+        if ((rc = qp__tp_block(&c->tp))) { fail(c, rc, "socket: %s", qp_strerror(rc)); goto fail; }
     }
 
     /* Handshake: "user:password", the capability byte, NUL; the server
@@ -147,7 +136,7 @@ int qp_conn_open(const char *addr, const qp_conn_opts *opts, qp_conn **out,
     hs[n++] = 0;
     if ((rc = send_all(c, hs, n, deadline))) goto fail;
     uint8_t ans;
-    ssize_t r = recv_some(c, &ans, 1, deadline);
+    ssize_t r = qp__tp_read_wait(&c->tp, &ans, 1, deadline);
     if (r == 0 || r == -ECONNRESET) {    /* q closes on a bad login; so does a TLS port */
         rc = fail(c, QP_EAUTH, opts->tls ? "access denied"
                   : "access denied (wrong user or password, or the server wants TLS: --tls)");
@@ -238,15 +227,16 @@ static int recv_msg(qp_conn *c, qp_buf **m, qp_ipc_header *h, int64_t deadline, 
         size_t room = 0;
         void *sp = qp_reader_space(c->rd, &room);
         if (!sp) { rc = fail(c, QP_ENOMEM, "out of memory"); break; }
-        if (first && !qp__tp_pending(&c->tp)) {
+        if (first && !c->tp.blocking && !qp__tp_pending(&c->tp)) {
             /* Right after a request the answer is a round trip away: wait
              * first rather than try a read that would only say EAGAIN
-             * (one syscall less on the latency path). */
+             * (one syscall less on the latency path; a blocking socket
+             * waits in the read itself). */
             int w = qp__wait_fd(c->tp.fd, QP__WANT_READ, deadline);
             if (w < 0) { rc = fail(c, w, "receive: %s", qp_strerror(w)); break; }
         }
         first = false;
-        ssize_t r = nowait ? qp__tp_read(&c->tp, sp, room) : recv_some(c, sp, room, deadline);
+        ssize_t r = nowait ? qp__tp_read(&c->tp, sp, room) : qp__tp_read_wait(&c->tp, sp, room, deadline);
         if (r > 0) {
             if ((rc = qp_reader_commit(c->rd, (size_t)r)) < 0) {
                 fail(c, rc, "receive: %s", qp_reader_errstr(c->rd));

@@ -51,9 +51,13 @@ typedef struct qp__tp_ops {
 
 struct qp__tp {
     const qp__tp_ops *ops;
-    int fd;                /* non-blocking socket, -1 when closed */
+    int fd;                /* socket, -1 when closed: non-blocking, or
+                            * blocking after qp__tp_block (read and write
+                            * still never block) */
     SSL *ssl;              /* TLS session, NULL for plain */
     bool local;            /* peer on this machine (loopback or unix) */
+    bool blocking;         /* qp__tp_block made fd blocking */
+    int64_t rcvtimeo_ms;   /* SO_RCVTIMEO as last set (0: none) */
 };
 
 /* Wraps fd as a plain transport (takes over fd). */
@@ -67,6 +71,14 @@ int qp__tp_handshake(qp__tp *t, char *err, size_t errlen);
 static inline ssize_t qp__tp_read(qp__tp *t, void *b, size_t n) { return t->ops->read(t, b, n); }
 static inline ssize_t qp__tp_write(qp__tp *t, const void *b, size_t n) { return t->ops->write(t, b, n); }
 static inline void qp__tp_close(qp__tp *t) { if (t->ops) t->ops->close(t); t->ops = NULL; }
+/* Makes a plain transport's socket blocking, for qp__tp_read_wait (its
+ * read and write still never block). Returns 0 or -errno. */
+int qp__tp_block(qp__tp *t);
+/* Reads up to n (>= 1) bytes, waiting for at least one until the absolute
+ * monotonic deadline (ms; < 0: none): > 0 bytes, 0 at end of stream,
+ * QP_ETIMEOUT or a negative code. A blocked plain socket waits inside
+ * recv(), any other in poll(). */
+ssize_t qp__tp_read_wait(qp__tp *t, void *buf, size_t n, int64_t deadline_ms);
 /* Bytes TLS holds decrypted but not yet returned (0 for plain). */
 size_t qp__tp_pending(const qp__tp *t);
 

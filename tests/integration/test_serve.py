@@ -1,6 +1,7 @@
 """`qpeach serve` against real clients: the pure-Python qipc client (which
 shares no code with ours) and our C client through `qpeach call`."""
 import os
+import select
 import signal
 import socket
 import ssl
@@ -471,6 +472,39 @@ def test_unix_socket():
         sock.connect(f"\0/tmp/kx.{port}")
         with Conn(sock=sock) as c:
             assert c.call(".qp.ping[]") is True
+
+
+def _loop_thread(pid, field):
+    """The serve loop's (the process's first thread) state letter, or a
+    number from its status."""
+    if field == "state":
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+
+def test_unix_client_taking_its_answer_wakes_the_loop():
+    """AF_UNIX wakes a thread blocked in read() on a socket when the peer
+    takes what that socket sent; an epoll waiter is not woken by that. The
+    loop must be, so that a client taking its answer already starts waking
+    the server for its next request (issue 21.5: the wake-up then overlaps
+    the client's turn-around instead of following its next send)."""
+    d = tmpdir()
+    path = os.path.join(d, "kx.sock")
+    with Server(unix=path) as s, Conn(unix=path) as c:
+        pid = s.proc.pid
+        assert c.call(".qp.ping[]") is True
+        c.send(".qp.ping[]")
+        assert select.select([c.s], [], [], 10)[0]           # the answer waits, unread
+        assert harness.wait_for(lambda: _loop_thread(pid, "state") == "S")
+        before = _loop_thread(pid, "voluntary_ctxt_switches")
+        assert c.recv() == (2, True)                         # taken: nothing is sent
+        assert harness.wait_for(lambda: _loop_thread(pid, "voluntary_ctxt_switches") > before,
+                                timeout=5), "the loop slept on while its answer was taken"
+        assert c.call(".qp.echo 7") == 7
 
 
 def test_client_timeouts():

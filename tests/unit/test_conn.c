@@ -6,16 +6,23 @@
  * three responses in one write, a message split in two, a close. That is
  * what poll() on the fd cannot tell apart and these two calls must.
  * The same peer checks that every failure leaves its code and text on
- * the connection (qp_conn_err, qp_conn_errstr, qp_conn_broken).
+ * the connection (qp_conn_err, qp_conn_errstr, qp_conn_broken), and that
+ * a call waiting for its answer is woken as soon as the peer takes its
+ * request, as a thread blocked in read() is (the wake-up then overlaps the
+ * peer's work instead of following it).
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cunit_run.h"
@@ -242,11 +249,101 @@ static void test_error_codes_stay(void)
     close_peer(&p, path);
 }
 
+/* A field of the calling process's thread tid from /proc: its state
+ * letter (field 'S' of stat) or, with key, a number line of status. */
+static long thread_status(long tid, const char *key)
+{
+    char path[96], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/%s", tid, key ? "status" : "stat");
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long v = -1;
+    if (!key) {
+        char *rp = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        v = rp && rp[1] ? rp[2] : -1;           /* "pid (comm) S ..." */
+    } else {
+        size_t kl = strlen(key);
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, key, kl) && line[kl] == ':') v = atol(line + kl + 1);
+    }
+    fclose(f);
+    return v;
+}
+
+/* Polls pred(tid) for up to 5 s; true once it holds. */
+static bool within_5s(bool (*pred)(long, long), long tid, long arg)
+{
+    for (int i = 0; i < 5000; i++) {
+        if (pred(tid, arg)) return true;
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    return false;
+}
+
+static bool asleep(long tid, long unused) { (void)unused; return thread_status(tid, NULL) == 'S'; }
+static bool woke_since(long tid, long before)
+{
+    return thread_status(tid, "voluntary_ctxt_switches") > before;
+}
+
+typedef struct caller {
+    qp_conn *c;
+    atomic_long tid;
+    qp_value *got;
+} caller;
+
+static void *call_thread(void *data)
+{
+    caller *k = data;
+    k->tid = (long)syscall(SYS_gettid);
+    qp_value *x = qp_long(5);
+    k->got = qp_conn_call(k->c, x);
+    qp_unref(x);
+    return NULL;
+}
+
+/* AF_UNIX wakes a thread blocked in read() on a socket when its peer takes
+ * what that socket sent; poll() and epoll waiters ignore that wake-up. A
+ * call must wait like the former, so that the peer taking the request
+ * already starts waking the caller while the answer is being made. Nothing
+ * else happens on this connection between the take and the answer. */
+static void test_call_woken_when_request_taken(void)
+{
+    char path[64];
+    peer p;
+    qp_conn *c = open_peer(&p, path, sizeof path, 20000);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    caller k = { .c = c };
+    pthread_t th;
+    pthread_create(&th, NULL, call_thread, &k);
+    struct pollfd pf = { .fd = p.fd, .events = POLLIN };
+    CU_ASSERT_EQUAL_FATAL(poll(&pf, 1, 5000), 1);          /* the request is here */
+    while (!k.tid) sched_yield();
+    CU_ASSERT_FATAL(within_5s(asleep, k.tid, 0));          /* the caller waits */
+    long before = thread_status(k.tid, "voluntary_ctxt_switches");
+    uint8_t req[256];
+    ssize_t n = read(p.fd, req, sizeof req);                /* take it, answer nothing yet */
+    CU_ASSERT(n > 8 && n == (ssize_t)req[4]);
+    CU_ASSERT(within_5s(woke_since, k.tid, before));
+    uint8_t *b = NULL;
+    size_t len = 0;
+    add_response(&b, &len, 55);
+    write_all(p.fd, b, len);
+    free(b);
+    pthread_join(th, NULL);
+    CU_ASSERT(k.got && k.got->type == -QP_LONG && k.got->j == 55);
+    qp_unref(k.got);
+    qp_conn_close(c);
+    close_peer(&p, path);
+}
+
 int main(void)
 {
     static const qp_test tests[] = {
         {"pending and non-blocking receive", test_pending_and_nowait},
         {"errors stay on the connection", test_error_codes_stay},
+        {"a call is woken when its request is taken", test_call_woken_when_request_taken},
     };
     int fails = qp_test_run("conn", NULL, NULL, tests, QP_NTESTS(tests));
     return fails;
