@@ -638,6 +638,11 @@ fail:;
     return r;
 }
 
+void qp_py_forget(void)
+{
+    if (ready) PyDict_Clear(funcs);
+}
+
 /* ---- call ---- */
 
 int qp__func_flags(const char *name, int *flags)

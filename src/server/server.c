@@ -111,6 +111,7 @@ static void conn_gone(qp_server *s, qp__sconn *c)
 static void conn_close(qp_server *s, qp__sconn *c)
 {
     int fd = c->tp.fd;
+    if (atomic_fetch_sub(&s->nclients, 1) == 1) atomic_store(&s->idle_since_ms, qp__now_ms());
     conn_gone(s, c);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
     s->conns[fd] = NULL;
@@ -412,6 +413,7 @@ static void conn_accept(qp_server *s)
             c->state = C_HANDSHAKE;
         }
         s->conns[fd] = c;
+        atomic_fetch_add(&s->nclients, 1);
         c->events = EPOLLIN;
         struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) ||
@@ -536,6 +538,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
+    atomic_store(&s->idle_since_ms, qp__now_ms());
     s->run = qp__work_run;   /* what the pool's threads do with a work item */
     /* A length field beyond physical memory is refused before anything is
      * allocated for it (and under ASan, rather than abort on a huge malloc). */
@@ -650,6 +653,13 @@ void qp_server_stop(qp_server *s)
 }
 
 const char *qp_server_address(const qp_server *s) { return s->address; }
+
+int64_t qp_server_idle_ms(qp_server *s)
+{
+    if (atomic_load(&s->nclients) > 0) return 0;
+    int64_t d = qp__now_ms() - atomic_load(&s->idle_since_ms);
+    return d > 0 ? d : 0;
+}
 
 void qp_server_free(qp_server *s)
 {

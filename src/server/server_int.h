@@ -93,6 +93,10 @@ struct qp_server {
     qp__sconn **conns;     /* by fd */
     int nconns;            /* slots in conns */
     uint64_t next_cid;
+    /* Idleness (qp_server_idle_ms, read from any thread): clients
+     * connected now, and when the last one left (or the server began). */
+    atomic_int nclients;
+    atomic_int_fast64_t idle_since_ms;
     /* Timers, each a FIFO because every entry in one has the same delay:
      * failed logins waiting to be closed, and handshakes that must finish
      * in time (a client that connects and says nothing holds no slot). */
@@ -175,6 +179,8 @@ int qp__pykx_text(const char *s, size_t n);
 
 /* ---- globals.c ---- */
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
+/* The .qp.reset built-in: qp_server_reset's names. */
+qp_value *qp__fn_reset(qp_server *s, qp_value *args, void *data);
 void qp__globals_free(qp_server *s);
 /* A global set in this server (not a db table): new reference or NULL. */
 qp_value *qp__global_get(qp_server *s, const char *sym);
