@@ -1,0 +1,401 @@
+"""[workers] keep: local workers kept between runs (issue 21.1), with real
+`qpeach run`, `qpeach serve` and `qpeach workers` processes.
+
+Every test has a workers folder of its own (QPEACH_WORKERS_DIR), finds the
+kept workers in /proc by their sockets there, and stops them at its end.
+Results are checked against pandas on the data the db or CSV holds; the
+databases are made by `qpeach db import` in a temporary folder."""
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+
+from harness import QPEACH, cmdline, qpeach, tmpdir, wait_for
+from qipc import Conn, Sym
+
+# One row per task: the worker's pid, the rows, the sum of price * size,
+# and how many calls this module has seen (module state: a run must start
+# from a fresh module, so on each worker it counts 1, 2, ...); `leak` is 1
+# when the global `leak` (set on a worker before this run) is seen.
+FN = """import os
+import numpy as np
+calls = []
+def part(t):
+    calls.append(1)
+    try:
+        qget('leak')
+        leak = 1
+    except KeyError:
+        leak = 0
+    price = np.asarray(t['price'], dtype=float)
+    size = np.asarray(t['size'], dtype=float)
+    return {'pid': np.array([os.getpid()]), 'n': np.array([len(price)]),
+            'pv': np.array([float((price * size).sum())]), 'calls': np.array([len(calls)]),
+            'leak': np.array([leak])}
+"""
+
+
+def frame(seed, rows=2000, syms="ABCD"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"sym": rng.choice(list(syms), rows),
+                         "price": np.round(rng.uniform(1, 100, rows), 2),
+                         "size": rng.integers(1, 1000, rows)})
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def import_db(d, db, df, table="trade", partition=None):
+    src = os.path.join(d, f"{table}-{len(os.listdir(d))}.csv")
+    df.to_csv(src, index=False)
+    args = ["db", "import", src, db, table, "--types", "DSFJ" if partition else "SFJ"]
+    r = qpeach(*(args + (["--partition", "date"] if partition else [])))
+    assert r.returncode == 0, r.stderr
+
+
+class Kept:
+    """A test's workers folder, its environment, and its jobs."""
+
+    def __init__(self):
+        self.d = tmpdir()
+        self.wdir = os.path.join(self.d, "kept")
+        self.env = dict(os.environ, QPEACH_WORKERS_DIR=self.wdir)
+        write(os.path.join(self.d, "fn.py"), FN)
+
+    def job(self, inp, name="j", keep="10m", local=2, extra="", part="by = rows\npieces = 6\n"):
+        return write(os.path.join(self.d, name + ".ini"),
+                     f"[job]\nname = {name}\nfunction = fn.py:part\nlibraries = np=numpy\n"
+                     f"[input]\n{inp}[partition]\n{part}[workers]\nlocal = {local}\n"
+                     f"keep = {keep}\n{extra}[output]\npath = out/{name}.csv\n")
+
+    def run(self, job, check=True):
+        r = qpeach("run", job, env=self.env, timeout=120)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    def result(self, name="j"):
+        return pd.read_csv(os.path.join(self.d, "out", name + ".csv"))
+
+    def pids(self):
+        """The kept workers alive now: `qpeach serve` with a socket here."""
+        mark = ("unix:" + self.wdir + "/").encode()
+        return {int(p) for p in os.listdir("/proc")
+                if p.isdigit() and b"serve" in cmdline(int(p)) and mark in cmdline(int(p))}
+
+    def stop(self):
+        r = qpeach("workers", "stop", env=self.env)
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: not self.pids(), 20), self.pids()
+        return r
+
+
+def check_sums(got, df):
+    """The tasks' rows and sums against pandas on the same rows."""
+    assert int(got["n"].sum()) == len(df), (got, len(df))
+    want = float((df["price"] * df["size"]).sum())
+    assert abs(float(got["pv"].sum()) - want) <= 1e-9 * abs(want), (got["pv"].sum(), want)
+
+
+def fresh_module(got):
+    """Each worker's module counted its calls from 1 in this run."""
+    for pid, calls in got.groupby("pid")["calls"]:
+        assert sorted(calls) == list(range(1, len(calls) + 1)), (pid, list(calls))
+
+
+def splayed(k, seed=1):
+    db = os.path.join(k.d, "db")
+    df = frame(seed)
+    import_db(k.d, db, df)
+    return db, df
+
+
+def test_kept_worker_reused_same_pid_and_reset():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        job = k.job(f"db = {db}\ntable = trade\n")
+        r = k.run(job)
+        first = k.result()
+        check_sums(first, df)
+        pids = set(first["pid"])
+        assert len(pids) == 2 and k.pids() == pids, (pids, k.pids(), r.stderr)
+        assert "0 of 2 local workers reused, 2 started" in r.stderr, r.stderr
+        # a global left on a kept worker (a .qp.set) must not reach the next run
+        sets = os.listdir(k.wdir)
+        assert len(sets) == 1, sets
+        socks = [s for s in os.listdir(os.path.join(k.wdir, sets[0])) if s.endswith(".sock")]
+        assert len(socks) == 2, socks
+        for s in socks:
+            c = Conn(unix=os.path.join(k.wdir, sets[0], s))
+            assert c.call([Sym(".qp.set"), Sym("leak"), 42]) == "leak"
+            c.close()
+        r = k.run(job)
+        second = k.result()
+        check_sums(second, df)
+        assert set(second["pid"]) == pids, (set(second["pid"]), pids)
+        assert "2 of 2 local workers reused" in r.stderr, r.stderr
+        assert list(second["leak"]) == [0] * len(second), second
+        fresh_module(second)
+    finally:
+        k.stop()
+
+
+def test_changed_function_is_shipped_again():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        job = k.job(f"db = {db}\ntable = trade\n")
+        k.run(job)
+        pids = set(k.result()["pid"])
+        # the same name, other code: the sums of size instead of price * size
+        write(os.path.join(k.d, "fn.py"), FN.replace("(price * size).sum()", "size.sum()"))
+        k.run(job)
+        got = k.result()
+        assert set(got["pid"]) == pids, (set(got["pid"]), pids)
+        assert float(got["pv"].sum()) == float(df["size"].sum()), (got["pv"].sum(), df["size"].sum())
+    finally:
+        k.stop()
+
+
+def test_killed_kept_worker_is_replaced():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        job = k.job(f"db = {db}\ntable = trade\n")
+        k.run(job)
+        pids = sorted(set(k.result()["pid"]))
+        os.kill(pids[0], signal.SIGKILL)
+        assert wait_for(lambda: pids[0] not in k.pids(), 10)
+        r = k.run(job)
+        got = k.result()
+        check_sums(got, df)
+        now = set(got["pid"])
+        assert len(now) == 2 and pids[1] in now and pids[0] not in now, (now, pids)
+        assert "1 of 2 local workers reused" in r.stderr, r.stderr
+        assert k.pids() == now
+    finally:
+        k.stop()
+
+
+def test_workers_lists_and_stop_leaves_no_process():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        r = qpeach("workers", env=k.env)
+        assert r.returncode == 0 and "no kept workers" in r.stdout, (r.stdout, r.stderr)
+        k.run(k.job(f"db = {db}\ntable = trade\n"))
+        pids = k.pids()
+        assert len(pids) == 2, pids
+        r = qpeach("workers", env=k.env)
+        assert r.returncode == 0, r.stderr
+        for pid in pids:
+            line = next(l for l in r.stdout.splitlines() if l.startswith(str(pid)))
+            assert "core" in line and "10m00s" in line, r.stdout
+        assert r.stdout.count(f"holds: db {db}; libraries np=numpy; functions part (") == 2, r.stdout
+        # every folder a kept worker lives in is this user's alone
+        assert stat.S_IMODE(os.stat(k.wdir).st_mode) == 0o700
+        for s in os.listdir(k.wdir):
+            assert stat.S_IMODE(os.stat(os.path.join(k.wdir, s)).st_mode) == 0o700
+        r = k.stop()
+        assert "stopped 2 kept workers" in r.stdout, r.stdout
+        assert os.listdir(k.wdir) == [], os.listdir(k.wdir)
+        r = qpeach("workers", env=k.env)
+        assert "no kept workers" in r.stdout, r.stdout
+    finally:
+        k.stop()
+
+
+def test_workers_folder_open_to_others_is_refused():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        os.mkdir(k.wdir, 0o755)
+        os.chmod(k.wdir, 0o755)
+        r = k.run(k.job(f"db = {db}\ntable = trade\n"), check=False)
+        assert r.returncode == 1, r.stderr
+        assert f"the workers folder {k.wdir} is not a private folder of this user" in r.stderr, r.stderr
+        assert not k.pids()
+    finally:
+        os.chmod(k.wdir, 0o700)
+        k.stop()
+
+
+def test_idle_kept_worker_exits_on_its_own():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        k.run(k.job(f"db = {db}\ntable = trade\n", keep="3s"))
+        pids = set(k.result()["pid"])
+        assert k.pids() == pids, (k.pids(), pids)       # the run has ended, they have not
+        assert wait_for(lambda: not k.pids(), 30), k.pids()
+    finally:
+        k.stop()
+
+
+def test_kept_workers_outlive_the_run_then_a_sigkilled_scheduler():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        write(os.path.join(k.d, "slow.py"), "import time\nimport numpy as np\n"
+              "def part(t):\n    time.sleep(30)\n    return {'n': np.array([1])}\n")
+        job = k.job(f"db = {db}\ntable = trade\n", keep="5s")
+        write(job, open(job).read().replace("fn.py:part", "slow.py:part"))
+        p = subprocess.Popen([QPEACH, "run", job], env=k.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: len(k.pids()) == 2, 30), k.pids()
+        pids = k.pids()
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        time.sleep(0.3)
+        assert k.pids() == pids          # not killed with their scheduler
+        assert wait_for(lambda: not k.pids(), 60), k.pids()   # but gone once idle
+    finally:
+        k.stop()
+
+
+def test_state_folder_removed_kept_workers_exit():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        k.run(k.job(f"db = {db}\ntable = trade\n"))
+        assert len(k.pids()) == 2
+        shutil.rmtree(os.path.join(k.d, ".qpeach"))
+        assert wait_for(lambda: not k.pids(), 30), k.pids()
+    finally:
+        k.stop()
+
+
+def test_other_worker_settings_do_not_reuse():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        a = k.job(f"db = {db}\ntable = trade\n", name="a")
+        k.run(a)
+        pa = set(k.result("a")["pid"])
+        # another job with other threads, or one local worker: other workers
+        b = k.job(f"db = {db}\ntable = trade\n", name="b", extra="threads = 1\n")
+        k.run(b)
+        pb = set(k.result("b")["pid"])
+        c = k.job(f"db = {db}\ntable = trade\n", name="c", local=1)
+        k.run(c)
+        pc = set(k.result("c")["pid"])
+        assert not pa & pb and not pa & pc and not pb & pc, (pa, pb, pc)
+        check_sums(k.result("b"), df)
+        check_sums(k.result("c"), df)
+        # a's own workers are still there for a
+        k.run(a)
+        assert set(k.result("a")["pid"]) == pa
+        # a job whose settings change gets new workers, and its old ones go
+        write(a, open(a).read().replace("libraries = np=numpy", "libraries = np=numpy, m=math"))
+        k.run(a)
+        pa2 = set(k.result("a")["pid"])
+        assert not pa2 & pa, (pa2, pa)
+        assert wait_for(lambda: not pa & k.pids(), 20), (pa, k.pids())
+        assert pb | pc | pa2 == k.pids(), (pb, pc, pa2, k.pids())
+    finally:
+        k.stop()
+
+
+def test_two_runs_at_once_never_share_a_worker():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        write(os.path.join(k.d, "slow.py"), FN.replace("calls.append(1)", "calls.append(1)\n"
+                                                          "    import time; time.sleep(0.5)"))
+        jobs = []
+        for name in ("x", "y"):
+            j = k.job(f"db = {db}\ntable = trade\n", name=name)
+            write(j, open(j).read().replace("fn.py:part", "slow.py:part"))
+            jobs.append(j)
+        procs = [subprocess.Popen([QPEACH, "run", j], env=k.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for j in jobs]
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errs
+        px, py = set(k.result("x")["pid"]), set(k.result("y")["pid"])
+        assert len(px) == 2 and len(py) == 2 and not px & py, (px, py, errs)
+        check_sums(k.result("x"), df)
+        check_sums(k.result("y"), df)
+        k.run(jobs[0])                   # later: one of the two sets again
+        assert set(k.result("x")["pid"]) in (px, py)
+    finally:
+        k.stop()
+
+
+def test_db_written_since_is_seen_by_kept_workers():
+    """A kept worker's mounted db is mounted again before each run: a
+    splayed table imported again, and a table added to a partition that
+    was there already (which a mounted db notices only when told: neither
+    its root nor sym changes), are read as they are now, compared with
+    pandas on the new rows."""
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        job = k.job(f"db = {db}\ntable = trade\n")
+        k.run(job)
+        pids = set(k.result()["pid"])
+        df2 = frame(2, rows=3000)
+        import_db(k.d, db, df2)
+        k.run(job)
+        check_sums(k.result(), df2)
+        assert set(k.result()["pid"]) == pids
+        # partitioned: quote on two dates, trade on the first, then the second
+        pdb = os.path.join(k.d, "pdb")
+        days = ["2024-01-02", "2024-01-03"]
+        q = frame(3, rows=50)
+        for day in days:
+            import_db(k.d, pdb, q.assign(date=day)[["date", "sym", "price", "size"]], "quote", True)
+        t1 = frame(4).assign(date=days[0])[["date", "sym", "price", "size"]]
+        import_db(k.d, pdb, t1, "trade", True)
+        pj = k.job(f"db = {pdb}\ntable = trade\n", name="p", part="by = partition\n")
+        k.run(pj)
+        check_sums(k.result("p"), t1)
+        pids = set(k.result("p")["pid"])
+        # the second date's trade table arrives as q writes one into a
+        # partition that exists: in that folder alone (made beside, with
+        # the same sym, then renamed in), the root and sym untouched
+        side = os.path.join(k.d, "side")
+        os.makedirs(side)
+        shutil.copy(os.path.join(pdb, "sym"), os.path.join(side, "sym"))
+        t2 = frame(5).assign(date=days[1])[["date", "sym", "price", "size"]]
+        import_db(k.d, side, t2, "trade", True)
+        with open(os.path.join(side, "sym"), "rb") as a, open(os.path.join(pdb, "sym"), "rb") as b:
+            assert a.read() == b.read()          # no new names: the codes mean the same
+        before = os.stat(pdb).st_mtime_ns
+        os.rename(os.path.join(side, "2024.01.03", "trade"), os.path.join(pdb, "2024.01.03", "trade"))
+        assert os.stat(pdb).st_mtime_ns == before
+        k.run(pj)
+        got = k.result("p")
+        assert len(got) == 2 and set(got["pid"]) <= pids, (got, pids)
+        check_sums(got, pd.concat([t1, t2]))
+    finally:
+        k.stop()
+
+
+def test_changed_csv_input_is_not_served_from_the_old_copy():
+    k = Kept()
+    try:
+        src = os.path.join(k.d, "in.csv")
+        df = frame(6)
+        df.to_csv(src, index=False)
+        job = k.job("file = in.csv\ntable = trade\ntypes = SFJ\n")
+        k.run(job)
+        check_sums(k.result(), df)
+        pids = set(k.result()["pid"])
+        df2 = frame(7, rows=2500)
+        df2.to_csv(src, index=False)
+        k.run(job)
+        check_sums(k.result(), df2)
+        # another input is other workers; the old ones, this job's, go
+        assert not set(k.result()["pid"]) & pids
+        assert wait_for(lambda: not pids & k.pids(), 20), (pids, k.pids())
+    finally:
+        k.stop()
