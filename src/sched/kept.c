@@ -45,6 +45,8 @@
  * not use it again.
  */
 #include "run_int.h"
+#include "core/fileio_int.h"
+#include "qpeach/kdb.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -338,6 +340,58 @@ static int settings_key(run *r, int local, char hex[65])
     return 0;
 }
 
+/* What of the db a mounted db does not notice on its own (kdbstamp.c), as
+ * 64 hex digits into hex: every table's partitions (a table added to a
+ * partition that was there), and the files of the job's table and of
+ * every splayed table (rewritten or grown in place: a mounted db keeps a
+ * splayed table mapped), with the root, sym and par.txt. A kept worker
+ * whose last run saw another is told to mount the db again; one whose
+ * db is as it was keeps its mapped columns (mounting again would cost
+ * every page of them a fault in the next run). 0, or a negative code
+ * (the db does not open here: "" into hex, so the db is mounted again). */
+static int db_identity(run *r, char hex[65])
+{
+    const qp_job *j = r->job;
+    char err[512], *text = NULL;
+    size_t len = 0;
+    hex[0] = '\0';
+    int rc = qp__open_db(r, err, sizeof err);
+    FILE *m = rc ? NULL : open_memstream(&text, &len);
+    if (!m) return rc ? rc : QP_ENOMEM;
+    static const char *const files[] = { "", "/sym", "/par.txt" };
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
+        char p[4200];
+        struct stat st;
+        snprintf(p, sizeof p, "%s%s", j->db, files[k]);
+        if (!stat(p, &st))
+            fprintf(m, "%s %llu %lld %lld.%09ld\n", p, (unsigned long long)st.st_ino,
+                    (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+    qp_value *t = qp_kdb_tables(r->db);
+    for (int64_t i = 0; t && i < t->v.n; i++) {
+        const char *name = qp_S(t)[i];
+        qp_value *v = qp_kdb_partitions(r->db, name);
+        bool parted = v && !qp_is_error(v) && v->v.n;
+        fprintf(m, "table %s %lld:", name, (long long)(parted ? v->v.n : 0));
+        for (int64_t k = 0; parted && k < v->v.n; k++)
+            fprintf(m, " %lld", (long long)(v->type == QP_LONG ? qp_J(v)[k] : qp_I(v)[k]));
+        fputc('\n', m);
+        for (int64_t k = 0; (!parted || !strcmp(name, j->table)) && k < (parted ? v->v.n : 1); k++) {
+            char *dir = qp_kdb_table_dir(r->db, name, k);
+            if (dir) qp__describe_files(m, dir);
+            free(dir);
+        }
+        qp_unref(v);
+    }
+    qp_unref(t);
+    if (fclose(m)) { free(text); return QP_ENOMEM; }
+    uint8_t h[32];
+    qp_sha256(text, len, h);
+    free(text);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    return 0;
+}
+
 /* ---- a run's set ---- */
 
 /* Stops the sets this job made under other settings that no run holds:
@@ -418,10 +472,17 @@ int qp__kept_open(run *r, int local)
     if (!access(p, F_OK) || (key[0] && strcmp(key, r->kept_key))) stop_under(r->tmpdir);
     unlink(p);
     drop_old_sets(r, wdir);
+    char was[80];
+    info_line(r->tmpdir, "db", was, sizeof was);
+    if (r->job->db && db_identity(r, r->kept_db) == QP_ENOMEM) {
+        qp__fail(r, "out of memory");
+        return -1;
+    }
     qp__msgs *m = &r->setup.reuse;
     if (!(m->m = calloc(2, sizeof *m->m))) { qp__fail(r, "out of memory"); return -1; }
     m->m[m->n++] = qp__call(".qp.reset", 1, qp_identity());
-    if (r->job->db) m->m[m->n++] = qp__call(".qp.reload", 1, qp_identity());
+    if (r->job->db && (!r->kept_db[0] || strcmp(was, r->kept_db)))
+        m->m[m->n++] = qp__call(".qp.reload", 1, qp_identity());
     for (int i = 0; i < m->n; i++)
         if (!m->m[i]) { qp__fail(r, "out of memory"); return -1; }
     return 0;
@@ -481,15 +542,14 @@ static void holds_text(run *r, FILE *m)
     }
 }
 
-void qp__kept_note(run *r)
+void qp__kept_note(run *r, bool touch)
 {
-    char p[600], tmp[640], cores[256];
-    snprintf(p, sizeof p, "%s/info", r->tmpdir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    FILE *m = fopen(tmp, "we");
+    char p[600], tmp[640], cores[256], *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
     if (!m) return;       /* only `qpeach workers` reads it */
-    fprintf(m, "key %s\njob %s/%s\nkeep %" PRId64 "\nholds ", r->kept_key, r->job->state,
-            r->job->name, r->job->keep_ms);
+    fprintf(m, "key %s\njob %s/%s\nkeep %" PRId64 "\ndb %s\nholds ", r->kept_key,
+            r->job->state, r->job->name, r->job->keep_ms, r->kept_db[0] ? r->kept_db : "-");
     holds_text(r, m);
     fputc('\n', m);
     for (int i = 0; i < r->nw; i++) {
@@ -498,7 +558,20 @@ void qp__kept_note(run *r)
         fprintf(m, "worker %d %d %s\n", i, (int)r->ws[i].pid, r->place->worker[i].ncores ?
                 cores : "unpinned");
     }
-    if (fclose(m) || rename(tmp, p)) unlink(tmp);
+    if (fclose(m)) { free(text); return; }
+    snprintf(p, sizeof p, "%s/info", r->tmpdir);
+    /* as it was (the same workers, the same job): its time is all that
+     * may change, when the run ends */
+    qp_buf *was = NULL;
+    if (!qp__file_read(p, &was) && was->len == len && !memcmp(was->data, text, len)) {
+        if (touch) utimensat(AT_FDCWD, p, NULL, 0);
+    } else {
+        snprintf(tmp, sizeof tmp, "%s.tmp", p);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || qp__write_all(fd, text, len) || close(fd) || rename(tmp, p)) unlink(tmp);
+    }
+    qp_buf_unref(was);
+    free(text);
 }
 
 void qp__kept_close(run *r)
@@ -513,7 +586,7 @@ void qp__kept_close(run *r)
         stop_under(r->tmpdir);
         remove_set(r->tmpdir);
     } else if (r->ws) {
-        qp__kept_note(r);           /* its time: when the workers' idling began */
+        qp__kept_note(r, true);     /* its time: when the workers' idling began */
     }
     for (int i = 0; r->ws && i < r->nw; i++)
         if (r->ws[i].kept && r->ws[i].pidfd >= 0) close(r->ws[i].pidfd);

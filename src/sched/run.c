@@ -135,7 +135,7 @@ static void say_kept(run *r, int local, int reused)
     qp_job_duration_text(r->job->keep_ms, keep, sizeof keep);
     qp__say(r, "worker", "%d of %d local workers reused%s, %d started; kept for %s after the "
             "run in %s", reused, local, pids, local - reused, keep, r->tmpdir);
-    qp__kept_note(r);
+    qp__kept_note(r, false);
 }
 
 /* Starts the local workers (in a private folder that holds their sockets

@@ -58,6 +58,8 @@ typedef struct run {
                             * set, in tmpdir (kept.c), whose lock we hold */
     int kept_lock;         /* ... that lock's fd */
     char kept_key[65];     /* ... the key of the worker settings */
+    char kept_db[65];      /* ... the db as this run found it (kept.c's
+                            * db_identity; "" when none) */
     const qp__proto *sproto; /* how [workers] servers are talked to (local
                             * workers speak qpeach) */
     struct qp_kdb *db;     /* [input] db opened here (qp__open_db): checked
@@ -130,6 +132,10 @@ qp_value *qp__call_one(run *r, qp_value *msg);
 /* --dry-run of a job on a db: the plan from the db itself (by rows or by
  * partition), opened here. 0 or QP_RUN_FAILED with r->error. */
 int qp__plan_db(run *r, int slots);
+/* One line per file of folder path (or for path itself when it is a
+ * file), in name order, into m: name, inode, size and modification time,
+ * which tell a replaced or rewritten file from an unchanged one. */
+void qp__describe_files(FILE *m, const char *path);
 /* Opens [input] db here as r->db, once (later calls: 0 at once). 0 or a
  * negative code with err naming the path and the cause. */
 int qp__open_db(run *r, char *err, size_t errlen);
@@ -172,8 +178,9 @@ int qp__kept_open(run *r, int local);
  * one). */
 bool qp__kept_adopt(run *r, qp__worker *w);
 /* Writes the set's info (`qpeach workers`): the key, the job, what the
- * workers hold, their pids and cores. */
-void qp__kept_note(run *r);
+ * workers hold, their pids and cores; when that is what it says already,
+ * only its time is set to now, and only with touch. */
+void qp__kept_note(run *r, bool touch);
 /* The end of the run, after the connections closed: the info written
  * (its time starts the idle clock `qpeach workers` shows) and the lock
  * let go; or, when `qpeach workers stop` asked during the run, the
