@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from harness import QPEACH, cmdline, qpeach, tmpdir, wait_for
-from qipc import Conn, Sym
+from harness import QPEACH, Server, cmdline, qpeach, tmpdir, wait_for
+from qipc import Conn, Identity, QError, Sym, Vec
 
 # One row per task: the worker's pid, the rows, the sum of price * size,
 # and how many calls this module has seen (module state: a run must start
@@ -399,3 +399,77 @@ def test_changed_csv_input_is_not_served_from_the_old_copy():
         assert wait_for(lambda: not pids & k.pids(), 20), (pids, k.pids())
     finally:
         k.stop()
+
+
+# ---- what `qpeach serve` gives kept workers ----
+
+def counts(*results):
+    """The counts of f's results: (pid; count) long vectors."""
+    return [r.items[1] for r in results]
+
+
+def fresh(results):
+    """Each process's counts are 1, 2, ... as its module ran them."""
+    by = {}
+    for r in results:
+        by.setdefault(r.items[0], []).append(r.items[1])
+    return all(sorted(v) == list(range(1, len(v) + 1)) for v in by.values())
+
+
+def test_serve_reset_drops_globals_functions_and_module_state():
+    """.qp.reset[]: every global but .qp.*, every function with its module
+    state; imports stay. With -s -N its worker processes forget too."""
+    for procs in ([], ["-s", "-2"]):
+        with Server(*procs) as s:
+            c = Conn(port=s.port)
+            c.call([Sym(".qp.import"), {"np": Sym("numpy")}])
+            c.call([Sym(".qp.set"), Sym("x"), 1])
+            src = ("import os\nn = []\ndef f(x):\n    n.append(x)\n    try:\n"
+                   "        qget('x')\n        seen = 1\n    except KeyError:\n        seen = 0\n"
+                   "    return np.array([os.getpid(), len(n), seen])\n")
+            # reuse: a definition from the same code is kept as it is
+            # (module state included) unless the reset forgot it
+            define = [Sym(".qp.def"), Sym("f"), src, {"reuse": True}]
+            c.call(define)
+            assert counts(c.call([Sym(".qp.call"), Sym("f"), [7]])) == [1]
+            assert counts(c.call([Sym(".qp.call"), Sym("f"), [7]])) == [2]
+            peach = [Sym(".qp.peach"), Sym("f"), Vec("j", [1, 2, 3, 4])]
+            if procs:            # each worker process's module counts on, and sees x
+                got = c.call(peach) + c.call(peach)
+                assert fresh(got) and [r.items[2] for r in got] == [1] * 8, got
+            assert c.call([Sym(".qp.reset"), Identity()]) == Vec("s", ["x"])
+            assert c.call([Sym(".qp.info"), Identity()])["python"] != ""   # .qp.* stays
+            for call in ([Sym(".qp.get"), Sym("x")], [Sym(".qp.call"), Sym("f"), [7]],
+                         [Sym(".qp.peach"), Sym("f"), Vec("j", [1, 2])]):
+                try:
+                    c.call(call)
+                    raise AssertionError(f"{call} answered after .qp.reset[]")
+                except QError:
+                    pass
+            # defined again, the module runs again: its state starts over,
+            # and np (imported before the reset) is still there
+            c.call(define)
+            assert counts(c.call([Sym(".qp.call"), Sym("f"), [7]])) == [1]
+            if procs:            # and theirs start over, without x
+                got = c.call(peach)
+                assert fresh(got) and [r.items[2] for r in got] == [0] * 4, got
+            c.close()
+
+
+def test_serve_idle_exit_waits_for_its_clients_and_watch_exits():
+    d = tmpdir()
+    with Server("--idle-exit", "300") as s:
+        c = Conn(port=s.port)
+        time.sleep(1)                        # past its idle time, with a client
+        assert s.alive(), "".join(s.log)
+        c.close()
+        assert wait_for(lambda: not s.alive(), 20), "".join(s.log)
+        assert s.proc.returncode == 0
+        assert any("no client for" in line and "--idle-exit 300" in line for line in s.log), s.log
+    watched = os.path.join(d, "state")
+    os.mkdir(watched)
+    with Server("--watch", watched, "--watch", d) as s:
+        c = Conn(port=s.port)
+        shutil.rmtree(watched)
+        assert wait_for(lambda: not s.alive(), 20), "".join(s.log)
+        assert any(f"{watched} is gone" in line for line in s.log), s.log
