@@ -142,8 +142,8 @@ typedef struct found {
     int64_t keep_ms;       /* its --idle-exit */
 } found;
 
-/* Whether pid is a `qpeach serve` of ours listening under prefix (a
- * folder); its socket and --idle-exit into *f. */
+/* Whether pid is a `qpeach serve` of ours listening at prefix (a socket)
+ * or under it (a folder); its socket and --idle-exit into *f. */
 static bool kept_proc(pid_t pid, const char *prefix, found *f)
 {
     char path[64], buf[4096];
@@ -164,15 +164,16 @@ static bool kept_proc(pid_t pid, const char *prefix, found *f)
     *f = (found){ .pid = pid };
     for (int i = 2; i + 1 < na; i++) {
         if (!strcmp(arg[i], "-p") && !strncmp(arg[i + 1], "unix:", 5) &&
-            !strncmp(arg[i + 1] + 5, prefix, pl) && arg[i + 1][5 + pl] == '/')
+            !strncmp(arg[i + 1] + 5, prefix, pl) &&
+            (arg[i + 1][5 + pl] == '/' || (pl && arg[i + 1][5 + pl] == '\0')))
             snprintf(f->sock, sizeof f->sock, "%s", arg[i + 1] + 5);
         if (!strcmp(arg[i], "--idle-exit")) f->keep_ms = strtoll(arg[i + 1], NULL, 10);
     }
     return f->sock[0] != '\0';
 }
 
-/* Every kept worker process under prefix: *out malloc'd (NULL when none),
- * *n of them. 0 or QP_ENOMEM. */
+/* Every kept worker process at or under prefix: *out malloc'd (NULL
+ * when none), *n of them. 0 or QP_ENOMEM. */
 static int scan(const char *prefix, found **out, int *n)
 {
     *out = NULL;
@@ -223,7 +224,7 @@ static int stop_found(const found *f, int n)
     return stopped;
 }
 
-/* Stops every kept worker listening under prefix. How many. */
+/* Stops every kept worker listening at or under prefix. How many. */
 static int stop_under(const char *prefix)
 {
     found *f;

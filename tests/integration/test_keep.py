@@ -186,6 +186,24 @@ def test_killed_kept_worker_is_replaced():
         k.stop()
 
 
+def test_hung_kept_worker_is_stopped_and_replaced():
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        job = k.job(f"db = {db}\ntable = trade\n", extra="connect_timeout = 1s\n")
+        k.run(job)
+        pids = sorted(set(k.result()["pid"]))
+        os.kill(pids[0], signal.SIGSTOP)          # its socket still takes connections
+        r = k.run(job)
+        got = k.result()
+        check_sums(got, df)
+        assert pids[0] not in set(got["pid"]) and pids[1] in set(got["pid"]), (got, pids)
+        assert wait_for(lambda: pids[0] not in k.pids(), 20)    # stopped, not left behind
+        assert "1 of 2 local workers reused" in r.stderr, r.stderr
+    finally:
+        k.stop()
+
+
 def test_workers_lists_and_stop_leaves_no_process():
     k = Kept()
     try:
