@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,6 +113,9 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
             setsid();
             pid_t g = fork();
             if (g != 0) _exit(g < 0 ? 127 : 0);
+            /* and nothing the caller had open (a host process's files and
+             * sockets) held for as long as it lives: all close at exec */
+            syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
         } else {
             /* Die with the scheduler, even on its SIGKILL; and if it died
              * before prctl took effect, go at once. */

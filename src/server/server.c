@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -567,7 +568,11 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
         goto fail;
     }
     s->unix_sock = a.kind == QP__ADDR_UNIX;
-    if (s->unix_sock && !a.abstract) snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
+    struct stat st;
+    if (s->unix_sock && !a.abstract && !stat(a.path, &st)) {
+        snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
+        s->unix_ino = st.st_ino;
+    }
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->epfd < 0 || s->evfd < 0) {
@@ -680,7 +685,9 @@ void qp_server_free(qp_server *s)
         pthread_cond_destroy(&qs[i]->cv);
     }
     if (s->lfd >= 0) close(s->lfd);
-    if (s->unix_path[0]) unlink(s->unix_path);
+    struct stat st;
+    if (s->unix_path[0] && !stat(s->unix_path, &st) && st.st_ino == s->unix_ino)
+        unlink(s->unix_path);
     if (s->epfd >= 0) close(s->epfd);
     if (s->evfd >= 0) close(s->evfd);
     if (s->tls) SSL_CTX_free(s->tls);

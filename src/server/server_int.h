@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "qpeach/auth.h"
 #include "qpeach/ipc.h"
@@ -86,6 +87,9 @@ struct qp_server {
     int evfd;              /* eventfd: finished work items and stop requests */
     bool unix_sock;        /* listening on a unix socket */
     char unix_path[108];   /* socket file to remove at exit ("" if none) */
+    ino_t unix_ino;        /* ... its inode: another server may have bound
+                            * the name since (a kept worker started again
+                            * in its slot), and its file is not ours */
     SSL_CTX *tls;          /* server TLS context, NULL for plain */
     qp_auth *auth;         /* password file, NULL: everyone is let in */
     atomic_bool stopping;  /* set by qp_server_stop */

@@ -186,6 +186,29 @@ def test_killed_kept_worker_is_replaced():
         k.stop()
 
 
+def test_kept_workers_hold_none_of_their_callers_files():
+    """A kept worker lives on after the process that ran the job (a Python
+    session, a shell): it keeps none of that process's files open (here a
+    lock file the caller handed down, which would stay locked)."""
+    k = Kept()
+    try:
+        db, df = splayed(k)
+        held = os.path.join(k.d, "held.lock")
+        fd = os.open(held, os.O_RDWR | os.O_CREAT)
+        p = subprocess.run([QPEACH, "run", k.job(f"db = {db}\ntable = trade\n")], env=k.env,
+                           pass_fds=(fd,), capture_output=True, text=True, timeout=120)
+        os.close(fd)
+        assert p.returncode == 0, p.stderr
+        pids = k.pids()
+        assert len(pids) == 2
+        for pid in pids:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            targets = [os.readlink(f"/proc/{pid}/fd/{f}") for f in fds if os.path.exists(f"/proc/{pid}/fd/{f}")]
+            assert held not in targets, (pid, targets)
+    finally:
+        k.stop()
+
+
 def test_hung_kept_worker_is_stopped_and_replaced():
     k = Kept()
     try:
@@ -491,3 +514,23 @@ def test_serve_idle_exit_waits_for_its_clients_and_watch_exits():
         shutil.rmtree(watched)
         assert wait_for(lambda: not s.alive(), 20), "".join(s.log)
         assert any(f"{watched} is gone" in line for line in s.log), s.log
+
+
+def test_serve_leaves_a_socket_name_bound_since_by_another():
+    """A kept worker started again in its slot binds the socket's name
+    while the one it replaces may still be ending: that one's exit must
+    not remove the new one's socket."""
+    d = tmpdir()
+    path = os.path.join(d, "w0.sock")
+    old = Server(unix=path)
+    try:
+        os.unlink(path)
+        with Server(unix=path) as new:
+            old.stop()
+            assert os.path.exists(path)
+            c = Conn(unix=path)
+            assert c.call([Sym(".qp.ping"), Identity()]) is True
+            c.close()
+            assert new.alive()
+    finally:
+        old.stop()
