@@ -97,6 +97,22 @@ class Kept:
         assert wait_for(lambda: not self.pids(), 20), self.pids()
         return r
 
+    def splayed(self, seed=1):
+        """A splayed trade table made by `qpeach db import`, and its rows."""
+        self.db = os.path.join(self.d, "db")
+        df = frame(seed)
+        import_db(self.d, self.db, df)
+        return df
+
+    def db_job(self, **kw):
+        return self.job(f"db = {self.db}\ntable = trade\n", **kw)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 def check_sums(got, df):
     """The tasks' rows and sums against pandas on the same rows."""
@@ -111,18 +127,10 @@ def fresh_module(got):
         assert sorted(calls) == list(range(1, len(calls) + 1)), (pid, list(calls))
 
 
-def splayed(k, seed=1):
-    db = os.path.join(k.d, "db")
-    df = frame(seed)
-    import_db(k.d, db, df)
-    return db, df
-
-
 def test_kept_worker_reused_same_pid_and_reset():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        job = k.job(f"db = {db}\ntable = trade\n")
+    with Kept() as k:
+        df = k.splayed()
+        job = k.db_job()
         r = k.run(job)
         first = k.result()
         check_sums(first, df)
@@ -145,15 +153,12 @@ def test_kept_worker_reused_same_pid_and_reset():
         assert "2 of 2 local workers reused" in r.stderr, r.stderr
         assert list(second["leak"]) == [0] * len(second), second
         fresh_module(second)
-    finally:
-        k.stop()
 
 
 def test_changed_function_is_shipped_again():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        job = k.job(f"db = {db}\ntable = trade\n")
+    with Kept() as k:
+        df = k.splayed()
+        job = k.db_job()
         k.run(job)
         pids = set(k.result()["pid"])
         # the same name, other code: the sums of size instead of price * size
@@ -162,15 +167,12 @@ def test_changed_function_is_shipped_again():
         got = k.result()
         assert set(got["pid"]) == pids, (set(got["pid"]), pids)
         assert float(got["pv"].sum()) == float(df["size"].sum()), (got["pv"].sum(), df["size"].sum())
-    finally:
-        k.stop()
 
 
 def test_killed_kept_worker_is_replaced():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        job = k.job(f"db = {db}\ntable = trade\n")
+    with Kept() as k:
+        df = k.splayed()
+        job = k.db_job()
         k.run(job)
         pids = sorted(set(k.result()["pid"]))
         os.kill(pids[0], signal.SIGKILL)
@@ -182,20 +184,17 @@ def test_killed_kept_worker_is_replaced():
         assert len(now) == 2 and pids[1] in now and pids[0] not in now, (now, pids)
         assert "1 of 2 local workers reused" in r.stderr, r.stderr
         assert k.pids() == now
-    finally:
-        k.stop()
 
 
 def test_kept_workers_hold_none_of_their_callers_files():
     """A kept worker lives on after the process that ran the job (a Python
     session, a shell): it keeps none of that process's files open (here a
     lock file the caller handed down, which would stay locked)."""
-    k = Kept()
-    try:
-        db, df = splayed(k)
+    with Kept() as k:
+        k.splayed()
         held = os.path.join(k.d, "held.lock")
         fd = os.open(held, os.O_RDWR | os.O_CREAT)
-        p = subprocess.run([QPEACH, "run", k.job(f"db = {db}\ntable = trade\n")], env=k.env,
+        p = subprocess.run([QPEACH, "run", k.db_job()], env=k.env,
                            pass_fds=(fd,), capture_output=True, text=True, timeout=120)
         os.close(fd)
         assert p.returncode == 0, p.stderr
@@ -205,15 +204,12 @@ def test_kept_workers_hold_none_of_their_callers_files():
             fds = os.listdir(f"/proc/{pid}/fd")
             targets = [os.readlink(f"/proc/{pid}/fd/{f}") for f in fds if os.path.exists(f"/proc/{pid}/fd/{f}")]
             assert held not in targets, (pid, targets)
-    finally:
-        k.stop()
 
 
 def test_hung_kept_worker_is_stopped_and_replaced():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        job = k.job(f"db = {db}\ntable = trade\n", extra="connect_timeout = 1s\n")
+    with Kept() as k:
+        df = k.splayed()
+        job = k.db_job(extra="connect_timeout = 1s\n")
         k.run(job)
         pids = sorted(set(k.result()["pid"]))
         os.kill(pids[0], signal.SIGSTOP)          # its socket still takes connections
@@ -223,17 +219,15 @@ def test_hung_kept_worker_is_stopped_and_replaced():
         assert pids[0] not in set(got["pid"]) and pids[1] in set(got["pid"]), (got, pids)
         assert wait_for(lambda: pids[0] not in k.pids(), 20)    # stopped, not left behind
         assert "1 of 2 local workers reused" in r.stderr, r.stderr
-    finally:
-        k.stop()
 
 
 def test_workers_lists_and_stop_leaves_no_process():
-    k = Kept()
-    try:
-        db, df = splayed(k)
+    with Kept() as k:
+        k.splayed()
+        db = k.db
         r = qpeach("workers", env=k.env)
         assert r.returncode == 0 and "no kept workers" in r.stdout, (r.stdout, r.stderr)
-        k.run(k.job(f"db = {db}\ntable = trade\n"))
+        k.run(k.db_job())
         pids = k.pids()
         assert len(pids) == 2, pids
         r = qpeach("workers", env=k.env)
@@ -251,44 +245,38 @@ def test_workers_lists_and_stop_leaves_no_process():
         assert os.listdir(k.wdir) == [], os.listdir(k.wdir)
         r = qpeach("workers", env=k.env)
         assert "no kept workers" in r.stdout, r.stdout
-    finally:
-        k.stop()
 
 
 def test_workers_folder_open_to_others_is_refused():
-    k = Kept()
-    try:
-        db, df = splayed(k)
+    with Kept() as k:
+        k.splayed()
         os.mkdir(k.wdir, 0o755)
         os.chmod(k.wdir, 0o755)
-        r = k.run(k.job(f"db = {db}\ntable = trade\n"), check=False)
-        assert r.returncode == 1, r.stderr
-        assert f"the workers folder {k.wdir} is not a private folder of this user" in r.stderr, r.stderr
-        assert not k.pids()
-    finally:
-        os.chmod(k.wdir, 0o700)
-        k.stop()
+        try:
+            r = k.run(k.db_job(), check=False)
+            assert r.returncode == 1, r.stderr
+            assert f"the workers folder {k.wdir} is not a private folder of this user" in r.stderr, \
+                r.stderr
+            assert not k.pids()
+        finally:
+            os.chmod(k.wdir, 0o700)
 
 
 def test_idle_kept_worker_exits_on_its_own():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        k.run(k.job(f"db = {db}\ntable = trade\n", keep="3s"))
+    with Kept() as k:
+        k.splayed()
+        k.run(k.db_job(keep="3s"))
         pids = set(k.result()["pid"])
         assert k.pids() == pids, (k.pids(), pids)       # the run has ended, they have not
         assert wait_for(lambda: not k.pids(), 30), k.pids()
-    finally:
-        k.stop()
 
 
 def test_kept_workers_outlive_the_run_then_a_sigkilled_scheduler():
-    k = Kept()
-    try:
-        db, df = splayed(k)
+    with Kept() as k:
+        k.splayed()
         write(os.path.join(k.d, "slow.py"), "import time\nimport numpy as np\n"
               "def part(t):\n    time.sleep(30)\n    return {'n': np.array([1])}\n")
-        job = k.job(f"db = {db}\ntable = trade\n", keep="5s")
+        job = k.db_job(keep="5s")
         write(job, open(job).read().replace("fn.py:part", "slow.py:part"))
         p = subprocess.Popen([QPEACH, "run", job], env=k.env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
@@ -299,34 +287,28 @@ def test_kept_workers_outlive_the_run_then_a_sigkilled_scheduler():
         time.sleep(0.3)
         assert k.pids() == pids          # not killed with their scheduler
         assert wait_for(lambda: not k.pids(), 60), k.pids()   # but gone once idle
-    finally:
-        k.stop()
 
 
 def test_state_folder_removed_kept_workers_exit():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        k.run(k.job(f"db = {db}\ntable = trade\n"))
+    with Kept() as k:
+        k.splayed()
+        k.run(k.db_job())
         assert len(k.pids()) == 2
         shutil.rmtree(os.path.join(k.d, ".qpeach"))
         assert wait_for(lambda: not k.pids(), 30), k.pids()
-    finally:
-        k.stop()
 
 
 def test_other_worker_settings_do_not_reuse():
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        a = k.job(f"db = {db}\ntable = trade\n", name="a")
+    with Kept() as k:
+        df = k.splayed()
+        a = k.db_job(name="a")
         k.run(a)
         pa = set(k.result("a")["pid"])
         # another job with other threads, or one local worker: other workers
-        b = k.job(f"db = {db}\ntable = trade\n", name="b", extra="threads = 1\n")
+        b = k.db_job(name="b", extra="threads = 1\n")
         k.run(b)
         pb = set(k.result("b")["pid"])
-        c = k.job(f"db = {db}\ntable = trade\n", name="c", local=1)
+        c = k.db_job(name="c", local=1)
         k.run(c)
         pc = set(k.result("c")["pid"])
         assert not pa & pb and not pa & pc and not pb & pc, (pa, pb, pc)
@@ -342,19 +324,16 @@ def test_other_worker_settings_do_not_reuse():
         assert not pa2 & pa, (pa2, pa)
         assert wait_for(lambda: not pa & k.pids(), 20), (pa, k.pids())
         assert pb | pc | pa2 == k.pids(), (pb, pc, pa2, k.pids())
-    finally:
-        k.stop()
 
 
 def test_two_runs_at_once_never_share_a_worker():
-    k = Kept()
-    try:
-        db, df = splayed(k)
+    with Kept() as k:
+        df = k.splayed()
         write(os.path.join(k.d, "slow.py"), FN.replace("calls.append(1)", "calls.append(1)\n"
                                                           "    import time; time.sleep(0.5)"))
         jobs = []
         for name in ("x", "y"):
-            j = k.job(f"db = {db}\ntable = trade\n", name=name)
+            j = k.db_job(name=name)
             write(j, open(j).read().replace("fn.py:part", "slow.py:part"))
             jobs.append(j)
         procs = [subprocess.Popen([QPEACH, "run", j], env=k.env, stdout=subprocess.DEVNULL,
@@ -367,8 +346,6 @@ def test_two_runs_at_once_never_share_a_worker():
         check_sums(k.result("y"), df)
         k.run(jobs[0])                   # later: one of the two sets again
         assert set(k.result("x")["pid"]) in (px, py)
-    finally:
-        k.stop()
 
 
 def test_db_written_since_is_seen_by_kept_workers():
@@ -377,10 +354,10 @@ def test_db_written_since_is_seen_by_kept_workers():
     was there already (which a mounted db notices only when told: neither
     its root nor sym changes), are read as they are now, compared with
     pandas on the new rows."""
-    k = Kept()
-    try:
-        db, df = splayed(k)
-        job = k.job(f"db = {db}\ntable = trade\n")
+    with Kept() as k:
+        k.splayed()
+        db = k.db
+        job = k.db_job()
         k.run(job)
         pids = set(k.result()["pid"])
         df2 = frame(2, rows=3000)
@@ -417,13 +394,10 @@ def test_db_written_since_is_seen_by_kept_workers():
         got = k.result("p")
         assert len(got) == 2 and set(got["pid"]) <= pids, (got, pids)
         check_sums(got, pd.concat([t1, t2]))
-    finally:
-        k.stop()
 
 
 def test_changed_csv_input_is_not_served_from_the_old_copy():
-    k = Kept()
-    try:
+    with Kept() as k:
         src = os.path.join(k.d, "in.csv")
         df = frame(6)
         df.to_csv(src, index=False)
@@ -438,8 +412,6 @@ def test_changed_csv_input_is_not_served_from_the_old_copy():
         # another input is other workers; the old ones, this job's, go
         assert not set(k.result()["pid"]) & pids
         assert wait_for(lambda: not pids & k.pids(), 20), (pids, k.pids())
-    finally:
-        k.stop()
 
 
 # ---- what `qpeach serve` gives kept workers ----
