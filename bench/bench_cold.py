@@ -10,12 +10,18 @@ of both workers at its peak during a run, against the table's own bytes.
 Mapped columns are shared page cache, so PSS splits them between the
 processes mapping them instead of counting them twice.
 
-  bench_cold.py [--rows N] [--reps R] [--json] [--save]
+Warm (kept workers, [workers] keep = 10m): the same job with `symbols =
+codes` and with `symbols = categorical`, run once to start the kept workers,
+then R more times, each after a numpy run (the speed ratio as above); and
+the first run with keep, against the same job without keep, alternately
+after `qpeach workers stop` (is the first run any slower than today's?).
 
-Prints the two ratios (speed: the median of the ratios of each numpy run
-and the qpeach run after it); with --json a last line of JSON for the harness;
+  bench_cold.py [--rows N] [--reps R] [--json] [--save] [--no-warm]
+
+Prints the ratios (speed: the median of the ratios of each numpy run and
+the qpeach run after it); with --json a last line of JSON for the harness;
 with --save also writes the text to bench/results/cold.txt.
-The VWAP of both is checked equal (relative 1e-9); exit 1 if not.
+Every VWAP is checked equal to numpy's (relative 1e-9); exit 1 if not.
 """
 import argparse
 import csv
@@ -50,10 +56,10 @@ print(json.dumps({str(n): p / v for n, p, v in zip(names, pv, vol) if v}))
 """
 
 JOB = """[job]
-name = vwap
+name = {name}
 function = {root}/jobs/vwap.py:vwap_parts
 libraries = np=numpy
-symbols = codes
+symbols = {symbols}
 [input]
 db = {db}
 table = trade
@@ -61,7 +67,7 @@ table = trade
 by = rows
 [workers]
 local = 2
-[merge]
+{keep}[merge]
 how = sum-by-key
 key = sym
 reducer = {root}/jobs/vwap.py:finish
@@ -89,17 +95,25 @@ def prepare(d, rows):
     with open(os.path.join(d, "numpy_vwap.py"), "w") as f:
         f.write(NUMPY_SCRIPT)
     out = os.path.join(d, "out", "vwap.csv")
-    job = os.path.join(d, "vwap.ini")
-    with open(job, "w") as f:
-        f.write(JOB.format(root=ROOT, db=db, out=out))
+    job = write_job(d, "vwap", db)
     os.remove(csv_path)
     table_bytes = sum(os.path.getsize(os.path.join(db, "trade", c)) for c in ("sym", "price", "size"))
     return db, npy, job, out, table_bytes
 
 
-def timed(argv):
+def write_job(d, name, db, symbols="codes", keep=None):
+    """A VWAP job over the db; output out/NAME.csv."""
+    job = os.path.join(d, name + ".ini")
+    with open(job, "w") as f:
+        f.write(JOB.format(name=name, root=ROOT, db=db, symbols=symbols,
+                           out=os.path.join(d, "out", name + ".csv"),
+                           keep=f"keep = {keep}\n" if keep else ""))
+    return job
+
+
+def timed(argv, env=None):
     t = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True)
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
     if r.returncode:
         sys.exit(f"{argv[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
     return time.perf_counter() - t, r.stdout
@@ -138,13 +152,80 @@ def read_vwap(path):
         return {r["sym"]: float(r["vwap"]) for r in csv.DictReader(f)}
 
 
+def equal(want, got):
+    return sorted(want) == sorted(got) and all(abs(got[k] - want[k]) <= 1e-9 * abs(want[k])
+                                               for k in want)
+
+
+def paired(tn, tq):
+    """Each numpy run is paired with the qpeach run right after it: the
+    median of the pairs' ratios is not moved by the machine's speed
+    drifting during the runs, as a ratio of the two medians can be."""
+    return statistics.median(n / q for n, q in zip(tn, tq))
+
+
+def warm(d, db, npy_argv, reps, want):
+    """Kept workers: per symbols mode, the first run (it starts them),
+    then reps runs each after a numpy run; then the first run with keep
+    against the same job without, alternately, each keep run after
+    `qpeach workers stop`. Every result checked against numpy's."""
+    env = dict(os.environ, QPEACH_WORKERS_DIR=os.path.join(d, "kept"))
+    stop = [QP, "workers", "stop"]
+    w, same = {}, True
+    try:
+        for symbols in ("codes", "categorical"):
+            job = write_job(d, "warm_" + symbols, db, symbols, keep="10m")
+            argv = [QP, "run", "--quiet", job]
+            first = timed(argv, env)[0]
+            tn, tw = [], []
+            for _ in range(reps):
+                tn.append(timed(npy_argv)[0])
+                tw.append(timed(argv, env)[0])
+            same = same and equal(want, read_vwap(os.path.join(d, "out", f"warm_{symbols}.csv")))
+            w[symbols] = {"first_s": first, "numpy_s": tn, "warm_s": tw, "ratio": paired(tn, tw)}
+            timed(stop, env)
+        keep = [QP, "run", "--quiet", write_job(d, "first_keep", db, keep="10m")]
+        plain = [QP, "run", "--quiet", write_job(d, "first_plain", db)]
+        tk, tp = [], []
+        for _ in range(reps):
+            timed(stop, env)
+            tk.append(timed(keep, env)[0])
+            tp.append(timed(plain, env)[0])
+        same = same and equal(want, read_vwap(os.path.join(d, "out", "first_keep.csv")))
+        w["first"] = {"keep_s": tk, "plain_s": tp, "ratio": paired(tp, tk)}
+    finally:
+        timed(stop, env)
+    return w, same
+
+
+def warm_text(w, reps):
+    t = (f"warm: the same job with [workers] keep = 10m, 2 kept local workers, median of {reps} "
+         f"runs after the first:\n")
+    for symbols in ("codes", "categorical"):
+        x = w[symbols]
+        t += (f"  symbols = {symbols + ':':<12} first run {x['first_s']:.3f} s, then "
+              f"{statistics.median(x['warm_s']):.3f} s (runs: {' '.join(f'{v:.3f}' for v in x['warm_s'])}); "
+              f"numpy {statistics.median(x['numpy_s']):.3f} s\n"
+              f"    speed ratio numpy/qpeach warm = {x['ratio']:.2f}x, the median of the "
+              f"{reps} runs' ratios\n")
+    f = w["first"]
+    t += (f"  first run with keep {statistics.median(f['keep_s']):.3f} s (runs: "
+          f"{' '.join(f'{v:.3f}' for v in f['keep_s'])}), without keep "
+          f"{statistics.median(f['plain_s']):.3f} s (runs: {' '.join(f'{v:.3f}' for v in f['plain_s'])})\n"
+          f"    ratio without/with = {f['ratio']:.2f}x, the median of the {reps} pairs' ratios "
+          f"(>= 1: the first kept run no slower)\n")
+    return t
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--no-warm", action="store_true")
     a = ap.parse_args()
+    w = None
     d = tempfile.mkdtemp(prefix="qpeach-bench-cold-")
     try:
         db, npy, job, out, table_bytes = prepare(d, a.rows)
@@ -156,17 +237,16 @@ def main():
             t, res = timed(npy_argv)
             tn.append(t)
             tq.append(timed(qp_argv)[0])
-        want, got = json.loads(res), read_vwap(out)
-        same = sorted(want) == sorted(got) and all(abs(got[k] - want[k]) <= 1e-9 * abs(want[k])
-                                                    for k in want)
+        want = json.loads(res)
+        same = equal(want, read_vwap(out))
         pss = max(peak_worker_pss(job) for _ in range(3))
+        if not a.no_warm:
+            w, wsame = warm(d, db, npy_argv, a.reps, want)
+            same = same and wsame
     finally:
         shutil.rmtree(d, ignore_errors=True)
     mn, mq = statistics.median(tn), statistics.median(tq)
-    # Each numpy run is paired with the qpeach run right after it: the
-    # median of the pairs' ratios is not moved by the machine's speed
-    # drifting during the runs, as a ratio of the two medians can be.
-    ratio = statistics.median(n / q for n, q in zip(tn, tq))
+    ratio = paired(tn, tq)
     text = (f"cold VWAP, {a.rows:,} rows from a kdb+ db, page cache warm, median of {a.reps}:\n"
             f"  numpy, 1 process on mmap'd .npy: {mn:.3f} s  (runs: {' '.join(f'{t:.3f}' for t in tn)})\n"
             f"  qpeach run, local = 2:           {mq:.3f} s  (runs: {' '.join(f'{t:.3f}' for t in tq)})\n"
@@ -174,6 +254,7 @@ def main():
             f"ratios (> 1: qpeach faster)\n"
             f"  workers' total peak PSS {pss / 2**20:.0f} MB, table {table_bytes / 2**20:.0f} MB: "
             f"{pss / table_bytes:.2f}x the table's bytes\n"
+            + (warm_text(w, a.reps) if w else "") +
             f"  results equal: {'yes' if same else 'NO'}\n")
     print(text, end="")
     if a.save:
@@ -182,7 +263,7 @@ def main():
                     f"{time.strftime('%Y-%m-%d %H:%M')}\n" + text)
     if a.json:
         print(json.dumps({"rows": a.rows, "numpy_s": tn, "qpeach_s": tq, "ratio": ratio, "pss_bytes": pss,
-                          "table_bytes": table_bytes, "same": same}))
+                          "table_bytes": table_bytes, "same": same, "warm": w}))
     sys.exit(0 if same else 1)
 
 

@@ -355,7 +355,8 @@ def workloads(quick):
 
 
 def cold(quick):
-    """A cold job from a kdb+ db vs numpy on mmap'd .npy (bench_cold.py)."""
+    """A cold job from a kdb+ db vs numpy on mmap'd .npy, then the same job
+    warm, on kept workers ([workers] keep), and its first run (bench_cold.py)."""
     rows = 1_000_000 if quick else 10_000_000
     log(f"== cold job from a kdb+ db, {rows:,} rows")
     r = sh([PY, os.path.join(HERE, "bench_cold.py"), "--rows", str(rows), "--reps", "3" if quick else "9",
@@ -374,6 +375,19 @@ def cold(quick):
          note=f"median of {len(j['qpeach_s'])}")
     emit("cold", case, "workers' peak PSS", "bytes", j["pss_bytes"], "B", j["table_bytes"],
          j["pss_bytes"] / j["table_bytes"], "PSS of both workers / the table's bytes")
+    w = j.get("warm")
+    for symbols in ("codes", "categorical") if w else ():
+        x = w[symbols]
+        emit("cold", case, f"warm, kept workers, symbols = {symbols}", "median s",
+             statistics.median(x["warm_s"]), "s", statistics.median(x["numpy_s"]), x["ratio"],
+             "numpy on mmap'd .npy / this time, median of paired runs' ratios (target >= 2)",
+             note=f"runs after the first ({x['first_s']:.3f} s), median of {len(x['warm_s'])}")
+    if w:
+        f = w["first"]
+        emit("cold", case, "first run with keep", "median s", statistics.median(f["keep_s"]), "s",
+             statistics.median(f["plain_s"]), f["ratio"],
+             "the same job without keep / this time (>= 1: no slower)",
+             note=f"after qpeach workers stop, median of {len(f['keep_s'])}")
 
 
 def growth(quick):

@@ -87,6 +87,9 @@ typedef struct qp_job {
     int connect_timeout_ms;
     bool tls;              /* TLS to the servers (local workers: unix sockets) */
     char *tls_ca;          /* CA file that verifies the servers; NULL: system store */
+    int64_t keep_ms;       /* keep: local workers outlive the run by this
+                            * long, for the next run of the same worker
+                            * settings (0: they end with the run) */
     bool pykx;             /* protocol = pykx: the servers get PyKX's own
                             * messages (q + pykx.q), with each task's data
                             * in the call; local workers still speak qpeach */
@@ -131,6 +134,8 @@ void qp_job_free(qp_job *job);               /* NULL-safe */
 /* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0, or QP_EARG for
  * anything else (negative, unknown unit, over 1e15 ms). */
 int qp_job_parse_duration(const char *s, int64_t *ms);
+/* A duration for people: "850ms", "4.2s", "3m07s", "2h05m". */
+void qp_job_duration_text(int64_t ms, char *buf, size_t n);
 /* [partition] partitions: spec is "A..B" (inclusive) or "A,B,C", each a
  * partition as its folder is named: a date 2022.06.17, a month 2022.06 or
  * an integer (year and int partitions). With in NULL, checks the syntax.

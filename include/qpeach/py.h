@@ -99,6 +99,11 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
 qp_value *qp_py_call(const char *name, const qp_value *args, const qp_value *kwargs);
 /* Per-call timeout in milliseconds (0: none); returns the previous one. */
 int qp_py_set_timeout(int ms);
+/* Forgets every function qp_py_def defined, with its namespace (its
+ * module state): the next qp_py_def of a name runs its code again, in a
+ * new namespace. Imported libraries and their aliases stay, as does
+ * everything in sys.modules. No-op before Python starts. */
+void qp_py_forget(void);
 
 /* ---- The `.qp` functions in a server ---- */
 

@@ -85,6 +85,34 @@ int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out,
  * QP_ENOMEM; *out is malloc'd. */
 int qp_msgpack_encode(const qp_value *x, uint8_t **out, size_t *len);
 
+/* ---- Kept workers ([workers] keep) ---- */
+
+/* One kept local worker: a `qpeach serve` process of this user with its
+ * socket in the workers folder ($QPEACH_WORKERS_DIR, else
+ * /tmp/qpeach-workers-UID), as /proc shows it, with what its set's info
+ * says (src/sched/kept.c). */
+typedef struct qp_kept_info {
+    int pid;
+    int slot;              /* the worker's index in its set */
+    char set[64];          /* the set's folder in the workers folder */
+    char cores[64];        /* "core 0", "cores 2,3", "unpinned"; "?" unknown */
+    int64_t idle_ms;       /* since its last run ended; -1 while a run uses it */
+    int64_t keep_ms;       /* it exits when idle this long */
+    char job[1024];        /* STATE/NAME of the job that ran on it last */
+    char holds[2048];      /* db, input, libraries, functions (with the
+                            * start of their code's SHA-256) */
+} qp_kept_info;
+
+/* Every kept worker of this user: *out malloc'd, *n of them (0 and
+ * NULL when none). 0, or a negative code with err (a workers folder
+ * that is not private, QP_ENOMEM). */
+int qp_kept_list(qp_kept_info **out, int *n, char *err, size_t errlen);
+/* Stops every kept worker of this user (SIGTERM, SIGKILL after 5 s) and
+ * removes its set, but for sets a run holds now: those are asked to stop
+ * (that run stops them at its end). *stopped: processes stopped; *busy:
+ * sets left to their runs. 0, or a negative code with err. */
+int qp_kept_stop(int *stopped, int *busy, char *err, size_t errlen);
+
 /* ---- Running a job ---- */
 
 /* Exit codes of `qpeach run`, documented in its --help and jobs/README.md. */

@@ -136,5 +136,13 @@ int qp_server_part_column(const qp_value *part, const char **col, qp_value **val
 int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out);
 /* Actual address bound (the port chosen for "0"), e.g. "127.0.0.1:5050". */
 const char *qp_server_address(const qp_server *s);
+/* How long no client has been connected, in ms: 0 while one is, else
+ * since the last one left (or the server was made). Any thread. */
+int64_t qp_server_idle_ms(qp_server *s);
+/* Drops every global but qpeach's own (names starting ".qp."): what
+ * .qp.set, .qp.load and --load defined. A mounted db's tables are not
+ * globals and stay. Returns the names dropped (a symbol vector, new
+ * reference; NULL on OOM). Thread-safe. */
+qp_value *qp_server_reset(qp_server *s);
 
 #endif

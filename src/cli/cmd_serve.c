@@ -18,12 +18,17 @@
  * error, exit 2, one line, before the listener is bound; so is a --load
  * name that is one of its tables.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "qpeach/kdb.h"
 #include "qpeach/py.h"
@@ -37,6 +42,128 @@ static void on_signal(int sig)
 {
     (void)sig;
     if (running) qp_server_stop(running);   /* async-signal-safe */
+}
+
+/* ---- --idle-exit and --watch: a server that ends on its own ----
+ * What `qpeach run` starts as kept workers ([workers] keep): nobody waits
+ * for them, so each goes when no client has been connected for its idle
+ * time, or when a path it watches (the job's state folder, its own
+ * socket's folder) is gone. A thread looks every second at most; a stop
+ * it asks for that has not ended the process 10 s later (a call stuck in
+ * C code) ends it at once. */
+
+enum { MAX_WATCH = 4, LAST_WORDS_MS = 10000 };
+
+typedef struct watchdog {
+    qp_server *s;
+    int64_t idle_ms;                 /* 0: no idle limit */
+    const char *watch[MAX_WATCH];
+    int nwatch;
+    bool started;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;               /* on CLOCK_MONOTONIC */
+    int64_t exit_at;                 /* under mu: _exit then (0: not stopping) */
+    bool ending;                     /* under mu: the loop returned, s is not looked at */
+    bool done;                       /* under mu: the thread returns */
+} watchdog;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Why the server should go now, said into buf; false to stay. */
+static bool watch_why(watchdog *w, char *buf, size_t n)
+{
+    struct stat st;
+    for (int i = 0; i < w->nwatch; i++)
+        if (stat(w->watch[i], &st) && errno == ENOENT) {
+            snprintf(buf, n, "%s is gone", w->watch[i]);
+            return true;
+        }
+    int64_t idle = w->idle_ms ? qp_server_idle_ms(w->s) : 0;
+    if (w->idle_ms && idle >= w->idle_ms) {
+        snprintf(buf, n, "no client for %lld ms (--idle-exit %lld)", (long long)idle,
+                 (long long)w->idle_ms);
+        return true;
+    }
+    return false;
+}
+
+static void *watchdog_main(void *data)
+{
+    watchdog *w = data;
+    char why[600];
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        int64_t now = mono_ms(), wait = 1000;
+        if (w->exit_at && now >= w->exit_at) {
+            fprintf(stderr, "qpeach serve: still running %d s after stopping: exiting\n",
+                    LAST_WORDS_MS / 1000);
+            _exit(1);
+        }
+        if (w->exit_at) wait = w->exit_at - now;
+        else if (!w->ending && watch_why(w, why, sizeof why)) {
+            fprintf(stderr, "qpeach serve: %s: exiting\n", why);
+            qp_server_stop(w->s);
+            w->exit_at = now + LAST_WORDS_MS;
+            continue;
+        } else if (!w->ending && w->idle_ms) {
+            int64_t left = w->idle_ms - qp_server_idle_ms(w->s);
+            if (left > 0 && left < wait) wait = left;
+        }
+        int64_t at = now + wait;
+        struct timespec ts = { .tv_sec = at / 1000, .tv_nsec = (long)(at % 1000) * 1000000L };
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int watchdog_start(watchdog *w, qp_server *s)
+{
+    w->s = s;
+    if (!w->idle_ms && !w->nwatch) return 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&w->thread, NULL, watchdog_main, w);
+    if (rc)
+        fprintf(stderr, "qpeach serve: cannot start the --idle-exit/--watch thread: %s\n",
+                strerror(rc));
+    w->started = rc == 0;
+    return rc ? 1 : 0;
+}
+
+/* The loop has returned: s is left alone from now on, and the process
+ * has LAST_WORDS_MS to end (if the watchdog began the stop, from then). */
+static void watchdog_ending(watchdog *w)
+{
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->ending = true;
+    if (!w->exit_at) w->exit_at = mono_ms() + LAST_WORDS_MS;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void watchdog_stop(watchdog *w)
+{
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->started = false;
 }
 
 /* The process's cores, shared read-only by the starting threads. */
@@ -134,6 +261,10 @@ static void usage(FILE *f)
         "                    server; exit 2 if it holds no table or cannot be\n"
         "                    mounted. -s -N workers mount it too\n"
         "  --timeout MS      cut off a Python call after MS ms (0: never)\n"
+        "  --idle-exit MS    exit when no client has been connected for MS ms\n"
+        "  --watch PATH      exit when PATH no longer exists (looked at every\n"
+        "                    second; up to 4 paths). `qpeach run` starts its kept\n"
+        "                    workers ([workers] keep) with both\n"
         "  --pin CORES       bind the server to these cores: logical indices as\n"
         "                    `qpeach topo` prints them, e.g. 0-3,6. Without it the\n"
         "                    server keeps the cores it was started on (all, unless\n"
@@ -214,6 +345,7 @@ typedef struct serve_args {
     const char *pin_list, *db_path;
     const char **loads;    /* --load values (argv's strings), nloads of them */
     int nloads;
+    watchdog dog;          /* --idle-exit, --watch */
 } serve_args;
 
 /* optarg as a whole number in lo..hi; false if it is not one. */
@@ -269,6 +401,21 @@ static int take_opt(int c, serve_args *a)
         }
         a->loads[a->nloads++] = optarg;
         break;
+    case 10:
+        if (!arg_long(1, 30L * 86400000, &n)) {
+            fprintf(stderr, "qpeach serve: --idle-exit wants milliseconds 1..2592000000, not %s\n",
+                    optarg);
+            return 2;
+        }
+        a->dog.idle_ms = n;
+        break;
+    case 11:
+        if (a->dog.nwatch == MAX_WATCH) {
+            fprintf(stderr, "qpeach serve: --watch given more than %d times\n", MAX_WATCH);
+            return 2;
+        }
+        a->dog.watch[a->dog.nwatch++] = optarg;
+        break;
     case 5: case 6:
         if (!arg_long(0, 86400000, &n)) {
             fprintf(stderr, "qpeach serve: --%s wants a number, not %s\n",
@@ -297,6 +444,8 @@ static int parse_args(int argc, char **argv, serve_args *a)
         { "parent-fd", required_argument, NULL, 6 },   /* worker processes (-s -N) */
         { "pin", required_argument, NULL, 8 },
         { "db", required_argument, NULL, 9 },
+        { "idle-exit", required_argument, NULL, 10 },
+        { "watch", required_argument, NULL, 11 },
         { NULL, 0, NULL, 0 },
     };
     int c, rc;
@@ -332,7 +481,9 @@ static int serve(qp_server *s, serve_args *a)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     fprintf(stderr, "qpeach serve: listening on %s\n", qp_server_address(s));
+    if (watchdog_start(&a->dog, s)) return 1;
     rc = qp_server_run(s);
+    watchdog_ending(&a->dog);
     running = NULL;
     if (rc) fprintf(stderr, "qpeach serve: %s\n", qp_strerror(rc));
     return rc ? 1 : 0;
@@ -378,6 +529,7 @@ fail:
     qp_server_free(s);
     qp_kdb_close(db);
     pinning_clear(&pin);
+    watchdog_stop(&a.dog);
 out:
     free(a.loads);
     return status;

@@ -14,7 +14,8 @@
     X(passwd, "add or replace a user in a password file") \
     X(run,    "run a job file: partitions, workers, merge, resume") \
     X(topo,   "print the machine's topology and worker placement") \
-    X(db,     "import a CSV into a kdb+ database; describe a database")
+    X(db,     "import a CSV into a kdb+ database; describe a database") \
+    X(workers, "list or stop the local workers kept by [workers] keep")
 
 #define DECLARE(name, help) int qp_cmd_##name(int argc, char **argv);
 COMMANDS(DECLARE)

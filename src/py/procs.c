@@ -9,7 +9,8 @@
  * follows: qpfns.c forwards .qp.import/.qp.def/.qp.load/.qp.set/
  * .qp.timeout through qp__procs_broadcast, which also keeps them in a
  * history (the latest .qp.def/.qp.set/.qp.load per name, the latest
- * timeout, every import) to replay to a restarted worker; and a forced
+ * timeout, every import; a .qp.reset[] keeps only the imports) to
+ * replay to a restarted worker; and a forced
  * .qp.reload[] of the db, which is not replayed (a new worker mounts the
  * db as it is).
  *
@@ -368,6 +369,15 @@ static const char *hist_name(const qp_value *msg, bool *replaces)
 static int record(const qp_value *msg)
 {
     bool rep, rep2;
+    if (!strcmp(qp_K(msg)[0]->s, ".qp.reset")) {   /* everything but the imports goes */
+        int kept = 0;
+        for (int h = 0; h < nhist; h++) {
+            if (!strcmp(qp_K(hist[h])[0]->s, ".qp.import")) hist[kept++] = hist[h];
+            else qp_unref(hist[h]);
+        }
+        nhist = kept;
+        return 0;
+    }
     const char *name = hist_name(msg, &rep);
     if (rep) {   /* drop the entry this one replaces: a loop of .qp.set keeps one */
         for (int h = 0; h < nhist; h++) {

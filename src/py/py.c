@@ -72,18 +72,29 @@ static const char helper_src[] =
     "        return a if dtype is None else a.astype(dtype)\n"
     "    def __repr__(self):\n"
     "        return 'SymbolCodes(%d rows, %d names)' % (len(self.codes), len(self.categories))\n"
+    "compiled = {}\n"
     "def compile_source(name, src, ns):\n"
-    "    src = textwrap.dedent(src)\n"
-    "    fn = '<qpeach:%s>' % name\n"
-    "    tree = ast.parse(src, fn)\n"
-    "    defs = []\n"
-    "    for node in tree.body:\n"
-    "        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):\n"
-    "            node.decorator_list = []\n"
-    "            if not isinstance(node, ast.ClassDef):\n"
-    "                defs.append(node.name)\n"
+    "    # the code objects of the last 64 definitions: a kept worker's next\n"
+    "    # run defines the same code again (.qp.reset[]), in a new namespace\n"
+    "    key = (name, src)\n"
+    "    hit = compiled.pop(key, None)\n"
+    "    if hit is None:\n"
+    "        src = textwrap.dedent(src)\n"
+    "        fn = '<qpeach:%s>' % name\n"
+    "        tree = ast.parse(src, fn)\n"
+    "        defs = []\n"
+    "        for node in tree.body:\n"
+    "            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):\n"
+    "                node.decorator_list = []\n"
+    "                if not isinstance(node, ast.ClassDef):\n"
+    "                    defs.append(node.name)\n"
+    "        hit = (compile(tree, fn, 'exec'), defs, fn, src)\n"
+    "    compiled[key] = hit\n"
+    "    if len(compiled) > 64:\n"
+    "        del compiled[next(iter(compiled))]\n"
+    "    code, defs, fn, src = hit\n"
     "    linecache.cache[fn] = (len(src), None, src.splitlines(True), fn)\n"
-    "    exec(compile(tree, fn, 'exec'), ns)\n"
+    "    exec(code, ns)\n"
     "    f = ns.get(name)\n"
     "    if not callable(f) and defs:\n"
     "        f = ns[defs[-1]]\n"
@@ -636,6 +647,11 @@ fail:;
     Py_XDECREF(ns);
     Py_XDECREF(pname);
     return r;
+}
+
+void qp_py_forget(void)
+{
+    if (ready) PyDict_Clear(funcs);
 }
 
 /* ---- call ---- */

@@ -314,6 +314,27 @@ static qp_value *fn_set(qp_server *s, qp_value *args, void *data)
     return forward(qp_symbol(name), ".qp.set", args);
 }
 
+/* ---- .qp.reset ----
+ * The server's globals dropped (qp_server_reset), every function and its
+ * module state forgotten, the timeout the server started with: what a
+ * kept worker ([workers] keep) gets before the next run's setup, so that
+ * nothing one run defined reaches the next. Imported modules stay (a
+ * process cannot unload them). Worker processes (-s -N) get it too, and
+ * their history keeps only the imports (procs.c). */
+
+static int base_timeout_ms;     /* --timeout, as the server started */
+
+static qp_value *fn_reset(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *names = qp_server_reset(s);
+    if (!names) return NULL;
+    qp_py_forget();
+    opts.timeout_ms = base_timeout_ms;
+    if (qp_py_ready()) qp_py_set_timeout(base_timeout_ms);
+    return forward(names, ".qp.reset", args);
+}
+
 /* ---- .qp.reload (with worker processes and a db) ----
  * The db mounted again here, then in each worker: their own mounts notice
  * a changed root or sym, but not a table added to an existing partition,
@@ -621,7 +642,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
     static const struct { const char *name; int nargs; qp_fn_cb fn; } fns[] = {
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
-        {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
+        {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout}, {".qp.reset", 1, fn_reset},
         /* the names src/server/server_int.h gives PyKX's lambdas */
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
@@ -636,6 +657,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
     qp__cancel_init(s);
     if (o) opts = *o;
     else opts.parent_fd = -1;
+    base_timeout_ms = opts.timeout_ms;
     /* .qp.info reports this; Py_GetVersion needs no running interpreter
      * (Python itself starts at the first call that needs it). */
     const char *ver = Py_GetVersion();

@@ -169,6 +169,15 @@ int qp_job_parse_duration(const char *s, int64_t *ms)
     return 0;
 }
 
+void qp_job_duration_text(int64_t ms, char *buf, size_t n)
+{
+    if (ms < 1000) snprintf(buf, n, "%lldms", (long long)ms);
+    else if (ms < 60000) snprintf(buf, n, "%.1fs", ms / 1000.0);
+    else if (ms < 3600000) snprintf(buf, n, "%lldm%02llds", (long long)(ms / 60000),
+                                    (long long)(ms / 1000 % 60));
+    else snprintf(buf, n, "%lldh%02lldm", (long long)(ms / 3600000), (long long)(ms / 60000 % 60));
+}
+
 /* Splits a comma-separated list into trimmed, non-empty items. */
 static int split(parse *p, const char *v, char ***out)
 {
@@ -268,7 +277,7 @@ enum key_id {
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
     K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_PART_MISSING,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
-    K_PROTOCOL,
+    K_KEEP, K_PROTOCOL,
     K_HOW, K_REDUCER, K_KEY, K_MISSING,
     K_PATH, K_FORMAT,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
@@ -287,7 +296,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_THREADS] = {"workers", "threads"}, [K_USER] = {"workers", "user"},
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
     [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
-    [K_PROTOCOL] = {"workers", "protocol"},
+    [K_KEEP] = {"workers", "keep"}, [K_PROTOCOL] = {"workers", "protocol"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
     [K_MISSING] = {"merge", "missing"},
     [K_PATH] = {"output", "path"}, [K_FORMAT] = {"output", "format"},
@@ -458,6 +467,12 @@ static bool set_workers(parse *p, int k, const char *section, const char *name, 
         if (!parse_bool(value, &j->tls)) BAD("expected true or false");
         break;
     case K_TLS_CA: j->tls_ca = abspath(p, value); break;
+    case K_KEEP:
+        /* a week at most: a kept worker holds its memory until then */
+        if (qp_job_parse_duration(value, &ms) || ms > 7 * 86400000LL)
+            BAD("not a duration up to 7 days (e.g. 10m, 90s, 0: not kept)");
+        j->keep_ms = ms;
+        break;
     case K_PROTOCOL:
         if (!strcmp(value, "qpeach")) j->pykx = false;
         else if (!strcmp(value, "pykx")) j->pykx = true;
@@ -614,6 +629,8 @@ static void check(parse *p)
     if (j->tls_ca && !j->tls) REQ("%s: [workers] tls_ca needs tls = true", b);
     if (j->tls && j->nservers == 0)
         REQ("%s: [workers] tls is for servers (local workers use unix sockets)", b);
+    if (j->keep_ms && j->local == 0)
+        REQ("%s: [workers] keep is for local workers (servers run on their own)", b);
     if (j->pykx && j->nservers == 0)
         REQ("%s: [workers] protocol = pykx is for servers (local workers speak qpeach)", b);
     if (j->pykx && !j->db && !j->file && !j->files)

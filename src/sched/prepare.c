@@ -201,6 +201,11 @@ static void describe_files(FILE *m, const char *path)
     free(e);
 }
 
+void qp__describe_files(FILE *m, const char *path)
+{
+    describe_files(m, path);
+}
+
 int qp__open_db(run *r, char *err, size_t errlen)
 {
     return r->db ? 0 : qp_kdb_open(r->job->db, &r->db, err, errlen);

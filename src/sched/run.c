@@ -122,14 +122,33 @@ static int dry_run(run *r, int local, FILE *out)
     return QP_RUN_OK;
 }
 
+/* Says which kept workers were found running and which were started. */
+static void say_kept(run *r, int local, int reused)
+{
+    char keep[32], pids[256] = "";
+    size_t at = 0;
+    for (int i = 0; i < local && at < sizeof pids; i++)
+        if (r->ws[i].reused)
+            at += (size_t)snprintf(pids + at, sizeof pids - at, "%s%d", at ? ", " : " (pids ",
+                                   (int)r->ws[i].pid);
+    if (at && at < sizeof pids) snprintf(pids + at, sizeof pids - at, ")");
+    qp_job_duration_text(r->job->keep_ms, keep, sizeof keep);
+    qp__say(r, "worker", "%d of %d local workers reused%s, %d started; kept for %s after the "
+            "run in %s", reused, local, pids, local - reused, keep, r->tmpdir);
+    qp__kept_note(r, false);
+}
+
 /* Starts the local workers (in a private folder that holds their sockets
- * and logs only) and names the remote ones; errs[i] says why worker i
- * could not start. 0 or QP_RUN_FAILED. */
+ * and logs only; for [workers] keep, a kept set's folder, reusing the
+ * workers running there) and names the remote ones; errs[i] says why
+ * worker i could not start. 0 or QP_RUN_FAILED. */
 static int spawn_workers(run *r, int local, char (*errs)[512])
 {
     const qp_job *job = r->job;
     char err[512];
-    if (local > 0) {
+    int plain = local > 0 && job->keep_ms ? qp__kept_open(r, local) : 1;
+    if (plain < 0) return QP_RUN_FAILED;
+    if (local > 0 && plain) {
         snprintf(r->tmpdir, sizeof r->tmpdir, "/tmp/qpeach-run-XXXXXX");
         if (!mkdtemp(r->tmpdir)) {
             r->tmpdir[0] = '\0';
@@ -139,12 +158,16 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
     }
     int rc = r->place ? qp_topo_bind(r->topo, &r->place->sched, true) : 0;
     if (rc) qp__say_unpinned(r, "the scheduler's thread", &r->place->sched, qp_strerror(rc));
+    int reused = 0;
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         w->id = i;
         w->proto = i < local ? &qp__proto_qpeach : r->sproto;
+        w->kept = i < local && r->kept;
         if (i >= local)
             snprintf(w->addr, sizeof w->addr, "%s", job->servers[i - local]);
+        else if (w->kept && qp__kept_adopt(r, w))
+            reused++;
         else if (qp__worker_spawn(w, r->o->self, r->tmpdir, job, r->topo,
                                   &r->place->worker[i], err, sizeof err))
             snprintf(errs[i], 512, "%s", err);
@@ -153,6 +176,7 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
             qp__say_unpinned(r, err, &r->place->worker[i], w->pin_error);
         }
     }
+    if (r->kept) say_kept(r, local, reused);
     return 0;
 }
 
@@ -171,7 +195,7 @@ static int setup_workers(run *r, char (*errs)[512], int *ready)
     }
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
-        if (errs[i][0]) continue;
+        if (errs[i][0] || w->c) continue;         /* w->c: a kept worker, connected */
         if (qp__worker_connect(w, job, 30000, err, sizeof err)) {
             snprintf(errs[i], 512, "%s", err);
             w->dead_for_good = !w->local;
@@ -455,7 +479,9 @@ static void report_failure(run *r, int result)
 static void cleanup(run *r)
 {
     if (r->ws) qp__workers_stop(r->ws, r->nw);
-    if (r->tmpdir[0]) {
+    if (r->kept) {
+        qp__kept_close(r);
+    } else if (r->tmpdir[0]) {
         for (int i = 0; i < r->nw; i++) {
             char p[300];
             snprintf(p, sizeof p, "%s/w%d.sock", r->tmpdir, i);
@@ -469,6 +495,8 @@ static void cleanup(run *r)
         for (int i = 0; i < r->setup.of[k].n; i++) qp_unref(r->setup.of[k].m[i]);
         free(r->setup.of[k].m);
     }
+    for (int i = 0; i < r->setup.reuse.n; i++) qp_unref(r->setup.reuse.m[i]);
+    free(r->setup.reuse.m);
     r->setup = (qp__setup){ 0 };
     qp_kdb_close(r->db);
     free(r->pykx_fn);

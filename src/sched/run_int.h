@@ -54,6 +54,12 @@ typedef struct run {
     int64_t *retry;        /* tasks waiting for another attempt */
     int64_t nretry;
     qp__setup setup;       /* setup calls every (re)started worker gets */
+    bool kept;             /* [workers] keep: the local workers are a kept
+                            * set, in tmpdir (kept.c), whose lock we hold */
+    int kept_lock;         /* ... that lock's fd */
+    char kept_key[65];     /* ... the key of the worker settings */
+    char kept_db[65];      /* ... the db as this run found it (kept.c's
+                            * db_identity; "" when none) */
     const qp__proto *sproto; /* how [workers] servers are talked to (local
                             * workers speak qpeach) */
     struct qp_kdb *db;     /* [input] db opened here (qp__open_db): checked
@@ -126,6 +132,10 @@ qp_value *qp__call_one(run *r, qp_value *msg);
 /* --dry-run of a job on a db: the plan from the db itself (by rows or by
  * partition), opened here. 0 or QP_RUN_FAILED with r->error. */
 int qp__plan_db(run *r, int slots);
+/* One line per file of folder path (or for path itself when it is a
+ * file), in name order, into m: name, inode, size and modification time,
+ * which tell a replaced or rewritten file from an unchanged one. */
+void qp__describe_files(FILE *m, const char *path);
 /* Opens [input] db here as r->db, once (later calls: 0 at once). 0 or a
  * negative code with err naming the path and the cause. */
 int qp__open_db(run *r, char *err, size_t errlen);
@@ -153,6 +163,29 @@ qp__worker *qp__first_ready(run *r);
  * 0, or QP_RUN_FAILED with r->error naming the cause. */
 int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
                       const qp_journal_id ids[3], const uint8_t (*tids)[32]);
+
+/* ---- kept.c ---- */
+/* [workers] keep: takes a set of kept workers for these settings (its
+ * folder becomes r->tmpdir, its lock is held until qp__kept_close) and
+ * makes r->setup.reuse; stops the sets of this job's earlier settings.
+ * 0; 1 when the workers are not kept after all (every set of these
+ * settings in use, no pidfd: said); -1 with r->error (a workers folder
+ * that is not private, ...). */
+int qp__kept_open(run *r, int local);
+/* Connects local worker w to the kept worker running in its slot (w's
+ * addr, log, pid and pidfd set; reused), when one answers there; else
+ * whatever holds the socket's name is stopped and false returned (start
+ * one). */
+bool qp__kept_adopt(run *r, qp__worker *w);
+/* Writes the set's info (`qpeach workers`): the key, the job, what the
+ * workers hold, their pids and cores; when that is what it says already,
+ * only its time is set to now, and only with touch. */
+void qp__kept_note(run *r, bool touch);
+/* The end of the run, after the connections closed: the info written
+ * (its time starts the idle clock `qpeach workers` shows) and the lock
+ * let go; or, when `qpeach workers stop` asked during the run, the
+ * workers stopped and the set removed. */
+void qp__kept_close(run *r);
 
 /* ---- dispatch.c ---- */
 /* Starts local worker wi again (at most 5 times in a run), connects and

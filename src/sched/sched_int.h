@@ -68,6 +68,12 @@ struct qp__worker {
     bool local;            /* a process we started */
     const qp__proto *proto; /* how to talk to it */
     pid_t pid;             /* local: its pid (0 when not running) */
+    bool kept;             /* local, [workers] keep: not our child, it
+                            * outlives the run (see kept.c) */
+    bool reused;           /* kept: found running when the run began (it
+                            * gets .qp.reset[] before the setup) */
+    int pidfd;             /* kept: a pidfd of pid (-1: none), to signal
+                            * and wait for a process that is not our child */
     char log[300];         /* local: the file its stderr goes to */
     int restarts;
     char pin_error[256];   /* local: why it could not be bound to its
@@ -88,7 +94,10 @@ struct qp__worker {
 /* Starts local worker i: `qpeach serve -p unix:SOCK -s T [--db PATH]`
  * (the job's threads and db), pinned to place (NULL: not pinned), dying
  * with us (PR_SET_PDEATHSIG). A binding that fails leaves the worker
- * running unpinned, the cause in w->pin_error. */
+ * running unpinned, the cause in w->pin_error. A kept worker (w->kept)
+ * instead outlives us: started by a child that exits at once (so it is
+ * init's to reap, never a zombie of ours), in a session of its own, with
+ * --idle-exit [workers] keep, and --watch the state folder and dir. */
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
 /* "core 3" or "cores 2,3": a place's cores for messages. */
@@ -96,20 +105,25 @@ void qp__cores_text(const qp_place *pl, char *buf, size_t n);
 /* Connects (waiting up to wait_ms for a local worker to come up). */
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);
 /* Every connection but keep's (NULL: none) closed and its local process
- * sent SIGKILL, not reaped (qp__workers_stop reaps). */
+ * sent SIGKILL, not reaped (qp__workers_stop reaps); kept workers are
+ * only disconnected. */
 void qp__workers_kill(qp__worker *ws, int n, const qp__worker *keep);
 /* The end of a run: every connection closed, every local worker killed
- * (SIGKILL, all at once) and reaped. */
+ * (SIGKILL, all at once) and reaped; kept workers are only disconnected. */
 void qp__workers_stop(qp__worker *ws, int n);
-/* Drops the connection; a local process is killed and reaped. */
+/* Drops the connection; with kill_process a local process (kept ones
+ * too: it hung or failed) is killed and reaped. */
 void qp__worker_down(qp__worker *w, bool kill_process);
 /* How long a worker's setup may take: [run] task_timeout when set (the
  * module's import and the input load are work like a task's), else 10
  * minutes. */
 int qp__setup_timeout_ms(const qp_job *job);
-/* The setup messages each kind of worker gets (its table's id). */
+/* The setup messages each kind of worker gets (its table's id), and what
+ * a kept worker found running gets before them (.qp.reset[], and the db's
+ * .qp.reload[]). */
 typedef struct qp__setup {
     qp__msgs of[QP__NPROTO];
+    qp__msgs reuse;
 } qp__setup;
 /* Sends the setup messages to every connected worker (its kind's), then
  * reads every answer, all within timeout_ms. A worker that answers an
@@ -141,5 +155,13 @@ qp_value *qp__call(const char *name, int nargs, ...);
 int qp__py_module(const char *file, const char *name, qp_buf **out, char *err, size_t errlen);
 
 int64_t qp__ms(void);
+
+/* ---- kept.c: processes that are not our children ---- */
+/* A pidfd of pid, or -1 (gone, or no pidfd on this kernel). */
+int qp__pidfd_open(pid_t pid);
+/* Whether the process ended within ms (0: is it gone now). */
+bool qp__pidfd_wait(int pidfd, int ms);
+/* SIGTERM, then SIGKILL after ms; waits for the end. Closes nothing. */
+void qp__pidfd_stop(int pidfd, int ms);
 
 #endif

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,16 +25,71 @@ int64_t qp__ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The child's side of qp__worker_spawn: bound to its cores, stderr to
+ * its log, then exec. A kept worker first writes its pid to fd (its
+ * parent is the child that started it, not us). Never returns. */
+static void worker_exec(const qp__worker *w, const char *self, const char *dir,
+                        const qp_job *job, const char *sock, const qp_topo *topo,
+                        const qp_place *place, int fd)
+{
+    signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
+    pid_t me = getpid();
+    if (w->kept && write(fd, &me, sizeof me) != (ssize_t)sizeof me) _exit(127);
+    int rc = topo && place ? qp_topo_bind(topo, place, false) : 0;
+    if (rc) dprintf(fd, "%s", qp_strerror(rc));
+    int log = open(w->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log >= 0) { dup2(log, 2); }
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
+    /* Python (and numpy) start as soon as the worker runs, while we
+     * connect and prepare the setup calls, instead of at the first. */
+    setenv("QPEACH_PY_EAGER", "1", 1);
+    char sarg[16], karg[24];
+    snprintf(sarg, sizeof sarg, "%d", job->threads);
+    snprintf(karg, sizeof karg, "%lld", (long long)job->keep_ms);
+    const char *argv[16] = { self, "serve", "-p", sock, "-s", sarg };
+    int n = 6;
+    if (job->db) { argv[n++] = "--db"; argv[n++] = job->db; }
+    if (w->kept) {
+        argv[n++] = "--idle-exit"; argv[n++] = karg;
+        argv[n++] = "--watch"; argv[n++] = job->state;
+        argv[n++] = "--watch"; argv[n++] = dir;
+    }
+    argv[n] = NULL;
+    execv(self, (char **)argv);
+    dprintf(2, "exec %s: %s\n", self, strerror(errno));
+    _exit(127);
+}
+
+/* Reads what the child wrote to fd until its exec closed it: a kept
+ * worker's pid, then why it could not be pinned (into w->pin_error). */
+static int read_child(qp__worker *w, int fd, pid_t *pid, char *err, size_t errlen)
+{
+    ssize_t got, at = 0;
+    if (w->kept) {
+        while ((got = read(fd, pid, sizeof *pid)) < 0 && errno == EINTR) {}
+        if (got != (ssize_t)sizeof *pid) {
+            snprintf(err, errlen, "a kept worker's process did not start");
+            return QP_ECLOSED;
+        }
+    }
+    while ((got = read(fd, w->pin_error + at, sizeof w->pin_error - 1 - (size_t)at)) > 0
+           || (got < 0 && errno == EINTR))
+        at += got > 0 ? got : 0;
+    w->pin_error[at] = '\0';
+    return 0;
+}
+
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen)
 {
-    char sock[256], sarg[16];
+    char sock[256];
     snprintf(sock, sizeof sock, "unix:%s/w%d.sock", dir, w->id);
     snprintf(w->log, sizeof w->log, "%s/w%d.log", dir, w->id);
-    snprintf(sarg, sizeof sarg, "%d", job->threads);
     unlink(sock + 5);
     snprintf(w->addr, sizeof w->addr, "%s", sock);
     w->pin_error[0] = '\0';
+    w->reused = false;
     /* The child binds itself to its cores before exec (so every thread
      * Python and numpy start is bound) and writes why when it cannot into
      * this pipe, which its exec closes. */
@@ -52,35 +109,30 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         return -e;
     }
     if (pid == 0) {
-        /* Die with the scheduler, even on its SIGKILL; and if it died
-         * before prctl took effect, go at once. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
+        if (w->kept) {              /* a session of its own, init's child */
+            setsid();
+            pid_t g = fork();
+            if (g != 0) _exit(g < 0 ? 127 : 0);
+            /* and nothing the caller had open (a host process's files and
+             * sockets) held for as long as it lives: all close at exec */
+            syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+        } else {
+            /* Die with the scheduler, even on its SIGKILL; and if it died
+             * before prctl took effect, go at once. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) _exit(127);
+        }
         close(pin[0]);
-        int rc = topo && place ? qp_topo_bind(topo, place, false) : 0;
-        if (rc) dprintf(pin[1], "%s", qp_strerror(rc));
-        int fd = open(w->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd >= 0) { dup2(fd, 2); }
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); }
-        /* Python (and numpy) start as soon as the worker runs, while we
-         * connect and prepare the setup calls, instead of at the first. */
-        setenv("QPEACH_PY_EAGER", "1", 1);
-        char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg,
-                         job->db ? "--db" : NULL, job->db, NULL };
-        execv(self, argv);
-        dprintf(2, "exec %s: %s\n", self, strerror(errno));
-        _exit(127);
+        worker_exec(w, self, dir, job, sock, topo, place, pin[1]);
     }
     close(pin[1]);
-    ssize_t got, at = 0;
-    while ((got = read(pin[0], w->pin_error + at, sizeof w->pin_error - 1 - (size_t)at)) > 0
-           || (got < 0 && errno == EINTR))
-        at += got > 0 ? got : 0;
-    w->pin_error[at] = '\0';
+    int st, rc = 0;
+    if (w->kept) while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    rc = read_child(w, pin[0], &pid, err, errlen);
     close(pin[0]);
+    if (rc) return rc;
     w->pid = pid;
+    w->pidfd = w->kept ? qp__pidfd_open(pid) : -1;
     w->local = true;
     return 0;
 }
@@ -110,6 +162,27 @@ static void last_log_line(const qp__worker *w, char *buf, size_t n)
     snprintf(buf, n, "%.*s", (int)(n - 1), nl ? nl + 1 : tail);
 }
 
+/* Whether local worker w's process has ended (then reaped, when it is
+ * our child, and forgotten); how: " (status 1)", " (signal 9)", or ""
+ * for a kept worker, whose status is its parent's. */
+static bool worker_ended(qp__worker *w, char *how, size_t n)
+{
+    int st;
+    how[0] = '\0';
+    if (w->kept) {
+        if (w->pidfd >= 0 && !qp__pidfd_wait(w->pidfd, 0)) return false;
+        close(w->pidfd);
+        w->pidfd = -1;
+    } else if (waitpid(w->pid, &st, WNOHANG) == w->pid) {
+        snprintf(how, n, " (%s %d)", WIFSIGNALED(st) ? "signal" : "status",
+                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    } else {
+        return false;
+    }
+    w->pid = 0;
+    return true;
+}
+
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen)
 {
     /* TLS goes to the servers only: local workers listen on unix sockets
@@ -124,14 +197,12 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
         /* A local worker may still be starting: wait for its socket,
          * unless the process has already gone. */
         if (!w->local || qp__ms() > end || rc == QP_EAUTH) return rc;
-        int st;
-        if (w->pid && waitpid(w->pid, &st, WNOHANG) == w->pid) {
-            w->pid = 0;
+        char how[64];
+        if (w->pid && worker_ended(w, how, sizeof how)) {
             char why[512];
             last_log_line(w, why, sizeof why);
-            snprintf(err, errlen, "worker process exited (%s %d) before listening%s%s",
-                     WIFSIGNALED(st) ? "signal" : "status",
-                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), why[0] ? ": " : "", why);
+            snprintf(err, errlen, "worker process exited%s before listening%s%s", how,
+                     why[0] ? ": " : "", why);
             return QP_ECLOSED;
         }
         usleep(2000);           /* a worker listens ~6 ms after its exec */
@@ -147,7 +218,14 @@ void qp__worker_down(qp__worker *w, bool kill_process)
     qp_conn_close(w->c);
     w->c = NULL;
     w->nfl = w->flhead = w->tasks_in = 0;
-    if (w->local && w->pid > 0 && kill_process) {
+    if (w->local && w->pid > 0 && kill_process && w->kept) {
+        if (w->pidfd >= 0) {
+            qp__pidfd_stop(w->pidfd, 1000);
+            close(w->pidfd);
+        }
+        w->pidfd = -1;
+        w->pid = 0;
+    } else if (w->local && w->pid > 0 && kill_process) {
         kill(w->pid, SIGTERM);
         int st;
         for (int i = 0; i < 100; i++) {
@@ -166,7 +244,7 @@ void qp__workers_kill(qp__worker *ws, int n, const qp__worker *keep)
         if (&ws[i] == keep) continue;
         qp_conn_close(ws[i].c);
         ws[i].c = NULL;
-        if (ws[i].local && ws[i].pid > 0) kill(ws[i].pid, SIGKILL);
+        if (ws[i].local && ws[i].pid > 0 && !ws[i].kept) kill(ws[i].pid, SIGKILL);
     }
 }
 
@@ -178,6 +256,7 @@ void qp__workers_stop(qp__worker *ws, int n)
     qp__workers_kill(ws, n, NULL);
     for (int i = 0; i < n; i++) {
         int st;
+        if (ws[i].kept) continue;              /* kept.c writes down its pid */
         if (ws[i].local && ws[i].pid > 0) waitpid(ws[i].pid, &st, 0);
         ws[i].pid = 0;
     }
@@ -279,6 +358,20 @@ static int setup_answers(qp__worker *w, qp_value **m, int n, int64_t deadline, i
     return result;
 }
 
+/* Sends the n messages m to worker w: 0, or the transport's code with
+ * the cause in err (the worker is dropped). */
+static int setup_send(qp__worker *w, qp_value **m, int n, char *err)
+{
+    for (int k = 0; k < n; k++)
+        if (qp_conn_send(w->c, m[k], QP_MSG_SYNC)) {
+            int rc = qp_conn_err(w->c);
+            snprintf(err, 512, "%s", qp_conn_errstr(w->c));
+            qp__worker_down(w, true);
+            return rc ? rc : QP_ECLOSED;
+        }
+    return 0;
+}
+
 int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512],
                   int *codes)
 {
@@ -288,23 +381,26 @@ int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, ch
         if (codes) codes[i] = 0;
         if (!ws[i].c) continue;
         const qp__msgs *m = &s->of[ws[i].proto->id];
-        for (int k = 0; k < m->n; k++)
-            if (qp_conn_send(ws[i].c, m->m[k], QP_MSG_SYNC)) {
-                snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
-                if (codes) codes[i] = qp_conn_err(ws[i].c);
-                qp__worker_down(&ws[i], true);
-                break;
-            }
+        /* a kept worker found running forgets its last run first */
+        int rc = ws[i].reused ? setup_send(&ws[i], s->reuse.m, s->reuse.n, errs[i]) : 0;
+        if (!rc) rc = setup_send(&ws[i], m->m, m->n, errs[i]);
+        if (rc && codes) codes[i] = rc;
     }
     /* One deadline for all: a worker that hangs (stopped, stuck in its
      * module's import) costs the others no more than the timeout. */
     for (int i = 0; i < nw; i++) {
         if (!ws[i].c) continue;
         const qp__msgs *m = &s->of[ws[i].proto->id];
-        int rc = setup_answers(&ws[i], m->m, m->n, deadline, timeout_ms, errs[i]);
+        int rc = ws[i].reused ? setup_answers(&ws[i], s->reuse.m, s->reuse.n, deadline,
+                                              timeout_ms, errs[i]) : 0;
+        /* a kept worker that failed to forget its last run is not trusted;
+         * one that answered an error to the job's own setup is sound, and
+         * stays for the next run, which resets it */
+        bool sound = !rc && ws[i].kept;
+        if (!rc) rc = setup_answers(&ws[i], m->m, m->n, deadline, timeout_ms, errs[i]);
         if (codes) codes[i] = rc;
         if (!rc) ready++;
-        else qp__worker_down(&ws[i], true);
+        else qp__worker_down(&ws[i], rc != QP_EARG || !sound);
     }
     return ready;
 }

@@ -25,6 +25,10 @@
  *                      or a value), sorted (symbols by bytes): what a
  *                      scheduler plans `by = column` from; runs on the pool,
  *                      as it may read and scan a whole db table
+ *   .qp.reset[]        drops every global but qpeach's own (.qp.*): the
+ *                      names dropped; a mounted db stays (the py module
+ *                      replaces it with one that also forgets its
+ *                      functions: what a kept worker gets between runs)
  *
  * With a mounted database its tables are globals too, ahead of the ones
  * set here (which may not take their names): qp_server_get reads them
@@ -265,5 +269,7 @@ int qp__builtins_register(qp_server *s)
         int rc = qp_server_def(s, b[i].name, b[i].nargs, QP_EXEC_LOOP, b[i].fn, NULL);
         if (rc) return rc;
     }
-    return qp_server_def(s, ".qp.distinct", 2, QP_EXEC_POOL, qp__fn_distinct, NULL);
+    /* off the loop: both may read a whole column or free a big table */
+    int rc = qp_server_def(s, ".qp.distinct", 2, QP_EXEC_POOL, qp__fn_distinct, NULL);
+    return rc ? rc : qp_server_def(s, ".qp.reset", 1, QP_EXEC_POOL, qp__fn_reset, NULL);
 }

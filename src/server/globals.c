@@ -114,6 +114,36 @@ int qp_server_set(qp_server *s, const char *name, qp_value *value)
     return rc;
 }
 
+qp_value *qp_server_reset(qp_server *s)
+{
+    pthread_mutex_lock(&s->gmu);
+    int n = s->ng, kept = 0, gone = 0;
+    qp_value *names = qp_vector(QP_SYMBOL, n);
+    qp_value **drop = malloc((size_t)(n ? n : 1) * sizeof *drop);
+    for (int i = 0; names && drop && i < n; i++) {
+        if (!strncmp(s->gnames[i], ".qp.", 4)) {
+            s->gnames[kept] = s->gnames[i];
+            s->gvals[kept++] = s->gvals[i];
+        } else {
+            qp_S(names)[gone] = s->gnames[i];
+            drop[gone++] = s->gvals[i];
+        }
+    }
+    if (names && drop) s->ng = kept;
+    pthread_mutex_unlock(&s->gmu);
+    if (!names || !drop) { qp_unref(names); free(drop); return NULL; }
+    names->v.n = gone;
+    for (int i = 0; i < gone; i++) qp_unref(drop[i]);   /* outside the lock: big values */
+    free(drop);
+    return names;
+}
+
+qp_value *qp__fn_reset(qp_server *s, qp_value *args, void *data)
+{
+    (void)args, (void)data;
+    return qp_server_reset(s);
+}
+
 qp_value *qp_server_tables(qp_server *s)
 {
     qp_value *r = qp_vector(QP_SYMBOL, 0);

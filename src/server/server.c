@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -138,6 +139,7 @@ static void conn_nudge_add(qp_server *s, qp__sconn *c)
 static void conn_close(qp_server *s, qp__sconn *c)
 {
     int fd = c->tp.fd;
+    if (atomic_fetch_sub(&s->nclients, 1) == 1) atomic_store(&s->idle_since_ms, qp__now_ms());
     conn_gone(s, c);
     if (c->nudge >= 0) {
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->nudge, NULL);
@@ -444,6 +446,7 @@ static void conn_accept(qp_server *s)
             c->state = C_HANDSHAKE;
         }
         s->conns[fd] = c;
+        atomic_fetch_add(&s->nclients, 1);
         c->events = EPOLLIN;
         struct epoll_event e = { .events = EPOLLIN, .data.fd = fd };
         conn_nudge_add(s, c);
@@ -569,6 +572,7 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
     if (!s) { snprintf(err, errlen, "out of memory"); return QP_ENOMEM; }
     s->opts = *opts;
     s->lfd = s->epfd = s->evfd = -1;
+    atomic_store(&s->idle_since_ms, qp__now_ms());
     s->run = qp__work_run;   /* what the pool's threads do with a work item */
     /* A length field beyond physical memory is refused before anything is
      * allocated for it (and under ASan, rather than abort on a huge malloc). */
@@ -597,7 +601,11 @@ int qp_server_new(const qp_server_opts *opts, qp_server **out, char *err, size_t
         goto fail;
     }
     s->unix_sock = a.kind == QP__ADDR_UNIX;
-    if (s->unix_sock && !a.abstract) snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
+    struct stat st;
+    if (s->unix_sock && !a.abstract && !stat(a.path, &st)) {
+        snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
+        s->unix_ino = st.st_ino;
+    }
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->epfd < 0 || s->evfd < 0) {
@@ -684,6 +692,13 @@ void qp_server_stop(qp_server *s)
 
 const char *qp_server_address(const qp_server *s) { return s->address; }
 
+int64_t qp_server_idle_ms(qp_server *s)
+{
+    if (atomic_load(&s->nclients) > 0) return 0;
+    int64_t d = qp__now_ms() - atomic_load(&s->idle_since_ms);
+    return d > 0 ? d : 0;
+}
+
 void qp_server_free(qp_server *s)
 {
     if (!s) return;
@@ -703,7 +718,9 @@ void qp_server_free(qp_server *s)
         pthread_cond_destroy(&qs[i]->cv);
     }
     if (s->lfd >= 0) close(s->lfd);
-    if (s->unix_path[0]) unlink(s->unix_path);
+    struct stat st;
+    if (s->unix_path[0] && !stat(s->unix_path, &st) && st.st_ino == s->unix_ino)
+        unlink(s->unix_path);
     if (s->epfd >= 0) close(s->epfd);
     if (s->evfd >= 0) close(s->evfd);
     if (s->tls) SSL_CTX_free(s->tls);

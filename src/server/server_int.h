@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "qpeach/auth.h"
 #include "qpeach/ipc.h"
@@ -86,6 +87,9 @@ struct qp_server {
     int evfd;              /* eventfd: finished work items and stop requests */
     bool unix_sock;        /* listening on a unix socket */
     char unix_path[108];   /* socket file to remove at exit ("" if none) */
+    ino_t unix_ino;        /* ... its inode: another server may have bound
+                            * the name since (a kept worker started again
+                            * in its slot), and its file is not ours */
     SSL_CTX *tls;          /* server TLS context, NULL for plain */
     qp_auth *auth;         /* password file, NULL: everyone is let in */
     atomic_bool stopping;  /* set by qp_server_stop */
@@ -93,6 +97,10 @@ struct qp_server {
     qp__sconn **conns;     /* by fd */
     int nconns;            /* slots in conns */
     uint64_t next_cid;
+    /* Idleness (qp_server_idle_ms, read from any thread): clients
+     * connected now, and when the last one left (or the server began). */
+    atomic_int nclients;
+    atomic_int_fast64_t idle_since_ms;
     /* Timers, each a FIFO because every entry in one has the same delay:
      * failed logins waiting to be closed, and handshakes that must finish
      * in time (a client that connects and says nothing holds no slot). */
@@ -175,6 +183,8 @@ int qp__pykx_text(const char *s, size_t n);
 
 /* ---- globals.c ---- */
 const qp__fn *qp__fn_find(const qp_server *s, const char *name);
+/* The .qp.reset built-in: qp_server_reset's names. */
+qp_value *qp__fn_reset(qp_server *s, qp_value *args, void *data);
 void qp__globals_free(qp_server *s);
 /* A global set in this server (not a db table): new reference or NULL. */
 qp_value *qp__global_get(qp_server *s, const char *sym);

@@ -61,6 +61,7 @@ static const char *good_job =
     "local = 2\n"
     "servers = localhost:5001, unix:/tmp/w.sock\n"
     "threads = 1\n"
+    "keep = 10m\n"
     "user = alice:secret\n"
     "[merge]\n"
     "how = sum-by-key\n"
@@ -93,6 +94,7 @@ static void test_job_good(void)
     CU_ASSERT_EQUAL(j->part_by, QP_PART_ROWS);
     CU_ASSERT_EQUAL(j->pieces, 16);
     CU_ASSERT_EQUAL(j->local, 2);
+    CU_ASSERT_EQUAL(j->keep_ms, 600000);
     CU_ASSERT_EQUAL(j->nservers, 2);
     CU_ASSERT_STRING_EQUAL(j->servers[1], "unix:/tmp/w.sock");
     CU_ASSERT_STRING_EQUAL(j->user, "alice");
@@ -257,6 +259,14 @@ static void test_job_errors(void)
         { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[partition]\nby = column\ncolumn = s\n"
           "pieces = 3\n[workers]\nlocal = 1\n",
           "bad.ini:8: [partition] pieces: only for by = rows" },
+        { "[workers]\nkeep = forever\n",
+          "bad.ini:2: [workers] keep: not a duration up to 7 days (e.g. 10m, 90s, 0: not kept): "
+          "'forever'" },
+        { "[workers]\nkeep = 200h\n",
+          "bad.ini:2: [workers] keep: not a duration up to 7 days (e.g. 10m, 90s, 0: not kept): "
+          "'200h'" },
+        { "[job]\nfunction = f.py:g\n[input]\ntable = t\n[workers]\nservers = h:1\nkeep = 1m\n",
+          "bad.ini: [workers] keep is for local workers (servers run on their own)" },
         { "[workers]\nprotocol = q\n",
           "bad.ini:2: [workers] protocol: expected qpeach or pykx: 'q'" },
         { "[job]\nfunction = f.py:g\n[input]\nfile = a.csv\n[workers]\nlocal = 1\nprotocol = pykx\n",
@@ -303,6 +313,13 @@ static void test_durations(void)
     CU_ASSERT(!qp_job_parse_duration("1.5", &ms) && ms == 1500);
     CU_ASSERT(!qp_job_parse_duration("1h", &ms) && ms == 3600000);
     CU_ASSERT(qp_job_parse_duration("5 days", &ms) < 0);
+    char t[32];
+    int64_t texts[] = { 850, 4200, 187000, 7500000 };
+    const char *want[] = { "850ms", "4.2s", "3m07s", "2h05m" };
+    for (int i = 0; i < 4; i++) {
+        qp_job_duration_text(texts[i], t, sizeof t);
+        CU_ASSERT_STRING_EQUAL(t, want[i]);
+    }
     CU_ASSERT(qp_job_parse_duration("-1s", &ms) < 0);
     CU_ASSERT(qp_job_parse_duration("", &ms) < 0);
     /* A code of the error table, not -1 (which qp_strerror reads as EPERM). */
