@@ -478,14 +478,10 @@ static qp_value *partition(const qp_value *t, const qp_value *part)
 
 static qp_value *apply_call(const char *fn, qp_value *p);
 
-static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
+/* fn on one part of tv (a table's name, or a table): fn's result, or an
+ * error value saying why not. New reference; NULL on OOM. */
+static qp_value *apply_part(qp_server *s, const char *fn, const qp_value *tv, const qp_value *part)
 {
-    (void)data;
-    qp_value *e = need_python();
-    if (e) return e;
-    const char *fn = sym_arg(arg(args, 0));
-    if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
-    const qp_value *tv = arg(args, 1), *part = arg(args, 2);
     qp_value *t = NULL, *p = NULL;
     /* a db table: one partition, or the rows asked for, read alone */
     if (tv->type == -QP_SYMBOL && qp_server_db_part(s, tv->s, part, &p)) {
@@ -521,6 +517,16 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
     qp_unref(t);
     if (!p || qp_is_error(p)) return p;
     return apply_call(fn, p);
+}
+
+static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *fn = sym_arg(arg(args, 0));
+    if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
+    return apply_part(s, fn, arg(args, 1), arg(args, 2));
 }
 
 /* Calls fn with the one table p (stolen). */
@@ -594,6 +600,92 @@ static qp_value *fn_peach(qp_server *s, qp_value *args, void *data)
     return qp__collapse(out);
 }
 
+/* ---- .qp.applyeach / .qp.calleach ----
+ * A batch in one message: fn over each part (each item) in order, on this
+ * thread, as one .qp.apply (.qp.call with one argument) each would run
+ * them; a scheduler's small tasks then pay one round trip, one wake-up of
+ * this thread and one response for many. An item that fails stops none
+ * of the others, and the answer says item by item which failed and why:
+ * (ok; r), r[i] fn's result where ok[i], else the error's text. */
+
+typedef qp_value *(*each_fn)(int64_t i, void *data);
+
+static qp_value *each(int64_t n, each_fn one, void *data)
+{
+    qp_value *ok = qp_vector(QP_BOOL, n), *r = qp_vector(QP_LIST, n);
+    int64_t i = 0;
+    for (; ok && r && i < n; i++) {
+        qp_value *v = qp_server_cancelled(server)   /* its client left: run no more */
+                          ? qp_error("cancelled: its client closed the connection")
+                          : one(i, data);
+        qp_value *text = v && qp_is_error(v) ? qp_cstring(v->s) : NULL;
+        if (!v || (qp_is_error(v) && !text)) { qp_unref(v); break; }
+        qp_G(ok)[i] = !text;
+        qp_K(r)[i] = text ? text : v;
+        if (text) qp_unref(v);
+    }
+    if (ok && r && i == n) return qp_list(2, ok, r);
+    for (int64_t k = i; r && k < n; k++) qp_K(r)[k] = qp_identity();
+    qp_unref(ok);
+    qp_unref(r);
+    return NULL;
+}
+
+typedef struct applyeach { qp_server *s; const char *fn; const qp_value *tv, *parts; } applyeach;
+
+static qp_value *applyeach_one(int64_t i, void *data)
+{
+    applyeach *a = data;
+    if (a->parts->type == QP_LIST) return apply_part(a->s, a->fn, a->tv, qp_K(a->parts)[i]);
+    qp_value *part = qp_slice(a->parts, 2 * i, 2);
+    qp_value *r = part ? apply_part(a->s, a->fn, a->tv, part) : NULL;
+    qp_unref(part);
+    return r;
+}
+
+static qp_value *fn_applyeach(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    applyeach a = {.s = s, .fn = sym_arg(arg(args, 0)), .tv = arg(args, 1), .parts = arg(args, 2)};
+    if (!a.fn) return qp_error("qp.applyeach: the function name must be a symbol or string");
+    const qp_value *ps = a.parts;
+    if (ps->type != QP_LIST && !(ps->type == QP_LONG && ps->v.n % 2 == 0))
+        return qp_error("qp.applyeach: parts are a list of parts (as .qp.apply takes them) or a "
+                        "long vector of (start; end) row pairs");
+    return each(ps->type == QP_LIST ? ps->v.n : ps->v.n / 2, applyeach_one, &a);
+}
+
+typedef struct calleach { const char *fn; const qp_value *items; int flags; } calleach;
+
+static qp_value *calleach_one(int64_t i, void *data)
+{
+    calleach *c = data;
+    qp_value *it = qp_item(c->items, i);
+    PyObject *a = it ? qp_py_from_q(it, c->flags) : NULL;
+    PyObject *t = a ? PyTuple_Pack(1, a) : NULL;
+    qp_value *r = t ? qp__call_obj(c->fn, t, NULL) : it ? qp_py_error() : NULL;
+    Py_XDECREF(t);
+    Py_XDECREF(a);
+    qp_unref(it);
+    return r;
+}
+
+static qp_value *fn_calleach(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    calleach c = {.fn = sym_arg(arg(args, 0)), .items = arg(args, 1)};
+    if (!c.fn) return qp_error("qp.calleach: the function name must be a symbol or string");
+    if (c.items->type != QP_LIST && !qp_is_vector(c.items))
+        return qp_error("qp.calleach: takes [name; list]");
+    if (qp__func_flags(c.fn, &c.flags) < 0)
+        return qp_error("qp.calleach: no function '%s' (define it with .qp.def)", c.fn);
+    return each(c.items->v.n, calleach_one, &c);
+}
+
 /* ---- registration ---- */
 
 void qp_py_thread_start_cb(int index, void *data)
@@ -622,6 +714,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout},
+        {".qp.applyeach", 3, fn_applyeach}, {".qp.calleach", 2, fn_calleach},
         /* the names src/server/server_int.h gives PyKX's lambdas */
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };
