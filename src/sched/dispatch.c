@@ -59,8 +59,8 @@ static int batch_size(const run *r, const qp__worker *w)
         return 1;
     if (r->job->batch) return r->job->batch < QP__MAX_BATCH ? r->job->batch : QP__MAX_BATCH;
     if (!(w->gap_us > 0 && w->gap_us < 2000)) return 1;
-    double us = BATCH_US;
-    if (r->job->task_timeout_ms && r->job->task_timeout_ms * 250.0 < us) us = r->job->task_timeout_ms * 250.0;
+    double us = BATCH_US, quarter = r->job->task_timeout_ms * 250.0;
+    if (quarter > 0 && quarter < us) us = quarter;
     double b = us / w->gap_us;
     return b < 1 ? 1 : b > QP__MAX_BATCH ? QP__MAX_BATCH : (int)b;
 }
@@ -272,21 +272,22 @@ int qp__restart_worker(run *r, int wi)
 static bool worker_lost(run *r, int wi, const char *why, bool blame)
 {
     qp__worker *w = &r->ws[wi];
-    bool ok = true;
+    bool ok = true, seen = false;
     qp__say(r, "worker", "lost worker %d (%s): %s", wi, w->addr, why);
-    int64_t head = -1;
     int head_batch = 0;     /* entries of the message that was running */
     assert(RING_OK(w));
     for (int k = 0; k < w->nfl; k++) {
         qp__flight *f = &w->fl[(w->flhead + k) % RING_CAP];
         if (k == 0) head_batch = f->batch;
+        if (!f->final) continue;
+        bool running = !seen;      /* the first task awaited: the one running */
+        seen = true;
         /* an answer no longer awaited: its task was sent again since */
-        if (!f->final || f->attempt != r->t[f->task].sends) continue;
-        if (head < 0 && f->batch == 1) {
-            head = f->task;
-            if (blame) { ok = task_failed(r, f->task, wi, why, false); continue; }
+        if (f->attempt != r->t[f->task].sends) continue;
+        if (running && blame && f->batch == 1) {
+            ok = task_failed(r, f->task, wi, why, false);
+            continue;
         }
-        head = head < 0 ? f->task : head;
         if (k < head_batch && head_batch > 1) r->t[f->task].solo = true;
         requeue(r, f->task);
     }
