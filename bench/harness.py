@@ -19,6 +19,11 @@ Sections (each reuses the bench that already measures it):
             serve` with Python: `.qp.echo` and a zero-argument function
             from C, and from the Python client (bench_client.latency)
   overhead  10,000 tasks of an empty function (workloads/run_one.py)
+  pertask   what a small task costs beyond start-up: kx.remote.map and
+            `qpeach run` of 10,000 no-op items, .qp.peach on -s -2, each
+            against Pool(2).map(chunksize=1) (bench_pertask.py)
+  groupby   `by = column` over a 1M-row, 5-date, 300-sym db, the whole
+            `qpeach run`, against a pandas groupby (bench_groupby.py)
   workloads VWAP by sym, pandas group-by rolling mean, CPU-bound pure Python
             by every contender in workloads/ (run_one.py, one process each)
   growth    time and peak memory per row as rows grow
@@ -390,6 +395,55 @@ def cold(quick):
              note=f"after qpeach workers stop, median of {len(f['keep_s'])}")
 
 
+def _script_json(name, args, section):
+    """Runs bench/NAME with --json: its last line, or None (a failure noted)."""
+    r = sh([PY, os.path.join(HERE, name)] + args + ["--json"], timeout=3600)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        failures.append(f"{section}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        return None
+
+
+def pertask(quick):
+    """What a small task costs beyond start-up (bench_pertask.py)."""
+    log("== per-task cost (map, run, peach vs Pool)")
+    j = _script_json("bench_pertask.py", ["--n", "10000", "--reps", "3" if quick else "7"], "pertask")
+    if not j:
+        return
+    case = f"{j['n']} no-op items"
+    pool = j["pool_us"]
+    meaning = "Pool(2).map chunksize=1, per item / this, per item (>1: cheaper)"
+    emit("pertask", case, "Pool(2).map, chunksize=1 (baseline)", "us/item", pool, "us", pool, 1.0,
+         meaning, note=f"median of {j['reps']}, started pool")
+    for key, who, note in (
+            ("map_us", "kx.remote.map, local = 2", f"beyond start-up: {j['map_n_s']:.3f}s for "
+             f"{j['n']} items, {j['map_10_s']:.3f}s for 10"),
+            ("run_us", "qpeach run, local = 2", f"beyond start-up: {j['run_n_s']:.3f}s for "
+             f"{j['n']} tasks, {j['run_10_s']:.3f}s for 10"),
+            ("peach_us", ".qp.peach, qpeach serve -s -2", "a started server")):
+        emit("pertask", case, who, "us/item", j[key], "us", pool, pool / j[key] if j[key] > 0 else "",
+             meaning, note=note)
+
+
+def groupby(quick):
+    """`by = column` over a partitioned db vs pandas (bench_groupby.py)."""
+    rows, syms = (200_000, 100) if quick else (1_000_000, 300)
+    log(f"== by = column, {rows:,} rows, {syms} syms")
+    j = _script_json("bench_groupby.py", ["--rows", str(rows), "--syms", str(syms),
+                                          "--reps", "3" if quick else "7"], "groupby")
+    if not j:
+        return
+    q, p = statistics.median(j["qpeach_s"]), statistics.median(j["pandas_s"])
+    case = f"{rows // 1000}k rows, {j['dates']} dates, {syms} syms"
+    meaning = "pandas groupby time / this time (<1: pandas faster)"
+    emit("groupby", case, "pandas groupby, 1 process (baseline)", "median s", p, "s", p, 1.0, meaning,
+         note=f"median of {j['reps']}; the rows in memory")
+    emit("groupby", case, "qpeach run, by = column, local = 2 (whole job)", "median s", q, "s", p,
+         p / q, meaning, note=f"median of {j['reps']}, best {min(j['qpeach_s']):.3f}s; "
+                              "worker start included")
+
+
 def growth(quick):
     """Extra sizes for the cost-growth curves (the workload sizes add theirs)."""
     sizes = [300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
@@ -433,7 +487,10 @@ def markdown(info, mode, cmd, csv_name):
          f"dask {info['dask']}, node {info['node']}, node-q {info['node-q']}; "
          f"qpeach {info['qpeach_commit']}, {info['date']}, load average {info['load_avg']}. "
          f"Every ratio is against a baseline measured in the same run on the same data; "
-         f"results were checked equal. Raw figures: `bench/results/{csv_name}`.", ""]
+         f"results were checked equal. Raw figures: `bench/results/{csv_name}`."
+         + (f" This run measured {info['sections_run']}; the other tables are carried over from "
+            f"`bench/results/{info['others_from']}` (its own date and commit)."
+            if info.get("others_from") else ""), ""]
 
     def table(section, head, row):
         rs = [r for r in rows_out if r["section"] == section]
@@ -459,6 +516,13 @@ def markdown(info, mode, cmd, csv_name):
     table("overhead", ["contender", "µs per task", "× Pool", "note"],
           lambda r: [r["contender"], fmt(r["value"]), fmt(r["ratio"]) if r["status"] == "ok" else r["status"],
                      r["note"]])
+    L += ["### Per-task cost of small tasks (ratio = Pool(2).map chunksize=1 per item / "
+          "contender's; > 1 is cheaper)", ""]
+    table("pertask", ["case", "contender", "µs per item", "× Pool", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]), fmt(r["ratio"]), r["note"]])
+    L += ["### by = column over a partitioned db (ratio = pandas groupby / contender; whole run)", ""]
+    table("groupby", ["case", "contender", "median", "× pandas", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]) + " s", fmt(r["ratio"]), r["note"]])
     L += ["### Call latency (ratio = contender / bare socket ping-pong of the same bytes)", ""]
     table("latency", ["case", "path", "p50 µs", "p99 µs", "p50 × floor", "p99 × floor"],
           lambda r: None)
@@ -491,23 +555,51 @@ def markdown(info, mode, cmd, csv_name):
     return "\n".join(L)
 
 
+def carry_over(mode, sections):
+    """A run of some sections (--only) keeps the others' figures: the rows
+    of every other section from the latest <mode>-*.csv, in their order,
+    ahead of this run's. Returns that file's name, or None."""
+    import glob
+    prev = sorted(glob.glob(os.path.join(RESULTS, f"{mode}-*.csv")))
+    if not prev:
+        return None
+    kept = []
+    with open(prev[-1], newline="") as f:
+        for r in csv.DictReader(f):
+            if r["section"] in ("machine", "failure") or r["section"] in sections:
+                continue
+            for k in ("value", "baseline", "ratio"):
+                try:
+                    r[k] = float(r[k])
+                except (TypeError, ValueError):
+                    pass
+            kept.append({k: r.get(k, "") for k in FIELDS})
+    rows_out[:0] = kept
+    return os.path.basename(prev[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,workloads,cold,growth")
+    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,pertask,groupby,"
+                                   "workloads,cold,growth")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args()
     mode = "quick" if a.quick else "full"
     cmd = "make bench-quick" if a.quick else "make bench"
-    sections = (a.only or "codec,latency,overhead,workloads,cold,growth").split(",")
+    sections = (a.only or "codec,latency,overhead,pertask,groupby,workloads,cold,growth").split(",")
     if "codec" in sections:
         install_nodeq()
     info = machine()
     log("machine:", json.dumps(info))
     for s in sections:
-        {"codec": codec, "latency": latency, "overhead": overhead, "workloads": workloads,
-         "cold": cold, "growth": growth}[s](a.quick)
+        {"codec": codec, "latency": latency, "overhead": overhead, "pertask": pertask,
+         "groupby": groupby, "workloads": workloads, "cold": cold, "growth": growth}[s](a.quick)
     os.makedirs(RESULTS, exist_ok=True)
+    carried = carry_over(mode, sections) if a.only else None
+    if carried:
+        info["sections_run"] = ",".join(sections)
+        info["others_from"] = carried
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     csv_name = f"{mode}-{stamp}.csv"
     with open(os.path.join(RESULTS, csv_name), "w", newline="") as f:

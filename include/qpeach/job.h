@@ -84,6 +84,8 @@ typedef struct qp_job {
     char *password;
     int window;            /* tasks in flight per connection; 0: auto (2,
                             * up to 16 while tasks take under 2 ms) */
+    int batch;             /* tasks per message to a worker; 0: auto (1,
+                            * more while tasks take under 2 ms) */
     int connect_timeout_ms;
     bool tls;              /* TLS to the servers (local workers: unix sockets) */
     char *tls_ca;          /* CA file that verifies the servers; NULL: system store */

@@ -29,6 +29,8 @@
 #include <stdint.h>
 
 typedef struct qp_journal qp_journal;
+struct qp_value;
+
 
 /* One named SHA-256 that must match for a journal to be resumed. */
 typedef struct qp_journal_id {
@@ -82,6 +84,14 @@ int qp_journal_append(qp_journal *j, int64_t task, const void *bytes, size_t len
  * failed earlier fdatasync (the error sticks; qp_journal_write also
  * QP_ENOMEM). One thread calls these. */
 int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len);
+/* Many records in one write(): qp_journal_stage_value stages a record of v
+ * (borrowed) as the q IPC response message that would carry it (decoding
+ * it on resume gives v), with no allocation of its own once the journal's
+ * buffer has grown; qp_journal_flush writes every staged record with one
+ * write() (qp_journal_write and the syncs flush first). 0, -errno,
+ * QP_ETYPE (v cannot be encoded) or QP_ENOMEM. */
+int qp_journal_stage_value(qp_journal *j, int64_t task, const struct qp_value *v);
+int qp_journal_flush(qp_journal *j);
 int qp_journal_sync(qp_journal *j);
 int qp_journal_sync_async(qp_journal *j);
 

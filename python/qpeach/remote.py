@@ -104,6 +104,27 @@ _CODE_LIKE = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), frozenset)
 
 
+_PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
+def _plain(items):
+    """Whether items (a list, or None) hold only plain scalars, or tuples
+    and lists of them: what the C pickler writes without naming a class
+    (one of the client's __main__ would not load on a server)."""
+    if items is None:
+        return False
+    kinds = {type(x) for x in items}       # (this module's map() is not the builtin)
+    if kinds <= _PLAIN:
+        return True
+    if not kinds <= _PLAIN | {tuple, list}:
+        return False
+    inner = set()
+    for x in items:
+        if type(x) in (tuple, list):
+            inner.update(type(y) for y in x)
+    return inner <= _PLAIN
+
+
 def _by_value(fn, memo, live):
     """A copy of fn that dill pickles by value (its module set to
     __main__), with the plain functions of the same module that it uses
@@ -178,6 +199,9 @@ def _make_entry(st):
             if only:
                 return None
         items = st.get("items")
+        if items is None and st.get("items_pickle") is not None:
+            import pickle as P
+            items = st["items"] = P.loads(st.pop("items_pickle"))
         if items is not None:       # map(): the task's row names its item
             return f(items[int(args[0]["i"][0])])
         return f(*args, **kwargs)
@@ -243,8 +267,12 @@ class _Shipped:
             now = self.globals_now()
         except _UNPICKLABLE as e:
             return None, f"{type(e).__name__}: {e}"
+        # map()'s items: plain values go by the C pickler (dill's pickler
+        # runs Python code per item, most of a small item's cost)
+        blob = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL) if _plain(items) else None
         st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
-              "live": frozenset(self.live), "h": now[0] if now else None, "items": items}
+              "live": frozenset(self.live), "h": now[0] if now else None,
+              "items": None if blob is not None else items, "items_pickle": blob}
         entry = _make_entry(st)
         ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
                                 fn.__name__, None, entry.__closure__)

@@ -19,13 +19,17 @@
  * covers the rest (the child watches for EOF on a thread and exits).
  *
  * .qp.peach hands items out dynamically: one dispatcher thread per worker
- * takes the next item as soon as its worker answered the previous one.
+ * takes the next items as soon as its worker answered the previous ones.
+ * Small items go in chunks (.qp.calleach, which answers each item for
+ * itself), doubled while a chunk takes under 1 ms: an item then costs no
+ * round trip of its own. A chunk whose worker died goes again one item per
+ * message, so that the item that kills its worker is the one named.
  * A dispatcher waits for its answer in 50 ms polls, so that a peach whose
  * client left (qp_server_cancelled) stops within one: it closes its
  * connection, and the worker process cancels the item itself.
  *
  * A worker that dies is restarted: same core, argv (--load, --db) and history.
- * During peach its in-flight item goes back to a queue that every
+ * During peach its in-flight items go back to a queue that every
  * dispatcher (its own too, once the worker is back) takes from first; an
  * item that has killed its worker QP_PEACH_TRIES times ends the call with
  * an error naming the item and how the process ended. Restarts are done
@@ -428,8 +432,9 @@ typedef struct peachrun {
     const qp_value *items;
     qp_value **out;
     int64_t n, next;
-    int64_t *queue;        /* items back from a dead worker (<= nworkers) */
-    int nqueue;
+    int64_t *queue;        /* items back from a dead worker or a lost chunk
+                            * (<= n): each goes alone */
+    int64_t nqueue;
     uint8_t *deaths;       /* per item: worker processes it has killed */
     qp_value *fatal;       /* set: hand out no more items */
     int running;           /* dispatchers still going */
@@ -439,15 +444,27 @@ typedef struct peachrun {
 
 typedef struct parg { peachrun *j; int w; } parg;
 
-static int64_t take(peachrun *j)
+/* The next items for a dispatcher: one from the queue, or up to max
+ * fresh ones in order (no more than an even share of what is left, so the
+ * last ones spread over the workers), from *first on. Their count; 0:
+ * none left (or the peach failed). */
+static int64_t take(peachrun *j, int64_t max, int64_t *first)
 {
-    int64_t i = -1;
+    int64_t k = 0;
     pthread_mutex_lock(&j->mu);
-    if (j->fatal) i = -1;
-    else if (j->nqueue) i = j->queue[--j->nqueue];
-    else if (j->next < j->n) i = j->next++;
+    if (j->fatal) {
+        k = 0;
+    } else if (j->nqueue) {
+        *first = j->queue[--j->nqueue];
+        k = 1;
+    } else if (j->next < j->n) {
+        int64_t share = (j->n - j->next + nworkers - 1) / nworkers;
+        k = max < share ? max : share;
+        *first = j->next;
+        j->next += k;
+    }
     pthread_mutex_unlock(&j->mu);
-    return i;
+    return k;
 }
 
 /* msg on worker i for a peach item, as worker_call, but waiting in 50 ms
@@ -484,43 +501,109 @@ static qp_value *peach_call(peachrun *j, int i, const qp_value *msg, qp_value **
     }
 }
 
+/* Items [first, first+k) in one message: .qp.call of the one item, or
+ * .qp.calleach over them. New reference, NULL on OOM. */
+static qp_value *items_msg(peachrun *j, int64_t first, int64_t k)
+{
+    if (k > 1) {
+        qp_value *part = qp_slice(j->items, first, k);
+        return part ? qp_list(3, qp_symbol(".qp.calleach"), qp_symbol(j->fn), part) : NULL;
+    }
+    qp_value *it = qp_item(j->items, first);
+    return it ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(j->fn), qp_list(1, it)) : NULL;
+}
+
+/* The answer r (stolen) to items [first, first+k) into j->out: for a
+ * chunk, (ok; results), each item's result or error. false when r is not
+ * such an answer (the chunk was refused as a whole). */
+static bool place(peachrun *j, int64_t first, int64_t k, qp_value *r)
+{
+    if (k == 1) { j->out[first] = r; return true; }
+    if (r->type != QP_LIST || r->v.n != 2 || qp_K(r)[0]->type != QP_BOOL || qp_K(r)[0]->v.n != k ||
+        qp_K(r)[1]->type != QP_LIST || qp_K(r)[1]->v.n != k) {
+        qp_unref(r);
+        return false;
+    }
+    for (int64_t x = 0; x < k; x++) {
+        qp_value *v = qp_K(qp_K(r)[1])[x];
+        j->out[first + x] = qp_G(qp_K(r)[0])[x] ? qp_ref(v)
+                          : qp_error("%.*s", v->type == QP_CHAR ? (int)v->v.n : 0, (const char *)v->v.data);
+    }
+    qp_unref(r);
+    return true;
+}
+
+/* Items per message: doubled while a message takes under 1 ms, halved
+ * over 4 ms, so that a message's round trip is a small part of it and a
+ * slow item holds back few others. */
+static int64_t next_chunk(int64_t chunk, int64_t k, int64_t us)
+{
+    if (k == chunk && us < 1000 && chunk < 4096) return 2 * chunk;
+    if (us > 4000 && chunk > 1) return chunk / 2;
+    return chunk;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Items that failed with their message (e: why, a new reference): the
+ * peach ends on a cancel; an item alone whose worker died counts a death
+ * (and ends the peach at QP_PEACH_TRIES); otherwise the items go back to
+ * the queue, each to go alone. Then waits for the worker to be restarted.
+ * false: this dispatcher stops. Called under j->mu. */
+static bool failed(peachrun *j, parg *a, int64_t first, int64_t k, qp_value *e, bool sent)
+{
+    worker *w = &workers[a->w];
+    if (e && qp_server_cancelled(j->s)) {   /* no restart: the next call revives */
+        if (!j->fatal) j->fatal = e; else qp_unref(e);
+        return false;
+    }
+    if (!e) {
+        if (!j->fatal) j->fatal = qp_error("wsfull");
+    } else if (sent && k == 1 && ++j->deaths[first] >= QP_PEACH_TRIES) {
+        if (!j->fatal)
+            j->fatal = qp_error("qp.peach: item %lld killed its worker process %d times; last: worker "
+                                "process %d %s", (long long)first, QP_PEACH_TRIES, a->w, w->cause);
+    } else {
+        for (int64_t x = k; x-- > 0;) j->queue[j->nqueue++] = first + x;
+    }
+    qp_unref(e);
+    if (w->pid <= 0 || !w->c) {   /* wait for the peach thread to restart it */
+        w->want = true;
+        pthread_cond_broadcast(&j->cv);
+        while (w->want) pthread_cond_wait(&j->cv, &j->mu);
+    }
+    return !w->down;
+}
+
 static void *dispatch_main(void *p)
 {
     parg *a = p;
     peachrun *j = a->j;
-    worker *w = &workers[a->w];
-    int64_t i;
-    while ((i = take(j)) >= 0) {
-        qp_value *it = qp_item(j->items, i);
-        qp_value *msg = it ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(j->fn), qp_list(1, it)) : NULL;
-        bool sent = false;   /* a failed (re)start is not the item's doing */
+    int64_t first, k, chunk = 1;
+    while ((k = take(j, chunk, &first)) > 0) {
+        qp_value *msg = items_msg(j, first, k);
+        bool sent = false;   /* a failed (re)start is not the items' doing */
+        int64_t t0 = mono_us();
         qp_value *e = NULL, *r = msg ? peach_call(j, a->w, msg, &e, &sent) : NULL;
         qp_unref(msg);
-        if (r) { j->out[i] = r; continue; }
+        bool answered = r != NULL;
+        if (r && place(j, first, k, r)) {
+            chunk = next_chunk(chunk, k, mono_us() - t0);
+            continue;
+        }
+        if (answered) {   /* the chunk refused as a whole: its items go alone */
+            e = qp_error("qp.peach: a chunk of %lld items was refused", (long long)k);
+            sent = false;
+        }
         pthread_mutex_lock(&j->mu);
-        if (e && qp_server_cancelled(j->s)) {   /* no restart: the next call revives */
-            if (!j->fatal) j->fatal = e; else qp_unref(e);
-            pthread_mutex_unlock(&j->mu);
-            break;
-        }
-        if (!e) {
-            if (!j->fatal) j->fatal = qp_error("wsfull");
-        } else if (sent && ++j->deaths[i] >= QP_PEACH_TRIES) {
-            if (!j->fatal)
-                j->fatal = qp_error("qp.peach: item %lld killed its worker process %d times; last: worker "
-                                    "process %d %s", (long long)i, QP_PEACH_TRIES, a->w, w->cause);
-        } else {
-            j->queue[j->nqueue++] = i;
-        }
-        qp_unref(e);
-        if (w->pid <= 0 || !w->c) {   /* wait for the peach thread to restart it */
-            w->want = true;
-            pthread_cond_broadcast(&j->cv);
-            while (w->want) pthread_cond_wait(&j->cv, &j->mu);
-        }
-        bool down = w->down;
+        bool go_on = failed(j, a, first, k, e, sent);
         pthread_mutex_unlock(&j->mu);
-        if (down) break;
+        if (!go_on) break;
     }
     pthread_mutex_lock(&j->mu);
     j->running--;
@@ -536,7 +619,7 @@ qp_value *qp__procs_peach(qp_server *s, const char *fn, const qp_value *items)
     pthread_t *th = calloc((size_t)nworkers, sizeof *th);
     parg *args = calloc((size_t)nworkers, sizeof *args);
     peachrun j = {.s = s, .fn = fn, .items = items, .n = n};
-    j.queue = calloc((size_t)nworkers, sizeof *j.queue);
+    j.queue = calloc((size_t)(n ? n : 1), sizeof *j.queue);
     j.deaths = calloc((size_t)(n ? n : 1), 1);
     if (!out || !th || !args || !j.queue || !j.deaths) goto done;
     j.out = qp_K(out);

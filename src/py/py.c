@@ -453,6 +453,7 @@ void qp_py_fini(void)
     Py_CLEAR(timeout_exc);
     Py_CLEAR(cancel_exc);
     qp__pykx_fini();
+    qp__select_fini();
     qp__conv_fini();
     Py_FinalizeEx();
     ready = false;

@@ -55,6 +55,21 @@ int qp__symcat_prime_table(const qp_value *t);
 /* Drops the entries whose buffer only the cache still references; returns
  * the number of entries left. */
 size_t qp__symcat_sweep(void);
+/* select.c: the rows of table t (borrowed) that a .qp.apply part selects:
+ * (start; end) rows, a view; or (column; value), gathered through the
+ * column's group index (built at the first such part, kept while the
+ * column lives). New reference, an error value, or NULL on OOM. Main
+ * thread only. */
+qp_value *qp__select(const qp_value *t, const qp_value *part);
+/* The rows where col = val of db's partitioned table (interned name),
+ * partition by partition, equal to those of the whole table; as
+ * qp__select. */
+qp_value *qp__select_parted(struct qp_kdb *db, const char *table, const char *col,
+                            const qp_value *val);
+/* Drops the indexes of columns only the cache still holds; frees them
+ * all (fini). */
+void qp__select_sweep(void);
+void qp__select_fini(void);
 /* The whole cached codes array of the column col lies in (borrowed), or
  * NULL when none: lets tests check that slices share it. */
 PyObject *qp__symcat_codes(const qp_value *col);

@@ -162,7 +162,8 @@ static void python_started(void)
 static qp_value *need_python(void)
 {
     if (qp_py_ready()) {
-        qp__symcat_sweep();   /* codes of tables dropped since the last call */
+        qp__symcat_sweep();   /* codes and indexes of tables dropped since the last call */
+        qp__select_sweep();
         return NULL;
     }
     char err[512];
@@ -348,165 +349,34 @@ static qp_value *fn_reload(qp_server *s, qp_value *args, void *data)
 }
 
 /* ---- .qp.apply ----
- * part: (start; end) rows, a view of the table; or (column; value), the
- * rows where column = value, gathered (an enumerated column compares its
- * symbols; `c`v is (`c;`v) as q collapses it). A db table is served by
- * qp_server_db_part first. */
-
-static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
-{
-    if (col->type == QP_ENUM) {   /* the indices, over the same domain */
-        qp_value *j = qp_vector(QP_LONG, m);
-        if (!j) return NULL;
-        for (int64_t i = 0; i < m; i++) qp_J(j)[i] = qp_J(col)[idx[i]];
-        qp_value *e = qp_enum_borrow(m, qp_J(j), j->v.owner, qp_ref(col->v.dom));
-        qp_unref(j);
-        return e;
-    }
-    qp_value *v = qp_vector(col->type, m);
-    if (!v) return NULL;
-    if (col->type == QP_LIST) {
-        for (int64_t i = 0; i < m; i++) qp_K(v)[i] = qp_ref(qp_K(col)[idx[i]]);
-        return v;
-    }
-    size_t w = qp_type_width(col->type);
-    const char *src = col->v.data;
-    char *dst = v->v.data;
-    /* memcpy of a constant width is one load and one store a row (and
-     * safe unaligned); of a variable width, a call */
-#define GATHER(W) for (int64_t i = 0; i < m; i++) memcpy(dst + i * W, src + idx[i] * W, W)
-    switch (w) {
-    case 8: GATHER(8); break;
-    case 4: GATHER(4); break;
-    case 2: GATHER(2); break;
-    case 1: GATHER(1); break;
-    default: GATHER((int64_t)w);
-    }
-#undef GATHER
-    return v;
-}
-
-/* Is item i of col equal to atom a (already of the column's item type),
- * as q's = says (-0.0 is 0.0, every NaN the null: the equality
- * .qp.distinct planned the partitions with)? */
-static bool item_eq(const qp_value *col, int64_t i, const qp_value *a)
-{
-    size_t w = qp_type_width(col->type);
-    const void *p = (const char *)col->v.data + (size_t)i * w;
-    const void *q = col->type == QP_GUID ? (const void *)a->u : (const void *)&a->g;
-    return qp_item_eq(col->type, p, q);
-}
-
-/* The atom v as an atom of the column's item type, or NULL. */
-static qp_value *as_item(const qp_value *col, const qp_value *v)
-{
-    if (v->type == -col->type) return qp_ref((qp_value *)v);
-    if (col->type == QP_SYMBOL && v->type == QP_CHAR)
-        return qp_symbol(qp_sym_intern(v->v.data, (size_t)v->v.n));
-    int64_t j;
-    if (v->type == -QP_LONG) j = v->j;
-    else if (v->type == -QP_INT) j = v->i;
-    else if (v->type == -QP_SHORT) j = v->h;
-    else return NULL;
-    switch (col->type) {
-    case QP_SHORT: return qp_short((int16_t)j);
-    case QP_INT: return qp_int((int32_t)j);
-    case QP_LONG: return qp_long(j);
-    case QP_FLOAT: return qp_float((double)j);
-    case QP_REAL: return qp_real((float)j);
-    default: return NULL;
-    }
-}
-
-/* The rows of enumeration col that stand for symbol s, into idx; their
- * count, or -1 when out of memory. Which indices mean s is worked out once
- * per name of the domain (slot nd: the null, the empty symbol), so each
- * row costs one byte looked up in a table the size of the domain. idx
- * has room for every row. */
-static int64_t enum_rows(const qp_value *col, const char *s, int64_t *idx)
-{
-    const qp_value *dom = col->v.dom;
-    int64_t nd = dom->v.n, m = 0;
-    uint8_t *hit = malloc((size_t)nd + 1);
-    if (!hit) return -1;
-    for (int64_t k = 0; k < nd; k++) hit[k] = qp_S(dom)[k] == s;
-    hit[nd] = s == qp_sym_intern("", 0);
-    const int64_t *x = qp_J(col);
-    for (int64_t i = 0; i < col->v.n; i++) {    /* no branch on the data */
-        idx[m] = i;
-        m += hit[x[i] == QP_NULL_J ? nd : x[i]];
-    }
-    free(hit);
-    return m;
-}
-
-static qp_value *rows_where(const qp_value *t, const char *colname, const qp_value *val)
-{
-    const qp_value *col = qp_table_column(t, colname);
-    if (!col) return qp_error("qp.apply: no column '%s'", colname);
-    if (!qp_is_vector(col) && col->type != QP_ENUM) return qp_error("qp.apply: column '%s' is not a simple vector", colname);
-    /* an enumeration (a db's symbol column) matches as its symbols */
-    qp_value *sv = col->type == QP_ENUM ? qp_vector(QP_SYMBOL, 0) : NULL;
-    qp_value *a = as_item(sv ? sv : col, val);
-    qp_unref(sv);
-    if (!a) return qp_error("qp.apply: a %s value cannot match column '%s' of type %s",
-                            qp_type_name(val->type), colname, qp_type_name(col->type));
-    int64_t n = col->v.n, m = 0;
-    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
-    if (!idx) { qp_unref(a); return NULL; }
-    if (col->type == QP_SYMBOL) {   /* interned: pointer comparison */
-        const char *s = a->s;
-        for (int64_t i = 0; i < n; i++) if (qp_S(col)[i] == s) idx[m++] = i;
-    } else if (col->type == QP_ENUM) {
-        m = enum_rows(col, a->s, idx);
-    } else {
-        for (int64_t i = 0; i < n; i++) if (item_eq(col, i, a)) idx[m++] = i;
-    }
-    qp_unref(a);
-    if (m < 0) { free(idx); return NULL; }
-    const qp_value *names = qp_table_names(t), *cols = qp_table_columns(t);
-    qp_value *out = qp_vector(QP_LIST, cols->v.n);
-    for (int64_t c = 0; out && c < cols->v.n; c++) {
-        qp_K(out)[c] = gather(qp_K(cols)[c], idx, m);
-        if (!qp_K(out)[c]) { qp_unref(out); out = NULL; }
-    }
-    free(idx);
-    return out ? qp_table(qp_dict(qp_ref((qp_value *)names), out)) : NULL;
-}
-
-static qp_value *partition(const qp_value *t, const qp_value *part)
-{
-    if (part->type == QP_LONG || part->type == QP_INT) {
-        if (part->v.n != 2) return qp_error("qp.apply: rows are (start; end)");
-        int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
-        int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
-        int64_t n = qp_count(t);
-        if (a < 0 || b < a || a > n) return qp_error("qp.apply: rows %lld..%lld outside 0..%lld",
-                                                     (long long)a, (long long)b, (long long)n);
-        return qp_table_slice(t, a, b - a);    /* views: no copy */
-    }
-    const char *col;
-    qp_value *val;
-    int rc = qp_server_part_column(part, &col, &val);
-    if (rc < 0) return NULL;
-    if (rc) {
-        qp_value *r = rows_where(t, col, val);
-        qp_unref(val);
-        return r;
-    }
-    return qp_error("qp.apply: part is (start; end) rows or (column; value)");
-}
+ * part: (start; end) rows, or (column; value) rows (qp__select). A db
+ * table is served by qp_server_db_part first, and a partitioned one by
+ * (column; value) partition by partition (qp__select_parted). */
 
 static qp_value *apply_call(const char *fn, qp_value *p);
 
-static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
+/* (column; value) rows of a partitioned db table that qp_server_db_part
+ * left (column is not the partition column): selected partition by
+ * partition. NULL when name is no such table or part no such part. */
+static qp_value *db_rows_where(qp_server *s, const char *name, const qp_value *part)
 {
-    (void)data;
-    qp_value *e = need_python();
-    if (e) return e;
-    const char *fn = sym_arg(arg(args, 0));
-    if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
-    const qp_value *tv = arg(args, 1), *part = arg(args, 2);
+    qp_value *err = NULL, *val = NULL, *r = NULL;
+    qp_kdb *db = qp_server_db_table(s, name, &err);
+    const char *col;
+    if (db && qp_kdb_part_column(db, name)) {
+        int rc = qp_server_part_column(part, &col, &val);
+        r = rc < 0 ? qp_error("wsfull") : rc ? qp__select_parted(db, name, col, val) : NULL;
+        qp_unref(val);
+    }
+    qp_kdb_close(db);
+    qp_unref(err);           /* qp_server_db_part said it already */
+    return r;
+}
+
+/* fn on one part of tv (a table's name, or a table): fn's result, or an
+ * error value saying why not. New reference; NULL on OOM. */
+static qp_value *apply_part(qp_server *s, const char *fn, const qp_value *tv, const qp_value *part)
+{
     qp_value *t = NULL, *p = NULL;
     /* a db table: one partition, or the rows asked for, read alone */
     if (tv->type == -QP_SYMBOL && qp_server_db_part(s, tv->s, part, &p)) {
@@ -517,6 +387,8 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
         }
         return p ? apply_call(fn, p) : NULL;
     }
+    if (tv->type == -QP_SYMBOL && (p = db_rows_where(s, tv->s, part)) != NULL)
+        return qp_is_error(p) ? p : apply_call(fn, p);
     if (tv->type == -QP_SYMBOL) {
         t = qp_server_get(s, tv->s);
         if (!t) return qp_error("qp.apply: no table '%s'", tv->s);
@@ -538,10 +410,20 @@ static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
         qp_unref(t);
         return qp_py_error();
     }
-    p = partition(t, part);
+    p = qp__select(t, part);
     qp_unref(t);
     if (!p || qp_is_error(p)) return p;
     return apply_call(fn, p);
+}
+
+static qp_value *fn_apply(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    const char *fn = sym_arg(arg(args, 0));
+    if (!fn) return qp_error("qp.apply: the function name must be a symbol or string");
+    return apply_part(s, fn, arg(args, 1), arg(args, 2));
 }
 
 /* Calls fn with the one table p (stolen). */
@@ -615,6 +497,92 @@ static qp_value *fn_peach(qp_server *s, qp_value *args, void *data)
     return qp__collapse(out);
 }
 
+/* ---- .qp.applyeach / .qp.calleach ----
+ * A batch in one message: fn over each part (each item) in order, on this
+ * thread, as one .qp.apply (.qp.call with one argument) each would run
+ * them; a scheduler's small tasks then pay one round trip, one wake-up of
+ * this thread and one response for many. An item that fails stops none
+ * of the others, and the answer says item by item which failed and why:
+ * (ok; r), r[i] fn's result where ok[i], else the error's text. */
+
+typedef qp_value *(*each_fn)(int64_t i, void *data);
+
+static qp_value *each(int64_t n, each_fn one, void *data)
+{
+    qp_value *ok = qp_vector(QP_BOOL, n), *r = qp_vector(QP_LIST, n);
+    int64_t i = 0;
+    for (; ok && r && i < n; i++) {
+        qp_value *v = qp_server_cancelled(server)   /* its client left: run no more */
+                          ? qp_error("cancelled: its client closed the connection")
+                          : one(i, data);
+        qp_value *text = v && qp_is_error(v) ? qp_cstring(v->s) : NULL;
+        if (!v || (qp_is_error(v) && !text)) { qp_unref(v); break; }
+        qp_G(ok)[i] = !text;
+        qp_K(r)[i] = text ? text : v;
+        if (text) qp_unref(v);
+    }
+    if (ok && r && i == n) return qp_list(2, ok, r);
+    for (int64_t k = i; r && k < n; k++) qp_K(r)[k] = qp_identity();
+    qp_unref(ok);
+    qp_unref(r);
+    return NULL;
+}
+
+typedef struct applyeach { qp_server *s; const char *fn; const qp_value *tv, *parts; } applyeach;
+
+static qp_value *applyeach_one(int64_t i, void *data)
+{
+    applyeach *a = data;
+    if (a->parts->type == QP_LIST) return apply_part(a->s, a->fn, a->tv, qp_K(a->parts)[i]);
+    qp_value *part = qp_slice(a->parts, 2 * i, 2);
+    qp_value *r = part ? apply_part(a->s, a->fn, a->tv, part) : NULL;
+    qp_unref(part);
+    return r;
+}
+
+static qp_value *fn_applyeach(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    applyeach a = {.s = s, .fn = sym_arg(arg(args, 0)), .tv = arg(args, 1), .parts = arg(args, 2)};
+    if (!a.fn) return qp_error("qp.applyeach: the function name must be a symbol or string");
+    const qp_value *ps = a.parts;
+    if (ps->type != QP_LIST && !(ps->type == QP_LONG && ps->v.n % 2 == 0))
+        return qp_error("qp.applyeach: parts are a list of parts (as .qp.apply takes them) or a "
+                        "long vector of (start; end) row pairs");
+    return each(ps->type == QP_LIST ? ps->v.n : ps->v.n / 2, applyeach_one, &a);
+}
+
+typedef struct calleach { const char *fn; const qp_value *items; int flags; } calleach;
+
+static qp_value *calleach_one(int64_t i, void *data)
+{
+    calleach *c = data;
+    qp_value *it = qp_item(c->items, i);
+    PyObject *a = it ? qp_py_from_q(it, c->flags) : NULL;
+    PyObject *t = a ? PyTuple_Pack(1, a) : NULL;
+    qp_value *r = t ? qp__call_obj(c->fn, t, NULL) : it ? qp_py_error() : NULL;
+    Py_XDECREF(t);
+    Py_XDECREF(a);
+    qp_unref(it);
+    return r;
+}
+
+static qp_value *fn_calleach(qp_server *s, qp_value *args, void *data)
+{
+    (void)s; (void)data;
+    qp_value *e = need_python();
+    if (e) return e;
+    calleach c = {.fn = sym_arg(arg(args, 0)), .items = arg(args, 1)};
+    if (!c.fn) return qp_error("qp.calleach: the function name must be a symbol or string");
+    if (c.items->type != QP_LIST && !qp_is_vector(c.items))
+        return qp_error("qp.calleach: takes [name; list]");
+    if (qp__func_flags(c.fn, &c.flags) < 0)
+        return qp_error("qp.calleach: no function '%s' (define it with .qp.def)", c.fn);
+    return each(c.items->v.n, calleach_one, &c);
+}
+
 /* ---- registration ---- */
 
 void qp_py_thread_start_cb(int index, void *data)
@@ -643,6 +611,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         {".qp.import", 1, fn_import}, {".qp.def", -1, fn_def}, {".qp.call", -1, fn_call},
         {".qp.callk", 3, fn_callk}, {".qp.apply", 3, fn_apply}, {".qp.load", -1, fn_load},
         {".qp.peach", 2, fn_peach}, {".qp.timeout", 1, fn_timeout}, {".qp.reset", 1, fn_reset},
+        {".qp.applyeach", 3, fn_applyeach}, {".qp.calleach", 2, fn_calleach},
         /* the names src/server/server_int.h gives PyKX's lambdas */
         {".qp.pykx.libraries", 2, fn_pykx_libraries}, {".qp.pykx.call", 4, fn_pykx_call},
     };

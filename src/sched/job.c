@@ -277,7 +277,7 @@ enum key_id {
     K_TABLE, K_FILE, K_FILES, K_TYPES, K_DB,
     K_BY, K_COLUMN, K_PIECES, K_PARTITIONS, K_PART_MISSING,
     K_LOCAL, K_SERVERS, K_THREADS, K_USER, K_WINDOW, K_CONNECT_TIMEOUT, K_TLS, K_TLS_CA,
-    K_KEEP, K_PROTOCOL,
+    K_KEEP, K_BATCH, K_PROTOCOL,
     K_HOW, K_REDUCER, K_KEY, K_MISSING,
     K_PATH, K_FORMAT,
     K_RETRIES, K_TASK_TIMEOUT, K_STATE, K_RETRY_ERRORS,
@@ -297,6 +297,7 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
     [K_WINDOW] = {"workers", "window"}, [K_CONNECT_TIMEOUT] = {"workers", "connect_timeout"},
     [K_TLS] = {"workers", "tls"}, [K_TLS_CA] = {"workers", "tls_ca"},
     [K_KEEP] = {"workers", "keep"}, [K_PROTOCOL] = {"workers", "protocol"},
+    [K_BATCH] = {"workers", "batch"},
     [K_HOW] = {"merge", "how"}, [K_REDUCER] = {"merge", "reducer"}, [K_KEY] = {"merge", "key"},
     [K_MISSING] = {"merge", "missing"},
     [K_PATH] = {"output", "path"}, [K_FORMAT] = {"output", "format"},
@@ -458,6 +459,11 @@ static bool set_workers(parse *p, int k, const char *section, const char *name, 
         if (!strcmp(value, "auto")) { j->window = 0; break; }
         if (!parse_int(value, 1, 1024, &x)) BAD("not a positive integer or auto");
         j->window = (int)x;
+        break;
+    case K_BATCH:
+        if (!strcmp(value, "auto")) { j->batch = 0; break; }
+        if (!parse_int(value, 1, 1024, &x)) BAD("not a positive integer or auto");
+        j->batch = (int)x;
         break;
     case K_CONNECT_TIMEOUT:
         if (qp_job_parse_duration(value, &ms) || ms <= 0) BAD("not a duration (e.g. 10s, 500ms)");

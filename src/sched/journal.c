@@ -6,6 +6,7 @@
  * fixed cost is a few ms). The low-level calls need no initialisation. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "qpeach/journal.h"
+#include "qpeach/ipc.h"
 #include "qpeach/value.h"
 #include "core/fileio_int.h"
 
@@ -36,6 +37,10 @@ struct qp_journal {
     int64_t n, cap;
     uint8_t (*task_ids)[32]; /* each task's identity (NULL: none has one) */
     int64_t ntasks;
+    /* Records staged for the next write(): one buffer, grown as needed and
+     * kept, so a record costs no allocation of its own. */
+    uint8_t *pend;
+    size_t npend, cappend;
     /* The syncer thread (started by the first qp_journal_sync_async): it
      * runs fdatasync while the dispatch loop goes on. Generations count
      * writes; mu guards everything below. */
@@ -121,35 +126,88 @@ static const uint8_t *task_id(const qp_journal *j, int64_t task)
     return j->task_ids && task >= 0 && task < j->ntasks ? j->task_ids[task] : none;
 }
 
-int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
+/* Room for n more staged bytes: a pointer to them, or NULL on OOM. */
+static uint8_t *stage_room(qp_journal *j, size_t n)
 {
-    /* The record packed by hand (array(3), uint64, bin32 length, the
-     * payload, bin8 of the task's identity) into one buffer, so that it
-     * goes out in one write. Not fsync'd here: qp_journal_sync (or
-     * qp_journal_append) does that, once for a group of records. A crash
-     * mid-write leaves a torn record, which open() drops. */
-    uint8_t hdr[1 + 9 + 5], tail[2 + 32] = { 0xc4, 32 };
-    size_t h = 0;
-    hdr[h++] = 0x93;
-    hdr[h++] = 0xcf;
-    for (int i = 7; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)task >> (8 * i));
-    hdr[h++] = 0xc6;
-    for (int i = 3; i >= 0; i--) hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
+    if (j->npend + n > j->cappend) {
+        size_t cap = j->cappend ? j->cappend : 4096;
+        while (cap < j->npend + n) cap *= 2;
+        uint8_t *b = realloc(j->pend, cap);
+        if (!b) return NULL;
+        j->pend = b;
+        j->cappend = cap;
+    }
+    return j->pend + j->npend;
+}
+
+/* Stages one record whose payload (len bytes) fill() writes: packed by
+ * hand (array(3), uint64, bin32 length, the payload, bin8 of the task's
+ * identity), so that staged records go out in one write(). */
+static int stage(qp_journal *j, int64_t task, size_t len,
+                 void (*fill)(uint8_t *dst, const void *src, size_t len), const void *src)
+{
     if (len > UINT32_MAX) return -EFBIG;
-    memcpy(tail + 2, task_id(j, task), 32);
-    uint8_t *rec = malloc(h + len + sizeof tail);
+    size_t h = 1 + 9 + 5, whole = h + len + 2 + 32;
+    uint8_t *rec = stage_room(j, whole);
     if (!rec) return QP_ENOMEM;
-    memcpy(rec, hdr, h);
-    if (len) memcpy(rec + h, bytes, len);
-    memcpy(rec + h + len, tail, sizeof tail);
-    int rc = qp__write_all(j->fd, rec, h + len + sizeof tail);
-    free(rec);
+    size_t at = 0;
+    rec[at++] = 0x93;
+    rec[at++] = 0xcf;
+    for (int i = 7; i >= 0; i--) rec[at++] = (uint8_t)((uint64_t)task >> (8 * i));
+    rec[at++] = 0xc6;
+    for (int i = 3; i >= 0; i--) rec[at++] = (uint8_t)((uint64_t)len >> (8 * i));
+    fill(rec + h, src, len);
+    rec[h + len] = 0xc4;
+    rec[h + len + 1] = 32;
+    memcpy(rec + h + len + 2, task_id(j, task), 32);
+    j->npend += whole;
+    return 0;
+}
+
+static void fill_bytes(uint8_t *dst, const void *src, size_t len)
+{
+    if (len) memcpy(dst, src, len);
+}
+
+/* A value as the response message that carried it would be: header and
+ * body, so that decoding it on --resume gives the same value. */
+static void fill_value(uint8_t *dst, const void *src, size_t len)
+{
+    dst[0] = 1;
+    dst[1] = 2;            /* a response */
+    dst[2] = dst[3] = 0;
+    uint32_t n = (uint32_t)len;
+    memcpy(dst + 4, &n, 4);
+    qp_ipc_encode_body(src, dst + 8);
+}
+
+int qp_journal_stage_value(qp_journal *j, int64_t task, const qp_value *v)
+{
+    int64_t n = qp_ipc_size(v);
+    if (n < 0) return (int)n;
+    return stage(j, task, (size_t)n + 8, fill_value, v);
+}
+
+int qp_journal_flush(qp_journal *j)
+{
+    /* Not fsync'd here: qp_journal_sync (or qp_journal_append) does that,
+     * once for a group of records. A crash mid-write leaves a torn record,
+     * which open() drops. */
+    if (!j->npend) return 0;
+    int rc = qp__write_all(j->fd, j->pend, j->npend);
+    j->npend = 0;
     if (!rc) {
         pthread_mutex_lock(&j->mu);
         j->gen++;
         pthread_mutex_unlock(&j->mu);
     }
     return rc;
+}
+
+int qp_journal_write(qp_journal *j, int64_t task, const void *bytes, size_t len)
+{
+    int rc = stage(j, task, len, fill_bytes, bytes);
+    return rc ? rc : qp_journal_flush(j);
 }
 
 static void *syncer(void *data)
@@ -173,6 +231,8 @@ static void *syncer(void *data)
 
 int qp_journal_sync_async(qp_journal *j)
 {
+    int frc = qp_journal_flush(j);
+    if (frc) return frc;
     pthread_mutex_lock(&j->mu);
     if (!j->th_started && !j->th_stop) {
         j->th_started = pthread_create(&j->th, NULL, syncer, j) == 0;
@@ -436,6 +496,7 @@ void qp_journal_close(qp_journal *j)
     for (int64_t i = 0; i < j->n; i++) free(j->rec[i].bytes);
     free(j->rec);
     free(j->task_ids);
+    free(j->pend);
     free(j);
 }
 

@@ -4,6 +4,7 @@
  * which worker finished first. */
 #include "qpeach/sched.h"
 #include "qpeach/table.h"
+#include "core/keyset_int.h"
 
 #include <assert.h>
 #include <math.h>
@@ -254,85 +255,44 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
     return NULL;
 }
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;    /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
-}
-
-/* The distinct keys seen so far, in first-seen order: open addressing
- * over slot (row numbers, -1 empty, at most half full), the key bytes of
- * row q at keyb + q*kw, and its nv sums at acc + q*nv (each an exact
+/* The distinct keys seen so far, in first-seen order (a keyset: the key
+ * bytes of row q), and each one's nv sums at acc + q*nv (each an exact
  * integer sum, or the bits of a double in its first 8 bytes). */
 typedef struct keyhash {
-    int64_t cap, nrows, rcap;
-    int64_t *slot;
-    uint8_t *keyb;
+    qp__keyset ks;
     __int128 *acc;
-    size_t kw;
+    int64_t acap;          /* rows acc has room for */
     int nv;
 } keyhash;
 
 static void keyhash_free(keyhash *h)
 {
-    free(h->slot);
-    free(h->keyb);
+    qp__keyset_free(&h->ks);
     free(h->acc);
 }
 
 static int keyhash_init(keyhash *h, size_t kw, int nv)
 {
-    *h = (keyhash){ .cap = 1024, .rcap = 256, .kw = kw, .nv = nv };
-    h->slot = malloc((size_t)h->cap * sizeof *h->slot);
-    h->keyb = malloc((size_t)h->rcap * (kw ? kw : 1));
-    h->acc = calloc((size_t)h->rcap * (size_t)(nv ? nv : 1), sizeof *h->acc);
-    if (!h->slot || !h->keyb || !h->acc) { keyhash_free(h); return QP_ENOMEM; }
-    memset(h->slot, 0xff, (size_t)h->cap * sizeof *h->slot);
+    *h = (keyhash){ .acap = 256, .nv = nv };
+    h->acc = calloc((size_t)h->acap * (size_t)(nv ? nv : 1), sizeof *h->acc);
+    if (!h->acc || qp__keyset_init(&h->ks, kw)) { free(h->acc); return QP_ENOMEM; }
     return 0;
 }
 
-/* Doubles the slots and rehashes the rows. */
-static int keyhash_rehash(keyhash *h)
-{
-    int64_t ncap = h->cap * 2;
-    int64_t *ns = malloc((size_t)ncap * sizeof *ns);
-    if (!ns) return QP_ENOMEM;
-    memset(ns, 0xff, (size_t)ncap * sizeof *ns);
-    for (int64_t q = 0; q < h->nrows; q++) {
-        int64_t a = (int64_t)(hash_bytes(h->keyb + (size_t)q * h->kw, h->kw) & (uint64_t)(ncap - 1));
-        while (ns[a] >= 0) a = (a + 1) & (ncap - 1);
-        ns[a] = q;
-    }
-    free(h->slot);
-    h->slot = ns;
-    h->cap = ncap;
-    return 0;
-}
-
-/* Row number of the key bytes row (kw of them), added with zero sums if
- * new; QP_ENOMEM if it cannot be added. */
+/* Row number of the key bytes row, added with zero sums if new;
+ * QP_ENOMEM if it cannot be added. */
 static int64_t keyhash_row(keyhash *h, const uint8_t *row)
 {
-    size_t kw = h->kw, nv = (size_t)(h->nv ? h->nv : 1);
-    int64_t at = (int64_t)(hash_bytes(row, kw) & (uint64_t)(h->cap - 1));
-    while (h->slot[at] >= 0 && memcmp(h->keyb + (size_t)h->slot[at] * kw, row, kw))
-        at = (at + 1) & (h->cap - 1);
-    if (h->slot[at] >= 0) return h->slot[at];
-    if (h->nrows == h->rcap) {
-        uint8_t *k2 = realloc(h->keyb, (size_t)h->rcap * 2 * (kw ? kw : 1));
-        if (!k2) return QP_ENOMEM;
-        h->keyb = k2;
-        __int128 *a2 = realloc(h->acc, (size_t)h->rcap * 2 * nv * sizeof *a2);
+    size_t nv = (size_t)(h->nv ? h->nv : 1);
+    int64_t n = h->ks.n, dst = qp__keyset_add(&h->ks, row);
+    if (dst < n) return dst;                    /* seen before, or QP_ENOMEM */
+    if (dst == h->acap) {
+        __int128 *a2 = realloc(h->acc, (size_t)h->acap * 2 * nv * sizeof *a2);
         if (!a2) return QP_ENOMEM;
         h->acc = a2;
-        h->rcap *= 2;
+        h->acap *= 2;
     }
-    int64_t dst = h->slot[at] = h->nrows++;
-    memcpy(h->keyb + (size_t)dst * kw, row, kw);
     memset(h->acc + (size_t)dst * nv, 0, nv * sizeof *h->acc);
-    if (h->nrows * 2 > h->cap && keyhash_rehash(h)) return QP_ENOMEM;
-    assert(h->nrows * 2 <= h->cap);   /* probing always finds a free slot */
     return dst;
 }
 
@@ -478,16 +438,16 @@ static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
     for (int c = 0; c < first->nk; c++) {
         int t = first->k[c]->type;
         size_t w = qp_type_width(t);
-        qp_value *col = qp_K(kc)[c] = qp_vector(t, h->nrows);
+        qp_value *col = qp_K(kc)[c] = qp_vector(t, h->ks.n);
         if (!col) goto fail;
-        for (int64_t q = 0; q < h->nrows; q++)
-            memcpy((char *)col->v.data + (size_t)q * w, h->keyb + (size_t)q * h->kw + koff, w);
+        for (int64_t q = 0; q < h->ks.n; q++)
+            memcpy((char *)col->v.data + (size_t)q * w, qp__keyset_key(&h->ks, q) + koff, w);
         koff += w;
     }
     for (int c = 0; c < h->nv; c++) {
-        qp_value *col = qp_K(vc)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, h->nrows);
+        qp_value *col = qp_K(vc)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, h->ks.n);
         if (!col) goto fail;
-        for (int64_t q = 0; q < h->nrows; q++) {
+        for (int64_t q = 0; q < h->ks.n; q++) {
             const __int128 *a = &h->acc[(size_t)q * (size_t)h->nv + (size_t)c];
             if (fl[c]) memcpy(qp_J(col) + q, a, 8);
             else qp_J(col)[q] = (int64_t)*a;     /* sums_fit checked it */
@@ -557,7 +517,7 @@ static char *key_text(const keyhash *h, const kv *first, int64_t q)
     for (int c = 0; l && c < first->nk; c++) {
         int t = first->k[c]->type;
         qp_value *one = qp_vector(t, 1);
-        if (one) memcpy(one->v.data, h->keyb + (size_t)q * h->kw + off, qp_type_width(t));
+        if (one) memcpy(one->v.data, qp__keyset_key(&h->ks, q) + off, qp_type_width(t));
         qp_K(l)[c] = one ? qp_item(one, 0) : NULL;
         qp_unref(one);
         if (!qp_K(l)[c]) qp_K(l)[c] = qp_identity();
@@ -572,7 +532,7 @@ static char *key_text(const keyhash *h, const kv *first, int64_t q)
  * key), or NULL when every one fits. */
 static qp_value *sums_fit(const keyhash *h, const kv *first, const bool *fl, const schema *sc)
 {
-    for (int64_t q = 0; q < h->nrows; q++)
+    for (int64_t q = 0; q < h->ks.n; q++)
         for (int c = 0; c < h->nv; c++) {
             if (fl[c] || long_fits(h->acc[(size_t)q * (size_t)h->nv + (size_t)c])) continue;
             char *key = key_text(h, first, q);

@@ -6,7 +6,9 @@
  *              the function and the reducer, .qp.load[table; path] of the
  *              converted input
  *   per task   .qp.apply[fn; table; part] (a file partition is first
- *              .qp.load'ed as qp__part)
+ *              .qp.load'ed as qp__part); small tasks several to a message:
+ *              .qp.applyeach[fn; table; parts], row ranges as one long
+ *              vector of (start; end) pairs (nothing allocated per task)
  *   reducer    .qp.call[name; enlist value]
  *
  * A worker holds the table, so a call names only rows of it. A Python
@@ -144,6 +146,30 @@ static int qpeach_task(run *r, int64_t i, qp_value *m[2], int *n)
     return 0;
 }
 
+static int qpeach_batch(run *r, const int64_t *ids, int n, qp_value **m)
+{
+    const qp_partplan *p = r->plan;
+    bool rows = true;
+    for (int k = 0; k < n; k++) rows = rows && p->parts[ids[k]].kind == QP_PART_ROWS;
+    qp_value *parts = qp_vector(rows ? QP_LONG : QP_LIST, rows ? 2 * n : n);
+    for (int k = 0; parts && k < n; k++) {
+        const qp_part *pt = &p->parts[ids[k]];
+        if (rows) {
+            qp_J(parts)[2 * k] = pt->start;
+            qp_J(parts)[2 * k + 1] = pt->end;
+        } else if (!(qp_K(parts)[k] = qp_part_descriptor(p, ids[k]))) {
+            while (k < n) qp_K(parts)[k++] = qp_identity();
+            qp_unref(parts);
+            parts = NULL;
+        }
+    }
+    *m = parts ? qp__call(".qp.applyeach", 3, qp_symbol(r->job->function.name),
+                          qp_symbol(r->job->table), parts) : NULL;
+    if (*m) return 0;
+    qp__fail(r, "out of memory");
+    return -1;
+}
+
 static qp_value *qpeach_reduce(run *r, qp_value *v)
 {
     qp_value *args = v ? qp_list(1, v) : NULL;
@@ -231,6 +257,7 @@ const qp__proto qp__proto_qpeach = {
     .prepare = qpeach_prepare,
     .setup_error = qpeach_setup_error,
     .task = qpeach_task,
+    .batch = qpeach_batch,
     .reduce = qpeach_reduce,
     .remote_error = qp_remote_error_parse,
 };

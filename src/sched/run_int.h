@@ -26,6 +26,8 @@ typedef struct task {
     int last_worker;       /* where it last failed (-1: none) */
     bool attempt_failed;   /* a non-final message of this attempt failed */
     int sends;             /* attempts sent so far */
+    bool solo;             /* was in a batch that was lost or timed out:
+                            * goes alone, so a fault is its own */
     qp_value *result;      /* the partial result once done (owned) */
 } task;
 

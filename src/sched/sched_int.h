@@ -9,13 +9,20 @@
 
 #include <sys/types.h>
 
-#define QP__MAX_WINDOW 64
+#define QP__MAX_WINDOW 64     /* the most tasks in flight a job's window sets */
+#define QP__MAX_BATCH 64      /* the most tasks in one message */
+/* Tasks in flight per connection at most: an automatic window holds two
+ * full batches. */
+#define QP__MAX_INFLIGHT (2 * QP__MAX_BATCH)
 
-/* One request in flight on a connection, in send order. */
+/* One task of a request in flight on a connection, in send order: a
+ * message of one task is one entry, a batch one entry per task, next to
+ * each other. */
 typedef struct qp__flight {
     int64_t task;          /* task index */
     bool final;            /* the message whose response is the result */
     int attempt;           /* the task's send count when sent: stale answers are dropped */
+    int batch;             /* tasks in the message (1: a message of its own) */
     int64_t sent_ms;
 } qp__flight;
 
@@ -52,6 +59,11 @@ typedef struct qp__proto {
      * last one's answer is the task's result. 0, or -1 with the run's
      * error set. */
     int (*task)(struct run *r, int64_t i, qp_value *m[2], int *n);
+    /* Tasks ids[0..n) in one message (*m), whose answer is (ok; r): a
+     * boolean per task and per task its result, or where ok is false the
+     * text of its error. Only for tasks of one message each. 0, or -1 with
+     * the run's error set. NULL: this kind takes one task per message. */
+    int (*batch)(struct run *r, const int64_t *ids, int n, qp_value **m);
     /* The reducer's call over v (steals v). New reference, NULL on OOM. */
     qp_value *(*reduce)(struct run *r, qp_value *v);
     /* A result that is a q error: its text as the remote exception. */
@@ -79,8 +91,11 @@ struct qp__worker {
     char pin_error[256];   /* local: why it could not be bound to its
                             * cores ("" when it was, or was not asked to) */
     qp_conn *c;            /* NULL when down */
-    qp__flight fl[QP__MAX_WINDOW * 2];
-    int nfl, flhead;       /* ring of requests in flight */
+    /* ring of requests in flight: a window of two-message tasks, or of
+     * batches */
+    qp__flight fl[QP__MAX_INFLIGHT > 2 * QP__MAX_WINDOW ? QP__MAX_INFLIGHT : 2 * QP__MAX_WINDOW];
+    int nfl, flhead;
+    bool nobatch;          /* refused a batch: one task per message */
     int tasks_in;          /* tasks in flight (file tasks send two messages) */
     int64_t head_start_ms; /* when the oldest request started running */
     bool dead_for_good;    /* unreachable server or too many restarts */
