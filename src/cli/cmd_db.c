@@ -245,11 +245,12 @@ static int lock_db(const char *db, double wait, qp_kdb_lock **lk)
     return rc;
 }
 
-/* Prints what was written. */
-static void say_wrote(const qp_value *t, const char *db, const char *name, const char *pcol)
+/* Prints what was written: rows, cols (the partition column among them)
+ * and, when partitioned, the dates (t's column pcol). */
+static void say_wrote(int64_t rows, int64_t cols, const qp_value *t, const char *db,
+                      const char *name, const char *pcol)
 {
-    int64_t cols = qp_count(qp_table_names(t));
-    printf("wrote %lld rows, %lld columns of %s to ", (long long)qp_count(t),
+    printf("wrote %lld rows, %lld columns of %s to ", (long long)rows,
            (long long)(cols - (pcol != NULL)), name);
     if (pcol) {
         printf("%s/*/%s: ", db, name);
@@ -260,7 +261,21 @@ static void say_wrote(const qp_value *t, const char *db, const char *name, const
     }
 }
 
-/* Loads the CSV as the db's table must be, and writes it, under the lock. */
+/* A splayed table: parsed and written a batch of rows at a time. */
+static int import_streamed(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts *wopts)
+{
+    char err[1024];
+    qp_kdb_import st;
+    int rc = qp_kdb_import_csv(pos[0], copts, pos[1], pos[2], wopts, &st, err, sizeof err);
+    if (rc && st.csv_fault) fprintf(stderr, "qpeach db import: %s\n", err);
+    else if (rc) fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
+    else say_wrote(st.rows, st.cols, NULL, pos[1], pos[2], NULL);
+    return rc;
+}
+
+/* Loads the CSV as the db's table must be, and writes it, under the lock:
+ * a partitioned or p# table whole (its rows are reordered), a splayed one
+ * as it is parsed. */
 static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts *wopts)
 {
     char err[1024];
@@ -273,6 +288,10 @@ static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts
     }
     copts->schema = sc.s.n ? &sc.s : NULL;
     if (sc.s.n && !wopts->parted) wopts->parted = sc.parted;
+    if (!wopts->partition && !(wopts->parted && *wopts->parted)) {
+        rc = import_streamed(pos, copts, wopts);
+        goto done;
+    }
     t = qp_csv_load(pos[0], copts);
     if (t && !qp_is_error(t)) t = in_schema_order(t, &sc);
     if (!t || qp_is_error(t)) {
@@ -284,7 +303,7 @@ static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts
         fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
         goto done;
     }
-    say_wrote(t, pos[1], pos[2], wopts->partition);
+    say_wrote(qp_count(t), qp_count(qp_table_names(t)), t, pos[1], pos[2], wopts->partition);
 done:
     qp_unref(t);
     schema_free(&sc);
