@@ -94,7 +94,15 @@ static int64_t line_of(const qp__csv_ctx *c, const char *at)
     return line;
 }
 
-int qp__csv_split(qp__csv_ctx *c, int n, size_t min_bytes)
+void qp__csv_drop(const qp__csv_ctx *c, const char *a, const char *b)
+{
+    const size_t big = 2 << 20;        /* a PMD: the page cache's largest folio */
+    size_t from = (size_t)(a - c->data) / big * big, to = ((size_t)(b - c->data) + big - 1) / big * big;
+    if (to > c->size) to = c->size;
+    if (to > from) madvise((char *)c->map + from, to - from, MADV_DONTNEED);
+}
+
+int qp__csv_split(qp__csv_ctx *c, int n, size_t min_bytes, bool drop)
 {
     const char *body = c->body;
     size_t size = (size_t)(c->end - body);
@@ -116,6 +124,7 @@ int qp__csv_split(qp__csv_ctx *c, int n, size_t min_bytes)
             while (e < target && e < c->end) e = qp__csv_line_end(c, e, c->end) + 1;
             if (e > c->end) e = c->end;
         }
+        if (drop) qp__csv_drop(c, p, e);
         if (e > p) {
             c->chunks[k].beg = p;
             c->chunks[k].end = e;
@@ -349,7 +358,7 @@ static int map_file(qp__csv_ctx *c, bool populate, qp_value **error)
         size_t n = c->size - at < w ? c->size - at : w;
         c->quotes = c->quotes || memchr(c->data + at, '"', n);
         c->cr = c->cr || memchr(c->data + at, '\r', n);
-        if (!populate) madvise((char *)c->map + at, n, MADV_DONTNEED);
+        if (!populate) qp__csv_drop(c, c->data + at, c->data + at + n);
     }
     return 0;
 }

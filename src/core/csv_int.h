@@ -100,8 +100,14 @@ int qp__csv_open(qp__csv_ctx *c, const char *path, const qp_csv_opts *opts, bool
                  qp_value **error);
 void qp__csv_close(qp__csv_ctx *c);
 /* Splits the body into chunks of whole lines: n of them (at least
- * min_bytes each). 0 or QP_ENOMEM. */
-int qp__csv_split(qp__csv_ctx *c, int n, size_t min_bytes);
+ * min_bytes each); drop: what finding them mapped is dropped (see
+ * qp__csv_drop). 0 or QP_ENOMEM. */
+int qp__csv_split(qp__csv_ctx *c, int n, size_t min_bytes, bool drop);
+/* Drops the file's pages from a to b from this process (the page cache
+ * keeps them; a later read maps them again). The range is widened to
+ * whole 2 MB of the file: a fault maps the page cache's whole folio, up to
+ * that size, so dropping less would leave pages mapped. */
+void qp__csv_drop(const qp__csv_ctx *c, const char *a, const char *b);
 /* The error of chunk k (its first bad field or line) as an error value
  * naming file, line, column and value. New reference; NULL on OOM. */
 qp_value *qp__csv_chunk_error(const qp__csv_ctx *c, const qp__csv_chunk *k);

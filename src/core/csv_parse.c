@@ -26,7 +26,6 @@
 #include "csv_int.h"
 
 #include <pthread.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define CHUNK_MIN (256 * 1024)         /* qp_csv_load: smallest chunk */
@@ -38,8 +37,9 @@
 
 typedef struct symslot {
     const char *s;         /* interned; NULL: empty slot */
+    uint64_t w0;           /* its first 8 bytes (zero-padded): a symbol
+                            * of up to 8 bytes is compared by this alone */
     size_t n;
-    uint64_t h;
     int64_t id;            /* its index in names */
 } symslot;
 
@@ -50,17 +50,21 @@ typedef struct symtab {
     const char **names;    /* by id, in the order first met */
 } symtab;
 
-static uint64_t hash_text(const char *s, size_t n)
+static uint64_t prefix8(const char *s, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+    uint64_t w = 0;
+    if (n >= 8) memcpy(&w, s, 8);
+    else for (size_t i = 0; i < n; i++) w |= (uint64_t)(uint8_t)s[i] << (8 * i);
+    return w;
+}
+
+static inline uint64_t hash_text(const char *s, size_t n, uint64_t w0)
+{
+    uint64_t h = (w0 ^ n) * 0xff51afd7ed558ccdull, w;
+    for (size_t i = 8; i < n; i += 8) {
+        w = prefix8(s + i, n - i);
+        h = (h ^ (h >> 32) ^ w) * 0xc4ceb9fe1a85ec53ull;
     }
-    w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
 }
 
@@ -73,10 +77,11 @@ static int grow_syms(symtab *t)
     if (names) t->names = names;
     if (!slots || !names) { free(slots); return QP_ENOMEM; }
     for (size_t i = 0; t->slots && i <= t->mask; i++) {
-        if (!t->slots[i].s) continue;
-        size_t j = t->slots[i].h & (size - 1);
+        const symslot *e = &t->slots[i];
+        if (!e->s) continue;
+        size_t j = hash_text(e->s, e->n, e->w0) & (size - 1);
         while (slots[j].s) j = (j + 1) & (size - 1);
-        slots[j] = t->slots[i];
+        slots[j] = *e;
     }
     free(t->slots);
     t->slots = slots;
@@ -88,11 +93,11 @@ static int grow_syms(symtab *t)
 /* The id of text s[0..n) in t, interned and added when new; -1 on OOM. */
 static int64_t sym_id(symtab *t, const char *s, size_t n)
 {
-    uint64_t h = hash_text(s, n);
+    uint64_t w0 = prefix8(s, n), h = hash_text(s, n, w0);
     size_t i = t->slots ? h & t->mask : 0;
     for (; t->slots && t->slots[i].s; i = (i + 1) & t->mask) {
         const symslot *e = &t->slots[i];
-        if (e->h == h && e->n == n && memcmp(e->s, s, n) == 0) return e->id;
+        if (e->w0 == w0 && e->n == n && (n <= 8 || memcmp(e->s + 8, s + 8, n - 8) == 0)) return e->id;
     }
     if (t->n + 1 > t->cap) {
         if (grow_syms(t)) return -1;
@@ -100,7 +105,7 @@ static int64_t sym_id(symtab *t, const char *s, size_t n)
     }
     const char *y = qp_sym_intern(s, n);
     if (!y) return -1;
-    t->slots[i] = (symslot){ y, n, h, t->n };
+    t->slots[i] = (symslot){ y, w0, n, t->n };
     t->names[t->n] = y;
     return t->n++;
 }
@@ -130,7 +135,7 @@ typedef struct dest {
 } dest;
 
 /* A symbol into row r of column f. 0 or QP_ENOMEM. */
-static int put_sym(dest *ds, int f, int64_t r, const char *s, size_t n)
+static inline int put_sym(dest *ds, int f, int64_t r, const char *s, size_t n)
 {
     int64_t id = sym_id(&ds->syms[f], s, n);
     if (id < 0) return QP_ENOMEM;
@@ -199,7 +204,7 @@ static int put_clock(int type, const char *s, size_t n, int32_t *out)
  * of the column's type, QP_ENOMEM on OOM. A blank is the column's null;
  * q has no boolean null, so a blank in a column only guessed boolean is
  * an error (0b when the type was given, as q's 0: reads it). */
-static int put_field(const qp__csv_col *c, dest *ds, int f, int64_t r, const char *s, size_t n)
+static inline int put_field(const qp__csv_col *c, dest *ds, int f, int64_t r, const char *s, size_t n)
 {
     if (n == 0) return c->type == QP_BOOL && c->inferred ? -1 : set_null(c, ds, f, r);
     void *d = ds->data[f];
@@ -270,12 +275,65 @@ static void bad_field(qp__csv_chunk *k, int f, const char *raw, const char *q, b
     k->err_blank = blank;
 }
 
+/* Field f of row r: stored, or noted as k's error. 0, or -1 to stop
+ * (an error or, with c->oom, out of memory). */
+static inline int take_field(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds, int f, int64_t r, const char *raw,
+                      const char *q, const char *fs, const char *fe)
+{
+    if (f >= c->ncols || !c->cols[f].active) return 0;
+    int rc = put_field(&c->cols[f], ds, f, r, fs, (size_t)(fe - fs));
+    if (rc == QP_ENOMEM) c->oom = 1;
+    else if (rc < 0) bad_field(k, f, raw, q, fe == fs);
+    return rc < 0 ? -1 : 0;
+}
+
+/* A line of f + 1 fields: 0, or -1 with k's error when it is not ncols. */
+static int whole_line(const qp__csv_ctx *c, qp__csv_chunk *k, const char *line, int f)
+{
+    if (f + 1 == c->ncols) return 0;
+    k->err_at = line;
+    k->err_col = -1;
+    k->err_fields = f + 1;
+    return -1;
+}
+
+/* parse_chunk for a file without quotes: a field ends at the delimiter or
+ * the line's end, found in one pass (no memchr per line). Lines end as
+ * qp__csv_eol says: \n, \r\n, or a lone \r. */
+static int64_t parse_plain(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds)
+{
+    const char *p = k->beg, *end = k->end;
+    const char d = c->delim;
+    int64_t r = 0;
+    while (p < end) {
+        const char *line = p, *q;
+        int f = 0;
+        for (;; f++) {
+            for (q = p; q < end && *q != d && *q != '\n' && *q != '\r'; q++) {}
+            if (f == 0 && q == line && (q == end || *q != d)) break;     /* a blank line */
+            if (take_field(c, k, ds, f, r, p, q, p, q)) return r;
+            if (q == end || *q != d) break;
+            p = q + 1;
+        }
+        bool blank = f == 0 && q == line;
+        p = q + (q < end && *q == '\r' && q + 1 < end && q[1] == '\n' ? 2 : 1);
+        if (blank) continue;
+        if (whole_line(c, k, line, f)) return r;
+        r++;
+    }
+    return r;
+}
+
 /* Parses the lines of chunk k into ds (row 0 the chunk's first); k->rows
  * the rows parsed. Stops at the first bad field or line (k->err_at) or
  * out of memory (c->oom). */
 static void parse_chunk(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds)
 {
     int64_t r = 0;
+    if (!c->quotes) {
+        k->rows = parse_plain(c, k, ds);
+        return;
+    }
     for (const char *p = k->beg; p < k->end;) {
         const char *nl = qp__csv_line_end(c, p, k->end), *le = qp__csv_trim_cr(p, nl);
         const char *line = p;
@@ -286,20 +344,11 @@ static void parse_chunk(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds)
             const char *fs, *fe, *raw = q;
             q = qp__csv_next_field(k, q, le, c->delim, &fs, &fe);
             if (!q) { c->oom = 1; goto done; }
-            if (f < c->ncols && c->cols[f].active) {
-                int rc = put_field(&c->cols[f], ds, f, r, fs, (size_t)(fe - fs));
-                if (rc == QP_ENOMEM) { c->oom = 1; goto done; }
-                if (rc < 0) { bad_field(k, f, raw, q, fe == fs); goto done; }
-            }
+            if (take_field(c, k, ds, f, r, raw, q, fs, fe)) goto done;
             if (q >= le) break;
             q++;
         }
-        if (f + 1 != c->ncols) {
-            k->err_at = line;
-            k->err_col = -1;
-            k->err_fields = f + 1;
-            goto done;
-        }
+        if (whole_line(c, k, line, f)) goto done;
         r++;
     }
 done:
@@ -430,7 +479,7 @@ qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts)
     qp__csv_ctx c;
     qp_value *result = NULL;
     if (qp__csv_open(&c, path, opts, true, &result) ||
-        qp__csv_split(&c, c.threads * 4, CHUNK_MIN) < 0)
+        qp__csv_split(&c, c.threads * 4, CHUNK_MIN, false) < 0)
         goto done;
     run_pass(&c, 1);
     int64_t rows = 0;
@@ -551,14 +600,6 @@ static void take_turn(scan *s, int i, int rc, qp_value *batch)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Drops the pages wholly inside chunk k from this process. */
-static void drop_pages(const qp__csv_chunk *k)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)k->beg + page - 1) & ~(page - 1), b = (uintptr_t)k->end & ~(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static void *scan_worker(void *arg)
 {
     scan *s = arg;
@@ -576,7 +617,7 @@ static void *scan_worker(void *arg)
         free(k->scratch);
         k->scratch = NULL;
         k->scratch_cap = 0;
-        drop_pages(k);
+        qp__csv_drop(c, k->beg, k->end);     /* a neighbour's parse maps its own again */
     }
     lane_free(&L, c);
     return NULL;
@@ -595,8 +636,7 @@ int qp_csv_scan(const char *path, const qp_csv_opts *opts, const qp_csv_sink *si
     if (!rc && (!(s.names = active_names(&c)) || !(empty = make_batch(&s, NULL, 0)))) rc = QP_ENOMEM;
     if (!rc) rc = sink->begin(sink->arg, empty);
     int n = (int)((size_t)(c.end - c.body) / SCAN_CHUNK);
-    if (!rc) rc = qp__csv_split(&c, n > c.threads ? n : c.threads, 64 * 1024);
-    if (!rc && c.quotes && c.end > c.body) drop_pages(&(qp__csv_chunk){ .beg = c.body, .end = c.end });
+    if (!rc) rc = qp__csv_split(&c, n > c.threads ? n : c.threads, 64 * 1024, true);
     if (!rc) {
         run_threads(c.threads < c.nchunks ? c.threads : c.nchunks, scan_worker, &s);
         rc = atomic_load(&s.rc);
