@@ -21,6 +21,11 @@ Sections (each reuses the bench that already measures it):
   overhead  10,000 tasks of an empty function (workloads/run_one.py)
   workloads VWAP by sym, pandas group-by rolling mean, CPU-bound pure Python
             by every contender in workloads/ (run_one.py, one process each)
+  csv       `qpeach db import` of a trades CSV vs pandas.read_csv of it
+            (bench_import.py): time, GB/s, peak RSS / the CSV's bytes
+  input     a job's q IPC file or CSV input converted to the splayed copy
+            its workers map (bench_input.py): the whole run's peak RSS /
+            the table's bytes, at 100M rows (10M with --quick)
   growth    time and peak memory per row as rows grow
 
 Output (bench/results/): <mode>-<stamp>.csv (every figure plus machine
@@ -33,6 +38,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -376,6 +382,56 @@ def cold(quick):
          j["pss_bytes"] / j["table_bytes"], "PSS of both workers / the table's bytes")
 
 
+def csv_import(quick):
+    """`qpeach db import` of a trades CSV vs pandas.read_csv (bench_import.py)."""
+    rows = 3_000_000 if quick else 10_000_000
+    log(f"== CSV import, {rows:,} rows")
+    r = sh([PY, os.path.join(HERE, "bench_import.py"), "--rows", str(rows), "--reps", "3" if quick else "5",
+            "--json"], timeout=3600)
+    try:
+        j = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        failures.append("csv: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        return
+    if not j["same"]:
+        failures.append("csv: the imported table differs from pandas' frame")
+    case = f"{rows // 1_000_000}M rows, {j['csv_bytes'] / 1e6:.0f} MB"
+    mq, mp = statistics.median(j["qpeach_s"]), statistics.median(j["pandas_s"])
+    emit("csv", case, "qpeach db import --types SFJ", "median s", mq, "s", mp, j["ratio"],
+         "pandas read_csv time / this time (>1: faster), median of paired runs' ratios",
+         note=f"{j['csv_bytes'] / mq / 1e9:.2f} GB/s; median of {len(j['qpeach_s'])}")
+    emit("csv", case, "pandas read_csv, same dtypes", "median s", mp, "s", mp, 1.0, "",
+         note=f"{j['csv_bytes'] / mp / 1e9:.2f} GB/s; median of {len(j['pandas_s'])}")
+    emit("csv", case, "qpeach db import: peak RSS", "bytes", j["peak_bytes"], "B", j["csv_bytes"],
+         j["peak_bytes"] / j["csv_bytes"], "peak RSS / the CSV's bytes")
+
+
+def input_memory(quick):
+    """A job's q IPC file or CSV input converted to a splayed copy: the
+    whole run's peak memory against the table's bytes (bench_input.py)."""
+    with open("/proc/meminfo") as f:
+        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) * 1024
+    rows = 10_000_000 if quick or avail < 12 * 2**30 else 100_000_000
+    for kind in ("ipc", "csv"):
+        log(f"== {kind} input, {rows:,} rows")
+        r = sh([PY, os.path.join(HERE, "bench_input.py"), "--rows", str(rows), "--kind", kind, "--json"],
+               timeout=7200)
+        try:
+            j = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            failures.append(f"input {kind}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+            continue
+        if not j["same"]:
+            failures.append(f"input {kind}: the VWAP differs from numpy's")
+        case = f"{'q IPC file' if kind == 'ipc' else 'CSV'} input, {rows // 1_000_000}M rows"
+        tb = j["table_bytes"]
+        for name, (rss, pss, sched, secs) in (("first run (converts)", j["first"]),
+                                              ("second run (maps the copy)", j["second"])):
+            emit("input", case, name, "peak RSS", rss, "B", tb, rss / tb,
+                 "peak of the run's summed RSS (scheduler + workers) / the table's bytes",
+                 note=f"{secs:.2f} s; PSS {pss / tb:.2f}x; scheduler alone {sched / tb:.2f}x")
+
+
 def growth(quick):
     """Extra sizes for the cost-growth curves (the workload sizes add theirs)."""
     sizes = [300_000, 3_000_000] if quick else [100_000, 300_000, 3_000_000, 30_000_000]
@@ -419,7 +475,9 @@ def markdown(info, mode, cmd, csv_name):
          f"dask {info['dask']}, node {info['node']}, node-q {info['node-q']}; "
          f"qpeach {info['qpeach_commit']}, {info['date']}, load average {info['load_avg']}. "
          f"Every ratio is against a baseline measured in the same run on the same data; "
-         f"results were checked equal. Raw figures: `bench/results/{csv_name}`.", ""]
+         f"results were checked equal. Raw figures: `bench/results/{csv_name}`."
+         + (f" Sections rerun: {info['rerun']} (an earlier run, whose machine line it holds)."
+            if info.get("rerun") else ""), ""]
 
     def table(section, head, row):
         rs = [r for r in rows_out if r["section"] == section]
@@ -441,6 +499,14 @@ def markdown(info, mode, cmd, csv_name):
           "PSS of both workers / the table's bytes)", ""]
     table("cold", ["case", "measure", "value", "ratio", "note"],
           lambda r: [r["case"], r["contender"], fmt(r["value"]) + " " + r["unit"], fmt(r["ratio"]), r["note"]])
+    L += ["### CSV import (ratio = pandas read_csv of the same file, same dtypes / qpeach; "
+          "peak RSS / the CSV's bytes)", ""]
+    table("csv", ["case", "measure", "value", "ratio", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]) + " " + r["unit"], fmt(r["ratio"]), r["note"]])
+    L += ["### A job's file input converted to a splayed copy (ratio = the whole run's peak RSS, "
+          "scheduler + workers, / the table's bytes)", ""]
+    table("input", ["case", "run", "peak RSS", "× table", "note"],
+          lambda r: [r["case"], r["contender"], f"{r['value'] / 2**20:.0f} MB", fmt(r["ratio"]), r["note"]])
     L += ["### Per-task overhead, 10,000 empty tasks (ratio = Pool chunksize=1 / contender)", ""]
     table("overhead", ["contender", "µs per task", "× Pool", "note"],
           lambda r: [r["contender"], fmt(r["value"]), fmt(r["ratio"]) if r["status"] == "ok" else r["status"],
@@ -477,22 +543,52 @@ def markdown(info, mode, cmd, csv_name):
     return "\n".join(L)
 
 
+ALL_SECTIONS = "codec,latency,overhead,workloads,cold,csv,input,growth"
+
+
+def earlier_rows(mode, rerun):
+    """With --only: the figures of the other sections, from the run whose
+    CSV the current <mode>.md names (none if there is none). Returns the
+    rows and that CSV's name."""
+    try:
+        with open(os.path.join(RESULTS, f"{mode}.md")) as f:
+            name = re.search(r"Raw figures: `bench/results/([^`]+)`", f.read()).group(1)
+        with open(os.path.join(RESULTS, name), newline="") as f:
+            rows = [r for r in csv.DictReader(f)
+                    if r["section"] not in rerun + ["machine", "failure"]]
+    except (OSError, AttributeError):
+        return [], ""
+    for r in rows:
+        for k in ("value", "baseline", "ratio"):
+            try:
+                r[k] = float(r[k])
+            except ValueError:
+                pass
+    return rows, name
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,workloads,cold,growth")
+    ap.add_argument("--only", help="comma list of sections (" + ALL_SECTIONS + "); the others' "
+                    "figures are kept from the run the current results name")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args()
     mode = "quick" if a.quick else "full"
     cmd = "make bench-quick" if a.quick else "make bench"
-    sections = (a.only or "codec,latency,overhead,workloads,cold,growth").split(",")
+    sections = (a.only or ALL_SECTIONS).split(",")
     if "codec" in sections:
         install_nodeq()
     info = machine()
     log("machine:", json.dumps(info))
     for s in sections:
         {"codec": codec, "latency": latency, "overhead": overhead, "workloads": workloads,
-         "cold": cold, "growth": growth}[s](a.quick)
+         "cold": cold, "csv": csv_import, "input": input_memory, "growth": growth}[s](a.quick)
+    if a.only:
+        kept, earlier = earlier_rows(mode, sections)
+        rows_out.extend(kept)
+        if kept:
+            info["rerun"] = f"{','.join(sections)}; the other sections are from {earlier}"
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     csv_name = f"{mode}-{stamp}.csv"
