@@ -552,7 +552,7 @@ static qp_value *batch_col(lane *L, const qp__csv_col *cl, int f, int64_t rows)
     const symtab *t = &L->d.syms[f];
     qp_value *dom = qp_vector(QP_SYMBOL, t->n);
     if (!dom) return NULL;
-    memcpy(qp_S(dom), t->names, (size_t)t->n * sizeof *t->names);
+    if (t->n) memcpy(qp_S(dom), t->names, (size_t)t->n * sizeof *t->names);
     qp_value *x = qp_enum_borrow(rows, (const int64_t *)L->bufs[f]->data, L->bufs[f], dom);
     if (x && qp_is_error(x)) { qp_unref(x); x = NULL; }     /* ids are below t->n */
     return x;
