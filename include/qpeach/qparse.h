@@ -28,6 +28,15 @@
  *   float if any item is, else long);
  *   symbols `a and `a`b`c (` alone is the empty symbol);
  *   "strings" with q's escapes \n \t \r \\ \" \NNN (one char: a char atom);
+ *   temporal ones as q writes them: dates 2024.01.02, months 2024.01m,
+ *   timestamps 2024.01.02D09:30:00.000000000 (2024.01.02D09:30, 2024.01.02D:
+ *   fewer digits), datetimes 2024.01.02T09:30:00.000, timespans
+ *   0D00:00:01.5 -0D00:00:01 1D and 00:00:01.500000000 (4-9 fraction
+ *   digits), times 09:30:00.000, seconds 09:30:00, minutes 09:30 (a clock
+ *   may be negative); their nulls and infinities 0Nd 0Wp -0Wt 0Nz 0wz ...;
+ *   vectors of one temporal type, where 0N 0W -0W take that type
+ *   (2024.01.02 0N) and a last m makes months (2024.01 2024.02m); a mix
+ *   of types in a vector is an error;
  *   (::), () the empty list, (x) = x, and (a;b;...) lists, which collapse
  *   to a vector when every item is an atom of one type, as q does.
  * Blanks around the literal are ignored; anything else after it is an
@@ -42,6 +51,8 @@ typedef struct qp_expr {
     bool call;             /* name[args], name x or name`x; false: a bare name */
     qp_value *args;        /* a general list of the arguments, a new reference
                             * owned by the caller (NULL for a bare name) */
+    char err[100];         /* QP_EARG because an argument is no literal: why
+                            * (qp_literal_parse's message); else "" */
 } qp_expr;
 
 /* Parses the n bytes at s as "name", "name[a;b;...]", "name[]" (one

@@ -73,6 +73,17 @@ void qp_server_parallel(qp_server *s, int64_t n,
                         void (*fn)(int64_t i, void *data), void *data);
 int qp_server_secondary(const qp_server *s);  /* secondary thread count */
 
+/* Cancellation. A sync call whose client closes its connection (a client
+ * timeout, a stopped scheduler) is cancelled: if it has not started, it
+ * never does; if it runs on the main thread, qp_server_cancelled(s) turns
+ * true (from any thread) until it returns, and the callback set here is
+ * called once, on the loop thread, so that the code running it can stop
+ * (py.c raises qpeach.Cancelled in the Python thread). A function that
+ * never asks runs to its end: the server only stops listening for it. The
+ * callback must not block; set it before qp_server_run. */
+void qp_server_on_cancel(qp_server *s, void (*fn)(void *data), void *data);
+bool qp_server_cancelled(qp_server *s);
+
 /* Server-side globals (`.qp.set`, `.qp.get`, tables). Thread-safe. */
 /* Returns a new reference, or NULL when name is not defined; for a table
  * of the mounted db that cannot be read, an error value (-128) naming the
@@ -110,6 +121,12 @@ qp_value *qp_server_reload(qp_server *s);
  * global (.qp.set, .qp.load, --load: by) may not replace or hide; NULL
  * when name is free. */
 qp_value *qp_server_name_taken(qp_server *s, const char *name, const char *by);
+/* A .qp.apply part that is (column; value): a two-item list whose first
+ * item names the column (a symbol or string), or the two-symbol vector
+ * `c`v, which is what q makes of (`c;`v). Returns 1 with *col (interned)
+ * and *value (a new reference) set, 0 when part is something else (both
+ * NULL), QP_ENOMEM. */
+int qp_server_part_column(const qp_value *part, const char **col, qp_value **value);
 /* The part of db table name that a .qp.apply descriptor asks for, read
  * alone: (start; end) rows (qp_kdb_rows: only the partitions they touch),
  * or on a partitioned table (partition column; value), that partition.

@@ -85,5 +85,9 @@ qp_value *qp_meta_table(qp_value *c, qp_value *t, qp_value *f, qp_value *a);
 /* x as the q console shows it (console width cols, 0: 80; rows beyond the
  * console height elided with ".." as q does). malloc'd; NULL on OOM. */
 char *qp_format(const qp_value *x, int cols);
+/* The first line of x as the q console shows it, into buf (n bytes,
+ * NUL-terminated, cut short when full; "?" on OOM): an atom in a message
+ * reads as q writes it ("2024.01.02", "`IBM", "0D00:00:01.500000000"). */
+void qp_format_line(const qp_value *x, char *buf, size_t n);
 
 #endif

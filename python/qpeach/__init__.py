@@ -58,9 +58,9 @@ if _os.environ.get("QPEACH_EXT_DIR"):
     __path__.insert(0, _os.environ["QPEACH_EXT_DIR"])
 
 from . import q                                  # noqa: E402
-from .errors import QError, FanoutError, RunError, Timeout  # noqa: E402
+from .errors import QError, FanoutError, RunError, Timeout, Cancelled  # noqa: E402
 from . import remote                             # noqa: E402
 from .sched import run                           # noqa: E402
 
-__all__ = ["q", "remote", "run", "QError", "FanoutError", "RunError", "Timeout"]
+__all__ = ["q", "remote", "run", "QError", "FanoutError", "RunError", "Timeout", "Cancelled"]
 __version__ = "0.1.0"

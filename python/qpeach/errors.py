@@ -28,6 +28,17 @@ except ImportError:
         does not swallow it)."""
 
 
+try:
+    # Inside a qpeach worker: what the server raises in a call whose client
+    # closed its connection (a client timeout, Ctrl-C, a stopped run).
+    from _qpeach_worker import Cancelled
+except ImportError:
+    class Cancelled(Timeout):
+        """The client of a call closed its connection: the call stops
+        (raised inside functions running on a qpeach worker; a Timeout, so
+        `except qpeach.Timeout:` cleans up after both)."""
+
+
 class FanoutError(Exception):
     """A partition of a fan-out failed. ``partition`` is its index,
     ``description`` says which rows or group, ``address`` the server (None

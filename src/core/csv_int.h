@@ -1,5 +1,6 @@
 /* csv_int.h - internal to the table module (csv.c, csv_parse.c,
- * csv_field.c, csv_write.c, format.c): the loader's state, lines and
+ * csv_field.c, csv_write.c, format.c) and to qparse.c, which reads q's
+ * temporal literals with the field parsers: the loader's state, lines and
  * fields, the field parsers, and the cell formatter the CSV writer shares
  * with qp_format. Not installed; no stability promised. */
 #ifndef QPEACH_CSV_INT_H

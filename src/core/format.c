@@ -766,6 +766,13 @@ char *qp_format(const qp_value *x, int cols)
     return s;
 }
 
+void qp_format_line(const qp_value *x, char *buf, size_t n)
+{
+    char *s = qp_format(x, 1 << 20);
+    snprintf(buf, n, "%.*s", s ? (int)strcspn(s, "\n") : 1, s ? s : "?");
+    free(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* meta                                                                */
 /* ------------------------------------------------------------------ */

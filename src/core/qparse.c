@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "qpeach/qparse.h"
+#include "csv_int.h"
 
 /* ====================================================================
  * Literals
@@ -66,7 +67,7 @@ static qp_value *collapse(qp_value *list)
 
 static qp_value *parse_string(lex *l)
 {
-    l->p++;                                   /* opening quote */
+    const char *open = l->p++;                /* opening quote */
     char *buf = malloc((size_t)(l->end - l->p) + 1);
     if (!buf) return NULL;
     size_t n = 0;
@@ -84,7 +85,7 @@ static qp_value *parse_string(lex *l)
         }
         buf[n++] = c;
     }
-    if (l->p >= l->end) { free(buf); return lerr(l, "unterminated string"); }
+    if (l->p >= l->end) { free(buf); l->p = open; return lerr(l, "unterminated string"); }
     l->p++;
     qp_value *v = n == 1 ? qp_char(buf[0]) : qp_string(buf, n);
     free(buf);
@@ -108,12 +109,18 @@ static qp_value *parse_symbols(lex *l)
     return v;
 }
 
-/* One numeric token: its value and the type it asks for (0: untyped). */
+/* One numeric or temporal token: its value and the type it asks for
+ * (0: untyped). Integer types and the temporal ones but datetime keep
+ * their value in j, floats, reals and datetimes in f. */
 typedef struct num {
-    int type;              /* -QP_LONG etc. as written; 0 when inferred */
+    int type;              /* -QP_LONG, -QP_DATE etc. as written; 0 when inferred */
     bool isfloat;          /* written with '.', an exponent, 0n or 0w */
+    bool special;          /* 0N 0W -0W without a suffix: null or infinity of any type */
     double f;
     int64_t j;
+    const char *s;         /* the token, for a vector whose last item types it */
+    size_t n;
+    const char *bad;       /* why it is not a literal (on failure) */
 } num;
 
 static int suffix_type(char c)
@@ -125,37 +132,152 @@ static int suffix_type(char c)
     }
 }
 
-static int parse_num(const char *s, size_t n, num *out)
+static bool is_temporal(int t) { return t <= -QP_TIMESTAMP && t >= -QP_TIME; }
+
+/* The type a null's or infinity's suffix names: a number's, or q's
+ * temporal type chars p m d z n u v t. */
+static int null_suffix_type(char c)
+{
+    static const char tc[] = "pmdznuvt";      /* types 12..19, in order */
+    const char *k = c ? strchr(tc, c) : NULL;
+    return k ? -(QP_TIMESTAMP + (int)(k - tc)) : suffix_type(c);
+}
+
+static bool is_float_type(int t) { return t == -QP_REAL || t == -QP_FLOAT || t == -QP_DATETIME; }
+
+/* 0N 0Nh 0n 0w 0W 0Wi 0Nd 0Wp 0wz ...: q's nulls and infinities. b is
+ * the token after its sign. */
+static int parse_special(const char *b, bool neg, num *out)
+{
+    bool null = b[1] == 'N' || b[1] == 'n';
+    int t = b[2] ? null_suffix_type(b[2]) : 0;
+    if ((b[2] && (b[3] || !t)) || ((b[1] == 'n' || b[1] == 'w') && b[2] && t != -QP_DATETIME))
+        return -1;                            /* 0n and 0w take z only */
+    out->type = t;
+    if (b[1] == 'n' || b[1] == 'w' || is_float_type(t)) {
+        out->isfloat = !is_temporal(t);       /* a datetime is no float to mix */
+        out->f = null ? QP_NULL_F : neg ? -QP_INF_F : QP_INF_F;
+    } else {
+        out->special = !t;
+        out->j = null ? QP_NULL_J : neg ? -QP_INF_J : QP_INF_J;
+    }
+    return 0;
+}
+
+/* ---- temporal literals ----
+ * The CSV parsers (csv_field.c) read the parts; here is what q's lexer
+ * adds: which form is which type, '.' as the only date separator, and
+ * D or T alone after a date (midnight) or a day count (whole days). */
+
+#define DAY_NS 86400000000000LL
+
+/* s (n < cap bytes) into buf, with "00:00" after a final D or T: the
+ * CSV parsers want a clock there. */
+static size_t with_clock(const char *s, size_t n, char *buf, size_t cap)
+{
+    memcpy(buf, s, n);
+    if (n && (s[n - 1] == 'D' || s[n - 1] == 'T') && n + 5 < cap) {
+        memcpy(buf + n, "00:00", 5);
+        n += 5;
+    }
+    buf[n] = 0;
+    return n;
+}
+
+/* A clock alone, [-]hh:mm[:ss[.f]]: a minute, a second, a time (1 to 3
+ * fraction digits) or a timespan (4 to 9), as q reads them. */
+static int parse_clock(const char *s, size_t n, num *out)
+{
+    int64_t ns;
+    int fd = 0;
+    bool secs = false;
+    const char *dot = memchr(s, '.', n);
+    out->bad = dot ? "bad time" : n > 6 ? "bad second" : "bad minute";
+    if (s[n - 1] == '.' || qp__csv_sclock(s, n, &ns, &fd, &secs) < 0) return -1;
+    if (fd > 3) { out->type = -QP_TIMESPAN; out->j = ns; }
+    else if (fd) { out->type = -QP_TIME; out->j = ns / 1000000; }
+    else if (secs) { out->type = -QP_SECOND; out->j = ns / 1000000000; }
+    else { out->type = -QP_MINUTE; out->j = ns / 60000000000LL; }
+    return 0;
+}
+
+/* date D clock (timestamp), date T clock (datetime), days D clock
+ * (timespan); sep points at the D or T in s. */
+static int parse_dated(const char *s, size_t n, const char *sep, num *out)
+{
+    char buf[72];
+    size_t k = (size_t)(sep - s), m = with_clock(s, n, buf, sizeof buf);
+    bool date = k == 10 && s[4] == '.' && s[7] == '.';
+    if (*sep == 'T') {
+        int32_t d;
+        int64_t ns;
+        int fd;
+        bool secs;
+        out->bad = "bad datetime";
+        if (!date || qp__csv_date(buf, 10, &d) < 0 ||
+            qp__csv_clock(buf + 11, m - 11, &ns, &fd, &secs) < 0 || ns >= DAY_NS)
+            return -1;
+        out->type = -QP_DATETIME;
+        out->f = (double)d + (double)ns / (double)DAY_NS;   /* days, as q keeps them */
+        return 0;
+    }
+    if (date) {
+        out->bad = "bad timestamp";
+        out->type = -QP_TIMESTAMP;
+        return qp__csv_timestamp(buf, m, &out->j);
+    }
+    out->bad = "bad timespan";
+    out->type = -QP_TIMESPAN;
+    return qp__csv_timespan(buf, m, &out->j);
+}
+
+/* A temporal token (no sign but a timespan's or a clock's): 1 with *out
+ * set, 0 when it has no temporal form (a number, maybe), -1 when it has
+ * one but is not valid (out->bad says which). month: a YYYY.MM without
+ * its m is a month (a vector whose last item has the m). */
+static int parse_temporal(const char *s, size_t n, bool month, num *out)
+{
+    const char *sep = memchr(s, 'D', n);
+    if (!sep) sep = memchr(s, 'T', n);
+    if (sep) return parse_dated(s, n, sep, out) < 0 ? -1 : 1;
+    if (memchr(s, ':', n)) return parse_clock(s, n, out) < 0 ? -1 : 1;
+    const char *dot = memchr(s, '.', n);
+    bool two = dot && memchr(dot + 1, '.', n - (size_t)(dot + 1 - s));
+    int32_t v;
+    if (two) {                                     /* no number has two dots */
+        out->bad = "bad date";
+        out->type = -QP_DATE;
+        if (n != 10 || s[4] != '.' || s[7] != '.' || qp__csv_date(s, n, &v) < 0) return -1;
+    } else if ((n == 8 && s[7] == 'm') || (month && n == 7)) {
+        out->bad = "bad month";
+        out->type = -QP_MONTH;
+        if (s[4] != '.' || qp__csv_month(s, 7, &v) < 0) return -1;
+    } else {
+        return 0;
+    }
+    out->j = v;
+    return 1;
+}
+
+/* One token: a number, a null or infinity, or a temporal literal. 0, or
+ * -1 with out->bad set. */
+static int parse_num(const char *s, size_t n, bool month, num *out)
 {
     memset(out, 0, sizeof *out);
+    out->s = s;
+    out->n = n;
+    out->bad = "bad number";
     char tok[64];
     if (n == 0 || n >= sizeof tok) return -1;
     memcpy(tok, s, n);
     tok[n] = 0;
     bool neg = tok[0] == '-';
     const char *b = tok + neg;
-    /* q's nulls and infinities: 0N 0Nh 0n 0w 0W 0Wi ... */
-    if (b[0] == '0' && (b[1] == 'N' || b[1] == 'n' || b[1] == 'W' || b[1] == 'w')) {
-        char k = b[1];
-        if (b[2] && b[3]) return -1;
-        int t = b[2] ? suffix_type(b[2]) : 0;
-        if (b[2] && !t) return -1;
-        if (k == 'n' || k == 'w') {
-            if (b[2]) return -1;
-            out->isfloat = true;
-            out->f = k == 'n' ? QP_NULL_F : neg ? -QP_INF_F : QP_INF_F;
-            return 0;
-        }
-        out->type = t;
-        if (t == -QP_REAL || t == -QP_FLOAT) {
-            out->isfloat = true;
-            out->f = k == 'N' ? QP_NULL_F : neg ? -QP_INF_F : QP_INF_F;
-        } else {
-            out->j = k == 'N' ? QP_NULL_J : neg ? -QP_INF_J : QP_INF_J;
-        }
-        return 0;
-    }
+    if (b[0] == '0' && (b[1] == 'N' || b[1] == 'n' || b[1] == 'W' || b[1] == 'w'))
+        return parse_special(b, neg, out);
     if (!isdigit((unsigned char)b[0]) && !(b[0] == '.' && isdigit((unsigned char)b[1]))) return -1;
+    int r = parse_temporal(tok, n, month, out);
+    if (r) return r < 0 ? -1 : 0;
     char last = tok[n - 1];
     int t = isalpha((unsigned char)last) ? suffix_type(last) : 0;
     if (isalpha((unsigned char)last)) {
@@ -180,20 +302,33 @@ static int parse_num(const char *s, size_t n, num *out)
  * suffix, in a vector that is float) are the float null and infinity. */
 static double num_float(const num *x)
 {
-    if (x->isfloat) return x->f;
+    if (x->isfloat || x->type == -QP_DATETIME) return x->f;
     return x->j == QP_NULL_J ? QP_NULL_F : x->j == QP_INF_J ? QP_INF_F
          : x->j == -QP_INF_J ? -QP_INF_F : (double)x->j;
 }
 
+/* An integer token as an int: 0N and 0W as the int null and infinity. */
+static int32_t num_int(const num *x)
+{
+    return x->j == QP_NULL_J ? QP_NULL_I : x->j == QP_INF_J ? QP_INF_I
+         : x->j == -QP_INF_J ? -QP_INF_I : (int32_t)x->j;
+}
+
 static qp_value *num_atom(int t, const num *x)
 {
+    qp_value *a;
     switch (t) {
     case -QP_SHORT: return qp_short(x->j == QP_NULL_J ? QP_NULL_H : x->j == QP_INF_J ? QP_INF_H
                                     : x->j == -QP_INF_J ? -QP_INF_H : (int16_t)x->j);
-    case -QP_INT: return qp_int(x->j == QP_NULL_J ? QP_NULL_I : x->j == QP_INF_J ? QP_INF_I
-                                : x->j == -QP_INF_J ? -QP_INF_I : (int32_t)x->j);
+    case -QP_INT: return qp_int(num_int(x));
     case -QP_REAL: return qp_real((float)num_float(x));
     case -QP_FLOAT: return qp_float(num_float(x));
+    case -QP_MONTH: case -QP_DATE: case -QP_MINUTE: case -QP_SECOND: case -QP_TIME:
+        return qp_temporal_i(t, num_int(x));
+    case -QP_TIMESTAMP: case -QP_TIMESPAN: return qp_temporal_j(t, x->j);
+    case -QP_DATETIME:
+        if ((a = qp_atom(t))) a->f = num_float(x);
+        return a;
     default: return qp_long(x->j);
     }
 }
@@ -204,6 +339,96 @@ static size_t span_in(const char *s, size_t n, const char *set)
     size_t i = 0;
     while (i < n && s[i] && strchr(set, s[i])) i++;
     return i;
+}
+
+static bool token_char(char c) { return isalnum((unsigned char)c) || c == '.' || c == '-' || c == ':'; }
+
+/* The type of a run of tokens, as q types 1 2 3h or 2024.01.02 0N: the
+ * last token's suffix, else a temporal item's type, else float if any
+ * item is, else long. NULL, or why the items make no vector. */
+static const char *run_type(const num *all, size_t cnt, int *type)
+{
+    int t = all[cnt - 1].type;
+    for (size_t i = 0; !t && i < cnt; i++)
+        if (is_temporal(all[i].type)) t = all[i].type;
+    if (!t) {
+        t = -QP_LONG;
+        for (size_t i = 0; i < cnt; i++) if (all[i].isfloat) t = -QP_FLOAT;
+    }
+    *type = t;
+    for (size_t i = 0; i < cnt; i++) {
+        const num *x = &all[i];
+        if (is_temporal(t) || is_temporal(x->type)) {
+            if (x->type != t && !x->special) return "mixed types in a vector";
+        } else if (x->isfloat && t != -QP_FLOAT && t != -QP_REAL) {
+            return "float in an integer vector";
+        }
+    }
+    return NULL;
+}
+
+/* The tokens of a run into *all (malloc'd, *cnt of them): 0, -1 with the
+ * error reported, -2 out of memory. */
+static int read_run(lex *l, num **all, size_t *cnt)
+{
+    size_t cap = 0;
+    *all = NULL;
+    *cnt = 0;
+    for (;;) {
+        const char *t = l->p;
+        num x;
+        while (l->p < l->end && token_char(*l->p)) l->p++;
+        if (parse_num(t, (size_t)(l->p - t), false, &x)) { l->p = t; lerr(l, x.bad); return -1; }
+        if (*cnt == cap) {
+            cap = cap ? 2 * cap : 8;
+            num *m = realloc(*all, cap * sizeof *m);
+            if (!m) return -2;
+            *all = m;
+        }
+        (*all)[(*cnt)++] = x;
+        const char *save = l->p;
+        skip_ws(l);
+        if (l->p < l->end && l->p > save &&
+            (isdigit((unsigned char)*l->p) || (*l->p == '-' && l->p + 1 < l->end &&
+                                               (isdigit((unsigned char)l->p[1]) || l->p[1] == '.')))) continue;
+        l->p = save;
+        return 0;
+    }
+}
+
+/* A run of space-separated numbers or temporal items: one atom, or a
+ * vector (run_type). 2024.01 2024.02m is a month vector: the last item's
+ * m types the rest, as a suffix does numbers. */
+static qp_value *parse_run(lex *l)
+{
+    const char *start = l->p;
+    num *all;
+    size_t cnt;
+    int type, rc = read_run(l, &all, &cnt);
+    if (rc) { free(all); return NULL; }        /* reported, or out of memory */
+    if (all[cnt - 1].type == -QP_MONTH)
+        for (size_t i = 0; i + 1 < cnt; i++)
+            if (!all[i].special && parse_num(all[i].s, all[i].n, true, &all[i])) {
+                l->p = all[i].s;
+                free(all);
+                return lerr(l, "bad month");
+            }
+    const char *why = run_type(all, cnt, &type);
+    if (why) { free(all); l->p = start; return lerr(l, why); }
+    qp_value *v = NULL;
+    if (cnt == 1) {
+        v = num_atom(type, &all[0]);
+    } else if ((v = qp_vector(-type, (int64_t)cnt))) {
+        size_t w = qp_type_width(-type);
+        for (size_t i = 0; i < cnt; i++) {
+            qp_value *a = num_atom(type, &all[i]);
+            if (!a) { qp_unref(v); v = NULL; break; }
+            memcpy((char *)v->v.data + i * w, &a->g, w);
+            qp_unref(a);
+        }
+    }
+    free(all);
+    return v;
 }
 
 static qp_value *parse_numbers(lex *l)
@@ -234,55 +459,8 @@ static qp_value *parse_numbers(lex *l)
         }
         return v;
     }
-    /* a run of space-separated numbers: one atom, or a vector whose type
-     * is the last token's suffix, else float if any is, else long */
-    num items[1];
-    num *all = NULL;
-    size_t cnt = 0, cap = 0;
     l->p = s;
-    for (;;) {
-        const char *t = l->p;
-        while (l->p < l->end && (isalnum((unsigned char)*l->p) || *l->p == '.' || *l->p == '-')) l->p++;
-        if (parse_num(t, (size_t)(l->p - t), items)) { free(all); l->p = t; return lerr(l, "bad number"); }
-        if (cnt == cap) {
-            cap = cap ? 2 * cap : 8;
-            num *m = realloc(all, cap * sizeof *m);
-            if (!m) { free(all); return NULL; }
-            all = m;
-        }
-        all[cnt++] = items[0];
-        const char *save = l->p;
-        skip_ws(l);
-        if (l->p < l->end && l->p > save &&
-            (isdigit((unsigned char)*l->p) || (*l->p == '-' && l->p + 1 < l->end &&
-                                               (isdigit((unsigned char)l->p[1]) || l->p[1] == '.')))) continue;
-        l->p = save;
-        break;
-    }
-    int type = all[cnt - 1].type;
-    if (!type) {
-        type = -QP_LONG;
-        for (size_t i = 0; i < cnt; i++) if (all[i].isfloat) type = -QP_FLOAT;
-    }
-    for (size_t i = 0; i < cnt; i++)
-        if (all[i].isfloat && type != -QP_FLOAT && type != -QP_REAL) {
-            free(all);
-            return lerr(l, "float in an integer vector");
-        }
-    qp_value *v = NULL;
-    if (cnt == 1) {
-        v = num_atom(type, &all[0]);
-    } else if ((v = qp_vector(-type, (int64_t)cnt))) {
-        size_t w = qp_type_width(-type);
-        for (size_t i = 0; i < cnt; i++) {
-            qp_value *a = num_atom(type, &all[i]);
-            if (!a) { qp_unref(v); v = NULL; break; }
-            memcpy((char *)v->v.data + i * w, &a->g, w);
-            qp_unref(a);
-        }
-    }
-    free(all);
-    return v;
+    return parse_run(l);
 }
 
 static qp_value *parse_paren(lex *l)
@@ -392,7 +570,7 @@ int qp_expr_parse(const char *s, size_t n, qp_expr *e)
                 if (i > 0 || *ae != ']') goto bad;
                 x = qp_identity();
             } else {
-                x = qp_literal_parse(a, (size_t)(ae - a), NULL, 0);
+                x = qp_literal_parse(a, (size_t)(ae - a), e->err, sizeof e->err);
             }
             if (!x) goto bad;
             if (qp_vec_append(e->args, &x)) goto nomem;
@@ -404,7 +582,7 @@ int qp_expr_parse(const char *s, size_t n, qp_expr *e)
     }
     /* f x, and f`x as q reads it (.qp.count`trade) */
     if (!isspace((unsigned char)*p) && *p != '`') goto bad;
-    if (!(x = qp_literal_parse(p, (size_t)(end - p), NULL, 0))) goto bad;
+    if (!(x = qp_literal_parse(p, (size_t)(end - p), e->err, sizeof e->err))) goto bad;
     if (qp_vec_append(e->args, &x)) goto nomem;
     return 0;
 nomem:

@@ -212,7 +212,9 @@ qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsi
         if (db->parts[mid].v < x) lo = mid + 1;
         else hi = mid - 1;
     }
-    return qp_error("%s: no partition %lld (%s) for table %s", db->path, (long long)x,
+    char text[64];                   /* the value as q writes it: 2024.01.05 */
+    qp_format_line(v, text, sizeof text);
+    return qp_error("%s: no partition %s (%s) for table %s", db->path, text,
                     qp__kdb_pcol(db->pkind), table);
 }
 

@@ -19,6 +19,9 @@
  *
  * .qp.peach hands items out dynamically: one dispatcher thread per worker
  * takes the next item as soon as its worker answered the previous one.
+ * A dispatcher waits for its answer in 50 ms polls, so that a peach whose
+ * client left (qp_server_cancelled) stops within one: it closes its
+ * connection, and the worker process cancels the item itself.
  *
  * A worker that dies is restarted: same core, argv (--load, --db) and history.
  * During peach its in-flight item goes back to a queue that every
@@ -34,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -275,6 +279,18 @@ static qp_value *connect_worker(worker *w, int i)
     return qp_error("qp.peach: worker process %d did not start: %s", i, err);
 }
 
+/* Worker i's connection failed: the process is reaped, *e says why (a
+ * new error value). Returns NULL. */
+static qp_value *worker_failed(int i, qp_value **e)
+{
+    worker *w = &workers[i];
+    char why[200];
+    snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c));
+    reap(w);
+    *e = qp_error("qp.peach: worker process %d failed: %s (it %s)", i, why, w->cause);
+    return NULL;
+}
+
 /* msg on worker i: a new reference, or NULL when the connection failed
  * (*e then says why: an error value the caller owns). *sent (optional)
  * tells whether msg reached a worker that was up, i.e. whether a failure
@@ -286,13 +302,7 @@ static qp_value *worker_call(int i, const qp_value *msg, qp_value **e, bool *sen
     if ((*e = connect_worker(w, i))) return NULL;
     if (sent) *sent = true;
     qp_value *r = qp_conn_call(w->c, msg);
-    if (!r) {
-        char why[200];
-        snprintf(why, sizeof why, "%s", qp_conn_errstr(w->c));
-        reap(w);
-        *e = qp_error("qp.peach: worker process %d failed: %s (it %s)", i, why, w->cause);
-    }
-    return r;
+    return r ? r : worker_failed(i, e);
 }
 
 /* A new process for worker i, given the history. Main thread only.
@@ -403,6 +413,7 @@ qp_value *qp__procs_broadcast(const qp_value *msg, bool replay)
 
 /* One .qp.peach spread over the worker processes. */
 typedef struct peachrun {
+    qp_server *s;          /* whose call it is (cancellation) */
     const char *fn;
     const qp_value *items;
     qp_value **out;
@@ -429,6 +440,40 @@ static int64_t take(peachrun *j)
     return i;
 }
 
+/* msg on worker i for a peach item, as worker_call, but waiting in 50 ms
+ * polls: when the peach is cancelled the connection is closed (the worker
+ * cancels the item on seeing it close; its process stays) and *e says so,
+ * with *sent false (no fault of the item's). */
+static qp_value *peach_call(peachrun *j, int i, const qp_value *msg, qp_value **e, bool *sent)
+{
+    worker *w = &workers[i];
+    *sent = false;
+    if ((*e = connect_worker(w, i))) return NULL;
+    *sent = true;
+    if (qp_conn_send(w->c, msg, QP_MSG_SYNC) < 0) return worker_failed(i, e);
+    for (;;) {
+        qp_buf *m = NULL;
+        qp_ipc_header h;
+        int rc = qp_conn_recv_nowait(w->c, &m, &h);
+        if (rc == 0 && h.msgtype == QP_MSG_RESPONSE) {
+            qp_value *r = qp_ipc_decode(m, NULL);
+            qp_buf_unref(m);
+            return r ? r : (*e = qp_error("wsfull"), NULL);
+        }
+        qp_buf_unref(m);
+        if (rc < 0 && rc != -EAGAIN) return worker_failed(i, e);
+        if (qp_server_cancelled(j->s)) {
+            qp_conn_close(w->c);
+            w->c = NULL;
+            *sent = false;
+            *e = qp_error("cancelled: qp.peach: its client closed the connection");
+            return NULL;
+        }
+        struct pollfd pfd = { .fd = qp_conn_fd(w->c), .events = POLLIN };
+        if (rc == -EAGAIN) poll(&pfd, 1, 50);
+    }
+}
+
 static void *dispatch_main(void *p)
 {
     parg *a = p;
@@ -439,10 +484,15 @@ static void *dispatch_main(void *p)
         qp_value *it = qp_item(j->items, i);
         qp_value *msg = it ? qp_list(3, qp_symbol(".qp.call"), qp_symbol(j->fn), qp_list(1, it)) : NULL;
         bool sent = false;   /* a failed (re)start is not the item's doing */
-        qp_value *e = NULL, *r = msg ? worker_call(a->w, msg, &e, &sent) : NULL;
+        qp_value *e = NULL, *r = msg ? peach_call(j, a->w, msg, &e, &sent) : NULL;
         qp_unref(msg);
         if (r) { j->out[i] = r; continue; }
         pthread_mutex_lock(&j->mu);
+        if (e && qp_server_cancelled(j->s)) {   /* no restart: the next call revives */
+            if (!j->fatal) j->fatal = e; else qp_unref(e);
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
         if (!e) {
             if (!j->fatal) j->fatal = qp_error("wsfull");
         } else if (sent && ++j->deaths[i] >= QP_PEACH_TRIES) {
@@ -469,13 +519,13 @@ static void *dispatch_main(void *p)
     return NULL;
 }
 
-qp_value *qp__procs_peach(const char *fn, const qp_value *items)
+qp_value *qp__procs_peach(qp_server *s, const char *fn, const qp_value *items)
 {
     int64_t n = items->v.n;
     qp_value *out = qp_vector(QP_LIST, n), *lost = NULL;
     pthread_t *th = calloc((size_t)nworkers, sizeof *th);
     parg *args = calloc((size_t)nworkers, sizeof *args);
-    peachrun j = {.fn = fn, .items = items, .n = n};
+    peachrun j = {.s = s, .fn = fn, .items = items, .n = n};
     j.queue = calloc((size_t)nworkers, sizeof *j.queue);
     j.deaths = calloc((size_t)(n ? n : 1), 1);
     if (!out || !th || !args || !j.queue || !j.deaths) goto done;

@@ -15,6 +15,11 @@
  * (an `except Exception:` in user code does not swallow it), and the timer
  * fires again every 100 ms until the call returns. C code that never
  * checks for signals cannot be interrupted; the server survives the rest.
+ *
+ * Cancellation takes the same road: when the client of the running call
+ * leaves (qp_server_cancelled), the loop's on_cancel callback has the timer
+ * interrupt the main thread at once and every 100 ms after, and the
+ * handler raises qpeach.Cancelled (a Timeout) instead.
  */
 #define QP_PY_IMPORT_ARRAY
 #include "py_int.h"
@@ -38,6 +43,7 @@ static PyObject *libs;         /* dict alias -> module */
 static PyObject *funcs;        /* dict name -> (function, namespace, flags, id, opt flags):
                                 * id and opt flags let `reuse` see an identical definition */
 static PyObject *timeout_exc;  /* qpeach.Timeout */
+static PyObject *cancel_exc;   /* qpeach.Cancelled, a Timeout */
 
 /* Helpers easier to write in Python than in C; none is on the call path. */
 static const char helper_src[] =
@@ -124,6 +130,10 @@ static atomic_uint_fast64_t tm_fired;  /* call that ran out of time */
 static atomic_uint_fast64_t tm_active; /* call in progress (0: none) */
 static bool tm_stop;
 static const char *tm_name;            /* function of the call in progress */
+static int64_t tm_kick;                /* ns: interrupt a cancelled call then; 0: none */
+static qp_server *tm_server;           /* whose calls are cancelled (qp__cancel_init) */
+
+static bool cancelled(void) { return tm_server && qp_server_cancelled(tm_server); }
 
 static int64_t now_ns(void)
 {
@@ -132,26 +142,38 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* Trips the Python-level handler and wakes the main thread from a
+ * blocking call (EINTR). */
+static void interrupt_main(void)
+{
+    PyErr_SetInterruptEx(QP_TIMEOUT_SIGNAL);   /* async-signal-safe, no GIL */
+    pthread_kill(main_thread, QP_TIMEOUT_SIGNAL);
+}
+
 static void *timer_main(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&tm_mu);
     while (!tm_stop) {
-        if (!tm_deadline) {
+        int64_t next = tm_deadline && (!tm_kick || tm_deadline < tm_kick) ? tm_deadline : tm_kick;
+        if (!next) {
             pthread_cond_wait(&tm_cv, &tm_mu);
             continue;
         }
         int64_t now = now_ns();
-        if (now >= tm_deadline) {
-            atomic_store(&tm_fired, tm_seq);
-            PyErr_SetInterruptEx(QP_TIMEOUT_SIGNAL);   /* async-signal-safe, no GIL */
-            pthread_kill(main_thread, QP_TIMEOUT_SIGNAL);
-            tm_deadline = now + 100000000;             /* again until it returns */
-            continue;
+        if (tm_kick && now >= tm_kick) {     /* again until it returns */
+            tm_kick = cancelled() ? now + 100000000 : 0;
+            if (tm_kick) interrupt_main();
         }
+        if (tm_deadline && now >= tm_deadline) {
+            atomic_store(&tm_fired, tm_seq);
+            interrupt_main();
+            tm_deadline = now + 100000000;             /* again until it returns */
+        }
+        if (now >= next) continue;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        int64_t wait = tm_deadline - now;
+        int64_t wait = next - now;
         until.tv_sec += wait / 1000000000;
         until.tv_nsec += wait % 1000000000;
         if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
@@ -180,6 +202,7 @@ static void timeout_end(void)
 {
     pthread_mutex_lock(&tm_mu);
     tm_deadline = 0;
+    tm_kick = 0;
     atomic_store(&tm_active, 0);
     pthread_mutex_unlock(&tm_mu);
 }
@@ -193,12 +216,40 @@ int qp_py_set_timeout(int ms)
     return old;
 }
 
-/* The Python-level SIGUSR2 handler: raises only for the call that ran out
- * of time, so a late signal never hits the next call. */
+/* The loop's on_cancel: the running call's client left. The Python call
+ * in progress, if any, is interrupted now (one that starts later sees
+ * cancelled() first: qp__call_timed). */
+static void cancel_wake(void *data)
+{
+    (void)data;
+    pthread_mutex_lock(&tm_mu);
+    if (atomic_load(&tm_active)) {
+        tm_kick = now_ns();
+        pthread_cond_signal(&tm_cv);
+    }
+    pthread_mutex_unlock(&tm_mu);
+}
+
+void qp__cancel_init(qp_server *s)
+{
+    tm_server = s;
+    if (s) qp_server_on_cancel(s, cancel_wake, NULL);
+}
+
+static PyObject *raise_cancelled(void)
+{
+    PyErr_SetString(cancel_exc, "call cancelled: its client closed the connection (it timed out "
+                    "or was interrupted)");
+    return NULL;
+}
+
+/* The Python-level SIGUSR2 handler: raises only for the call that was
+ * cancelled or ran out of time, so a late signal never hits the next one. */
 static PyObject *on_timeout_signal(PyObject *self, PyObject *args)
 {
     (void)self; (void)args;
     uint64_t active = atomic_load(&tm_active);
+    if (active && cancelled()) return raise_cancelled();
     if (active && atomic_load(&tm_fired) == active) {
         PyErr_Format(timeout_exc, "call exceeded the timeout of %d ms", tm_ms);
         return NULL;
@@ -351,10 +402,16 @@ int qp_py_init(char *err, size_t errlen)
     timeout_exc = PyErr_NewExceptionWithDoc("qpeach.Timeout",
         "A call ran past the server's timeout.", PyExc_BaseException, NULL);
     if (!timeout_exc) return fail_msg(err, errlen, "Timeout class");
-    /* `import qpeach` in a function finds this class as qpeach.Timeout
-     * (python/qpeach/errors.py imports it from here when it exists). */
+    cancel_exc = PyErr_NewExceptionWithDoc("qpeach.Cancelled",
+        "The client of a call closed its connection (a timeout, Ctrl-C): the call stops.",
+        timeout_exc, NULL);
+    if (!cancel_exc) return fail_msg(err, errlen, "Cancelled class");
+    /* `import qpeach` in a function finds these classes as qpeach.Timeout
+     * and qpeach.Cancelled (python/qpeach/errors.py imports them from here
+     * when they exist). */
     PyObject *wm = PyImport_AddModule("_qpeach_worker");     /* borrowed */
-    if (!wm || PyModule_AddObjectRef(wm, "Timeout", timeout_exc) < 0)
+    if (!wm || PyModule_AddObjectRef(wm, "Timeout", timeout_exc) < 0 ||
+        PyModule_AddObjectRef(wm, "Cancelled", cancel_exc) < 0)
         return fail_msg(err, errlen, "_qpeach_worker module");
     PyObject *codes_cls = PyDict_GetItemString(helpers, "SymbolCodes");    /* borrowed */
     if (!codes_cls || PyModule_AddObjectRef(wm, "SymbolCodes", codes_cls) < 0
@@ -381,6 +438,7 @@ void qp_py_fini(void)
     Py_CLEAR(libs);
     Py_CLEAR(funcs);
     Py_CLEAR(timeout_exc);
+    Py_CLEAR(cancel_exc);
     qp__pykx_fini();
     qp__conv_fini();
     Py_FinalizeEx();
@@ -396,6 +454,10 @@ qp_value *qp_py_error(void)
     if (!t) return qp_error("python: unknown error");
     PyErr_NormalizeException(&t, &v, &tb);
     qp_value *e = NULL;
+    if (cancel_exc && PyErr_GivenExceptionMatches(t, cancel_exc)) {
+        e = qp_error("cancelled: %s: its client closed the connection", tm_name ? tm_name : "?");
+        goto done;
+    }
     if (timeout_exc && PyErr_GivenExceptionMatches(t, timeout_exc)) {
         e = qp_error("timeout: %s: call exceeded the timeout of %d ms", tm_name ? tm_name : "?", tm_ms);
         goto done;
@@ -588,6 +650,10 @@ PyObject *qp__call_timed(const char *name, PyObject *f, PyObject *args, PyObject
 {
     bool on_main = pthread_equal(pthread_self(), main_thread);
     if (on_main) timeout_begin(name);
+    if (on_main && cancelled()) {   /* cancelled before it started: cancel_wake found no call */
+        timeout_end();
+        return raise_cancelled();
+    }
     PyObject *r = PyObject_Call(f, args, kwargs);
     if (on_main) timeout_end();
     return r;

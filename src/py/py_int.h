@@ -144,10 +144,16 @@ int qp__procs_count(void);
  * a restarted worker is given (not for what a new process has anyway). */
 qp_value *qp__procs_broadcast(const qp_value *msg, bool replay);
 /* Runs `.qp.call[fn; enlist item]` for every item of items across the
- * workers, handing items out as each finishes. New reference. */
-qp_value *qp__procs_peach(const char *fn, const qp_value *items);
+ * workers, handing items out as each finishes. When the call is cancelled
+ * (qp_server_cancelled(s)) no more items go out, and the connections to
+ * the workers running one are closed: each worker cancels it itself, as
+ * any server does when its client leaves. New reference. */
+qp_value *qp__procs_peach(qp_server *s, const char *fn, const qp_value *items);
 void qp__procs_stop(void);
 /* Worker side: exit when the parent's pipe closes. */
 int qp__procs_watch_parent(int fd, qp_server *s);
+/* py.c: calls of server s (NULL: none) become cancellable: its on_cancel
+ * interrupts the Python call that runs for a client that left. */
+void qp__cancel_init(qp_server *s);
 
 #endif

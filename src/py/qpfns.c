@@ -324,7 +324,8 @@ static qp_value *fn_reload(qp_server *s, qp_value *args, void *data)
 /* ---- .qp.apply ----
  * part: (start; end) rows, a view of the table; or (column; value), the
  * rows where column = value, gathered (an enumerated column compares its
- * symbols). A db table is served by qp_server_db_part first. */
+ * symbols; `c`v is (`c;`v) as q collapses it). A db table is served by
+ * qp_server_db_part first. */
 
 static qp_value *gather(const qp_value *col, const int64_t *idx, int64_t m)
 {
@@ -458,9 +459,14 @@ static qp_value *partition(const qp_value *t, const qp_value *part)
                                                      (long long)a, (long long)b, (long long)n);
         return qp_table_slice(t, a, b - a);    /* views: no copy */
     }
-    if (part->type == QP_LIST && part->v.n == 2) {
-        const char *col = sym_arg(qp_K(part)[0]);
-        if (col) return rows_where(t, col, qp_K(part)[1]);
+    const char *col;
+    qp_value *val;
+    int rc = qp_server_part_column(part, &col, &val);
+    if (rc < 0) return NULL;
+    if (rc) {
+        qp_value *r = rows_where(t, col, val);
+        qp_unref(val);
+        return r;
     }
     return qp_error("qp.apply: part is (start; end) rows or (column; value)");
 }
@@ -533,6 +539,10 @@ typedef struct peach {
 static void peach_item(int64_t i, void *data)
 {
     peach *p = data;
+    if (qp_server_cancelled(server)) {   /* its client left: start no more items */
+        p->out[i] = qp_error("cancelled: qp.peach: its client closed the connection");
+        return;
+    }
     PyGILState_STATE st = PyGILState_Ensure();
     qp_value *it = qp_item(p->items, i);
     PyObject *a = it ? qp_py_from_q(it, p->flags) : NULL;
@@ -554,7 +564,7 @@ static qp_value *fn_peach(qp_server *s, qp_value *args, void *data)
     if (!fn) return qp_error("qp.peach: the function name must be a symbol or string");
     if (items->type != QP_LIST && !qp_is_vector(items))
         return qp_error("qp.peach: takes [name; list]");
-    if (qp__procs_count() > 0) return qp__procs_peach(fn, items);
+    if (qp__procs_count() > 0) return qp__procs_peach(s, fn, items);
     peach p = {.fn = fn, .items = items};
     if (qp__func_flags(fn, &p.flags) < 0)
         return qp_error("qp.peach: no function '%s' (define it with .qp.def)", fn);
@@ -597,6 +607,7 @@ void qp_py_thread_start_cb(int index, void *data)
 void qp_py_shutdown(void)
 {
     qp__procs_stop();
+    qp__cancel_init(NULL);
     server = NULL;   /* another server may register now */
 }
 
@@ -617,6 +628,7 @@ int qp_py_register(qp_server *s, const qp_py_opts *o, char *err, size_t errlen)
         return QP_EARG;
     }
     server = s;
+    qp__cancel_init(s);
     if (o) opts = *o;
     else opts.parent_fd = -1;
     /* .qp.info reports this; Py_GetVersion needs no running interpreter

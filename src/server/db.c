@@ -111,6 +111,20 @@ static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
     return r ? r : qp_error("wsfull");
 }
 
+int qp_server_part_column(const qp_value *part, const char **col, qp_value **value)
+{
+    *col = NULL;
+    *value = NULL;
+    if (part->type == QP_LIST && part->v.n == 2 && (*col = qp_name_of(qp_K(part)[0]))) {
+        *value = qp_ref(qp_K(part)[1]);
+        return 1;
+    }
+    if (part->type != QP_SYMBOL || part->v.n != 2) return 0;
+    if (!(*value = qp_symbol(qp_S(part)[1]))) return QP_ENOMEM;
+    *col = qp_S(part)[0];
+    return 1;
+}
+
 int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_value **out)
 {
     *out = NULL;
@@ -120,18 +134,21 @@ int qp_server_db_part(qp_server *s, const char *name, const qp_value *part, qp_v
         *out = err;                  /* the db could not be mounted again */
         return err != NULL;
     }
-    const char *pcol = qp_kdb_part_column(db, name);
-    const char *col = part->type == QP_LIST && part->v.n == 2 ? qp_name_of(qp_K(part)[0]) : NULL;
-    int r = 1;
-    if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
+    const char *pcol = qp_kdb_part_column(db, name), *col;
+    qp_value *val;
+    int r = qp_server_part_column(part, &col, &val);
+    if (r < 0) {
+        r = 1;                       /* *out NULL: out of memory */
+    } else if ((part->type == QP_LONG || part->type == QP_INT) && part->v.n == 2) {
         int64_t a = part->type == QP_LONG ? qp_J(part)[0] : qp_I(part)[0];
         int64_t b = part->type == QP_LONG ? qp_J(part)[1] : qp_I(part)[1];
         *out = qp_kdb_rows(db, name, a, b, QP_KDB_ENUMS);
-    } else if (pcol && col && strcmp(col, pcol) == 0) {
-        *out = qp_kdb_table_at(db, name, qp_K(part)[1], QP_KDB_ENUMS);
+        r = 1;
     } else {
-        r = 0;
+        r = pcol && col && strcmp(col, pcol) == 0;
+        if (r) *out = qp_kdb_table_at(db, name, val, QP_KDB_ENUMS);
     }
+    qp_unref(val);
     qp_kdb_close(db);
     return r;
 }

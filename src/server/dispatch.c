@@ -145,11 +145,18 @@ static void q_hint(const char *s, size_t n, char *buf, size_t len)
     if (looks_like_q(w, end)) snprintf(buf, len, "q operators and keywords are not evaluated");
 }
 
-/* The error for text qpeach does not evaluate (a char message). */
-static qp_value *unsupported_text(const char *s, size_t n)
+/* The error for text qpeach does not evaluate (a char message); why: what
+ * was wrong with an argument (qp_expr.err). A literal that is malformed
+ * (a bad date, a mixed vector) is said before the guess that the text is
+ * q; a q word's .qp equivalent comes first. */
+static qp_value *unsupported_text(const char *s, size_t n, const char *why)
 {
     char hint[160];
     q_hint(s, n, hint, sizeof hint);
+    bool bad_literal = why && (!strncmp(why, "bad ", 4) || !strncmp(why, "mixed ", 6) ||
+                               !strncmp(why, "float in", 8));
+    if (why && *why && (!hint[0] || (bad_literal && strncmp(hint, "try ", 4))))
+        snprintf(hint, sizeof hint, "%s", why);
     int m = n > 200 ? 200 : (int)n;
     return qp_error("qpeach: unsupported expression: %.*s%s (%s%s" EVALUATES ")", m, s,
                     n > 200 ? "..." : "", hint, hint[0] ? "; " : "");
@@ -161,7 +168,7 @@ static qp_value *unsupported_text(const char *s, size_t n)
 static qp_value *unknown_fn(const char *name, const qp_value *text, const qp_value *args)
 {
     if (!is_q_word(name)) return qp_error("qpeach: unknown function: %s", name);
-    if (text) return unsupported_text(qp_C(text), (size_t)text->v.n);
+    if (text) return unsupported_text(qp_C(text), (size_t)text->v.n, NULL);
     char call[128], hint[160];
     const qp_value *a0 = args && args->type == QP_LIST && args->v.n ? qp_K(args)[0] : NULL;
     snprintf(call, sizeof call, "%s %s", name, a0 && a0->type == -QP_SYMBOL ? a0->s : "");
@@ -207,7 +214,7 @@ static int resolve_text(qp__work *j, const qp_value *x, const char **name, qp_va
         snprintf(j->what, sizeof j->what, "%.*s", n, qp_C(x));
         /* a literal evaluates to itself, as in q */
         if (!(j->result = qp_literal_parse(qp_C(x), (size_t)x->v.n, NULL, 0)))
-            j->result = unsupported_text(qp_C(x), (size_t)x->v.n);
+            j->result = unsupported_text(qp_C(x), (size_t)x->v.n, e.err);
         return 1;
     }
     *name = e.name;
@@ -312,6 +319,46 @@ static void encode(qp__work *j)
     j->outlen = len;
 }
 
+/* j's function, run here. On the main thread the call is numbered
+ * first, then its cancel flag read: qp__work_cancel sets the flag, then
+ * reads the number, so one of them sees the other. */
+static qp_value *run_fn(qp_server *s, qp__work *j, int where)
+{
+    bool main = where == QP_EXEC_MAIN;
+    if (main) {
+        uint64_t seq = atomic_fetch_add(&s->main_seq, 1) + 1;
+        atomic_store(&j->seq, seq);
+        atomic_store(&s->main_run, seq);
+    }
+    qp_value *r = atomic_load(&j->cancelled)
+        ? qp_error("cancelled: the client closed the connection")
+        : j->fn->fn(s, j->args, j->fn->data);
+    if (main) atomic_store(&s->main_run, 0);
+    return r;
+}
+
+bool qp__work_cancel(qp_server *s, qp__work *j)
+{
+    if (j->msgtype != QP_MSG_SYNC || atomic_exchange(&j->cancelled, true)) return false;
+    uint64_t seq = atomic_load(&j->seq);
+    if (!seq) return true;                    /* not started: run_fn will not */
+    atomic_store(&s->cancel_seq, seq);
+    if (s->on_cancel && atomic_load(&s->main_run) == seq) s->on_cancel(s->on_cancel_data);
+    return true;
+}
+
+void qp_server_on_cancel(qp_server *s, void (*fn)(void *data), void *data)
+{
+    s->on_cancel = fn;
+    s->on_cancel_data = data;
+}
+
+bool qp_server_cancelled(qp_server *s)
+{
+    uint64_t run = atomic_load(&s->main_run);
+    return run && run == atomic_load(&s->cancel_seq);
+}
+
 int qp__work_run(qp_server *s, qp__work *j, int where)
 {
     if (j->kind == QP__WORK_AUTH) {
@@ -342,7 +389,7 @@ int qp__work_run(qp_server *s, qp__work *j, int where)
             qp__work_post(s, j, exec);
             return QP__WORK_MOVED;
         }
-        j->result = j->fn->fn(s, j->args, j->fn->data);
+        j->result = run_fn(s, j, where);
         if (!j->result) j->result = qp_error("wsfull");
         qp_unref(j->args);
         j->args = NULL;

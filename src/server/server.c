@@ -62,6 +62,8 @@ struct qp__sconn {
     size_t outbytes;       /* unsent bytes queued */
     char peer[64];         /* "ip:port" or "unix", for logs */
     bool closing;          /* an error response is queued: close once sent */
+    qp__work *work;        /* the message in progress off the loop (busy), or NULL */
+    bool peer_gone;        /* the client closed its end: its sync calls are cancelled */
 };
 
 /* A timer on a connection (failed-login delay, handshake deadline). */
@@ -82,7 +84,12 @@ static void conn_update(qp_server *s, qp__sconn *c)
     switch (c->state) {
     case C_TLS: ev = c->tls_want == QP__WANT_WRITE ? EPOLLOUT : EPOLLIN; break;
     case C_HANDSHAKE: ev = EPOLLIN; break;
-    case C_READY: if (!c->busy && !c->closing && c->outbytes <= OUT_HIGH) ev = EPOLLIN; break;
+    case C_READY:
+        if (!c->busy && !c->closing && c->outbytes <= OUT_HIGH) ev = EPOLLIN;
+        /* a sync call in progress: hear the client leave (a FIN), to cancel it */
+        else if (c->work && c->work->msgtype == QP_MSG_SYNC && !atomic_load(&c->work->cancelled))
+            ev = EPOLLRDHUP;
+        break;
     default: break;
     }
     if (c->out) ev |= EPOLLOUT;
@@ -92,9 +99,19 @@ static void conn_update(qp_server *s, qp__sconn *c)
     c->events = ev;
 }
 
+/* The client of c has closed its end, or c is being closed: its sync
+ * call in progress is cancelled, and so is each it sent before leaving. */
+static void conn_gone(qp_server *s, qp__sconn *c)
+{
+    c->peer_gone = true;
+    if (c->work && qp__work_cancel(s, c->work))
+        fprintf(stderr, "qpeach serve: %s closed the connection: its call is cancelled\n", c->peer);
+}
+
 static void conn_close(qp_server *s, qp__sconn *c)
 {
     int fd = c->tp.fd;
+    conn_gone(s, c);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
     s->conns[fd] = NULL;
     qp__tp_close(&c->tp);
@@ -189,8 +206,13 @@ static void conn_next(qp_server *s, qp__sconn *c)
         j->msgtype = h.msgtype;
         j->local = c->tp.local;
         j->msg = m;
+        /* sent before the client left: nobody waits for the answer */
+        if (c->peer_gone && h.msgtype == QP_MSG_SYNC) atomic_store(&j->cancelled, true);
         c->busy = true;
-        if (qp__work_run(s, j, QP_EXEC_LOOP) == QP__WORK_MOVED) break;
+        if (qp__work_run(s, j, QP_EXEC_LOOP) == QP__WORK_MOVED) {
+            c->work = j;
+            break;
+        }
         c->busy = false;
         uint8_t *out = j->out;
         size_t len = j->outlen;
@@ -436,6 +458,7 @@ static void work_done(qp_server *s, qp__work *j)
     j->out = NULL;
     qp__work_free(j);
     c->busy = false;
+    c->work = NULL;
     if (out && conn_send(s, c, out, len)) return;
     conn_next(s, c);
     /* bytes may wait in TLS, or reading was off while busy */
@@ -602,6 +625,13 @@ int qp_server_run(qp_server *s)
             if (c->state == C_TLS) { conn_tls(s, c); continue; }
             if ((ev & (EPOLLERR | EPOLLHUP)) && (c->busy || c->state == C_DENIED || c->state == C_AUTHING)) {
                 conn_close(s, c);   /* gone while we were not reading: do not spin */
+                continue;
+            }
+            if ((ev & EPOLLRDHUP) && c->busy) {
+                /* the client left while its call runs: cancel it; the
+                 * answer and the end of the stream are read as usual */
+                conn_gone(s, c);
+                conn_update(s, c);
                 continue;
             }
             if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_read(s, c);

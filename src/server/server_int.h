@@ -61,6 +61,11 @@ struct qp__work {
     void (*task)(void *);  /* TASK */
     void *task_data;
     char what[80];         /* what was called, for logging async errors */
+    /* Cancellation (qp_server_cancelled): set by the loop when a sync
+     * call's client has gone; seq: the main thread's run number for it
+     * (0 until it starts there). Read and written across threads. */
+    atomic_bool cancelled;
+    atomic_uint_fast64_t seq;
 };
 
 /* An intrusive FIFO with one mutex + condvar. */
@@ -122,6 +127,12 @@ struct qp_server {
     /* How a thread advances a work item it popped: dispatch.c's qp__work_run,
      * set by server.c (the pool knows threads and queues, not messages). */
     int (*run)(qp_server *s, qp__work *j, int where);
+    /* Cancellation: the main thread numbers each call it runs (main_seq),
+     * main_run is the one running (0: none), cancel_seq the last one whose
+     * client left; on_cancel is told when that is the running one. */
+    atomic_uint_fast64_t main_seq, main_run, cancel_seq;
+    void (*on_cancel)(void *data);
+    void *on_cancel_data;
 };
 
 /* The files, each using only those listed before it (no circles):
@@ -194,6 +205,10 @@ qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
 
 /* ---- dispatch.c ---- */
+/* Cancels work item j, whose sync client has gone (loop thread): it will
+ * not start, or on_cancel is told that it runs on the main thread.
+ * Returns false when there was nothing to cancel (async, done already). */
+bool qp__work_cancel(qp_server *s, qp__work *j);
 /* Advances a work item as far as it can on the calling thread (where: the
  * enum qp_exec kind of this thread). DONE: the response is encoded (or
  * none is due); MOVED: the work item went to another thread's queue. */

@@ -99,8 +99,10 @@ def test_connection_errors_keep_their_cause():
 
 def _timeout_once(s, attempts):
     """A session with timeout=1.5 calls a function that takes 4 s and
-    appends a line to a file: TimeoutError, the session says it is not
-    open, the function ran exactly once (never re-sent), and the next call
+    appends a line to a file as it starts and as it ends: TimeoutError,
+    the session says it is not open, the function started exactly once
+    (never re-sent) and never ended (the server cancelled it when the
+    session closed the connection: test_cancel.py), and the next call
     works on a new connection."""
     out = os.path.join(harness.tmpdir(), "ran.txt")
     sess = open_session(s, timeout=1.5, reconnection_attempts=attempts)
@@ -108,6 +110,8 @@ def _timeout_once(s, attempts):
     @kx.remote.function(sess)
     def slow_append(path, secs):
         import time
+        with open(path, "a") as f:
+            f.write("start\n")
         time.sleep(secs)
         with open(path, "a") as f:
             f.write("ran\n")
@@ -123,14 +127,14 @@ def _timeout_once(s, attempts):
         raise AssertionError("a call past the session's timeout must raise TimeoutError")
     assert " open" not in repr(sess) and "timed out" in repr(sess), repr(sess)
     assert sess.state == "reconnects on next call", sess.state
-    assert harness.wait_for(lambda: len(_lines(out)) >= 1, timeout=15), "the call never ran"
-    time.sleep(1.0)     # a re-sent call would have written its line by now
-    assert _lines(out) == ["ran"], _lines(out)
+    assert _lines(out) == ["start"], _lines(out)
+    time.sleep(1.0)     # a re-sent call would have started again by now
+    assert _lines(out) == ["start"], _lines(out)
     # The next call reconnects transparently (and registers again).
     assert sess._call(".qp.echo", 5) == 5
     assert repr(sess).endswith(" open>"), repr(sess)
     assert slow_append(out, 0) == 7
-    assert _lines(out) == ["ran", "ran"], _lines(out)
+    assert _lines(out) == ["start", "start", "ran"], _lines(out)
     sess.close()
 
 

@@ -138,9 +138,10 @@ def test_q_expressions_answered_with_what_is_supported():
                 assert c.call(".qp.tables[]") == Vec("s", ["trade"])
         assert c.call(".qp.meta`trade")                       # what meta t / cols t point to
         assert c.call(".qp.get`trade") == c.call("trade")     # what select/exec point to
-        # a malformed call that is not q gets no hint, only what is evaluated
-        msg = expect_qerror(lambda: c.call(".qp.echo 1 2.5x"), "unsupported expression: .qp.echo 1 2.5x (qpeach evaluates")
-        msg = expect_qerror(lambda: c.call(".qp.echo \"a+b"), "(qpeach evaluates literals")
+        # a malformed call that is not q: what is wrong with its argument
+        msg = expect_qerror(lambda: c.call(".qp.echo 1 2.5x"),
+                            'unsupported expression: .qp.echo 1 2.5x (bad number at "2.5x"; qpeach evaluates')
+        msg = expect_qerror(lambda: c.call(".qp.echo \"a+b"), '(unterminated string at ""a+b"; qpeach evaluates literals')
         # an unknown function that is not a q keyword: as before
         assert str(expect_qerror(lambda: c.call("nope[1]"), "")) == "qpeach: unknown function: nope"
         # the same q words sent as (`f; args) lists and symbols

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cunit_run.h"
 
 #include "qpeach/qparse.h"
+#include "qpeach/table.h"
 
 static qp_value *lit(const char *s)
 {
@@ -254,6 +256,236 @@ static void test_literal_every_type(void)
     v = lx(" ( ) ");   CU_ASSERT(v && v->type == QP_LIST && v->v.n == 0); qp_unref(v);
 }
 
+/* ---- temporal literals ---- */
+
+/* Days since 2000.01.01 by libc's calendar (timegm), not ours. */
+static int64_t days(int y, int m, int d)
+{
+    struct tm a = { .tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d };
+    struct tm e = { .tm_year = 100, .tm_mon = 0, .tm_mday = 1 };
+    return (int64_t)((timegm(&a) - timegm(&e)) / 86400);
+}
+
+#define DAY_NS 86400000000000LL
+#define SEC_NS 1000000000LL
+
+static void test_literal_temporal_atoms(void)
+{
+    qp_value *v;
+    v = lx("2024.01.02");  CU_ASSERT(v && v->type == -QP_DATE && v->i == days(2024, 1, 2)); qp_unref(v);
+    v = lx("2000.01.01");  CU_ASSERT(v && v->type == -QP_DATE && v->i == 0); qp_unref(v);
+    v = lx("1999.12.31");  CU_ASSERT(v && v->type == -QP_DATE && v->i == -1); qp_unref(v);
+    v = lx("2024.02.29");  CU_ASSERT(v && v->type == -QP_DATE && v->i == days(2024, 2, 29)); qp_unref(v);
+    v = lx("0001.01.01");  CU_ASSERT(v && v->type == -QP_DATE && v->i == days(1, 1, 1)); qp_unref(v);
+    v = lx("2024.01m");    CU_ASSERT(v && v->type == -QP_MONTH && v->i == 24 * 12); qp_unref(v);
+    v = lx("1999.12m");    CU_ASSERT(v && v->type == -QP_MONTH && v->i == -1); qp_unref(v);
+    int64_t d = days(2024, 1, 2);
+    v = lx("2024.01.02D09:30:00.000000000");
+    CU_ASSERT(v && v->type == -QP_TIMESTAMP && v->j == d * DAY_NS + 34200 * SEC_NS); qp_unref(v);
+    v = lx("2024.01.02D09:30:00.5");
+    CU_ASSERT(v && v->type == -QP_TIMESTAMP && v->j == d * DAY_NS + 34200 * SEC_NS + SEC_NS / 2); qp_unref(v);
+    v = lx("2024.01.02D09:30");
+    CU_ASSERT(v && v->type == -QP_TIMESTAMP && v->j == d * DAY_NS + 34200 * SEC_NS); qp_unref(v);
+    v = lx("2024.01.02D");
+    CU_ASSERT(v && v->type == -QP_TIMESTAMP && v->j == d * DAY_NS); qp_unref(v);
+    v = lx("1999.12.31D23:59:59.999999999");
+    CU_ASSERT(v && v->type == -QP_TIMESTAMP && v->j == -1); qp_unref(v);
+    v = lx("2024.01.02T09:30:00.000");
+    CU_ASSERT(v && v->type == -QP_DATETIME && v->f == (double)d + 34200.0 / 86400.0); qp_unref(v);
+    v = lx("2024.01.02T");
+    CU_ASSERT(v && v->type == -QP_DATETIME && v->f == (double)d); qp_unref(v);
+    v = lx("0D00:00:01.5");
+    CU_ASSERT(v && v->type == -QP_TIMESPAN && v->j == 3 * SEC_NS / 2); qp_unref(v);
+    v = lx("-0D00:00:01");
+    CU_ASSERT(v && v->type == -QP_TIMESPAN && v->j == -SEC_NS); qp_unref(v);
+    v = lx("1D");          CU_ASSERT(v && v->type == -QP_TIMESPAN && v->j == DAY_NS); qp_unref(v);
+    v = lx("2D03:04:05.000000006");
+    CU_ASSERT(v && v->type == -QP_TIMESPAN && v->j == 2 * DAY_NS + 11045 * SEC_NS + 6); qp_unref(v);
+    v = lx("12:00:00.123456789");                   /* nine digits: a timespan */
+    CU_ASSERT(v && v->type == -QP_TIMESPAN && v->j == 43200 * SEC_NS + 123456789); qp_unref(v);
+    v = lx("09:30:00.000"); CU_ASSERT(v && v->type == -QP_TIME && v->i == 34200000); qp_unref(v);
+    v = lx("09:30:00.5");   CU_ASSERT(v && v->type == -QP_TIME && v->i == 34200500); qp_unref(v);
+    v = lx("-00:00:01.000"); CU_ASSERT(v && v->type == -QP_TIME && v->i == -1000); qp_unref(v);
+    v = lx("09:30");        CU_ASSERT(v && v->type == -QP_MINUTE && v->i == 570); qp_unref(v);
+    v = lx("25:00");        CU_ASSERT(v && v->type == -QP_MINUTE && v->i == 1500); qp_unref(v);
+    v = lx("-00:01");       CU_ASSERT(v && v->type == -QP_MINUTE && v->i == -1); qp_unref(v);
+    v = lx("09:30:00");     CU_ASSERT(v && v->type == -QP_SECOND && v->i == 34200); qp_unref(v);
+}
+
+static void test_literal_temporal_nulls(void)
+{
+    static const struct { const char *s; int t; } ints[] = {
+        { "m", QP_MONTH }, { "d", QP_DATE }, { "u", QP_MINUTE }, { "v", QP_SECOND }, { "t", QP_TIME },
+    };
+    char text[8];
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        snprintf(text, sizeof text, "0N%s", ints[k].s);
+        qp_value *v = lx(text);
+        CU_ASSERT(v && v->type == -ints[k].t && v->i == QP_NULL_I);
+        qp_unref(v);
+        snprintf(text, sizeof text, "0W%s", ints[k].s);
+        v = lx(text);
+        CU_ASSERT(v && v->type == -ints[k].t && v->i == QP_INF_I);
+        qp_unref(v);
+        snprintf(text, sizeof text, "-0W%s", ints[k].s);
+        v = lx(text);
+        CU_ASSERT(v && v->type == -ints[k].t && v->i == -QP_INF_I);
+        qp_unref(v);
+    }
+    static const struct { const char *s; int t; } longs[] = { { "p", QP_TIMESTAMP }, { "n", QP_TIMESPAN } };
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(text, sizeof text, "0N%s", longs[k].s);
+        qp_value *v = lx(text);
+        CU_ASSERT(v && v->type == -longs[k].t && v->j == QP_NULL_J);
+        qp_unref(v);
+        snprintf(text, sizeof text, "0W%s", longs[k].s);
+        v = lx(text);
+        CU_ASSERT(v && v->type == -longs[k].t && v->j == QP_INF_J);
+        qp_unref(v);
+        snprintf(text, sizeof text, "-0W%s", longs[k].s);
+        v = lx(text);
+        CU_ASSERT(v && v->type == -longs[k].t && v->j == -QP_INF_J);
+        qp_unref(v);
+    }
+    qp_value *v = lx("0Nz"); CU_ASSERT(v && v->type == -QP_DATETIME && isnan(v->f)); qp_unref(v);
+    v = lx("0Wz");  CU_ASSERT(v && v->type == -QP_DATETIME && isinf(v->f) && v->f > 0); qp_unref(v);
+    v = lx("0wz");  CU_ASSERT(v && v->type == -QP_DATETIME && isinf(v->f) && v->f > 0); qp_unref(v);
+    v = lx("-0Wz"); CU_ASSERT(v && v->type == -QP_DATETIME && isinf(v->f) && v->f < 0); qp_unref(v);
+}
+
+static void test_literal_temporal_vectors(void)
+{
+    qp_value *v = lx("2024.01.02 2024.01.03");
+    CU_ASSERT(v && v->type == QP_DATE && v->v.n == 2 && qp_I(v)[1] == days(2024, 1, 3));
+    qp_unref(v);
+    /* untyped nulls and infinities take the vector's type, as in q */
+    v = lx("2024.01.02 0N 0W -0W");
+    CU_ASSERT(v && v->type == QP_DATE && v->v.n == 4 && qp_I(v)[1] == QP_NULL_I &&
+              qp_I(v)[2] == QP_INF_I && qp_I(v)[3] == -QP_INF_I);
+    qp_unref(v);
+    v = lx("0Nd 2024.01.02");
+    CU_ASSERT(v && v->type == QP_DATE && v->v.n == 2 && qp_I(v)[0] == QP_NULL_I);
+    qp_unref(v);
+    v = lx("09:30 10:00 0N");
+    CU_ASSERT(v && v->type == QP_MINUTE && v->v.n == 3 && qp_I(v)[1] == 600 && qp_I(v)[2] == QP_NULL_I);
+    qp_unref(v);
+    v = lx("2024.01 2024.02m");                      /* the last item's m types them all */
+    CU_ASSERT(v && v->type == QP_MONTH && v->v.n == 2 && qp_I(v)[0] == 288 && qp_I(v)[1] == 289);
+    qp_unref(v);
+    v = lx("2024.01.02D09:30 0Np 2024.01.02D");
+    CU_ASSERT(v && v->type == QP_TIMESTAMP && v->v.n == 3 &&
+              qp_J(v)[0] == days(2024, 1, 2) * DAY_NS + 34200 * SEC_NS && qp_J(v)[1] == QP_NULL_J &&
+              qp_J(v)[2] == days(2024, 1, 2) * DAY_NS);
+    qp_unref(v);
+    v = lx("0D00:00:01 0W 00:00:00.000000001");
+    CU_ASSERT(v && v->type == QP_TIMESPAN && v->v.n == 3 && qp_J(v)[1] == QP_INF_J && qp_J(v)[2] == 1);
+    qp_unref(v);
+    v = lx("2024.01.02T12:00:00.000 0Nz");
+    CU_ASSERT(v && v->type == QP_DATETIME && v->v.n == 2 && qp_F(v)[0] == days(2024, 1, 2) + 0.5 &&
+              isnan(qp_F(v)[1]));
+    qp_unref(v);
+    v = lx("0Nt 09:30:00.001");
+    CU_ASSERT(v && v->type == QP_TIME && v->v.n == 2 && qp_I(v)[1] == 34200001);
+    qp_unref(v);
+    /* general lists: a symbol and a date stay a list; dates collapse */
+    v = lx("(`date;2024.01.02)");
+    CU_ASSERT(v && v->type == QP_LIST && v->v.n == 2 && qp_K(v)[0]->type == -QP_SYMBOL &&
+              qp_K(v)[1]->type == -QP_DATE && qp_K(v)[1]->i == days(2024, 1, 2));
+    qp_unref(v);
+    v = lx("(2024.01.02;2024.01.03)");
+    CU_ASSERT(v && v->type == QP_DATE && v->v.n == 2);
+    qp_unref(v);
+    v = lx("(2024.01.02;09:30;0D00:00:01;2024.01.02D)");
+    CU_ASSERT(v && v->type == QP_LIST && v->v.n == 4 && qp_K(v)[1]->type == -QP_MINUTE &&
+              qp_K(v)[3]->type == -QP_TIMESTAMP);
+    qp_unref(v);
+    v = lx("(`sym;`AC)");                              /* q: a symbol vector */
+    CU_ASSERT(v && v->type == QP_SYMBOL && v->v.n == 2);
+    qp_unref(v);
+}
+
+/* What q's console prints for each literal is the literal itself. */
+static void test_literal_temporal_roundtrip(void)
+{
+    static const char *texts[] = {
+        "2024.01.02", "2024.01m", "2024.01.02D09:30:00.000000000", "0D00:00:01.500000000",
+        "09:30:00.000", "09:30", "09:30:00", "2024.01.02T09:30:00.000", "0Nd", "0Wp", "0Nm",
+        "2024.01.02 2024.01.03", "-0D00:00:01.000000000", "1999.12.31D23:59:59.999999999",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        qp_value *v = lx(texts[i]);
+        char *f = v ? qp_format(v, 0) : NULL;
+        size_t n = f ? strlen(f) : 0;
+        while (n && f[n - 1] == '\n') f[--n] = 0;
+        if (!f || strcmp(f, texts[i])) printf("\n  %s printed as %s\n", texts[i], f ? f : "(null)");
+        CU_ASSERT(f && !strcmp(f, texts[i]));
+        free(f);
+        qp_unref(v);
+    }
+}
+
+static void test_literal_temporal_errors(void)
+{
+    static const struct { const char *text, *err; } cases[] = {
+        { "2024.02.30", "bad date" },
+        { "2023.02.29", "bad date" },
+        { "2024.13.01", "bad date" },
+        { "2024.1.02", "bad date" },
+        { "2024-01-02", "bad number" },
+        { "2024.13m", "bad month" },
+        { "2024.01.02D24:00", "bad timestamp" },
+        { "1600.01.01D00:00", "bad timestamp" },
+        { "2024.01.02T09:30:00:00", "bad datetime" },
+        { "xD00:00", "not a literal" },
+        { "1xD00:00", "bad timespan" },
+        { "09:60", "bad minute" },
+        { "09:30:60", "bad second" },
+        { "09:30:00.", "bad time" },
+        { "09:30:00.1234567891", "bad time" },
+        { "2024.01.02 09:30", "mixed types" },
+        { "2024.01.02 1", "mixed types" },
+        { "1 2024.01.02", "mixed types" },
+        { "2024.01.02 0Nm", "mixed types" },
+        { "09:30 1.5", "mixed types" },
+        { "2024.01.02 1 2h", "mixed types" },
+        { "0Nx", "bad number" },
+        { "2024.01.02 09:30", "mixed types in a vector at \"2024.01.02 09:30\"" },
+        { "(1;2024.01 2024.02 0Nd)", "mixed types in a vector at \"2024.01 2024.02 0Nd)\"" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[128] = "";
+        qp_value *v = lit_exact(cases[i].text, err, sizeof err);
+        if (v) printf("\n  accepted bad literal: %s\n", cases[i].text);
+        CU_ASSERT_PTR_NULL(v);
+        qp_unref(v);
+        if (!strstr(err, cases[i].err))
+            printf("\n  %s: error \"%s\", wanted \"%s\"\n", cases[i].text, err, cases[i].err);
+        CU_ASSERT(strstr(err, cases[i].err) != NULL);
+    }
+}
+
+static void test_expr_temporal(void)
+{
+    qp_expr e;
+    const char *s = ".qp.apply[`cnt;`trade;(`date;2024.01.02)]";     /* the README's call */
+    CU_ASSERT_EQUAL(qp_expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && e.args && e.args->v.n == 3 && qp_K(e.args)[2]->type == QP_LIST &&
+              qp_K(qp_K(e.args)[2])[1]->type == -QP_DATE);
+    qp_unref(e.args);
+    s = ".qp.echo 2024.01.02";
+    CU_ASSERT_EQUAL(qp_expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.call && e.args && e.args->v.n == 1 && qp_K(e.args)[0]->type == -QP_DATE);
+    qp_unref(e.args);
+    s = ".qp.echo[1;2024.02.30]";                     /* the argument's error is kept */
+    CU_ASSERT_EQUAL(qp_expr_parse(s, strlen(s), &e), QP_EARG);
+    CU_ASSERT(e.args == NULL && strstr(e.err, "bad date at \"2024.02.30\"") != NULL);
+    s = "f[09:30;0D00:00:01;2024.01.02 2024.01.03]";
+    CU_ASSERT_EQUAL(qp_expr_parse(s, strlen(s), &e), 0);
+    CU_ASSERT(e.args && e.args->v.n == 3 && qp_K(e.args)[0]->type == -QP_MINUTE &&
+              qp_K(e.args)[1]->type == -QP_TIMESPAN && qp_K(e.args)[2]->type == QP_DATE);
+    qp_unref(e.args);
+}
+
 /* ---- nesting ---- */
 
 static void test_literal_nested(void)
@@ -384,7 +616,7 @@ static void test_no_crash(void)
             check_any(del, n - 1);
         }
     }
-    static const char alphabet[] = "0123456789.-`\"\\();[]: abexfhijnNwWq:/_\t\0";
+    static const char alphabet[] = "0123456789.-`\"\\();[]: abexfhijnNwWq:/_\t\0DTmdpzuvt";
     uint64_t x = 0x9e3779b97f4a7c15u;
     char buf[40];
     for (int i = 0; i < 20000; i++) {
@@ -445,6 +677,12 @@ int main(void)
         {"malformed literals: which error", test_literal_errors},
         {"no crash or over-read on any text", test_no_crash},
         {"call forms", test_expr_forms},
+        {"temporal literals", test_literal_temporal_atoms},
+        {"temporal nulls and infinities", test_literal_temporal_nulls},
+        {"temporal vectors and lists", test_literal_temporal_vectors},
+        {"temporal literals print as q prints them", test_literal_temporal_roundtrip},
+        {"temporal literals: which error", test_literal_temporal_errors},
+        {"call forms with temporal arguments", test_expr_temporal},
     };
     return qp_test_run("qparse", NULL, NULL, tests, QP_NTESTS(tests));
 }
