@@ -289,7 +289,7 @@ static int plan_enumerate(plan *p, char *err, size_t errlen)
 /* Column files                                                        */
 /* ------------------------------------------------------------------ */
 
-void qp__kw_put_header(out *o, uint8_t type, uint8_t attr, int64_t n)
+static void put_header(out *o, uint8_t type, uint8_t attr, int64_t n)
 {
     uint8_t h[16] = {0xfe, 0x20, type, attr};
     memcpy(h + 8, &n, 8);
@@ -301,7 +301,7 @@ static void write_simple(plan *p, const qp_value *x, int64_t a, int64_t b)
     size_t w = qp_type_width(x->type);
     /* s# still holds on any subsequence of sorted rows, not after a p# sort */
     uint8_t attr = x->attr == QP_ATTR_SORTED && (p->parted < 0 || !p->perm) ? 1 : 0;
-    qp__kw_put_header(p->o, (uint8_t)x->type, attr, b - a);
+    put_header(p->o, (uint8_t)x->type, attr, b - a);
     const uint8_t *d = x->v.data;
     if (!p->perm) { qp__kw_put(p->o, d + (size_t)a * w, (size_t)(b - a) * w); return; }
     for (int64_t i = a; i < b; i++) qp__kw_put(p->o, d + (size_t)p->perm[i] * w, w);
@@ -309,7 +309,7 @@ static void write_simple(plan *p, const qp_value *x, int64_t a, int64_t b)
 
 /* The 4096 bytes before the data of a `fd 20` file: the domain name at 16
  * ("" for anymap files), then [fd][a][type][attr][0000][int64 n] at 4080. */
-void qp__kw_put_page(out *o, const char *domain, uint8_t a, uint8_t type, int64_t n)
+static void put_page(out *o, const char *domain, uint8_t a, uint8_t type, int64_t n)
 {
     uint8_t page[16] = {0xfd, 0x20};
     qp__kw_put(o, page, 16);
@@ -323,7 +323,7 @@ void qp__kw_put_page(out *o, const char *domain, uint8_t a, uint8_t type, int64_
 /* Returns 0, or QP_ENOMEM while collecting the p# runs. */
 static int write_enum(plan *p, const qp_value *x, bool parted, int64_t a, int64_t b)
 {
-    qp__kw_put_page(p->o, "sym", 0, QP_ENUM, b - a);
+    put_page(p->o, "sym", 0, QP_ENUM, b - a);
     qp__kw_runs runs = {0};
     int rc = 0;
     for (int64_t i = a; i < b; i++) {
@@ -385,12 +385,12 @@ static int write_nested(plan *p, const qp_value *x, const char *dir, const char 
     if (!ent) return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
     int rc = out_open(p->o, dir, hname, err, errlen);
     if (!rc) {
-        qp__kw_put_page(p->o, "", 0, QP_BYTE, 0);
+        put_page(p->o, "", 0, QP_BYTE, 0);
         for (int64_t i = a; i < b; i++) qp__kw_nest_item(p->o, qp_K(x)[row_at(p, i)], &off, &ent[i - a]);
         rc = out_close(p->o, dir, hname, err, errlen);
     }
     if (!rc && !(rc = out_open(p->o, dir, name, err, errlen))) {
-        qp__kw_put_page(p->o, "", 1, 77, b - a);
+        put_page(p->o, "", 1, 77, b - a);
         qp__kw_put(p->o, ent, (size_t)(b - a) * sizeof *ent);
         rc = out_close(p->o, dir, name, err, errlen);
     }

@@ -91,12 +91,8 @@ int qp__kw_begin(qp__kw_plan *p, const char *db, const char *name, const qp_valu
  * releases what qp__kw_begin took. Returns rc, or the commit's failure. */
 int qp__kw_end(qp__kw_plan *p, int rc, char *err, size_t errlen);
 
-/* Column file bytes: the 16-byte header of a simple column, the 4096-byte
- * page before an enumeration's or anymap file's data, and one row of a
- * nested column (its bytes into NAME#'s data at *off, advanced; its entry
- * for NAME into *ent). */
-void qp__kw_put_header(qp__kw_out *o, uint8_t type, uint8_t attr, int64_t n);
-void qp__kw_put_page(qp__kw_out *o, const char *domain, uint8_t a, uint8_t type, int64_t n);
+/* One row of a nested column: its bytes into NAME#'s data at *off
+ * (advanced), its entry for NAME into *ent. */
 void qp__kw_nest_item(qp__kw_out *o, const qp_value *it, uint64_t *off, uint64_t *ent);
 /* Flushes the buffered bytes (the sticky error in o->rc). */
 void qp__kw_flush(qp__kw_out *o);
