@@ -360,19 +360,29 @@ def workloads(quick):
                      "peak RSS (all processes) / the table's own bytes", note=str(rows))
 
 
+def bench_json(section, differs, script, *args, timeout=3600):
+    """Runs bench/SCRIPT ARGS --json: its last line, parsed; None (the
+    failure noted) when there is none. A result not "same" as its
+    baseline's is noted as the failure `differs`."""
+    r = sh([PY, os.path.join(HERE, script), *args, "--json"], timeout=timeout)
+    try:
+        j = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        failures.append(f"{section}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        return None
+    if not j["same"]:
+        failures.append(f"{section}: {differs}")
+    return j
+
+
 def cold(quick):
     """A cold job from a kdb+ db vs numpy on mmap'd .npy (bench_cold.py)."""
     rows = 1_000_000 if quick else 10_000_000
     log(f"== cold job from a kdb+ db, {rows:,} rows")
-    r = sh([PY, os.path.join(HERE, "bench_cold.py"), "--rows", str(rows), "--reps", "3" if quick else "9",
-            "--json"], timeout=3600)
-    try:
-        j = json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        failures.append("cold: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+    j = bench_json("cold", "qpeach's VWAP differs from numpy's", "bench_cold.py", "--rows", str(rows),
+                   "--reps", "3" if quick else "9")
+    if not j:
         return
-    if not j["same"]:
-        failures.append("cold: qpeach's VWAP differs from numpy's")
     case = f"vwap {rows // 1_000_000}M from a db"
     mn, mq = statistics.median(j["numpy_s"]), statistics.median(j["qpeach_s"])
     emit("cold", case, "qpeach run, local = 2", "median s", mq, "s", mn, j["ratio"],
@@ -386,15 +396,10 @@ def csv_import(quick):
     """`qpeach db import` of a trades CSV vs pandas.read_csv (bench_import.py)."""
     rows = 3_000_000 if quick else 10_000_000
     log(f"== CSV import, {rows:,} rows")
-    r = sh([PY, os.path.join(HERE, "bench_import.py"), "--rows", str(rows), "--reps", "3" if quick else "5",
-            "--json"], timeout=3600)
-    try:
-        j = json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        failures.append("csv: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+    j = bench_json("csv", "the imported table differs from pandas' frame", "bench_import.py", "--rows",
+                   str(rows), "--reps", "3" if quick else "5")
+    if not j:
         return
-    if not j["same"]:
-        failures.append("csv: the imported table differs from pandas' frame")
     case = f"{rows // 1_000_000}M rows, {j['csv_bytes'] / 1e6:.0f} MB"
     mq, mp = statistics.median(j["qpeach_s"]), statistics.median(j["pandas_s"])
     emit("csv", case, "qpeach db import --types SFJ", "median s", mq, "s", mp, j["ratio"],
@@ -414,15 +419,10 @@ def input_memory(quick):
     rows = 10_000_000 if quick or avail < 12 * 2**30 else 100_000_000
     for kind in ("ipc", "csv"):
         log(f"== {kind} input, {rows:,} rows")
-        r = sh([PY, os.path.join(HERE, "bench_input.py"), "--rows", str(rows), "--kind", kind, "--json"],
-               timeout=7200)
-        try:
-            j = json.loads(r.stdout.strip().splitlines()[-1])
-        except (IndexError, ValueError):
-            failures.append(f"input {kind}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        j = bench_json(f"input {kind}", "the VWAP differs from numpy's", "bench_input.py", "--rows",
+                       str(rows), "--kind", kind, timeout=7200)
+        if not j:
             continue
-        if not j["same"]:
-            failures.append(f"input {kind}: the VWAP differs from numpy's")
         case = f"{'q IPC file' if kind == 'ipc' else 'CSV'} input, {rows // 1_000_000}M rows"
         tb = j["table_bytes"]
         for name, (rss, pss, sched, secs) in (("first run (converts)", j["first"]),
