@@ -90,10 +90,11 @@ static int grow_syms(symtab *t)
     return 0;
 }
 
-/* The id of text s[0..n) in t, interned and added when new; -1 on OOM. */
-static int64_t sym_id(symtab *t, const char *s, size_t n)
+/* The id of text s[0..n) (w0 its prefix8) in t, interned and added when
+ * new; -1 on OOM. */
+static int64_t sym_id(symtab *t, const char *s, size_t n, uint64_t w0)
 {
-    uint64_t w0 = prefix8(s, n), h = hash_text(s, n, w0);
+    uint64_t h = hash_text(s, n, w0);
     size_t i = t->slots ? h & t->mask : 0;
     for (; t->slots && t->slots[i].s; i = (i + 1) & t->mask) {
         const symslot *e = &t->slots[i];
@@ -128,6 +129,8 @@ static void syms_free(symtab *t)
 
 /* Where one chunk's fields go (one per thread). */
 typedef struct dest {
+    const char *lo, *hi;   /* the mapped file: 8 bytes at s are read at once
+                            * when lo <= s and s + 8 <= hi */
     void **data;           /* per column: the chunk's first row (NULL: skipped) */
     symtab *syms;          /* per column: the chunk's symbols */
     bool ids;              /* symbol columns get ids into syms (int64), not
@@ -137,7 +140,14 @@ typedef struct dest {
 /* A symbol into row r of column f. 0 or QP_ENOMEM. */
 static inline int put_sym(dest *ds, int f, int64_t r, const char *s, size_t n)
 {
-    int64_t id = sym_id(&ds->syms[f], s, n);
+    uint64_t w0;
+    if (s >= ds->lo && s + 8 <= ds->hi) {      /* one load, the bytes past n masked */
+        memcpy(&w0, s, 8);
+        if (n < 8) w0 &= (1ull << (8 * n)) - 1;
+    } else {
+        w0 = prefix8(s, n);
+    }
+    int64_t id = sym_id(&ds->syms[f], s, n, w0);
     if (id < 0) return QP_ENOMEM;
     if (ds->ids) ((int64_t *)ds->data[f])[r] = id;
     else ((const char **)ds->data[f])[r] = ds->syms[f].names[id];
@@ -204,7 +214,7 @@ static int put_clock(int type, const char *s, size_t n, int32_t *out)
  * of the column's type, QP_ENOMEM on OOM. A blank is the column's null;
  * q has no boolean null, so a blank in a column only guessed boolean is
  * an error (0b when the type was given, as q's 0: reads it). */
-static inline int put_field(const qp__csv_col *c, dest *ds, int f, int64_t r, const char *s, size_t n)
+static inline __attribute__((always_inline)) int put_field(const qp__csv_col *c, dest *ds, int f, int64_t r, const char *s, size_t n)
 {
     if (n == 0) return c->type == QP_BOOL && c->inferred ? -1 : set_null(c, ds, f, r);
     void *d = ds->data[f];
@@ -277,7 +287,7 @@ static void bad_field(qp__csv_chunk *k, int f, const char *raw, const char *q, b
 
 /* Field f of row r: stored, or noted as k's error. 0, or -1 to stop
  * (an error or, with c->oom, out of memory). */
-static inline int take_field(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds, int f, int64_t r, const char *raw,
+static inline __attribute__((always_inline)) int take_field(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds, int f, int64_t r, const char *raw,
                       const char *q, const char *fs, const char *fe)
 {
     if (f >= c->ncols || !c->cols[f].active) return 0;
@@ -297,6 +307,31 @@ static int whole_line(const qp__csv_ctx *c, qp__csv_chunk *k, const char *line, 
     return -1;
 }
 
+/* Where the field at q ends: its first delimiter, '\n' or '\r', or end.
+ * Eight bytes at a time while they are inside the file (hi): each byte
+ * equal to one of the three leaves its high bit in m, and the lowest is
+ * the first (a borrow only marks bytes above a match). */
+static inline const char *field_end(const char *q, const char *end, const char *hi, char d, bool cr)
+{
+    const uint64_t ones = 0x0101010101010101ull, pd = ones * (uint8_t)d;
+    const uint64_t pn = ones * '\n', pr = ones * '\r';
+    for (; q + 8 <= hi; q += 8) {
+        uint64_t w, a, b, e;
+        memcpy(&w, q, 8);
+        a = w ^ pd, b = w ^ pn, e = w ^ pr;
+        uint64_t m = ((a - ones) & ~a) | ((b - ones) & ~b);
+        if (cr) m |= (e - ones) & ~e;        /* no '\r' in the file: one test less */
+        m &= ones << 7;
+        if (m) {
+            q += __builtin_ctzll(m) >> 3;
+            return q < end ? q : end;
+        }
+        if (q + 8 >= end) return end;
+    }
+    while (q < end && *q != d && *q != '\n' && *q != '\r') q++;
+    return q;
+}
+
 /* parse_chunk for a file without quotes: a field ends at the delimiter or
  * the line's end, found in one pass (no memchr per line). Lines end as
  * qp__csv_eol says: \n, \r\n, or a lone \r. */
@@ -309,7 +344,7 @@ static int64_t parse_plain(qp__csv_ctx *c, qp__csv_chunk *k, dest *ds)
         const char *line = p, *q;
         int f = 0;
         for (;; f++) {
-            for (q = p; q < end && *q != d && *q != '\n' && *q != '\r'; q++) {}
+            q = field_end(p, end, c->end, d, c->cr);
             if (f == 0 && q == line && (q == end || *q != d)) break;     /* a blank line */
             if (take_field(c, k, ds, f, r, p, q, p, q)) return r;
             if (q == end || *q != d) break;
@@ -369,8 +404,8 @@ typedef struct lane {
 static int lane_init(lane *L, const qp__csv_ctx *c, bool scan)
 {
     size_t n = (size_t)c->ncols;
-    *L = (lane){ .d = { .data = calloc(n, sizeof(void *)), .syms = calloc(n, sizeof(symtab)),
-                        .ids = scan } };
+    *L = (lane){ .d = { .lo = c->data, .hi = c->end, .data = calloc(n, sizeof(void *)),
+                        .syms = calloc(n, sizeof(symtab)), .ids = scan } };
     if (scan) {
         L->bufs = calloc(n, sizeof *L->bufs);
         L->lists = calloc(n, sizeof *L->lists);

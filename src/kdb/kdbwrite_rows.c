@@ -12,10 +12,12 @@
  * batch's own names, as qp_csv_scan gives it) is enumerated against db/sym
  * as it comes, each distinct name of a batch looked up once. New names
  * must land in sym in the order qp_kdb_write appends them: column by
- * column, each in row order. Batches add them batch by batch instead (the
- * same order when one column has new names); each column notes the new
- * names in the order it first has them, and at the end, when the two
- * orders differ, the indices already written are renumbered in place.
+ * column, each in row order. Batches add them batch by batch instead: the
+ * same order for one symbol column, since a batch's domain lists its names
+ * in the order its rows have them (qp_csv_sink). With several, each column
+ * notes the new names in the order it first has them, and at the end, when
+ * the two orders differ, the indices already written are renumbered in
+ * place.
  *
  * Memory rules: per column an fd (NAME# also a 64 KiB buffer), the
  * indices of one batch, and per symbol column two bits and at most an
@@ -173,6 +175,7 @@ static int enumerate(rows *w, int c, const qp_value *x)
         for (int64_t i = 0; i < n; i++)
             if ((idx[i] = qp__kw_sym_add(&w->p.sym, qp__kw_symat(x, i))) < 0) return QP_ENOMEM;
     }
+    if (w->nsym < 2) return 0;        /* one column: batches add names in its order */
     if (grow_seen(w)) return QP_ENOMEM;
     return note_new(w, c, idx, n);
 }
@@ -286,7 +289,7 @@ static int finish_columns(rows *w, char *err, size_t errlen)
         if (!rc && pwrite(cw->fd, &w->n, 8, at) != 8) rc = -errno;
         if (rc) return io_fail(w, c, rc, err, errlen);
     }
-    return w->p.syms ? reorder(w, err, errlen) : 0;
+    return w->nsym > 1 ? reorder(w, err, errlen) : 0;
 }
 
 static void close_columns(rows *w)

@@ -133,6 +133,7 @@ static void test_line_ends(void)
         {"mixed", "a,b,c\n1,x,1.5\r\n2,,2.5\r3,y,\n"},
         {"blank", "a,b,c\n1,x,1.5\n\n2,,2.5\n\r\n3,y,\n\n\n"},
         {"nolast", "a,b,c\n1,x,1.5\n2,,2.5\n3,y,"},
+        {"nolast8", "a,b,c\n1,x,1.5\n2,,2.5\n3,sixteen-chars-ab,12345.67"},   /* 8 bytes a word */
         {"norows", "a,b,c\n"},
         {"header", "a,b,c"},
     };
