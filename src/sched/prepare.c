@@ -76,12 +76,11 @@ static void drop_stale_copies(run *r)
     free(pat);
 }
 
-/* The db folder the copy at r->input_path is a table of (made). */
+/* The db folder the copy at r->input_path is a table of. */
 static void copy_root(run *r, char *root, size_t n)
 {
     snprintf(root, n, "%.*s", (int)(strlen(r->input_path) - strlen(r->job->table) - 1),
              r->input_path);
-    qp__mkdir_p(root);
 }
 
 /* Writes the parsed table as a kdb+ splayed table at r->input_path, its
@@ -92,6 +91,7 @@ static int write_copy(run *r, bool loud)
 {
     char root[4096], err[512];
     copy_root(r, root, sizeof root);
+    qp__mkdir_p(root);
     int rc = qp_kdb_write(root, r->job->table, r->input, NULL, err, sizeof err);
     if (rc && loud) qp__fail(r, "writing %s: %s", r->input_path, err);
     else if (rc) qp__say(r, "input", "%s stays a file each worker loads: %s", r->job->file, err);
@@ -105,6 +105,7 @@ static int import_csv(run *r, int64_t *rows)
 {
     char root[4096], err[1024];
     copy_root(r, root, sizeof root);
+    qp__mkdir_p(root);
     qp_csv_opts co = { .types = r->job->csv_types, .threads = 2 };
     qp_kdb_import st;
     int rc = qp_kdb_import_csv(r->job->file, &co, root, r->job->table, NULL, &st, err, sizeof err);
@@ -120,6 +121,24 @@ static int keep_file(run *r)
     free(r->input_path);
     r->input_path = strdup(r->job->file);
     return r->input_path ? 0 : QP_RUN_FAILED;
+}
+
+/* The rows of the copy at r->input_path, from its column headers (no
+ * worker is asked, none has to be up). 0, or -1 when the input is no copy
+ * or the copy cannot say. */
+static int copy_rows(run *r, int64_t *n)
+{
+    char root[4096], err[512];
+    struct stat st;
+    qp_kdb *db = NULL;
+    if (!r->job->file || !r->input_path || !strcmp(r->input_path, r->job->file) ||
+        stat(r->input_path, &st) || !S_ISDIR(st.st_mode))
+        return -1;                 /* the file itself, or a folder the job names */
+    copy_root(r, root, sizeof root);
+    int rc = qp_kdb_open(root, &db, err, sizeof err);
+    if (!rc) rc = qp_kdb_count(db, r->job->table, n, err, sizeof err);
+    qp_kdb_close(db);
+    return rc ? -1 : 0;
 }
 
 /* The copy at r->input_path, mapped, as r->input. 0 or QP_RUN_FAILED. */
@@ -721,6 +740,7 @@ int qp__make_plan(run *r, int slots)
     } else if (j->part_by == QP_PART_ROWS) {
         int64_t count;
         if (r->input) count = qp_count(r->input);
+        else if (copy_rows(r, &count) == 0) {}
         else {
             qp_value *v = qp__call_one(r, qp__call(".qp.count", 1, qp_symbol(j->table)));
             if (!v) return QP_RUN_FAILED;
