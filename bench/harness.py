@@ -476,8 +476,8 @@ def markdown(info, mode, cmd, csv_name):
          f"qpeach {info['qpeach_commit']}, {info['date']}, load average {info['load_avg']}. "
          f"Every ratio is against a baseline measured in the same run on the same data; "
          f"results were checked equal. Raw figures: `bench/results/{csv_name}`."
-         + (f" Sections rerun: {info['rerun']} (an earlier run, whose machine line it holds)."
-            if info.get("rerun") else ""), ""]
+         + (f" Sections measured in this run: {info['rerun']} (earlier runs: their CSV holds their "
+            f"machine line)." if info.get("rerun") else ""), ""]
 
     def table(section, head, row):
         rs = [r for r in rows_out if r["section"] == section]
@@ -549,22 +549,25 @@ ALL_SECTIONS = "codec,latency,overhead,workloads,cold,csv,input,growth"
 def earlier_rows(mode, rerun):
     """With --only: the figures of the other sections, from the run whose
     CSV the current <mode>.md names (none if there is none). Returns the
-    rows and that CSV's name."""
+    rows and, per section kept, the CSV it was measured in (that run's
+    own, or the one it kept it from)."""
     try:
         with open(os.path.join(RESULTS, f"{mode}.md")) as f:
             name = re.search(r"Raw figures: `bench/results/([^`]+)`", f.read()).group(1)
         with open(os.path.join(RESULTS, name), newline="") as f:
-            rows = [r for r in csv.DictReader(f)
-                    if r["section"] not in rerun + ["machine", "failure"]]
+            rows = list(csv.DictReader(f))
     except (OSError, AttributeError):
-        return [], ""
+        return [], {}
+    was = next((r["value"] for r in rows if r["section"] == "machine" and r["case"] == "sources"), "")
+    was = dict(x.split("=", 1) for x in was.split(";") if "=" in x)
+    rows = [r for r in rows if r["section"] not in rerun + ["machine", "failure"]]
     for r in rows:
         for k in ("value", "baseline", "ratio"):
             try:
                 r[k] = float(r[k])
             except ValueError:
                 pass
-    return rows, name
+    return rows, {r["section"]: was.get(r["section"], name) for r in rows}
 
 
 def main():
@@ -585,10 +588,15 @@ def main():
         {"codec": codec, "latency": latency, "overhead": overhead, "workloads": workloads,
          "cold": cold, "csv": csv_import, "input": input_memory, "growth": growth}[s](a.quick)
     if a.only:
-        kept, earlier = earlier_rows(mode, sections)
+        kept, sources = earlier_rows(mode, sections)
         rows_out.extend(kept)
         if kept:
-            info["rerun"] = f"{','.join(sections)}; the other sections are from {earlier}"
+            info["sources"] = ";".join(f"{k}={v}" for k, v in sources.items())
+            by_file = {}
+            for k, v in sources.items():
+                by_file.setdefault(v, []).append(k)
+            info["rerun"] = (f"{', '.join(sections)}; " +
+                             "; ".join(f"{', '.join(ks)} from `{v}`" for v, ks in by_file.items()))
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     csv_name = f"{mode}-{stamp}.csv"

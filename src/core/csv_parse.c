@@ -137,7 +137,18 @@ typedef struct dest {
                             * interned pointers */
 } dest;
 
-/* A symbol into row r of column f. 0 or QP_ENOMEM. */
+/* Symbol s[0..n) (w0 its prefix8) into row r of column f. 0 or
+ * QP_ENOMEM. */
+static inline int store_sym(dest *ds, int f, int64_t r, const char *s, size_t n, uint64_t w0)
+{
+    int64_t id = sym_id(&ds->syms[f], s, n, w0);
+    if (id < 0) return QP_ENOMEM;
+    if (ds->ids) ((int64_t *)ds->data[f])[r] = id;
+    else ((const char **)ds->data[f])[r] = ds->syms[f].names[id];
+    return 0;
+}
+
+/* A field's symbol into row r of column f. 0 or QP_ENOMEM. */
 static inline int put_sym(dest *ds, int f, int64_t r, const char *s, size_t n)
 {
     uint64_t w0;
@@ -147,11 +158,7 @@ static inline int put_sym(dest *ds, int f, int64_t r, const char *s, size_t n)
     } else {
         w0 = prefix8(s, n);
     }
-    int64_t id = sym_id(&ds->syms[f], s, n, w0);
-    if (id < 0) return QP_ENOMEM;
-    if (ds->ids) ((int64_t *)ds->data[f])[r] = id;
-    else ((const char **)ds->data[f])[r] = ds->syms[f].names[id];
-    return 0;
+    return store_sym(ds, f, r, s, n, w0);
 }
 
 /* A blank: the column's null. 0 or QP_ENOMEM. */
@@ -168,7 +175,7 @@ static int set_null(const qp__csv_col *c, dest *ds, int f, int64_t r)
     case QP_REAL: ((float *)d)[r] = QP_NULL_E; break;
     case QP_FLOAT: case QP_DATETIME: ((double *)d)[r] = QP_NULL_F; break;
     case QP_CHAR: ((char *)d)[r] = ' '; break;
-    case QP_SYMBOL: return put_sym(ds, f, r, "", 0);
+    case QP_SYMBOL: return store_sym(ds, f, r, "", 0, 0);
     case QP_LIST:
         if (!(((qp_value **)d)[r] = qp_string("", 0))) return QP_ENOMEM;
         break;
