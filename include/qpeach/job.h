@@ -35,9 +35,13 @@ typedef struct qp_job_fn {
 } qp_job_fn;
 
 typedef struct qp_job {
-    char *path;            /* the job file, absolute */
-    char *dir;             /* its folder, absolute */
-    char *base;            /* its file name, for messages ("vwap.ini") */
+    char *path;            /* the job file, absolute (NULL for a job made
+                            * from pairs) */
+    char *dir;             /* its folder (pairs: the folder given), absolute */
+    char *base;            /* its file name, for messages ("vwap.ini"; pairs:
+                            * the name given) */
+    uint8_t sha[32];       /* SHA-256 of what it was read from: the file's
+                            * bytes, or the pairs as job file lines */
 
     /* [job] */
     char *name;            /* default: the job file's name without .ini */
@@ -112,6 +116,16 @@ typedef struct qp_job {
 /* Reads and checks a job file. Returns 0 and *out, or QP_EARG (bad file,
  * message in err), -errno (cannot read), or QP_ENOMEM. */
 int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen);
+/* A job from n (section, key, value) triples, kv[3*i], kv[3*i+1] and
+ * kv[3*i+2] (borrowed), as a job file's lines would give them, in that
+ * order: read and checked by the same code, with the same errors, named
+ * by name instead of the file and line:
+ *   job: [partition] pieces: not a positive integer: 'x'
+ * A value is trimmed as a file's is, and must be one line. Relative
+ * paths are taken from dir (absolute); [job] name defaults to name.
+ * Returns as qp_job_load (QP_EARG with err for a bad job). */
+int qp_job_from_pairs(const char *name, const char *dir, const char *const *kv, int n,
+                      qp_job **out, char *err, size_t errlen);
 void qp_job_free(qp_job *job);               /* NULL-safe */
 
 /* Duration "60s", "500ms", "2m", "1h" or plain seconds; 0, or QP_EARG for
@@ -130,9 +144,13 @@ int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)
  * item, on a bad item, or for a range. */
 int qp_job_partitions_named(const char *spec, int64_t i, int *type, int64_t *v, char name[32]);
 
-/* Names as the job file spells them (static strings). */
+/* Names as the job file spells them (static strings; "?" out of range). */
 const char *qp_job_part_name(int by);
 const char *qp_job_merge_name(int how);
+/* name as [job] function and [merge] reducer accept a function's name:
+ * every byte but an ASCII letter, digit or _ becomes _ ("f-1" -> "f_1").
+ * malloc'd; NULL on OOM. */
+char *qp_job_fn_name(const char *name);
 
 /* Where state files go: <state>/<name>.<suffix>, malloc'd (NULL on OOM). */
 char *qp_job_state_path(const qp_job *job, const char *suffix);

@@ -98,6 +98,50 @@ enum qp_run_exit {
 
 enum qp_run_log { QP_LOG_AUTO = 0, QP_LOG_BAR, QP_LOG_LINES, QP_LOG_JSON, QP_LOG_QUIET };
 
+/* ---- Why a run failed ---- */
+
+/* A Python exception as a worker sent it, in parts. Every field is
+ * NUL-terminated; "" when not known; a longer text is cut at the size. */
+typedef struct qp_remote_error {
+    char type[128];        /* "ZeroDivisionError", "mymod.MyError"; "" when the
+                            * text was not a Python exception's */
+    char message[1024];    /* what str(exception) says (the whole text when
+                            * there is no type) */
+    char traceback[4096];  /* its last frames, as traceback.format_tb prints
+                            * them ("" when none came) */
+} qp_remote_error;
+
+/* Reads the one text a qpeach worker makes of a Python exception (the
+ * .qp contract, docs/ARCHITECTURE.md "Error rules"):
+ *   Type: message
+ *   Traceback (last frames):
+ *     File "<qpeach:f>", line 3, in f
+ *       ...
+ * "Type" alone when the message is empty; a SyntaxError's location lines
+ * come before its "Type: message" line. Type is a dotted name whose last
+ * part starts with a capital (a class: qpeach's own server errors start
+ * lowercase, "timeout: ...", "qp.apply: ..."); any other text has no type
+ * and is all message. text may be NULL ("" then). */
+void qp_remote_error_parse(const char *text, qp_remote_error *out);
+
+/* The first failure of a run, set once: later failures are logged, never
+ * put in its place, so the cause is what the caller sees. */
+typedef struct qp_run_error {
+    int code;              /* enum qp_run_exit: 0 while the run has not failed */
+    int64_t task;          /* the task that failed for good; -1: the run
+                            * failed for another reason */
+    int attempts;          /* that task's failed attempts */
+    char partition[256];   /* its partition ("rows 5-6", "sym=`IBM", a file) */
+    char worker[300];      /* the worker of its last attempt, or the one the
+                            * reducer failed on ("" when none) */
+    char cause[4096];      /* what that worker said, or why the attempt
+                            * failed ("timed out after 500 ms", a lost
+                            * connection) */
+    qp_remote_error remote; /* cause read as a Python exception (its type ""
+                            * when it was not one) */
+    char message[2048];    /* the whole reason, as logged */
+} qp_run_error;
+
 typedef struct qp_run_opts {
     bool resume;           /* keep the journal's finished tasks when it
                             * matches the job (the CLI's default; false:
@@ -126,8 +170,8 @@ typedef struct qp_run_opts {
      * a nonzero return stops the run as SIGINT would. */
     int (*progress_cb)(int64_t done, int64_t total, int64_t failed, void *data);
     void *progress_data;
-    char *err;             /* non-NULL: why the run failed, as logged */
-    size_t errlen;
+    qp_run_error *error;   /* non-NULL: filled with why the run failed
+                            * (error->code 0 when it did not) */
 } qp_run_opts;
 
 /* Runs a loaded job to the end. Returns an enum qp_run_exit code. */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qpeach/conn.h"
 #include "qpeach/ipc.h"
@@ -55,12 +56,31 @@ static PyObject *raise_code(int code, const char *msg)
     return NULL;
 }
 
-/* A q error value (-128) as a QError (its text: "Type: message" and the
- * remote traceback, as the worker formats them). */
+static PyObject *text_to_py(const char *s);
+
+/* A q error value (-128) as a QError(text, remote_type, remote_message,
+ * remote_traceback): a Python exception's text read once, in C
+ * (qp_remote_error_parse). */
 static PyObject *raise_qerror(const qp_value *e)
 {
-    PyObject *t = QErrorType ? QErrorType : PyExc_RuntimeError;
-    PyErr_SetString(t, e->s ? e->s : "q error");
+    const char *text = e->s ? e->s : "q error";
+    if (!QErrorType) {
+        PyErr_SetString(PyExc_RuntimeError, text);
+        return NULL;
+    }
+    qp_remote_error *re = PyMem_Malloc(sizeof *re);
+    if (!re) return PyErr_NoMemory();
+    qp_remote_error_parse(text, re);
+    PyObject *a[4] = { text_to_py(text), text_to_py(re->type), text_to_py(re->message),
+                       text_to_py(re->traceback) };
+    PyMem_Free(re);
+    PyObject *x = a[0] && a[1] && a[2] && a[3]
+                ? PyObject_CallFunctionObjArgs(QErrorType, a[0], a[1], a[2], a[3], NULL) : NULL;
+    for (int i = 0; i < 4; i++) Py_XDECREF(a[i]);
+    if (x) {
+        PyErr_SetObject(QErrorType, x);
+        Py_DECREF(x);
+    }
     return NULL;
 }
 
@@ -581,6 +601,17 @@ static PyObject *mod_set_types(PyObject *Py_UNUSED(m), PyObject *args)
 
 /* ---- The scheduler (include/qpeach/sched.h) ---------------------------- */
 
+static PyObject *mod_fn_name(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    const char *s = PyUnicode_AsUTF8(arg);
+    if (!s) return NULL;
+    char *n = qp_job_fn_name(s);
+    if (!n) return PyErr_NoMemory();
+    PyObject *out = PyUnicode_FromString(n);
+    free(n);
+    return out;
+}
+
 /* The progress callback's state: the Python callable, and the exception it
  * raised (which stops the run and is raised again once it has ended). */
 typedef struct {
@@ -640,30 +671,154 @@ static PyObject *merged_to_py(const qp_value *v, int raw, int flags)
     return b;
 }
 
-/* run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False,
+/* A value of a job dict as a job file spells it: True -> "true", a list
+ * -> "a, b", a dict (libraries) -> "np=numpy, pd=pandas", anything else
+ * str(v). New reference, NULL with an exception. */
+static PyObject *job_value(PyObject *v)
+{
+    if (PyBool_Check(v)) return PyUnicode_FromString(v == Py_True ? "true" : "false");
+    PyObject *items = NULL, *strs = PyList_New(0), *sep = NULL, *out = NULL;
+    if (!strs) return NULL;
+    if (PyDict_Check(v)) {
+        PyObject *k, *x;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            PyObject *one = PyUnicode_FromFormat("%S=%S", k, x);
+            if (!one || PyList_Append(strs, one) < 0) { Py_XDECREF(one); goto done; }
+            Py_DECREF(one);
+        }
+    } else if (PyList_Check(v) || PyTuple_Check(v)) {
+        if (!(items = PySequence_Fast(v, "a list"))) goto done;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
+            PyObject *one = PyObject_Str(PySequence_Fast_GET_ITEM(items, i));
+            if (!one || PyList_Append(strs, one) < 0) { Py_XDECREF(one); goto done; }
+            Py_DECREF(one);
+        }
+    } else {
+        out = PyObject_Str(v);
+        goto done;
+    }
+    if ((sep = PyUnicode_FromString(", "))) out = PyUnicode_Join(sep, strs);
+done:
+    Py_XDECREF(items);
+    Py_XDECREF(sep);
+    Py_DECREF(strs);
+    return out;
+}
+
+/* A job from a dict of sections -> {key: value} (qp_job_from_pairs, so
+ * the job file's checks and errors, named "job"; relative paths from the
+ * current folder). None values are left out. 0, or -1 with an exception
+ * (ValueError: the job's error). */
+static int job_from_dict(PyObject *d, qp_job **out)
+{
+    PyObject *strs = PyList_New(0), *sec, *keys, *k, *v;
+    const char **kv = NULL;
+    int rc = -1;
+    Py_ssize_t pos = 0;
+    if (!strs) return -1;
+    while (PyDict_Next(d, &pos, &sec, &keys)) {
+        if (!PyUnicode_Check(sec) || !PyDict_Check(keys)) {
+            PyErr_Format(PyExc_TypeError, "job section %R must be a str naming a dict of keys, "
+                         "got %s", sec, Py_TYPE(keys)->tp_name);
+            goto done;
+        }
+        Py_ssize_t kpos = 0;
+        while (PyDict_Next(keys, &kpos, &k, &v)) {
+            if (v == Py_None) continue;
+            PyObject *val = job_value(v), *key = PyObject_Str(k);
+            bool ok = val && key && !PyList_Append(strs, sec) && !PyList_Append(strs, key)
+                      && !PyList_Append(strs, val);
+            Py_XDECREF(val);
+            Py_XDECREF(key);
+            if (!ok) goto done;
+        }
+    }
+    Py_ssize_t n = PyList_GET_SIZE(strs);
+    if (!(kv = PyMem_Calloc((size_t)n + 1, sizeof *kv))) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(kv[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(strs, i)))) goto done;
+    char dir[4096], err[2048] = "";
+    if (!getcwd(dir, sizeof dir)) { PyErr_SetFromErrno(PyExc_OSError); goto done; }
+    int r = qp_job_from_pairs("job", dir, kv, (int)(n / 3), out, err, sizeof err);
+    if (r) raise_code(r, err);
+    else rc = 0;
+done:
+    PyMem_Free(kv);
+    Py_DECREF(strs);
+    return rc;
+}
+
+/* A C string as str, bytes that are not UTF-8 (a text cut at its
+ * buffer's size) replaced. New reference, NULL with an exception. */
+static PyObject *text_to_py(const char *s)
+{
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+/* Why a run failed, as a dict of qp_run_error's fields (sched.h): code,
+ * message, task (None: not a task's failure), attempts, partition,
+ * worker, cause, remote_type, remote_message, remote_traceback. New
+ * reference, NULL with an exception. */
+static PyObject *run_error_to_py(const qp_run_error *e)
+{
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    const struct { const char *key; const char *s; } texts[] = {
+        {"message", e->message}, {"partition", e->partition}, {"worker", e->worker},
+        {"cause", e->cause}, {"remote_type", e->remote.type},
+        {"remote_message", e->remote.message}, {"remote_traceback", e->remote.traceback},
+    };
+    PyObject *task = e->task >= 0 ? PyLong_FromLongLong(e->task) : Py_NewRef(Py_None);
+    int bad = !task || PyDict_SetItemString(d, "task", task) < 0;
+    Py_XDECREF(task);
+    PyObject *code = PyLong_FromLong(e->code), *att = PyLong_FromLong(e->attempts);
+    bad = bad || !code || !att || PyDict_SetItemString(d, "code", code) < 0
+          || PyDict_SetItemString(d, "attempts", att) < 0;
+    Py_XDECREF(code);
+    Py_XDECREF(att);
+    for (size_t i = 0; !bad && i < sizeof texts / sizeof *texts; i++) {
+        PyObject *v = text_to_py(texts[i].s);
+        bad = !v || PyDict_SetItemString(d, texts[i].key, v) < 0;
+        Py_XDECREF(v);
+    }
+    if (bad) Py_CLEAR(d);
+    return d;
+}
+
+/* run(job, code=None, pandas=False, qpeach=None, progress=None, raw=False,
  *     log=False, resume=True, jobs=0, reducer=None) -> (exit code, value or
- * None, why): qp_run of the job file at path, the GIL released while it
- * runs. code (reducer) replaces [job] function's ([merge] reducer's) module
+ * None, None or why): qp_run of the job file at path job, or of a job dict
+ * (job_from_dict), the GIL released while it runs. code (reducer) replaces [job] function's ([merge] reducer's) module
  * file (see qp_run_opts.fn_code); qpeach
  * is the binary that local workers run; progress(done, total, failed) is
  * called as tasks finish; log=True writes the run's log lines to stderr. */
 static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path", "code", "pandas", "qpeach", "progress", "raw", "log",
+    static char *kwlist[] = {"job", "code", "pandas", "qpeach", "progress", "raw", "log",
                              "resume", "jobs", "reducer", NULL};
-    const char *path, *self = NULL;
-    PyObject *code = Py_None, *rcode = Py_None, *progress = Py_None, *out = NULL;
+    const char *self = NULL;
+    PyObject *spec, *code = Py_None, *rcode = Py_None, *progress = Py_None, *out = NULL;
     int pandas = 0, raw = 0, log = 0, resume = 1, jobs = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OpzOpppiO", kwlist, &path, &code, &pandas,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpzOpppiO", kwlist, &spec, &code, &pandas,
                                      &self, &progress, &raw, &log, &resume, &jobs, &rcode))
         return NULL;
     char err[2048] = "";
+    qp_run_error error;
     qp_job *job = NULL;
     qp_value *fn = NULL, *red = NULL, *merged = NULL;
     progress_ctx ctx = { .cb = progress };
     FILE *sink = NULL;
-    int rc = qp_job_load(path, &job, err, sizeof err);
-    if (rc) return raise_code(rc == QP_EARG ? QP_EARG : rc, err);
+    if (PyDict_Check(spec)) {
+        if (job_from_dict(spec, &job)) return NULL;
+    } else {
+        PyObject *path = NULL;
+        if (!PyUnicode_FSConverter(spec, &path)) return NULL;
+        int rc = qp_job_load(PyBytes_AS_STRING(path), &job, err, sizeof err);
+        Py_DECREF(path);
+        if (rc) return raise_code(rc, err);
+    }
+    int rc;
     if (code != Py_None && !(fn = code_to_q(code))) goto done;
     if (rcode != Py_None && !(red = code_to_q(rcode))) goto done;
     if (!log && !(sink = fopen("/dev/null", "w"))) { PyErr_SetFromErrno(PyExc_OSError); goto done; }
@@ -671,7 +826,7 @@ static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
         .resume = resume, .log = log ? QP_LOG_LINES : QP_LOG_QUIET, .jobs = jobs,
         .self = self, .out = stdout, .log_to = log ? stderr : sink, .fn_code = fn,
         .reducer_code = red,
-        .fn_pandas = pandas, .merged = &merged, .err = err, .errlen = sizeof err,
+        .fn_pandas = pandas, .merged = &merged, .error = &error,
         .progress_cb = progress != Py_None ? progress_cb : NULL, .progress_data = &ctx,
     };
     Py_BEGIN_ALLOW_THREADS
@@ -681,10 +836,14 @@ static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
         PyErr_Restore(ctx.et, ctx.ev, ctx.etb);
         goto done;
     }
-    PyObject *value = Py_None;
-    if (merged && !(value = merged_to_py(merged, raw, pandas ? QP_PY_PANDAS : 0))) goto done;
+    PyObject *value = Py_None, *why = rc == QP_RUN_OK ? Py_NewRef(Py_None) : run_error_to_py(&error);
+    if (!why) goto done;
+    if (merged && !(value = merged_to_py(merged, raw, pandas ? QP_PY_PANDAS : 0))) {
+        Py_DECREF(why);
+        goto done;
+    }
     if (!merged) Py_INCREF(value);
-    out = Py_BuildValue("(iNs)", rc, value, rc == QP_RUN_OK ? "" : err);
+    out = Py_BuildValue("(iNN)", rc, value, why);
 done:
     if (sink) fclose(sink);
     qp_unref(merged);
@@ -699,9 +858,12 @@ static PyMethodDef mod_methods[] = {
     {"loads", (PyCFunction)(void (*)(void))mod_loads, METH_VARARGS | METH_KEYWORDS,
      "loads(data, pandas=False) -> obj: decode a kdb+ IPC message."},
     {"run", (PyCFunction)(void (*)(void))mod_run, METH_VARARGS | METH_KEYWORDS,
-     "run(path, code=None, pandas=False, qpeach=None, progress=None, raw=False, log=False, "
-     "resume=True, jobs=0, reducer=None) -> (exit code, merged value or None, why it failed): "
-     "the scheduler (qp_run) on a job file; see qpeach.run."},
+     "run(job, code=None, pandas=False, qpeach=None, progress=None, raw=False, log=False, "
+     "resume=True, jobs=0, reducer=None) -> (exit code, merged value or None, None or why it "
+     "failed: a dict of qp_run_error's fields): "
+     "the scheduler (qp_run) on a job file or a dict of sections; see qpeach.run."},
+    {"fn_name", mod_fn_name, METH_O,
+     "fn_name(name) -> name as a job's function name may spell it (qp_job_fn_name)."},
     {"_set_types", mod_set_types, METH_VARARGS, "internal"},
     {NULL, NULL, 0, NULL},
 };
@@ -725,6 +887,15 @@ PyMODINIT_FUNC PyInit__qpeach(void)
     PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
     PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
     PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);
+    /* [merge] how, as job files spell them: the names fanout takes */
+    PyObject *hows = PyTuple_New(QP_MERGE_NONE + 1);
+    for (int i = 0; hows && i <= QP_MERGE_NONE; i++)
+        PyTuple_SET_ITEM(hows, i, PyUnicode_FromString(qp_job_merge_name(i)));
+    if (!hows || PyModule_AddObject(m, "MERGE_HOWS", hows) < 0) {
+        Py_XDECREF(hows);
+        Py_DECREF(m);
+        return NULL;
+    }
     /* PyKX's texts for session(..., protocol='pykx'): their one copy is
      * the library's (qpeach/pykx.h). */
     PyModule_AddStringConstant(m, "PYKX_Q0", qp_pykx_q0);

@@ -4,16 +4,19 @@ arguments, a dict as a symbol-keyed q dict)."""
 
 
 class QError(Exception):
-    """A q error from the server. For an exception raised by a remote
-    Python function the text is "Type: message" followed by the last frames
-    of the remote traceback: ``message`` holds the first line and
-    ``remote_traceback`` the rest ('' when the server sent none)."""
+    """A q error from the server. ``message`` is its text's first line.
+    For an exception raised by a remote Python function, ``remote_type``
+    is its type ('ZeroDivisionError'), ``remote_message`` its message and
+    ``remote_traceback`` the last frames of its traceback, read by the
+    extension (qp_remote_error_parse); ``remote_type`` is '' for any
+    other error, whose whole text is then ``remote_message``."""
 
-    def __init__(self, text=""):
+    def __init__(self, text="", remote_type="", remote_message=None, remote_traceback=""):
         super().__init__(text)
-        first, _, rest = str(text).partition("\n")
-        self.message = first
-        self.remote_traceback = rest
+        self.message = str(text).partition("\n")[0]
+        self.remote_type = remote_type
+        self.remote_message = str(text) if remote_message is None else remote_message
+        self.remote_traceback = remote_traceback
 
 
 try:
@@ -39,30 +42,39 @@ except ImportError:
         `except qpeach.Timeout:` cleans up after both)."""
 
 
-class FanoutError(Exception):
-    """A partition of a fan-out failed. ``partition`` is its index,
-    ``description`` says which rows or group, ``address`` the server (None
-    when it failed on several: lost or timed out ``attempts`` times), and
-    ``__cause__`` the original error."""
-
-    def __init__(self, partition, description, address, cause, attempts=None):
-        where = f"on {address}" if address else f"after {attempts} attempts"
-        super().__init__(f"partition {partition} ({description}) failed {where}: "
-                         f"{type(cause).__name__}: {cause}")
-        self.partition = partition
-        self.description = description
-        self.address = address
-        self.attempts = attempts
-
-
 class RunError(Exception):
-    """A scheduler run (qpeach.run, fanout, map) that stopped for another
-    reason than a failed task: ``code`` is `qpeach run`'s exit code (1
-    failed, 2 bad job, 3 locked), the message its reason."""
+    """A scheduler run (qpeach.run, fanout, map) that failed, with the
+    first failure's parts as the scheduler kept them (qp_run_error):
 
-    def __init__(self, code, why):
+    code              `qpeach run`'s exit code (1 failed, 2 bad job, 3 locked)
+    task              the task that failed for good (None: the run failed
+                      for another reason), ``partition`` its rows, group or
+                      file ('rows 5-6'), ``attempts`` its failed attempts
+    worker            the worker it last failed on (or the reducer's), '' if none
+    remote_type       the Python exception the worker raised
+                      ('ZeroDivisionError'; '' when the failure was not one:
+                      a lost or timed-out worker), with ``remote_message``
+                      and ``remote_traceback`` (its last frames)
+
+    str(e) is the reason as `qpeach run` logs it."""
+
+    def __init__(self, code, why, error=None):
         super().__init__(why)
+        e = error or {}
         self.code = code
+        self.task = e.get("task")
+        self.partition = e.get("partition") if self.task is not None else None
+        self.attempts = e.get("attempts", 0)
+        self.worker = e.get("worker", "")
+        self.remote_type = e.get("remote_type", "")
+        self.remote_message = e.get("remote_message", "")
+        self.remote_traceback = e.get("remote_traceback", "")
+
+
+class FanoutError(RunError):
+    """A task (a partition of a fan-out) failed for good: a RunError whose
+    ``task`` and ``partition`` are set. ``__cause__`` is the worker's error
+    as a QError (or why the attempt failed: 'timed out after 500 ms')."""
 
 
 class CharVector(str):

@@ -34,19 +34,21 @@ sent once more.
 
 Fan-out (fanout, map) is the C scheduler's, as `qpeach run` runs a job
 file: the function is shipped the same way but defined by the scheduler on
-every worker (qp_run_opts.fn_code), and this module only writes the job
-(see sched.py); it has no partitioning or merging of its own.
+every worker (qp_run_opts.fn_code), and this module only makes the job, a
+dict the scheduler reads as it reads a job file (see sched.py); it has no
+partitioning or merging of its own.
 """
 import hashlib
 import inspect
 import os
-import re
+import pickle
 import shutil
 import tempfile
 import textwrap
 import threading
 import time
 import types
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -185,6 +187,10 @@ def _make_entry(st):
 
 _STALE = "qpeach-globals-stale"
 
+# What dill raises for an object it cannot pickle: only these fall back to
+# shipping the source text (anything else is a bug to see).
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
+
 
 class _Shipped:
     """What travels to a server for one Python function: its code (dill
@@ -200,39 +206,57 @@ class _Shipped:
         self.code = None
         self.live = ()          # data globals re-sent when changed (dill only)
         self._last = None       # (values, hash, blob) of the last look
+        why = None
         if _dill is not None:
-            try:
-                live, memo = set(), {}
-                cp = _by_value(fn, memo, live)
-                self.live = tuple(sorted(live))
-                now = self.globals_now()
-                st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
-                      "live": frozenset(self.live), "h": now[0] if now else None,
-                      "items": items}
-                entry = _make_entry(st)
-                ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
-                                        fn.__name__, None, entry.__closure__)
-                ep.__module__ = "__main__"
-                ep.__qualname__ = fn.__qualname__
-                ep.__doc__ = fn.__doc__
-                # The server reads DataFrame annotations (pandas arguments).
-                ep.__annotations__ = dict(getattr(fn, "__annotations__", {}) or {})
-                self.code = _dill.dumps(ep, recurse=True)
-            except Exception:       # unpicklable closure: fall back to source
-                self.code, self.live, self._last = None, (), None
+            self.code, why = self._dill_code(fn, items)
+            if self.code is None:
+                self.live, self._last = (), None
         if self.code is None and items is not None:
-            raise TypeError(f"map() could not pickle {fn.__name__} or its items with dill")
+            raise TypeError(f"map() could not pickle {fn.__name__} or its items with dill"
+                            + (f": {why}" if why else " (dill is not installed)"))
         if self.code is None:
             try:
                 src = textwrap.dedent(inspect.getsource(fn))
             except (OSError, TypeError) as e:
-                raise TypeError(f"cannot ship {fn.__name__}: no dill and no source ({e})")
+                raise TypeError(f"cannot ship {fn.__name__}: "
+                                + (f"dill cannot pickle it ({why})" if why else "no dill")
+                                + f" and no source ({e})")
+            if why:
+                warnings.warn(f"qpeach: dill cannot pickle {fn.__name__} ({why}): it is shipped "
+                              f"as its source text instead, so it runs without its closure "
+                              f"and the data globals it reads", RuntimeWarning, stacklevel=3)
             self.code = CharVector(src)
         raw = self.code.encode() if isinstance(self.code, str) else self.code
         self.id = hashlib.sha256(raw).hexdigest()
         # Registered as name_<id prefix>: readable in server logs, unique by
         # content, and for source text the server finds the def by name.
         self.name = f"{fn.__name__}_{self.id[:16]}"
+
+    def _dill_code(self, fn, items):
+        """(dill bytes, None) of what is registered for fn, or (None, why)
+        when dill cannot pickle something it holds (a lock, a generator,
+        an open file among its globals or closure)."""
+        live, memo = set(), {}
+        cp = _by_value(fn, memo, live)
+        self.live = tuple(sorted(live))
+        try:
+            now = self.globals_now()
+        except _UNPICKLABLE as e:
+            return None, f"{type(e).__name__}: {e}"
+        st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
+              "live": frozenset(self.live), "h": now[0] if now else None, "items": items}
+        entry = _make_entry(st)
+        ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
+                                fn.__name__, None, entry.__closure__)
+        ep.__module__ = "__main__"
+        ep.__qualname__ = fn.__qualname__
+        ep.__doc__ = fn.__doc__
+        # The server reads DataFrame annotations (pandas arguments).
+        ep.__annotations__ = dict(getattr(fn, "__annotations__", {}) or {})
+        try:
+            return _dill.dumps(ep, recurse=True), None
+        except _UNPICKLABLE as e:
+            return None, f"{type(e).__name__}: {e}"
 
     def name_for(self, pandas):
         """The registered name: pandas functions are defined apart (the
@@ -573,9 +597,9 @@ _fan_seq = [0]
 
 
 def _fn_name(shipped, pandas=False):
-    """The name a shipped function is defined under by the scheduler
-    (a job file's function names allow letters, digits and _)."""
-    return re.sub(r"\W", "_", shipped.name_for(pandas))
+    """The name a shipped function is defined under by the scheduler, as
+    the scheduler's rule for a job's function names makes it."""
+    return _extension().fn_name(shipped.name_for(pandas))
 
 
 def _fan_job(shipped, reducer, sessions, table_name, input_file, part, how, pandas, key, o):
@@ -651,9 +675,6 @@ def _resident(sessions, local, table, journal, ext):
     return name, None, undo
 
 
-_HOWS = ("concat", "sum", "min", "max", "count", "sum-by-key", "none")
-
-
 def _options(local, threads, retries, retry_errors, task_timeout, libraries, progress, log,
              journal):
     _check("local", local, (int,), "an int")
@@ -721,8 +742,10 @@ def fanout(fn: Callable, sessions: Sequence[Session] = (), table: Any = None, by
         if reducer is not None:
             raise ValueError("give the reducer as merge= or reducer=, not both")
         merge, reducer = "python", merge
-    if merge not in _HOWS and not (merge == "python" and reducer):
-        raise ValueError(f"merge must be one of {', '.join(_HOWS)} or a callable, got {merge!r}")
+    # the scheduler's [merge] how names; python is a callable here
+    hows = [h for h in _extension().MERGE_HOWS if h != "python"]
+    if merge not in hows and not (merge == "python" and reducer):
+        raise ValueError(f"merge must be one of {', '.join(hows)} or a callable, got {merge!r}")
     if pieces is not None:
         _check("pieces", pieces, (int,), "an int")
         if pieces < 1:

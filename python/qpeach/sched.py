@@ -10,13 +10,14 @@ how are the C ones: nothing here partitions or merges.
                         "workers": {"local": 4},
                         "merge": {"how": "sum-by-key", "key": "sym"}})
 
-A dict job is written to a temporary job file; relative paths in it are
-taken from the current folder (as a job file's are from its folder). The
-merged value comes back as a Python value; a job with [output] path also
-writes that file, and "-" (the default) prints nothing.
+A dict job goes to the scheduler as it is (qp_job_from_pairs): the same
+keys, checks and errors as a job file's, named "job" instead of a file
+and line; relative paths in it are taken from the current folder (as a
+job file's are from its folder). The merged value comes back as a Python
+value; a job with [output] path also writes that file, and "-" (the
+default) prints nothing.
 """
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -31,11 +32,6 @@ __all__ = ["run"]
 # it runs: two runs in one process (two Python threads) take turns.
 _one_run = threading.Lock()
 
-# Keys whose values are paths (relative to the job file's folder).
-_PATH_KEYS = {("job", "function"), ("merge", "reducer"), ("input", "file"),
-              ("input", "files"), ("input", "db"), ("output", "path"),
-              ("run", "state"), ("workers", "tls_ca")}
-
 
 def _binary():
     """The qpeach binary local workers run: $QPEACH_BIN, the build folder
@@ -49,39 +45,6 @@ def _binary():
         if os.access(p, os.X_OK):
             return p
     return shutil.which("qpeach")
-
-
-def _value(section, key, v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, dict):                  # libraries: alias -> module
-        return ", ".join(f"{a}={m}" for a, m in v.items())
-    if isinstance(v, (list, tuple)):
-        return ", ".join(str(x) for x in v)
-    v = str(v)
-    if (section, key) in _PATH_KEYS and v != "-":
-        head, sep, name = v.rpartition(":") if key in ("function", "reducer") else (v, "", "")
-        if not head:
-            head, sep, name = v, "", ""
-        v = os.path.abspath(head) + sep + name
-    if "\n" in v:
-        raise ValueError(f"[{section}] {key}: a value must be one line")
-    return v
-
-
-def job_text(job: Dict[str, Dict[str, Any]]) -> str:
-    """A dict of sections -> {key: value} as job file text."""
-    lines = []
-    for section, keys in job.items():
-        if not isinstance(keys, dict):
-            raise TypeError(f"job section {section!r} must be a dict of keys, "
-                            f"got {type(keys).__name__}")
-        lines.append(f"[{section}]")
-        for k, v in keys.items():
-            if v is None:
-                continue
-            lines.append(f"{k} = {_value(section, k, v)}")
-    return "\n".join(lines) + "\n"
 
 
 def _progress(progress):
@@ -109,22 +72,19 @@ def _progress(progress):
     return cb, bar
 
 
-# "task 5 (rows 5-6) failed on host:port: why" or
-# "task 5 (rows 5-6) failed after 3 attempts: why" (src/sched/dispatch.c)
-_TASK_FAILED = re.compile(r"task (\d+) \((.*?)\) failed (?:on (\S+)|after (\d+) attempts?): (.*)\Z",
-                          re.S)
-
-
-def _raise(code, why):
-    m = _TASK_FAILED.match(why)
-    if m:
-        cause = QError(m.group(5))
-        err = FanoutError(int(m.group(1)), m.group(2), m.group(3), cause,
-                          int(m.group(4)) if m.group(4) else None)
-        raise err from cause
+def _raise(code, error):
+    """The exception for a failed run, from the scheduler's qp_run_error
+    (a dict, see _qpeach.run): FanoutError when a task failed for good,
+    RunError otherwise; the worker's error, when there is one, as a QError
+    cause."""
     if code == 4:
-        raise KeyboardInterrupt(why)
-    raise RunError(code, why)
+        raise KeyboardInterrupt(error["message"])
+    cls = FanoutError if error["task"] is not None else RunError
+    err = cls(code, error["message"], error)
+    if error["cause"]:
+        raise err from QError(error["cause"], error["remote_type"], error["remote_message"],
+                              error["remote_traceback"])
+    raise err
 
 
 def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
@@ -146,9 +106,11 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
               function's name, instead of its module file (what fanout uses)
     reducer   the same for [merge] reducer
 
-    A failed task raises FanoutError naming the partition, with the worker's
+    A failed task raises FanoutError (.task, .partition, .worker,
+    .remote_type, .remote_message, .remote_traceback), with the worker's
     error (QError) as its cause; anything else that stops the run raises
-    RunError with its exit code and reason; SIGINT raises KeyboardInterrupt
+    RunError with its exit code and reason (and the same attributes, task
+    and partition None); SIGINT raises KeyboardInterrupt
     (the journal is kept). The GIL is released while the scheduler runs;
     runs from several threads of one process take turns.
     """
@@ -157,25 +119,26 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     tmp = None
     try:
         if isinstance(job, dict):
+            # its journal and lock in a folder of its own, gone after the
+            # run, unless [run] state names one
             job = {s: dict(k) if isinstance(k, dict) else k for s, k in job.items()}
-            tmp = tempfile.mkdtemp(prefix="qpeach-job-")
-            job.setdefault("run", {}).setdefault("state", os.path.join(tmp, "state"))
-            path = os.path.join(tmp, "job.ini")
-            with open(path, "w") as f:
-                f.write(job_text(job))
+            sec = job.setdefault("run", {})
+            if isinstance(sec, dict) and sec.get("state") is None:
+                tmp = tempfile.mkdtemp(prefix="qpeach-job-")
+                sec["state"] = os.path.join(tmp, "state")
         else:
-            path = os.fspath(job)
+            job = os.fspath(job)
         cb, bar = _progress(progress)
         try:
             with _one_run:
-                rc, value, why = ext.run(path, code=code, pandas=pandas, qpeach=_binary(),
+                rc, value, error = ext.run(job, code=code, pandas=pandas, qpeach=_binary(),
                                          progress=cb, raw=raw, log=log, resume=resume,
                                          jobs=jobs, reducer=reducer)
         finally:
             if bar is not None:
                 bar.close()
         if rc != 0:
-            _raise(rc, why)
+            _raise(rc, error)
         return value
     finally:
         if tmp:

@@ -11,6 +11,7 @@ typedef struct out {
     FILE *f;
     char delim;
     bool iso;              /* [output] format = iso: qp__format_csv_cell */
+    size_t n;              /* bytes of the current row's fields so far */
 } out;
 
 /* Text quoted when it holds the delimiter, a quote, a newline, or edge
@@ -20,6 +21,7 @@ static void put_text(out *o, const char *s, size_t n)
     bool quote = n && (s[0] == ' ' || s[n - 1] == ' ');
     for (size_t i = 0; i < n && !quote; i++)
         quote = s[i] == o->delim || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    o->n += n + 2 * quote;
     if (!quote) { fwrite(s, 1, n, o->f); return; }
     fputc('"', o->f);
     for (size_t i = 0; i < n; i++) {
@@ -47,6 +49,7 @@ static int put_value(out *o, const qp_value *c, int64_t r)
                                     o->iso);
         if (n < 0) return QP_EARG;
         fwrite(buf, 1, (size_t)n, o->f);
+        o->n += (size_t)n;
         return 0;
     }
     const qp_value *x = qp_K(c)[r];
@@ -56,6 +59,7 @@ static int put_value(out *o, const qp_value *c, int64_t r)
         int n = qp__format_csv_cell(buf, sizeof buf, -x->type, &x->g, o->iso);
         if (n < 0) return QP_EARG;
         fwrite(buf, 1, (size_t)n, o->f);
+        o->n += (size_t)n;
         return 0;
     }
     return QP_ETYPE;       /* nested lists have no CSV text */
@@ -88,7 +92,7 @@ static int write_rows(const qp_value *table, FILE *f, bool iso)
         }
     }
     int64_t rows = ncols ? qp_count(cols[0]) : 0;
-    out o = {f, ',', iso};
+    out o = {f, ',', iso, 0};
     int rc = 0;
     for (int i = 0; i < ncols; i++) {
         if (i) fputc(',', o.f);
@@ -96,10 +100,14 @@ static int write_rows(const qp_value *table, FILE *f, bool iso)
     }
     fputc('\n', o.f);
     for (int64_t r = 0; r < rows && rc == 0; r++) {
+        o.n = 0;
         for (int i = 0; i < ncols && rc == 0; i++) {
             if (i) fputc(',', o.f);
             rc = put_value(&o, cols[i], r);
         }
+        /* A blank line is no row to a reader (pandas skips it): a null in a
+         * one-column table is an empty quoted field, as Python's csv writes. */
+        if (ncols == 1 && o.n == 0) fputs("\"\"", o.f);
         fputc('\n', o.f);
     }
     if (ferror(o.f) && rc == 0) rc = QP_EIO;

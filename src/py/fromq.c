@@ -29,7 +29,9 @@
  * vectors object arrays of UUID, general lists lists, dicts dicts, tables a
  * dict of column arrays (or with QP_PY_PANDAS a DataFrame, whose symbol
  * columns are categoricals), keyed tables one dict of key and value columns
- * (or a DataFrame indexed by the keys).
+ * (or a DataFrame indexed by the keys). A table's general-list column (a
+ * string column, say) is an object array of its items, so every column is
+ * an array; strings come back as symbols (toq.c).
  *
  * Nulls and infinities: float and real nulls are NaN and infinities inf.
  * Integer nulls and infinities stay the sentinel integers (0Nj is
@@ -463,12 +465,27 @@ static PyObject *list_to_py(const qp_value *x, int flags, int depth)
     return l;
 }
 
+/* A general-list column (strings, nested vectors) as a 1-d object array
+ * of its items: every column of a table is a numpy array, so a function
+ * returning the dict it got returns a table (a list column made it a
+ * plain dict). */
+static PyObject *object_column(const qp_value *x, int flags, int depth)
+{
+    PyObject *a = new_array(PyArray_DescrFromType(NPY_OBJECT), (npy_intp)x->v.n);
+    if (!a) return NULL;
+    PyObject **o = PyArray_DATA((PyArrayObject *)a);    /* NULL items: numpy's None */
+    for (int64_t i = 0; i < x->v.n; i++)
+        if (!(o[i] = from_q(qp_K(x)[i], flags, depth))) { Py_DECREF(a); return NULL; }
+    return a;
+}
+
 /* Column name of a table: one item per row, so a char column is an array
  * of chars (not one str); range errors name the column; with pandas,
  * pandas' missing values and units (pdcol.c). */
 static PyObject *column_to_py(const qp_value *x, int flags, int depth, const char *name)
 {
     bool pd = flags & QP_PY_PANDAS;
+    if (x->type == QP_LIST) return object_column(x, flags, depth);
     if (x->type == QP_CHAR) return char_column(x, pd);
     if (x->type >= QP_TIMESTAMP && x->type <= QP_TIME) return temporal_vector(x, pd, name);
     if (pd && (x->type == QP_SHORT || x->type == QP_INT || x->type == QP_LONG)) return qp__pd_ints(x);

@@ -45,7 +45,9 @@ static PyObject *funcs;        /* dict name -> (function, namespace, flags, id, 
 static PyObject *timeout_exc;  /* qpeach.Timeout */
 static PyObject *cancel_exc;   /* qpeach.Cancelled, a Timeout */
 
-/* Helpers easier to write in Python than in C; none is on the call path. */
+/* Helpers easier to write in Python than in C; none is on the call path.
+ * format_exc's text is part of the .qp contract (docs/ARCHITECTURE.md,
+ * "Error rules"): qp_remote_error_parse (sched/qpmsg.c) reads it. */
 static const char helper_src[] =
     "import ast, linecache, sys, textwrap, traceback, types\n"
     "class SymbolCodes:\n"

@@ -73,6 +73,8 @@ PyObject *qp__view_vector(const qp_value *x, PyArray_Descr *d);
 PyObject *qp__enum_codes(const qp_value *x);
 /* Takes the SymbolCodes class (py.c's helpers define it). 0 or -1. */
 int qp__symcat_codes_class(PyObject *cls);
+/* Whether o is a SymbolCodes (what a function got for symbols = codes). */
+bool qp__is_symbol_codes(PyObject *o);
 /* x as an object array of str, filled from the domain's str objects.
  * New reference, NULL with an exception. */
 PyObject *qp__enum_objects(const qp_value *x);

@@ -141,8 +141,13 @@ static void python_started(void)
          * PyKX clients' functions live (pykx.c) */
         PyObject *f = PyCFunction_New(defs[i], NULL);
         if (!f || qp__lib_set(defs[i]->ml_name, f) < 0 ||
-            qp__pykx_main_set(defs[i]->ml_name, f) < 0)
-            PyErr_Clear();
+            qp__pykx_main_set(defs[i]->ml_name, f) < 0) {
+            /* functions calling it fail with a NameError: say why here */
+            qp_value *e = qp_py_error();
+            fprintf(stderr, "qpeach serve: %s() is not available to functions: %s\n",
+                    defs[i]->ml_name, e ? e->s : "out of memory");
+            qp_unref(e);
+        }
         Py_XDECREF(f);
     }
     /* `import pykx` without PyKX: qpeach's stand-in (a failure here only

@@ -486,6 +486,13 @@ int qp__symcat_codes_class(PyObject *cls)
     return 0;
 }
 
+bool qp__is_symbol_codes(PyObject *o)
+{
+    int r = codes_cls ? PyObject_IsInstance(o, codes_cls) : 0;
+    if (r < 0) PyErr_Clear();
+    return r > 0;
+}
+
 PyObject *qp__enum_codes(const qp_value *x)
 {
     domain *d = dom_get(x);

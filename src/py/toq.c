@@ -20,12 +20,14 @@
  *   list, tuple -> general list, collapsed to a vector when every item
  *     converts to an atom of one type (as q collapses (1;2;3) to 1 2 3);
  *     empty -> ().
- *   dict of str -> equal-length 1-d arrays (or Series) -> table; any other
- *     dict -> dict (keys and values collapsed as lists are).
+ *   dict of str -> equal-length 1-d arrays (or Series, Categoricals,
+ *     SymbolCodes) -> table, an empty object column a symbol column; any
+ *     other dict -> dict (keys and values collapsed as lists are).
  *   pandas: DataFrame -> table (keyed by its index when the index is
  *     named, as set_index and groupby leave it; an unnamed index is dropped;
  *     columns that were q char columns, named in df.attrs, -> chars),
- *     Series/Index -> vector, Categorical -> symbol vector.
+ *     Series/Index -> vector, Categorical (and qpeach's SymbolCodes) ->
+ *     symbol vector.
  * Nulls: NaN -> 0n/0Ne, NaT -> the temporal null, int64 max/min+1 of a
  * datetime64/timedelta64 (any unit) -> +-infinity; ints map to themselves,
  * so q's sentinels round-trip. pandas' <NA> (nullable integers, floats,
@@ -333,11 +335,14 @@ static bool is_pandas(PyObject *o, const char *cls)
     return is_instance(o, "pandas", cls);
 }
 
+/* A pandas Categorical, or a SymbolCodes (whose categories are an array
+ * already): codes into categories. */
 static qp_value *categorical_to_q(PyObject *cat)
 {
     PyObject *codes = PyObject_GetAttrString(cat, "codes");
     PyObject *cats = codes ? PyObject_GetAttrString(cat, "categories") : NULL;
-    PyObject *names = cats ? PyObject_CallMethod(cats, "to_numpy", NULL) : NULL;
+    PyObject *names = !cats ? NULL : PyArray_Check(cats) ? (Py_INCREF(cats), cats)
+                    : PyObject_CallMethod(cats, "to_numpy", NULL);
     PyArrayObject *c = codes ? (PyArrayObject *)PyArray_FromAny(codes, PyArray_DescrFromType(NPY_INT64),
                                                                 1, 1, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL) : NULL;
     qp_value *v = NULL, *syms = NULL;
@@ -419,6 +424,8 @@ static qp_value *as_chars(qp_value *v)
     return c;
 }
 
+static qp_value *column_to_q(PyObject *v, int depth, const char *name);
+
 /* Column i of a frame (cols: its columns, iloc: its iloc), named *sym;
  * one of chars (the frame's columns marked as q char columns) goes back
  * as chars. New reference or an error value. */
@@ -436,7 +443,7 @@ static qp_value *frame_column(PyObject *cols, PyObject *iloc, PyObject *chars, P
     Py_XDECREF(key);
     Py_XDECREF(nm);
     Py_XDECREF(ns);
-    qp_value *c = !s || !*sym || marked < 0 ? qp__py_failed("DataFrame column") : series_to_q(s, *sym);
+    qp_value *c = !s || !*sym || marked < 0 ? qp__py_failed("DataFrame column") : column_to_q(s, 1, *sym);
     Py_XDECREF(s);
     return marked > 0 ? as_chars(c) : c;
 }
@@ -527,6 +534,13 @@ done:
 
 /* ---- dicts ---- */
 
+static bool is_symbols(PyObject *v)
+{
+    return is_pandas(v, "Categorical") || qp__is_symbol_codes(v);
+}
+
+/* A table's column: a 1-d array, a Series, or symbols as a function gets
+ * them with symbols = categorical or codes. */
 static bool is_column(PyObject *v, Py_ssize_t *len)
 {
     if (PyArray_Check(v)) {
@@ -534,11 +548,27 @@ static bool is_column(PyObject *v, Py_ssize_t *len)
         *len = PyArray_DIM((PyArrayObject *)v, 0);
         return true;
     }
-    if (is_pandas(v, "Series")) {
+    if (is_pandas(v, "Series") || is_symbols(v)) {
         *len = PyObject_Length(v);
         return *len >= 0;
     }
     return false;
+}
+
+/* Column v of a table. An empty object column is a symbol column, the
+ * dtype symbols have (an empty table's symbol column arrives as one), not
+ * an empty general list: an empty table keeps its symbol columns. (An
+ * empty guid column, also an object array, says nothing of its type: it
+ * becomes a symbol column too.) */
+static qp_value *column_to_q(PyObject *v, int depth, const char *name)
+{
+    qp_value *c = PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth, name)
+                : is_pandas(v, "Series") ? series_to_q(v, name) : categorical_to_q(v);
+    if (c && c->type == QP_LIST && c->v.n == 0) {
+        qp_unref(c);
+        c = qp_vector(QP_SYMBOL, 0);
+    }
+    return c;
 }
 
 static qp_value *dict_to_q(PyObject *o, int depth)
@@ -555,9 +585,7 @@ static qp_value *dict_to_q(PyObject *o, int depth)
     while (PyDict_Next(o, &pos, &k, &v)) {
         qp_value *kq = to_q(k, depth), *vq = NULL;
         if (kq && !qp_is_error(kq))
-            vq = !table ? to_q(v, depth)
-               : PyArray_Check(v) ? array_to_q((PyArrayObject *)v, depth, PyUnicode_AsUTF8(k))
-                                  : series_to_q(v, PyUnicode_AsUTF8(k));
+            vq = table ? column_to_q(v, depth, PyUnicode_AsUTF8(k)) : to_q(v, depth);
         if (!kq || qp_is_error(kq) || !vq || qp_is_error(vq)) {
             r = kq && qp_is_error(kq) ? kq : vq;
             if (r == kq) qp_unref(vq); else qp_unref(kq);
@@ -662,7 +690,7 @@ static qp_value *to_q(PyObject *o, int depth)
     }
     if (is_pandas(o, "DataFrame")) return dataframe_to_q(o);
     if (is_pandas(o, "Series")) return series_to_q(o, NULL);
-    if (is_pandas(o, "Categorical")) return categorical_to_q(o);
+    if (is_symbols(o)) return categorical_to_q(o);
     if (is_pandas(o, "Index")) {
         PyObject *a = PyObject_CallMethod(o, "to_numpy", NULL);
         qp_value *v = a ? to_q(a, depth) : qp__py_failed("Index");

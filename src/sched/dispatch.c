@@ -11,6 +11,7 @@
  */
 #include "run_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -36,60 +37,52 @@ static int auto_window(const qp__worker *w)
     return w->gap_us > 0 && w->gap_us < 2000 ? 16 : 2;
 }
 
-static qp_value *task_msg(run *r, int64_t i, bool load_step)
-{
-    const qp_job *j = r->job;
-    const qp_part *p = &r->plan->parts[i];
-    if (p->kind == QP_PART_FILE) {
-        /* A file partition: the worker loads the file as a table of its
-         * own, then runs the function over all of it. */
-        if (load_step && j->csv_types)
-            return qp__call(".qp.load", 3, qp_symbol("qp__part"), qp_cstring(p->file),
-                            qp_cstring(j->csv_types));
-        if (load_step) return qp__call(".qp.load", 2, qp_symbol("qp__part"), qp_cstring(p->file));
-        qp_value *all = qp_vector(QP_LONG, 2);
-        if (all) { qp_J(all)[0] = 0; qp_J(all)[1] = QP_INF_J; }
-        return qp__call(".qp.apply", 3, qp_symbol(j->function.name), qp_symbol("qp__part"), all);
-    }
-    return qp__call(".qp.apply", 3, qp_symbol(j->function.name), qp_symbol(j->table),
-                    qp_part_descriptor(r->plan, i));
-}
+/* The ring of requests in flight holds at most two per task of a full
+ * window; its head is in range, and every task counted in flight has its
+ * final request in the ring. */
+#define RING_CAP ((int)(sizeof ((qp__worker *)0)->fl / sizeof ((qp__worker *)0)->fl[0]))
+#define RING_OK(w) ((w)->nfl >= 0 && (w)->nfl <= RING_CAP && (w)->flhead >= 0 \
+                    && (w)->flhead < RING_CAP && (w)->tasks_in >= 0 && (w)->tasks_in <= (w)->nfl)
 
 static void push_flight(qp__worker *w, int64_t task, bool final, int attempt)
 {
-    int at = (w->flhead + w->nfl) % (int)(sizeof w->fl / sizeof *w->fl);
+    assert(RING_OK(w) && w->nfl < RING_CAP);
+    int at = (w->flhead + w->nfl) % RING_CAP;
     w->fl[at] = (qp__flight){ .task = task, .final = final, .attempt = attempt,
                               .sent_ms = qp__ms() };
     if (w->nfl == 0) w->head_start_ms = w->fl[at].sent_ms;
     w->nfl++;
 }
 
-/* Sends task i to w: 0, a negative code (the connection failed), or 1
- * (the run failed: r->failure says why). */
+static void requeue(run *r, int64_t i)
+{
+    if (r->t[i].state != T_RUNNING) return;     /* already queued, or done */
+    assert(r->nretry < r->plan->n);             /* each task is queued once */
+    r->t[i].state = T_QUEUED;
+    r->retry[r->nretry++] = i;
+}
+
+/* Sends task i to w, its messages as w's protocol makes them: 0, a
+ * negative code (the connection failed: the task is queued again), or 1
+ * (the run failed: r->error says why). */
 static int send_task(run *r, qp__worker *w, int64_t i)
 {
-    bool file = r->plan->parts[i].kind == QP_PART_FILE;
+    qp_value *m[2] = { NULL, NULL };
+    int n = 0, rc = 0;
+    assert(r->t[i].state == T_QUEUED);
+    if (w->proto->task(r, i, m, &n)) return 1;
     r->t[i].state = T_RUNNING;
     r->t[i].attempt_failed = false;
     r->t[i].sends++;
-    if (w->pykx) {      /* one call that carries the partition (pykxmsg.c) */
-        qp_value *m = qp__pykx_task(r, i);
-        if (!m) return 1;
-        int rc = qp_conn_send(w->c, m, QP_MSG_SYNC);
-        qp_unref(m);
-        push_flight(w, i, true, r->t[i].sends);
-        if (!rc) w->tasks_in++;
-        return rc;
+    for (int k = 0; k < n && !rc; k++) {
+        rc = qp_conn_send(w->c, m[k], QP_MSG_SYNC);
+        push_flight(w, i, k == n - 1, r->t[i].sends);
     }
-    for (int step = file ? 0 : 1; step < 2; step++) {
-        qp_value *m = task_msg(r, i, step == 0);
-        int rc = m ? qp_conn_send(w->c, m, QP_MSG_SYNC) : QP_ENOMEM;
-        qp_unref(m);
-        push_flight(w, i, step == 1, r->t[i].sends);
-        if (rc) return rc;
-    }
-    w->tasks_in++;
-    return 0;
+    for (int k = 0; k < n; k++) qp_unref(m[k]);
+    if (rc) requeue(r, i);          /* its final request may never have gone */
+    else w->tasks_in++;
+    assert(RING_OK(w));
+    return rc;
 }
 
 static int alive_count(run *r)
@@ -144,11 +137,29 @@ static bool stalled(run *r)
     return r->ndone < r->plan->n;
 }
 
-static void requeue(run *r, int64_t i)
+/* Task i failed for good on worker wi (its last attempt): the run's
+ * error says which task, partition and worker, and why (raised: what the
+ * worker answered, read as its protocol's remote exception). */
+static void task_lost(run *r, int64_t i, int wi, const char *why, bool raised, const char *d)
 {
-    if (r->t[i].state != T_RUNNING) return;     /* already queued, or done */
-    r->t[i].state = T_QUEUED;
-    r->retry[r->nretry++] = i;
+    const task *t = &r->t[i];
+    if (!qp__failed(r)) {
+        qp_run_error *e = &r->error;
+        if (raised) {
+            qp__fail_remote(r, &r->ws[wi], why);
+        } else {            /* lost or timed out: nothing was raised */
+            snprintf(e->worker, sizeof e->worker, "%s", r->ws[wi].addr);
+            snprintf(e->cause, sizeof e->cause, "%s", why);
+        }
+        snprintf(e->partition, sizeof e->partition, "%s", d ? d : "?");
+        e->task = i;
+        e->attempts = t->attempts;
+    }
+    if (raised && !r->job->retry_errors)
+        qp__fail(r, "task %" PRId64 " (%s) failed on %s: %s", i, d ? d : "?", r->ws[wi].addr, why);
+    else
+        qp__fail(r, "task %" PRId64 " (%s) failed after %d attempt%s: %s", i, d ? d : "?",
+                 t->attempts, t->attempts == 1 ? "" : "s", why);
 }
 
 /* A failed attempt: the worker was lost or timed out, or (raised) the
@@ -162,14 +173,8 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
     t->last_worker = wi;
     r->nfailed_attempts++;
     char *d = qp_part_describe(r->plan, i);
-    if (raised && !r->job->retry_errors) {
-        qp__fail(r, "task %" PRId64 " (%s) failed on %s: %s", i, d ? d : "?", r->ws[wi].addr, why);
-        free(d);
-        return false;
-    }
-    if (t->attempts > r->job->retries) {
-        qp__fail(r, "task %" PRId64 " (%s) failed after %d attempt%s: %s",
-                 i, d ? d : "?", t->attempts, t->attempts == 1 ? "" : "s", why);
+    if ((raised && !r->job->retry_errors) || t->attempts > r->job->retries) {
+        task_lost(r, i, wi, why, raised, d);
         free(d);
         return false;
     }
@@ -180,18 +185,22 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
     return true;
 }
 
-static int restart_worker(run *r, int wi)
+int qp__restart_worker(run *r, int wi)
 {
     qp__worker *w = &r->ws[wi];
     char err[512] = "";
     if (!w->local || w->restarts >= 5) { w->dead_for_good = true; return -1; }
     w->restarts++;
-    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job, r->topo,
-                              r->place ? &r->place->worker[wi] : NULL, err, sizeof err);
+    const qp_place *pl = r->place ? &r->place->worker[wi] : NULL;
+    int rc = qp__worker_spawn(w, r->o->self, r->tmpdir, r->job, r->topo, pl, err, sizeof err);
+    if (!rc && w->pin_error[0]) {
+        snprintf(err, sizeof err, "worker %d", wi);
+        qp__say_unpinned(r, err, pl, w->pin_error);
+    }
     if (!rc) rc = qp__worker_connect(w, r->job, 30000, err, sizeof err);
     if (!rc) {
         char errs[1][512] = { "" };
-        if (qp__setup_all(w, 1, &r->setup, 300000, errs) != 1) {
+        if (qp__setup_all(w, 1, &r->setup, qp__setup_timeout_ms(r->job), errs, NULL) != 1) {
             snprintf(err, sizeof err, "%s", errs[0]);
             rc = -1;
         }
@@ -213,10 +222,10 @@ static bool worker_lost(run *r, int wi, const char *why, bool blame)
     qp__worker *w = &r->ws[wi];
     bool ok = true;
     qp__say(r, "worker", "lost worker %d (%s): %s", wi, w->addr, why);
-    int cap = (int)(sizeof w->fl / sizeof *w->fl);
     int64_t head = -1;
+    assert(RING_OK(w));
     for (int k = 0; k < w->nfl; k++) {
-        qp__flight *f = &w->fl[(w->flhead + k) % cap];
+        qp__flight *f = &w->fl[(w->flhead + k) % RING_CAP];
         if (!f->final) continue;
         if (head < 0) {
             head = f->task;
@@ -225,7 +234,7 @@ static bool worker_lost(run *r, int wi, const char *why, bool blame)
         requeue(r, f->task);
     }
     qp__worker_down(w, true);
-    if (ok && w->local && !qp__stop_signal) restart_worker(r, wi);
+    if (ok && w->local && !qp__stop_signal) qp__restart_worker(r, wi);
     else if (!w->local) w->dead_for_good = true;
     return ok;
 }
@@ -236,9 +245,9 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     qp__worker *w = &r->ws[wi];
     if (h->msgtype != QP_MSG_RESPONSE) return true;     /* async chatter: ignored */
     if (w->nfl == 0) return worker_lost(r, wi, "response without a request", false);
-    int cap = (int)(sizeof w->fl / sizeof *w->fl);
+    assert(RING_OK(w));
     qp__flight f = w->fl[w->flhead];
-    w->flhead = (w->flhead + 1) % cap;
+    w->flhead = (w->flhead + 1) % RING_CAP;
     w->nfl--;
     /* A worker runs its requests in order: this one started when it was
      * sent or when the previous answer came, whichever was later. */
@@ -250,6 +259,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     bool ok = true;
     bool stale = f.attempt != t->sends || t->state != T_RUNNING;
     if (f.final) w->tasks_in--;
+    assert(RING_OK(w) && f.attempt <= t->sends);
     if (stale) { qp_unref(v); return true; }
     if (!f.final) {
         if (qp_is_error(v)) {
@@ -301,8 +311,7 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
 static int journal_sync(run *r)
 {
     int rc = qp_journal_sync_async(r->journal);
-    if (rc && !r->failure[0])
-        qp__fail(r, "journal: %s", qp_strerror(rc));
+    if (rc) qp__fail(r, "journal: %s", qp_strerror(rc));
     return rc;
 }
 
@@ -322,6 +331,7 @@ static bool fill_windows(run *r, int fixed)
                 break;
             }
         }
+        assert(!w->c || RING_OK(w));
     }
     return true;
 }
@@ -358,12 +368,12 @@ static int poll_set(run *r, struct pollfd *pfd, int *who, int64_t *wait)
 }
 
 /* No connection left: restarts the local workers that may be. false
- * (with r->failure) if none could be. */
+ * (with r->error) if none could be. */
 static bool restart_all(run *r)
 {
     bool any = false;
     for (int wi = 0; wi < r->nw; wi++)
-        if (!r->ws[wi].dead_for_good && r->ws[wi].local && restart_worker(r, wi) == 0) any = true;
+        if (!r->ws[wi].dead_for_good && r->ws[wi].local && qp__restart_worker(r, wi) == 0) any = true;
     if (!any)
         qp__fail(r, "no worker left (%" PRId64 " of %" PRId64 " tasks done)", r->ndone, r->plan->n);
     return any;

@@ -2,7 +2,7 @@
  * name the file, line and key, paths made absolute against the job file. */
 #include "qpeach/auth.h"
 #include "qpeach/job.h"
-#include "qpeach/kdb.h"
+#include "qpeach/journal.h"
 #include "qpeach/value.h"
 
 #include <ctype.h>
@@ -37,7 +37,9 @@ static void fail(parse *p, const char *fmt, ...)
 {
     if (p->failed) return;
     p->failed = true;
-    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->job->base, p->line);
+    /* a job from pairs has no lines: its name alone */
+    int n = p->line ? snprintf(p->err, p->errlen, "%s:%d: ", p->job->base, p->line)
+                    : snprintf(p->err, p->errlen, "%s: ", p->job->base);
     if (n < 0 || (size_t)n >= p->errlen) return;
     va_list ap;
     va_start(ap, fmt);
@@ -47,6 +49,16 @@ static void fail(parse *p, const char *fmt, ...)
 
 static const char *sections[] = { "job", "input", "partition", "workers", "merge",
                                   "output", "run" };
+
+/* Whether section [s] (len bytes) is known; fails p naming them if not. */
+static bool known_section(parse *p, const char *s, size_t len)
+{
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+        if (strlen(sections[i]) == len && !strncmp(sections[i], s, len)) return true;
+    fail(p, "unknown section [%.*s] (known: job, input, partition, workers, merge, output, run)",
+         (int)len, s);
+    return false;
+}
 
 /* fgets-style reader for ini_parse_stream: counts lines, checks section
  * headers (inih has no callback for a section without keys) and refuses
@@ -69,13 +81,7 @@ static char *reader(char *str, int num, void *stream)
     if (*s == '[') {
         const char *e = strchr(s, ']');
         if (!e) return str;        /* inih reports it as a syntax error */
-        size_t len = (size_t)(e - s - 1);
-        bool known = false;
-        for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
-            if (strlen(sections[i]) == len && !strncmp(sections[i], s + 1, len)) known = true;
-        if (!known)
-            fail(p, "unknown section [%.*s] (known: job, input, partition, workers, "
-                 "merge, output, run)", (int)len, s + 1);
+        known_section(p, s + 1, (size_t)(e - s - 1));
     }
     return str;
 }
@@ -195,6 +201,20 @@ static void free_list(char **v, int n)
     free(v);
 }
 
+/* A byte a function's name may hold in a job. */
+static bool fn_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+char *qp_job_fn_name(const char *name)
+{
+    char *s = strdup(name);
+    for (char *c = s; c && *c; c++)
+        if (!fn_char(*c)) *c = '_';
+    return s;
+}
+
 /* "file.py:name" -> absolute file + name. */
 static bool parse_fn(parse *p, const char *sec, const char *key, const char *v, qp_job_fn *fn)
 {
@@ -204,7 +224,7 @@ static bool parse_fn(parse *p, const char *sec, const char *key, const char *v, 
         return false;
     }
     for (const char *c = colon + 1; *c; c++)
-        if (!isalnum((unsigned char)*c) && *c != '_') {
+        if (!fn_char(*c)) {
             fail(p, "[%s] %s: not a Python function name: '%s'", sec, key, colon + 1);
             return false;
         }
@@ -278,66 +298,6 @@ static const struct { const char *sec, *key; } keys[K_COUNT] = {
 static const char *part_names[] = { "rows", "column", "file", "partition" };
 static const char *merge_names[] = { "concat", "sum", "min", "max", "count", "sum-by-key",
                                      "python", "none" };
-
-/* ---- [partition] partitions ---- */
-
-/* One partition, named as its folder is (qp_kdb_part_name). */
-static int part_token(const char *s, size_t n, int *type, int64_t *v)
-{
-    char buf[32];
-    if (n == 0 || n >= sizeof buf) return QP_EARG;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    return (*type = qp_kdb_part_name(buf, v)) ? 0 : QP_EARG;
-}
-
-/* The next item of a list spec from *p: its type and value, and its text
- * in name (when not NULL; 32 bytes); *p moves past it (NULL after the
- * last). 0 or QP_EARG. */
-static int next_item(const char **p, int *type, int64_t *v, char *name)
-{
-    const char *s = *p, *comma = strchr(s, ',');
-    size_t n = comma ? (size_t)(comma - s) : strlen(s);
-    while (n && *s == ' ') { s++; n--; }
-    while (n && s[n - 1] == ' ') n--;
-    *p = comma ? comma + 1 : NULL;
-    int rc = part_token(s, n, type, v);
-    if (!rc && name) snprintf(name, 32, "%.*s", (int)n, s);
-    return rc;
-}
-
-int qp_job_partitions_named(const char *spec, int64_t i, int *type, int64_t *v, char name[32])
-{
-    if (strstr(spec, "..")) return QP_EARG;
-    for (const char *p = spec; p; i--) {
-        if (next_item(&p, type, v, name)) return QP_EARG;
-        if (i == 0) return 0;
-    }
-    return QP_EARG;
-}
-
-int qp_job_partitions_parse(const char *spec, int type, int64_t value, bool *in)
-{
-    if (in) *in = false;
-    const char *range = strstr(spec, "..");
-    int t1, t2;
-    int64_t lo, hi;
-    if (range) {
-        if (part_token(spec, (size_t)(range - spec), &t1, &lo)
-            || part_token(range + 2, strlen(range + 2), &t2, &hi) || t1 != t2 || lo > hi)
-            return QP_EARG;
-        if (!in) return 0;
-        if (t1 != type) return QP_ETYPE;
-        *in = value >= lo && value <= hi;
-        return 0;
-    }
-    for (const char *p = spec; p;) {
-        if (next_item(&p, &t1, &lo, NULL)) return QP_EARG;
-        if (in && t1 != type) return QP_ETYPE;
-        if (in && lo == value) *in = true;
-    }
-    return 0;
-}
 
 const char *qp_job_part_name(int by)
 {
@@ -575,7 +535,7 @@ static int find_key(parse *p, const char *section, const char *name)
             if (!strcmp(keys[i].key, name)) k = i;
         }
     }
-    if (!sec_known) { fail(p, "unknown section [%s]", section); return -1; }
+    if (!sec_known) { known_section(p, section, strlen(section)); return -1; }
     if (k < 0) {
         char known[256] = "";
         for (int i = 0; i < K_COUNT; i++)
@@ -644,8 +604,11 @@ static void check(parse *p)
         REQ("%s: [partition] by = column needs [partition] column", b);
     if (j->column && j->part_by != QP_PART_COLUMN)
         REQ("%s: [partition] column is only for by = column", b);
-    if (j->pieces && j->part_by != QP_PART_ROWS)
-        REQ("%s:%d: [partition] pieces: only for by = rows", b, p->pieces_line);
+    if (j->pieces && j->part_by != QP_PART_ROWS) {
+        p->line = p->pieces_line;           /* 0 for pairs: the name alone */
+        fail(p, "[partition] pieces: only for by = rows");
+        return;
+    }
     if (j->local == 0 && j->nservers == 0)
         REQ("%s: [workers]: give local = N or servers = host:port, ...", b);
     if (j->tls_ca && !j->tls) REQ("%s: [workers] tls_ca needs tls = true", b);
@@ -675,35 +638,53 @@ static void check(parse *p)
     }
 }
 
-int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen)
+/* A job with every default, before any key. NULL on OOM. */
+static qp_job *job_new(void)
 {
-    *out = NULL;
     qp_job *j = calloc(1, sizeof *j);
-    if (!j) return QP_ENOMEM;
-    j->threads = 0;
+    if (!j) return NULL;
     j->retries = 2;
-    j->task_timeout_ms = 0;
     j->window = 0;          /* auto: see dispatch.c */
     j->connect_timeout_ms = 10000;
     j->merge = QP_MERGE_CONCAT;
+    return j;
+}
+
+/* The end of a load: the cross-key checks, and *out or the job freed.
+ * 0, QP_EARG or QP_ENOMEM (with err). */
+static int job_done(parse *p, const char *what, qp_job **out)
+{
+    if (!p->failed && !p->oom) check(p);
+    int rc = p->oom ? QP_ENOMEM : p->failed ? QP_EARG : 0;
+    if (rc == QP_ENOMEM) snprintf(p->err, p->errlen, "%s: out of memory", what);
+    if (rc) qp_job_free(p->job);
+    else *out = p->job;
+    return rc;
+}
+
+int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    qp_job *j = job_new();
+    if (!j) return QP_ENOMEM;
     parse p = { .job = j, .err = err, .errlen = errlen };
-    int rc = QP_ENOMEM;
     char *real = realpath(path, NULL);
-    if (!real) {
-        rc = -errno;
-        snprintf(err, errlen, "%s: cannot read job file: %s", path, strerror(errno));
-        goto fail;
+    int rc = real ? qp_sha256_file(real, j->sha) : -errno;
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot read job file: %s", path, qp_strerror(rc));
+        free(real);
+        qp_job_free(j);
+        return rc;
     }
     j->path = real;
     const char *slash = strrchr(real, '/');
     j->dir = strndup(real, slash == real ? 1 : (size_t)(slash - real));
     j->base = strdup(slash + 1);
-    if (!j->dir || !j->base) goto fail;
-    p.f = fopen(real, "r");
-    if (!p.f) {
-        rc = -errno;
-        snprintf(err, errlen, "%s: cannot read job file: %s", path, strerror(errno));
-        goto fail;
+    if (!j->dir || !j->base || !(p.f = fopen(real, "r"))) {
+        rc = j->dir && j->base ? -errno : QP_ENOMEM;
+        snprintf(err, errlen, "%s: cannot read job file: %s", path, qp_strerror(rc));
+        qp_job_free(j);
+        return rc;
     }
     /* inih's runtime switches (Debian builds them as variables): one value
      * per line, first error stops, lines up to MAX_LINE. */
@@ -713,21 +694,73 @@ int qp_job_load(const char *path, qp_job **out, char *err, size_t errlen)
     ini_max_line = MAX_LINE + 2;
     int bad = ini_parse_stream(reader, &p, handler, &p);
     fclose(p.f);
-    if (p.oom) { rc = QP_ENOMEM; goto fail; }
-    if (bad < 0) { rc = QP_ENOMEM; goto fail; }
+    if (bad < 0) p.oom = true;
     if (!p.failed && bad > 0) {
         p.line = bad;
         fail(&p, "expected 'key = value' or '[section]'");
     }
-    if (!p.failed) check(&p);
-    if (p.oom) { rc = QP_ENOMEM; goto fail; }
-    if (p.failed) { rc = QP_EARG; goto fail; }
-    *out = j;
-    return 0;
-fail:
-    if (rc == QP_ENOMEM) snprintf(err, errlen, "%s: out of memory", path);
-    qp_job_free(j);
-    return rc;
+    return job_done(&p, path, out);
+}
+
+/* One pair's value, trimmed as inih trims a file's, into buf (n bytes).
+ * false (p failed) when it is not one line or too long. */
+static bool pair_value(parse *p, const char *sec, const char *key, const char *v, char *buf,
+                       size_t n)
+{
+    while (isspace((unsigned char)*v)) v++;
+    size_t len = strlen(v);
+    while (len && isspace((unsigned char)v[len - 1])) len--;
+    if (memchr(v, '\n', len) || memchr(v, '\r', len)) {
+        fail(p, "[%s] %s: a value must be one line", sec, key);
+        return false;
+    }
+    if (len >= n) {
+        fail(p, "[%s] %s: value longer than %zu bytes", sec, key, n - 1);
+        return false;
+    }
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    return true;
+}
+
+/* The pairs as the lines of a job file ("[s]" when the section changes,
+ * then "k = v") after a comment naming the folder its relative paths are
+ * taken from: what the job's SHA-256 is taken of. */
+static void pairs_sha(const char *dir, const char *const *kv, int n, uint8_t sha[32], bool *oom)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m) { *oom = true; return; }
+    fprintf(m, "# %s\n", dir);
+    for (int i = 0; i < n; i++) {
+        if (!i || strcmp(kv[3 * i], kv[3 * i - 3])) fprintf(m, "[%s]\n", kv[3 * i]);
+        fprintf(m, "%s = %s\n", kv[3 * i + 1], kv[3 * i + 2]);
+    }
+    if (fclose(m)) *oom = true;
+    else qp_sha256(text, len, sha);
+    free(text);
+}
+
+int qp_job_from_pairs(const char *name, const char *dir, const char *const *kv, int n,
+                      qp_job **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    qp_job *j = job_new();
+    if (!j) return QP_ENOMEM;
+    parse p = { .job = j, .err = err, .errlen = errlen };
+    j->dir = strdup(dir);
+    j->base = strdup(name);
+    j->name = strdup(name);
+    if (!j->dir || !j->base || !j->name) p.oom = true;
+    else pairs_sha(dir, kv, n, j->sha, &p.oom);
+    char value[MAX_LINE + 1];
+    for (int i = 0; i < n && !p.failed && !p.oom; i++) {
+        const char *sec = kv[3 * i], *key = kv[3 * i + 1];
+        if (pair_value(&p, sec, key, kv[3 * i + 2], value, sizeof value))
+            handler(&p, sec, key, value);
+    }
+    return job_done(&p, name, out);
 }
 
 void qp_job_free(qp_job *j)

@@ -3,6 +3,7 @@
  * merged value (and the output bytes) depend only on the plan, never on
  * which worker finished first. */
 #include "qpeach/sched.h"
+#include "qpeach/table.h"
 
 #include <assert.h>
 #include <math.h>
@@ -102,9 +103,14 @@ static bool get_num(int t, const void *data, int64_t i, int64_t *j, double *f)
     }
 }
 
+/* Whether an exact integer sum is a q long: not beyond 0W or -0W (one
+ * below -0W is the null). A running sum may pass them on the way. */
+static bool long_fits(__int128 v) { return v >= -INT64_MAX && v <= INT64_MAX; }
+
 /* Elementwise over numeric atoms or equal-length numeric vectors. Sums
- * widen (integers to long, reals to float) as q's sum does; min and max
- * keep the type. Nulls are skipped, as q's aggregations skip them. */
+ * widen (integers to long, reals to float) as q's sum does, exactly: a
+ * long sum beyond q's longs fails rather than wraps; min and max keep
+ * the type. Nulls are skipped, as q's aggregations skip them. */
 static qp_value *merge_arith(int op, qp_value *const *p, int64_t n)
 {
     static const char *names[] = { "sum", "min", "max" };
@@ -123,6 +129,7 @@ static qp_value *merge_arith(int op, qp_value *const *p, int64_t n)
     if (!r) return NULL;
     for (int64_t k = 0; k < len; k++) {
         int64_t aj = 0;
+        __int128 sum = 0;
         double af = 0;
         bool any = false;
         for (int64_t i = 0; i < n; i++) {
@@ -130,12 +137,18 @@ static qp_value *merge_arith(int op, qp_value *const *p, int64_t n)
             double f = 0;
             const void *data = atom ? (const void *)&p[i]->g : p[i]->v.data;
             if (!get_num(t, data, atom ? 0 : k, &j, &f)) continue;
-            if (op == OP_SUM) { aj += j; af += f; }
+            if (op == OP_SUM) { sum += j; af += f; }
             else if (!any || (op == OP_MIN ? (fl ? f < af : j < aj) : (fl ? f > af : j > aj)))
                 { aj = j; af = f; }
             any = true;
         }
         void *dst = atom ? (void *)&r->g : (char *)r->v.data + (size_t)k * qp_type_width(rt);
+        if (op == OP_SUM && !fl && !long_fits(sum)) {
+            qp_unref(r);
+            return qp_error("sum: item %lld: the sum of the partials is beyond q's longs "
+                            "(-0W to 0W)", (long long)k);
+        }
+        aj = op == OP_SUM ? (int64_t)sum : aj;
         if (op != OP_SUM && !any) {
             /* All null: the null of the type. */
             aj = t == QP_SHORT ? QP_NULL_H : t == QP_INT ? QP_NULL_I : QP_NULL_J;
@@ -215,7 +228,7 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
             if (o->nk == 16) return qp_error("sum-by-key: too many key columns");
             o->k[o->nk++] = c;
             const char *s = qp_sym_intern(keys[i], strlen(keys[i]));
-            qp_vec_append(o->knames, &s);
+            if (!s || qp_vec_append(o->knames, &s)) return qp_error("wsfull");
         }
         for (int64_t c = 0; c < names->v.n; c++) {
             bool key = false;
@@ -224,7 +237,7 @@ static qp_value *split_kv(const qp_value *x, char *const *keys, int nkeys, kv *o
             if (key) continue;
             if (o->nv == 64) return qp_error("sum-by-key: too many columns");
             o->v[o->nv++] = qp_K(qp_table_columns(x))[c];
-            qp_vec_append(o->vnames, &qp_S(names)[c]);
+            if (qp_vec_append(o->vnames, &qp_S(names)[c])) return qp_error("wsfull");
         }
     } else {
         return qp_error("sum-by-key: partials must be dicts or tables, not %s",
@@ -250,13 +263,13 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
 
 /* The distinct keys seen so far, in first-seen order: open addressing
  * over slot (row numbers, -1 empty, at most half full), the key bytes of
- * row q at keyb + q*kw, and its nv sums at acc + q*nv (each an int64 or
- * the bits of a double). */
+ * row q at keyb + q*kw, and its nv sums at acc + q*nv (each an exact
+ * integer sum, or the bits of a double in its first 8 bytes). */
 typedef struct keyhash {
     int64_t cap, nrows, rcap;
     int64_t *slot;
     uint8_t *keyb;
-    int64_t *acc;
+    __int128 *acc;
     size_t kw;
     int nv;
 } keyhash;
@@ -310,7 +323,7 @@ static int64_t keyhash_row(keyhash *h, const uint8_t *row)
         uint8_t *k2 = realloc(h->keyb, (size_t)h->rcap * 2 * (kw ? kw : 1));
         if (!k2) return QP_ENOMEM;
         h->keyb = k2;
-        int64_t *a2 = realloc(h->acc, (size_t)h->rcap * 2 * nv * sizeof *a2);
+        __int128 *a2 = realloc(h->acc, (size_t)h->rcap * 2 * nv * sizeof *a2);
         if (!a2) return QP_ENOMEM;
         h->acc = a2;
         h->rcap *= 2;
@@ -436,7 +449,7 @@ static int add_partial(keyhash *h, const kv *p, const int *col, const bool *fl)
             if (col[c] < 0) continue;
             const qp_value *v = p->v[col[c]];
             if (!get_num(v->type, v->v.data, r, &j, &f)) continue;
-            int64_t *a = &h->acc[(size_t)dst * (size_t)h->nv + (size_t)c];
+            __int128 *a = &h->acc[(size_t)dst * (size_t)h->nv + (size_t)c];
             if (fl[c]) {
                 /* An integer column adds into float sums as its value. */
                 double d;
@@ -474,8 +487,11 @@ static int keyhash_columns(const keyhash *h, const kv *first, const bool *fl,
     for (int c = 0; c < h->nv; c++) {
         qp_value *col = qp_K(vc)[c] = qp_vector(fl[c] ? QP_FLOAT : QP_LONG, h->nrows);
         if (!col) goto fail;
-        for (int64_t q = 0; q < h->nrows; q++)
-            memcpy(qp_J(col) + q, &h->acc[(size_t)q * (size_t)h->nv + (size_t)c], 8);
+        for (int64_t q = 0; q < h->nrows; q++) {
+            const __int128 *a = &h->acc[(size_t)q * (size_t)h->nv + (size_t)c];
+            if (fl[c]) memcpy(qp_J(col) + q, a, 8);
+            else qp_J(col)[q] = (int64_t)*a;     /* sums_fit checked it */
+        }
     }
     *kcols = kc;
     *vcols = vc;
@@ -532,6 +548,43 @@ static qp_value *shape_result(const kv *first, qp_value *kcols, qp_value *vcols,
     return r;
 }
 
+/* Key row q of h as text, its key columns' atoms as the console shows
+ * them, for an error; malloc'd, NULL on OOM. */
+static char *key_text(const keyhash *h, const kv *first, int64_t q)
+{
+    qp_value *l = qp_vector(QP_LIST, first->nk);
+    size_t off = 0;
+    for (int c = 0; l && c < first->nk; c++) {
+        int t = first->k[c]->type;
+        qp_value *one = qp_vector(t, 1);
+        if (one) memcpy(one->v.data, h->keyb + (size_t)q * h->kw + off, qp_type_width(t));
+        qp_K(l)[c] = one ? qp_item(one, 0) : NULL;
+        qp_unref(one);
+        if (!qp_K(l)[c]) qp_K(l)[c] = qp_identity();
+        off += qp_type_width(t);
+    }
+    char *text = l ? qp_format(first->nk == 1 ? qp_K(l)[0] : l, 0) : NULL;
+    qp_unref(l);
+    return text;
+}
+
+/* An error naming the first long sum of h beyond q's longs (column and
+ * key), or NULL when every one fits. */
+static qp_value *sums_fit(const keyhash *h, const kv *first, const bool *fl, const schema *sc)
+{
+    for (int64_t q = 0; q < h->nrows; q++)
+        for (int c = 0; c < h->nv; c++) {
+            if (fl[c] || long_fits(h->acc[(size_t)q * (size_t)h->nv + (size_t)c])) continue;
+            char *key = key_text(h, first, q);
+            qp_value *e = qp_error("sum-by-key: the sum of column %s for key %s is beyond q's "
+                                   "longs (-0W to 0W)", sc->names[c] ? sc->names[c] : "(values)",
+                                   key ? key : "?");
+            free(key);
+            return e;
+        }
+    return NULL;
+}
+
 /* Sums the partials of s into a result: value columns by name (sc),
  * float sums for a column that is float in any partial. */
 static qp_value *sum_partials(const kv *s, int64_t n, const schema *sc)
@@ -547,6 +600,7 @@ static qp_value *sum_partials(const kv *s, int64_t n, const schema *sc)
     if (keyhash_init(&h, kw, sc->nv)) return NULL;
     for (int64_t i = 0; i < n; i++)
         if (add_partial(&h, &s[i], sc->col[i], fl)) goto done;
+    if ((result = sums_fit(&h, &s[0], fl, sc))) goto done;
     if (s[0].shape != KV_DICT_VEC) {
         if (!(vnames = qp_vector(QP_SYMBOL, sc->nv))) goto done;
         for (int c = 0; c < sc->nv; c++) qp_S(vnames)[c] = sc->names[c];

@@ -335,9 +335,9 @@ int qp__task_ids(run *r, uint8_t (**out)[32])
 int qp__job_ids(run *r, qp_journal_id ids[3])
 {
     const qp_job *j = r->job;
-    int rc = qp_sha256_file(j->path, ids[0].sha);
+    int rc;
+    memcpy(ids[0].sha, j->sha, 32);     /* the job file as it was read */
     ids[0].what = "job file";
-    if (rc) return rc;
     /* Code: the function's and the reducer's module files, as sent. */
     uint8_t h1[32], h2[32] = {0};
     if ((rc = code_sha(r->o->fn_code, j->function.file, h1))) return rc;
@@ -389,7 +389,7 @@ static bool has_name(const qp_value *names, const char *name)
 }
 
 /* The input's column names: from the parsed CSV, else from a worker
- * (.qp.meta of the table it holds). New reference, NULL with r->failure. */
+ * (.qp.meta of the table it holds). New reference, NULL with r->error. */
 static qp_value *input_names(run *r)
 {
     if (r->input) return qp_ref(qp_table_names(r->input));
@@ -480,7 +480,7 @@ qp__worker *qp__first_ready(run *r)
 /* One sync call on a ready worker (planning, reducing). While the worker
  * computes, journal records not yet durable are fsync'd: after the last
  * task this is the reducer's time, so the final sync costs the run
- * nothing. New reference or NULL with r->failure set. */
+ * nothing. New reference or NULL with r->error set. */
 qp_value *qp__call_one(run *r, qp_value *msg)
 {
     return qp__call_on(r, qp__first_ready(r), msg);
@@ -518,7 +518,7 @@ qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg)
 /* ---- by = partition ---- */
 
 /* Appends the partitions in v that [partition] partitions selects to all
- * (of v's type). 0, or QP_RUN_FAILED with r->failure (and r->badjob
+ * (of v's type). 0, or QP_RUN_FAILED with r->error (and r->badjob
  * when the spec names another kind of partition). */
 static int append_selected(run *r, const qp_value *v, qp_value *all)
 {
@@ -729,7 +729,7 @@ int qp__make_plan(run *r, int slots)
 {
     const qp_job *j = r->job;
     int rc = 0;
-    if (j->part_by == QP_PART_PARTITION && j->pykx) {
+    if (j->part_by == QP_PART_PARTITION && r->sproto->holds_input) {
         /* the partitions of the db here: they travel with the calls */
         if (qp__plan_db(r, slots)) return QP_RUN_FAILED;
     } else if (j->part_by == QP_PART_PARTITION) {
@@ -782,7 +782,7 @@ int qp__make_plan(run *r, int slots)
             qp__fail(r, "cannot partition by column %s", j->column);
     }
     if (rc) {
-        if (!r->failure[0]) qp__fail(r, "planning: %s", qp_strerror(rc));
+        qp__fail(r, "planning: %s", qp_strerror(rc));
         return QP_RUN_FAILED;
     }
     r->rows_total = 0;

@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen)
+/* PyKX's session check, as kx.remote.session sends it: a q server
+ * without pykx.q could not run a single call. */
+static int pykx_connect(qp_conn *c, int timeout_ms, char *err, size_t errlen)
 {
     qp_value *q0 = qp_cstring(qp_pykx_q0), *v = NULL;
     int t = 0, rc = q0 ? qp_conn_send(c, q0, QP_MSG_SYNC) : QP_ENOMEM;
@@ -44,7 +46,9 @@ int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen)
     return rc;
 }
 
-int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n)
+/* PyKX's libraries lambda, one message per [job] libraries entry (none:
+ * NULL, 0). 0 or QP_ENOMEM. */
+static int setup_msgs(const qp_job *job, qp_value ***msgs, int *n)
 {
     *msgs = NULL;
     *n = 0;
@@ -75,7 +79,7 @@ qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg)
 }
 
 /* The module of fn, with a first line for pykx.q to drop. malloc'd, or
- * NULL with r->failure set. */
+ * NULL with r->error set. */
 static char *module_source(run *r, const qp_job_fn *fn, const qp_value *given)
 {
     char err[512];
@@ -108,13 +112,19 @@ static char *module_source(run *r, const qp_job_fn *fn, const qp_value *given)
     return out;
 }
 
-int qp__pykx_prepare(run *r)
+/* The modules to send, the setup messages, and the input held here (the
+ * db opened; its table read unless by = partition). */
+static int pykx_prepare(run *r, qp__msgs *setup)
 {
     const qp_job *j = r->job;
     char err[512];
     if (!(r->pykx_fn = module_source(r, &j->function, r->o->fn_code))) return QP_RUN_FAILED;
     if (j->reducer.file && !(r->pykx_reducer = module_source(r, &j->reducer, r->o->reducer_code)))
         return QP_RUN_FAILED;
+    if (setup_msgs(j, &setup->m, &setup->n)) {
+        qp__fail(r, "out of memory");
+        return QP_RUN_FAILED;
+    }
     if (!j->db) return 0;
     if (qp__open_db(r, err, sizeof err)) {
         qp__fail(r, "%s", err);
@@ -151,7 +161,7 @@ static qp_value *take(const qp_value *c, const int64_t *idx, int64_t k)
 }
 
 /* The rows of t whose column col equals the atom v (the plan's value,
- * of the column's type). New reference, or NULL with r->failure set. */
+ * of the column's type). New reference, or NULL with r->error set. */
 static qp_value *rows_where(run *r, const qp_value *t, const char *col, const qp_value *v)
 {
     qp_value *c = qp_table_column(t, col), *s = NULL, *names = qp_table_names(t), *cols = NULL;
@@ -190,7 +200,7 @@ fail:
     return NULL;
 }
 
-/* Partition i's rows, as a table. New reference, or NULL with r->failure. */
+/* Partition i's rows, as a table. New reference, or NULL with r->error. */
 static qp_value *part_data(run *r, int64_t i)
 {
     const qp_job *j = r->job;
@@ -221,11 +231,60 @@ static qp_value *part_data(run *r, int64_t i)
     return NULL;
 }
 
-qp_value *qp__pykx_task(run *r, int64_t i)
+/* One call that carries the partition's rows. */
+static int pykx_task(run *r, int64_t i, qp_value *m[2], int *n)
 {
-    qp_value *t = part_data(r, i);      /* NULL: r->failure says why */
-    if (!t) return NULL;
-    qp_value *m = qp__pykx_call_msg(r->pykx_fn, r->job->function.name, t);
-    if (!m) qp__fail(r, "out of memory");
-    return m;
+    *n = 0;
+    qp_value *t = part_data(r, i);      /* NULL: r->error says why */
+    if (!t) return -1;
+    if (!(m[0] = qp__pykx_call_msg(r->pykx_fn, r->job->function.name, t))) {
+        qp__fail(r, "out of memory");
+        return -1;
+    }
+    *n = 1;
+    return 0;
 }
+
+/* PyKX's call, the merged value its one argument. */
+static qp_value *pykx_reduce(run *r, qp_value *v)
+{
+    return qp__pykx_call_msg(r->pykx_reducer, r->job->reducer.name, v);
+}
+
+/* PyKX's error text names the library and alias itself. */
+static void pykx_setup_error(const qp_value *msg, const char *text, char *err, size_t errlen)
+{
+    (void)msg;
+    snprintf(err, errlen, "libraries: %s", text);
+}
+
+/* pykx.q answers repr(exception): ZeroDivisionError('division by zero').
+ * The type is the name before the parenthesis, the message what is in
+ * it (a lone string argument without its quotes); no traceback comes. */
+static void pykx_remote_error(const char *text, qp_remote_error *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!text) text = "";
+    size_t len = strlen(text), n = qp__type_len(text, text + len);
+    if (!n || text[n] != '(' || len < n + 2 || text[len - 1] != ')') {
+        snprintf(out->message, sizeof out->message, "%s", text);
+        return;
+    }
+    snprintf(out->type, sizeof out->type, "%.*s", (int)n, text);
+    const char *a = text + n + 1, *b = text + len - 1;
+    if (b - a >= 2 && (*a == '\'' || *a == '"') && b[-1] == *a && !memchr(a + 1, *a, (size_t)(b - a - 2)))
+        a++, b--;
+    snprintf(out->message, sizeof out->message, "%.*s", (int)(b - a), a);
+}
+
+const qp__proto qp__proto_pykx = {
+    .id = 1,
+    .name = "pykx",
+    .holds_input = true,
+    .connect = pykx_connect,
+    .prepare = pykx_prepare,
+    .setup_error = pykx_setup_error,
+    .task = pykx_task,
+    .reduce = pykx_reduce,
+    .remote_error = pykx_remote_error,
+};

@@ -55,11 +55,13 @@ static int lock_job(run *r, int *fd_out)
     return 0;
 }
 
+/* The merged value, the reducer's result when the job has one. New
+ * reference, or NULL with r->error set. */
 static qp_value *finish(run *r)
 {
     const qp_job *j = r->job;
     qp_value **parts = malloc((size_t)(r->plan->n ? r->plan->n : 1) * sizeof *parts);
-    if (!parts) return NULL;
+    if (!parts) { qp__fail(r, "merge: out of memory"); return NULL; }
     for (int64_t i = 0; i < r->plan->n; i++) parts[i] = r->t[i].result;
     /* Every task is done: the workers the reducer will not use are killed
      * now, so that their exits (unmapping the table, freeing Python)
@@ -69,20 +71,28 @@ static qp_value *finish(run *r)
     qp_value *m = qp_merge(j->merge | (j->missing_zero ? QP_MERGE_MISSING_ZERO : 0), parts,
                            r->plan->n, j->keys, j->nkeys);
     free(parts);
-    if (!m || qp_is_error(m) || !j->reducer.file) return m;
+    if (!m || qp_is_error(m)) {
+        qp__fail(r, "merge: %s", m ? m->s : "out of memory");
+        qp_unref(m);
+        return NULL;
+    }
+    if (!j->reducer.file) return m;
     /* The reducer runs on a worker: over the list of partials for how =
      * python, else over the merged value. */
-    qp_value *msg;
-    if (w && w->pykx) {     /* PyKX's call, the merged value its one argument */
-        msg = qp__pykx_call_msg(r->pykx_reducer, j->reducer.name, m);
-    } else {
-        qp_value *args = qp_vector(QP_LIST, 1);
-        if (!args) { qp_unref(m); return NULL; }
-        qp_K(args)[0] = m;
-        msg = qp__call(".qp.call", 2, qp_symbol(j->reducer.name), args);
+    if (!w) {
+        qp_unref(m);
+        qp__fail(r, "merge: reducer %s: no worker is usable", j->reducer.name);
+        return NULL;
     }
-    qp_value *v = qp__call_on(r, w, msg);
-    if (!v) return qp_error("reducer %s: %s", j->reducer.name, r->failure);
+    qp_value *v = qp__call_on(r, w, w->proto->reduce(r, m));
+    if (!v) {
+        qp__fail_context(r, "merge: reducer %s: ", j->reducer.name);
+    } else if (qp_is_error(v)) {
+        qp__fail_remote(r, w, v->s);
+        qp__fail(r, "merge: reducer %s failed on %s: %s", j->reducer.name, w->addr, v->s);
+        qp_unref(v);
+        v = NULL;
+    }
     return v;
 }
 
@@ -100,7 +110,7 @@ static int dry_run(run *r, int local, FILE *out)
     int rc;
     /* the db as a run would check it: local workers mount it, or the
      * plan is read from it here (by rows or partition) */
-    bool reads_db = local > 0 || job->pykx || job->part_by != QP_PART_COLUMN;
+    bool reads_db = local > 0 || r->sproto->holds_input || job->part_by != QP_PART_COLUMN;
     if (job->db && reads_db && (rc = qp__check_db(r)) != 0) return rc;
     if (job->part_by == QP_PART_FILE || job->file) {
         if ((rc = qp__prepare_input(r, true)) != 0) return rc;
@@ -127,28 +137,38 @@ static int spawn_workers(run *r, int local, char (*errs)[512])
             return QP_RUN_FAILED;
         }
     }
-    if (r->place && r->place->sched.ncores) qp_topo_bind(r->topo, &r->place->sched, true);
+    int rc = r->place ? qp_topo_bind(r->topo, &r->place->sched, true) : 0;
+    if (rc) qp__say_unpinned(r, "the scheduler's thread", &r->place->sched, qp_strerror(rc));
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         w->id = i;
-        if (i >= local) {
+        w->proto = i < local ? &qp__proto_qpeach : r->sproto;
+        if (i >= local)
             snprintf(w->addr, sizeof w->addr, "%s", job->servers[i - local]);
-            w->pykx = job->pykx;
-        }
         else if (qp__worker_spawn(w, r->o->self, r->tmpdir, job, r->topo,
                                   &r->place->worker[i], err, sizeof err))
             snprintf(errs[i], 512, "%s", err);
+        else if (w->pin_error[0]) {
+            snprintf(err, sizeof err, "worker %d", i);
+            qp__say_unpinned(r, err, &r->place->worker[i], w->pin_error);
+        }
     }
     return 0;
 }
 
 /* Connects to every worker that started and sends each the setup calls;
- * a worker that fails is reported and left out. Sets *ready to the count
- * of usable workers. 0, QP_RUN_BADJOB or QP_RUN_FAILED. */
+ * a worker that fails is reported and left out, and a local one that
+ * hung or was lost in its setup is started again, as for a task. Sets
+ * *ready to the count of usable workers. 0 or QP_RUN_FAILED. */
 static int setup_workers(run *r, char (*errs)[512], int *ready)
 {
     const qp_job *job = r->job;
     char err[512];
+    int *codes = calloc(r->nw > 0 ? (size_t)r->nw : 1, sizeof *codes);
+    if (!codes) {
+        qp__fail(r, "out of memory");
+        return QP_RUN_FAILED;
+    }
     for (int i = 0; i < r->nw; i++) {
         qp__worker *w = &r->ws[i];
         if (errs[i][0]) continue;
@@ -157,21 +177,15 @@ static int setup_workers(run *r, char (*errs)[512], int *ready)
             w->dead_for_good = !w->local;
         }
     }
-    if (qp__setup_msgs(job, r->o, job->files ? NULL : r->input_path, &r->setup.msgs,
-                       &r->setup.n, err, sizeof err)) {
-        qp__fail(r, "%s", err);
-        return QP_RUN_BADJOB;
+    *ready = qp__setup_all(r->ws, r->nw, &r->setup, qp__setup_timeout_ms(job), errs, codes);
+    for (int i = 0; i < r->nw; i++) {
+        if (!errs[i][0]) continue;
+        qp__say(r, "worker", "worker %d (%s) unusable: %s", i, r->ws[i].addr, errs[i]);
+        if (!r->ws[i].local) r->ws[i].dead_for_good = true;
+        else if (codes[i] && codes[i] != QP_EARG && !qp__stop_signal && !qp__restart_worker(r, i))
+            ++*ready;
     }
-    if (job->pykx && qp__pykx_setup_msgs(job, &r->setup.pykx, &r->setup.npykx)) {
-        qp__fail(r, "out of memory");
-        return QP_RUN_FAILED;
-    }
-    *ready = qp__setup_all(r->ws, r->nw, &r->setup, 600000, errs);
-    for (int i = 0; i < r->nw; i++)
-        if (errs[i][0]) {
-            qp__say(r, "worker", "worker %d (%s) unusable: %s", i, r->ws[i].addr, errs[i]);
-            if (!r->ws[i].local) r->ws[i].dead_for_good = true;
-        }
+    free(codes);
     if (*ready == 0) {
         qp__fail(r, "no worker is usable%s%s", r->nw ? ": " : "", r->nw ? errs[0] : "");
         return QP_RUN_FAILED;
@@ -320,7 +334,7 @@ static int dispatch(run *r, int ready)
 }
 
 /* --show: q's console view of the merged value (tables: the first rows,
- * then ".."). 0, or QP_RUN_FAILED with the failure set. */
+ * then ".."). 0, or QP_RUN_FAILED with r->error set. */
 static int show(run *r, const qp_value *v, FILE *out)
 {
     char *s = qp_format(v, 0);
@@ -345,10 +359,7 @@ static int finish_output(run *r, FILE *out)
     const qp_job *job = r->job;
     char err[512];
     qp_value *v = finish(r);
-    if (!v || qp_is_error(v)) {
-        qp__fail(r, "merge: %s", v ? v->s : "out of memory");
-        goto fail;
-    }
+    if (!v) return QP_RUN_FAILED;
     /* Every result durable before the output exists (a no-op when the
      * reducer call already synced). */
     int rc = qp_journal_sync(r->journal);
@@ -398,12 +409,17 @@ static int run_job(run *r, int local, FILE *out, int *lockfd)
     qp__mkdir_p(job->state);
     if ((rc = lock_job(r, lockfd)) != 0) return rc;
     /* protocol = pykx: every call carries its rows, so the input is held here */
-    if (qp__prepare_input(r, (job->part_by == QP_PART_COLUMN || job->pykx) && job->file) != 0)
+    bool holds = r->sproto->holds_input;
+    if (qp__prepare_input(r, (job->part_by == QP_PART_COLUMN || holds) && job->file) != 0)
         return QP_RUN_FAILED;
     /* a db local workers mount or the scheduler reads: checked here, so
      * that a bad one is named rather than seen as workers that exit */
-    if ((local > 0 || job->pykx) && (rc = qp__check_db(r)) != 0) return rc;
-    if (job->pykx && qp__pykx_prepare(r)) return QP_RUN_FAILED;
+    if ((local > 0 || holds) && (rc = qp__check_db(r)) != 0) return rc;
+    /* what each kind of worker needs, before any starts: local workers
+     * speak qpeach, servers the job's protocol */
+    const qp__proto *kinds[2] = { &qp__proto_qpeach, r->sproto };
+    for (int k = 0; k < 2 && (k == 0 || kinds[1] != kinds[0]); k++)
+        if ((rc = kinds[k]->prepare(r, &r->setup.of[kinds[k]->id])) != 0) return rc;
     if ((rc = start_workers(r, local, &ready)) != 0) return rc;
     if (qp__stop_signal) return QP_RUN_INTERRUPTED;
     if ((rc = qp__check_columns(r)) != 0) return rc;
@@ -412,23 +428,27 @@ static int run_job(run *r, int local, FILE *out, int *lockfd)
     return finish_output(r, out);
 }
 
-/* Says why the run failed (even in quiet mode) and keeps every finished
- * task: a failed merge, reducer or output loses none. */
+/* Says why the run failed (even in quiet mode), hands the caller its
+ * error, and keeps every finished task: a failed merge, reducer or output
+ * loses none. */
 static void report_failure(run *r, int result)
 {
-    if (result != QP_RUN_OK && r->failure[0]) {
-        qp__clear_bar(r);
-        r->last_draw = 0;
-        int m = r->mode;
-        if (m == QP_LOG_QUIET) r->mode = QP_LOG_LINES;
-        qp__say(r, "error", "%s", r->failure);
-        r->mode = m;
-    }
     const qp_run_opts *opts = r->o;
-    if (result != QP_RUN_OK && opts->merged) { qp_unref(*opts->merged); *opts->merged = NULL; }
-    if (result != QP_RUN_OK && opts->err)
-        snprintf(opts->err, opts->errlen, "%s", r->failure[0] ? r->failure : "run failed");
-    if (result != QP_RUN_OK && r->journal) qp_journal_sync(r->journal);
+    if (result == QP_RUN_OK) {
+        if (opts->error) *opts->error = (qp_run_error){ .task = -1 };
+        return;
+    }
+    if (!qp__failed(r)) qp__fail(r, "run failed");
+    r->error.code = result;
+    qp__clear_bar(r);
+    r->last_draw = 0;
+    int m = r->mode;
+    if (m == QP_LOG_QUIET) r->mode = QP_LOG_LINES;
+    qp__say(r, "error", "%s", r->error.message);
+    r->mode = m;
+    if (opts->merged) { qp_unref(*opts->merged); *opts->merged = NULL; }
+    if (opts->error) *opts->error = r->error;
+    if (r->journal) qp_journal_sync(r->journal);
 }
 
 /* Stops the workers and frees everything r owns. */
@@ -445,10 +465,10 @@ static void cleanup(run *r)
         }
         rmdir(r->tmpdir);
     }
-    for (int i = 0; i < r->setup.n; i++) qp_unref(r->setup.msgs[i]);
-    for (int i = 0; i < r->setup.npykx; i++) qp_unref(r->setup.pykx[i]);
-    free(r->setup.msgs);
-    free(r->setup.pykx);
+    for (int k = 0; k < QP__NPROTO; k++) {
+        for (int i = 0; i < r->setup.of[k].n; i++) qp_unref(r->setup.of[k].m[i]);
+        free(r->setup.of[k].m);
+    }
     r->setup = (qp__setup){ 0 };
     qp_kdb_close(r->db);
     free(r->pykx_fn);
@@ -467,9 +487,30 @@ static void cleanup(run *r)
     qp_topo_free(r->topo);
 }
 
+/* Where local workers go: the machine's topology and a plan over it.
+ * 0 or QP_RUN_FAILED with the cause. */
+static int place_workers(run *r, int local)
+{
+    int rc = qp_topo_load(NULL, &r->topo);
+    if (rc) {
+        qp__fail(r, "hwloc: cannot read this machine's topology, which places the local "
+                 "workers: %s", qp_strerror(rc));
+        return QP_RUN_FAILED;
+    }
+    if ((rc = qp_topo_plan(r->topo, local, r->job->threads, &r->place)) != 0) {
+        qp__fail(r, "hwloc: cannot place %d local worker%s of %d thread%s on %d cores: %s", local,
+                 local == 1 ? "" : "s", r->job->threads, r->job->threads == 1 ? "" : "s",
+                 qp_topo_cores(r->topo), qp_strerror(rc));
+        return QP_RUN_FAILED;
+    }
+    return 0;
+}
+
 int qp_run(const qp_job *job, const qp_run_opts *opts)
 {
-    run R = { .job = job, .o = opts, .log = opts->log_to ? opts->log_to : stderr };
+    run R = { .job = job, .o = opts, .log = opts->log_to ? opts->log_to : stderr,
+              .error = { .task = -1 },
+              .sproto = job->pykx ? &qp__proto_pykx : &qp__proto_qpeach };
     run *r = &R;
     r->mode = resolve_log(opts);
     r->t0 = qp__ms();
@@ -484,10 +525,7 @@ int qp_run(const qp_job *job, const qp_run_opts *opts)
     struct sigaction ign = { .sa_handler = SIG_IGN };
     sigaction(SIGPIPE, &ign, &old_pipe);
 
-    if (local > 0
-        && (qp_topo_load(NULL, &r->topo) || qp_topo_plan(r->topo, local, job->threads, &r->place)))
-        qp__fail(r, "hwloc: cannot read the topology");
-    else
+    if (local <= 0 || !place_workers(r, local))
         result = run_job(r, local, opts->out ? opts->out : stdout, &lockfd);
     if (result == QP_RUN_FAILED && r->badjob) result = QP_RUN_BADJOB;
     report_failure(r, result);

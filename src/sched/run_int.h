@@ -54,12 +54,14 @@ typedef struct run {
     int64_t *retry;        /* tasks waiting for another attempt */
     int64_t nretry;
     qp__setup setup;       /* setup calls every (re)started worker gets */
+    const qp__proto *sproto; /* how [workers] servers are talked to (local
+                            * workers speak qpeach) */
     struct qp_kdb *db;     /* [input] db opened here (qp__open_db): checked
                             * before workers start, planned from for a dry
                             * run or protocol = pykx, stat'd for the journal */
     char *pykx_fn;         /* protocol = pykx: the function's module as sent */
     char *pykx_reducer;    /* ... and the reducer's (NULL: none) */
-    char failure[1024];    /* why the job failed */
+    qp_run_error error;    /* why the job failed: the first failure */
     bool badjob;           /* the failure is the job file's: exit 2 */
 } run;
 
@@ -70,6 +72,9 @@ extern volatile sig_atomic_t qp__stop_signal;
 /* A log event: a text line for people, or one JSON object with event +
  * message (--log-json). Quiet mode keeps only "error". */
 void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A binding to cores that failed (who: "worker 1", "the scheduler"),
+ * said with the cores and the cause: the run goes on unpinned. */
+void qp__say_unpinned(run *r, const char *who, const qp_place *pl, const char *why);
 /* Redraws the progress bar (TTY mode; at most every 100 ms unless force). */
 void qp__draw_bar(run *r, bool force);
 /* Erases the bar so a log line can take its place. */
@@ -78,9 +83,20 @@ void qp__clear_bar(run *r);
 void qp__print_plan(run *r, FILE *f);
 
 /* ---- runlog.c ---- */
-/* Says why the run failed: formats into r->failure (a later call
- * replaces an earlier reason). */
+/* Says why the run failed: the first call sets r->error's message (and
+ * code QP_RUN_FAILED); later ones are ignored, so the first failure, the
+ * cause, is the one the run reports. */
 void qp__fail(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Puts context before the message of the failure already set ("merge: ",
+ * "reducer f: "), keeping the cause; nothing when none is set. */
+void qp__fail_context(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether the run has failed (r->error is set). */
+bool qp__failed(const run *r);
+/* Worker w answered text (a q error) where a result was due: w and the
+ * text, read as a remote exception by w's protocol, go into r->error,
+ * unless a failure is set already. The message is the caller's (qp__fail,
+ * after this). */
+void qp__fail_remote(run *r, const qp__worker *w, const char *text);
 
 /* ---- prepare.c ---- */
 /* mkdir -p (errors surface later, when files are created there). */
@@ -91,7 +107,7 @@ void qp__mkdir_p(const char *path);
  * 0 or QP_RUN_FAILED. */
 int qp__prepare_input(run *r, bool need_table);
 /* [partition] column must name a column of the input: checked before
- * any task runs. 0, QP_RUN_BADJOB (r->failure names the columns there
+ * any task runs. 0, QP_RUN_BADJOB (r->error names the columns there
  * are) or QP_RUN_FAILED. */
 int qp__check_columns(run *r);
 /* [merge] key (sum-by-key over tables) names columns of the function's
@@ -104,11 +120,11 @@ int qp__job_ids(run *r, qp_journal_id ids[3]);
 /* The same call on worker w (which must be connected). */
 qp_value *qp__call_on(run *r, qp__worker *w, qp_value *msg);
 /* One sync call on a ready worker; steals msg. Syncs the journal (when
- * open) while the worker computes. New reference, or NULL with r->failure
+ * open) while the worker computes. New reference, or NULL with r->error
  * set. */
 qp_value *qp__call_one(run *r, qp_value *msg);
 /* --dry-run of a job on a db: the plan from the db itself (by rows or by
- * partition), opened here. 0 or QP_RUN_FAILED with r->failure. */
+ * partition), opened here. 0 or QP_RUN_FAILED with r->error. */
 int qp__plan_db(run *r, int slots);
 /* Opens [input] db here as r->db, once (later calls: 0 at once). 0 or a
  * negative code with err naming the path and the cause. */
@@ -124,16 +140,9 @@ int qp__check_db(run *r);
  * servers hold: zeros). *out is malloc'd, plan->n of them, or NULL when
  * tasks have no identity of their own. 0 or QP_RUN_FAILED (OOM). */
 int qp__task_ids(run *r, uint8_t (**out)[32]);
-/* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->failure. */
+/* Fills r->plan (and rows_total). 0 or QP_RUN_FAILED with r->error. */
 int qp__make_plan(run *r, int slots);
 
-/* ---- pykxmsg.c ---- */
-/* protocol = pykx: the modules to send, and the input held here (the db
- * opened; its table read unless by = partition). 0 or QP_RUN_FAILED. */
-int qp__pykx_prepare(run *r);
-/* Task i's call to a PyKX server, its partition's rows in it. New
- * reference, or NULL with r->failure set. */
-qp_value *qp__pykx_task(run *r, int64_t i);
 /* The first connected worker (NULL: none). */
 qp__worker *qp__first_ready(run *r);
 
@@ -141,14 +150,18 @@ qp__worker *qp__first_ready(run *r);
 /* Opens r->journal at jpath (NULL: the path could not be made) for the
  * plan encoded in (pb, pl), with each task's identity in tids (NULL:
  * none; else r->plan->n of them); enc is what encoding the plan returned.
- * 0, or QP_RUN_FAILED with r->failure naming the cause. */
+ * 0, or QP_RUN_FAILED with r->error naming the cause. */
 int qp__journal_begin(run *r, const char *jpath, int enc, const uint8_t *pb, size_t pl,
                       const qp_journal_id ids[3], const uint8_t (*tids)[32]);
 
 /* ---- dispatch.c ---- */
+/* Starts local worker wi again (at most 5 times in a run), connects and
+ * sets it up; says so. 0, or -1 (logged; the worker stays down, and for
+ * good once it has used its restarts or is not local). */
+int qp__restart_worker(run *r, int wi);
 /* Runs every task not yet done. QP_RUN_OK (the last records may not be
  * fsync'd yet: the caller syncs before writing the output),
- * QP_RUN_INTERRUPTED, or QP_RUN_FAILED with r->failure set. */
+ * QP_RUN_INTERRUPTED, or QP_RUN_FAILED with r->error set. */
 int qp__dispatch(run *r);
 
 #endif

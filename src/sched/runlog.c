@@ -25,12 +25,51 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+bool qp__failed(const run *r)
+{
+    return r->error.code != 0;
+}
+
 void qp__fail(run *r, const char *fmt, ...)
 {
+    if (qp__failed(r)) return;      /* the first failure is the cause */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->failure, sizeof r->failure, fmt, ap);
+    vsnprintf(r->error.message, sizeof r->error.message, fmt, ap);
     va_end(ap);
+    r->error.code = QP_RUN_FAILED;
+}
+
+void qp__fail_context(run *r, const char *fmt, ...)
+{
+    if (!qp__failed(r)) return;
+    char *msg = r->error.message, old[sizeof r->error.message];
+    snprintf(old, sizeof old, "%s", msg);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof r->error.message, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof r->error.message)
+        snprintf(msg + n, sizeof r->error.message - (size_t)n, "%s", old);
+}
+
+void qp__fail_remote(run *r, const qp__worker *w, const char *text)
+{
+    if (qp__failed(r)) return;
+    qp_run_error *e = &r->error;
+    snprintf(e->worker, sizeof e->worker, "%s", w->addr);
+    snprintf(e->cause, sizeof e->cause, "%s", text ? text : "");
+    w->proto->remote_error(text, &e->remote);
+}
+
+void qp__say_unpinned(run *r, const char *who, const qp_place *pl, const char *why)
+{
+    char cores[128];
+    qp__cores_text(pl, cores, sizeof cores);
+    char *pus = qp_place_pus(r->topo, pl);
+    qp__say(r, "pin", "%s could not be pinned to %s (PUs %s), and runs on any core: %s", who,
+            cores, pus ? pus : "?", why);
+    free(pus);
 }
 
 void qp__clear_bar(run *r)
@@ -97,7 +136,7 @@ void qp__draw_bar(run *r, bool force)
 void qp__print_plan(run *r, FILE *f)
 {
     const qp_job *j = r->job;
-    fprintf(f, "job %s (%s)\n", j->name, j->path);
+    fprintf(f, "job %s (%s)\n", j->name, j->path ? j->path : j->base);
     fprintf(f, "function: %s:%s", j->function.file, j->function.name);
     if (j->nlibs) {
         fprintf(f, "  libraries:");

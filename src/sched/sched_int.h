@@ -19,14 +19,59 @@ typedef struct qp__flight {
     int64_t sent_ms;
 } qp__flight;
 
-typedef struct qp__worker {
+struct run;
+typedef struct qp__worker qp__worker;
+
+/* Messages (new references, in a malloc'd array). */
+typedef struct qp__msgs {
+    qp_value **m;
+    int n;
+} qp__msgs;
+
+/* How the scheduler talks to one kind of worker: qpeach's .qp calls
+ * (qpmsg.c) or PyKX's own messages to q + pykx.q (pykxmsg.c). Connecting,
+ * setup, dispatch and the reducer go through a worker's table and never
+ * ask which kind it is, as hiredis puts TLS behind read/write/close. */
+typedef struct qp__proto {
+    int id;                /* index of its setup messages in qp__setup.of */
+    const char *name;      /* as [workers] protocol names it */
+    /* The scheduler holds the input and each call carries its partition
+     * (a q server selects nothing for us); else workers hold the table and
+     * a call names rows of it. */
+    bool holds_input;
+    /* After the connection opens: 0, or a negative code with err. */
+    int (*connect)(qp_conn *c, int timeout_ms, char *err, size_t errlen);
+    /* Before any worker starts: what the run needs for this kind, and the
+     * setup messages each of its workers gets (into *setup). 0, or an exit
+     * code with the run's error set. */
+    int (*prepare)(struct run *r, qp__msgs *setup);
+    /* A setup answer that is an error (text) to setup message msg, said
+     * into err. */
+    void (*setup_error)(const qp_value *msg, const char *text, char *err, size_t errlen);
+    /* Task i's messages, in sending order, into m[0..*n) (at most 2): the
+     * last one's answer is the task's result. 0, or -1 with the run's
+     * error set. */
+    int (*task)(struct run *r, int64_t i, qp_value *m[2], int *n);
+    /* The reducer's call over v (steals v). New reference, NULL on OOM. */
+    qp_value *(*reduce)(struct run *r, qp_value *v);
+    /* A result that is a q error: its text as the remote exception. */
+    void (*remote_error)(const char *text, qp_remote_error *out);
+} qp__proto;
+
+enum { QP__NPROTO = 2 };
+extern const qp__proto qp__proto_qpeach;   /* qpmsg.c */
+extern const qp__proto qp__proto_pykx;     /* pykxmsg.c */
+
+struct qp__worker {
     int id;
     char addr[300];        /* what we connect to */
     bool local;            /* a process we started */
-    bool pykx;             /* a q + PyKX server: PyKX's messages (pykxmsg.c) */
+    const qp__proto *proto; /* how to talk to it */
     pid_t pid;             /* local: its pid (0 when not running) */
     char log[300];         /* local: the file its stderr goes to */
     int restarts;
+    char pin_error[256];   /* local: why it could not be bound to its
+                            * cores ("" when it was, or was not asked to) */
     qp_conn *c;            /* NULL when down */
     qp__flight fl[QP__MAX_WINDOW * 2];
     int nfl, flhead;       /* ring of requests in flight */
@@ -37,14 +82,17 @@ typedef struct qp__worker {
     int64_t last_done_us;  /* when its last task finished (0: none yet) */
     double gap_us;         /* moving average of the time between finished
                             * tasks: how long a task takes here */
-} qp__worker;
+};
 
 /* ---- workers.c ---- */
 /* Starts local worker i: `qpeach serve -p unix:SOCK -s T [--db PATH]`
  * (the job's threads and db), pinned to place (NULL: not pinned), dying
- * with us (PR_SET_PDEATHSIG). */
+ * with us (PR_SET_PDEATHSIG). A binding that fails leaves the worker
+ * running unpinned, the cause in w->pin_error. */
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
+/* "core 3" or "cores 2,3": a place's cores for messages. */
+void qp__cores_text(const qp_place *pl, char *buf, size_t n);
 /* Connects (waiting up to wait_ms for a local worker to come up). */
 int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err, size_t errlen);
 /* Every connection but keep's (NULL: none) closed and its local process
@@ -55,34 +103,35 @@ void qp__workers_kill(qp__worker *ws, int n, const qp__worker *keep);
 void qp__workers_stop(qp__worker *ws, int n);
 /* Drops the connection; a local process is killed and reaped. */
 void qp__worker_down(qp__worker *w, bool kill_process);
-/* The setup calls every worker gets (imports, function definitions, the
- * input load), as a list of messages (new references). o may be NULL; its
- * fn_code (reducer_code), when set, is the function's (reducer's) code:
- * no module file is read. */
-int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_path, qp_value ***msgs, int *n,
-                   char *err, size_t errlen);
-/* The setup messages of qpeach workers and of PyKX servers. */
+/* How long a worker's setup may take: [run] task_timeout when set (the
+ * module's import and the input load are work like a task's), else 10
+ * minutes. */
+int qp__setup_timeout_ms(const qp_job *job);
+/* The setup messages each kind of worker gets (its table's id). */
 typedef struct qp__setup {
-    qp_value **msgs;       /* qpeach workers' (owned) */
-    int n;
-    qp_value **pykx;       /* PyKX servers' (owned) */
-    int npykx;
+    qp__msgs of[QP__NPROTO];
 } qp__setup;
-/* Sends the setup messages to every connected worker (each its kind's),
- * then reads every answer: workers that answer an error are dropped, with
- * the reason in errs[i]. Returns how many are ready. */
-int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512]);
+/* Sends the setup messages to every connected worker (its kind's), then
+ * reads every answer, all within timeout_ms. A worker that answers an
+ * error, is lost or runs past the timeout is dropped (a local one killed),
+ * with the reason in errs[i] and in codes[i] (when not NULL) QP_EARG for
+ * an error it answered (the job's: it would answer it again), or the
+ * transport's code (QP_ETIMEOUT, QP_ECLOSED, ...: another process may do);
+ * 0 for a ready one. Returns how many are ready. */
+int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512],
+                  int *codes);
+
+/* ---- qpmsg.c ---- */
+/* The length of the Python class name (dotted, its last part capitalised)
+ * at s, before end; 0 when s does not start with one. */
+size_t qp__type_len(const char *s, const char *end);
 
 /* ---- pykxmsg.c ---- */
-/* PyKX's session check on a new connection: 0 when it answers 1b, else
- * a negative code with err saying what it answered. */
-int qp__pykx_check_session(qp_conn *c, int timeout_ms, char *err, size_t errlen);
-/* PyKX's libraries lambda, one message per [job] libraries entry (new
- * references in a malloc'd array; none: NULL, 0). 0 or QP_ENOMEM. */
-int qp__pykx_setup_msgs(const qp_job *job, qp_value ***msgs, int *n);
 /* PyKX's call lambda applied to (source; `name; enlist arg; 1): steals
  * arg. New reference, NULL on OOM. */
 qp_value *qp__pykx_call_msg(const char *source, const char *name, qp_value *arg);
+
+/* ---- workers.c ---- */
 /* A general list (`name; args...): steals the args. */
 qp_value *qp__call(const char *name, int nargs, ...);
 /* The Python module file, read once and checked to define function name

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,11 +32,24 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
     snprintf(sarg, sizeof sarg, "%d", job->threads);
     unlink(sock + 5);
     snprintf(w->addr, sizeof w->addr, "%s", sock);
+    w->pin_error[0] = '\0';
+    /* The child binds itself to its cores before exec (so every thread
+     * Python and numpy start is bound) and writes why when it cannot into
+     * this pipe, which its exec closes. */
+    int pin[2];
+    if (pipe2(pin, O_CLOEXEC)) {
+        int e = errno;
+        snprintf(err, errlen, "pipe: %s", strerror(e));
+        return -e;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        snprintf(err, errlen, "fork: %s", strerror(errno));
-        return -errno;
+        int e = errno;
+        close(pin[0]);
+        close(pin[1]);
+        snprintf(err, errlen, "fork: %s", strerror(e));
+        return -e;
     }
     if (pid == 0) {
         /* Die with the scheduler, even on its SIGKILL; and if it died
@@ -43,7 +57,9 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
         signal(SIGINT, SIG_IGN);      /* a terminal ^C is the scheduler's to handle */
-        if (topo && place) qp_topo_bind(topo, place, false);
+        close(pin[0]);
+        int rc = topo && place ? qp_topo_bind(topo, place, false) : 0;
+        if (rc) dprintf(pin[1], "%s", qp_strerror(rc));
         int fd = open(w->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) { dup2(fd, 2); }
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -57,9 +73,23 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         dprintf(2, "exec %s: %s\n", self, strerror(errno));
         _exit(127);
     }
+    close(pin[1]);
+    ssize_t got, at = 0;
+    while ((got = read(pin[0], w->pin_error + at, sizeof w->pin_error - 1 - (size_t)at)) > 0
+           || (got < 0 && errno == EINTR))
+        at += got > 0 ? got : 0;
+    w->pin_error[at] = '\0';
+    close(pin[0]);
     w->pid = pid;
     w->local = true;
     return 0;
+}
+
+void qp__cores_text(const qp_place *pl, char *buf, size_t n)
+{
+    size_t at = (size_t)snprintf(buf, n, "core%s ", pl->ncores == 1 ? "" : "s");
+    for (int i = 0; i < pl->ncores && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%d", i ? "," : "", pl->cores[i]);
 }
 
 /* The last line a local worker wrote to its log (its stderr) into buf:
@@ -107,9 +137,7 @@ int qp__worker_connect(qp__worker *w, const qp_job *job, int wait_ms, char *err,
         usleep(2000);           /* a worker listens ~6 ms after its exec */
     }
     w->nfl = w->flhead = w->tasks_in = 0;
-    /* PyKX's session check, as kx.remote.session sends it: a q server
-     * without pykx.q could not run a single call */
-    int rc = w->pykx ? qp__pykx_check_session(w->c, wait_ms, err, errlen) : 0;
+    int rc = w->proto->connect(w->c, wait_ms, err, errlen);
     if (rc) qp__worker_down(w, false);
     return rc;
 }
@@ -210,114 +238,72 @@ int qp__py_module(const char *file, const char *name, qp_buf **out, char *err, s
     return QP_EARG;
 }
 
-int qp__setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input_path,
-                   qp_value ***msgs, int *n, char *err, size_t errlen)
+int qp__setup_timeout_ms(const qp_job *job)
 {
-    qp_value **m = calloc(4, sizeof *m);
-    int k = 0;
-    if (!m) return QP_ENOMEM;
-    if (job->nlibs) {
-        qp_value *keys = qp_vector(QP_SYMBOL, job->nlibs), *vals = qp_vector(QP_SYMBOL, job->nlibs);
-        if (keys && vals)
-            for (int i = 0; i < job->nlibs; i++) {
-                qp_S(keys)[i] = qp_sym_intern(job->lib_alias[i], strlen(job->lib_alias[i]));
-                qp_S(vals)[i] = qp_sym_intern(job->lib_module[i], strlen(job->lib_module[i]));
-            }
-        m[k++] = keys && vals ? qp__call(".qp.import", 1, qp_dict(keys, vals))
-                              : (qp_unref(keys), qp_unref(vals), NULL);
-    }
-    const qp_job_fn *fns[2] = { &job->function, job->reducer.file ? &job->reducer : NULL };
-    for (int i = 0; i < 2; i++) {
-        if (!fns[i]) continue;
-        const qp_value *given = !o ? NULL : i == 0 ? o->fn_code : o->reducer_code;
-        /* The whole module goes: the worker runs it in the function's own
-         * namespace, so module-level imports and helpers work; checking
-         * for the def here gives a clear error before any worker starts. */
-        qp_buf *mod = NULL;
-        if (!given && qp__py_module(fns[i]->file, fns[i]->name, &mod, err, errlen)) {
-            for (int j = 0; j < k; j++) qp_unref(m[j]);
-            free(m);
-            return QP_EARG;
-        }
-        /* opts: `reuse` keeps a resident server's definition when it came
-         * from this same code and options (the worker compares the
-         * SHA-256), so a repeated run does not compile and run the module
-         * again; symbols as codes + names (categorical) for the function:
-         * no str object per row, and it can group by the codes directly. */
-        const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
-        bool pandas = i == 0 && given && o->fn_pandas;
-        int nopt = 1 + (sym_opt != NULL) + pandas;
-        qp_value *ok = qp_vector(QP_SYMBOL, nopt), *on = qp_vector(QP_BOOL, nopt);
-        if (ok && on) {
-            qp_S(ok)[0] = qp_sym_intern("reuse", 5);
-            if (sym_opt) qp_S(ok)[1] = qp_sym_intern(sym_opt, strlen(sym_opt));
-            if (pandas) qp_S(ok)[nopt - 1] = qp_sym_intern("pandas", 6);
-            for (int j = 0; j < nopt; j++) qp_G(on)[j] = 1;
-        }
-        qp_value *code = given ? qp_ref((qp_value *)given) : qp_cstring((const char *)mod->data);
-        m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), code, qp_dict(ok, on))
-                          : (qp_unref(ok), qp_unref(on), qp_unref(code), NULL);
-        qp_buf_unref(mod);
-    }
-    if (input_path)
-        m[k++] = qp__call(".qp.load", 2, qp_symbol(job->table), qp_cstring(input_path));
-    for (int j = 0; j < k; j++)
-        if (!m[j]) {
-            for (int i = 0; i < k; i++) qp_unref(m[i]);
-            free(m);
-            snprintf(err, errlen, "out of memory");
-            return QP_ENOMEM;
-        }
-    *msgs = m;
-    *n = k;
-    return 0;
+    int64_t ms = job->task_timeout_ms;
+    return ms > 0 && ms < INT_MAX ? (int)ms : 600000;
 }
 
-/* Reads the answers to worker i's setup messages m[0..n); false (with
- * errs[i]) on the first error or a lost connection. */
-static bool setup_answers(qp__worker *w, qp_value **m, int n, int timeout_ms, char *err)
+/* Reads the answers to worker w's setup messages m[0..n) until the
+ * deadline (qp__ms). 0; QP_EARG (with err) when one is an error (the
+ * first is said; the rest are read, so the connection stays in step); or
+ * the transport's code (with err) when the connection fails or the
+ * deadline passes. */
+static int setup_answers(qp__worker *w, qp_value **m, int n, int64_t deadline, int timeout_ms,
+                         char *err)
 {
-    bool ok = true;
+    int result = 0;
     for (int k = 0; k < n; k++) {
         qp_value *v = NULL;
         int t = 0, rc;
         do {
             qp_unref(v);
-            rc = qp_conn_recv(w->c, &v, &t, timeout_ms);
+            v = NULL;
+            int64_t left = deadline - qp__ms();
+            rc = left > 0 ? qp_conn_recv(w->c, &v, &t, (int)left) : QP_ETIMEOUT;
         } while (!rc && t != QP_MSG_RESPONSE);
-        if (rc) {
-            if (ok) snprintf(err, 512, "%s", qp_conn_errstr(w->c));
-            return false;
+        if (rc == QP_ETIMEOUT) {
+            snprintf(err, 512, "setup (%s) timed out after %d ms", qp_K(m[k])[0]->s, timeout_ms);
+            return rc;
         }
-        /* PyKX's error text names the library and alias itself */
-        if (qp_is_error(v) && ok) {
-            if (w->pykx) snprintf(err, 512, "libraries: %s", v->s);
-            else snprintf(err, 512, "%s: %s", qp_K(m[k])[0]->s, v->s);
-            ok = false;
+        if (rc) {
+            snprintf(err, 512, "%s", qp_conn_errstr(w->c));
+            return rc;
+        }
+        if (qp_is_error(v) && !result) {
+            w->proto->setup_error(m[k], v->s, err, 512);
+            result = QP_EARG;
         }
         qp_unref(v);
     }
-    return ok;
+    return result;
 }
 
-int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512])
+int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, char (*errs)[512],
+                  int *codes)
 {
     int ready = 0;
+    int64_t deadline = qp__ms() + timeout_ms;
     for (int i = 0; i < nw; i++) {
+        if (codes) codes[i] = 0;
         if (!ws[i].c) continue;
-        qp_value **m = ws[i].pykx ? s->pykx : s->msgs;
-        int n = ws[i].pykx ? s->npykx : s->n;
-        for (int k = 0; k < n; k++)
-            if (qp_conn_send(ws[i].c, m[k], QP_MSG_SYNC)) {
+        const qp__msgs *m = &s->of[ws[i].proto->id];
+        for (int k = 0; k < m->n; k++)
+            if (qp_conn_send(ws[i].c, m->m[k], QP_MSG_SYNC)) {
                 snprintf(errs[i], 512, "%s", qp_conn_errstr(ws[i].c));
+                if (codes) codes[i] = qp_conn_err(ws[i].c);
                 qp__worker_down(&ws[i], true);
                 break;
             }
     }
+    /* One deadline for all: a worker that hangs (stopped, stuck in its
+     * module's import) costs the others no more than the timeout. */
     for (int i = 0; i < nw; i++) {
         if (!ws[i].c) continue;
-        if (setup_answers(&ws[i], ws[i].pykx ? s->pykx : s->msgs,
-                          ws[i].pykx ? s->npykx : s->n, timeout_ms, errs[i])) ready++;
+        const qp__msgs *m = &s->of[ws[i].proto->id];
+        int rc = setup_answers(&ws[i], m->m, m->n, deadline, timeout_ms, errs[i]);
+        if (codes) codes[i] = rc;
+        if (!rc) ready++;
         else qp__worker_down(&ws[i], true);
     }
     return ready;

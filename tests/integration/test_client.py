@@ -515,12 +515,58 @@ def test_fanout_error_names_partition():
     try:
         kx.remote.fanout(fails_on_five, [a, b], table=t, pieces=10)
     except kx.FanoutError as e:
-        assert e.partition == 5 and "rows 5-6" in str(e) and "five" in str(e), str(e)
+        # the parts, from the scheduler's error (not parsed from its text)
+        assert e.task == 5 and e.partition == "rows 5-6", (e.task, e.partition)
+        assert e.worker in (a.address, b.address), (e.worker, a.address, b.address)
+        assert e.remote_type == "ZeroDivisionError" and e.remote_message == "five", \
+            (e.remote_type, e.remote_message)
+        assert "fails_on_five" in e.remote_traceback, e.remote_traceback
+        assert e.attempts == 1 and e.code == 1 and "five" in str(e), str(e)
         assert isinstance(e.__cause__, kx.QError)
+        assert e.__cause__.remote_type == "ZeroDivisionError", e.__cause__.remote_type
     else:
         raise AssertionError("a failed partition must raise FanoutError")
     a.close()
     b.close()
+
+
+_NUMBERS = (n for n in range(10 ** 9))       # a generator: dill cannot pickle it
+
+
+def _uses_a_generator(x):
+    return x + next(_NUMBERS)
+
+
+def test_shipping_falls_back_to_source_only_when_dill_cannot_and_says_so():
+    """A function whose global dill cannot pickle (a generator) is shipped as
+    its source text, with a RuntimeWarning naming it and dill's reason (it
+    used to change silently); one dill can pickle is shipped as dill bytes
+    without a warning, and map(), which needs dill, names the reason."""
+    import warnings
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        sh = remote._Shipped(_uses_a_generator)
+    assert isinstance(sh.code, str), type(sh.code)
+    assert "def _uses_a_generator(x):" in sh.code, sh.code
+    msgs = [str(w.message) for w in got if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1, msgs
+    assert msgs[0].startswith("qpeach: dill cannot pickle _uses_a_generator (TypeError: "), msgs
+    assert "'generator'" in msgs[0] and "source text" in msgs[0], msgs
+
+    def plain(x):
+        return x + 1
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        sh = remote._Shipped(plain)
+    assert isinstance(sh.code, bytes), type(sh.code)
+    assert not got, [str(w.message) for w in got]
+    try:
+        remote._Shipped(_uses_a_generator, items=[1, 2])
+    except TypeError as e:
+        assert "map() could not pickle _uses_a_generator" in str(e), str(e)
+        assert "'generator'" in str(e), str(e)
+    else:
+        raise AssertionError("map() cannot ship what dill cannot pickle")
 
 
 def test_shipping_by_value():

@@ -1,26 +1,28 @@
-"""`qpeach serve --db PATH` against the q-written fixture databases
-(../shared/fixtures/kdb, or $QPEACH_FIXTURES; read in place, never copied):
-the tables as globals (.qp.tables, .qp.count, .qp.meta, .qp.get, a bare
-name, .qp.partitions), .qp.apply of Python functions on one partition and
-on row ranges across partitions, symbol columns reaching Python as
-Categoricals over the mapped indices, a table that cannot be read
-(torq-air's flights) failing alone, and -s -N workers mounting the db.
+"""`qpeach serve --db PATH`: the tables as globals (.qp.tables, .qp.count,
+.qp.meta, .qp.get, a bare name, .qp.partitions), .qp.apply of Python
+functions on one partition and on row ranges across partitions, symbol
+columns reaching Python as Categoricals over the mapped indices, a table
+that cannot be read failing alone, and -s -N workers mounting the db.
 
-Expected values: fixtures/kdb/README.md (egor7: exact, from the q scripts
-that wrote it) and the CSV files published with the dolphindb and
-ssshahani databases, which their projects assert equal to the tables."""
+These run on databases `qpeach db import` makes in temporary folders: one
+shaped as egor7's q-written db (the same tables and values, from
+fixtures/kdb/README.md), and tables of generated rows. The conformance tests
+at the end serve the q-written fixture databases (../shared/fixtures/kdb,
+or $QPEACH_FIXTURES; read in place, never copied) and compare with ours or
+with the CSV files published with them (dolphindb, ssshahani), which their
+projects assert equal to the tables; without the fixtures they do not run."""
 import csv
 import datetime
 import os
+import re
 
-from harness import FIXTURES as FIX, Server, fixture, qpeach
+from harness import FIXTURES as FIX, Server, fixture, qpeach, tmpdir
 from qipc import Atom, Conn, Dict, Identity, QError, Sym, Table, Vec
 
 EGOR = os.path.join(FIX, "egor7", "db")
 DOLPHIN = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "kdb_sample")
 DOLPHIN_CSV = os.path.join(FIX, "dolphindb", "kdb", "test", "data", "csv_sample")
 SSS = os.path.join(FIX, "ssshahani")
-AIR = os.path.join(FIX, "torq-air", "hdb")
 DEF = Sym(".qp.def")
 APPLY = Sym(".qp.apply")
 
@@ -28,6 +30,58 @@ APPLY = Sym(".qp.apply")
 def need(path):
     """Raises NoFixtures without the fixtures; fails if path is missing from them."""
     fixture(os.path.relpath(path, FIX))
+
+
+def import_table(root, name, text, types, *extra):
+    """`qpeach db import` of CSV text into db root as table name."""
+    path = os.path.join(os.path.dirname(root), f"{os.path.basename(root)}.{name}.csv")
+    with open(path, "w") as f:
+        f.write(text)
+    r = qpeach("db", "import", path, root, name, "--types", types, *extra, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+# egor7's db as its q script wrote it (fixtures/kdb/README.md): t and q
+# saved per date with `set`, so no p# (--no-parted keeps their column order)
+BY_DATE = ("--partition", "date", "--no-parted")
+EGOR_TABLES = {
+    "tref": ("c1,c2\n1,1.1\n2,2.2\n3,3.3\n", "JF", ()),
+    "cust": ("sym,name\nibm,oracle\nmsft,microsoft\ngoog,google\n", "SS", ()),
+    "t": ("date,ti,sym,p\n2015.01.01,09:30:00,ibm,101\n2015.01.01,09:31:00,msft,33\n"
+          "2015.01.02,09:30:00,ibm,101.5\n2015.01.02,09:31:00,msft,33.5\n", "DVSF", BY_DATE),
+    "q": ("date,ti,sym,b,a\n2015.01.01,09:30:00,ibm,100.75,101.25\n"
+          "2015.01.01,09:31:00,msft,32.75,33.25\n2015.01.02,09:30:00,ibm,101.25,101.75\n"
+          "2015.01.02,09:30:00,msft,33.25,33.75\n", "DVSFF", BY_DATE),
+}
+
+
+def egor_db():
+    """A db of egor7's tables and values made by `qpeach db import` in a
+    fresh temporary folder; its root."""
+    root = os.path.join(tmpdir(), "db")
+    for name, (text, types, extra) in EGOR_TABLES.items():
+        import_table(root, name, text, types, *extra)
+    return root
+
+
+def gen_rows(n, seed, syms=("AA", "BB", "CC", "DD", "EE")):
+    """n rows of (code, qty, px) from a small fixed generator."""
+    import random
+    rng = random.Random(seed)
+    return [(rng.choice(syms) + str(rng.randint(0, 9)), rng.randint(1, 1000),
+             round(rng.uniform(1, 100), 2)) for _ in range(n)]
+
+
+def orders_db(root, tables=("ORD",), n=5000, date="2022.12.05"):
+    """Tables of n generated rows (date, code, qty, px) in one date
+    partition of root, file order kept; returns {table: rows}."""
+    out = {}
+    for k, name in enumerate(tables):
+        rows = gen_rows(n, k)
+        import_table(root, name, "date,code,qty,px\n"
+                     + "".join(f"{date},{c},{q},{p}\n" for c, q, p in rows), "DSJF", *BY_DATE)
+        out[name] = rows
+    return out
 
 
 def qdate(y, m, d):
@@ -78,8 +132,8 @@ def test_help_and_bad_db():
     assert r.returncode == 0 and "--db PATH" in r.stdout, r.stdout
     r = qpeach("serve", "-p", "0", "--db", "/nonexistent/qpeach-db")
     assert r.returncode == 2 and "/nonexistent/qpeach-db" in r.stderr, (r.returncode, r.stderr)
-    need(EGOR)
-    r = qpeach("serve", "-p", "0", "--db", EGOR, "--db", EGOR)
+    egor = egor_db()
+    r = qpeach("serve", "-p", "0", "--db", egor, "--db", egor)
     assert r.returncode == 2 and "--db" in r.stderr, r.stderr
 
 
@@ -88,8 +142,7 @@ SYM_T1 = ["ibm", "msft"]
 
 
 def test_egor7_tables_count_get():
-    need(EGOR)
-    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+    with Server("--db", egor_db()) as s, Conn(port=s.port) as c:
         assert c.call([Sym(".qp.tables"), Identity()]) == Vec("s", ["cust", "q", "t", "tref"])
         counts = {t: c.call([Sym(".qp.count"), Sym(t)]) for t in ["cust", "q", "t", "tref"]}
         assert counts == {"cust": 3, "q": 4, "t": 4, "tref": 3}, counts
@@ -118,8 +171,7 @@ def test_egor7_tables_count_get():
 
 
 def test_egor7_meta_partitions():
-    need(EGOR)
-    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+    with Server("--db", egor_db()) as s, Conn(port=s.port) as c:
         m = meta(c, "t")
         assert [x[0] for x in m] == ["date", "ti", "sym", "p"], m
         assert "".join(x[1] for x in m) == "dvsf", m
@@ -138,8 +190,7 @@ def test_distinct_values_of_a_column():
     """.qp.distinct[t; c], what a scheduler plans by = column from: sorted,
     a partitioned db table's partition by partition, and from a splayed
     one's, a resident one's; errors name the column."""
-    need(EGOR)
-    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+    with Server("--db", egor_db()) as s, Conn(port=s.port) as c:
         dist = lambda t, col: c.call([Sym(".qp.distinct"), Sym(t), Sym(col)])
         assert dist("t", "sym") == Vec("s", ["ibm", "msft"])
         assert dist("t", "date") == Vec("d", [qdate(2015, 1, 1), qdate(2015, 1, 2)])
@@ -164,11 +215,11 @@ def rows(t):
 MAPS = """
 import re
 def maps(t):
-    # the fixture files mapped into this process while fn runs
+    # the db's files mapped into this process while fn runs
     seen = set()
     with open('/proc/self/maps') as f:
         for line in f:
-            m = re.search(r'egor7/db/(.*)$', line.strip())
+            m = re.search(ROOT + r'/(.*)$', line.strip())
             if m:
                 seen.add(m.group(1))
     return [sorted(seen), bool(t['p'].flags.owndata), int(len(t['p']))]
@@ -178,9 +229,9 @@ def maps(t):
 def test_egor7_apply_maps_one_partition():
     """One partition (by date, or rows inside it): only its files are
     mapped, and its columns are views of them (no copy)."""
-    need(EGOR)
-    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
-        define(c, "maps", MAPS)
+    egor = egor_db()
+    with Server("--db", egor) as s, Conn(port=s.port) as c:
+        define(c, "maps", f"ROOT = {re.escape(os.path.realpath(egor))!r}\n" + MAPS)
         for part in ([Sym("date"), Atom("d", qdate(2015, 1, 2))], Vec("j", [2, 4])):
             seen, owndata, n = apply(c, "maps", "t", part)
             seen = items(seen) if not isinstance(seen, str) else [seen]
@@ -194,9 +245,8 @@ def test_egor7_apply_maps_one_partition():
 
 
 def test_egor7_apply_rows_across_partitions():
-    need(EGOR)
     d1, d2 = "2015-01-01", "2015-01-02"
-    with Server("--db", EGOR) as s, Conn(port=s.port) as c:
+    with Server("--db", egor_db()) as s, Conn(port=s.port) as c:
         define(c, "rows", ROWS)
         # rows 1..3 span both partitions: the last of one, the first of the next
         r = apply(c, "rows", "t", Vec("j", [1, 3]))
@@ -259,25 +309,33 @@ def objchk(t):
 """
 
 
-def test_dolphindb_ord_partition_categorical():
-    need(DOLPHIN)
-    orders = read_csv(os.path.join(DOLPHIN_CSV, "Orders.csv"))
-    header = list(orders[0])
-    with Server("--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
-        tables = c.call([Sym(".qp.tables"), Identity()]).items
-        assert {"Daily", "Syms", "ORD", "TRANSACTION"} <= set(tables), tables
-        assert c.call([Sym(".qp.count"), Sym("ORD")]) == 5000
-        m = meta(c, "ORD")
-        assert [x[0] for x in m] == ["date"] + header and m[0][1] == "d", m
-        assert c.call([Sym(".qp.partitions"), Sym("ORD")]).items[0] == qdate(2022, 12, 5)
-        define(c, "catchk", CATCHK, {"categorical": True})
-        define(c, "objchk", OBJCHK)
-        part = [Sym("date"), Atom("d", qdate(2022, 12, 5))]
-        r = apply(c, "catchk", "ORD", part)
-        assert r[0] == 5000 and r[1] == "date", r[:2]
-        assert r[2] == [o["code"] for o in orders], (r[2][:5], [o["code"] for o in orders[:5]])
-        r2 = apply(c, "objchk", "ORD", part)
-        assert r2 == r[2]
+def check_ord(c, codes, header):
+    """ORD's code column of date 2022.12.05 through the server: the table's
+    count and meta, then the codes as Categoricals and as str."""
+    tables = c.call([Sym(".qp.tables"), Identity()]).items
+    assert "ORD" in tables, tables
+    assert c.call([Sym(".qp.count"), Sym("ORD")]) == len(codes)
+    m = meta(c, "ORD")
+    assert [x[0] for x in m] == ["date"] + header and m[0][1] == "d", m
+    assert c.call([Sym(".qp.partitions"), Sym("ORD")]).items[0] == qdate(2022, 12, 5)
+    define(c, "catchk", CATCHK, {"categorical": True})
+    define(c, "objchk", OBJCHK)
+    part = [Sym("date"), Atom("d", qdate(2022, 12, 5))]
+    r = apply(c, "catchk", "ORD", part)
+    assert r[0] == len(codes) and r[1] == "date", r[:2]
+    assert r[2] == codes, (r[2][:5], codes[:5])
+    assert apply(c, "objchk", "ORD", part) == codes
+    return r
+
+
+def test_partition_symbols_as_categoricals_view_the_mapped_indices():
+    """A partition's symbol column reaches Python as a Categorical whose
+    codes view the mapped enumeration (no copy), by date, by rows and
+    through qtable()."""
+    root = os.path.join(tmpdir(), "db")
+    codes = [r[0] for r in orders_db(root)["ORD"]]
+    with Server("--db", root, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        r = check_ord(c, codes, ["code", "qty", "px"])
         # the same through rows of the db table, and through qtable()
         r3 = apply(c, "catchk", "ORD", Vec("j", [100, 300]))
         assert r3[0] == 200 and r3[2] == r[2][100:300], r3[:2]
@@ -293,17 +351,88 @@ def nrows(t):
 """
 
 
-def test_dolphindb_apply_one_partition():
-    need(DOLPHIN)
-    daily = read_csv(os.path.join(DOLPHIN_CSV, "Daily.csv"))
-    with Server("--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+def test_apply_one_partition():
+    root = os.path.join(tmpdir(), "db")
+    for k, day in enumerate(("2022.06.16", "2022.06.17", "2022.06.20")):
+        orders_db(root, ("Daily",), n=100 + k, date=day)
+    with Server("--db", root, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
         define(c, "nrows", NROWS)
         r = apply(c, "nrows", "Daily", [Sym("date"), Atom("d", qdate(2022, 6, 17))])
-        assert r == [len(daily), "date", "2022-06-17", "2022-06-17"], r
+        assert r == [101, "date", "2022-06-17", "2022-06-17"], r
         # a partition the table is not in
         expect_error(lambda: c.call([APPLY, Sym("nrows"), Sym("Daily"),
                                      [Sym("date"), Atom("d", qdate(2021, 1, 1))]]))
         assert c.call([Sym(".qp.ping"), Identity()]) is True
+
+
+def test_a_table_that_cannot_be_read_fails_alone():
+    """A table with an enumeration index beyond `sym (as torq-air's q-written
+    flights has) fails every whole read naming the column, and rows that
+    hold it; the server goes on serving."""
+    root = os.path.join(tmpdir(), "db")
+    n = len(orders_db(root, ("flights",), n=50)["flights"])
+    path = os.path.join(root, "2022.12.05", "flights", "code")
+    with open(path, "r+b") as f:             # item 7 (the items end the file)
+        f.seek(os.path.getsize(path) - 8 * (n - 7))
+        f.write((10**6).to_bytes(8, "little"))
+    with Server("--db", root) as s, Conn(port=s.port, timeout=60) as c:
+        assert "flights" in c.call([Sym(".qp.tables"), Identity()]).items
+        expect_error(lambda: c.call([Sym(".qp.get"), Sym("flights")]), "code", "beyond")
+        expect_error(lambda: c.call("flights"), "code")
+        define(c, "n", "def n(t):\n    return len(t)\n")
+        expect_error(lambda: c.call([APPLY, Sym("n"), Sym("flights"), Vec("j", [5, 10])]), "code")
+        define(c, "qt", "def qt():\n    return qtable('flights')\n")
+        expect_error(lambda: c.call([Sym(".qp.call"), Sym("qt")]), "code")
+        assert c.call([Sym(".qp.ping"), Identity()]) is True and s.alive()
+        assert c.call([Sym(".qp.echo"), 7]) == 7
+
+
+PEACH = """
+import os
+def cnt(name):
+    t = qtable(name)
+    return [int(len(t['date'])), os.getpid()]
+"""
+
+
+def test_workers_mount_the_db():
+    root = os.path.join(tmpdir(), "db")
+    orders_db(root, ("ORD", "TRANSACTION"))
+    with Server("-s", "-2", "--db", root, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        define(c, "cnt", PEACH)
+        pid = c.call([Sym(".qp.info"), Identity()])["pid"]
+        r = c.call([Sym(".qp.peach"), Sym("cnt"), Vec("s", ["ORD", "TRANSACTION", "ORD", "TRANSACTION"])])
+        r = [items(x) for x in r]
+        assert [x[0] for x in r] == [5000, 5000, 5000, 5000], r
+        assert all(x[1] != pid for x in r), (pid, r)           # ran in the workers
+
+
+# ---- conformance: the q-written fixture databases (not run without them)
+
+def test_q_written_egor7_serves_as_our_own():
+    """egor7's q-written db answers as the same tables written by `qpeach
+    db import`: tables, counts, meta, partitions and every table's values."""
+    need(EGOR)
+    with Server("--db", EGOR) as q, Server("--db", egor_db()) as o, \
+            Conn(port=q.port) as cq, Conn(port=o.port) as co:
+        tables = [Sym(".qp.tables"), Identity()]
+        assert cq.call(tables) == co.call(tables) == Vec("s", ["cust", "q", "t", "tref"])
+        for t in EGOR_TABLES:
+            for f in (".qp.count", ".qp.partitions", ".qp.get"):
+                assert cq.call([Sym(f), Sym(t)]) == co.call([Sym(f), Sym(t)]), (t, f)
+            assert meta(cq, t) == meta(co, t), t
+
+
+def test_dolphindb_ord_other_domain_equals_its_csv():
+    """dolphindb's ORD, enumerated against sym_ORD (not sym), through the
+    server as Categoricals and as str equals its published Orders.csv."""
+    need(DOLPHIN)
+    orders = read_csv(os.path.join(DOLPHIN_CSV, "Orders.csv"))
+    with Server("--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
+        assert {"Daily", "Syms", "ORD", "TRANSACTION"} <= set(c.call([Sym(".qp.tables"),
+                                                                      Identity()]).items)
+        check_ord(c, [o["code"] for o in orders], list(orders[0]))
+        assert s.alive()
 
 
 def test_ssshahani_daily_and_partitions():
@@ -327,41 +456,3 @@ def test_ssshahani_daily_and_partitions():
         assert a[0] + b[0] == n and a[2] == "2025-09-04" and b[2] == "2025-09-05", (a, b, n)
         whole = apply(c, "nrows", "trades", Vec("j", [0, n]))
         assert whole == [n, "date", "2025-09-04", "2025-09-05"], whole
-
-
-def test_torq_air_bad_table_keeps_serving():
-    need(AIR)
-    with Server("--db", AIR) as s, Conn(port=s.port, timeout=60) as c:
-        assert "flights" in c.call([Sym(".qp.tables"), Identity()]).items
-        cols = ("sym", "depAirport", "arivAirport", "aircraftType")
-        e = expect_error(lambda: c.call([Sym(".qp.get"), Sym("flights")]))
-        assert any(col in e for col in cols), e
-        e = expect_error(lambda: c.call("flights"))
-        assert any(col in e for col in cols), e
-        define(c, "n", "def n(t):\n    return len(t)\n")
-        e = expect_error(lambda: c.call([APPLY, Sym("n"), Sym("flights"), Vec("j", [0, 1])]))
-        assert any(col in e for col in cols), e
-        define(c, "qt", "def qt():\n    return qtable('flights')\n")
-        e = expect_error(lambda: c.call([Sym(".qp.call"), Sym("qt")]))
-        assert any(col in e for col in cols), e
-        assert c.call([Sym(".qp.ping"), Identity()]) is True and s.alive()
-        assert c.call([Sym(".qp.echo"), 7]) == 7
-
-
-PEACH = """
-import os
-def cnt(name):
-    t = qtable(name)
-    return [int(len(t['date'])), os.getpid()]
-"""
-
-
-def test_workers_mount_the_db():
-    need(DOLPHIN)
-    with Server("-s", "-2", "--db", DOLPHIN, ready_timeout=60) as s, Conn(port=s.port, timeout=120) as c:
-        define(c, "cnt", PEACH)
-        pid = c.call([Sym(".qp.info"), Identity()])["pid"]
-        r = c.call([Sym(".qp.peach"), Sym("cnt"), Vec("s", ["ORD", "TRANSACTION", "ORD", "TRANSACTION"])])
-        r = [items(x) for x in r]
-        assert [x[0] for x in r] == [5000, 5000, 5000, 5000], r
-        assert all(x[1] != pid for x in r), (pid, r)           # ran in the workers

@@ -4,12 +4,10 @@ by = rows on a partitioned table, servers that each hold their own
 partitions (a task goes only to a server holding it), and a CSV input
 converted once into a splayed table that the workers map.
 
-The fixture databases are q-written (../shared/fixtures/kdb, read in
-place); expected values from fixtures/kdb/README.md and the CSVs published
-with the dolphindb database. The tests at the end (input checked before a
-job runs: missing partitions, a bad db, a resumed run over a re-imported
-partition) use dbs made by `qpeach db import` in temporary folders, checked
-against pandas on the same CSVs."""
+Every db here is made by `qpeach db import` in a temporary folder: one
+shaped as egor7's q-written db (test_db.egor_db: the same tables and
+values, fixtures/kdb/README.md), and days of generated trades, checked
+against the CSVs they were imported from (pandas for the sums)."""
 import csv
 import os
 import re
@@ -22,7 +20,7 @@ import pandas as pd
 import harness
 from harness import QPEACH, Server, qpeach, tmpdir
 from qipc import Conn, Sym, Table, Vec, encode
-from test_db import APPLY, DOLPHIN, DOLPHIN_CSV, EGOR, define, expect_error, need
+from test_db import APPLY, define, egor_db, expect_error
 from test_db_import import ASAN_SLACK, big_trades
 from test_run import run, write
 
@@ -46,26 +44,25 @@ def rows_of(path):
 
 
 def test_one_task_per_partition_of_a_db():
-    need(DOLPHIN)
     d = tmpdir()
-    p = job(d, f"db = {DOLPHIN}\ntable = Daily\n", "by = partition\n", "local = 2\n")
+    db = os.path.join(d, "db")
+    paths = import_days(d, db, DAYS)
+    p = job(d, f"db = {db}\ntable = trade\n", "by = partition\n", "local = 2\n")
     r = run(p)
     assert r.returncode == 0, r.stderr
     got = rows_of(os.path.join(d, "out", "o.csv"))
-    with open(os.path.join(DOLPHIN_CSV, "Daily.csv")) as f:
-        want = sum(1 for _ in f) - 1
+    want = [len(rows_of(path)) for path in paths]
     assert [g["first"] for g in got] == ["date"] * len(got), got      # the virtual column first
-    assert sum(int(g["n"]) for g in got) == want, (got, want)
-    assert "2022-06-17" in [g["part"] for g in got], got
+    assert [int(g["n"]) for g in got] == want, (got, want)
+    assert [g["part"] for g in got] == [day.replace(".", "-") for day in DAYS], got
     assert len(got) == r.stderr.count("done on worker"), r.stderr
     r = run("--dry-run", p)                     # planned from the db itself
     assert r.returncode == 0, r.stderr
-    assert f"partitions: {len(got)} by partition" in r.stdout and "0: date=2022.06.17" in r.stdout, r.stdout
+    assert f"partitions: {len(got)} by partition" in r.stdout and "0: date=2024.01.02" in r.stdout, r.stdout
 
 
 def test_partitions_selects_some():
-    need(EGOR)
-    d = tmpdir()
+    d, EGOR = tmpdir(), egor_db()
     p = job(d, f"db = {EGOR}\ntable = t\n", "by = partition\npartitions = 2015.01.02\n", "local = 1\n")
     r = run(p)
     assert r.returncode == 0, r.stderr
@@ -88,8 +85,7 @@ def test_partitions_selects_some():
 
 
 def test_rows_across_partitions_of_a_db():
-    need(EGOR)
-    d = tmpdir()
+    d, EGOR = tmpdir(), egor_db()
     p = job(d, f"db = {EGOR}\ntable = q\n", "by = rows\npieces = 3\n", "local = 2\n", merge="concat")
     r = run(p)
     assert r.returncode == 0, r.stderr
@@ -100,8 +96,7 @@ def test_rows_across_partitions_of_a_db():
 def test_by_column_on_a_db_table():
     """by = column on a partitioned db table: one task per distinct value,
     planned by the worker from the mapped partitions (.qp.distinct)."""
-    need(EGOR)
-    d = tmpdir()
+    d, EGOR = tmpdir(), egor_db()
     p = job(d, f"db = {EGOR}\ntable = t\n", "by = column\ncolumn = sym\n", "local = 2\n")
     r = run(p)
     assert r.returncode == 0, r.stderr
@@ -113,20 +108,19 @@ def test_by_column_on_a_db_table():
     assert r.returncode == 2 and "column = nope: t has no such column (it has: date, ti, sym, p)" in r.stderr, r.stderr
 
 
-def link_db(root, parts):
-    """A db root holding some of egor7's partitions (symlinks: nothing copied)."""
+def link_db(egor, root, parts):
+    """A db root holding some of egor's partitions (symlinks: nothing copied)."""
     os.makedirs(root)
-    os.symlink(os.path.join(EGOR, "sym"), os.path.join(root, "sym"))
+    os.symlink(os.path.join(egor, "sym"), os.path.join(root, "sym"))
     for p in parts:
-        os.symlink(os.path.join(EGOR, p), os.path.join(root, p))
+        os.symlink(os.path.join(egor, p), os.path.join(root, p))
     return root
 
 
 def test_servers_get_only_partitions_they_hold():
-    need(EGOR)
-    d = tmpdir()
-    a = link_db(os.path.join(d, "a"), ["2015.01.01"])
-    b = link_db(os.path.join(d, "b"), ["2015.01.02"])
+    d, egor = tmpdir(), egor_db()
+    a = link_db(egor, os.path.join(d, "a"), ["2015.01.01"])
+    b = link_db(egor, os.path.join(d, "b"), ["2015.01.02"])
     with Server("--db", a) as sa, Server("--db", b) as sb:
         p = job(d, "table = t\n", "by = partition\n", f"servers = {sa.addr}, {sb.addr}\n")
         r = run(p)
@@ -267,8 +261,9 @@ def test_a_converted_input_is_not_held_by_the_scheduler():
 
 
 def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
-    need(DOLPHIN)
     d = tmpdir()
+    db = os.path.join(d, "db")
+    paths = import_days(d, db, DAYS)
     write(d, "c.py", "import sys\nimport numpy as np\ndef f(t):\n"
           "    s = t['sym']\n"
           "    assert type(s).__name__ == 'SymbolCodes', type(s)\n"
@@ -277,14 +272,13 @@ def test_symbols_as_codes_view_the_mapped_indices_without_pandas():
           "    names = np.asarray(s)\n"
           "    assert all(names[i] == s.categories[s.codes[i]] for i in range(0, len(s), 97))\n"
           "    return {'sym': np.unique(names), 'pandas': np.array(['pandas' in sys.modules] * len(np.unique(names)))}\n")
-    p = write(d, "c.ini", f"[job]\nname = c\nfunction = c.py:f\nsymbols = codes\n[input]\ndb = {DOLPHIN}\n"
-              "table = Daily\n[partition]\nby = partition\n[workers]\nlocal = 1\n[merge]\nhow = concat\n"
+    p = write(d, "c.ini", f"[job]\nname = c\nfunction = c.py:f\nsymbols = codes\n[input]\ndb = {db}\n"
+              "table = trade\n[partition]\nby = partition\n[workers]\nlocal = 1\n[merge]\nhow = concat\n"
               "[output]\npath = out/c.csv\n")
     r = run(p)
     assert r.returncode == 0, r.stderr
     got = rows_of(os.path.join(d, "out", "c.csv"))
-    with open(os.path.join(DOLPHIN_CSV, "Daily.csv")) as f:
-        want = sorted({row["sym"] for row in csv.DictReader(f)})
+    want = sorted(s for path in paths for s in {row["sym"] for row in rows_of(path)})
     assert sorted(g["sym"] for g in got) == want, (got[:3], want[:3])
     assert {g["pandas"] for g in got} == {"false"}, "pandas was imported"
 
@@ -297,10 +291,9 @@ def test_a_server_lost_mid_run_fails_its_partitions_loudly_then_resumes():
     import signal
     import subprocess
     from harness import QPEACH, wait_for
-    need(EGOR)
-    d = tmpdir()
-    a = link_db(os.path.join(d, "a"), ["2015.01.01"])
-    b = link_db(os.path.join(d, "b"), ["2015.01.02"])
+    d, egor = tmpdir(), egor_db()
+    a = link_db(egor, os.path.join(d, "a"), ["2015.01.01"])
+    b = link_db(egor, os.path.join(d, "b"), ["2015.01.02"])
     write(d, "slow.py", "import os, time\nimport numpy as np\ndef f(t):\n"
           f"    open(os.path.join({d!r}, 'started.%d' % os.getpid()), 'w').close()\n"
           "    time.sleep(1.5)\n"

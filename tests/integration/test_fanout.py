@@ -150,6 +150,58 @@ def test_run_dict_job_and_value():
         raise AssertionError("a bad job must raise ValueError naming the key")
 
 
+def _job_error(job):
+    try:
+        kx.run(job, progress=False)
+    except ValueError as e:
+        return str(e)
+    raise AssertionError(f"a bad job must raise ValueError: {job}")
+
+
+def test_dict_job_errors_are_the_job_file_s():
+    """A dict job is checked by the job file's code (no job file is
+    written): every error is the one the same keys in a job file give,
+    named "job" instead of the file and line."""
+    d = harness.tmpdir()
+    base = {"job": {"function": "f.py:f"}, "input": {"table": "t"}, "workers": {"local": 1}}
+    bad = [
+        {"partition": {"pieces": "x"}},                   # a value
+        {"partition": {"by": "nope"}},
+        {"job": {"function": "f.py:f", "colour": "red"}}, # a key
+        {"colours": {"red": 1}},                          # a section
+        {"partition": {"by": "column"}},                  # across keys
+        {"partition": {"by": "file", "pieces": 2}},
+        {"workers": {"local": 1, "tls": "maybe"}},
+        {"merge": {"how": "median"}},
+        {"job": {"function": "f.py:not-a-name"}},
+        {"run": {"task_timeout": "soon"}},
+    ]
+    for extra in bad:
+        job = {s: dict(k) for s, k in base.items()}
+        for sec, keys in extra.items():
+            job.setdefault(sec, {}).update(keys)
+        lines = []
+        for sec, keys in job.items():
+            lines.append(f"[{sec}]")
+            lines += [f"{k} = {v}" for k, v in keys.items()]
+        path = os.path.join(d, "same.ini")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        from_file, from_dict = _job_error(path), _job_error(job)
+        where, _, text = from_file.partition(": ")
+        assert where.startswith("same.ini"), from_file
+        assert from_dict == "job: " + text, (from_dict, from_file)
+    # lists and dicts are spelled as a job file spells them
+    job = {"job": {"function": "f.py:f", "libraries": {"1np": "numpy", "pd": "pandas"}},
+           "input": {"table": "t"}, "workers": {"local": 1}}
+    assert _job_error(job) == ("job: [job] libraries: expected alias=module, comma separated: "
+                               "'1np=numpy, pd=pandas'"), _job_error(job)
+    job = {"job": {"function": "f.py:f"}, "input": {"table": "t"},
+           "workers": {"servers": ["h:1", "nohost"], "tls": True}}
+    assert _job_error(job) == ("job: [workers] servers: not an address (host:port, "
+                               "unix:/path): 'nohost'"), _job_error(job)
+
+
 def test_fanout_survives_kill_9_of_a_local_worker():
     t = {"x": np.arange(400, dtype=np.int64)}
 
@@ -205,11 +257,68 @@ def test_fanout_error_names_partition_and_python_error():
     try:
         kx.remote.fanout(fails_on_seven, local=2, table=t, pieces=10, progress=False)
     except kx.FanoutError as e:
-        assert e.partition == 7 and e.description == "rows 7-8", str(e)
+        # the parts, as the scheduler kept them (qp_run_error)
+        assert e.task == 7 and e.partition == "rows 7-8", (e.task, e.partition)
+        assert e.worker.startswith("unix:") and e.worker.endswith(".sock"), e.worker
+        assert e.remote_type == "KeyError", e.remote_type
+        assert e.remote_message == "'seven is missing'", e.remote_message
+        assert "in fails_on_seven" in e.remote_traceback, e.remote_traceback
+        assert 'raise KeyError("seven is missing")' in e.remote_traceback, e.remote_traceback
+        assert e.code == 1 and e.attempts == 1 and isinstance(e, kx.RunError)
         assert "KeyError" in str(e) and "seven is missing" in str(e), str(e)
         assert isinstance(e.__cause__, kx.QError)
+        assert e.__cause__.remote_type == "KeyError", e.__cause__.remote_type
     else:
         raise AssertionError("a raising function must raise FanoutError")
+
+
+def test_reducer_error_names_its_worker_and_exception():
+    """A reducer that raises: a RunError (no task failed) with the worker
+    it ran on and its exception in parts."""
+    def one(tbl):
+        return 1
+
+    def bad_reduce(parts):
+        return {}["no such key"]
+
+    try:
+        kx.remote.fanout(one, local=2, table={"x": np.arange(4)}, pieces=2, merge=bad_reduce,
+                         progress=False)
+    except kx.RunError as e:
+        assert not isinstance(e, kx.FanoutError) and e.task is None and e.partition is None
+        assert e.worker.startswith("unix:"), e.worker
+        assert e.remote_type == "KeyError" and e.remote_message == "'no such key'", \
+            (e.remote_type, e.remote_message)
+        assert "bad_reduce" in e.remote_traceback, e.remote_traceback
+        assert str(e).startswith("merge: reducer "), str(e)
+        assert isinstance(e.__cause__, kx.QError)
+    else:
+        raise AssertionError("a raising reducer must raise RunError")
+
+
+def test_two_failing_partitions_report_one_whole():
+    """Two partitions raise different exceptions: the error reports one of
+    them whole (its task, partition and exception agree), the first the
+    scheduler saw."""
+    def two_fail(tbl):
+        x = int(tbl["x"][0])
+        if x == 2:
+            raise ValueError("two")
+        if x == 5:
+            raise LookupError("five")
+        return 0
+
+    try:
+        kx.remote.fanout(two_fail, local=2, table={"x": np.arange(8)}, pieces=8,
+                         progress=False)
+    except kx.FanoutError as e:
+        want = {2: ("ValueError", "two"), 5: ("LookupError", "five")}
+        assert e.task in want, e.task
+        assert (e.remote_type, e.remote_message) == want[e.task], (e.task, e.remote_type)
+        assert e.partition == f"rows {e.task}-{e.task + 1}", e.partition
+        assert f"task {e.task} (" in str(e), str(e)
+    else:
+        raise AssertionError("raising partitions must raise FanoutError")
 
 
 def test_fanout_on_servers_sum_by_key_and_progress_stop():
@@ -285,8 +394,9 @@ def test_task_timeout_retries_then_names_the_partition():
         kx.remote.fanout(stuck_on_three, local=2, table={"x": np.arange(6)}, pieces=6,
                          task_timeout=0.5, retries=1, progress=False)
     except kx.FanoutError as e:
-        assert e.partition == 3 and e.description == "rows 3-4", str(e)
+        assert e.task == 3 and e.partition == "rows 3-4", str(e)
         assert e.attempts == 2 and "after 2 attempts" in str(e), str(e)
+        assert e.worker.startswith("unix:") and e.remote_type == "", (e.worker, e.remote_type)
         assert "timed out" in str(e.__cause__), str(e.__cause__)
     else:
         raise AssertionError("a task past task_timeout must fail after its retries")
@@ -314,7 +424,7 @@ def test_fanout_journal_resumes_only_unfinished_partitions():
         kx.remote.fanout(ns["part_sum"], local=2, table=t, pieces=10, merge="sum",
                          journal=state, progress=False)
     except kx.FanoutError as e:
-        assert e.partition == 7, str(e)
+        assert e.task == 7, str(e)
     else:
         raise AssertionError("partition 7 must fail while the flag exists")
     with open(calls) as f:

@@ -137,6 +137,37 @@ def test_stopped_worker_times_out_and_task_is_requeued():
     assert wait_for(lambda: not alive(victim), 10), "the stopped worker was left behind"
 
 
+def test_worker_stopped_in_its_setup_is_replaced():
+    """A worker that stops while it sets up (its module's import SIGSTOPs
+    it, once for the whole run): [run] task_timeout bounds the setup too,
+    so it is dropped and started again, as for a task, and the output is
+    the undisturbed run's (the setup waited 600 s, whatever the timeout)."""
+    ref = reference()
+    d = tmpdir()
+    p = make_job(d, extra_run="task_timeout = 2s\n")
+    flag = os.path.join(d, "stopped-once")
+    with open(os.path.join(d, "f.py")) as f:
+        body = f.read()
+    with open(os.path.join(d, "f.py"), "w") as f:
+        f.write("import os, signal\n"
+                "try:\n"
+                f"    os.close(os.open({flag!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))\n"
+                "    os.kill(os.getpid(), signal.SIGSTOP)\n"
+                "except FileExistsError:\n"
+                "    pass\n" + body)
+    proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: os.path.exists(flag) or proc.poll() is not None, 60)
+    stopped = [k for k in children(proc.pid) if b"serve" in cmdline(k)]
+    err = finish(proc, 0)
+    for k in stopped:           # never leave one stopped behind a failed test
+        if alive(k):
+            os.kill(k, signal.SIGCONT)
+    assert proc.returncode == 0, err
+    assert "setup (.qp.def) timed out after 2000 ms" in err, err
+    assert "restarted" in err, err
+    assert output(d) == ref["bytes"], err
+
+
 # ------------------------------------------------------------------ scheduler
 
 def test_kill_scheduler_at_random_moments_then_resume():

@@ -233,3 +233,47 @@ def test_info_reports_the_cores_this_server_may_use():
         assert len(info_cores(s.port)) == len(cores)
     with serve_under_taskset(cores[0]) as (port, _):
         assert len(info_cores(port)) == 1
+
+
+# ------------------------------------------------------------ qpeach run
+
+def _run_env(**env):
+    """`qpeach run` of a 2-worker job doubling a column, under env; returns
+    (CompletedProcess, the column)."""
+    d = harness.tmpdir()
+    xs = list(range(0, 300, 7))
+    with open(os.path.join(d, "d.csv"), "w") as f:
+        f.write("x\n" + "".join(f"{x}\n" for x in xs))
+    with open(os.path.join(d, "g.py"), "w") as f:
+        f.write("def g(t):\n    return {'x': t['x'] * 2}\n")
+    with open(os.path.join(d, "k.ini"), "w") as f:
+        f.write("[job]\nfunction = g.py:g\n[input]\nfile = d.csv\ntypes = J\n"
+                "[partition]\npieces = 3\n[workers]\nlocal = 2\n")
+    return harness.qpeach("run", os.path.join(d, "k.ini"), env=dict(os.environ, **env),
+                          timeout=120), xs
+
+
+def test_run_says_which_pinning_failed_and_why():
+    """hwloc told of a machine whose PUs this one lacks (indexes 4000-4003,
+    HWLOC_THISSYSTEM=1 so it binds for real): every binding fails, and
+    `qpeach run` says which (the scheduler's thread, each worker), with
+    the cores, the PUs and the cause; the run goes on unpinned and its
+    answer is right. Pinning used to fail silently."""
+    r, xs = _run_env(HWLOC_THISSYSTEM="1",
+                     HWLOC_SYNTHETIC="node:1 core:4 pu:1(indexes=4000,4001,4002,4003)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["x"] + [str(2 * x) for x in xs], r.stdout
+    for who in ("the scheduler's thread", "worker 0", "worker 1"):
+        line = [ln for ln in r.stderr.splitlines() if f"{who} could not be pinned" in ln]
+        assert len(line) == 1, (who, r.stderr)
+        assert re.search(r"to core \d \(PUs 400\d\), and runs on any core: Invalid argument$",
+                         line[0]), line[0]
+
+
+def test_run_keeps_the_cause_when_the_topology_cannot_be_read():
+    """hwloc with no discovery component left: the run fails saying why,
+    not only that the topology could not be read."""
+    r, _ = _run_env(HWLOC_COMPONENTS="-linux,-x86,-no_os")
+    assert r.returncode == 1, r.stderr
+    assert ("hwloc: cannot read this machine's topology, which places the local workers: "
+            "Invalid argument") in r.stderr, r.stderr

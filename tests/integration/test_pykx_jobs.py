@@ -20,7 +20,7 @@ from harness import Server, free_port, tmpdir
 harness.asan_client_reexec()
 
 import test_pykx  # noqa: E402  (after the re-exec: it has the same one)
-from test_db import DOLPHIN, need  # noqa: E402
+from test_db import orders_db  # noqa: E402
 from test_run import run, write  # noqa: E402
 
 # Works under both protocols: qpeach hands the function its table type,
@@ -158,22 +158,37 @@ def test_the_function_gets_pykx_s_dataframe():
         assert f.read() == "kind,n\n" + "DataFrame,25\n" * 4
 
 
+_daily = []
+
+
+def daily():
+    """A db (made once by `qpeach db import`) whose table Daily spans 3
+    dates."""
+    if not _daily:
+        root = os.path.join(tmpdir(), "db")
+        for k, day in enumerate(("2022.06.16", "2022.06.17", "2022.06.20")):
+            orders_db(root, ("Daily",), n=200 + k, date=day)
+        _daily.append(root)
+    return _daily[0]
+
+
 def test_db_by_partition_and_rows_same_bytes():
-    need(DOLPHIN)
-    addrs = [s.addr for s in servers(DOLPHIN)]      # .qp needs the db there
+    db = daily()
+    addrs = [s.addr for s in servers(db)]      # .qp needs the db there
     d = tmpdir()
     for part, merge in (("by = partition\n", "how = concat\n"),
                         ("by = rows\npieces = 3\n", "how = sum-by-key\nkey = first\n")):
-        out = both(d, f"db = {DOLPHIN}\ntable = Daily\n", part, merge, addrs, fn="vw.py:count")
+        out = both(d, f"db = {db}\ntable = Daily\n", part, merge, addrs, fn="vw.py:count")
         assert out["pykx"] == out["qpeach"], (part, out)
         assert out["pykx"].startswith(b"first,n\ndate,"), out
+        if "partition" in part:                 # each date's rows, in date order
+            assert out["pykx"] == b"first,n\ndate,200\ndate,201\ndate,202\n", out
 
 
 def test_pykx_job_over_servers_without_the_db():
     # a q server selects nothing: the rows travel, so servers need no db
-    need(DOLPHIN)
     d = tmpdir()
-    p = job(d, "p.ini", "pykx", f"db = {DOLPHIN}\ntable = Daily\n", "by = partition\n",
+    p = job(d, "p.ini", "pykx", f"db = {daily()}\ntable = Daily\n", "by = partition\n",
             "how = concat\n", [s.addr for s in servers()], fn="vw.py:count")
     r = run(p)
     assert r.returncode == 0, r.stderr
@@ -190,6 +205,19 @@ def test_raising_function_names_the_partition():
     assert r.returncode == 1, r.stderr
     assert "(rows 0-50) failed on " in r.stderr, r.stderr
     assert "ZeroDivisionError('division by zero')" in r.stderr, r.stderr
+    # the same job from Python: PyKX's repr(exception) read by the PyKX
+    # protocol into the error's parts
+    sys.path.insert(0, os.path.join(harness.ROOT, "python"))
+    import qpeach as kx
+    try:
+        kx.run(p, progress=False)
+    except kx.FanoutError as e:
+        assert (e.task, e.partition, e.worker) == (0, "rows 0-50", servers()[0].addr), \
+            (e.task, e.partition, e.worker)
+        assert (e.remote_type, e.remote_message, e.remote_traceback) == \
+            ("ZeroDivisionError", "division by zero", ""), (e.remote_type, e.remote_message)
+    else:
+        raise AssertionError("a raising function must raise FanoutError")
 
 
 def test_a_lost_server_leaves_the_job_to_the_other():

@@ -1,8 +1,11 @@
 /* test_kdb.c - the kdb+ reader on every real q-written fixture db
  * (../shared/fixtures/kdb from the repository root, or $QPEACH_FIXTURES),
- * compared with the values their sources publish, and on damaged copies.
- * Fixture files are never modified: damaged variants are written into a
- * scratch folder. */
+ * compared with the values their sources publish (conformance: these run
+ * only where the fixtures are); and the reader's mechanics (layouts, lazy
+ * opening, damaged files, rows, threads, reloads) on databases our writer
+ * makes in a scratch folder, which run everywhere. Fixture files are never
+ * modified. */
+#include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 #include "qpeach/value.h"
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static char FIX[PATH_MAX];
 static char TMP[] = "/tmp/qp_kdb_XXXXXX";
@@ -489,14 +493,35 @@ static void test_torq_air(void)
 /* Layouts built in the scratch folder                                 */
 /* ------------------------------------------------------------------ */
 
-/* par.txt segments, month and year partitions: copies of egor7's. */
+static void write_trades(const char *db, const char *name, int32_t day, int n, bool part);
+
+/* A db our writer made once, shaped like egor7's: t partitioned over
+ * 2015.01.01 and .02 (2 rows each: date, sym p#, px), cust splayed (3
+ * rows: date, sym, px), one sym. Its path under the scratch folder. */
+static const char *src_db(const char *rel)
+{
+    static bool made;
+    if (!made) {
+        write_trades(tmp("src"), "t", 5479, 2, true);
+        write_trades(tmp("src"), "t", 5480, 2, true);
+        write_trades(tmp("src"), "cust", 5479, 3, false);
+        made = true;
+    }
+    static char buf[4][PATH_MAX];
+    static int k;
+    char *b = buf[k++ % 4];
+    snprintf(b, PATH_MAX, "%s/src%s%s", TMP, *rel ? "/" : "", rel);
+    return b;
+}
+
+/* par.txt segments, month and year partitions: copies of src_db's. */
 static void test_layouts(void)
 {
     CU_ASSERT_EQUAL(sh("mkdir -p %s/seg/a %s/seg/b && cp %s %s/seg/ && "
                        "cp -r %s %s/seg/a/ && cp -r %s %s/seg/b/ && printf 'a\\nb\\n' >%s/seg/par.txt",
-                       TMP, TMP, fx("egor7/db/sym"), TMP, fx("egor7/db/2015.01.01"), TMP,
-                       fx("egor7/db/2015.01.02"), TMP, TMP), 0);
-    qp_kdb *ref = open_db(fx("egor7/db")), *seg = open_db(tmp("seg"));
+                       TMP, TMP, src_db("sym"), TMP, src_db("2015.01.01"), TMP,
+                       src_db("2015.01.02"), TMP, TMP), 0);
+    qp_kdb *ref = open_db(src_db("")), *seg = open_db(tmp("seg"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(seg);
     qp_value *a = qp_kdb_table(ref, "t", 0), *b = qp_kdb_table(seg, "t", 0);
     CU_ASSERT_TRUE(qp_equal(a, b));
@@ -506,9 +531,9 @@ static void test_layouts(void)
     const char *kinds[2][3] = {{"mon", "2015.01", "2015.02"}, {"year", "2015", "2016"}};
     for (int k = 0; k < 2; k++) {
         CU_ASSERT_EQUAL(sh("mkdir -p %s/%s && cp %s %s/%s/ && cp -r %s %s/%s/%s && cp -r %s %s/%s/%s",
-                           TMP, kinds[k][0], fx("egor7/db/sym"), TMP, kinds[k][0],
-                           fx("egor7/db/2015.01.01"), TMP, kinds[k][0], kinds[k][1],
-                           fx("egor7/db/2015.01.02"), TMP, kinds[k][0], kinds[k][2]), 0);
+                           TMP, kinds[k][0], src_db("sym"), TMP, kinds[k][0],
+                           src_db("2015.01.01"), TMP, kinds[k][0], kinds[k][1],
+                           src_db("2015.01.02"), TMP, kinds[k][0], kinds[k][2]), 0);
         qp_kdb *db = open_db(tmp(kinds[k][0]));
         CU_ASSERT_PTR_NOT_NULL_FATAL(db);
         CU_ASSERT_STRING_EQUAL(qp_kdb_part_column(db, "t"), k ? "year" : "month");
@@ -523,7 +548,7 @@ static void test_layouts(void)
         qp_kdb_close(db);
     }
     /* a splayed folder opened on its own: domains from its parent */
-    qp_kdb *one = open_db(fx("egor7/db/cust"));
+    qp_kdb *one = open_db(src_db("cust"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(one);
     qp_value *c1 = qp_kdb_table(one, "cust", 0), *c2 = qp_kdb_table(ref, "cust", 0);
     CU_ASSERT_TRUE(qp_equal(c1, c2));
@@ -533,9 +558,9 @@ static void test_layouts(void)
     /* a partition folder, and a table inside it, opened on their own: the
      * root (the partition) has no sym, and the db's root above it is never
      * read, so the table is refused naming the column and the domain */
-    const char *inner[2] = {"egor7/db/2015.01.01", "egor7/db/2015.01.01/t"};
+    const char *inner[2] = {"2015.01.01", "2015.01.01/t"};
     for (int k = 0; k < 2; k++) {
-        one = open_db(fx(inner[k]));
+        one = open_db(src_db(inner[k]));
         CU_ASSERT_PTR_NOT_NULL_FATAL(one);
         qp_value *t = qp_kdb_table(one, "t", 0), *m = qp_kdb_meta(one, "t");
         CU_ASSERT_TRUE(has_text(t, "column sym: enumeration domain `sym not found"));
@@ -550,8 +575,8 @@ static void test_layouts(void)
 /* 1,000 partitions: opening and listing map no file. */
 static void test_lazy_open(void)
 {
-    static const char *const files[] = {".d", "ti", "p", "sym"};
-    CU_ASSERT_EQUAL(sh("mkdir -p %s/big && cp %s %s/big/", TMP, fx("egor7/db/sym"), TMP), 0);
+    static const char *const files[] = {".d", "sym", "px"};
+    CU_ASSERT_EQUAL(sh("mkdir -p %s/big && cp %s %s/big/", TMP, src_db("sym"), TMP), 0);
     for (int i = 0; i < 1000; i++) {          /* dates 2000.01.01 + i */
         char dir[PATH_MAX];
         int64_t z = i + 10957 + 719468, era = z / 146097, doe = z - era * 146097;
@@ -563,11 +588,11 @@ static void test_lazy_open(void)
         CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
         strcat(dir, "/t");
         CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
-        for (int f = 0; f < 4; f++) {
+        for (int f = 0; f < 3; f++) {
             char src[64], dst[PATH_MAX + 8];
-            snprintf(src, sizeof src, "egor7/db/2015.01.01/t/%s", files[f]);
+            snprintf(src, sizeof src, "2015.01.01/t/%s", files[f]);
             snprintf(dst, sizeof dst, "%s/%s", dir, files[f]);
-            copy_file(fx(src), dst);
+            copy_file(src_db(src), dst);
         }
     }
     long long before = qp__buf_maps();
@@ -580,7 +605,7 @@ static void test_lazy_open(void)
     CU_ASSERT_EQUAL(qp__buf_maps(), before);                /* nothing mapped */
     qp_value *t = qp_kdb_table_part(db, "t", 999, 0);
     CU_ASSERT_EQUAL(qp_count(t), 2);
-    CU_ASSERT_EQUAL(qp__buf_maps(), before + 5);            /* .d, 3 columns, sym */
+    CU_ASSERT_EQUAL(qp__buf_maps(), before + 4);            /* .d, 2 columns, sym */
     int64_t n;
     char err[256];
     long long m0 = qp__buf_maps();
@@ -643,13 +668,13 @@ static void test_bad_headers(void)
     CU_ASSERT_TRUE(has_text(x, "not a kdb+ file"));
     qp_unref(x);
     /* a real column cut short */
-    CU_ASSERT_EQUAL(sh("head -c 20 %s >%s", fx("egor7/db/2015.01.01/t/p"), tmp("cut_p")), 0);
+    CU_ASSERT_EQUAL(sh("head -c 20 %s >%s", src_db("2015.01.01/t/px"), tmp("cut_p")), 0);
     x = qp_kdb_load_file(tmp("cut_p"), NULL, 0);
     CU_ASSERT_TRUE(has_text(x, "header count 2"));
     qp_unref(x);
-    /* an enumeration cut short, and a sym file cut mid-name */
-    CU_ASSERT_EQUAL(sh("head -c 4100 %s >%s && head -c 30 %s >%s/sym",
-                       fx("egor7/db/2015.01.01/t/sym"), tmp("cut_e"), fx("egor7/db/sym"), TMP), 0);
+    /* an enumeration cut short, and a sym file cut mid-name ("a\0b") */
+    CU_ASSERT_EQUAL(sh("head -c 4100 %s >%s && head -c 11 %s >%s/sym",
+                       src_db("2015.01.01/t/sym"), tmp("cut_e"), src_db("sym"), TMP), 0);
     x = qp_kdb_load_file(tmp("cut_e"), NULL, 0);
     CU_ASSERT_TRUE(has_text(x, "cut_e"));
     qp_unref(x);
@@ -659,15 +684,72 @@ static void test_bad_headers(void)
     unlink(tmp("sym"));
 }
 
+/* raw (n bytes) as a kxzipped file of one block compressed with alg (1:
+ * q IPC compression, 2: zlib), laid out as kdbzip.c describes q's -19!
+ * files; returns the block's compressed length. */
+static size_t write_zipped(const char *path, const uint8_t *raw, size_t n, int alg)
+{
+    uint8_t *blk = NULL;
+    size_t blen = 0;
+    if (alg == 2) {
+        uLongf cap = compressBound((uLong)n);
+        blk = malloc(cap);
+        CU_ASSERT_EQUAL_FATAL(compress2(blk, &cap, raw, (uLong)n, 6), Z_OK);
+        blen = cap;
+    } else {                     /* an IPC message: header, then raw */
+        uint8_t *msg = malloc(n + 8);
+        uint32_t mlen = (uint32_t)n + 8;
+        memcpy(msg, "\1\0\0\0", 4);
+        memcpy(msg + 4, &mlen, 4);
+        memcpy(msg + 8, raw, n);
+        CU_ASSERT_EQUAL_FATAL(qp_ipc_compress(msg, n + 8, &blk, &blen), 0);
+        free(msg);
+    }
+    uint8_t tail[32 + 8 + 8] = {1, (uint8_t)alg, 6};
+    int64_t u = (int64_t)n, t = 8 + (int64_t)blen, b = 1 << 17, k = 1;
+    int32_t clen = (int32_t)blen, a = alg;
+    memcpy(tail + 8, &u, 8);
+    memcpy(tail + 16, &t, 8);
+    memcpy(tail + 24, &b, 8);
+    memcpy(tail + 32, &clen, 4);
+    memcpy(tail + 36, &a, 4);
+    memcpy(tail + 40, &k, 8);
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fwrite("kxzipped", 1, 8, f);
+    fwrite(blk, 1, blen, f);
+    fwrite(tail, 1, sizeof tail, f);
+    fclose(f);
+    free(blk);
+    return blen;
+}
+
 static void test_bad_compressed(void)
 {
     uint8_t enc[64] = "kxzippEd";
     qp_value *x = load_bytes("enc", enc, sizeof enc);
     CU_ASSERT_TRUE(has_text(x, "encrypted"));
     qp_unref(x);
-    /* q IPC (alg 1) and zlib (alg 2) blocks with bytes flipped */
-    const char *src[2] = {fx("torq-finance/hdb/2015.01.07/trade/price"),
-                          fx(DOLPHIN "/2022.06.17/Daily/close")};
+    /* a float column in q IPC (alg 1) and zlib (alg 2) blocks: read back
+     * whole, then with bytes flipped */
+    enum { N = 4096 };
+    static uint8_t raw[16 + 8 * N] = {0xfe, 0x20, QP_FLOAT};
+    int64_t cnt = N;
+    memcpy(raw + 8, &cnt, 8);
+    for (int i = 0; i < N; i++) {
+        double v = (i * 7919 % 1000) * 0.25;
+        memcpy(raw + 16 + 8 * i, &v, 8);
+    }
+    char src[2][PATH_MAX];
+    for (int k = 0; k < 2; k++) snprintf(src[k], PATH_MAX, "%s/z%d", TMP, k + 1);
+    for (int k = 0; k < 2; k++) {
+        CU_ASSERT_TRUE(write_zipped(src[k], raw, sizeof raw, k + 1) > 8 + 12 + 64);
+        x = qp_kdb_load_file(src[k], NULL, 0);
+        CU_ASSERT_EQUAL_FATAL(x->type, QP_FLOAT);
+        CU_ASSERT_EQUAL(x->v.n, N);
+        CU_ASSERT_EQUAL(memcmp(x->v.data, raw + 16, 8 * N), 0);
+        qp_unref(x);
+    }
     for (int k = 0; k < 2; k++) {
         CU_ASSERT_EQUAL(sh("cp %s %s && chmod u+w %s", src[k], tmp("z"), tmp("z")), 0);
         FILE *f = fopen(tmp("z"), "r+b");
@@ -702,10 +784,37 @@ static void test_bad_compressed(void)
     qp_unref(x);
 }
 
+/* A table of one long column col (rows 1..n) into db as name. */
+static void write_plain(const char *db, const char *name, const char *col, int n)
+{
+    qp_value *c = qp_vector(QP_LONG, n), *names = qp_vector(QP_SYMBOL, 1);
+    for (int i = 0; i < n; i++) qp_J(c)[i] = i + 1;
+    qp_S(names)[0] = qp_sym_intern(col, strlen(col));
+    qp_value *t = qp_table(qp_dict(names, qp_list(1, c)));
+    char err[512];
+    CU_ASSERT_EQUAL(qp_kdb_write(db, name, t, NULL, err, sizeof err), 0);
+    qp_unref(t);
+}
+
 static void test_bad_tables(void)
 {
-    /* .d listing fname too: columns of different lengths */
-    CU_ASSERT_EQUAL(sh("cp -r %s %s/mem && chmod -R u+w %s/mem", fx("memories/db"), TMP, TMP), 0);
+    /* memories: 3 rows of dates and strings (title), and a column file of
+     * 1 row (fname) that .d does not list; then .d listing it: columns of
+     * different lengths */
+    qp_value *date = qp_vector(QP_DATE, 3), *title = qp_vector(QP_LIST, 3);
+    qp_value *names = qp_vector(QP_SYMBOL, 2);
+    for (int i = 0; i < 3; i++) {
+        qp_I(date)[i] = 8000 + i;
+        qp_K(title)[i] = qp_cstring(i ? "a title" : "Michael Standing");
+    }
+    qp_S(names)[0] = qp_sym_intern("date", 4);
+    qp_S(names)[1] = qp_sym_intern("title", 5);
+    qp_value *mt = qp_table(qp_dict(names, qp_list(2, date, title)));
+    char werr[512];
+    CU_ASSERT_EQUAL_FATAL(qp_kdb_write(tmp("mem"), "memories", mt, NULL, werr, sizeof werr), 0);
+    qp_unref(mt);
+    write_plain(tmp("mem"), "one", "fname", 1);
+    CU_ASSERT_EQUAL(sh("mv %s/mem/one/fname %s/mem/memories/ && rm -r %s/mem/one", TMP, TMP, TMP), 0);
     static const char d[] = "\xff\x01\x0b\x00\x00\x00\x00\x00" "date\0title\0fname";
     write_file(tmp("mem/memories/.d"), d, sizeof d);
     qp_kdb *db = open_db(tmp("mem"));
@@ -723,8 +832,9 @@ static void test_bad_tables(void)
     qp_unref(t);
     qp_kdb_close(db);
     /* missing sym: the enumerated table fails, the others still load */
-    CU_ASSERT_EQUAL(sh("mkdir -p %s/x/y && cp -r %s %s/x/y/nosym && rm %s/x/y/nosym/sym",
-                       TMP, fx("egor7/db"), TMP, TMP), 0);
+    CU_ASSERT_EQUAL(sh("mkdir -p %s/x/y && cp -r %s %s/x/y/nosym", TMP, src_db(""), TMP), 0);
+    write_plain(tmp("x/y/nosym"), "tref", "c1", 3);
+    CU_ASSERT_EQUAL(sh("rm %s/x/y/nosym/sym", TMP), 0);
     db = open_db(tmp("x/y/nosym"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     t = qp_kdb_table_part(db, "t", 0, 0);
@@ -1004,7 +1114,7 @@ static void *load_cust(void *arg)
 
 static void test_threads(void)
 {
-    qp_kdb *db = open_db(fx("egor7/db"));
+    qp_kdb *db = open_db(src_db(""));
     CU_ASSERT_PTR_NOT_NULL_FATAL(db);
     pthread_t th[4];
     void *dom[4];
@@ -1032,8 +1142,15 @@ int main(void)
         {"reload sees a changed root or sym", test_reload},
         {"folders that are not tables; one name, one table", test_not_tables_and_clashes},
         {"one file's domains from the root given", test_load_file_domains},
+        {"segments, months, years, lone splay", test_layouts},
+        {"1000 partitions open lazily", test_lazy_open},
+        {"bad headers", test_bad_headers},
+        {"bad compressed files", test_bad_compressed},
+        {"bad tables", test_bad_tables},
+        {"rows checked as asked for", test_rows},
+        {"threads share one domain", test_threads},
     };
-    /* these read the q-written fixtures */
+    /* conformance: these read the q-written fixtures */
     static const qp_test fixture_tests[] = {
         {"dolphindb equals its csv", test_dolphindb},
         {"egor7 exact values", test_egor7},
@@ -1043,13 +1160,6 @@ int main(void)
         {"finspace int partitions", test_finspace},
         {"memories anymap and zero-copy", test_memories},
         {"torq-air refused by column", test_torq_air},
-        {"segments, months, years, lone splay", test_layouts},
-        {"1000 partitions open lazily", test_lazy_open},
-        {"bad headers", test_bad_headers},
-        {"bad compressed files", test_bad_compressed},
-        {"bad tables", test_bad_tables},
-        {"rows checked as asked for", test_rows},
-        {"threads share one domain", test_threads},
     };
     return qp_test_run_fixtures("kdb", setup, teardown, tests, QP_NTESTS(tests), fixture_tests,
                                 QP_NTESTS(fixture_tests));

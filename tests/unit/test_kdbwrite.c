@@ -1,8 +1,10 @@
-/* test_kdbwrite.c - qp_kdb_write against the bytes q wrote: egor7's db
- * (tref, cust, sym, the date partitions of t and q: every file, .d
- * included), finspace's p# sym columns; sym appending; failures that must
- * leave the db as it was. Fixtures are read from ../shared/fixtures/kdb
- * (QPEACH_FIXTURES overrides); scratch dbs go under a fresh /tmp folder. */
+/* test_kdbwrite.c - qp_kdb_write against the bytes q wrote (conformance:
+ * egor7's db, tref, cust, sym, the date partitions of t and q: every file,
+ * .d included; finspace's p# sym columns; anymap strings), read from
+ * ../shared/fixtures/kdb (QPEACH_FIXTURES overrides) where they are; and
+ * the writer's mechanics on its own dbs, which run everywhere: sym
+ * appending, failures that must leave the db as it was, overwrites, round
+ * trips through the reader. Scratch dbs go under a fresh /tmp folder. */
 #include "qpeach/kdb.h"
 #include "qpeach/table.h"
 
@@ -174,14 +176,23 @@ static void test_egor7_db(void)
     CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/egor7/db", fixtures()), db), 1 + 3 + 3 + 18);
 }
 
+/* Copies folder from (and everything in it) to to. */
+static void copy_tree(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", from, to);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+}
+
 static void test_sym_append(void)
 {
-    const char *db = fresh_db("append");
-    copy_file(pathf("%s/egor7/db/sym", fixtures()), pathf("%s/sym", db));
+    const char *db = fresh_db("append"), *src = fresh_db("append_src");
+    write_egor7(src);          /* sym: oracle microsoft google ibm msft goog */
+    copy_file(pathf("%s/sym", src), pathf("%s/sym", db));
     write_ok(db, "s", table(2, "a", syms(5, "goog", "new1", "ibm", "new2", "new1"),
                             "b", syms(2 + 3, "new3", "", "oracle", "new1", "")), NULL);
     size_t n, m;
-    uint8_t *old = qp_test_slurp(pathf("%s/egor7/db/sym", fixtures()), &n);
+    uint8_t *old = qp_test_slurp(pathf("%s/sym", src), &n);
     uint8_t *now = qp_test_slurp(pathf("%s/sym", db), &m);
     static const char added[] = "new1\0new2\0new3\0";   /* and "" */
     CU_ASSERT_EQUAL(m, n + sizeof added);
@@ -290,6 +301,7 @@ static void test_failure_leaves_db(void)
 {
     const char *db = fresh_db("fail");
     write_egor7(db);
+    copy_tree(db, pathf("%s/fail_before", dir));
     /* a file where the partition folder 2015.01.03 must go */
     FILE *f = fopen(pathf("%s/2015.01.03", db), "w");
     fclose(f);
@@ -305,7 +317,7 @@ static void test_failure_leaves_db(void)
     list_dir(pathf("%s/2015.01.02", db), after, sizeof after);
     CU_ASSERT_STRING_EQUAL(after, ".;..;q;t;");
     unlink(pathf("%s/2015.01.03", db));
-    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/egor7/db", fixtures()), db), 25);  /* sym, t unchanged */
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/fail_before", dir), db), 25);  /* sym, t unchanged */
     /* the same write succeeds once the way is clear, replacing t in 2015.01.02 */
     rc = qp_kdb_write(db, "t", t, &(qp_kdb_write_opts){.partition = "date"}, err, sizeof err);
     CU_ASSERT_EQUAL(rc, 0);
@@ -362,7 +374,9 @@ static void test_empty_and_overwrite(void)
     free(b);
     write_ok(db, "tref", table(2, "c1", longs(1, 9LL), "c2", floats(1, 9.5)), NULL);
     write_ok(db, "tref", table(2, "c1", longs(3, 1LL, 2LL, 3LL), "c2", floats(3, 1.1, 2.2, 3.3)), NULL);
-    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/egor7/db/tref", fixtures()), pathf("%s/tref", db)), 3);
+    const char *ref = fresh_db("over_ref");        /* the same table written once */
+    write_ok(ref, "tref", table(2, "c1", longs(3, 1LL, 2LL, 3LL), "c2", floats(3, 1.1, 2.2, 3.3)), NULL);
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/tref", ref), pathf("%s/tref", db)), 3);
     char listing[256];
     list_dir(db, listing, sizeof listing);
     CU_ASSERT_STRING_EQUAL(listing, ".;..;e;sym;tref;");
@@ -547,15 +561,15 @@ int main(void)
         {"round trip through the reader", test_round_trip},
         {"nested columns: format 0, round trip", test_nested_round_trip},
         {"p# only where q's index is known", test_parted_limit},
+        {"sym appending", test_sym_append},
+        {"failure leaves the db as it was", test_failure_leaves_db},
+        {"empty table, overwrite", test_empty_and_overwrite},
     };
-    /* byte-for-byte comparisons with q-written files */
+    /* conformance: byte-for-byte comparisons with q-written files */
     static const qp_test fixture_tests[] = {
         {"tref as q writes it", test_tref},
         {"egor7 db, every file", test_egor7_db},
-        {"sym appending", test_sym_append},
         {"p# as finspace's .Q.dpft", test_parted_finspace},
-        {"failure leaves the db as it was", test_failure_leaves_db},
-        {"empty table, overwrite", test_empty_and_overwrite},
         {"strings as q wrote them", test_strings_as_q},
     };
     int failed = qp_test_run_fixtures("kdbwrite", NULL, NULL, tests, QP_NTESTS(tests),

@@ -60,7 +60,7 @@ static int on_progress(int64_t done, int64_t total, int64_t failed, void *data)
     return p->stop_at >= 0 && done >= p->stop_at;
 }
 
-static int run_with(const char *code, qp_value **merged, progress *pr, char *err, size_t errlen)
+static int run_with(const char *code, qp_value **merged, progress *pr, qp_run_error *err)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/job.ini", tmp);
@@ -73,7 +73,7 @@ static int run_with(const char *code, qp_value **merged, progress *pr, char *err
     qp_run_opts o = { .resume = false, .log = QP_LOG_QUIET, .self = self, .out = stdout,
                       .log_to = sink, .fn_code = fn, .merged = merged,
                       .progress_cb = on_progress, .progress_data = pr,
-                      .err = err, .errlen = errlen };
+                      .error = err };
     rc = qp_run(job, &o);
     fclose(sink);
     qp_unref(fn);
@@ -85,8 +85,8 @@ static void test_code_and_value(void)
 {
     qp_value *v = NULL;
     progress pr = { .stop_at = -1 };
-    char err[512] = "";
-    int rc = run_with("def total(t):\n    return int(t['x'].sum())\n", &v, &pr, err, sizeof err);
+    qp_run_error err = { .code = -1 };
+    int rc = run_with("def total(t):\n    return int(t['x'].sum())\n", &v, &pr, &err);
     CU_ASSERT_EQUAL_FATAL(rc, QP_RUN_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(v);
     CU_ASSERT_EQUAL(v->type, -QP_LONG);
@@ -94,32 +94,46 @@ static void test_code_and_value(void)
     CU_ASSERT(pr.calls >= 1);
     CU_ASSERT_EQUAL(pr.last_done, 10);
     CU_ASSERT_EQUAL(pr.last_total, 10);
+    CU_ASSERT_EQUAL(err.code, 0);                /* no failure */
+    CU_ASSERT_EQUAL(err.task, -1);
     qp_unref(v);
 }
 
+/* The failure comes back in parts: the task, its partition, the worker,
+ * and the Python exception read into type, message and frames. */
 static void test_failure_text(void)
 {
     qp_value *v = NULL;
     progress pr = { .stop_at = -1 };
-    char err[1024] = "";
-    int rc = run_with("def total(t):\n    raise ValueError('no total here')\n", &v, &pr, err,
-                      sizeof err);
+    qp_run_error err;
+    int rc = run_with("def total(t):\n    if 42 in list(t['x']):\n"
+                      "        raise ValueError('no total here')\n    return 0\n", &v, &pr, &err);
     CU_ASSERT_EQUAL(rc, QP_RUN_FAILED);
     CU_ASSERT_PTR_NULL(v);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "task "));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(rows "));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ValueError: no total here"));
+    CU_ASSERT_EQUAL(err.code, QP_RUN_FAILED);
+    CU_ASSERT_EQUAL(err.task, 4);                /* 10 pieces of 100 rows */
+    CU_ASSERT_STRING_EQUAL(err.partition, "rows 40-50");
+    CU_ASSERT_EQUAL(err.attempts, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.worker, "unix:"));
+    CU_ASSERT_STRING_EQUAL(err.remote.type, "ValueError");
+    CU_ASSERT_STRING_EQUAL(err.remote.message, "no total here");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.remote.traceback, "line 3, in total"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "task 4 (rows 40-50) failed on unix:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "ValueError: no total here"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.cause, "ValueError: no total here\nTraceback"));
 }
 
 static void test_callback_stops(void)
 {
     qp_value *v = NULL;
     progress pr = { .stop_at = 0 };              /* stop at the first call */
-    char err[1024] = "";
-    int rc = run_with("def total(t):\n    return 1\n", &v, &pr, err, sizeof err);
+    qp_run_error err;
+    int rc = run_with("def total(t):\n    return 1\n", &v, &pr, &err);
     CU_ASSERT_EQUAL(rc, QP_RUN_INTERRUPTED);
     CU_ASSERT_PTR_NULL(v);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "interrupted"));
+    CU_ASSERT_EQUAL(err.code, QP_RUN_INTERRUPTED);
+    CU_ASSERT_EQUAL(err.task, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "interrupted"));
 }
 
 int main(void)

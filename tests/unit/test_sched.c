@@ -923,27 +923,157 @@ static void test_merge_sum_by_key_mixed_types(void)
     qp_unref(d[1]);
 }
 
+/* A job from pairs: paths from the folder given, values trimmed as a
+ * file's, the file's errors named by the name given. */
+static void test_job_from_pairs(void)
+{
+    const char *kv[] = { "job", "function", "  f.py:g ", "input", "file", "../d.csv",
+                         "workers", "local", "2" };
+    qp_job *j = NULL;
+    char err[256] = "";
+    CU_ASSERT_EQUAL_FATAL(qp_job_from_pairs("job", "/srv/x", kv, 3, &j, err, sizeof err), 0);
+    CU_ASSERT_STRING_EQUAL(j->function.file, "/srv/x/f.py");
+    CU_ASSERT_STRING_EQUAL(j->function.name, "g");
+    CU_ASSERT_STRING_EQUAL(j->file, "/srv/d.csv");
+    CU_ASSERT_STRING_EQUAL(j->name, "job");
+    CU_ASSERT_STRING_EQUAL(j->state, "/srv/x/.qpeach");
+    CU_ASSERT_PTR_NULL(j->path);
+    uint8_t sha[32];
+    memcpy(sha, j->sha, 32);
+    qp_job_free(j);
+    /* the same pairs from another folder are another job */
+    CU_ASSERT_EQUAL_FATAL(qp_job_from_pairs("job", "/srv/y", kv, 3, &j, err, sizeof err), 0);
+    CU_ASSERT(memcmp(sha, j->sha, 32) != 0);
+    qp_job_free(j);
+    const char *bad[] = { "job", "function", "f.py:g", "partition", "pieces", "x" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", bad, 2, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [partition] pieces: not a positive integer: 'x'");
+    CU_ASSERT_PTR_NULL(j);
+    const char *two[] = { "job", "function", "f.py:g\nname = h" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", two, 1, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [job] function: a value must be one line");
+    const char *twice[] = { "run", "retries", "1", "run", "retries", "2" };
+    CU_ASSERT_EQUAL(qp_job_from_pairs("job", "/srv", twice, 2, &j, err, sizeof err), QP_EARG);
+    CU_ASSERT_STRING_EQUAL(err, "job: [run] retries: given twice");
+    char *n = qp_job_fn_name("f-1.x_Y");
+    CU_ASSERT_STRING_EQUAL(n, "f_1_x_Y");
+    free(n);
+}
+
+/* A run whose error message holds garbage but is not set (code 0). */
+static void fresh_run(run *r, const qp_run_opts *o)
+{
+    *r = (run){ .o = o, .log = stderr, .mode = QP_LOG_QUIET, .error = { .task = -1 } };
+    memset(r->error.message, 'x', sizeof r->error.message - 1);
+}
+
 /* Regression: when the plan could not be encoded or the journal's path
  * not be made, qp_run reported an uninitialised message buffer as the
  * failure. The failure now names the cause. */
 static void test_journal_begin_failure(void)
 {
     qp_run_opts o = { 0 };
-    run r = { .o = &o, .log = stderr, .mode = QP_LOG_QUIET };
+    static run r;
     qp_journal_id ids[3] = { { 0 } };
-    memset(r.failure, 'x', sizeof r.failure - 1);
+    fresh_run(&r, &o);
     CU_ASSERT_EQUAL(qp__journal_begin(&r, "/nonexistent/j", QP_ETOOBIG, NULL, 0, ids, NULL), QP_RUN_FAILED);
-    CU_ASSERT_STRING_EQUAL(r.failure, "journal: cannot encode the plan: message larger than the limit");
+    CU_ASSERT_STRING_EQUAL(r.error.message, "journal: cannot encode the plan: message larger than the limit");
     CU_ASSERT_PTR_NULL(r.journal);
-    memset(r.failure, 'x', sizeof r.failure - 1);
+    fresh_run(&r, &o);
     CU_ASSERT_EQUAL(qp__journal_begin(&r, NULL, 0, (const uint8_t *)"", 0, ids, NULL), QP_RUN_FAILED);
-    CU_ASSERT_STRING_EQUAL(r.failure, "journal: out of memory");
+    CU_ASSERT_STRING_EQUAL(r.error.message, "journal: out of memory");
     /* A journal that cannot be created: qp_journal_open's own message. */
     char path[512];
     snprintf(path, sizeof path, "%s/nodir/j.journal", tmp);
+    fresh_run(&r, &o);
     CU_ASSERT_EQUAL(qp__journal_begin(&r, path, 0, (const uint8_t *)"", 0, ids, NULL), QP_RUN_FAILED);
-    CU_ASSERT_PTR_NOT_NULL(strstr(r.failure, "nodir/j.journal"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.error.message, "nodir/j.journal"));
     CU_ASSERT_PTR_NULL(r.journal);
+}
+
+/* The first failure sticks: a later one is not put in its place (it used
+ * to be: the last writer won), context goes before it, and the remote
+ * parts of a later failure do not mix into the first's. */
+static void test_first_failure_sticks(void)
+{
+    qp_run_opts o = { 0 };
+    static run r;
+    fresh_run(&r, &o);
+    qp__worker w1 = { .addr = "unix:/w1", .proto = &qp__proto_qpeach };
+    qp__worker w2 = { .addr = "unix:/w2", .proto = &qp__proto_qpeach };
+    CU_ASSERT(!qp__failed(&r));
+    qp__fail_context(&r, "merge: ");              /* nothing set: nothing to add to */
+    CU_ASSERT(!qp__failed(&r));
+    qp__fail_remote(&r, &w1, "KeyError: 'x'\nTraceback (last frames):\n  File \"f\", line 1");
+    qp__fail(&r, "task 3 (rows 3-4) failed on %s: KeyError: 'x'", w1.addr);
+    CU_ASSERT(qp__failed(&r));
+    CU_ASSERT_EQUAL(r.error.code, QP_RUN_FAILED);
+    qp__fail_remote(&r, &w2, "ValueError: second");
+    qp__fail(&r, "no worker left");
+    CU_ASSERT_STRING_EQUAL(r.error.message, "task 3 (rows 3-4) failed on unix:/w1: KeyError: 'x'");
+    CU_ASSERT_STRING_EQUAL(r.error.worker, "unix:/w1");
+    CU_ASSERT_STRING_EQUAL(r.error.remote.type, "KeyError");
+    CU_ASSERT_STRING_EQUAL(r.error.remote.message, "'x'");
+    CU_ASSERT_STRING_EQUAL(r.error.remote.traceback, "  File \"f\", line 1");
+    qp__fail_context(&r, "merge: reducer %s: ", "f");
+    CU_ASSERT_STRING_EQUAL(r.error.message,
+                           "merge: reducer f: task 3 (rows 3-4) failed on unix:/w1: KeyError: 'x'");
+}
+
+/* What qp_remote_error_parse makes of the texts workers send (as
+ * src/py/py.c's format_exc writes them) and of others. */
+static void test_remote_error_parse(void)
+{
+    static const struct { const char *text, *type, *message, *traceback; } cases[] = {
+        { "ZeroDivisionError: three\nTraceback (last frames):\n  File \"<qpeach:f>\", line 3, "
+          "in f\n    raise ZeroDivisionError(\"three\")",
+          "ZeroDivisionError", "three",
+          "  File \"<qpeach:f>\", line 3, in f\n    raise ZeroDivisionError(\"three\")" },
+        /* a class defined in a function, a message over two lines */
+        { "g.g.<locals>.Weird: multi\nline\nTraceback (last frames):\n  File \"x\", line 7",
+          "g.g.<locals>.Weird", "multi\nline", "  File \"x\", line 7" },
+        { "KeyError", "KeyError", "", "" },                  /* no message */
+        { "StopIteration\nTraceback (last frames):\n  F", "StopIteration", "", "  F" },
+        { "mymod.MyError: a: b", "mymod.MyError", "a: b", "" },
+        /* a SyntaxError's location first */
+        { "File \"<qpeach:f>\", line 2\n    x = (\n        ^\nSyntaxError: '(' was never closed",
+          "SyntaxError", "'(' was never closed", "File \"<qpeach:f>\", line 2\n    x = (\n        ^\n" },
+        /* qpeach's own errors, q's: no type */
+        { "timeout: f: call exceeded the timeout of 100 ms", "",
+          "timeout: f: call exceeded the timeout of 100 ms", "" },
+        { "qp.import: cannot import module 'nope' (alias 'n'): ModuleNotFoundError: x", "",
+          "qp.import: cannot import module 'nope' (alias 'n'): ModuleNotFoundError: x", "" },
+        { "type", "", "type", "" },
+        { "'name", "", "'name", "" },
+        { "timed out after 500 ms", "", "timed out after 500 ms", "" },
+        { "Error:no space", "", "Error:no space", "" },
+        { "", "", "", "" },
+    };
+    qp_remote_error e;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        qp_remote_error_parse(cases[i].text, &e);
+        CU_ASSERT_STRING_EQUAL(e.type, cases[i].type);
+        CU_ASSERT_STRING_EQUAL(e.message, cases[i].message);
+        CU_ASSERT_STRING_EQUAL(e.traceback, cases[i].traceback);
+    }
+    qp_remote_error_parse(NULL, &e);
+    CU_ASSERT_STRING_EQUAL(e.type, "");
+    CU_ASSERT_STRING_EQUAL(e.message, "");
+    /* PyKX's servers: repr(exception), no frames */
+    static const struct { const char *text, *type, *message; } pykx[] = {
+        { "ZeroDivisionError('division by zero')", "ZeroDivisionError", "division by zero" },
+        { "KeyError(\"it's\")", "KeyError", "it's" },
+        { "ValueError('a', 1)", "ValueError", "'a', 1" },
+        { "Exception()", "Exception", "" },
+        { "'type", "", "'type" },
+        { "Failed to load library 'x' with alias 'y'", "", "Failed to load library 'x' with alias 'y'" },
+    };
+    for (size_t i = 0; i < sizeof pykx / sizeof *pykx; i++) {
+        qp__proto_pykx.remote_error(pykx[i].text, &e);
+        CU_ASSERT_STRING_EQUAL(e.type, pykx[i].type);
+        CU_ASSERT_STRING_EQUAL(e.message, pykx[i].message);
+        CU_ASSERT_STRING_EQUAL(e.traceback, "");
+    }
 }
 
 static void test_msgpack_output(void)
@@ -1054,6 +1184,9 @@ int main(void)
         {"output: msgpack, csv, errors", test_msgpack_output},
         {"output: msgpack temporal types", test_msgpack_temporal},
         {"journal failures name their cause", test_journal_begin_failure},
+        {"a job from pairs", test_job_from_pairs},
+        {"the first failure of a run sticks", test_first_failure_sticks},
+        {"a worker's error text read as a Python exception", test_remote_error_parse},
         {"partitions = A..B / A,B", test_partition_selection},
     };
     int fails = qp_test_run("sched", suite_init, suite_clean, tests, QP_NTESTS(tests));
