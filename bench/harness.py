@@ -26,6 +26,11 @@ Sections (each reuses the bench that already measures it):
             `qpeach run`, against a pandas groupby (bench_groupby.py)
   workloads VWAP by sym, pandas group-by rolling mean, CPU-bound pure Python
             by every contender in workloads/ (run_one.py, one process each)
+  csv       `qpeach db import` of a trades CSV vs pandas.read_csv of it
+            (bench_import.py): time, GB/s, peak RSS / the CSV's bytes
+  input     a job's q IPC file or CSV input converted to the splayed copy
+            its workers map (bench_input.py): the whole run's peak RSS /
+            the table's bytes, at 100M rows (10M with --quick)
   growth    time and peak memory per row as rows grow
 
 Output (bench/results/): <mode>-<stamp>.csv (every figure plus machine
@@ -38,6 +43,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -359,20 +365,31 @@ def workloads(quick):
                      "peak RSS (all processes) / the table's own bytes", note=str(rows))
 
 
+def bench_json(section, differs, script, *args, timeout=3600):
+    """Runs bench/SCRIPT ARGS --json: its last line, parsed; None (the
+    failure noted) when there is none. A result not "same" as its
+    baseline's is noted as the failure `differs` (None: the script checks
+    its own results and fails without JSON)."""
+    r = sh([PY, os.path.join(HERE, script), *args, "--json"], timeout=timeout)
+    try:
+        j = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        failures.append(f"{section}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+        return None
+    if differs and not j["same"]:
+        failures.append(f"{section}: {differs}")
+    return j
+
+
 def cold(quick):
     """A cold job from a kdb+ db vs numpy on mmap'd .npy, then the same job
     warm, on kept workers ([workers] keep), and its first run (bench_cold.py)."""
     rows = 1_000_000 if quick else 10_000_000
     log(f"== cold job from a kdb+ db, {rows:,} rows")
-    r = sh([PY, os.path.join(HERE, "bench_cold.py"), "--rows", str(rows), "--reps", "3" if quick else "9",
-            "--json"], timeout=3600)
-    try:
-        j = json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        failures.append("cold: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
+    j = bench_json("cold", "qpeach's VWAP differs from numpy's", "bench_cold.py", "--rows", str(rows),
+                   "--reps", "3" if quick else "9")
+    if not j:
         return
-    if not j["same"]:
-        failures.append("cold: qpeach's VWAP differs from numpy's")
     case = f"vwap {rows // 1_000_000}M from a db"
     mn, mq = statistics.median(j["numpy_s"]), statistics.median(j["qpeach_s"])
     emit("cold", case, "qpeach run, local = 2", "median s", mq, "s", mn, j["ratio"],
@@ -395,20 +412,10 @@ def cold(quick):
              note=f"after qpeach workers stop, median of {len(f['keep_s'])}")
 
 
-def _script_json(name, args, section):
-    """Runs bench/NAME with --json: its last line, or None (a failure noted)."""
-    r = sh([PY, os.path.join(HERE, name)] + args + ["--json"], timeout=3600)
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        failures.append(f"{section}: " + (r.stderr.strip().splitlines() or ["no output"])[-1])
-        return None
-
-
 def pertask(quick):
     """What a small task costs beyond start-up (bench_pertask.py)."""
     log("== per-task cost (map, run, peach vs Pool)")
-    j = _script_json("bench_pertask.py", ["--n", "10000", "--reps", "3" if quick else "7"], "pertask")
+    j = bench_json("pertask", None, "bench_pertask.py", "--n", "10000", "--reps", "3" if quick else "7")
     if not j:
         return
     case = f"{j['n']} no-op items"
@@ -430,8 +437,8 @@ def groupby(quick):
     """`by = column` over a partitioned db vs pandas (bench_groupby.py)."""
     rows, syms = (200_000, 100) if quick else (1_000_000, 300)
     log(f"== by = column, {rows:,} rows, {syms} syms")
-    j = _script_json("bench_groupby.py", ["--rows", str(rows), "--syms", str(syms),
-                                          "--reps", "3" if quick else "7"], "groupby")
+    j = bench_json("groupby", None, "bench_groupby.py", "--rows", str(rows), "--syms", str(syms),
+                   "--reps", "3" if quick else "7")
     if not j:
         return
     q, p = statistics.median(j["qpeach_s"]), statistics.median(j["pandas_s"])
@@ -442,6 +449,46 @@ def groupby(quick):
     emit("groupby", case, "qpeach run, by = column, local = 2 (whole job)", "median s", q, "s", p,
          p / q, meaning, note=f"median of {j['reps']}, best {min(j['qpeach_s']):.3f}s; "
                               "worker start included")
+
+
+def csv_import(quick):
+    """`qpeach db import` of a trades CSV vs pandas.read_csv (bench_import.py)."""
+    rows = 3_000_000 if quick else 10_000_000
+    log(f"== CSV import, {rows:,} rows")
+    j = bench_json("csv", "the imported table differs from pandas' frame", "bench_import.py", "--rows",
+                   str(rows), "--reps", "3" if quick else "5")
+    if not j:
+        return
+    case = f"{rows // 1_000_000}M rows, {j['csv_bytes'] / 1e6:.0f} MB"
+    mq, mp = statistics.median(j["qpeach_s"]), statistics.median(j["pandas_s"])
+    emit("csv", case, "qpeach db import --types SFJ", "median s", mq, "s", mp, j["ratio"],
+         "pandas read_csv time / this time (>1: faster), median of paired runs' ratios",
+         note=f"{j['csv_bytes'] / mq / 1e9:.2f} GB/s; median of {len(j['qpeach_s'])}")
+    emit("csv", case, "pandas read_csv, same dtypes", "median s", mp, "s", mp, 1.0, "",
+         note=f"{j['csv_bytes'] / mp / 1e9:.2f} GB/s; median of {len(j['pandas_s'])}")
+    emit("csv", case, "qpeach db import: peak RSS", "bytes", j["peak_bytes"], "B", j["csv_bytes"],
+         j["peak_bytes"] / j["csv_bytes"], "peak RSS / the CSV's bytes")
+
+
+def input_memory(quick):
+    """A job's q IPC file or CSV input converted to a splayed copy: the
+    whole run's peak memory against the table's bytes (bench_input.py)."""
+    with open("/proc/meminfo") as f:
+        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable")) * 1024
+    rows = 10_000_000 if quick or avail < 12 * 2**30 else 100_000_000
+    for kind in ("ipc", "csv"):
+        log(f"== {kind} input, {rows:,} rows")
+        j = bench_json(f"input {kind}", "the VWAP differs from numpy's", "bench_input.py", "--rows",
+                       str(rows), "--kind", kind, timeout=7200)
+        if not j:
+            continue
+        case = f"{'q IPC file' if kind == 'ipc' else 'CSV'} input, {rows // 1_000_000}M rows"
+        tb = j["table_bytes"]
+        for name, (rss, pss, sched, secs) in (("first run (converts)", j["first"]),
+                                              ("second run (maps the copy)", j["second"])):
+            emit("input", case, name, "peak RSS", rss, "B", tb, rss / tb,
+                 "peak of the run's summed RSS (scheduler + workers) / the table's bytes",
+                 note=f"{secs:.2f} s; PSS {pss / tb:.2f}x; scheduler alone {sched / tb:.2f}x")
 
 
 def growth(quick):
@@ -488,9 +535,8 @@ def markdown(info, mode, cmd, csv_name):
          f"qpeach {info['qpeach_commit']}, {info['date']}, load average {info['load_avg']}. "
          f"Every ratio is against a baseline measured in the same run on the same data; "
          f"results were checked equal. Raw figures: `bench/results/{csv_name}`."
-         + (f" This run measured {info['sections_run']}; the other tables are carried over from "
-            f"`bench/results/{info['others_from']}` (its own date and commit)."
-            if info.get("others_from") else ""), ""]
+         + (f" Sections measured in this run: {info['rerun']} (earlier runs: their CSV holds their "
+            f"machine line)." if info.get("rerun") else ""), ""]
 
     def table(section, head, row):
         rs = [r for r in rows_out if r["section"] == section]
@@ -512,6 +558,14 @@ def markdown(info, mode, cmd, csv_name):
           "PSS of both workers / the table's bytes)", ""]
     table("cold", ["case", "measure", "value", "ratio", "note"],
           lambda r: [r["case"], r["contender"], fmt(r["value"]) + " " + r["unit"], fmt(r["ratio"]), r["note"]])
+    L += ["### CSV import (ratio = pandas read_csv of the same file, same dtypes / qpeach; "
+          "peak RSS / the CSV's bytes)", ""]
+    table("csv", ["case", "measure", "value", "ratio", "note"],
+          lambda r: [r["case"], r["contender"], fmt(r["value"]) + " " + r["unit"], fmt(r["ratio"]), r["note"]])
+    L += ["### A job's file input converted to a splayed copy (ratio = the whole run's peak RSS, "
+          "scheduler + workers, / the table's bytes)", ""]
+    table("input", ["case", "run", "peak RSS", "× table", "note"],
+          lambda r: [r["case"], r["contender"], f"{r['value'] / 2**20:.0f} MB", fmt(r["ratio"]), r["note"]])
     L += ["### Per-task overhead, 10,000 empty tasks (ratio = Pool chunksize=1 / contender)", ""]
     table("overhead", ["contender", "µs per task", "× Pool", "note"],
           lambda r: [r["contender"], fmt(r["value"]), fmt(r["ratio"]) if r["status"] == "ok" else r["status"],
@@ -555,51 +609,62 @@ def markdown(info, mode, cmd, csv_name):
     return "\n".join(L)
 
 
-def carry_over(mode, sections):
-    """A run of some sections (--only) keeps the others' figures: the rows
-    of every other section from the latest <mode>-*.csv, in their order,
-    ahead of this run's. Returns that file's name, or None."""
-    import glob
-    prev = sorted(glob.glob(os.path.join(RESULTS, f"{mode}-*.csv")))
-    if not prev:
-        return None
-    kept = []
-    with open(prev[-1], newline="") as f:
-        for r in csv.DictReader(f):
-            if r["section"] in ("machine", "failure") or r["section"] in sections:
-                continue
-            for k in ("value", "baseline", "ratio"):
-                try:
-                    r[k] = float(r[k])
-                except (TypeError, ValueError):
-                    pass
-            kept.append({k: r.get(k, "") for k in FIELDS})
-    rows_out[:0] = kept
-    return os.path.basename(prev[-1])
+ALL_SECTIONS = "codec,latency,overhead,pertask,groupby,workloads,cold,csv,input,growth"
+
+
+def earlier_rows(mode, rerun):
+    """With --only: the figures of the other sections, from the run whose
+    CSV the current <mode>.md names (none if there is none). Returns the
+    rows and, per section kept, the CSV it was measured in (that run's
+    own, or the one it kept it from)."""
+    try:
+        with open(os.path.join(RESULTS, f"{mode}.md")) as f:
+            name = re.search(r"Raw figures: `bench/results/([^`]+)`", f.read()).group(1)
+        with open(os.path.join(RESULTS, name), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, AttributeError):
+        return [], {}
+    was = next((r["value"] for r in rows if r["section"] == "machine" and r["case"] == "sources"), "")
+    was = dict(x.split("=", 1) for x in was.split(";") if "=" in x)
+    rows = [r for r in rows if r["section"] not in rerun + ["machine", "failure"]]
+    for r in rows:
+        for k in ("value", "baseline", "ratio"):
+            try:
+                r[k] = float(r[k])
+            except ValueError:
+                pass
+    return rows, {r["section"]: was.get(r["section"], name) for r in rows}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma list of sections: codec,latency,overhead,pertask,groupby,"
-                                   "workloads,cold,growth")
+    ap.add_argument("--only", help="comma list of sections (" + ALL_SECTIONS + "); the others' "
+                    "figures are kept from the run the current results name")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args()
     mode = "quick" if a.quick else "full"
     cmd = "make bench-quick" if a.quick else "make bench"
-    sections = (a.only or "codec,latency,overhead,pertask,groupby,workloads,cold,growth").split(",")
+    sections = (a.only or ALL_SECTIONS).split(",")
     if "codec" in sections:
         install_nodeq()
     info = machine()
     log("machine:", json.dumps(info))
     for s in sections:
         {"codec": codec, "latency": latency, "overhead": overhead, "pertask": pertask,
-         "groupby": groupby, "workloads": workloads, "cold": cold, "growth": growth}[s](a.quick)
+         "groupby": groupby, "workloads": workloads, "cold": cold, "csv": csv_import,
+         "input": input_memory, "growth": growth}[s](a.quick)
+    if a.only:
+        kept, sources = earlier_rows(mode, sections)
+        rows_out.extend(kept)
+        if kept:
+            info["sources"] = ";".join(f"{k}={v}" for k, v in sources.items())
+            by_file = {}
+            for k, v in sources.items():
+                by_file.setdefault(v, []).append(k)
+            info["rerun"] = (f"{', '.join(sections)}; " +
+                             "; ".join(f"{', '.join(ks)} from `{v}`" for v, ks in by_file.items()))
     os.makedirs(RESULTS, exist_ok=True)
-    carried = carry_over(mode, sections) if a.only else None
-    if carried:
-        info["sections_run"] = ",".join(sections)
-        info["others_from"] = carried
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     csv_name = f"{mode}-{stamp}.csv"
     with open(os.path.join(RESULTS, csv_name), "w", newline="") as f:

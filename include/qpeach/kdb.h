@@ -227,6 +227,25 @@ typedef struct qp_kdb_write_opts {
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen);
 
+/* What qp_kdb_import_csv did. */
+typedef struct qp_kdb_import {
+    int64_t rows;           /* rows written */
+    int cols;               /* columns written */
+    bool csv_fault;         /* the failure is the CSV's: err is the loader's
+                             * text (file:line: column, value) */
+} qp_kdb_import;
+
+/* Imports CSV file csv (parsed as qp_csv_load does with copts) into db as
+ * splayed table name, writing each batch of rows as it is parsed
+ * (qp_csv_scan): memory holds a few MB per parser thread, never the
+ * table. The bytes written, the types and the errors are those of
+ * qp_kdb_write(db, name, qp_csv_load(csv, copts), opts), under the same
+ * lock, journal and rollback; a partition or p# column is refused (their
+ * rows are reordered, so the whole table must be read first). *st (may
+ * be NULL) says what was done. Returns 0 or a negative code with err. */
+int qp_kdb_import_csv(const char *csv, const qp_csv_opts *copts, const char *db, const char *name,
+                      const qp_kdb_write_opts *opts, qp_kdb_import *st, char *err, size_t errlen);
+
 /* Removes folder dir and everything in it (links are removed, not
  * followed): a db, or a table folder qp_kdb_write made. 0 or -errno. */
 int qp_kdb_remove(const char *dir);

@@ -36,6 +36,31 @@ typedef struct qp_csv_opts {
  * silent change of type (see csv.c). A header naming a column twice is
  * an error. */
 qp_value *qp_csv_load(const char *path, const qp_csv_opts *opts);
+
+/* Where qp_csv_scan hands the rows. Both calls get a table borrowed for
+ * the call only (keep nothing of it), and return 0 to go on or a negative
+ * code to stop the scan. */
+typedef struct qp_csv_sink {
+    /* Once, before any rows: a table of no rows with the file's columns,
+     * of their types (symbol columns as symbols). */
+    int (*begin)(void *arg, const qp_value *empty);
+    /* The next rows, in file order, one call at a time (from any of the
+     * parser threads): the same columns, symbol columns as enumerations
+     * (type 20) over the batch's own domain, each distinct name once, in
+     * the order the batch first has it. */
+    int (*rows)(void *arg, const qp_value *batch);
+    void *arg;
+} qp_csv_sink;
+
+/* Reads a CSV as qp_csv_load does (the same types, values and errors) but
+ * hands its rows to sink a batch at a time, as they are parsed: memory
+ * holds a batch (a few MB of the file) per parser thread, never the whole
+ * table. Returns 0 when every row was handed over; else a negative code:
+ * the file at fault (*error an error value naming file, line, column and
+ * value, a new reference), or the code a sink call stopped the scan with,
+ * or QP_ENOMEM (*error NULL for both). */
+int qp_csv_scan(const char *path, const qp_csv_opts *opts, const qp_csv_sink *sink,
+                qp_value **error);
 /* Writes a table as CSV with a header row, values as q prints them
  * (2024.03.01D09:30:00.000000000). Returns 0 or a negative code. */
 int qp_csv_write(const qp_value *table, const char *path);

@@ -29,6 +29,9 @@ static void usage(FILE *f)
         "        q's .Q.dpft does; --no-parted keeps the rows in file order without\n"
         "        p#. An existing table folder (a splayed table, or a date already\n"
         "        there) is replaced. Folders and files follow the umask, as q's do.\n"
+        "        A splayed table is written as it is parsed (memory holds a few MB\n"
+        "        per core); a partitioned one is read whole first (its rows are\n"
+        "        reordered).\n"
         "types   --types gives one q type char per column (\"SFJ\"; \"*\" is a string\n"
         "        column, written as q 4.x nests it: NAME and NAME#). Without it each\n"
         "        column's type is inferred from its first 1000 values (blanks\n"
@@ -245,11 +248,12 @@ static int lock_db(const char *db, double wait, qp_kdb_lock **lk)
     return rc;
 }
 
-/* Prints what was written. */
-static void say_wrote(const qp_value *t, const char *db, const char *name, const char *pcol)
+/* Prints what was written: rows, cols (the partition column among them)
+ * and, when partitioned, the dates (t's column pcol). */
+static void say_wrote(int64_t rows, int64_t cols, const qp_value *t, const char *db,
+                      const char *name, const char *pcol)
 {
-    int64_t cols = qp_count(qp_table_names(t));
-    printf("wrote %lld rows, %lld columns of %s to ", (long long)qp_count(t),
+    printf("wrote %lld rows, %lld columns of %s to ", (long long)rows,
            (long long)(cols - (pcol != NULL)), name);
     if (pcol) {
         printf("%s/*/%s: ", db, name);
@@ -260,7 +264,21 @@ static void say_wrote(const qp_value *t, const char *db, const char *name, const
     }
 }
 
-/* Loads the CSV as the db's table must be, and writes it, under the lock. */
+/* A splayed table: parsed and written a batch of rows at a time. */
+static int import_streamed(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts *wopts)
+{
+    char err[1024];
+    qp_kdb_import st;
+    int rc = qp_kdb_import_csv(pos[0], copts, pos[1], pos[2], wopts, &st, err, sizeof err);
+    if (rc && st.csv_fault) fprintf(stderr, "qpeach db import: %s\n", err);
+    else if (rc) fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
+    else say_wrote(st.rows, st.cols, NULL, pos[1], pos[2], NULL);
+    return rc;
+}
+
+/* Loads the CSV as the db's table must be, and writes it, under the lock:
+ * a partitioned or p# table whole (its rows are reordered), a splayed one
+ * as it is parsed. */
 static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts *wopts)
 {
     char err[1024];
@@ -273,6 +291,10 @@ static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts
     }
     copts->schema = sc.s.n ? &sc.s : NULL;
     if (sc.s.n && !wopts->parted) wopts->parted = sc.parted;
+    if (!wopts->partition && !(wopts->parted && *wopts->parted)) {
+        rc = import_streamed(pos, copts, wopts);
+        goto done;
+    }
     t = qp_csv_load(pos[0], copts);
     if (t && !qp_is_error(t)) t = in_schema_order(t, &sc);
     if (!t || qp_is_error(t)) {
@@ -284,7 +306,7 @@ static int import_locked(const char **pos, qp_csv_opts *copts, qp_kdb_write_opts
         fprintf(stderr, "qpeach db import: %s: %s\n", pos[0], err[0] ? err : qp_strerror(rc));
         goto done;
     }
-    say_wrote(t, pos[1], pos[2], wopts->partition);
+    say_wrote(qp_count(t), qp_count(qp_table_names(t)), t, pos[1], pos[2], wopts->partition);
 done:
     qp_unref(t);
     schema_free(&sc);

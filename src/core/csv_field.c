@@ -61,8 +61,30 @@ static const double pow10tab[23] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* The common short decimal (at most 18 characters: [-+]digits[.digits],
+ * no exponent) as the general path below reads it, without its checks per
+ * digit. 0, or -1 when the text is anything else. */
+static int short_float(const char *s, size_t n, double *out)
+{
+    const char *p = s, *e = s + n, *d0;
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+') p++;
+    uint64_t m = 0;
+    for (d0 = p; p < e && digit(*p) <= 9; p++) m = m * 10 + digit(*p);
+    long nd = p - d0, fd = 0;
+    if (p < e && *p == '.') {
+        for (d0 = ++p; p < e && digit(*p) <= 9; p++) m = m * 10 + digit(*p);
+        fd = p - d0;
+    }
+    if (p != e || nd + fd == 0 || m > (1ULL << 53)) return -1;
+    double v = (double)m / pow10tab[fd];   /* both exact: one rounding */
+    *out = neg ? -v : v;
+    return 0;
+}
+
 int qp__csv_float(const char *s, size_t n, double *out)
 {
+    if (n <= 18 && short_float(s, n, out) == 0) return 0;
     const char *p = s, *e = s + n;
     bool neg = false, any = false, slow = false;
     if (*p == '-' || *p == '+') { neg = *p == '-'; p++; }

@@ -64,7 +64,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "kdb+ files are little
 
 typedef qp__kw_out out;
 
-static void out_flush(out *o)
+void qp__kw_flush(out *o)
 {
     if (!o->rc && o->used) o->rc = qp__write_all(o->fd, o->buf, o->used);
     o->used = 0;
@@ -73,7 +73,7 @@ static void out_flush(out *o)
 void qp__kw_put(out *o, const void *p, size_t n)
 {
     if (o->rc) return;
-    if (o->used + n > sizeof o->buf) out_flush(o);
+    if (o->used + n > sizeof o->buf) qp__kw_flush(o);
     if (n >= sizeof o->buf) {
         if (!o->rc) o->rc = qp__write_all(o->fd, p, n);
         return;
@@ -104,7 +104,7 @@ static int out_open(out *o, const char *dir, const char *name, char *err, size_t
 /* Flushes and closes; returns the first error of the file, naming it. */
 static int out_close(out *o, const char *dir, const char *name, char *err, size_t errlen)
 {
-    out_flush(o);
+    qp__kw_flush(o);
     if (o->fd >= 0 && close(o->fd) < 0 && !o->rc) o->rc = -errno;
     o->fd = -1;
     if (o->rc) return qp__kerr(err, errlen, o->rc, "%s/%s: %s", dir, name, strerror(-o->rc));
@@ -115,30 +115,7 @@ static int out_close(out *o, const char *dir, const char *name, char *err, size_
 /* The write plan                                                      */
 /* ------------------------------------------------------------------ */
 
-/* A table folder written: DIR/.NAME.qpeach-new, to be DIR/NAME. */
-typedef struct move {
-    char dir[16];          /* its folder under db: a date, or "." */
-} move;
-
-typedef struct plan {
-    const char *db, *name;
-    const qp_value *t;
-    int64_t n;             /* rows */
-    int ncol;
-    int pcol;              /* partition column, -1: splayed */
-    int parted;            /* p# column, -1: none */
-    bool syms;             /* some stored column is enumerated */
-    int64_t *perm;         /* row order (grouped by partition, parted
-                            * sorted), or NULL: rows in table order */
-    int64_t np;            /* partitions (1 when splayed) */
-    int64_t *pstart;       /* np + 1 starts into perm */
-    qp__kw_sym sym;        /* the domain */
-    move *moves;           /* one per table folder */
-    int64_t nmoves;
-    bool symnew;           /* db/.sym.qpeach-new written */
-    int jfd;               /* the journal, or -1 */
-    out *o;
-} plan;
+typedef qp__kw_plan plan;
 
 static const char *col_name(const plan *p, int c) { return qp_S(qp_table_names(p->t))[c]; }
 static const qp_value *col(const plan *p, int c) { return qp_K(qp_table_columns(p->t))[c]; }
@@ -356,7 +333,7 @@ static int write_enum(plan *p, const qp_value *x, bool parted, int64_t a, int64_
     }
     if (parted && !rc && qp__kw_parted_ok(&runs)) {
         rc = qp__kw_parted_index(&runs, b - a, p->o);
-        out_flush(p->o);
+        qp__kw_flush(p->o);
         uint8_t attr = QP_ATTR_PARTED;     /* the attribute byte of the 4080 header */
         if (!p->o->rc && pwrite(p->o->fd, &attr, 1, PAGE - 16 + 3) != 1) p->o->rc = -errno;
     }
@@ -377,7 +354,7 @@ static int write_enum(plan *p, const qp_value *x, bool parted, int64_t a, int64_
  * size where q switches is not evidenced between 98 and 239 bytes. */
 enum { NEST_SHORT = 128 };
 
-static void nest_item(out *o, const qp_value *it, uint64_t *off, uint64_t *ent)
+void qp__kw_nest_item(out *o, const qp_value *it, uint64_t *off, uint64_t *ent)
 {
     size_t bytes = (size_t)it->v.n * qp_type_width(it->type);
     if (bytes < NEST_SHORT && it->v.n < 256) {
@@ -409,7 +386,7 @@ static int write_nested(plan *p, const qp_value *x, const char *dir, const char 
     int rc = out_open(p->o, dir, hname, err, errlen);
     if (!rc) {
         put_page(p->o, "", 0, QP_BYTE, 0);
-        for (int64_t i = a; i < b; i++) nest_item(p->o, qp_K(x)[row_at(p, i)], &off, &ent[i - a]);
+        for (int64_t i = a; i < b; i++) qp__kw_nest_item(p->o, qp_K(x)[row_at(p, i)], &off, &ent[i - a]);
         rc = out_close(p->o, dir, hname, err, errlen);
     }
     if (!rc && !(rc = out_open(p->o, dir, name, err, errlen))) {
@@ -494,7 +471,7 @@ static int make_dir(plan *p, const char *dir, char *err, size_t errlen)
  * and records where it goes. */
 static int write_part(plan *p, int64_t k, char *err, size_t errlen)
 {
-    move *mv = &p->moves[p->nmoves++];
+    qp__kw_move *mv = &p->moves[p->nmoves++];
     strcpy(mv->dir, ".");
     if (p->pcol >= 0) {
         int y, m, d;
@@ -578,47 +555,48 @@ static void plan_free(plan *p)
     free(p->o);
 }
 
-/* The writes, under the lock, noted in the journal. */
-static int write_all_parts(plan *p, char *err, size_t errlen)
+int qp__kw_begin(plan *p, const char *db, const char *name, const qp_value *t,
+                 const qp_kdb_write_opts *opts, char *err, size_t errlen)
 {
-    int rc = 0;
+    *p = (plan){.db = db, .name = name, .t = t, .jfd = -1, .lk = opts ? opts->lock : NULL};
+    if (err && errlen) err[0] = 0;
+    if (!db || !*db) return qp__kerr(err, errlen, QP_EARG, "no database folder given");
+    int rc = plan_check(p, opts, err, errlen);
+    if (rc) return rc;
+    for (int c = 0; c < p->ncol; c++) p->syms |= c != p->pcol && is_sym(col(p, c));
+    if ((rc = plan_rows(p, err, errlen))) return rc;
+    if (!(p->o = malloc(sizeof *p->o)) || !(p->moves = calloc((size_t)p->np, sizeof *p->moves)))
+        return qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
+    p->o->fd = -1;
+    if (!p->lk && (rc = qp_kdb_lock_take(db, 60, 0, &p->own, NULL, err, errlen))) return rc;
     if (p->syms && (rc = qp__kw_sym_load(&p->sym, p->db, err, errlen))) return rc;
     if (p->syms && (rc = plan_enumerate(p, err, errlen))) return rc;
     plan_sort_parted(p);
     if ((rc = qp__kw_jopen(p->db, &p->jfd, err, errlen))) return rc;
     for (int64_t k = 0; k < p->np; k++)
         if ((rc = write_part(p, k, err, errlen))) return rc;
-    if ((rc = write_sym(p, err, errlen)) || (rc = commit(p, err, errlen))) return rc;
     return 0;
+}
+
+int qp__kw_end(plan *p, int rc, char *err, size_t errlen)
+{
+    if (!rc && !(rc = write_sym(p, err, errlen))) rc = commit(p, err, errlen);
+    if (p->o && p->o->fd >= 0) close(p->o->fd);
+    if (p->jfd >= 0) close(p->jfd);
+    /* failed: roll back; done: drop what was kept aside */
+    char err2[256];
+    if (p->jfd >= 0 && qp__kw_recover(p->db, err2, sizeof err2) && !rc)
+        rc = qp__kerr(err, errlen, QP_EIO, "%s", err2);
+    if (!rc) qp__kw_committed(p->own ? p->own : p->lk);
+    qp_kdb_lock_release(p->own);
+    plan_free(p);
+    return rc;
 }
 
 int qp_kdb_write(const char *db, const char *name, const qp_value *t,
                  const qp_kdb_write_opts *opts, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = 0;
-    if (!db || !*db) return qp__kerr(err, errlen, QP_EARG, "no database folder given");
-    plan p = {.db = db, .name = name, .t = t, .jfd = -1};
-    qp_kdb_lock *own = NULL, *lk = opts ? opts->lock : NULL;
-    int rc = plan_check(&p, opts, err, errlen);
-    if (rc) return rc;
-    for (int c = 0; c < p.ncol; c++) p.syms |= c != p.pcol && is_sym(col(&p, c));
-    if ((rc = plan_rows(&p, err, errlen))) goto done;
-    if (!(p.o = malloc(sizeof *p.o)) || !(p.moves = calloc((size_t)p.np, sizeof *p.moves))) {
-        rc = qp__kerr(err, errlen, QP_ENOMEM, "out of memory");
-        goto done;
-    }
-    p.o->fd = -1;
-    if (!lk && (rc = qp_kdb_lock_take(db, 60, 0, &own, NULL, err, errlen))) goto done;
-    rc = write_all_parts(&p, err, errlen);
-    if (p.o->fd >= 0) close(p.o->fd);
-    if (p.jfd >= 0) close(p.jfd);
-    /* failed: roll back; done: drop what was kept aside */
-    char err2[256];
-    if (p.jfd >= 0 && qp__kw_recover(db, err2, sizeof err2) && !rc)
-        rc = qp__kerr(err, errlen, QP_EIO, "%s", err2);
-    if (!rc) qp__kw_committed(own ? own : lk);
-done:
-    qp_kdb_lock_release(own);
-    plan_free(&p);
-    return rc;
+    plan p;
+    int rc = qp__kw_begin(&p, db, name, t, opts, err, errlen);
+    return qp__kw_end(&p, rc, err, errlen);
 }

@@ -50,6 +50,53 @@ bool qp__kw_sym_new(const qp__kw_sym *s);
 void qp__kw_sym_write(const qp__kw_sym *s, qp__kw_out *o);
 void qp__kw_sym_free(qp__kw_sym *s);
 
+/* ---- A write (kdbwrite.c) ---- */
+
+/* A table folder written: DIR/.NAME.qpeach-new, to be DIR/NAME. */
+typedef struct qp__kw_move {
+    char dir[16];          /* its folder under db: a date, or "." */
+} qp__kw_move;
+
+/* A write under way, from qp__kw_begin to qp__kw_end. */
+typedef struct qp__kw_plan {
+    const char *db, *name;
+    const qp_value *t;
+    int64_t n;             /* rows */
+    int ncol;
+    int pcol;              /* partition column, -1: splayed */
+    int parted;            /* p# column, -1: none */
+    bool syms;             /* some stored column is enumerated */
+    int64_t *perm;         /* row order (grouped by partition, parted
+                            * sorted), or NULL: rows in table order */
+    int64_t np;            /* partitions (1 when splayed) */
+    int64_t *pstart;       /* np + 1 starts into perm */
+    qp__kw_sym sym;        /* the domain */
+    qp__kw_move *moves;    /* one per table folder */
+    int64_t nmoves;
+    bool symnew;           /* db/.sym.qpeach-new written */
+    int jfd;               /* the journal, or -1 */
+    qp__kw_out *o;
+    qp_kdb_lock *own;      /* the lock taken for this write, or NULL */
+    qp_kdb_lock *lk;       /* the caller's, or NULL */
+} qp__kw_plan;
+
+/* Checks table t, takes db's lock (opts->lock, or one of its own), reads
+ * db/sym and writes t's rows into each table folder's temporary folder
+ * (DIR/.NAME.qpeach-new), each step noted in db's journal. 0 or a
+ * negative code with err; qp__kw_end finishes either way. */
+int qp__kw_begin(qp__kw_plan *p, const char *db, const char *name, const qp_value *t,
+                 const qp_kdb_write_opts *opts, char *err, size_t errlen);
+/* rc 0: writes the new sym and puts every folder in place; otherwise, or
+ * when that fails, rolls back what the journal says was done. Then
+ * releases what qp__kw_begin took. Returns rc, or the commit's failure. */
+int qp__kw_end(qp__kw_plan *p, int rc, char *err, size_t errlen);
+
+/* One row of a nested column: its bytes into NAME#'s data at *off
+ * (advanced), its entry for NAME into *ent. */
+void qp__kw_nest_item(qp__kw_out *o, const qp_value *it, uint64_t *off, uint64_t *ent);
+/* Flushes the buffered bytes (the sticky error in o->rc). */
+void qp__kw_flush(qp__kw_out *o);
+
 /* ---- One writer at a time, and roll back (kdbwrite_lock.c) ---- */
 #define QP__KW_LOCK ".qpeach.lock"        /* at the db root, while a write runs */
 #define QP__KW_JOURNAL ".qpeach.journal"  /* ditto: what the write changed */

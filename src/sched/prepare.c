@@ -76,6 +76,13 @@ static void drop_stale_copies(run *r)
     free(pat);
 }
 
+/* The db folder the copy at r->input_path is a table of. */
+static void copy_root(run *r, char *root, size_t n)
+{
+    snprintf(root, n, "%.*s", (int)(strlen(r->input_path) - strlen(r->job->table) - 1),
+             r->input_path);
+}
+
 /* Writes the parsed table as a kdb+ splayed table at r->input_path, its
  * symbols enumerated against a `sym` beside it: every worker maps the
  * columns (one page cache for all) and gets symbols as codes. A failure
@@ -83,12 +90,28 @@ static void drop_stale_copies(run *r)
 static int write_copy(run *r, bool loud)
 {
     char root[4096], err[512];
-    snprintf(root, sizeof root, "%.*s", (int)(strlen(r->input_path) - strlen(r->job->table) - 1),
-             r->input_path);
+    copy_root(r, root, sizeof root);
     qp__mkdir_p(root);
     int rc = qp_kdb_write(root, r->job->table, r->input, NULL, err, sizeof err);
     if (rc && loud) qp__fail(r, "writing %s: %s", r->input_path, err);
     else if (rc) qp__say(r, "input", "%s stays a file each worker loads: %s", r->job->file, err);
+    return rc ? QP_RUN_FAILED : 0;
+}
+
+/* A CSV input into the copy, written as it is parsed: the scheduler never
+ * holds the table (a parse error fails the run, naming file, line and
+ * column). *rows gets its rows. 0 or QP_RUN_FAILED. */
+static int import_csv(run *r, int64_t *rows)
+{
+    char root[4096], err[1024];
+    copy_root(r, root, sizeof root);
+    qp__mkdir_p(root);
+    qp_csv_opts co = { .types = r->job->csv_types, .threads = 2 };
+    qp_kdb_import st;
+    int rc = qp_kdb_import_csv(r->job->file, &co, root, r->job->table, NULL, &st, err, sizeof err);
+    if (rc && st.csv_fault) qp__fail(r, "input: %s", err);    /* the loader's text names the file */
+    else if (rc) qp__fail(r, "writing %s: %s", r->input_path, err);
+    *rows = st.rows;
     return rc ? QP_RUN_FAILED : 0;
 }
 
@@ -100,30 +123,66 @@ static int keep_file(run *r)
     return r->input_path ? 0 : QP_RUN_FAILED;
 }
 
+/* The rows of the copy at r->input_path, from its column headers (no
+ * worker is asked, none has to be up). 0, or -1 when the input is no copy
+ * or the copy cannot say. */
+static int copy_rows(run *r, int64_t *n)
+{
+    char root[4096], err[512];
+    struct stat st;
+    qp_kdb *db = NULL;
+    if (!r->job->file || !r->input_path || !strcmp(r->input_path, r->job->file) ||
+        stat(r->input_path, &st) || !S_ISDIR(st.st_mode))
+        return -1;                 /* the file itself, or a folder the job names */
+    copy_root(r, root, sizeof root);
+    int rc = qp_kdb_open(root, &db, err, sizeof err);
+    if (!rc) rc = qp_kdb_count(db, r->job->table, n, err, sizeof err);
+    qp_kdb_close(db);
+    return rc ? -1 : 0;
+}
+
+/* The copy at r->input_path, mapped, as r->input. 0 or QP_RUN_FAILED. */
+static int map_copy(run *r)
+{
+    r->input = qp_table_load(r->input_path, NULL);
+    if (r->input && !qp_is_error(r->input)) return 0;
+    qp__fail(r, "input %s: %s", r->input_path, r->input ? r->input->s : "out of memory");
+    return QP_RUN_FAILED;
+}
+
 /* Reads the input file (a CSV always loudly: a parse error fails the run,
  * naming file, line and column) and, unless this is a dry run, writes the
- * parsed copy at r->input_path. A q IPC file holding anything but a table
- * the db writer takes (a keyed table, say) is left as it is: each worker
- * loads the file, as before copies existed. */
-static int read_input(run *r, bool csv, bool write)
+ * parsed copy at r->input_path; the table read is not kept (the workers
+ * map the copy): the copy, mapped, is r->input when need_table. A q IPC
+ * file holding anything but a table the db writer takes (a keyed table,
+ * say) is left as it is: each worker loads the file, as before copies
+ * existed. */
+static int read_input(run *r, bool csv, bool write, bool need_table)
 {
     const qp_job *j = r->job;
-    int64_t t = qp__ms();
-    qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
-    r->input = csv ? qp_csv_load(j->file, &co) : qp_ipcfile_load(j->file);
-    if (!r->input || qp_is_error(r->input)) {
-        const char *why = r->input ? r->input->s : "out of memory";
-        if (csv) qp__fail(r, "input: %s", why);     /* the CSV loader's text names the file */
-        else qp__fail(r, "input %s: %s", j->file, why);
-        return QP_RUN_FAILED;
+    int64_t t = qp__ms(), rows = 0;
+    if (csv && write) {
+        if (import_csv(r, &rows)) return QP_RUN_FAILED;
+    } else {
+        qp_csv_opts co = { .types = j->csv_types, .threads = 2 };
+        r->input = csv ? qp_csv_load(j->file, &co) : qp_ipcfile_load(j->file);
+        if (!r->input || qp_is_error(r->input)) {
+            const char *why = r->input ? r->input->s : "out of memory";
+            if (csv) qp__fail(r, "input: %s", why);     /* the CSV loader's text names the file */
+            else qp__fail(r, "input %s: %s", j->file, why);
+            return QP_RUN_FAILED;
+        }
+        if (!write) return 0;
+        if (!csv && r->input->type != QP_TABLE) return keep_file(r);
+        if (write_copy(r, csv)) return csv ? QP_RUN_FAILED : keep_file(r);
+        rows = qp_count(r->input);
+        qp_unref(r->input);
+        r->input = NULL;
     }
-    if (!write) return 0;
-    if (!csv && r->input->type != QP_TABLE) return keep_file(r);
-    if (write_copy(r, csv)) return csv ? QP_RUN_FAILED : keep_file(r);
     drop_stale_copies(r);
     qp__say(r, "input", "%s %s once (%" PRId64 " rows, %.1fs) into %s", csv ? "parsed" : "read",
-            j->file, qp_count(r->input), (qp__ms() - t) / 1000.0, r->input_path);
-    return 0;
+            j->file, rows, (qp__ms() - t) / 1000.0, r->input_path);
+    return need_table ? map_copy(r) : 0;
 }
 
 int qp__prepare_input(run *r, bool need_table)
@@ -148,12 +207,9 @@ int qp__prepare_input(run *r, bool need_table)
     if (!r->input_path) return QP_RUN_FAILED;
     char done[4200];          /* qp_kdb_write writes .d last */
     snprintf(done, sizeof done, "%s/.d", r->input_path);
-    if (access(done, R_OK)) return read_input(r, ends_with(j->file, ".csv"), !r->o->dry_run);
-    if (!need_table) return 0;
-    r->input = qp_table_load(r->input_path, NULL);      /* the copy, mapped */
-    if (r->input && !qp_is_error(r->input)) return 0;
-    qp__fail(r, "input %s: %s", r->input_path, r->input ? r->input->s : "out of memory");
-    return QP_RUN_FAILED;
+    if (access(done, R_OK))
+        return read_input(r, ends_with(j->file, ".csv"), !r->o->dry_run, need_table);
+    return need_table ? map_copy(r) : 0;
 }
 
 /* SHA-256 of a function's code: as the caller gave it (its IPC bytes),
@@ -689,6 +745,7 @@ int qp__make_plan(run *r, int slots)
     } else if (j->part_by == QP_PART_ROWS) {
         int64_t count;
         if (r->input) count = qp_count(r->input);
+        else if (copy_rows(r, &count) == 0) {}
         else {
             qp_value *v = qp__call_one(r, qp__call(".qp.count", 1, qp_symbol(j->table)));
             if (!v) return QP_RUN_FAILED;

@@ -8,7 +8,10 @@
  * (abort on violation):
  *   - the loader gives a table, or an error value whose text names the
  *     file; never a crash, never NULL (no OOM at these sizes);
- *   - a loaded table has equal-length columns and formats without a crash.
+ *   - a loaded table has equal-length columns and formats without a crash;
+ *   - qp_csv_scan of the same file hands over the same rows in batches
+ *     (their concatenation equals the loaded table), or fails with the
+ *     loader's error text.
  */
 #include "qpeach/table.h"
 
@@ -21,6 +24,43 @@
 static char file[64];
 
 static void cleanup(void) { unlink(file); }
+
+/* The scan's batches, kept (their views keep the parser's buffers, which
+ * then takes fresh ones). */
+typedef struct got {
+    qp_value *t[4096];
+    int n;
+} got;
+
+static int keep(void *arg, const qp_value *t)
+{
+    got *g = arg;
+    if (g->n == 4096) return -1;
+    if (!(g->t[g->n++] = qp_table_slice(t, 0, qp_count(t)))) abort();
+    return 0;
+}
+
+/* qp_csv_scan gives what qp_csv_load gave (t, a table or an error). */
+static void same_scan(const qp_csv_opts *opts, const qp_value *t)
+{
+    got g = {.n = 0};
+    qp_csv_sink sink = {keep, keep, &g};
+    qp_value *err = NULL;
+    int rc = qp_csv_scan(file, opts, &sink, &err);
+    if (rc == -1) goto done;                       /* more batches than kept */
+    if (t->type == QP_ERROR) {
+        if (!rc || !err || strcmp(err->s, t->s)) abort();
+        goto done;
+    }
+    if (rc || err || g.n < 1) abort();
+    /* the first is the empty table begin got: alone when there are no rows */
+    qp_value *all = g.n == 1 ? qp_ref(g.t[0]) : qp_table_concat(g.t + 1, g.n - 1);
+    if (!all || !qp_equal(all, t)) abort();
+    qp_unref(all);
+done:
+    qp_unref(err);
+    for (int i = 0; i < g.n; i++) qp_unref(g.t[i]);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -70,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!s) abort();
         free(s);
     }
+    same_scan(&opts, t);
     qp_unref(t);
     return 0;
 }

@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -367,5 +368,129 @@ def test_a_held_lock_makes_the_second_import_wait_or_fail_naming_the_holder():
         assert second.wait(120) == 0, second.stderr.read()
         got = served(db, "trade")
         same_rows(got, from_csv(big, small), ["date", "sym", "price", "size"])
+    finally:
+        shutil.rmtree(d)
+
+
+# ---------------------------------------------------------------- 21.4
+
+def splayed(db, table):
+    """A splayed table read straight from its files with numpy (not our
+    reader): a DataFrame, symbols as str."""
+    def data(name, offset, dtype):
+        return np.fromfile(os.path.join(db, table, name), dtype=dtype, offset=offset)
+    with open(os.path.join(db, "sym"), "rb") as f:
+        names = np.array(f.read()[8:].split(b"\0")[:-1]).astype(str)
+    with open(os.path.join(db, table, ".d"), "rb") as f:
+        cols = [c.decode() for c in f.read()[8:].split(b"\0")[:-1]]
+    out = {}
+    for c in cols:
+        with open(os.path.join(db, table, c), "rb") as f:
+            head = f.read(16)
+        if head[:2] == b"\xfd\x20":                    # enumerated against sym
+            out[c] = names[data(c, 4096, np.int64)]
+        else:
+            out[c] = data(c, 16, {7: np.int64, 9: np.float64}[head[2]])
+    return pd.DataFrame(out)
+
+
+def big_trades(path, copies, rows=1_000_000, seed=5):
+    """copies x rows trade lines (sym, price, size): one block of rows
+    formatted by numpy and written copies times."""
+    rng = np.random.default_rng(seed)
+    syms = np.array(["S%03d" % i for i in range(300)])[rng.integers(0, 300, rows)]
+    cents = rng.integers(100, 1_000_000, rows)
+    px = np.char.add(np.char.add((cents // 100).astype(str), "."), np.char.zfill((cents % 100).astype(str), 2))
+    line = np.char.add(np.char.add(np.char.add(syms, ","), np.char.add(px, ",")),
+                       rng.integers(1, 100_000, rows).astype(str))
+    block = "\n".join(line.tolist()) + "\n"
+    with open(path, "w") as f:
+        f.write("sym,price,size\n")
+        for _ in range(copies):
+            f.write(block)
+    return path
+
+
+# A sanitizer build's own memory (shadow, allocator caches) on top.
+ASAN_SLACK = (64 << 20) if "asan" in os.environ.get("QPEACH_BUILD", "") else 0
+
+
+# Runs argv and prints its wait4 peak RSS (KB) and exit code: from a small
+# process, since a child forked (or vforked) by this one starts with this
+# process's peak counted as its own.
+PEAK = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(ru.ru_maxrss, os.waitstatus_to_exitcode(status), file=sys.stderr)
+"""
+
+
+def peak_rss(argv):
+    """Runs argv to its end: (its peak RSS in bytes, exit code, stdout,
+    stderr)."""
+    r = subprocess.run([sys.executable, "-c", PEAK] + argv, capture_output=True, text=True,
+                       timeout=600)
+    kb, code = r.stderr.strip().splitlines()[-1].split()
+    return int(kb) * 1024, int(code), r.stdout, r.stderr
+
+
+def test_a_splayed_import_holds_a_few_batches_not_the_table():
+    """The rows of a splayed import are written as they are parsed: the
+    import's peak RSS stays far below the CSV's size (it held the table,
+    2.5x the CSV, when it parsed everything before writing), and the
+    table is the CSV as pandas reads it."""
+    d = tmpdir()
+    try:
+        src = big_trades(f"{d}/t.csv", 4)
+        size = os.path.getsize(src)
+        peak, code, out, err = peak_rss([QPEACH, "db", "import", src, f"{d}/db", "trade", "--types", "SFJ"])
+        assert code == 0, err
+        assert "wrote 4000000 rows, 3 columns of trade" in out, out
+        assert peak <= 1.5 * size + ASAN_SLACK, (peak, size)
+        got = splayed(f"{d}/db", "trade")
+        want = pd.read_csv(src, dtype={"sym": str})
+        for c in ("sym", "price", "size"):
+            assert (got[c].to_numpy() == want[c].to_numpy()).all(), c
+    finally:
+        shutil.rmtree(d)
+
+
+def test_kill_9_mid_splayed_import_changes_nothing():
+    """A splayed import killed while its rows are being written (its
+    columns half written in the temporary folder): once it is gone the db
+    is byte for byte as before, and the same import then lands whole."""
+    d = tmpdir()
+    try:
+        db = f"{d}/db"
+        small = write(f"{d}/s.csv", "sym,price,size\nS001,1.5,1\nZZZ,2.5,2\n")
+        assert qpeach("db", "import", small, db, "trade").returncode == 0
+        before = snapshot(db)
+        src = big_trades(f"{d}/t.csv", 3)
+        p = subprocess.Popen([QPEACH, "db", "import", src, db, "trade"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        price = f"{db}/.trade.qpeach-new/price"
+
+        def half_written():
+            try:
+                return os.path.getsize(price) > 1 << 20
+            except OSError:
+                return False
+        while p.poll() is None and not half_written():
+            time.sleep(0.001)
+        kids = harness.children(p.pid)
+        p.kill()
+        p.wait()
+        assert p.returncode == -signal.SIGKILL, "the import finished before it could be killed"
+        for k in kids:                                   # the guard, rolling back
+            while b"qpeach" in harness.cmdline(k):
+                time.sleep(0.01)
+        wait_unlocked(db)
+        assert snapshot(db) == before, sorted(set(snapshot(db)) ^ set(before))
+        r = qpeach("db", "import", src, db, "trade", timeout=300)
+        assert r.returncode == 0, r.stderr
+        got, want = splayed(db, "trade"), pd.read_csv(src, dtype={"sym": str})
+        assert len(got) == len(want) and (got["sym"].to_numpy() == want["sym"].to_numpy()).all()
     finally:
         shutil.rmtree(d)

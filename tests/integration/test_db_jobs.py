@@ -11,10 +11,17 @@ against the CSVs they were imported from (pandas for the sums)."""
 import csv
 import os
 import re
+import shutil
+import struct
+import subprocess
 
-from harness import Server, qpeach, tmpdir
+import pandas as pd
+
+import harness
+from harness import QPEACH, Server, qpeach, tmpdir
 from qipc import Conn, Sym, Table, Vec, encode
 from test_db import APPLY, define, egor_db, expect_error
+from test_db_import import ASAN_SLACK, big_trades
 from test_run import run, write
 
 COUNT = ("import os\nimport numpy as np\n"
@@ -177,6 +184,80 @@ def test_ipc_file_input_becomes_a_splayed_table_too():
     r = run(p)
     assert r.returncode == 0 and "read" in r.stderr and "once (1 rows" in r.stderr, r.stderr
     assert sum(int(g["sum"]) for g in rows_of(os.path.join(d, "out", "o.csv"))) == 7
+
+
+# Waits, in every task, until the test lets it go (the file go in folder
+# HERE), after saying it started; then sums what a VWAP needs.
+HELD = """import os, time
+import numpy as np
+def f(t):
+    here = HERE
+    open(os.path.join(here, 'started'), 'w').close()
+    while not os.path.exists(os.path.join(here, 'go')):
+        time.sleep(0.01)
+    px, sz = np.asarray(t['price']), np.asarray(t['size'])
+    return np.array([float((px * sz).sum()), float(sz.sum()), float(len(sz))])
+"""
+
+
+def ipc_table(path, sym, price, size):
+    """A q IPC file (-8! bytes) of the table sym, price, size (numpy)."""
+    def vec(t, n, data):
+        return struct.pack("<bbi", t, 0, n) + data
+    n = len(size)
+    body = (bytes([98, 0, 99]) + vec(11, 3, b"sym\0price\0size\0") + struct.pack("<bbi", 0, 0, 3)
+            + vec(11, n, ("\0".join(sym.tolist()) + "\0").encode()) + vec(9, n, price.tobytes())
+            + vec(7, n, size.tobytes()))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<bbbbI", 1, 0, 0, 0, 8 + len(body)) + body)
+
+
+def scheduler_while_tasks_run(d, ini):
+    """Runs the job, each task held until the scheduler's VmRSS and VmHWM
+    (KB) are read: (rss, hwm, the run's result)."""
+    for f in ("started", "go"):
+        if os.path.exists(os.path.join(d, f)):
+            os.remove(os.path.join(d, f))
+    p = subprocess.Popen([QPEACH, "run", ini], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert harness.wait_for(lambda: os.path.exists(os.path.join(d, "started")) or p.poll() is not None,
+                                timeout=300, interval=0.01)
+        assert p.poll() is None, p.communicate()[1]
+        with open(f"/proc/{p.pid}/status") as f:
+            st = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}
+    finally:
+        write(d, "go", "")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    return st["VmRSS"] * 1024, st["VmHWM"] * 1024, rows_of(os.path.join(d, "out", "o.csv"))
+
+
+def test_a_converted_input_is_not_held_by_the_scheduler():
+    """A CSV or q IPC file input becomes the splayed copy the workers map
+    without the scheduler keeping the table: while the tasks run it holds
+    none of it (it held the whole table for the run), and a CSV is written
+    as it is parsed, so the table is never in its memory at all. The sums
+    are numpy's on the same rows."""
+    d = tmpdir()
+    try:
+        src = big_trades(os.path.join(d, "t.csv"), 4)
+        t = pd.read_csv(src, dtype={"sym": str})
+        ipc_table(os.path.join(d, "t.qipc"), t["sym"].to_numpy(), t["price"].to_numpy(), t["size"].to_numpy())
+        want = [float((t["price"] * t["size"]).sum()), float(t["size"].sum()), float(len(t))]
+        table = len(t) * 24                          # the copy: sym indices, price, size
+        write(d, "held.py", HELD.replace("HERE", repr(d)))
+        for name in ("t.csv", "t.qipc"):
+            ini = write(d, "h.ini", f"[job]\nfunction = held.py:f\n[input]\ntable = trade\nfile = {name}\n"
+                        "[partition]\npieces = 2\n[workers]\nlocal = 1\n[merge]\nhow = sum\n"
+                        "[output]\npath = out/o.csv\n")
+            rss, hwm, got = scheduler_while_tasks_run(d, ini)
+            assert rss < table / 4 + ASAN_SLACK, (name, rss, table)
+            if name.endswith(".csv"):
+                assert hwm < table / 2 + ASAN_SLACK, (name, hwm, table)
+            sums = [float(g["x"]) for g in got]
+            assert sums[1:] == want[1:] and abs(sums[0] - want[0]) <= 1e-9 * want[0], (sums, want)
+    finally:
+        shutil.rmtree(d)
 
 
 def test_symbols_as_codes_view_the_mapped_indices_without_pandas():

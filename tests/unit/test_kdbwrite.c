@@ -9,6 +9,7 @@
 #include "qpeach/table.h"
 
 #include "cunit_run.h"
+#include "treecmp.h"
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -38,78 +39,16 @@ static const char *pathf(const char *fmt, ...)
     return path[k];
 }
 
-/* The whole file, malloc'd (NULL when missing); *len its size. */
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static void copy_file(const char *from, const char *to)
 {
     size_t n;
-    uint8_t *b = slurp(from, &n);
+    uint8_t *b = qp_test_slurp(from, &n);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
     FILE *f = fopen(to, "wb");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fwrite(b, 1, n, f);
     fclose(f);
     free(b);
-}
-
-/* True when the two files hold the same bytes; prints the first difference. */
-static bool same_file(const char *want, const char *got)
-{
-    size_t a = 0, b = 0;
-    uint8_t *x = slurp(want, &a), *y = slurp(got, &b);
-    bool same = x && y && a == b && !memcmp(x, y, a);
-    if (!same) {
-        size_t i = 0;
-        while (x && y && i < a && i < b && x[i] == y[i]) i++;
-        fprintf(stderr, "\n%s (%zu bytes) != %s (%zu bytes), first difference at %zu\n",
-                want, a, got, b, i);
-    }
-    free(x);
-    free(y);
-    return same;
-}
-
-/* Every file under want (recursively) is under got with the same bytes,
- * and got has nothing else. Returns the files compared, -1 on a mismatch. */
-static int same_tree(const char *want, const char *got)
-{
-    DIR *d = opendir(want);
-    if (!d) return -1;
-    int n = 0, entries = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n >= 0) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        entries++;
-        char w[512], g[512];
-        snprintf(w, sizeof w, "%s/%s", want, e->d_name);
-        snprintf(g, sizeof g, "%s/%s", got, e->d_name);
-        struct stat st;
-        stat(w, &st);
-        int k = S_ISDIR(st.st_mode) ? same_tree(w, g) : same_file(w, g) ? 1 : -1;
-        n = k < 0 ? -1 : n + k;
-    }
-    closedir(d);
-    if (n < 0) return -1;
-    int others = 0;
-    if ((d = opendir(got))) {
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) others++;
-        closedir(d);
-    }
-    if (others != entries) fprintf(stderr, "\n%s has %d entries, %s has %d\n", got, others, want, entries);
-    return others == entries ? n : -1;
 }
 
 /* ---- Building tables ---- */
@@ -224,7 +163,7 @@ static void test_tref(void)
 {
     const char *db = fresh_db("tref");
     write_ok(db, "tref", table(2, "c1", longs(3, 1LL, 2LL, 3LL), "c2", floats(3, 1.1, 2.2, 3.3)), NULL);
-    CU_ASSERT_EQUAL(same_tree(pathf("%s/egor7/db/tref", fixtures()), pathf("%s/tref", db)), 3);
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/egor7/db/tref", fixtures()), pathf("%s/tref", db)), 3);
     struct stat st;
     CU_ASSERT(stat(pathf("%s/sym", db), &st) < 0);   /* no symbols, no sym file */
 }
@@ -234,7 +173,7 @@ static void test_egor7_db(void)
     const char *db = fresh_db("egor7");
     write_egor7(db);
     /* sym, tref (3), cust (3), 2 dates x (t: 4, q: 5) */
-    CU_ASSERT_EQUAL(same_tree(pathf("%s/egor7/db", fixtures()), db), 1 + 3 + 3 + 18);
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/egor7/db", fixtures()), db), 1 + 3 + 3 + 18);
 }
 
 /* Copies folder from (and everything in it) to to. */
@@ -253,25 +192,25 @@ static void test_sym_append(void)
     write_ok(db, "s", table(2, "a", syms(5, "goog", "new1", "ibm", "new2", "new1"),
                             "b", syms(2 + 3, "new3", "", "oracle", "new1", "")), NULL);
     size_t n, m;
-    uint8_t *old = slurp(pathf("%s/sym", src), &n);
-    uint8_t *now = slurp(pathf("%s/sym", db), &m);
+    uint8_t *old = qp_test_slurp(pathf("%s/sym", src), &n);
+    uint8_t *now = qp_test_slurp(pathf("%s/sym", db), &m);
     static const char added[] = "new1\0new2\0new3\0";   /* and "" */
     CU_ASSERT_EQUAL(m, n + sizeof added);
     CU_ASSERT(now && !memcmp(now, old, n));             /* old bytes kept, header too */
     CU_ASSERT(now && !memcmp(now + n, added, sizeof added));
     size_t len;
-    uint8_t *a = slurp(pathf("%s/s/a", db), &len);
+    uint8_t *a = qp_test_slurp(pathf("%s/s/a", db), &len);
     int64_t want_a[] = {5, 6, 3, 7, 6}, want_b[] = {8, 9, 0, 6, 9};
     CU_ASSERT(a && len == 4096 + 40 && !memcmp(a + 4096, want_a, 40));
     free(a);
-    a = slurp(pathf("%s/s/b", db), &len);
+    a = qp_test_slurp(pathf("%s/s/b", db), &len);
     CU_ASSERT(a && len == 4096 + 40 && !memcmp(a + 4096, want_b, 40));
     free(a);
     free(old);
     free(now);
     /* a second table reuses every name: sym unchanged */
     write_ok(db, "s2", table(1, "a", syms(2, "new3", "msft")), NULL);
-    now = slurp(pathf("%s/sym", db), &len);
+    now = qp_test_slurp(pathf("%s/sym", db), &len);
     CU_ASSERT_EQUAL(len, m);
     free(now);
 }
@@ -280,7 +219,7 @@ static void test_sym_append(void)
 static int64_t *enum_data(const char *path, int64_t *n)
 {
     size_t len;
-    uint8_t *b = slurp(path, &len);
+    uint8_t *b = qp_test_slurp(path, &len);
     CU_ASSERT_FATAL(b && len >= 4096);
     memcpy(n, b + 4088, 8);
     int64_t *d = malloc((size_t)*n * 8 + 8);
@@ -301,7 +240,7 @@ static void test_parted_finspace(void)
     snprintf(fsdir, sizeof fsdir, "%s", fs);
     copy_file(pathf("%s/sym", fsdir), pathf("%s/sym", db));
     size_t symlen;
-    uint8_t *symfile = slurp(pathf("%s/sym", fsdir), &symlen);
+    uint8_t *symfile = qp_test_slurp(pathf("%s/sym", fsdir), &symlen);
     const char *names[64];
     int nn = 0;
     for (size_t at = 8; at < symlen && nn < 64; at += strlen((char *)symfile + at) + 1)
@@ -321,15 +260,15 @@ static void test_parted_finspace(void)
     }
     write_ok(db, "trades", table(3, "date", date, "row", row, "sym", sym),
              &(qp_kdb_write_opts){.partition = "date"});
-    CU_ASSERT(same_file(pathf("%s/451353600000000000/trades/sym", fsdir), pathf("%s/2015.01.01/trades/sym", db)));
-    CU_ASSERT(same_file(pathf("%s/451440000000000000/trades/sym", fsdir), pathf("%s/2015.01.02/trades/sym", db)));
-    CU_ASSERT(same_file(pathf("%s/sym", fsdir), pathf("%s/sym", db)));   /* no name added */
+    CU_ASSERT(qp_test_same_file(pathf("%s/451353600000000000/trades/sym", fsdir), pathf("%s/2015.01.01/trades/sym", db)));
+    CU_ASSERT(qp_test_same_file(pathf("%s/451440000000000000/trades/sym", fsdir), pathf("%s/2015.01.02/trades/sym", db)));
+    CU_ASSERT(qp_test_same_file(pathf("%s/sym", fsdir), pathf("%s/sym", db)));   /* no name added */
     /* .Q.dpft puts the p# column first in .d; rows follow the sort (stable) */
     size_t len;
-    uint8_t *d = slurp(pathf("%s/2015.01.01/trades/.d", db), &len);
+    uint8_t *d = qp_test_slurp(pathf("%s/2015.01.01/trades/.d", db), &len);
     CU_ASSERT(d && len == 16 && !memcmp(d, "\xff\x01\x0b\0\x02\0\0\0sym\0row\0", 16));
     free(d);
-    d = slurp(pathf("%s/2015.01.01/trades/row", db), &len);
+    d = qp_test_slurp(pathf("%s/2015.01.01/trades/row", db), &len);
     CU_ASSERT_FATAL(d && len == 16 + (size_t)n1 * 8);
     int64_t first, second;
     memcpy(&first, d + 16, 8);
@@ -378,7 +317,7 @@ static void test_failure_leaves_db(void)
     list_dir(pathf("%s/2015.01.02", db), after, sizeof after);
     CU_ASSERT_STRING_EQUAL(after, ".;..;q;t;");
     unlink(pathf("%s/2015.01.03", db));
-    CU_ASSERT_EQUAL(same_tree(pathf("%s/fail_before", dir), db), 25);  /* sym, t unchanged */
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/fail_before", dir), db), 25);  /* sym, t unchanged */
     /* the same write succeeds once the way is clear, replacing t in 2015.01.02 */
     rc = qp_kdb_write(db, "t", t, &(qp_kdb_write_opts){.partition = "date"}, err, sizeof err);
     CU_ASSERT_EQUAL(rc, 0);
@@ -387,7 +326,7 @@ static void test_failure_leaves_db(void)
     list_dir(db, after, sizeof after);
     CU_ASSERT_STRING_EQUAL(after, ".;..;2014.12.31;2015.01.01;2015.01.02;2015.01.03;cust;sym;tref;");
     size_t len;
-    uint8_t *d = slurp(pathf("%s/2015.01.02/t/.d", db), &len);
+    uint8_t *d = qp_test_slurp(pathf("%s/2015.01.02/t/.d", db), &len);
     CU_ASSERT(d && len == 14 && !memcmp(d, "\xff\x01\x0b\0\x02\0\0\0sym\0x\0", 14));
     free(d);
     qp_unref(t);
@@ -427,17 +366,17 @@ static void test_empty_and_overwrite(void)
     const char *db = fresh_db("over");
     write_ok(db, "e", table(2, "x", longs(0), "s", syms(0)), NULL);
     size_t len;
-    uint8_t *b = slurp(pathf("%s/e/x", db), &len);
+    uint8_t *b = qp_test_slurp(pathf("%s/e/x", db), &len);
     CU_ASSERT(b && len == 16 && !memcmp(b, "\xfe\x20\x07\0\0\0\0\0\0\0\0\0\0\0\0\0", 16));
     free(b);
-    b = slurp(pathf("%s/e/s", db), &len);
+    b = qp_test_slurp(pathf("%s/e/s", db), &len);
     CU_ASSERT(b && len == 4096);
     free(b);
     write_ok(db, "tref", table(2, "c1", longs(1, 9LL), "c2", floats(1, 9.5)), NULL);
     write_ok(db, "tref", table(2, "c1", longs(3, 1LL, 2LL, 3LL), "c2", floats(3, 1.1, 2.2, 3.3)), NULL);
     const char *ref = fresh_db("over_ref");        /* the same table written once */
     write_ok(ref, "tref", table(2, "c1", longs(3, 1LL, 2LL, 3LL), "c2", floats(3, 1.1, 2.2, 3.3)), NULL);
-    CU_ASSERT_EQUAL(same_tree(pathf("%s/tref", ref), pathf("%s/tref", db)), 3);
+    CU_ASSERT_EQUAL(qp_test_same_tree(pathf("%s/tref", ref), pathf("%s/tref", db)), 3);
     char listing[256];
     list_dir(db, listing, sizeof listing);
     CU_ASSERT_STRING_EQUAL(listing, ".;..;e;sym;tref;");
@@ -500,7 +439,7 @@ static void test_round_trip(void)
 static qp_value *fixture_strings(const char *col)
 {
     size_t clen, dlen;
-    uint8_t *c = slurp(col, &clen), *d = slurp(pathf("%s#", col), &dlen);
+    uint8_t *c = qp_test_slurp(col, &clen), *d = qp_test_slurp(pathf("%s#", col), &dlen);
     CU_ASSERT_FATAL(c && d && clen > 4096 && dlen > 4096);
     int64_t n = (int64_t)(clen - 4096) / 8;
     qp_value *strs = qp_vector(QP_LIST, n);
@@ -526,19 +465,19 @@ static void test_strings_as_q(void)
     char col[PATH_MAX + 64];
     snprintf(col, sizeof col, "%s/torq-air/hdb/2020.11.14/flights/registration", fixtures());
     write_ok(db, "flights", table(1, "registration", fixture_strings(col)), NULL);
-    CU_ASSERT(same_file(col, pathf("%s/flights/registration", db)));
-    CU_ASSERT(same_file(pathf("%s#", col), pathf("%s/flights/registration#", db)));
+    CU_ASSERT(qp_test_same_file(col, pathf("%s/flights/registration", db)));
+    CU_ASSERT(qp_test_same_file(pathf("%s#", col), pathf("%s/flights/registration#", db)));
     size_t len;
-    uint8_t *dd = slurp(pathf("%s/flights/.d", db), &len);
+    uint8_t *dd = qp_test_slurp(pathf("%s/flights/.d", db), &len);
     CU_ASSERT(dd && len == 8 + 13 && !memcmp(dd + 8, "registration", 13));   /* no "#" file in .d */
     free(dd);
     static const char *const names[] = {"title", "description", "img"};
     for (int k = 0; k < 3; k++) {
         snprintf(col, sizeof col, "%s/memories/db/memories/%s", fixtures(), names[k]);
         write_ok(db, "m", table(1, names[k], fixture_strings(col)), NULL);
-        CU_ASSERT(same_file(pathf("%s#", col), pathf("%s/m/%s#", db, names[k])));
+        CU_ASSERT(qp_test_same_file(pathf("%s#", col), pathf("%s/m/%s#", db, names[k])));
         size_t a, b;
-        uint8_t *x = slurp(col, &a), *y = slurp(pathf("%s/m/%s", db, names[k]), &b);
+        uint8_t *x = qp_test_slurp(col, &a), *y = qp_test_slurp(pathf("%s/m/%s", db, names[k]), &b);
         int64_t seven = 7;
         CU_ASSERT_FATAL(x && y && a == b && a > 4096);
         CU_ASSERT(!memcmp(x, y, 4088) && !memcmp(y + 4088, &seven, 8) && !memcmp(x + 4096, y + 4096, a - 4096));
@@ -568,13 +507,13 @@ static void test_nested_round_trip(void)
     char err[512];
     CU_ASSERT_EQUAL(qp_kdb_write(db, "n", t, &(qp_kdb_write_opts){.partition = "date"}, err, sizeof err), 0);
     size_t len;
-    uint8_t *d = slurp(pathf("%s/2015.01.01/n/s#", db), &len);
+    uint8_t *d = qp_test_slurp(pathf("%s/2015.01.01/n/s#", db), &len);
     /* "ab" at 0 (format 1), then 300 x's padded to offset 8 with a header */
     CU_ASSERT(d && len == 4096 + 8 + 16 + 300);
     CU_ASSERT(d && !memcmp(d + 4096, "\x89\x02" "ab\0\0\0\0", 8));
     CU_ASSERT(d && !memcmp(d + 4096 + 8, "\xfb\0\x0a\0\x01\0\0\0\x2c\x01\0\0\0\0\0\0", 16));
     free(d);
-    d = slurp(pathf("%s/2015.01.01/n/s", db), &len);
+    d = qp_test_slurp(pathf("%s/2015.01.01/n/s", db), &len);
     uint64_t e[2] = {1ull << 56, 8};
     CU_ASSERT(d && len == 4096 + 16 && !memcmp(d + 4096, e, 16) && !memcmp(d + 4080, "\xfd\x01\x4d\0", 4));
     free(d);
@@ -598,7 +537,7 @@ static void test_parted_limit(void)
         }
         write_ok(db, n == 8192 ? "a" : "b", table(1, "s", sym), &(qp_kdb_write_opts){.parted = "s"});
         size_t len;
-        uint8_t *b = slurp(pathf("%s/%s/s", db, n == 8192 ? "a" : "b"), &len);
+        uint8_t *b = qp_test_slurp(pathf("%s/%s/s", db, n == 8192 ? "a" : "b"), &len);
         CU_ASSERT_FATAL(b != NULL);
         int64_t first;
         memcpy(&first, b + 4096, 8);
