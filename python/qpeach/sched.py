@@ -114,8 +114,8 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     (the journal is kept). The GIL is released while the scheduler runs;
     runs from several threads of one process take turns.
     """
-    from .remote import _extension
-    ext = _extension()
+    from ._ext import extension
+    ext = extension()
     tmp = None
     try:
         if isinstance(job, dict):
