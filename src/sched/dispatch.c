@@ -178,8 +178,9 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
         free(d);
         return false;
     }
-    qp__say(r, "retry", "task %" PRId64 " (%s) failed on %s, retrying (%d/%d): %s", i, d ? d : "?",
-        r->ws[wi].addr, t->attempts, r->job->retries, why);
+    qp__ev ev = { .task = i, .partition = d, .worker = wi, .ms = -1, .rows = r->plan->parts[i].rows };
+    qp__say_ev(r, "retry", &ev, "task %" PRId64 " (%s) failed on %s, retrying (%d/%d): %s", i,
+        d ? d : "?", r->ws[wi].addr, t->attempts, r->job->retries, why);
     free(d);
     requeue(r, i);
     return true;
@@ -301,8 +302,10 @@ static bool on_response(run *r, int wi, qp_buf *m, const qp_ipc_header *h)
     if (r->plan->parts[f.task].rows > 0) r->rows_done += r->plan->parts[f.task].rows;
     if (r->mode == QP_LOG_LINES || r->mode == QP_LOG_JSON) {
         char *d = qp_part_describe(r->plan, f.task);
-        qp__say(r, "task", "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms", f.task,
-            d ? d : "?", wi, qp__ms() - started_ms);
+        qp__ev ev = { .task = f.task, .partition = d, .worker = wi, .ms = qp__ms() - started_ms,
+                      .rows = r->plan->parts[f.task].rows };
+        qp__say_ev(r, "task", &ev, "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms",
+            f.task, d ? d : "?", wi, ev.ms);
         free(d);
     }
     return true;

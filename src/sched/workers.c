@@ -67,6 +67,16 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
         /* Python (and numpy) start as soon as the worker runs, while we
          * connect and prepare the setup calls, instead of at the first. */
         setenv("QPEACH_PY_EAGER", "1", 1);
+        /* The function's folder first on its sys.path (QPEACH_PYTHONPATH,
+         * py.c), as a script's own folder is: its module imports the
+         * modules and packages beside it as it does here. */
+        char path[PATH_MAX * 2];
+        const char *slash = strrchr(job->function.file, '/'), *old = getenv("QPEACH_PYTHONPATH");
+        if (slash) {
+            snprintf(path, sizeof path, "%.*s%s%s", (int)(slash - job->function.file),
+                     job->function.file, old && *old ? ":" : "", old && *old ? old : "");
+            setenv("QPEACH_PYTHONPATH", path, 1);
+        }
         char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg,
                          job->db ? "--db" : NULL, job->db, NULL };
         execv(self, argv);
