@@ -32,15 +32,22 @@ reconnect the libraries are imported again, every function is registered
 again when next called, and the call that found the connection lost is
 sent once more.
 
+Concurrency: a session opens up to ``max_connections`` connections, one per
+call running at the same time: ``f.submit(x)`` gives a
+concurrent.futures.Future, ``await f.acall(x)`` an asyncio one, and
+``await afanout(...)`` / ``await amap(...)`` run a fan-out on a thread.
+
 Fan-out (fanout, map) is the C scheduler's, as `qpeach run` runs a job
 file: the function is shipped the same way but defined by the scheduler on
 every worker (qp_run_opts.fn_code), and this module only makes the job, a
 dict the scheduler reads as it reads a job file (see sched.py); it has no
 partitioning or merging of its own.
 """
-from ._ext import extension as _extension        # noqa: F401  (tests, sched.py)
+from ._ext import extension as _extension        # noqa: F401  (tests)
+from .aio import afanout, amap
 from .fanout import fanout, map
 from .session import RemoteFunction, Session, function, session
-from .shipping import _Shipped                   # noqa: F401
+from .shipping import _Shipped                   # noqa: F401  (tests)
 
-__all__ = ["session", "function", "fanout", "map", "Session", "RemoteFunction"]
+__all__ = ["session", "function", "fanout", "map", "afanout", "amap", "Session",
+           "RemoteFunction"]

@@ -11,14 +11,22 @@ helpers name (not modules, functions or classes, which are shipped once)
 go with a call whenever their values differ from what the server holds (a
 hash is checked on every call; an identical immutable value costs no
 pickling).
+
+Modules beside the function's module that it imports (`from ohlc import
+ohlc` in slow.py) go with it: their source, found by the scheduler's own
+reading of the imports (qp_job_modules), in `.qp.def`'s `modules` option;
+the server makes them importable and compiles each once.
 """
 import hashlib
 import inspect
+import os
 import pickle
 import textwrap
 import types
 import warnings
 
+from . import identity
+from ._ext import extension as _extension
 from .errors import CharVector
 
 try:
@@ -60,7 +68,7 @@ def _by_value(fn, memo, live):
     cp.__module__ = "__main__"
     cp.__doc__ = fn.__doc__
     memo[fn] = cp
-    for name in _globals_used(fn.__code__):
+    for name in sorted(_globals_used(fn.__code__)):    # the same bytes in any process
         if name not in fn.__globals__:
             continue        # a library imported on the server, or a builtin
         v = fn.__globals__[name]
@@ -132,11 +140,19 @@ _STALE = "qpeach-globals-stale"
 _UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
 
 
+def _module_file(fn):
+    """The file fn's module was read from, or None (a notebook, stdin)."""
+    f = fn.__code__.co_filename
+    return os.path.abspath(f) if f and not f.startswith("<") and os.path.isfile(f) else None
+
+
 class _Shipped:
     """What travels to a server for one Python function: its code (dill
-    bytes or source text), id (SHA-256 hex of those bytes) and the name it
-    is registered under; with dill, also the names of the data globals it
-    uses, whose current values go with a call when they changed."""
+    bytes or source text), id (SHA-256 hex of those bytes), the modules
+    from its folder it imports (modules: name -> source), its identity by
+    content (parts, identity.py) and the name it is registered under; with
+    dill, also the names of the data globals it uses, whose current values
+    go with a call when they changed."""
 
     def __init__(self, fn, items=None):
         if not callable(fn) or not isinstance(fn, types.FunctionType):
@@ -146,6 +162,9 @@ class _Shipped:
         self.code = None
         self.live = ()          # data globals re-sent when changed (dill only)
         self._last = None       # (values, hash, blob) of the last look
+        self.file = _module_file(fn)
+        self.modules = _extension().sibling_modules(self.file) if self.file else {}
+        self._memo = {fn: fn}   # the function and its helpers (dill: their copies)
         why = None
         if _dill is not None:
             self.code, why = self._dill_code(fn, items)
@@ -168,9 +187,14 @@ class _Shipped:
             self.code = CharVector(src)
         raw = self.code.encode() if isinstance(self.code, str) else self.code
         self.id = hashlib.sha256(raw).hexdigest()
-        # Registered as name_<id prefix>: readable in server logs, unique by
-        # content, and for source text the server finds the def by name.
-        self.name = f"{fn.__name__}_{self.id[:16]}"
+        g = fn.__globals__
+        self.parts = identity.function_parts(
+            list(self._memo), {n: g[n] for n in self.live if n in g}, self.modules, items)
+        self.identity = identity.of_parts(self.parts)
+        # Registered as name_<identity prefix>: readable in server logs,
+        # the same in every process for the same content, and for source
+        # text the server finds the def by name.
+        self.name = f"{fn.__name__}_{self.identity[:16]}"
 
     def _dill_code(self, fn, items):
         """(dill bytes, None) of what is registered for fn, or (None, why)
@@ -179,14 +203,18 @@ class _Shipped:
         live, memo = set(), {}
         cp = _by_value(fn, memo, live)
         self.live = tuple(sorted(live))
+        self._memo = dict(memo)
         try:
             now = self.globals_now()
         except _UNPICKLABLE as e:
             return None, f"{type(e).__name__}: {e}"
         st = {"fns": [cp] + [c for c in memo.values() if c is not cp],
-              "live": frozenset(self.live), "h": now[0] if now else None, "items": items}
+              "live": self.live, "h": now[0] if now else None, "items": items}
         entry = _make_entry(st)
-        ep = types.FunctionType(entry.__code__, {"__builtins__": __builtins__},
+        # Its frames are left out of a remote traceback, which then starts
+        # at the user's function (py.c's format_exc skips this file name).
+        code = entry.__code__.replace(co_filename="<qpeach entry>")
+        ep = types.FunctionType(code, {"__builtins__": __builtins__},
                                 fn.__name__, None, entry.__closure__)
         ep.__module__ = "__main__"
         ep.__qualname__ = fn.__qualname__
