@@ -254,6 +254,10 @@ const char *qp__kdb_pcol(int pkind);
  * error value (kdbtab.c). */
 qp_value *qp__kdb_part(qp_kdb *db, const qp__ktable *t, int64_t i, const qp_value *want, bool pcol,
                        unsigned flags);
+/* Rows of partition i (an index into t->parts) of partitioned table t,
+ * from one column's header. 0, or a negative code with err (kdbtab.c). */
+int qp__kdb_part_count(qp_kdb *db, const qp__ktable *t, int64_t i, int64_t *n, char *err,
+                       size_t errlen);
 /* Rows [a, b) of partitioned table t (b capped at its count), columns as
  * qp__kdb_part's: only the partitions the rows touch are mapped. New
  * reference or error value (kdbrows.c). */

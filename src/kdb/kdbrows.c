@@ -11,7 +11,8 @@
  *                     column one partition mapped at a time (a whole
  *                     partitioned table would be a copy).
  *
- * Row counts per partition are learnt as partitions are first mapped and
+ * Row counts per partition are learnt from a column header the first time
+ * a range passes a partition (no partition before the rows is mapped) and
  * kept with the table in the db snapshot (a qp_kdb never changes; a db
  * mounted again after a change on disk is a new snapshot, which starts
  * afresh), so later ranges map only the partitions they overlap. Threads
@@ -68,10 +69,13 @@ static qp_value *part_rows(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, cons
     for (int64_t i = 0; i < t->nparts && off < b; i++) {
         qp_value *tp = NULL;
         int64_t n = atomic_load_explicit(&cn[i], memory_order_relaxed);
-        if (n < 0) {   /* first visit: learn its count */
-            tp = qp__kdb_part(db, t, i, want, pcol, flags);
-            if (!tp || qp_is_error(tp)) { r = tp; goto done; }
-            atomic_store_explicit(&cn[i], n = qp_count(tp), memory_order_relaxed);
+        if (n < 0) {   /* first visit: learn its count from a header */
+            char err[512];
+            if (qp__kdb_part_count(db, t, i, &n, err, sizeof err)) {
+                r = qp_error("%s", err);
+                goto done;
+            }
+            atomic_store_explicit(&cn[i], n, memory_order_relaxed);
         }
         if (off + n > a) {    /* overlaps [a, b), since off < b */
             if (!tp) tp = qp__kdb_part(db, t, i, want, pcol, flags);

@@ -456,6 +456,15 @@ static int count_splay(qp_kdb *db, const char *dir, const char *col, int64_t *n,
     return rc;
 }
 
+int qp__kdb_part_count(qp_kdb *db, const qp__ktable *t, int64_t i, int64_t *n, char *err,
+                       size_t errlen)
+{
+    char *dir = qp__kdb_join(db->parts[t->parts[i]].dir, t->name);
+    int rc = dir ? count_splay(db, dir, NULL, n, err, errlen) : QP_ENOMEM;
+    free(dir);
+    return rc;
+}
+
 int qp_kdb_count(qp_kdb *db, const char *table, int64_t *n, char *err, size_t errlen)
 {
     *n = 0;

@@ -71,10 +71,11 @@ int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_
          * py.c), as a script's own folder is: its module imports the
          * modules and packages beside it as it does here. */
         char path[PATH_MAX * 2];
-        const char *slash = strrchr(job->function.file, '/'), *old = getenv("QPEACH_PYTHONPATH");
+        const char *fn = job->function.file ? job->function.file : "";
+        const char *slash = strrchr(fn, '/'), *old = getenv("QPEACH_PYTHONPATH");
         if (slash) {
-            snprintf(path, sizeof path, "%.*s%s%s", (int)(slash - job->function.file),
-                     job->function.file, old && *old ? ":" : "", old && *old ? old : "");
+            snprintf(path, sizeof path, "%.*s%s%s", (int)(slash - fn), fn, old && *old ? ":" : "",
+                     old && *old ? old : "");
             setenv("QPEACH_PYTHONPATH", path, 1);
         }
         char *argv[] = { (char *)self, "serve", "-p", sock, "-s", sarg,

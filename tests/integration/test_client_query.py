@@ -129,7 +129,7 @@ def test_get_opens_only_the_files_asked_for():
     (other partitions, other columns, rows of other partitions); what
     does fails naming the file. So get opens only what it is asked for."""
     d = harness.tmpdir()
-    db, paths = trades_db(d, DAYS[:3])
+    db, paths = trades_db(d, DAYS[:4])
     gone = os.path.join(db, "2024.01.04", "trade", "size")
     os.rename(gone, gone + ".away")
     df = frame(paths)
@@ -140,6 +140,8 @@ def test_get_opens_only_the_files_asked_for():
         same(s.get("trade", columns=["sym", "price"]), df, ["sym", "price"])
         n = int((df["date"] < "2024-01-04").sum())
         same(s.get("trade", rows=(0, n)), df.iloc[:n], ["date", "sym", "price", "size"])
+        m = int((df["date"] < "2024-01-05").sum())     # rows past the day: its size unread
+        same(s.get("trade", rows=(m, None)), df.iloc[m:], ["date", "sym", "price", "size"])
         for kw in (dict(), dict(partition="2024.01.04"), dict(columns="size")):
             try:
                 s.get("trade", **kw)
