@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 
 import harness
-from clientdb import DAYS, PYDIR, db_server, frame, python, run_block, trades_db
+from clientdb import DAYS, PYDIR, db_server, frame, python, readme_block, run_block, trades_db
 
 harness.asan_client_reexec()
 sys.path.insert(0, PYDIR)
@@ -353,3 +353,60 @@ def test_what_is_shipped_is_the_imports_beside_the_module():
     got = kx.remote._extension().sibling_modules(os.path.join(d, "slow.py"))
     assert sorted(got) == ["ohlc", "rounding"], sorted(got)
     assert got["ohlc"] == OHLC and got["rounding"] == ROUNDING
+
+
+def test_readme_siblings_example():
+    d = harness.tmpdir()
+    db, paths = trades_db(d)
+    code = os.path.join(d, "code")
+    os.makedirs(code)
+    for name in ("ohlc", "slow"):
+        with open(os.path.join(code, name + ".py"), "w") as f:
+            f.write(readme_block(f"client-siblings-{name}"))
+    df = frame(paths)
+    want = {str(day.date()): (g["price"].iloc[0], g["price"].max(), g["price"].min(),
+                              g["price"].iloc[-1]) for day, g in df.groupby("date")}
+    sys.path.insert(0, code)
+    try:
+        with db_server(db) as srv:
+            ns = run_block("client-siblings", [("port=5050", f"port={srv.port}"),
+                                               ("db='hdb'", f"db={db!r}")])
+            ns["s"].close()
+    finally:
+        sys.path.remove(code)
+        for m in ("slow", "ohlc"):
+            sys.modules.pop(m, None)
+
+    def days(t):
+        return {str(x): (float(o), float(h), float(lo), float(c))
+                for x, o, h, lo, c in zip(t["date"], t["o"], t["h"], t["l"], t["c"])}
+
+    assert days(ns["day"]) == {"2024-01-03": want["2024-01-03"]}, ns["day"]
+    assert days(ns["every"]) == want and days(ns["local"]) == want, (ns["every"], want)
+
+
+def test_readme_resume_example():
+    d = harness.tmpdir()
+    db, paths = trades_db(d)
+    df = frame(paths)
+    want = {str(day.date()): float((g["price"] * g["size"]).sum()) for day, g in df.groupby("date")}
+    script = os.path.join(d, "nightly.py")
+    code = readme_block("client-resume")
+    # one local worker: the first run stops after exactly the two days
+    # before the one it cannot read
+    for a, b in (("db='hdb'", f"db={db!r}"), ("local=2", "local=1")):
+        assert a in code, a
+        code = code.replace(a, b)
+    with open(script, "w") as f:
+        f.write(code)
+    gone = os.path.join(db, "2024.01.04", "trade", "size")
+    os.rename(gone, gone + ".away")
+    r = python(script, env={"PYTHONHASHSEED": "11"}, cwd=d)
+    assert r.returncode != 0 and "FanoutError" in r.stderr and "2024.01.04" in r.stderr, r.stderr
+    os.rename(gone + ".away", gone)
+    r = python(script, env={"PYTHONHASHSEED": "12"}, cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert "qpeach fanout: resuming: 2 of 5 tasks already done" in r.stderr, r.stderr
+    out = eval(r.stdout, {"array": np.array})
+    got = {str(x): float(v) for x, v in zip(out["date"], out["notional"])}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-6 for k in want), got
