@@ -124,7 +124,7 @@ check: all fuzz-build
 	@sh scripts/check-layers.sh $(BUILD)
 	@sh scripts/check-functions.sh
 	@sh scripts/run-unit.sh $(BUILD) $(UNIT_BIN)
-	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	@QPEACH=$(BUILD)/qpeach sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 	@QPEACH_BUILD=$(BUILD) $(PYTHON) tests/run.py
 
 unit: all
@@ -151,11 +151,11 @@ fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=$(FUZZ_CC) CFLAGS='-O1 -g' SAN= FUZZ=1 fuzz-bins
 
 fuzz: deps
-	@$(MAKE) --no-print-directory fuzz-build
-	@sh scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@$(MAKE) --no-print-directory all fuzz-build
+	@QPEACH=$(BUILD)/qpeach sh scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-fuzz-smoke: fuzz-build
-	@sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+fuzz-smoke: all fuzz-build
+	@QPEACH=$(BUILD)/qpeach sh scripts/fuzz.sh --smoke $(FUZZ_DIR) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Every CUnit suite under valgrind's memcheck: any error or definite leak
 # fails. tests/valgrind.supp holds suppressions for third-party internals;

@@ -53,22 +53,35 @@ printf '\001sym,price,size,time,date\nIBM,101.5,100,09:30:00.000,2024.01.02\nMSF
 printf '\010SFJ\nname,v,n\n"a,b",1.5,7\n"x""y",,8\n' >"$out/seeds_csv/typed"
 printf '\004a\tb\n1\t2\n\t\n' >"$out/seeds_csv/tabs"
 printf '\003g,p,b,x\n8c680a01-5a49-5aab-5a65-d4bfddb6a661,2024.01.02D10:00:00.123456789,1,0x0a\n,,0,\n' >"$out/seeds_csv/types"
-# kdbfile: the fixture dbs' files (never copied into the repository), each
-# as uint32 length + file + its name# companion when it has one.
-${PYTHON:-/usr/bin/python3} - "$out/seeds_kdbfile" "${QPEACH_FIXTURES:-../shared/fixtures/kdb}" <<'PY'
+# kdbfile: the files of a db our own writer makes (so a lone clone has
+# seeds too) and of the q-written fixture dbs when they are beside the clone
+# (never copied into the repository), each as uint32 length + file + its
+# name# companion when it has one.
+own=$(mktemp -d "${TMPDIR:-/tmp}/qpfuzz-db-XXXXXX")
+qp=${QPEACH:-build/qpeach}
+if [ -x "$qp" ]; then
+    printf 'date,sym,side,price,size,note\n2024.01.02,IBM,B,101.5,100,"first, quoted"\n2024.01.02,MSFT,S,0n,200,x\n2024.01.03,IBM,B,102.25,,y\n' >"$own/t.csv"
+    printf 'id,name,px,t\n1,a,1.5,09:30:00.000\n2,b,,09:30:01.500\n' >"$own/r.csv"
+    "$qp" db import "$own/t.csv" "$own/db" trade --partition date --types DSCFJ* >/dev/null &&
+        "$qp" db import "$own/r.csv" "$own/db" ref >/dev/null ||
+        echo "fuzz: could not write the seed db with $qp" >&2
+fi
+${PYTHON:-/usr/bin/python3} - "$out/seeds_kdbfile" "$own/db" "${QPEACH_FIXTURES:-../shared/fixtures/kdb}" <<'PY'
 import os, struct, sys
-d, fix = sys.argv[1], sys.argv[2]
+d = sys.argv[1]
 k = 0
-for root, _, files in os.walk(fix):
-    for name in sorted(files):
-        p = os.path.join(root, name)
-        if name.endswith("#") or name.endswith(".csv") or os.path.getsize(p) > 65536:
-            continue
-        body = open(p, "rb").read()
-        comp = open(p + "#", "rb").read()[:65536] if os.path.exists(p + "#") else b""
-        open(os.path.join(d, f"f{k:04d}"), "wb").write(struct.pack("<I", len(body)) + body + comp)
-        k += 1
+for top in sys.argv[2:]:
+    for root, _, files in os.walk(top):
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            if name.endswith("#") or name.endswith(".csv") or os.path.getsize(p) > 65536:
+                continue
+            body = open(p, "rb").read()
+            comp = open(p + "#", "rb").read()[:65536] if os.path.exists(p + "#") else b""
+            open(os.path.join(d, f"f{k:04d}"), "wb").write(struct.pack("<I", len(body)) + body + comp)
+            k += 1
 PY
+rm -rf "$own"
 
 # ---- runs ----
 status=0

@@ -114,7 +114,9 @@ int qp_kdb_part_name(const char *name, int64_t *v);
 
 /* Table names, sorted (a symbol vector). New reference. */
 qp_value *qp_kdb_tables(qp_kdb *db);
-/* True when the db has a table of that name. */
+/* True when the db has a table of that name, or an entry of that name at
+ * its root that could not be opened (it may be a table: reading it then
+ * fails with the cause, so no global or "no such table" stands in for it). */
 bool qp_kdb_has(qp_kdb *db, const char *table);
 /* The virtual partition column of a partitioned table ("date", "month",
  * "year" or "int"), or NULL for splayed and flat tables. Borrowed. */

@@ -225,6 +225,10 @@ struct qp_kdb {
 
 /* The table named name, or NULL. */
 qp__ktable *qp__kdb_find(qp_kdb *db, const char *name);
+/* The error for a table that db does not list: that name's entry at the
+ * root could not be opened (with its cause), or there is no such table.
+ * New reference. */
+qp_value *qp__kdb_no_table(const qp_kdb *db, const char *table);
 /* The error that refuses table t (a name in two places), or NULL. */
 qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t);
 /* The error for enumeration domain name missing at the db root root, for

@@ -254,15 +254,18 @@ static int bad_add(qp_kdb *db, const char *dir, int err)
     return qp__kdb_watch(db, strdup(dir));
 }
 
-/* True when the regular file at path holds a flat table (ff 01, type 98),
- * judged from its first bytes (or its first block when compressed). */
-static bool is_flat_table(const char *path)
+/* 1 when the regular file at path holds a flat table (ff 01, type 98),
+ * judged from its first bytes (or its first block when compressed), 0 when
+ * it does not, -errno when it cannot be read: then nobody can tell. */
+static int flat_table(const char *path)
 {
     uint8_t b[8] = {0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    if (fd < 0) return -errno;
     ssize_t n = pread(fd, b, sizeof b, 0);
+    int e = errno;
     close(fd);
+    if (n < 0) return -e;
     if (n >= 3 && b[0] == 0xff && b[1] == 0x01) return b[2] == QP_TABLE;
     if (n == 8 && qp__kdb_zipped(b, 8)) {
         qp__khead h;
@@ -270,26 +273,28 @@ static bool is_flat_table(const char *path)
         return qp__kdb_peek(path, &h, err, sizeof err) == 0 && h.kind == KF_FLAT &&
                h.type == QP_TABLE;
     }
-    return false;
+    return 0;
 }
 
 /* Entry name of root folder seg that names no partition: a splayed
- * folder or a flat table file becomes a table; another folder, or one
- * that cannot be opened, is noted when parts (a par.txt root's folders
- * may be its segments). 0 or QP_ENOMEM. */
+ * folder or a flat table file becomes a table. One that cannot be opened
+ * is always noted with its cause (it may be a table: asking for it by name
+ * then says why it cannot be read, never that there is none); another
+ * folder is noted when parts (a par.txt root's folders may be its
+ * segments). 0 or QP_ENOMEM. */
 static int root_entry(opening *o, const char *seg, const char *name, bool parts)
 {
     char *p = qp__kdb_join(seg, name);
     if (!p) return QP_ENOMEM;
     struct stat st;
-    int tk = 0, rc = 0, s = 0;         /* s: is_splay's answer, or -errno */
+    int tk = 0, rc = 0, s = 0;         /* s: is_splay's or flat_table's answer, or -errno */
     bool dir = false;
     if (stat(p, &st) < 0) s = -errno;
     else if ((dir = S_ISDIR(st.st_mode))) s = is_splay(p);
-    else if (S_ISREG(st.st_mode)) tk = is_flat_table(p) ? KT_FLAT : 0;
-    if (s > 0) tk = KT_SPLAY;
-    else if ((dir || s < 0) && parts)
-        rc = skip_add(o->db, p, s < 0 ? QP_KDB_SKIP_UNOPENED : QP_KDB_SKIP_NOT_TABLE, 0, -s);
+    else if (S_ISREG(st.st_mode)) s = flat_table(p);
+    if (s > 0) tk = dir ? KT_SPLAY : KT_FLAT;
+    else if (s < 0) rc = skip_add(o->db, p, QP_KDB_SKIP_UNOPENED, 0, -s);
+    else if (dir && parts) rc = skip_add(o->db, p, QP_KDB_SKIP_NOT_TABLE, 0, 0);
     qp__ktable *t = tk ? table_add(o->db, name, tk) : NULL;
     if (tk && !t) rc = QP_ENOMEM;
     if (t && !t->path) t->path = p;
@@ -630,7 +635,24 @@ qp_value *qp_kdb_tables(qp_kdb *db)
     return v;
 }
 
-bool qp_kdb_has(qp_kdb *db, const char *table) { return qp__kdb_find(db, table) != NULL; }
+/* The root entry named table that could not be opened, or NULL. */
+static const qp__kskip *unopened(const qp_kdb *db, const char *table)
+{
+    size_t n = strlen(table);
+    for (int64_t i = 0; i < db->nskipped; i++) {
+        const qp__kskip *k = &db->skipped[i];
+        size_t m = strlen(k->dir);
+        if (k->reason == QP_KDB_SKIP_UNOPENED && m > n && k->dir[m - n - 1] == '/' &&
+            !strcmp(k->dir + m - n, table) && !strncmp(k->dir, db->path, m - n - 1))
+            return k;
+    }
+    return NULL;
+}
+
+bool qp_kdb_has(qp_kdb *db, const char *table)
+{
+    return qp__kdb_find(db, table) != NULL || unopened(db, table) != NULL;
+}
 
 const char *qp_kdb_part_column(qp_kdb *db, const char *table)
 {
@@ -652,10 +674,19 @@ qp_value *qp__kdb_refused(const qp_kdb *db, const qp__ktable *t)
                     (long long)t->nparts, t->nparts == 1 ? "" : "s");
 }
 
+qp_value *qp__kdb_no_table(const qp_kdb *db, const char *table)
+{
+    const qp__kskip *k = unopened(db, table);
+    if (k)
+        return qp_error("%s: table %s cannot be read: %s: %s", db->path, table, k->dir,
+                        strerror(k->err));
+    return qp_error("%s: no table %s", db->path, table);
+}
+
 qp_value *qp_kdb_partitions(qp_kdb *db, const char *table)
 {
     qp__ktable *t = qp__kdb_find(db, table);
-    if (!t) return qp_error("%s: no table %s", db->path, table);
+    if (!t) return qp__kdb_no_table(db, table);
     qp_value *no = qp__kdb_refused(db, t);
     if (no) return no;
     if (t->kind != KT_PART) return qp_vector(QP_LONG, 0);

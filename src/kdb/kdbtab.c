@@ -189,7 +189,7 @@ qp_value *qp__kdb_part(qp_kdb *db, const qp__ktable *t, int64_t i, const qp_valu
 static qp__ktable *find_or(qp_kdb *db, const char *table, qp_value **err)
 {
     qp__ktable *t = qp__kdb_find(db, table);
-    if (!t) *err = qp_error("%s: no table %s", db->path, table);
+    if (!t) *err = qp__kdb_no_table(db, table);
     else if ((*err = qp__kdb_refused(db, t))) t = NULL;
     return t;
 }

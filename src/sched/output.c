@@ -262,10 +262,9 @@ int qp_output_write(const qp_value *x, const char *path, bool q_text, FILE *out,
     int rc = 0;
     if (!csv && dot && !strcmp(dot, ".msgpack")) rc = qp_msgpack_encode(x, &bytes, &len);
     else if (!csv) rc = qp_ipc_encode(x, QP_MSG_ASYNC, &bytes, &len);
-    /* The modes files always had: the CSV writer's (0666 less the umask),
-     * the encoded formats' 0644. */
+    /* 0666 less the umask, as q's files and every other file we write */
     qp__replace r;
-    if (!rc) rc = qp__replace_begin(&r, path, csv ? 0666 : 0644);
+    if (!rc) rc = qp__replace_begin(&r, path, 0666);
     if (!rc) {
         /* the CSV writer opens the temporary file by name; commit syncs it
          * through r.fd all the same (one file) */

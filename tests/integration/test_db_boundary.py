@@ -120,6 +120,54 @@ def test_unreadable_table_folder_in_a_partition_is_not_missing_rows():
 
 # ---- partition folders of a kind that lost the vote ----
 
+def test_unreadable_root_tables_are_named_with_their_cause():
+    """A splayed table's folder linked to a disk that is gone, and a flat
+    table file this user may not read: each is noted by `db info` with its
+    cause, and asking for it by name says why it cannot be read, never that
+    there is no such table (or, worse, nothing at all)."""
+    d = tmpdir()
+    db, frames, ref = part_db(d)
+    gone = os.path.join(db, "quote")
+    os.symlink(os.path.join(d, "unmounted-disk", "quote"), gone)
+    r = qpeach("db", "info", db)
+    assert gone in r.stdout and "No such file or directory" in r.stdout, r.stdout
+    with Server("--db", db) as s, Conn(port=s.port) as c:
+        for fn in (".qp.get", ".qp.count", ".qp.meta"):
+            expect_error(lambda: call(c, fn, Sym("quote")), "table quote cannot be read", gone,
+                         "No such file or directory")
+        expect_error(lambda: call(c, ".qp.get", Sym("nosuch")), "nosuch")   # as q: 'nosuch
+        assert call(c, ".qp.count", Sym("ref")) == 3
+    write(d, "n.py", "import numpy as np\ndef n(t):\n    return {'n': np.array([len(t['px'])])}\n")
+    ini = write(d, "j.ini", f"[job]\nname = j\nfunction = n.py:n\n[input]\ndb = {db}\ntable = quote\n"
+                "[workers]\nlocal = 1\n[output]\npath = o.csv\n")
+    r = run(ini)
+    assert r.returncode != 0 and gone in r.stderr and "No such file" in r.stderr, (r.returncode, r.stderr)
+    # a flat table file (q's `:db/t set t, one file) nobody else may read
+    os.unlink(gone)
+    flat = os.path.join(db, "flat")
+    with open(flat, "wb") as f:      # our writer makes splayed tables only: the bytes are built here
+        f.write(FLAT_TABLE)
+    os.chmod(d, 0o755)
+    os.chmod(flat, 0)
+    try:
+        r = subprocess.run([QPEACH, "db", "info", db], capture_output=True, text=True,
+                           timeout=60, preexec_fn=as_other_user)
+    finally:
+        os.chmod(flat, 0o644)
+    assert flat in r.stdout and "Permission denied" in r.stdout, (r.stdout, r.stderr)
+    r = qpeach("db", "info", db)                         # readable again: a table
+    assert "table flat: 3 rows" in r.stdout, r.stdout
+    shutil.rmtree(d)
+
+
+# ([] a: 1 2 3) in a flat file: ff 01, then the table's IPC body
+# (98 0 99, a symbol vector of names, a list of one long vector).
+FLAT_TABLE = (b"\xff\x01" + bytes([98, 0, 99, 11, 0]) + (1).to_bytes(4, "little") + b"a\0"
+              + bytes([0, 0]) + (1).to_bytes(4, "little")
+              + bytes([7, 0]) + (3).to_bytes(4, "little")
+              + b"".join(v.to_bytes(8, "little") for v in (1, 2, 3)))
+
+
 def test_partition_folders_of_another_kind_are_noted():
     d = tmpdir()
     db, frames, _ = part_db(d)

@@ -506,3 +506,19 @@ def test_sum_by_key_float_keys_are_one_group_for_zero():
     assert got["n"].tolist() == want["n"].tolist() and got["v"].tolist() == want["v"].tolist(), \
         (got, want)
     assert not np.signbit(got.index.values).any(), got.index     # the key is 0.0
+
+
+def test_output_files_follow_the_umask():
+    """Every output format's file is created 0666 less the umask, as q's
+    files are (a group-writable umask gives group-writable output)."""
+    d = tmpdir()
+    for mask in (0o002, 0o022, 0o077):
+        for ext in ("csv", "msgpack", "qipc"):
+            out = os.path.join(d, "out", f"o{mask:o}.{ext}")
+            old = os.umask(mask)
+            try:
+                run_ok(types_job(d, out, name=f"m{mask:o}{ext}"))
+            finally:
+                os.umask(old)
+            mode = os.stat(out).st_mode & 0o777
+            assert mode == 0o666 & ~mask, (ext, oct(mask), oct(mode))
