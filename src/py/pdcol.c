@@ -85,15 +85,7 @@ static PyObject *helpers;     /* dict: the functions above, once compiled */
  * use. NULL with an exception set. */
 static PyObject *helper(const char *name)
 {
-    if (!helpers) {
-        PyObject *d = PyDict_New();
-        if (!d) return NULL;
-        PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins());
-        PyObject *r = PyRun_String(helper_src, Py_file_input, d, d);
-        if (!r) { Py_DECREF(d); return NULL; }
-        Py_DECREF(r);
-        helpers = d;
-    }
+    if (!helpers && !(helpers = qp__helpers_run(helper_src))) return NULL;
     PyObject *f = PyDict_GetItemString(helpers, name);
     if (!f) PyErr_Format(PyExc_RuntimeError, "qpeach: no pandas helper %s", name);
     return f;
@@ -153,6 +145,17 @@ static bool has_sym_null(const qp_value *x)
         if (!s || s == empty) return true;
     }
     return false;
+}
+
+PyObject *qp__helpers_run(const char *src)
+{
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String(src, Py_file_input, d, d);
+    if (!r) { Py_DECREF(d); return NULL; }
+    Py_DECREF(r);
+    return d;
 }
 
 PyObject *qp__pd_sym_nulls(const qp_value *x, PyObject *cat)

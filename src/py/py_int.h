@@ -94,6 +94,11 @@ void qp__modules_fini(void);
  * answers). New reference, or an error value. */
 qp_value *qp__sha256_hex(const void *p, size_t n);
 
+/* Python source run in a dict of its own (builtins in it): the helpers a
+ * file writes in Python, compiled once. New reference, NULL with a Python
+ * exception (pdcol.c). */
+PyObject *qp__helpers_run(const char *src);
+
 /* pdcol.c: pandas' missing values and char columns, both ways (GIL
  * held; pandas imported at the first use). Each returns a new reference,
  * or NULL with an exception set. */

@@ -56,15 +56,7 @@ static PyObject *helpers;     /* dict: the finder above, once compiled */
 
 static PyObject *finder(void)   /* borrowed; NULL with an exception */
 {
-    if (!helpers) {
-        PyObject *d = PyDict_New();
-        if (!d) return NULL;
-        PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins());
-        PyObject *r = PyRun_String(helper_src, Py_file_input, d, d);
-        if (!r) { Py_DECREF(d); return NULL; }
-        Py_DECREF(r);
-        helpers = d;
-    }
+    if (!helpers && !(helpers = qp__helpers_run(helper_src))) return NULL;
     return PyDict_GetItemString(helpers, "shipped");
 }
 

@@ -76,6 +76,19 @@ def python(script, *args, env=None, timeout=300, cwd=None):
                           text=True, timeout=timeout, env=e, cwd=cwd)
 
 
+def client():
+    """The qpeach package, for a test module: under a sanitizer build the
+    module is started again with the ASan runtime first
+    (harness.asan_client_reexec), this package goes on sys.path, and
+    local workers run this build's qpeach."""
+    harness.asan_client_reexec()
+    if PYDIR not in sys.path:
+        sys.path.insert(0, PYDIR)
+    os.environ["QPEACH_BIN"] = harness.QPEACH
+    import qpeach
+    return qpeach
+
+
 def readme_block(name):
     """The code of the README block after `<!-- test: name -->`."""
     with open(os.path.join(ROOT, "README.md")) as f:

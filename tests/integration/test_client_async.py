@@ -11,16 +11,12 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import harness
-from clientdb import PYDIR, db_server, frame, run_block, trades_db
+from clientdb import client, PYDIR, db_server, frame, run_block, trades_db
 
-harness.asan_client_reexec()
-sys.path.insert(0, PYDIR)
-os.environ["QPEACH_BIN"] = harness.QPEACH
-import qpeach as kx                     # noqa: E402
+kx = client()
 
 _fix = {}
 

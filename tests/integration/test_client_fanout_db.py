@@ -12,12 +12,9 @@ import textwrap
 import numpy as np
 
 import harness
-from clientdb import DAYS, PYDIR, db_server, frame, python, readme_block, run_block, trades_db
+from clientdb import DAYS, client, PYDIR, db_server, frame, python, readme_block, run_block, trades_db
 
-harness.asan_client_reexec()
-sys.path.insert(0, PYDIR)
-os.environ["QPEACH_BIN"] = harness.QPEACH
-import qpeach as kx                     # noqa: E402
+kx = client()
 
 
 def day_sums(t):

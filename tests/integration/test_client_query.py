@@ -5,16 +5,13 @@ on the CSVs the db was imported from; and the README's example, run as
 written."""
 import datetime
 import os
-import sys
 
 import numpy as np
 
 import harness
-from clientdb import DAYS, PYDIR, db_server, frame, run_block, trades_db
+from clientdb import DAYS, client, db_server, frame, run_block, trades_db
 
-harness.asan_client_reexec()
-sys.path.insert(0, PYDIR)
-import qpeach as kx                     # noqa: E402
+kx = client()
 
 _db = {}
 

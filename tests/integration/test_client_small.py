@@ -7,16 +7,12 @@ kx.q(...) saying that qpeach evaluates no q; the README's example run as
 written."""
 import json
 import os
-import sys
 import traceback
 
 import harness
-from clientdb import PYDIR, db_server, frame, python, run_block, trades_db
+from clientdb import client, db_server, frame, python, run_block, trades_db
 
-harness.asan_client_reexec()
-sys.path.insert(0, PYDIR)
-os.environ["QPEACH_BIN"] = harness.QPEACH
-import qpeach as kx                     # noqa: E402
+kx = client()
 
 _fix = {}
 

@@ -7,6 +7,7 @@
  * modified. */
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
+#include "qpeach/qparse.h"
 #include "qpeach/table.h"
 #include "qpeach/value.h"
 #include "core/csv_int.h"      /* qp__format_cell */
@@ -1010,23 +1011,12 @@ static void write_trades(const char *db, const char *name, int32_t day, int n, b
     qp_unref(t);
 }
 
-static qp_value *date_atom(int32_t day)
+/* A q literal ("`px`date", "2024.01.02") as a value. */
+static qp_value *lit(const char *s)
 {
-    qp_value *d = qp_atom(-QP_DATE);
-    d->i = day;
-    return d;
-}
-
-static qp_value *sym_list(int n, ...)
-{
-    va_list ap;
-    va_start(ap, n);
-    qp_value *v = qp_vector(QP_SYMBOL, n);
-    for (int i = 0; i < n; i++) {
-        const char *s = va_arg(ap, const char *);
-        qp_S(v)[i] = qp_sym_intern(s, strlen(s));
-    }
-    va_end(ap);
+    char err[128];
+    qp_value *v = qp_literal_parse(s, strlen(s), err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
     return v;
 }
 
@@ -1077,7 +1067,7 @@ static void test_select(void)
     qp_kdb *kdb = open_db(db);
     CU_ASSERT_PTR_NOT_NULL_FATAL(kdb);
     qp_value *whole = qp_kdb_table(kdb, "trade", QP_KDB_ENUMS), *flat = qp_kdb_table(kdb, "flat", QP_KDB_ENUMS);
-    qp_value *pxd = sym_list(2, "px", "date"), *d = date_atom(8767), *sym = sym_list(1, "sym");
+    qp_value *pxd = lit("`px`date"), *d = lit("2024.01.02"), *sym = lit("`sym`px");
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .b = -1 }, whole, 0, 21, NULL));
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = pxd, .b = -1 }, whole, 0, 21, pxd));
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .part = d, .b = -1 }, whole, 4, 7, NULL));
@@ -1085,7 +1075,7 @@ static void test_select(void)
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = pxd, .a = 3, .b = 15 }, whole, 3, 12, pxd));
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .a = 20, .b = 99 }, whole, 20, 1, NULL));
     CU_ASSERT(selects(kdb, "flat", &(qp_kdb_sel){ .cols = pxd, .a = 2, .b = 6 }, flat, 2, 4, pxd));
-    qp_value *bad = sym_list(2, "px", "zz"), *r;
+    qp_value *bad = lit("`px`zz"), *r;
     struct { const char *table; qp_kdb_sel sel; const char *text; } errs[] = {
         { "trade", { .cols = bad, .b = -1 }, "trade has no column zz (its columns: date, sym, px)" },
         { "trade", { .part = d, .a = 8, .b = 9 }, "rows 8..9 outside 0..7 of trade's partition 2024.01.02" },
@@ -1099,7 +1089,7 @@ static void test_select(void)
         CU_ASSERT_TRUE(has_text(r, errs[i].text));
         qp_unref(r);
     }
-    qp_value *d9 = date_atom(8800);
+    qp_value *d9 = lit("2024.02.04");
     r = qp_kdb_select(kdb, "trade", &(qp_kdb_sel){ .part = d9, .b = -1 }, 0);
     CU_ASSERT_TRUE(has_text(r, "no partition 2024.02.04 (date) for table trade"));
     qp_unref(r);
@@ -1107,8 +1097,10 @@ static void test_select(void)
     /* the px file of the second day gone: what does not read it works */
     CU_ASSERT_EQUAL(unlink(tmp("sel/2024.01.02/trade/px")), 0);
     kdb = open_db(db);
-    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = sym, .b = -1 }, whole, 0, 21, sym));
+    qp_value *sd = lit("`sym`date");
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = sd, .b = -1 }, whole, 0, 21, sd));
     CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .a = 11, .b = -1 }, whole, 11, 10, NULL));
+    qp_unref(sd);
     r = qp_kdb_select(kdb, "trade", &(qp_kdb_sel){ .part = d, .cols = pxd, .b = -1 }, 0);
     CU_ASSERT_TRUE(has_text(r, "2024.01.02/trade/px"));
     qp_unref(r);
