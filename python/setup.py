@@ -5,6 +5,7 @@ the repository's libqpeach.a, which `make` must have built first.
 QPEACH_BUILD picks another build directory (relative to the repository
 root, as for the tests), e.g. QPEACH_BUILD=build/asan."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,4 +45,7 @@ ext = Extension(
     + (pkg_libs() if os.path.exists(LIB) else []) + ["-lpthread", "-lm"],
 )
 
-setup(ext_modules=[ext])
+with open(os.path.join(ROOT, "include", "qpeach", "version.h")) as f:
+    VERSION = re.search(r'#define QPEACH_VERSION "([^"]+)"', f.read()).group(1)
+
+setup(version=VERSION, ext_modules=[ext])

@@ -27,7 +27,7 @@ allowed() {     # the rooms a room may use, itself included
 
 public_room() { # the room implementing public header qpeach/$1
     case $1 in
-    value.h|ipc.h|table.h|qparse.h|topo.h|pykx.h) echo core ;;
+    value.h|ipc.h|table.h|qparse.h|topo.h|pykx.h|version.h) echo core ;;
     kdb.h) echo kdb ;;
     conn.h|auth.h) echo net ;;
     server.h) echo server ;;

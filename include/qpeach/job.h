@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "qpeach/value.h"
+
 enum qp_part_by { QP_PART_ROWS = 0, QP_PART_COLUMN = 1, QP_PART_FILE = 2,
                   QP_PART_PARTITION = 3 /* one task per kdb+ partition */ };
 
@@ -161,5 +163,14 @@ char *qp_job_fn_name(const char *name);
 
 /* Where state files go: <state>/<name>.<suffix>, malloc'd (NULL on OOM). */
 char *qp_job_state_path(const qp_job *job, const char *suffix);
+
+/* The modules the Python module file imports from its own folder, and
+ * theirs in turn (src/sched/modules.c says how imports are read): a dict
+ * of module names (a symbol vector, in name order) to their source (char
+ * vectors), empty when there are none. What `.qp.def`'s `modules` option
+ * ships with a function. 0 and *out (a new reference), or a negative code
+ * with err naming the file (one that cannot be read; over 64 modules or
+ * 16 MB). */
+int qp_job_modules(const char *file, qp_value **out, char *err, size_t errlen);
 
 #endif

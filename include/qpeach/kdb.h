@@ -167,6 +167,25 @@ qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b,
  * spanning several concatenated (a copy of those rows). New reference, or
  * an error value (rows outside the table, a file that cannot be read). */
 qp_value *qp_kdb_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags);
+/* What qp_kdb_select reads of a table; zeroed (b = -1): all of it. */
+typedef struct qp_kdb_sel {
+    const qp_value *part;  /* a partition's value (a date, month or long
+                            * atom): that partition alone; NULL: all */
+    const qp_value *cols;  /* column names (a symbol vector; the partition
+                            * column may be one), in the order wanted;
+                            * NULL: every column */
+    int64_t a, b;          /* rows [a, b) of the partition, or of the table
+                            * when no partition is given; b < 0: to the end
+                            * (b is capped at the count) */
+} qp_kdb_sel;
+/* Table `table` as sel asks, reading only that: the partitions asked for
+ * (one, or those the rows touch), and of each only the column files asked
+ * for (with no file column asked for, the first, for the row count); a
+ * splayed or flat table's mapping with only the rows asked for checked.
+ * Borrowed sel. New reference, or an error value: a column the table
+ * lacks (listing its columns), a partition it lacks, a partition of a
+ * table that is not partitioned, rows outside it. */
+qp_value *qp_kdb_select(qp_kdb *db, const char *table, const qp_kdb_sel *sel, unsigned flags);
 /* The distinct values of column col of table, sorted (qp_distinct_sorted;
  * enumerations kept): a partitioned table's partition column from its
  * partitions' names, another column one partition mapped at a time. New

@@ -179,6 +179,8 @@ typedef struct qp_run_opts {
                             * first rows) to out, instead of output "-"
                             * (a file output is still written) */
     int log;               /* enum qp_run_log */
+    bool quiet;            /* --quiet: say nothing but the error, in the
+                            * log's format (text, or JSON with QP_LOG_JSON) */
     int jobs;              /* -j N: overrides [workers] local when > 0 */
     const char *self;      /* path of the qpeach binary (to start workers) */
     FILE *out;             /* where "-" output and the plan go (stdout) */
@@ -190,6 +192,11 @@ typedef struct qp_run_opts {
                             * function (dill bytes or source text) instead
                             * of its module file, which need not exist */
     const qp_value *reducer_code; /* the same for [merge] reducer */
+    const char *fn_id;     /* the function's identity for the journal, in
+                            * place of fn_code's bytes (dill pickles the same
+                            * function to other bytes in another process):
+                            * any text, hashed; NULL: the code's bytes */
+    const char *reducer_id; /* the same for the reducer */
     bool fn_pandas;        /* define the function with the pandas option */
     qp_value **merged;     /* non-NULL: on QP_RUN_OK, *merged is the merged
                             * value (new reference); output "-" is then not
@@ -200,6 +207,11 @@ typedef struct qp_run_opts {
     void *progress_data;
     qp_run_error *error;   /* non-NULL: filled with why the run failed
                             * (error->code 0 when it did not) */
+    /* Called with every event the run says (its name: "resume",
+     * "journal", "task", ...; its text), whatever the log mode, on the
+     * run's thread. */
+    void (*event_cb)(const char *event, const char *message, void *data);
+    void *event_data;
 } qp_run_opts;
 
 /* Runs a loaded job to the end. Returns an enum qp_run_exit code. */

@@ -245,6 +245,11 @@ qp_value *qp_concat(qp_value *const *v, int64_t n);
  * reference, an error value (naming the column, or both sets of names),
  * or NULL on OOM. */
 qp_value *qp_table_concat(qp_value *const *t, int64_t n);
+/* The columns of table t named by names (a symbol vector), in that order,
+ * sharing t's columns (no copy). New reference; an error value naming a
+ * column t lacks and listing t's (what names t in it: "trade"); NULL on
+ * OOM. */
+qp_value *qp_table_pick(const qp_value *t, const qp_value *names, const char *what);
 /* Appends one item (for lists: steals *(qp_value **)item). May move the data;
  * copies borrowed data out first. Returns 0 or QP_ENOMEM. */
 int qp_vec_append(qp_value *x, const void *item);

@@ -63,4 +63,14 @@ from . import remote                             # noqa: E402
 from .sched import run                           # noqa: E402
 
 __all__ = ["q", "remote", "run", "QError", "FanoutError", "RunError", "Timeout", "Cancelled"]
-__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """qpeach.__version__: the extension's, which the C library's
+    include/qpeach/version.h sets (the one place; `qpeach --version` and
+    .qp.info[] say the same). Read on first use, so that `import qpeach`
+    needs no extension."""
+    if name == "__version__":
+        from ._ext import extension
+        return extension().VERSION
+    raise AttributeError(f"module 'qpeach' has no attribute {name!r}")

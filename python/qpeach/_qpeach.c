@@ -23,9 +23,11 @@
 #include <pythread.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qpeach/conn.h"
@@ -35,6 +37,7 @@
 #include "qpeach/pykx.h"
 #include "qpeach/sched.h"
 #include "qpeach/value.h"
+#include "qpeach/version.h"
 
 /* ---- Module state: exception types and marker classes set from Python. */
 
@@ -217,6 +220,7 @@ typedef struct {
     PyObject_HEAD
     qp_conn *c;                 /* NULL once closed */
     PyThread_type_lock lock;    /* one thread on the connection at a time */
+    int timeout_ms;             /* per call; 0: none */
     char addr[256];
 } ConnObject;
 
@@ -256,6 +260,7 @@ static int Conn_init(ConnObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     snprintf(self->addr, sizeof self->addr, "%s", addr);
+    self->timeout_ms = timeout_ms;
     qp_conn_opts o = {
         .user = user, .password = password, .connect_timeout_ms = connect_ms,
         .timeout_ms = timeout_ms, .tls = tls, .tls_ca = tls_ca,
@@ -315,16 +320,86 @@ static PyObject *conn_error(ConnObject *self)
     return NULL;
 }
 
-/* call(fn, *args, pandas=False): sync fn[args...]; fn None sends args[0]
- * as the whole message (a char vector expression, say). */
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Closes the connection of a call the caller gave up on (Ctrl-C): its
+ * answer would be taken for the next call's, and a qpeach server cancels
+ * a call whose client closed its connection. Lock and GIL held. */
+static void conn_abandon(ConnObject *self)
+{
+    qp_conn *c = self->c;
+    self->c = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    qp_conn_close(c);
+    Py_END_ALLOW_THREADS
+}
+
+/* Waits for the answer to the sync message just sent, the GIL released,
+ * waking every 100 ms and at a signal to run Python's signal handlers, so
+ * that Ctrl-C raises KeyboardInterrupt now, not when the answer comes (the
+ * connection is then closed: conn_abandon). A sync request from the
+ * server is answered with an error, as qp_conn_call does. The result (new
+ * reference), or NULL with a Python exception set. Lock and GIL held. */
+static qp_value *wait_answer(ConnObject *self)
+{
+    qp_conn *c = self->c;
+    int64_t deadline = self->timeout_ms > 0 ? now_ms() + self->timeout_ms : -1;
+    for (;;) {
+        if (!qp_conn_pending(c)) {
+            int64_t left = deadline < 0 ? 100 : deadline - now_ms();
+            struct pollfd p = { .fd = qp_conn_fd(c), .events = POLLIN };
+            int r;
+            Py_BEGIN_ALLOW_THREADS
+            r = left > 0 ? poll(&p, 1, left < 100 ? (int)left : 100) : 0;
+            Py_END_ALLOW_THREADS
+            if (r < 0 && errno != EINTR) r = 1;          /* the receive says why */
+            if (r <= 0 && PyErr_CheckSignals() < 0) {
+                conn_abandon(self);
+                return NULL;
+            }
+            if (r <= 0 && (deadline < 0 || now_ms() < deadline)) continue;
+        }
+        qp_value *v = NULL;
+        int t = QP_MSG_RESPONSE, rc;
+        int left = deadline < 0 ? -1 : (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
+        Py_BEGIN_ALLOW_THREADS
+        rc = qp_conn_recv(c, &v, &t, left);
+        Py_END_ALLOW_THREADS
+        if (rc) return conn_error(self), NULL;
+        if (t == QP_MSG_RESPONSE) return v;
+        qp_unref(v);
+        if (t == QP_MSG_SYNC) {
+            qp_value *e = qp_error("qpeach client: requests not served");
+            if (!e) return PyErr_NoMemory(), NULL;
+            Py_BEGIN_ALLOW_THREADS
+            rc = qp_conn_send(c, e, QP_MSG_RESPONSE);
+            Py_END_ALLOW_THREADS
+            qp_unref(e);
+            if (rc) return conn_error(self), NULL;
+        }
+    }
+}
+
+/* call(fn, *args, pandas=False, categorical=False): sync fn[args...]; fn
+ * None sends args[0] as the whole message (a char vector expression,
+ * say). Ctrl-C while waiting raises KeyboardInterrupt and closes the
+ * connection (wait_answer). */
 static PyObject *Conn_call(ConnObject *self, PyObject *args, PyObject *kw)
 {
     int flags = 0;
     if (kw) {
         PyObject *p = PyDict_GetItemString(kw, "pandas");
+        PyObject *cat = PyDict_GetItemString(kw, "categorical");
         if (p && PyObject_IsTrue(p)) flags |= QP_PY_PANDAS;
-        if (PyDict_Size(kw) > (p ? 1 : 0)) {
-            PyErr_SetString(PyExc_TypeError, "call() takes only the keyword 'pandas'");
+        if (cat && PyObject_IsTrue(cat)) flags |= QP_PY_CATEGORICAL;
+        if (PyDict_Size(kw) > (p ? 1 : 0) + (cat ? 1 : 0)) {
+            PyErr_SetString(PyExc_TypeError, "call() takes only the keywords 'pandas' and "
+                            "'categorical'");
             return NULL;
         }
     }
@@ -349,14 +424,13 @@ static PyObject *Conn_call(ConnObject *self, PyObject *args, PyObject *kw)
     if (!self->c) {
         conn_check(self);
     } else {
-        qp_value *res;
+        int rc;
         qp_conn *c = self->c;
         Py_BEGIN_ALLOW_THREADS
-        res = qp_conn_call(c, msg);
+        rc = qp_conn_send(c, msg, QP_MSG_SYNC);
         Py_END_ALLOW_THREADS
-        if (!res) {
-            conn_error(self);
-        } else {
+        qp_value *res = rc ? (conn_error(self), NULL) : wait_answer(self);
+        if (res) {
             out = result_to_py(res, flags);
             qp_unref(res);
         }
@@ -616,6 +690,7 @@ static PyObject *mod_fn_name(PyObject *Py_UNUSED(m), PyObject *arg)
  * raised (which stops the run and is raised again once it has ended). */
 typedef struct {
     PyObject *cb;
+    PyObject *on_event;         /* on_event(event, message) or None */
     PyObject *et, *ev, *etb;
 } progress_ctx;
 
@@ -635,6 +710,19 @@ static int progress_cb(int64_t done, int64_t total, int64_t failed, void *data)
     Py_XDECREF(r);
     PyGILState_Release(g);
     return stop;
+}
+
+/* Called by qp_run with each event it says (qp_run_opts.event_cb): the
+ * on_event callable's exception, like the progress callback's, is raised
+ * once the run has ended. */
+static void event_cb(const char *event, const char *message, void *data)
+{
+    progress_ctx *p = data;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *r = p->et ? NULL : PyObject_CallFunction(p->on_event, "ss", event, message);
+    if (!r && !p->et && PyErr_Occurred()) PyErr_Fetch(&p->et, &p->ev, &p->etb);
+    Py_XDECREF(r);
+    PyGILState_Release(g);
 }
 
 /* The function's code as .qp.def takes it: bytes -> byte vector (dill),
@@ -789,25 +877,31 @@ static PyObject *run_error_to_py(const qp_run_error *e)
 /* run(job, code=None, pandas=False, qpeach=None, progress=None, raw=False,
  *     log=False, resume=True, jobs=0, reducer=None) -> (exit code, value or
  * None, None or why): qp_run of the job file at path job, or of a job dict
- * (job_from_dict), the GIL released while it runs. code (reducer) replaces [job] function's ([merge] reducer's) module
- * file (see qp_run_opts.fn_code); qpeach
- * is the binary that local workers run; progress(done, total, failed) is
- * called as tasks finish; log=True writes the run's log lines to stderr. */
+ * (job_from_dict), the GIL released while it runs. code (reducer) replaces
+ * [job] function's ([merge] reducer's) module file (see
+ * qp_run_opts.fn_code), code_id (reducer_id) its identity for the journal
+ * (qp_run_opts.fn_id); qpeach is the binary that local workers run;
+ * progress(done, total, failed) is called as tasks finish, on_event(event,
+ * message) with every event the run says; log=True writes the run's log
+ * lines to stderr. */
 static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"job", "code", "pandas", "qpeach", "progress", "raw", "log",
-                             "resume", "jobs", "reducer", NULL};
-    const char *self = NULL;
+                             "resume", "jobs", "reducer", "code_id", "reducer_id", "on_event",
+                             NULL};
+    const char *self = NULL, *code_id = NULL, *red_id = NULL;
     PyObject *spec, *code = Py_None, *rcode = Py_None, *progress = Py_None, *out = NULL;
+    PyObject *on_event = Py_None;
     int pandas = 0, raw = 0, log = 0, resume = 1, jobs = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpzOpppiO", kwlist, &spec, &code, &pandas,
-                                     &self, &progress, &raw, &log, &resume, &jobs, &rcode))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpzOpppiOzzO", kwlist, &spec, &code, &pandas,
+                                     &self, &progress, &raw, &log, &resume, &jobs, &rcode,
+                                     &code_id, &red_id, &on_event))
         return NULL;
     char err[2048] = "";
     qp_run_error error;
     qp_job *job = NULL;
     qp_value *fn = NULL, *red = NULL, *merged = NULL;
-    progress_ctx ctx = { .cb = progress };
+    progress_ctx ctx = { .cb = progress, .on_event = on_event };
     FILE *sink = NULL;
     if (PyDict_Check(spec)) {
         if (job_from_dict(spec, &job)) return NULL;
@@ -828,6 +922,8 @@ static PyObject *mod_run(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kw)
         .reducer_code = red,
         .fn_pandas = pandas, .merged = &merged, .error = &error,
         .progress_cb = progress != Py_None ? progress_cb : NULL, .progress_data = &ctx,
+        .fn_id = code_id, .reducer_id = red_id,
+        .event_cb = on_event != Py_None ? event_cb : NULL, .event_data = &ctx,
     };
     Py_BEGIN_ALLOW_THREADS
     rc = qp_run(job, &o);
@@ -853,15 +949,41 @@ done:
     return out;
 }
 
+/* sibling_modules(path) -> {name: source}: the modules the Python module
+ * file at path imports from its folder (qp_job_modules), what goes with a
+ * function in .qp.def's modules option. OSError/ValueError on a file
+ * that cannot be read or too many. */
+static PyObject *mod_sibling_modules(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(arg, &path)) return NULL;
+    char err[1024] = "";
+    qp_value *d = NULL;
+    int rc = qp_job_modules(PyBytes_AS_STRING(path), &d, err, sizeof err);
+    Py_DECREF(path);
+    if (rc) {
+        PyErr_SetString(rc == QP_ENOMEM ? PyExc_MemoryError
+                        : rc == QP_EARG ? PyExc_ValueError : PyExc_OSError, err);
+        return NULL;
+    }
+    PyObject *out = qp_py_from_q(d, 0);
+    qp_unref(d);
+    return out;
+}
+
 static PyMethodDef mod_methods[] = {
     {"dumps", mod_dumps, METH_O, "dumps(obj) -> bytes: a kdb+ IPC message."},
     {"loads", (PyCFunction)(void (*)(void))mod_loads, METH_VARARGS | METH_KEYWORDS,
      "loads(data, pandas=False) -> obj: decode a kdb+ IPC message."},
     {"run", (PyCFunction)(void (*)(void))mod_run, METH_VARARGS | METH_KEYWORDS,
      "run(job, code=None, pandas=False, qpeach=None, progress=None, raw=False, log=False, "
-     "resume=True, jobs=0, reducer=None) -> (exit code, merged value or None, None or why it "
+     "resume=True, jobs=0, reducer=None, code_id=None, reducer_id=None, on_event=None) -> "
+     "(exit code, merged value or None, None or why it "
      "failed: a dict of qp_run_error's fields): "
      "the scheduler (qp_run) on a job file or a dict of sections; see qpeach.run."},
+    {"sibling_modules", mod_sibling_modules, METH_O,
+     "sibling_modules(path) -> {module name: source}: the modules the module file at path "
+     "imports from its folder (what goes with a function to a server)."},
     {"fn_name", mod_fn_name, METH_O,
      "fn_name(name) -> name as a job's function name may spell it (qp_job_fn_name)."},
     {"_set_types", mod_set_types, METH_VARARGS, "internal"},
@@ -884,6 +1006,7 @@ PyMODINIT_FUNC PyInit__qpeach(void)
         Py_DECREF(m);
         return NULL;
     }
+    PyModule_AddStringConstant(m, "VERSION", QPEACH_VERSION);
     PyModule_AddIntConstant(m, "MSG_ASYNC", QP_MSG_ASYNC);
     PyModule_AddIntConstant(m, "MSG_SYNC", QP_MSG_SYNC);
     PyModule_AddIntConstant(m, "MSG_RESPONSE", QP_MSG_RESPONSE);

@@ -376,3 +376,31 @@ def xbar(x: Union[int, float, np.timedelta64], y: ArrayLike) -> Any:
         f = a.astype(np.float64)
         out = np.floor(f / x) * x if x else f.copy()
     return out[0] if scalar else out
+
+
+class _QModule(type(np)):
+    """qpeach.q as a module that answers a call: PyKX code's kx.q('...')
+    evaluates q, which qpeach never does."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        code = repr(args[0]) if args else "..."
+        raise NotImplementedError(
+            f"kx.q({code}): qpeach evaluates no q (there is no q interpreter in qpeach or its "
+            f"servers). For q's functions in numpy call kx.q.NAME(...) ({', '.join(__all__)}); "
+            f"to ask a server what it holds use session.tables(), .count(t), .meta(t), "
+            f".partitions(t), .get(t, partition, columns, rows); to run Python there, "
+            f"@kx.remote.function(session) or session.call(name, *args)")
+
+
+def _by_name(m):
+    """Pickled (dill ships functions that use kx.q) as the import of its
+    name, as a plain module is."""
+    import importlib
+    return importlib.import_module, (m.__name__,)
+
+
+import copyreg as _copyreg                              # noqa: E402
+import sys as _sys                                      # noqa: E402
+
+_sys.modules[__name__].__class__ = _QModule
+_copyreg.pickle(_QModule, _by_name)

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, Dict, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from .errors import FanoutError, QError, RunError
 
@@ -47,21 +47,43 @@ def _binary():
     return shutil.which("qpeach")
 
 
+class _Line:
+    """A progress line on stderr, for progress=True without tqdm."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self, done, total, failed):
+        if (done, total, failed) != self.last:
+            self.last = (done, total, failed)
+            sys.stderr.write(f"\rqpeach: {done}/{total} tasks, {failed} failed")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.last is not None:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
 def _progress(progress):
-    """The callback qp_run calls: the user's, a tqdm bar when tqdm is
-    installed and stderr is a TTY (progress=None), or none (False)."""
+    """The callback qp_run calls: the user's; a tqdm bar when tqdm is
+    installed and stderr is a TTY (progress=None), or whatever stderr is
+    (True; a progress line when tqdm is not installed); or none (False)."""
     if progress is False:
         return None, None
     if callable(progress):
         return progress, None
-    if progress is not None:
-        raise TypeError("progress must be a callable(done, total, failed), None or False")
-    if not sys.stderr.isatty():
+    if progress is not None and progress is not True:
+        raise TypeError("progress must be a callable(done, total, failed), True, None or False")
+    if progress is None and not sys.stderr.isatty():
         return None, None
     try:
         from tqdm import tqdm
     except ImportError:
-        return None, None
+        if progress is None:
+            return None, None
+        line = _Line()
+        return line, line
     bar = tqdm(total=0, unit="task", file=sys.stderr)
 
     def cb(done, total, failed):
@@ -82,8 +104,11 @@ def _raise(code, error):
     cls = FanoutError if error["task"] is not None else RunError
     err = cls(code, error["message"], error)
     if error["cause"]:
-        raise err from QError(error["cause"], error["remote_type"], error["remote_message"],
-                              error["remote_traceback"])
+        # The traceback is the run error's text (its message holds the
+        # cause): the cause says its first line, so that a traceback shows
+        # the remote frames once.
+        raise err from QError(error["cause"].partition("\n")[0], error["remote_type"],
+                              error["remote_message"], error["remote_traceback"])
     raise err
 
 
@@ -91,7 +116,9 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
         progress: Union[None, bool, Callable[[int, int, int], Any]] = None,
         log: bool = False, resume: bool = True, jobs: int = 0, raw: bool = False,
         pandas: bool = False, code: Union[None, bytes, str] = None,
-        reducer: Union[None, bytes, str] = None) -> Any:
+        reducer: Union[None, bytes, str] = None, code_id: Optional[str] = None,
+        reducer_id: Optional[str] = None,
+        on_event: Optional[Callable[[str, str], Any]] = None) -> Any:
     """Runs a job as `qpeach run` does and returns the merged value.
 
     job       a job file path, or a dict of sections -> {key: value}
@@ -105,6 +132,10 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     code      the function's code (dill bytes or source text) for [job]
               function's name, instead of its module file (what fanout uses)
     reducer   the same for [merge] reducer
+    code_id, reducer_id   their identity for the journal (instead of the
+              code's bytes, which dill makes differ between processes)
+    on_event  callable(event, message) called with every event the run
+              says ("resume", "journal", "task", ...), whatever log is
 
     A failed task raises FanoutError (.task, .partition, .worker,
     .remote_type, .remote_message, .remote_traceback), with the worker's
@@ -114,8 +145,8 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
     (the journal is kept). The GIL is released while the scheduler runs;
     runs from several threads of one process take turns.
     """
-    from .remote import _extension
-    ext = _extension()
+    from ._ext import extension
+    ext = extension()
     tmp = None
     try:
         if isinstance(job, dict):
@@ -133,7 +164,8 @@ def run(job: Union[str, os.PathLike, Dict[str, Dict[str, Any]]], *,
             with _one_run:
                 rc, value, error = ext.run(job, code=code, pandas=pandas, qpeach=_binary(),
                                          progress=cb, raw=raw, log=log, resume=resume,
-                                         jobs=jobs, reducer=reducer)
+                                         jobs=jobs, reducer=reducer, code_id=code_id,
+                                         reducer_id=reducer_id, on_event=on_event)
         finally:
             if bar is not None:
                 bar.close()

@@ -26,8 +26,10 @@ static void usage(FILE *f)
         "  --show       print q's console view of the result (its first rows) to\n"
         "               stdout; [output] path = - (the default) otherwise writes the\n"
         "               whole result there as CSV (a file path is written either way)\n"
-        "  --quiet      no progress, only errors\n"
-        "  --log-json   progress as JSON lines on stderr\n"
+        "  --quiet      no progress, only errors (as JSON with --log-json)\n"
+        "  --log-json   progress as JSON lines on stderr, one object per event:\n"
+        "               t, event, message, done, total; a task's also task,\n"
+        "               partition, worker, addr, ms, rows\n"
         "  -j N         N local workers (overrides [workers] local)\n"
         "\n"
         "Progress goes to stderr: a bar on a terminal, log lines otherwise.\n"
@@ -60,7 +62,7 @@ int qp_cmd_run(int argc, char **argv)
         case 'f': o.resume = false; break;
         case 'n': o.dry_run = true; break;
         case 's': o.show = true; break;
-        case 'q': o.log = QP_LOG_QUIET; break;
+        case 'q': o.quiet = true; break;
         case 'J': o.log = QP_LOG_JSON; break;
         case 'j': {
             char *end;
@@ -77,6 +79,8 @@ int qp_cmd_run(int argc, char **argv)
         }
     }
     if (argc - optind != 1) { usage(stderr); return QP_RUN_BADJOB; }
+    /* --quiet with --log-json: only the error, as JSON */
+    if (o.quiet && o.log != QP_LOG_JSON) o.log = QP_LOG_QUIET;
     char err[1024];
     qp_job *job = NULL;
     if (qp_job_load(argv[optind], &job, err, sizeof err)) {

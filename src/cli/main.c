@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "qpeach/version.h"
+
 #define COMMANDS(X) \
     X(serve,  "run a worker server that speaks kdb+ IPC") \
     X(call,   "send one call to a q process and print the result") \
@@ -33,7 +35,7 @@ static const struct command {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: qpeach COMMAND [ARGS...]\n\ncommands:\n");
+    fprintf(f, "usage: qpeach COMMAND [ARGS...]    (qpeach --version: its version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n`qpeach COMMAND --help` describes one.\n");
@@ -44,6 +46,10 @@ int main(int argc, char **argv)
     if (argc < 2) { usage(stderr); return 2; }
     const char *name = argv[1];
     if (!strcmp(name, "-h") || !strcmp(name, "--help")) { usage(stdout); return 0; }
+    if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+        printf("qpeach %s\n", QPEACH_VERSION);
+        return 0;
+    }
     char *help_argv[] = { NULL, "--help", NULL };
     bool help = !strcmp(name, "help");          /* qpeach help CMD = qpeach CMD --help */
     if (help) {

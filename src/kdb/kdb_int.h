@@ -252,6 +252,21 @@ void qp__kdb_colenv(qp__colenv *ce, qp__kdb_env *env, qp_kdb *db, const char *pa
 qp_value *qp__kdb_columns(const char *dir);
 /* The partition column's name for a kind: "date", "month", "year", "int". */
 const char *qp__kdb_pcol(int pkind);
+/* Partition i (an index into t->parts) of partitioned table t: its
+ * columns want (a symbol vector: only their files are opened; NULL: all)
+ * and, when pcol, the virtual partition column first. New reference or
+ * error value (kdbtab.c). */
+qp_value *qp__kdb_part(qp_kdb *db, const qp__ktable *t, int64_t i, const qp_value *want, bool pcol,
+                       unsigned flags);
+/* Rows of partition i (an index into t->parts) of partitioned table t,
+ * from one column's header. 0, or a negative code with err (kdbtab.c). */
+int qp__kdb_part_count(qp_kdb *db, const qp__ktable *t, int64_t i, int64_t *n, char *err,
+                       size_t errlen);
+/* Rows [a, b) of partitioned table t (b capped at its count), columns as
+ * qp__kdb_part's: only the partitions the rows touch are mapped. New
+ * reference or error value (kdbrows.c). */
+qp_value *qp__kdb_rows_of(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, const qp_value *want,
+                          bool pcol, unsigned flags);
 
 /* kdbstamp.c: stamps what path looks like now (absent: present false). */
 void qp__kdb_stamp(const char *path, qp__kstamp *st);

@@ -11,7 +11,8 @@
  *                     column one partition mapped at a time (a whole
  *                     partitioned table would be a copy).
  *
- * Row counts per partition are learnt as partitions are first mapped and
+ * Row counts per partition are learnt from a column header the first time
+ * a range passes a partition (no partition before the rows is mapped) and
  * kept with the table in the db snapshot (a qp_kdb never changes; a db
  * mounted again after a change on disk is a new snapshot, which starts
  * afresh), so later ranges map only the partitions they overlap. Threads
@@ -55,8 +56,10 @@ static int pieces_add(pieces *p, qp_value *t)   /* steals t */
     return 0;
 }
 
-/* Rows [a, b) of partitioned table t (0 <= a < b <= its count). */
-static qp_value *part_rows(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, unsigned flags)
+/* Rows [a, b) of partitioned table t (0 <= a < b <= its count): columns
+ * want (NULL: all) and pcol as qp__kdb_part's. */
+static qp_value *part_rows(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, const qp_value *want,
+                           bool pcol, unsigned flags)
 {
     _Atomic int64_t *cn = counts_of(db, t);
     if (!cn) return NULL;
@@ -66,13 +69,16 @@ static qp_value *part_rows(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, unsi
     for (int64_t i = 0; i < t->nparts && off < b; i++) {
         qp_value *tp = NULL;
         int64_t n = atomic_load_explicit(&cn[i], memory_order_relaxed);
-        if (n < 0) {   /* first visit: learn its count */
-            tp = qp_kdb_table_part(db, t->name, i, flags);
-            if (!tp || qp_is_error(tp)) { r = tp; goto done; }
-            atomic_store_explicit(&cn[i], n = qp_count(tp), memory_order_relaxed);
+        if (n < 0) {   /* first visit: learn its count from a header */
+            char err[512];
+            if (qp__kdb_part_count(db, t, i, &n, err, sizeof err)) {
+                r = qp_error("%s", err);
+                goto done;
+            }
+            atomic_store_explicit(&cn[i], n, memory_order_relaxed);
         }
         if (off + n > a) {    /* overlaps [a, b), since off < b */
-            if (!tp) tp = qp_kdb_table_part(db, t->name, i, flags);
+            if (!tp) tp = qp__kdb_part(db, t, i, want, pcol, flags);
             if (!tp || qp_is_error(tp)) { r = tp; goto done; }
             int64_t lo = a > off ? a - off : 0, hi = b - off < n ? b - off : n;
             if (pieces_add(&p, qp_table_slice(tp, lo, hi - lo))) { qp_unref(tp); goto done; }
@@ -88,24 +94,31 @@ done:
     return r;
 }
 
-qp_value *qp_kdb_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags)
+qp_value *qp__kdb_rows_of(qp_kdb *db, qp__ktable *t, int64_t a, int64_t b, const qp_value *want,
+                          bool pcol, unsigned flags)
 {
-    if (!qp_kdb_part_column(db, table)) return qp_kdb_table_rows(db, table, a, b, flags);
     char err[512];
     int64_t total = 0;
-    if (qp_kdb_count(db, table, &total, err, sizeof err)) return qp_error("%s", err);
+    if (qp_kdb_count(db, t->name, &total, err, sizeof err)) return qp_error("%s", err);
     if (a < 0 || b < a || a > total)
         return qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)a, (long long)b,
-                        (long long)total, table);
+                        (long long)total, t->name);
     if (b > total) b = total;
     if (a == b) {   /* no rows: the columns of the first partition */
-        qp_value *tp = qp_kdb_table_part(db, table, 0, flags);
+        qp_value *tp = t->nparts ? qp__kdb_part(db, t, 0, want, pcol, flags)
+                                 : qp_error("table %s has no partitions", t->name);
         if (!tp || qp_is_error(tp)) return tp;
         qp_value *r = qp_table_slice(tp, 0, 0);
         qp_unref(tp);
         return r;
     }
-    return part_rows(db, qp__kdb_find(db, table), a, b, flags);
+    return part_rows(db, t, a, b, want, pcol, flags);
+}
+
+qp_value *qp_kdb_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags)
+{
+    if (!qp_kdb_part_column(db, table)) return qp_kdb_table_rows(db, table, a, b, flags);
+    return qp__kdb_rows_of(db, qp__kdb_find(db, table), a, b, NULL, true, flags);
 }
 
 /* ---- distinct values ---- */

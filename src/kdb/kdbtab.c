@@ -74,10 +74,13 @@ qp_value *qp__kdb_columns(const char *dir)
 
 static bool is_column(const qp_value *v) { return v->type >= 0 && v->type <= QP_ENUM && v->type != 3; }
 
-/* The splayed table in folder dir, named tname in errors. */
-static qp_value *load_splay(qp_kdb *db, const char *dir, const char *tname, unsigned flags)
+/* The splayed table in folder dir, named tname in errors: the columns its
+ * .d lists, or only those of want (a symbol vector; their files alone are
+ * opened). */
+static qp_value *load_splay(qp_kdb *db, const char *dir, const char *tname, const qp_value *want,
+                            unsigned flags)
 {
-    qp_value *names = qp__kdb_columns(dir);
+    qp_value *names = want ? qp_ref((qp_value *)want) : qp__kdb_columns(dir);
     if (!names || qp_is_error(names)) return names;
     qp_value *cols = qp_vector(QP_LIST, names->v.n), *err = NULL;
     if (!cols) { qp_unref(names); return qp_error("%s: out of memory", dir); }
@@ -142,11 +145,13 @@ oom:
     return qp_error("out of memory");
 }
 
-/* Partition p (an index into db->parts) of partitioned table t; a table
- * missing there (no such name at all) comes back as 0 rows of another
- * partition's columns; one there that cannot be opened (a link to a disk
- * that is gone) is an error naming it and the cause. */
-static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned flags)
+/* Partition p (an index into db->parts) of partitioned table t: its
+ * columns want (NULL: all) and, when pcol, the virtual partition column
+ * first. A table missing there (no such name at all) comes back as 0 rows
+ * of another partition's columns; one there that cannot be opened (a link
+ * to a disk that is gone) is an error naming it and the cause. */
+static qp_value *part_cols(qp_kdb *db, const qp__ktable *t, int64_t p, const qp_value *want,
+                           bool pcol, unsigned flags)
 {
     char *dir = qp__kdb_join(db->parts[p].dir, t->name);
     if (!dir) return qp_error("out of memory");
@@ -154,19 +159,30 @@ static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned
     qp_value *x;
     int e = stat(dir, &st) == 0 ? 0 : errno;
     if (!e && S_ISDIR(st.st_mode)) {
-        x = load_splay(db, dir, t->name, flags);
+        x = load_splay(db, dir, t->name, want, flags);
     } else if (e != ENOENT || lstat(dir, &st) == 0) {
         x = qp_error("%s: table %s: %s", dir, t->name, e ? strerror(e) : "not a folder");
     } else {
         char *other = qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
-        qp_value *full = other ? load_splay(db, other, t->name, flags) : NULL;
+        qp_value *full = other ? load_splay(db, other, t->name, want, flags) : NULL;
         x = full && !qp_is_error(full) ? qp_table_slice(full, 0, 0) : qp_ref(full);
         qp_unref(full);
         free(other);
         if (!x) x = qp_error("out of memory");
     }
     free(dir);
-    return with_pcol(x, db->pkind, db->parts[p].v);
+    return pcol ? with_pcol(x, db->pkind, db->parts[p].v) : x;
+}
+
+static qp_value *part_table(qp_kdb *db, const qp__ktable *t, int64_t p, unsigned flags)
+{
+    return part_cols(db, t, p, NULL, true, flags);
+}
+
+qp_value *qp__kdb_part(qp_kdb *db, const qp__ktable *t, int64_t i, const qp_value *want, bool pcol,
+                       unsigned flags)
+{
+    return part_cols(db, t, t->parts[i], want, pcol, flags);
 }
 
 /* Table `table`, or NULL and *err: there is none, or it is refused. */
@@ -190,45 +206,57 @@ qp_value *qp_kdb_table_part(qp_kdb *db, const char *table, int64_t part, unsigne
     return part_table(db, t, t->parts[part], flags);
 }
 
-qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsigned flags)
+/* The index into db->parts of the partition whose value is v (a date,
+ * month or long atom, as the db's partitions are), or -1 and *err. */
+static int64_t part_at(qp_kdb *db, const char *table, const qp_value *v, qp_value **err)
 {
-    qp_value *err = NULL;
-    qp__ktable *t = find_or(db, table, &err);
-    if (!t) return err;
-    if (t->kind != KT_PART) return qp_error("%s: table %s is not partitioned", db->path, table);
     int want = db->pkind == PK_DATE ? -QP_DATE : db->pkind == PK_MONTH ? -QP_MONTH : -QP_LONG;
     int64_t x;
     if (v->type == want && want != -QP_LONG) x = v->i;
     else if (want == -QP_LONG && v->type == -QP_LONG) x = v->j;
     else if (want == -QP_LONG && (v->type == -QP_INT || v->type == -QP_SHORT))
         x = v->type == -QP_INT ? v->i : v->h;
-    else
-        return qp_error("%s: a %s partition value must be a %s, not a %s", db->path,
+    else {
+        *err = qp_error("%s: a %s partition value must be a %s, not a %s", db->path,
                         qp__kdb_pcol(db->pkind), qp_type_name(want), qp_type_name(v->type));
+        return -1;
+    }
     int64_t lo = 0, hi = db->nparts - 1;
     while (lo <= hi) {
         int64_t mid = (lo + hi) / 2;
-        if (db->parts[mid].v == x) return part_table(db, t, mid, flags);
+        if (db->parts[mid].v == x) return mid;
         if (db->parts[mid].v < x) lo = mid + 1;
         else hi = mid - 1;
     }
     char text[64];                   /* the value as q writes it: 2024.01.05 */
     qp_format_line(v, text, sizeof text);
-    return qp_error("%s: no partition %s (%s) for table %s", db->path, text,
+    *err = qp_error("%s: no partition %s (%s) for table %s", db->path, text,
                     qp__kdb_pcol(db->pkind), table);
+    return -1;
+}
+
+qp_value *qp_kdb_table_at(qp_kdb *db, const char *table, const qp_value *v, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    if (t->kind != KT_PART) return qp_error("%s: table %s is not partitioned", db->path, table);
+    int64_t p = part_at(db, table, v, &err);
+    return p < 0 ? err : part_table(db, t, p, flags);
 }
 
 /* ------------------------------------------------------------------ */
 /* Whole tables: partitions concatenated                               */
 /* ------------------------------------------------------------------ */
 
-static qp_value *whole_parted(qp_kdb *db, const qp__ktable *t, unsigned flags)
+static qp_value *whole_parted(qp_kdb *db, const qp__ktable *t, const qp_value *want, bool pcol,
+                              unsigned flags)
 {
     qp_value **ts = calloc((size_t)(t->nparts ? t->nparts : 1), sizeof *ts), *r = NULL;
     if (!ts) return qp_error("out of memory");
     int64_t i = 0;
     for (; i < t->nparts; i++) {
-        ts[i] = part_table(db, t, t->parts[i], flags);
+        ts[i] = part_cols(db, t, t->parts[i], want, pcol, flags);
         if (qp_is_error(ts[i])) { r = qp_ref(ts[i]); i++; goto done; }
     }
     r = t->nparts ? qp_table_concat(ts, t->nparts) : qp_error("table %s has no partitions", t->name);
@@ -266,7 +294,7 @@ static qp_value *raw_table(qp_kdb *db, qp__ktable *t)
     pthread_mutex_unlock(&db->lock);
     if (x) return x;
     unsigned f = QP_KDB_ENUMS | QP__KDB_UNCHECKED;
-    x = t->kind == KT_SPLAY ? load_splay(db, t->path, t->name, f) : load_flat(db, t, f);
+    x = t->kind == KT_SPLAY ? load_splay(db, t->path, t->name, NULL, f) : load_flat(db, t, f);
     if (!x || qp_is_error(x)) return x;
     pthread_mutex_lock(&db->lock);
     if (!t->raw) t->raw = qp_ref(x);
@@ -346,7 +374,7 @@ qp_value *qp_kdb_table(qp_kdb *db, const char *table, unsigned flags)
     qp__ktable *t = find_or(db, table, &err);
     if (!t) return err;
     if (t->kind == KT_SPLAY || t->kind == KT_FLAT) return cached(db, t, flags);
-    return whole_parted(db, t, flags);
+    return whole_parted(db, t, NULL, true, flags);
 }
 
 qp_value *qp_kdb_table_rows(qp_kdb *db, const char *table, int64_t a, int64_t b, unsigned flags)
@@ -425,6 +453,15 @@ static int count_splay(qp_kdb *db, const char *dir, const char *col, int64_t *n,
     char *p = qp__kdb_join(dir, col);
     rc = p ? count_col(db, p, n, err, errlen) : QP_ENOMEM;
     free(p);
+    return rc;
+}
+
+int qp__kdb_part_count(qp_kdb *db, const qp__ktable *t, int64_t i, int64_t *n, char *err,
+                       size_t errlen)
+{
+    char *dir = qp__kdb_join(db->parts[t->parts[i]].dir, t->name);
+    int rc = dir ? count_splay(db, dir, NULL, n, err, errlen) : QP_ENOMEM;
+    free(dir);
     return rc;
 }
 
@@ -582,4 +619,130 @@ done:
     free(attrs);
     free(dir);
     return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* A selection: some partitions, columns and rows (qp_kdb_select)      */
+/* ------------------------------------------------------------------ */
+
+/* sel's rows of a table or partition of n rows: *a and *m (the count),
+ * or an error value naming them. */
+static qp_value *sel_rows(const qp_kdb_sel *sel, int64_t n, const char *what, int64_t *a,
+                          int64_t *m)
+{
+    int64_t b = sel->b < 0 || sel->b > n ? n : sel->b;
+    *a = sel->a;
+    *m = b - *a;
+    if (*a < 0 || *a > n || (sel->b >= 0 && sel->b < *a))
+        return qp_error("rows %lld..%lld outside 0..%lld of %s", (long long)sel->a,
+                        (long long)sel->b, (long long)n, what);
+    return NULL;
+}
+
+/* A splayed or flat table: its mapping, the columns picked, only the
+ * rows asked for checked (as qp_kdb_table_rows). */
+static qp_value *select_flat(qp_kdb *db, qp__ktable *t, const qp_kdb_sel *sel, unsigned flags)
+{
+    if (sel->part)
+        return qp_error("%s: table %s is not partitioned: it has no partitions to select",
+                        db->path, t->name);
+    qp_value *raw = raw_table(db, t);
+    if (!raw || qp_is_error(raw)) return raw;
+    qp_value *x = sel->cols ? qp_table_pick(raw, sel->cols, t->name) : qp_ref(raw);
+    qp_unref(raw);
+    if (!x || qp_is_error(x)) return x;
+    int64_t a, m;
+    qp_value *r = sel_rows(sel, qp_count(x), t->name, &a, &m);
+    if (!r) r = checked_rows(t, x, a, m, flags);
+    qp_unref(x);
+    return r;
+}
+
+/* The files to open for columns cols of partitioned table t: cols less
+ * its partition column (*pcol: whether that one is asked for), checked
+ * against the names its last partition's .d lists (as meta reads them);
+ * with no file column asked for, its first one, for the row count. New
+ * reference (a symbol vector) or an error value naming a column it lacks. */
+static qp_value *file_columns(qp_kdb *db, const qp__ktable *t, const qp_value *cols, bool *pcol)
+{
+    if (!t->nparts) return qp_error("table %s has no partitions", t->name);
+    const char *pn = qp__kdb_pcol(db->pkind);
+    pn = qp_sym_intern(pn, strlen(pn));
+    char *dir = qp__kdb_join(db->parts[t->parts[t->nparts - 1]].dir, t->name);
+    qp_value *names = dir ? qp__kdb_columns(dir) : NULL;
+    free(dir);
+    if (!names || qp_is_error(names)) return names ? names : qp_error("out of memory");
+    /* the table's shape without rows: qp_table_pick checks cols on it */
+    int64_t n = names->v.n;
+    qp_value *all = qp_vector(QP_SYMBOL, n + 1), *none = qp_vector(QP_LIST, n + 1);
+    qp_value *want = qp_vector(QP_SYMBOL, 0), *r = NULL;
+    if (!all || !none || !want) goto done;
+    qp_S(all)[0] = pn;
+    for (int64_t i = 0; i < n; i++) qp_S(all)[i + 1] = qp_S(names)[i];
+    for (int64_t i = 0; i <= n; i++)
+        if (!(qp_K(none)[i] = qp_vector(QP_LIST, 0))) goto done;
+    qp_value *shape = qp_table(qp_dict(all, none));
+    all = none = NULL;
+    r = shape ? qp_table_pick(shape, cols, t->name) : NULL;
+    qp_unref(shape);
+    if (!r || qp_is_error(r)) goto done;
+    qp_unref(r);
+    r = NULL;
+    *pcol = false;
+    for (int64_t i = 0; i < cols->v.n; i++) {
+        if (qp_S(cols)[i] == pn) *pcol = true;
+        else if (qp_vec_append(want, &qp_S(cols)[i]) < 0) goto done;
+    }
+    if (!want->v.n && n && qp_vec_append(want, &qp_S(names)[0]) < 0) goto done;
+    r = want;
+    want = NULL;
+done:
+    qp_unref(names);
+    qp_unref(all);
+    qp_unref(none);
+    qp_unref(want);
+    return r ? r : qp_error("out of memory");
+}
+
+/* A partitioned table: one partition, rows across partitions (only the
+ * partitions they touch), or all of it; only the column files asked for
+ * are opened, and the columns come back in the order asked. */
+static qp_value *select_parted(qp_kdb *db, qp__ktable *t, const qp_kdb_sel *sel, unsigned flags)
+{
+    qp_value *want = NULL, *x = NULL, *err = NULL;
+    bool pcol = true;
+    if (sel->cols && (want = file_columns(db, t, sel->cols, &pcol)) && qp_is_error(want))
+        return want;
+    bool keep = pcol;       /* the partition column, when asked for */
+    if (sel->part) {
+        int64_t p = part_at(db, t->name, sel->part, &err), a, m;
+        x = p < 0 ? err : part_cols(db, t, p, want, keep, flags);
+        if (x && !qp_is_error(x)) {
+            char what[160], pv[64];
+            qp_format_line(sel->part, pv, sizeof pv);
+            snprintf(what, sizeof what, "%s's partition %s", t->name, pv);
+            qp_value *e = sel_rows(sel, qp_count(x), what, &a, &m), *y = NULL;
+            if (!e && (a || m != qp_count(x))) y = qp_table_slice(x, a, m);
+            if (e || y) { qp_unref(x); x = e ? e : y; }
+        }
+    } else if (sel->a || sel->b >= 0) {
+        int64_t b = sel->b < 0 ? INT64_MAX : sel->b;
+        x = qp__kdb_rows_of(db, t, sel->a, b, want, keep, flags);
+    } else {
+        x = whole_parted(db, t, want, keep, flags);
+    }
+    qp_unref(want);
+    if (!x || qp_is_error(x) || !sel->cols) return x;
+    qp_value *r = qp_table_pick(x, sel->cols, t->name);
+    qp_unref(x);
+    return r;
+}
+
+qp_value *qp_kdb_select(qp_kdb *db, const char *table, const qp_kdb_sel *sel, unsigned flags)
+{
+    qp_value *err = NULL;
+    qp__ktable *t = find_or(db, table, &err);
+    if (!t) return err;
+    qp_value *r = t->kind == KT_PART ? select_parted(db, t, sel, flags) : select_flat(db, t, sel, flags);
+    return r ? r : qp_error("%s: out of memory", table);
 }

@@ -28,7 +28,7 @@
  * vectors) become str (UTF-8, undecodable bytes kept as surrogates), guid
  * vectors object arrays of UUID, general lists lists, dicts dicts, tables a
  * dict of column arrays (or with QP_PY_PANDAS a DataFrame, whose symbol
- * columns are categoricals), keyed tables one dict of key and value columns
+ * columns are str, or Categoricals with QP_PY_CATEGORICAL), keyed tables one dict of key and value columns
  * (or a DataFrame indexed by the keys). A table's general-list column (a
  * string column, say) is an object array of its items, so every column is
  * an array; strings come back as symbols (toq.c).
@@ -539,13 +539,13 @@ static int mark_chars(PyObject *df, const qp_value *t)
 
 static PyObject *table_to_py(const qp_value *t, const qp_value *keys, int flags, int depth)
 {
-    /* DataFrames get categorical symbol columns: pandas keeps them as
-     * codes + names, which is what a 10M-row symbol column needs. */
-    int cflags = (flags & QP_PY_PANDAS) ? flags | QP_PY_CATEGORICAL : flags;
+    /* A DataFrame's symbol columns are str, as PyKX's .pd() gives them;
+     * Categoricals (codes + names, what a 10M-row symbol column wants)
+     * only when asked for (QP_PY_CATEGORICAL). */
     PyObject *d = PyDict_New();
     if (!d) return NULL;
-    if ((keys && columns_into(d, keys, cflags, depth) < 0) ||
-        columns_into(d, t, cflags, depth) < 0) {
+    if ((keys && columns_into(d, keys, flags, depth) < 0) ||
+        columns_into(d, t, flags, depth) < 0) {
         Py_DECREF(d);
         return NULL;
     }

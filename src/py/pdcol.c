@@ -4,8 +4,9 @@
  *   - a short, int or long column holding q's null becomes pandas'
  *     nullable Int16/Int32/Int64 (<NA> there); without a null it stays a
  *     plain numpy column, so only columns that need it pay for a mask;
- *   - the null symbol of a symbol column (a Categorical) becomes pandas'
- *     missing value (code -1, NaN), as pandas reads an empty CSV field;
+ *   - the null symbol of a symbol column becomes pandas' missing value
+ *     (NaN in a column of str; code -1 in a Categorical), as pandas reads
+ *     an empty CSV field;
  *   - q char columns (one-char str objects, fromq.c) are named in
  *     df.attrs, so that the same DataFrame (or a filter of it, which keeps
  *     attrs) goes back as char columns: a str column is otherwise a symbol
@@ -32,8 +33,11 @@ static const char helper_src[] =
     "def ints(v):\n"
     "    import pandas as pd\n"
     "    return pd.arrays.IntegerArray(v, v == np.iinfo(v.dtype).min)\n"
-    "def sym_nulls(cat):\n"
-    "    return cat.remove_categories(['']) if '' in cat.categories else cat\n"
+    "def sym_nulls(col):\n"
+    "    if hasattr(col, 'categories'):\n"
+    "        return col.remove_categories(['']) if '' in col.categories else col\n"
+    "    col[col == ''] = np.nan\n"
+    "    return col\n"
     "def mark_chars(df, names):\n"
     "    df.attrs[CHARS] = list(names)\n"
     "def char_columns(df):\n"
@@ -81,15 +85,7 @@ static PyObject *helpers;     /* dict: the functions above, once compiled */
  * use. NULL with an exception set. */
 static PyObject *helper(const char *name)
 {
-    if (!helpers) {
-        PyObject *d = PyDict_New();
-        if (!d) return NULL;
-        PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins());
-        PyObject *r = PyRun_String(helper_src, Py_file_input, d, d);
-        if (!r) { Py_DECREF(d); return NULL; }
-        Py_DECREF(r);
-        helpers = d;
-    }
+    if (!helpers && !(helpers = qp__helpers_run(helper_src))) return NULL;
     PyObject *f = PyDict_GetItemString(helpers, name);
     if (!f) PyErr_Format(PyExc_RuntimeError, "qpeach: no pandas helper %s", name);
     return f;
@@ -149,6 +145,17 @@ static bool has_sym_null(const qp_value *x)
         if (!s || s == empty) return true;
     }
     return false;
+}
+
+PyObject *qp__helpers_run(const char *src)
+{
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String(src, Py_file_input, d, d);
+    if (!r) { Py_DECREF(d); return NULL; }
+    Py_DECREF(r);
+    return d;
 }
 
 PyObject *qp__pd_sym_nulls(const qp_value *x, PyObject *cat)

@@ -125,6 +125,8 @@ static const char helper_src[] =
     "            return True\n"
     "    return False\n"
     "def format_exc(t, v, tb):\n"
+    "    while tb is not None and tb.tb_frame.f_code.co_filename == '<qpeach entry>':\n"
+    "        tb = tb.tb_next    # the client's wrapper of the user's function\n"
     "    head = ''.join(traceback.format_exception_only(t, v)).strip()\n"
     "    frames = ''.join(traceback.format_tb(tb, limit=-3)) if tb and not issubclass(t, SyntaxError) else ''\n"
     "    return head + ('\\nTraceback (last frames):\\n' + frames.rstrip() if frames else '')\n";
@@ -454,6 +456,7 @@ void qp_py_fini(void)
     Py_CLEAR(cancel_exc);
     qp__pykx_fini();
     qp__select_fini();
+    qp__modules_fini();
     qp__conv_fini();
     Py_FinalizeEx();
     ready = false;
@@ -558,7 +561,7 @@ static PyObject *lookup(const char *name)   /* borrowed entry or NULL */
 }
 
 
-static qp_value *sha256_hex(const void *p, size_t n)
+qp_value *qp__sha256_hex(const void *p, size_t n)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -568,20 +571,24 @@ static qp_value *sha256_hex(const void *p, size_t n)
     return qp_string(hex, 2 * len);
 }
 
-static bool opt_flag(const qp_value *opts, const char *key)
+/* The value of option key (a new reference), or NULL when not given. */
+static qp_value *opt_item(const qp_value *opts, const char *key)
 {
-    if (!opts || !qp_is_dict(opts) || qp_dict_keys(opts)->type != QP_SYMBOL) return false;
+    if (!opts || !qp_is_dict(opts) || qp_dict_keys(opts)->type != QP_SYMBOL) return NULL;
     const qp_value *k = qp_dict_keys(opts), *v = qp_dict_values(opts);
     const char *s = qp_sym_intern(key, strlen(key));
-    for (int64_t i = 0; i < k->v.n; i++) {
-        if (qp_S(k)[i] != s) continue;
-        qp_value *it = qp_item(v, i);
-        bool on = it && ((it->type == -QP_BOOL && it->g) || (it->type == -QP_LONG && it->j) ||
-                         (it->type == -QP_INT && it->i));
-        qp_unref(it);
-        return on;
-    }
-    return false;
+    for (int64_t i = 0; i < k->v.n; i++)
+        if (qp_S(k)[i] == s) return qp_item(v, i);
+    return NULL;
+}
+
+static bool opt_flag(const qp_value *opts, const char *key)
+{
+    qp_value *it = opt_item(opts, key);
+    bool on = it && ((it->type == -QP_BOOL && it->g) || (it->type == -QP_LONG && it->j) ||
+                     (it->type == -QP_INT && it->i));
+    qp_unref(it);
+    return on;
 }
 
 qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts)
@@ -591,26 +598,30 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
     if (code->type != QP_CHAR && code->type != QP_BYTE)
         return qp_error("qp.def: code must be source text (string) or dill bytes (byte vector), not %s",
                         qp_type_name(code->type));
-    qp_value *id = sha256_hex(code->v.data, (size_t)code->v.n);
+    qp_value *id = qp__sha256_hex(code->v.data, (size_t)code->v.n);
     if (!id || qp_is_error(id)) return id;
     int optflags = (opt_flag(opts, "pandas") ? QP_PY_PANDAS : 0) |
                    (opt_flag(opts, "categorical") ? QP_PY_CATEGORICAL : 0) |
                    (opt_flag(opts, "codes") ? QP_PY_CODES : 0);
+    qp_value *mods = opt_item(opts, "modules"), *key = qp__def_key(code, mods, id);
     if (opt_flag(opts, "reuse")) {
-        /* The same name from the same code with the same options is kept
+        /* The same name from the same code, modules and options is kept
          * as it is, module state included: a scheduler re-sending its job's
          * function to a resident server pays a hash, not a compile and a
          * module run. Later .qp.import aliases reach it anyway (lib_set). */
         PyObject *old = lookup(name);
         if (old && PyTuple_GET_SIZE(old) == 5 &&
             PyLong_AsLong(PyTuple_GET_ITEM(old, 4)) == optflags &&
-            PyBytes_GET_SIZE(PyTuple_GET_ITEM(old, 3)) == id->v.n &&
-            !memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(old, 3)), id->v.data, (size_t)id->v.n))
+            PyBytes_GET_SIZE(PyTuple_GET_ITEM(old, 3)) == key->v.n &&
+            !memcmp(PyBytes_AS_STRING(PyTuple_GET_ITEM(old, 3)), key->v.data, (size_t)key->v.n)) {
+            qp_unref(mods);
+            qp_unref(key);
             return id;
+        }
     }
     PyObject *ns = PyDict_Copy(libs), *f = NULL, *entry = NULL;
     PyObject *src = NULL, *pname = PyUnicode_FromString(name);
-    if (!ns || !pname) goto fail;
+    if (!ns || !pname || (mods && qp__modules_add(mods) < 0)) goto fail;
     if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
         PyDict_SetItemString(ns, "__name__", pname) < 0)
         goto fail;
@@ -628,9 +639,11 @@ qp_value *qp_py_def(const char *name, const qp_value *code, const qp_value *opts
     if (!wp) goto fail;
     int flags = (PyObject_IsTrue(wp) == 1 ? QP_PY_PANDAS : 0) | optflags;
     Py_DECREF(wp);
-    entry = Py_BuildValue("(OOiy#i)", f, ns, flags, (const char *)id->v.data, (Py_ssize_t)id->v.n,
-                          optflags);
+    entry = Py_BuildValue("(OOiy#i)", f, ns, flags, (const char *)key->v.data,
+                          (Py_ssize_t)key->v.n, optflags);
     if (!entry || PyDict_SetItem(funcs, pname, entry) < 0) goto fail;
+    qp_unref(mods);
+    qp_unref(key);
     Py_DECREF(entry);
     Py_DECREF(f);
     Py_DECREF(src);
@@ -642,6 +655,8 @@ fail:;
     qp_value *r = qp_error("qp.def: %s: %s", name, e ? e->s : "?");
     qp_unref(e);
     qp_unref(id);
+    qp_unref(mods);
+    qp_unref(key);
     Py_XDECREF(entry);
     Py_XDECREF(f);
     Py_XDECREF(src);

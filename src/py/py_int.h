@@ -96,6 +96,24 @@ PyObject *qp__enum_objects(const qp_value *x);
 /* Drops every entry (qp__conv_fini). */
 void qp__symcat_fini(void);
 
+/* pymods.c: modules shipped with a function (.qp.def's `modules`). */
+/* Makes the modules of dict mods (names -> source) importable. 0, or -1
+ * with a Python exception. */
+int qp__modules_add(const qp_value *mods);
+/* What `reuse` compares for code shipped with mods: id (the code's
+ * SHA-256) when mods is NULL, else the SHA-256 of the code's and the
+ * modules' bytes (a changed ohlc.py is a new definition). New reference. */
+qp_value *qp__def_key(const qp_value *code, const qp_value *mods, qp_value *id);
+void qp__modules_fini(void);
+/* The SHA-256 of n bytes at p as 64 hex characters (py.c; what .qp.def
+ * answers). New reference, or an error value. */
+qp_value *qp__sha256_hex(const void *p, size_t n);
+
+/* Python source run in a dict of its own (builtins in it): the helpers a
+ * file writes in Python, compiled once. New reference, NULL with a Python
+ * exception (pdcol.c). */
+PyObject *qp__helpers_run(const char *src);
+
 /* pdcol.c: pandas' missing values and char columns, both ways (GIL
  * held; pandas imported at the first use). Each returns a new reference,
  * or NULL with an exception set. */
@@ -103,8 +121,9 @@ void qp__symcat_fini(void);
  * Int16/Int32/Int64 array (<NA> there; the values view x); x itself (as
  * a numpy array) when it holds none. */
 PyObject *qp__pd_ints(const qp_value *x);
-/* cat (stolen), the Categorical of symbol or enumeration column x, with
- * the null symbol as pandas' missing value (code -1) when x holds one. */
+/* cat (stolen), the str array or Categorical of symbol or enumeration
+ * column x, with the null symbol as pandas' missing value (NaN, or code
+ * -1) when x holds one. */
 PyObject *qp__pd_sym_nulls(const qp_value *x, PyObject *cat);
 /* Marks df's columns that were q char columns (names, a symbol vector,
  * borrowed) in df.attrs, so they go back as char columns. 0 or -1. */

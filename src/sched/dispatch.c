@@ -228,8 +228,9 @@ static bool task_failed(run *r, int64_t i, int wi, const char *why, bool raised)
         free(d);
         return false;
     }
-    qp__say(r, "retry", "task %" PRId64 " (%s) failed on %s, retrying (%d/%d): %s", i, d ? d : "?",
-        r->ws[wi].addr, t->attempts, r->job->retries, why);
+    qp__ev ev = { .task = i, .partition = d, .worker = wi, .ms = -1, .rows = r->plan->parts[i].rows };
+    qp__say_ev(r, "retry", &ev, "task %" PRId64 " (%s) failed on %s, retrying (%d/%d): %s", i,
+        d ? d : "?", r->ws[wi].addr, t->attempts, r->job->retries, why);
     free(d);
     requeue(r, i);
     return true;
@@ -334,8 +335,10 @@ static bool task_done(run *r, int wi, const qp__flight *f, qp_value *v, int64_t 
         char *d = qp_part_describe(r->plan, f->task);
         char of[48] = "";
         if (f->batch > 1) snprintf(of, sizeof of, ", one of a batch of %d", f->batch);
-        qp__say(r, "task", "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms%s", f->task,
-            d ? d : "?", wi, qp__ms() - started_ms, of);
+        qp__ev ev = { .task = f->task, .partition = d, .worker = wi, .ms = qp__ms() - started_ms,
+                      .rows = r->plan->parts[f->task].rows };
+        qp__say_ev(r, "task", &ev, "task %" PRId64 " (%s) done on worker %d in %" PRId64 " ms%s",
+            f->task, d ? d : "?", wi, ev.ms, of);
         free(d);
     }
     return true;

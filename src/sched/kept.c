@@ -26,8 +26,9 @@
  * The worker settings (the key): the qpeach binary (path, inode, size,
  * mtime), the working folder, the environment (but _, OLDPWD, PWD and
  * SHLVL, which a shell changes as it goes), local, threads, each worker's
- * cores, libraries, the db, the input the workers load, and the job's
- * state folder (which the workers watch). The user is the folder's. What
+ * cores, libraries, the function's folder (first on the workers'
+ * sys.path), the db, the input the workers load, and the job's state
+ * folder (which the workers watch). The user is the folder's. What
  * a run sends is not part of it: functions go by their SHA-256 as ever.
  *
  * Never stale: a worker found running gets `.qp.reset[]` before the
@@ -331,6 +332,8 @@ static int settings_key(run *r, int local, char hex[65])
         fprintf(m, "worker %d %s\n", i, buf);
     }
     for (int i = 0; i < j->nlibs; i++) fprintf(m, "lib %s=%s\n", j->lib_alias[i], j->lib_module[i]);
+    const char *fn = j->function.file ? j->function.file : "", *slash = strrchr(fn, '/');
+    fprintf(m, "fndir %.*s\n", slash ? (int)(slash - fn) : 0, fn);  /* first on sys.path */
     fprintf(m, "db %s\ninput %s\nstate %s\n", j->db ? j->db : "-",
             !j->files && r->input_path ? r->input_path : "-", j->state);
     if (fclose(m) || rc) { free(text); return QP_ENOMEM; }

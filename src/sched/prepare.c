@@ -214,16 +214,30 @@ int qp__prepare_input(run *r, bool need_table)
 
 /* SHA-256 of a function's code: as the caller gave it (its IPC bytes),
  * else its module file. */
-static int code_sha(const qp_value *given, const char *file, uint8_t out[32])
+/* The SHA-256 of what a worker runs for function fn, as the journal keys
+ * it: the identity the caller gave (id), else the code given, else the
+ * module file; then the modules it ships from its folder, so a changed
+ * ohlc.py beside slow.py starts the run over too. */
+static int code_sha(const qp_value *given, const char *id, const qp_job_fn *fn, uint8_t out[32])
 {
-    if (!given) return qp_sha256_file(file, out);
-    uint8_t *b = NULL;
+    int rc = 0;
+    uint8_t two[64] = {0}, *b = NULL;
     size_t len = 0;
-    int rc = qp_ipc_encode(given, QP_MSG_ASYNC, &b, &len);
-    if (rc) return rc;
-    qp_sha256(b, len, out);
+    char err[512];
+    qp_value *mods = NULL;
+    if (id) qp_sha256(id, strlen(id), two);
+    else if (!given) rc = qp_sha256_file(fn->file, two);
+    else if (!(rc = qp_ipc_encode(given, QP_MSG_ASYNC, &b, &len))) qp_sha256(b, len, two);
     free(b);
-    return 0;
+    b = NULL;
+    if (!rc) rc = qp__fn_modules(fn, given != NULL, &mods, err, sizeof err);
+    if (!rc && mods && !(rc = qp_ipc_encode(mods, QP_MSG_ASYNC, &b, &len)))
+        qp_sha256(b, len, two + 32);
+    free(b);
+    if (!rc && mods) qp_sha256(two, 64, out);
+    else if (!rc) memcpy(out, two, 32);       /* the same as before modules went along */
+    qp_unref(mods);
+    return rc;
 }
 
 /* ---- what a task reads, for the journal ---- */
@@ -345,8 +359,9 @@ int qp__job_ids(run *r, qp_journal_id ids[3])
     ids[0].what = "job file";
     /* Code: the function's and the reducer's module files, as sent. */
     uint8_t h1[32], h2[32] = {0};
-    if ((rc = code_sha(r->o->fn_code, j->function.file, h1))) return rc;
-    if (j->reducer.file && (rc = code_sha(r->o->reducer_code, j->reducer.file, h2))) return rc;
+    if ((rc = code_sha(r->o->fn_code, r->o->fn_id, &j->function, h1))) return rc;
+    if (j->reducer.file && (rc = code_sha(r->o->reducer_code, r->o->reducer_id, &j->reducer, h2)))
+        return rc;
     uint8_t both[64];
     memcpy(both, h1, 32);
     memcpy(both + 32, h2, 32);

@@ -20,8 +20,51 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- setup ---- */
+
+/* The modules function fn's module imports from its folder (the dict
+ * .qp.def's `modules` option takes), or NULL when it imports none. Code
+ * given by the caller (a function defined in Python) may name a module
+ * file that is not there: it then has none. 0, or a negative code with
+ * err. */
+int qp__fn_modules(const qp_job_fn *fn, bool given, qp_value **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (given && access(fn->file, R_OK) != 0) return 0;
+    qp_value *m = NULL;
+    int rc = qp_job_modules(fn->file, &m, err, errlen);
+    if (rc) return rc;
+    if (qp_count(qp_dict_keys(m))) *out = m;
+    else qp_unref(m);
+    return 0;
+}
+
+/* .qp.def's options for function i (0: the job's, 1: the reducer):
+ * `reuse` keeps a resident server's definition when it came from this
+ * same code, modules and options (the worker compares the SHA-256), so a
+ * repeated run does not compile and run the module again; symbols as
+ * codes + names (categorical) for the function: no str object per row,
+ * and it can group by the codes directly; pandas; the modules shipped
+ * with it (steals mods). New reference, NULL on OOM. */
+static qp_value *def_opts(const qp_job *job, int i, bool pandas, qp_value *mods)
+{
+    const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
+    const char *names[4] = { "reuse" };
+    int n = 1;
+    if (sym_opt) names[n++] = sym_opt;
+    if (pandas) names[n++] = "pandas";
+    if (mods) names[n++] = "modules";
+    qp_value *k = qp_vector(QP_SYMBOL, n), *v = qp_vector(QP_LIST, n);
+    for (int j = 0; k && v && j < n; j++) {
+        qp_S(k)[j] = qp_sym_intern(names[j], strlen(names[j]));
+        qp_K(v)[j] = mods && j == n - 1 ? qp_ref(mods) : qp_bool(true);
+        if (!qp_S(k)[j] || !qp_K(v)[j]) { qp_unref(k); qp_unref(v); k = v = NULL; }
+    }
+    qp_unref(mods);
+    return k && v ? qp_dict(k, v) : (qp_unref(k), qp_unref(v), NULL);
+}
 
 /* The setup calls (imports, function definitions, the input load), as new
  * references in a malloc'd array. o's fn_code (reducer_code), when set,
@@ -51,29 +94,19 @@ static int setup_msgs(const qp_job *job, const qp_run_opts *o, const char *input
          * namespace, so module-level imports and helpers work; checking
          * for the def here gives a clear error before any worker starts. */
         qp_buf *mod = NULL;
-        if (!given && qp__py_module(fns[i]->file, fns[i]->name, &mod, err, errlen)) {
+        qp_value *mods = NULL;
+        int rc = given ? 0 : qp__py_module(fns[i]->file, fns[i]->name, &mod, err, errlen);
+        if (!rc) rc = qp__fn_modules(fns[i], given != NULL, &mods, err, errlen);
+        if (rc) {
+            qp_buf_unref(mod);
             for (int j = 0; j < k; j++) qp_unref(m[j]);
             free(m);
-            return QP_EARG;
+            return rc == QP_ENOMEM ? rc : QP_EARG;
         }
-        /* opts: `reuse` keeps a resident server's definition when it came
-         * from this same code and options (the worker compares the
-         * SHA-256), so a repeated run does not compile and run the module
-         * again; symbols as codes + names (categorical) for the function:
-         * no str object per row, and it can group by the codes directly. */
-        const char *sym_opt = i > 0 ? NULL : job->categorical ? "categorical" : job->codes ? "codes" : NULL;
-        bool pandas = i == 0 && given && o->fn_pandas;
-        int nopt = 1 + (sym_opt != NULL) + pandas;
-        qp_value *ok = qp_vector(QP_SYMBOL, nopt), *on = qp_vector(QP_BOOL, nopt);
-        if (ok && on) {
-            qp_S(ok)[0] = qp_sym_intern("reuse", 5);
-            if (sym_opt) qp_S(ok)[1] = qp_sym_intern(sym_opt, strlen(sym_opt));
-            if (pandas) qp_S(ok)[nopt - 1] = qp_sym_intern("pandas", 6);
-            for (int j = 0; j < nopt; j++) qp_G(on)[j] = 1;
-        }
+        qp_value *opts = def_opts(job, i, i == 0 && given && o->fn_pandas, mods);
         qp_value *code = given ? qp_ref((qp_value *)given) : qp_cstring((const char *)mod->data);
-        m[k++] = ok && on ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), code, qp_dict(ok, on))
-                          : (qp_unref(ok), qp_unref(on), qp_unref(code), NULL);
+        m[k++] = opts ? qp__call(".qp.def", 3, qp_symbol(fns[i]->name), code, opts)
+                      : (qp_unref(code), NULL);
         qp_buf_unref(mod);
     }
     if (input_path)

@@ -350,7 +350,10 @@ static int dispatch(run *r, int ready)
     qp__say(r, "start", "%" PRId64 " tasks (%s) on %d worker%s", r->plan->n,
         qp_job_part_name(r->job->part_by), ready, ready == 1 ? "" : "s");
     int rc = qp__dispatch(r);
-    if (rc == QP_RUN_INTERRUPTED)
+    if (rc == QP_RUN_INTERRUPTED && r->cb_stop)
+        qp__fail(r, "stopped by the progress callback: %" PRId64 " of %" PRId64
+                 " tasks done, journal kept (the next run resumes from it)", r->ndone, r->plan->n);
+    else if (rc == QP_RUN_INTERRUPTED)
         qp__fail(r, "interrupted by signal %d: %" PRId64 " of %" PRId64
                  " tasks done, journal kept (the next qpeach run resumes from it)",
                  (int)qp__stop_signal, r->ndone, r->plan->n);

@@ -71,6 +71,7 @@ typedef struct run {
     char *pykx_reducer;    /* ... and the reducer's (NULL: none) */
     qp_run_error error;    /* why the job failed: the first failure */
     bool badjob;           /* the failure is the job file's: exit 2 */
+    bool cb_stop;          /* the progress callback asked to stop */
 } run;
 
 /* The signal that asked the run to stop (SIGINT/SIGTERM), 0 while none. */
@@ -80,6 +81,17 @@ extern volatile sig_atomic_t qp__stop_signal;
 /* A log event: a text line for people, or one JSON object with event +
  * message (--log-json). Quiet mode keeps only "error". */
 void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* What a task's event is about, as fields of its JSON object. */
+typedef struct qp__ev {
+    int64_t task;
+    const char *partition; /* as qp_part_describe says it */
+    int worker;            /* its index */
+    int64_t ms;            /* time on the worker (-1: not known) */
+    int64_t rows;          /* rows of its partition (-1: not known) */
+} qp__ev;
+/* qp__say with a task's fields (ev). */
+void qp__say_ev(run *r, const char *event, const qp__ev *ev, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* A binding to cores that failed (who: "worker 1", "the scheduler"),
  * said with the cores and the cause: the run goes on unpinned. */
 void qp__say_unpinned(run *r, const char *who, const qp_place *pl, const char *why);

@@ -77,19 +77,33 @@ void qp__clear_bar(run *r)
     if (r->mode == QP_LOG_BAR && r->last_draw) fprintf(r->log, "\r\033[K");
 }
 
-/* A log event: text for people, or one JSON object with event + message. */
-void qp__say(run *r, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void qp__say(run *r, const char *event, const char *fmt, ...)
+/* A task's fields of a JSON event. */
+static void json_ev(const run *r, const qp__ev *ev)
 {
-    if (r->mode == QP_LOG_QUIET && strcmp(event, "error")) return;
+    FILE *f = r->log;
+    fprintf(f, ",\"task\":%" PRId64 ",\"partition\":", ev->task);
+    json_str(f, ev->partition ? ev->partition : "");
+    fprintf(f, ",\"worker\":%d,\"addr\":", ev->worker);
+    json_str(f, ev->worker >= 0 && ev->worker < r->nw ? r->ws[ev->worker].addr : "");
+    if (ev->ms >= 0) fprintf(f, ",\"ms\":%" PRId64, ev->ms);
+    else fprintf(f, ",\"ms\":null");
+    if (ev->rows >= 0) fprintf(f, ",\"rows\":%" PRId64, ev->rows);
+    else fprintf(f, ",\"rows\":null");
+}
+
+/* A log event: text for people, or one JSON object with event, the task's
+ * fields when it is a task's, and message. */
+static void say(run *r, const char *event, const qp__ev *ev, const char *fmt, va_list ap)
+{
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    if (r->o->event_cb) r->o->event_cb(event, msg, r->o->event_data);
+    bool quiet = r->mode == QP_LOG_QUIET || r->o->quiet;
+    if (quiet && strcmp(event, "error")) return;
     if (r->mode == QP_LOG_JSON) {
         fprintf(r->log, "{\"t\":%.3f,\"event\":", (qp__ms() - r->t0) / 1000.0);
         json_str(r->log, event);
+        if (ev) json_ev(r, ev);
         fprintf(r->log, ",\"done\":%" PRId64 ",\"total\":%" PRId64 ",\"message\":", r->ndone,
                 r->plan ? r->plan->n : 0);
         json_str(r->log, msg);
@@ -102,14 +116,32 @@ void qp__say(run *r, const char *event, const char *fmt, ...)
     fflush(r->log);
 }
 
+void qp__say(run *r, const char *event, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(r, event, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void qp__say_ev(run *r, const char *event, const qp__ev *ev, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(r, event, ev, fmt, ap);
+    va_end(ap);
+}
+
 void qp__draw_bar(run *r, bool force)
 {
     /* The caller's callback (a Python progress bar) sees every change;
      * asking to stop is handled as a signal would be. */
     if (r->o->progress_cb && r->plan && (force || r->cb_done != r->ndone + 1)) {
         r->cb_done = r->ndone + 1;
-        if (r->o->progress_cb(r->ndone, r->plan->n, r->nfailed_attempts, r->o->progress_data))
+        if (r->o->progress_cb(r->ndone, r->plan->n, r->nfailed_attempts, r->o->progress_data)) {
+            r->cb_stop = true;
             qp__stop_signal = SIGINT;
+        }
     }
     if (r->mode != QP_LOG_BAR || !r->plan) return;
     int64_t now = qp__ms();

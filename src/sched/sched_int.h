@@ -151,6 +151,11 @@ int qp__setup_all(qp__worker *ws, int nw, const qp__setup *s, int timeout_ms, ch
                   int *codes);
 
 /* ---- qpmsg.c ---- */
+/* The modules function fn's module imports from its folder, as .qp.def's
+ * `modules` option sends them (qp_job_modules), or NULL when none; given:
+ * the caller gave the code, and the module file need not exist. 0, or a
+ * negative code with err. */
+int qp__fn_modules(const qp_job_fn *fn, bool given, qp_value **out, char *err, size_t errlen);
 /* The length of the Python class name (dotted, its last part capitalised)
  * at s, before end; 0 when s does not start with one. */
 size_t qp__type_len(const char *s, const char *end);

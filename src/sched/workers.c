@@ -44,6 +44,17 @@ static void worker_exec(const qp__worker *w, const char *self, const char *dir,
     /* Python (and numpy) start as soon as the worker runs, while we
      * connect and prepare the setup calls, instead of at the first. */
     setenv("QPEACH_PY_EAGER", "1", 1);
+    /* The function's folder first on its sys.path (QPEACH_PYTHONPATH,
+     * py.c), as a script's own folder is: its module imports the
+     * modules and packages beside it as it does here. */
+    char path[PATH_MAX * 2];
+    const char *fn = job->function.file ? job->function.file : "";
+    const char *slash = strrchr(fn, '/'), *old = getenv("QPEACH_PYTHONPATH");
+    if (slash) {
+        snprintf(path, sizeof path, "%.*s%s%s", (int)(slash - fn), fn, old && *old ? ":" : "",
+                 old && *old ? old : "");
+        setenv("QPEACH_PYTHONPATH", path, 1);
+    }
     char sarg[16], karg[24];
     snprintf(sarg, sizeof sarg, "%d", job->threads);
     snprintf(karg, sizeof karg, "%lld", (long long)job->keep_ms);

@@ -21,6 +21,10 @@
  *   .qp.meta t         q's meta: a table c,t,f,a keyed by c
  *   .qp.partitions t   the partitions of a db table (db.c), an empty long
  *                      vector for other tables
+ *   .qp.select[t;p;c;r] table t (a name): partition p (a db's; :: for
+ *                      all), columns c (symbols; :: for all), rows r
+ *                      ((a;b): rows a..b-1 of the partition or table;
+ *                      :: for all); db.c reads only those from a db
  *   .qp.distinct[t;c]  the distinct values of column c of table t (a name,
  *                      or a value), sorted (symbols by bytes): what a
  *                      scheduler plans `by = column` from; runs on the pool,
@@ -43,11 +47,8 @@
 
 #include "qpeach/table.h"
 #include "qpeach/topo.h"
+#include "qpeach/version.h"
 #include "server_int.h"
-
-#ifndef QPEACH_VERSION
-#define QPEACH_VERSION "0.1.0"
-#endif
 
 /* ====================================================================
  * Built-ins
@@ -255,6 +256,93 @@ qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data)
     return r ? r : qp_error("wsfull");
 }
 
+/* cols as a symbol vector: a symbol, symbols, or a list of symbols and
+ * strings. New reference, or NULL when it is none of those. */
+static qp_value *col_names(const qp_value *x)
+{
+    if (x->type == -QP_SYMBOL) return qp_symbol(x->s);
+    if (x->type == QP_SYMBOL) return qp_ref((qp_value *)x);
+    if (x->type != QP_LIST) return NULL;
+    qp_value *v = qp_vector(QP_SYMBOL, x->v.n);
+    for (int64_t i = 0; v && i < x->v.n; i++) {
+        const qp_value *it = qp_K(x)[i];
+        const char *s = it->type == -QP_SYMBOL || it->type == QP_CHAR ? qp_name_of(it) : NULL;
+        if (!s) { qp_unref(v); return NULL; }
+        qp_S(v)[i] = s;
+    }
+    return v;
+}
+
+static bool is_all(const qp_value *x)     /* (::), q's "nothing given" */
+{
+    return x->type == QP_UNARY && x->v.n == 1 && ((const uint8_t *)x->v.data)[0] == 0;
+}
+
+qp_value *qp__select_args(const qp_value *args, qp_kdb_sel *sel, qp_value **cols)
+{
+    const qp_value *p = qp_K(args)[1], *c = qp_K(args)[2], *r = qp_K(args)[3];
+    *sel = (qp_kdb_sel){ .a = 0, .b = -1 };
+    *cols = NULL;
+    if (!is_all(p)) {
+        if (p->type != -QP_DATE && p->type != -QP_MONTH && p->type != -QP_LONG &&
+            p->type != -QP_INT && p->type != -QP_SHORT)
+            return qp_error("type: .qp.select: the partition must be a date, month or number "
+                            "(:: for all), not a %s", qp_type_name(p->type));
+        sel->part = p;
+    }
+    if (!is_all(c)) {
+        if (!(*cols = col_names(c)) || !(*cols)->v.n) {
+            qp_unref(*cols);
+            *cols = NULL;
+            return qp_error("type: .qp.select: the columns must be symbols, at least one "
+                            "(:: for all), not a %s", qp_type_name(c->type));
+        }
+        sel->cols = *cols;
+    }
+    if (!is_all(r)) {
+        if ((r->type != QP_LONG && r->type != QP_INT) || r->v.n != 2)
+            return qp_error("type: .qp.select: the rows must be two numbers (start; end) "
+                            "(:: for all), not a %s", qp_type_name(r->type));
+        sel->a = r->type == QP_LONG ? qp_J(r)[0] : qp_I(r)[0];
+        sel->b = r->type == QP_LONG ? qp_J(r)[1] : qp_I(r)[1];
+        if (sel->a < 0 || sel->b < sel->a)
+            return qp_error(".qp.select: rows %lld..%lld: the start must be at least 0 and not "
+                            "after the end", (long long)sel->a, (long long)sel->b);
+    }
+    return NULL;
+}
+
+/* .qp.select of a resident table (a global): its columns and rows, views
+ * of it; it has no partitions. */
+qp_value *qp__fn_select(qp_server *s, qp_value *args, void *data)
+{
+    (void)data;
+    qp_kdb_sel sel;
+    qp_value *cols, *e = qp__select_args(args, &sel, &cols), *t = NULL, *r = NULL;
+    const char *name = qp_name_of(arg0(args));
+    if (!e && (arg0(args)->type != -QP_SYMBOL && arg0(args)->type != QP_CHAR))
+        e = qp_error("type: .qp.select takes a table name (symbol or string)");
+    if (!e && sel.part)
+        e = qp_error(".qp.select: %s is not a partitioned db table: it has no partitions", name);
+    if (!e && (t = table_arg(s, arg0(args), ".qp.select"))->type != QP_TABLE)
+        e = t->type == QP_ERROR ? qp_ref(t) : qp_error("type: .qp.select: %s is not a table", name);
+    if (e) goto done;
+    r = sel.cols ? qp_table_pick(t, sel.cols, name) : qp_ref(t);
+    int64_t n = r && !qp_is_error(r) ? qp_count(r) : 0;
+    if (r && !qp_is_error(r) && (sel.a || sel.b >= 0)) {
+        int64_t b = sel.b < 0 || sel.b > n ? n : sel.b;
+        qp_value *x = sel.a > n ? qp_error("rows %lld..%lld outside 0..%lld of %s",
+                                           (long long)sel.a, (long long)sel.b, (long long)n, name)
+                                : qp_table_slice(r, sel.a, b - sel.a);
+        qp_unref(r);
+        r = x;
+    }
+done:
+    qp_unref(t);
+    qp_unref(cols);
+    return e ? e : r ? r : qp_error("wsfull");
+}
+
 int qp__builtins_register(qp_server *s)
 {
     static const struct { const char *name; int nargs; qp_fn_cb fn; } b[] = {
@@ -262,7 +350,7 @@ int qp__builtins_register(qp_server *s)
         { ".qp.info", 1, fn_info },   { ".qp.set", 2, qp__fn_set },
         { ".qp.get", 1, qp__fn_get }, { ".qp.tables", 1, fn_tables },
         { ".qp.count", 1, qp__fn_count }, { ".qp.meta", 1, qp__fn_meta },
-        { ".qp.partitions", 1, qp__fn_partitions },
+        { ".qp.partitions", 1, qp__fn_partitions }, { ".qp.select", 4, qp__fn_select },
     };
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
         /* all cheap and non-blocking: they run on the loop */

@@ -6,6 +6,7 @@
  * the call needs: .qp.count reads one column header per partition,
  * .qp.meta the `.d` and one partition's headers, .qp.partitions nothing,
  * .qp.distinct one partition at a time,
+ * .qp.select the partitions, columns and rows asked for (qp_kdb_select),
  * .qp.get / a bare name / qtable() map the table (a partitioned one is
  * concatenated, which copies), and .qp.apply one partition or the rows it
  * needs (qp_server_db_part, qp_kdb_rows). Nothing is cached here: mapped columns cost a
@@ -29,7 +30,7 @@
  * (under gmu), so the event loop answers "is this a db table?" without
  * the disk; every built-in that may read files or look at the disk
  * (.qp.get, .qp.count, .qp.meta, .qp.partitions, .qp.distinct,
- * .qp.tables, .qp.set, .qp.reload, and a bare name, which becomes a
+ * .qp.select, .qp.tables, .qp.set, .qp.reload, and a bare name, which becomes a
  * .qp.get) is moved to the secondary threads, so a slow disk never stalls
  * the loop. dbmu serialises reloads; a call holds its own reference to
  * the snapshot it reads.
@@ -109,6 +110,24 @@ static qp_value *fn_db_distinct(qp_server *s, qp_value *args, void *data)
     qp_value *r = t && col ? qp_kdb_distinct(db, t, col) : qp__fn_distinct(s, args, data);
     qp_kdb_close(db);
     return r ? r : qp_error("wsfull");
+}
+
+/* .qp.select of a db table: qp_kdb_select, which opens only the
+ * partitions and column files asked for; else the resident tables'. */
+static qp_value *fn_db_select(qp_server *s, qp_value *args, void *data)
+{
+    qp_kdb *db = NULL;
+    qp_value *e = NULL, *cols = NULL;
+    const qp_value *x = qp_K(args)[0];
+    const char *t = x->type == -QP_SYMBOL || x->type == QP_CHAR ? db_name(s, x, &db, &e) : NULL;
+    if (e) return e;
+    if (!t) return qp__fn_select(s, args, data);
+    qp_kdb_sel sel;
+    qp_value *r = qp__select_args(args, &sel, &cols);
+    if (!r) r = qp_kdb_select(db, t, &sel, QP_KDB_ENUMS);
+    qp_unref(cols);
+    qp_kdb_close(db);
+    return r;
 }
 
 int qp_server_part_column(const qp_value *part, const char **col, qp_value **value)
@@ -201,6 +220,7 @@ int qp_server_mount(qp_server *s, qp_kdb *db)
         { ".qp.get", 1, qp__fn_get }, { ".qp.partitions", 1, fn_db_partitions },
         { ".qp.distinct", 2, fn_db_distinct }, { ".qp.tables", 1, fn_db_tables },
         { ".qp.reload", 1, fn_db_reload }, { ".qp.set", 2, fn_db_set },
+        { ".qp.select", 4, fn_db_select },
     };
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         int rc = qp_server_def(s, fns[i].name, fns[i].nargs, QP_EXEC_POOL, fns[i].fn, NULL);

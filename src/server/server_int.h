@@ -213,6 +213,12 @@ qp_value *qp__fn_count(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_meta(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_partitions(qp_server *s, qp_value *args, void *data);
 qp_value *qp__fn_distinct(qp_server *s, qp_value *args, void *data);
+qp_value *qp__fn_select(qp_server *s, qp_value *args, void *data);
+/* .qp.select's arguments [t; part; cols; rows] as a selection (sel's
+ * pointers borrow args, but sel->cols, when a symbol vector had to be
+ * made, is *cols: qp_unref it). NULL, or an error value saying what is
+ * wrong with which argument. */
+qp_value *qp__select_args(const qp_value *args, qp_kdb_sel *sel, qp_value **cols);
 
 /* ---- dispatch.c ---- */
 /* Cancels work item j, whose sync client has gone (loop thread): it will

@@ -205,7 +205,11 @@ def test_pandas_when_asked():
     with Server() as s, Conn(port=s.port) as c:
         t = Table({"sym": Vec("s", ["a", "b", "a"]), "px": Vec("f", [1.0, 2.0, 3.0])})
         define(c, "by_ann", "def by_ann(t: 'pd.DataFrame'):\n    return type(t).__name__ + str(t['sym'].dtype)\n")
-        assert call(c, "by_ann", t) == Sym("DataFramecategory")
+        # symbols as str, as PyKX's .pd() gives them; Categoricals when asked
+        assert call(c, "by_ann", t) == Sym("DataFrameobject")
+        c.call([DEF, Sym("by_cat"), "def by_cat(t):\n    return type(t).__name__ + str(t['sym'].dtype)\n",
+                {"pandas": True, "categorical": True}])
+        assert call(c, "by_cat", t) == Sym("DataFramecategory")
         c.call([DEF, Sym("by_opt"), "def by_opt(t):\n    return t.groupby('sym', observed=True)['px'].sum()"
                 ".reset_index()\n", {"pandas": True}])
         assert call(c, "by_opt", t) == Table({"sym": Vec("s", ["a", "b"]), "px": Vec("f", [4.0, 2.0])})

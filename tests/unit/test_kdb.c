@@ -7,6 +7,7 @@
  * modified. */
 #include "qpeach/ipc.h"
 #include "qpeach/kdb.h"
+#include "qpeach/qparse.h"
 #include "qpeach/table.h"
 #include "qpeach/value.h"
 #include "core/csv_int.h"      /* qp__format_cell */
@@ -1010,6 +1011,109 @@ static void write_trades(const char *db, const char *name, int32_t day, int n, b
     qp_unref(t);
 }
 
+/* A q literal ("`px`date", "2024.01.02") as a value. */
+static qp_value *lit(const char *s)
+{
+    char err[128];
+    qp_value *v = qp_literal_parse(s, strlen(s), err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    return v;
+}
+
+/* Table t without its columns' attributes (views): a partition read alone
+ * keeps p# and s#, the concatenation of all of them does not. */
+static qp_value *plain(const qp_value *t)
+{
+    qp_value *s = qp_table_slice(t, 0, qp_count(t));
+    for (int64_t i = 0; s && i < qp_table_columns(s)->v.n; i++)
+        qp_K(qp_table_columns(s))[i]->attr = 0;
+    return s;
+}
+
+/* sel of table (a selection) equals want: rows [a, a + n) of the whole
+ * table, columns cols (NULL: all), attributes aside. */
+static bool selects(qp_kdb *db, const char *table, const qp_kdb_sel *sel, const qp_value *whole,
+                    int64_t a, int64_t n, const qp_value *cols)
+{
+    qp_value *got = qp_kdb_select(db, table, sel, QP_KDB_ENUMS);
+    qp_value *rows = qp_table_slice(whole, a, n);
+    qp_value *want = cols ? qp_table_pick(rows, cols, table) : qp_ref(rows);
+    qp_value *g0 = got && !qp_is_error(got) ? plain(got) : NULL, *w0 = plain(want);
+    bool ok = g0 && qp_equal(g0, w0);
+    qp_unref(g0);
+    qp_unref(w0);
+    if (!ok) {
+        char *g = got ? qp_format(got, 0) : NULL, *w = qp_format(want, 0);
+        fprintf(stderr, "\n  select of %s: %s\n%s\nwanted\n%s\n", table,
+                got && qp_is_error(got) ? got->s : "differs", g ? g : "", w ? w : "");
+        free(g);
+        free(w);
+    }
+    qp_unref(got);
+    qp_unref(rows);
+    qp_unref(want);
+    return ok;
+}
+
+/* qp_kdb_select: a partition, columns in the order asked (the partition
+ * column one of them), rows of a partition or across partitions, of a
+ * partitioned and of a splayed table, equal to the whole table's; errors
+ * name what is wrong; a column file that is gone fails only what reads it. */
+static void test_select(void)
+{
+    const char *db = tmp("sel");
+    for (int k = 0; k < 3; k++) write_trades(db, "trade", 8766 + k, 4 + 3 * k, true);
+    write_trades(db, "flat", 8766, 9, false);
+    qp_kdb *kdb = open_db(db);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kdb);
+    qp_value *whole = qp_kdb_table(kdb, "trade", QP_KDB_ENUMS), *flat = qp_kdb_table(kdb, "flat", QP_KDB_ENUMS);
+    qp_value *pxd = lit("`px`date"), *d = lit("2024.01.02"), *sym = lit("`sym`px");
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .b = -1 }, whole, 0, 21, NULL));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = pxd, .b = -1 }, whole, 0, 21, pxd));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .part = d, .b = -1 }, whole, 4, 7, NULL));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .part = d, .cols = sym, .a = 2, .b = 5 }, whole, 6, 3, sym));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = pxd, .a = 3, .b = 15 }, whole, 3, 12, pxd));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .a = 20, .b = 99 }, whole, 20, 1, NULL));
+    CU_ASSERT(selects(kdb, "flat", &(qp_kdb_sel){ .cols = pxd, .a = 2, .b = 6 }, flat, 2, 4, pxd));
+    qp_value *bad = lit("`px`zz"), *r;
+    struct { const char *table; qp_kdb_sel sel; const char *text; } errs[] = {
+        { "trade", { .cols = bad, .b = -1 }, "trade has no column zz (its columns: date, sym, px)" },
+        { "trade", { .part = d, .a = 8, .b = 9 }, "rows 8..9 outside 0..7 of trade's partition 2024.01.02" },
+        { "trade", { .a = 22, .b = 30 }, "rows 22..30 outside 0..21 of trade" },
+        { "flat", { .part = d, .b = -1 }, "table flat is not partitioned" },
+        { "flat", { .cols = bad, .b = -1 }, "flat has no column zz (its columns: date, sym, px)" },
+        { "nope", { .b = -1 }, "no table nope" },
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof *errs; i++) {
+        r = qp_kdb_select(kdb, errs[i].table, &errs[i].sel, 0);
+        CU_ASSERT_TRUE(has_text(r, errs[i].text));
+        qp_unref(r);
+    }
+    qp_value *d9 = lit("2024.02.04");
+    r = qp_kdb_select(kdb, "trade", &(qp_kdb_sel){ .part = d9, .b = -1 }, 0);
+    CU_ASSERT_TRUE(has_text(r, "no partition 2024.02.04 (date) for table trade"));
+    qp_unref(r);
+    qp_kdb_close(kdb);
+    /* the px file of the second day gone: what does not read it works */
+    CU_ASSERT_EQUAL(unlink(tmp("sel/2024.01.02/trade/px")), 0);
+    kdb = open_db(db);
+    qp_value *sd = lit("`sym`date");
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .cols = sd, .b = -1 }, whole, 0, 21, sd));
+    CU_ASSERT(selects(kdb, "trade", &(qp_kdb_sel){ .a = 11, .b = -1 }, whole, 11, 10, NULL));
+    qp_unref(sd);
+    r = qp_kdb_select(kdb, "trade", &(qp_kdb_sel){ .part = d, .cols = pxd, .b = -1 }, 0);
+    CU_ASSERT_TRUE(has_text(r, "2024.01.02/trade/px"));
+    qp_unref(r);
+    qp_kdb_close(kdb);
+    qp_unref(bad);
+    qp_unref(pxd);
+    qp_unref(sym);
+    qp_unref(d);
+    qp_unref(d9);
+    qp_unref(whole);
+    qp_unref(flat);
+}
+
 /* A reload makes a new snapshot only when the root or a domain changed;
  * a reference to the old one goes on reading the old listing. */
 static void test_reload(void)
@@ -1148,6 +1252,7 @@ int main(void)
         {"bad compressed files", test_bad_compressed},
         {"bad tables", test_bad_tables},
         {"rows checked as asked for", test_rows},
+        {"select: partitions, columns, rows", test_select},
         {"threads share one domain", test_threads},
     };
     /* conformance: these read the q-written fixtures */

@@ -162,7 +162,11 @@ static void test_tables_to_py(void)
     PyObject *px = o ? PyDict_GetItemString(o, "price") : NULL;
     CU_ASSERT(px && PyArray_DATA((PyArrayObject *)px) == qp_table_column(t, "price")->v.data);
     Py_XDECREF(o);
+    /* a DataFrame's symbols are str, as PyKX's; Categoricals when asked */
     CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS,
+                   "isinstance(x, pd.DataFrame) and x.shape == (4, 3) and x['sym'].dtype == object"
+                   " and x['sym'].tolist() == ['msft', 'ibm', 'msft', 'ibm'] and x['price'].sum() == 406"));
+    CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS | QP_PY_CATEGORICAL,
                    "isinstance(x, pd.DataFrame) and x.shape == (4, 3) and x['sym'].dtype == 'category'"
                    " and x['price'].sum() == 406"));
     /* keyed table: key columns first (dict) or the index (DataFrame) */
@@ -213,7 +217,7 @@ static void test_symcat_slices_share_codes(void)
     CU_ASSERT(qp__symcat_codes(qp_table_column(s1, "sym")) == whole);
     Py_ssize_t refs0 = Py_REFCNT(whole);
     PyObject *c1 = qp_py_from_q(qp_table_column(s1, "sym"), QP_PY_CATEGORICAL);
-    PyObject *c2 = qp_py_from_q(s2, QP_PY_PANDAS);
+    PyObject *c2 = qp_py_from_q(s2, QP_PY_PANDAS | QP_PY_CATEGORICAL);
     CU_ASSERT(Py_REFCNT(whole) == refs0 + 2);           /* each view's base is the codes */
     bind("c1", c1);
     bind("c2", c2);
@@ -339,9 +343,12 @@ static void test_enum_to_py(void)
                    "isinstance(x, pd.Categorical) and list(x) == ['a', '', 'z', 'bb']"));
     CU_ASSERT(q2py(enumv(4, idx, syms(4, "a", "b", "a", "d")), QP_PY_CATEGORICAL,
                    "list(x) == ['d', 'a', 'b', 'a'] and sorted(x.categories) == ['a', 'b', 'd']"));
-    /* in a table: DataFrame columns are Categoricals, dict columns str */
+    /* in a table: DataFrame columns are str, or Categoricals when asked;
+     * dict columns str */
     qp_value *t = qp_table(qp_dict(syms(2, "s", "n"), qp_list(2, enumv(2, idx, qp_ref(dom)), qp_vector(QP_LONG, 2))));
-    CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS, "x['s'].dtype == 'category' and list(x['s']) == ['c', 'a'] and "
+    CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS, "x['s'].dtype == object and list(x['s']) == ['c', 'a']"));
+    CU_ASSERT(q2py(qp_ref(t), QP_PY_PANDAS | QP_PY_CATEGORICAL,
+                   "x['s'].dtype == 'category' and list(x['s']) == ['c', 'a'] and "
                                             "x.groupby('s', observed=True)['n'].count().to_dict() == {'a': 1, 'c': 1}"));
     CU_ASSERT(q2py(t, 0, "x['s'].tolist() == ['c', 'a']"));
     CU_ASSERT(q2py(qp_dict(enumv(2, idx, qp_ref(dom)), qp_vector(QP_LONG, 2)), 0, "x == {'c': 0, 'a': 0}"));
@@ -371,7 +378,7 @@ static void test_enum_mapped_file(void)
     qp_value *col = t ? qp_table_column(t, "sym") : NULL;
     CU_ASSERT_FATAL(col && col->type == QP_ENUM && col->v.owner->maplen > 0);
     bind("addr", PyLong_FromVoidPtr(col->v.data));
-    CU_ASSERT(q2py(t, QP_PY_PANDAS, "list(x['sym']) == ['ibm', 'msft', 'goog'] and "
+    CU_ASSERT(q2py(t, QP_PY_PANDAS | QP_PY_CATEGORICAL, "list(x['sym']) == ['ibm', 'msft', 'goog'] and "
                                     "x['sym'].cat.codes.to_numpy().__array_interface__['data'][0] == addr and "
                                     "list(x['name']) == ['oracle', 'microsoft', 'google']"));
     PyDict_DelItemString(g, "addr");

@@ -290,8 +290,11 @@ static void test_pandas_nulls_to_py(void)
     qp_value *dom = syms(3, "a", "", "c");
     int64_t idx[] = {0, QP_NULL_J, 1, 2};
     qp_value *e = table1("s", enumv(4, idx, dom));
-    CU_ASSERT(q2py(e, QP_PY_PANDAS, "x['s'].isna().tolist() == [False, True, True, False] and "
-                                    "list(x['s'].cat.categories) == ['a', 'c']"));
+    CU_ASSERT(q2py(qp_ref(e), QP_PY_PANDAS, "x['s'].isna().tolist() == [False, True, True, False] and "
+                                            "x['s'].dropna().tolist() == ['a', 'c']"));
+    CU_ASSERT(q2py(e, QP_PY_PANDAS | QP_PY_CATEGORICAL,
+                   "x['s'].isna().tolist() == [False, True, True, False] and "
+                   "list(x['s'].cat.categories) == ['a', 'c']"));
 }
 
 static void test_pandas_nulls_to_q(void)
