@@ -45,7 +45,7 @@ def test_map_names_the_one_failing_item():
     try:
         kx.remote.map(f, range(3000), local=2, progress=False)
     except kx.FanoutError as e:
-        assert e.task == 2345 and e.partition == "rows 2345-2346", (e.task, e.partition)
+        assert e.task == 2345 and e.partition == "item 2345", (e.task, e.partition)
         assert e.remote_type == "ValueError" and e.remote_message == "no 2345", \
             (e.remote_type, e.remote_message)
     else:
