@@ -5,6 +5,7 @@ it (20.5), against real `qpeach serve --db` processes over dbs made by
 README's example run as written."""
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -389,8 +390,9 @@ def test_readme_resume_example():
     want = {str(day.date()): float((g["price"] * g["size"]).sum()) for day, g in df.groupby("date")}
     script = os.path.join(d, "nightly.py")
     code = readme_block("client-resume")
-    # one local worker: the first run stops after exactly the two days
-    # before the one it cannot read
+    # one local worker: the first run fails at the third day, after the two
+    # before it; the days after it that were sent with it (in its batch or
+    # window) may have finished too, and are journaled
     for a, b in (("db='hdb'", f"db={db!r}"), ("local=2", "local=1")):
         assert a in code, a
         code = code.replace(a, b)
@@ -403,7 +405,8 @@ def test_readme_resume_example():
     os.rename(gone + ".away", gone)
     r = python(script, env={"PYTHONHASHSEED": "12"}, cwd=d)
     assert r.returncode == 0, r.stderr
-    assert "qpeach fanout: resuming: 2 of 5 tasks already done" in r.stderr, r.stderr
+    m = re.search(r"qpeach fanout: resuming: (\d) of 5 tasks already done", r.stderr)
+    assert m and 2 <= int(m.group(1)) <= 4, r.stderr
     out = eval(r.stdout, {"array": np.array})
     got = {str(x): float(v) for x, v in zip(out["date"], out["notional"])}
     assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-6 for k in want), got
