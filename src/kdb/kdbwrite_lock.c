@@ -196,15 +196,20 @@ int qp__kw_recover(const char *db, char *err, size_t errlen)
 /* The lock                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The pid in the lock file, 0 when unreadable. */
+/* The pid in the lock file, 0 when unreadable. A holder writes it just
+ * after taking the lock, so an empty file is read again for up to 50 ms. */
 static long holder_pid(const char *path)
 {
-    char buf[32] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    return n > 0 ? strtol(buf, NULL, 10) : 0;
+    for (int tries = 0; tries < 25; tries++) {
+        char buf[32] = {0};
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return 0;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) return strtol(buf, NULL, 10);
+        nanosleep(&(struct timespec){0, 2 * 1000 * 1000}, NULL);
+    }
+    return 0;
 }
 
 /* One attempt: 0 taken (lk->fd), 1 held by another, or a negative code. */

@@ -202,11 +202,15 @@ static int setup_workers(run *r, char (*errs)[512], int *ready)
         }
     }
     *ready = qp__setup_all(r->ws, r->nw, &r->setup, qp__setup_timeout_ms(job), errs, codes);
+    if (qp__stop_signal) {          /* a setup cut short is no worker's fault */
+        free(codes);
+        return QP_RUN_INTERRUPTED;
+    }
     for (int i = 0; i < r->nw; i++) {
         if (!errs[i][0]) continue;
         qp__say(r, "worker", "worker %d (%s) unusable: %s", i, r->ws[i].addr, errs[i]);
         if (!r->ws[i].local) r->ws[i].dead_for_good = true;
-        else if (codes[i] && codes[i] != QP_EARG && !qp__stop_signal && !qp__restart_worker(r, i))
+        else if (codes[i] && codes[i] != QP_EARG && !qp__restart_worker(r, i))
             ++*ready;
     }
     free(codes);
@@ -465,7 +469,10 @@ static void report_failure(run *r, int result)
         if (opts->error) *opts->error = (qp_run_error){ .task = -1 };
         return;
     }
-    if (!qp__failed(r)) qp__fail(r, "run failed");
+    if (!qp__failed(r) && result == QP_RUN_INTERRUPTED)
+        qp__fail(r, "interrupted by signal %d before any task ran", (int)qp__stop_signal);
+    else if (!qp__failed(r))
+        qp__fail(r, "run failed");
     r->error.code = result;
     qp__clear_bar(r);
     r->last_draw = 0;

@@ -74,9 +74,6 @@ typedef struct run {
     bool cb_stop;          /* the progress callback asked to stop */
 } run;
 
-/* The signal that asked the run to stop (SIGINT/SIGTERM), 0 while none. */
-extern volatile sig_atomic_t qp__stop_signal;
-
 /* ---- runlog.c ---- */
 /* A log event: a text line for people, or one JSON object with event +
  * message (--log-json). Quiet mode keeps only "error". */

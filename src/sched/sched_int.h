@@ -7,7 +7,12 @@
 #include "qpeach/sched.h"
 #include "qpeach/topo.h"
 
+#include <signal.h>
 #include <sys/types.h>
+
+/* The signal that asked the run to stop (SIGINT/SIGTERM), 0 while none
+ * (run.c's handler sets it; the waits of a run look at it). */
+extern volatile sig_atomic_t qp__stop_signal;
 
 #define QP__MAX_WINDOW 64     /* the most tasks in flight a job's window sets */
 #define QP__MAX_BATCH 64      /* the most tasks in one message */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -334,6 +335,24 @@ int qp__setup_timeout_ms(const qp_job *job)
     return ms > 0 && ms < INT_MAX ? (int)ms : 600000;
 }
 
+/* Waits until worker w's connection has input, in slices of 100 ms so
+ * that a SIGINT/SIGTERM stops a setup that hangs (a slow import) at once:
+ * 0, QP_ETIMEOUT at the deadline (qp__ms), or -EINTR when the run was
+ * asked to stop. */
+static int wait_input(qp__worker *w, int64_t deadline)
+{
+    struct pollfd p = { .fd = qp_conn_fd(w->c), .events = POLLIN };
+    while (!qp_conn_pending(w->c)) {
+        if (qp__stop_signal) return -EINTR;
+        int64_t left = deadline - qp__ms();
+        if (left <= 0) return QP_ETIMEOUT;
+        int n = poll(&p, 1, left < 100 ? (int)left : 100);
+        if (n > 0) return 0;
+        if (n < 0 && errno != EINTR) return -errno;
+    }
+    return 0;
+}
+
 /* Reads the answers to worker w's setup messages m[0..n) until the
  * deadline (qp__ms). 0; QP_EARG (with err) when one is an error (the
  * first is said; the rest are read, so the connection stays in step); or
@@ -349,9 +368,14 @@ static int setup_answers(qp__worker *w, qp_value **m, int n, int64_t deadline, i
         do {
             qp_unref(v);
             v = NULL;
+            rc = wait_input(w, deadline);
             int64_t left = deadline - qp__ms();
-            rc = left > 0 ? qp_conn_recv(w->c, &v, &t, (int)left) : QP_ETIMEOUT;
+            if (!rc) rc = left > 0 ? qp_conn_recv(w->c, &v, &t, (int)left) : QP_ETIMEOUT;
         } while (!rc && t != QP_MSG_RESPONSE);
+        if (rc == -EINTR) {
+            snprintf(err, 512, "interrupted by signal %d during setup", (int)qp__stop_signal);
+            return rc;
+        }
         if (rc == QP_ETIMEOUT) {
             snprintf(err, 512, "setup (%s) timed out after %d ms", qp_K(m[k])[0]->s, timeout_ms);
             return rc;

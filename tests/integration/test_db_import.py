@@ -6,6 +6,7 @@ land. Values are read back through a real `qpeach serve --db` and compared
 with pandas reading the same CSVs."""
 import fcntl
 import os
+import re
 import resource
 import shutil
 import signal
@@ -371,6 +372,30 @@ def test_a_held_lock_makes_the_second_import_wait_or_fail_naming_the_holder():
     finally:
         shutil.rmtree(d)
 
+
+
+def test_imports_started_together_name_a_real_holder():
+    """Two imports started at the same moment: the one that waits names the
+    holder's pid (the holder writes it just after taking the lock; it read
+    'pid 0' when it looked in between)."""
+    d = tmpdir()
+    try:
+        a = trades_csv(f"{d}/a.csv", "2024.01.02", 20_000, ["A", "B"])
+        b = trades_csv(f"{d}/b.csv", "2024.01.03", 20_000, ["C", "D"])
+        for i in range(8):
+            db = f"{d}/db{i}"
+            ps = [subprocess.Popen([QPEACH, "db", "import", f, db, "trade", "--partition", "date"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for f in (a, b)]
+            outs = [p.communicate(timeout=120) for p in ps]
+            assert [p.returncode for p in ps] == [0, 0], outs
+            pids = {str(p.pid) for p in ps}
+            for _, err in outs:
+                for m in re.findall(r"waiting for pid (\d+)", err):
+                    assert m in pids, (m, pids, err)
+            same_rows(served(db, "trade"), from_csv(a, b), ["date", "sym", "price", "size"])
+    finally:
+        shutil.rmtree(d)
 
 # ---------------------------------------------------------------- 21.4
 

@@ -138,3 +138,24 @@ def test_outputs_python_readers_parse():
         m = msgpack.unpackb(f.read(), timestamp=3)
     assert m["ts"][0].isoformat() == "2024-03-01T09:30:00+00:00" and m["ts"][1] is None, m
     assert m["n"] == [0, 1], m
+
+
+def test_interrupt_during_a_hanging_setup_stops_at_once_and_says_so():
+    """A library whose import hangs: SIGINT during the workers' setup
+    stops the run at once, exit 4, saying it was interrupted (not 'run
+    failed', not 'no worker is usable')."""
+    d = tmpdir()
+    write(d, "t.csv", "sym,price,size\nA,1.5,10\nB,2.5,20\n")
+    write(d, "f.py", "def f(t):\n    return 1\n")
+    mark = os.path.join(d, "importing")
+    write(d, "slowmod.py", f"import time\nopen({mark!r}, 'w').close()\ntime.sleep(60)\n")
+    p = write(d, "s.ini", "[job]\nfunction = f.py:f\nlibraries = slowmod\n[input]\ntable = t\n"
+              "file = t.csv\n[workers]\nlocal = 1\n[merge]\nhow = sum\n")
+    env = dict(os.environ, PYTHONPATH=d)
+    proc = subprocess.Popen([QPEACH, "run", p], stderr=subprocess.PIPE, text=True, env=env)
+    assert wait_for(lambda: os.path.exists(mark), 30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)     # the import alone would take 60 s
+    assert proc.returncode == 4, (proc.returncode, err)
+    assert "interrupted by signal 2 before any task ran" in err, err
+    assert "run failed" not in err and "unusable" not in err, err
