@@ -35,9 +35,10 @@ if not os.path.exists(LIB) and not {"egg_info", "dist_info", "sdist"} & set(sys.
 
 ext = Extension(
     "qpeach._qpeach",
-    sources=["qpeach/_qpeach.c"],
+    sources=["qpeach/_qpeach.c", "qpeach/_qpeach_conn.c", "qpeach/_qpeach_run.c"],
+    depends=["qpeach/_qpeach_int.h"],
     include_dirs=[os.path.join(ROOT, "include")],
-    extra_compile_args=["-std=c11", "-D_GNU_SOURCE", "-pthread"],
+    extra_compile_args=["-std=c11", "-D_GNU_SOURCE", "-pthread", "-fvisibility=hidden"],
     # As python/Makefile.inc: libqpeach's symbols stay private to the
     # extension and bind to its own copy (no clash inside `qpeach serve`).
     extra_objects=[LIB],

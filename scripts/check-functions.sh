@@ -7,7 +7,7 @@
 # its signature) to the closing brace. Prints each one over the limit.
 max=${1:-100}
 cd "$(dirname "$0")/.." || exit 1
-long=$(for f in src/*/*.c python/qpeach/_qpeach.c; do
+long=$(for f in src/*/*.c python/qpeach/_qpeach*.c; do
     [ -e "$f" ] || continue
     awk -v f="$f" -v max="$max" '
         /^\{/ { start = NR - 1; sig = prev }

@@ -6,7 +6,8 @@
 #    names a header of a room that ROOM may use: "qpeach/X.h" (a public
 #    header, in the room that implements it), "ROOM/x_int.h" (another
 #    room's internal header) or "x_int.h" (its own folder). src/cli and
-#    the Python extension use public headers only. No "../" anywhere.
+#    the Python extension use public headers only (the extension's files
+#    also their own _qpeach_int.h). No "../" anywhere.
 # 2. Symbols (when BUILD is given and its objects exist): every qp_ or
 #    qp__ function an object of a room calls is defined in a room it may
 #    use, which catches a prototype declared by hand instead of included.
@@ -51,12 +52,13 @@ header_room() {
     esac
 }
 
-check_file() {  # file, its room, whether only public headers may be used
+check_file() {  # file, its room, scope: all, public, pyext (public + _qpeach_int.h)
     for h in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1"); do
         r=$(header_room "$2" "$h")
         if [ "$r" = "../" ]; then fail "$1: includes \"$h\" (a ../ path)"; continue; fi
         if [ -z "$r" ]; then fail "$1: includes \"$h\", a header of no room"; continue; fi
-        if [ "$3" = public ] && [ "${h#qpeach/}" = "$h" ]; then
+        [ "$3" = pyext ] && [ "$h" = _qpeach_int.h ] && continue
+        if [ "$3" != all ] && [ "${h#qpeach/}" = "$h" ]; then
             fail "$1: includes \"$h\"; it may use public headers (qpeach/*.h) only"
             continue
         fi
@@ -82,7 +84,9 @@ for f in include/qpeach/*.h; do
     if [ -z "$room" ]; then fail "$f: in no room (add it to public_room in $0)"; continue; fi
     check_file "$f" "$room" public
 done
-[ -f python/qpeach/_qpeach.c ] && check_file python/qpeach/_qpeach.c cli public
+for f in python/qpeach/_qpeach*.[ch]; do
+    [ -e "$f" ] && check_file "$f" cli pyext
+done
 for d in src tests bench python; do
     [ -d "$d" ] || continue
     grep -rn --include='*.[ch]' '#[[:space:]]*include[[:space:]]*"\.\./' "$d" |
