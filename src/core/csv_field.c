@@ -226,12 +226,13 @@ int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
             qp__csv_clock(s + 11, n - 11, &ns, &fd, &secs) < 0 || ns >= 86400000000000LL)
             return -1;
     }
-    /* beyond q's range (about 1707..2292) the nanoseconds overflow */
-    int64_t t;
-    if (__builtin_mul_overflow((int64_t)d, 86400000000000LL, &t) || __builtin_add_overflow(t, ns, &t) ||
-        t == INT64_MIN || t == INT64_MAX || t == -INT64_MAX)
+    /* beyond q's range (1707.09.22D00:12:43.145224194 to
+     * 2292.04.10D23:47:16.854775806) the nanoseconds overflow; the day
+     * alone may overflow where the time of day brings it back in */
+    __int128 t = (__int128)d * 86400000000000LL + ns;
+    if (t <= -(__int128)INT64_MAX || t >= INT64_MAX)
         return -1;                                  /* (nor the null or infinities) */
-    *out = t;
+    *out = (int64_t)t;
     return 0;
 }
 

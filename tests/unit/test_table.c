@@ -470,6 +470,26 @@ static void test_csv_errors(void)
     qp_unref(t);
 }
 
+/* q's timestamps reach from 1707.09.22D00:12:43.145224194 to
+ * 2292.04.10D23:47:16.854775806: both ends load (the first's day alone is
+ * beyond int64 nanoseconds), one nanosecond further (-0W, 0W) does not. */
+static void test_csv_timestamp_ends(void)
+{
+    qp_value *t = load("ts\n1707.09.22D00:12:43.145224194\n2292.04.10D23:47:16.854775806\n", "P");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    const int64_t *ts = qp_J(qp_K(qp_table_columns(t))[0]);
+    CU_ASSERT_EQUAL(ts[0], INT64_MIN + 2);
+    CU_ASSERT_EQUAL(ts[1], INT64_MAX - 1);
+    qp_unref(t);
+    const char *beyond[] = {"ts\n1707.09.22D00:12:43.145224193\n", "ts\n2292.04.10D23:47:16.854775807\n"};
+    for (int i = 0; i < 2; i++) {
+        t = load(beyond[i], "P");
+        CU_ASSERT_EQUAL_FATAL(t->type, QP_ERROR);
+        CU_ASSERT(strstr(t->s, "is not a timestamp") != NULL);
+        qp_unref(t);
+    }
+}
+
 /* Every type: build a table, write it, load it with the same types. */
 static void test_csv_roundtrip_types(void)
 {
@@ -813,6 +833,7 @@ int main(void)
         {"csv inference", test_csv_inference},
         {"csv quotes", test_csv_quotes},
         {"csv errors", test_csv_errors},
+        {"csv timestamps at q's ends", test_csv_timestamp_ends},
         {"csv round trip, every type", test_csv_roundtrip_types},
         {"csv iso and q text, by type", test_csv_iso_and_q_cells},
         {"csv iso output reads back", test_csv_iso_reads_back},
