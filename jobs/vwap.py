@@ -61,6 +61,9 @@ def vwap_parts(t):
     else:
         names, inv = np.unique(np.asarray(sym).astype(str), return_inverse=True)
     size, price = t['size'], t['price']
+    # integer sizes (q's long column, pandas' int64 or Int64) total as longs,
+    # as q's sum gives them; bincount's float sums are exact below 2^53
+    whole = str(getattr(size, 'dtype', '')).lower().startswith(('int', 'uint'))
     if _has_null(size) or _has_null(price) or (pandas and len(inv) and inv.min() < 0):
         # only then a copy: null rows weigh nothing (sum-by-key adds zeros)
         ok = _present(size) & _present(price) & (inv >= 0)
@@ -74,12 +77,13 @@ def vwap_parts(t):
     # syms with no volume here (none traded, or a VWAP undefined), and the
     # null sym (pandas' groupby leaves a missing key out too)
     used = (vol != 0) & (names != '')
-    return {'sym': names[used], 'pv': pv[used], 'size': vol[used]}
+    return {'sym': names[used], 'pv': pv[used],
+            'size': vol[used].astype(np.int64) if whole else vol[used]}
 
 
 def finish(t):
     sym = np.asarray(t['sym']).astype(str)
     order = np.argsort(sym, kind='stable')
     pv = np.asarray(t['pv'], dtype=float)[order]
-    size = np.asarray(t['size'], dtype=float)[order]
+    size = np.asarray(t['size'])[order]
     return {'sym': sym[order], 'vwap': pv / size, 'size': size}

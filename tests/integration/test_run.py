@@ -44,6 +44,8 @@ def vwap_numpy(paths):
 
 def read_vwap(path):
     a = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    # sizes are a long column: their totals are longs, as q's sum gives them
+    assert a["size"].dtype.kind == "i", (a["size"].dtype, open(path).read(300))
     return {str(s): (float(v), float(z)) for s, v, z in zip(a["sym"], a["vwap"], a["size"])}
 
 
