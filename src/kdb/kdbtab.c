@@ -532,15 +532,16 @@ static int col_meta(qp_kdb *db, const char *path, const char *col, char *tc, int
     return 0;
 }
 
-/* Type char of a loaded column (flat tables). */
+/* Type char of a loaded column (flat tables). A list column's is its
+ * first item's, upper case, as q's meta (and the anymap case above) looks
+ * at the first item only. */
 static char val_meta(const qp_value *c)
 {
     if (c->type == QP_ENUM) return 's';
     if (c->type >= 1 && c->type <= 19) return TC[c->type];
     if (c->type != QP_LIST || !c->v.n) return ' ';
     int t = qp_K(c)[0]->type;
-    for (int64_t i = 1; i < c->v.n; i++) if (qp_K(c)[i]->type != t) return ' ';
-    return t >= 1 && t <= 19 ? (char)(TC[t] - 'a' + 'A') : ' ';
+    return t >= 1 && t <= 19 && TC[t] != ' ' ? (char)(TC[t] - 'a' + 'A') : ' ';
 }
 
 /* meta's keyed table from n names, type chars and attributes. */

@@ -483,6 +483,40 @@ static void test_rows(void)
     qp_unref(t);
 }
 
+/* meta of a flat table's list column: its first item's type, upper case,
+ * as q's meta (and the anymap columns' meta) looks at the first item only. */
+static void test_flat_meta_first_item(void)
+{
+    qp_value *cv = qp_vector(QP_CHAR, 2), *jv = qp_vector(QP_LONG, 3);
+    memcpy(qp_C(cv), "ab", 2);
+    for (int i = 0; i < 3; i++) qp_J(jv)[i] = i;
+    qp_value *names = qp_vector(QP_SYMBOL, 2);
+    qp_S(names)[0] = qp_sym_intern("s", 1);
+    qp_S(names)[1] = qp_sym_intern("m", 1);
+    qp_value *t = qp_table(qp_dict(names, qp_list(2, qp_list(2, qp_ref(cv), qp_ref(cv)),
+                                                  qp_list(2, qp_ref(jv), qp_ref(cv)))));
+    size_t n = qp_ipc_size(t);
+    uint8_t *b = malloc(n + 2);
+    b[0] = 0xff, b[1] = 0x01;
+    size_t len = 2 + qp_ipc_encode_body(t, b + 2);
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp("fm"), 0755), 0);
+    write_file(tmp("fm/t"), b, len);
+    qp_kdb *db = open_db(tmp("fm"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    qp_value *m = qp_kdb_meta(db, "t");
+    CU_ASSERT_EQUAL_FATAL(m->type, QP_DICT);
+    const qp_value *ty = qp_table_column(qp_K(m)[1], "t");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ty);
+    CU_ASSERT_EQUAL(qp_C(ty)[0], 'C');      /* strings */
+    CU_ASSERT_EQUAL(qp_C(ty)[1], 'J');      /* a long vector first, a string then */
+    qp_unref(m);
+    qp_kdb_close(db);
+    free(b);
+    qp_unref(t);
+    qp_unref(cv);
+    qp_unref(jv);
+}
+
 /* A table as q before 3.6 `set` it to one flat file (KDB_FORMAT.md layout
  * 6), built byte by byte: its sym column is type 0x15, "sym\0", attribute 3
  * (p#, no index), an int32 count, int32 indices; then a float column. */
@@ -809,6 +843,7 @@ int main(void)
     /* databases built here, byte by byte or by our writer */
     static const qp_test tests[] = {
         {"pre-3.6 flat tables with enumerations", test_old_flat_enums},
+        {"a flat table's meta: a list column's first item", test_flat_meta_first_item},
         {"reload sees a changed root or sym", test_reload},
         {"folders that are not tables; one name, one table", test_not_tables_and_clashes},
         {"one file's domains from the root given", test_load_file_domains},
