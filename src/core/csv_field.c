@@ -236,6 +236,25 @@ int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
+/* A datetime (q's z): a date, or a date then D, T or a space then a
+ * clock, as days since 2000.01.01 (a float, as q keeps it: any year
+ * 0000-9999, where a timestamp stops at 1707 and 2292). */
+int qp__csv_datetime(const char *s, size_t n, double *out)
+{
+    int32_t d;
+    int64_t ns = 0;
+    if (n < 10 || qp__csv_date(s, 10, &d) < 0) return -1;
+    if (n > 10) {
+        int fd;
+        bool secs;
+        if ((s[10] != 'D' && s[10] != 'T' && s[10] != ' ') ||
+            qp__csv_clock(s + 11, n - 11, &ns, &fd, &secs) < 0 || ns >= 86400000000000LL)
+            return -1;
+    }
+    *out = (double)d + (double)ns / 86400e9;
+    return 0;
+}
+
 /* An ISO 8601 duration, [-]P[nD][T[nH][nM][n[.f]S]] as format = iso and
  * pandas' isoformat write it: nanoseconds. Years, months and weeks (no
  * fixed length) are refused; so is anything beyond q's range, but for

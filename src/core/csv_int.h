@@ -31,6 +31,7 @@ int qp__csv_clock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs);
  * second or time: -00:00:01): *ns negative. */
 int qp__csv_sclock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs);
 int qp__csv_timestamp(const char *s, size_t n, int64_t *out);
+int qp__csv_datetime(const char *s, size_t n, double *out);
 int qp__csv_timespan(const char *s, size_t n, int64_t *out);
 int qp__csv_guid(const char *s, size_t n, uint8_t out[16]);
 int qp__csv_bool(const char *s, size_t n, uint8_t *out);

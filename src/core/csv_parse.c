@@ -245,9 +245,7 @@ static inline __attribute__((always_inline)) int put_field(const qp__csv_col *c,
     case QP_DATE: if (!(bad = qp__csv_date(s, n, &i))) ((int32_t *)d)[r] = i; break;
     case QP_MONTH: if (!(bad = qp__csv_month(s, n, &i))) ((int32_t *)d)[r] = i; break;
     case QP_TIMESTAMP: if (!(bad = qp__csv_timestamp(s, n, &j))) ((int64_t *)d)[r] = j; break;
-    case QP_DATETIME:
-        if (!(bad = qp__csv_timestamp(s, n, &j))) ((double *)d)[r] = (double)j / 86400e9;
-        break;
+    case QP_DATETIME: bad = qp__csv_datetime(s, n, (double *)d + r); break;
     case QP_TIMESPAN: if (!(bad = qp__csv_timespan(s, n, &j))) ((int64_t *)d)[r] = j; break;
     case QP_TIME: case QP_SECOND: case QP_MINUTE:
         if (!(bad = put_clock(c->type, s, n, &i))) ((int32_t *)d)[r] = i;

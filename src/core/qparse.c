@@ -169,8 +169,6 @@ static int parse_special(const char *b, bool neg, num *out)
  * adds: which form is which type, '.' as the only date separator, and
  * D or T alone after a date (midnight) or a day count (whole days). */
 
-#define DAY_NS 86400000000000LL
-
 /* s (n < cap bytes) into buf, with "00:00" after a final D or T: the
  * CSV parsers want a clock there. */
 static size_t with_clock(const char *s, size_t n, char *buf, size_t cap)
@@ -209,17 +207,9 @@ static int parse_dated(const char *s, size_t n, const char *sep, num *out)
     size_t k = (size_t)(sep - s), m = with_clock(s, n, buf, sizeof buf);
     bool date = k == 10 && s[4] == '.' && s[7] == '.';
     if (*sep == 'T') {
-        int32_t d;
-        int64_t ns;
-        int fd;
-        bool secs;
         out->bad = "bad datetime";
-        if (!date || qp__csv_date(buf, 10, &d) < 0 ||
-            qp__csv_clock(buf + 11, m - 11, &ns, &fd, &secs) < 0 || ns >= DAY_NS)
-            return -1;
         out->type = -QP_DATETIME;
-        out->f = (double)d + (double)ns / (double)DAY_NS;   /* days, as q keeps them */
-        return 0;
+        return date ? qp__csv_datetime(buf, m, &out->f) : -1;   /* days, as q keeps them */
     }
     if (date) {
         out->bad = "bad timestamp";

@@ -490,6 +490,26 @@ static void test_csv_timestamp_ends(void)
     }
 }
 
+/* q's datetimes (z) are days as a float: any year a date takes, where a
+ * timestamp's range ends (1650 and 2400 load; the time of day kept). */
+static void test_csv_datetime_range(void)
+{
+    qp_value *t = load("z\n1650.01.01T12:00:00.000\n2400.06.30D06:00:00.000\n2000.01.02\n", "Z");
+    CU_ASSERT_EQUAL_FATAL(t->type, QP_TABLE);
+    const double *z = qp_F(qp_K(qp_table_columns(t))[0]);
+    CU_ASSERT_DOUBLE_EQUAL(z[0], qp_days_from_ymd(1650, 1, 1) + 0.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(z[1], qp_days_from_ymd(2400, 6, 30) + 0.25, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(z[2], 1.0, 0);
+    char *s = qp_format(t, 1 << 20);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT(strstr(s, "1650.01.01T12:00:00.000") && strstr(s, "2400.06.30T06:00:00.000"));
+    free(s);
+    qp_unref(t);
+    t = load("z\n2400.06.30X06:00:00.000\n", "Z");
+    CU_ASSERT_EQUAL(t->type, QP_ERROR);
+    qp_unref(t);
+}
+
 /* Every type: build a table, write it, load it with the same types. */
 static void test_csv_roundtrip_types(void)
 {
@@ -834,6 +854,7 @@ int main(void)
         {"csv quotes", test_csv_quotes},
         {"csv errors", test_csv_errors},
         {"csv timestamps at q's ends", test_csv_timestamp_ends},
+        {"csv datetimes beyond the timestamps' range", test_csv_datetime_range},
         {"csv round trip, every type", test_csv_roundtrip_types},
         {"csv iso and q text, by type", test_csv_iso_and_q_cells},
         {"csv iso output reads back", test_csv_iso_reads_back},
