@@ -8,6 +8,10 @@ calls and Ctrl-C, measured:
   ctrl-c   a script blocked in a remote call of 30 s gets SIGINT: the time
            from the signal (sent by this process) to the script's
            `except KeyboardInterrupt` (both read CLOCK_MONOTONIC); RUNS tries
+  cancel   a call of a function that sleeps (or spins) for 30 s times out at
+           0.3 s, so its session closes the connection and the server
+           cancels the call: the time from that TimeoutError to another
+           session's answer from the same server; 2 x RUNS tries
 
 No assertion; --save appends the report to bench/results/client_async.txt.
 
@@ -88,6 +92,35 @@ def ctrl_c(port, runs):
     return lags
 
 
+def spin(x):
+    while True:
+        x += 1
+
+
+def cancel(port, runs):
+    """Seconds from a timed-out call's TimeoutError (its connection closed)
+    to another session's answer, for a sleeping and a spinning function."""
+    b = kx.remote.session(port=port)
+    quick = kx.remote.function(b)(sleepy)
+    quick(0)
+    out = {}
+    for name, fn, arg in (("sleeping", sleepy, 30), ("spinning", spin, 0)):
+        a = kx.remote.session(port=port, timeout=0.3)
+        f = kx.remote.function(a)(fn)
+        lags = []
+        for _ in range(runs):
+            try:
+                f(arg)
+            except TimeoutError:
+                t0 = time.monotonic()
+            assert quick(0) == 0
+            lags.append(time.monotonic() - t0)
+        a.close()
+        out[name] = lags
+    b.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -97,12 +130,15 @@ def main():
     with harness.Server(env=env) as s1, harness.Server(env=env) as s2:
         gathered, serial = overlap(s1.port, s2.port, a.runs)
         lags = ctrl_c(s1.port, a.runs)
+        cut = cancel(s2.port, 2 * a.runs)
     fmt = lambda xs, k=1, u="s": " ".join(f"{x * k:.{3 if u == 's' else 1}f}" for x in xs) + f" {u}"
     report = (f"`bench/bench_client_async.py --runs {a.runs}` on {os.cpu_count()} cores, "
               f"{datetime.datetime.now():%Y-%m-%d %H:%M}\n"
               f"two 0.5 s calls on two servers, gathered (acall): {fmt(gathered)}\n"
               f"the same two, one after the other:               {fmt(serial)}\n"
-              f"Ctrl-C to KeyboardInterrupt in a blocked call:  {fmt(lags, 1000, 'ms')}\n")
+              f"Ctrl-C to KeyboardInterrupt in a blocked call:  {fmt(lags, 1000, 'ms')}\n"
+              + "".join(f"a {k} call timed out, to another client's answer: {fmt(v, 1000, 'ms')}\n"
+                        for k, v in cut.items()))
     print(report, end="")
     if a.save:
         with open(os.path.join(ROOT, "bench", "results", "client_async.txt"), "a") as f:
