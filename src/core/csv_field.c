@@ -213,19 +213,27 @@ int qp__csv_sclock(const char *s, size_t n, int64_t *ns, int *fd, bool *secs)
     return 0;
 }
 
+/* A date, or a date then D, T or a space then a clock under a day: the
+ * day (since 2000.01.01) into *d and the clock's nanoseconds into *ns. */
+static int date_clock(const char *s, size_t n, int32_t *d, int64_t *ns)
+{
+    *ns = 0;
+    if (n < 10 || qp__csv_date(s, 10, d) < 0) return -1;
+    if (n == 10) return 0;
+    int fd;
+    bool secs;
+    if ((s[10] != 'D' && s[10] != 'T' && s[10] != ' ') ||
+        qp__csv_clock(s + 11, n - 11, ns, &fd, &secs) < 0 || *ns >= 86400000000000LL)
+        return -1;
+    return 0;
+}
+
 /* date, or date then D, T or a space then a clock: ns since 2000.01.01. */
 int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
 {
     int32_t d;
-    if (n < 10 || qp__csv_date(s, 10, &d) < 0) return -1;
-    int64_t ns = 0;
-    if (n > 10) {
-        int fd;
-        bool secs;
-        if ((s[10] != 'D' && s[10] != 'T' && s[10] != ' ') ||
-            qp__csv_clock(s + 11, n - 11, &ns, &fd, &secs) < 0 || ns >= 86400000000000LL)
-            return -1;
-    }
+    int64_t ns;
+    if (date_clock(s, n, &d, &ns) < 0) return -1;
     /* beyond q's range (1707.09.22D00:12:43.145224194 to
      * 2292.04.10D23:47:16.854775806) the nanoseconds overflow; the day
      * alone may overflow where the time of day brings it back in */
@@ -236,21 +244,14 @@ int qp__csv_timestamp(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-/* A datetime (q's z): a date, or a date then D, T or a space then a
- * clock, as days since 2000.01.01 (a float, as q keeps it: any year
- * 0000-9999, where a timestamp stops at 1707 and 2292). */
+/* A datetime (q's z), written as a timestamp is, as days since
+ * 2000.01.01 (a float, as q keeps it: any year 0000-9999, where a
+ * timestamp stops at 1707 and 2292). */
 int qp__csv_datetime(const char *s, size_t n, double *out)
 {
     int32_t d;
-    int64_t ns = 0;
-    if (n < 10 || qp__csv_date(s, 10, &d) < 0) return -1;
-    if (n > 10) {
-        int fd;
-        bool secs;
-        if ((s[10] != 'D' && s[10] != 'T' && s[10] != ' ') ||
-            qp__csv_clock(s + 11, n - 11, &ns, &fd, &secs) < 0 || ns >= 86400000000000LL)
-            return -1;
-    }
+    int64_t ns;
+    if (date_clock(s, n, &d, &ns) < 0) return -1;
     *out = (double)d + (double)ns / 86400e9;
     return 0;
 }
