@@ -33,6 +33,17 @@ def as_other_user():
         os.setuid(65534)
 
 
+
+def info_unreadable(db, path, mode):
+    """`qpeach db info DB` as another user while path is mode 0; path gets
+    mode back afterwards. The finished process."""
+    os.chmod(path, 0)
+    try:
+        return subprocess.run([QPEACH, "db", "info", db], capture_output=True, text=True,
+                              timeout=60, preexec_fn=as_other_user)
+    finally:
+        os.chmod(path, mode)
+
 def part_db(d, dates=("2024.01.02", "2024.01.03", "2024.01.04")):
     """A date-partitioned trade and a splayed ref; the frames imported."""
     db = os.path.join(d, "db")
@@ -81,12 +92,7 @@ def test_unreadable_partition_folder_fails_its_tables():
     os.unlink(gone)
     os.chmod(d, 0o755)
     locked = os.path.join(db, "2024.01.03")
-    os.chmod(locked, 0)
-    try:
-        r = subprocess.run([QPEACH, "db", "info", db], capture_output=True, text=True,
-                           timeout=60, preexec_fn=as_other_user)
-    finally:
-        os.chmod(locked, 0o755)
+    r = info_unreadable(db, locked, 0o755)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     line = [l for l in r.stdout.splitlines() if l.startswith("table trade:")]
     assert line and locked in line[0] and "Permission denied" in line[0], r.stdout
@@ -148,12 +154,7 @@ def test_unreadable_root_tables_are_named_with_their_cause():
     with open(flat, "wb") as f:      # our writer makes splayed tables only: the bytes are built here
         f.write(FLAT_TABLE)
     os.chmod(d, 0o755)
-    os.chmod(flat, 0)
-    try:
-        r = subprocess.run([QPEACH, "db", "info", db], capture_output=True, text=True,
-                           timeout=60, preexec_fn=as_other_user)
-    finally:
-        os.chmod(flat, 0o644)
+    r = info_unreadable(db, flat, 0o644)
     assert flat in r.stdout and "Permission denied" in r.stdout, (r.stdout, r.stderr)
     r = qpeach("db", "info", db)                         # readable again: a table
     assert "table flat: 3 rows" in r.stdout, r.stdout
