@@ -332,8 +332,9 @@ static int settings_key(run *r, int local, char hex[65])
         fprintf(m, "worker %d %s\n", i, buf);
     }
     for (int i = 0; i < j->nlibs; i++) fprintf(m, "lib %s=%s\n", j->lib_alias[i], j->lib_module[i]);
-    const char *fn = j->function.file ? j->function.file : "", *slash = strrchr(fn, '/');
-    fprintf(m, "fndir %.*s\n", slash ? (int)(slash - fn) : 0, fn);  /* first on sys.path */
+    const char *fn;
+    int dl = qp__fn_dir(j, &fn);
+    fprintf(m, "fndir %.*s\n", dl > 0 ? dl : 0, fn);  /* first on sys.path */
     fprintf(m, "db %s\ninput %s\nstate %s\n", j->db ? j->db : "-",
             !j->files && r->input_path ? r->input_path : "-", j->state);
     if (fclose(m) || rc) { free(text); return QP_ENOMEM; }

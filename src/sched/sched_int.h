@@ -120,6 +120,10 @@ struct qp__worker {
  * --idle-exit [workers] keep, and --watch the state folder and dir. */
 int qp__worker_spawn(qp__worker *w, const char *self, const char *dir, const qp_job *job,
                      const qp_topo *topo, const qp_place *place, char *err, size_t errlen);
+/* The folder of job's function file, which local workers put first on
+ * their sys.path: its length in *fn (the file's text), or -1 when the
+ * file names no folder. */
+int qp__fn_dir(const qp_job *job, const char **fn);
 /* "core 3" or "cores 2,3": a place's cores for messages. */
 void qp__cores_text(const qp_place *pl, char *buf, size_t n);
 /* Connects (waiting up to wait_ms for a local worker to come up). */

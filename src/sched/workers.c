@@ -26,6 +26,13 @@ int64_t qp__ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int qp__fn_dir(const qp_job *job, const char **fn)
+{
+    *fn = job->function.file ? job->function.file : "";
+    const char *slash = strrchr(*fn, '/');
+    return slash ? (int)(slash - *fn) : -1;
+}
+
 /* The child's side of qp__worker_spawn: bound to its cores, stderr to
  * its log, then exec. A kept worker first writes its pid to fd (its
  * parent is the child that started it, not us). Never returns. */
@@ -49,11 +56,10 @@ static void worker_exec(const qp__worker *w, const char *self, const char *dir,
      * py.c), as a script's own folder is: its module imports the
      * modules and packages beside it as it does here. */
     char path[PATH_MAX * 2];
-    const char *fn = job->function.file ? job->function.file : "";
-    const char *slash = strrchr(fn, '/'), *old = getenv("QPEACH_PYTHONPATH");
-    if (slash) {
-        snprintf(path, sizeof path, "%.*s%s%s", (int)(slash - fn), fn, old && *old ? ":" : "",
-                 old && *old ? old : "");
+    const char *fn, *old = getenv("QPEACH_PYTHONPATH");
+    int dl = qp__fn_dir(job, &fn);
+    if (dl >= 0) {
+        snprintf(path, sizeof path, "%.*s%s%s", dl, fn, old && *old ? ":" : "", old && *old ? old : "");
         setenv("QPEACH_PYTHONPATH", path, 1);
     }
     char sarg[16], karg[24];
